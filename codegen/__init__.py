@@ -1,0 +1,51 @@
+"""Turn a finished symgrad graph into source text and machine code.
+
+``compile_graph`` is the only entry point ``symgrad`` uses. A backend is an
+``Emitter`` subclass in its own module, listed in ``BACKENDS``.
+"""
+
+import time
+import warnings
+
+from symgrad.errors import UnsupportedError
+from symgrad.graph import topo_order
+from .numba_backend import NumbaEmitter
+from .numpy_backend import NumpyEmitter
+from .runtime import Compiled, load_module
+
+BACKENDS = {"numba": NumbaEmitter, "numpy": NumpyEmitter}
+
+
+def _numba_signature(inputs):
+    import numba
+    types = []
+    for s in inputs:
+        scalar = numba.from_dtype(__import__("numpy").dtype(s.dtype))
+        types.append(scalar if s.ndim == 0 else numba.types.Array(scalar, s.ndim, "C"))
+    return tuple(types)
+
+
+def compile_graph(outputs, inputs, *, output_names, structure, primary=1, backend="numba",
+                  title="f", entry="call"):
+    """Emit, load and (for numba) compile the module computing ``outputs`` from ``inputs``."""
+    if backend not in BACKENDS:
+        raise UnsupportedError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    start = time.perf_counter()
+    emitter = BACKENDS[backend]()
+    source = emitter.module(list(outputs), list(output_names), list(inputs), primary, entry, title,
+                            structure)
+    module, existed = load_module(source, backend)
+    cache_state = "source cached" if existed else "new"
+    if backend == "numba":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module.kernel.compile(_numba_signature(inputs))
+        stats = module.kernel.stats
+        if stats.cache_hits:
+            cache_state = "machine code loaded from cache"
+        elif stats.cache_misses:
+            cache_state = "compiled, saved to cache"
+    seconds = time.perf_counter() - start
+    nodes = len(topo_order(list(outputs)))
+    return Compiled(source, module, entry, inputs, outputs, output_names, backend, title, seconds,
+                    nodes, cache_state)

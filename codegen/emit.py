@@ -1,0 +1,334 @@
+"""Turn a finished graph into the text of a Python module.
+
+The module holds one straight-line kernel (statements in dependency order,
+forward part then backward part) and one plain-Python entry function that
+validates and converts the arguments, binds the symbolic dimensions, checks
+slicing requirements and calls the kernel. A backend subclasses ``Emitter``
+and overrides the lowering of the ops it spells differently.
+"""
+
+import math
+
+import numpy as np
+
+from symgrad.errors import UnsupportedError
+from symgrad.graph import dim_str, shape_str
+from symgrad import __version__
+from .schedule import Namer, dim_text, identifier, product_text, schedule, shape_text
+
+_UNARY = {
+    "neg": "-{0}", "abs": "np.abs({0})", "sign": "np.sign({0})", "exp": "np.exp({0})",
+    "expm1": "np.expm1({0})", "log": "np.log({0})", "log1p": "np.log1p({0})",
+    "sqrt": "np.sqrt({0})", "square": "np.square({0})", "reciprocal": "np.reciprocal({0})",
+    "sin": "np.sin({0})", "cos": "np.cos({0})", "tan": "np.tan({0})", "arcsin": "np.arcsin({0})",
+    "arccos": "np.arccos({0})", "arctan": "np.arctan({0})", "sinh": "np.sinh({0})",
+    "cosh": "np.cosh({0})", "tanh": "np.tanh({0})", "sigmoid": "_rt.sigmoid({0})",
+    "relu": "_rt.relu({0})", "softplus": "_rt.softplus({0})", "erf": "_rt.erf({0})",
+    "isfinite": "np.isfinite({0})", "logical_not": "np.logical_not({0})",
+}
+_BINARY = {
+    "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
+    "pow": "{0} ** {1}", "maximum": "np.maximum({0}, {1})", "minimum": "np.minimum({0}, {1})",
+    "arctan2": "np.arctan2({0}, {1})", "less": "{0} < {1}", "less_equal": "{0} <= {1}",
+    "greater": "{0} > {1}", "greater_equal": "{0} >= {1}", "equal": "{0} == {1}",
+    "not_equal": "{0} != {1}", "logical_and": "np.logical_and({0}, {1})",
+    "logical_or": "np.logical_or({0}, {1})", "matmul": "{0} @ {1}",
+}
+_VIEWS = {"symbol", "constant", "transpose", "broadcast_to", "reshape", "getitem", "stop_gradient"}
+
+
+def _float_literal(v):
+    v = float(v)
+    if math.isnan(v):
+        return "np.nan"
+    if math.isinf(v):
+        return "np.inf" if v > 0 else "(-np.inf)"
+    text = repr(v)
+    return f"({text})" if text.startswith("-") else text
+
+
+def key_text(key):
+    parts = []
+    for k in key:
+        if k[0] == "n":
+            parts.append("None")
+        elif k[0] == "i":
+            parts.append(dim_text(k[1]) if not isinstance(k[1], int) else str(k[1]))
+        else:
+            start, stop, step = ("" if v is None else (str(v) if isinstance(v, int) else dim_text(v))
+                                 for v in k[1:])
+            parts.append(f"{start}:{stop}" + (f":{step}" if step else ""))
+    return ", ".join(parts)
+
+
+class Emitter:
+    """Numpy-flavoured lowering shared by the backends."""
+
+    backend = "numpy"
+    runtime_module = "codegen.numpy_runtime"
+    decorator = None
+
+    def __init__(self):
+        self.namer = Namer()
+        self.names = {}
+        self.globals = []
+
+    # ------------------------------------------------------------ values
+
+    def literal(self, node):
+        """A scalar constant as code of the right dtype."""
+        v = node.value.reshape(())[()]
+        if node.dtype == "bool":
+            return "True" if v else "False"
+        if node.dtype == "float64":
+            return _float_literal(v)
+        if node.dtype == "float32":
+            return f"np.float32({_float_literal(v)})"
+        if node.dtype == "int64":
+            return f"({int(v)})" if v < 0 else str(int(v))
+        return f"np.{node.dtype}({int(v)})"
+
+    def constant_array(self, node):
+        name = self.namer.claim("const")
+        arr = node.value
+        if arr.size <= 24 and np.all(np.isfinite(arr)) if arr.dtype.kind == "f" else arr.size <= 24:
+            body = repr(arr.tolist())
+            text = f"{name} = np.array({body}, dtype=np.{arr.dtype.name})"
+        else:
+            text = (f"{name} = np.frombuffer(bytes.fromhex({arr.tobytes().hex()!r}), "
+                    f"dtype=np.{arr.dtype.name}).reshape({shape_text(arr.shape)})")
+        self.globals.append(text)
+        return name
+
+    def ref(self, node):
+        """How a statement refers to ``node``'s value."""
+        return self.names[id(node)]
+
+    # ------------------------------------------------------------ lowering
+
+    def lower(self, node, args):
+        """Code computing ``node`` from argument expressions: an expression, or
+        (lines, result) where ``lines`` assign to ``{out}``."""
+        op = node.op
+        method = getattr(self, "lower_" + op, None)
+        if method is not None:
+            return method(node, args)
+        if op in _UNARY:
+            return _UNARY[op].format(*args)
+        if op in _BINARY:
+            return _BINARY[op].format(*args)
+        raise UnsupportedError(f"the {self.backend} backend cannot lower op {op!r}")
+
+    def np_dtype(self, dtype):
+        return f"np.{dtype}" if dtype != "bool" else "np.bool_"
+
+    def lower_cast(self, node, args):
+        if node.ndim == 0:
+            return f"{self.np_dtype(node.dtype)}({args[0]})"
+        return f"{args[0]}.astype({self.np_dtype(node.dtype)})"
+
+    def lower_where(self, node, args):
+        c, a, b = node.inputs
+        if node.ndim == 0:
+            return f"{args[1]} if {args[0]} else {args[2]}"
+        cond = args[0] if c.ndim else f"np.full({shape_text(node.shape)}, {args[0]})"
+        return f"np.where({cond}, {args[1]}, {args[2]})"
+
+    def lower_dimsize(self, node, args):
+        return f"{self.np_dtype(node.dtype)}({product_text(node.attrs['dims'])})"
+
+    def _reduce_np(self, fn, node, args):
+        axes = node.attrs["axes"]
+        keep = node.attrs["keepdims"]
+        x = node.inputs[0]
+        if len(axes) == x.ndim and not keep:
+            return f"{fn}({args[0]})"
+        return f"{fn}({args[0]}, axis={tuple(axes)}, keepdims={keep})"
+
+    def lower_sum(self, node, args):
+        return self._reduce_np("np.sum", node, args)
+
+    def lower_max(self, node, args):
+        return self._reduce_np("np.max", node, args)
+
+    def lower_min(self, node, args):
+        return self._reduce_np("np.min", node, args)
+
+    def lower_prod(self, node, args):
+        return self._reduce_np("np.prod", node, args)
+
+    def lower_argmax_mask(self, node, args):
+        return f"_rt.first_max_mask({args[0]}, {tuple(node.attrs['axes'])})"
+
+    def lower_argmin_mask(self, node, args):
+        return f"_rt.first_min_mask({args[0]}, {tuple(node.attrs['axes'])})"
+
+    def lower_prod_others(self, node, args):
+        return f"_rt.prod_others({args[0]}, {tuple(node.attrs['axes'])})"
+
+    def lower_reshape(self, node, args):
+        return f"np.reshape({args[0]}, {shape_text(node.shape)})"
+
+    def lower_broadcast_to(self, node, args):
+        return f"np.broadcast_to({args[0]}, {shape_text(node.shape)})"
+
+    def lower_transpose(self, node, args):
+        axes = node.attrs["axes"]
+        if axes == tuple(reversed(range(len(axes)))):
+            return f"{args[0]}.T"
+        return f"np.transpose({args[0]}, {axes})"
+
+    def lower_getitem(self, node, args):
+        return f"{args[0]}[{key_text(node.attrs['key'])}]"
+
+    def lower_slice_grad(self, node, args):
+        lines = [f"{{out}} = np.zeros({shape_text(node.shape)}, dtype={self.np_dtype(node.dtype)})",
+                 f"{{out}}[{key_text(node.attrs['key'])}] = {args[0]}"]
+        return lines
+
+    def lower_concatenate(self, node, args):
+        return f"np.concatenate(({', '.join(args)},), axis={node.attrs['axis']})"
+
+    def lower_stop_gradient(self, node, args):
+        return args[0]
+
+    # ------------------------------------------------------------ module
+
+    def copy_output(self, node, ref):
+        if node.ndim == 0:
+            return ref
+        return f"np.ascontiguousarray({ref}).copy()"
+
+    def kernel_header(self, name, params):
+        lines = []
+        if self.decorator:
+            lines.append(self.decorator)
+        lines.append(f"def {name}({', '.join(params)}):")
+        return lines
+
+    def module(self, outputs, output_names, inputs, primary, entry, title, structure):
+        """The module text. ``structure`` is the code of the entry's return value,
+        written over ``out[i]`` (e.g. ``out[0], (out[1], out[2])``)."""
+        params = []
+        for s in inputs:
+            name = self.namer.claim(s.name)
+            self.names[id(s)] = name
+            params.append(name)
+        forward, backward = schedule(outputs, primary)
+        dims = {}
+        prelude = []
+        for s, p in zip(inputs, params):
+            for axis, d in enumerate(s.shape):
+                if not isinstance(d, int) and d.is_Symbol and d.name not in dims:
+                    dims[d.name] = (p, axis)
+                    prelude.append(f"dim_{d.name} = {p}.shape[{axis}]")
+        out_name_of = {}
+        for node, oname in zip(outputs, output_names):
+            if node.op not in _VIEWS and id(node) not in out_name_of:
+                out_name_of[id(node)] = self.namer.claim(oname)
+        body = []
+        for part, nodes in (("forward", forward), ("backward", backward)):
+            stmts = []
+            for node in nodes:
+                stmts.extend(self.statement(node, out_name_of))
+            if stmts and backward:
+                body.append(f"# {part}")
+            body.extend(stmts)
+        results = []
+        for node, oname in zip(outputs, output_names):
+            ref = self.ref(node)
+            if node.op in _VIEWS or out_name_of.get(id(node)) != ref:
+                name = self.namer.claim(oname)
+                body.append(f"{name} = {self.copy_output(node, ref)}")
+                ref = name
+            results.append(ref)
+        body.append(f"return ({', '.join(results)},)")
+
+        lines = [f"# generated by symgrad {__version__}, backend: {self.backend}",
+                 f"# {title}",
+                 "import numpy as np"]
+        if self.backend == "numba":
+            lines.append("import numba")
+        lines += [f"import {self.runtime_module} as _rt", "import codegen.runtime as _cv", ""]
+        lines += self.globals
+        if self.globals:
+            lines.append("")
+        lines.append("")
+        lines += self.kernel_header("kernel", params)
+        lines += ["    " + l for l in prelude + body]
+        lines += ["", ""]
+        lines += self.entry_function(inputs, params, dims, outputs, structure, entry)
+        return "\n".join(lines) + "\n"
+
+    def statement(self, node, out_name_of):
+        if node.op == "symbol":
+            return []
+        if node.op == "constant":
+            self.names[id(node)] = self.literal(node) if node.ndim == 0 else self.constant_array(node)
+            return []
+        args = [self.ref(i) for i in node.inputs]
+        code = self.lower(node, args)
+        if isinstance(code, str) and node.op == "stop_gradient":
+            self.names[id(node)] = code
+            return []
+        name = out_name_of.get(id(node)) or self.namer.derive(node, args)
+        self.names[id(node)] = name
+        comment = f"  # {node.note}" if node.note else ""
+        if isinstance(code, str):
+            return [f"{name} = {code}{comment}"]
+        lines = [line.format(out=name) for line in code]
+        lines[0] += comment
+        return lines
+
+    # ------------------------------------------------------------ entry point
+
+    def entry_function(self, inputs, params, dims, outputs, structure, entry):
+        lines = [f"def {entry}({', '.join(params)}):",
+                 f'    """Check and convert the arguments, then run the kernel."""']
+        for s, p in zip(inputs, params):
+            label = repr(s.name)
+            if s.ndim == 0:
+                if s.dtype == "float64":
+                    lines.append(f"    if type({p}) is not float:")
+                    lines.append(f"        {p} = _cv.scalar({p}, {label}, 'float64')")
+                else:
+                    lines.append(f"    {p} = _cv.scalar({p}, {label}, {s.dtype!r})")
+            else:
+                lines.append(f"    if type({p}) is not _cv.ndarray or {p}.dtype is not _cv.{s.dtype} "
+                             f"or {p}.ndim != {s.ndim} or not {p}.flags.c_contiguous:")
+                lines.append(f"        {p} = _cv.array({p}, {label}, {s.ndim}, {s.dtype!r})")
+        bound = set()
+        for s, p in zip(inputs, params):
+            for axis, d in enumerate(s.shape):
+                if isinstance(d, int):
+                    lines.append(f"    if {p}.shape[{axis}] != {d}:")
+                    lines.append(f"        raise _cv.fixed_dim_error({s.name!r}, {axis}, {p}.shape[{axis}], {d})")
+                elif d.is_Symbol and d.name not in bound and dims.get(d.name) == (p, axis):
+                    bound.add(d.name)
+                    lines.append(f"    dim_{d.name} = {p}.shape[{axis}]")
+                else:
+                    first_p, first_axis = dims[d.name] if d.is_Symbol else (None, None)
+                    first_sym = next(x.name for x, q in zip(inputs, params) if q == first_p)
+                    lines.append(f"    if {p}.shape[{axis}] != dim_{d.name}:")
+                    lines.append(f"        raise _cv.dim_error({s.name!r}, {axis}, {p}.shape[{axis}], "
+                                 f"{d.name!r}, {first_sym!r}, {first_axis}, dim_{d.name})")
+        for dim, minimum, what in requirements(outputs):
+            lines.append(f"    if {dim_text(dim)} < {minimum}:")
+            lines.append(f"        raise _cv.too_small({dim_str(dim)!r}, {dim_text(dim)}, {minimum}, {what!r})")
+        lines.append(f"    out = kernel({', '.join(params)})")
+        lines.append(f"    return {structure}")
+        return lines
+
+
+def requirements(outputs):
+    """(dim, minimum, what) for every slice or index whose bounds need a large enough dim."""
+    from symgrad.graph import topo_order
+    from symgrad.printing import expr_str
+    seen = {}
+    for node in topo_order(outputs):
+        for dim, minimum in node.attrs.get("requires", ()) if node.op == "getitem" else ():
+            key = (str(dim), minimum)
+            if key not in seen:
+                what = f"{expr_str(node.inputs[0])[:40]}[{key_text(node.attrs['key'])}]"
+                seen[key] = (dim, minimum, what)
+    return list(seen.values())

@@ -1,0 +1,9 @@
+"""The numpy backend: plain numpy code, no compiler. A reference for tests and for debugging."""
+
+from .emit import Emitter
+
+
+class NumpyEmitter(Emitter):
+    backend = "numpy"
+    runtime_module = "codegen.numpy_runtime"
+    decorator = None

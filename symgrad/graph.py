@@ -1,0 +1,327 @@
+"""The expression graph: immutable, hash-consed nodes with static shapes and dtypes.
+
+A node (``Expr``) is an op name, a tuple of input nodes, static attributes, a
+shape and a dtype. Nodes are interned: building the same node twice returns the
+same object, which is the first layer of common-subexpression elimination.
+The intern table is process-global and holds nodes weakly, so a graph nobody
+references any more is freed.
+
+A shape is a tuple of dimensions. A dimension is an ``int`` or a symbolic
+dimension: a SymPy integer expression over named dims (``n``, ``n - 1``,
+``n*d``). Named dims come from input declarations such as
+``sg.tensor("X", shape=("n", "d"))``; derived ones come from slicing,
+reshaping and concatenation.
+"""
+
+import itertools
+import threading
+import weakref
+
+import numpy as np
+import sympy
+
+from .errors import ShapeError, UnsupportedError
+
+# ---------------------------------------------------------------- dtypes
+
+FLOAT_DTYPES = ("float32", "float64")
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+ALL_DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+
+
+def as_dtype(dtype, where="dtype"):
+    """Normalise a dtype spelling (``np.float32``, ``"float32"``, ``float``) to its name."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        raise UnsupportedError(f"{where}: {dtype!r} is not a dtype") from None
+    if name not in ALL_DTYPES:
+        raise UnsupportedError(
+            f"{where}: dtype {name} is not supported; use one of {', '.join(ALL_DTYPES)}")
+    return name
+
+
+def is_float(dtype):
+    return dtype in FLOAT_DTYPES
+
+
+def promote(*dtypes):
+    """numpy's promotion of array dtypes (NumPy 2 rules, no value-based casting)."""
+    return np.result_type(*[np.dtype(d) for d in dtypes]).name
+
+
+def float_of(dtype):
+    """The float dtype an op on ``dtype`` computes in: floats keep theirs, ints go to float64."""
+    return dtype if is_float(dtype) else "float64"
+
+
+# ---------------------------------------------------------------- dims and shapes
+
+_dim_symbols = {}
+
+
+def dim_symbol(name):
+    """The SymPy symbol of a named dimension; the same name is always the same symbol."""
+    if name not in _dim_symbols:
+        _dim_symbols[name] = sympy.Symbol(name, integer=True, nonnegative=True)
+    return _dim_symbols[name]
+
+
+def as_dim(d, where="shape"):
+    """Normalise one dimension: a non-negative int, a dim name, or a SymPy expression."""
+    if isinstance(d, (bool, np.bool_)):
+        raise ShapeError(f"{where}: dimension {d!r} is a bool, not a size")
+    if isinstance(d, (int, np.integer)):
+        if d < 0:
+            raise ShapeError(f"{where}: dimension {d} is negative")
+        return int(d)
+    if isinstance(d, str):
+        if not d.isidentifier():
+            raise ShapeError(f"{where}: dimension name {d!r} is not an identifier")
+        return dim_symbol(d)
+    if isinstance(d, sympy.Expr):
+        if d.is_Integer:
+            return int(d)
+        return d
+    raise ShapeError(f"{where}: dimension {d!r} is neither an int nor a name")
+
+
+def as_shape(shape, where="shape"):
+    if shape is None:
+        return ()
+    if isinstance(shape, (int, np.integer, str)):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ShapeError(f"{where}: {shape!r} is not a shape (a tuple of ints and names)") from None
+    return tuple(as_dim(d, where) for d in dims)
+
+
+def dim_str(d):
+    return str(d) if isinstance(d, int) else str(d).replace(" ", "")
+
+
+def shape_str(shape):
+    """A shape as users write it: ``(n, 3)``."""
+    inner = ", ".join(dim_str(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
+def dims_equal(a, b):
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    return sympy.simplify(sympy.Integer(a) - b if isinstance(a, int) else a - b) == 0
+
+
+def dim_product(dims):
+    out = 1
+    for d in dims:
+        out = out * d
+    if isinstance(out, sympy.Expr):
+        out = sympy.expand(out)
+        if out.is_Integer:
+            return int(out)
+    return out
+
+
+def size_of(shape):
+    return dim_product(shape)
+
+
+def concrete(shape):
+    """True when every dimension is an int."""
+    return all(isinstance(d, int) for d in shape)
+
+
+def broadcast_shapes(*shapes, what="operands"):
+    """numpy broadcasting of static shapes; a named dim only matches itself or 1."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(rank):
+        dim = 1
+        for s in shapes:
+            k = i - (rank - len(s))
+            if k < 0:
+                continue
+            d = s[k]
+            if isinstance(d, int) and d == 1:
+                continue
+            if isinstance(dim, int) and dim == 1:
+                dim = d
+            elif not dims_equal(dim, d):
+                listed = " and ".join(shape_str(s) for s in shapes)
+                raise ShapeError(
+                    f"cannot broadcast {what} of shapes {listed}: "
+                    f"dimension {dim_str(dim)} does not match {dim_str(d)}")
+        out.append(dim)
+    return tuple(out)
+
+
+def normalize_axes(axis, rank, where="axis"):
+    """An axis argument (None, int, or tuple of ints, negatives allowed) as a sorted tuple."""
+    if axis is None:
+        return tuple(range(rank))
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+        axis = (axis,)
+    try:
+        axes = tuple(axis)
+    except TypeError:
+        raise ShapeError(f"{where}: {axis!r} is not an int or a tuple of ints") from None
+    out = []
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
+            raise ShapeError(f"{where}: {a!r} is not an int")
+        if not -rank <= a < rank:
+            raise ShapeError(f"{where}: axis {a} is out of range for rank {rank}")
+        a = int(a) % rank
+        if a in out:
+            raise ShapeError(f"{where}: axis {a} repeated")
+        out.append(a)
+    return tuple(sorted(out))
+
+
+# ---------------------------------------------------------------- nodes
+
+_intern = weakref.WeakValueDictionary()
+_intern_lock = threading.RLock()
+_serial = itertools.count()
+
+
+def _attr_key(value):
+    """A hashable key for an attribute value that keeps types apart (1, 1.0 and True differ)."""
+    if isinstance(value, tuple):
+        return ("tuple",) + tuple(_attr_key(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    return (type(value).__name__, value)
+
+
+class Expr:
+    """One node of the graph. Build nodes with the ``sg.*`` functions and operators."""
+
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "serial", "note", "_key",
+                 "__weakref__")
+
+    # Python operators on Expr come from symgrad.ops (installed there).
+    __array_priority__ = 1000
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Expr nodes are built with sg.scalar, sg.tensor and the sg.* ops")
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def name(self):
+        """The symbol's name (symbols only)."""
+        return self.attrs.get("name")
+
+    @property
+    def value(self):
+        """The constant's value as a read-only numpy array (constants only)."""
+        return self.attrs.get("value")
+
+    @property
+    def is_symbol(self):
+        return self.op == "symbol"
+
+    @property
+    def is_constant(self):
+        return self.op == "constant"
+
+    def __hash__(self):
+        return object.__hash__(self)
+
+    def __bool__(self):
+        raise UnsupportedError(
+            "the truth value of a symbolic expression is unknown when the graph is built; "
+            "use sg.where(cond, a, b) instead of if/else on symbolic values")
+
+    def __repr__(self):
+        from .printing import expr_str
+        return expr_str(self)
+
+    def __str__(self):
+        return self.__repr__()
+
+    def __reduce__(self):
+        raise UnsupportedError("Expr objects cannot be pickled; pickle the source or the Compiled object")
+
+    def __iter__(self):
+        raise UnsupportedError(f"cannot iterate over an expression of shape {shape_str(self.shape)}; "
+                               "index it instead")
+
+    def __len__(self):
+        if not self.shape:
+            raise UnsupportedError("len() of a scalar expression")
+        d = self.shape[0]
+        if not isinstance(d, int):
+            raise UnsupportedError(f"len() of an expression whose first dimension {dim_str(d)} is symbolic")
+        return d
+
+
+def new_node(op, inputs, attrs, shape, dtype):
+    """Intern a node: the same (op, inputs, attrs, dtype) always returns the same object."""
+    attrs = dict(attrs)
+    key = (op, tuple(id(i) for i in inputs), _attr_key(tuple(sorted(attrs.items()))), dtype, shape)
+    with _intern_lock:
+        node = _intern.get(key)
+        if node is not None:
+            return node
+        node = object.__new__(Expr)
+        node.op = op
+        node.inputs = tuple(inputs)
+        node.attrs = attrs
+        node.shape = shape
+        node.dtype = dtype
+        node.serial = next(_serial)
+        node.note = None
+        node._key = key
+        _intern[key] = node
+        return node
+
+
+def topo_order(outputs):
+    """Nodes reachable from ``outputs``, inputs before users, walked with an explicit stack."""
+    order = []
+    seen = set()
+    for root in outputs:
+        if id(root) in seen:
+            continue
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            for inp in reversed(node.inputs):
+                if id(inp) not in seen:
+                    stack.append((inp, False))
+    return order
+
+
+def free_symbols(outputs):
+    """The symbols the outputs depend on, in declaration order. Two symbols of one name are an error."""
+    symbols = [n for n in topo_order(outputs) if n.op == "symbol"]
+    check_symbol_names(symbols)
+    return sorted(symbols, key=lambda s: s.serial)
+
+
+def check_symbol_names(symbols):
+    by_name = {}
+    for s in symbols:
+        other = by_name.setdefault(s.name, s)
+        if other is not s:
+            raise ShapeError(
+                f"two different symbols are both named {s.name!r} in one graph: "
+                f"{describe_symbol(other)} and {describe_symbol(s)}")
+
+
+def describe_symbol(s):
+    return f"{s.name}: shape {shape_str(s.shape)} {s.dtype}"

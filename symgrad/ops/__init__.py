@@ -1,0 +1,47 @@
+"""The op set. Each family module registers its ops in ``registry.OPS`` and defines the builders."""
+
+from ..graph import Expr
+from .registry import OPS, OpDef, make, constant, as_expr
+from .elementwise import (
+    cast, add, sub, mul, div, pow, maximum, minimum, arctan2, logaddexp, where, stop_gradient,
+    less, less_equal, greater, greater_equal, equal, not_equal, logical_and, logical_or,
+    logical_not, isfinite,
+    neg, abs, sign, exp, expm1, log, log1p, sqrt, square, reciprocal, sin, cos, tan, arcsin,
+    arccos, arctan, sinh, cosh, tanh, sigmoid, relu, softplus, erf,
+)
+from .reduce import sum, mean, max, min, prod, logsumexp, softmax, log_softmax, count
+from .linalg import matmul, dot, outer
+from .structure import (reshape, expand_dims, squeeze, broadcast_to, transpose, getitem,
+                        concatenate, stack, sum_to)
+
+
+def _rev(fn):
+    return lambda self, other: fn(other, self)
+
+
+# Python operators on expressions, with numpy's meaning
+Expr.__add__, Expr.__radd__ = add, _rev(add)
+Expr.__sub__, Expr.__rsub__ = sub, _rev(sub)
+Expr.__mul__, Expr.__rmul__ = mul, _rev(mul)
+Expr.__truediv__, Expr.__rtruediv__ = div, _rev(div)
+Expr.__pow__, Expr.__rpow__ = pow, _rev(pow)
+Expr.__matmul__, Expr.__rmatmul__ = matmul, _rev(matmul)
+Expr.__neg__ = neg
+Expr.__pos__ = lambda self: self
+Expr.__abs__ = abs
+Expr.__lt__, Expr.__le__ = less, less_equal
+Expr.__gt__, Expr.__ge__ = greater, greater_equal
+Expr.__eq__, Expr.__ne__ = equal, not_equal
+Expr.__and__, Expr.__or__, Expr.__invert__ = logical_and, logical_or, logical_not
+Expr.__getitem__ = getitem
+Expr.T = property(lambda self: transpose(self))
+Expr.sum = lambda self, axis=None, keepdims=False: sum(self, axis, keepdims)
+Expr.mean = lambda self, axis=None, keepdims=False: mean(self, axis, keepdims)
+Expr.max = lambda self, axis=None, keepdims=False: max(self, axis, keepdims)
+Expr.min = lambda self, axis=None, keepdims=False: min(self, axis, keepdims)
+Expr.prod = lambda self, axis=None, keepdims=False: prod(self, axis, keepdims)
+Expr.reshape = lambda self, *shape: reshape(self, shape[0] if len(shape) == 1 else shape)
+Expr.transpose = lambda self, *axes: transpose(self, (axes[0] if len(axes) == 1 else axes) or None)
+Expr.astype = cast
+Expr.dot = dot
+Expr.__hash__ = lambda self: object.__hash__(self)

@@ -1,0 +1,201 @@
+"""Reductions with ``axis`` and ``keepdims``, and the stable composites built on them.
+
+- ``sum``: its VJP repeats the adjoint over the reduced axes (the seeds' Sum/Repeat duality).
+- ``max``/``min``: the gradient goes to one element per reduced slice, the first
+  maximum (minimum) in C order, as ``argmax`` picks it.
+- ``prod``: the gradient of each element is the product of all the others, so
+  zeros are handled exactly.
+- ``mean = sum / count``; ``logsumexp``, ``softmax`` and ``log_softmax`` shift by
+  the (gradient-stopped) max so they never overflow; a slice that is all
+  ``-inf`` gives ``logsumexp = -inf`` rather than NaN.
+"""
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..graph import as_shape, dim_product, float_of, is_float, normalize_axes
+from .registry import register, make, as_expr, constant
+from . import elementwise as ew
+
+
+def _reduced_shape(shape, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _reduce_infer(inputs, attrs):
+    (x,) = inputs
+    return _reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]), x.dtype
+
+
+def _same_infer(inputs, attrs):
+    return inputs[0].shape, inputs[0].dtype
+
+
+def _keep(g, x, out):
+    """The adjoint g reshaped with the reduced axes kept as size 1, so it broadcasts against x."""
+    from .structure import reshape
+    if out.attrs["keepdims"]:
+        return g
+    return reshape(g, _reduced_shape(x.shape, out.attrs["axes"], True))
+
+
+def _repeat(g, x, out):
+    from .structure import broadcast_to
+    if g.ndim == 0:
+        return broadcast_to(g, x.shape)
+    return broadcast_to(_keep(g, x, out), x.shape)
+
+
+def _np_axes(axes):
+    return tuple(axes)
+
+
+register("sum", _reduce_infer,
+         lambda x, axes, keepdims: np.sum(x, axis=_np_axes(axes), keepdims=keepdims),
+         (lambda g, x, out: _repeat(g, x, out),),
+         note="d sum(x) = repeat(g) over the summed axes")
+register("max", _reduce_infer,
+         lambda x, axes, keepdims: np.max(x, axis=_np_axes(axes), keepdims=keepdims),
+         (lambda g, x, out: argmax_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
+         note="d max(x): to the first maximal element")
+register("min", _reduce_infer,
+         lambda x, axes, keepdims: np.min(x, axis=_np_axes(axes), keepdims=keepdims),
+         (lambda g, x, out: argmin_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
+         note="d min(x): to the first minimal element")
+register("prod", _reduce_infer,
+         lambda x, axes, keepdims: np.prod(x, axis=_np_axes(axes), keepdims=keepdims),
+         (lambda g, x, out: prod_others(x, out.attrs["axes"]) * _keep(g, x, out),),
+         note="d prod(x)/dx_i = product of the other elements")
+
+
+def _np_first_extreme_mask(x, axes, pick):
+    x = np.asarray(x)
+    keep = [i for i in range(x.ndim) if i not in axes]
+    perm = keep + list(axes)
+    moved = np.transpose(x, perm)
+    lead = moved.shape[:len(keep)]
+    rows = moved.reshape((int(np.prod(lead)), -1))
+    mask = np.zeros_like(rows)
+    if rows.shape[1]:
+        mask[np.arange(rows.shape[0]), pick(rows, axis=1)] = 1
+    return np.transpose(mask.reshape(moved.shape), np.argsort(perm))
+
+
+def _np_prod_others(x, axes):
+    x = np.asarray(x)
+    keep = [i for i in range(x.ndim) if i not in axes]
+    perm = keep + list(axes)
+    moved = np.transpose(x, perm)
+    rows = moved.reshape((int(np.prod(moved.shape[:len(keep)])), -1))
+    ones = np.ones((rows.shape[0], 1), dtype=rows.dtype)
+    before = np.cumprod(np.concatenate([ones, rows[:, :-1]], axis=1), axis=1)
+    after = np.cumprod(np.concatenate([ones, rows[:, :0:-1]], axis=1), axis=1)[:, ::-1]
+    return np.transpose((before * after).reshape(moved.shape), np.argsort(perm))
+
+
+def _prod_others_vjp(g, x, out):
+    raise UnsupportedError("second derivatives of prod are not supported yet")
+
+
+register("argmax_mask", _same_infer,
+         lambda x, axes: _np_first_extreme_mask(x, axes, np.argmax).astype(x.dtype),
+         note="one-hot of the first maximum along axes (zero derivative)")
+register("argmin_mask", _same_infer,
+         lambda x, axes: _np_first_extreme_mask(x, axes, np.argmin).astype(x.dtype),
+         note="one-hot of the first minimum along axes (zero derivative)")
+register("prod_others", _same_infer, _np_prod_others, (_prod_others_vjp,),
+         note="product of the other elements along axes")
+register("dimsize", lambda inputs, attrs: ((), attrs["dtype"]), None,
+         note="the number of elements in the given dims, known when called")
+
+
+# ---------------------------------------------------------------- builders
+
+
+def _reduce(op, x, axis, keepdims):
+    x = as_expr(x)
+    axes = normalize_axes(axis, x.ndim, where=f"{op}(axis={axis!r})")
+    return make(op, [x], axes=axes, keepdims=bool(keepdims))
+
+
+def sum(x, axis=None, keepdims=False):
+    """Sum over ``axis`` (all axes by default)."""
+    x = as_expr(x)
+    if x.dtype == "bool":
+        x = ew.cast(x, "int64")
+    return _reduce("sum", x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False):
+    return _reduce("max", x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims=False):
+    return _reduce("min", x, axis, keepdims)
+
+
+def prod(x, axis=None, keepdims=False):
+    return _reduce("prod", x, axis, keepdims)
+
+
+def argmax_mask(x, axes):
+    return make("argmax_mask", [as_expr(x)], axes=tuple(axes))
+
+
+def argmin_mask(x, axes):
+    return make("argmin_mask", [as_expr(x)], axes=tuple(axes))
+
+
+def prod_others(x, axes):
+    return make("prod_others", [as_expr(x)], axes=tuple(axes))
+
+
+def count(dims, dtype="float64"):
+    """The number of elements spanned by ``dims`` (a product of sizes), as a scalar of ``dtype``."""
+    dims = as_shape(dims)
+    total = dim_product(dims)
+    if isinstance(total, int):
+        return constant(total, dtype)
+    return make("dimsize", [], dims=dims, dtype=dtype)
+
+
+def mean(x, axis=None, keepdims=False):
+    """Mean over ``axis`` (all axes by default)."""
+    x = ew._float(as_expr(x))
+    axes = normalize_axes(axis, x.ndim, where=f"mean(axis={axis!r})")
+    n = count([x.shape[a] for a in axes], x.dtype)
+    return sum(x, axes, keepdims) / n
+
+
+def _shift(x, axes):
+    m = ew.stop_gradient(max(x, axes, keepdims=True))
+    # an all -inf (or +inf) slice must not turn into inf - inf = nan
+    return ew.where(ew.isfinite(m), m, 0)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) over ``axis``, shifted by the max so it never overflows."""
+    x = ew._float(as_expr(x))
+    axes = normalize_axes(axis, x.ndim, where=f"logsumexp(axis={axis!r})")
+    m = _shift(x, axes)
+    out = ew.log(sum(ew.exp(x - m), axes, keepdims=True)) + m
+    if keepdims:
+        return out
+    from .structure import reshape
+    return reshape(out, _reduced_shape(x.shape, axes, False))
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along ``axis``."""
+    x = ew._float(as_expr(x))
+    return x - logsumexp(x, axis, keepdims=True)
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis``, computed from the max-shifted exponentials."""
+    x = ew._float(as_expr(x))
+    axes = normalize_axes(axis, x.ndim, where=f"softmax(axis={axis!r})")
+    e = ew.exp(x - _shift(x, axes))
+    return e / sum(e, axes, keepdims=True)

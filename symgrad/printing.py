@@ -1,0 +1,67 @@
+"""Expressions as readable text (``repr``)."""
+
+from .graph import shape_str, topo_order
+
+_INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2),
+          "matmul": ("@", 2), "pow": ("**", 4), "less": ("<", 0), "less_equal": ("<=", 0),
+          "greater": (">", 0), "greater_equal": (">=", 0), "equal": ("==", 0), "not_equal": ("!=", 0)}
+_MAX_NODES = 400
+_MAX_CHARS = 300
+
+
+def _constant_str(node):
+    v = node.value
+    if v.ndim == 0:
+        return repr(v.item())
+    if v.size <= 6:
+        return repr(v.tolist())
+    return f"<constant {shape_str(v.shape)} {v.dtype}>"
+
+
+def _key_str(key):
+    parts = []
+    for k in key:
+        if k[0] == "n":
+            parts.append("None")
+        elif k[0] == "i":
+            parts.append(str(k[1]))
+        else:
+            start, stop, step = ("" if v is None else str(v) for v in k[1:])
+            parts.append(f"{start}:{stop}" + (f":{step}" if step else ""))
+    return ", ".join(parts)
+
+
+def expr_str(root):
+    order = topo_order([root])
+    if len(order) > _MAX_NODES:
+        return f"<Expr {root.op} shape={shape_str(root.shape)} dtype={root.dtype}, {len(order)} nodes>"
+    text = {}
+    for node in order:
+        args = [text[id(i)] for i in node.inputs]
+        if node.op == "symbol":
+            s, prec = node.name, 9
+        elif node.op == "constant":
+            s, prec = _constant_str(node), 9
+        elif node.op in _INFIX:
+            sym, prec = _INFIX[node.op]
+            left, right = [a if p > prec or (p == prec and k == 0 and node.op != "pow") else f"({a})"
+                           for k, (a, p) in enumerate(args)]
+            s = f"{left} {sym} {right}" if node.op != "pow" else f"{left}**{right}"
+        elif node.op == "neg":
+            a, p = args[0]
+            s, prec = (f"-{a}" if p > 2 else f"-({a})"), 3
+        elif node.op == "getitem":
+            a, p = args[0]
+            s, prec = f"{a if p == 9 else '(' + a + ')'}[{_key_str(node.attrs['key'])}]", 9
+        else:
+            extras = []
+            for name, value in sorted(node.attrs.items()):
+                if name in ("out_shape", "requires"):
+                    continue
+                extras.append(f"{name}={shape_str(value) if name == 'shape' else value}")
+            s = f"{node.op}({', '.join([a for a, _ in args] + extras)})"
+            prec = 9
+        if len(s) > _MAX_CHARS:
+            s = f"<{node.op} {shape_str(node.shape)}>"
+        text[id(node)] = (s, prec)
+    return text[id(root)][0]
