@@ -39,10 +39,11 @@ class Namer:
     def claim(self, base):
         base = identifier(base) if base else "t"
         name = base
-        k = 1
+        k = self.counts.get(base, 1)
         while name in self.taken:
             k += 1
             name = f"{base}_{k}"
+        self.counts[base] = k
         self.taken.add(name)
         return name
 
