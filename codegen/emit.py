@@ -93,10 +93,10 @@ class Emitter:
         arr = node.value
         if arr.size <= 24 and np.all(np.isfinite(arr)) if arr.dtype.kind == "f" else arr.size <= 24:
             body = repr(arr.tolist())
-            text = f"{name} = np.array({body}, dtype=np.{arr.dtype.name})"
+            text = f"{name} = np.array({body}, dtype={self.np_dtype(arr.dtype.name)})"
         else:
             text = (f"{name} = np.frombuffer(bytes.fromhex({arr.tobytes().hex()!r}), "
-                    f"dtype=np.{arr.dtype.name}).reshape({shape_text(arr.shape)})")
+                    f"dtype={self.np_dtype(arr.dtype.name)}).reshape({shape_text(arr.shape)})")
         self.globals.append(text)
         return name
 
@@ -234,10 +234,13 @@ class Emitter:
             if stmts and backward:
                 body.append(f"# {part}")
             body.extend(stmts)
+        # every array returned is a fresh buffer: never an input, a constant, a view of
+        # them, or another output (compile([e, e]) and two equal gradients return two arrays)
         results = []
         for node, oname in zip(outputs, output_names):
             ref = self.ref(node)
-            if node.op in _VIEWS or out_name_of.get(id(node)) != ref:
+            shared = node.ndim > 0 and ref in results
+            if node.op in _VIEWS or out_name_of.get(id(node)) != ref or shared:
                 name = self.namer.claim(oname)
                 body.append(f"{name} = {self.copy_output(node, ref)}")
                 ref = name
@@ -282,13 +285,22 @@ class Emitter:
 
     # ------------------------------------------------------------ entry point
 
+    @property
+    def interpreted(self):
+        """True when the kernel runs as plain Python on numpy values (nothing compiles it)."""
+        return self.decorator is None
+
     def entry_function(self, inputs, params, dims, outputs, structure, entry):
         lines = [f"def {entry}({', '.join(params)}):",
                  f'    """Check and convert the arguments, then run the kernel."""']
         for s, p in zip(inputs, params):
             label = repr(s.name)
             if s.ndim == 0:
-                if s.dtype == "float64":
+                if self.interpreted:
+                    # numpy scalars follow IEEE as machine code does; Python floats raise on
+                    # 1/0 and 10.0**400 and turn (-8.0)**(1/3) complex
+                    lines.append(f"    {p} = _cv.numpy_scalar({p}, {label}, {s.dtype!r})")
+                elif s.dtype == "float64":
                     lines.append(f"    if type({p}) is not float:")
                     lines.append(f"        {p} = _cv.scalar({p}, {label}, 'float64')")
                 else:
@@ -312,10 +324,25 @@ class Emitter:
                     lines.append(f"    if {p}.shape[{axis}] != dim_{d.name}:")
                     lines.append(f"        raise _cv.dim_error({s.name!r}, {axis}, {p}.shape[{axis}], "
                                  f"{d.name!r}, {first_sym!r}, {first_axis}, dim_{d.name})")
+        name_of_param = {p: s.name for s, p in zip(inputs, params)}
         for dim, minimum, what in requirements(outputs):
+            where = ", ".join(("" if dim.is_Symbol else f"{sym.name} ")
+                              + f"from axis {dims[sym.name][1]} of {name_of_param[dims[sym.name][0]]!r}"
+                              for sym in sorted(dim.free_symbols, key=str) if sym.name in dims)
             lines.append(f"    if {dim_text(dim)} < {minimum}:")
-            lines.append(f"        raise _cv.too_small({dim_str(dim)!r}, {dim_text(dim)}, {minimum}, {what!r})")
-        lines.append(f"    out = kernel({', '.join(params)})")
+            lines.append(f"        raise _cv.too_small({dim_str(dim)!r}, {dim_text(dim)}, {minimum}, {what!r}, "
+                         f"{where!r})")
+        if self.interpreted:
+            lines.append("    with _cv.ieee_errors_ignored():")
+            lines.append(f"        out = _cv.zero_d_as_scalars(kernel({', '.join(params)}))")
+        else:
+            lines.append(f"    out = kernel({', '.join(params)})")
+            # machine code boxes every float scalar as a Python float (float64) and every int
+            # as a Python int: give float32 and narrow int scalars their dtype back
+            boxed = [f"np.{o.dtype}(out[{i}])" if o.ndim == 0 and o.dtype not in ("float64", "int64", "bool")
+                     else f"out[{i}]" for i, o in enumerate(outputs)]
+            if any(b.startswith("np.") for b in boxed):
+                lines.append(f"    out = ({', '.join(boxed)},)")
         lines.append(f"    return {structure}")
         return lines
 

@@ -35,7 +35,14 @@ class NumbaEmitter(Emitter):
         rows, _ = self._rows(node, args[0])
         return f"_rt.{helper}({rows}).reshape({shape_text(node.shape)})"
 
+    def _accumulate(self, node, args):
+        """The operand in the dtype sum and prod accumulate in (numpy's int64 for narrow ints)."""
+        if node.dtype == node.inputs[0].dtype:
+            return args
+        return [f"{args[0]}.astype(np.{node.dtype})"]
+
     def lower_sum(self, node, args):
+        args = self._accumulate(node, args)
         x = node.inputs[0]
         axes = node.attrs["axes"]
         if len(axes) == x.ndim:
@@ -54,7 +61,13 @@ class NumbaEmitter(Emitter):
         return self._reduce("np.min", "min_rows", node, args)
 
     def lower_prod(self, node, args):
-        return self._reduce("np.prod", "prod_rows", node, args)
+        return self._reduce("np.prod", "prod_rows", node, self._accumulate(node, args))
+
+    def lower_relu(self, node, args):
+        if node.dtype in ("float32", "float64"):
+            return f"_rt.relu({args[0]})"
+        # ints keep their own dtype (a ufunc would pick its first loop they cast to)
+        return f"np.maximum({args[0]}, {self.np_dtype(node.dtype)}(0))"
 
     def _mask(self, helper, node, args):
         x = node.inputs[0]

@@ -10,7 +10,9 @@ import math
 import numba
 import numpy as np
 
-_SIGS = ["float64(float64)", "float32(float32)"]
+# a ufunc call takes the first loop its argument casts to safely: list float32 first,
+# or float32 arrays would be computed and returned as float64
+_SIGS = ["float32(float32)", "float64(float64)"]
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
@@ -27,7 +29,7 @@ def softplus(x):
     return max(x, 0) + math.log1p(math.exp(-abs(x)))
 
 
-@numba.vectorize(_SIGS + ["int64(int64)"], cache=True)
+@numba.vectorize(_SIGS, cache=True)
 def relu(x):
     return x if x > 0 else x * 0
 

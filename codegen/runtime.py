@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from symgrad.errors import InputError
+from symgrad.errors import InputError, UnsupportedError
 from symgrad.graph import shape_str
 
 ndarray = np.ndarray
@@ -55,11 +55,11 @@ def scalar(value, name, dtype):
             raise InputError(f"argument {name!r} must be a scalar, got an array of shape {value.shape}")
         value = value[()]
     if not isinstance(value, (int, float, np.number, np.bool_, _builtin_bool)):
-        raise InputError(f"argument {name!r} must be a {dtype} scalar, got {type(value).__name__} "
+        raise InputError(f"argument {name!r} must be {_a(dtype)} scalar, got {type(value).__name__} "
                          f"{_short(value)}")
     kind = np.asarray(value).dtype.kind
     if not _kind_ok(kind, dtype):
-        raise InputError(f"argument {name!r} must be a {dtype} scalar, got {np.asarray(value).dtype} "
+        raise InputError(f"argument {name!r} must be {_a(dtype)} scalar, got {np.asarray(value).dtype} "
                          f"{_short(value)}")
     if dtype == "float64":
         return float(value)
@@ -71,6 +71,21 @@ def scalar(value, name, dtype):
             raise InputError(f"argument {name!r}: {value} does not fit in {dtype}")
         return np.dtype(dtype).type(value) if dtype != "int64" else int(value)
     return np.dtype(dtype).type(value)
+
+
+def numpy_scalar(value, name, dtype):
+    """``scalar`` as a numpy scalar, for kernels that run as plain Python (IEEE arithmetic)."""
+    return np.dtype(dtype).type(scalar(value, name, dtype))
+
+
+def ieee_errors_ignored():
+    """inf and nan propagate silently, as they do in the machine-code backends."""
+    return np.errstate(all="ignore")
+
+
+def zero_d_as_scalars(outputs):
+    """numpy operations may leave a scalar result as a 0-d array; return it as a numpy scalar."""
+    return tuple(v[()] if isinstance(v, np.ndarray) and v.ndim == 0 else v for v in outputs)
 
 
 def array(value, name, ndim, dtype):
@@ -107,8 +122,13 @@ def dim_error(name, axis, got, dim, first_name, first_axis, bound):
         f"(from axis {first_axis} of {first_name!r})")
 
 
-def too_small(dim, value, minimum, what):
-    return InputError(f"dimension {dim} is {value}, but {what} needs it to be at least {minimum}")
+def too_small(dim, value, minimum, what, where=""):
+    origin = f" ({where})" if where else ""
+    return InputError(f"dimension {dim} is {value}{origin}, but {what} needs it to be at least {minimum}")
+
+
+def _a(dtype):
+    return f"an {dtype}" if dtype.startswith("int") else f"a {dtype}"
 
 
 def _short(value):
@@ -135,6 +155,11 @@ def cache_dir():
         return fallback
 
 
+def _read(path):
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
 def load_module(source, backend):
     """Write ``source`` to the cache (named by its hash) and import it; returns the module."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:24]
@@ -144,7 +169,7 @@ def load_module(source, backend):
             return sys.modules[modname], True
         path = os.path.join(cache_dir(), modname + ".py")
         existed = os.path.exists(path)
-        if not existed or open(path, encoding="utf-8").read() != source:
+        if not existed or _read(path) != source:
             tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(source)
@@ -178,6 +203,11 @@ class Compiled:
         self.cache_state = cache_state
         self._names = [s.name for s in inputs]
         self._index = {s.name: i for i, s in enumerate(inputs)}
+
+    def __reduce__(self):
+        raise UnsupportedError(
+            f"{self.title}: a Compiled function cannot be pickled; build it again in the other "
+            "process (its machine code is cached on disk, so that is fast)")
 
     @property
     def input_names(self):

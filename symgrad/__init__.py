@@ -15,6 +15,9 @@ from .ops import (
     constant,
 )
 from .api import (tensor, scalar, scalars, symbols, grad, vjp, compile, value_and_grad, check_grad)
+from .frontends import numpy_protocol as _numpy_protocol  # noqa: F401  (np.* on Expr)
+from .frontends.sympy_bridge import from_sympy, to_sympy, latex
+from .frontends.parse import parse
 
 negative = neg
 power = pow

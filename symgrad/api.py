@@ -3,7 +3,7 @@
 import numpy as np
 
 from .errors import InputError, ShapeError, SymgradError, UnsupportedError
-from .graph import (Expr, as_dtype, as_shape, check_symbol_names, free_symbols, is_float,
+from .graph import (declare, Expr, as_dtype, as_shape, check_symbol_names, free_symbols, is_float,
                     new_node, shape_str)
 from .ops import as_expr
 from . import autodiff
@@ -31,7 +31,7 @@ def tensor(name, shape=(), dtype="float64"):
         if not isinstance(d, int) and not d.is_Symbol:
             raise ShapeError(f"tensor {name!r}: input dimensions must be ints or names, got {d}")
     dtype = as_dtype(dtype, where=f"tensor {name!r}")
-    return new_node("symbol", (), {"name": name}, shape, dtype)
+    return declare(new_node("symbol", (), {"name": name}, shape, dtype))
 
 
 def scalar(name, dtype="float64"):
@@ -55,15 +55,38 @@ def symbols(names, dtype="float64"):
 
 def grad(expr, wrt):
     """Symbolic gradient of a scalar expression: an Expr per symbol (a list gives a list)."""
-    return autodiff.grad(expr, wrt)
+    expr = as_expr(expr)
+    wrt_list, single = _wrt_list(wrt, "grad")
+    _check_one_symbol_per_name(expr, wrt_list)
+    return autodiff.grad(expr, wrt_list[0] if single else wrt_list)
 
 
 def vjp(expr, wrt, cotangent):
     """Symbolic vector-Jacobian product: the adjoint of each ``wrt`` symbol given ``expr``'s adjoint."""
     expr = as_expr(expr)
-    single = isinstance(wrt, Expr)
-    result = autodiff.vjp(expr, [wrt] if single else list(wrt), as_expr(cotangent, like=expr))
+    wrt_list, single = _wrt_list(wrt, "vjp")
+    _check_one_symbol_per_name(expr, wrt_list)
+    result = autodiff.vjp(expr, wrt_list, as_expr(cotangent, like=expr))
     return result[0] if single else result
+
+
+def _wrt_list(wrt, where):
+    """``wrt`` as a list, and whether it was a single symbol (which gives a single gradient)."""
+    if isinstance(wrt, Expr):
+        return [wrt], True
+    if isinstance(wrt, (str, bytes)) or not hasattr(wrt, "__iter__"):
+        raise UnsupportedError(f"{where}: wrt must be a symbol or a list of symbols, got "
+                               f"{type(wrt).__name__} {wrt!r:.60}")
+    return list(wrt), False
+
+
+def _check_one_symbol_per_name(expr, wrt_list):
+    """Two different symbols of one name in a graph (or a wrt symbol clashing with one of
+    the graph's) are an error naming both, as they are when compiling."""
+    used = free_symbols([expr])
+    used_ids = {id(u) for u in used}
+    extra = [w for w in wrt_list if isinstance(w, Expr) and w.op == "symbol" and id(w) not in used_ids]
+    check_symbol_names(used + extra)
 
 
 # ---------------------------------------------------------------- compiling
@@ -93,7 +116,8 @@ def _resolve_inputs(outputs, inputs, where, extra=()):
         for s in extra:
             if all(s is not u for u in order):
                 order.append(s)
-        order.sort(key=lambda s: s.serial)
+        check_symbol_names(order)
+        order.sort(key=lambda s: s.declared)
         return order
     if isinstance(inputs, Expr):
         inputs = [inputs]
@@ -136,8 +160,7 @@ def compile(outputs, inputs=None, *, backend=None, name="f"):
 def _value_and_grad_expr(expr, wrt, inputs, backend):
     from codegen import compile_graph
     expr = as_expr(expr)
-    single = isinstance(wrt, Expr)
-    wrt_list = [wrt] if single else list(wrt)
+    wrt_list, single = _wrt_list(wrt, "value_and_grad")
     if not wrt_list:
         raise UnsupportedError("value_and_grad: wrt is empty")
     autodiff._check_wrt(wrt_list, "value_and_grad")
@@ -197,7 +220,8 @@ def check_grad(vg, *args, eps=None, **kwargs):
     one evaluation, whatever the number of inputs."""
     if not hasattr(vg, "inputs") or not hasattr(vg, "output_names") or vg.output_names[0] != "value":
         raise UnsupportedError("check_grad takes a function made by sg.value_and_grad")
-    bound = vg._bind(args, kwargs) if (kwargs or len(args) != len(vg.inputs)) else list(args)
+    bound = vg._bind(args, kwargs)
+    vg(*bound)  # the compiled function's own checks: a bad argument is an InputError naming it
     values = [np.array(a, dtype=s.dtype, copy=True) for a, s in zip(bound, vg.inputs)]
     value, grads = vg(*values)
     wrt_names = [n[2:] for n in vg.output_names[1:]]

@@ -1,4 +1,4 @@
-"""The ``symgrad`` command: ``symgrad demo``."""
+"""The ``symgrad`` command: ``symgrad demo`` and ``symgrad bench``."""
 
 import argparse
 import statistics
@@ -57,11 +57,11 @@ def _mlp_by_hand(W1, b1, W2, b2, X, T):
     return loss, (X.T @ dh, dh.sum(axis=0), dW2, db2)
 
 
-def demo(out=sys.stdout):
+def demo(out=None):
     import symgrad as sg
 
     def say(text=""):
-        print(text, file=out)
+        print(text, file=out or sys.stdout)
 
     say("symgrad demo: compile a loss, read its derivative source, time it next to numpy by hand")
     say()
@@ -115,9 +115,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="symgrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="compile the seed loss and a small MLP, print source and timings")
+    bench = sub.add_parser("bench", help="build and per-call times against numpy by hand")
+    bench.add_argument("workloads", nargs="*", help="workload names (default: all)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo()
+    elif args.command == "bench":
+        from .bench import run
+        run(names=args.workloads or None)
     return 0
 
 

@@ -13,6 +13,7 @@ dimension: a SymPy integer expression over named dims (``n``, ``n - 1``,
 reshaping and concatenation.
 """
 
+import functools
 import itertools
 import threading
 import weakref
@@ -31,13 +32,17 @@ ALL_DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
 
 def as_dtype(dtype, where="dtype"):
     """Normalise a dtype spelling (``np.float32``, ``"float32"``, ``float``) to its name."""
+    if isinstance(dtype, str) and dtype in ALL_DTYPES:
+        return dtype  # the common case, on the path of every node built
     try:
-        name = np.dtype(dtype).name
+        np_dtype = np.dtype(dtype)
     except TypeError:
         raise UnsupportedError(f"{where}: {dtype!r} is not a dtype") from None
+    name = np_dtype.name
     if name not in ALL_DTYPES:
+        # str(), not .name: numpy calls '<U3' "str96"
         raise UnsupportedError(
-            f"{where}: dtype {name} is not supported; use one of {', '.join(ALL_DTYPES)}")
+            f"{where}: dtype {np_dtype} is not supported; use one of {', '.join(ALL_DTYPES)}")
     return name
 
 
@@ -47,6 +52,13 @@ def is_float(dtype):
 
 def promote(*dtypes):
     """numpy's promotion of array dtypes (NumPy 2 rules, no value-based casting)."""
+    return _promote(dtypes)
+
+
+@functools.lru_cache(maxsize=None)
+def _promote(dtypes):
+    # np.result_type costs microseconds and runs for every binary node built; dtype
+    # names are few, so remember each combination
     return np.result_type(*[np.dtype(d) for d in dtypes]).name
 
 
@@ -136,6 +148,8 @@ def concrete(shape):
 
 def broadcast_shapes(*shapes, what="operands"):
     """numpy broadcasting of static shapes; a named dim only matches itself or 1."""
+    if shapes and all(s == shapes[0] for s in shapes):
+        return tuple(shapes[0])
     rank = max((len(s) for s in shapes), default=0)
     out = []
     for i in range(rank):
@@ -201,7 +215,7 @@ class Expr:
     """One node of the graph. Build nodes with the ``sg.*`` functions and operators."""
 
     __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "serial", "note", "_key",
-                 "__weakref__")
+                 "declared", "__weakref__")
 
     # Python operators on Expr come from symgrad.ops (installed there).
     __array_priority__ = 1000
@@ -247,7 +261,8 @@ class Expr:
         return self.__repr__()
 
     def __reduce__(self):
-        raise UnsupportedError("Expr objects cannot be pickled; pickle the source or the Compiled object")
+        raise UnsupportedError("Expr objects cannot be pickled; rebuild the expression in the other "
+                               "process (or send a string for sg.parse)")
 
     def __iter__(self):
         raise UnsupportedError(f"cannot iterate over an expression of shape {shape_str(self.shape)}; "
@@ -265,7 +280,8 @@ class Expr:
 def new_node(op, inputs, attrs, shape, dtype):
     """Intern a node: the same (op, inputs, attrs, dtype) always returns the same object."""
     attrs = dict(attrs)
-    key = (op, tuple(id(i) for i in inputs), _attr_key(tuple(sorted(attrs.items()))), dtype, shape)
+    attr_key = _attr_key(tuple(sorted(attrs.items()))) if attrs else ()
+    key = (op, tuple(map(id, inputs)), attr_key, dtype, shape)
     with _intern_lock:
         node = _intern.get(key)
         if node is not None:
@@ -277,6 +293,7 @@ def new_node(op, inputs, attrs, shape, dtype):
         node.shape = shape
         node.dtype = dtype
         node.serial = next(_serial)
+        node.declared = node.serial
         node.note = None
         node._key = key
         _intern[key] = node
@@ -310,7 +327,14 @@ def free_symbols(outputs):
     """The symbols the outputs depend on, in declaration order. Two symbols of one name are an error."""
     symbols = [n for n in topo_order(outputs) if n.op == "symbol"]
     check_symbol_names(symbols)
-    return sorted(symbols, key=lambda s: s.serial)
+    return sorted(symbols, key=lambda s: s.declared)
+
+
+def declare(symbol):
+    """Mark ``symbol`` as declared now: default input order follows the latest declarations,
+    so ``W, x, b = sg.scalars("W x b")`` orders W, x, b even if an older graph still holds x."""
+    symbol.declared = next(_serial)
+    return symbol
 
 
 def check_symbol_names(symbols):

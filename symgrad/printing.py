@@ -41,11 +41,13 @@ def expr_str(root):
         if node.op == "symbol":
             s, prec = node.name, 9
         elif node.op == "constant":
-            s, prec = _constant_str(node), 9
+            s = _constant_str(node)
+            prec = 3 if s.startswith("-") else 9   # binds like unary minus: (-2.0)**x
         elif node.op in _INFIX:
             sym, prec = _INFIX[node.op]
-            left, right = [a if p > prec or (p == prec and k == 0 and node.op != "pow") else f"({a})"
-                           for k, (a, p) in enumerate(args)]
+            # comparisons chain in Python (a < b == c), so a comparison operand is parenthesised
+            left, right = [a if p > prec or (p == prec and k == 0 and node.op != "pow" and prec > 0)
+                           else f"({a})" for k, (a, p) in enumerate(args)]
             s = f"{left} {sym} {right}" if node.op != "pow" else f"{left}**{right}"
         elif node.op == "neg":
             a, p = args[0]

@@ -33,6 +33,7 @@ Expr.__lt__, Expr.__le__ = less, less_equal
 Expr.__gt__, Expr.__ge__ = greater, greater_equal
 Expr.__eq__, Expr.__ne__ = equal, not_equal
 Expr.__and__, Expr.__or__, Expr.__invert__ = logical_and, logical_or, logical_not
+Expr.__rand__, Expr.__ror__ = _rev(logical_and), _rev(logical_or)
 Expr.__getitem__ = getitem
 Expr.T = property(lambda self: transpose(self))
 Expr.sum = lambda self, axis=None, keepdims=False: sum(self, axis, keepdims)

@@ -4,10 +4,11 @@
 - ``max``/``min``: the gradient goes to one element per reduced slice, the first
   maximum (minimum) in C order, as ``argmax`` picks it.
 - ``prod``: the gradient of each element is the product of all the others, so
-  zeros are handled exactly.
+  zeros are handled exactly; so is the second derivative, a product over an
+  (m, m) table per slice of m elements (m must be a concrete size).
 - ``mean = sum / count``; ``logsumexp``, ``softmax`` and ``log_softmax`` shift by
   the (gradient-stopped) max so they never overflow; a slice that is all
-  ``-inf`` gives ``logsumexp = -inf`` rather than NaN.
+  ``-inf`` gives ``logsumexp = -inf`` rather than NaN, and a zero (not NaN) gradient.
 """
 
 import numpy as np
@@ -27,6 +28,16 @@ def _reduced_shape(shape, axes, keepdims):
 def _reduce_infer(inputs, attrs):
     (x,) = inputs
     return _reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]), x.dtype
+
+
+# numpy sums and multiplies narrow ints in the 64-bit int of their sign, so they do not overflow
+_ACCUMULATOR = {"int8": "int64", "int16": "int64", "int32": "int64",
+                "uint8": "uint64", "uint16": "uint64", "uint32": "uint64"}
+
+
+def _accumulate_infer(inputs, attrs):
+    shape, dtype = _reduce_infer(inputs, attrs)
+    return shape, _ACCUMULATOR.get(dtype, dtype)
 
 
 def _same_infer(inputs, attrs):
@@ -52,7 +63,7 @@ def _np_axes(axes):
     return tuple(axes)
 
 
-register("sum", _reduce_infer,
+register("sum", _accumulate_infer,
          lambda x, axes, keepdims: np.sum(x, axis=_np_axes(axes), keepdims=keepdims),
          (lambda g, x, out: _repeat(g, x, out),),
          note="d sum(x) = repeat(g) over the summed axes")
@@ -64,7 +75,7 @@ register("min", _reduce_infer,
          lambda x, axes, keepdims: np.min(x, axis=_np_axes(axes), keepdims=keepdims),
          (lambda g, x, out: argmin_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
          note="d min(x): to the first minimal element")
-register("prod", _reduce_infer,
+register("prod", _accumulate_infer,
          lambda x, axes, keepdims: np.prod(x, axis=_np_axes(axes), keepdims=keepdims),
          (lambda g, x, out: prod_others(x, out.attrs["axes"]) * _keep(g, x, out),),
          note="d prod(x)/dx_i = product of the other elements")
@@ -96,7 +107,25 @@ def _np_prod_others(x, axes):
 
 
 def _prod_others_vjp(g, x, out):
-    raise UnsupportedError("second derivatives of prod are not supported yet")
+    # d/dx_l prod_{j != i} x_j = prod_{j not in {i, l}} x_j for l != i: the product of the
+    # others of an (m, m) table per slice whose row i has x_i replaced by 1 (exact at zeros)
+    from .structure import expand_dims, reshape, transpose
+    axes = out.attrs["axes"]
+    keep = [i for i in range(x.ndim) if i not in axes]
+    m = dim_product([x.shape[a] for a in axes])
+    if not isinstance(m, int):
+        raise UnsupportedError(f"second derivatives of prod over a symbolic size ({m}) are not "
+                               "supported; give the reduced dimensions concrete sizes")
+    perm = tuple(keep + list(axes))
+    lead = tuple(x.shape[i] for i in keep)
+    rows = reshape(transpose(x, perm), lead + (m,))
+    g_rows = reshape(transpose(g, perm), lead + (m,))
+    eye = constant(np.eye(m, dtype=bool))
+    table = ew.where(eye, 1, expand_dims(rows, -2))                  # [..., i, j]
+    pairs = prod_others(table, (len(lead) + 1,))                    # [..., i, l]
+    adjoint = sum(ew.where(eye, 0, expand_dims(g_rows, -1) * pairs), len(lead))   # sum over i != l
+    moved = reshape(adjoint, tuple(x.shape[i] for i in perm))
+    return transpose(moved, tuple(int(a) for a in np.argsort(perm)))
 
 
 register("argmax_mask", _same_infer,
@@ -180,7 +209,11 @@ def logsumexp(x, axis=None, keepdims=False):
     x = ew._float(as_expr(x))
     axes = normalize_axes(axis, x.ndim, where=f"logsumexp(axis={axis!r})")
     m = _shift(x, axes)
-    out = ew.log(sum(ew.exp(x - m), axes, keepdims=True)) + m
+    total = sum(ew.exp(x - m), axes, keepdims=True)
+    # an all -inf slice sums to 0: log(0) = -inf is the right value, but the derivative
+    # of log, 1/0, would meet exp(-inf) = 0 as inf * 0 = nan; such slices get no gradient
+    positive = total > 0
+    out = ew.where(positive, ew.log(ew.where(positive, total, 1)), -np.inf) + m
     if keepdims:
         return out
     from .structure import reshape

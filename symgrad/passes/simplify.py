@@ -8,7 +8,8 @@ including inf, nan and signed zeros:
     x ** 1 -> x       x ** 2 -> square(x)                  x ** -1 -> reciprocal(x)
     reshape/transpose/broadcast_to/cast to what x already is -> x
     reshape(reshape(x)) -> reshape(x)    transpose(transpose(x)) -> one transpose
-    sum over no axes -> x                stop_gradient(constant) -> constant
+    reduce over no axes -> x (in the reduction's dtype)
+    stop_gradient(constant) -> constant
     where(True, a, b) -> a               where(False, a, b) -> b   (when shapes allow)
 
 Not applied, because they are wrong for some float: ``0 * x -> 0`` (x may be inf
@@ -42,9 +43,13 @@ def _unbroadcast_scalars(op, inputs, shape):
     """op(broadcast_to(s, shape), y) -> op(s, y) when y already has the result's shape."""
     if not any(i.op == "broadcast_to" and i.inputs[0].ndim == 0 for i in inputs):
         return None
-    if not any(i.shape == shape and i.op != "broadcast_to" for i in inputs):
-        return None
-    return [i.inputs[0] if (i.op == "broadcast_to" and i.inputs[0].ndim == 0) else i for i in inputs]
+    narrowed = [i.inputs[0] if (i.op == "broadcast_to" and i.inputs[0].ndim == 0) else i for i in inputs]
+    if any(i.shape == shape and i.op != "broadcast_to" for i in inputs):
+        return narrowed
+    if all(i.ndim == 0 for i in narrowed):
+        # every operand is a broadcast scalar: compute once, broadcast the result
+        return "outer", narrowed
+    return None
 
 
 def rewrite(op, inputs, attrs, shape, dtype):
@@ -53,6 +58,8 @@ def rewrite(op, inputs, attrs, shape, dtype):
     from ..ops.registry import make
     if op in _ELEMENTWISE_BINARY:
         narrowed = _unbroadcast_scalars(op, inputs, shape)
+        if isinstance(narrowed, tuple):
+            return ops.broadcast_to(make(op, narrowed[1], **attrs), shape)
         if narrowed is not None:
             return make(op, narrowed, **attrs)
     if op == "mul":
@@ -115,7 +122,7 @@ def rewrite(op, inputs, attrs, shape, dtype):
     elif op in ("sum", "max", "min", "prod"):
         (x,) = inputs
         if not attrs["axes"]:
-            return x
+            return x if x.dtype == dtype else ops.cast(x, dtype)
     elif op == "stop_gradient":
         (x,) = inputs
         if x.op in ("constant", "stop_gradient"):

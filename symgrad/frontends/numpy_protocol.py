@@ -1,0 +1,462 @@
+"""NumPy's dispatch protocols on ``Expr``, so plain numpy code runs on symbolic values.
+
+``np.exp(x)``, ``np.sum(x, axis=1)``, ``A @ x`` with ``A`` an ndarray and ``x`` an
+``Expr``: numpy hands the call to ``Expr.__array_ufunc__`` (ufuncs, including
+the ones behind ndarray operators) or ``Expr.__array_function__`` (everything
+else), and both look the numpy callable up in one table mapping it to the
+builder that computes the same thing. A numpy callable that is not in the
+tables raises ``UnsupportedError`` naming it; it never falls back to numpy,
+which would try to turn the symbolic value into numbers.
+
+Composites with no op of their own are written here once, exactly:
+``arcsinh(x) = log(x + sqrt(x^2 + 1))``, ``arccosh(x) = log(x + sqrt(x^2 - 1))``,
+``arctanh(x) = (log1p(x) - log1p(-x)) / 2``, ``log2``, ``log10``, ``exp2``,
+``hypot``, ``cbrt``, ``logaddexp2``, ``heaviside``, ``var``, ``std``, ``norm``.
+(``arcsinh`` loses accuracy for large negative x; they would be better as ops.)
+
+Importing this module installs the protocol methods on ``Expr``.
+"""
+
+import inspect
+import math
+import sys
+
+import numpy as np
+import sympy
+
+from .. import ops
+from ..errors import UnsupportedError
+from ..graph import Expr, dim_product, normalize_axes, shape_str
+from ..ops.reduce import count
+
+
+# ---------------------------------------------------------------- operands
+
+
+def operand(value):
+    """An ufunc/function operand as builders take it: Exprs and Python numbers stay as they are
+    (Python numbers are weakly typed), symbolic sizes such as ``x.shape[0]`` become the size
+    as a number, and arrays become constants."""
+    if isinstance(value, (Expr, bool, int, float)):
+        return value
+    if isinstance(value, sympy.Expr):
+        return size_value(value)
+    return ops.as_expr(value)
+
+
+def size_value(dim, dtype="float64"):
+    """A size expression over symbolic dims (``n``, ``n - 1``, ``n*d``) as a scalar node."""
+    if isinstance(dim, (int, np.integer)) or dim.is_Integer:
+        return ops.constant(int(dim), dtype)
+    if dim.is_Symbol:
+        return count([dim], dtype)
+    from .sympy_bridge import size_expr
+    return size_expr(dim, dtype)
+
+
+def _expr(value):
+    value = operand(value)
+    return value if isinstance(value, Expr) else ops.as_expr(value)
+
+
+# ---------------------------------------------------------------- composites
+
+
+def arcsinh(x):
+    x = _expr(x)
+    return ops.log(x + ops.sqrt(ops.square(x) + 1))
+
+
+def arccosh(x):
+    x = _expr(x)
+    return ops.log(x + ops.sqrt(ops.square(x) - 1))
+
+
+def arctanh(x):
+    x = _expr(x)
+    return (ops.log1p(x) - ops.log1p(-x)) * 0.5
+
+
+def log2(x):
+    return ops.log(x) / math.log(2)
+
+
+def log10(x):
+    return ops.log(x) / math.log(10)
+
+
+def exp2(x):
+    return ops.pow(2.0, x)
+
+
+def hypot(a, b):
+    return ops.sqrt(ops.square(a) + ops.square(b))
+
+
+def cbrt(x):
+    x = _expr(x)
+    return ops.sign(x) * ops.pow(ops.abs(x), 1 / 3)
+
+
+def logaddexp2(a, b):
+    ln2 = math.log(2)
+    return ops.logaddexp(ops.mul(a, ln2), ops.mul(b, ln2)) / ln2
+
+
+def heaviside(x, h0):
+    x = _expr(x)
+    return ops.where(x < 0, 0.0, ops.where(x > 0, 1.0, h0))
+
+
+# ---------------------------------------------------------------- ufuncs
+
+UFUNCS = {
+    np.add: ops.add, np.subtract: ops.sub, np.multiply: ops.mul, np.divide: ops.div,
+    np.power: ops.pow, np.float_power: lambda a, b: ops.pow(ops.cast(_expr(a), "float64"), b),
+    np.negative: ops.neg, np.positive: lambda x: x, np.absolute: ops.abs, np.fabs: ops.abs,
+    np.sign: ops.sign, np.exp: ops.exp, np.exp2: exp2, np.expm1: ops.expm1, np.log: ops.log,
+    np.log2: log2, np.log10: log10, np.log1p: ops.log1p, np.sqrt: ops.sqrt, np.cbrt: cbrt,
+    np.square: ops.square, np.reciprocal: ops.reciprocal,
+    np.sin: ops.sin, np.cos: ops.cos, np.tan: ops.tan, np.arcsin: ops.arcsin,
+    np.arccos: ops.arccos, np.arctan: ops.arctan, np.arctan2: ops.arctan2, np.hypot: hypot,
+    np.sinh: ops.sinh, np.cosh: ops.cosh, np.tanh: ops.tanh, np.arcsinh: arcsinh,
+    np.arccosh: arccosh, np.arctanh: arctanh,
+    np.deg2rad: lambda x: ops.mul(x, math.pi / 180), np.rad2deg: lambda x: ops.mul(x, 180 / math.pi),
+    np.maximum: ops.maximum, np.minimum: ops.minimum, np.logaddexp: ops.logaddexp,
+    np.logaddexp2: logaddexp2, np.heaviside: heaviside,
+    np.less: ops.less, np.less_equal: ops.less_equal, np.greater: ops.greater,
+    np.greater_equal: ops.greater_equal, np.equal: ops.equal, np.not_equal: ops.not_equal,
+    np.logical_and: ops.logical_and, np.logical_or: ops.logical_or,
+    np.logical_not: ops.logical_not, np.isfinite: ops.isfinite, np.matmul: ops.matmul,
+}
+
+# ufunc.reduce(x, axis=0, keepdims=False)
+UFUNC_REDUCTIONS = {np.add: ops.sum, np.multiply: ops.prod, np.maximum: ops.max, np.minimum: ops.min}
+
+
+def _scipy_ufuncs():
+    """scipy.special's ufuncs that are ops, when scipy.special is loaded (it is, if one is used)."""
+    special = sys.modules.get("scipy.special")
+    if special is None:
+        return {}
+    return {special.erf: ops.erf, special.expit: ops.sigmoid, special.erfc: lambda x: 1.0 - ops.erf(x)}
+
+
+def ufunc_name(ufunc):
+    special = sys.modules.get("scipy.special")
+    if special is not None and getattr(special, ufunc.__name__, None) is ufunc:
+        return f"scipy.special.{ufunc.__name__}"
+    return f"np.{ufunc.__name__}"
+
+
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    name = ufunc_name(ufunc)
+    if kwargs.get("out") is not None:
+        raise UnsupportedError(f"{name}(..., out=...) on a symbolic value: results cannot be written "
+                               "into an array; use the returned expression")
+    kwargs.pop("out", None)
+    if method == "__call__":
+        build = UFUNCS.get(ufunc) or _scipy_ufuncs().get(ufunc)
+        if build is None:
+            raise UnsupportedError(f"{name} is not supported on symbolic values")
+        if kwargs:
+            raise UnsupportedError(f"{name}: the argument{'s' if len(kwargs) > 1 else ''} "
+                                   f"{', '.join(kwargs)} {'are' if len(kwargs) > 1 else 'is'} "
+                                   "not supported on symbolic values")
+        return build(*[operand(v) for v in inputs])
+    if method == "reduce" and ufunc in UFUNC_REDUCTIONS:
+        return _call(f"{name}.reduce", _reduce_signature(UFUNC_REDUCTIONS[ufunc]), inputs, kwargs)
+    raise UnsupportedError(f"{name}.{method} is not supported on symbolic values")
+
+
+def _reduce_signature(reduction):
+    def reduce(array, axis=0, dtype=None, keepdims=False):
+        return reduction(_with_dtype(array, dtype), axis, keepdims)
+    return reduce
+
+
+# ---------------------------------------------------------------- other numpy functions
+# Each implementation takes numpy's parameters (the subset that makes sense here);
+# a parameter it does not take is reported as unsupported, by name.
+
+
+def _with_dtype(a, dtype):
+    a = _expr(a)
+    return a if dtype is None else ops.cast(a, dtype)
+
+
+def _no_out(out, name):
+    if out is not None:
+        raise UnsupportedError(f"{name}(..., out=...) on a symbolic value is not supported")
+
+
+def _sum(a, axis=None, dtype=None, out=None, keepdims=False):
+    _no_out(out, "np.sum")
+    return ops.sum(_with_dtype(a, dtype), axis, keepdims)
+
+
+def _mean(a, axis=None, dtype=None, out=None, keepdims=False):
+    _no_out(out, "np.mean")
+    return ops.mean(_with_dtype(a, dtype), axis, keepdims)
+
+
+def _max(a, axis=None, out=None, keepdims=False):
+    _no_out(out, "np.max")
+    return ops.max(_expr(a), axis, keepdims)
+
+
+def _min(a, axis=None, out=None, keepdims=False):
+    _no_out(out, "np.min")
+    return ops.min(_expr(a), axis, keepdims)
+
+
+def _prod(a, axis=None, dtype=None, out=None, keepdims=False):
+    _no_out(out, "np.prod")
+    return ops.prod(_with_dtype(a, dtype), axis, keepdims)
+
+
+def _var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    _no_out(out, "np.var")
+    a = _with_dtype(a, dtype)
+    mu = ops.mean(a, axis, keepdims=True)
+    var = ops.mean(ops.square(a - mu), axis, keepdims)
+    if ddof:
+        axes = normalize_axes(axis, a.ndim)
+        n = count([a.shape[i] for i in axes], var.dtype)
+        var = var * (n / (n - ddof))
+    return var
+
+
+def _std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    return ops.sqrt(_var(a, axis, dtype, out, ddof, keepdims))
+
+
+def _average(a, axis=None, weights=None, returned=False, keepdims=False):
+    if returned:
+        raise UnsupportedError("np.average(..., returned=True) on a symbolic value")
+    if weights is None:
+        return ops.mean(_expr(a), axis, keepdims)
+    a, w = _expr(a), _expr(weights)
+    if w.shape != a.shape:
+        raise UnsupportedError(f"np.average: weights of shape {shape_str(w.shape)} for values of "
+                               f"shape {shape_str(a.shape)}; give weights of the values' shape")
+    return ops.sum(a * w, axis, keepdims) / ops.sum(w, axis, keepdims)
+
+
+def _dot(a, b, out=None):
+    _no_out(out, "np.dot")
+    return ops.dot(_expr(a), _expr(b))
+
+
+def _inner(a, b):
+    a, b = _expr(a), _expr(b)
+    if a.ndim > 1 or b.ndim > 1:
+        raise UnsupportedError("np.inner of arrays with more than one dimension")
+    return ops.dot(a, b)
+
+
+def _outer(a, b, out=None):
+    _no_out(out, "np.outer")
+    return ops.outer(_expr(a), _expr(b))
+
+
+def _transpose(a, axes=None):
+    return ops.transpose(_expr(a), axes)
+
+
+def _swapaxes(a, axis1, axis2):
+    a = _expr(a)
+    axes = list(range(a.ndim))
+    i, j = axes[axis1], axes[axis2]
+    axes[i], axes[j] = j, i
+    return ops.transpose(a, tuple(axes))
+
+
+def _reshape(a, shape=None, order="C", *, newshape=None, copy=None):
+    if order != "C":
+        raise UnsupportedError(f"np.reshape(..., order={order!r}): only C order is supported")
+    return ops.reshape(_expr(a), shape if shape is not None else newshape)
+
+
+def _ravel(a, order="C"):
+    return _reshape(a, (-1,), order)
+
+
+def _concatenate(arrays, axis=0, out=None, dtype=None, casting=None):
+    _no_out(out, "np.concatenate")
+    arrays = [_with_dtype(a, dtype) for a in arrays]
+    if axis is None:
+        return ops.concatenate([ops.reshape(a, (-1,)) for a in arrays], 0)
+    return ops.concatenate(arrays, axis)
+
+
+def _stack(arrays, axis=0, out=None, dtype=None, casting=None):
+    _no_out(out, "np.stack")
+    return ops.stack([_with_dtype(a, dtype) for a in arrays], axis)
+
+
+def _at_least(a, rank):
+    a = _expr(a)
+    if a.ndim >= rank:
+        return a
+    return ops.reshape(a, (1,) * (rank - a.ndim) if a.ndim == 0 or rank == 1 else (1,) + a.shape)
+
+
+def _hstack(tup, dtype=None, casting=None):
+    arrays = [_at_least(_with_dtype(a, dtype), 1) for a in tup]
+    return ops.concatenate(arrays, 0 if arrays[0].ndim == 1 else 1)
+
+
+def _vstack(tup, dtype=None, casting=None):
+    return ops.concatenate([_at_least(_with_dtype(a, dtype), 2) for a in tup], 0)
+
+
+def _where(condition, x=None, y=None):
+    if x is None or y is None:
+        raise UnsupportedError("np.where(condition) with one argument (the indices where it holds) "
+                               "on a symbolic value; use np.where(condition, x, y)")
+    return ops.where(_expr(condition), operand(x), operand(y))
+
+
+def _clip(a, a_min=np._NoValue, a_max=np._NoValue, out=None, *, min=np._NoValue, max=np._NoValue):
+    _no_out(out, "np.clip")
+    lo = a_min if a_min is not np._NoValue else min
+    hi = a_max if a_max is not np._NoValue else max
+    a = _expr(a)
+    if lo is not np._NoValue and lo is not None:
+        a = ops.maximum(a, operand(lo))
+    if hi is not np._NoValue and hi is not None:
+        a = ops.minimum(a, operand(hi))
+    return a
+
+
+def _diff(a, n=1, axis=-1):
+    a = _expr(a)
+    (axis,) = normalize_axes(axis, a.ndim, where="np.diff")
+    for _ in range(n):
+        head = tuple(slice(None) if i != axis else slice(1, None) for i in range(a.ndim))
+        tail = tuple(slice(None) if i != axis else slice(None, -1) for i in range(a.ndim))
+        a = a[head] - a[tail]
+    return a
+
+
+def _norm(x, ord=None, axis=None, keepdims=False):
+    x = _expr(x)
+    if ord in (None, 2, "fro") and (ord != 2 or x.ndim == 1 or isinstance(axis, int)):
+        return ops.sqrt(ops.sum(ops.square(x), axis, keepdims))
+    if ord == 1 and (x.ndim == 1 or isinstance(axis, int)):
+        return ops.sum(ops.abs(x), axis, keepdims)
+    if ord == np.inf and (x.ndim == 1 or isinstance(axis, int)):
+        return ops.max(ops.abs(x), axis, keepdims)
+    raise UnsupportedError(f"np.linalg.norm(..., ord={ord!r}) of shape {shape_str(x.shape)}: only "
+                           "the 2-norm, 1-norm and max-norm of vectors and the Frobenius norm")
+
+
+def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    a = _expr(a)
+    target = a.shape if shape is None else shape
+    value = ops.as_expr(operand(fill_value), like=a)
+    return ops.broadcast_to(ops.cast(value, dtype or a.dtype), target)
+
+
+def _zeros_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    return _full_like(a, 0, dtype, shape=shape)
+
+
+def _ones_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    return _full_like(a, 1, dtype, shape=shape)
+
+
+def _squeeze(a, axis=None):
+    return ops.squeeze(_expr(a), axis)
+
+
+def _expand_dims(a, axis):
+    return ops.expand_dims(_expr(a), axis)
+
+
+def _broadcast_to(array, shape, subok=False):
+    return ops.broadcast_to(_expr(array), shape)
+
+
+def _copy(a, order="K", subok=False):
+    return _expr(a)
+
+
+def _size(a, axis=None):
+    a = _expr(a)
+    return dim_product(a.shape) if axis is None else a.shape[axis]
+
+
+FUNCTIONS = {
+    np.sum: _sum, np.mean: _mean, np.max: _max, np.amax: _max, np.min: _min, np.amin: _min,
+    np.prod: _prod, np.var: _var, np.std: _std, np.average: _average,
+    np.dot: _dot, np.inner: _inner, np.outer: _outer, np.transpose: _transpose,
+    np.swapaxes: _swapaxes, np.reshape: _reshape, np.ravel: _ravel, np.concatenate: _concatenate,
+    np.stack: _stack, np.hstack: _hstack, np.vstack: _vstack, np.where: _where, np.clip: _clip,
+    np.diff: _diff, np.linalg.norm: _norm, np.expand_dims: _expand_dims, np.squeeze: _squeeze,
+    np.broadcast_to: _broadcast_to, np.copy: _copy, np.zeros_like: _zeros_like,
+    np.ones_like: _ones_like, np.full_like: _full_like, np.empty_like: _zeros_like,
+    np.shape: lambda a: _expr(a).shape, np.ndim: lambda a: _expr(a).ndim, np.size: _size,
+}
+
+
+def function_name(func):
+    module = getattr(func, "__module__", None) or "numpy"
+    if module == "numpy" or module.startswith("numpy."):
+        module = "np" + module[len("numpy"):]
+    return f"{module}.{getattr(func, '__name__', func)}"
+
+
+def _call(name, impl, args, kwargs):
+    try:
+        inspect.signature(impl).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise UnsupportedError(f"{name} on a symbolic value: {exc}") from None
+    return impl(*args, **kwargs)
+
+
+def _array_function(self, func, types, args, kwargs):
+    if not all(issubclass(t, (Expr, np.ndarray)) for t in types):
+        return NotImplemented
+    impl = FUNCTIONS.get(func)
+    name = function_name(func)
+    if impl is None:
+        raise UnsupportedError(f"{name} is not supported on symbolic values")
+    return _call(name, impl, args, kwargs)
+
+
+def _array(self, dtype=None, copy=None):
+    raise UnsupportedError(
+        f"a symbolic value (shape {shape_str(self.shape)}) was turned into a numpy array "
+        "(np.asarray, np.array, or numpy reading it element by element); symbolic values have no "
+        "numbers yet. Use np.* functions on them directly, np.stack to build an array from "
+        "several, and sg.where/np.where instead of branching on them")
+
+
+# ndarray-like conveniences, added only where symgrad.ops has not defined them
+_METHODS = {
+    "size": property(lambda self: dim_product(self.shape)),
+    "ravel": lambda self: ops.reshape(self, (-1,)),
+    "flatten": lambda self: ops.reshape(self, (-1,)),
+    "squeeze": lambda self, axis=None: ops.squeeze(self, axis),
+    "clip": lambda self, min=None, max=None: _clip(self, min, max),
+    "var": lambda self, axis=None, ddof=0, keepdims=False: _var(self, axis, ddof=ddof, keepdims=keepdims),
+    "std": lambda self, axis=None, ddof=0, keepdims=False: _std(self, axis, ddof=ddof, keepdims=keepdims),
+    "copy": lambda self: self,
+    "swapaxes": _swapaxes,
+}
+
+
+def install():
+    Expr.__array_ufunc__ = _array_ufunc
+    Expr.__array_function__ = _array_function
+    Expr.__array__ = _array
+    # No __float__/__int__: SymPy's ``n * expr`` (n a symbolic size) calls float(expr) whenever
+    # __float__ exists and lets anything but TypeError escape; without it, Expr.__rmul__ runs.
+    for name, value in _METHODS.items():
+        if not hasattr(Expr, name):
+            setattr(Expr, name, value)
+
+
+install()
