@@ -11,7 +11,7 @@ from symgrad.errors import UnsupportedError
 from symgrad.graph import topo_order
 from .numba_backend import NumbaEmitter
 from .numpy_backend import NumpyEmitter
-from .runtime import Compiled, load_module
+from .runtime import Compiled, drop_compiled_caches, load_module
 
 BACKENDS = {"numba": NumbaEmitter, "numpy": NumpyEmitter}
 
@@ -40,9 +40,23 @@ def compile_graph(outputs, inputs, *, output_names, structure, primary=1, backen
         # the stats count over the dispatcher's life; what this compile did is the difference
         stats = module.kernel.stats
         hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module.kernel.compile(_numba_signature(inputs))
+        signature = _numba_signature(inputs)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module.kernel.compile(signature)
+        except Exception:
+            # a truncated or corrupt numba cache file: drop it, import afresh, compile again
+            if not drop_compiled_caches(module.__name__):
+                raise
+            module, _ = load_module(source, backend, fresh=True)
+            stats = module.kernel.stats
+            hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module.kernel.compile(signature)
+        # call() has checked the argument types, so it calls this overload's machine code directly
+        module.kernel_entry = module.kernel.overloads[signature].entry_point
         stats = module.kernel.stats
         if sum(stats.cache_hits.values()) > hits:
             cache_state = "machine code loaded from cache"
@@ -52,5 +66,8 @@ def compile_graph(outputs, inputs, *, output_names, structure, primary=1, backen
             cache_state = "already compiled in this process"
     seconds = time.perf_counter() - start
     nodes = len(topo_order(list(outputs)))
-    return Compiled(source, module, entry, inputs, outputs, output_names, backend, title, seconds,
-                    nodes, cache_state)
+    compiled = Compiled(source, module, entry, inputs, outputs, output_names, backend, title, seconds,
+                        nodes, cache_state)
+    if backend == "numba":
+        compiled._build_signature = signature
+    return compiled

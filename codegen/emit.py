@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from symgrad.errors import UnsupportedError
-from symgrad.graph import dim_str, shape_str
+from symgrad.graph import dim_str, shape_str, topo_order
 from symgrad import __version__
 from .schedule import Namer, dim_text, identifier, product_text, schedule, shape_text
 
@@ -189,6 +189,39 @@ class Emitter:
     def lower_concatenate(self, node, args):
         return f"np.concatenate(({', '.join(args)},), axis={node.attrs['axis']})"
 
+    def _rows_of(self, arg, node, lead):
+        """``arg`` (an array of ``node``'s shape) as a C-contiguous 2-D (lead dims, rest) array."""
+        k = len(lead)
+        return (f"np.ascontiguousarray({arg}).reshape(({product_text(node.shape[:k])}, "
+                f"{product_text(node.shape[k:])}))")
+
+    def _index_vector(self, arg, idx):
+        if idx.ndim == 0:
+            return f"np.array([{arg}])"
+        return f"np.ascontiguousarray({arg}).reshape(({product_text(idx.shape)},))"
+
+    def lower_take0(self, node, args):
+        x, idx = node.inputs
+        rows = self._rows_of(args[0], x, x.shape[:1])
+        return (f"_rt.take_rows({rows}, {self._index_vector(args[1], idx)})"
+                f".reshape({shape_text(node.shape)})")
+
+    def lower_scatter_add0(self, node, args):
+        g, idx = node.inputs
+        rows = self._rows_of(args[0], g, idx.shape)
+        return (f"_rt.scatter_add_rows({rows}, {self._index_vector(args[1], idx)}, "
+                f"{dim_text(node.attrs['size'])}).reshape({shape_text(node.shape)})")
+
+    def lower_take_last(self, node, args):
+        return f"_rt.take_last(np.ascontiguousarray({args[0]}), np.ascontiguousarray({args[1]}))"
+
+    def lower_scatter_last(self, node, args):
+        return (f"_rt.scatter_last(np.ascontiguousarray({args[0]}), np.ascontiguousarray({args[1]}), "
+                f"{dim_text(node.attrs['size'])})")
+
+    def lower_arange(self, node, args):
+        return f"np.arange({dim_text(node.attrs['n'])})"
+
     def lower_stop_gradient(self, node, args):
         return args[0]
 
@@ -209,6 +242,7 @@ class Emitter:
     def module(self, outputs, output_names, inputs, primary, entry, title, structure):
         """The module text. ``structure`` is the code of the entry's return value,
         written over ``out[i]`` (e.g. ``out[0], (out[1], out[2])``)."""
+        self.title = title
         params = []
         for s in inputs:
             name = self.namer.claim(s.name)
@@ -226,14 +260,7 @@ class Emitter:
         for node, oname in zip(outputs, output_names):
             if node.op not in _VIEWS and id(node) not in out_name_of:
                 out_name_of[id(node)] = self.namer.claim(oname)
-        body = []
-        for part, nodes in (("forward", forward), ("backward", backward)):
-            stmts = []
-            for node in nodes:
-                stmts.extend(self.statement(node, out_name_of))
-            if stmts and backward:
-                body.append(f"# {part}")
-            body.extend(stmts)
+        body = self.body(forward, backward, out_name_of, outputs)
         # every array returned is a fresh buffer: never an input, a constant, a view of
         # them, or another output (compile([e, e]) and two equal gradients return two arrays)
         results = []
@@ -260,8 +287,24 @@ class Emitter:
         lines += self.kernel_header("kernel", params)
         lines += ["    " + l for l in prelude + body]
         lines += ["", ""]
+        if not self.interpreted:
+            lines += ["# the entry point of the machine code compiled for the argument types call() checks",
+                      "# (codegen binds it after compiling; until then, the dispatcher)", "kernel_entry = kernel",
+                      "", ""]
         lines += self.entry_function(inputs, params, dims, outputs, structure, entry)
         return "\n".join(lines) + "\n"
+
+    def body(self, forward, backward, out_name_of, outputs):
+        """The kernel's statements: the forward part, then the backward part."""
+        body = []
+        for part, nodes in (("forward", forward), ("backward", backward)):
+            stmts = []
+            for node in nodes:
+                stmts.extend(self.statement(node, out_name_of))
+            if stmts and backward:
+                body.append(f"# {part}")
+            body.extend(stmts)
+        return body
 
     def statement(self, node, out_name_of):
         if node.op == "symbol":
@@ -291,8 +334,16 @@ class Emitter:
         return self.decorator is None
 
     def entry_function(self, inputs, params, dims, outputs, structure, entry):
-        lines = [f"def {entry}({', '.join(params)}):",
-                 f'    """Check and convert the arguments, then run the kernel."""']
+        # plain positional calls (the hot path) bind directly; anything else (keywords, a wrong
+        # count) is bound by name in _cv.call_by_name, which raises InputError naming the problem
+        missing = " or ".join(f"{p} is _cv.MISSING" for p in params)
+        signature = (", ".join(f"{p}=_cv.MISSING" for p in params) + ", /, *more, **named"
+                     if params else "*more, **named")
+        lines = [f"def {entry}({signature}):",
+                 f'    """Check and convert the arguments, then run the kernel."""',
+                 f"    if more or named{' or ' + missing if missing else ''}:",
+                 f"        return _cv.call_by_name({entry}, {self.title!r}, "
+                 f"{tuple(s.name for s in inputs)!r}, ({''.join(p + ', ' for p in params)}), more, named)"]
         for s, p in zip(inputs, params):
             label = repr(s.name)
             if s.ndim == 0:
@@ -306,8 +357,9 @@ class Emitter:
                 else:
                     lines.append(f"    {p} = _cv.scalar({p}, {label}, {s.dtype!r})")
             else:
+                # carray: C-contiguous, aligned and writeable, as the compiled code's types assume
                 lines.append(f"    if type({p}) is not _cv.ndarray or {p}.dtype is not _cv.{s.dtype} "
-                             f"or {p}.ndim != {s.ndim} or not {p}.flags.c_contiguous:")
+                             f"or {p}.ndim != {s.ndim} or not {p}.flags.carray:")
                 lines.append(f"        {p} = _cv.array({p}, {label}, {s.ndim}, {s.dtype!r})")
         bound = set()
         for s, p in zip(inputs, params):
@@ -332,11 +384,17 @@ class Emitter:
             lines.append(f"    if {dim_text(dim)} < {minimum}:")
             lines.append(f"        raise _cv.too_small({dim_str(dim)!r}, {dim_text(dim)}, {minimum}, {what!r}, "
                          f"{where!r})")
+        # compiled backends call the machine code built for exactly the checked types
+        # (kernel_entry, bound after compiling), skipping the dispatcher's type resolution
+        call = f"{'kernel' if self.interpreted else 'kernel_entry'}({', '.join(params)})"
+        if any(n.op in GATHER_OPS for n in topo_order(outputs)):
+            # index values are data: the kernel checks them and raises IndexError, shown as InputError
+            call = f"_cv.checked_indices({call.split('(')[0]}{''.join(', ' + p for p in params)})"
         if self.interpreted:
             lines.append("    with _cv.ieee_errors_ignored():")
-            lines.append(f"        out = _cv.zero_d_as_scalars(kernel({', '.join(params)}))")
+            lines.append(f"        out = _cv.zero_d_as_scalars({call})")
         else:
-            lines.append(f"    out = kernel({', '.join(params)})")
+            lines.append(f"    out = {call}")
             # machine code boxes every float scalar as a Python float (float64) and every int
             # as a Python int: give float32 and narrow int scalars their dtype back
             boxed = [f"np.{o.dtype}(out[{i}])" if o.ndim == 0 and o.dtype not in ("float64", "int64", "bool")
@@ -345,6 +403,9 @@ class Emitter:
                 lines.append(f"    out = ({', '.join(boxed)},)")
         lines.append(f"    return {structure}")
         return lines
+
+
+GATHER_OPS = ("take0", "scatter_add0", "take_last", "scatter_last")
 
 
 def requirements(outputs):

@@ -6,6 +6,7 @@ lays the data out as a C-contiguous (rows, reduced) matrix and calls a helper
 in ``codegen.numba_runtime``.
 """
 
+from . import fusion
 from .emit import Emitter
 from .schedule import dim_text, product_text, shape_text
 
@@ -14,6 +15,19 @@ class NumbaEmitter(Emitter):
     backend = "numba"
     runtime_module = "codegen.numba_runtime"
     decorator = "@numba.njit(cache=True, nogil=True, error_model='numpy')"
+
+    def body(self, forward, backward, out_name_of, outputs):
+        fused = fusion.fused_body(self, forward, backward, out_name_of, outputs) if fusion.enabled() else None
+        if fused is None:
+            return super().body(forward, backward, out_name_of, outputs)
+        return fused
+
+    def loop_indices(self, rank):
+        """Loop index names, claimed once per kernel and reused by every fused loop."""
+        names = self.__dict__.setdefault("_loop_names", [])
+        while len(names) < rank:
+            names.append(self.namer.claim("ijklmnpq"[len(names)] if len(names) < 8 else f"i{len(names)}"))
+        return names[:rank]
 
     def _rows(self, node, arg):
         """``arg`` with the reduced axes moved last, as a (kept, reduced) C-contiguous matrix."""

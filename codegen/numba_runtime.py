@@ -1,42 +1,85 @@
 """Machine-code helpers the numba backend's generated code calls.
 
-Elementwise composites are numba ufuncs (they work on scalars and arrays);
-reductions numba's numpy does not offer along an axis work on a C-contiguous
-(rows, reduced) matrix that the generated code lays out.
+Elementwise composites work on scalars and on arrays of any layout; they are
+numba overloads, compiled into the kernel that uses them (and cached with it),
+so importing this module compiles nothing. Reductions numba's numpy does not
+offer along an axis work on a C-contiguous (rows, reduced) matrix that the
+generated code lays out.
 """
 
 import math
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import overload
 
-# a ufunc call takes the first loop its argument casts to safely: list float32 first,
-# or float32 arrays would be computed and returned as float64
-_SIGS = ["float32(float32)", "float64(float64)"]
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
-@numba.vectorize(_SIGS, cache=True)
-def sigmoid(x):
+def _elementwise(scalar, numpy_impl):
+    """A function of one float scalar or float array (computed element by element by ``scalar``,
+    the result in the argument's dtype), for numba code; in plain Python, ``numpy_impl``."""
+    element = numba.njit(nogil=True, error_model="numpy")(scalar)
+
+    def function(x):
+        return numpy_impl(x)
+
+    function.__name__ = function.__qualname__ = scalar.__name__
+    function.__doc__ = scalar.__doc__
+
+    @overload(function, jit_options=dict(nogil=True, error_model="numpy"))
+    def _typed(x):
+        if isinstance(x, types.Float):
+            if x == types.float32:
+                return lambda x: np.float32(element(x))
+            return lambda x: np.float64(element(x))
+        if isinstance(x, types.Array) and isinstance(x.dtype, types.Float):
+            def on_array(x):
+                c = np.ascontiguousarray(x)
+                out = np.empty(c.shape, dtype=c.dtype)
+                flat_in = c.reshape(c.size)
+                flat_out = out.reshape(out.size)
+                for k in range(flat_in.size):
+                    flat_out[k] = element(flat_in[k])
+                return out
+            return on_array
+        return None
+
+    return function
+
+
+def _sigmoid(x):
+    """1 / (1 + exp(-x)), without overflow for large |x|."""
     if x >= 0:
         return 1 / (1 + math.exp(-x))
     e = math.exp(x)
     return e / (1 + e)
 
 
-@numba.vectorize(_SIGS, cache=True)
-def softplus(x):
+def _softplus(x):
+    """log(1 + exp(x)), without overflow."""
     return max(x, 0) + math.log1p(math.exp(-abs(x)))
 
 
-@numba.vectorize(_SIGS, cache=True)
-def relu(x):
+def _relu(x):
+    """max(x, 0); NaN stays NaN."""
     return x if x > 0 else x * 0
 
 
-@numba.vectorize(_SIGS, cache=True)
-def erf(x):
+def _erf(x):
+    """The error function."""
     return math.erf(x)
+
+
+def _np(fn):
+    return lambda x: np.vectorize(fn, otypes=[np.asarray(x).dtype])(x)
+
+
+sigmoid = _elementwise(_sigmoid, _np(_sigmoid))
+softplus = _elementwise(_softplus, _np(_softplus))
+relu = _elementwise(_relu, _np(_relu))
+erf = _elementwise(_erf, _np(_erf))
 
 
 @numba.njit(**_JIT)
@@ -131,4 +174,64 @@ def bmm(a, b):
     out = np.empty((batch, a.shape[1], b.shape[2]), dtype=a.dtype)
     for k in range(batch):
         out[k] = np.ascontiguousarray(a[k if a.shape[0] > 1 else 0]) @ np.ascontiguousarray(b[k if b.shape[0] > 1 else 0])
+    return out
+
+
+# ---------------------------------------------------------------- gathers and their adjoints
+# Index values are data, so they are checked here: numba does not bounds-check.
+
+
+@numba.njit(**_JIT)
+def take_rows(x, idx):
+    n = x.shape[0]
+    out = np.empty((idx.shape[0], x.shape[1]), dtype=x.dtype)
+    for k in range(idx.shape[0]):
+        i = idx[k]
+        if i < 0:
+            i += n
+        if i < 0 or i >= n:
+            raise IndexError("an index is out of bounds")
+        out[k] = x[i]
+    return out
+
+
+@numba.njit(**_JIT)
+def scatter_add_rows(g, idx, n):
+    out = np.zeros((n, g.shape[1]), dtype=g.dtype)
+    for k in range(idx.shape[0]):
+        i = idx[k]
+        if i < 0:
+            i += n
+        if i < 0 or i >= n:
+            raise IndexError("an index is out of bounds")
+        out[i] += g[k]
+    return out
+
+
+@numba.njit(**_JIT)
+def take_last(x, idx):
+    n = x.shape[1]
+    out = np.empty(idx.shape, dtype=x.dtype)
+    for r in range(idx.shape[0]):
+        for k in range(idx.shape[1]):
+            i = idx[r, k]
+            if i < 0:
+                i += n
+            if i < 0 or i >= n:
+                raise IndexError("an index is out of bounds")
+            out[r, k] = x[r, i]
+    return out
+
+
+@numba.njit(**_JIT)
+def scatter_last(g, idx, n):
+    out = np.zeros((g.shape[0], n), dtype=g.dtype)
+    for r in range(idx.shape[0]):
+        for k in range(idx.shape[1]):
+            i = idx[r, k]
+            if i < 0:
+                i += n
+            if i < 0 or i >= n:
+                raise IndexError("an index is out of bounds")
+            out[r, i] += g[r, k]
     return out

@@ -31,3 +31,31 @@ def first_min_mask(x, axes):
 def prod_others(x, axes):
     """For each element, the product of the other elements of its slice along ``axes``."""
     return OPS["prod_others"].impl(x, axes=axes)
+
+
+def _check(idx, n):
+    idx = np.asarray(idx)
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError("an index is out of bounds")
+    return idx
+
+
+def take_rows(x, idx):
+    return x[_check(idx, x.shape[0])]
+
+
+def scatter_add_rows(g, idx, n):
+    out = np.zeros((n, g.shape[1]), dtype=g.dtype)
+    np.add.at(out, _check(idx, n), g)
+    return out
+
+
+def take_last(x, idx):
+    return np.take_along_axis(x, _check(idx, x.shape[1]), axis=1)
+
+
+def scatter_last(g, idx, n):
+    out = np.zeros((g.shape[0], n), dtype=g.dtype)
+    rows = np.repeat(np.arange(g.shape[0]), g.shape[1])
+    np.add.at(out, (rows, _check(idx, n).reshape(-1)), g.reshape(-1))
+    return out

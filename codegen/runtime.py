@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from symgrad.errors import InputError, UnsupportedError
-from symgrad.graph import shape_str
+from symgrad.graph import shape_str, topo_order
 
 ndarray = np.ndarray
 float64 = np.dtype("float64")
@@ -33,6 +33,16 @@ uint64 = np.dtype("uint64")
 bool = np.dtype("bool")  # noqa: A001  (generated code compares dtypes by these names)
 
 _builtin_bool = type(True)
+
+
+class _Missing:
+    """The default of every parameter of a generated entry: the argument was not given by position."""
+
+    def __repr__(self):
+        return "<missing>"
+
+
+MISSING = _Missing()
 _load_lock = threading.Lock()
 
 
@@ -109,7 +119,40 @@ def array(value, name, ndim, dtype):
             if value.dtype.kind in "iu" and (value.min() < info.min or value.max() > info.max):
                 raise InputError(f"argument {name!r}: values do not fit in {dtype}")
         value = value.astype(dtype)
-    return np.ascontiguousarray(value)
+    # aligned too: the compiled entry point is called without the dispatcher's type checks
+    return np.require(value, requirements=("C", "A"))
+
+
+def call_by_name(entry, title, names, given, more, named):
+    """A call of a generated entry that was not plain positional: bind it by name, then call."""
+    positional = list(given[:next((k for k, v in enumerate(given) if v is MISSING), len(given))])
+    if more:
+        positional = list(given) + list(more)
+    return entry(*bind(title, names, positional, named))
+
+
+def bind(title, names, args, kwargs):
+    """Positional and keyword arguments as one positional list, or InputError naming the problem."""
+    n = len(names)
+    if len(args) > n:
+        raise InputError(f"{title} takes {n} argument{'s' if n != 1 else ''} "
+                         f"({', '.join(names)}), got {len(args)}")
+    bound = list(args) + [None] * (n - len(args))
+    given = [True] * len(args) + [False] * (n - len(args))
+    for key, value in kwargs.items():
+        if key not in names:
+            raise InputError(f"{title} got an unexpected argument {key!r}; "
+                             f"its inputs are {', '.join(names)}")
+        i = names.index(key)
+        if given[i]:
+            raise InputError(f"{title} got argument {key!r} twice (by position and by name)")
+        bound[i] = value
+        given[i] = True
+    missing = [names[i] for i in range(n) if not given[i]]
+    if missing:
+        raise InputError(f"{title} is missing argument{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(repr(m) for m in missing)}")
+    return bound
 
 
 def fixed_dim_error(name, axis, got, expected):
@@ -155,28 +198,87 @@ def cache_dir():
         return fallback
 
 
-def _read(path):
-    with open(path, encoding="utf-8") as fh:
-        return fh.read()
+_versions_text = None
 
 
-def load_module(source, backend):
-    """Write ``source`` to the cache (named by its hash) and import it; returns the module."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+def library_versions():
+    """The versions the cached machine code depends on; they are part of every module's name."""
+    global _versions_text
+    if _versions_text is None:
+        from symgrad import __version__
+        try:
+            import numba
+            numba_version = numba.__version__
+        except ImportError:
+            numba_version = "absent"
+        # numba's cache checks only the module's own file: a change to the helpers it calls
+        # must give the module another name
+        helpers = _read_bytes(os.path.join(os.path.dirname(__file__), "numba_runtime.py")) or b""
+        _versions_text = (f"symgrad {__version__}; numba {numba_version}; numpy {np.__version__}; "
+                          f"python {sys.version.split()[0]} {sys.implementation.cache_tag}; "
+                          f"helpers {hashlib.sha256(helpers).hexdigest()[:12]}")
+    return _versions_text
+
+
+def _read_bytes(path):
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _write_atomically(path, data):
+    # a reader (another process) sees the old file or the new one, never a partial one
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def drop_compiled_caches(module_name):
+    """Delete the bytecode and numba cache files of a cached module (after they failed to load)."""
+    folder = os.path.join(cache_dir(), "__pycache__")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    dropped = 0
+    for name in names:
+        if name.startswith(module_name + "."):
+            try:
+                os.remove(os.path.join(folder, name))
+                dropped += 1
+            except OSError:
+                pass
+    return dropped
+
+
+def load_module(source, backend, fresh=False):
+    """Write ``source`` to the cache (named by the hash of its text and of the library versions)
+    and import it; returns (module, whether a valid copy was already on disk). A missing,
+    truncated or corrupt cache file is rewritten; a cached bytecode file that fails to load is
+    dropped and the module imported from its source. ``fresh`` imports it again even if this
+    process already has it."""
+    data = source.encode("utf-8")
+    digest = hashlib.sha256(library_versions().encode() + b"\0" + data).hexdigest()[:24]
     modname = f"symgrad_{backend}_{digest}"
     with _load_lock:
-        if modname in sys.modules:
+        if modname in sys.modules and not fresh:
             return sys.modules[modname], True
         path = os.path.join(cache_dir(), modname + ".py")
-        existed = os.path.exists(path)
-        if not existed or _read(path) != source:
-            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(source)
-            os.replace(tmp, path)
+        existed = _read_bytes(path) == data
+        if not existed:
+            _write_atomically(path, data)
         spec = importlib.util.spec_from_file_location(modname, path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception:
+            drop_compiled_caches(modname)
+            _write_atomically(path, data)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
         sys.modules[modname] = module
         return module, existed
 
@@ -204,6 +306,35 @@ class Compiled:
         self._names = [s.name for s in inputs]
         self._index = {s.name: i for i, s in enumerate(inputs)}
 
+    @property
+    def compiles(self):
+        """Every machine-code compile of this function, each with its cause. A call from Python
+        never adds one: the entry converts arguments to the built types, and sizes are not part
+        of a signature, so a new batch size compiles nothing. Only a call of ``.kernel`` from
+        numba code with other argument types adds an entry, naming the arguments that differ."""
+        built = getattr(self, "_build_signature", None)
+        if built is None:
+            return []
+        records = [{"signature": ", ".join(f"{s.name}: {t}" for s, t in zip(self.inputs, built)),
+                    "cause": "build", "cache": self.cache_state, "seconds": self.build_seconds}]
+        for sig in self.kernel.signatures:
+            if tuple(sig) == tuple(built):
+                continue
+            new = [f"argument {s.name!r} is {t} (built for {b})"
+                   for s, t, b in zip(self.inputs, sig, built) if t != b]
+            records.append({"signature": ", ".join(f"{s.name}: {t}" for s, t in zip(self.inputs, sig)),
+                            "cause": "called from numba code with new types: " + "; ".join(new),
+                            "cache": None, "seconds": None})
+        return records
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name == "_entry":
+            # a call goes straight into the generated entry (its checks are code specialised for
+            # this function), with no Python frame of ours in between
+            self.__class__ = type("Compiled", (Compiled,), {"__call__": staticmethod(value),
+                                                            "__module__": __name__})
+
     def __reduce__(self):
         raise UnsupportedError(
             f"{self.title}: a Compiled function cannot be pickled; build it again in the other "
@@ -219,35 +350,43 @@ class Compiled:
         return self._entry(*args)
 
     def _bind(self, args, kwargs):
-        n = len(self._names)
-        if len(args) > n:
-            raise InputError(f"{self.title} takes {n} argument{'s' if n != 1 else ''} "
-                             f"({', '.join(self._names)}), got {len(args)}")
-        bound = list(args) + [None] * (n - len(args))
-        given = [True] * len(args) + [False] * (n - len(args))
-        for key, value in kwargs.items():
-            if key not in self._index:
-                raise InputError(f"{self.title} got an unexpected argument {key!r}; "
-                                 f"its inputs are {', '.join(self._names)}")
-            i = self._index[key]
-            if given[i]:
-                raise InputError(f"{self.title} got argument {key!r} twice (by position and by name)")
-            bound[i] = value
-            given[i] = True
-        missing = [self._names[i] for i in range(n) if not given[i]]
-        if missing:
-            raise InputError(f"{self.title} is missing argument{'s' if len(missing) > 1 else ''} "
-                             f"{', '.join(repr(m) for m in missing)}")
-        return bound
+        return bind(self.title, self._names, args, kwargs)
+
+    def scipy(self, *fixed, **fixed_by_name):
+        """fun / jac / hess / hessp on flat float64 vectors for ``scipy.optimize.minimize``
+        (a ``value_and_grad`` only); see ``symgrad.optimize.ScipyProblem``."""
+        from symgrad.optimize import ScipyProblem
+        return ScipyProblem(self, *fixed, **fixed_by_name)
 
     def __repr__(self):
         ins = ", ".join(f"{s.name}: {shape_str(s.shape)} {s.dtype}" for s in self.inputs)
         outs = ", ".join(f"{name}: {shape_str(o.shape)} {o.dtype}"
                          for name, o in zip(self.output_names, self.outputs))
         return (f"<symgrad.Compiled {self.title}\n  inputs:  {ins}\n  outputs: {outs}\n"
-                f"  graph: {self.graph_nodes} nodes; source: {self.source.count(chr(10))} lines; "
-                f"backend: {self.backend}; cache: {self.cache_state}; build: {self.build_seconds:.3f} s>")
+                f"  graph: {self.graph_nodes} nodes after CSE ({_tree_size(self.outputs)} as a tree "
+                f"without sharing); source: {self.source.count(chr(10))} lines\n"
+                f"  backend: {self.backend}; cache: {self.cache_state}; build: {self.build_seconds:.3f} s>")
+
+
+def _tree_size(outputs):
+    """Nodes the outputs would have as expression trees, every use of a shared node counted
+    again: what CSE saved. A node's tree size is one plus its inputs' (no recursion)."""
+    limit = 10**12     # deep sharing makes trees exponentially large; stop counting there
+    size = {}
+    for node in topo_order(list(outputs)):
+        size[id(node)] = min(limit, 1 + sum(size[id(i)] for i in node.inputs))
+    total = sum(size[id(o)] for o in outputs)
+    return str(total) if total < limit else "over 10^12"
 
 
 def timed():
     return time.perf_counter()
+
+
+def checked_indices(kernel, *args):
+    """Run ``kernel``; an index value out of range (found by the kernel) becomes an InputError."""
+    try:
+        return kernel(*args)
+    except IndexError:
+        raise InputError("an integer index passed to the compiled function is out of range for the "
+                         "axis it indexes (valid: -size <= index < size)") from None

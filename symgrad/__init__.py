@@ -12,12 +12,15 @@ from .ops import (
     arccos, arctan, sinh, cosh, tanh, sigmoid, relu, softplus, erf,
     sum, mean, max, min, prod, logsumexp, softmax, log_softmax,
     matmul, dot, outer, reshape, expand_dims, squeeze, broadcast_to, transpose, concatenate, stack,
-    constant,
+    constant, take, take_along_axis, arange,
 )
-from .api import (tensor, scalar, scalars, symbols, grad, vjp, compile, value_and_grad, check_grad)
+from .api import (tensor, scalar, scalars, symbols, grad, vjp, compile, value_and_grad, check_grad,
+                  jvp, jacobian, jacobian_mode, hessian, hvp, hessian_sparsity,
+                  value_grad_and_hessian, sparse_hessian)
 from .frontends import numpy_protocol as _numpy_protocol  # noqa: F401  (np.* on Expr)
 from .frontends.sympy_bridge import from_sympy, to_sympy, latex
 from .frontends.parse import parse
+from .draw import to_dot, draw
 
 negative = neg
 power = pow

@@ -86,3 +86,190 @@ def grad(y, wrt):
                                "have gradients")
     grads = vjp(y, wrt_list, constant(1, y.dtype))
     return grads[0] if single else grads
+
+
+# ---------------------------------------------------------------- forward mode
+
+
+def jvp(outputs, wrt, tangents):
+    """The Jacobian-vector product: the tangent of each output given a tangent per ``wrt`` symbol.
+
+    One pass over the topologically sorted graph, inputs first: each node sums the
+    contributions of its inputs' tangents through the JVP rules in the op table and
+    broadcasts the sum to its own shape. Nodes whose inputs carry no tangent get none
+    (zeros never generate code); integer and bool nodes never carry one."""
+    _check_wrt(wrt, "jvp")
+    tangent = {}
+    for w, t in zip(wrt, tangents):
+        if t.shape != w.shape:
+            raise ShapeError(f"jvp: the tangent of {w.name} has shape {shape_str(t.shape)}, but "
+                             f"{w.name} has shape {shape_str(w.shape)}")
+        if t.dtype != w.dtype:
+            t = cast(t, w.dtype)
+        if t.op == "constant" and not t.value.any():
+            continue   # a zero tangent, like a zero adjoint, never generates code
+        tangent[id(w)] = t
+    order = topo_order(list(outputs))
+    forward = {id(n) for n in order}
+    for node in order:
+        if not node.inputs or id(node) in tangent or not is_float(node.dtype):
+            continue
+        opdef = OPS[node.op]
+        total = None
+        for index, inp in enumerate(node.inputs):
+            t = tangent.get(id(inp))
+            if t is None:
+                continue
+            rule = opdef.jvp_rule(index)
+            contribution = None if rule is None else rule(t, *node.inputs, node)
+            if contribution is None:
+                continue
+            total = contribution if total is None else add(total, contribution)
+        if total is None:
+            continue
+        if total.shape != node.shape:
+            total = broadcast_to(total, node.shape)
+        if total.dtype != node.dtype:
+            total = cast(total, node.dtype)
+        if total.note is None and id(total) not in forward and opdef.note:
+            total.note = f"{node.op} (forward): {opdef.note}"
+        tangent[id(node)] = total
+    return [tangent[id(o)] if id(o) in tangent else zeros(o.shape, o.dtype) for o in outputs]
+
+
+# ---------------------------------------------------------------- Jacobians and Hessians
+
+
+def _concrete_size(shape, what):
+    from .graph import size_of
+    size = size_of(shape)
+    if not isinstance(size, int):
+        raise UnsupportedError(f"{what} has the symbolic size {size}; a Jacobian or Hessian needs "
+                               "one derivative pass per element, so give it concrete dimensions")
+    return size
+
+
+def unit(shape, dtype, flat_index):
+    """The one-hot array of ``shape`` with a 1 at ``flat_index`` (C order), as a graph node."""
+    import numpy as np
+    from .ops.structure import slice_grad
+    if not shape:
+        return constant(1, dtype)
+    key = tuple(("i", int(i)) for i in np.unravel_index(flat_index, tuple(shape)))
+    return slice_grad(constant(1, dtype), key, shape)
+
+
+def jacobian_mode(y, wrt):
+    """Which mode ``jacobian(mode="auto")`` picks, and the sizes it compared: (mode, n_in, n_out).
+
+    Forward mode costs one JVP per input element, reverse one VJP per output element
+    (the seeds' rule: reverse when n > m). A symbolic size cannot be compared: the
+    side that is concrete is chosen (its pass count is known); both symbolic is an error."""
+    from .graph import size_of
+    n_in = 0
+    for w in wrt:
+        n_in = n_in + size_of(w.shape)
+    n_out = size_of(y.shape)
+    in_known, out_known = isinstance(n_in, int), isinstance(n_out, int)
+    if in_known and out_known:
+        return ("forward" if n_in < n_out else "reverse"), n_in, n_out
+    if in_known:
+        return "forward", n_in, n_out
+    if out_known:
+        return "reverse", n_in, n_out
+    raise UnsupportedError(f"jacobian: both the input size {n_in} and the output size {n_out} are "
+                           "symbolic; give one side concrete dimensions")
+
+
+def jacobian(y, wrt, mode="auto"):
+    """d y / d w for each symbol: an Expr of shape ``y.shape + w.shape`` per symbol.
+
+    ``forward`` builds one JVP per input element (unit tangents), ``reverse`` one VJP
+    per output element (unit cotangents); each pass is O(N) nodes and they share the
+    forward graph, so the Jacobian graph has O(N * passes) nodes."""
+    from .ops import reshape, stack
+    if mode not in ("auto", "forward", "reverse"):
+        raise UnsupportedError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
+    _check_wrt(wrt, "jacobian")
+    if not is_float(y.dtype):
+        raise UnsupportedError(f"jacobian of an expression of dtype {y.dtype}: only float "
+                               "expressions have derivatives")
+    if mode == "auto":
+        mode = jacobian_mode(y, wrt)[0]
+    blocks = []
+    if mode == "forward":
+        for w in wrt:
+            n = _concrete_size(w.shape, f"jacobian(mode='forward'): input {w.name}")
+            columns = [jvp([y], [w], [unit(w.shape, w.dtype, j)])[0] for j in range(n)]
+            if not columns:
+                blocks.append(zeros(y.shape + w.shape, y.dtype))
+                continue
+            blocks.append(reshape(stack(columns, axis=-1) if y.ndim else stack(columns), y.shape + w.shape))
+        return blocks
+    m = _concrete_size(y.shape, "jacobian(mode='reverse'): the output")
+    rows = [vjp(y, wrt, unit(y.shape, y.dtype, i)) for i in range(m)]
+    for k, w in enumerate(wrt):
+        if not rows:
+            blocks.append(zeros(y.shape + w.shape, w.dtype))
+            continue
+        blocks.append(reshape(stack([r[k] for r in rows]), y.shape + w.shape))
+    return blocks
+
+
+def hvp(y, wrt, vectors):
+    """Hessian-vector products of the scalar ``y``, forward over reverse: the JVP of the
+    gradient graph along ``vectors`` (one per symbol). The result is O(N) nodes, a small
+    constant times the gradient, and no Hessian is formed."""
+    return jvp(grad(y, list(wrt)), wrt, vectors)
+
+
+def hessian(y, wrt):
+    """The Hessian of the scalar ``y`` as blocks ``H[i][j]`` of shape ``wi.shape + wj.shape``.
+
+    Forward over reverse: the gradient graph is built once, then one JVP of it per
+    input element (a unit tangent). Symmetry is used: the JVP for an element of
+    ``wrt[j]`` differentiates only the gradient blocks ``i >= j``; the blocks above the
+    diagonal are transposes of those below, and a diagonal block keeps its lower
+    triangle and mirrors it, so it is exactly symmetric. With scalar symbols every
+    off-diagonal entry is one expression computed once. O(N * n) nodes for N graph
+    nodes and n input elements."""
+    import numpy as np
+    from .ops import reshape, stack, transpose, where
+    if y.shape != ():
+        raise ShapeError(f"hessian needs a scalar expression, got one of shape {shape_str(y.shape)}")
+    if not is_float(y.dtype):
+        raise UnsupportedError(f"hessian of an expression of dtype {y.dtype}: only float "
+                               "expressions have derivatives")
+    _check_wrt(wrt, "hessian")
+    sizes = [_concrete_size(w.shape, f"hessian: input {w.name}") for w in wrt]
+    grads = grad(y, list(wrt))
+    k = len(wrt)
+    blocks = [[None] * k for _ in range(k)]
+    for j, wj in enumerate(wrt):
+        # columns[i][e]: d grads[i] / d wj[e], for i >= j
+        columns = [[] for _ in range(k)]
+        for e in range(sizes[j]):
+            tangents = jvp(grads[j:], [wj], [unit(wj.shape, wj.dtype, e)])
+            for i, t in zip(range(j, k), tangents):
+                columns[i].append(t)
+        for i in range(j, k):
+            wi = wrt[i]
+            if sizes[j] == 0:
+                blocks[i][j] = zeros(wi.shape + wj.shape, y.dtype)
+                continue
+            cols = columns[i]
+            block = stack(cols, axis=-1) if wi.ndim else stack(cols)
+            if i == j and sizes[j] > 1:
+                # keep the lower triangle (row >= column) and mirror it
+                flat = reshape(block, (sizes[i], sizes[j]))
+                lower = constant(np.tril(np.ones((sizes[i], sizes[j]), dtype=bool)))
+                block = where(lower, flat, transpose(flat))
+            blocks[i][j] = reshape(block, wi.shape + wj.shape)
+    for j in range(k):
+        for i in range(j):
+            # H[i][j] = H[j][i] with its two halves of axes swapped
+            lower = blocks[j][i]
+            nj, ni = wrt[j].ndim, wrt[i].ndim
+            axes = tuple(range(nj, nj + ni)) + tuple(range(nj))
+            blocks[i][j] = transpose(lower, axes) if lower.ndim else lower
+    return blocks

@@ -1,53 +1,87 @@
-"""``symgrad bench``: build time and per-call time of value-and-grad, next to references.
+"""``symgrad bench``: build time, forward and value-and-grad time, next to references and peers.
 
-Every workload has a hand-written numpy forward+backward as the reference
-(symgrad must match it to 1e-6 relative), and where it is cheap to write, a
-hand-fused numba loop (the limit a perfect code generator could reach). Times
-are medians of repeated runs measured side by side in one process, so the
-ratios are meaningful on a shared, noisy machine even when the absolute
-times are not.
+Every workload has a hand-written numpy forward+backward as the reference (every
+system must match it to 1e-6 relative) and, for rosen and ew, a hand-fused numba
+loop: the limit a perfect code generator could reach. Each case runs in its own
+subprocess with a timeout; inside it, every system is timed side by side (medians
+of repeated runs), so the ratios mean something on a shared, noisy machine even
+when the absolute times do not.
+
+Peers (JAX, PyTorch, autograd, SymPy lambdify) are used when importable and
+shown as absent otherwise; none is a dependency.
+
+    symgrad bench                         # every workload
+    symgrad bench rosen/1e6 seed_scalar   # a subset ("rosen" selects every size)
+    symgrad bench --json out.json         # also write the raw numbers
+    python -m symgrad.bench ...           # the same
 """
 
+import argparse
+import importlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
 
-from .cli import median_call_seconds, _fmt
+from .cli import median_call_seconds
+
+NAMES = ["seed_scalar", "rosen/10", "rosen/1000", "rosen/1e6", "mlp/64", "mlp/1024", "logreg/1e6",
+         "recur/10", "recur/100", "recur/1000", "ew/1e7", "xor"]
+PEERS = ["jax", "torch", "autograd", "sympy"]
 
 
-def _seed_workload(sg):
+def _fmt(seconds):
+    if seconds is None:
+        return "-"
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.0f} ns"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.2f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _size(text):
+    return int(float(text))
+
+
+# ---------------------------------------------------------------- workloads
+# Each returns a Workload: the symgrad expression, wrt and inputs; the arguments; the
+# numpy reference (value, grads) and forward; the loss written once over an array module
+# (``xp``) for the peers; optionally a hand-fused numba kernel.
+
+
+class Workload:
+    def __init__(self, expr, wrt, inputs, args, by_hand, forward_by_hand, loss=None, fused=None,
+                 loop=None):
+        self.expr, self.wrt, self.inputs, self.args = expr, list(wrt), list(inputs), tuple(args)
+        self.by_hand, self.forward_by_hand = by_hand, forward_by_hand
+        self.loss = loss          # loss(xp, *args) for the peers; grads w.r.t. the first len(wrt) args
+        self.fused = fused        # numba kernel: same (value, grads) contract as by_hand
+        self.loop = loop          # (steps, rate): gradient descent through vg in a Python loop
+
+
+def _seed(sg, _):
     x, y = sg.scalars("x y")
-    expr = x * y + sg.sin(x)
 
     def by_hand(x, y):
         return x * y + np.sin(x), (y + np.cos(x), x)
 
-    build = lambda: sg.value_and_grad(expr, wrt=[x, y])
-    return build, by_hand, None, (0.7, -1.3)
-
-
-def _rosen_workload(sg, n):
-    x = sg.tensor("x", ("n",))
-    expr = sg.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
-
-    def by_hand(x):
-        a = x[1:] - x[:-1] ** 2
-        b = 1 - x[:-1]
-        g = np.zeros_like(x)
-        g[1:] += 200 * a
-        g[:-1] += -400 * a * x[:-1] - 2 * b
-        return np.sum(100 * a * a + b * b), g
-
-    build = lambda: sg.value_and_grad(expr, wrt=x)
-    arg = np.random.default_rng(0).uniform(-1, 1, n)
-    return build, by_hand, _fused_rosen(), (arg,)
+    return Workload(x * y + sg.sin(x), [x, y], [x, y], (0.7, -1.3), by_hand,
+                    lambda x, y: x * y + np.sin(x), loss=lambda xp, x, y: x * y + xp.sin(x))
 
 
 _FUSED = {}
 
 
-def _fused_rosen():
-    if "rosen" not in _FUSED:
+def _fused(name):
+    if name not in _FUSED:
         import numba
 
         @numba.njit(cache=True, nogil=True)
@@ -61,47 +95,456 @@ def _fused_rosen():
                 f += 100.0 * a * a + b * b
                 g[i + 1] += 200.0 * a
                 g[i] += -400.0 * a * x[i] - 2.0 * b
-            return f, g
-        _FUSED["rosen"] = rosen_fused
-    return _FUSED["rosen"]
+            return f, (g,)
+
+        @numba.njit(cache=True, nogil=True)
+        def ew_fused(x):
+            g = np.empty_like(x)
+            f = 0.0
+            for i in range(x.shape[0]):
+                v = x[i]
+                e = math.exp(math.sin(v))
+                t = math.tanh(v)
+                q = 1.0 / (1.0 + v * v)
+                f += e * t * t * q
+                g[i] = e * q * (math.cos(v) * t * t + 2.0 * t * (1.0 - t * t) - t * t * 2.0 * v * q)
+            return f, (g,)
+
+        _FUSED.update(rosen=rosen_fused, ew=ew_fused)
+    return _FUSED[name]
+
+
+def _rosen(sg, n):
+    x = sg.tensor("x", ("n",))
+    expr = sg.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+    def by_hand(x):
+        a = x[1:] - x[:-1] ** 2
+        b = 1 - x[:-1]
+        g = np.zeros_like(x)
+        g[1:] += 200 * a
+        g[:-1] += -400 * a * x[:-1] - 2 * b
+        return np.sum(100 * a * a + b * b), (g,)
+
+    def loss(xp, x):
+        return xp.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+    arg = np.random.default_rng(0).uniform(-1, 1, _size(n))
+    return Workload(expr, [x], [x], (arg,), by_hand, lambda x: loss(np, x), loss, _fused("rosen"))
+
+
+def _ew(sg, n):
+    x = sg.tensor("x", ("n",))
+    expr = sg.sum(sg.exp(sg.sin(x)) * sg.tanh(x) ** 2 / (1 + x ** 2))
+
+    def by_hand(x):
+        e = np.exp(np.sin(x))
+        t = np.tanh(x)
+        q = 1 / (1 + x * x)
+        return np.sum(e * t * t * q), (e * q * (np.cos(x) * t * t + 2 * t * (1 - t * t) - t * t * 2 * x * q),)
+
+    def loss(xp, x):
+        return xp.sum(xp.exp(xp.sin(x)) * xp.tanh(x) ** 2 / (1 + x ** 2))
+
+    arg = np.random.default_rng(0).normal(size=_size(n))
+    return Workload(expr, [x], [x], (arg,), by_hand, lambda x: loss(np, x), loss, _fused("ew"))
+
+
+def _mlp(sg, batch):
+    d, h, k, n = 784, 128, 10, _size(batch)
+    W1, b1 = sg.tensor("W1", ("d", "h")), sg.tensor("b1", ("h",))
+    W2, b2 = sg.tensor("W2", ("h", "k")), sg.tensor("b2", ("k",))
+    X, T = sg.tensor("X", ("n", "d")), sg.tensor("T", ("n", "k"))
+    scores = sg.tanh(X @ W1 + b1) @ W2 + b2
+    expr = -sg.mean(sg.sum(T * sg.log_softmax(scores, axis=1), axis=1))
+
+    def by_hand(W1, b1, W2, b2, X, T):
+        n = X.shape[0]
+        hid = np.tanh(X @ W1 + b1)
+        s = hid @ W2 + b2
+        m = s.max(axis=1, keepdims=True)
+        e = np.exp(s - m)
+        z = e.sum(axis=1, keepdims=True)
+        value = -np.sum(T * (s - m - np.log(z))) / n
+        ds = (e / z * T.sum(axis=1, keepdims=True) - T) / n
+        dh = ds @ W2.T * (1 - hid * hid)
+        return value, (X.T @ dh, dh.sum(axis=0), hid.T @ ds, ds.sum(axis=0))
+
+    def loss(xp, W1, b1, W2, b2, X, T):
+        s = xp.tanh(X @ W1 + b1) @ W2 + b2
+        m = s.max(axis=1, keepdims=True) if xp is not _torch() else s.max(dim=1, keepdim=True)[0]
+        lse = m + xp.log(xp.exp(s - m).sum(**{"dim" if xp is _torch() else "axis": 1}).reshape(-1, 1))
+        return -xp.sum(T * (s - lse)) / X.shape[0]
+
+    rng = np.random.default_rng(0)
+    args = (rng.normal(size=(d, h)) * 0.05, np.zeros(h), rng.normal(size=(h, k)) * 0.1, np.zeros(k),
+            rng.normal(size=(n, d)), np.eye(k)[rng.integers(0, k, n)])
+    return Workload(expr, [W1, b1, W2, b2], [W1, b1, W2, b2, X, T], args, by_hand,
+                    lambda *a: by_hand(*a)[0], loss)
+
+
+def _logreg(sg, n):
+    d = 16
+    w, X, y = sg.tensor("w", ("d",)), sg.tensor("X", ("n", "d")), sg.tensor("y", ("n",))
+    expr = sg.mean(sg.logaddexp(0.0, -y * (X @ w))) + 1e-3 * sg.dot(w, w)
+
+    def by_hand(w, X, y):
+        m = -y * (X @ w)
+        value = np.mean(np.logaddexp(0.0, m)) + 1e-3 * (w @ w)
+        dm = 0.5 * (1 + np.tanh(0.5 * m)) / m.shape[0]          # sigmoid(m) / N
+        return value, (X.T @ (-y * dm) + 2e-3 * w,)
+
+    def loss(xp, w, X, y):
+        return xp.mean(xp.logaddexp(0.0 * y, -y * (X @ w))) + 1e-3 * xp.sum(w * w)
+
+    rng = np.random.default_rng(0)
+    args = (rng.normal(size=d) * 0.1, rng.normal(size=(_size(n), d)), rng.choice([-1.0, 1.0], _size(n)))
+    return Workload(expr, [w], [w, X, y], args, by_hand, lambda *a: by_hand(*a)[0], loss)
+
+
+def _recur(sg, depth):
+    depth = _size(depth)
+    x0, c = sg.scalars("x0 c")
+    x = x0
+    for _ in range(depth):
+        x = sg.sin(x) * x + c
+    expr = x
+
+    def by_hand(x0, c):
+        xs = [x0]
+        for _ in range(depth):
+            xs.append(np.sin(xs[-1]) * xs[-1] + c)
+        dx, dc = 1.0, 0.0
+        for xk in reversed(xs[:-1]):
+            dc += dx
+            dx *= np.cos(xk) * xk + np.sin(xk)
+        return xs[-1], (dx, dc)
+
+    def loss(xp, x0, c):
+        x = x0
+        for _ in range(depth):
+            x = xp.sin(x) * x + c
+        return x
+
+    return Workload(expr, [x0, c], [x0, c], (0.3, 0.1), by_hand, lambda *a: by_hand(*a)[0], loss)
+
+
+def _xor(sg, _):
+    W1, b1 = sg.tensor("W1", (2, 2)), sg.tensor("b1", (2,))
+    W2, b2 = sg.tensor("W2", (2, 1)), sg.tensor("b2", (1,))
+    X, T = sg.tensor("X", (4, 2)), sg.tensor("T", (4, 1))
+    out = sg.sigmoid(sg.sigmoid(X @ W1 + b1) @ W2 + b2)
+    expr = 0.5 * sg.sum((out - T) ** 2)
+
+    def sig(z):
+        return 1 / (1 + np.exp(-z))
+
+    def by_hand(W1, b1, W2, b2, X, T):
+        h = sig(X @ W1 + b1)
+        o = sig(h @ W2 + b2)
+        do = (o - T) * o * (1 - o)
+        dh = do @ W2.T * h * (1 - h)
+        return 0.5 * np.sum((o - T) ** 2), (X.T @ dh, dh.sum(axis=0), h.T @ do, do.sum(axis=0))
+
+    def loss(xp, W1, b1, W2, b2, X, T):
+        def s(z):
+            return 1 / (1 + xp.exp(-z))
+        return 0.5 * xp.sum((s(s(X @ W1 + b1) @ W2 + b2) - T) ** 2)
+
+    rng = np.random.default_rng(1)
+    args = (rng.normal(size=(2, 2)), np.zeros(2), rng.normal(size=(2, 1)), np.zeros(1),
+            np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]), np.array([[0.0], [1.0], [1.0], [0.0]]))
+    return Workload(expr, [W1, b1, W2, b2], [W1, b1, W2, b2, X, T], args, by_hand,
+                    lambda *a: by_hand(*a)[0], loss, loop=(10_000, 0.5))
+
+
+MAKERS = {"seed_scalar": _seed, "rosen": _rosen, "ew": _ew, "mlp": _mlp, "logreg": _logreg,
+          "recur": _recur, "xor": _xor}
+
+
+def make_workload(sg, name):
+    family, _, param = name.partition("/")
+    if family not in MAKERS:
+        raise SystemExit(f"unknown workload {name!r}; choose from {', '.join(NAMES)}")
+    return MAKERS[family](sg, param or None)
+
+
+# ---------------------------------------------------------------- peers
+
+
+def _torch():
+    return sys.modules.get("torch")
+
+
+def _peer(name, w):
+    """(build, call) for a peer on workload ``w``: call(*args) -> (value, grads as numpy); None if
+    the peer cannot express the workload; raises ImportError if the peer is not installed."""
+    nw = len(w.wrt)
+    if name == "sympy":
+        import sympy
+        import symgrad as sg
+        from symgrad.graph import topo_order
+        # scalar graphs only, and small ones: SymPy's trees double with every reuse of a node
+        if any(np.ndim(a) for a in w.args) or len(topo_order([w.expr])) > 100:
+            return None
+        e = sg.to_sympy(w.expr)
+        by_name = {str(s): s for s in e.free_symbols}
+        syms = [by_name.get(s.name, sympy.Symbol(s.name)) for s in w.inputs]
+
+        def build():
+            grads = [sympy.diff(e, s) for s in syms[:nw]]
+            # one flat list: lambdify's cse does not look inside nested lists
+            return sympy.lambdify(syms, [e] + grads, modules="math", cse=True)
+
+        return build, lambda f: (lambda *a: _pair(f(*a)))
+    if name == "jax":
+        jax = importlib.import_module("jax")
+        jax.config.update("jax_enable_x64", True)
+        jnp = importlib.import_module("jax.numpy")
+        if w.loss is None:
+            return None
+
+        def build():
+            return jax.jit(jax.value_and_grad(lambda *a: w.loss(jnp, *a), argnums=tuple(range(nw))))
+
+        def call(f):
+            def run(*a):
+                v, g = f(*a)
+                v.block_until_ready()
+                return v, g
+            return run
+        return build, call
+    if name == "torch":
+        torch = importlib.import_module("torch")
+        if w.loss is None:
+            return None
+
+        def build():
+            def run(*a):
+                ts = [torch.tensor(np.asarray(x), requires_grad=k < nw) for k, x in enumerate(a)]
+                v = w.loss(torch, *ts)
+                grads = torch.autograd.grad(v, ts[:nw])
+                return float(v), tuple(g.numpy() for g in grads)
+            return run
+        return build, lambda f: f
+    if name == "autograd":
+        ag = importlib.import_module("autograd")
+        anp = importlib.import_module("autograd.numpy")
+        if w.loss is None:
+            return None
+
+        def build():
+            return ag.value_and_grad(lambda *a: w.loss(anp, *a), argnum=list(range(nw)))
+        return build, lambda f: f
+    raise ValueError(name)
+
+
+def _pair(out):
+    value, *grads = out
+    return value, tuple(grads)
 
 
 def _agree(got, want):
     gv, gg = got
     wv, wg = want
-    gg = gg if isinstance(gg, tuple) else (gg,)
-    wg = wg if isinstance(wg, tuple) else (wg,)
-    ok = np.allclose(gv, wv, rtol=1e-6, atol=1e-12)
-    return ok and all(np.allclose(a, b, rtol=1e-6, atol=1e-9) for a, b in zip(gg, wg))
+    gg = gg if isinstance(gg, (tuple, list)) else (gg,)
+    wg = wg if isinstance(wg, (tuple, list)) else (wg,)
+    ok = np.allclose(np.asarray(gv, dtype=float), wv, rtol=1e-6, atol=1e-12)
+    return bool(ok and len(gg) == len(wg) and all(
+        np.allclose(np.asarray(a, dtype=float).reshape(np.shape(b)), b, rtol=1e-6, atol=1e-9)
+        for a, b in zip(gg, wg)))
 
 
-def run(out=print, names=None):
+# ---------------------------------------------------------------- one case (in its own process)
+
+
+def run_case(name, repeat=7, peers=PEERS):
+    """Measure one workload in this process; returns a JSON-able record."""
     import symgrad as sg
-    workloads = {
-        "seed_scalar": lambda: _seed_workload(sg),
-        "rosen/10": lambda: _rosen_workload(sg, 10),
-        "rosen/1000": lambda: _rosen_workload(sg, 1000),
-        "rosen/1e6": lambda: _rosen_workload(sg, 1_000_000),
-    }
-    header = f"{'workload':<14}{'build':>10}{'symgrad':>12}{'numpy':>12}{'fused':>12}{'sg/numpy':>10}{'sg/fused':>10}"
-    out(header)
-    out("-" * len(header))
-    rows = []
-    for name, make in workloads.items():
-        if names and name not in names:
-            continue
-        build, by_hand, fused, args = make()
+    w = make_workload(sg, name)
+    rec = {"workload": name}
+    want = w.by_hand(*w.args)
+    start = time.perf_counter()
+    vg = sg.value_and_grad(w.expr, wrt=w.wrt, inputs=w.inputs)
+    rec["build_s"] = time.perf_counter() - start
+    rec["cache"] = vg.cache_state
+    rec["agree"] = _agree(vg(*w.args), want)
+    forward = sg.compile(w.expr, inputs=w.inputs)
+    rec["source_lines"] = vg.source.count("\n")
+    rec["forward_s"] = median_call_seconds(forward, *w.args, repeat=repeat)
+    rec["vg_s"] = median_call_seconds(vg, *w.args, repeat=repeat)
+    rec["numpy_vg_s"] = median_call_seconds(w.by_hand, *w.args, repeat=repeat)
+    rec["numpy_forward_s"] = median_call_seconds(w.forward_by_hand, *w.args, repeat=repeat)
+    rec["fused_vg_s"] = None
+    if w.fused is not None:
+        if not _agree(w.fused(*w.args), want):
+            rec["fused_vg_s"] = "disagrees with the reference"
+        else:
+            rec["fused_vg_s"] = median_call_seconds(w.fused, *w.args, repeat=repeat)
+    rec["vg_over_forward"] = rec["vg_s"] / rec["forward_s"]
+    rec["vg_over_numpy"] = rec["vg_s"] / rec["numpy_vg_s"]
+    if isinstance(rec["fused_vg_s"], float):
+        rec["vg_over_fused"] = rec["vg_s"] / rec["fused_vg_s"]
+    if w.loop:
+        steps, rate = w.loop
+        rec["loop_steps"] = steps
+        rec["loop_s"] = _descent(vg, w, steps, rate)
+        rec["numpy_loop_s"] = _descent(w.by_hand, w, steps, rate)
+    rec["peers"] = {}
+    for peer in peers:
+        rec["peers"][peer] = _measure_peer(peer, w, want, repeat)
+    return rec
+
+
+def _descent(fn, w, steps, rate):
+    params = [np.array(a, dtype=float) for a in w.args[:len(w.wrt)]]
+    rest = w.args[len(w.wrt):]
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, grads = fn(*params, *rest)
+        params = [p - rate * g for p, g in zip(params, grads)]
+    return time.perf_counter() - start
+
+
+def _measure_peer(peer, w, want, repeat):
+    try:
+        made = _peer(peer, w)
+    except ImportError:
+        return {"status": "absent"}
+    if made is None:
+        return {"status": "n/a"}
+    build, wrap = made
+    try:
         start = time.perf_counter()
-        vg = build()
-        build_s = time.perf_counter() - start
-        if not _agree(vg(*args), by_hand(*args)):
-            raise AssertionError(f"{name}: symgrad disagrees with the numpy reference")
-        t_sg = median_call_seconds(vg, *args)
-        t_np = median_call_seconds(by_hand, *args)
-        t_fused = median_call_seconds(fused, *args) if fused is not None else None
-        fused_text = _fmt(t_fused) if t_fused else "       -   "
-        ratio_fused = f"{t_sg / t_fused:10.2f}" if t_fused else f"{'-':>10}"
-        out(f"{name:<14}{build_s:9.3f}s{_fmt(t_sg):>12}{_fmt(t_np):>12}{fused_text:>12}"
-            f"{t_sg / t_np:10.2f}{ratio_fused}")
-        rows.append((name, build_s, t_sg, t_np, t_fused))
-    return rows
+        fn = wrap(build())
+        fn(*w.args)
+        out = {"status": "ok", "build_s": time.perf_counter() - start}
+        if not _agree(fn(*w.args), want):
+            return {"status": "disagrees with the reference"}
+        out["vg_s"] = median_call_seconds(fn, *w.args, repeat=repeat)
+        return out
+    except Exception as exc:   # a peer's failure is a result, not a crash of the bench
+        return {"status": f"error: {type(exc).__name__}: {str(exc)[:80]}"}
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def select(names):
+    if not names:
+        return list(NAMES)
+    chosen = []
+    for n in names:
+        matches = [m for m in NAMES if m == n or m.split("/")[0] == n]
+        if not matches and n.split("/")[0] in MAKERS:
+            matches = [n]      # another size of a known workload, e.g. rosen/1e5
+        if not matches:
+            raise SystemExit(f"unknown workload {n!r}; choose from {', '.join(NAMES)}")
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+
+def run(names=None, *, json_path=None, timeout=600.0, repeat=7, peers=PEERS, out=print,
+        progress=sys.stderr):
+    """Run each workload in its own subprocess, print the table, return the records."""
+    names = select(names)
+    records = []
+    for k, name in enumerate(names, 1):
+        if progress is not None:
+            progress.write(f"\r[{k}/{len(names)}] {name:<12} running ...   ")
+            progress.flush()
+        cmd = [sys.executable, "-m", "symgrad.bench", "--case", name, "--repeat", str(repeat),
+               "--peers", ",".join(peers) or "none"]
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+            lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+            if proc.returncode == 0 and lines:
+                rec = json.loads(lines[-1])
+            else:
+                rec = {"workload": name, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+        except subprocess.TimeoutExpired:
+            rec = {"workload": name, "error": f"timed out after {timeout:.0f} s"}
+        rec["wall_s"] = time.perf_counter() - start
+        records.append(rec)
+    if progress is not None:
+        progress.write("\r" + " " * 50 + "\r")
+        progress.flush()
+    for line in table(records, peers):
+        out(line)
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump({"records": records, "python": sys.version.split()[0],
+                       "numpy": np.__version__, "peers": list(peers)}, fh, indent=1)
+    return records
+
+
+def table(records, peers=PEERS):
+    cols = ["workload", "build", "forward", "vg", "numpy vg", "fused vg", "vg/numpy", "vg/fused",
+            "vg/fwd"] + [f"{p} vg" for p in peers]
+    rows = [cols]
+    for r in records:
+        if "error" in r:
+            rows.append([r["workload"], "error: " + r["error"][:90]])
+            continue
+        fused = r.get("fused_vg_s")
+        row = [r["workload"] + ("" if r.get("agree") else " (MISMATCH)"),
+               f"{r['build_s']:.3f} s", _fmt(r["forward_s"]), _fmt(r["vg_s"]), _fmt(r["numpy_vg_s"]),
+               _fmt(fused) if not isinstance(fused, str) else fused,
+               f"{r['vg_over_numpy']:.2f}",
+               f"{r['vg_over_fused']:.2f}" if "vg_over_fused" in r else "-",
+               f"{r['vg_over_forward']:.2f}"]
+        for p in peers:
+            info = r["peers"].get(p, {"status": "absent"})
+            row.append(_fmt(info["vg_s"]) if info.get("status") == "ok" else info["status"])
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(cols))]
+    lines = []
+    for j, row in enumerate(rows):
+        if len(row) == 2 and j:
+            lines.append(f"{row[0]:<{widths[0]}}  {row[1]}")
+            continue
+        lines.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)))
+        if j == 0:
+            lines.append("-" * len(lines[0]))
+    loops = [r for r in records if "loop_s" in r]
+    for r in loops:
+        lines.append(f"{r['workload']}: {r['loop_steps']} gradient-descent steps through vg in a Python loop: "
+                     f"{r['loop_s']:.3f} s (numpy by hand {r['numpy_loop_s']:.3f} s, "
+                     f"ratio {r['loop_s'] / r['numpy_loop_s']:.2f})")
+    ok = [r for r in records if "vg_over_forward" in r]
+    if ok:
+        lines.append(f"median vg/forward over the workloads: "
+                     f"{statistics.median(r['vg_over_forward'] for r in ok):.2f}")
+    return lines
+
+
+def add_arguments(parser):
+    parser.add_argument("workloads", nargs="*", help=f"workload names (default: all): {', '.join(NAMES)}")
+    parser.add_argument("--json", metavar="PATH", help="write the raw numbers as JSON")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case (default 600)")
+    parser.add_argument("--repeat", type=int, default=7, help="timed runs per measurement (default 7)")
+    parser.add_argument("--peers", default=",".join(PEERS),
+                        help=f"comma-separated peers to try if importable (default {','.join(PEERS)}; 'none')")
+
+
+def peers_of(text):
+    return [] if text in ("", "none") else [p for p in text.split(",") if p]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m symgrad.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.add_argument("--case", help=argparse.SUPPRESS)   # one workload, in this process, as JSON
+    args = parser.parse_args(argv)
+    if args.case:
+        print(json.dumps(run_case(args.case, repeat=args.repeat, peers=peers_of(args.peers))))
+        return 0
+    run(args.workloads, json_path=args.json, timeout=args.timeout, repeat=args.repeat,
+        peers=peers_of(args.peers))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -115,14 +115,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="symgrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="compile the seed loss and a small MLP, print source and timings")
-    bench = sub.add_parser("bench", help="build and per-call times against numpy by hand")
-    bench.add_argument("workloads", nargs="*", help="workload names (default: all)")
+    bench = sub.add_parser("bench", help="build, forward and value-and-grad times against numpy by hand, "
+                                         "hand-fused loops and the peers that are installed")
+    from . import bench as bench_module
+    bench_module.add_arguments(bench)
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo()
     elif args.command == "bench":
-        from .bench import run
-        run(names=args.workloads or None)
+        bench_module.run(args.workloads, json_path=args.json, timeout=args.timeout, repeat=args.repeat,
+                         peers=bench_module.peers_of(args.peers))
     return 0
 
 

@@ -260,6 +260,10 @@ class Expr:
     def __str__(self):
         return self.__repr__()
 
+    def _repr_latex_(self):
+        from .printing import expr_latex
+        return expr_latex(self)
+
     def __reduce__(self):
         raise UnsupportedError("Expr objects cannot be pickled; rebuild the expression in the other "
                                "process (or send a string for sg.parse)")

@@ -58,8 +58,12 @@ def expr_str(root):
         else:
             extras = []
             for name, value in sorted(node.attrs.items()):
-                if name in ("out_shape", "requires"):
+                if name in ("out_shape", "requires") or (name == "keepdims" and not value):
                     continue
+                if name == "axes" and "keepdims" in node.attrs:   # a reduction, spelt as built: sum(X, axis=1)
+                    if node.inputs and tuple(value) == tuple(range(node.inputs[0].ndim)):
+                        continue
+                    name, value = "axis", value[0] if len(value) == 1 else value
                 extras.append(f"{name}={shape_str(value) if name == 'shape' else value}")
             s = f"{node.op}({', '.join([a for a, _ in args] + extras)})"
             prec = 9
@@ -67,3 +71,25 @@ def expr_str(root):
             s = f"<{node.op} {shape_str(node.shape)}>"
         text[id(node)] = (s, prec)
     return text[id(root)][0]
+
+
+_MAX_LATEX_CHARS = 2000
+
+
+def expr_latex(root):
+    """LaTeX for Jupyter's ``_repr_latex_``: the maths of a scalar graph (through SymPy).
+
+    Returns None (Jupyter then shows the text ``repr``) for tensors, for graphs
+    SymPy cannot express, and for formulas too long to read.
+    """
+    if root.shape or len(topo_order([root])) > _MAX_NODES:
+        return None
+    from .errors import SymgradError
+    from .frontends.sympy_bridge import latex
+    try:
+        text = latex(root)
+    except SymgradError:
+        return None
+    if len(text) > _MAX_LATEX_CHARS:
+        return None
+    return f"$\\displaystyle {text}$"

@@ -114,6 +114,7 @@ FUNCTIONS = {
     "reshape": ops.reshape, "expand_dims": ops.expand_dims, "squeeze": ops.squeeze,
     "broadcast_to": ops.broadcast_to, "transpose": ops.transpose,
     "concatenate": ops.concatenate, "stack": ops.stack,
+    "take": ops.take, "take_along_axis": ops.take_along_axis, "arange": ops.arange,
 }
 
 CONSTANTS = {"pi": math.pi, "e": math.e}

@@ -12,7 +12,7 @@ from .elementwise import (
 from .reduce import sum, mean, max, min, prod, logsumexp, softmax, log_softmax, count
 from .linalg import matmul, dot, outer
 from .structure import (reshape, expand_dims, squeeze, broadcast_to, transpose, getitem,
-                        concatenate, stack, sum_to)
+                        concatenate, stack, sum_to, take, take_along_axis, arange)
 
 
 def _rev(fn):

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..graph import Expr, broadcast_shapes, float_of, is_float, promote
-from .registry import register, make, as_expr, constant
+from .registry import POINTWISE, register, make, as_expr, constant
 
 # ---------------------------------------------------------------- shape/dtype rules
 
@@ -198,7 +198,8 @@ def _unary_builder(name, float_only):
 
 
 def unary(name, impl, vjp=None, note="", float_only=True, infer=_same):
-    register(name, infer=infer, impl=impl, vjp=(vjp,) if vjp else (), note=note)
+    # the rule is a pointwise factor (g * f'(x)), so it maps a tangent forward too
+    register(name, infer=infer, impl=impl, vjp=(vjp,) if vjp else (), jvp=POINTWISE, note=note)
     builder = _unary_builder(name, float_only)
     globals()[name] = builder
     return builder
@@ -265,8 +266,13 @@ def _cast_vjp(g, x, out):
     return cast(g, x.dtype) if is_float(x.dtype) and is_float(out.dtype) else None
 
 
+def _cast_jvp(t, x, out):
+    return cast(t, out.dtype) if is_float(x.dtype) and is_float(out.dtype) else None
+
+
 register("cast", infer=lambda inputs, attrs: (inputs[0].shape, attrs["dtype"]),
-         impl=lambda x, dtype: np.asarray(x).astype(dtype), vjp=(_cast_vjp,), note="d/dx cast(x) = 1")
+         impl=lambda x, dtype: np.asarray(x).astype(dtype), vjp=(_cast_vjp,), jvp=(_cast_jvp,),
+         note="d/dx cast(x) = 1")
 # the unary builders defined through globals() above, named for linters and readers
 neg, abs, sign, exp, expm1, log, log1p, sqrt, square, reciprocal = (
     globals()[n] for n in "neg abs sign exp expm1 log log1p sqrt square reciprocal".split())
@@ -276,7 +282,8 @@ sigmoid, relu, softplus, erf = (globals()[n] for n in "sigmoid relu softplus erf
 
 
 # ---------------------------------------------------------------- binary ops
-# rule(g, a, b, out) for each operand; broadcasting is undone by the autodiff pass
+# rule(g, a, b, out) for each operand; broadcasting is undone by the autodiff pass.
+# jvp=POINTWISE: each rule is a pointwise factor, so it also maps a tangent forward.
 
 
 def _pow_exponent_rule(g, a, b, out):
@@ -286,27 +293,27 @@ def _pow_exponent_rule(g, a, b, out):
 
 
 register("add", _arith, np.add, (lambda g, a, b, out: g, lambda g, a, b, out: g),
-         note="d(a+b) = da + db", commutative=True)
+         jvp=POINTWISE, note="d(a+b) = da + db", commutative=True)
 register("sub", _arith, np.subtract, (lambda g, a, b, out: g, lambda g, a, b, out: -g),
-         note="d(a-b) = da - db")
+         jvp=POINTWISE, note="d(a-b) = da - db")
 register("mul", _arith, np.multiply, (lambda g, a, b, out: g * b, lambda g, a, b, out: g * a),
-         note="d(ab) = b da + a db", commutative=True)
+         jvp=POINTWISE, note="d(ab) = b da + a db", commutative=True)
 register("div", _float_binary, np.true_divide,
          (lambda g, a, b, out: g / b, lambda g, a, b, out: -(g * out) / b),
-         note="d(a/b) = da/b - (a/b) db/b")
+         jvp=POINTWISE, note="d(a/b) = da/b - (a/b) db/b")
 register("pow", _float_binary, np.power,
          (lambda g, a, b, out: g * (b * a ** (b - 1)), _pow_exponent_rule),
-         note="d(a^b) = b a^(b-1) da + a^b log(a) db")
+         jvp=POINTWISE, note="d(a^b) = b a^(b-1) da + a^b log(a) db")
 register("maximum", _arith, np.maximum,
          (lambda g, a, b, out: where(a > b, g, 0), lambda g, a, b, out: where(a > b, 0, g)),
-         note="d max(a, b): to a where a > b, else to b", commutative=True)
+         jvp=POINTWISE, note="d max(a, b): to a where a > b, else to b", commutative=True)
 register("minimum", _arith, np.minimum,
          (lambda g, a, b, out: where(a < b, g, 0), lambda g, a, b, out: where(a < b, 0, g)),
-         note="d min(a, b): to a where a < b, else to b", commutative=True)
+         jvp=POINTWISE, note="d min(a, b): to a where a < b, else to b", commutative=True)
 register("arctan2", _float_binary, np.arctan2,
          (lambda g, a, b, out: g * b / (square(a) + square(b)),
           lambda g, a, b, out: -(g * a) / (square(a) + square(b))),
-         note="d atan2(a, b) = (b da - a db)/(a^2 + b^2)")
+         jvp=POINTWISE, note="d atan2(a, b) = (b da - a db)/(a^2 + b^2)")
 
 for _name, _impl in [("less", np.less), ("less_equal", np.less_equal), ("greater", np.greater),
                      ("greater_equal", np.greater_equal), ("equal", np.equal),
@@ -316,7 +323,7 @@ register("logical_and", _logical, np.logical_and, commutative=True)
 register("logical_or", _logical, np.logical_or, commutative=True)
 register("where", _where, np.where,
          (None, lambda g, c, a, b, out: where(c, g, 0), lambda g, c, a, b, out: where(c, 0, g)),
-         note="d where(c, a, b): to a where c, else to b")
+         jvp=POINTWISE, note="d where(c, a, b): to a where c, else to b")
 
 UNARY_OPS = ("neg abs sign exp expm1 log log1p sqrt square reciprocal sin cos tan arcsin arccos "
              "arctan sinh cosh tanh sigmoid relu softplus erf").split()

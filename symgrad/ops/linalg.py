@@ -66,6 +66,7 @@ def _matmul_vjp_b(g, a, b, out):
 
 
 register("matmul", _matmul_infer, np.matmul, (_matmul_vjp_a, _matmul_vjp_b),
+         jvp=(lambda t, a, b, out: matmul(t, b), lambda t, a, b, out: matmul(a, t)),
          note="d(a @ b) = g @ b.T, a.T @ g")
 
 

@@ -59,6 +59,11 @@ def _repeat(g, x, out):
     return broadcast_to(_keep(g, x, out), x.shape)
 
 
+def _reduce_tangent(t, out):
+    """The tangent of a reduction: ``t`` (masked or weighted, shaped like x) summed as ``out`` was."""
+    return sum(t, out.attrs["axes"], out.attrs["keepdims"])
+
+
 def _np_axes(axes):
     return tuple(axes)
 
@@ -66,18 +71,22 @@ def _np_axes(axes):
 register("sum", _accumulate_infer,
          lambda x, axes, keepdims: np.sum(x, axis=_np_axes(axes), keepdims=keepdims),
          (lambda g, x, out: _repeat(g, x, out),),
+         jvp=(lambda t, x, out: _reduce_tangent(t, out),),
          note="d sum(x) = repeat(g) over the summed axes")
 register("max", _reduce_infer,
          lambda x, axes, keepdims: np.max(x, axis=_np_axes(axes), keepdims=keepdims),
          (lambda g, x, out: argmax_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
+         jvp=(lambda t, x, out: _reduce_tangent(argmax_mask(x, out.attrs["axes"]) * t, out),),
          note="d max(x): to the first maximal element")
 register("min", _reduce_infer,
          lambda x, axes, keepdims: np.min(x, axis=_np_axes(axes), keepdims=keepdims),
          (lambda g, x, out: argmin_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
+         jvp=(lambda t, x, out: _reduce_tangent(argmin_mask(x, out.attrs["axes"]) * t, out),),
          note="d min(x): to the first minimal element")
 register("prod", _accumulate_infer,
          lambda x, axes, keepdims: np.prod(x, axis=_np_axes(axes), keepdims=keepdims),
          (lambda g, x, out: prod_others(x, out.attrs["axes"]) * _keep(g, x, out),),
+         jvp=(lambda t, x, out: _reduce_tangent(prod_others(x, out.attrs["axes"]) * t, out),),
          note="d prod(x)/dx_i = product of the other elements")
 
 
@@ -134,7 +143,8 @@ register("argmax_mask", _same_infer,
 register("argmin_mask", _same_infer,
          lambda x, axes: _np_first_extreme_mask(x, axes, np.argmin).astype(x.dtype),
          note="one-hot of the first minimum along axes (zero derivative)")
-register("prod_others", _same_infer, _np_prod_others, (_prod_others_vjp,),
+# its Jacobian is symmetric (it is the Hessian of prod), so the VJP rule is also the JVP rule
+register("prod_others", _same_infer, _np_prod_others, (_prod_others_vjp,), jvp=(_prod_others_vjp,),
          note="product of the other elements along axes")
 register("dimsize", lambda inputs, attrs: ((), attrs["dtype"]), None,
          note="the number of elements in the given dims, known when called")

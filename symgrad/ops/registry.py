@@ -9,6 +9,11 @@ An op is registered once with
 - ``vjp``: one rule per input, ``rule(g, *inputs, out) -> Expr``, written in the
   graph language so that derivatives of derivatives come for free. ``None``
   for an input means the op is not differentiable in it (zero adjoint);
+- ``jvp``: one rule per input, ``rule(t, *inputs, out) -> Expr``: the tangent of
+  ``out`` contributed by the tangent ``t`` of that input (shaped like the input;
+  the forward pass broadcasts the sum of contributions to ``out``'s shape).
+  ``jvp=POINTWISE`` says the op is elementwise, so its VJP rules (a pointwise
+  factor times the incoming value) map a tangent forward as well;
 - ``note``: the one-line maths of the rule, shown as a comment in generated code.
 
 Backends keep their own lowering table keyed by the same op names.
@@ -18,11 +23,16 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
+import sympy
 
 from ..errors import UnsupportedError
 from ..graph import Expr, new_node, as_dtype, is_float, size_of, concrete
 
 OPS = {}
+
+# jvp=POINTWISE: the op is elementwise and its VJP rules are pointwise factors, so the
+# same rules carry a tangent forward (the result broadcasts to the output's shape)
+POINTWISE = "pointwise"
 
 # Largest constant (in elements) that folding will materialise.
 FOLD_LIMIT = 4096
@@ -39,6 +49,19 @@ class OpDef:
     commutative: bool = False
     doc: str = ""
     extra: dict = field(default_factory=dict)
+    jvp: tuple = ()
+    jvp_variadic: Optional[Callable] = None
+
+    def jvp_rule(self, index):
+        """The JVP rule for input ``index``: callable(t, *inputs, out) or None."""
+        if self.jvp == POINTWISE:
+            return self.vjp_rule(index)
+        if self.jvp_variadic is not None:
+            rule = self.jvp_variadic
+            return lambda t, *args: rule(index, t, *args)
+        if index < len(self.jvp):
+            return self.jvp[index]
+        return None
 
     def vjp_rule(self, index):
         """The VJP rule for input ``index``: callable(g, *inputs, out) or None."""
@@ -50,13 +73,16 @@ class OpDef:
         return None
 
 
-def register(name, infer, impl=None, vjp=(), *, vjp_variadic=None, note="", commutative=False,
-             doc="", **extra):
+def register(name, infer, impl=None, vjp=(), *, vjp_variadic=None, jvp=(), jvp_variadic=None,
+             note="", commutative=False, doc="", **extra):
     if name in OPS:
         raise RuntimeError(f"op {name!r} registered twice")
     if callable(vjp):
         vjp = (vjp,)
-    op = OpDef(name, infer, impl, tuple(vjp), vjp_variadic, note, commutative, doc, extra)
+    if callable(jvp):
+        jvp = (jvp,)
+    op = OpDef(name, infer, impl, tuple(vjp), vjp_variadic, note, commutative, doc, extra,
+               jvp=jvp if jvp == POINTWISE else tuple(jvp), jvp_variadic=jvp_variadic)
     OPS[name] = op
     return op
 
@@ -121,6 +147,12 @@ def as_expr(value, like=None):
         return constant(value, "float64")
     if isinstance(value, (np.ndarray, np.generic, list, tuple)):
         return constant(value)
+    if isinstance(value, sympy.Expr) and value.is_integer:
+        # a size such as x.shape[0] used as a number: known when the compiled function is called
+        from .reduce import count
+        dtype = like.dtype if like is not None and is_float(like.dtype) else (
+            "float64" if like is not None and like.dtype == "bool" else "int64")
+        return count([value], dtype)
     raise UnsupportedError(f"cannot use a {type(value).__name__} ({value!r:.60}) in an expression")
 
 

@@ -99,20 +99,30 @@ def transpose(x, axes=None):
     x = as_expr(x)
     if axes is None:
         axes = tuple(reversed(range(x.ndim)))
+    if not isinstance(axes, (list, tuple)) or not all(
+            isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes):
+        raise ShapeError(f"transpose of {shape_str(x.shape)}: axes must be a tuple of ints, got {axes!r}")
     axes = tuple(int(a) % max(x.ndim, 1) for a in axes)
     if sorted(axes) != list(range(x.ndim)):
         raise ShapeError(f"transpose of {shape_str(x.shape)}: {axes} is not a permutation of its axes")
     return make("transpose", [x], axes=axes)
 
 
+def _linear_jvp(t, *args):
+    """JVP of an op linear in its first input: the same op applied to the tangent."""
+    out = args[-1]
+    return make(out.op, [t] + list(out.inputs[1:]), **out.attrs)
+
+
 register("reshape", _reshape_infer, lambda x, shape: np.reshape(x, shape),
-         (lambda g, x, out: reshape(g, x.shape),), note="d reshape = reshape back")
+         (lambda g, x, out: reshape(g, x.shape),), jvp=_linear_jvp, note="d reshape = reshape back")
 register("broadcast_to", _reshape_infer, lambda x, shape: np.broadcast_to(x, shape),
-         (lambda g, x, out: sum_to(g, x.shape),), note="d repeat = sum over the repeated axes")
+         (lambda g, x, out: sum_to(g, x.shape),), jvp=_linear_jvp,
+         note="d repeat = sum over the repeated axes")
 register("transpose",
          lambda inputs, attrs: (tuple(inputs[0].shape[a] for a in attrs["axes"]), inputs[0].dtype),
          lambda x, axes: np.transpose(x, axes),
-         (lambda g, x, out: transpose(g, tuple(np.argsort(out.attrs["axes"]))),),
+         (lambda g, x, out: transpose(g, tuple(np.argsort(out.attrs["axes"]))),), jvp=_linear_jvp,
          note="d transpose = transpose back")
 
 
@@ -195,8 +205,11 @@ def _getitem_infer(inputs, attrs):
 
 
 def getitem(x, key):
-    """numpy basic indexing: ints, slices, None and ``...``."""
+    """numpy indexing: ints, slices, None and ``...``, plus integer arrays (see ``take``)."""
     x = as_expr(x)
+    parts = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, (Expr, np.ndarray, list)) for k in parts):
+        return _advanced_getitem(x, parts)
     norm = _normalize_key(x, key)
     shape = []
     requires = []
@@ -220,7 +233,8 @@ def getitem(x, key):
     shape = tuple(shape)
     if all(k == ("s", None, None, None) for k in norm):
         return x
-    req = tuple(sorted(set((x.shape[a], m) for a, m in requires if not isinstance(x.shape[a], int))))
+    req = tuple(sorted(set((x.shape[a], m) for a, m in requires if not isinstance(x.shape[a], int)),
+                       key=lambda r: (str(r[0]), r[1])))
     return make("getitem", [x], key=norm, out_shape=shape, requires=req)
 
 
@@ -248,10 +262,10 @@ def _np_slice_grad(g, key, shape):
 
 
 register("getitem", _getitem_infer, lambda x, key, out_shape, requires: np.asarray(x)[_np_key(key)],
-         (lambda g, x, out: slice_grad(g, out.attrs["key"], x.shape),),
+         (lambda g, x, out: slice_grad(g, out.attrs["key"], x.shape),), jvp=_linear_jvp,
          note="d x[key] = zeros with g written into [key]")
 register("slice_grad", lambda inputs, attrs: (attrs["shape"], inputs[0].dtype), _np_slice_grad,
-         (lambda gg, g, out: _take_key(gg, out.attrs["key"], g.shape),),
+         (lambda gg, g, out: _take_key(gg, out.attrs["key"], g.shape),), jvp=_linear_jvp,
          note="d scatter = gather")
 
 
@@ -297,9 +311,16 @@ def _concat_vjp(index, g, *args):
     return _take_key(g, key, inputs[index].shape)
 
 
+def _sequence(xs, where):
+    if isinstance(xs, Expr) or not isinstance(xs, (list, tuple)):
+        raise UnsupportedError(f"{where} takes a list or tuple of expressions, got "
+                               f"{type(xs).__name__}")
+    return [as_expr(x) for x in xs]
+
+
 def concatenate(xs, axis=0):
     """Join expressions along an existing axis."""
-    xs = [as_expr(x) for x in xs]
+    xs = _sequence(xs, "concatenate")
     if not xs:
         raise ShapeError("concatenate needs at least one expression")
     if xs[0].ndim == 0:
@@ -314,13 +335,27 @@ def concatenate(xs, axis=0):
     return make("concatenate", xs, axis=axis)
 
 
+def _concat_jvp(index, t, *args):
+    # the tangent of input ``index`` written into its block of the output, zeros elsewhere
+    *inputs, out = args
+    axis = out.attrs["axis"]
+    start = 0
+    for i in inputs[:index]:
+        start = start + i.shape[axis]
+    stop = start + inputs[index].shape[axis]
+    key = tuple(("s", None, None, None) if a != axis else ("s", start, stop, None)
+                for a in range(out.ndim))
+    return slice_grad(t, key, out.shape)
+
+
 register("concatenate", _concat_infer, lambda *xs, axis: np.concatenate(xs, axis=axis),
-         vjp_variadic=_concat_vjp, note="d concatenate = the matching slice of g")
+         vjp_variadic=_concat_vjp, jvp_variadic=_concat_jvp,
+         note="d concatenate = the matching slice of g")
 
 
 def stack(xs, axis=0):
     """Join expressions of one shape along a new axis."""
-    xs = [as_expr(x) for x in xs]
+    xs = _sequence(xs, "stack")
     if not xs:
         raise ShapeError("stack needs at least one expression")
     for x in xs[1:]:
@@ -329,3 +364,176 @@ def stack(xs, axis=0):
     rank = xs[0].ndim + 1
     (axis,) = normalize_axes(axis, rank, where="stack")
     return concatenate([expand_dims(x, axis) for x in xs], axis=axis)
+
+
+# ---------------------------------------------------------------- integer-array indexing (gather)
+#
+# x[idx] / take(x, idx, axis) gathers whole slices; take_along_axis(x, idx, axis) picks one element
+# per position (numpy's take_along_axis), which is what x[arange(N), labels] means. Their adjoints
+# scatter-add, so an index that repeats accumulates its gradients. Index values are checked when
+# the compiled function runs: an index out of range raises InputError, never reads out of bounds.
+
+
+def _int_index(idx, where):
+    idx = as_expr(idx)
+    if idx.dtype == "bool":
+        raise UnsupportedError(f"{where}: indexing with a bool mask gives a shape known only at run "
+                               "time; use sg.where(mask, x, 0) instead")
+    if idx.dtype not in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"):
+        raise UnsupportedError(f"{where}: index arrays must hold integers, got dtype {idx.dtype}")
+    if idx.dtype != "int64":
+        from .elementwise import cast
+        idx = cast(idx, "int64")
+    return idx
+
+
+def _check_constant_index(idx, dim, axis, where):
+    if idx.op == "constant" and isinstance(dim, int) and idx.value.size:
+        lo, hi = int(idx.value.min()), int(idx.value.max())
+        if lo < -dim or hi >= dim:
+            bad = hi if hi >= dim else lo
+            raise ShapeError(f"{where}: index {bad} is out of bounds for axis {axis} of size {dim}")
+
+
+def _take0_infer(inputs, attrs):
+    x, idx = inputs
+    return idx.shape + x.shape[1:], x.dtype
+
+
+def _np_take0(x, idx):
+    return np.take(np.asarray(x), np.asarray(idx), axis=0)
+
+
+def _np_scatter_add0(g, idx, size):
+    g, idx = np.asarray(g), np.asarray(idx)
+    out = np.zeros((size,) + g.shape[idx.ndim:], dtype=g.dtype)
+    np.add.at(out, idx.reshape(-1) % max(size, 1) if size else idx.reshape(-1),
+              g.reshape((idx.size,) + g.shape[idx.ndim:]))
+    return out
+
+
+def scatter_add0(g, idx, size):
+    """zeros of (size,) + rest with g's slices added at rows ``idx`` (the adjoint of take0)."""
+    return make("scatter_add0", [g, idx], size=size)
+
+
+register("take0", _take0_infer, _np_take0,
+         (lambda g, x, idx, out: scatter_add0(g, idx, x.shape[0]), None), jvp=(_linear_jvp, None),
+         note="d x[idx] = scatter-add g into the rows idx")
+register("scatter_add0",
+         lambda inputs, attrs: ((attrs["size"],) + inputs[0].shape[inputs[1].ndim:], inputs[0].dtype),
+         lambda g, idx, size: _np_scatter_add0(g, idx, size),
+         (lambda gg, g, idx, out: make("take0", [gg, idx]), None), jvp=(_linear_jvp, None),
+         note="d scatter-add = gather")
+
+
+def take(x, indices, axis=0):
+    """Slices of ``x`` along ``axis`` picked by an integer array (numpy's ``take``)."""
+    x = as_expr(x)
+    if x.ndim == 0:
+        raise ShapeError("take: cannot index a scalar")
+    (axis,) = normalize_axes(axis, x.ndim, where="take")
+    idx = _int_index(indices, "take")
+    _check_constant_index(idx, x.shape[axis], axis, "take")
+    if axis == 0:
+        return make("take0", [x, idx])
+    perm = (axis,) + tuple(i for i in range(x.ndim) if i != axis)
+    gathered = make("take0", [transpose(x, perm), idx])
+    # gathered: idx dims, then x's other axes in order; put the idx dims where the axis was
+    k = idx.ndim
+    rest = list(range(k, gathered.ndim))
+    order = rest[:axis] + list(range(k)) + rest[axis:]
+    return transpose(gathered, tuple(order))
+
+
+def _take_last_infer(inputs, attrs):
+    x, idx = inputs
+    return idx.shape, x.dtype
+
+
+def _np_take_last(x, idx):
+    return np.take_along_axis(np.asarray(x), np.asarray(idx), axis=1)
+
+
+def _np_scatter_last(g, idx, size):
+    g, idx = np.asarray(g), np.asarray(idx)
+    out = np.zeros((g.shape[0], size), dtype=g.dtype)
+    rows = np.repeat(np.arange(g.shape[0]), g.shape[1] if g.ndim > 1 else 1)
+    np.add.at(out, (rows, idx.reshape(-1) % max(size, 1) if size else idx.reshape(-1)), g.reshape(-1))
+    return out
+
+
+register("take_last", _take_last_infer, _np_take_last,
+         (lambda g, x, idx, out: make("scatter_last", [g, idx], size=x.shape[1]), None),
+         jvp=(_linear_jvp, None),
+         note="d take_along_axis = scatter-add g into the picked positions")
+register("scatter_last", lambda inputs, attrs: ((inputs[0].shape[0], attrs["size"]), inputs[0].dtype),
+         lambda g, idx, size: _np_scatter_last(g, idx, size),
+         (lambda gg, g, idx, out: make("take_last", [gg, idx]), None), jvp=(_linear_jvp, None),
+         note="d scatter-add = gather")
+
+
+def take_along_axis(x, indices, axis):
+    """numpy's ``take_along_axis``: out[..., j, ...] = x[..., indices[..., j, ...], ...] along ``axis``."""
+    x = as_expr(x)
+    idx = _int_index(indices, "take_along_axis")
+    if idx.ndim != x.ndim:
+        raise ShapeError(f"take_along_axis: indices of shape {shape_str(idx.shape)} must have the "
+                         f"rank of x {shape_str(x.shape)}")
+    (axis,) = normalize_axes(axis, x.ndim, where="take_along_axis")
+    for i, (a, b) in enumerate(zip(x.shape, idx.shape)):
+        if i != axis and not dims_equal(a, b):
+            raise ShapeError(f"take_along_axis: shapes {shape_str(x.shape)} and {shape_str(idx.shape)} "
+                             f"differ in dimension {i}")
+    _check_constant_index(idx, x.shape[axis], axis, "take_along_axis")
+    perm = tuple(i for i in range(x.ndim) if i != axis) + (axis,)
+    inverse = tuple(int(i) for i in np.argsort(perm))
+    xt, it = transpose(x, perm), transpose(idx, perm)
+    lead = xt.shape[:-1]
+    picked = make("take_last", [reshape(xt, (dim_product(lead), xt.shape[-1])),
+                                reshape(it, (dim_product(lead), it.shape[-1]))])
+    return transpose(reshape(picked, lead + (it.shape[-1],)), inverse)
+
+
+def _arange_infer(inputs, attrs):
+    return (attrs["n"],), "int64"
+
+
+register("arange", _arange_infer, lambda n: np.arange(n, dtype=np.int64), note="0, 1, ..., n-1")
+
+
+def arange(n):
+    """0, 1, ..., n-1 as int64; ``n`` may be a symbolic dimension (``x.shape[0]``)."""
+    (n,) = as_shape((n,), where="arange")
+    if isinstance(n, int):
+        from .registry import constant
+        return constant(np.arange(n, dtype=np.int64))
+    return make("arange", [], n=n)
+
+
+def _is_arange_over(idx, dim):
+    if isinstance(idx, Expr) and idx.op == "arange":
+        return dims_equal(idx.attrs["n"], dim)
+    value = idx.value if isinstance(idx, Expr) and idx.op == "constant" else (
+        idx if isinstance(idx, np.ndarray) else None)
+    return (value is not None and value.ndim == 1 and isinstance(dim, int) and value.shape[0] == dim
+            and np.array_equal(value, np.arange(dim)))
+
+
+def _advanced_getitem(x, key):
+    """x[idx], x[:, idx] (take) and x[arange(N), labels] (one element per row)."""
+    arrays = [i for i, k in enumerate(key) if isinstance(k, (Expr, np.ndarray, list))]
+    full = slice(None)
+    if len(arrays) == 1 and all(isinstance(k, slice) and k == full for i, k in enumerate(key)
+                                if i != arrays[0]):
+        return take(x, key[arrays[0]], axis=arrays[0])
+    if (len(key) == 2 and arrays == [0, 1] and x.ndim == 2 and _is_arange_over(key[0], x.shape[0])):
+        labels = _int_index(key[1], "x[arange(n), labels]")
+        if labels.ndim != 1 or not dims_equal(labels.shape[0], x.shape[0]):
+            raise ShapeError(f"x[arange(n), labels]: labels of shape {shape_str(labels.shape)} must "
+                             f"have one entry per row of x {shape_str(x.shape)}")
+        picked = take_along_axis(x, reshape(labels, (labels.shape[0], 1)), axis=1)
+        return reshape(picked, (x.shape[0],))
+    raise UnsupportedError(
+        "this advanced-indexing pattern is not supported; use x[idx] or x[:, idx] with one integer "
+        "array, x[arange(n), labels], sg.take or sg.take_along_axis")

@@ -225,8 +225,6 @@ def test_symbolic_batch_size_as_a_number_through_numpy():
     assert vg.compile_count == 1
 
 
-@pytest.mark.xfail(strict=False, reason="needs ops.as_expr to take symbolic sizes (x.shape[0]) "
-                   "as numbers; until then the size is made concrete and each batch size compiles")
 def test_symbolic_batch_size_with_python_operators_compiles_once():
     vg = sg.value_and_grad(lambda X: np.sum(X**2) / X.shape[0] + X.shape[0] * 0.0, backend="numpy")
     for n in (4, 6):

@@ -1,0 +1,205 @@
+"""Compiled Hessians for optimisers: the sparse Hessian and the SciPy adapter ``vg.scipy()``.
+
+SciPy's ``minimize`` works on one flat float64 vector. ``ScipyProblem`` packs the
+``wrt`` inputs of a compiled ``value_and_grad`` into that vector (each flattened in
+C order, in ``wrt`` order) and unpacks it on every call, so a loss in several
+tensors plugs straight in::
+
+    vg = sg.value_and_grad(loss, wrt=[W, b], inputs=[W, b, X, t])
+    p = vg.scipy(X=X0, t=t0)               # the other inputs are held fixed
+    res = scipy.optimize.minimize(p.fun, p.pack(W0, b0), jac=True,
+                                  hessp=p.hessp, method="Newton-CG")
+    W, b = p.unpack(res.x)
+
+``p.fun(x) -> (value, gradient)``; ``p.hess(x) -> (n, n) array``;
+``p.hessp(x, v) -> H v`` (forward over reverse, the Hessian is never formed);
+``p.jac(x)`` is the gradient alone. The Hessian and Hessian-vector functions are
+compiled the first time they are used.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import InputError, UnsupportedError
+from .graph import concrete, size_of, shape_str
+
+
+class SparseHessian:
+    """A compiled sparse Hessian: ``sh(*args)`` returns a ``scipy.sparse.csr_matrix``.
+
+    Its columns are coloured so that no two columns of one colour share a row of the
+    structural pattern; one Hessian-vector product per colour (with the sum of the
+    colour's unit vectors) then yields every non-zero, so a tridiagonal Hessian of any
+    size costs three products. ``.pattern``, ``.colors`` and ``.compiled`` are exposed."""
+
+    def __init__(self, expr, wrt, inputs=None, backend=None):
+        from . import api, autodiff, sparsity
+        from .ops import concatenate, constant, reshape
+        self.wrt = list(wrt)
+        self.pattern = sparsity.hessian_sparsity(expr, self.wrt)
+        self.colors = sparsity.color_columns(self.pattern)
+        ncolors = int(self.colors.max()) + 1 if self.colors.size else 0
+        offsets = np.cumsum([0] + [size_of(w.shape) for w in self.wrt])
+        outputs = []
+        for c in range(ncolors):
+            chosen = (self.colors == c).astype(np.float64)
+            directions = [constant(chosen[offsets[k]:offsets[k + 1]].reshape(w.shape), w.dtype)
+                          for k, w in enumerate(self.wrt)]
+            products = autodiff.hvp(expr, self.wrt, directions)
+            flat = [reshape(p, (size_of(w.shape),)) for p, w in zip(products, self.wrt)]
+            outputs.append(concatenate(flat) if len(flat) > 1 else flat[0])
+        if not outputs:
+            outputs = [constant(np.zeros(0))]
+        self.compiled = api.compile(outputs, inputs=api._resolve_inputs(
+            [expr], inputs, "sparse_hessian", extra=self.wrt), backend=backend, name="sparse_hessian")
+        coo = self.pattern.tocoo()
+        self._rows, self._cols = coo.row, coo.col
+        self._n = int(offsets[-1])
+
+    @property
+    def inputs(self):
+        return self.compiled.inputs
+
+    def __call__(self, *args, **kwargs):
+        products = np.array(self.compiled(*args, **kwargs), dtype=np.float64).reshape(-1, self._n)
+        data = products[self.colors[self._cols], self._rows] if self._rows.size else np.zeros(0)
+        return sp.csr_matrix((data, (self._rows, self._cols)), shape=(self._n, self._n))
+
+
+class ScipyProblem:
+    """``fun``/``jac``/``hess``/``hessp`` on flat float64 vectors for ``scipy.optimize``.
+
+    Made by ``vg.scipy(*fixed, **fixed_by_name)`` from a compiled ``value_and_grad``;
+    the inputs that are not differentiated are given once here (positionally in input
+    order, or by name) and held fixed."""
+
+    def __init__(self, vg, *args, **kwargs):
+        if not hasattr(vg, "output_names") or vg.output_names[0] != "value":
+            raise UnsupportedError("scipy(): needs a function made by sg.value_and_grad")
+        self.vg = vg
+        names = list(vg.input_names)
+        self.wrt_names = [n[2:] for n in vg.output_names[1:]]
+        self.wrt = [vg.inputs[names.index(n)] for n in self.wrt_names]
+        others = [n for n in names if n not in self.wrt_names]
+        if len(args) > len(others):
+            raise InputError(f"scipy(): {len(args)} fixed arguments given, but only "
+                             f"{len(others)} inputs are not differentiated ({', '.join(others)})")
+        fixed = dict(zip(others, args))
+        for key, value in kwargs.items():
+            if key in self.wrt_names:
+                raise InputError(f"scipy(): {key!r} is differentiated; its value comes from the "
+                                 "optimiser's vector, not a fixed argument")
+            if key not in others:
+                raise InputError(f"scipy(): unexpected argument {key!r}; the fixed inputs are "
+                                 f"{', '.join(others) or 'none'}")
+            if key in fixed:
+                raise InputError(f"scipy(): argument {key!r} given twice")
+            fixed[key] = value
+        missing = [n for n in others if n not in fixed]
+        if missing:
+            raise InputError(f"scipy(): missing fixed argument{'s' if len(missing) > 1 else ''} "
+                             f"{', '.join(repr(m) for m in missing)}")
+        self.fixed = fixed
+        self.shapes = [tuple(w.shape) if concrete(w.shape) else None for w in self.wrt]
+        self._hess = self._hessp = None
+        self._last = None
+
+    # -------------------------------------------------------- packing
+
+    def pack(self, *values):
+        """The ``wrt`` values as one flat float64 vector (and their shapes remembered)."""
+        if len(values) != len(self.wrt):
+            raise InputError(f"pack() takes {len(self.wrt)} values ({', '.join(self.wrt_names)}), "
+                             f"got {len(values)}")
+        arrays = [np.asarray(v, dtype=np.float64) for v in values]
+        for k, (a, w) in enumerate(zip(arrays, self.wrt)):
+            if a.ndim != w.ndim:
+                raise InputError(f"pack(): {w.name} must have shape {shape_str(w.shape)}, got {a.shape}")
+            self.shapes[k] = a.shape
+        return np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)
+
+    def unpack(self, x):
+        """The flat vector split back into one array per ``wrt`` input, each of its dtype."""
+        if any(s is None for s in self.shapes):
+            raise InputError("unpack(): the inputs have symbolic shapes; call pack(...) once first")
+        x = np.asarray(x, dtype=np.float64)
+        n = sum(int(np.prod(s)) for s in self.shapes)
+        if x.shape != (n,):
+            raise InputError(f"expected a flat vector of {n} values ({', '.join(self.wrt_names)}), "
+                             f"got shape {x.shape}")
+        out, start = [], 0
+        for s, w in zip(self.shapes, self.wrt):
+            size = int(np.prod(s))
+            part = x[start:start + size].reshape(s).astype(w.dtype)
+            out.append(part[()] if part.ndim == 0 else part)
+            start += size
+        return out
+
+    def _kwargs(self, x):
+        kwargs = dict(self.fixed)
+        kwargs.update(zip(self.wrt_names, self.unpack(x)))
+        return kwargs
+
+    @staticmethod
+    def _flat(parts):
+        return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
+
+    # -------------------------------------------------------- the callables
+
+    def fun(self, x):
+        """(value, gradient) at ``x``: for ``minimize(..., jac=True)``."""
+        value, grads = self.vg(**self._kwargs(x))
+        grads = (grads,) if not isinstance(grads, tuple) else grads
+        result = float(value), self._flat(grads)
+        self._last = (np.array(x, dtype=np.float64), result)
+        return result
+
+    def value(self, x):
+        """The value alone."""
+        return self._cached(x)[0]
+
+    def jac(self, x):
+        """The gradient alone (reuses the last ``fun`` call at the same point)."""
+        return self._cached(x)[1]
+
+    def _cached(self, x):
+        if self._last is not None and np.array_equal(self._last[0], x):
+            return self._last[1]
+        return self.fun(x)
+
+    def hess(self, x, *unused):
+        """The dense Hessian at ``x``, an (n, n) float64 array."""
+        from . import api
+        if self._hess is None:
+            loss = self.vg.outputs[0]
+            blocks = api.hessian(loss, self.wrt)
+            flat = [b for row in blocks for b in row]
+            self._hess = api.compile(flat, inputs=list(self.vg.inputs), backend=self.vg.backend,
+                                     name="hessian")
+        parts = self._hess(**self._kwargs(x))
+        sizes = [int(np.prod(s)) for s in self.shapes]
+        k = len(self.wrt)
+        rows = [[np.asarray(parts[i * k + j], dtype=np.float64).reshape(sizes[i], sizes[j])
+                 for j in range(k)] for i in range(k)]
+        return np.block(rows)
+
+    def hessp(self, x, v, *unused):
+        """The Hessian-vector product H(x) v, without forming H."""
+        from . import api
+        if self._hessp is None:
+            taken = set(self.vg.input_names)
+            directions = []
+            for w in self.wrt:
+                name = f"{w.name}_direction"
+                while name in taken:
+                    name += "_"
+                taken.add(name)
+                directions.append(api.tensor(name, w.shape, w.dtype))
+            products = api.hvp(self.vg.outputs[0], self.wrt, directions)
+            self._directions = directions
+            self._hessp = api.compile(products, inputs=list(self.vg.inputs) + directions,
+                                      backend=self.vg.backend, name="hvp")
+        kwargs = self._kwargs(x)
+        for d, part in zip(self._directions, self.unpack(v)):
+            kwargs[d.name] = part
+        return self._flat(self._hessp(**kwargs))

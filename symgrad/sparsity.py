@@ -1,0 +1,157 @@
+"""Structural sparsity of Jacobians and Hessians, and the sparse Hessian built from it.
+
+The pattern is found by propagating dependency sets element by element through the
+graph, inputs first: each node holds a sparse boolean matrix (its elements x the
+``wrt`` elements) saying which input elements each of its elements depends on. An
+input whose JVP rule is ``None`` (comparisons, masks, ``where``'s condition,
+``stop_gradient``) passes no dependency: its derivative is zero.
+
+- elementwise ops: each output element depends on the broadcast-matching element
+  of each input;
+- ``sum``/``max``/``min``/``prod``: on the elements of its reduced slice;
+  ``prod_others`` mixes the elements within each slice;
+- every other op (reshape, transpose, slicing, concatenate, matmul, gathers ...)
+  is probed: its numpy definition is evaluated at a random point with one input
+  element moved at a time, and the output elements that change are its
+  dependencies (exact for the linear and bilinear ops; integer index inputs must be
+  constants, otherwise the op is taken as dense).
+
+The Hessian pattern is the Jacobian pattern of the gradient graph, symmetrised. A
+structurally zero entry is zero at every point; a structural non-zero may still
+evaluate to zero somewhere. Sizes must be concrete.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import UnsupportedError
+from .graph import concrete, is_float, shape_str, size_of, topo_order
+from .ops.registry import OPS, POINTWISE
+
+_REDUCTIONS = ("sum", "max", "min", "prod")
+PROBE_LIMIT = 20_000_000   # input elements x output elements a probe may evaluate
+
+
+def _need_concrete(node, where):
+    if not concrete(node.shape):
+        raise UnsupportedError(f"{where}: a node of symbolic shape {shape_str(node.shape)} "
+                               "(sparsity patterns need concrete sizes)")
+
+
+def _reduction_map(x_shape, axes):
+    """Sparse (out elements x in elements) matrix: which output slice each input element feeds."""
+    kept = tuple(1 if i in axes else d for i, d in enumerate(x_shape))
+    out_index = np.broadcast_to(np.arange(int(np.prod(kept))).reshape(kept), x_shape).ravel()
+    n_in = out_index.size
+    return sp.csr_matrix((np.ones(n_in, dtype=bool), (out_index, np.arange(n_in))),
+                         shape=(int(np.prod(kept)), n_in))
+
+
+def _probe(node, index, rng):
+    """The local Jacobian pattern of ``node`` in input ``index``, from its numpy definition."""
+    opdef = OPS[node.op]
+    values = []
+    for inp in node.inputs:
+        if inp.op == "constant":
+            values.append(np.array(inp.value))
+        elif is_float(inp.dtype):
+            values.append(rng.uniform(0.5, 1.5, size=inp.shape).astype(inp.dtype))
+        else:
+            return None   # an integer input known only at run time: no pattern
+    n_in, n_out = size_of(node.inputs[index].shape), size_of(node.shape)
+    if opdef.impl is None or n_in * max(n_out, 1) > PROBE_LIMIT:
+        return None
+    # a copy: the definition may return a view of the input about to be moved
+    base = np.array(opdef.impl(*values, **node.attrs), dtype=np.float64).ravel()
+    rows, cols = [], []
+    moved = values[index].reshape(-1)
+    for j in range(n_in):
+        old = moved[j]
+        moved[j] = old + 1.0
+        changed = np.nonzero(np.asarray(opdef.impl(*values, **node.attrs), dtype=np.float64).ravel() != base)[0]
+        moved[j] = old
+        rows.append(changed)
+        cols.append(np.full(changed.size, j))
+    rows = np.concatenate(rows) if rows else np.zeros(0, int)
+    cols = np.concatenate(cols) if cols else np.zeros(0, int)
+    return sp.csr_matrix((np.ones(rows.size, dtype=bool), (rows, cols)), shape=(n_out, n_in))
+
+
+def _local_pattern(node, index, rng):
+    """(out elements x input elements) pattern of d node / d node.inputs[index]."""
+    opdef = OPS[node.op]
+    x = node.inputs[index]
+    if opdef.jvp == POINTWISE or node.op == "cast":
+        n_in = size_of(x.shape)
+        source = np.broadcast_to(np.arange(n_in).reshape(x.shape), node.shape).ravel()
+        return sp.csr_matrix((np.ones(source.size, dtype=bool), (np.arange(source.size), source)),
+                             shape=(source.size, n_in))
+    if node.op in _REDUCTIONS:
+        return _reduction_map(x.shape, node.attrs["axes"])
+    if node.op == "prod_others":
+        slices = _reduction_map(x.shape, node.attrs["axes"])
+        return (slices.T @ slices).astype(bool)
+    pattern = _probe(node, index, rng)
+    if pattern is None:   # dense: every output element may depend on every input element
+        pattern = sp.csr_matrix(np.ones((size_of(node.shape), size_of(x.shape)), dtype=bool))
+    return pattern
+
+
+def jacobian_sparsity(outputs, wrt):
+    """Structural pattern of d outputs / d wrt: a boolean CSR matrix, one row per output
+    element (outputs flattened and concatenated), one column per ``wrt`` element."""
+    rng = np.random.default_rng(0)
+    offsets = np.cumsum([0] + [size_of(w.shape) for w in wrt])
+    for w in wrt:
+        _need_concrete(w, f"sparsity w.r.t. {w.name}")
+    n = int(offsets[-1])
+    deps = {}
+    for k, w in enumerate(wrt):
+        size = int(offsets[k + 1] - offsets[k])
+        deps[id(w)] = sp.csr_matrix((np.ones(size, dtype=bool), (np.arange(size), offsets[k] + np.arange(size))),
+                                    shape=(size, n))
+    for node in topo_order(list(outputs)):
+        if not node.inputs or id(node) in deps or not is_float(node.dtype):
+            continue
+        opdef = OPS[node.op]
+        total = None
+        for index, inp in enumerate(node.inputs):
+            dep = deps.get(id(inp))
+            if dep is None or opdef.jvp_rule(index) is None:
+                continue
+            _need_concrete(node, f"sparsity through {node.op}")
+            part = (_local_pattern(node, index, rng) @ dep).astype(bool)
+            total = part if total is None else (total + part).astype(bool)
+        if total is not None:
+            deps[id(node)] = total.tocsr()
+    blocks = [deps[id(o)] if id(o) in deps else sp.csr_matrix((size_of(o.shape), n), dtype=bool)
+              for o in outputs]
+    return sp.vstack(blocks, format="csr").astype(bool)
+
+
+def hessian_sparsity(y, wrt):
+    """Structural pattern of the Hessian of the scalar ``y``: an (n, n) boolean CSR matrix
+    over the ``wrt`` elements flattened and concatenated (C order)."""
+    from .autodiff import grad
+    pattern = jacobian_sparsity(grad(y, list(wrt)), wrt)
+    pattern = (pattern + pattern.T).astype(bool).tocsr()
+    pattern.sort_indices()
+    return pattern
+
+
+def color_columns(pattern):
+    """Greedy colouring of the columns so that no two columns of one colour share a row
+    (Curtis-Powell-Reid): each colour is one Hessian-vector product."""
+    csc = pattern.tocsc()
+    csr = pattern.tocsr()
+    n = pattern.shape[1]
+    colors = np.full(n, -1, dtype=np.int64)
+    for j in range(n):
+        forbidden = set()
+        for i in csc.indices[csc.indptr[j]:csc.indptr[j + 1]]:
+            forbidden.update(colors[csr.indices[csr.indptr[i]:csr.indptr[i + 1]]].tolist())
+        c = 0
+        while c in forbidden:
+            c += 1
+        colors[j] = c
+    return colors

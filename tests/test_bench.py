@@ -1,0 +1,49 @@
+"""`symgrad bench` runs a workload in a subprocess and writes the raw numbers (no timing is asserted)."""
+
+import json
+import subprocess
+import sys
+
+from symgrad import bench
+
+
+def test_bench_runs_a_tiny_workload_and_writes_the_json_fields(tmp_path):
+    path = tmp_path / "bench.json"
+    lines = []
+    records = bench.run(["seed_scalar"], json_path=str(path), repeat=1, peers=["sympy", "jax"],
+                        out=lines.append, progress=None)
+    data = json.loads(path.read_text())
+    (rec,) = data["records"]
+    assert rec == records[0]
+    assert rec["workload"] == "seed_scalar" and rec["agree"] is True
+    for field in ("build_s", "forward_s", "vg_s", "numpy_vg_s", "vg_over_numpy", "vg_over_forward",
+                  "cache", "wall_s"):
+        assert field in rec, field
+    assert set(rec["peers"]) == {"sympy", "jax"}
+    assert all("status" in info for info in rec["peers"].values())
+    assert lines[0].split()[:4] == ["workload", "build", "forward", "vg"]
+    assert any(line.startswith("seed_scalar") for line in lines)
+
+
+def test_workload_names_select_families_and_sizes():
+    assert bench.select(["rosen"]) == ["rosen/10", "rosen/1000", "rosen/1e6"]
+    assert bench.select(["rosen/1e5", "xor"]) == ["rosen/1e5", "xor"]
+    assert bench.select([]) == bench.NAMES
+
+
+def test_every_reference_agrees_with_symgrad_on_small_sizes():
+    # the numpy references (and fused loops) are what the bench checks everything against
+    import symgrad as sg
+    for name in ("seed_scalar", "rosen/20", "ew/50", "mlp/3", "logreg/40", "recur/5", "xor"):
+        w = bench.make_workload(sg, name)
+        want = w.by_hand(*w.args)
+        vg = sg.value_and_grad(w.expr, wrt=w.wrt, inputs=w.inputs, backend="numpy")
+        assert bench._agree(vg(*w.args), want), name
+        if w.fused is not None:
+            assert bench._agree(w.fused(*w.args), want), name
+
+
+def test_module_entry_point_prints_help():
+    out = subprocess.run([sys.executable, "-m", "symgrad.bench", "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "--json" in out.stdout
