@@ -358,6 +358,13 @@ class Compiled:
         from symgrad.optimize import ScipyProblem
         return ScipyProblem(self, *fixed, **fixed_by_name)
 
+    def save(self, path):
+        """Write the generated module to ``path`` as a standalone file that imports only numpy
+        and numba (symgrad's helpers it calls are copied in), so ``import loss_grad;
+        loss_grad.call(...)`` works without symgrad. Numba backend only. Returns the path."""
+        from .standalone import save
+        return save(self, path)
+
     def __repr__(self):
         ins = ", ".join(f"{s.name}: {shape_str(s.shape)} {s.dtype}" for s in self.inputs)
         outs = ", ".join(f"{name}: {shape_str(o.shape)} {o.dtype}"

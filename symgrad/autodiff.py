@@ -7,11 +7,26 @@ by broadcasting is summed back to its input's shape (Repeat/Sum duality). Only
 nodes on a path from a ``wrt`` symbol to the output are visited, zero adjoints
 are never built, and every rule builds through the interning constructors, so
 the gradient graph reuses the forward nodes and has O(N) nodes.
+
+NaN-safe ``where``: the branch ``where(c, a, b)`` did not take may be nan or inf
+(``where(x > 0, sqrt(x), 0)`` at x = -1), and a rule such as sqrt's ``g / (2 out)``
+turns the zero adjoint it gets there into ``0 / nan = nan``. So the pass tracks a
+*mask* per adjoint: a bool expression outside of which the adjoint is exactly 0.
+``where`` gives its branches the masks ``c`` and ``~c`` (and'ed with its own mask);
+a node with a mask re-masks each contribution it sends, ``where(mask, contribution, 0)``,
+which is exact because every rule is linear in ``g``; adjoints summed from several
+users get the ``or`` of their masks (none if any user has none). A mask crosses an
+elementwise op (reduced over the axes an input was broadcast along), and a scalar
+mask crosses any op; elsewhere (a reduction, matmul or reshape under a tensor mask)
+it is dropped, which is still correct but no longer NaN-safe.
 """
 
 from .errors import ShapeError, UnsupportedError
 from .graph import Expr, is_float, shape_str, topo_order
+from .graph import broadcast_shapes
 from .ops import OPS, add, broadcast_to, cast, constant, sum_to
+from .ops import logical_and, logical_not, logical_or, where
+from .ops.registry import POINTWISE
 
 
 def _check_wrt(wrt, where):
@@ -31,6 +46,29 @@ def zeros(shape, dtype):
     return broadcast_to(constant(0, dtype), shape)
 
 
+def _branch_mask(node, index, m):
+    """The mask of the adjoint ``node`` sends to input ``index``, given its own mask ``m``."""
+    if node.op != "where" or index == 0:
+        return m
+    c = node.inputs[0] if index == 1 else logical_not(node.inputs[0])
+    return c if m is None else logical_and(m, c)
+
+
+def _input_mask(m, node, inp, opdef):
+    """The mask ``m`` (of ``node``'s adjoint) carried to the adjoint of ``inp``, or None.
+
+    A scalar mask bounds every input; an elementwise op passes a mask on as it is, or,
+    where ``inp`` was broadcast, as "some element it was broadcast to is unmasked"."""
+    if m is None or m.ndim == 0:
+        return m
+    if opdef.jvp != POINTWISE:
+        return None
+    if inp.shape == node.shape and broadcast_shapes(m.shape, inp.shape) == inp.shape:
+        return m
+    hits = sum_to(broadcast_to(where(m, 1.0, 0.0), node.shape), inp.shape)
+    return hits > 0
+
+
 def vjp(y, wrt, cotangent):
     """The vector-Jacobian product: adjoints of each symbol in ``wrt`` given ``y``'s adjoint."""
     _check_wrt(wrt, "vjp")
@@ -45,7 +83,7 @@ def vjp(y, wrt, cotangent):
     for node in order:
         if id(node) in wanted or any(id(i) in depends for i in node.inputs):
             depends.add(id(node))
-    adjoint = {}
+    adjoint, mask = {}, {}   # mask[id]: outside it the adjoint is exactly 0 (None: no mask)
     if id(y) in depends:
         adjoint[id(y)] = cotangent
     for node in reversed(order):
@@ -53,6 +91,7 @@ def vjp(y, wrt, cotangent):
         if g is None or not node.inputs:
             continue
         opdef = OPS[node.op]
+        m = mask.get(id(node))
         for index, inp in enumerate(node.inputs):
             if id(inp) not in depends or not is_float(inp.dtype):
                 continue
@@ -62,13 +101,21 @@ def vjp(y, wrt, cotangent):
             contribution = rule(g, *node.inputs, node)
             if contribution is None:
                 continue
+            if m is not None and node.op != "where" and (m.ndim == 0 or opdef.jvp == POINTWISE):
+                contribution = where(m, contribution, 0)   # 0 * nan from the untaken branch -> 0
+            m_in = _input_mask(_branch_mask(node, index, m), node, inp, opdef)
             contribution = sum_to(contribution, inp.shape)
             if contribution.dtype != inp.dtype:
                 contribution = cast(contribution, inp.dtype)
             if contribution.note is None and id(contribution) not in forward and opdef.note:
                 contribution.note = f"{node.op}: {opdef.note}"
             previous = adjoint.get(id(inp))
-            adjoint[id(inp)] = contribution if previous is None else add(previous, contribution)
+            if previous is None:
+                adjoint[id(inp)], mask[id(inp)] = contribution, m_in
+            else:
+                adjoint[id(inp)] = add(previous, contribution)
+                m_prev = mask.get(id(inp))
+                mask[id(inp)] = None if m_prev is None or m_in is None else logical_or(m_prev, m_in)
     return [adjoint.get(id(w)) if id(w) in adjoint else zeros(w.shape, w.dtype) for w in wrt]
 
 

@@ -10,9 +10,13 @@ Conventions at non-smooth points (the subgradient each rule picks):
   of two symbolic operands is the order they were created in: the gradient at
   a tie goes to the younger node.
 - ``sqrt'(0) = inf``, ``log'(0) = inf`` as the maths says; ``(x**b)'`` with
-  respect to ``b`` is 0 where ``x == 0``.
+  respect to ``b`` is 0 where ``x == 0``, and with respect to ``x`` is 0 where ``b == 0``.
 - Comparisons, ``sign``, ``floor``-like ops and casts to int/bool have zero
   derivative; integer and bool values never get a gradient.
+- ``where(c, a, b)`` sends ``g`` to ``a`` where ``c`` and to ``b`` elsewhere, and
+  the branch not taken gets exactly 0 even when it is nan or inf there
+  (``grad(where(x > 0, sqrt(x), 0))`` at x = -1 is 0): the reverse pass keeps
+  ``c`` as a mask on every adjoint below the branch (see ``autodiff``).
 """
 
 import math
@@ -286,6 +290,13 @@ sigmoid, relu, softplus, erf = (globals()[n] for n in "sigmoid relu softplus erf
 # jvp=POINTWISE: each rule is a pointwise factor, so it also maps a tangent forward.
 
 
+def _pow_base_rule(g, a, b, out):
+    # d/da a^b = b a^(b-1); defined as 0 where b == 0 (else 0 * 0^-1 = nan at a == 0)
+    if b.op == "constant" and np.all(b.value != 0):
+        return g * (b * a ** (b - 1))
+    return g * where(b == 0, 0, b * a ** (b - 1))
+
+
 def _pow_exponent_rule(g, a, b, out):
     # d/db a^b = a^b log(a); defined as 0 where a == 0 (the limit for b > 0)
     safe_a = where(a == 0, 1, a)
@@ -302,7 +313,7 @@ register("div", _float_binary, np.true_divide,
          (lambda g, a, b, out: g / b, lambda g, a, b, out: -(g * out) / b),
          jvp=POINTWISE, note="d(a/b) = da/b - (a/b) db/b")
 register("pow", _float_binary, np.power,
-         (lambda g, a, b, out: g * (b * a ** (b - 1)), _pow_exponent_rule),
+         (_pow_base_rule, _pow_exponent_rule),
          jvp=POINTWISE, note="d(a^b) = b a^(b-1) da + a^b log(a) db")
 register("maximum", _arith, np.maximum,
          (lambda g, a, b, out: where(a > b, g, 0), lambda g, a, b, out: where(a > b, 0, g)),

@@ -6,11 +6,21 @@ including inf, nan and signed zeros:
     x * 1 -> x        x * -1 -> -x       x / 1 -> x       x / -1 -> -x
     x - 0 -> x        x + (-0.0) -> x    -(-x) -> x
     x ** 1 -> x       x ** 2 -> square(x)                  x ** -1 -> reciprocal(x)
+    x ** 0 -> 1       (IEEE pow(x, 0) is 1 even for nan and inf; found by the fuzzer:
+                       the rule 0 * x ** -1 gave nan at x = 0)
     reshape/transpose/broadcast_to/cast to what x already is -> x
     reshape(reshape(x)) -> reshape(x)    transpose(transpose(x)) -> one transpose
     reduce over no axes -> x (in the reduction's dtype)
     stop_gradient(constant) -> constant
     where(True, a, b) -> a               where(False, a, b) -> b   (when shapes allow)
+
+Stable forms, chosen automatically (equal in exact arithmetic; the rewritten form
+neither overflows nor loses the gradient where the literal one does):
+
+    log(1 + exp(x)) -> softplus(x)       log1p(exp(x)) -> softplus(x)
+    log(sigmoid(x)) -> -softplus(-x)
+    log(sum(exp(s), axis, keepdims)) -> logsumexp(s, axis, keepdims)   (max-shifted:
+        -inf and a NaN-free gradient when a whole slice is -inf)
 
 Not applied, because they are wrong for some float: ``0 * x -> 0`` (x may be inf
 or nan), ``x + 0 -> x`` (-0.0 + 0 is +0.0), ``x - x -> 0``, ``x / x -> 1``.
@@ -84,6 +94,8 @@ def rewrite(op, inputs, attrs, shape, dtype):
         for x, c in ((a, b), (b, a)):
             if _keeps(x, shape, dtype) and c.dtype in ("float32", "float64") and _scalar_const(c, -0.0):
                 return x
+    elif op in ("log", "log1p"):
+        return _stable_log(op, inputs[0], shape, dtype)
     elif op == "neg":
         (x,) = inputs
         if x.op == "neg":
@@ -93,6 +105,8 @@ def rewrite(op, inputs, attrs, shape, dtype):
         if _keeps(a, shape, dtype):
             if _scalar_const(b, 1):
                 return a
+            if _scalar_const(b, 0):
+                return ops.broadcast_to(ops.constant(1, dtype), shape)
             if _scalar_const(b, 2):
                 return ops.square(a)
             if _scalar_const(b, -1):
@@ -133,4 +147,23 @@ def rewrite(op, inputs, attrs, shape, dtype):
             pick = a if bool(c.value.reshape(())[()]) else b
             if _keeps(pick, shape, dtype):
                 return pick
+    return None
+
+
+def _stable_log(op, x, shape, dtype):
+    """The stable forms of log(1 + exp(x)), log1p(exp(x)), log(sigmoid(x)), log(sum(exp(s)))."""
+    from .. import ops
+    if op == "log1p":
+        if x.op == "exp" and _keeps(x, shape, dtype):
+            return ops.softplus(x.inputs[0])
+        return None
+    if x.op == "add":
+        a, b = x.inputs
+        for e, c in ((a, b), (b, a)):
+            if e.op == "exp" and _scalar_const(c, 1) and _keeps(e, shape, dtype):
+                return ops.softplus(e.inputs[0])
+    elif x.op == "sigmoid":
+        return ops.neg(ops.softplus(ops.neg(x.inputs[0])))
+    elif x.op == "sum" and x.inputs[0].op == "exp" and x.dtype == x.inputs[0].dtype:
+        return ops.logsumexp(x.inputs[0].inputs[0], x.attrs["axes"], x.attrs["keepdims"])
     return None
