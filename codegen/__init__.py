@@ -25,6 +25,16 @@ def _numba_signature(inputs):
     return tuple(types)
 
 
+def max_statements():
+    """The largest module (in lines) the numba backend will compile: numba's compile time grows
+    faster than linearly with straight-line code (about 26 s for 9,000 lines here)."""
+    import os
+    try:
+        return int(os.environ.get("SYMGRAD_MAX_STATEMENTS", "20000"))
+    except ValueError:
+        return 20000
+
+
 def compile_graph(outputs, inputs, *, output_names, structure, primary=1, backend="numba",
                   title="f", entry="call"):
     """Emit, load and (for numba) compile the module computing ``outputs`` from ``inputs``."""
@@ -34,6 +44,12 @@ def compile_graph(outputs, inputs, *, output_names, structure, primary=1, backen
     emitter = BACKENDS[backend]()
     source = emitter.module(list(outputs), list(output_names), list(inputs), primary, entry, title,
                             structure)
+    statements = source.count("\n")
+    if backend == "numba" and statements > max_statements():
+        raise UnsupportedError(
+            f"the generated module has {statements} lines, more than numba compiles in reasonable "
+            f"time (the limit is {max_statements()}, set by SYMGRAD_MAX_STATEMENTS); use "
+            "backend='numpy' for this graph, or an hvp/vjp instead of a dense derivative")
     module, existed = load_module(source, backend)
     cache_state = "source cached" if existed else "new"
     if backend == "numba":

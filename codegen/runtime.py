@@ -192,10 +192,35 @@ def cache_dir():
             pass
         os.remove(probe)
         return root
-    except OSError:
+    except OSError as exc:
         fallback = os.path.join(tempfile.gettempdir(), f"symgrad-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
         os.makedirs(fallback, exist_ok=True)
+        import warnings
+        warnings.warn(f"symgrad: the cache directory {root} cannot be written ({exc.strerror or exc}); "
+                      f"using {fallback} instead (set SYMGRAD_CACHE_DIR to choose)", RuntimeWarning,
+                      stacklevel=2)
         return fallback
+
+
+def clear_cache():
+    """Delete symgrad's generated modules and their compiled code; returns (files, bytes) removed."""
+    import shutil
+    root = cache_dir()
+    files = size = 0
+    for entry in os.listdir(root):
+        path = os.path.join(root, entry)
+        if entry.startswith("symgrad_") or entry == "__pycache__":
+            if os.path.isdir(path):
+                for dirpath, _, names in os.walk(path):
+                    for name in names:
+                        files += 1
+                        size += os.path.getsize(os.path.join(dirpath, name))
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                files += 1
+                size += os.path.getsize(path)
+                os.remove(path)
+    return files, size
 
 
 _versions_text = None

@@ -1,6 +1,7 @@
 """The ``symgrad`` command: ``symgrad demo`` and ``symgrad bench``."""
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -119,7 +120,20 @@ def main(argv=None):
                                          "hand-fused loops and the peers that are installed")
     from . import bench as bench_module
     bench_module.add_arguments(bench)
+    cache = sub.add_parser("cache", help="where compiled code is cached; clear it")
+    cache.add_argument("action", choices=["info", "clear"])
     args = parser.parse_args(argv)
+    if args.command == "cache":
+        from codegen.runtime import cache_dir, clear_cache
+        if args.action == "clear":
+            files, size = clear_cache()
+            print(f"removed {files} files ({size / 1e6:.1f} MB) from {cache_dir()}")
+        else:
+            root = cache_dir()
+            modules = [f for f in os.listdir(root) if f.startswith("symgrad_") and f.endswith(".py")]
+            print(f"cache directory: {root} ({len(modules)} generated modules; "
+                  "set SYMGRAD_CACHE_DIR to move it)")
+        return 0
     if args.command == "demo":
         demo()
     elif args.command == "bench":
