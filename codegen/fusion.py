@@ -23,25 +23,19 @@ import heapq
 import os
 
 from symgrad.graph import dims_equal
+from .emit import _BINARY, _UNARY
 from .schedule import dim_text, shape_text
+
+_ARITHMETIC = ("add", "sub", "mul", "div", "maximum", "minimum", "arctan2")
 
 _COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=",
             "equal": "==", "not_equal": "!="}
 
 # scalar spellings; numba runs numpy ufuncs on scalars with the array loops' semantics
 SCALAR = {
-    "neg": "-{0}", "abs": "np.abs({0})", "sign": "np.sign({0})", "exp": "np.exp({0})",
-    "expm1": "np.expm1({0})", "log": "np.log({0})", "log1p": "np.log1p({0})",
-    "sqrt": "np.sqrt({0})", "square": "np.square({0})", "reciprocal": "np.reciprocal({0})",
-    "sin": "np.sin({0})", "cos": "np.cos({0})", "tan": "np.tan({0})", "arcsin": "np.arcsin({0})",
-    "arccos": "np.arccos({0})", "arctan": "np.arctan({0})", "sinh": "np.sinh({0})",
-    "cosh": "np.cosh({0})", "tanh": "np.tanh({0})", "sigmoid": "_rt.sigmoid({0})",
-    "relu": "_rt.relu({0})", "softplus": "_rt.softplus({0})", "erf": "_rt.erf({0})",
-    "isfinite": "np.isfinite({0})", "logical_not": "not {0}",
-    "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
-    "pow": "np.power({0}, {1})", "maximum": "np.maximum({0}, {1})", "minimum": "np.minimum({0}, {1})",
-    "arctan2": "np.arctan2({0}, {1})", "logical_and": "{0} and {1}", "logical_or": "{0} or {1}",
-    "where": "{1} if {0} else {2}",
+    **_UNARY, **{k: v for k, v in _BINARY.items() if k in _ARITHMETIC},
+    "logical_not": "not {0}", "pow": "np.power({0}, {1})", "logical_and": "{0} and {1}",
+    "logical_or": "{0} or {1}", "where": "{1} if {0} else {2}",
 }
 SCALAR.update({op: "{0} " + sym + " {1}" for op, sym in _COMPARE.items()})
 _BOOL_OPS = set(_COMPARE) | {"logical_and", "logical_or", "logical_not", "isfinite", "where"}
