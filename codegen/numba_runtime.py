@@ -182,15 +182,21 @@ def bmm(a, b):
 
 
 @numba.njit(**_JIT)
+def _checked(i, n):
+    """``i`` as an index into a length-``n`` axis (negatives count from the end), or IndexError."""
+    if i < 0:
+        i += n
+    if i < 0 or i >= n:
+        raise IndexError("an index is out of bounds")
+    return i
+
+
+@numba.njit(**_JIT)
 def take_rows(x, idx):
     n = x.shape[0]
     out = np.empty((idx.shape[0], x.shape[1]), dtype=x.dtype)
     for k in range(idx.shape[0]):
-        i = idx[k]
-        if i < 0:
-            i += n
-        if i < 0 or i >= n:
-            raise IndexError("an index is out of bounds")
+        i = _checked(idx[k], n)
         out[k] = x[i]
     return out
 
@@ -199,11 +205,7 @@ def take_rows(x, idx):
 def scatter_add_rows(g, idx, n):
     out = np.zeros((n, g.shape[1]), dtype=g.dtype)
     for k in range(idx.shape[0]):
-        i = idx[k]
-        if i < 0:
-            i += n
-        if i < 0 or i >= n:
-            raise IndexError("an index is out of bounds")
+        i = _checked(idx[k], n)
         out[i] += g[k]
     return out
 
@@ -214,11 +216,7 @@ def take_last(x, idx):
     out = np.empty(idx.shape, dtype=x.dtype)
     for r in range(idx.shape[0]):
         for k in range(idx.shape[1]):
-            i = idx[r, k]
-            if i < 0:
-                i += n
-            if i < 0 or i >= n:
-                raise IndexError("an index is out of bounds")
+            i = _checked(idx[r, k], n)
             out[r, k] = x[r, i]
     return out
 
@@ -228,10 +226,6 @@ def scatter_last(g, idx, n):
     out = np.zeros((g.shape[0], n), dtype=g.dtype)
     for r in range(idx.shape[0]):
         for k in range(idx.shape[1]):
-            i = idx[r, k]
-            if i < 0:
-                i += n
-            if i < 0 or i >= n:
-                raise IndexError("an index is out of bounds")
+            i = _checked(idx[r, k], n)
             out[r, i] += g[r, k]
     return out

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from .errors import InputError, ShapeError, SymgradError, UnsupportedError
-from .graph import (declare, Expr, as_dtype, as_shape, check_symbol_names, free_symbols, is_float,
+from .errors import InputError, ShapeError, UnsupportedError
+from .graph import (declare, Expr, as_dtype, as_shape, check_symbol_names, free_symbols,
                     new_node, shape_str)
 from .ops import as_expr
 from . import autodiff
@@ -89,22 +89,6 @@ def _check_one_symbol_per_name(expr, wrt_list):
     check_symbol_names(used + extra)
 
 
-def _as_float_expr(expr, where):
-    expr = as_expr(expr)
-    if not is_float(expr.dtype):
-        raise UnsupportedError(f"{where} of an expression of dtype {expr.dtype}: only float "
-                               "expressions have derivatives")
-    return expr
-
-
-def _scalar_loss(expr, where):
-    expr = _as_float_expr(expr, where)
-    if expr.shape != ():
-        raise ShapeError(f"{where} needs a scalar expression, got one of shape {shape_str(expr.shape)}; "
-                         "reduce it first (sg.sum, sg.mean)")
-    return expr
-
-
 def _per_symbol(values, wrt_list, single, where, what):
     """``values`` (one per wrt symbol, or one for a single symbol) as a list of Exprs."""
     if single and not isinstance(values, (list, tuple)):
@@ -127,7 +111,7 @@ def jvp(expr, wrt, tangents):
     ``wrt`` symbol moves along its tangent. ``expr`` may be a list of expressions
     (which gives a list); tangents are Exprs or arrays shaped like their symbols."""
     many = isinstance(expr, (list, tuple))
-    exprs = [_as_float_expr(e, "jvp") for e in (expr if many else [expr])]
+    exprs = [autodiff.float_expr(e, "jvp") for e in (expr if many else [expr])]
     wrt_list, single = _wrt_list(wrt, "jvp")
     for e in exprs:
         _check_one_symbol_per_name(e, wrt_list)
@@ -144,7 +128,7 @@ def jacobian(expr, wrt, mode="auto"):
     the output size and reverse otherwise (the seeds' rule). With symbolic sizes it
     picks the side whose size is concrete (``sg.jacobian_mode`` tells which and the
     sizes compared). The graph has O(N * passes) nodes for an N-node expression."""
-    expr = _as_float_expr(expr, "jacobian")
+    expr = autodiff.float_expr(expr, "jacobian")
     wrt_list, single = _wrt_list(wrt, "jacobian")
     _check_one_symbol_per_name(expr, wrt_list)
     blocks = autodiff.jacobian(expr, wrt_list, mode)
@@ -164,7 +148,7 @@ def hessian(expr, wrt):
     ``H[i][j]`` of shape ``wi.shape + wj.shape``. The Hessian is exactly symmetric and
     each off-diagonal entry is computed once (the blocks above the diagonal are
     transposes of those below). Input sizes must be concrete."""
-    expr = _scalar_loss(expr, "hessian")
+    expr = autodiff.scalar_loss(expr, "hessian")
     wrt_list, single = _wrt_list(wrt, "hessian")
     _check_one_symbol_per_name(expr, wrt_list)
     blocks = autodiff.hessian(expr, wrt_list)
@@ -174,7 +158,7 @@ def hessian(expr, wrt):
 def hvp(expr, wrt, vectors):
     """Symbolic Hessian-vector product ``H v`` of a scalar, without forming H: the JVP of
     the gradient graph (forward over reverse), a small constant times one gradient."""
-    expr = _scalar_loss(expr, "hvp")
+    expr = autodiff.scalar_loss(expr, "hvp")
     wrt_list, single = _wrt_list(wrt, "hvp")
     _check_one_symbol_per_name(expr, wrt_list)
     autodiff._check_wrt(wrt_list, "hvp")
@@ -187,7 +171,7 @@ def hessian_sparsity(expr, wrt):
     ``scipy.sparse.csr_matrix`` over the ``wrt`` elements flattened in order (C order).
     An entry outside the pattern is zero at every point. See ``symgrad.sparsity``."""
     from . import sparsity
-    expr = _scalar_loss(expr, "hessian_sparsity")
+    expr = autodiff.scalar_loss(expr, "hessian_sparsity")
     wrt_list, _ = _wrt_list(wrt, "hessian_sparsity")
     _check_one_symbol_per_name(expr, wrt_list)
     autodiff._check_wrt(wrt_list, "hessian_sparsity")
@@ -269,11 +253,7 @@ def _value_and_grad_expr(expr, wrt, inputs, backend):
     if not wrt_list:
         raise UnsupportedError("value_and_grad: wrt is empty")
     autodiff._check_wrt(wrt_list, "value_and_grad")
-    if expr.shape != ():
-        raise ShapeError(f"value_and_grad needs a scalar loss, got an expression of shape "
-                         f"{shape_str(expr.shape)}; reduce it with sg.sum or sg.mean")
-    if not is_float(expr.dtype):
-        raise UnsupportedError(f"value_and_grad of an expression of dtype {expr.dtype}")
+    expr = autodiff.scalar_loss(expr, "value_and_grad")
     ins = _resolve_inputs([expr], inputs, "value_and_grad", extra=wrt_list)
     grads = autodiff.grad(expr, wrt_list)
     names = ["value"] + [f"d_{w.name}" for w in wrt_list]
@@ -317,7 +297,7 @@ def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
     ``sg.grad`` and ``sg.hessian`` give them (a single symbol: one array each; a list:
     a tuple of gradients and a tuple of tuples of Hessian blocks)."""
     from codegen import compile_graph
-    expr = _scalar_loss(expr, "value_grad_and_hessian")
+    expr = autodiff.scalar_loss(expr, "value_grad_and_hessian")
     wrt_list, single = _wrt_list(wrt, "value_grad_and_hessian")
     if not wrt_list:
         raise UnsupportedError("value_grad_and_hessian: wrt is empty")
@@ -350,7 +330,7 @@ def sparse_hessian(expr, wrt, inputs=None, *, backend=None):
     Hessian-vector product per colour recovers every non-zero: a tridiagonal Hessian
     of any size costs three. ``sh.pattern`` and ``sh.colors`` show the plan."""
     from .optimize import SparseHessian
-    expr = _scalar_loss(expr, "sparse_hessian")
+    expr = autodiff.scalar_loss(expr, "sparse_hessian")
     wrt_list, _ = _wrt_list(wrt, "sparse_hessian")
     _check_one_symbol_per_name(expr, wrt_list)
     autodiff._check_wrt(wrt_list, "sparse_hessian")

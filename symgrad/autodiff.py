@@ -119,18 +119,31 @@ def vjp(y, wrt, cotangent):
     return [adjoint.get(id(w)) if id(w) in adjoint else zeros(w.shape, w.dtype) for w in wrt]
 
 
-def grad(y, wrt):
-    """Symbolic gradient of the scalar ``y``: one Expr per symbol in ``wrt`` (a list gives a list)."""
+def float_expr(y, where):
+    """``y`` as an Expr that can be differentiated (a float dtype), or an error naming ``where``."""
     from .ops import as_expr
     y = as_expr(y)
+    if not is_float(y.dtype):
+        raise UnsupportedError(f"{where} of an expression of dtype {y.dtype}: only float "
+                               "expressions have derivatives")
+    return y
+
+
+def scalar_loss(y, where):
+    """``y`` as a float scalar Expr (a loss), or an error naming its shape or dtype."""
+    from .ops import as_expr
+    y = as_expr(y)
+    if y.shape != ():
+        raise ShapeError(f"{where} needs a scalar expression, got one of shape {shape_str(y.shape)}; "
+                         "reduce it first (sg.sum, sg.mean) or use sg.vjp")
+    return float_expr(y, where)
+
+
+def grad(y, wrt):
+    """Symbolic gradient of the scalar ``y``: one Expr per symbol in ``wrt`` (a list gives a list)."""
+    y = scalar_loss(y, "grad")
     single = isinstance(wrt, Expr)
     wrt_list = [wrt] if single else list(wrt)
-    if y.shape != ():
-        raise ShapeError(f"grad needs a scalar expression, got one of shape {shape_str(y.shape)}; "
-                         "reduce it first (sg.sum, sg.mean) or use sg.vjp")
-    if not is_float(y.dtype):
-        raise UnsupportedError(f"grad of an expression of dtype {y.dtype}: only float expressions "
-                               "have gradients")
     grads = vjp(y, wrt_list, constant(1, y.dtype))
     return grads[0] if single else grads
 
@@ -238,9 +251,7 @@ def jacobian(y, wrt, mode="auto"):
     if mode not in ("auto", "forward", "reverse"):
         raise UnsupportedError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
     _check_wrt(wrt, "jacobian")
-    if not is_float(y.dtype):
-        raise UnsupportedError(f"jacobian of an expression of dtype {y.dtype}: only float "
-                               "expressions have derivatives")
+    y = float_expr(y, "jacobian")
     if mode == "auto":
         mode = jacobian_mode(y, wrt)[0]
     blocks = []
@@ -282,11 +293,7 @@ def hessian(y, wrt):
     nodes and n input elements."""
     import numpy as np
     from .ops import reshape, stack, transpose, where
-    if y.shape != ():
-        raise ShapeError(f"hessian needs a scalar expression, got one of shape {shape_str(y.shape)}")
-    if not is_float(y.dtype):
-        raise UnsupportedError(f"hessian of an expression of dtype {y.dtype}: only float "
-                               "expressions have derivatives")
+    y = scalar_loss(y, "hessian")
     _check_wrt(wrt, "hessian")
     sizes = [_concrete_size(w.shape, f"hessian: input {w.name}") for w in wrt]
     grads = grad(y, list(wrt))

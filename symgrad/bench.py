@@ -28,14 +28,33 @@ import time
 
 import numpy as np
 
-from .cli import median_call_seconds
 
 NAMES = ["seed_scalar", "rosen/10", "rosen/1000", "rosen/1e6", "mlp/64", "mlp/1024", "logreg/1e6",
          "recur/10", "recur/100", "recur/1000", "ew/1e7", "xor"]
 PEERS = ["jax", "torch", "autograd", "sympy"]
 
 
-def _fmt(seconds):
+def median_call_seconds(fn, *args, repeat=7, min_time=0.05):
+    """Median over ``repeat`` runs of the per-call time of fn(*args), each run looping >= min_time."""
+    fn(*args)
+    loops = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(loops):
+            fn(*args)
+        if time.perf_counter() - start >= min_time / 5 or loops >= 1 << 20:
+            break
+        loops *= 4
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(loops):
+            fn(*args)
+        runs.append((time.perf_counter() - start) / loops)
+    return statistics.median(runs)
+
+
+def format_seconds(seconds):
     if seconds is None:
         return "-"
     if seconds < 1e-6:
@@ -67,13 +86,28 @@ class Workload:
         self.loop = loop          # (steps, rate): gradient descent through vg in a Python loop
 
 
+def seed_by_hand(x, y):
+    """x*y + sin(x) and its gradient, written out in numpy."""
+    return x * y + np.sin(x), (y + np.cos(x), x)
+
+
+def mlp_by_hand(W1, b1, W2, b2, X, T):
+    """A tanh MLP's softmax cross-entropy (mean over the batch) and its backward pass, in numpy."""
+    n = X.shape[0]
+    hid = np.tanh(X @ W1 + b1)
+    s = hid @ W2 + b2
+    m = s.max(axis=1, keepdims=True)
+    e = np.exp(s - m)
+    z = e.sum(axis=1, keepdims=True)
+    value = -np.sum(T * (s - m - np.log(z))) / n
+    ds = (e / z * T.sum(axis=1, keepdims=True) - T) / n
+    dh = ds @ W2.T * (1 - hid * hid)
+    return value, (X.T @ dh, dh.sum(axis=0), hid.T @ ds, ds.sum(axis=0))
+
+
 def _seed(sg, _):
     x, y = sg.scalars("x y")
-
-    def by_hand(x, y):
-        return x * y + np.sin(x), (y + np.cos(x), x)
-
-    return Workload(x * y + sg.sin(x), [x, y], [x, y], (0.7, -1.3), by_hand,
+    return Workload(x * y + sg.sin(x), [x, y], [x, y], (0.7, -1.3), seed_by_hand,
                     lambda x, y: x * y + np.sin(x), loss=lambda xp, x, y: x * y + xp.sin(x))
 
 
@@ -158,18 +192,6 @@ def _mlp(sg, batch):
     scores = sg.tanh(X @ W1 + b1) @ W2 + b2
     expr = -sg.mean(sg.sum(T * sg.log_softmax(scores, axis=1), axis=1))
 
-    def by_hand(W1, b1, W2, b2, X, T):
-        n = X.shape[0]
-        hid = np.tanh(X @ W1 + b1)
-        s = hid @ W2 + b2
-        m = s.max(axis=1, keepdims=True)
-        e = np.exp(s - m)
-        z = e.sum(axis=1, keepdims=True)
-        value = -np.sum(T * (s - m - np.log(z))) / n
-        ds = (e / z * T.sum(axis=1, keepdims=True) - T) / n
-        dh = ds @ W2.T * (1 - hid * hid)
-        return value, (X.T @ dh, dh.sum(axis=0), hid.T @ ds, ds.sum(axis=0))
-
     def loss(xp, W1, b1, W2, b2, X, T):
         s = xp.tanh(X @ W1 + b1) @ W2 + b2
         m = s.max(axis=1, keepdims=True) if xp is not _torch() else s.max(dim=1, keepdim=True)[0]
@@ -179,8 +201,8 @@ def _mlp(sg, batch):
     rng = np.random.default_rng(0)
     args = (rng.normal(size=(d, h)) * 0.05, np.zeros(h), rng.normal(size=(h, k)) * 0.1, np.zeros(k),
             rng.normal(size=(n, d)), np.eye(k)[rng.integers(0, k, n)])
-    return Workload(expr, [W1, b1, W2, b2], [W1, b1, W2, b2, X, T], args, by_hand,
-                    lambda *a: by_hand(*a)[0], loss)
+    return Workload(expr, [W1, b1, W2, b2], [W1, b1, W2, b2, X, T], args, mlp_by_hand,
+                    lambda *a: mlp_by_hand(*a)[0], loss)
 
 
 def _logreg(sg, n):
@@ -489,14 +511,14 @@ def table(records, peers=PEERS):
             continue
         fused = r.get("fused_vg_s")
         row = [r["workload"] + ("" if r.get("agree") else " (MISMATCH)"),
-               f"{r['build_s']:.3f} s", _fmt(r["forward_s"]), _fmt(r["vg_s"]), _fmt(r["numpy_vg_s"]),
-               _fmt(fused) if not isinstance(fused, str) else fused,
+               f"{r['build_s']:.3f} s", format_seconds(r["forward_s"]), format_seconds(r["vg_s"]), format_seconds(r["numpy_vg_s"]),
+               format_seconds(fused) if not isinstance(fused, str) else fused,
                f"{r['vg_over_numpy']:.2f}",
                f"{r['vg_over_fused']:.2f}" if "vg_over_fused" in r else "-",
                f"{r['vg_over_forward']:.2f}"]
         for p in peers:
             info = r["peers"].get(p, {"status": "absent"})
-            row.append(_fmt(info["vg_s"]) if info.get("status") == "ok" else info["status"])
+            row.append(format_seconds(info["vg_s"]) if info.get("status") == "ok" else info["status"])
         rows.append(row)
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(cols))]
     lines = []

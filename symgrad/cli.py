@@ -2,64 +2,15 @@
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
 import numpy as np
 
 
-def median_call_seconds(fn, *args, repeat=7, min_time=0.05):
-    """Median over ``repeat`` runs of the per-call time of fn(*args), each run looping >= min_time."""
-    fn(*args)
-    loops = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(loops):
-            fn(*args)
-        if time.perf_counter() - start >= min_time / 5 or loops >= 1 << 20:
-            break
-        loops *= 4
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(loops):
-            fn(*args)
-        runs.append((time.perf_counter() - start) / loops)
-    return statistics.median(runs)
-
-
-def _fmt(seconds):
-    if seconds < 1e-6:
-        return f"{seconds * 1e9:7.0f} ns"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:7.2f} us"
-    if seconds < 1:
-        return f"{seconds * 1e3:7.2f} ms"
-    return f"{seconds:7.2f} s "
-
-
-def _seed_by_hand(x, y):
-    return x * y + np.sin(x), (y + np.cos(x), x)
-
-
-def _mlp_by_hand(W1, b1, W2, b2, X, T):
-    n = X.shape[0]
-    h = np.tanh(X @ W1 + b1)
-    s = h @ W2 + b2
-    m = s.max(axis=1, keepdims=True)
-    e = np.exp(s - m)
-    z = e.sum(axis=1, keepdims=True)
-    loss = -np.sum(T * (s - m - np.log(z))) / n
-    ds = (e / z * T.sum(axis=1, keepdims=True) - T) / n
-    dW2 = h.T @ ds
-    db2 = ds.sum(axis=0)
-    dh = ds @ W2.T * (1 - h * h)
-    return loss, (X.T @ dh, dh.sum(axis=0), dW2, db2)
-
-
 def demo(out=None):
     import symgrad as sg
+    from .bench import format_seconds as _fmt, median_call_seconds, mlp_by_hand, seed_by_hand
 
     def say(text=""):
         print(text, file=out or sys.stdout)
@@ -81,7 +32,7 @@ def demo(out=None):
         say("   | " + line)
     say()
     t_sg = median_call_seconds(vg, 0.7, -1.3)
-    t_np = median_call_seconds(_seed_by_hand, 0.7, -1.3)
+    t_np = median_call_seconds(seed_by_hand, 0.7, -1.3)
     say(f"   build {build:.3f} s ({vg.cache_state})")
     say(f"   per call: symgrad {_fmt(t_sg)}   numpy by hand {_fmt(t_np)}   ratio {t_sg / t_np:.2f}")
     say()
@@ -100,12 +51,12 @@ def demo(out=None):
     args = (rng.normal(size=(d, h)) * 0.1, np.zeros(h), rng.normal(size=(h, k)) * 0.1, np.zeros(k),
             rng.normal(size=(n, d)), np.eye(k)[rng.integers(0, k, n)])
     value, grads = mlp(*args)
-    ref_value, ref_grads = _mlp_by_hand(*args)
+    ref_value, ref_grads = mlp_by_hand(*args)
     err = max(float(np.max(np.abs(a - b))) for a, b in zip(grads, ref_grads))
     say(f"   loss {value:.6f} (by hand {ref_value:.6f}); max gradient difference {err:.1e}")
     say(f"   generated source: {mlp.source.count(chr(10))} lines, graph {mlp.graph_nodes} nodes")
     t_sg = median_call_seconds(mlp, *args)
-    t_np = median_call_seconds(_mlp_by_hand, *args)
+    t_np = median_call_seconds(mlp_by_hand, *args)
     say(f"   build {build:.3f} s ({mlp.cache_state})")
     say(f"   per call: symgrad {_fmt(t_sg)}   numpy by hand {_fmt(t_np)}   ratio {t_sg / t_np:.2f}")
     say()

@@ -299,16 +299,20 @@ def _concat_infer(inputs, attrs):
     return shape, promote(*[i.dtype for i in inputs])
 
 
-def _concat_vjp(index, g, *args):
-    *inputs, out = args
+def _concat_block(index, inputs, out):
+    """The key of input ``index``'s block in the output of a concatenate."""
     axis = out.attrs["axis"]
     start = 0
     for i in inputs[:index]:
         start = start + i.shape[axis]
     stop = start + inputs[index].shape[axis]
-    key = tuple(("s", None, None, None) if a != axis else ("s", start, stop, None)
-                for a in range(g.ndim))
-    return _take_key(g, key, inputs[index].shape)
+    return tuple(("s", None, None, None) if a != axis else ("s", start, stop, None)
+                 for a in range(out.ndim))
+
+
+def _concat_vjp(index, g, *args):
+    *inputs, out = args
+    return _take_key(g, _concat_block(index, inputs, out), inputs[index].shape)
 
 
 def _sequence(xs, where):
@@ -338,14 +342,7 @@ def concatenate(xs, axis=0):
 def _concat_jvp(index, t, *args):
     # the tangent of input ``index`` written into its block of the output, zeros elsewhere
     *inputs, out = args
-    axis = out.attrs["axis"]
-    start = 0
-    for i in inputs[:index]:
-        start = start + i.shape[axis]
-    stop = start + inputs[index].shape[axis]
-    key = tuple(("s", None, None, None) if a != axis else ("s", start, stop, None)
-                for a in range(out.ndim))
-    return slice_grad(t, key, out.shape)
+    return slice_grad(t, _concat_block(index, inputs, out), out.shape)
 
 
 register("concatenate", _concat_infer, lambda *xs, axis: np.concatenate(xs, axis=axis),
