@@ -27,7 +27,9 @@ def _numba_signature(inputs):
 
 def max_statements():
     """The largest module (in lines) the numba backend will compile: numba's compile time grows
-    faster than linearly with straight-line code (about 26 s for 9,000 lines here)."""
+    faster than linearly with straight-line code (about 26 s for 9,000 lines here). Lines are
+    counted after runs of repeated scalar statements are rolled into loops (a recurrence of any
+    depth is a few dozen lines; see ``schedule.find_loops``)."""
     import os
     try:
         return int(os.environ.get("SYMGRAD_MAX_STATEMENTS", "20000"))

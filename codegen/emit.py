@@ -4,7 +4,9 @@ The module holds one straight-line kernel (statements in dependency order,
 forward part then backward part) and one plain-Python entry function that
 validates and converts the arguments, binds the symbolic dimensions, checks
 slicing requirements and calls the kernel. A backend subclasses ``Emitter``
-and overrides the lowering of the ops it spells differently.
+and overrides the lowering of the ops it spells differently. In compiled kernels
+a scalar ``where`` computes the statements only one of its branches reads inside
+``if c: ... else: ...`` (``branch_owners``), so the branch not taken never runs.
 """
 
 import math
@@ -297,14 +299,69 @@ class Emitter:
     def body(self, forward, backward, out_name_of, outputs):
         """The kernel's statements: the forward part, then the backward part."""
         body = []
+        self.branch_plan(list(forward) + list(backward), outputs)
         for part, nodes in (("forward", forward), ("backward", backward)):
             stmts = []
             for node in nodes:
-                stmts.extend(self.statement(node, out_name_of))
+                stmts.extend(self.top_statement(node, out_name_of))
             if stmts and backward:
                 body.append(f"# {part}")
             body.extend(stmts)
         return body
+
+    # ------------------------------------------------------------ only the taken branch
+
+    def branch_plan(self, nodes, outputs, grouped=()):
+        """Which scalar statements move inside a branch of a scalar ``where`` (see ``branch_owners``).
+
+        Compiled kernels only: the interpreted numpy kernel evaluates whole arrays, where an
+        ``if`` cannot pick per element. ``grouped``: ids of nodes a fused loop computes."""
+        self.owner, self.owned = {}, {}
+        if self.interpreted:
+            return
+        users = {}
+        for n in nodes:
+            for i in n.inputs:
+                users.setdefault(id(i), []).append(n)
+        output_ids = {id(o) for o in outputs}
+
+        def movable(n):
+            return (n.ndim == 0 and n.op not in ("symbol", "constant") and id(n) not in output_ids
+                    and id(n) not in grouped)
+
+        self.owner = branch_owners(nodes, users, movable,
+                                   lambda u: u.op == "where" and u.ndim == 0 and id(u) not in grouped)
+        for n in nodes:
+            if id(n) in self.owner:
+                self.owned.setdefault(self.owner[id(n)], []).append(n)
+
+    def top_statement(self, node, out_name_of):
+        """``node``'s statements where the schedule puts it; none if a branch computes it."""
+        if id(node) in getattr(self, "owner", {}):
+            return []
+        return self.branch_statement(node, out_name_of)
+
+    def branch_statement(self, node, out_name_of):
+        if node.op != "where" or not any((id(node), k) in self.owned for k in (1, 2)):
+            return self.statement(node, out_name_of)
+        blocks = []
+        for k in (1, 2):
+            block = []
+            for inner in self.owned.get((id(node), k), ()):
+                block.extend(self.branch_statement(inner, out_name_of))
+            blocks.append(block)
+        c, a, b = node.inputs
+        args = [self.ref(i) for i in node.inputs]
+        name = out_name_of.get(id(node)) or self.namer.derive(node, args)
+        self.names[id(node)] = name
+        comment = f"  # {node.note}" if node.note else ""
+        lines = [f"if {args[0]}:{comment}"]
+        for k, head, block in ((1, None, blocks[0]), (2, "else:", blocks[1])):
+            value = args[k] if node.inputs[k].dtype == node.dtype else f"np.{node.dtype}({args[k]})"
+            if head:
+                lines.append(head)
+            lines += ["    " + line for line in block + [f"{name} = {value}"]]
+        return lines
 
     def statement(self, node, out_name_of):
         if node.op == "symbol":
@@ -360,6 +417,10 @@ class Emitter:
                 # carray: C-contiguous, aligned and writeable, as the compiled code's types assume
                 lines.append(f"    if type({p}) is not _cv.ndarray or {p}.dtype is not _cv.{s.dtype} "
                              f"or {p}.ndim != {s.ndim} or not {p}.flags.carray:")
+                # a Dask array stays lazy: the call is split over its row blocks (symgrad.dask_arrays)
+                lines.append(f"        if _cv.is_dask({p}):")
+                lines.append(f"            return _cv.dask_call({entry}, "
+                             f"({''.join(q + ', ' for q in params)}))")
                 lines.append(f"        {p} = _cv.array({p}, {label}, {s.ndim}, {s.dtype!r})")
         bound = set()
         for s, p in zip(inputs, params):
@@ -406,6 +467,31 @@ class Emitter:
 
 
 GATHER_OPS = ("take0", "scatter_add0", "take_last", "scatter_last")
+
+
+def branch_owners(nodes, users, movable, is_where):
+    """id(node) -> (id(where), branch) for the ``movable`` nodes only one branch of one
+    ``where`` (``is_where``) reads, directly or through other such nodes.
+
+    Such a node is computed inside that branch of an ``if``, so the branch the condition
+    does not take is never evaluated (``where(x > 0, log(x), -x)`` never calls log(-1)).
+    A node read by anything else (the other branch, the condition, a value kept for later)
+    is computed unconditionally. The innermost where owns a node. ``nodes`` in schedule order."""
+    owner = {}
+    for node in reversed(nodes):
+        if not movable(node):
+            continue
+        keys = set()
+        for u in users.get(id(node), ()):
+            if is_where(u) and node is not u.inputs[0] and (node is u.inputs[1]) != (node is u.inputs[2]):
+                keys.add((id(u), 1 if node is u.inputs[1] else 2))
+            else:
+                keys.add(owner.get(id(u)))
+            if len(keys) > 1:
+                break
+        if len(keys) == 1 and None not in keys:
+            owner[id(node)] = keys.pop()
+    return owner
 
 
 def requirements(outputs):

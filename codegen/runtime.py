@@ -422,3 +422,22 @@ def checked_indices(kernel, *args):
     except IndexError:
         raise InputError("an integer index passed to the compiled function is out of range for the "
                          "axis it indexes (valid: -size <= index < size)") from None
+
+
+# ---------------------------------------------------------------- Dask arrays
+
+
+def is_dask(value):
+    """Is ``value`` a Dask array (checked without importing Dask)?"""
+    return type(value).__module__.startswith("dask.") and hasattr(value, "chunks")
+
+
+def dask_call(entry, args):
+    """A call of a generated entry with a Dask array among its arguments: run it block by block
+    on the Dask scheduler (``symgrad.dask_arrays``)."""
+    try:
+        from symgrad.dask_arrays import call_entry
+    except ImportError:
+        raise InputError("this function takes numpy arrays; Dask arrays are split into row blocks "
+                         "by symgrad, which is not installed here (call .compute() first)") from None
+    return call_entry(entry, args)

@@ -1,5 +1,6 @@
 """Order and names: which statements the generated function has, in which order, called what."""
 
+import bisect
 import keyword
 
 import sympy
@@ -73,3 +74,248 @@ def product_text(dims):
     if not dims:
         return "1"
     return " * ".join(dim_text(d) for d in dims)
+
+
+# ---------------------------------------------------------------- rolling repeated statements
+
+# a run must cover this many statements (and repeat this often) before it becomes a loop: numba
+# compiles straight-line code at ~2 ms a statement, a loop body once
+ROLL_MIN_STATEMENTS = 64
+ROLL_MIN_COUNT = 4
+ROLL_MAX_PERIOD = 64
+_COMMUTATIVE = ("add", "mul")
+
+
+class Loop:
+    """``count`` repetitions of the ``period`` statements starting at position ``start``.
+
+    ``operands[j][k]`` says where operand ``k`` of body statement ``j`` comes from, in
+    iteration ``t``:
+      ("fixed", node)                 the same value every time (from before the loop)
+      ("slot", j2)                    statement ``j2`` of this iteration
+      ("carried", j2, node)           statement ``j2`` of the previous iteration (``node`` before the first)
+      ("stacked", loop, j2, t0, step) statement ``j2`` of an earlier loop's iteration ``t0 + step*t``
+    ``stored``: the body statements whose every value is kept in an array (read after the loop
+    at an iteration other than the last, or stacked by a later loop); statement ``period + e``
+    is ``extra[e]``, moved here from a later loop."""
+
+    def __init__(self, start, period, count, operands):
+        self.start, self.period, self.count, self.operands = start, period, count, operands
+        self.stored = set()
+        self.extra = []     # (later loop, its body statement, operands here): see _hoist
+        self.hoisted = {}   # body statement -> ("stacked", ...) of the earlier loop that computes it
+
+    @property
+    def stop(self):
+        return self.start + self.period * self.count
+
+    def body(self, nodes):
+        return nodes[self.start:self.start + self.period]
+
+    def place(self, position):
+        """(iteration, body statement) of the statement at ``position``."""
+        return divmod(position - self.start, self.period)
+
+
+def find_loops(nodes, rollable, barriers=()):
+    """Runs of ``nodes`` (a schedule) that repeat one body of scalar statements, as ``Loop``s in
+    order; a run never crosses a position in ``barriers``. ``rollable(node)`` says whether a
+    statement may be part of a loop body. Operands must move by a fixed step from one iteration
+    to the next (or stay the same), so the loop does the same operations on the same operands as
+    the straight-line statements, and gets the same numbers (``_hoist`` may compute a value in an
+    earlier loop than the one that reads it)."""
+    if len(nodes) < ROLL_MIN_STATEMENTS:
+        return []
+    position = {id(n): p for p, n in enumerate(nodes)}
+    numbers = {}            # each kind of statement as a small int (fast to compare)
+    kind = []
+    for n in nodes:
+        k = _kind(n) if rollable(n) else None
+        kind.append(None if k is None else numbers.setdefault(k, len(numbers)))
+    same_kind = {}          # kind -> the positions of statements of that kind, in order
+    for q, k in enumerate(kind):
+        if k is not None:
+            same_kind.setdefault(k, []).append(q)
+    loops = []
+    p = 0
+    while p < len(nodes):
+        found = None
+        limit = min([b for b in barriers if b > p] + [len(nodes)])
+        longest = min(ROLL_MAX_PERIOD, (limit - p) // ROLL_MIN_COUNT)
+        # the shortest period that repeats (its multiples repeat too, and cover no more): a
+        # period is the distance to a later statement of the same kind
+        later = same_kind[kind[p]] if kind[p] is not None else []
+        first = bisect.bisect_right(later, p)
+        for q in later[first:bisect.bisect_right(later, p + longest, first)]:
+            period = q - p
+            head = kind[p:p + period]
+            if None in head or head != kind[p + period:p + 2 * period]:
+                continue
+            need = max(ROLL_MIN_COUNT, -(-ROLL_MIN_STATEMENTS // period))
+            if p + need * period > limit or head != kind[p + (need - 1) * period:p + need * period]:
+                continue
+            loop = _run_at(nodes, position, kind, p, period, limit, loops)
+            if loop and loop.count * period >= ROLL_MIN_STATEMENTS:
+                found = loop
+                break
+        if found is None:
+            p += 1
+            continue
+        loops.append(found)
+        p = found.stop
+    _hoist(nodes, position, loops)
+    _mark_stored(nodes, position, loops)
+    return loops
+
+
+def _kind(node):
+    """What must be equal for two statements to be the same line of a loop body."""
+    if node.shape != ():
+        return None
+    try:
+        attrs = tuple(sorted(node.attrs.items()))
+        hash(attrs)
+    except TypeError:
+        return None
+    return (node.op, node.dtype, len(node.inputs), attrs)
+
+
+def _refs(nodes, position, p, swap):
+    """The schedule positions of statement ``p``'s operands."""
+    inputs = nodes[p].inputs[::-1] if swap else nodes[p].inputs
+    return [position[id(i)] for i in inputs]
+
+
+def _run_at(nodes, position, kind, start, period, limit, loops):
+    """The longest valid loop of ``period`` statements starting at ``start``, or None."""
+    first = [_refs(nodes, position, start + j, False) for j in range(period)]
+    second = start + period
+    steps = []
+    for j in range(period):
+        refs = _refs(nodes, position, second + j, False)
+        steps.append([r - r0 for r0, r in zip(first[j], refs)])
+    # where each operand comes from, and how many iterations that allows (before walking them)
+    count = (limit - start) // period
+    operands = []
+    for j in range(period):
+        specs = []
+        for r0, step in zip(first[j], steps[j]):
+            spec, count = _classify(nodes, r0, step, start, period, count, loops)
+            if spec is None:
+                return None
+            specs.append(spec)
+        operands.append(specs)
+    head = kind[start:start + period]
+    done = 2
+    while done < count:
+        base = start + done * period
+        if head != kind[base:base + period] or not all(
+                _follows(nodes, position, base + j, first[j], steps[j], done) for j in range(period)):
+            break
+        done += 1
+    if done < ROLL_MIN_COUNT:
+        return None
+    return Loop(start, period, done, operands)
+
+
+def _follows(nodes, position, p, first, steps, t):
+    """Does statement ``p`` (iteration ``t``) read what the steps predict (either operand
+    order for a commutative op)?"""
+    want = [r0 + s * t for r0, s in zip(first, steps)]
+    if _refs(nodes, position, p, False) == want:
+        return True
+    return nodes[p].op in _COMMUTATIVE and _refs(nodes, position, p, True) == want
+
+
+def _classify(nodes, r0, step, start, period, count, loops):
+    """(spec, count): where an operand comes from, and how many iterations that allows."""
+    if step == 0:
+        return (("fixed", nodes[r0]), count) if r0 < start else (None, 0)
+    if step == period and r0 >= start:
+        return ("slot", r0 - start), count
+    if step == period and r0 >= start - period:
+        j2 = r0 - start + period
+        if nodes[r0].dtype != nodes[start + j2].dtype:
+            return None, 0
+        return ("carried", j2, nodes[r0]), count
+    for k, loop in enumerate(loops):
+        if loop.start <= r0 < loop.stop and step % loop.period == 0:
+            t0, j2 = loop.place(r0)
+            direction = step // loop.period
+            # the iterations t whose t0 + direction*t lie inside the earlier loop
+            fits = (loop.count - 1 - t0) // direction + 1 if direction > 0 else t0 // -direction + 1
+            return ("stacked", k, j2, t0, direction), min(count, fits)
+    return None, 0
+
+
+def _hoist(nodes, position, loops):
+    """Move a later loop's statements that read only an earlier loop's values of one iteration
+    (a reverse sweep's local derivatives, ``cos(x_k)``) into that earlier loop, where they run
+    beside the latency-bound recurrence instead of on the reverse sweep's path."""
+    for reader in loops:
+        moved = {}          # body statement -> its spec as a stacked read of the earlier loop
+        for j, specs in enumerate(reader.operands):
+            source = {(s[1], s[3], s[4]) for s in specs if s[0] == "stacked"}
+            source |= {moved[s[1]][1:2] + moved[s[1]][3:] for s in specs if s[0] == "slot" and s[1] in moved}
+            # float arithmetic only: it runs for every iteration of the earlier loop, and must not
+            # raise for one the later loop never reads
+            node = nodes[reader.start + j]
+            if len(source) != 1 or not all(n.dtype in ("float32", "float64") for n in (node, *node.inputs)):
+                continue
+            k, t0, direction = source.pop()
+            loop = loops[k]
+            if not all(s[0] == "stacked" or (s[0] == "slot" and s[1] in moved)
+                       or (s[0] == "fixed" and (s[1].op in ("constant", "symbol")
+                                                or position[id(s[1])] < loop.start)) for s in specs):
+                continue
+            local = [("slot", s[2]) if s[0] == "stacked" else ("slot", moved[s[1]][2]) if s[0] == "slot"
+                     else s for s in specs]
+            same = [e for e, (r, i, l) in enumerate(loop.extra)
+                    if _kind(nodes[r.start + i]) == _kind(node) and _same_specs(l, local)]
+            if not same:
+                # (a gradient built in pieces may ask for one value from two reverse sweeps)
+                loop.extra.append((reader, j, local))
+            slot = loop.period + (same[0] if same else len(loop.extra) - 1)
+            moved[j] = ("stacked", k, slot, t0, direction)
+        reader.hoisted = moved
+
+
+def _same_specs(a, b):
+    # nodes by identity: == on graph nodes builds an ``equal`` node
+    return len(a) == len(b) and all(x[0] == y[0] and len(x) == len(y) and all(
+        u is v or (not hasattr(u, "op") and not hasattr(v, "op") and u == v) for u, v in zip(x[1:], y[1:]))
+        for x, y in zip(a, b))
+
+
+def _mark_stored(nodes, position, loops):
+    """Which body statements' values are kept for every iteration: those read from outside
+    their loop at an iteration other than the last (the last is the loop variable itself)."""
+    owner = {}
+    for k, loop in enumerate(loops):
+        for p in range(loop.start, loop.stop):
+            owner[p] = k
+
+    def keep(q):
+        if q in owner:
+            loop = loops[owner[q]]
+            t, j = loop.place(q)
+            if t < loop.count - 1:
+                loop.stored.add(j)
+
+    for k, loop in enumerate(loops):
+        for j, specs in enumerate(loop.operands):
+            for spec in [loop.hoisted[j]] if j in loop.hoisted else specs:
+                if spec[0] == "stacked":
+                    loops[spec[1]].stored.add(spec[2])
+                elif spec[0] == "fixed":
+                    keep(position[id(spec[1])])
+                elif spec[0] == "carried":
+                    keep(position[id(spec[2])])
+        for _, _, specs in loop.extra:
+            for spec in specs:
+                if spec[0] == "fixed":
+                    keep(position[id(spec[1])])
+    for p, node in enumerate(nodes):
+        if p not in owner:
+            for i in node.inputs:
+                keep(position[id(i)])

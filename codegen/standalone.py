@@ -35,6 +35,8 @@ def standalone_source(compiled):
     lines = compiled.source.split("\n")
     header_end = next(i for i, line in enumerate(lines) if line.strip() and not line.startswith(("#", "import ")))
     header, rest = lines[:header_end], "\n".join(lines[header_end:])
+    # a saved module takes numpy arrays only: splitting a call over Dask blocks needs symgrad
+    rest = re.sub(r"\n +if _cv\.is_dask\(\w+\):\n +return _cv\.dask_call\([^\n]*\)", "", rest)
     sections = []
     kept_header = []
     taken = set()           # names the copied sections define at module level

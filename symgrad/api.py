@@ -263,8 +263,11 @@ def _value_and_grad_expr(expr, wrt, inputs, backend):
         inner = ", ".join(f"out[{i + 1}]" for i in range(len(wrt_list)))
         structure = f"out[0], ({inner}{',' if len(wrt_list) == 1 else ''})"
     title = f"value_and_grad(wrt=[{', '.join(w.name for w in wrt_list)}])"
-    return compile_graph([expr] + grads, ins, output_names=names, structure=structure, primary=1,
-                         backend=backend or DEFAULT_BACKEND, title=title)
+    compiled = compile_graph([expr] + grads, ins, output_names=names, structure=structure, primary=1,
+                             backend=backend or DEFAULT_BACKEND, title=title)
+    from .dask_arrays import register
+    register(compiled, wrt_list, single)
+    return compiled
 
 
 def value_and_grad(expr=None, wrt=None, inputs=None, *, backend=None, argnums=None):

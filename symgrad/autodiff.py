@@ -15,10 +15,16 @@ turns the zero adjoint it gets there into ``0 / nan = nan``. So the pass tracks 
 ``where`` gives its branches the masks ``c`` and ``~c`` (and'ed with its own mask);
 a node with a mask re-masks each contribution it sends, ``where(mask, contribution, 0)``,
 which is exact because every rule is linear in ``g``; adjoints summed from several
-users get the ``or`` of their masks (none if any user has none). A mask crosses an
-elementwise op (reduced over the axes an input was broadcast along), and a scalar
-mask crosses any op; elsewhere (a reduction, matmul or reshape under a tensor mask)
-it is dropped, which is still correct but no longer NaN-safe.
+users get the ``or`` of their masks (none if any user has none). A scalar mask
+crosses any op. A tensor mask crosses an elementwise op (reduced over the axes an
+input was broadcast along); an op linear in an input (reshape, transpose, slicing,
+broadcast_to, concatenate, gathers, sum, cast), whose VJP only moves and adds the
+adjoint, as that VJP applied to the mask's indicator; a max/min/prod reduction as
+the mask repeated over the reduced axes; matmul as "some product term is unmasked".
+Below a reduction or matmul the contribution is re-masked too (``prod_others``
+may be inf where the slice is masked out), and matmul's rule gets the other
+operand with its masked-out entries zeroed (else ``0 * nan`` enters the sum).
+Elsewhere the mask is dropped, which is still correct but no longer NaN-safe.
 """
 
 from .errors import ShapeError, UnsupportedError
@@ -54,18 +60,66 @@ def _branch_mask(node, index, m):
     return c if m is None else logical_and(m, c)
 
 
-def _input_mask(m, node, inp, opdef):
-    """The mask ``m`` (of ``node``'s adjoint) carried to the adjoint of ``inp``, or None.
+# ops linear in these inputs: the VJP moves and adds the adjoint without reading any value
+_MOVES_ADJOINT = {"reshape": (0,), "broadcast_to": (0,), "transpose": (0,), "getitem": (0,),
+                  "slice_grad": (0,), "take0": (0,), "scatter_add0": (0,), "take_last": (0,),
+                  "scatter_last": (0,), "sum": (0,), "cast": (0,), "concatenate": None}
+_REDUCTIONS = ("max", "min", "prod")
+
+
+def _indicator(m, dtype, shape):
+    """1 where the mask ``m`` holds, else 0, broadcast to ``shape`` (a condition may be smaller)."""
+    ones = where(m, constant(1, dtype), constant(0, dtype))
+    return ones if ones.shape == tuple(shape) else broadcast_to(ones, shape)
+
+
+def _matmul_hits(ind, a, b, index):
+    """For ``out = a @ b`` and ``ind`` (1 where out's adjoint is unmasked, shaped like out):
+    a count per element of input ``index`` that is > 0 where some product term it enters
+    is unmasked (row sums of ``ind`` for a, column sums for b: no second matmul)."""
+    from .ops import expand_dims, sum as sum_over
+    out_shape = ind.shape
+    if index == 0:
+        k = a.shape[-1]
+        if b.ndim == 1:     # out (..., i): a row meets one output element
+            return broadcast_to(expand_dims(ind, -1), out_shape + (k,))
+        return sum_to(broadcast_to(sum_over(ind, -1, keepdims=True), out_shape[:-1] + (k,)), a.shape)
+    if b.ndim == 1:         # out (i,): b meets every output element
+        return broadcast_to(sum_over(ind, -1, keepdims=True), b.shape)
+    k = b.shape[-2]
+    if a.ndim == 1:         # out (..., j): a column of b meets one output element
+        cols, batch = expand_dims(ind, -2), out_shape[:-1]
+    else:
+        cols, batch = sum_over(ind, -2, keepdims=True), out_shape[:-2]
+    return sum_to(broadcast_to(cols, batch + (k, out_shape[-1])), b.shape)
+
+
+def _input_mask(m, node, index, inp, opdef):
+    """The mask ``m`` (of ``node``'s adjoint) carried to the adjoint of input ``index``, or None.
 
     A scalar mask bounds every input; an elementwise op passes a mask on as it is, or,
-    where ``inp`` was broadcast, as "some element it was broadcast to is unmasked"."""
+    where ``inp`` was broadcast, as "some element it was broadcast to is unmasked";
+    other ops map it as the module docstring says."""
     if m is None or m.ndim == 0:
         return m
-    if opdef.jvp != POINTWISE:
+    dtype = inp.dtype
+    if opdef.jvp == POINTWISE:
+        if inp.shape == node.shape and broadcast_shapes(m.shape, inp.shape) == inp.shape:
+            return m
+        hits = sum_to(_indicator(m, dtype, node.shape), inp.shape)
+    elif node.op in _MOVES_ADJOINT and index in (_MOVES_ADJOINT[node.op] or (index,)):
+        hits = opdef.vjp_rule(index)(_indicator(m, node.dtype, node.shape), *node.inputs, node)
+    elif node.op in _REDUCTIONS:
+        # the adjoint of x is a weight times the output's adjoint, repeated over the reduced axes
+        hits = OPS["sum"].vjp_rule(0)(_indicator(m, dtype, node.shape), inp, node)
+    elif node.op == "matmul":
+        hits = _matmul_hits(_indicator(m, dtype, node.shape), *node.inputs, index)
+    else:
         return None
-    if inp.shape == node.shape and broadcast_shapes(m.shape, inp.shape) == inp.shape:
-        return m
-    hits = sum_to(broadcast_to(where(m, 1.0, 0.0), node.shape), inp.shape)
+    if hits is None:
+        return None
+    if hits.shape != inp.shape:
+        hits = sum_to(hits, inp.shape)
     return hits > 0
 
 
@@ -98,13 +152,22 @@ def vjp(y, wrt, cotangent):
             rule = opdef.vjp_rule(index)
             if rule is None:
                 continue
-            contribution = rule(g, *node.inputs, node)
+            args = node.inputs
+            if node.op == "matmul" and m is not None and m.ndim:
+                # entries of the other operand that meet only masked-out outputs may be nan
+                # (0 * nan in the sum): zero them, which leaves every unmasked term as it was
+                other = 1 - index
+                keep = _input_mask(m, node, other, args[other], opdef)
+                args = [where(keep, a, 0) if k == other else a for k, a in enumerate(args)]
+            contribution = rule(g, *args, node)
             if contribution is None:
                 continue
             if m is not None and node.op != "where" and (m.ndim == 0 or opdef.jvp == POINTWISE):
                 contribution = where(m, contribution, 0)   # 0 * nan from the untaken branch -> 0
-            m_in = _input_mask(_branch_mask(node, index, m), node, inp, opdef)
+            m_in = _input_mask(_branch_mask(node, index, m), node, index, inp, opdef)
             contribution = sum_to(contribution, inp.shape)
+            if m_in is not None and m_in.ndim and (node.op in _REDUCTIONS or node.op == "matmul"):
+                contribution = where(m_in, contribution, 0)
             if contribution.dtype != inp.dtype:
                 contribution = cast(contribution, inp.dtype)
             if contribution.note is None and id(contribution) not in forward and opdef.note:

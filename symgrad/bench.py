@@ -548,6 +548,22 @@ def add_arguments(parser):
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per measurement (default 7)")
     parser.add_argument("--peers", default=",".join(PEERS),
                         help=f"comma-separated peers to try if importable (default {','.join(PEERS)}; 'none')")
+    parser.add_argument("--dask", action="store_true",
+                        help="instead of the workloads: logistic regression over Dask arrays on a local "
+                             "cluster against dask.array by hand (needs symgrad[dask])")
+    parser.add_argument("--rows", type=_size, default=10**7, help="--dask: rows (default 1e7)")
+    parser.add_argument("--chunk", type=_size, default=10**6, help="--dask: rows per chunk (default 1e6)")
+    parser.add_argument("--workers", default="1,2", help="--dask: worker counts to run (default 1,2)")
+
+
+def run_from_arguments(args):
+    """What ``symgrad bench`` does with its parsed arguments."""
+    if args.dask:
+        from . import bench_dask
+        return bench_dask.run(rows=args.rows, chunk=args.chunk, repeat=args.repeat,
+                              workers=tuple(int(k) for k in args.workers.split(",") if k))
+    return run(args.workloads, json_path=args.json, timeout=args.timeout, repeat=args.repeat,
+               peers=peers_of(args.peers))
 
 
 def peers_of(text):
@@ -563,8 +579,7 @@ def main(argv=None):
     if args.case:
         print(json.dumps(run_case(args.case, repeat=args.repeat, peers=peers_of(args.peers))))
         return 0
-    run(args.workloads, json_path=args.json, timeout=args.timeout, repeat=args.repeat,
-        peers=peers_of(args.peers))
+    run_from_arguments(args)
     return 0
 
 

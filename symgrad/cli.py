@@ -88,8 +88,7 @@ def main(argv=None):
     if args.command == "demo":
         demo()
     elif args.command == "bench":
-        bench_module.run(args.workloads, json_path=args.json, timeout=args.timeout, repeat=args.repeat,
-                         peers=bench_module.peers_of(args.peers))
+        bench_module.run_from_arguments(args)
     return 0
 
 

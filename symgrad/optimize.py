@@ -95,10 +95,8 @@ class ScipyProblem:
             if key in fixed:
                 raise InputError(f"scipy(): argument {key!r} given twice")
             fixed[key] = value
-        missing = [n for n in others if n not in fixed]
-        if missing:
-            raise InputError(f"scipy(): missing fixed argument{'s' if len(missing) > 1 else ''} "
-                             f"{', '.join(repr(m) for m in missing)}")
+        # inputs not fixed here come with every call, as minimize's args=(...), in input order
+        self.late = [n for n in others if n not in fixed]
         self.fixed = fixed
         self.shapes = [tuple(w.shape) if concrete(w.shape) else None for w in self.wrt]
         self._hess = self._hessp = None
@@ -118,11 +116,11 @@ class ScipyProblem:
             self.shapes[k] = a.shape
         return np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)
 
-    def unpack(self, x):
+    def unpack(self, x, fixed=None):
         """The flat vector split back into one array per ``wrt`` input, each of its dtype."""
-        if any(s is None for s in self.shapes):
-            raise InputError("unpack(): the inputs have symbolic shapes; call pack(...) once first")
         x = np.asarray(x, dtype=np.float64)
+        if any(s is None for s in self.shapes):
+            self._infer_shapes(x, self.fixed if fixed is None else fixed)
         n = sum(int(np.prod(s)) for s in self.shapes)
         if x.shape != (n,):
             raise InputError(f"expected a flat vector of {n} values ({', '.join(self.wrt_names)}), "
@@ -135,9 +133,52 @@ class ScipyProblem:
             start += size
         return out
 
-    def _kwargs(self, x):
+    def _infer_shapes(self, x, fixed):
+        """Symbolic ``wrt`` shapes from the sizes of the fixed inputs (``w: (d,)`` and
+        ``X: (n, d)`` give d), and a single remaining 1-d input takes what is left of ``x``."""
+        sizes = {}
+        for s in self.vg.inputs:
+            value = fixed.get(s.name)
+            shape = getattr(value, "shape", None)
+            if shape is None or len(shape) != s.ndim:
+                continue
+            for d, size in zip(s.shape, shape):
+                if not isinstance(d, int) and d.is_Symbol and not np.isnan(size):
+                    sizes.setdefault(d, int(size))
+        unknown = []
+        for k, w in enumerate(self.wrt):
+            if self.shapes[k] is not None:
+                continue
+            shape = tuple(d if isinstance(d, int) else sizes.get(d) if d.is_Symbol else
+                          (int(d.subs(sizes)) if d.free_symbols <= set(sizes) else None)
+                          for d in w.shape)
+            if None in shape:
+                unknown.append(k)
+            else:
+                self.shapes[k] = shape
+        if len(unknown) == 1 and self.wrt[unknown[0]].ndim == 1:
+            known = sum(int(np.prod(s)) for s in self.shapes if s is not None)
+            self.shapes[unknown[0]] = (x.size - known,)
+        elif unknown:
+            names = ", ".join(self.wrt_names[k] for k in unknown)
+            raise InputError(f"unpack(): the sizes of {names} are symbolic and no fixed input "
+                             "fixes them; call pack(...) once with example values first")
+
+    def _kwargs(self, x, args=()):
         kwargs = dict(self.fixed)
-        kwargs.update(zip(self.wrt_names, self.unpack(x)))
+        if len(args) > len(self.late):
+            rest = (f"the inputs not fixed are {', '.join(self.late)}" if self.late
+                    else "every input not differentiated was fixed in scipy(...)")
+            raise InputError(f"got {len(args)} extra argument{'s' if len(args) != 1 else ''}, "
+                             f"but {rest}")
+        if len(args) < len(self.late):
+            missing = self.late[len(args):]
+            raise InputError(
+                f"missing fixed argument{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(repr(m) for m in missing)}: give it to scipy(...) or with every "
+                f"call, as minimize(..., args=({', '.join(self.late)},))")
+        kwargs.update(zip(self.late, args))
+        kwargs.update(zip(self.wrt_names, self.unpack(x, kwargs)))
         return kwargs
 
     @staticmethod
@@ -146,28 +187,32 @@ class ScipyProblem:
 
     # -------------------------------------------------------- the callables
 
-    def fun(self, x):
-        """(value, gradient) at ``x``: for ``minimize(..., jac=True)``."""
-        value, grads = self.vg(**self._kwargs(x))
+    def fun(self, x, *args):
+        """(value, gradient) at ``x``: for ``minimize(..., jac=True)``. ``args`` are the inputs
+        not fixed in ``scipy(...)``, in input order (minimize's ``args=``)."""
+        value, grads = self.vg(**self._kwargs(x, args))
         grads = (grads,) if not isinstance(grads, tuple) else grads
         result = float(value), self._flat(grads)
-        self._last = (np.array(x, dtype=np.float64), result)
+        self._last = (np.array(x, dtype=np.float64), args, result)
         return result
 
-    def value(self, x):
+    __call__ = fun
+
+    def value(self, x, *args):
         """The value alone."""
-        return self._cached(x)[0]
+        return self._cached(x, args)[0]
 
-    def jac(self, x):
+    def jac(self, x, *args):
         """The gradient alone (reuses the last ``fun`` call at the same point)."""
-        return self._cached(x)[1]
+        return self._cached(x, args)[1]
 
-    def _cached(self, x):
-        if self._last is not None and np.array_equal(self._last[0], x):
-            return self._last[1]
-        return self.fun(x)
+    def _cached(self, x, args):
+        if (self._last is not None and np.array_equal(self._last[0], x)
+                and len(args) == len(self._last[1]) and all(a is b for a, b in zip(args, self._last[1]))):
+            return self._last[2]
+        return self.fun(x, *args)
 
-    def hess(self, x, *unused):
+    def hess(self, x, *args):
         """The dense Hessian at ``x``, an (n, n) float64 array."""
         from . import api
         if self._hess is None:
@@ -176,14 +221,14 @@ class ScipyProblem:
             flat = [b for row in blocks for b in row]
             self._hess = api.compile(flat, inputs=list(self.vg.inputs), backend=self.vg.backend,
                                      name="hessian")
-        parts = self._hess(**self._kwargs(x))
+        parts = self._hess(**self._kwargs(x, args))
         sizes = [int(np.prod(s)) for s in self.shapes]
         k = len(self.wrt)
         rows = [[np.asarray(parts[i * k + j], dtype=np.float64).reshape(sizes[i], sizes[j])
                  for j in range(k)] for i in range(k)]
         return np.block(rows)
 
-    def hessp(self, x, v, *unused):
+    def hessp(self, x, v, *args):
         """The Hessian-vector product H(x) v, without forming H."""
         from . import api
         if self._hessp is None:
@@ -199,7 +244,7 @@ class ScipyProblem:
             self._directions = directions
             self._hessp = api.compile(products, inputs=list(self.vg.inputs) + directions,
                                       backend=self.vg.backend, name="hvp")
-        kwargs = self._kwargs(x)
-        for d, part in zip(self._directions, self.unpack(v)):
+        kwargs = self._kwargs(x, args)
+        for d, part in zip(self._directions, self.unpack(v, kwargs)):
             kwargs[d.name] = part
         return self._flat(self._hessp(**kwargs))

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from symgrad import bench
 
 
@@ -47,3 +49,19 @@ def test_module_entry_point_prints_help():
     out = subprocess.run([sys.executable, "-m", "symgrad.bench", "--help"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and "--json" in out.stdout
+
+
+def test_bench_dask_runs_on_a_local_cluster_and_agrees_with_the_in_memory_call():
+    pytest.importorskip("dask.array")
+    pytest.importorskip("distributed")
+    from symgrad import bench_dask
+    lines = []
+    records = bench_dask.run(rows=20_000, chunk=6_000, features=4, workers=(1,), repeat=1,
+                             out=lines.append)
+    (record,) = records
+    assert record["workers"] == 1
+    assert record["relative_error"] < 1e-12          # same numbers as the in-memory call
+    assert record["dask_array_relative_error"] < 1e-9    # the by-hand dask.array gradient agrees
+    for key in ("symgrad_seconds", "dask_array_seconds", "in_memory_seconds"):
+        assert record[key] > 0
+    assert any(line.startswith("| 1 |") for line in lines)

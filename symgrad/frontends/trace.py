@@ -45,6 +45,7 @@ import numpy as np
 from ..errors import ShapeError, SymgradError, UnsupportedError
 from ..graph import Expr, as_dtype, is_float, shape_str
 from . import numpy_protocol  # noqa: F401  (installs numpy's protocols on Expr)
+from codegen.runtime import is_dask
 
 _CONTROL_FLOW_HINT = (
     "a traced function runs on symbolic values, so Python `if`/`while`/`and`/`or` cannot look "
@@ -248,7 +249,10 @@ class TracedValueAndGrad:
                                        "sg.value_and_grad(expr, wrt=...))")
             if i in wrt and isinstance(value, (list, tuple)):
                 value = leaf.value = np.asarray(value, dtype=np.float64)
-            if isinstance(value, (np.ndarray, np.generic)):
+            if isinstance(value, (np.ndarray, np.generic)) or is_dask(value):
+                if is_dask(value) and any(np.isnan(d) for d in value.shape):
+                    raise UnsupportedError(f"{where} is a Dask array of unknown size {value.shape}; "
+                                           "call .compute_chunk_sizes() on it first")
                 dtype = as_dtype(value.dtype, where=where)
                 if i in wrt and not is_float(dtype):
                     raise UnsupportedError(f"{where} is differentiated (argnums) but has dtype "

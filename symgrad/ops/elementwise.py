@@ -3,12 +3,18 @@
 Conventions at non-smooth points (the subgradient each rule picks):
 
 - ``abs'(0) = sign(0) = 0``; ``sign' = 0`` everywhere.
-- ``relu'(0) = 0``; ``maximum(x, 0)`` and ``where(x > 0, x, 0)`` give the same.
+- ``relu'(0) = 0``; ``maximum(x, 0)``, ``maximum(0, x)``, ``np.clip(x, 0, inf)`` and
+  ``where(x > 0, x, 0)`` give the same; ``(x + abs(x)) / 2`` gives 0.5 (the sum rule).
+- ``where(c, a, b)`` follows the branch ``c`` selects, the user's explicit choice:
+  ``where(x >= 0, x, 0)'(0) = 1``, ``where(x > 0, x, -x)'(0) = -1``.
 - ``maximum(a, b)`` / ``minimum(a, b)`` at a tie route the whole gradient to one
   argument: the one that sorts last in canonical order, which is the constant
-  when one operand is a constant (so ``maximum(x, 0)`` is relu). Canonical order
-  of two symbolic operands is the order they were created in: the gradient at
-  a tie goes to the younger node.
+  when one operand is a constant (so ``maximum(x, 0)`` is relu, and a clamp has
+  slope 0 at a constant bound). Canonical order of two symbolic operands is the
+  order they were created in: the gradient at a tie goes to the younger node.
+  The forward rule is the same pointwise factor, so a tangent at a tie is the
+  directional derivative of that choice. ``logaddexp`` is smooth and is not built
+  on ``maximum``: a tie gives 1/2 to each operand.
 - ``sqrt'(0) = inf``, ``log'(0) = inf`` as the maths says; ``(x**b)'`` with
   respect to ``b`` is 0 where ``x == 0``, and with respect to ``x`` is 0 where ``b == 0``.
 - Comparisons, ``sign``, ``floor``-like ops and casts to int/bool have zero
@@ -133,11 +139,15 @@ def arctan2(a, b):
 
 
 def logaddexp(a, b):
-    """log(exp(a) + exp(b)) without overflow."""
+    """log(exp(a) + exp(b)) without overflow.
+
+    The larger operand plus softplus of minus the gap, spelled per branch rather than as
+    ``maximum(a, b) + log1p(exp(-abs(a - b)))``: both branches have the smooth derivative
+    (``sigmoid(a - b)``, ``sigmoid(b - a)``), so a tie gets 1/2 each, not the kink rules'
+    all-to-one-operand."""
     a, b = _pair(a, b)
     a, b = _float(a), _float(b)
-    m = maximum(a, b)
-    return m + log1p(exp(-abs(a - b)))
+    return where(a >= b, a + softplus(b - a), b + softplus(a - b))
 
 
 def _compare_builder(op):

@@ -2,7 +2,8 @@
 
 - ``sum``: its VJP repeats the adjoint over the reduced axes (the seeds' Sum/Repeat duality).
 - ``max``/``min``: the gradient goes to one element per reduced slice, the first
-  maximum (minimum) in C order, as ``argmax`` picks it.
+  maximum (minimum) in C order, as ``argmax`` picks it; forward mode carries the
+  tangent of that same element, so at a tie both modes make the same choice.
 - ``prod``: the gradient of each element is the product of all the others, so
   zeros are handled exactly; so is the second derivative, a product over an
   (m, m) table per slice of m elements (m must be a concrete size).

@@ -149,3 +149,116 @@ def test_partial_sums_accumulate_in_the_loop_without_the_summand_array():
     assert g1.dtype == np.float32
     np.testing.assert_allclose(v1, v2, rtol=1e-5)
     np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-6)
+
+
+def test_nested_where_branches_are_computed_inside_their_ifs_with_the_same_numbers():
+    x = sg.tensor("x", ("n",))
+    y = sg.tensor("y", ("m", 1))
+    inner = sg.where(x > 1, sg.log(x) * y, sg.sqrt(x))
+    loss = sg.sum(sg.where(x > 0, inner, sg.exp(-x) * y)) + sg.sum(sg.where(x < 2, x * y, 0) ** 2)
+    data = np.array([-1.5, -0.2, 0.0, 0.3, 1.0, 2.5, 4.0])
+    vg = _both(loss, [x, y], [x, y], (data, rng.normal(size=(3, 1))))
+    lines = vg.source.splitlines()
+    depth = [len(l) - len(l.lstrip()) for l in lines]
+    # the inner where is computed only inside the outer one's if: an if directly inside an if
+    assert any(a.strip().startswith("if ") and b.strip().startswith("if ") and depth[k + 1] == depth[k] + 4
+               for k, (a, b) in enumerate(zip(lines, lines[1:])))
+    assert not any(np.isnan(g).any() for g in vg(data, np.ones((3, 1)))[1])
+
+
+def _row_loop(source):
+    """The body of the one fused loop that accumulates a transposed product (the lines inside its
+    ``for i``), checked to be a single loop over the rows."""
+    lines = source.splitlines()
+    heads = [k for k, l in enumerate(lines) if "# fused loop" in l and "transposed product" in l]
+    assert len(heads) == 1, source
+    start = next(k for k in range(heads[0], len(lines)) if lines[k].strip().startswith("for i in range("))
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    body = []
+    for line in lines[start + 1:]:
+        if len(line) - len(line.lstrip()) <= indent:
+            break
+        body.append(line)
+    return "\n".join(body)
+
+
+def _kernel_code(source):
+    """The kernel's statements without comments."""
+    kernel = source.split("def call")[0]
+    return "\n".join(line.split("#")[0] for line in kernel.splitlines())
+
+
+def _logreg_args(n, d):
+    return (rng.normal(size=d) * 0.3, rng.normal(size=(n, d)), rng.choice([-1.0, 1.0], n))
+
+
+def test_logistic_regression_reads_X_once_in_one_loop_over_the_rows():
+    X = sg.tensor("X", ("n", "d"))
+    y = sg.tensor("y", ("n",))
+    w = sg.tensor("w", ("d",))
+    loss = sg.mean(sg.logaddexp(0, -y * (X @ w))) + 1e-3 * sg.sum(w * w)
+    for n, d in ((1, 1), (7, 3), (200, 16)):
+        vg = _both(loss, [w], [w, X, y], _logreg_args(n, d))
+    src = vg.source
+    # no BLAS product and no full-size copy of X: both products are inner loops of the row loop
+    assert " @ " not in _kernel_code(src)
+    assert "np.empty((dim_n, dim_d)" not in src
+    body = _row_loop(src)
+    assert "for j in range(dim_d):" in body and "X[i, j]" in body
+    assert body.index("X[i, j] * w[j]") < body.rindex("[j] += ")
+    # neither z nor the per-row coefficient is stored as an array
+    assert "np.empty((dim_n,)" not in src
+
+
+def test_least_squares_gradient_accumulates_the_transposed_product_in_the_row_loop():
+    X = sg.tensor("X", ("n", "d"))
+    t = sg.tensor("t", ("n",))
+    w = sg.tensor("w", ("d",))
+    loss = sg.sum((X @ w - t) ** 2)
+    vg = _both(loss, [w, t], [w, X, t], (rng.normal(size=5), rng.normal(size=(40, 5)), rng.normal(size=40)))
+    assert "[j] += " in _row_loop(vg.source) and " @ " not in _kernel_code(vg.source)
+
+
+def test_the_row_product_stores_z_when_it_is_an_output_too():
+    X = sg.tensor("X", ("n", "d"))
+    y = sg.tensor("y", ("n",))
+    w = sg.tensor("w", ("d",))
+    z = X @ w
+    loss = sg.mean(sg.logaddexp(0, -y * z)) + 1e-3 * sg.sum(w * w)
+    args = _logreg_args(30, 4)
+    fused = sg.compile([loss, z, *sg.grad(loss, [w])], inputs=[w, X, y], backend="numba")
+    plain = sg.compile([loss, z, *sg.grad(loss, [w])], inputs=[w, X, y], backend="numpy")
+    for a, b in zip(fused(*args), plain(*args)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fused(*args)[1], args[1] @ args[0], rtol=1e-12)
+    assert "[j] += " in _row_loop(fused.source)
+
+
+def test_r_at_X_spelling_is_accumulated_in_the_row_loop():
+    X = sg.tensor("X", ("n", "d"))
+    w = sg.tensor("w", ("d",))
+    v = sg.tensor("v", ("d",))
+    r = sg.tanh(X @ w)
+    loss = sg.sum((r @ X) * v)
+    args = (rng.normal(size=4), rng.normal(size=(25, 4)), rng.normal(size=4))
+    vg = _both(loss, [w, v], [w, X, v], args)
+    assert "[j] += " in _row_loop(vg.source)
+
+
+def test_row_products_with_fusion_disabled_give_the_same_numbers(monkeypatch):
+    monkeypatch.setenv("SYMGRAD_FUSION", "0")
+    X = sg.tensor("X", ("n", "d"))
+    y = sg.tensor("y", ("n",))
+    w = sg.tensor("w", ("d",))
+    loss = sg.mean(sg.logaddexp(0, -y * (X @ w))) + 1e-3 * sg.sum(w * w)
+    vg = _both(loss, [w], [w, X, y], _logreg_args(50, 6))
+    assert _loop_count(vg.source) == 0 and "X @ w" in vg.source
+
+
+def test_a_wide_concrete_matrix_keeps_blas():
+    X = sg.tensor("X", (8, 300))
+    t = sg.tensor("t", (8,))
+    w = sg.tensor("w", (300,))
+    vg = _both(sg.sum((X @ w - t) ** 2), [w], [w, X, t], (rng.normal(size=300), rng.normal(size=(8, 300)),
+                                                        rng.normal(size=8)))
+    assert "transposed product" not in vg.source and " @ " in _kernel_code(vg.source)

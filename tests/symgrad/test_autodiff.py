@@ -7,7 +7,7 @@ import pytest
 
 import symgrad as sg
 from symgrad.graph import topo_order
-from codegen.numba_backend import NumbaEmitter
+from codegen.numpy_backend import NumpyEmitter
 
 
 def _recurrence(depth):
@@ -24,7 +24,7 @@ def _grad_nodes_and_lines(depth):
     g0, gc = sg.grad(y, [x0, c])
     seconds = time.perf_counter() - start
     nodes = len(topo_order([y, g0, gc]))
-    source = NumbaEmitter().module([y, g0, gc], ["value", "d_x0", "d_c"], [x0, c], 1, "call",
+    source = NumpyEmitter().module([y, g0, gc], ["value", "d_x0", "d_c"], [x0, c], 1, "call",
                                    "recurrence", "out")
     return seconds, nodes, source.count("\n")
 

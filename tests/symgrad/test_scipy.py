@@ -70,8 +70,12 @@ def test_scipy_adapter_errors_name_the_problem():
     z = sg.tensor("z", (2,))
     X = sg.tensor("X", (2,))
     vg = sg.value_and_grad(sg.sum((z - X) ** 2), wrt=z, backend="numpy")
-    with pytest.raises(InputError, match="missing fixed argument 'X'"):
-        vg.scipy()
+    with pytest.raises(InputError, match=r"missing fixed argument 'X'.*args=\(X,\)"):
+        vg.scipy().fun(np.zeros(2))
+    with pytest.raises(InputError, match="2 extra arguments, but the inputs not fixed are X"):
+        vg.scipy()(np.zeros(2), np.ones(2), np.ones(2))
+    with pytest.raises(InputError, match="1 extra argument, but every input not differentiated"):
+        vg.scipy(X=np.ones(2))(np.zeros(2), np.ones(2))
     with pytest.raises(InputError, match="'z' is differentiated"):
         vg.scipy(X=np.zeros(2), z=np.zeros(2))
     with pytest.raises(InputError, match="unexpected argument 'q'"):
@@ -86,3 +90,26 @@ def test_scipy_adapter_errors_name_the_problem():
 def test_check_grad_explains_itself_and_agrees():
     assert "truncation" in sg.check_grad.__doc__ and "round-off" in sg.check_grad.__doc__
     assert sg.check_grad(_rosen_vg("numpy"), START) < 1e-7
+
+
+def test_scipy_adapter_takes_the_data_as_minimize_args_and_infers_symbolic_sizes():
+    w = sg.tensor("w", ("d",))
+    X = sg.tensor("X", ("n", "d"))
+    t = sg.tensor("t", ("n",))
+    vg = sg.value_and_grad(sg.sum((X @ w - t) ** 2) + 0.5 * sg.sum(w * w), wrt=[w], inputs=[w, X, t])
+    rng = np.random.default_rng(4)
+    X0, t0 = rng.normal(size=(30, 4)), rng.normal(size=30)
+    res = minimize(vg.scipy(), np.zeros(4), jac=True, args=(X0, t0), method="L-BFGS-B",
+                   options={"gtol": 1e-12})
+    ridge = np.linalg.solve(2 * X0.T @ X0 + np.eye(4), 2 * X0.T @ t0)
+    np.testing.assert_allclose(res.x, ridge, atol=1e-6)
+    p = vg.scipy(X=X0)                  # t comes with each call
+    value, g = p(ridge, t0)
+    assert abs(value - (np.sum((X0 @ ridge - t0) ** 2) + 0.5 * ridge @ ridge)) < 1e-9
+    assert np.max(np.abs(g)) < 1e-8
+    # a symbolic size no fixed input determines: W (d, k) with k free
+    W = sg.tensor("W", ("d", "k"))
+    V = sg.tensor("V", ("k",))
+    vg2 = sg.value_and_grad(sg.sum(W) + sg.sum(V), wrt=[W, V], inputs=[W, V], backend="numpy")
+    with pytest.raises(InputError, match="the sizes of W, V are symbolic"):
+        vg2.scipy().fun(np.zeros(6))

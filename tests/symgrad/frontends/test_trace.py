@@ -324,3 +324,25 @@ def test_bad_uses_name_the_problem():
         sg.value_and_grad(lambda x: x * 2, backend="numpy")(np.ones(2))
     with pytest.raises(sg.UnsupportedError, match="traced yet"):
         sg.value_and_grad(rosen).source
+
+
+def test_a_traced_loss_takes_dask_arrays_with_one_compile_for_numpy_and_dask():
+    da = pytest.importorskip("dask.array")
+
+    @sg.value_and_grad
+    def loss(w, X, y):
+        return np.mean(np.logaddexp(0, -y * (X @ w))) + 1e-3 * np.sum(w * w)
+
+    rng = np.random.default_rng(5)
+    X0, y0, w0 = rng.normal(size=(700, 3)), np.sign(rng.normal(size=700)), rng.normal(size=3)
+    value, grad = loss(w0, X0, y0)
+    margin = -y0 * (X0 @ w0)
+    assert abs(value - (np.mean(np.logaddexp(0, margin)) + 1e-3 * w0 @ w0)) < 1e-12
+    lazy_value, lazy_grad = loss(w0, da.from_array(X0, chunks=(200, 3)), da.from_array(y0, chunks=200))
+    assert abs(lazy_value - value) <= 1e-12 * abs(value)
+    np.testing.assert_allclose(lazy_grad, grad, rtol=1e-12, atol=1e-15)
+    assert loss.compile_count == 1
+    unknown = da.from_array(X0, chunks=(200, 3))
+    unknown = unknown[unknown[:, 0] > 0]
+    with pytest.raises(sg.UnsupportedError, match="unknown size .*compute_chunk_sizes"):
+        loss(w0, unknown, y0)

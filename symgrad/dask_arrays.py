@@ -1,0 +1,299 @@
+"""value_and_grad over Dask arrays: one compiled kernel per row block, run where the data is.
+
+A function made by ``sg.value_and_grad`` accepts Dask arrays for its data
+arguments (chunked along the rows) in the same call it takes numpy arrays in::
+
+    vg = sg.value_and_grad(loss, wrt=[w], inputs=[w, X, y])
+    value, dw = vg(w0, X_dask, y_dask)      # the data stays on the workers
+
+``symgrad.decompose`` splits the loss into sums over rows of per-row terms and an
+affine combination of those sums. Per call:
+
+1. the weights ``G_j`` (the loss's derivative with respect to each sum over rows,
+   a function of the parameters only) are computed here;
+2. the parameters and weights are scattered to the workers once (with a
+   ``dask.distributed`` client; otherwise they are plain arguments of the tasks);
+3. the block kernel runs on every row block (``to_delayed`` chunks, the global row
+   count passed in for means) and returns the block's partial sums and partial
+   gradients; the partials are added pairwise in a tree;
+4. the loss and the rest of its gradient are computed here from the summed values.
+
+The block kernel travels to the workers as its source text (``BlockKernel``); each
+worker process loads it once and keeps it (numba's cache on disk makes that a load,
+not a compile, on a machine that has compiled it before).
+"""
+
+import os
+import threading
+import warnings
+import weakref
+
+import numpy as np
+
+from codegen.runtime import load_module
+from .errors import InputError, SymgradError, UnsupportedError
+from . import decompose
+
+# a block larger than this (after rechunking other axes into one) is refused
+DEFAULT_MAX_BLOCK_BYTES = 2 * 1024**3
+
+
+def max_block_bytes():
+    try:
+        return int(os.environ.get("SYMGRAD_DASK_MAX_BLOCK_BYTES", DEFAULT_MAX_BLOCK_BYTES))
+    except ValueError:
+        return DEFAULT_MAX_BLOCK_BYTES
+
+
+class BlockKernel:
+    """A compiled function as the workers receive it: its source text and backend. Calling it
+    loads the module once per process (from the on-disk cache when it is there)."""
+
+    __slots__ = ("source", "backend", "title")
+    _loaded = {}
+    _lock = threading.Lock()
+
+    def __init__(self, source, backend, title):
+        self.source, self.backend, self.title = source, backend, title
+
+    def __getstate__(self):
+        return (self.source, self.backend, self.title)
+
+    def __setstate__(self, state):
+        self.source, self.backend, self.title = state
+
+    def entry(self):
+        key = (self.backend, hash(self.source), self.source)
+        fn = self._loaded.get(key)
+        if fn is None:
+            with self._lock:
+                fn = self._loaded.get(key)
+                if fn is None:
+                    module, _ = load_module(self.source, self.backend)
+                    fn = self._loaded[key] = module.call
+        return fn
+
+    def __call__(self, *args):
+        return tuple(np.asarray(v) if not np.isscalar(v) else v for v in self.entry()(*args))
+
+
+def _add_partials(a, b):
+    return tuple(x + y for x, y in zip(a, b))
+
+
+def _tree_sum(parts, delayed):
+    """Pairwise sums of delayed partial results, log2(blocks) deep."""
+    while len(parts) > 1:
+        paired = [delayed(_add_partials, pure=True)(parts[i], parts[i + 1])
+                  for i in range(0, len(parts) - 1, 2)]
+        if len(parts) % 2:
+            paired.append(parts[-1])
+        parts = paired
+    return parts[0]
+
+
+class RowSplit:
+    """The compiled pieces of one value_and_grad split over row blocks (see the module doc)."""
+
+    def __init__(self, compiled, wrt, row_dim):
+        from . import api, autodiff
+        loss = compiled.outputs[0]
+        inputs = list(compiled.inputs)
+        plan = decompose.plan_rows(loss, inputs, row_dim)
+        chunked = [w.name for w in wrt if any(w is r for r in plan.row_inputs)]
+        if chunked:
+            raise UnsupportedError(
+                f"{compiled.title}: {', '.join(chunked)} {'is' if len(chunked) == 1 else 'are'} split "
+                f"into row blocks (first dimension {row_dim}) and differentiated; over Dask arrays "
+                "only parameters (inputs without the row dimension) can be differentiated")
+        self.plan = plan
+        self.wrt = wrt
+        backend = compiled.backend
+        float_weights = [(s, w, g) for s, w, g in zip(plan.block_sums, plan.weights, plan.cotangents)
+                         if w is not None]
+        params_in = plan.params + [plan.count]
+        self.weights = (api.compile([g for _, _, g in float_weights], inputs=params_in,
+                                    backend=backend, name="row_sum_weights")
+                        if float_weights else None)
+        if plan.block_sums:
+            from .ops import sum as total
+            pairing = [total(w * s) for s, w, _ in float_weights]
+            partial_loss = pairing[0] if pairing else None
+            for p in pairing[1:]:
+                partial_loss = partial_loss + p
+            grads = (autodiff.grad(partial_loss, wrt) if partial_loss is not None
+                     else [_zeros_like(w) for w in wrt])
+            block_inputs = plan.params + [w for _, w, _ in float_weights] + plan.row_inputs + [plan.count]
+            block = api.compile(list(plan.block_sums) + list(grads), inputs=block_inputs,
+                                backend=backend, name="row_block")
+            self.block = BlockKernel(block.source, backend, block.title)
+            self._block_compiled = block       # keeps this process's copy loaded
+        else:
+            self.block = None
+        combine_out = [plan.combine] + autodiff.grad(plan.combine, wrt)
+        self.combine = api.compile(combine_out, inputs=plan.params + plan.sums + [plan.count],
+                                   backend=backend, name="row_combine")
+
+
+def _zeros_like(w):
+    from .ops import constant, broadcast_to
+    return broadcast_to(constant(0, w.dtype), w.shape)
+
+
+# generated entry -> the value_and_grad Compiled it belongs to
+_owners = weakref.WeakValueDictionary()
+
+
+def register(compiled, wrt, single):
+    """Let ``compiled`` (a value_and_grad) take Dask arrays: its entry's slow path finds it here."""
+    compiled._dask = {"wrt": list(wrt), "single": single, "splits": {}, "lock": threading.Lock()}
+    _owners[compiled._entry] = compiled
+
+
+def call_entry(entry, args):
+    """A generated entry was called with a Dask array: the call its Compiled makes of it."""
+    owner = _owners.get(entry)
+    if owner is None:
+        raise InputError("Dask arrays can be passed to functions made by sg.value_and_grad; "
+                         "this compiled function takes numpy arrays (call .compute() first)")
+    return value_and_grad_over_blocks(owner, list(args))
+
+
+def _split_for(compiled, row_dim):
+    info = compiled._dask
+    with info["lock"]:
+        split = info["splits"].get(row_dim)
+        if split is None:
+            split = info["splits"][row_dim] = RowSplit(compiled, info["wrt"], row_dim)
+    return split
+
+
+def _as_row_array(value, symbol, row_chunks, like_name):
+    """``value`` as a Dask array of ``symbol``'s rank and dtype, chunked by ``row_chunks`` along
+    axis 0 and in one chunk along every other axis."""
+    import dask.array as da
+    from codegen.runtime import _kind_ok
+    if not hasattr(value, "chunks"):
+        value = np.asarray(value)
+        if value.ndim != symbol.ndim:
+            raise InputError(f"argument {symbol.name!r} must have rank {symbol.ndim}, got an array of "
+                             f"shape {value.shape} (rank {value.ndim})")
+        if value.shape[0] != sum(row_chunks):
+            raise InputError(f"argument {symbol.name!r}: dimension 0 is {value.shape[0]}, but "
+                             f"{like_name!r} has {sum(row_chunks)} rows")
+        value = da.from_array(value, chunks=(row_chunks,) + tuple(value.shape[1:]))
+    if value.ndim != symbol.ndim:
+        raise InputError(f"argument {symbol.name!r} must have rank {symbol.ndim}, got a Dask array of "
+                         f"shape {value.shape} (rank {value.ndim})")
+    if not _kind_ok(value.dtype.kind, symbol.dtype):
+        raise InputError(f"argument {symbol.name!r} must hold {symbol.dtype} values, got a Dask array "
+                         f"of dtype {value.dtype}")
+    if value.dtype != symbol.dtype:
+        value = value.astype(symbol.dtype)
+    if any(np.isnan(c) for c in value.chunks[0]):
+        raise InputError(f"argument {symbol.name!r}: the Dask array's chunk sizes are unknown; call "
+                         f"{symbol.name}.compute_chunk_sizes() first")
+    if value.shape[0] != sum(row_chunks):
+        raise InputError(f"argument {symbol.name!r}: dimension 0 is {value.shape[0]}, but "
+                         f"{like_name!r} has {sum(row_chunks)} rows")
+    if any(len(c) > 1 for c in value.chunks[1:]):
+        rows = max(row_chunks) if row_chunks else 0
+        size = rows * int(np.prod(value.shape[1:])) * value.dtype.itemsize
+        if size > max_block_bytes():
+            raise InputError(
+                f"argument {symbol.name!r} is chunked along axis 1 or later (chunks {value.chunksize}); "
+                f"one row block with whole rows would take {_size_text(size)}, more than the "
+                f"limit of {_size_text(max_block_bytes())} (SYMGRAD_DASK_MAX_BLOCK_BYTES); chunk "
+                "it along the rows only")
+        warnings.warn(f"symgrad: argument {symbol.name!r} is chunked along axis 1 or later "
+                      f"(chunks {value.chunksize}); rechunking it into whole rows (blocks of up to "
+                      f"{_size_text(size)}). Chunk along the rows only to avoid this",
+                      RuntimeWarning, stacklevel=5)
+        value = value.rechunk((row_chunks,) + tuple(value.shape[1:]))
+    elif tuple(value.chunks[0]) != tuple(row_chunks):
+        value = value.rechunk({0: row_chunks})
+    return value
+
+
+def _size_text(size):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+
+
+def _client():
+    try:
+        from distributed import default_client
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def value_and_grad_over_blocks(compiled, args):
+    """``compiled(*args)`` where some arguments are Dask arrays; see the module docstring."""
+    try:
+        import dask
+    except ImportError:
+        raise UnsupportedError("Dask arrays were passed, but Dask is not installed "
+                               "(pip install 'symgrad[dask]')") from None
+    info = getattr(compiled, "_dask", None)
+    if info is None:
+        raise InputError(f"{compiled.title}: Dask arrays can be passed to functions made by "
+                         "sg.value_and_grad only")
+    inputs = list(compiled.inputs)
+    from codegen.runtime import is_dask
+    lazy = [s for s, a in zip(inputs, args) if is_dask(a)]
+    for s in lazy:
+        if s.ndim == 0:
+            raise InputError(f"argument {s.name!r} is a scalar; pass a number, not a Dask array")
+    row_dim = decompose.row_dimension(lazy)
+    split = _split_for(compiled, row_dim)
+    plan = split.plan
+    values = dict(zip((s.name for s in inputs), args))
+
+    first = next(s for s in inputs if is_dask(values[s.name]))
+    first_value = values[first.name]
+    if first_value.ndim != first.ndim:
+        raise InputError(f"argument {first.name!r} must have rank {first.ndim}, got a Dask array of "
+                         f"shape {first_value.shape} (rank {first_value.ndim})")
+    row_chunks = tuple(first_value.chunks[0])
+    if any(np.isnan(c) for c in row_chunks):
+        raise InputError(f"argument {first.name!r}: the Dask array's chunk sizes are unknown; call "
+                         f"{first.name}.compute_chunk_sizes() first")
+    rows = [_as_row_array(values[s.name], s, row_chunks, first.name) for s in plan.row_inputs]
+    params = [values[s.name] for s in plan.params]     # row_dimension made sure none is lazy
+    n_rows = float(sum(row_chunks))
+
+    # 1. the weights of the sums over rows: functions of the parameters only
+    weights = list(split.weights(*params, n_rows)) if split.weights is not None else []
+    partials = None
+    if split.block is not None:
+        # 2. parameters and weights go to the workers once per call
+        shipped = params + weights
+        client = _client()
+        if client is not None and shipped:
+            shipped = client.scatter(shipped, broadcast=True, hash=False)
+        blocks = [a.to_delayed().reshape(-1) for a in rows]
+        # 3. one task per row block, partial results summed in a tree
+        run = dask.delayed(split.block, pure=True)
+        parts = [run(*shipped, *(b[i] for b in blocks), n_rows) for i in range(len(row_chunks))]
+        try:
+            (partials,) = dask.compute(_tree_sum(parts, dask.delayed))
+        except SymgradError:
+            raise
+        except Exception as exc:
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"symgrad: {compiled.title} over Dask arrays failed while running the "
+                             "row blocks on the scheduler; no partial result was used")
+            raise
+    k = len(plan.sums)
+    sums = list(partials[:k]) if partials is not None else []
+    # 4. the loss and the rest of the gradient from the summed values
+    out = split.combine(*params, *sums, n_rows)
+    value, grads = out[0], list(out[1:])
+    if partials is not None:
+        grads = [g + p for g, p in zip(grads, partials[k:])]
+    if info["single"]:
+        return value, grads[0]
+    return value, tuple(grads)
