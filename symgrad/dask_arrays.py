@@ -63,7 +63,7 @@ class BlockKernel:
         self.source, self.backend, self.title = state
 
     def entry(self):
-        key = (self.backend, hash(self.source), self.source)
+        key = (self.backend, self.source)
         fn = self._loaded.get(key)
         if fn is None:
             with self._lock:
@@ -237,10 +237,7 @@ def value_and_grad_over_blocks(compiled, args):
     except ImportError:
         raise UnsupportedError("Dask arrays were passed, but Dask is not installed "
                                "(pip install 'symgrad[dask]')") from None
-    info = getattr(compiled, "_dask", None)
-    if info is None:
-        raise InputError(f"{compiled.title}: Dask arrays can be passed to functions made by "
-                         "sg.value_and_grad only")
+    info = compiled._dask      # call_entry finds only registered value_and_grad functions
     inputs = list(compiled.inputs)
     from codegen.runtime import is_dask
     lazy = [s for s, a in zip(inputs, args) if is_dask(a)]
