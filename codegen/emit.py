@@ -31,7 +31,7 @@ _UNARY = {
 _BINARY = {
     "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
     "pow": "{0} ** {1}", "maximum": "np.maximum({0}, {1})", "minimum": "np.minimum({0}, {1})",
-    "arctan2": "np.arctan2({0}, {1})", "less": "{0} < {1}", "less_equal": "{0} <= {1}",
+    "arctan2": "np.arctan2({0}, {1})", "logaddexp": "_rt.logaddexp({0}, {1})", "less": "{0} < {1}", "less_equal": "{0} <= {1}",
     "greater": "{0} > {1}", "greater_equal": "{0} >= {1}", "equal": "{0} == {1}",
     "not_equal": "{0} != {1}", "logical_and": "np.logical_and({0}, {1})",
     "logical_or": "np.logical_or({0}, {1})", "matmul": "{0} @ {1}",

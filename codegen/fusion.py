@@ -30,7 +30,7 @@ from symgrad.graph import dims_equal
 from .emit import _BINARY, _UNARY, branch_owners
 from .schedule import dim_text, shape_text
 
-_ARITHMETIC = ("add", "sub", "mul", "div", "maximum", "minimum", "arctan2")
+_ARITHMETIC = ("add", "sub", "mul", "div", "maximum", "minimum", "arctan2", "logaddexp")
 
 _COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=",
             "equal": "==", "not_equal": "!="}

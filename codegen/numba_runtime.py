@@ -50,10 +50,13 @@ def _elementwise(scalar, numpy_impl):
 
 
 def _sigmoid(x):
-    """1 / (1 + exp(-x)), without overflow for large |x|."""
+    """1 / (1 + exp(-x)), without overflow for large |x|.
+
+    Spelled with ``exp(-|x|)``, as softplus and logaddexp are, so a kernel that needs
+    the value and the derivative of one of them computes the exponential once."""
+    e = math.exp(-abs(x))
     if x >= 0:
-        return 1 / (1 + math.exp(-x))
-    e = math.exp(x)
+        return 1 / (1 + e)
     return e / (1 + e)
 
 
@@ -80,6 +83,38 @@ sigmoid = _elementwise(_sigmoid, _np(_sigmoid))
 softplus = _elementwise(_softplus, _np(_softplus))
 relu = _elementwise(_relu, _np(_relu))
 erf = _elementwise(_erf, _np(_erf))
+
+
+def _logaddexp_scalar(a, b):
+    """log(exp(a) + exp(b)) = max(a, b) + log1p(exp(-|b - a|)); a tie is a + log(2).
+
+    The exponential comes first, outside the branches, so that a sigmoid of the same
+    gap later in the kernel (the derivative) reuses it."""
+    d = b - a
+    e = math.exp(-abs(d))
+    if a == b:
+        return a + _LOG2          # also inf + inf
+    if d != d:
+        return d                  # nan in, nan out
+    return (a if d < 0 else b) + math.log1p(e)
+
+
+_LOG2 = math.log(2.0)
+_logaddexp_element = numba.njit(nogil=True, error_model="numpy")(_logaddexp_scalar)
+
+
+def logaddexp(a, b):
+    """log(exp(a) + exp(b)), elementwise; numpy's in plain Python."""
+    return np.logaddexp(a, b)
+
+
+@overload(logaddexp, jit_options=dict(nogil=True, error_model="numpy"))
+def _logaddexp_typed(a, b):
+    if isinstance(a, types.Float) and isinstance(b, types.Float):
+        if a == types.float32 and b == types.float32:
+            return lambda a, b: np.float32(_logaddexp_element(a, b))
+        return lambda a, b: np.float64(_logaddexp_element(np.float64(a), np.float64(b)))
+    return lambda a, b: np.logaddexp(a, b)
 
 
 @numba.njit(**_JIT)

@@ -17,6 +17,7 @@ sigmoid = _scalar_out(OPS["sigmoid"].impl)
 softplus = _scalar_out(OPS["softplus"].impl)
 relu = _scalar_out(OPS["relu"].impl)
 erf = _scalar_out(OPS["erf"].impl)
+logaddexp = np.logaddexp
 
 
 def first_max_mask(x, axes):

@@ -321,6 +321,7 @@ _TO_SYMPY = {
     "div": lambda n, a, b: a / b, "pow": lambda n, a, b: a**b,
     "maximum": lambda n, a, b: sympy.Max(a, b), "minimum": lambda n, a, b: sympy.Min(a, b),
     "arctan2": lambda n, a, b: sympy.atan2(a, b),
+    "logaddexp": lambda n, a, b: sympy.log(sympy.exp(a) + sympy.exp(b)),
     "less": lambda n, a, b: sympy.Lt(a, b), "less_equal": lambda n, a, b: sympy.Le(a, b),
     "greater": lambda n, a, b: sympy.Gt(a, b), "greater_equal": lambda n, a, b: sympy.Ge(a, b),
     "equal": lambda n, a, b: sympy.Eq(a, b), "not_equal": lambda n, a, b: sympy.Ne(a, b),

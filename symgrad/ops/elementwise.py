@@ -139,15 +139,13 @@ def arctan2(a, b):
 
 
 def logaddexp(a, b):
-    """log(exp(a) + exp(b)) without overflow.
+    """log(exp(a) + exp(b)) without overflow: ``max(a, b) + log1p(exp(-|a - b|))``.
 
-    The larger operand plus softplus of minus the gap, spelled per branch rather than as
-    ``maximum(a, b) + log1p(exp(-abs(a - b)))``: both branches have the smooth derivative
-    (``sigmoid(a - b)``, ``sigmoid(b - a)``), so a tie gets 1/2 each, not the kink rules'
-    all-to-one-operand."""
+    One op with the smooth derivatives ``sigmoid(a - b)`` and ``sigmoid(b - a)``, so a
+    tie gets 1/2 each (not the kink rules' all-to-one-operand), and a compiled kernel
+    computes ``exp(-|a - b|)`` once for the value and its derivative."""
     a, b = _pair(a, b)
-    a, b = _float(a), _float(b)
-    return where(a >= b, a + softplus(b - a), b + softplus(a - b))
+    return make("logaddexp", [_float(a), _float(b)])
 
 
 def _compare_builder(op):
@@ -263,7 +261,8 @@ unary("arctan", np.arctan, lambda g, x, out: g / (1 + square(x)), "d/dx arctan(x
 unary("sinh", np.sinh, lambda g, x, out: g * cosh(x), "d/dx sinh(x) = cosh(x)")
 unary("cosh", np.cosh, lambda g, x, out: g * sinh(x), "d/dx cosh(x) = sinh(x)")
 unary("tanh", np.tanh, lambda g, x, out: g * (1 - square(out)), "d/dx tanh(x) = 1 - tanh^2(x)")
-unary("sigmoid", _np_sigmoid, lambda g, x, out: g * (out * (1 - out)), "d/dx sigmoid(x) = s (1 - s)")
+# s (1 - s) spelled s(x) s(-x): 1 - s would round to 0 where s is within 1e-16 of 1
+unary("sigmoid", _np_sigmoid, lambda g, x, out: g * (out * sigmoid(-x)), "d/dx sigmoid(x) = s(x) s(-x)")
 unary("relu", _np_relu, lambda g, x, out: where(x > 0, g, 0), "d/dx relu(x) = [x > 0], 0 at 0",
       float_only=False)
 unary("softplus", _np_softplus, lambda g, x, out: g * sigmoid(x), "d/dx softplus(x) = sigmoid(x)")
@@ -331,6 +330,9 @@ register("maximum", _arith, np.maximum,
 register("minimum", _arith, np.minimum,
          (lambda g, a, b, out: where(a < b, g, 0), lambda g, a, b, out: where(a < b, 0, g)),
          jvp=POINTWISE, note="d min(a, b): to a where a < b, else to b", commutative=True)
+register("logaddexp", _float_binary, np.logaddexp,
+         (lambda g, a, b, out: g * sigmoid(a - b), lambda g, a, b, out: g * sigmoid(b - a)),
+         jvp=POINTWISE, note="d logaddexp(a, b) = sigmoid(a - b) da + sigmoid(b - a) db")
 register("arctan2", _float_binary, np.arctan2,
          (lambda g, a, b, out: g * b / (square(a) + square(b)),
           lambda g, a, b, out: -(g * a) / (square(a) + square(b))),
@@ -348,5 +350,5 @@ register("where", _where, np.where,
 
 UNARY_OPS = ("neg abs sign exp expm1 log log1p sqrt square reciprocal sin cos tan arcsin arccos "
              "arctan sinh cosh tanh sigmoid relu softplus erf").split()
-BINARY_OPS = "add sub mul div pow maximum minimum arctan2".split()
+BINARY_OPS = "add sub mul div pow maximum minimum arctan2 logaddexp".split()
 COMPARISON_OPS = "less less_equal greater greater_equal equal not_equal".split()

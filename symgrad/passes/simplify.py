@@ -45,7 +45,7 @@ def _keeps(x, shape, dtype):
     return x.shape == shape and x.dtype == dtype
 
 
-_ELEMENTWISE_BINARY = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "arctan2", "less",
+_ELEMENTWISE_BINARY = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "arctan2", "logaddexp", "less",
                        "less_equal", "greater", "greater_equal", "equal", "not_equal", "where"}
 
 

@@ -49,6 +49,7 @@ CASES.update({
     "maximum": (sg.maximum, [_distinct((2, 3)), _distinct((3,), 1) + 0.05]),
     "minimum": (sg.minimum, [_distinct((2, 3)), _distinct((3,), 1) + 0.05]),
     "arctan2": (sg.arctan2, [_uniform(-2, 2, (2, 3)), _uniform(0.5, 2, (3,), 1)]),
+    "logaddexp": (sg.logaddexp, [_uniform(-4, 4, (2, 3)), _uniform(-4, 4, (3,), 1)]),
     "where": (lambda a, b: sg.where(a > 0, a * 2, b), [_uniform(-2, 2, (2, 3), away=0.1),
                                                        _uniform(-2, 2, (3,), 1)]),
     "cast": (lambda a: sg.cast(a, "float32") * 1.0, [_uniform(-2, 2, (2, 3))]),

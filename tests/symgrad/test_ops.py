@@ -140,7 +140,7 @@ def _sample_graphs():
     for name in ("neg abs sign exp expm1 log log1p sqrt square reciprocal sin cos tan arcsin "
                  "arccos arctan sinh cosh tanh sigmoid relu softplus erf").split():
         samples[name] = getattr(sg, name)(M)
-    for name in "add sub mul div pow maximum minimum arctan2".split():
+    for name in "add sub mul div pow maximum minimum arctan2 logaddexp".split():
         samples[name] = getattr(sg, name)(M, v)
     for name in "less less_equal greater greater_equal equal not_equal".split():
         samples[name] = getattr(sg, name)(M, v)
@@ -315,6 +315,7 @@ BINARY = {  # name: (plain numpy definition, sampler of both operands)
     "minimum": (np.minimum, _untied),
     "arctan2": (np.arctan2,
                 lambda r, sa, sb: (r.uniform(-2, 2, sa), uniform(-2, 2, away=0.3)(r, sb))),
+    "logaddexp": (np.logaddexp, lambda r, sa, sb: (r.normal(size=sa) * 3, r.normal(size=sb) * 3)),
 }
 BINARY_SHAPES = [((), ()), ((), (4,)), ((4,), ()), ((4,), (4,)), ((3, 1), (1, 4)), ((2, 3), (3,)),
                  ((2, 1, 3), (4, 1))]

@@ -52,6 +52,7 @@ BINARY = {  # name: (SymPy function of a, b, domain of a, domain of b)
     "maximum": (sympy.Max(A, B), (-2, -0.1), (0.1, 2)),
     "minimum": (sympy.Min(A, B), (0.1, 2), (-2, -0.1)),
     "arctan2": (sympy.atan2(A, B), (-2, 2), (0.3, 2)),
+    "logaddexp": (sympy.log(sympy.exp(A) + sympy.exp(B)), (-4, 4), (-4, 4)),
 }
 
 
@@ -126,7 +127,7 @@ def test_binary_partial_derivatives_match_sympy(op, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("op", ["mul", "div", "pow", "arctan2"])
+@pytest.mark.parametrize("op", ["mul", "div", "pow", "arctan2", "logaddexp"])
 def test_binary_second_derivatives_match_sympy(op, backend):
     _check_binary(op, backend, 2)
 

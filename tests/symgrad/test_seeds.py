@@ -119,9 +119,11 @@ def test_sigmoid_derivative_is_s_times_one_minus_s(backend):
     vg = sg.value_and_grad(sg.sigmoid(x), wrt=x, backend=backend)
     for xv in [-30.0, -2.0, 0.0, 0.5, 40.0]:
         s = 1 / (1 + np.exp(-xv))
+        one_minus_s = 1 / (1 + np.exp(xv))     # 1 - s, without rounding to 0 at x = 40
         value, d = vg(xv)
         assert value == pytest.approx(s, rel=1e-15)
-        assert d == pytest.approx(s * (1 - s), rel=1e-12, abs=1e-300)
+        assert d == pytest.approx(s * one_minus_s, rel=1e-12, abs=1e-300)
+        assert d > 0
 
 
 def test_gradient_descent_seed_visits_the_documented_points():
