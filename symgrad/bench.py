@@ -7,8 +7,14 @@ subprocess with a timeout; inside it, every system is timed side by side (median
 of repeated runs), so the ratios mean something on a shared, noisy machine even
 when the absolute times do not.
 
-Peers (JAX, PyTorch, autograd, SymPy lambdify) are used when importable and
-shown as absent otherwise; none is a dependency.
+Peers (JAX, PyTorch, autograd, SymPy lambdify, SymEngine's LLVM Lambdify, PyTensor,
+CasADi SX) are used when importable and shown as absent otherwise; none is a dependency
+(``pip install symgrad[bench]`` installs them). A peer that cannot express a workload
+shows n/a: SymPy takes small scalar graphs only; SymEngine and CasADi take workloads of at
+most SCALARIZE_LIMIT input elements, written element by element (scalar symbols in numpy
+object arrays); PyTensor runs every workload, compiled with its C backend (mode "CVM",
+not PyTensor 3's default Numba). A peer's build time includes its differentiation and
+compilation (and the first call).
 
     symgrad bench                         # every workload
     symgrad bench rosen/1e6 seed_scalar   # a subset ("rosen" selects every size)
@@ -31,7 +37,9 @@ import numpy as np
 
 NAMES = ["seed_scalar", "rosen/10", "rosen/1000", "rosen/1e6", "mlp/64", "mlp/1024", "logreg/1e6",
          "recur/10", "recur/100", "recur/1000", "ew/1e7", "xor"]
-PEERS = ["jax", "torch", "autograd", "sympy"]
+PEERS = ["jax", "torch", "autograd", "sympy", "symengine", "pytensor", "casadi"]
+SCALARIZE_LIMIT = 1000     # SymEngine, CasADi: at most this many input elements, scalarized
+PYTENSOR_MODE = "CVM"      # PyTensor's C backend
 
 
 def median_call_seconds(fn, *args, repeat=7, min_time=0.05):
@@ -195,7 +203,7 @@ def _mlp(sg, batch):
     def loss(xp, W1, b1, W2, b2, X, T):
         s = xp.tanh(X @ W1 + b1) @ W2 + b2
         m = s.max(axis=1, keepdims=True) if xp is not _torch() else s.max(dim=1, keepdim=True)[0]
-        lse = m + xp.log(xp.exp(s - m).sum(**{"dim" if xp is _torch() else "axis": 1}).reshape(-1, 1))
+        lse = m + xp.log(xp.exp(s - m).sum(**{"dim" if xp is _torch() else "axis": 1}).reshape((-1, 1)))
         return -xp.sum(T * (s - lse)) / X.shape[0]
 
     rng = np.random.default_rng(0)
@@ -358,7 +366,124 @@ def _peer(name, w):
         def build():
             return ag.value_and_grad(lambda *a: w.loss(anp, *a), argnum=list(range(nw)))
         return build, lambda f: f
+    if name == "symengine":
+        se = importlib.import_module("symengine")
+        if not _scalarizable(w):
+            return None
+
+        def build():
+            ins, flat = _scalar_symbols(w, lambda k, i: se.Symbol(f"a{k}_{i}" if i is not None else f"a{k}"))
+            value = w.loss(_ElementwiseModule(se), *ins)
+            wrt = [s for f in flat[:nw] for s in f]
+            f = se.Lambdify([s for f in flat for s in f], [value] + [value.diff(s) for s in wrt],
+                            backend="llvm", cse=True)
+            # unsafe_real: the call without the argument checks, into buffers we keep
+            return _flat_call(w, lambda inp, out: lambda: f.unsafe_real(inp, out))
+        return build, lambda f: f
+    if name == "pytensor":
+        pytensor = importlib.import_module("pytensor")
+        pt = importlib.import_module("pytensor.tensor")
+        if w.loss is None:
+            return None
+
+        def build():
+            ins = [pt.tensor(f"a{k}", dtype="float64", shape=(None,) * np.ndim(a)) for k, a in enumerate(w.args)]
+            limit = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(limit, 100_000))   # pytensor.grad and its rewrites recurse per node (recur/1000)
+            try:
+                value = w.loss(pt, *ins)
+                return pytensor.function(ins, [value] + pytensor.grad(value, ins[:nw]), mode=PYTENSOR_MODE)
+            finally:
+                sys.setrecursionlimit(limit)
+        return build, lambda f: (lambda *a: _pair(f(*a)))
+    if name == "casadi":
+        ca = importlib.import_module("casadi")
+        if not _scalarizable(w):
+            return None
+
+        def build():
+            ins, flat = _scalar_symbols(w, lambda k, i: ca.SX.sym(f"a{k}_{i}" if i is not None else f"a{k}"))
+            value = w.loss(_ElementwiseModule(ca), *ins)
+            wrt = ca.vertcat(*[s for f in flat[:nw] for s in f])
+            f = ca.Function("vg", [ca.vertcat(*[s for f in flat for s in f])],
+                            [ca.vertcat(value, ca.gradient(value, wrt))])
+
+            def bind(inp, out):
+                # Function.buffer: CasADi's low-overhead call (f(numpy) converts through DM: ~60 us)
+                buf, evaluate = f.buffer()
+                buf.set_arg(0, memoryview(inp))
+                buf.set_res(0, memoryview(out))
+                return lambda buf=buf: evaluate()     # buf must outlive the calls
+            return _flat_call(w, bind)
+        return build, lambda f: f
     raise ValueError(name)
+
+
+def _scalarizable(w):
+    return w.loss is not None and sum(np.size(a) for a in w.args) <= SCALARIZE_LIMIT
+
+
+def _scalar_symbols(w, symbol):
+    """One scalar symbol per input element: ``symbol(k, i)`` for element i (C order) of
+    argument k (i None for a scalar argument). Returns the arguments to pass to ``w.loss``
+    (symbols, numpy object arrays of symbols) and, per argument, its symbols in a flat list."""
+    ins, flat = [], []
+    for k, a in enumerate(w.args):
+        if np.ndim(a) == 0:
+            ins.append(symbol(k, None))
+            flat.append([ins[-1]])
+            continue
+        arr = np.empty(np.shape(a), dtype=object)
+        for i, idx in enumerate(np.ndindex(arr.shape)):
+            arr[idx] = symbol(k, i)
+        ins.append(arr)
+        flat.append(list(arr.ravel()))
+    return ins, flat
+
+
+class _ElementwiseModule:
+    """The ``xp`` for a loss over scalar symbols: a module's functions, mapped over object arrays."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, attr):
+        fn = getattr(self._module, attr)
+        each = np.frompyfunc(fn, 1, 1)
+        return lambda x: each(x) if isinstance(x, np.ndarray) else fn(x)
+
+    @staticmethod
+    def sum(x):
+        return np.sum(x) if isinstance(x, np.ndarray) else x
+
+
+def _flat_call(w, bind):
+    """call(*args) -> (value, grads) around a compiled function of one flat input vector (the
+    arguments' elements in order) to one flat output vector (value, then the wrt gradients);
+    ``bind(inp, out)`` returns a no-argument evaluation reading inp and writing out."""
+    nw = len(w.wrt)
+    sizes = [int(np.size(a)) for a in w.args]
+    inp = np.empty(sum(sizes))
+    out = np.empty(1 + sum(sizes[:nw]))
+    starts = np.cumsum([0] + sizes)
+    views = [inp[b:b + n].reshape(np.shape(a)) for b, n, a in zip(starts, sizes, w.args)]
+    shapes = [np.shape(a) for a in w.args[:nw]]
+    evaluate = bind(inp, out)
+    if not any(shapes):      # scalars only: skip the slicing
+        def call(*args):
+            inp[:] = args
+            evaluate()
+            return out[0], tuple(out[1:].tolist())
+        return call
+    grads = [(slice(1 + b, 1 + b + n), shape) for b, n, shape in zip(starts, sizes, shapes)]
+
+    def call(*args):
+        for view, a in zip(views, args):
+            view[...] = a
+        evaluate()
+        o = out.copy()
+        return o[0], tuple(o[sl].reshape(shape) for sl, shape in grads)
+    return call
 
 
 def _pair(out):

@@ -65,3 +65,58 @@ def test_bench_dask_runs_on_a_local_cluster_and_agrees_with_the_in_memory_call()
     for key in ("symgrad_seconds", "dask_array_seconds", "in_memory_seconds"):
         assert record[key] > 0
     assert any(line.startswith("| 1 |") for line in lines)
+
+
+def _peer_result(peer, name):
+    import symgrad as sg
+    w = bench.make_workload(sg, name)
+    return bench._measure_peer(peer, w, w.by_hand(*w.args), repeat=1)
+
+
+@pytest.mark.parametrize("name", ["seed_scalar", "recur/10", "xor"])
+def test_symengine_peer_agrees_with_the_reference(name):
+    pytest.importorskip("symengine")
+    result = _peer_result("symengine", name)
+    # _measure_peer returns "ok" only when the peer agrees with the numpy reference
+    assert result["status"] == "ok", result
+    assert result["build_s"] > 0 and result["vg_s"] > 0
+
+
+@pytest.mark.parametrize("name", ["seed_scalar", "xor"])
+def test_pytensor_peer_agrees_with_the_reference(name):
+    pytest.importorskip("pytensor")
+    result = _peer_result("pytensor", name)
+    assert result["status"] == "ok", result
+    assert result["build_s"] > 0 and result["vg_s"] > 0
+
+
+@pytest.mark.parametrize("name", ["seed_scalar", "recur/10", "xor", "rosen/10"])
+def test_casadi_peer_agrees_with_the_reference(name):
+    pytest.importorskip("casadi")
+    result = _peer_result("casadi", name)
+    assert result["status"] == "ok", result
+    assert result["build_s"] > 0 and result["vg_s"] > 0
+
+
+def test_scalarizing_peers_call_large_workloads_not_applicable():
+    import symgrad as sg
+    w = bench.make_workload(sg, "mlp/3")        # 784 x 128 weights: too many scalars
+    for peer in ("symengine", "casadi"):
+        try:
+            assert bench._peer(peer, w) is None, peer
+        except ImportError:
+            pass
+
+
+def test_the_new_peers_agree_through_run_case():
+    for peer in ("symengine", "casadi"):
+        pytest.importorskip(peer)
+    rec = bench.run_case("recur/10", repeat=1, peers=["symengine", "casadi"])
+    assert rec["agree"] is True
+    assert {p: info["status"] for p, info in rec["peers"].items()} == {"symengine": "ok", "casadi": "ok"}
+
+
+@pytest.mark.parametrize("peer", bench.PEERS)
+def test_a_peer_that_cannot_be_imported_is_absent(peer, monkeypatch):
+    monkeypatch.setitem(sys.modules, peer, None)       # None in sys.modules: importing it raises ImportError
+    assert _peer_result(peer, "seed_scalar") == {"status": "absent"}
