@@ -11,6 +11,22 @@ from .emit import _BINARY, _UNARY, Emitter
 from .schedule import dim_text, find_loops, product_text, shape_text
 
 # ops a rolled loop body may hold: one expression each, the same text in every iteration
+SMALL_PRODUCT = 512     # multiply-adds: up to this many, a product of concrete shape is a loop
+
+
+def _small_product(a, b):
+    """Whether a @ b (2-D or 1-D operands, not both 1-D) has concrete dims, at most
+    SMALL_PRODUCT multiply-adds and float operands of one dtype."""
+    dims = tuple(a.shape) + tuple(b.shape)
+    if not all(isinstance(d, int) for d in dims) or a.ndim + b.ndim < 3:
+        return False
+    if a.dtype != b.dtype or a.dtype not in ("float32", "float64"):
+        return False
+    m = a.shape[0] if a.ndim == 2 else 1
+    n = b.shape[1] if b.ndim == 2 else 1
+    return m * a.shape[-1] * n <= SMALL_PRODUCT
+
+
 _LOOPABLE = (set(_UNARY) | set(_BINARY) | {"cast"}) - {"matmul"}
 
 
@@ -240,6 +256,8 @@ class NumbaEmitter(Emitter):
     def lower_matmul(self, node, args):
         a, b = node.inputs
         if a.ndim <= 2 and b.ndim <= 2:
+            if _small_product(a, b):
+                return f"_rt.small_matmul({args[0]}, {args[1]})"
             return f"{args[0]} @ {args[1]}"
         left = args[0] if a.ndim == 3 else f"{args[0]}[None]"
         right = args[1] if b.ndim == 3 else f"{args[1]}[None]"

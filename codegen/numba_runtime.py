@@ -212,6 +212,51 @@ def bmm(a, b):
     return out
 
 
+# Small products of concrete shape: plain loops, no BLAS call (whose fixed cost, about a
+# microsecond, is most of the work when the operands have a few elements).
+
+
+def small_matmul(a, b):
+    """a @ b for 2-D and 1-D operands of one float dtype, as loops; numpy's in plain Python."""
+    return a @ b
+
+
+@overload(small_matmul, jit_options=dict(nogil=True, error_model="numpy"))
+def _small_matmul_typed(a, b):
+    if a.ndim == 2 and b.ndim == 2:
+        def mm(a, b):
+            out = np.zeros((a.shape[0], b.shape[1]), dtype=a.dtype)
+            for i in range(a.shape[0]):
+                for j in range(b.shape[1]):
+                    acc = out[i, j]
+                    for k in range(a.shape[1]):
+                        acc += a[i, k] * b[k, j]
+                    out[i, j] = acc
+            return out
+        return mm
+    if a.ndim == 2 and b.ndim == 1:
+        def mv(a, b):
+            out = np.zeros(a.shape[0], dtype=a.dtype)
+            for i in range(a.shape[0]):
+                acc = out[i]
+                for k in range(a.shape[1]):
+                    acc += a[i, k] * b[k]
+                out[i] = acc
+            return out
+        return mv
+    if a.ndim == 1 and b.ndim == 2:
+        def vm(a, b):
+            out = np.zeros(b.shape[1], dtype=a.dtype)
+            for j in range(b.shape[1]):
+                acc = out[j]
+                for k in range(a.shape[0]):
+                    acc += a[k] * b[k, j]
+                out[j] = acc
+            return out
+        return vm
+    return None
+
+
 # ---------------------------------------------------------------- gathers and their adjoints
 # Index values are data, so they are checked here: numba does not bounds-check.
 

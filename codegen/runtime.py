@@ -234,14 +234,17 @@ def library_versions():
         try:
             import numba
             numba_version = numba.__version__
+            # machine code compiled with Intel's SVML calls __svml_* functions: loaded in a
+            # process without SVML it would crash, so each setting gets its own modules
+            svml = "on" if getattr(numba.config, "USING_SVML", False) else "off"
         except ImportError:
-            numba_version = "absent"
+            numba_version, svml = "absent", "off"
         # numba's cache checks only the module's own file: a change to the helpers it calls
         # must give the module another name
         helpers = _read_bytes(os.path.join(os.path.dirname(__file__), "numba_runtime.py")) or b""
         _versions_text = (f"symgrad {__version__}; numba {numba_version}; numpy {np.__version__}; "
                           f"python {sys.version.split()[0]} {sys.implementation.cache_tag}; "
-                          f"helpers {hashlib.sha256(helpers).hexdigest()[:12]}")
+                          f"helpers {hashlib.sha256(helpers).hexdigest()[:12]}; svml {svml}")
     return _versions_text
 
 

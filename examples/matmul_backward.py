@@ -2,8 +2,12 @@
 
 ``sg.vjp`` takes the upstream gradient dy as a symbol of its own, so the
 compiled function is exactly the backward pass of the matmul node; the example
-prints its source and points at the two lines that are the rule.
+prints its source and points at the two lines that are the rule. A product of a
+few concrete elements (the 1xD case) is spelled ``_rt.small_matmul(a, b)``: a loop
+instead of a BLAS call; a product of symbolic size is ``a @ b``.
 """
+
+import re
 
 import numpy as np
 
@@ -22,15 +26,19 @@ for rows in (1, "N"):
     shape = "1xD" if rows == 1 else "NxD (one compile for every N)"
     print(f"x: {shape}, W: DxH with D={D}, H={H}")
     kernel = backward.source.split("def call")[0]
-    for number, line in enumerate(kernel.splitlines(), 1):
-        if " @ " in line:
-            rule = "dx = dy @ W.T" if "dy @" in line else "dW = x.T @ dy"
-            print(f"  line {number:2d}: {line.strip()}   <-- {rule}")
     # the source's statements, with names bound to a transpose (transpose_W = W.T) read through
     assigned = dict(line.split("#")[0].strip().split(" = ", 1) for line in kernel.splitlines()
                     if " = " in line and not line.lstrip().startswith(("#", "@")))
-    products = {tuple(assigned.get(operand, operand) for operand in rhs.split(" @ "))
-                for rhs in assigned.values() if rhs.count(" @ ") == 1}
+    products = {}
+    for target, rhs in assigned.items():
+        pair = re.fullmatch(r"(\w+) @ (\w+)|_rt\.small_matmul\((\w+), (\w+)\)", rhs)
+        if pair:
+            left, right = (p for p in pair.groups() if p)
+            products[tuple(assigned.get(operand, operand) for operand in (left, right))] = target
+    for number, line in enumerate(kernel.splitlines(), 1):
+        for rule, pair in (("dx = dy @ W.T", ("dy", "W.T")), ("dW = x.T @ dy", ("x.T", "dy"))):
+            if line.split("#")[0].strip().startswith(f"{products.get(pair)} = "):
+                print(f"  line {number:2d}: {line.strip()}   <-- {rule}")
     assert ("dy", "W.T") in products and ("x.T", "dy") in products, products
 
     for n in ([1] if rows == 1 else [1, 5, 64]):

@@ -51,6 +51,18 @@ def test_module_name_hashes_the_library_versions(monkeypatch):
         assert lib in runtime.library_versions()
 
 
+def test_svml_and_plain_machine_code_never_share_a_module(monkeypatch):
+    # code vectorised with SVML calls __svml_* symbols; a process without SVML must not load it
+    import numba
+    names = []
+    for using in (False, True):
+        monkeypatch.setattr(numba.config, "USING_SVML", using, raising=False)
+        monkeypatch.setattr(runtime, "_versions_text", None)
+        assert ("svml on" if using else "svml off") in runtime.library_versions()
+        names.append(runtime.load_module("# a module\nvalue = 2\n", "numpy")[0].__name__)
+    assert names[0] != names[1]
+
+
 def test_concurrent_processes_and_corrupt_cache_files_recompile_never_crash(tmp_path):
     # three cold processes at once share one cache directory
     results = _run(tmp_path, count=3)

@@ -262,3 +262,30 @@ def test_a_wide_concrete_matrix_keeps_blas():
     vg = _both(sg.sum((X @ w - t) ** 2), [w], [w, X, t], (rng.normal(size=300), rng.normal(size=(8, 300)),
                                                         rng.normal(size=8)))
     assert "transposed product" not in vg.source and " @ " in _kernel_code(vg.source)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_small_concrete_products_are_loops_with_blas_numbers(dtype):
+    # matrix @ matrix, matrix @ vector, vector @ matrix, through transposes (non-contiguous
+    # operands) and forward and backward; the numpy backend's BLAS products are the truth
+    A, B = sg.tensor("A", (3, 4), dtype=dtype), sg.tensor("B", (4, 2), dtype=dtype)
+    v, u = sg.tensor("v", (4,), dtype=dtype), sg.tensor("u", (3,), dtype=dtype)
+    loss = (sg.sum(sg.tanh(A @ B)) + sg.sum(sg.sin(A @ v)) + sg.sum((u @ A) ** 2)
+            + sg.sum(A.T @ sg.exp(u)) + sg.sum(B.T @ A.T))
+    args = [rng.normal(size=s).astype(dtype) for s in ((3, 4), (4, 2), (4,), (3,))]
+    vg = _both(loss, [A, B, v, u], [A, B, v, u], args, rtol=1e-12 if dtype == "float64" else 1e-5)
+    src = vg.source
+    assert src.count("_rt.small_matmul(") >= 4
+    code = [line.split("#")[0] for line in src.split("def call")[0].splitlines()]
+    assert not [line for line in code if " @ " in line]
+
+
+def test_products_past_the_small_size_or_of_symbolic_size_keep_blas():
+    from codegen.numba_backend import SMALL_PRODUCT
+    side = int(round(SMALL_PRODUCT ** (1 / 3))) + 2         # side**3 multiply-adds > SMALL_PRODUCT
+    A, B = sg.tensor("A", (side, side)), sg.tensor("B", (side, side))
+    vg = _both(sg.sum(sg.tanh(A @ B)), [A, B], [A, B], [rng.normal(size=(side, side))] * 2)
+    assert "small_matmul" not in vg.source and " @ " in vg.source
+    C, D = sg.tensor("C", ("m", 3)), sg.tensor("D", (3, 2))
+    vg = _both(sg.sum(sg.tanh(C @ D)), [C, D], [C, D], [rng.normal(size=(2, 3)), rng.normal(size=(3, 2))])
+    assert "small_matmul" not in vg.source
