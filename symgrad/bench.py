@@ -14,7 +14,9 @@ shows n/a: SymPy takes small scalar graphs only; SymEngine and CasADi take workl
 most SCALARIZE_LIMIT input elements, written element by element (scalar symbols in numpy
 object arrays); PyTensor runs every workload, compiled with its C backend (mode "CVM",
 not PyTensor 3's default Numba). A peer's build time includes its differentiation and
-compilation (and the first call).
+compilation (and the first call). symgrad's ``startup`` column is its once-per-process cost,
+timed apart as the peers' imports are: importing numba and its first function (a one-line
+graph), which loads numba's registries and SciPy's BLAS; ``build`` is per function after that.
 
     symgrad bench                         # every workload
     symgrad bench rosen/1e6 seed_scalar   # a subset ("rosen" selects every size)
@@ -511,6 +513,12 @@ def run_case(name, repeat=7, peers=PEERS):
     w = make_workload(sg, name)
     rec = {"workload": name}
     want = w.by_hand(*w.args)
+    # once per process, as a peer's import is: numba's import and first function (its registries
+    # and SciPy's BLAS load then), here a one-line graph's; a cold cache compiles it
+    start = time.perf_counter()
+    probe = sg.scalar("bench_startup_probe")
+    sg.compile(probe + 1.0)(1.0)
+    rec["startup_s"] = time.perf_counter() - start
     start = time.perf_counter()
     vg = sg.value_and_grad(w.expr, wrt=w.wrt, inputs=w.inputs)
     rec["build_s"] = time.perf_counter() - start
@@ -627,7 +635,7 @@ def run(names=None, *, json_path=None, timeout=600.0, repeat=7, peers=PEERS, out
 
 
 def table(records, peers=PEERS):
-    cols = ["workload", "build", "forward", "vg", "numpy vg", "fused vg", "vg/numpy", "vg/fused",
+    cols = ["workload", "startup", "build", "forward", "vg", "numpy vg", "fused vg", "vg/numpy", "vg/fused",
             "vg/fwd"] + [f"{p} vg" for p in peers]
     rows = [cols]
     for r in records:
@@ -636,6 +644,7 @@ def table(records, peers=PEERS):
             continue
         fused = r.get("fused_vg_s")
         row = [r["workload"] + ("" if r.get("agree") else " (MISMATCH)"),
+               f"{r['startup_s']:.3f} s" if "startup_s" in r else "-",
                f"{r['build_s']:.3f} s", format_seconds(r["forward_s"]), format_seconds(r["vg_s"]), format_seconds(r["numpy_vg_s"]),
                format_seconds(fused) if not isinstance(fused, str) else fused,
                f"{r['vg_over_numpy']:.2f}",

@@ -18,12 +18,12 @@ def test_bench_runs_a_tiny_workload_and_writes_the_json_fields(tmp_path):
     (rec,) = data["records"]
     assert rec == records[0]
     assert rec["workload"] == "seed_scalar" and rec["agree"] is True
-    for field in ("build_s", "forward_s", "vg_s", "numpy_vg_s", "vg_over_numpy", "vg_over_forward",
+    for field in ("startup_s", "build_s", "forward_s", "vg_s", "numpy_vg_s", "vg_over_numpy", "vg_over_forward",
                   "cache", "wall_s"):
         assert field in rec, field
     assert set(rec["peers"]) == {"sympy", "jax"}
     assert all("status" in info for info in rec["peers"].values())
-    assert lines[0].split()[:4] == ["workload", "build", "forward", "vg"]
+    assert lines[0].split()[:5] == ["workload", "startup", "build", "forward", "vg"]
     assert any(line.startswith("seed_scalar") for line in lines)
 
 
