@@ -10,7 +10,6 @@ from . import fusion
 from .emit import _BINARY, _UNARY, Emitter
 from .schedule import dim_text, find_loops, product_text, shape_text
 
-# ops a rolled loop body may hold: one expression each, the same text in every iteration
 SMALL_PRODUCT = 512     # multiply-adds: up to this many, a product of concrete shape is a loop
 
 
@@ -27,6 +26,7 @@ def _small_product(a, b):
     return m * a.shape[-1] * n <= SMALL_PRODUCT
 
 
+# ops a rolled loop body may hold: one expression each, the same text in every iteration
 _LOOPABLE = (set(_UNARY) | set(_BINARY) | {"cast"}) - {"matmul"}
 
 

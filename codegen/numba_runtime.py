@@ -221,6 +221,17 @@ def small_matmul(a, b):
     return a @ b
 
 
+@numba.njit(**_JIT)
+def _matvec_loops(a, v):
+    out = np.zeros(a.shape[0], dtype=a.dtype)
+    for i in range(a.shape[0]):
+        acc = out[i]
+        for k in range(a.shape[1]):
+            acc += a[i, k] * v[k]
+        out[i] = acc
+    return out
+
+
 @overload(small_matmul, jit_options=dict(nogil=True, error_model="numpy"))
 def _small_matmul_typed(a, b):
     if a.ndim == 2 and b.ndim == 2:
@@ -235,25 +246,9 @@ def _small_matmul_typed(a, b):
             return out
         return mm
     if a.ndim == 2 and b.ndim == 1:
-        def mv(a, b):
-            out = np.zeros(a.shape[0], dtype=a.dtype)
-            for i in range(a.shape[0]):
-                acc = out[i]
-                for k in range(a.shape[1]):
-                    acc += a[i, k] * b[k]
-                out[i] = acc
-            return out
-        return mv
+        return lambda a, b: _matvec_loops(a, b)
     if a.ndim == 1 and b.ndim == 2:
-        def vm(a, b):
-            out = np.zeros(b.shape[1], dtype=a.dtype)
-            for j in range(b.shape[1]):
-                acc = out[j]
-                for k in range(a.shape[0]):
-                    acc += a[k] * b[k, j]
-                out[j] = acc
-            return out
-        return vm
+        return lambda a, b: _matvec_loops(b.T, a)      # a @ b = b.T @ a, summed in the same order
     return None
 
 

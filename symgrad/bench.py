@@ -644,7 +644,7 @@ def table(records, peers=PEERS):
             continue
         fused = r.get("fused_vg_s")
         row = [r["workload"] + ("" if r.get("agree") else " (MISMATCH)"),
-               f"{r['startup_s']:.3f} s" if "startup_s" in r else "-",
+               f"{r['startup_s']:.3f} s",
                f"{r['build_s']:.3f} s", format_seconds(r["forward_s"]), format_seconds(r["vg_s"]), format_seconds(r["numpy_vg_s"]),
                format_seconds(fused) if not isinstance(fused, str) else fused,
                f"{r['vg_over_numpy']:.2f}",
