@@ -25,6 +25,7 @@ then used everywhere, as the numpy backend does).
 
 import heapq
 import os
+import re
 
 from symgrad.graph import dims_equal
 from .emit import _BINARY, _UNARY, branch_owners
@@ -40,6 +41,8 @@ SCALAR = {
     **_UNARY, **{k: v for k, v in _BINARY.items() if k in _ARITHMETIC},
     "logical_not": "not {0}", "pow": "np.power({0}, {1})", "logical_and": "{0} and {1}",
     "logical_or": "{0} or {1}", "where": "{1} if {0} else {2}",
+    # arithmetic spellings of libm's functions, which a loop can run on SIMD lanes
+    "exp": "_rt.exp({0})", "log": "_rt.log({0})", "log1p": "_rt.log1p({0})",
 }
 SCALAR.update({op: "{0} " + sym + " {1}" for op, sym in _COMPARE.items()})
 _BOOL_OPS = set(_COMPARE) | {"logical_and", "logical_or", "logical_not", "isfinite", "where"}
@@ -758,14 +761,21 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
             loop.append(f"{array}[{', '.join(at)}] += {name}")
 
     section = None
+    chunks = []            # (member, its lines), in schedule order
     for node in members:
         if id(node) in owner:
             continue
         part = id(node) in backward_ids
+        lines = []
         if len(parts) == 2 and part != section:
-            loop.append("# backward" if part else "# forward")
+            lines.append("# backward" if part else "# forward")
             section = part
-        emit(node, loop)
+        emit(node, lines)
+        chunks.append((node, lines))
+    tiled = _tiles(em, chunks, scalar, index, shape, pre) if rank == 1 and index[0] != "0" else None
+    if tiled is not None:
+        return [head + f", in tiles of {TILE}"] + pre + tiled + post
+    loop = [line for _, lines in chunks for line in lines]
     lines = [head] + pre
     indent = ""
     for i, d in zip(index, shape):
@@ -774,3 +784,85 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
             indent += "    "
     lines += [indent + line for line in loop]
     return lines + post
+
+
+# Tiles: a loop over rows that runs exp, log or log1p (the runtime's arithmetic
+# versions, which LLVM can put on SIMD lanes) next to work that keeps the loop scalar
+# (an inner loop of a row-wise product, a running sum, a branch) is cut into tiles of
+# TILE rows, and each tile into passes: the scalar passes and the vector passes each
+# loop over the tile's rows, handing values on through TILE-long buffers. Running sums
+# move to the last scalar pass; they add in the same row order as the untiled loop.
+TILE = 256
+_VECTOR_OPS = {"exp", "log", "log1p", "sigmoid", "softplus", "logaddexp"}
+# ops whose scalar spelling is a libm call: a loop with one of them runs at libm's pace
+# whatever is vectorised around it, and is left untiled
+_LIBM_OPS = {"expm1", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
+             "arctan2", "pow", "erf"}
+
+
+def _chunk_kind(node, lines):
+    if node.op == "sum":
+        return "sum"
+    if node.op in _LIBM_OPS:
+        return "libm"
+    if node.op == "matmul" or any(line.lstrip().startswith(("if ", "for ")) for line in lines):
+        return "scalar"
+    return "vector" if node.op in _VECTOR_OPS else None
+
+
+def _tiles(em, chunks, scalar, index, shape, pre):
+    """The lines of the tiled loop over ``chunks`` (see TILE), or None when tiling gains nothing."""
+    kinds = [_chunk_kind(node, lines) for node, lines in chunks]
+    if "vector" not in kinds or not ({"scalar", "sum"} & set(kinds)) or "libm" in kinds:
+        return None
+    passes = []            # [kind, [chunk, ...]]
+    sums = []
+    for chunk, kind in zip(chunks, kinds):
+        if kind == "sum":
+            sums.append(chunk)
+        elif passes and (kind is None or passes[-1][0] in (None, kind)):
+            passes[-1][1].append(chunk)
+            passes[-1][0] = passes[-1][0] or kind
+        else:
+            passes.append([kind, [chunk]])
+    if sums:
+        if passes and passes[-1][0] != "vector":
+            passes[-1][1].extend(sums)
+        else:
+            passes.append(["scalar", sums])
+    i = index[0]
+    start, stop = em.namer.claim(f"{i}0"), em.namer.claim(f"{i}1")
+    code = [[_code_only(line) for _, lines in chunk_list for line in lines] for _, chunk_list in passes]
+    defined_in = {}        # scalar name -> (pass number, member)
+    for k, (_, chunk_list) in enumerate(passes):
+        for node, _ in chunk_list:
+            if id(node) in scalar:
+                defined_in[scalar[id(node)]] = (k, node)
+    handed = {}            # scalar name -> its buffer
+    reads = [[] for _ in passes]
+    for name, (k, node) in defined_in.items():
+        word = re.compile(rf"\b{re.escape(name)}\b")
+        later = [j for j in range(k + 1, len(passes)) if any(word.search(c) for c in code[j])]
+        if not later:
+            continue
+        buffer = handed[name] = em.namer.claim(f"{name}_t")
+        pre.append(f"{buffer} = np.empty({TILE}, dtype={em.np_dtype(node.dtype)})")
+        for j in later:
+            reads[j].append(f"{name} = {buffer}[{i} - {start}]")
+    lines = [f"for {start} in range(0, {dim_text(shape[0])}, {TILE}):",
+             f"    {stop} = min({start} + {TILE}, {dim_text(shape[0])})"]
+    for k, (kind, chunk_list) in enumerate(passes):
+        lines.append(f"    for {i} in range({start}, {stop}):" + ("  # on SIMD lanes" if kind == "vector" else ""))
+        body = list(reads[k])
+        for node, chunk_lines in chunk_list:
+            body.extend(chunk_lines)
+            name = scalar.get(id(node))
+            if name in handed:
+                body.append(f"{handed[name]}[{i} - {start}] = {name}")
+        lines.extend("        " + line for line in body)
+    return lines
+
+
+def _code_only(line):
+    """A generated line without its trailing comment (generated code has no strings)."""
+    return line.split("#", 1)[0]

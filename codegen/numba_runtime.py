@@ -12,28 +12,31 @@ import math
 import numba
 import numpy as np
 from numba.core import types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
 def _elementwise(scalar, numpy_impl):
-    """A function of one float scalar or float array (computed element by element by ``scalar``,
-    the result in the argument's dtype), for numba code; in plain Python, ``numpy_impl``."""
-    element = numba.njit(nogil=True, error_model="numpy")(scalar)
+    """A function of one float scalar or float array (computed element by element by ``scalar``
+    in float64, the result in the argument's dtype), for numba code, inlined into its caller
+    (so a loop calling it can be vectorised); in plain Python, ``numpy_impl``."""
+    element = scalar if isinstance(scalar, numba.core.dispatcher.Dispatcher) else numba.njit(**_INLINE)(scalar)
+    name = scalar.py_func.__name__ if hasattr(scalar, "py_func") else scalar.__name__
+    doc = scalar.py_func.__doc__ if hasattr(scalar, "py_func") else scalar.__doc__
 
     def function(x):
         return numpy_impl(x)
 
-    function.__name__ = function.__qualname__ = scalar.__name__
-    function.__doc__ = scalar.__doc__
+    function.__name__ = function.__qualname__ = name.lstrip("_").replace("64", "")
+    function.__doc__ = doc
 
-    @overload(function, jit_options=dict(nogil=True, error_model="numpy"))
+    @overload(function, jit_options=dict(nogil=True, error_model="numpy"), inline="always")
     def _typed(x):
         if isinstance(x, types.Float):
             if x == types.float32:
-                return lambda x: np.float32(element(x))
-            return lambda x: np.float64(element(x))
+                return lambda x: np.float32(element(np.float64(x)))
+            return lambda x: np.float64(element(np.float64(x)))
         if isinstance(x, types.Array) and isinstance(x.dtype, types.Float):
             def on_array(x):
                 c = np.ascontiguousarray(x)
@@ -41,7 +44,7 @@ def _elementwise(scalar, numpy_impl):
                 flat_in = c.reshape(c.size)
                 flat_out = out.reshape(out.size)
                 for k in range(flat_in.size):
-                    flat_out[k] = element(flat_in[k])
+                    flat_out[k] = element(np.float64(flat_in[k]))
                 return out
             return on_array
         return None
@@ -49,20 +52,150 @@ def _elementwise(scalar, numpy_impl):
     return function
 
 
+# ---------------------------------------------------------------- exp, log and log1p in arithmetic
+# libm's exp, log and log1p are calls LLVM cannot vectorise (numba has no vector math
+# library), so a fused loop calling them runs one element at a time. These spell the
+# same functions in arithmetic and bit operations only, as the loop's scalar code, so
+# a loop of them runs on SIMD lanes; they agree with libm to within 1 ulp, and keep its
+# special values (inf, nan, -0.0, subnormal results). Each is inlined into its caller.
+#
+# exp: x = n ln2 + r with |r| <= ln2/2 (ln2 in two parts, so n ln2 is exact), exp(r) as
+# its Taylor polynomial of degree 13 (the remainder is below 2^-58 relative), times 2^n
+# applied in two halves so that results near overflow and subnormal ones round once.
+# log: u = 2^k m with m in [sqrt(2)/2, sqrt(2)), log(m) = 2 atanh(f / (2 + f)), f = m - 1,
+# the odd series in s = f / (2 + f) as the minimax polynomial fdlibm publishes
+# (coefficients below). log1p adds the rounding error of u = 1 + x back as (x - (u - 1)) / u.
+
+
+def _bitcast(context, builder, sig, args):
+    return builder.bitcast(args[0], context.get_value_type(sig.return_type))
+
+
+@intrinsic
+def _bits(typingctx, x):
+    """The IEEE bits of a float64, as an int64."""
+    if x != types.float64:
+        return None
+    return types.int64(types.float64), _bitcast
+
+
+@intrinsic
+def _from_bits(typingctx, i):
+    """The float64 whose IEEE bits are the int64 ``i``."""
+    if i != types.int64:
+        return None
+    return types.float64(types.int64), _bitcast
+
+
+_INLINE = dict(nogil=True, error_model="numpy", inline="always")
+_LOG2E = 1.4426950408889634
+_ROUND = 6755399441055744.0            # 1.5 * 2^52: x + _ROUND rounds x to an integer in the low bits
+_ROUND_BITS = 0x4338000000000000
+_LN2_HI = 6.93147180369123816490e-01   # ln 2 with its low 21 bits zero: n * _LN2_HI is exact
+_LN2_LO = 1.90821492927058770002e-10
+_E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (1.0 / math.factorial(k) for k in range(2, 14))
+_LG1 = 6.666666666666735130e-01        # fdlibm's log: 2 atanh(s) = 2s + s (s^2 Lg1 + s^4 Lg2 + ...)
+_LG2 = 3.999999999940941908e-01
+_LG3 = 2.857142874366239149e-01
+_LG4 = 2.222219843214978396e-01
+_LG5 = 1.818357216161805012e-01
+_LG6 = 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+_SQRT_HALF_BITS = 0x3fe6a09e667f3bcd  # sqrt(2)/2
+_ONE_BITS = 0x3ff0000000000000
+_MANTISSA = 0x000fffffffffffff
+_TWO52_BITS = 0x4330000000000000      # 2^52
+_TWO52_PLUS_BIAS = 4503599627371519.0  # 2^52 + 1023
+_TINY = 2.2250738585072014e-308       # the smallest normal float64
+_TWO54 = 18014398509481984.0
+
+
+@numba.njit(**_INLINE)
+def _exp64(x):
+    v = min(max(x, -746.0), 710.0)    # exp is 0 below -745.14 and overflows past 709.79; nan passes
+    t = v * _LOG2E + _ROUND
+    n = t - _ROUND
+    r = (v - n * _LN2_HI) - n * _LN2_LO
+    p = _E13 * r + _E12
+    p = p * r + _E11
+    p = p * r + _E10
+    p = p * r + _E9
+    p = p * r + _E8
+    p = p * r + _E7
+    p = p * r + _E6
+    p = p * r + _E5
+    p = p * r + _E4
+    p = p * r + _E3
+    p = p * r + _E2
+    p = p * r + 1.0
+    p = p * r + 1.0
+    biased = _bits(t) - _ROUND_BITS + 2048          # n + 2048, in [0, 4096)
+    half = (biased >> 1) - 1024
+    rest = biased - 2048 - half
+    return p * _from_bits((half + 1023) << 52) * _from_bits((rest + 1023) << 52)
+
+
+@numba.njit(**_INLINE)
+def _log_reduced(u, k0, c):
+    """log(u * 2^k0) + c for a positive normal ``u`` (c a small correction)."""
+    bits = _bits(u) + (_ONE_BITS - _SQRT_HALF_BITS)
+    k = _from_bits(((bits >> 52) & 0x7ff) | _TWO52_BITS) - _TWO52_PLUS_BIAS + k0
+    f = _from_bits((bits & _MANTISSA) + _SQRT_HALF_BITS) - 1.0
+    half_f2 = 0.5 * f * f
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    r = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7))) + w * (_LG2 + w * (_LG4 + w * _LG6))
+    return s * (half_f2 + r) + (k * _LN2_LO + c) - half_f2 + f + k * _LN2_HI
+
+
+@numba.njit(**_INLINE)
+def _log64(x):
+    subnormal = x < _TINY
+    u = x * _TWO54 if subnormal else x
+    out = _log_reduced(u, -54.0 if subnormal else 0.0, 0.0)
+    if x == 0.0:
+        out = -math.inf
+    if x < 0.0:
+        out = math.nan
+    if x == math.inf:
+        out = x
+    if x != x:
+        out = x
+    return out
+
+
+@numba.njit(**_INLINE)
+def _log1p64(x):
+    u = 1.0 + x
+    # the rounding error of 1 + x, relative to u (exact enough whichever operand is larger)
+    c = ((1.0 - (u - x)) if u >= 4.0 else (x - (u - 1.0))) / u
+    out = _log_reduced(u, 0.0, c)
+    if x == 0.0:
+        out = x                   # keeps -0.0
+    if u == 0.0:
+        out = -math.inf
+    if u < 0.0:
+        out = math.nan
+    if x == math.inf:
+        out = x
+    if x != x:
+        out = x
+    return out
+
+
 def _sigmoid(x):
     """1 / (1 + exp(-x)), without overflow for large |x|.
 
     Spelled with ``exp(-|x|)``, as softplus and logaddexp are, so a kernel that needs
     the value and the derivative of one of them computes the exponential once."""
-    e = math.exp(-abs(x))
-    if x >= 0:
-        return 1 / (1 + e)
-    return e / (1 + e)
+    e = _exp64(-abs(x))
+    return (1.0 if x >= 0 else e) / (1.0 + e)
 
 
 def _softplus(x):
     """log(1 + exp(x)), without overflow."""
-    return max(x, 0) + math.log1p(math.exp(-abs(x)))
+    return max(x, 0.0) + _log1p64(_exp64(-abs(x)))
 
 
 def _relu(x):
@@ -75,32 +208,50 @@ def _erf(x):
     return math.erf(x)
 
 
-def _np(fn):
-    return lambda x: np.vectorize(fn, otypes=[np.asarray(x).dtype])(x)
-
-
-sigmoid = _elementwise(_sigmoid, _np(_sigmoid))
-softplus = _elementwise(_softplus, _np(_softplus))
-relu = _elementwise(_relu, _np(_relu))
-erf = _elementwise(_erf, _np(_erf))
-
-
 def _logaddexp_scalar(a, b):
     """log(exp(a) + exp(b)) = max(a, b) + log1p(exp(-|b - a|)); a tie is a + log(2).
 
-    The exponential comes first, outside the branches, so that a sigmoid of the same
-    gap later in the kernel (the derivative) reuses it."""
+    The exponential comes first, so that a sigmoid of the same gap later in the kernel
+    (the derivative) reuses it; the special cases are selected last, without branches."""
     d = b - a
-    e = math.exp(-abs(d))
-    if a == b:
-        return a + _LOG2          # also inf + inf
+    out = (a if d < 0 else b) + _log1p64(_exp64(-abs(d)))
     if d != d:
-        return d                  # nan in, nan out
-    return (a if d < 0 else b) + math.log1p(e)
+        out = d                  # nan in, nan out
+    if a == b:
+        out = a + _LOG2          # also inf + inf (whose difference is nan)
+    return out
 
+
+def _numpy_sigmoid(x):
+    x = np.asarray(x)
+    e = np.exp(-np.abs(x))
+    return (np.where(x >= 0, np.ones_like(e), e) / (1 + e)).astype(x.dtype)[()]
+
+
+def _numpy_softplus(x):
+    x = np.asarray(x)
+    return (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(x.dtype)[()]
+
+
+def _numpy_relu(x):
+    x = np.asarray(x)
+    return np.where(x > 0, x, x * 0)[()]
+
+
+def _numpy_erf(x):
+    return np.vectorize(math.erf, otypes=[np.asarray(x).dtype])(x)
+
+
+exp = _elementwise(_exp64, np.exp)
+log = _elementwise(_log64, np.log)
+log1p = _elementwise(_log1p64, np.log1p)
+sigmoid = _elementwise(_sigmoid, _numpy_sigmoid)
+softplus = _elementwise(_softplus, _numpy_softplus)
+relu = _elementwise(_relu, _numpy_relu)
+erf = _elementwise(_erf, _numpy_erf)
 
 _LOG2 = math.log(2.0)
-_logaddexp_element = numba.njit(nogil=True, error_model="numpy")(_logaddexp_scalar)
+_logaddexp_element = numba.njit(**_INLINE)(_logaddexp_scalar)
 
 
 def logaddexp(a, b):
@@ -108,11 +259,11 @@ def logaddexp(a, b):
     return np.logaddexp(a, b)
 
 
-@overload(logaddexp, jit_options=dict(nogil=True, error_model="numpy"))
+@overload(logaddexp, jit_options=dict(nogil=True, error_model="numpy"), inline="always")
 def _logaddexp_typed(a, b):
     if isinstance(a, types.Float) and isinstance(b, types.Float):
         if a == types.float32 and b == types.float32:
-            return lambda a, b: np.float32(_logaddexp_element(a, b))
+            return lambda a, b: np.float32(_logaddexp_element(np.float64(a), np.float64(b)))
         return lambda a, b: np.float64(_logaddexp_element(np.float64(a), np.float64(b)))
     return lambda a, b: np.logaddexp(a, b)
 

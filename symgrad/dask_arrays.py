@@ -15,7 +15,7 @@ affine combination of those sums. Per call:
    ``dask.distributed`` client; otherwise they are plain arguments of the tasks);
 3. the block kernel runs on every row block (``to_delayed`` chunks, the global row
    count passed in for means) and returns the block's partial sums and partial
-   gradients; the partials are added pairwise in a tree;
+   gradients; the partials are added in a tree, ``FAN_IN`` per task;
 4. the loss and the rest of its gradient are computed here from the summed values.
 
 The block kernel travels to the workers as its source text (``BlockKernel``); each
@@ -77,18 +77,23 @@ class BlockKernel:
         return tuple(np.asarray(v) if not np.isscalar(v) else v for v in self.entry()(*args))
 
 
-def _add_partials(a, b):
-    return tuple(x + y for x, y in zip(a, b))
+# partial results added per task: each level of the tree is a round of tasks through the
+# scheduler, so a wide fan-in keeps the tree shallow (10 blocks: 2 levels, not 4)
+FAN_IN = 8
+
+
+def _add_partials(*parts):
+    total = parts[0]
+    for part in parts[1:]:
+        total = tuple(x + y for x, y in zip(total, part))
+    return total
 
 
 def _tree_sum(parts, delayed):
-    """Pairwise sums of delayed partial results, log2(blocks) deep."""
+    """Sums of delayed partial results, FAN_IN at a time, log_FAN_IN(blocks) deep."""
     while len(parts) > 1:
-        paired = [delayed(_add_partials, pure=True)(parts[i], parts[i + 1])
-                  for i in range(0, len(parts) - 1, 2)]
-        if len(parts) % 2:
-            paired.append(parts[-1])
-        parts = paired
+        parts = [delayed(_add_partials, pure=True)(*parts[i:i + FAN_IN]) if len(parts[i:i + FAN_IN]) > 1
+                 else parts[i] for i in range(0, len(parts), FAN_IN)]
     return parts[0]
 
 

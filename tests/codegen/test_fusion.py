@@ -172,7 +172,9 @@ def _row_loop(source):
     lines = source.splitlines()
     heads = [k for k, l in enumerate(lines) if "# fused loop" in l and "transposed product" in l]
     assert len(heads) == 1, source
-    start = next(k for k in range(heads[0], len(lines)) if lines[k].strip().startswith("for i in range("))
+    # a loop in tiles (fusion.TILE) is one loop over the tiles, with passes over each tile's rows
+    start = next(k for k in range(heads[0], len(lines))
+                 if lines[k].strip().startswith(("for i in range(", "for i0 in range(")))
     indent = len(lines[start]) - len(lines[start].lstrip())
     body = []
     for line in lines[start + 1:]:
@@ -289,3 +291,66 @@ def test_products_past_the_small_size_or_of_symbolic_size_keep_blas():
     C, D = sg.tensor("C", ("m", 3)), sg.tensor("D", (3, 2))
     vg = _both(sg.sum(sg.tanh(C @ D)), [C, D], [C, D], [rng.normal(size=(2, 3)), rng.normal(size=(3, 2))])
     assert "small_matmul" not in vg.source
+
+
+# ---------------------------------------------------------------- tiles (fusion.TILE)
+
+
+def _tile_sizes():
+    from codegen.fusion import TILE
+    return (1, TILE - 1, TILE, TILE + 1, 2 * TILE + 3)
+
+
+def test_logistic_regression_runs_exp_and_log1p_in_vector_passes_over_tiles():
+    X = sg.tensor("X", ("n", "d"))
+    y = sg.tensor("y", ("n",))
+    w = sg.tensor("w", ("d",))
+    loss = sg.mean(sg.logaddexp(0, -y * (X @ w))) + 1e-3 * sg.sum(w * w)
+    for n in _tile_sizes():
+        vg = _both(loss, [w], [w, X, y], _logreg_args(n, 5), rtol=1e-13)
+    body = _row_loop(vg.source)
+    passes = [line.strip() for line in body.splitlines() if line.strip().startswith("for i in range(i0, i1)")]
+    # the dot product, then logaddexp and its sigmoid on SIMD lanes, then the transposed product
+    assert len(passes) == 3 and passes[1].endswith("# on SIMD lanes")
+    simd = body.split("# on SIMD lanes")[1].split("for i in range(i0, i1)")[0]
+    assert "_rt.logaddexp(" in simd and "_rt.sigmoid(" in simd and "for j" not in simd and "+=" not in simd
+    # the running sum of the loss moved to the last pass; the rows are summed in order
+    assert body.rindex("+= logaddexp") > body.rindex("for i in range(i0, i1)")
+
+
+def test_a_sum_of_exp_and_log1p_is_tiled_and_adds_the_rows_in_order():
+    x = sg.tensor("x", ("n",))
+    loss = sg.sum(sg.exp(x) * x + sg.log1p(x * x)) + sg.sum(sg.log(1 + x * x))
+    for n in _tile_sizes():
+        vg = _both(loss, x, [x], (rng.normal(size=n),), rtol=1e-13)
+    assert "in tiles of" in vg.source and "# on SIMD lanes" in vg.source
+    assert "_rt.exp(" in vg.source and "_rt.log1p(" in vg.source and "_rt.log(" in vg.source
+    # the tiled sum adds x's terms in row order: exactly the untiled loop's sum
+    a = rng.normal(size=1000)
+    terms = np.exp(a) * a + np.log1p(a * a)
+    total = 0.0
+    for t in terms:
+        total += t
+    value, _ = vg(a)
+    assert abs(value - (total + np.sum(np.log(1 + a * a)))) <= 1e-12 * abs(value)
+
+
+def test_tiles_keep_float32_and_outputs_stored_for_after_the_loop():
+    x = sg.tensor("x", ("n",), dtype="float32")
+    e = sg.exp(x)
+    loss = sg.sum(e * x)
+    fused = sg.compile([loss, e, *sg.grad(loss, [x])], inputs=[x], backend="numba")
+    plain = sg.compile([loss, e, *sg.grad(loss, [x])], inputs=[x], backend="numpy")
+    for n in _tile_sizes():
+        a = rng.normal(size=n).astype(np.float32)
+        for got, want in zip(fused(a), plain(a)):
+            assert np.asarray(got).dtype == np.asarray(want).dtype == np.float32
+            np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
+    assert "in tiles of" in fused.source and "dtype=np.float32)" in fused.source
+
+
+def test_a_loop_with_a_libm_call_is_not_tiled():
+    x = sg.tensor("x", ("n",))
+    loss = sg.sum(sg.exp(x) * sg.tanh(x))
+    vg = _both(loss, x, [x], (rng.normal(size=300),))
+    assert "in tiles of" not in vg.source and "_rt.exp(" in vg.source

@@ -527,3 +527,24 @@ def test_worker_killed_mid_call_gives_the_right_result_or_an_error_and_the_clust
     with client.as_current():
         assert_same_value_and_grads(vg(w0, Xd, yd), want)
 
+
+
+@pytest.mark.parametrize("blocks, adds, depth", [(1, 0, 0), (2, 1, 1), (8, 1, 1), (9, 2, 2), (10, 3, 2),
+                                                 (64, 9, 2), (65, 10, 3)])
+def test_partials_are_added_eight_at_a_time_in_a_shallow_tree(blocks, adds, depth):
+    from symgrad.dask_arrays import FAN_IN, _tree_sum
+    assert FAN_IN == 8
+    parts = [dask.delayed((float(k), np.full(3, k + 0.5)), pure=True) for k in range(blocks)]
+    total = _tree_sum(parts, dask.delayed)
+    value, vector = dask.compute(total, scheduler="sync")[0]
+    assert value == sum(range(blocks))
+    np.testing.assert_array_equal(vector, np.full(3, sum(k + 0.5 for k in range(blocks))))
+    graph = dict(total.__dask_graph__())
+    is_add = {key: str(key).startswith("_add_partials") for key in graph}
+    assert sum(is_add.values()) == adds
+
+    def levels(key):
+        inner = [d for d in dask.core.get_dependencies(graph, key) if d in graph]
+        return int(is_add[key]) + max((levels(d) for d in inner), default=0)
+
+    assert levels(total.key) == depth
