@@ -41,8 +41,6 @@ SCALAR = {
     **_UNARY, **{k: v for k, v in _BINARY.items() if k in _ARITHMETIC},
     "logical_not": "not {0}", "pow": "np.power({0}, {1})", "logical_and": "{0} and {1}",
     "logical_or": "{0} or {1}", "where": "{1} if {0} else {2}",
-    # arithmetic spellings of libm's functions, which a loop can run on SIMD lanes
-    "exp": "_rt.exp({0})", "log": "_rt.log({0})", "log1p": "_rt.log1p({0})",
 }
 SCALAR.update({op: "{0} " + sym + " {1}" for op, sym in _COMPARE.items()})
 _BOOL_OPS = set(_COMPARE) | {"logical_and", "logical_or", "logical_not", "isfinite", "where"}
@@ -855,12 +853,22 @@ def _tiles(em, chunks, scalar, index, shape, pre):
         lines.append(f"    for {i} in range({start}, {stop}):" + ("  # on SIMD lanes" if kind == "vector" else ""))
         body = list(reads[k])
         for node, chunk_lines in chunk_list:
-            body.extend(chunk_lines)
+            body.extend(_on_lanes(line) for line in chunk_lines) if kind == "vector" else body.extend(chunk_lines)
             name = scalar.get(id(node))
             if name in handed:
                 body.append(f"{handed[name]}[{i} - {start}] = {name}")
         lines.extend("        " + line for line in body)
     return lines
+
+
+# in a vector pass, the runtime's arithmetic versions (which LLVM can vectorise) replace
+# the libm calls (which it cannot); one element at a time, libm's are the faster
+_LANES = re.compile(r"(?<![\w.])(np\.(?:exp|log|log1p)|_rt\.(?:sigmoid|softplus|logaddexp))\(")
+
+
+def _on_lanes(line):
+    code, hash_, comment = line.partition("#")
+    return _LANES.sub(lambda m: f"_rt.v{m.group(1).split('.')[1]}(", code) + hash_ + comment
 
 
 def _code_only(line):

@@ -17,26 +17,29 @@ from numba.extending import intrinsic, overload
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
-def _elementwise(scalar, numpy_impl):
-    """A function of one float scalar or float array (computed element by element by ``scalar``
-    in float64, the result in the argument's dtype), for numba code, inlined into its caller
-    (so a loop calling it can be vectorised); in plain Python, ``numpy_impl``."""
-    element = scalar if isinstance(scalar, numba.core.dispatcher.Dispatcher) else numba.njit(**_INLINE)(scalar)
-    name = scalar.py_func.__name__ if hasattr(scalar, "py_func") else scalar.__name__
-    doc = scalar.py_func.__doc__ if hasattr(scalar, "py_func") else scalar.__doc__
+def _elementwise(name, scalar, numpy_impl, inline=False):
+    """A function of one float scalar or float array (computed element by element by ``scalar``,
+    the result in the argument's dtype), for numba code; in plain Python, ``numpy_impl``.
+    ``inline``: ``scalar`` takes float64 (float32 goes through it) and is inlined into its
+    caller, so that a loop calling it can be vectorised."""
+    if inline:
+        element = scalar if isinstance(scalar, numba.core.dispatcher.Dispatcher) else numba.njit(**_INLINE)(scalar)
+    else:
+        element = numba.njit(nogil=True, error_model="numpy")(scalar)
+    on_float = (numba.njit(**_INLINE)(lambda x: element(np.float64(x))) if inline else element)
 
     def function(x):
         return numpy_impl(x)
 
-    function.__name__ = function.__qualname__ = name.lstrip("_").replace("64", "")
-    function.__doc__ = doc
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = (scalar.py_func if hasattr(scalar, "py_func") else scalar).__doc__
 
-    @overload(function, jit_options=dict(nogil=True, error_model="numpy"), inline="always")
+    @overload(function, jit_options=dict(nogil=True, error_model="numpy"), inline="always" if inline else "never")
     def _typed(x):
         if isinstance(x, types.Float):
             if x == types.float32:
-                return lambda x: np.float32(element(np.float64(x)))
-            return lambda x: np.float64(element(np.float64(x)))
+                return lambda x: np.float32(on_float(x))
+            return lambda x: np.float64(on_float(x))
         if isinstance(x, types.Array) and isinstance(x.dtype, types.Float):
             def on_array(x):
                 c = np.ascontiguousarray(x)
@@ -44,7 +47,7 @@ def _elementwise(scalar, numpy_impl):
                 flat_in = c.reshape(c.size)
                 flat_out = out.reshape(out.size)
                 for k in range(flat_in.size):
-                    flat_out[k] = element(np.float64(flat_in[k]))
+                    flat_out[k] = on_float(flat_in[k])
                 return out
             return on_array
         return None
@@ -58,6 +61,8 @@ def _elementwise(scalar, numpy_impl):
 # same functions in arithmetic and bit operations only, as the loop's scalar code, so
 # a loop of them runs on SIMD lanes; they agree with libm to within 1 ulp, and keep its
 # special values (inf, nan, -0.0, subnormal results). Each is inlined into its caller.
+# One element at a time they are slower than libm: only the vector passes of fusion's
+# tiles call them (as vexp, vlog, vlog1p, and in vsigmoid, vsoftplus, vlogaddexp).
 #
 # exp: x = n ln2 + r with |r| <= ln2/2 (ln2 in two parts, so n ln2 is exact), exp(r) as
 # its Taylor polynomial of degree 13 (the remainder is below 2^-58 relative), times 2^n
@@ -189,13 +194,15 @@ def _sigmoid(x):
 
     Spelled with ``exp(-|x|)``, as softplus and logaddexp are, so a kernel that needs
     the value and the derivative of one of them computes the exponential once."""
-    e = _exp64(-abs(x))
-    return (1.0 if x >= 0 else e) / (1.0 + e)
+    e = math.exp(-abs(x))
+    if x >= 0:
+        return 1 / (1 + e)
+    return e / (1 + e)
 
 
 def _softplus(x):
     """log(1 + exp(x)), without overflow."""
-    return max(x, 0.0) + _log1p64(_exp64(-abs(x)))
+    return max(x, 0) + math.log1p(math.exp(-abs(x)))
 
 
 def _relu(x):
@@ -211,8 +218,33 @@ def _erf(x):
 def _logaddexp_scalar(a, b):
     """log(exp(a) + exp(b)) = max(a, b) + log1p(exp(-|b - a|)); a tie is a + log(2).
 
-    The exponential comes first, so that a sigmoid of the same gap later in the kernel
-    (the derivative) reuses it; the special cases are selected last, without branches."""
+    The exponential comes first, outside the branches, so that a sigmoid of the same
+    gap later in the kernel (the derivative) reuses it."""
+    d = b - a
+    e = math.exp(-abs(d))
+    if a == b:
+        return a + _LOG2          # also inf + inf
+    if d != d:
+        return d                  # nan in, nan out
+    return (a if d < 0 else b) + math.log1p(e)
+
+
+# the same three on the arithmetic exp and log1p, without branches: for loops on SIMD lanes
+
+
+def _vsigmoid(x):
+    """sigmoid(x), on SIMD lanes in a loop."""
+    e = _exp64(-abs(x))
+    return (1.0 if x >= 0 else e) / (1.0 + e)
+
+
+def _vsoftplus(x):
+    """softplus(x), on SIMD lanes in a loop."""
+    return max(x, 0.0) + _log1p64(_exp64(-abs(x)))
+
+
+def _vlogaddexp_scalar(a, b):
+    """logaddexp(a, b), on SIMD lanes in a loop: the special cases are selected last."""
     d = b - a
     out = (a if d < 0 else b) + _log1p64(_exp64(-abs(d)))
     if d != d:
@@ -222,36 +254,23 @@ def _logaddexp_scalar(a, b):
     return out
 
 
-def _numpy_sigmoid(x):
-    x = np.asarray(x)
-    e = np.exp(-np.abs(x))
-    return (np.where(x >= 0, np.ones_like(e), e) / (1 + e)).astype(x.dtype)[()]
+def _np(fn):
+    return lambda x: np.vectorize(fn, otypes=[np.asarray(x).dtype])(x)
 
 
-def _numpy_softplus(x):
-    x = np.asarray(x)
-    return (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(x.dtype)[()]
-
-
-def _numpy_relu(x):
-    x = np.asarray(x)
-    return np.where(x > 0, x, x * 0)[()]
-
-
-def _numpy_erf(x):
-    return np.vectorize(math.erf, otypes=[np.asarray(x).dtype])(x)
-
-
-exp = _elementwise(_exp64, np.exp)
-log = _elementwise(_log64, np.log)
-log1p = _elementwise(_log1p64, np.log1p)
-sigmoid = _elementwise(_sigmoid, _numpy_sigmoid)
-softplus = _elementwise(_softplus, _numpy_softplus)
-relu = _elementwise(_relu, _numpy_relu)
-erf = _elementwise(_erf, _numpy_erf)
+sigmoid = _elementwise("sigmoid", _sigmoid, _np(_sigmoid))
+softplus = _elementwise("softplus", _softplus, _np(_softplus))
+relu = _elementwise("relu", _relu, _np(_relu))
+erf = _elementwise("erf", _erf, _np(_erf))
+vexp = _elementwise("vexp", _exp64, np.exp, inline=True)
+vlog = _elementwise("vlog", _log64, np.log, inline=True)
+vlog1p = _elementwise("vlog1p", _log1p64, np.log1p, inline=True)
+vsigmoid = _elementwise("vsigmoid", _vsigmoid, _np(_sigmoid), inline=True)
+vsoftplus = _elementwise("vsoftplus", _vsoftplus, _np(_softplus), inline=True)
 
 _LOG2 = math.log(2.0)
-_logaddexp_element = numba.njit(**_INLINE)(_logaddexp_scalar)
+_logaddexp_element = numba.njit(nogil=True, error_model="numpy")(_logaddexp_scalar)
+_vlogaddexp_element = numba.njit(**_INLINE)(_vlogaddexp_scalar)
 
 
 def logaddexp(a, b):
@@ -259,13 +278,25 @@ def logaddexp(a, b):
     return np.logaddexp(a, b)
 
 
-@overload(logaddexp, jit_options=dict(nogil=True, error_model="numpy"), inline="always")
-def _logaddexp_typed(a, b):
-    if isinstance(a, types.Float) and isinstance(b, types.Float):
-        if a == types.float32 and b == types.float32:
-            return lambda a, b: np.float32(_logaddexp_element(np.float64(a), np.float64(b)))
-        return lambda a, b: np.float64(_logaddexp_element(np.float64(a), np.float64(b)))
-    return lambda a, b: np.logaddexp(a, b)
+def vlogaddexp(a, b):
+    """logaddexp for loops on SIMD lanes; numpy's in plain Python."""
+    return np.logaddexp(a, b)
+
+
+def _logaddexp_overload(element, inline):
+    def typed(a, b):
+        if isinstance(a, types.Float) and isinstance(b, types.Float):
+            if a == types.float32 and b == types.float32:
+                return lambda a, b: np.float32(element(np.float64(a), np.float64(b)))
+            return lambda a, b: np.float64(element(np.float64(a), np.float64(b)))
+        return lambda a, b: np.logaddexp(a, b)
+    return typed
+
+
+overload(logaddexp, jit_options=dict(nogil=True, error_model="numpy"))(
+    _logaddexp_overload(_logaddexp_element, False))
+overload(vlogaddexp, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
+    _logaddexp_overload(_vlogaddexp_element, True))
 
 
 @numba.njit(**_JIT)
