@@ -23,10 +23,11 @@ def _elementwise(name, scalar, numpy_impl, inline=False):
     ``inline``: ``scalar`` takes float64 (float32 goes through it) and is inlined into its
     caller, so that a loop calling it can be vectorised."""
     if inline:
-        element = scalar if isinstance(scalar, numba.core.dispatcher.Dispatcher) else numba.njit(**_INLINE)(scalar)
+        # the leaves (exp, log, log1p) LLVM inlines itself; what calls them is inlined here,
+        # since after LLVM's inlining of the leaves it would be too large for LLVM to inline
+        element = numba.njit(**_INLINE)(scalar) if not isinstance(scalar, numba.core.dispatcher.Dispatcher) else scalar
     else:
         element = numba.njit(nogil=True, error_model="numpy")(scalar)
-    on_float = (numba.njit(**_INLINE)(lambda x: element(np.float64(x))) if inline else element)
 
     def function(x):
         return numpy_impl(x)
@@ -37,17 +38,23 @@ def _elementwise(name, scalar, numpy_impl, inline=False):
     @overload(function, jit_options=dict(nogil=True, error_model="numpy"), inline="always" if inline else "never")
     def _typed(x):
         if isinstance(x, types.Float):
+            if inline:
+                if x == types.float32:
+                    return lambda x: np.float32(element(np.float64(x)))
+                return lambda x: element(np.float64(x))
             if x == types.float32:
-                return lambda x: np.float32(on_float(x))
-            return lambda x: np.float64(on_float(x))
+                return lambda x: np.float32(element(x))
+            return lambda x: np.float64(element(x))
         if isinstance(x, types.Array) and isinstance(x.dtype, types.Float):
+            arg = _as_float64 if inline else _as_is
+
             def on_array(x):
                 c = np.ascontiguousarray(x)
                 out = np.empty(c.shape, dtype=c.dtype)
                 flat_in = c.reshape(c.size)
                 flat_out = out.reshape(out.size)
                 for k in range(flat_in.size):
-                    flat_out[k] = on_float(flat_in[k])
+                    flat_out[k] = element(arg(flat_in[k]))
                 return out
             return on_array
         return None
@@ -55,12 +62,22 @@ def _elementwise(name, scalar, numpy_impl, inline=False):
     return function
 
 
+@numba.njit(nogil=True, inline="always")
+def _as_float64(v):
+    return np.float64(v)
+
+
+@numba.njit(nogil=True, inline="always")
+def _as_is(v):
+    return v
+
+
 # ---------------------------------------------------------------- exp, log and log1p in arithmetic
 # libm's exp, log and log1p are calls LLVM cannot vectorise (numba has no vector math
 # library), so a fused loop calling them runs one element at a time. These spell the
 # same functions in arithmetic and bit operations only, as the loop's scalar code, so
 # a loop of them runs on SIMD lanes; they agree with libm to within 1 ulp, and keep its
-# special values (inf, nan, -0.0, subnormal results). Each is inlined into its caller.
+# special values (inf, nan, -0.0, subnormal results).
 # One element at a time they are slower than libm: only the vector passes of fusion's
 # tiles call them (as vexp, vlog, vlog1p, and in vsigmoid, vsoftplus, vlogaddexp).
 #
@@ -92,7 +109,8 @@ def _from_bits(typingctx, i):
     return types.float64(types.int64), _bitcast
 
 
-_INLINE = dict(nogil=True, error_model="numpy", inline="always")
+_INLINE = dict(nogil=True, error_model="numpy", inline="always")     # inlined by numba
+_LEAF = dict(nogil=True, error_model="numpy")                       # small: inlined by LLVM
 _LOG2E = 1.4426950408889634
 _ROUND = 6755399441055744.0            # 1.5 * 2^52: x + _ROUND rounds x to an integer in the low bits
 _ROUND_BITS = 0x4338000000000000
@@ -115,7 +133,7 @@ _TINY = 2.2250738585072014e-308       # the smallest normal float64
 _TWO54 = 18014398509481984.0
 
 
-@numba.njit(**_INLINE)
+@numba.njit(**_LEAF)
 def _exp64(x):
     v = min(max(x, -746.0), 710.0)    # exp is 0 below -745.14 and overflows past 709.79; nan passes
     t = v * _LOG2E + _ROUND
@@ -140,7 +158,7 @@ def _exp64(x):
     return p * _from_bits((half + 1023) << 52) * _from_bits((rest + 1023) << 52)
 
 
-@numba.njit(**_INLINE)
+@numba.njit(**_LEAF)
 def _log_reduced(u, k0, c):
     """log(u * 2^k0) + c for a positive normal ``u`` (c a small correction)."""
     bits = _bits(u) + (_ONE_BITS - _SQRT_HALF_BITS)
@@ -154,7 +172,7 @@ def _log_reduced(u, k0, c):
     return s * (half_f2 + r) + (k * _LN2_LO + c) - half_f2 + f + k * _LN2_HI
 
 
-@numba.njit(**_INLINE)
+@numba.njit(**_LEAF)
 def _log64(x):
     subnormal = x < _TINY
     u = x * _TWO54 if subnormal else x
@@ -170,7 +188,7 @@ def _log64(x):
     return out
 
 
-@numba.njit(**_INLINE)
+@numba.njit(**_LEAF)
 def _log1p64(x):
     u = 1.0 + x
     # the rounding error of 1 + x, relative to u (exact enough whichever operand is larger)

@@ -8,6 +8,7 @@ composites built on them (sigmoid, softplus, logaddexp) against numpy formulas.
 """
 
 import math
+import re
 
 import numba
 import numpy as np
@@ -205,3 +206,22 @@ def test_inlining_them_into_a_new_function_warns_nothing():
     want = (np.exp(x) + np.log(y) + np.log1p(y) + 1 / (1 + np.exp(-x)) + np.logaddexp(0, x)
             + np.logaddexp(x, y) + np.exp(x.astype(np.float32)))
     np.testing.assert_allclose(got, want, rtol=1e-7)
+
+
+@numba.njit(error_model="numpy")
+def _loop_composites(x, y, out):
+    for i in range(x.size):
+        out[i] = rt.vsigmoid(x[i]) + rt.vsoftplus(y[i]) + rt.vlogaddexp(x[i], y[i])
+
+
+@pytest.mark.parametrize("loop", [_loop_exp, _loop_log, _loop_log1p, _loop_composites])
+def test_llvm_vectorises_a_loop_of_them(loop):
+    """The point of spelling them in arithmetic: LLVM puts the loop on SIMD lanes (vector
+    types in the optimised IR); a call left un-inlined, or libm's, would keep it scalar."""
+    args = (np.ones(64), np.ones(64), np.empty(64)) if loop is _loop_composites else (np.ones(64),)
+    loop(*args)
+    ir = "\n".join(loop.inspect_llvm().values())
+    assert re.search(r"fmul [^\n]*<\d+ x double>", ir), "the loop was not vectorised"
+    # no exp or log left for the machine code to call (LLVM's vector intrinsics for them
+    # become one libm call per lane)
+    assert not re.search(r"@(llvm\.)?(exp|log|log1p)(\.v\d+f64|\.f64)?\(", ir)
