@@ -853,7 +853,7 @@ def _tiles(em, chunks, scalar, index, shape, pre):
         lines.append(f"    for {i} in range({start}, {stop}):" + ("  # on SIMD lanes" if kind == "vector" else ""))
         body = list(reads[k])
         for node, chunk_lines in chunk_list:
-            body.extend(_on_lanes(line) for line in chunk_lines) if kind == "vector" else body.extend(chunk_lines)
+            body.extend([_on_lanes(line) for line in chunk_lines] if kind == "vector" else chunk_lines)
             name = scalar.get(id(node))
             if name in handed:
                 body.append(f"{handed[name]}[{i} - {start}] = {name}")
