@@ -861,14 +861,16 @@ def _tiles(em, chunks, scalar, index, shape, pre):
     return lines
 
 
-# in a vector pass, the runtime's arithmetic versions (which LLVM can vectorise) replace
-# the libm calls (which it cannot); one element at a time, libm's are the faster
-_LANES = re.compile(r"(?<![\w.])(np\.(?:exp|log|log1p)|_rt\.(?:sigmoid|softplus|logaddexp))\(")
+# in a vector pass, the runtime's arithmetic versions (``_rt.v<op>``, which LLVM can
+# vectorise) replace the vector ops' usual spellings (libm calls, which it cannot); one
+# element at a time, libm's are the faster
+_LANE_OF = {SCALAR[op].split("(")[0]: f"_rt.v{op}" for op in _VECTOR_OPS}
+_LANES = re.compile(r"(?<![\w.])(" + "|".join(re.escape(f) for f in sorted(_LANE_OF, key=len, reverse=True)) + r")\(")
 
 
 def _on_lanes(line):
     code, hash_, comment = line.partition("#")
-    return _LANES.sub(lambda m: f"_rt.v{m.group(1).split('.')[1]}(", code) + hash_ + comment
+    return _LANES.sub(lambda m: _LANE_OF[m.group(1)] + "(", code) + hash_ + comment
 
 
 def _code_only(line):

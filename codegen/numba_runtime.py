@@ -173,19 +173,22 @@ def _log_reduced(u, k0, c):
 
 
 @numba.njit(**_LEAF)
+def _log_edges(u, out):
+    """``out``, the reduced log of ``u``, with libm's values where ``u`` is 0, negative, inf or nan."""
+    if u == 0.0:
+        out = -math.inf
+    if u < 0.0:
+        out = math.nan
+    if u == math.inf or u != u:
+        out = u
+    return out
+
+
+@numba.njit(**_LEAF)
 def _log64(x):
     subnormal = x < _TINY
     u = x * _TWO54 if subnormal else x
-    out = _log_reduced(u, -54.0 if subnormal else 0.0, 0.0)
-    if x == 0.0:
-        out = -math.inf
-    if x < 0.0:
-        out = math.nan
-    if x == math.inf:
-        out = x
-    if x != x:
-        out = x
-    return out
+    return _log_edges(x, _log_reduced(u, -54.0 if subnormal else 0.0, 0.0))
 
 
 @numba.njit(**_LEAF)
@@ -193,17 +196,9 @@ def _log1p64(x):
     u = 1.0 + x
     # the rounding error of 1 + x, relative to u (exact enough whichever operand is larger)
     c = ((1.0 - (u - x)) if u >= 4.0 else (x - (u - 1.0))) / u
-    out = _log_reduced(u, 0.0, c)
+    out = _log_edges(u, _log_reduced(u, 0.0, c))
     if x == 0.0:
         out = x                   # keeps -0.0
-    if u == 0.0:
-        out = -math.inf
-    if u < 0.0:
-        out = math.nan
-    if x == math.inf:
-        out = x
-    if x != x:
-        out = x
     return out
 
 
@@ -301,7 +296,7 @@ def vlogaddexp(a, b):
     return np.logaddexp(a, b)
 
 
-def _logaddexp_overload(element, inline):
+def _logaddexp_overload(element):
     def typed(a, b):
         if isinstance(a, types.Float) and isinstance(b, types.Float):
             if a == types.float32 and b == types.float32:
@@ -312,9 +307,9 @@ def _logaddexp_overload(element, inline):
 
 
 overload(logaddexp, jit_options=dict(nogil=True, error_model="numpy"))(
-    _logaddexp_overload(_logaddexp_element, False))
+    _logaddexp_overload(_logaddexp_element))
 overload(vlogaddexp, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
-    _logaddexp_overload(_vlogaddexp_element, True))
+    _logaddexp_overload(_vlogaddexp_element))
 
 
 @numba.njit(**_JIT)

@@ -92,8 +92,8 @@ def _add_partials(*parts):
 def _tree_sum(parts, delayed):
     """Sums of delayed partial results, FAN_IN at a time, log_FAN_IN(blocks) deep."""
     while len(parts) > 1:
-        parts = [delayed(_add_partials, pure=True)(*parts[i:i + FAN_IN]) if len(parts[i:i + FAN_IN]) > 1
-                 else parts[i] for i in range(0, len(parts), FAN_IN)]
+        groups = [parts[i:i + FAN_IN] for i in range(0, len(parts), FAN_IN)]
+        parts = [delayed(_add_partials, pure=True)(*g) if len(g) > 1 else g[0] for g in groups]
     return parts[0]
 
 

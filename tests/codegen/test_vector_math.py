@@ -20,30 +20,18 @@ import codegen.numba_runtime as rt
 _FUNCTIONS = {"exp": (rt.vexp, np.exp), "log": (rt.vlog, np.log), "log1p": (rt.vlog1p, np.log1p)}
 
 
-@numba.njit(error_model="numpy")
-def _loop_exp(a):
-    out = np.empty_like(a)
-    for i in range(a.size):
-        out[i] = rt.vexp(a[i])
-    return out
+def _loop_of(fn):
+    """A numba loop calling ``fn`` element by element, as fused loops do."""
+    @numba.njit(error_model="numpy")
+    def loop(a):
+        out = np.empty_like(a)
+        for i in range(a.size):
+            out[i] = fn(a[i])
+        return out
+    return loop
 
 
-@numba.njit(error_model="numpy")
-def _loop_log(a):
-    out = np.empty_like(a)
-    for i in range(a.size):
-        out[i] = rt.vlog(a[i])
-    return out
-
-
-@numba.njit(error_model="numpy")
-def _loop_log1p(a):
-    out = np.empty_like(a)
-    for i in range(a.size):
-        out[i] = rt.vlog1p(a[i])
-    return out
-
-
+_loop_exp, _loop_log, _loop_log1p = (_loop_of(rt.vexp), _loop_of(rt.vlog), _loop_of(rt.vlog1p))
 _LOOPS = {"exp": _loop_exp, "log": _loop_log, "log1p": _loop_log1p}
 
 
