@@ -13,9 +13,19 @@ affine combination of those sums. Per call:
    a function of the parameters only) are computed here;
 2. the parameters and weights are scattered to the workers once (with a
    ``dask.distributed`` client; otherwise they are plain arguments of the tasks);
-3. the block kernel runs on every row block (``to_delayed`` chunks, the global row
-   count passed in for means) and returns the block's partial sums and partial
-   gradients; the partials are added in a tree, ``FAN_IN`` per task;
+3. the block kernel runs on every row block (the global row count passed in for
+   means) and returns the block's partial sums and partial gradients:
+
+   - when every chunk of the row data is persisted on the cluster, one task per
+     worker thread runs a run of the blocks that worker holds, in turn, and adds
+     their partials; the workers share the rows in proportion to their threads
+     (blocks held unevenly are fetched once by the worker that is short); the
+     tasks' results are added here (on the cluster first when there are more than
+     ``FAN_IN``). Each task is a round trip through the scheduler, so a call costs
+     about one round trip however many blocks there are;
+   - otherwise (the chunks are still to be computed, or have to be rechunked, or
+     there is no ``dask.distributed`` client) one task per row block in the graph
+     that makes the chunks, and the partials added in a tree, ``FAN_IN`` per task;
 4. the loss and the rest of its gradient are computed here from the summed values.
 
 The block kernel travels to the workers as its source text (``BlockKernel``); each
@@ -95,6 +105,74 @@ def _tree_sum(parts, delayed):
         groups = [parts[i:i + FAN_IN] for i in range(0, len(parts), FAN_IN)]
         parts = [delayed(_add_partials, pure=True)(*g) if len(g) > 1 else g[0] for g in groups]
     return parts[0]
+
+
+def _run_blocks(kernel, n_shipped, width, n_rows, *args):
+    """On a worker: ``kernel`` on consecutive row blocks held there (``width`` chunks per block,
+    after the ``n_shipped`` parameters), the partial results added in block order."""
+    shipped, chunks = args[:n_shipped], args[n_shipped:]
+    total = None
+    for i in range(0, len(chunks), width):
+        part = kernel(*shipped, *chunks[i:i + width], n_rows)
+        total = part if total is None else _add_partials(total, part)
+    return total
+
+
+def _held_chunks(rows, client):
+    """The futures holding every chunk of ``rows`` (row order, one list per array) when all of
+    them are persisted on ``client``'s cluster as they are; otherwise None."""
+    import dask
+    from distributed import futures_of
+    held = []
+    for a in rows:
+        futures = {f.key: f for f in futures_of(a) if f.client is client}
+        keys = list(dask.core.flatten(a.__dask_keys__()))
+        if not keys or any(k not in futures for k in keys):
+            return None
+        held.append([futures[k] for k in keys])
+    return held
+
+
+def _groups_by_worker(client, held, row_chunks):
+    """Row blocks in runs of one task each, as (blocks, worker address). Every worker takes a share of the rows in
+    proportion to its threads: first blocks whose first array's chunk it holds, then, if the
+    data sits unevenly, blocks it fetches from another worker (once: Dask keeps the copy, and
+    later calls find it there). A worker's blocks are cut into one run per thread."""
+    threads = {address: max(1, n) for address, n in client.nthreads().items()}
+    where = client.who_has(held[0])
+    rows, total_threads = sum(row_chunks), sum(threads.values())
+    share = {address: rows * n / total_threads for address, n in threads.items()}
+    load = dict.fromkeys(threads, 0)
+    taken = {address: [] for address in threads}
+
+    def lightest(candidates):
+        return min(candidates, key=lambda address: (load[address] / share[address], address))
+
+    left = []
+    for i, future in enumerate(held[0]):
+        holders = [a for a in where.get(future.key, ()) if a in threads]
+        fits = [a for a in holders if load[a] + row_chunks[i] / 2 <= share[a]]
+        if fits:
+            address = lightest(fits)
+            taken[address].append(i)
+            load[address] += row_chunks[i]
+        else:
+            left.append(i)
+    for i in left:
+        address = lightest(list(threads))
+        taken[address].append(i)
+        load[address] += row_chunks[i]
+    runs = []
+    for address, blocks in taken.items():
+        blocks.sort()
+        cuts = max(1, min(len(blocks), threads[address]))
+        size = sum(row_chunks[i] for i in blocks) or 1
+        cut, done = [[] for _ in range(cuts)], 0
+        for i in blocks:                    # each block to the run its first row falls in
+            cut[min(cuts - 1, done * cuts // size)].append(i)
+            done += row_chunks[i]
+        runs.extend((run, address) for run in cut if run)
+    return sorted(runs)
 
 
 class RowSplit:
@@ -276,12 +354,24 @@ def value_and_grad_over_blocks(compiled, args):
         client = _client()
         if client is not None and shipped:
             shipped = client.scatter(shipped, broadcast=True, hash=False)
-        blocks = [a.to_delayed().reshape(-1) for a in rows]
-        # 3. one task per row block, partial results summed in a tree
-        run = dask.delayed(split.block, pure=True)
-        parts = [run(*shipped, *(b[i] for b in blocks), n_rows) for i in range(len(row_chunks))]
+        held = _held_chunks(rows, client) if client is not None else None
         try:
-            (partials,) = dask.compute(_tree_sum(parts, dask.delayed))
+            if held is not None:
+                # 3. the data is persisted: one task per worker thread runs the blocks it holds
+                tasks = [client.submit(_run_blocks, split.block, len(shipped), len(rows), n_rows,
+                                       *shipped, *(h[i] for i in run for h in held), pure=False,
+                                       workers=[address], allow_other_workers=True)
+                         for run, address in _groups_by_worker(client, held, row_chunks)]
+                while len(tasks) > FAN_IN:      # many workers: add on the cluster first
+                    tasks = [client.submit(_add_partials, *tasks[i:i + FAN_IN], pure=False)
+                             for i in range(0, len(tasks), FAN_IN)]
+                partials = _add_partials(*client.gather(tasks))
+            else:
+                # 3. one task per row block (computed in the same graph), partials summed in a tree
+                blocks = [a.to_delayed().reshape(-1) for a in rows]
+                run = dask.delayed(split.block, pure=True)
+                parts = [run(*shipped, *(b[i] for b in blocks), n_rows) for i in range(len(row_chunks))]
+                (partials,) = dask.compute(_tree_sum(parts, dask.delayed))
         except SymgradError:
             raise
         except Exception as exc:

@@ -380,8 +380,9 @@ def _task_arrays(obj, found, depth=0):
             _task_arrays(inner, found, depth + 1)
 
 
-def test_parameters_are_scattered_to_both_workers_not_embedded_in_the_task_graph(client,
-                                                                                  monkeypatch):
+@pytest.mark.parametrize("held", [True, False], ids=["persisted_rows", "rows_in_the_graph"])
+def test_parameters_are_scattered_to_both_workers_not_embedded_in_the_tasks(client, monkeypatch,
+                                                                           held):
     # an embedding table E (1.6 MB) gathered per row: the large parameter of the call
     E = sg.tensor("E", ("V",))
     ids = sg.tensor("ids", ("n",), dtype="int64")
@@ -390,10 +391,12 @@ def test_parameters_are_scattered_to_both_workers_not_embedded_in_the_task_graph
     rng = np.random.default_rng(5)
     table, xs, ids_n = rng.normal(size=200_000), rng.normal(size=800), rng.integers(0, 200_000, 800)
     want = vg(0.3, table, xs, ids_n)
-    xd, idsd = persisted(client, da.from_array(xs, chunks=50), da.from_array(ids_n, chunks=50))
+    xd, idsd = da.from_array(xs, chunks=50), da.from_array(ids_n, chunks=50)
+    if held:
+        xd, idsd = persisted(client, xd, idsd)
 
-    scattered, graphs = [], []
-    real_scatter, real_compute = client.scatter, dask.compute
+    scattered, graphs, submitted = [], [], []
+    real_scatter, real_compute, real_submit = client.scatter, dask.compute, client.submit
 
     def scatter(data, *args, **kwargs):
         futures = real_scatter(data, *args, **kwargs)
@@ -405,7 +408,12 @@ def test_parameters_are_scattered_to_both_workers_not_embedded_in_the_task_graph
         graphs.append([dict(c.__dask_graph__()) for c in collections])
         return real_compute(*collections, **kwargs)
 
+    def submit(fn, *args, **kwargs):
+        submitted.append((fn, args))
+        return real_submit(fn, *args, **kwargs)
+
     monkeypatch.setattr(client, "scatter", scatter)
+    monkeypatch.setattr(client, "submit", submit)
     monkeypatch.setattr(dask, "compute", compute)
     with client.as_current():
         got = vg(0.3, table, xd, idsd)
@@ -417,13 +425,101 @@ def test_parameters_are_scattered_to_both_workers_not_embedded_in_the_task_graph
     (table_future,) = [f for d, f in zip(data, futures) if np.shape(d) == table.shape]
     assert len(where[table_future.key]) == 2
 
-    # the tasks name the scattered keys; none carries the table (or any array as large)
-    ((graph,),) = graphs
-    assert sum(table_future.key in getattr(t, "dependencies", ()) for t in graph.values()) == 16
+    # the tasks name the scattered key; none carries the table (or any array as large)
     arrays = []
-    for task in graph.values():
-        _task_arrays(task, arrays)
+    if held:
+        # one task per worker thread, each running the blocks its worker holds
+        assert graphs == []
+        assert len(submitted) == 2
+        for fn, args in submitted:
+            assert fn.__name__ == "_run_blocks"
+            assert sum(isinstance(a, distributed.Future) and a.key == table_future.key
+                       for a in args) == 1
+            _task_arrays(args, arrays)
+    else:
+        # one task per block of 50 rows, in the graph that reads the rows
+        assert submitted == []
+        ((graph,),) = graphs
+        assert sum(table_future.key in getattr(t, "dependencies", ()) for t in graph.values()) == 16
+        for task in graph.values():
+            _task_arrays(task, arrays)
     assert all(a.nbytes < table.nbytes // 100 for a in arrays), [a.shape for a in arrays]
+
+
+# ---------------------------------------------------------------- blocks run where they are held
+
+
+def test_persisted_blocks_run_on_the_workers_holding_them_one_task_per_worker(client):
+    vg = logreg()
+    X, y, Xd, yd = logreg_blocks(client, blocks=12, rows=500, seed=8)
+    holders = client.who_has(Xd)
+    assert len({a for ws in holders.values() for a in ws}) == 2          # blocks on both
+    want = vg(np.full(16, 0.1), X, y)
+    with client.as_current(), distributed.get_task_stream() as stream:
+        got = vg(np.full(16, 0.1), Xd, yd)
+    assert_same_value_and_grads(got, want)
+    runs = [t for t in stream.data if str(t["key"]).startswith("_run_blocks")]
+    assert sorted(t["worker"] for t in runs) == sorted(client.nthreads())
+    assert len(stream.data) == len(runs) == 2           # and no task adding partial results
+    for t in runs:                                      # nothing fetched from the other worker
+        assert [s["action"] for s in t["startstops"]] == ["compute"], t["startstops"]
+
+
+def test_blocks_all_held_by_one_worker_are_shared_with_the_other(client):
+    vg = logreg()
+    rng = np.random.default_rng(9)
+    X, y = rng.normal(size=(1200, 16)), np.sign(rng.normal(size=1200))
+    first = sorted(client.nthreads())[0]
+    with client.as_current():
+        Xd, yd = client.persist([da.from_array(X, chunks=(100, 16)), da.from_array(y, chunks=100)],
+                                workers=[first])
+        distributed.wait([Xd, yd])
+    assert {a for ws in client.who_has(Xd).values() for a in ws} == {first}
+    want = vg(np.full(16, 0.1), X, y)
+    with client.as_current(), distributed.get_task_stream() as stream:
+        got = vg(np.full(16, 0.1), Xd, yd)
+    assert_same_value_and_grads(got, want)
+    runs = [t for t in stream.data if str(t["key"]).startswith("_run_blocks")]
+    assert sorted(t["worker"] for t in runs) == sorted(client.nthreads())
+
+
+class _Placement:
+    """What _groups_by_worker asks a client: threads per worker and who holds which chunk."""
+
+    def __init__(self, threads, holders):
+        self.threads, self.holders = threads, holders
+
+    def nthreads(self):
+        return dict(self.threads)
+
+    def who_has(self, futures):
+        return {f.key: self.holders[f.key] for f in futures if f.key in self.holders}
+
+
+class _Chunk:
+    def __init__(self, key):
+        self.key = key
+
+
+@pytest.mark.parametrize("threads, holders, rows, runs", [
+    # held evenly: every worker runs what it holds
+    ({"a": 1, "b": 1}, "abab", [5] * 4, [([0, 2], "a"), ([1, 3], "b")]),
+    # all on one worker: the other takes its share (the later blocks)
+    ({"a": 1, "b": 1}, "aaaa", [5] * 4, [([0, 1], "a"), ([2, 3], "b")]),
+    # threads: one run per thread, about equal rows
+    ({"a": 2, "b": 1}, "aaaaab", [5] * 6, [([0, 1], "a"), ([2, 3], "a"), ([4, 5], "b")]),
+    # uneven blocks: shares by rows, not by blocks
+    ({"a": 1, "b": 1}, "abbb", [30, 10, 10, 10], [([0], "a"), ([1, 2, 3], "b")]),
+    # a chunk held nowhere (lost, being recomputed) or on both goes where there is room
+    ({"a": 1, "b": 1}, ["a", "a", "", "ab"], [5] * 4, [([0, 1], "a"), ([2, 3], "b")]),
+    # one worker, one block
+    ({"a": 1}, "a", [7], [([0], "a")]),
+])
+def test_blocks_are_shared_by_rows_in_proportion_to_threads(threads, holders, rows, runs):
+    from symgrad.dask_arrays import _groups_by_worker
+    chunks = [_Chunk(("X", i)) for i in range(len(rows))]
+    placement = _Placement(threads, {c.key: tuple(h) for c, h in zip(chunks, holders)})
+    assert _groups_by_worker(placement, [chunks], rows) == runs
 
 
 # ---------------------------------------------------------------- L-BFGS on 2e6 rows
