@@ -110,7 +110,7 @@ def _from_bits(typingctx, i):
 
 
 _INLINE = dict(nogil=True, error_model="numpy", inline="always")     # inlined by numba
-_LEAF = dict(nogil=True, error_model="numpy")                       # small: inlined by LLVM
+_LEAF = dict(nogil=True, error_model="numpy", fastmath={"contract"})  # inlined by LLVM; a*b+c as one FMA
 _LOG2E = 1.4426950408889634
 _ROUND = 6755399441055744.0            # 1.5 * 2^52: x + _ROUND rounds x to an integer in the low bits
 _ROUND_BITS = 0x4338000000000000

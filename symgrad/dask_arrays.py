@@ -11,22 +11,25 @@ affine combination of those sums. Per call:
 
 1. the weights ``G_j`` (the loss's derivative with respect to each sum over rows,
    a function of the parameters only) are computed here;
-2. the parameters and weights are scattered to the workers once (with a
-   ``dask.distributed`` client; otherwise they are plain arguments of the tasks);
-3. the block kernel runs on every row block (the global row count passed in for
+2. the block kernel runs on every row block (the global row count passed in for
    means) and returns the block's partial sums and partial gradients:
 
-   - when every chunk of the row data is persisted on the cluster, one task per
-     worker thread runs a run of the blocks that worker holds, in turn, and adds
-     their partials; the workers share the rows in proportion to their threads
-     (blocks held unevenly are fetched once by the worker that is short); the
+   - when every chunk of the row data is persisted on the cluster (and there is a
+     ``dask.distributed`` client), one task per worker thread runs a run of the
+     blocks that worker holds, in turn, and adds their partials. The workers share
+     the rows in proportion to their threads (blocks held unevenly are fetched once
+     by the worker that is short). The parameters and weights travel inside these
+     tasks, so each worker thread receives them once per call, and a worker lost
+     mid-call takes no parameter with it that another worker would wait for. The
      tasks' results are added here (on the cluster first when there are more than
-     ``FAN_IN``). Each task is a round trip through the scheduler, so a call costs
-     about one round trip however many blocks there are;
-   - otherwise (the chunks are still to be computed, or have to be rechunked, or
-     there is no ``dask.distributed`` client) one task per row block in the graph
-     that makes the chunks, and the partials added in a tree, ``FAN_IN`` per task;
-4. the loss and the rest of its gradient are computed here from the summed values.
+     ``FAN_IN``). A call costs about one round trip through the scheduler however
+     many blocks there are;
+   - otherwise (the chunks are still to be computed, or have to be rechunked) the
+     parameters and weights are scattered to every worker once, and one task per
+     row block runs in the graph that makes the chunks, the partials added in a
+     tree, ``FAN_IN`` per task (without a client: Dask's local scheduler, the
+     parameters plain arguments of the tasks);
+3. the loss and the rest of its gradient are computed here from the summed values.
 
 The block kernel travels to the workers as its source text (``BlockKernel``); each
 worker process loads it once and keeps it (numba's cache on disk makes that a load,
@@ -349,15 +352,13 @@ def value_and_grad_over_blocks(compiled, args):
     weights = list(split.weights(*params, n_rows)) if split.weights is not None else []
     partials = None
     if split.block is not None:
-        # 2. parameters and weights go to the workers once per call
         shipped = params + weights
         client = _client()
-        if client is not None and shipped:
-            shipped = client.scatter(shipped, broadcast=True, hash=False)
         held = _held_chunks(rows, client) if client is not None else None
         try:
             if held is not None:
-                # 3. the data is persisted: one task per worker thread runs the blocks it holds
+                # 2. the data is persisted: one task per worker thread runs the blocks it holds,
+                # the parameters inside the task
                 tasks = [client.submit(_run_blocks, split.block, len(shipped), len(rows), n_rows,
                                        *shipped, *(h[i] for i in run for h in held), pure=False,
                                        workers=[address], allow_other_workers=True)
@@ -367,7 +368,10 @@ def value_and_grad_over_blocks(compiled, args):
                              for i in range(0, len(tasks), FAN_IN)]
                 partials = _add_partials(*client.gather(tasks))
             else:
-                # 3. one task per row block (computed in the same graph), partials summed in a tree
+                # 2. parameters to every worker once; one task per row block (computed in the
+                # same graph), partials summed in a tree
+                if client is not None and shipped:
+                    shipped = client.scatter(shipped, broadcast=True, hash=False)
                 blocks = [a.to_delayed().reshape(-1) for a in rows]
                 run = dask.delayed(split.block, pure=True)
                 parts = [run(*shipped, *(b[i] for b in blocks), n_rows) for i in range(len(row_chunks))]
@@ -381,7 +385,7 @@ def value_and_grad_over_blocks(compiled, args):
             raise
     k = len(plan.sums)
     sums = list(partials[:k]) if partials is not None else []
-    # 4. the loss and the rest of the gradient from the summed values
+    # 3. the loss and the rest of the gradient from the summed values
     out = split.combine(*params, *sums, n_rows)
     value, grads = out[0], list(out[1:])
     if partials is not None:

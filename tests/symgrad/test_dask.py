@@ -381,8 +381,7 @@ def _task_arrays(obj, found, depth=0):
 
 
 @pytest.mark.parametrize("held", [True, False], ids=["persisted_rows", "rows_in_the_graph"])
-def test_parameters_are_scattered_to_both_workers_not_embedded_in_the_tasks(client, monkeypatch,
-                                                                           held):
+def test_parameters_reach_each_worker_once_per_call_not_once_per_block(client, monkeypatch, held):
     # an embedding table E (1.6 MB) gathered per row: the large parameter of the call
     E = sg.tensor("E", ("V",))
     ids = sg.tensor("ids", ("n",), dtype="int64")
@@ -419,30 +418,34 @@ def test_parameters_are_scattered_to_both_workers_not_embedded_in_the_tasks(clie
         got = vg(0.3, table, xd, idsd)
     assert_same_value_and_grads(got, want)
 
+    if held:
+        # one task per worker thread (two workers, one thread each), each carrying the table
+        # once and running the 8 blocks of 50 rows its worker holds: no scatter, no graph
+        assert scattered == [] and graphs == []
+        assert len(submitted) == 2
+        blocks = []
+        for fn, args in submitted:
+            assert fn.__name__ == "_run_blocks"
+            assert sum(a is table for a in args) == 1
+            blocks.append(sum(isinstance(a, distributed.Future) for a in args) // 2)
+            assert all(not isinstance(a, np.ndarray) or a is table or a.nbytes < table.nbytes // 100
+                       for a in args)
+        assert sorted(blocks) == [8, 8]
+        return
+
     # once per call, to every worker
     ((data, kwargs, futures, where),) = scattered
     assert kwargs.get("broadcast") is True
     (table_future,) = [f for d, f in zip(data, futures) if np.shape(d) == table.shape]
     assert len(where[table_future.key]) == 2
-
-    # the tasks name the scattered key; none carries the table (or any array as large)
+    # one task per block of 50 rows, in the graph that reads the rows: each names the
+    # scattered key, none carries the table (or any array as large)
+    assert submitted == []
+    ((graph,),) = graphs
+    assert sum(table_future.key in getattr(t, "dependencies", ()) for t in graph.values()) == 16
     arrays = []
-    if held:
-        # one task per worker thread, each running the blocks its worker holds
-        assert graphs == []
-        assert len(submitted) == 2
-        for fn, args in submitted:
-            assert fn.__name__ == "_run_blocks"
-            assert sum(isinstance(a, distributed.Future) and a.key == table_future.key
-                       for a in args) == 1
-            _task_arrays(args, arrays)
-    else:
-        # one task per block of 50 rows, in the graph that reads the rows
-        assert submitted == []
-        ((graph,),) = graphs
-        assert sum(table_future.key in getattr(t, "dependencies", ()) for t in graph.values()) == 16
-        for task in graph.values():
-            _task_arrays(task, arrays)
+    for task in graph.values():
+        _task_arrays(task, arrays)
     assert all(a.nbytes < table.nbytes // 100 for a in arrays), [a.shape for a in arrays]
 
 
@@ -461,8 +464,8 @@ def test_persisted_blocks_run_on_the_workers_holding_them_one_task_per_worker(cl
     runs = [t for t in stream.data if str(t["key"]).startswith("_run_blocks")]
     assert sorted(t["worker"] for t in runs) == sorted(client.nthreads())
     assert len(stream.data) == len(runs) == 2           # and no task adding partial results
-    for t in runs:                                      # nothing fetched from the other worker
-        assert [s["action"] for s in t["startstops"]] == ["compute"], t["startstops"]
+    # no block of X was fetched by the other worker (a fetched chunk stays there as a copy)
+    assert client.who_has(Xd) == holders
 
 
 def test_blocks_all_held_by_one_worker_are_shared_with_the_other(client):
