@@ -9,7 +9,8 @@ value-and-grad call of
   dask-glm writes them (``X.dot(w)``, ``X.T.dot(...)``), computed together;
 
 next to the same symgrad function on the numpy arrays in this one process (the
-in-memory time). Every result is checked against the in-memory one.
+in-memory time). The three are called in turn, so that all see the same machine.
+Every result is checked against the in-memory one.
 
     symgrad bench --dask
     symgrad bench --dask --rows 1e6 --chunk 1e5 --workers 1,2
@@ -23,14 +24,18 @@ import numpy as np
 LAMBDA = 1e-3
 
 
-def _median_seconds(fn, repeat):
-    fn()
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def _median_seconds(fns, repeat):
+    """The median seconds of each of ``fns``, called in turn ``repeat`` times (after one call
+    each), so that a slow spell of a shared machine falls on all of them alike."""
+    for fn in fns:
         fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
+    runs = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, times in zip(fns, runs):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return [statistics.median(times) for times in runs]
 
 
 def _dask_array_value_and_grad(w, X, y, n):
@@ -58,29 +63,28 @@ def run(rows=10**7, chunk=10**6, features=16, workers=(1, 2), repeat=5, out=prin
     out(f"logistic regression, {rows:.0e} rows x {features}, chunks of {chunk:.0e} rows; "
         f"median of {repeat} calls")
     records = []
-    in_memory = None
+    Xn = yn = None
     for n_workers in workers:
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                           host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster):
             data = da.random.default_rng(1)
             Xd = data.normal(size=(rows, features), chunks=(chunk, features)).persist()
             yd = da.sign(data.normal(size=rows, chunks=chunk)).persist()
-            if in_memory is None:
+            if Xn is None:
                 # copied into memory numpy allocates (which it asks the kernel to back with huge
                 # pages); an array as it arrives from the cluster is not, and the same call on it
                 # ran 1.7x slower here
                 Xn, yn = np.array(Xd.compute()), np.array(yd.compute())
                 ref = vg(w0, Xn, yn)
-                in_memory = _median_seconds(lambda: vg(w0, Xn, yn), repeat)
-                del Xn, yn
             got = vg(w0, Xd, yd)
             by_hand = _dask_array_value_and_grad(w0, Xd, yd, rows)
             error = max(abs(got[0] - ref[0]) / abs(ref[0]),
                         float(np.max(np.abs(got[1] - ref[1])) / np.max(np.abs(ref[1]))))
             error_by_hand = max(abs(by_hand[0] - ref[0]) / abs(ref[0]),
                                 float(np.max(np.abs(by_hand[1] - ref[1])) / np.max(np.abs(ref[1]))))
-            t_sg = _median_seconds(lambda: vg(w0, Xd, yd), repeat)
-            t_da = _median_seconds(lambda: _dask_array_value_and_grad(w0, Xd, yd, rows), repeat)
+            in_memory, t_sg, t_da = _median_seconds(
+                [lambda: vg(w0, Xn, yn), lambda: vg(w0, Xd, yd),
+                 lambda: _dask_array_value_and_grad(w0, Xd, yd, rows)], repeat)
             records.append({"workers": n_workers, "symgrad_seconds": t_sg, "dask_array_seconds": t_da,
                             "in_memory_seconds": in_memory, "relative_error": error,
                             "dask_array_relative_error": error_by_hand})
