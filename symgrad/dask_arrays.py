@@ -24,11 +24,14 @@ affine combination of those sums. Per call:
      tasks' results are added here (on the cluster first when there are more than
      ``FAN_IN``). A call costs about one round trip through the scheduler however
      many blocks there are;
-   - otherwise (the chunks are still to be computed, or have to be rechunked) the
-     parameters and weights are scattered to every worker once, and one task per
-     row block runs in the graph that makes the chunks, the partials added in a
-     tree, ``FAN_IN`` per task (without a client: Dask's local scheduler, the
-     parameters plain arguments of the tasks);
+   - otherwise (the chunks are still to be computed, or have to be rechunked, or
+     there is no client) one task per row block runs in the graph that makes the
+     chunks, the partials added in a tree, ``FAN_IN`` per task. The parameters and
+     weights are one node of that graph, which every block task depends on: a worker
+     receives them once per call (from the scheduler or from another worker). They
+     are not scattered: Dask drops the replicas of scattered data it sees no use for,
+     and a worker lost mid-call could take the only copy with it, leaving the call
+     waiting; a graph node is computed again elsewhere;
 3. the loss and the rest of its gradient are computed here from the summed values.
 
 The block kernel travels to the workers as its source text (``BlockKernel``); each
@@ -38,6 +41,7 @@ not a compile, on a machine that has compiled it before).
 
 import os
 import threading
+import uuid
 import warnings
 import weakref
 
@@ -108,6 +112,11 @@ def _tree_sum(parts, delayed):
         groups = [parts[i:i + FAN_IN] for i in range(0, len(parts), FAN_IN)]
         parts = [delayed(_add_partials, pure=True)(*g) if len(g) > 1 else g[0] for g in groups]
     return parts[0]
+
+
+def _run_block(kernel, shipped, n_rows, *chunks):
+    """On a worker: ``kernel`` on one row block."""
+    return kernel(*shipped, *chunks, n_rows)
 
 
 def _run_blocks(kernel, n_shipped, width, n_rows, *args):
@@ -368,13 +377,13 @@ def value_and_grad_over_blocks(compiled, args):
                              for i in range(0, len(tasks), FAN_IN)]
                 partials = _add_partials(*client.gather(tasks))
             else:
-                # 2. parameters to every worker once; one task per row block (computed in the
-                # same graph), partials summed in a tree
-                if client is not None and shipped:
-                    shipped = client.scatter(shipped, broadcast=True, hash=False)
+                # 2. one task per row block (computed in the same graph), the parameters one node
+                # of the graph that the blocks depend on, partials summed in a tree
+                shared = dask.delayed(tuple(shipped), name=f"symgrad-parameters-{uuid.uuid4().hex}")
                 blocks = [a.to_delayed().reshape(-1) for a in rows]
-                run = dask.delayed(split.block, pure=True)
-                parts = [run(*shipped, *(b[i] for b in blocks), n_rows) for i in range(len(row_chunks))]
+                run = dask.delayed(_run_block, pure=True)
+                parts = [run(split.block, shared, n_rows, *(b[i] for b in blocks))
+                         for i in range(len(row_chunks))]
                 (partials,) = dask.compute(_tree_sum(parts, dask.delayed))
         except SymgradError:
             raise

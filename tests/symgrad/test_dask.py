@@ -433,20 +433,20 @@ def test_parameters_reach_each_worker_once_per_call_not_once_per_block(client, m
         assert sorted(blocks) == [8, 8]
         return
 
-    # once per call, to every worker
-    ((data, kwargs, futures, where),) = scattered
-    assert kwargs.get("broadcast") is True
-    (table_future,) = [f for d, f in zip(data, futures) if np.shape(d) == table.shape]
-    assert len(where[table_future.key]) == 2
-    # one task per block of 50 rows, in the graph that reads the rows: each names the
-    # scattered key, none carries the table (or any array as large)
-    assert submitted == []
+    # one task per block of 50 rows, in the graph that reads the rows; the table is in one
+    # node of it, which all 16 depend on, and no task carries it (or any array as large)
+    assert scattered == [] and submitted == []
     ((graph,),) = graphs
-    assert sum(table_future.key in getattr(t, "dependencies", ()) for t in graph.values()) == 16
-    arrays = []
-    for task in graph.values():
-        _task_arrays(task, arrays)
-    assert all(a.nbytes < table.nbytes // 100 for a in arrays), [a.shape for a in arrays]
+    holding = []
+    for key, task in graph.items():
+        found = []
+        _task_arrays(task, found)
+        if any(a is table for a in found):
+            holding.append(key)
+        else:
+            assert all(a.nbytes < table.nbytes // 100 for a in found), (key, [a.shape for a in found])
+    (table_key,) = holding
+    assert sum(table_key in getattr(t, "dependencies", ()) for t in graph.values()) == 16
 
 
 # ---------------------------------------------------------------- blocks run where they are held
@@ -458,14 +458,23 @@ def test_persisted_blocks_run_on_the_workers_holding_them_one_task_per_worker(cl
     holders = client.who_has(Xd)
     assert len({a for ws in holders.values() for a in ws}) == 2          # blocks on both
     want = vg(np.full(16, 0.1), X, y)
+    from symgrad.dask_arrays import _groups_by_worker, _held_chunks
+    (chunks,) = _held_chunks([Xd], client)
+    # a block goes to a worker not holding it only where the data sits unevenly
+    plan = _groups_by_worker(client, [chunks], Xd.chunks[0])
+    expected = {c.key: set(holders[c.key]) for c in chunks}
+    for blocks, address in plan:
+        for i in blocks:
+            expected[chunks[i].key].add(address)
     with client.as_current(), distributed.get_task_stream() as stream:
         got = vg(np.full(16, 0.1), Xd, yd)
     assert_same_value_and_grads(got, want)
     runs = [t for t in stream.data if str(t["key"]).startswith("_run_blocks")]
     assert sorted(t["worker"] for t in runs) == sorted(client.nthreads())
     assert len(stream.data) == len(runs) == 2           # and no task adding partial results
-    # no block of X was fetched by the other worker (a fetched chunk stays there as a copy)
-    assert client.who_has(Xd) == holders
+    # each run ran on its worker: no block of X was fetched but those the plan moved (a
+    # fetched chunk stays on the worker that fetched it, as a copy)
+    assert {key: set(where) for key, where in client.who_has(Xd).items()} == expected
 
 
 def test_blocks_all_held_by_one_worker_are_shared_with_the_other(client):
@@ -528,9 +537,10 @@ def test_blocks_are_shared_by_rows_in_proportion_to_threads(threads, holders, ro
 # ---------------------------------------------------------------- L-BFGS on 2e6 rows
 
 
-def logreg_blocks(client, blocks, rows, seed, d=16):
+def logreg_blocks(client, blocks, rows, seed, d=16, persist=True):
     """A logistic-regression data set of ``blocks`` row blocks: made on the workers and kept
-    there (Dask arrays), and the same rows made here (numpy), without shipping the data."""
+    there (Dask arrays; or, with ``persist=False``, made again by every computation), and the
+    same rows made here (numpy), without shipping the data."""
     def make_block(i):
         """Row block ``i``, the same wherever it is made (a closure, so it travels by value)."""
         w_true = np.random.default_rng(seed).normal(size=d)
@@ -541,7 +551,8 @@ def logreg_blocks(client, blocks, rows, seed, d=16):
     made = [dask.delayed(make_block, pure=True)(i) for i in range(blocks)]
     Xd = da.concatenate([da.from_delayed(b[0], (rows, d), np.float64) for b in made])
     yd = da.concatenate([da.from_delayed(b[1], (rows,), np.float64) for b in made])
-    Xd, yd = persisted(client, Xd, yd)
+    if persist:
+        Xd, yd = persisted(client, Xd, yd)
     X, y = np.empty((blocks * rows, d)), np.empty(blocks * rows)
     for i in range(blocks):
         X[i * rows:(i + 1) * rows], y[i * rows:(i + 1) * rows] = make_block(i)
@@ -575,10 +586,12 @@ def test_a_parameter_passed_as_a_dask_array_is_refused_naming_both_dimensions():
 # ---------------------------------------------------------------- a worker killed mid-call
 
 
-def test_worker_killed_mid_call_gives_the_right_result_or_an_error_and_the_cluster_recovers(client):
+@pytest.mark.parametrize("persist", [True, False], ids=["persisted_rows", "rows_in_the_graph"])
+def test_worker_killed_mid_call_gives_the_right_result_or_an_error_and_the_cluster_recovers(
+        client, persist):
     vg = logreg()
-    # 80 blocks: a call schedules ~160 tasks, long enough for a kill to land inside it
-    X, y, Xd, yd = logreg_blocks(client, blocks=80, rows=1000, seed=6)
+    # 80 blocks: persisted, a call is one task per worker; in the graph, ~250 tasks
+    X, y, Xd, yd = logreg_blocks(client, blocks=80, rows=1000, seed=6, persist=persist)
     w0 = np.random.default_rng(6).normal(size=16)
     want = vg(w0, X, y)
     before = client.run(os.getpid)
