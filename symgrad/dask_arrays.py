@@ -31,7 +31,9 @@ affine combination of those sums. Per call:
      receives them once per call (from the scheduler or from another worker). They
      are not scattered: Dask drops the replicas of scattered data it sees no use for,
      and a worker lost mid-call could take the only copy with it, leaving the call
-     waiting; a graph node is computed again elsewhere;
+     waiting; a graph node is computed again elsewhere. (Either way the parameters
+     pass through the scheduler; above 10 MB of them Dask warns, once, that it is
+     sending a large graph);
 3. the loss and the rest of its gradient are computed here from the summed values.
 
 The block kernel travels to the workers as its source text (``BlockKernel``); each
