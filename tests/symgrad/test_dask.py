@@ -495,6 +495,22 @@ def test_blocks_all_held_by_one_worker_are_shared_with_the_other(client):
     assert sorted(t["worker"] for t in runs) == sorted(client.nthreads())
 
 
+def test_a_worker_with_two_threads_gets_one_task_per_thread():
+    vg = logreg()
+    rng = np.random.default_rng(10)
+    X, y = rng.normal(size=(4000, 16)), np.sign(rng.normal(size=4000))
+    want = vg(np.full(16, 0.1), X, y)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as two_threads, two_threads.as_current():
+        Xd, yd = persisted(two_threads, da.from_array(X, chunks=(500, 16)), da.from_array(y, chunks=500))
+        with distributed.get_task_stream(two_threads) as stream:
+            got = vg(np.full(16, 0.1), Xd, yd)
+    assert_same_value_and_grads(got, want)
+    runs = [t for t in stream.data if str(t["key"]).startswith("_run_blocks")]
+    assert len(runs) == 2 and len(stream.data) == 2     # four blocks each (the plan's test below)
+
+
 class _Placement:
     """What _groups_by_worker asks a client: threads per worker and who holds which chunk."""
 
