@@ -148,14 +148,17 @@ def _held_chunks(rows, client):
 
 
 def _groups_by_worker(client, held, row_chunks):
-    """Row blocks in runs of one task each, as (blocks, worker address). Every worker takes a share of the rows in
-    proportion to its threads: first blocks whose first array's chunk it holds, then, if the
-    data sits unevenly, blocks it fetches from another worker (once: Dask keeps the copy, and
-    later calls find it there). A worker's blocks are cut into one run per thread."""
+    """Row blocks in runs of one task each, as (blocks, worker address). Every worker takes a
+    share of the rows in proportion to its threads: first blocks whose first array's chunk it
+    holds, then, if the data sits unevenly, blocks it fetches from another worker (once: Dask
+    keeps the copy, and later calls find it there). A worker's blocks are cut into one run per
+    thread."""
     threads = {address: max(1, n) for address, n in client.nthreads().items()}
+    if not threads:
+        return []                           # no worker now: the graph waits for one
     where = client.who_has(held[0])
     rows, total_threads = sum(row_chunks), sum(threads.values())
-    share = {address: rows * n / total_threads for address, n in threads.items()}
+    share = {address: max(rows, 1) * n / total_threads for address, n in threads.items()}
     load = dict.fromkeys(threads, 0)
     taken = {address: [] for address in threads}
 
@@ -366,14 +369,15 @@ def value_and_grad_over_blocks(compiled, args):
         shipped = params + weights
         client = _client()
         held = _held_chunks(rows, client) if client is not None else None
+        runs = _groups_by_worker(client, held, row_chunks) if held is not None else []
         try:
-            if held is not None:
+            if runs:
                 # 2. the data is persisted: one task per worker thread runs the blocks it holds,
                 # the parameters inside the task
                 tasks = [client.submit(_run_blocks, split.block, len(shipped), len(rows), n_rows,
                                        *shipped, *(h[i] for i in run for h in held), pure=False,
                                        workers=[address], allow_other_workers=True)
-                         for run, address in _groups_by_worker(client, held, row_chunks)]
+                         for run, address in runs]
                 while len(tasks) > FAN_IN:      # many workers: add on the cluster first
                     tasks = [client.submit(_add_partials, *tasks[i:i + FAN_IN], pure=False)
                              for i in range(0, len(tasks), FAN_IN)]

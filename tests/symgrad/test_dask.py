@@ -542,6 +542,10 @@ class _Chunk:
     ({"a": 1, "b": 1}, ["a", "a", "", "ab"], [5] * 4, [([0, 1], "a"), ([2, 3], "b")]),
     # one worker, one block
     ({"a": 1}, "a", [7], [([0], "a")]),
+    # no rows at all
+    ({"a": 1, "b": 1}, "ab", [0, 0], [([0], "a"), ([1], "b")]),
+    # no worker at the moment: no runs (the call falls back to a graph, which waits for one)
+    ({}, "a", [7], []),
 ])
 def test_blocks_are_shared_by_rows_in_proportion_to_threads(threads, holders, rows, runs):
     from symgrad.dask_arrays import _groups_by_worker
