@@ -501,7 +501,7 @@ def test_a_worker_with_two_threads_gets_one_task_per_thread():
     X, y = rng.normal(size=(4000, 16)), np.sign(rng.normal(size=4000))
     want = vg(np.full(16, 0.1), X, y)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+                                  host="127.0.0.1", dashboard_address=":0") as cluster, \
             distributed.Client(cluster, set_as_default=False) as two_threads, two_threads.as_current():
         Xd, yd = persisted(two_threads, da.from_array(X, chunks=(500, 16)), da.from_array(y, chunks=500))
         with distributed.get_task_stream(two_threads) as stream:
