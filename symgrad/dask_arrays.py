@@ -30,8 +30,8 @@ affine combination of those sums. Per call:
      weights are one node of that graph, which every block task depends on: a worker
      receives them once per call (from the scheduler or from another worker). They
      are not scattered: Dask drops the replicas of scattered data it sees no use for,
-     and a worker lost mid-call could take the only copy with it, leaving the call
-     waiting; a graph node is computed again elsewhere. (Either way the parameters
+     a worker lost mid-call could take the only copy with it (a call was seen waiting
+     after that), and scattered data cannot be computed again; a graph node can. (Either way the parameters
      pass through the scheduler; above 10 MB of them Dask warns, once, that it is
      sending a large graph);
 3. the loss and the rest of its gradient are computed here from the summed values.
