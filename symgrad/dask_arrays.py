@@ -31,9 +31,9 @@ affine combination of those sums. Per call:
      receives them once per call (from the scheduler or from another worker). They
      are not scattered: Dask drops the replicas of scattered data it sees no use for,
      a worker lost mid-call could take the only copy with it (a call was seen waiting
-     after that), and scattered data cannot be computed again; a graph node can. (Either way the parameters
-     pass through the scheduler; above 10 MB of them Dask warns, once, that it is
-     sending a large graph);
+     after that), and scattered data cannot be computed again; a graph node can.
+     (Either way the parameters pass through the scheduler; above 10 MB of them Dask
+     warns, once, that it is sending a large graph);
 3. the loss and the rest of its gradient are computed here from the summed values.
 
 The block kernel travels to the workers as its source text (``BlockKernel``); each
@@ -41,6 +41,7 @@ worker process loads it once and keeps it (numba's cache on disk makes that a lo
 not a compile, on a machine that has compiled it before).
 """
 
+import functools
 import os
 import threading
 import uuid
@@ -108,28 +109,20 @@ def _add_partials(*parts):
     return total
 
 
-def _tree_sum(parts, delayed):
-    """Sums of delayed partial results, FAN_IN at a time, log_FAN_IN(blocks) deep."""
-    while len(parts) > 1:
+def _tree_sum(parts, add, until=1):
+    """``parts`` added FAN_IN at a time by ``add(*group)`` (a task), level by level, until at most
+    ``until`` are left (log_FAN_IN(blocks) levels for one)."""
+    while len(parts) > until:
         groups = [parts[i:i + FAN_IN] for i in range(0, len(parts), FAN_IN)]
-        parts = [delayed(_add_partials, pure=True)(*g) if len(g) > 1 else g[0] for g in groups]
-    return parts[0]
+        parts = [add(*g) if len(g) > 1 else g[0] for g in groups]
+    return parts
 
 
-def _run_block(kernel, shipped, n_rows, *chunks):
-    """On a worker: ``kernel`` on one row block."""
-    return kernel(*shipped, *chunks, n_rows)
-
-
-def _run_blocks(kernel, n_shipped, width, n_rows, *args):
-    """On a worker: ``kernel`` on consecutive row blocks held there (``width`` chunks per block,
-    after the ``n_shipped`` parameters), the partial results added in block order."""
-    shipped, chunks = args[:n_shipped], args[n_shipped:]
-    total = None
-    for i in range(0, len(chunks), width):
-        part = kernel(*shipped, *chunks[i:i + width], n_rows)
-        total = part if total is None else _add_partials(total, part)
-    return total
+def _run_blocks(kernel, shipped, width, n_rows, *chunks):
+    """On a worker: ``kernel`` on one or more row blocks (``width`` chunks each, in order), after
+    the parameters ``shipped``; their partial results added in block order."""
+    return _add_partials(*(kernel(*shipped, *chunks[i:i + width], n_rows)
+                           for i in range(0, len(chunks), width)))
 
 
 def _held_chunks(rows, client):
@@ -374,23 +367,24 @@ def value_and_grad_over_blocks(compiled, args):
             if runs:
                 # 2. the data is persisted: one task per worker thread runs the blocks it holds,
                 # the parameters inside the task
-                tasks = [client.submit(_run_blocks, split.block, len(shipped), len(rows), n_rows,
-                                       *shipped, *(h[i] for i in run for h in held), pure=False,
+                tasks = [client.submit(_run_blocks, split.block, tuple(shipped), len(rows), n_rows,
+                                       *(h[i] for i in run for h in held), pure=False,
                                        workers=[address], allow_other_workers=True)
                          for run, address in runs]
-                while len(tasks) > FAN_IN:      # many workers: add on the cluster first
-                    tasks = [client.submit(_add_partials, *tasks[i:i + FAN_IN], pure=False)
-                             for i in range(0, len(tasks), FAN_IN)]
+                # many workers: add on the cluster first, the last few here
+                tasks = _tree_sum(tasks, functools.partial(client.submit, _add_partials, pure=False),
+                                  until=FAN_IN)
                 partials = _add_partials(*client.gather(tasks))
             else:
                 # 2. one task per row block (computed in the same graph), the parameters one node
                 # of the graph that the blocks depend on, partials summed in a tree
                 shared = dask.delayed(tuple(shipped), name=f"symgrad-parameters-{uuid.uuid4().hex}")
                 blocks = [a.to_delayed().reshape(-1) for a in rows]
-                run = dask.delayed(_run_block, pure=True)
-                parts = [run(split.block, shared, n_rows, *(b[i] for b in blocks))
+                run = dask.delayed(_run_blocks, pure=True)
+                parts = [run(split.block, shared, len(rows), n_rows, *(b[i] for b in blocks))
                          for i in range(len(row_chunks))]
-                (partials,) = dask.compute(_tree_sum(parts, dask.delayed))
+                (total,) = _tree_sum(parts, dask.delayed(_add_partials, pure=True))
+                (partials,) = dask.compute(total)
         except SymgradError:
             raise
         except Exception as exc:
