@@ -18,6 +18,7 @@ BACKENDS = {"numba": NumbaEmitter, "numpy": NumpyEmitter}
 
 def _numba_signature(inputs):
     import numba
+
     types = []
     for s in inputs:
         scalar = numba.from_dtype(__import__("numpy").dtype(s.dtype))
@@ -31,27 +32,29 @@ def max_statements():
     counted after runs of repeated scalar statements are rolled into loops (a recurrence of any
     depth is a few dozen lines; see ``schedule.find_loops``)."""
     import os
+
     try:
         return int(os.environ.get("SYMGRAD_MAX_STATEMENTS", "20000"))
     except ValueError:
         return 20000
 
 
-def compile_graph(outputs, inputs, *, output_names, structure, primary=1, backend="numba",
-                  title="f", entry="call"):
+def compile_graph(
+    outputs, inputs, *, output_names, structure, primary=1, backend="numba", title="f", entry="call"
+):
     """Emit, load and (for numba) compile the module computing ``outputs`` from ``inputs``."""
     if backend not in BACKENDS:
         raise UnsupportedError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     start = time.perf_counter()
     emitter = BACKENDS[backend]()
-    source = emitter.module(list(outputs), list(output_names), list(inputs), primary, entry, title,
-                            structure)
+    source = emitter.module(list(outputs), list(output_names), list(inputs), primary, entry, title, structure)
     statements = source.count("\n")
     if backend == "numba" and statements > max_statements():
         raise UnsupportedError(
             f"the generated module has {statements} lines, more than numba compiles in reasonable "
             f"time (the limit is {max_statements()}, set by SYMGRAD_MAX_STATEMENTS); use "
-            "backend='numpy' for this graph, or an hvp/vjp instead of a dense derivative")
+            "backend='numpy' for this graph, or an hvp/vjp instead of a dense derivative"
+        )
     module, existed = load_module(source, backend)
     cache_state = "source cached" if existed else "new"
     if backend == "numba":
@@ -84,8 +87,9 @@ def compile_graph(outputs, inputs, *, output_names, structure, primary=1, backen
             cache_state = "already compiled in this process"
     seconds = time.perf_counter() - start
     nodes = len(topo_order(list(outputs)))
-    compiled = Compiled(source, module, entry, inputs, outputs, output_names, backend, title, seconds,
-                        nodes, cache_state)
+    compiled = Compiled(
+        source, module, entry, inputs, outputs, output_names, backend, title, seconds, nodes, cache_state
+    )
     if backend == "numba":
         compiled._build_signature = signature
     return compiled

@@ -14,27 +14,56 @@ import math
 import numpy as np
 
 from symgrad.errors import UnsupportedError
-from symgrad.graph import dim_str, shape_str, topo_order
+from symgrad.graph import dim_str, topo_order
 from symgrad import __version__
-from .schedule import Namer, dim_text, identifier, product_text, schedule, shape_text
+from .schedule import Namer, dim_text, product_text, schedule, shape_text
 
 _UNARY = {
-    "neg": "-{0}", "abs": "np.abs({0})", "sign": "np.sign({0})", "exp": "np.exp({0})",
-    "expm1": "np.expm1({0})", "log": "np.log({0})", "log1p": "np.log1p({0})",
-    "sqrt": "np.sqrt({0})", "square": "np.square({0})", "reciprocal": "np.reciprocal({0})",
-    "sin": "np.sin({0})", "cos": "np.cos({0})", "tan": "np.tan({0})", "arcsin": "np.arcsin({0})",
-    "arccos": "np.arccos({0})", "arctan": "np.arctan({0})", "sinh": "np.sinh({0})",
-    "cosh": "np.cosh({0})", "tanh": "np.tanh({0})", "sigmoid": "_rt.sigmoid({0})",
-    "relu": "_rt.relu({0})", "softplus": "_rt.softplus({0})", "erf": "_rt.erf({0})",
-    "isfinite": "np.isfinite({0})", "logical_not": "np.logical_not({0})",
+    "neg": "-{0}",
+    "abs": "np.abs({0})",
+    "sign": "np.sign({0})",
+    "exp": "np.exp({0})",
+    "expm1": "np.expm1({0})",
+    "log": "np.log({0})",
+    "log1p": "np.log1p({0})",
+    "sqrt": "np.sqrt({0})",
+    "square": "np.square({0})",
+    "reciprocal": "np.reciprocal({0})",
+    "sin": "np.sin({0})",
+    "cos": "np.cos({0})",
+    "tan": "np.tan({0})",
+    "arcsin": "np.arcsin({0})",
+    "arccos": "np.arccos({0})",
+    "arctan": "np.arctan({0})",
+    "sinh": "np.sinh({0})",
+    "cosh": "np.cosh({0})",
+    "tanh": "np.tanh({0})",
+    "sigmoid": "_rt.sigmoid({0})",
+    "relu": "_rt.relu({0})",
+    "softplus": "_rt.softplus({0})",
+    "erf": "_rt.erf({0})",
+    "isfinite": "np.isfinite({0})",
+    "logical_not": "np.logical_not({0})",
 }
 _BINARY = {
-    "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
-    "pow": "{0} ** {1}", "maximum": "np.maximum({0}, {1})", "minimum": "np.minimum({0}, {1})",
-    "arctan2": "np.arctan2({0}, {1})", "logaddexp": "_rt.logaddexp({0}, {1})", "less": "{0} < {1}", "less_equal": "{0} <= {1}",
-    "greater": "{0} > {1}", "greater_equal": "{0} >= {1}", "equal": "{0} == {1}",
-    "not_equal": "{0} != {1}", "logical_and": "np.logical_and({0}, {1})",
-    "logical_or": "np.logical_or({0}, {1})", "matmul": "{0} @ {1}",
+    "add": "{0} + {1}",
+    "sub": "{0} - {1}",
+    "mul": "{0} * {1}",
+    "div": "{0} / {1}",
+    "pow": "{0} ** {1}",
+    "maximum": "np.maximum({0}, {1})",
+    "minimum": "np.minimum({0}, {1})",
+    "arctan2": "np.arctan2({0}, {1})",
+    "logaddexp": "_rt.logaddexp({0}, {1})",
+    "less": "{0} < {1}",
+    "less_equal": "{0} <= {1}",
+    "greater": "{0} > {1}",
+    "greater_equal": "{0} >= {1}",
+    "equal": "{0} == {1}",
+    "not_equal": "{0} != {1}",
+    "logical_and": "np.logical_and({0}, {1})",
+    "logical_or": "np.logical_or({0}, {1})",
+    "matmul": "{0} @ {1}",
 }
 _VIEWS = {"symbol", "constant", "transpose", "broadcast_to", "reshape", "getitem", "stop_gradient"}
 
@@ -57,8 +86,9 @@ def key_text(key):
         elif k[0] == "i":
             parts.append(dim_text(k[1]) if not isinstance(k[1], int) else str(k[1]))
         else:
-            start, stop, step = ("" if v is None else (str(v) if isinstance(v, int) else dim_text(v))
-                                 for v in k[1:])
+            start, stop, step = (
+                "" if v is None else (str(v) if isinstance(v, int) else dim_text(v)) for v in k[1:]
+            )
             parts.append(f"{start}:{stop}" + (f":{step}" if step else ""))
     return ", ".join(parts)
 
@@ -97,8 +127,10 @@ class Emitter:
             body = repr(arr.tolist())
             text = f"{name} = np.array({body}, dtype={self.np_dtype(arr.dtype.name)})"
         else:
-            text = (f"{name} = np.frombuffer(bytes.fromhex({arr.tobytes().hex()!r}), "
-                    f"dtype={self.np_dtype(arr.dtype.name)}).reshape({shape_text(arr.shape)})")
+            text = (
+                f"{name} = np.frombuffer(bytes.fromhex({arr.tobytes().hex()!r}), "
+                f"dtype={self.np_dtype(arr.dtype.name)}).reshape({shape_text(arr.shape)})"
+            )
         self.globals.append(text)
         return name
 
@@ -184,8 +216,10 @@ class Emitter:
         return f"{args[0]}[{key_text(node.attrs['key'])}]"
 
     def lower_slice_grad(self, node, args):
-        lines = [f"{{out}} = np.zeros({shape_text(node.shape)}, dtype={self.np_dtype(node.dtype)})",
-                 f"{{out}}[{key_text(node.attrs['key'])}] = {args[0]}"]
+        lines = [
+            f"{{out}} = np.zeros({shape_text(node.shape)}, dtype={self.np_dtype(node.dtype)})",
+            f"{{out}}[{key_text(node.attrs['key'])}] = {args[0]}",
+        ]
         return lines
 
     def lower_concatenate(self, node, args):
@@ -194,8 +228,10 @@ class Emitter:
     def _rows_of(self, arg, node, lead):
         """``arg`` (an array of ``node``'s shape) as a C-contiguous 2-D (lead dims, rest) array."""
         k = len(lead)
-        return (f"np.ascontiguousarray({arg}).reshape(({product_text(node.shape[:k])}, "
-                f"{product_text(node.shape[k:])}))")
+        return (
+            f"np.ascontiguousarray({arg}).reshape(({product_text(node.shape[:k])}, "
+            f"{product_text(node.shape[k:])}))"
+        )
 
     def _index_vector(self, arg, idx):
         if idx.ndim == 0:
@@ -205,21 +241,24 @@ class Emitter:
     def lower_take0(self, node, args):
         x, idx = node.inputs
         rows = self._rows_of(args[0], x, x.shape[:1])
-        return (f"_rt.take_rows({rows}, {self._index_vector(args[1], idx)})"
-                f".reshape({shape_text(node.shape)})")
+        return f"_rt.take_rows({rows}, {self._index_vector(args[1], idx)}).reshape({shape_text(node.shape)})"
 
     def lower_scatter_add0(self, node, args):
         g, idx = node.inputs
         rows = self._rows_of(args[0], g, idx.shape)
-        return (f"_rt.scatter_add_rows({rows}, {self._index_vector(args[1], idx)}, "
-                f"{dim_text(node.attrs['size'])}).reshape({shape_text(node.shape)})")
+        return (
+            f"_rt.scatter_add_rows({rows}, {self._index_vector(args[1], idx)}, "
+            f"{dim_text(node.attrs['size'])}).reshape({shape_text(node.shape)})"
+        )
 
     def lower_take_last(self, node, args):
         return f"_rt.take_last(np.ascontiguousarray({args[0]}), np.ascontiguousarray({args[1]}))"
 
     def lower_scatter_last(self, node, args):
-        return (f"_rt.scatter_last(np.ascontiguousarray({args[0]}), np.ascontiguousarray({args[1]}), "
-                f"{dim_text(node.attrs['size'])})")
+        return (
+            f"_rt.scatter_last(np.ascontiguousarray({args[0]}), np.ascontiguousarray({args[1]}), "
+            f"{dim_text(node.attrs['size'])})"
+        )
 
     def lower_arange(self, node, args):
         return f"np.arange({dim_text(node.attrs['n'])})"
@@ -276,9 +315,11 @@ class Emitter:
             results.append(ref)
         body.append(f"return ({', '.join(results)},)")
 
-        lines = [f"# generated by symgrad {__version__}, backend: {self.backend}",
-                 f"# {title}",
-                 "import numpy as np"]
+        lines = [
+            f"# generated by symgrad {__version__}, backend: {self.backend}",
+            f"# {title}",
+            "import numpy as np",
+        ]
         if self.backend == "numba":
             lines.append("import numba")
         lines += [f"import {self.runtime_module} as _rt", "import codegen.runtime as _cv", ""]
@@ -290,9 +331,13 @@ class Emitter:
         lines += ["    " + l for l in prelude + body]
         lines += ["", ""]
         if not self.interpreted:
-            lines += ["# the entry point of the machine code compiled for the argument types call() checks",
-                      "# (codegen binds it after compiling; until then, the dispatcher)", "kernel_entry = kernel",
-                      "", ""]
+            lines += [
+                "# the entry point of the machine code compiled for the argument types call() checks",
+                "# (codegen binds it after compiling; until then, the dispatcher)",
+                "kernel_entry = kernel",
+                "",
+                "",
+            ]
         lines += self.entry_function(inputs, params, dims, outputs, structure, entry)
         return "\n".join(lines) + "\n"
 
@@ -326,11 +371,16 @@ class Emitter:
         output_ids = {id(o) for o in outputs}
 
         def movable(n):
-            return (n.ndim == 0 and n.op not in ("symbol", "constant") and id(n) not in output_ids
-                    and id(n) not in grouped)
+            return (
+                n.ndim == 0
+                and n.op not in ("symbol", "constant")
+                and id(n) not in output_ids
+                and id(n) not in grouped
+            )
 
-        self.owner = branch_owners(nodes, users, movable,
-                                   lambda u: u.op == "where" and u.ndim == 0 and id(u) not in grouped)
+        self.owner = branch_owners(
+            nodes, users, movable, lambda u: u.op == "where" and u.ndim == 0 and id(u) not in grouped
+        )
         for n in nodes:
             if id(n) in self.owner:
                 self.owned.setdefault(self.owner[id(n)], []).append(n)
@@ -394,13 +444,18 @@ class Emitter:
         # plain positional calls (the hot path) bind directly; anything else (keywords, a wrong
         # count) is bound by name in _cv.call_by_name, which raises InputError naming the problem
         missing = " or ".join(f"{p} is _cv.MISSING" for p in params)
-        signature = (", ".join(f"{p}=_cv.MISSING" for p in params) + ", /, *more, **named"
-                     if params else "*more, **named")
-        lines = [f"def {entry}({signature}):",
-                 f'    """Check and convert the arguments, then run the kernel."""',
-                 f"    if more or named{' or ' + missing if missing else ''}:",
-                 f"        return _cv.call_by_name({entry}, {self.title!r}, "
-                 f"{tuple(s.name for s in inputs)!r}, ({''.join(p + ', ' for p in params)}), more, named)"]
+        signature = (
+            ", ".join(f"{p}=_cv.MISSING" for p in params) + ", /, *more, **named"
+            if params
+            else "*more, **named"
+        )
+        lines = [
+            f"def {entry}({signature}):",
+            '    """Check and convert the arguments, then run the kernel."""',
+            f"    if more or named{' or ' + missing if missing else ''}:",
+            f"        return _cv.call_by_name({entry}, {self.title!r}, "
+            f"{tuple(s.name for s in inputs)!r}, ({''.join(p + ', ' for p in params)}), more, named)",
+        ]
         for s, p in zip(inputs, params):
             label = repr(s.name)
             if s.ndim == 0:
@@ -415,19 +470,24 @@ class Emitter:
                     lines.append(f"    {p} = _cv.scalar({p}, {label}, {s.dtype!r})")
             else:
                 # carray: C-contiguous, aligned and writeable, as the compiled code's types assume
-                lines.append(f"    if type({p}) is not _cv.ndarray or {p}.dtype is not _cv.{s.dtype} "
-                             f"or {p}.ndim != {s.ndim} or not {p}.flags.carray:")
+                lines.append(
+                    f"    if type({p}) is not _cv.ndarray or {p}.dtype is not _cv.{s.dtype} "
+                    f"or {p}.ndim != {s.ndim} or not {p}.flags.carray:"
+                )
                 # a Dask array stays lazy: the call is split over its row blocks (symgrad.dask_arrays)
                 lines.append(f"        if _cv.is_dask({p}):")
-                lines.append(f"            return _cv.dask_call({entry}, "
-                             f"({''.join(q + ', ' for q in params)}))")
+                lines.append(
+                    f"            return _cv.dask_call({entry}, ({''.join(q + ', ' for q in params)}))"
+                )
                 lines.append(f"        {p} = _cv.array({p}, {label}, {s.ndim}, {s.dtype!r})")
         bound = set()
         for s, p in zip(inputs, params):
             for axis, d in enumerate(s.shape):
                 if isinstance(d, int):
                     lines.append(f"    if {p}.shape[{axis}] != {d}:")
-                    lines.append(f"        raise _cv.fixed_dim_error({s.name!r}, {axis}, {p}.shape[{axis}], {d})")
+                    lines.append(
+                        f"        raise _cv.fixed_dim_error({s.name!r}, {axis}, {p}.shape[{axis}], {d})"
+                    )
                 elif d.is_Symbol and d.name not in bound and dims.get(d.name) == (p, axis):
                     bound.add(d.name)
                     lines.append(f"    dim_{d.name} = {p}.shape[{axis}]")
@@ -435,16 +495,23 @@ class Emitter:
                     first_p, first_axis = dims[d.name] if d.is_Symbol else (None, None)
                     first_sym = next(x.name for x, q in zip(inputs, params) if q == first_p)
                     lines.append(f"    if {p}.shape[{axis}] != dim_{d.name}:")
-                    lines.append(f"        raise _cv.dim_error({s.name!r}, {axis}, {p}.shape[{axis}], "
-                                 f"{d.name!r}, {first_sym!r}, {first_axis}, dim_{d.name})")
+                    lines.append(
+                        f"        raise _cv.dim_error({s.name!r}, {axis}, {p}.shape[{axis}], "
+                        f"{d.name!r}, {first_sym!r}, {first_axis}, dim_{d.name})"
+                    )
         name_of_param = {p: s.name for s, p in zip(inputs, params)}
         for dim, minimum, what in requirements(outputs):
-            where = ", ".join(("" if dim.is_Symbol else f"{sym.name} ")
-                              + f"from axis {dims[sym.name][1]} of {name_of_param[dims[sym.name][0]]!r}"
-                              for sym in sorted(dim.free_symbols, key=str) if sym.name in dims)
+            where = ", ".join(
+                ("" if dim.is_Symbol else f"{sym.name} ")
+                + f"from axis {dims[sym.name][1]} of {name_of_param[dims[sym.name][0]]!r}"
+                for sym in sorted(dim.free_symbols, key=str)
+                if sym.name in dims
+            )
             lines.append(f"    if {dim_text(dim)} < {minimum}:")
-            lines.append(f"        raise _cv.too_small({dim_str(dim)!r}, {dim_text(dim)}, {minimum}, {what!r}, "
-                         f"{where!r})")
+            lines.append(
+                f"        raise _cv.too_small({dim_str(dim)!r}, {dim_text(dim)}, {minimum}, {what!r}, "
+                f"{where!r})"
+            )
         # compiled backends call the machine code built for exactly the checked types
         # (kernel_entry, bound after compiling), skipping the dispatcher's type resolution
         call = f"{'kernel' if self.interpreted else 'kernel_entry'}({', '.join(params)})"
@@ -458,8 +525,12 @@ class Emitter:
             lines.append(f"    out = {call}")
             # machine code boxes every float scalar as a Python float (float64) and every int
             # as a Python int: give float32 and narrow int scalars their dtype back
-            boxed = [f"np.{o.dtype}(out[{i}])" if o.ndim == 0 and o.dtype not in ("float64", "int64", "bool")
-                     else f"out[{i}]" for i, o in enumerate(outputs)]
+            boxed = [
+                f"np.{o.dtype}(out[{i}])"
+                if o.ndim == 0 and o.dtype not in ("float64", "int64", "bool")
+                else f"out[{i}]"
+                for i, o in enumerate(outputs)
+            ]
             if any(b.startswith("np.") for b in boxed):
                 lines.append(f"    out = ({', '.join(boxed)},)")
         lines.append(f"    return {structure}")
@@ -498,6 +569,7 @@ def requirements(outputs):
     """(dim, minimum, what) for every slice or index whose bounds need a large enough dim."""
     from symgrad.graph import topo_order
     from symgrad.printing import expr_str
+
     seen = {}
     for node in topo_order(outputs):
         for dim, minimum in node.attrs.get("requires", ()) if node.op == "getitem" else ():

@@ -33,14 +33,24 @@ from .schedule import dim_text, shape_text
 
 _ARITHMETIC = ("add", "sub", "mul", "div", "maximum", "minimum", "arctan2", "logaddexp")
 
-_COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=",
-            "equal": "==", "not_equal": "!="}
+_COMPARE = {
+    "less": "<",
+    "less_equal": "<=",
+    "greater": ">",
+    "greater_equal": ">=",
+    "equal": "==",
+    "not_equal": "!=",
+}
 
 # scalar spellings; numba runs numpy ufuncs on scalars with the array loops' semantics
 SCALAR = {
-    **_UNARY, **{k: v for k, v in _BINARY.items() if k in _ARITHMETIC},
-    "logical_not": "not {0}", "pow": "np.power({0}, {1})", "logical_and": "{0} and {1}",
-    "logical_or": "{0} or {1}", "where": "{1} if {0} else {2}",
+    **_UNARY,
+    **{k: v for k, v in _BINARY.items() if k in _ARITHMETIC},
+    "logical_not": "not {0}",
+    "pow": "np.power({0}, {1})",
+    "logical_and": "{0} and {1}",
+    "logical_or": "{0} or {1}",
+    "where": "{1} if {0} else {2}",
 }
 SCALAR.update({op: "{0} " + sym + " {1}" for op, sym in _COMPARE.items()})
 _BOOL_OPS = set(_COMPARE) | {"logical_and", "logical_or", "logical_not", "isfinite", "where"}
@@ -97,8 +107,13 @@ def _matvec(node):
     if node.op != "matmul" or node.dtype != "float64" or _row_product(node) is not None:
         return False
     a, v = node.inputs
-    return (a.ndim == 2 and v.ndim == 1 and a.op != "transpose" and a.dtype == v.dtype == "float64"
-            and _inner_dim_fits(a.shape[1]))
+    return (
+        a.ndim == 2
+        and v.ndim == 1
+        and a.op != "transpose"
+        and a.dtype == v.dtype == "float64"
+        and _inner_dim_fits(a.shape[1])
+    )
 
 
 def _transposed_operands(nodes):
@@ -177,12 +192,12 @@ class Group:
     def __init__(self, gid, shape):
         self.gid = gid
         self.shape = shape
-        self.members = []      # elementwise nodes, in schedule order
-        self.sums = []         # sums of members (over any axes), accumulated by the loop
-        self.ext = set()       # groups (raw ids) that some member's external operand depends on
-        self.scatter = []      # (array node, [slice_grad of a member]): accumulated by the loop
+        self.members = []  # elementwise nodes, in schedule order
+        self.sums = []  # sums of members (over any axes), accumulated by the loop
+        self.ext = set()  # groups (raw ids) that some member's external operand depends on
+        self.scatter = []  # (array node, [slice_grad of a member]): accumulated by the loop
         self.absorbed = set()  # ids of the nodes those accumulations replace
-        self.row_products = [] # (A.T @ r node, A, r, [A's nodes computed inline]): accumulated
+        self.row_products = []  # (A.T @ r node, A, r, [A's nodes computed inline]): accumulated
 
     @property
     def size(self):
@@ -195,9 +210,9 @@ class Plan:
     def __init__(self, nodes, outputs):
         self.order = {id(n): k for k, n in enumerate(nodes)}
         self.groups = {}
-        self.group_of = {}     # id(node) -> gid (members and sums)
+        self.group_of = {}  # id(node) -> gid (members and sums)
         self.parent = {}
-        reach = {}             # id(node) -> frozenset of raw gids the node depends on
+        reach = {}  # id(node) -> frozenset of raw gids the node depends on
         empty = frozenset()
         paired = _transposed_operands(nodes)
         for node in nodes:
@@ -254,6 +269,7 @@ class Plan:
         """Gradients of slices added up (``d_x = slice_grad(a) + slice_grad(b)``) are accumulated
         by the loop computing ``a`` and ``b``: ``d_x[i + start] += a`` into one zeroed array,
         instead of a second loop over two stored temporaries."""
+
         def only_used_by(node, ids):
             users = self.users.get(id(node), ())
             return id(node) not in self.output_ids and users and all(id(u) in ids for u in users)
@@ -273,8 +289,12 @@ class Plan:
                     sources.add(self._source_group(i))
                     leaves.append(i)
             roots = [m for m in h.members if not (only_used_by(m, ids) and len(self.users[id(m)]) == 1)]
-            if (len(sources) != 1 or None in sources or len(roots) != 1
-                    or not all(only_used_by(s, ids) for s in leaves)):
+            if (
+                len(sources) != 1
+                or None in sources
+                or len(roots) != 1
+                or not all(only_used_by(s, ids) for s in leaves)
+            ):
                 continue
             (gid,) = sources
             self.groups[gid].scatter.append((roots[0], leaves))
@@ -312,10 +332,12 @@ class Plan:
             if view is not None and all(u is node for u in self.users.get(id(view), ())):
                 absorbed.add(id(view))
             elif inline:
-                continue    # the transpose of a value the loop computes is read by others
-            if any(id(n) in self.output_ids or not all(id(u) in absorbed for u in self.users.get(id(n), ()))
-                   for n in (by_id[k] for k in inline)):
-                continue    # a value computed inline is read elsewhere too: keep it an array
+                continue  # the transpose of a value the loop computes is read by others
+            if any(
+                id(n) in self.output_ids or not all(id(u) in absorbed for u in self.users.get(id(n), ()))
+                for n in (by_id[k] for k in inline)
+            ):
+                continue  # a value computed inline is read elsewhere too: keep it an array
             for k in absorbed:
                 old = self.group_of.get(k)
                 if old is not None and self.find(old) != gid:
@@ -324,8 +346,9 @@ class Plan:
                 self.group_of[k] = gid
             group = self.groups[gid]
             group.absorbed |= absorbed
-            group.row_products.append((node, a, r, sorted((by_id[k] for k in inline),
-                                                          key=lambda n: self.order[id(n)])))
+            group.row_products.append(
+                (node, a, r, sorted((by_id[k] for k in inline), key=lambda n: self.order[id(n)]))
+            )
 
     def _row_expression(self, a, gid, reach):
         """Ids of the nodes of ``a`` that loop ``gid`` computes inline per element (A[i, j]): its
@@ -338,19 +361,23 @@ class Plan:
             if id(n) in inline:
                 continue
             if gid not in self._closure(reach.get(id(n), ())):
-                continue    # computed before the loop (checked again by the ordering)
+                continue  # computed before the loop (checked again by the ordering)
             if n.ndim != 2 or n.dtype not in ("float64", "bool"):
                 return None
-            if n.op == "reshape" and self._member(n.inputs[0]) and \
-                    self.find(self.group_of[id(n.inputs[0])]) == gid and \
-                    _same_shape(n.inputs[0].shape, rows) and n.shape[1] == 1:
+            if (
+                n.op == "reshape"
+                and self._member(n.inputs[0])
+                and self.find(self.group_of[id(n.inputs[0])]) == gid
+                and _same_shape(n.inputs[0].shape, rows)
+                and n.shape[1] == 1
+            ):
                 inline.append(id(n))
                 continue
             if not (_elementwise(n) or n.op == "broadcast_to") or not dims_equal(n.shape[0], rows[0]):
                 return None
             g = self.group_of.get(id(n))
             if g is not None and (not self._member(n) or self.find(g) == gid):
-                return None     # accumulated by a loop, or a value of this loop itself
+                return None  # accumulated by a loop, or a value of this loop itself
             inline.append(id(n))
             stack.extend(n.inputs)
         return inline
@@ -397,7 +424,11 @@ class Plan:
 
     def _member(self, node):
         gid = self.group_of.get(id(node))
-        return gid is not None and not self._is_sum(node) and id(node) not in self.groups[self.find(gid)].absorbed
+        return (
+            gid is not None
+            and not self._is_sum(node)
+            and id(node) not in self.groups[self.find(gid)].absorbed
+        )
 
     def _closure(self, raw):
         """Groups reachable from the raw gids ``raw`` through the groups' external operands."""
@@ -419,9 +450,13 @@ class Plan:
                 g = self.find(g)
                 if g not in candidates:
                     candidates.append(g)
+
         def external(merge):
-            return [j for j in self.reads(node)
-                    if not (self._member(j) and self.find(self.group_of[id(j)]) in merge)]
+            return [
+                j
+                for j in self.reads(node)
+                if not (self._member(j) and self.find(self.group_of[id(j)]) in merge)
+            ]
 
         options = [candidates] + ([[g] for g in candidates] if len(candidates) > 1 else [])
         for merge in options:
@@ -522,8 +557,11 @@ def fused_body(em, forward, backward, out_name_of, outputs):
 
     def read_only_in_loops(node):
         # a transparent node no one else reads is never built
-        return (plan.see_through(node) and id(node) not in output_ids
-                and all(plan._member(u) for u in users.get(id(node), ())))
+        return (
+            plan.see_through(node)
+            and id(node) not in output_ids
+            and all(plan._member(u) for u in users.get(id(node), ()))
+        )
 
     body = []
     current = None
@@ -551,13 +589,18 @@ def _used_outside(plan, gid, node, output_ids, users):
 def _branch_owners(plan, group, members, output_ids, users, scatter_of):
     """The members of ``group`` computed inside one branch of a ``where`` of the same loop
     (``emit.branch_owners``); sums, scatters and values stored for after the loop stay outside."""
+
     def movable(n):
-        return (n.op not in ("sum", "matmul") and id(n) not in scatter_of
-                and not _used_outside(plan, group.gid, n, output_ids, users))
+        return (
+            n.op not in ("sum", "matmul")
+            and id(n) not in scatter_of
+            and not _used_outside(plan, group.gid, n, output_ids, users)
+        )
 
     gid = group.gid
-    return branch_owners(members, users, movable,
-                         lambda u: u.op == "where" and plan.group_of.get(id(u)) == gid)
+    return branch_owners(
+        members, users, movable, lambda u: u.op == "where" and plan.group_of.get(id(u)) == gid
+    )
 
 
 def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids):
@@ -566,20 +609,23 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
     # an axis of length 1 needs no loop: its index is 0
     index = ["0" if isinstance(d, int) and d == 1 else i for i, d in zip(em.loop_indices(rank), shape)]
     gid = group.gid
-    members = sorted(group.members + group.sums + [p[0] for p in group.row_products],
-                     key=lambda n: plan.order[id(n)])
+    members = sorted(
+        group.members + group.sums + [p[0] for p in group.row_products], key=lambda n: plan.order[id(n)]
+    )
     products = {id(p[0]): p for p in group.row_products}
-    scatter_of = {}        # id(member) -> [(array name, window)] its value is added into
+    scatter_of = {}  # id(member) -> [(array name, window)] its value is added into
     for root, leaves in group.scatter:
         name = out_name_of.get(id(root)) or em.namer.derive(root, [])
         em.names[id(root)] = name
         for s in leaves:
             scatter_of.setdefault(id(s.inputs[0]), []).append((name, _slice_window(s)))
-    scalar = {}            # id(member) -> its scalar temporary
+    scalar = {}  # id(member) -> its scalar temporary
     pre, loop, post = [], [], []
     for root, leaves in group.scatter:
-        pre.append(f"{em.names[id(root)]} = np.zeros({shape_text(root.shape)}, dtype={em.np_dtype(root.dtype)})"
-                   f"  # gradients of slices, accumulated by the loop")
+        pre.append(
+            f"{em.names[id(root)]} = np.zeros({shape_text(root.shape)}, dtype={em.np_dtype(root.dtype)})"
+            f"  # gradients of slices, accumulated by the loop"
+        )
 
     def read(node, idx):
         """Code reading ``node``'s element at ``idx`` (index code per axis of ``node``)."""
@@ -591,8 +637,12 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
             src = node.inputs[0]
             if node.op == "broadcast_to":
                 lead = node.ndim - src.ndim
-                sub = ["0" if isinstance(d, int) and d == 1 and not (isinstance(o, int) and o == 1) else idx[lead + k]
-                       for k, (d, o) in enumerate(zip(src.shape, node.shape[lead:]))]
+                sub = [
+                    "0"
+                    if isinstance(d, int) and d == 1 and not (isinstance(o, int) and o == 1)
+                    else idx[lead + k]
+                    for k, (d, o) in enumerate(zip(src.shape, node.shape[lead:]))
+                ]
                 return read(src, sub)
             window = _slice_window(node)
             conds, sub = [], []
@@ -615,8 +665,10 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
     def at(node, idx, full):
         """``node`` read at element ``idx`` of the shape ``full`` it broadcasts to: (code, idx used)."""
         lead = len(full) - node.ndim
-        sub = ["0" if isinstance(d, int) and d == 1 and not (isinstance(o, int) and o == 1) else idx[lead + k]
-               for k, (d, o) in enumerate(zip(node.shape, full[lead:]))]
+        sub = [
+            "0" if isinstance(d, int) and d == 1 and not (isinstance(o, int) and o == 1) else idx[lead + k]
+            for k, (d, o) in enumerate(zip(node.shape, full[lead:]))
+        ]
         return read(node, sub), sub
 
     def operand(node):
@@ -638,7 +690,7 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
     kind = "forward and backward" if len(parts) == 2 else ("backward" if True in parts else "forward")
     head = f"# fused loop {number} ({kind}): {what} over {shape_text(shape)} elements"
     owner = _branch_owners(plan, group, members, output_ids, users, scatter_of)
-    owned = {}             # (id(where), branch) -> its members, in schedule order
+    owned = {}  # (id(where), branch) -> its members, in schedule order
     for node in members:
         if id(node) in owner:
             owned.setdefault(owner[id(node)], []).append(node)
@@ -655,8 +707,11 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
             axes = node.attrs["axes"]
             if len(axes) < rank:
                 # a partial sum: each element adds into its slot of the (zeroed) result
-                kept = [("0" if k in axes else i) for k, i in enumerate(index)
-                        if node.attrs["keepdims"] or k not in axes]
+                kept = [
+                    ("0" if k in axes else i)
+                    for k, i in enumerate(index)
+                    if node.attrs["keepdims"] or k not in axes
+                ]
                 pre.append(f"{name} = np.zeros({shape_text(node.shape)}, dtype={em.np_dtype(node.dtype)})")
                 loop.append(f"{name}[{', '.join(kept)}] += {src}{comment}")
             elif node.dtype == "float64" and not node.attrs["keepdims"]:
@@ -664,12 +719,18 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
                 loop.append(f"{name} += {src}{comment}")
             else:
                 acc = em.namer.claim(f"{name}_acc")
-                pre.append(f"{acc} = 0.0  # float32 sums accumulate in float64" if node.dtype == "float32"
-                           else f"{acc} = 0.0")
+                pre.append(
+                    f"{acc} = 0.0  # float32 sums accumulate in float64"
+                    if node.dtype == "float32"
+                    else f"{acc} = 0.0"
+                )
                 loop.append(f"{acc} += {src}{comment}")
                 value = f"np.{node.dtype}({acc})" if node.dtype == "float32" else acc
-                post.append(f"{name} = np.full({shape_text(node.shape)}, {value})" if node.ndim
-                            else f"{name} = {value}")
+                post.append(
+                    f"{name} = np.full({shape_text(node.shape)}, {value})"
+                    if node.ndim
+                    else f"{name} = {value}"
+                )
             return
         name = em.namer.derive(node, [short(i) for i in node.inputs])
         if node.op == "where" and ((id(node), 1) in owned or (id(node), 2) in owned):
@@ -693,8 +754,9 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
             code = f"np.{node.dtype}({args[0]})"
         else:
             code = SCALAR[node.op].format(*args)
-            if node.dtype == "float32" and any(i.dtype != "float32" for i in node.inputs
-                                               if not (node.op == "where" and i is node.inputs[0])):
+            if node.dtype == "float32" and any(
+                i.dtype != "float32" for i in node.inputs if not (node.op == "where" and i is node.inputs[0])
+            ):
                 code = f"np.float32({code})"
         scalar[id(node)] = name
         loop.append(f"{name} = {code}{comment}")
@@ -721,7 +783,7 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
         em.names[id(node)] = name
         pre.append(f"{name} = np.zeros({shape_text(node.shape)}, dtype=np.float64)")
         idx = [index[0], inner]
-        values = {}        # id(inline node) -> (code, reads the column index)
+        values = {}  # id(inline node) -> (code, reads the column index)
 
         def value(n):
             if id(n) in values:
@@ -737,8 +799,11 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
                 values[id(n)] = value(n.inputs[0])
             else:
                 args = [value(i) for i in n.inputs]
-                code = (f"np.{n.dtype}({args[0][0]})" if n.op == "cast"
-                        else SCALAR[n.op].format(*(c for c, _ in args)))
+                code = (
+                    f"np.{n.dtype}({args[0][0]})"
+                    if n.op == "cast"
+                    else SCALAR[n.op].format(*(c for c, _ in args))
+                )
                 varies = any(v for _, v in args)
                 tmp = em.namer.derive(n, [])
                 (per_element if varies else per_row).append(f"{tmp} = {code}")
@@ -759,7 +824,7 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
             loop.append(f"{array}[{', '.join(at)}] += {name}")
 
     section = None
-    chunks = []            # (member, its lines), in schedule order
+    chunks = []  # (member, its lines), in schedule order
     for node in members:
         if id(node) in owner:
             continue
@@ -794,8 +859,21 @@ TILE = 256
 _VECTOR_OPS = {"exp", "log", "log1p", "sigmoid", "softplus", "logaddexp"}
 # ops whose scalar spelling is a libm call: a loop with one of them runs at libm's pace
 # whatever is vectorised around it, and is left untiled
-_LIBM_OPS = {"expm1", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
-             "arctan2", "pow", "erf"}
+_LIBM_OPS = {
+    "expm1",
+    "sin",
+    "cos",
+    "tan",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "arctan2",
+    "pow",
+    "erf",
+}
 
 
 def _chunk_kind(node, lines):
@@ -813,7 +891,7 @@ def _tiles(em, chunks, scalar, index, shape, pre):
     kinds = [_chunk_kind(node, lines) for node, lines in chunks]
     if "vector" not in kinds or not ({"scalar", "sum"} & set(kinds)) or "libm" in kinds:
         return None
-    passes = []            # [kind, [chunk, ...]]
+    passes = []  # [kind, [chunk, ...]]
     sums = []
     for chunk, kind in zip(chunks, kinds):
         if kind == "sum":
@@ -831,12 +909,12 @@ def _tiles(em, chunks, scalar, index, shape, pre):
     i = index[0]
     start, stop = em.namer.claim(f"{i}0"), em.namer.claim(f"{i}1")
     code = [[_code_only(line) for _, lines in chunk_list for line in lines] for _, chunk_list in passes]
-    defined_in = {}        # scalar name -> (pass number, member)
+    defined_in = {}  # scalar name -> (pass number, member)
     for k, (_, chunk_list) in enumerate(passes):
         for node, _ in chunk_list:
             if id(node) in scalar:
                 defined_in[scalar[id(node)]] = (k, node)
-    handed = {}            # scalar name -> its buffer
+    handed = {}  # scalar name -> its buffer
     reads = [[] for _ in passes]
     for name, (k, node) in defined_in.items():
         word = re.compile(rf"\b{re.escape(name)}\b")
@@ -847,10 +925,14 @@ def _tiles(em, chunks, scalar, index, shape, pre):
         pre.append(f"{buffer} = np.empty({TILE}, dtype={em.np_dtype(node.dtype)})")
         for j in later:
             reads[j].append(f"{name} = {buffer}[{i} - {start}]")
-    lines = [f"for {start} in range(0, {dim_text(shape[0])}, {TILE}):",
-             f"    {stop} = min({start} + {TILE}, {dim_text(shape[0])})"]
+    lines = [
+        f"for {start} in range(0, {dim_text(shape[0])}, {TILE}):",
+        f"    {stop} = min({start} + {TILE}, {dim_text(shape[0])})",
+    ]
     for k, (kind, chunk_list) in enumerate(passes):
-        lines.append(f"    for {i} in range({start}, {stop}):" + ("  # on SIMD lanes" if kind == "vector" else ""))
+        lines.append(
+            f"    for {i} in range({start}, {stop}):" + ("  # on SIMD lanes" if kind == "vector" else "")
+        )
         body = list(reads[k])
         for node, chunk_lines in chunk_list:
             body.extend([_on_lanes(line) for line in chunk_lines] if kind == "vector" else chunk_lines)
@@ -865,7 +947,9 @@ def _tiles(em, chunks, scalar, index, shape, pre):
 # vectorise) replace the vector ops' usual spellings (libm calls, which it cannot); one
 # element at a time, libm's are the faster
 _LANE_OF = {SCALAR[op].split("(")[0]: f"_rt.v{op}" for op in _VECTOR_OPS}
-_LANES = re.compile(r"(?<![\w.])(" + "|".join(re.escape(f) for f in sorted(_LANE_OF, key=len, reverse=True)) + r")\(")
+_LANES = re.compile(
+    r"(?<![\w.])(" + "|".join(re.escape(f) for f in sorted(_LANE_OF, key=len, reverse=True)) + r")\("
+)
 
 
 def _on_lanes(line):

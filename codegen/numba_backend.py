@@ -8,9 +8,9 @@ in ``codegen.numba_runtime``.
 
 from . import fusion
 from .emit import _BINARY, _UNARY, Emitter
-from .schedule import dim_text, find_loops, product_text, shape_text
+from .schedule import find_loops, product_text, shape_text
 
-SMALL_PRODUCT = 512     # multiply-adds: up to this many, a product of concrete shape is a loop
+SMALL_PRODUCT = 512  # multiply-adds: up to this many, a product of concrete shape is a loop
 
 
 def _small_product(a, b):
@@ -48,8 +48,12 @@ class NumbaEmitter(Emitter):
         owned = getattr(self, "owner", {})
 
         def rollable(node):
-            return (node.ndim == 0 and node.op in _LOOPABLE and id(node) not in out_name_of
-                    and id(node) not in owned)
+            return (
+                node.ndim == 0
+                and node.op in _LOOPABLE
+                and id(node) not in out_name_of
+                and id(node) not in owned
+            )
 
         # the depth-first schedule, or creation order (also inputs first): a recurrence of several
         # states is built step by step, so its creation order repeats where depth-first may not
@@ -97,8 +101,14 @@ class NumbaEmitter(Emitter):
         operands = loop.operands + [specs for _, _, specs in loop.extra]
         var, prev = [], {}
         for j, node in enumerate(members):
-            hint = [var[spec[1]] if spec[0] in ("slot", "carried") and spec[1] < len(var) else
-                    self._fixed(spec[1]) if spec[0] == "fixed" else "" for spec in operands[j]]
+            hint = [
+                var[spec[1]]
+                if spec[0] in ("slot", "carried") and spec[1] < len(var)
+                else self._fixed(spec[1])
+                if spec[0] == "fixed"
+                else ""
+                for spec in operands[j]
+            ]
             var.append(self.namer.derive(node, hint))
         for j, specs in enumerate(operands):
             for spec in specs:
@@ -106,8 +116,10 @@ class NumbaEmitter(Emitter):
                 if spec[0] == "carried" and spec[1] < j and spec[1] not in prev:
                     prev[spec[1]] = self.namer.claim(var[spec[1]] + "_prev")
         step = self.namer.claim("k")
-        lines = [f"# {loop.period} statement{'s' if loop.period > 1 else ''} repeated {loop.count} times, "
-                 "rolled into a loop"]
+        lines = [
+            f"# {loop.period} statement{'s' if loop.period > 1 else ''} repeated {loop.count} times, "
+            "rolled into a loop"
+        ]
         for j in sorted(loop.stored):
             array = self.namer.claim(var[j] + "_all")
             self._loop_arrays[(k, j)] = array
@@ -158,8 +170,11 @@ class NumbaEmitter(Emitter):
     def _stacked(self, spec, step):
         """An earlier loop's value of body statement ``j2`` at iteration ``t0 + direction*step``."""
         _, source, j2, t0, direction = spec
-        at = (step if t0 == 0 else f"{t0} + {step}") if direction == 1 else (
-            f"{t0} - {step}" if direction == -1 else f"{t0} + {direction} * {step}")
+        at = (
+            (step if t0 == 0 else f"{t0} + {step}")
+            if direction == 1
+            else (f"{t0} - {step}" if direction == -1 else f"{t0} + {direction} * {step}")
+        )
         return f"{self._loop_arrays[(source, j2)]}[{at}]"
 
     def loop_indices(self, rank):

@@ -25,7 +25,11 @@ def _elementwise(name, scalar, numpy_impl, inline=False):
     if inline:
         # the leaves (exp, log, log1p) LLVM inlines itself; what calls them is inlined here,
         # since after LLVM's inlining of the leaves it would be too large for LLVM to inline
-        element = numba.njit(**_INLINE)(scalar) if not isinstance(scalar, numba.core.dispatcher.Dispatcher) else scalar
+        element = (
+            numba.njit(**_INLINE)(scalar)
+            if not isinstance(scalar, numba.core.dispatcher.Dispatcher)
+            else scalar
+        )
     else:
         element = numba.njit(nogil=True, error_model="numpy")(scalar)
 
@@ -35,7 +39,9 @@ def _elementwise(name, scalar, numpy_impl, inline=False):
     function.__name__ = function.__qualname__ = name
     function.__doc__ = (scalar.py_func if hasattr(scalar, "py_func") else scalar).__doc__
 
-    @overload(function, jit_options=dict(nogil=True, error_model="numpy"), inline="always" if inline else "never")
+    @overload(
+        function, jit_options=dict(nogil=True, error_model="numpy"), inline="always" if inline else "never"
+    )
     def _typed(x):
         if isinstance(x, types.Float):
             if inline:
@@ -56,6 +62,7 @@ def _elementwise(name, scalar, numpy_impl, inline=False):
                 for k in range(flat_in.size):
                     flat_out[k] = element(arg(flat_in[k]))
                 return out
+
             return on_array
         return None
 
@@ -112,33 +119,35 @@ def _from_bits(typingctx, i):
     return types.float64(types.int64), _bitcast
 
 
-_INLINE = dict(nogil=True, error_model="numpy", inline="always")     # inlined by numba
+_INLINE = dict(nogil=True, error_model="numpy", inline="always")  # inlined by numba
 _LEAF = dict(nogil=True, error_model="numpy", fastmath={"contract"})  # inlined by LLVM; a*b+c as one FMA
 _LOG2E = 1.4426950408889634
-_ROUND = 6755399441055744.0            # 1.5 * 2^52: x + _ROUND rounds x to an integer in the low bits
+_ROUND = 6755399441055744.0  # 1.5 * 2^52: x + _ROUND rounds x to an integer in the low bits
 _ROUND_BITS = 0x4338000000000000
-_LN2_HI = 6.93147180369123816490e-01   # ln 2 with its low 21 bits zero: n * _LN2_HI is exact
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 with its low 21 bits zero: n * _LN2_HI is exact
 _LN2_LO = 1.90821492927058770002e-10
-_E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (1.0 / math.factorial(k) for k in range(2, 14))
-_LG1 = 6.666666666666735130e-01        # fdlibm's log: 2 atanh(s) = 2s + s (s^2 Lg1 + s^4 Lg2 + ...)
+_E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (
+    1.0 / math.factorial(k) for k in range(2, 14)
+)
+_LG1 = 6.666666666666735130e-01  # fdlibm's log: 2 atanh(s) = 2s + s (s^2 Lg1 + s^4 Lg2 + ...)
 _LG2 = 3.999999999940941908e-01
 _LG3 = 2.857142874366239149e-01
 _LG4 = 2.222219843214978396e-01
 _LG5 = 1.818357216161805012e-01
 _LG6 = 1.531383769920937332e-01
 _LG7 = 1.479819860511658591e-01
-_SQRT_HALF_BITS = 0x3fe6a09e667f3bcd  # sqrt(2)/2
-_ONE_BITS = 0x3ff0000000000000
-_MANTISSA = 0x000fffffffffffff
-_TWO52_BITS = 0x4330000000000000      # 2^52
+_SQRT_HALF_BITS = 0x3FE6A09E667F3BCD  # sqrt(2)/2
+_ONE_BITS = 0x3FF0000000000000
+_MANTISSA = 0x000FFFFFFFFFFFFF
+_TWO52_BITS = 0x4330000000000000  # 2^52
 _TWO52_PLUS_BIAS = 4503599627371519.0  # 2^52 + 1023
-_TINY = 2.2250738585072014e-308       # the smallest normal float64
+_TINY = 2.2250738585072014e-308  # the smallest normal float64
 _TWO54 = 18014398509481984.0
 
 
 @numba.njit(**_LEAF)
 def _exp64(x):
-    v = min(max(x, -746.0), 710.0)    # exp is 0 below -745.14 and overflows past 709.79; nan passes
+    v = min(max(x, -746.0), 710.0)  # exp is 0 below -745.14 and overflows past 709.79; nan passes
     t = v * _LOG2E + _ROUND
     n = t - _ROUND
     r = (v - n * _LN2_HI) - n * _LN2_LO
@@ -155,7 +164,7 @@ def _exp64(x):
     p = p * r + _E2
     p = p * r + 1.0
     p = p * r + 1.0
-    biased = _bits(t) - _ROUND_BITS + 2048          # n + 2048, in [0, 4096)
+    biased = _bits(t) - _ROUND_BITS + 2048  # n + 2048, in [0, 4096)
     half = (biased >> 1) - 1024
     rest = biased - 2048 - half
     return p * _from_bits((half + 1023) << 52) * _from_bits((rest + 1023) << 52)
@@ -165,7 +174,7 @@ def _exp64(x):
 def _log_reduced(u, k0, c):
     """log(u * 2^k0) + c for a positive normal ``u`` (c a small correction)."""
     bits = _bits(u) + (_ONE_BITS - _SQRT_HALF_BITS)
-    k = _from_bits(((bits >> 52) & 0x7ff) | _TWO52_BITS) - _TWO52_PLUS_BIAS + k0
+    k = _from_bits(((bits >> 52) & 0x7FF) | _TWO52_BITS) - _TWO52_PLUS_BIAS + k0
     f = _from_bits((bits & _MANTISSA) + _SQRT_HALF_BITS) - 1.0
     half_f2 = 0.5 * f * f
     s = f / (2.0 + f)
@@ -201,7 +210,7 @@ def _log1p64(x):
     c = ((1.0 - (u - x)) if u >= 4.0 else (x - (u - 1.0))) / u
     out = _log_edges(u, _log_reduced(u, 0.0, c))
     if x == 0.0:
-        out = x                   # keeps -0.0
+        out = x  # keeps -0.0
     return out
 
 
@@ -239,9 +248,9 @@ def _logaddexp_scalar(a, b):
     d = b - a
     e = math.exp(-abs(d))
     if a == b:
-        return a + _LOG2          # also inf + inf
+        return a + _LOG2  # also inf + inf
     if d != d:
-        return d                  # nan in, nan out
+        return d  # nan in, nan out
     return (a if d < 0 else b) + math.log1p(e)
 
 
@@ -264,9 +273,9 @@ def _vlogaddexp_scalar(a, b):
     d = b - a
     out = (a if d < 0 else b) + _log1p64(_exp64(-abs(d)))
     if d != d:
-        out = d                  # nan in, nan out
+        out = d  # nan in, nan out
     if a == b:
-        out = a + _LOG2          # also inf + inf (whose difference is nan)
+        out = a + _LOG2  # also inf + inf (whose difference is nan)
     return out
 
 
@@ -306,13 +315,16 @@ def _logaddexp_overload(element):
                 return lambda a, b: np.float32(element(np.float64(a), np.float64(b)))
             return lambda a, b: np.float64(element(np.float64(a), np.float64(b)))
         return lambda a, b: np.logaddexp(a, b)
+
     return typed
 
 
 overload(logaddexp, jit_options=dict(nogil=True, error_model="numpy"))(
-    _logaddexp_overload(_logaddexp_element))
+    _logaddexp_overload(_logaddexp_element)
+)
 overload(vlogaddexp, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
-    _logaddexp_overload(_vlogaddexp_element))
+    _logaddexp_overload(_vlogaddexp_element)
+)
 
 
 @numba.njit(**_JIT)
@@ -406,7 +418,9 @@ def bmm(a, b):
     batch = max(a.shape[0], b.shape[0])
     out = np.empty((batch, a.shape[1], b.shape[2]), dtype=a.dtype)
     for k in range(batch):
-        out[k] = np.ascontiguousarray(a[k if a.shape[0] > 1 else 0]) @ np.ascontiguousarray(b[k if b.shape[0] > 1 else 0])
+        out[k] = np.ascontiguousarray(a[k if a.shape[0] > 1 else 0]) @ np.ascontiguousarray(
+            b[k if b.shape[0] > 1 else 0]
+        )
     return out
 
 
@@ -433,6 +447,7 @@ def _matvec_loops(a, v):
 @overload(small_matmul, jit_options=dict(nogil=True, error_model="numpy"))
 def _small_matmul_typed(a, b):
     if a.ndim == 2 and b.ndim == 2:
+
         def mm(a, b):
             out = np.zeros((a.shape[0], b.shape[1]), dtype=a.dtype)
             for i in range(a.shape[0]):
@@ -442,11 +457,12 @@ def _small_matmul_typed(a, b):
                         acc += a[i, k] * b[k, j]
                     out[i, j] = acc
             return out
+
         return mm
     if a.ndim == 2 and b.ndim == 1:
         return lambda a, b: _matvec_loops(a, b)
     if a.ndim == 1 and b.ndim == 2:
-        return lambda a, b: _matvec_loops(b.T, a)      # a @ b = b.T @ a, summed in the same order
+        return lambda a, b: _matvec_loops(b.T, a)  # a @ b = b.T @ a, summed in the same order
     return None
 
 

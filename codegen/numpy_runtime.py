@@ -9,6 +9,7 @@ def _scalar_out(fn):
     def wrapped(*args):
         out = np.asarray(fn(*args))
         return out if out.ndim else out[()]
+
     wrapped.__name__ = fn.__name__
     return wrapped
 

@@ -65,12 +65,14 @@ def scalar(value, name, dtype):
             raise InputError(f"argument {name!r} must be a scalar, got an array of shape {value.shape}")
         value = value[()]
     if not isinstance(value, (int, float, np.number, np.bool_, _builtin_bool)):
-        raise InputError(f"argument {name!r} must be {_a(dtype)} scalar, got {type(value).__name__} "
-                         f"{_short(value)}")
+        raise InputError(
+            f"argument {name!r} must be {_a(dtype)} scalar, got {type(value).__name__} {_short(value)}"
+        )
     kind = np.asarray(value).dtype.kind
     if not _kind_ok(kind, dtype):
-        raise InputError(f"argument {name!r} must be {_a(dtype)} scalar, got {np.asarray(value).dtype} "
-                         f"{_short(value)}")
+        raise InputError(
+            f"argument {name!r} must be {_a(dtype)} scalar, got {np.asarray(value).dtype} {_short(value)}"
+        )
     if dtype == "float64":
         return float(value)
     if dtype == "bool":
@@ -102,15 +104,19 @@ def array(value, name, ndim, dtype):
     """An array argument as a C-contiguous array of ``dtype`` and rank ``ndim``, or InputError."""
     if not isinstance(value, np.ndarray):
         if isinstance(value, (str, bytes, dict, set)) or value is None:
-            raise InputError(f"argument {name!r} must be a {ndim}-d {dtype} array, got "
-                             f"{type(value).__name__} {_short(value)}")
+            raise InputError(
+                f"argument {name!r} must be a {ndim}-d {dtype} array, got "
+                f"{type(value).__name__} {_short(value)}"
+            )
         try:
             value = np.asarray(value)
         except Exception as exc:
             raise InputError(f"argument {name!r} could not be read as an array: {exc}") from None
     if value.ndim != ndim:
-        raise InputError(f"argument {name!r} must have rank {ndim}, got an array of shape {value.shape} "
-                         f"(rank {value.ndim})")
+        raise InputError(
+            f"argument {name!r} must have rank {ndim}, got an array of shape {value.shape} "
+            f"(rank {value.ndim})"
+        )
     if not _kind_ok(value.dtype.kind, dtype):
         raise InputError(f"argument {name!r} must hold {dtype} values, got dtype {value.dtype}")
     if value.dtype != dtype:
@@ -125,7 +131,7 @@ def array(value, name, ndim, dtype):
 
 def call_by_name(entry, title, names, given, more, named):
     """A call of a generated entry that was not plain positional: bind it by name, then call."""
-    positional = list(given[:next((k for k, v in enumerate(given) if v is MISSING), len(given))])
+    positional = list(given[: next((k for k, v in enumerate(given) if v is MISSING), len(given))])
     if more:
         positional = list(given) + list(more)
     return entry(*bind(title, names, positional, named))
@@ -135,14 +141,14 @@ def bind(title, names, args, kwargs):
     """Positional and keyword arguments as one positional list, or InputError naming the problem."""
     n = len(names)
     if len(args) > n:
-        raise InputError(f"{title} takes {n} argument{'s' if n != 1 else ''} "
-                         f"({', '.join(names)}), got {len(args)}")
+        raise InputError(
+            f"{title} takes {n} argument{'s' if n != 1 else ''} ({', '.join(names)}), got {len(args)}"
+        )
     bound = list(args) + [None] * (n - len(args))
     given = [True] * len(args) + [False] * (n - len(args))
     for key, value in kwargs.items():
         if key not in names:
-            raise InputError(f"{title} got an unexpected argument {key!r}; "
-                             f"its inputs are {', '.join(names)}")
+            raise InputError(f"{title} got an unexpected argument {key!r}; its inputs are {', '.join(names)}")
         i = names.index(key)
         if given[i]:
             raise InputError(f"{title} got argument {key!r} twice (by position and by name)")
@@ -150,8 +156,10 @@ def bind(title, names, args, kwargs):
         given[i] = True
     missing = [names[i] for i in range(n) if not given[i]]
     if missing:
-        raise InputError(f"{title} is missing argument{'s' if len(missing) > 1 else ''} "
-                         f"{', '.join(repr(m) for m in missing)}")
+        raise InputError(
+            f"{title} is missing argument{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(m) for m in missing)}"
+        )
     return bound
 
 
@@ -162,7 +170,8 @@ def fixed_dim_error(name, axis, got, expected):
 def dim_error(name, axis, got, dim, first_name, first_axis, bound):
     return InputError(
         f"argument {name!r}: dimension {axis} is {got}, but dimension {dim!r} is {bound} "
-        f"(from axis {first_axis} of {first_name!r})")
+        f"(from axis {first_axis} of {first_name!r})"
+    )
 
 
 def too_small(dim, value, minimum, what, where=""):
@@ -184,7 +193,8 @@ def _short(value):
 
 def cache_dir():
     root = os.environ.get("SYMGRAD_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "symgrad")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "symgrad"
+    )
     try:
         os.makedirs(root, exist_ok=True)
         probe = os.path.join(root, f".probe{os.getpid()}")
@@ -193,18 +203,25 @@ def cache_dir():
         os.remove(probe)
         return root
     except OSError as exc:
-        fallback = os.path.join(tempfile.gettempdir(), f"symgrad-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
+        fallback = os.path.join(
+            tempfile.gettempdir(), f"symgrad-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+        )
         os.makedirs(fallback, exist_ok=True)
         import warnings
-        warnings.warn(f"symgrad: the cache directory {root} cannot be written ({exc.strerror or exc}); "
-                      f"using {fallback} instead (set SYMGRAD_CACHE_DIR to choose)", RuntimeWarning,
-                      stacklevel=2)
+
+        warnings.warn(
+            f"symgrad: the cache directory {root} cannot be written ({exc.strerror or exc}); "
+            f"using {fallback} instead (set SYMGRAD_CACHE_DIR to choose)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return fallback
 
 
 def clear_cache():
     """Delete symgrad's generated modules and their compiled code; returns (files, bytes) removed."""
     import shutil
+
     root = cache_dir()
     files = size = 0
     for entry in os.listdir(root):
@@ -231,8 +248,10 @@ def library_versions():
     global _versions_text
     if _versions_text is None:
         from symgrad import __version__
+
         try:
             import numba
+
             numba_version = numba.__version__
             # machine code compiled with Intel's SVML calls __svml_* functions: loaded in a
             # process without SVML it would crash, so each setting gets its own modules
@@ -242,9 +261,11 @@ def library_versions():
         # numba's cache checks only the module's own file: a change to the helpers it calls
         # must give the module another name
         helpers = _read_bytes(os.path.join(os.path.dirname(__file__), "numba_runtime.py")) or b""
-        _versions_text = (f"symgrad {__version__}; numba {numba_version}; numpy {np.__version__}; "
-                          f"python {sys.version.split()[0]} {sys.implementation.cache_tag}; "
-                          f"helpers {hashlib.sha256(helpers).hexdigest()[:12]}; svml {svml}")
+        _versions_text = (
+            f"symgrad {__version__}; numba {numba_version}; numpy {np.__version__}; "
+            f"python {sys.version.split()[0]} {sys.implementation.cache_tag}; "
+            f"helpers {hashlib.sha256(helpers).hexdigest()[:12]}; svml {svml}"
+        )
     return _versions_text
 
 
@@ -317,8 +338,20 @@ def load_module(source, backend, fresh=False):
 class Compiled:
     """A compiled function: call it, read ``.source``, reach the numba dispatcher as ``.kernel``."""
 
-    def __init__(self, source, module, entry, inputs, outputs, output_names, backend, title,
-                 build_seconds, graph_nodes, cache_state):
+    def __init__(
+        self,
+        source,
+        module,
+        entry,
+        inputs,
+        outputs,
+        output_names,
+        backend,
+        title,
+        build_seconds,
+        graph_nodes,
+        cache_state,
+    ):
         self.source = source
         self._module = module
         self._entry = getattr(module, entry)
@@ -343,16 +376,30 @@ class Compiled:
         built = getattr(self, "_build_signature", None)
         if built is None:
             return []
-        records = [{"signature": ", ".join(f"{s.name}: {t}" for s, t in zip(self.inputs, built)),
-                    "cause": "build", "cache": self.cache_state, "seconds": self.build_seconds}]
+        records = [
+            {
+                "signature": ", ".join(f"{s.name}: {t}" for s, t in zip(self.inputs, built)),
+                "cause": "build",
+                "cache": self.cache_state,
+                "seconds": self.build_seconds,
+            }
+        ]
         for sig in self.kernel.signatures:
             if tuple(sig) == tuple(built):
                 continue
-            new = [f"argument {s.name!r} is {t} (built for {b})"
-                   for s, t, b in zip(self.inputs, sig, built) if t != b]
-            records.append({"signature": ", ".join(f"{s.name}: {t}" for s, t in zip(self.inputs, sig)),
-                            "cause": "called from numba code with new types: " + "; ".join(new),
-                            "cache": None, "seconds": None})
+            new = [
+                f"argument {s.name!r} is {t} (built for {b})"
+                for s, t, b in zip(self.inputs, sig, built)
+                if t != b
+            ]
+            records.append(
+                {
+                    "signature": ", ".join(f"{s.name}: {t}" for s, t in zip(self.inputs, sig)),
+                    "cause": "called from numba code with new types: " + "; ".join(new),
+                    "cache": None,
+                    "seconds": None,
+                }
+            )
         return records
 
     def __setattr__(self, name, value):
@@ -360,13 +407,15 @@ class Compiled:
         if name == "_entry":
             # a call goes straight into the generated entry (its checks are code specialised for
             # this function), with no Python frame of ours in between
-            self.__class__ = type("Compiled", (Compiled,), {"__call__": staticmethod(value),
-                                                            "__module__": __name__})
+            self.__class__ = type(
+                "Compiled", (Compiled,), {"__call__": staticmethod(value), "__module__": __name__}
+            )
 
     def __reduce__(self):
         raise UnsupportedError(
             f"{self.title}: a Compiled function cannot be pickled; build it again in the other "
-            "process (its machine code is cached on disk, so that is fast)")
+            "process (its machine code is cached on disk, so that is fast)"
+        )
 
     @property
     def input_names(self):
@@ -384,6 +433,7 @@ class Compiled:
         """fun / jac / hess / hessp on flat float64 vectors for ``scipy.optimize.minimize``
         (a ``value_and_grad`` only); see ``symgrad.optimize.ScipyProblem``."""
         from symgrad.optimize import ScipyProblem
+
         return ScipyProblem(self, *fixed, **fixed_by_name)
 
     def save(self, path):
@@ -391,22 +441,26 @@ class Compiled:
         and numba (symgrad's helpers it calls are copied in), so ``import loss_grad;
         loss_grad.call(...)`` works without symgrad. Numba backend only. Returns the path."""
         from .standalone import save
+
         return save(self, path)
 
     def __repr__(self):
         ins = ", ".join(f"{s.name}: {shape_str(s.shape)} {s.dtype}" for s in self.inputs)
-        outs = ", ".join(f"{name}: {shape_str(o.shape)} {o.dtype}"
-                         for name, o in zip(self.output_names, self.outputs))
-        return (f"<symgrad.Compiled {self.title}\n  inputs:  {ins}\n  outputs: {outs}\n"
-                f"  graph: {self.graph_nodes} nodes after CSE ({_tree_size(self.outputs)} as a tree "
-                f"without sharing); source: {self.source.count(chr(10))} lines\n"
-                f"  backend: {self.backend}; cache: {self.cache_state}; build: {self.build_seconds:.3f} s>")
+        outs = ", ".join(
+            f"{name}: {shape_str(o.shape)} {o.dtype}" for name, o in zip(self.output_names, self.outputs)
+        )
+        return (
+            f"<symgrad.Compiled {self.title}\n  inputs:  {ins}\n  outputs: {outs}\n"
+            f"  graph: {self.graph_nodes} nodes after CSE ({_tree_size(self.outputs)} as a tree "
+            f"without sharing); source: {self.source.count(chr(10))} lines\n"
+            f"  backend: {self.backend}; cache: {self.cache_state}; build: {self.build_seconds:.3f} s>"
+        )
 
 
 def _tree_size(outputs):
     """Nodes the outputs would have as expression trees, every use of a shared node counted
     again: what CSE saved. A node's tree size is one plus its inputs' (no recursion)."""
-    limit = 10**12     # deep sharing makes trees exponentially large; stop counting there
+    limit = 10**12  # deep sharing makes trees exponentially large; stop counting there
     size = {}
     for node in topo_order(list(outputs)):
         size[id(node)] = min(limit, 1 + sum(size[id(i)] for i in node.inputs))
@@ -423,8 +477,10 @@ def checked_indices(kernel, *args):
     try:
         return kernel(*args)
     except IndexError:
-        raise InputError("an integer index passed to the compiled function is out of range for the "
-                         "axis it indexes (valid: -size <= index < size)") from None
+        raise InputError(
+            "an integer index passed to the compiled function is out of range for the "
+            "axis it indexes (valid: -size <= index < size)"
+        ) from None
 
 
 # ---------------------------------------------------------------- Dask arrays
@@ -441,6 +497,8 @@ def dask_call(entry, args):
     try:
         from symgrad.dask_arrays import call_entry
     except ImportError:
-        raise InputError("this function takes numpy arrays; Dask arrays are split into row blocks "
-                         "by symgrad, which is not installed here (call .compute() first)") from None
+        raise InputError(
+            "this function takes numpy arrays; Dask arrays are split into row blocks "
+            "by symgrad, which is not installed here (call .compute() first)"
+        ) from None
     return call_entry(entry, args)

@@ -7,8 +7,29 @@ import sympy
 
 from symgrad.graph import topo_order
 
-RESERVED = {"np", "numba", "math", "_rt", "_cv", "_ndarray", "kernel", "call", "out", "float", "int",
-            "bool", "range", "len", "type", "max", "min", "abs", "sum", "print", "object"}
+RESERVED = {
+    "np",
+    "numba",
+    "math",
+    "_rt",
+    "_cv",
+    "_ndarray",
+    "kernel",
+    "call",
+    "out",
+    "float",
+    "int",
+    "bool",
+    "range",
+    "len",
+    "type",
+    "max",
+    "min",
+    "abs",
+    "sum",
+    "print",
+    "object",
+}
 
 
 def schedule(outputs, primary):
@@ -102,15 +123,15 @@ class Loop:
     def __init__(self, start, period, count, operands):
         self.start, self.period, self.count, self.operands = start, period, count, operands
         self.stored = set()
-        self.extra = []     # (later loop, its body statement, operands here): see _hoist
-        self.hoisted = {}   # body statement -> ("stacked", ...) of the earlier loop that computes it
+        self.extra = []  # (later loop, its body statement, operands here): see _hoist
+        self.hoisted = {}  # body statement -> ("stacked", ...) of the earlier loop that computes it
 
     @property
     def stop(self):
         return self.start + self.period * self.count
 
     def body(self, nodes):
-        return nodes[self.start:self.start + self.period]
+        return nodes[self.start : self.start + self.period]
 
     def place(self, position):
         """(iteration, body statement) of the statement at ``position``."""
@@ -127,12 +148,12 @@ def find_loops(nodes, rollable, barriers=()):
     if len(nodes) < ROLL_MIN_STATEMENTS:
         return []
     position = {id(n): p for p, n in enumerate(nodes)}
-    numbers = {}            # each kind of statement as a small int (fast to compare)
+    numbers = {}  # each kind of statement as a small int (fast to compare)
     kind = []
     for n in nodes:
         k = _kind(n) if rollable(n) else None
         kind.append(None if k is None else numbers.setdefault(k, len(numbers)))
-    same_kind = {}          # kind -> the positions of statements of that kind, in order
+    same_kind = {}  # kind -> the positions of statements of that kind, in order
     for q, k in enumerate(kind):
         if k is not None:
             same_kind.setdefault(k, []).append(q)
@@ -146,13 +167,13 @@ def find_loops(nodes, rollable, barriers=()):
         # period is the distance to a later statement of the same kind
         later = same_kind[kind[p]] if kind[p] is not None else []
         first = bisect.bisect_right(later, p)
-        for q in later[first:bisect.bisect_right(later, p + longest, first)]:
+        for q in later[first : bisect.bisect_right(later, p + longest, first)]:
             period = q - p
-            head = kind[p:p + period]
-            if None in head or head != kind[p + period:p + 2 * period]:
+            head = kind[p : p + period]
+            if None in head or head != kind[p + period : p + 2 * period]:
                 continue
             need = max(ROLL_MIN_COUNT, -(-ROLL_MIN_STATEMENTS // period))
-            if p + need * period > limit or head != kind[p + (need - 1) * period:p + need * period]:
+            if p + need * period > limit or head != kind[p + (need - 1) * period : p + need * period]:
                 continue
             loop = _run_at(nodes, position, kind, p, period, limit, loops)
             if loop and loop.count * period >= ROLL_MIN_STATEMENTS:
@@ -205,12 +226,13 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
                 return None
             specs.append(spec)
         operands.append(specs)
-    head = kind[start:start + period]
+    head = kind[start : start + period]
     done = 2
     while done < count:
         base = start + done * period
-        if head != kind[base:base + period] or not all(
-                _follows(nodes, position, base + j, first[j], steps[j], done) for j in range(period)):
+        if head != kind[base : base + period] or not all(
+            _follows(nodes, position, base + j, first[j], steps[j], done) for j in range(period)
+        ):
             break
         done += 1
     if done < ROLL_MIN_COUNT:
@@ -253,7 +275,7 @@ def _hoist(nodes, position, loops):
     (a reverse sweep's local derivatives, ``cos(x_k)``) into that earlier loop, where they run
     beside the latency-bound recurrence instead of on the reverse sweep's path."""
     for reader in loops:
-        moved = {}          # body statement -> its spec as a stacked read of the earlier loop
+        moved = {}  # body statement -> its spec as a stacked read of the earlier loop
         for j, specs in enumerate(reader.operands):
             source = {(s[1], s[3], s[4]) for s in specs if s[0] == "stacked"}
             source |= {moved[s[1]][1:2] + moved[s[1]][3:] for s in specs if s[0] == "slot" and s[1] in moved}
@@ -264,14 +286,24 @@ def _hoist(nodes, position, loops):
                 continue
             k, t0, direction = source.pop()
             loop = loops[k]
-            if not all(s[0] == "stacked" or (s[0] == "slot" and s[1] in moved)
-                       or (s[0] == "fixed" and (s[1].op in ("constant", "symbol")
-                                                or position[id(s[1])] < loop.start)) for s in specs):
+            if not all(
+                s[0] == "stacked"
+                or (s[0] == "slot" and s[1] in moved)
+                or (
+                    s[0] == "fixed" and (s[1].op in ("constant", "symbol") or position[id(s[1])] < loop.start)
+                )
+                for s in specs
+            ):
                 continue
-            local = [("slot", s[2]) if s[0] == "stacked" else ("slot", moved[s[1]][2]) if s[0] == "slot"
-                     else s for s in specs]
-            same = [e for e, (r, i, l) in enumerate(loop.extra)
-                    if _kind(nodes[r.start + i]) == _kind(node) and _same_specs(l, local)]
+            local = [
+                ("slot", s[2]) if s[0] == "stacked" else ("slot", moved[s[1]][2]) if s[0] == "slot" else s
+                for s in specs
+            ]
+            same = [
+                e
+                for e, (r, i, l) in enumerate(loop.extra)
+                if _kind(nodes[r.start + i]) == _kind(node) and _same_specs(l, local)
+            ]
             if not same:
                 # (a gradient built in pieces may ask for one value from two reverse sweeps)
                 loop.extra.append((reader, j, local))
@@ -282,9 +314,14 @@ def _hoist(nodes, position, loops):
 
 def _same_specs(a, b):
     # nodes by identity: == on graph nodes builds an ``equal`` node
-    return len(a) == len(b) and all(x[0] == y[0] and len(x) == len(y) and all(
-        u is v or (not hasattr(u, "op") and not hasattr(v, "op") and u == v) for u, v in zip(x[1:], y[1:]))
-        for x, y in zip(a, b))
+    return len(a) == len(b) and all(
+        x[0] == y[0]
+        and len(x) == len(y)
+        and all(
+            u is v or (not hasattr(u, "op") and not hasattr(v, "op") and u == v) for u, v in zip(x[1:], y[1:])
+        )
+        for x, y in zip(a, b)
+    )
 
 
 def _mark_stored(nodes, position, loops):

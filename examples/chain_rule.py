@@ -14,7 +14,7 @@ import symgrad as sg
 x, y = sg.scalars("x y")
 z = x * y + sg.sin(x)
 at = {"x": 0.7, "y": -1.3}
-by_hand = (at["y"] + np.cos(at["x"]), at["x"])          # y + cos(x), x
+by_hand = (at["y"] + np.cos(at["x"]), at["x"])  # y + cos(x), x
 print("z =", z)
 
 # reverse mode: one pass from z back to every input
@@ -42,10 +42,14 @@ for name, ours, symbol in (("dz/dx", gx, xs), ("dz/dy", gy, ys)):
 # central differences: (f(x+h) - f(x-h)) / 2h, a check with error ~h^2
 f = sg.compile(z)
 h = 1e-5
-central = ((f(at["x"] + h, at["y"]) - f(at["x"] - h, at["y"])) / (2 * h),
-           (f(at["x"], at["y"] + h) - f(at["x"], at["y"] - h)) / (2 * h))
-print(f"central differences (h={h}): ({central[0]:.6f}, {central[1]:.6f}), "
-      f"error {max(abs(c - r) for c, r in zip(central, reverse)):.1e}")
+central = (
+    (f(at["x"] + h, at["y"]) - f(at["x"] - h, at["y"])) / (2 * h),
+    (f(at["x"], at["y"] + h) - f(at["x"], at["y"] - h)) / (2 * h),
+)
+print(
+    f"central differences (h={h}): ({central[0]:.6f}, {central[1]:.6f}), "
+    f"error {max(abs(c - r) for c, r in zip(central, reverse)):.1e}"
+)
 
 np.testing.assert_allclose(reverse, by_hand, rtol=0, atol=1e-15)
 np.testing.assert_allclose(forward, by_hand, rtol=0, atol=1e-15)

@@ -24,7 +24,8 @@ HIDDEN, BATCH, LEARNING_RATE, MOMENTUM = 64, 32, 0.05, 0.9
 
 digits = load_digits()
 X_train, X_test, y_train, y_test = train_test_split(
-    digits.data / 16.0, digits.target, test_size=0.25, stratify=digits.target, random_state=0)
+    digits.data / 16.0, digits.target, test_size=0.25, stratify=digits.target, random_state=0
+)
 D, C = X_train.shape[1], 10
 
 # the model: scores = tanh(x @ W1 + b1) @ W2 + b2; loss = mean cross-entropy of integer labels
@@ -39,12 +40,15 @@ params = [W1, b1, W2, b2]
 start = time.perf_counter()
 vg = sg.value_and_grad(loss, wrt=params, inputs=params + [x, labels])
 predict = sg.compile(scores, inputs=params + [x], name="scores")
-print(f"built the loss gradient and the predictor in {time.perf_counter() - start:.2f} s "
-      f"({vg.cache_state})")
+print(f"built the loss gradient and the predictor in {time.perf_counter() - start:.2f} s ({vg.cache_state})")
 
 rng = np.random.default_rng(0)
-values = [rng.normal(size=(D, HIDDEN)) / np.sqrt(D), np.zeros(HIDDEN),
-          rng.normal(size=(HIDDEN, C)) / np.sqrt(HIDDEN), np.zeros(C)]
+values = [
+    rng.normal(size=(D, HIDDEN)) / np.sqrt(D),
+    np.zeros(HIDDEN),
+    rng.normal(size=(HIDDEN, C)) / np.sqrt(HIDDEN),
+    np.zeros(C),
+]
 velocity = [np.zeros_like(v) for v in values]
 
 
@@ -58,7 +62,7 @@ for epoch in range(1, EPOCHS + 1):
     order = rng.permutation(len(X_train))
     losses = []
     for i in range(0, len(order), BATCH):
-        batch = order[i:i + BATCH]
+        batch = order[i : i + BATCH]
         value, grads = vg(*values, X_train[batch], y_train[batch])
         losses.append(value)
         for v, m, g in zip(values, velocity, grads):
@@ -67,13 +71,17 @@ for epoch in range(1, EPOCHS + 1):
             v += m
     history.append((float(np.mean(losses)), accuracy(X_train, y_train), accuracy(X_test, y_test)))
     bar = "#" * (20 * epoch // EPOCHS) + "-" * (20 - 20 * epoch // EPOCHS)
-    print(f"epoch {epoch:2d}/{EPOCHS} [{bar}] loss {history[-1][0]:.4f}  "
-          f"train {100 * history[-1][1]:5.1f}%  test {100 * history[-1][2]:5.1f}%  "
-          f"({time.perf_counter() - start:.2f} s)")
+    print(
+        f"epoch {epoch:2d}/{EPOCHS} [{bar}] loss {history[-1][0]:.4f}  "
+        f"train {100 * history[-1][1]:5.1f}%  test {100 * history[-1][2]:5.1f}%  "
+        f"({time.perf_counter() - start:.2f} s)"
+    )
 
 test_accuracy = history[-1][2]
-print(f"test accuracy {100 * test_accuracy:.1f}% on {len(X_test)} held-out digits after {EPOCHS} epochs, "
-      f"{time.perf_counter() - start:.2f} s of training")
+print(
+    f"test accuracy {100 * test_accuracy:.1f}% on {len(X_test)} held-out digits after {EPOCHS} epochs, "
+    f"{time.perf_counter() - start:.2f} s of training"
+)
 assert test_accuracy >= 0.95, f"test accuracy {test_accuracy:.3f} < 0.95"
 
 # the gradient symgrad computed is the true one: central differences on a few weights
@@ -84,13 +92,16 @@ for k, (i, j) in enumerate([(3, 5), (40, 60), (20, 0)]):
     W1_plus, W1_minus = values[0].copy(), values[0].copy()
     W1_plus[i, j] += h
     W1_minus[i, j] -= h
-    central = (vg(W1_plus, *values[1:], X_train[check_batch], y_train[check_batch])[0]
-               - vg(W1_minus, *values[1:], X_train[check_batch], y_train[check_batch])[0]) / (2 * h)
+    central = (
+        vg(W1_plus, *values[1:], X_train[check_batch], y_train[check_batch])[0]
+        - vg(W1_minus, *values[1:], X_train[check_batch], y_train[check_batch])[0]
+    ) / (2 * h)
     assert abs(central - grads[0][i, j]) < 1e-7 + 1e-5 * abs(central), (central, grads[0][i, j])
 print("dloss/dW1 agrees with central differences")
 
 try:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 except ImportError:

@@ -10,7 +10,7 @@ import numpy as np
 import symgrad as sg
 
 w1, w2 = sg.scalars("w1 w2")
-f = w1 ** 2 + 0.5 * w2 ** 2
+f = w1**2 + 0.5 * w2**2
 vg = sg.value_and_grad(f, wrt=[w1, w2])
 print("f =", f, "   gradient =", sg.grad(f, [w1, w2]))
 
@@ -34,5 +34,5 @@ print("step 0.1:", " -> ".join(f"({a:.3g}, {b:.3g})" for a, b in path[:4]), "-> 
 for k in (10, 50, 100):
     value, _ = vg(*path[k])
     print(f"  after {k:3d} steps: w = ({path[k][0]:.2e}, {path[k][1]:.2e}), f = {value:.2e}")
-np.testing.assert_allclose(path[100], [0.8 ** 100, 0.9 ** 100], rtol=1e-12)
+np.testing.assert_allclose(path[100], [0.8**100, 0.9**100], rtol=1e-12)
 assert np.abs(path[100]).max() < 1e-4

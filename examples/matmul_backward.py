@@ -19,7 +19,7 @@ rng = np.random.default_rng(0)
 for rows in (1, "N"):
     x = sg.tensor("x", (rows, D))
     W = sg.tensor("W", (D, H))
-    dy = sg.tensor("dy", (rows, H))      # the gradient arriving from above y = x @ W
+    dy = sg.tensor("dy", (rows, H))  # the gradient arriving from above y = x @ W
     dx, dW = sg.vjp(x @ W, [x, W], dy)
     backward = sg.compile([dx, dW], inputs=[x, W, dy], name="matmul_backward")
 
@@ -27,8 +27,11 @@ for rows in (1, "N"):
     print(f"x: {shape}, W: DxH with D={D}, H={H}")
     kernel = backward.source.split("def call")[0]
     # the source's statements, with names bound to a transpose (transpose_W = W.T) read through
-    assigned = dict(line.split("#")[0].strip().split(" = ", 1) for line in kernel.splitlines()
-                    if " = " in line and not line.lstrip().startswith(("#", "@")))
+    assigned = dict(
+        line.split("#")[0].strip().split(" = ", 1)
+        for line in kernel.splitlines()
+        if " = " in line and not line.lstrip().startswith(("#", "@"))
+    )
     products = {}
     for target, rhs in assigned.items():
         pair = re.fullmatch(r"(\w+) @ (\w+)|_rt\.small_matmul\((\w+), (\w+)\)", rhs)
@@ -41,7 +44,7 @@ for rows in (1, "N"):
                 print(f"  line {number:2d}: {line.strip()}   <-- {rule}")
     assert ("dy", "W.T") in products and ("x.T", "dy") in products, products
 
-    for n in ([1] if rows == 1 else [1, 5, 64]):
+    for n in [1] if rows == 1 else [1, 5, 64]:
         xv, Wv, dyv = rng.normal(size=(n, D)), rng.normal(size=(D, H)), rng.normal(size=(n, H))
         dx_value, dW_value = backward(xv, Wv, dyv)
         np.testing.assert_allclose(dx_value, dyv @ Wv.T, rtol=1e-14, atol=1e-14)

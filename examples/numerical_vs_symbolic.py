@@ -25,13 +25,13 @@ QUICK = os.environ.get("SYMGRAD_EXAMPLE_QUICK") == "1"
 SIZES = [10, 100, 1000] if QUICK else [10, 100, 1000, 10000]
 
 w = sg.tensor("w", ("n",))
-f_expr = sg.sum(sg.log1p(w ** 2)) + sg.sum(w[1:] * w[:-1])
+f_expr = sg.sum(sg.log1p(w**2)) + sg.sum(w[1:] * w[:-1])
 f = sg.compile(f_expr, name="f")
 vg = sg.value_and_grad(f_expr, wrt=w)
 
 
 def gradient_by_hand(v):
-    g = 2 * v / (1 + v ** 2)
+    g = 2 * v / (1 + v**2)
     g[1:] += v[:-1]
     g[:-1] += v[1:]
     return g
@@ -54,7 +54,7 @@ rng = np.random.default_rng(0)
 v = rng.normal(size=10)
 exact = gradient_by_hand(v)
 symbolic_error = np.abs(vg(v)[1] - exact).max()
-steps = [10.0 ** -k for k in range(1, 14)]
+steps = [10.0**-k for k in range(1, 14)]
 errors = [np.abs(central_differences(v, h) - exact).max() for h in steps]
 print("1. error against step size (n = 10; max over the gradient's entries)")
 print("     h        central differences   symgrad")
@@ -63,7 +63,7 @@ for h, err in zip(steps, errors):
 best = int(np.argmin(errors))
 print(f"   best step {steps[best]:.0e}: error {errors[best]:.1e}; symgrad's error {symbolic_error:.1e}")
 assert symbolic_error < 1e-14
-assert 1e-7 <= steps[best] <= 1e-3                # neither the largest nor the smallest h wins
+assert 1e-7 <= steps[best] <= 1e-3  # neither the largest nor the smallest h wins
 assert errors[0] > 100 * errors[best] and errors[-1] > 100 * errors[best]
 
 
@@ -88,19 +88,24 @@ for n in SIZES:
     np.testing.assert_allclose(numerical, gradient_by_hand(v), rtol=1e-6, atol=1e-7)
     costs.append((best_time(central_differences, v, 1e-5), best_time(vg, v), best_time(f, v)))
     numerical_cost, symbolic_cost, f_cost = costs[-1]
-    print(f"   {n:6d}   {f_cost * 1e6:9.1f} us   {numerical_cost * 1e3:12.3f} ms ({numerical_cost / f_cost:6.0f})   "
-          f"{symbolic_cost * 1e6:14.1f} us ({symbolic_cost / f_cost:4.1f})")
+    print(
+        f"   {n:6d}   {f_cost * 1e6:9.1f} us   {numerical_cost * 1e3:12.3f} ms ({numerical_cost / f_cost:6.0f})   "
+        f"{symbolic_cost * 1e6:14.1f} us ({symbolic_cost / f_cost:4.1f})"
+    )
 growth_numerical = costs[-1][0] / costs[0][0]
 growth_symbolic = costs[-1][1] / costs[0][1]
-print(f"   from n = {SIZES[0]} to {SIZES[-1]}: central differences x{growth_numerical:.0f}, "
-      f"symgrad x{growth_symbolic:.1f} (f itself x{costs[-1][2] / costs[0][2]:.1f})")
+print(
+    f"   from n = {SIZES[0]} to {SIZES[-1]}: central differences x{growth_numerical:.0f}, "
+    f"symgrad x{growth_symbolic:.1f} (f itself x{costs[-1][2] / costs[0][2]:.1f})"
+)
 assert growth_numerical > 10 * growth_symbolic
 assert costs[-1][0] > 100 * costs[-1][1]
-assert costs[-1][0] / costs[-1][2] > SIZES[-1] / 2          # about 2n evaluations of f
-assert costs[-1][1] / costs[-1][2] < 20                     # a constant number of passes
+assert costs[-1][0] / costs[-1][2] > SIZES[-1] / 2  # about 2n evaluations of f
+assert costs[-1][1] / costs[-1][2] < 20  # a constant number of passes
 
 try:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 except ImportError:

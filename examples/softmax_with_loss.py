@@ -13,10 +13,10 @@ import symgrad as sg
 
 C = 3
 s = sg.tensor("s", ("N", C))
-t = sg.tensor("t", ("N", C))                          # one-hot rows
-labels = sg.tensor("labels", ("N",), dtype="int64")   # class numbers 0..C-1
+t = sg.tensor("t", ("N", C))  # one-hot rows
+labels = sg.tensor("labels", ("N",), dtype="int64")  # class numbers 0..C-1
 n = s.shape[0]
-logp = sg.log_softmax(s, axis=1)                      # s - logsumexp(s), shifted by the row max
+logp = sg.log_softmax(s, axis=1)  # s - logsumexp(s), shifted by the row max
 
 one_hot_loss = -sg.sum(t * logp) / n
 integer_loss = -sg.mean(logp[sg.arange(n), labels])
@@ -37,8 +37,10 @@ for N, shift in [(4, 0.0), (4, 1000.0), (64, -1000.0)]:
     expected = (softmax_by_hand(scores) - one_hot) / N
     loss_a, ds_a = vg_one_hot(scores, one_hot)
     loss_b, ds_b = vg_integer(scores, classes)
-    print(f"N={N:3d}, scores around {shift:+7.0f}: loss {loss_a:.6f} (one-hot) {loss_b:.6f} (integer); "
-          f"max |ds - (softmax(s) - t)/N| = {max(np.abs(ds_a - expected).max(), np.abs(ds_b - expected).max()):.1e}")
+    print(
+        f"N={N:3d}, scores around {shift:+7.0f}: loss {loss_a:.6f} (one-hot) {loss_b:.6f} (integer); "
+        f"max |ds - (softmax(s) - t)/N| = {max(np.abs(ds_a - expected).max(), np.abs(ds_b - expected).max()):.1e}"
+    )
     np.testing.assert_allclose(ds_a, expected, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(ds_b, expected, rtol=1e-12, atol=1e-15)
     assert np.isfinite(loss_a) and abs(loss_a - loss_b) < 1e-12

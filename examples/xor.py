@@ -33,7 +33,7 @@ for step in range(steps + 1):
     values = [v - learning_rate * g for v, g in zip(values, grads)]
     curve.append(value)
     if step % (steps // 10) == 0:
-        bar = "#" * max(0, int(round(10 * (np.log10(value) + 4))))   # log scale: 10 chars per decade
+        bar = "#" * max(0, int(round(10 * (np.log10(value) + 4))))  # log scale: 10 chars per decade
         print(f"step {step:5d}  loss {value:.5f}  {bar}")
 
 pred = predict(*values, X)

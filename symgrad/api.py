@@ -3,8 +3,7 @@
 import numpy as np
 
 from .errors import InputError, ShapeError, UnsupportedError
-from .graph import (declare, Expr, as_dtype, as_shape, check_symbol_names, free_symbols,
-                    new_node, shape_str)
+from .graph import declare, Expr, as_dtype, as_shape, check_symbol_names, free_symbols, new_node, shape_str
 from .ops import as_expr
 from . import autodiff
 
@@ -75,8 +74,9 @@ def _wrt_list(wrt, where):
     if isinstance(wrt, Expr):
         return [wrt], True
     if isinstance(wrt, (str, bytes)) or not hasattr(wrt, "__iter__"):
-        raise UnsupportedError(f"{where}: wrt must be a symbol or a list of symbols, got "
-                               f"{type(wrt).__name__} {wrt!r:.60}")
+        raise UnsupportedError(
+            f"{where}: wrt must be a symbol or a list of symbols, got {type(wrt).__name__} {wrt!r:.60}"
+        )
     return list(wrt), False
 
 
@@ -94,14 +94,17 @@ def _per_symbol(values, wrt_list, single, where, what):
     if single and not isinstance(values, (list, tuple)):
         values = [values]
     if not isinstance(values, (list, tuple)) or len(values) != len(wrt_list):
-        raise UnsupportedError(f"{where}: give one {what} per symbol in wrt "
-                               f"({len(wrt_list)}), got {values!r:.60}")
+        raise UnsupportedError(
+            f"{where}: give one {what} per symbol in wrt ({len(wrt_list)}), got {values!r:.60}"
+        )
     out = []
     for v, w in zip(values, wrt_list):
         v = as_expr(v, like=w)
         if v.shape != w.shape:
-            raise ShapeError(f"{where}: the {what} for {w.name} has shape {shape_str(v.shape)}, "
-                             f"but {w.name} has shape {shape_str(w.shape)}")
+            raise ShapeError(
+                f"{where}: the {what} for {w.name} has shape {shape_str(v.shape)}, "
+                f"but {w.name} has shape {shape_str(w.shape)}"
+            )
         out.append(v)
     return out
 
@@ -171,6 +174,7 @@ def hessian_sparsity(expr, wrt):
     ``scipy.sparse.csr_matrix`` over the ``wrt`` elements flattened in order (C order).
     An entry outside the pattern is zero at every point. See ``symgrad.sparsity``."""
     from . import sparsity
+
     expr = autodiff.scalar_loss(expr, "hessian_sparsity")
     wrt_list, _ = _wrt_list(wrt, "hessian_sparsity")
     _check_one_symbol_per_name(expr, wrt_list)
@@ -194,8 +198,9 @@ def _as_output(o, where):
         return o
     if isinstance(o, (int, float, np.ndarray, np.number)):
         return as_expr(o)
-    raise UnsupportedError(f"{where}: cannot compile a {type(o).__name__} ({o!r:.60}); "
-                           "pass symgrad expressions")
+    raise UnsupportedError(
+        f"{where}: cannot compile a {type(o).__name__} ({o!r:.60}); pass symgrad expressions"
+    )
 
 
 def _resolve_inputs(outputs, inputs, where, extra=()):
@@ -222,13 +227,17 @@ def _resolve_inputs(outputs, inputs, where, extra=()):
     check_symbol_names(inputs + used)
     missing = [s for s in used if id(s) not in seen]
     if missing:
-        raise InputError(f"{where}: the expression uses {', '.join(repr(s.name) for s in missing)}, "
-                         f"which {'is' if len(missing) == 1 else 'are'} not in inputs "
-                         f"[{', '.join(s.name for s in inputs)}]")
+        raise InputError(
+            f"{where}: the expression uses {', '.join(repr(s.name) for s in missing)}, "
+            f"which {'is' if len(missing) == 1 else 'are'} not in inputs "
+            f"[{', '.join(s.name for s in inputs)}]"
+        )
     for s in extra:
         if id(s) not in seen:
-            raise InputError(f"{where}: {s.name!r} is differentiated but not in inputs "
-                             f"[{', '.join(s.name for s in inputs)}]")
+            raise InputError(
+                f"{where}: {s.name!r} is differentiated but not in inputs "
+                f"[{', '.join(s.name for s in inputs)}]"
+            )
     return inputs
 
 
@@ -238,16 +247,25 @@ def compile(outputs, inputs=None, *, backend=None, name="f"):
     ``inputs`` gives the argument order (default: the free symbols in declaration
     order) and may add symbols the outputs do not use."""
     from codegen import compile_graph
+
     outs, many = _as_outputs(outputs, "compile")
     ins = _resolve_inputs(outs, inputs, "compile")
     structure = "out" if many else "out[0]"
     names = [f"out{i}" for i in range(len(outs))] if many else ["out"]
-    return compile_graph(outs, ins, output_names=names, structure=structure, primary=len(outs),
-                         backend=backend or DEFAULT_BACKEND, title=f"compile({name})")
+    return compile_graph(
+        outs,
+        ins,
+        output_names=names,
+        structure=structure,
+        primary=len(outs),
+        backend=backend or DEFAULT_BACKEND,
+        title=f"compile({name})",
+    )
 
 
 def _value_and_grad_expr(expr, wrt, inputs, backend):
     from codegen import compile_graph
+
     expr = as_expr(expr)
     wrt_list, single = _wrt_list(wrt, "value_and_grad")
     if not wrt_list:
@@ -263,9 +281,17 @@ def _value_and_grad_expr(expr, wrt, inputs, backend):
         inner = ", ".join(f"out[{i + 1}]" for i in range(len(wrt_list)))
         structure = f"out[0], ({inner}{',' if len(wrt_list) == 1 else ''})"
     title = f"value_and_grad(wrt=[{', '.join(w.name for w in wrt_list)}])"
-    compiled = compile_graph([expr] + grads, ins, output_names=names, structure=structure, primary=1,
-                             backend=backend or DEFAULT_BACKEND, title=title)
+    compiled = compile_graph(
+        [expr] + grads,
+        ins,
+        output_names=names,
+        structure=structure,
+        primary=1,
+        backend=backend or DEFAULT_BACKEND,
+        title=title,
+    )
     from .dask_arrays import register
+
     register(compiled, wrt_list, single)
     return compiled
 
@@ -278,20 +304,23 @@ def value_and_grad(expr=None, wrt=None, inputs=None, *, backend=None, argnums=No
     ``argnums``), the function is traced on symbolic stand-ins of its arguments."""
     if isinstance(expr, Expr) or isinstance(expr, (int, float)):
         if argnums is not None:
-            raise UnsupportedError("value_and_grad: argnums is for tracing Python functions; "
-                                   "with an expression, pass wrt=")
+            raise UnsupportedError(
+                "value_and_grad: argnums is for tracing Python functions; with an expression, pass wrt="
+            )
         if wrt is None:
             raise UnsupportedError("value_and_grad(expr): say which symbols to differentiate, wrt=[...]")
         return _value_and_grad_expr(expr, wrt, inputs, backend)
     if expr is None or callable(expr):
         from .frontends.trace import traced_value_and_grad
+
         if expr is None:
-            return lambda fn: traced_value_and_grad(fn, argnums=0 if argnums is None else argnums,
-                                                    backend=backend or DEFAULT_BACKEND)
-        return traced_value_and_grad(expr, argnums=0 if argnums is None else argnums,
-                                     backend=backend or DEFAULT_BACKEND)
-    raise UnsupportedError(f"value_and_grad: expected an expression or a function, got "
-                           f"{type(expr).__name__}")
+            return lambda fn: traced_value_and_grad(
+                fn, argnums=0 if argnums is None else argnums, backend=backend or DEFAULT_BACKEND
+            )
+        return traced_value_and_grad(
+            expr, argnums=0 if argnums is None else argnums, backend=backend or DEFAULT_BACKEND
+        )
+    raise UnsupportedError(f"value_and_grad: expected an expression or a function, got {type(expr).__name__}")
 
 
 def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
@@ -300,6 +329,7 @@ def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
     ``sg.grad`` and ``sg.hessian`` give them (a single symbol: one array each; a list:
     a tuple of gradients and a tuple of tuples of Hessian blocks)."""
     from codegen import compile_graph
+
     expr = autodiff.scalar_loss(expr, "value_grad_and_hessian")
     wrt_list, single = _wrt_list(wrt, "value_grad_and_hessian")
     if not wrt_list:
@@ -310,19 +340,31 @@ def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
     blocks = autodiff.hessian(expr, wrt_list)
     k = len(wrt_list)
     outputs = [expr] + grads + [b for row in blocks for b in row]
-    names = (["value"] + [f"d_{w.name}" for w in wrt_list]
-             + [f"h_{a.name}_{b.name}" for a in wrt_list for b in wrt_list])
+    names = (
+        ["value"]
+        + [f"d_{w.name}" for w in wrt_list]
+        + [f"h_{a.name}_{b.name}" for a in wrt_list for b in wrt_list]
+    )
     if single:
         structure = "out[0], out[1], out[2]"
     else:
+
         def tup(items):
             return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
         g = tup([f"out[{1 + i}]" for i in range(k)])
         h = tup([tup([f"out[{1 + k + i * k + j}]" for j in range(k)]) for i in range(k)])
         structure = f"out[0], {g}, {h}"
     title = f"value_grad_and_hessian(wrt=[{', '.join(w.name for w in wrt_list)}])"
-    return compile_graph(outputs, ins, output_names=names, structure=structure, primary=1,
-                         backend=backend or DEFAULT_BACKEND, title=title)
+    return compile_graph(
+        outputs,
+        ins,
+        output_names=names,
+        structure=structure,
+        primary=1,
+        backend=backend or DEFAULT_BACKEND,
+        title=title,
+    )
 
 
 def sparse_hessian(expr, wrt, inputs=None, *, backend=None):
@@ -333,6 +375,7 @@ def sparse_hessian(expr, wrt, inputs=None, *, backend=None):
     Hessian-vector product per colour recovers every non-zero: a tridiagonal Hessian
     of any size costs three. ``sh.pattern`` and ``sh.colors`` show the plan."""
     from .optimize import SparseHessian
+
     expr = autodiff.scalar_loss(expr, "sparse_hessian")
     wrt_list, _ = _wrt_list(wrt, "sparse_hessian")
     _check_one_symbol_per_name(expr, wrt_list)

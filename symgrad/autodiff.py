@@ -40,11 +40,14 @@ def _check_wrt(wrt, where):
         if not isinstance(w, Expr):
             raise UnsupportedError(f"{where}: wrt must be symbols, got {type(w).__name__} {w!r:.60}")
         if w.op != "symbol":
-            raise UnsupportedError(f"{where}: wrt must be symbols (sg.scalar / sg.tensor), got the "
-                                   f"expression {w!r:.60}")
+            raise UnsupportedError(
+                f"{where}: wrt must be symbols (sg.scalar / sg.tensor), got the expression {w!r:.60}"
+            )
         if not is_float(w.dtype):
-            raise UnsupportedError(f"{where}: cannot differentiate with respect to {w.name}, "
-                                   f"which has dtype {w.dtype}; only float symbols get gradients")
+            raise UnsupportedError(
+                f"{where}: cannot differentiate with respect to {w.name}, "
+                f"which has dtype {w.dtype}; only float symbols get gradients"
+            )
 
 
 def zeros(shape, dtype):
@@ -61,9 +64,20 @@ def _branch_mask(node, index, m):
 
 
 # ops linear in these inputs: the VJP moves and adds the adjoint without reading any value
-_MOVES_ADJOINT = {"reshape": (0,), "broadcast_to": (0,), "transpose": (0,), "getitem": (0,),
-                  "slice_grad": (0,), "take0": (0,), "scatter_add0": (0,), "take_last": (0,),
-                  "scatter_last": (0,), "sum": (0,), "cast": (0,), "concatenate": None}
+_MOVES_ADJOINT = {
+    "reshape": (0,),
+    "broadcast_to": (0,),
+    "transpose": (0,),
+    "getitem": (0,),
+    "slice_grad": (0,),
+    "take0": (0,),
+    "scatter_add0": (0,),
+    "take_last": (0,),
+    "scatter_last": (0,),
+    "sum": (0,),
+    "cast": (0,),
+    "concatenate": None,
+}
 _REDUCTIONS = ("max", "min", "prod")
 
 
@@ -78,16 +92,17 @@ def _matmul_hits(ind, a, b, index):
     a count per element of input ``index`` that is > 0 where some product term it enters
     is unmasked (row sums of ``ind`` for a, column sums for b: no second matmul)."""
     from .ops import expand_dims, sum as sum_over
+
     out_shape = ind.shape
     if index == 0:
         k = a.shape[-1]
-        if b.ndim == 1:     # out (..., i): a row meets one output element
+        if b.ndim == 1:  # out (..., i): a row meets one output element
             return broadcast_to(expand_dims(ind, -1), out_shape + (k,))
         return sum_to(broadcast_to(sum_over(ind, -1, keepdims=True), out_shape[:-1] + (k,)), a.shape)
-    if b.ndim == 1:         # out (i,): b meets every output element
+    if b.ndim == 1:  # out (i,): b meets every output element
         return broadcast_to(sum_over(ind, -1, keepdims=True), b.shape)
     k = b.shape[-2]
-    if a.ndim == 1:         # out (..., j): a column of b meets one output element
+    if a.ndim == 1:  # out (..., j): a column of b meets one output element
         cols, batch = expand_dims(ind, -2), out_shape[:-1]
     else:
         cols, batch = sum_over(ind, -2, keepdims=True), out_shape[:-2]
@@ -127,8 +142,10 @@ def vjp(y, wrt, cotangent):
     """The vector-Jacobian product: adjoints of each symbol in ``wrt`` given ``y``'s adjoint."""
     _check_wrt(wrt, "vjp")
     if cotangent.shape != y.shape:
-        raise ShapeError(f"vjp: cotangent of shape {shape_str(cotangent.shape)} does not match "
-                         f"the output's shape {shape_str(y.shape)}")
+        raise ShapeError(
+            f"vjp: cotangent of shape {shape_str(cotangent.shape)} does not match "
+            f"the output's shape {shape_str(y.shape)}"
+        )
     order = topo_order([y])
     forward = {id(n) for n in order}
     wanted = {id(w) for w in wrt}
@@ -137,7 +154,7 @@ def vjp(y, wrt, cotangent):
     for node in order:
         if id(node) in wanted or any(id(i) in depends for i in node.inputs):
             depends.add(id(node))
-    adjoint, mask = {}, {}   # mask[id]: outside it the adjoint is exactly 0 (None: no mask)
+    adjoint, mask = {}, {}  # mask[id]: outside it the adjoint is exactly 0 (None: no mask)
     if id(y) in depends:
         adjoint[id(y)] = cotangent
     for node in reversed(order):
@@ -163,7 +180,7 @@ def vjp(y, wrt, cotangent):
             if contribution is None:
                 continue
             if m is not None and node.op != "where" and (m.ndim == 0 or opdef.jvp == POINTWISE):
-                contribution = where(m, contribution, 0)   # 0 * nan from the untaken branch -> 0
+                contribution = where(m, contribution, 0)  # 0 * nan from the untaken branch -> 0
             m_in = _input_mask(_branch_mask(node, index, m), node, index, inp, opdef)
             contribution = sum_to(contribution, inp.shape)
             if m_in is not None and m_in.ndim and (node.op in _REDUCTIONS or node.op == "matmul"):
@@ -185,20 +202,25 @@ def vjp(y, wrt, cotangent):
 def float_expr(y, where):
     """``y`` as an Expr that can be differentiated (a float dtype), or an error naming ``where``."""
     from .ops import as_expr
+
     y = as_expr(y)
     if not is_float(y.dtype):
-        raise UnsupportedError(f"{where} of an expression of dtype {y.dtype}: only float "
-                               "expressions have derivatives")
+        raise UnsupportedError(
+            f"{where} of an expression of dtype {y.dtype}: only float expressions have derivatives"
+        )
     return y
 
 
 def scalar_loss(y, where):
     """``y`` as a float scalar Expr (a loss), or an error naming its shape or dtype."""
     from .ops import as_expr
+
     y = as_expr(y)
     if y.shape != ():
-        raise ShapeError(f"{where} needs a scalar expression, got one of shape {shape_str(y.shape)}; "
-                         "reduce it first (sg.sum, sg.mean) or use sg.vjp")
+        raise ShapeError(
+            f"{where} needs a scalar expression, got one of shape {shape_str(y.shape)}; "
+            "reduce it first (sg.sum, sg.mean) or use sg.vjp"
+        )
     return float_expr(y, where)
 
 
@@ -225,12 +247,14 @@ def jvp(outputs, wrt, tangents):
     tangent = {}
     for w, t in zip(wrt, tangents):
         if t.shape != w.shape:
-            raise ShapeError(f"jvp: the tangent of {w.name} has shape {shape_str(t.shape)}, but "
-                             f"{w.name} has shape {shape_str(w.shape)}")
+            raise ShapeError(
+                f"jvp: the tangent of {w.name} has shape {shape_str(t.shape)}, but "
+                f"{w.name} has shape {shape_str(w.shape)}"
+            )
         if t.dtype != w.dtype:
             t = cast(t, w.dtype)
         if t.op == "constant" and not t.value.any():
-            continue   # a zero tangent, like a zero adjoint, never generates code
+            continue  # a zero tangent, like a zero adjoint, never generates code
         tangent[id(w)] = t
     order = topo_order(list(outputs))
     forward = {id(n) for n in order}
@@ -265,10 +289,13 @@ def jvp(outputs, wrt, tangents):
 
 def _concrete_size(shape, what):
     from .graph import size_of
+
     size = size_of(shape)
     if not isinstance(size, int):
-        raise UnsupportedError(f"{what} has the symbolic size {size}; a Jacobian or Hessian needs "
-                               "one derivative pass per element, so give it concrete dimensions")
+        raise UnsupportedError(
+            f"{what} has the symbolic size {size}; a Jacobian or Hessian needs "
+            "one derivative pass per element, so give it concrete dimensions"
+        )
     return size
 
 
@@ -276,6 +303,7 @@ def unit(shape, dtype, flat_index):
     """The one-hot array of ``shape`` with a 1 at ``flat_index`` (C order), as a graph node."""
     import numpy as np
     from .ops.structure import slice_grad
+
     if not shape:
         return constant(1, dtype)
     key = tuple(("i", int(i)) for i in np.unravel_index(flat_index, tuple(shape)))
@@ -289,6 +317,7 @@ def jacobian_mode(y, wrt):
     (the seeds' rule: reverse when n > m). A symbolic size cannot be compared: the
     side that is concrete is chosen (its pass count is known); both symbolic is an error."""
     from .graph import size_of
+
     n_in = 0
     for w in wrt:
         n_in = n_in + size_of(w.shape)
@@ -300,8 +329,10 @@ def jacobian_mode(y, wrt):
         return "forward", n_in, n_out
     if out_known:
         return "reverse", n_in, n_out
-    raise UnsupportedError(f"jacobian: both the input size {n_in} and the output size {n_out} are "
-                           "symbolic; give one side concrete dimensions")
+    raise UnsupportedError(
+        f"jacobian: both the input size {n_in} and the output size {n_out} are "
+        "symbolic; give one side concrete dimensions"
+    )
 
 
 def jacobian(y, wrt, mode="auto"):
@@ -311,6 +342,7 @@ def jacobian(y, wrt, mode="auto"):
     per output element (unit cotangents); each pass is O(N) nodes and they share the
     forward graph, so the Jacobian graph has O(N * passes) nodes."""
     from .ops import reshape, stack
+
     if mode not in ("auto", "forward", "reverse"):
         raise UnsupportedError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
     _check_wrt(wrt, "jacobian")
@@ -356,6 +388,7 @@ def hessian(y, wrt):
     nodes and n input elements."""
     import numpy as np
     from .ops import reshape, stack, transpose, where
+
     y = scalar_loss(y, "hessian")
     _check_wrt(wrt, "hessian")
     sizes = [_concrete_size(w.shape, f"hessian: input {w.name}") for w in wrt]

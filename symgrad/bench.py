@@ -37,11 +37,23 @@ import time
 import numpy as np
 
 
-NAMES = ["seed_scalar", "rosen/10", "rosen/1000", "rosen/1e6", "mlp/64", "mlp/1024", "logreg/1e6",
-         "recur/10", "recur/100", "recur/1000", "ew/1e7", "xor"]
+NAMES = [
+    "seed_scalar",
+    "rosen/10",
+    "rosen/1000",
+    "rosen/1e6",
+    "mlp/64",
+    "mlp/1024",
+    "logreg/1e6",
+    "recur/10",
+    "recur/100",
+    "recur/1000",
+    "ew/1e7",
+    "xor",
+]
 PEERS = ["jax", "torch", "autograd", "sympy", "symengine", "pytensor", "casadi"]
-SCALARIZE_LIMIT = 1000     # SymEngine, CasADi: at most this many input elements, scalarized
-PYTENSOR_MODE = "CVM"      # PyTensor's C backend
+SCALARIZE_LIMIT = 1000  # SymEngine, CasADi: at most this many input elements, scalarized
+PYTENSOR_MODE = "CVM"  # PyTensor's C backend
 
 
 def median_call_seconds(fn, *args, repeat=7, min_time=0.05):
@@ -87,13 +99,12 @@ def _size(text):
 
 
 class Workload:
-    def __init__(self, expr, wrt, inputs, args, by_hand, forward_by_hand, loss=None, fused=None,
-                 loop=None):
+    def __init__(self, expr, wrt, inputs, args, by_hand, forward_by_hand, loss=None, fused=None, loop=None):
         self.expr, self.wrt, self.inputs, self.args = expr, list(wrt), list(inputs), tuple(args)
         self.by_hand, self.forward_by_hand = by_hand, forward_by_hand
-        self.loss = loss          # loss(xp, *args) for the peers; grads w.r.t. the first len(wrt) args
-        self.fused = fused        # numba kernel: same (value, grads) contract as by_hand
-        self.loop = loop          # (steps, rate): gradient descent through vg in a Python loop
+        self.loss = loss  # loss(xp, *args) for the peers; grads w.r.t. the first len(wrt) args
+        self.fused = fused  # numba kernel: same (value, grads) contract as by_hand
+        self.loop = loop  # (steps, rate): gradient descent through vg in a Python loop
 
 
 def seed_by_hand(x, y):
@@ -117,8 +128,15 @@ def mlp_by_hand(W1, b1, W2, b2, X, T):
 
 def _seed(sg, _):
     x, y = sg.scalars("x y")
-    return Workload(x * y + sg.sin(x), [x, y], [x, y], (0.7, -1.3), seed_by_hand,
-                    lambda x, y: x * y + np.sin(x), loss=lambda xp, x, y: x * y + xp.sin(x))
+    return Workload(
+        x * y + sg.sin(x),
+        [x, y],
+        [x, y],
+        (0.7, -1.3),
+        seed_by_hand,
+        lambda x, y: x * y + np.sin(x),
+        loss=lambda xp, x, y: x * y + xp.sin(x),
+    )
 
 
 _FUSED = {}
@@ -179,7 +197,7 @@ def _rosen(sg, n):
 
 def _ew(sg, n):
     x = sg.tensor("x", ("n",))
-    expr = sg.sum(sg.exp(sg.sin(x)) * sg.tanh(x) ** 2 / (1 + x ** 2))
+    expr = sg.sum(sg.exp(sg.sin(x)) * sg.tanh(x) ** 2 / (1 + x**2))
 
     def by_hand(x):
         e = np.exp(np.sin(x))
@@ -188,7 +206,7 @@ def _ew(sg, n):
         return np.sum(e * t * t * q), (e * q * (np.cos(x) * t * t + 2 * t * (1 - t * t) - t * t * 2 * x * q),)
 
     def loss(xp, x):
-        return xp.sum(xp.exp(xp.sin(x)) * xp.tanh(x) ** 2 / (1 + x ** 2))
+        return xp.sum(xp.exp(xp.sin(x)) * xp.tanh(x) ** 2 / (1 + x**2))
 
     arg = np.random.default_rng(0).normal(size=_size(n))
     return Workload(expr, [x], [x], (arg,), by_hand, lambda x: loss(np, x), loss, _fused("ew"))
@@ -209,10 +227,17 @@ def _mlp(sg, batch):
         return -xp.sum(T * (s - lse)) / X.shape[0]
 
     rng = np.random.default_rng(0)
-    args = (rng.normal(size=(d, h)) * 0.05, np.zeros(h), rng.normal(size=(h, k)) * 0.1, np.zeros(k),
-            rng.normal(size=(n, d)), np.eye(k)[rng.integers(0, k, n)])
-    return Workload(expr, [W1, b1, W2, b2], [W1, b1, W2, b2, X, T], args, mlp_by_hand,
-                    lambda *a: mlp_by_hand(*a)[0], loss)
+    args = (
+        rng.normal(size=(d, h)) * 0.05,
+        np.zeros(h),
+        rng.normal(size=(h, k)) * 0.1,
+        np.zeros(k),
+        rng.normal(size=(n, d)),
+        np.eye(k)[rng.integers(0, k, n)],
+    )
+    return Workload(
+        expr, [W1, b1, W2, b2], [W1, b1, W2, b2, X, T], args, mlp_by_hand, lambda *a: mlp_by_hand(*a)[0], loss
+    )
 
 
 def _logreg(sg, n):
@@ -223,7 +248,7 @@ def _logreg(sg, n):
     def by_hand(w, X, y):
         m = -y * (X @ w)
         value = np.mean(np.logaddexp(0.0, m)) + 1e-3 * (w @ w)
-        dm = 0.5 * (1 + np.tanh(0.5 * m)) / m.shape[0]          # sigmoid(m) / N
+        dm = 0.5 * (1 + np.tanh(0.5 * m)) / m.shape[0]  # sigmoid(m) / N
         return value, (X.T @ (-y * dm) + 2e-3 * w,)
 
     def loss(xp, w, X, y):
@@ -281,17 +306,39 @@ def _xor(sg, _):
     def loss(xp, W1, b1, W2, b2, X, T):
         def s(z):
             return 1 / (1 + xp.exp(-z))
+
         return 0.5 * xp.sum((s(s(X @ W1 + b1) @ W2 + b2) - T) ** 2)
 
     rng = np.random.default_rng(1)
-    args = (rng.normal(size=(2, 2)), np.zeros(2), rng.normal(size=(2, 1)), np.zeros(1),
-            np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]), np.array([[0.0], [1.0], [1.0], [0.0]]))
-    return Workload(expr, [W1, b1, W2, b2], [W1, b1, W2, b2, X, T], args, by_hand,
-                    lambda *a: by_hand(*a)[0], loss, loop=(10_000, 0.5))
+    args = (
+        rng.normal(size=(2, 2)),
+        np.zeros(2),
+        rng.normal(size=(2, 1)),
+        np.zeros(1),
+        np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]),
+        np.array([[0.0], [1.0], [1.0], [0.0]]),
+    )
+    return Workload(
+        expr,
+        [W1, b1, W2, b2],
+        [W1, b1, W2, b2, X, T],
+        args,
+        by_hand,
+        lambda *a: by_hand(*a)[0],
+        loss,
+        loop=(10_000, 0.5),
+    )
 
 
-MAKERS = {"seed_scalar": _seed, "rosen": _rosen, "ew": _ew, "mlp": _mlp, "logreg": _logreg,
-          "recur": _recur, "xor": _xor}
+MAKERS = {
+    "seed_scalar": _seed,
+    "rosen": _rosen,
+    "ew": _ew,
+    "mlp": _mlp,
+    "logreg": _logreg,
+    "recur": _recur,
+    "xor": _xor,
+}
 
 
 def make_workload(sg, name):
@@ -316,6 +363,7 @@ def _peer(name, w):
         import sympy
         import symgrad as sg
         from symgrad.graph import topo_order
+
         # scalar graphs only, and small ones: SymPy's trees double with every reuse of a node
         if any(np.ndim(a) for a in w.args) or len(topo_order([w.expr])) > 100:
             return None
@@ -328,7 +376,7 @@ def _peer(name, w):
             # one flat list: lambdify's cse does not look inside nested lists
             return sympy.lambdify(syms, [e] + grads, modules="math", cse=True)
 
-        return build, lambda f: (lambda *a: _pair(f(*a)))
+        return build, lambda f: lambda *a: _pair(f(*a))
     if name == "jax":
         jax = importlib.import_module("jax")
         jax.config.update("jax_enable_x64", True)
@@ -344,7 +392,9 @@ def _peer(name, w):
                 v, g = f(*a)
                 v.block_until_ready()
                 return v, g
+
             return run
+
         return build, call
     if name == "torch":
         torch = importlib.import_module("torch")
@@ -357,7 +407,9 @@ def _peer(name, w):
                 v = w.loss(torch, *ts)
                 grads = torch.autograd.grad(v, ts[:nw])
                 return float(v), tuple(g.numpy() for g in grads)
+
             return run
+
         return build, lambda f: f
     if name == "autograd":
         ag = importlib.import_module("autograd")
@@ -367,6 +419,7 @@ def _peer(name, w):
 
         def build():
             return ag.value_and_grad(lambda *a: w.loss(anp, *a), argnum=list(range(nw)))
+
         return build, lambda f: f
     if name == "symengine":
         se = importlib.import_module("symengine")
@@ -377,10 +430,12 @@ def _peer(name, w):
             ins, flat = _scalar_symbols(w, lambda k, i: se.Symbol(f"a{k}_{i}" if i is not None else f"a{k}"))
             value = w.loss(_ElementwiseModule(se), *ins)
             wrt = [s for f in flat[:nw] for s in f]
-            f = se.Lambdify([s for f in flat for s in f], [value] + [value.diff(s) for s in wrt],
-                            backend="llvm", cse=True)
+            f = se.Lambdify(
+                [s for f in flat for s in f], [value] + [value.diff(s) for s in wrt], backend="llvm", cse=True
+            )
             # unsafe_real: the call without the argument checks, into buffers we keep
             return _flat_call(w, lambda inp, out: lambda: f.unsafe_real(inp, out))
+
         return build, lambda f: f
     if name == "pytensor":
         pytensor = importlib.import_module("pytensor")
@@ -389,15 +444,20 @@ def _peer(name, w):
             return None
 
         def build():
-            ins = [pt.tensor(f"a{k}", dtype="float64", shape=(None,) * np.ndim(a)) for k, a in enumerate(w.args)]
+            ins = [
+                pt.tensor(f"a{k}", dtype="float64", shape=(None,) * np.ndim(a)) for k, a in enumerate(w.args)
+            ]
             limit = sys.getrecursionlimit()
-            sys.setrecursionlimit(max(limit, 100_000))   # pytensor.grad and its rewrites recurse per node (recur/1000)
+            sys.setrecursionlimit(
+                max(limit, 100_000)
+            )  # pytensor.grad and its rewrites recurse per node (recur/1000)
             try:
                 value = w.loss(pt, *ins)
                 return pytensor.function(ins, [value] + pytensor.grad(value, ins[:nw]), mode=PYTENSOR_MODE)
             finally:
                 sys.setrecursionlimit(limit)
-        return build, lambda f: (lambda *a: _pair(f(*a)))
+
+        return build, lambda f: lambda *a: _pair(f(*a))
     if name == "casadi":
         ca = importlib.import_module("casadi")
         if not _scalarizable(w):
@@ -407,16 +467,21 @@ def _peer(name, w):
             ins, flat = _scalar_symbols(w, lambda k, i: ca.SX.sym(f"a{k}_{i}" if i is not None else f"a{k}"))
             value = w.loss(_ElementwiseModule(ca), *ins)
             wrt = ca.vertcat(*[s for f in flat[:nw] for s in f])
-            f = ca.Function("vg", [ca.vertcat(*[s for f in flat for s in f])],
-                            [ca.vertcat(value, ca.gradient(value, wrt))])
+            f = ca.Function(
+                "vg",
+                [ca.vertcat(*[s for f in flat for s in f])],
+                [ca.vertcat(value, ca.gradient(value, wrt))],
+            )
 
             def bind(inp, out):
                 # Function.buffer: CasADi's low-overhead call (f(numpy) converts through DM: ~60 us)
                 buf, evaluate = f.buffer()
                 buf.set_arg(0, memoryview(inp))
                 buf.set_res(0, memoryview(out))
-                return lambda buf=buf: evaluate()     # buf must outlive the calls
+                return lambda buf=buf: evaluate()  # buf must outlive the calls
+
             return _flat_call(w, bind)
+
         return build, lambda f: f
     raise ValueError(name)
 
@@ -468,14 +533,16 @@ def _flat_call(w, bind):
     inp = np.empty(sum(sizes))
     out = np.empty(1 + sum(sizes[:nw]))
     starts = np.cumsum([0] + sizes)
-    views = [inp[b:b + n].reshape(np.shape(a)) for b, n, a in zip(starts, sizes, w.args)]
+    views = [inp[b : b + n].reshape(np.shape(a)) for b, n, a in zip(starts, sizes, w.args)]
     shapes = [np.shape(a) for a in w.args[:nw]]
     evaluate = bind(inp, out)
-    if not any(shapes):      # scalars only: skip the slicing
+    if not any(shapes):  # scalars only: skip the slicing
+
         def call(*args):
             inp[:] = args
             evaluate()
             return out[0], tuple(out[1:].tolist())
+
         return call
     grads = [(slice(1 + b, 1 + b + n), shape) for b, n, shape in zip(starts, sizes, shapes)]
 
@@ -485,6 +552,7 @@ def _flat_call(w, bind):
         evaluate()
         o = out.copy()
         return o[0], tuple(o[sl].reshape(shape) for sl, shape in grads)
+
     return call
 
 
@@ -499,9 +567,14 @@ def _agree(got, want):
     gg = gg if isinstance(gg, (tuple, list)) else (gg,)
     wg = wg if isinstance(wg, (tuple, list)) else (wg,)
     ok = np.allclose(np.asarray(gv, dtype=float), wv, rtol=1e-6, atol=1e-12)
-    return bool(ok and len(gg) == len(wg) and all(
-        np.allclose(np.asarray(a, dtype=float).reshape(np.shape(b)), b, rtol=1e-6, atol=1e-9)
-        for a, b in zip(gg, wg)))
+    return bool(
+        ok
+        and len(gg) == len(wg)
+        and all(
+            np.allclose(np.asarray(a, dtype=float).reshape(np.shape(b)), b, rtol=1e-6, atol=1e-9)
+            for a, b in zip(gg, wg)
+        )
+    )
 
 
 # ---------------------------------------------------------------- one case (in its own process)
@@ -510,6 +583,7 @@ def _agree(got, want):
 def run_case(name, repeat=7, peers=PEERS):
     """Measure one workload in this process; returns a JSON-able record."""
     import symgrad as sg
+
     w = make_workload(sg, name)
     rec = {"workload": name}
     want = w.by_hand(*w.args)
@@ -552,8 +626,8 @@ def run_case(name, repeat=7, peers=PEERS):
 
 
 def _descent(fn, w, steps, rate):
-    params = [np.array(a, dtype=float) for a in w.args[:len(w.wrt)]]
-    rest = w.args[len(w.wrt):]
+    params = [np.array(a, dtype=float) for a in w.args[: len(w.wrt)]]
+    rest = w.args[len(w.wrt) :]
     start = time.perf_counter()
     for _ in range(steps):
         _, grads = fn(*params, *rest)
@@ -578,7 +652,7 @@ def _measure_peer(peer, w, want, repeat):
             return {"status": "disagrees with the reference"}
         out["vg_s"] = median_call_seconds(fn, *w.args, repeat=repeat)
         return out
-    except Exception as exc:   # a peer's failure is a result, not a crash of the bench
+    except Exception as exc:  # a peer's failure is a result, not a crash of the bench
         return {"status": f"error: {type(exc).__name__}: {str(exc)[:80]}"}
 
 
@@ -592,15 +666,14 @@ def select(names):
     for n in names:
         matches = [m for m in NAMES if m == n or m.split("/")[0] == n]
         if not matches and n.split("/")[0] in MAKERS:
-            matches = [n]      # another size of a known workload, e.g. rosen/1e5
+            matches = [n]  # another size of a known workload, e.g. rosen/1e5
         if not matches:
             raise SystemExit(f"unknown workload {n!r}; choose from {', '.join(NAMES)}")
         chosen += [m for m in matches if m not in chosen]
     return chosen
 
 
-def run(names=None, *, json_path=None, timeout=600.0, repeat=7, peers=PEERS, out=print,
-        progress=sys.stderr):
+def run(names=None, *, json_path=None, timeout=600.0, repeat=7, peers=PEERS, out=print, progress=sys.stderr):
     """Run each workload in its own subprocess, print the table, return the records."""
     names = select(names)
     records = []
@@ -608,8 +681,17 @@ def run(names=None, *, json_path=None, timeout=600.0, repeat=7, peers=PEERS, out
         if progress is not None:
             progress.write(f"\r[{k}/{len(names)}] {name:<12} running ...   ")
             progress.flush()
-        cmd = [sys.executable, "-m", "symgrad.bench", "--case", name, "--repeat", str(repeat),
-               "--peers", ",".join(peers) or "none"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "symgrad.bench",
+            "--case",
+            name,
+            "--repeat",
+            str(repeat),
+            "--peers",
+            ",".join(peers) or "none",
+        ]
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
@@ -629,27 +711,50 @@ def run(names=None, *, json_path=None, timeout=600.0, repeat=7, peers=PEERS, out
         out(line)
     if json_path:
         with open(json_path, "w", encoding="utf-8") as fh:
-            json.dump({"records": records, "python": sys.version.split()[0],
-                       "numpy": np.__version__, "peers": list(peers)}, fh, indent=1)
+            json.dump(
+                {
+                    "records": records,
+                    "python": sys.version.split()[0],
+                    "numpy": np.__version__,
+                    "peers": list(peers),
+                },
+                fh,
+                indent=1,
+            )
     return records
 
 
 def table(records, peers=PEERS):
-    cols = ["workload", "startup", "build", "forward", "vg", "numpy vg", "fused vg", "vg/numpy", "vg/fused",
-            "vg/fwd"] + [f"{p} vg" for p in peers]
+    cols = [
+        "workload",
+        "startup",
+        "build",
+        "forward",
+        "vg",
+        "numpy vg",
+        "fused vg",
+        "vg/numpy",
+        "vg/fused",
+        "vg/fwd",
+    ] + [f"{p} vg" for p in peers]
     rows = [cols]
     for r in records:
         if "error" in r:
             rows.append([r["workload"], "error: " + r["error"][:90]])
             continue
         fused = r.get("fused_vg_s")
-        row = [r["workload"] + ("" if r.get("agree") else " (MISMATCH)"),
-               f"{r['startup_s']:.3f} s",
-               f"{r['build_s']:.3f} s", format_seconds(r["forward_s"]), format_seconds(r["vg_s"]), format_seconds(r["numpy_vg_s"]),
-               format_seconds(fused) if not isinstance(fused, str) else fused,
-               f"{r['vg_over_numpy']:.2f}",
-               f"{r['vg_over_fused']:.2f}" if "vg_over_fused" in r else "-",
-               f"{r['vg_over_forward']:.2f}"]
+        row = [
+            r["workload"] + ("" if r.get("agree") else " (MISMATCH)"),
+            f"{r['startup_s']:.3f} s",
+            f"{r['build_s']:.3f} s",
+            format_seconds(r["forward_s"]),
+            format_seconds(r["vg_s"]),
+            format_seconds(r["numpy_vg_s"]),
+            format_seconds(fused) if not isinstance(fused, str) else fused,
+            f"{r['vg_over_numpy']:.2f}",
+            f"{r['vg_over_fused']:.2f}" if "vg_over_fused" in r else "-",
+            f"{r['vg_over_forward']:.2f}",
+        ]
         for p in peers:
             info = r["peers"].get(p, {"status": "absent"})
             row.append(format_seconds(info["vg_s"]) if info.get("status") == "ok" else info["status"])
@@ -660,18 +765,23 @@ def table(records, peers=PEERS):
         if len(row) == 2 and j:
             lines.append(f"{row[0]:<{widths[0]}}  {row[1]}")
             continue
-        lines.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)))
+        lines.append(
+            "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row))
+        )
         if j == 0:
             lines.append("-" * len(lines[0]))
     loops = [r for r in records if "loop_s" in r]
     for r in loops:
-        lines.append(f"{r['workload']}: {r['loop_steps']} gradient-descent steps through vg in a Python loop: "
-                     f"{r['loop_s']:.3f} s (numpy by hand {r['numpy_loop_s']:.3f} s, "
-                     f"ratio {r['loop_s'] / r['numpy_loop_s']:.2f})")
+        lines.append(
+            f"{r['workload']}: {r['loop_steps']} gradient-descent steps through vg in a Python loop: "
+            f"{r['loop_s']:.3f} s (numpy by hand {r['numpy_loop_s']:.3f} s, "
+            f"ratio {r['loop_s'] / r['numpy_loop_s']:.2f})"
+        )
     ok = [r for r in records if "vg_over_forward" in r]
     if ok:
-        lines.append(f"median vg/forward over the workloads: "
-                     f"{statistics.median(r['vg_over_forward'] for r in ok):.2f}")
+        lines.append(
+            f"median vg/forward over the workloads: {statistics.median(r['vg_over_forward'] for r in ok):.2f}"
+        )
     return lines
 
 
@@ -680,11 +790,17 @@ def add_arguments(parser):
     parser.add_argument("--json", metavar="PATH", help="write the raw numbers as JSON")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case (default 600)")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per measurement (default 7)")
-    parser.add_argument("--peers", default=",".join(PEERS),
-                        help=f"comma-separated peers to try if importable (default {','.join(PEERS)}; 'none')")
-    parser.add_argument("--dask", action="store_true",
-                        help="instead of the workloads: logistic regression over Dask arrays on a local "
-                             "cluster against dask.array by hand (needs symgrad[dask])")
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help=f"comma-separated peers to try if importable (default {','.join(PEERS)}; 'none')",
+    )
+    parser.add_argument(
+        "--dask",
+        action="store_true",
+        help="instead of the workloads: logistic regression over Dask arrays on a local "
+        "cluster against dask.array by hand (needs symgrad[dask])",
+    )
     parser.add_argument("--rows", type=_size, default=10**7, help="--dask: rows (default 1e7)")
     parser.add_argument("--chunk", type=_size, default=10**6, help="--dask: rows per chunk (default 1e6)")
     parser.add_argument("--workers", default="1,2", help="--dask: worker counts to run (default 1,2)")
@@ -694,10 +810,20 @@ def run_from_arguments(args):
     """What ``symgrad bench`` does with its parsed arguments."""
     if args.dask:
         from . import bench_dask
-        return bench_dask.run(rows=args.rows, chunk=args.chunk, repeat=args.repeat,
-                              workers=tuple(int(k) for k in args.workers.split(",") if k))
-    return run(args.workloads, json_path=args.json, timeout=args.timeout, repeat=args.repeat,
-               peers=peers_of(args.peers))
+
+        return bench_dask.run(
+            rows=args.rows,
+            chunk=args.chunk,
+            repeat=args.repeat,
+            workers=tuple(int(k) for k in args.workers.split(",") if k),
+        )
+    return run(
+        args.workloads,
+        json_path=args.json,
+        timeout=args.timeout,
+        repeat=args.repeat,
+        peers=peers_of(args.peers),
+    )
 
 
 def peers_of(text):
@@ -705,10 +831,13 @@ def peers_of(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m symgrad.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m symgrad.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
-    parser.add_argument("--case", help=argparse.SUPPRESS)   # one workload, in this process, as JSON
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # one workload, in this process, as JSON
     args = parser.parse_args(argv)
     if args.case:
         print(json.dumps(run_case(args.case, repeat=args.repeat, peers=peers_of(args.peers))))

@@ -42,9 +42,10 @@ def _dask_array_value_and_grad(w, X, y, n):
     """The gradient by hand in dask.array operations, as dask-glm writes its models."""
     import dask
     import dask.array as da
+
     margin = -y * X.dot(w)
     value = da.logaddexp(0, margin).sum() / n + LAMBDA * (w @ w)
-    weight = -y / (1 + da.exp(-margin))        # d/dmargin logaddexp(0, margin) = sigmoid(margin)
+    weight = -y / (1 + da.exp(-margin))  # d/dmargin logaddexp(0, margin) = sigmoid(margin)
     grad = X.T.dot(weight) / n + 2 * LAMBDA * w
     return dask.compute(value, grad)
 
@@ -60,13 +61,23 @@ def run(rows=10**7, chunk=10**6, features=16, workers=(1, 2), repeat=5, out=prin
     vg = sg.value_and_grad(loss, wrt=w, inputs=[w, X, y])
     rng = np.random.default_rng(0)
     w0 = rng.normal(size=features) * 0.1
-    out(f"logistic regression, {rows:.0e} rows x {features}, chunks of {chunk:.0e} rows; "
-        f"median of {repeat} calls")
+    out(
+        f"logistic regression, {rows:.0e} rows x {features}, chunks of {chunk:.0e} rows; "
+        f"median of {repeat} calls"
+    )
     records = []
     Xn = yn = None
     for n_workers in workers:
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                          host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster):
+        with (
+            LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster),
+        ):
             data = da.random.default_rng(1)
             Xd = data.normal(size=(rows, features), chunks=(chunk, features)).persist()
             yd = da.sign(data.normal(size=rows, chunks=chunk)).persist()
@@ -78,21 +89,41 @@ def run(rows=10**7, chunk=10**6, features=16, workers=(1, 2), repeat=5, out=prin
                 ref = vg(w0, Xn, yn)
             got = vg(w0, Xd, yd)
             by_hand = _dask_array_value_and_grad(w0, Xd, yd, rows)
-            error = max(abs(got[0] - ref[0]) / abs(ref[0]),
-                        float(np.max(np.abs(got[1] - ref[1])) / np.max(np.abs(ref[1]))))
-            error_by_hand = max(abs(by_hand[0] - ref[0]) / abs(ref[0]),
-                                float(np.max(np.abs(by_hand[1] - ref[1])) / np.max(np.abs(ref[1]))))
+            error = max(
+                abs(got[0] - ref[0]) / abs(ref[0]),
+                float(np.max(np.abs(got[1] - ref[1])) / np.max(np.abs(ref[1]))),
+            )
+            error_by_hand = max(
+                abs(by_hand[0] - ref[0]) / abs(ref[0]),
+                float(np.max(np.abs(by_hand[1] - ref[1])) / np.max(np.abs(ref[1]))),
+            )
             in_memory, t_sg, t_da = _median_seconds(
-                [lambda: vg(w0, Xn, yn), lambda: vg(w0, Xd, yd),
-                 lambda: _dask_array_value_and_grad(w0, Xd, yd, rows)], repeat)
-            records.append({"workers": n_workers, "symgrad_seconds": t_sg, "dask_array_seconds": t_da,
-                            "in_memory_seconds": in_memory, "relative_error": error,
-                            "dask_array_relative_error": error_by_hand})
-    out("| workers | symgrad on Dask | dask.array by hand | speed-up | in memory, 1 process "
-        "| symgrad / in memory | max rel. error vs in memory |")
+                [
+                    lambda: vg(w0, Xn, yn),
+                    lambda: vg(w0, Xd, yd),
+                    lambda: _dask_array_value_and_grad(w0, Xd, yd, rows),
+                ],
+                repeat,
+            )
+            records.append(
+                {
+                    "workers": n_workers,
+                    "symgrad_seconds": t_sg,
+                    "dask_array_seconds": t_da,
+                    "in_memory_seconds": in_memory,
+                    "relative_error": error,
+                    "dask_array_relative_error": error_by_hand,
+                }
+            )
+    out(
+        "| workers | symgrad on Dask | dask.array by hand | speed-up | in memory, 1 process "
+        "| symgrad / in memory | max rel. error vs in memory |"
+    )
     out("|---|---|---|---|---|---|---|")
     for r in records:
-        out(f"| {r['workers']} | {r['symgrad_seconds'] * 1e3:.1f} ms | {r['dask_array_seconds'] * 1e3:.1f} ms "
+        out(
+            f"| {r['workers']} | {r['symgrad_seconds'] * 1e3:.1f} ms | {r['dask_array_seconds'] * 1e3:.1f} ms "
             f"| {r['dask_array_seconds'] / r['symgrad_seconds']:.2f}x | {r['in_memory_seconds'] * 1e3:.1f} ms "
-            f"| {r['symgrad_seconds'] / r['in_memory_seconds']:.2f} | {r['relative_error']:.1e} |")
+            f"| {r['symgrad_seconds'] / r['in_memory_seconds']:.2f} | {r['relative_error']:.1e} |"
+        )
     return records

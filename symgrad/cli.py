@@ -39,8 +39,12 @@ def demo(out=None):
 
     n, d, h, k = 64, 64, 32, 10
     rng = np.random.default_rng(0)
-    W1, b1, W2, b2 = (sg.tensor("W1", ("d", "h")), sg.tensor("b1", ("h",)),
-                      sg.tensor("W2", ("h", "k")), sg.tensor("b2", ("k",)))
+    W1, b1, W2, b2 = (
+        sg.tensor("W1", ("d", "h")),
+        sg.tensor("b1", ("h",)),
+        sg.tensor("W2", ("h", "k")),
+        sg.tensor("b2", ("k",)),
+    )
     X, T = sg.tensor("X", ("n", "d")), sg.tensor("T", ("n", "k"))
     scores = sg.tanh(X @ W1 + b1) @ W2 + b2
     loss = -sg.mean(sg.sum(T * sg.log_softmax(scores, axis=1), axis=1))
@@ -48,8 +52,14 @@ def demo(out=None):
     start = time.perf_counter()
     mlp = sg.value_and_grad(loss, wrt=[W1, b1, W2, b2], inputs=[W1, b1, W2, b2, X, T])
     build = time.perf_counter() - start
-    args = (rng.normal(size=(d, h)) * 0.1, np.zeros(h), rng.normal(size=(h, k)) * 0.1, np.zeros(k),
-            rng.normal(size=(n, d)), np.eye(k)[rng.integers(0, k, n)])
+    args = (
+        rng.normal(size=(d, h)) * 0.1,
+        np.zeros(h),
+        rng.normal(size=(h, k)) * 0.1,
+        np.zeros(k),
+        rng.normal(size=(n, d)),
+        np.eye(k)[rng.integers(0, k, n)],
+    )
     value, grads = mlp(*args)
     ref_value, ref_grads = mlp_by_hand(*args)
     err = max(float(np.max(np.abs(a - b))) for a, b in zip(grads, ref_grads))
@@ -67,23 +77,30 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="symgrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="compile the seed loss and a small MLP, print source and timings")
-    bench = sub.add_parser("bench", help="build, forward and value-and-grad times against numpy by hand, "
-                                         "hand-fused loops and the peers that are installed")
+    bench = sub.add_parser(
+        "bench",
+        help="build, forward and value-and-grad times against numpy by hand, "
+        "hand-fused loops and the peers that are installed",
+    )
     from . import bench as bench_module
+
     bench_module.add_arguments(bench)
     cache = sub.add_parser("cache", help="where compiled code is cached; clear it")
     cache.add_argument("action", choices=["info", "clear"])
     args = parser.parse_args(argv)
     if args.command == "cache":
         from codegen.runtime import cache_dir, clear_cache
+
         if args.action == "clear":
             files, size = clear_cache()
             print(f"removed {files} files ({size / 1e6:.1f} MB) from {cache_dir()}")
         else:
             root = cache_dir()
             modules = [f for f in os.listdir(root) if f.startswith("symgrad_") and f.endswith(".py")]
-            print(f"cache directory: {root} ({len(modules)} generated modules; "
-                  "set SYMGRAD_CACHE_DIR to move it)")
+            print(
+                f"cache directory: {root} ({len(modules)} generated modules; "
+                "set SYMGRAD_CACHE_DIR to move it)"
+            )
         return 0
     if args.command == "demo":
         demo()

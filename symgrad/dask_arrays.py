@@ -113,7 +113,7 @@ def _tree_sum(parts, add, until=1):
     """``parts`` added FAN_IN at a time by ``add(*group)`` (a task), level by level, until at most
     ``until`` are left (log_FAN_IN(blocks) levels for one)."""
     while len(parts) > until:
-        groups = [parts[i:i + FAN_IN] for i in range(0, len(parts), FAN_IN)]
+        groups = [parts[i : i + FAN_IN] for i in range(0, len(parts), FAN_IN)]
         parts = [add(*g) if len(g) > 1 else g[0] for g in groups]
     return parts
 
@@ -121,8 +121,9 @@ def _tree_sum(parts, add, until=1):
 def _run_blocks(kernel, shipped, width, n_rows, *chunks):
     """On a worker: ``kernel`` on one or more row blocks (``width`` chunks each, in order), after
     the parameters ``shipped``; their partial results added in block order."""
-    return _add_partials(*(kernel(*shipped, *chunks[i:i + width], n_rows)
-                           for i in range(0, len(chunks), width)))
+    return _add_partials(
+        *(kernel(*shipped, *chunks[i : i + width], n_rows) for i in range(0, len(chunks), width))
+    )
 
 
 def _held_chunks(rows, client):
@@ -130,6 +131,7 @@ def _held_chunks(rows, client):
     them are persisted on ``client``'s cluster as they are; otherwise None."""
     import dask
     from distributed import futures_of
+
     held = []
     for a in rows:
         futures = {f.key: f for f in futures_of(a) if f.client is client}
@@ -148,7 +150,7 @@ def _groups_by_worker(client, held, row_chunks):
     thread."""
     threads = {address: max(1, n) for address, n in client.nthreads().items()}
     if not threads:
-        return []                           # no worker now: the graph waits for one
+        return []  # no worker now: the graph waits for one
     where = client.who_has(held[0])
     rows, total_threads = sum(row_chunks), sum(threads.values())
     share = {address: max(rows, 1) * n / total_threads for address, n in threads.items()}
@@ -178,7 +180,7 @@ def _groups_by_worker(client, held, row_chunks):
         cuts = max(1, min(len(blocks), threads[address]))
         size = sum(row_chunks[i] for i in blocks) or 1
         cut, done = [[] for _ in range(cuts)], 0
-        for i in blocks:                    # each block to the run its first row falls in
+        for i in blocks:  # each block to the run its first row falls in
             cut[min(cuts - 1, done * cuts // size)].append(i)
             done += row_chunks[i]
         runs.extend((run, address) for run in cut if run)
@@ -190,6 +192,7 @@ class RowSplit:
 
     def __init__(self, compiled, wrt, row_dim):
         from . import api, autodiff
+
         loss = compiled.outputs[0]
         inputs = list(compiled.inputs)
         plan = decompose.plan_rows(loss, inputs, row_dim)
@@ -198,38 +201,51 @@ class RowSplit:
             raise UnsupportedError(
                 f"{compiled.title}: {', '.join(chunked)} {'is' if len(chunked) == 1 else 'are'} split "
                 f"into row blocks (first dimension {row_dim}) and differentiated; over Dask arrays "
-                "only parameters (inputs without the row dimension) can be differentiated")
+                "only parameters (inputs without the row dimension) can be differentiated"
+            )
         self.plan = plan
         self.wrt = wrt
         backend = compiled.backend
-        float_weights = [(s, w, g) for s, w, g in zip(plan.block_sums, plan.weights, plan.cotangents)
-                         if w is not None]
+        float_weights = [
+            (s, w, g) for s, w, g in zip(plan.block_sums, plan.weights, plan.cotangents) if w is not None
+        ]
         params_in = plan.params + [plan.count]
-        self.weights = (api.compile([g for _, _, g in float_weights], inputs=params_in,
-                                    backend=backend, name="row_sum_weights")
-                        if float_weights else None)
+        self.weights = (
+            api.compile(
+                [g for _, _, g in float_weights], inputs=params_in, backend=backend, name="row_sum_weights"
+            )
+            if float_weights
+            else None
+        )
         if plan.block_sums:
             from .ops import sum as total
+
             pairing = [total(w * s) for s, w, _ in float_weights]
             partial_loss = pairing[0] if pairing else None
             for p in pairing[1:]:
                 partial_loss = partial_loss + p
-            grads = (autodiff.grad(partial_loss, wrt) if partial_loss is not None
-                     else [_zeros_like(w) for w in wrt])
+            grads = (
+                autodiff.grad(partial_loss, wrt)
+                if partial_loss is not None
+                else [_zeros_like(w) for w in wrt]
+            )
             block_inputs = plan.params + [w for _, w, _ in float_weights] + plan.row_inputs + [plan.count]
-            block = api.compile(list(plan.block_sums) + list(grads), inputs=block_inputs,
-                                backend=backend, name="row_block")
+            block = api.compile(
+                list(plan.block_sums) + list(grads), inputs=block_inputs, backend=backend, name="row_block"
+            )
             self.block = BlockKernel(block.source, backend, block.title)
-            self._block_compiled = block       # keeps this process's copy loaded
+            self._block_compiled = block  # keeps this process's copy loaded
         else:
             self.block = None
         combine_out = [plan.combine] + autodiff.grad(plan.combine, wrt)
-        self.combine = api.compile(combine_out, inputs=plan.params + plan.sums + [plan.count],
-                                   backend=backend, name="row_combine")
+        self.combine = api.compile(
+            combine_out, inputs=plan.params + plan.sums + [plan.count], backend=backend, name="row_combine"
+        )
 
 
 def _zeros_like(w):
     from .ops import constant, broadcast_to
+
     return broadcast_to(constant(0, w.dtype), w.shape)
 
 
@@ -247,8 +263,10 @@ def call_entry(entry, args):
     """A generated entry was called with a Dask array: the call its Compiled makes of it."""
     owner = _owners.get(entry)
     if owner is None:
-        raise InputError("Dask arrays can be passed to functions made by sg.value_and_grad; "
-                         "this compiled function takes numpy arrays (call .compute() first)")
+        raise InputError(
+            "Dask arrays can be passed to functions made by sg.value_and_grad; "
+            "this compiled function takes numpy arrays (call .compute() first)"
+        )
     return value_and_grad_over_blocks(owner, list(args))
 
 
@@ -266,29 +284,42 @@ def _as_row_array(value, symbol, row_chunks, like_name):
     axis 0 and in one chunk along every other axis."""
     import dask.array as da
     from codegen.runtime import _kind_ok
+
     if not hasattr(value, "chunks"):
         value = np.asarray(value)
         if value.ndim != symbol.ndim:
-            raise InputError(f"argument {symbol.name!r} must have rank {symbol.ndim}, got an array of "
-                             f"shape {value.shape} (rank {value.ndim})")
+            raise InputError(
+                f"argument {symbol.name!r} must have rank {symbol.ndim}, got an array of "
+                f"shape {value.shape} (rank {value.ndim})"
+            )
         if value.shape[0] != sum(row_chunks):
-            raise InputError(f"argument {symbol.name!r}: dimension 0 is {value.shape[0]}, but "
-                             f"{like_name!r} has {sum(row_chunks)} rows")
+            raise InputError(
+                f"argument {symbol.name!r}: dimension 0 is {value.shape[0]}, but "
+                f"{like_name!r} has {sum(row_chunks)} rows"
+            )
         value = da.from_array(value, chunks=(row_chunks,) + tuple(value.shape[1:]))
     if value.ndim != symbol.ndim:
-        raise InputError(f"argument {symbol.name!r} must have rank {symbol.ndim}, got a Dask array of "
-                         f"shape {value.shape} (rank {value.ndim})")
+        raise InputError(
+            f"argument {symbol.name!r} must have rank {symbol.ndim}, got a Dask array of "
+            f"shape {value.shape} (rank {value.ndim})"
+        )
     if not _kind_ok(value.dtype.kind, symbol.dtype):
-        raise InputError(f"argument {symbol.name!r} must hold {symbol.dtype} values, got a Dask array "
-                         f"of dtype {value.dtype}")
+        raise InputError(
+            f"argument {symbol.name!r} must hold {symbol.dtype} values, got a Dask array "
+            f"of dtype {value.dtype}"
+        )
     if value.dtype != symbol.dtype:
         value = value.astype(symbol.dtype)
     if any(np.isnan(c) for c in value.chunks[0]):
-        raise InputError(f"argument {symbol.name!r}: the Dask array's chunk sizes are unknown; call "
-                         f"{symbol.name}.compute_chunk_sizes() first")
+        raise InputError(
+            f"argument {symbol.name!r}: the Dask array's chunk sizes are unknown; call "
+            f"{symbol.name}.compute_chunk_sizes() first"
+        )
     if value.shape[0] != sum(row_chunks):
-        raise InputError(f"argument {symbol.name!r}: dimension 0 is {value.shape[0]}, but "
-                         f"{like_name!r} has {sum(row_chunks)} rows")
+        raise InputError(
+            f"argument {symbol.name!r}: dimension 0 is {value.shape[0]}, but "
+            f"{like_name!r} has {sum(row_chunks)} rows"
+        )
     if any(len(c) > 1 for c in value.chunks[1:]):
         rows = max(row_chunks) if row_chunks else 0
         size = rows * int(np.prod(value.shape[1:])) * value.dtype.itemsize
@@ -297,11 +328,15 @@ def _as_row_array(value, symbol, row_chunks, like_name):
                 f"argument {symbol.name!r} is chunked along axis 1 or later (chunks {value.chunksize}); "
                 f"one row block with whole rows would take {_size_text(size)}, more than the "
                 f"limit of {_size_text(max_block_bytes())} (SYMGRAD_DASK_MAX_BLOCK_BYTES); chunk "
-                "it along the rows only")
-        warnings.warn(f"symgrad: argument {symbol.name!r} is chunked along axis 1 or later "
-                      f"(chunks {value.chunksize}); rechunking it into whole rows (blocks of up to "
-                      f"{_size_text(size)}). Chunk along the rows only to avoid this",
-                      RuntimeWarning, stacklevel=5)
+                "it along the rows only"
+            )
+        warnings.warn(
+            f"symgrad: argument {symbol.name!r} is chunked along axis 1 or later "
+            f"(chunks {value.chunksize}); rechunking it into whole rows (blocks of up to "
+            f"{_size_text(size)}). Chunk along the rows only to avoid this",
+            RuntimeWarning,
+            stacklevel=5,
+        )
         value = value.rechunk((row_chunks,) + tuple(value.shape[1:]))
     elif tuple(value.chunks[0]) != tuple(row_chunks):
         value = value.rechunk({0: row_chunks})
@@ -318,6 +353,7 @@ def _size_text(size):
 def _client():
     try:
         from distributed import default_client
+
         return default_client()
     except (ImportError, ValueError):
         return None
@@ -328,11 +364,13 @@ def value_and_grad_over_blocks(compiled, args):
     try:
         import dask
     except ImportError:
-        raise UnsupportedError("Dask arrays were passed, but Dask is not installed "
-                               "(pip install 'symgrad[dask]')") from None
-    info = compiled._dask      # call_entry finds only registered value_and_grad functions
+        raise UnsupportedError(
+            "Dask arrays were passed, but Dask is not installed (pip install 'symgrad[dask]')"
+        ) from None
+    info = compiled._dask  # call_entry finds only registered value_and_grad functions
     inputs = list(compiled.inputs)
     from codegen.runtime import is_dask
+
     lazy = [s for s, a in zip(inputs, args) if is_dask(a)]
     for s in lazy:
         if s.ndim == 0:
@@ -345,14 +383,18 @@ def value_and_grad_over_blocks(compiled, args):
     first = next(s for s in inputs if is_dask(values[s.name]))
     first_value = values[first.name]
     if first_value.ndim != first.ndim:
-        raise InputError(f"argument {first.name!r} must have rank {first.ndim}, got a Dask array of "
-                         f"shape {first_value.shape} (rank {first_value.ndim})")
+        raise InputError(
+            f"argument {first.name!r} must have rank {first.ndim}, got a Dask array of "
+            f"shape {first_value.shape} (rank {first_value.ndim})"
+        )
     row_chunks = tuple(first_value.chunks[0])
     if any(np.isnan(c) for c in row_chunks):
-        raise InputError(f"argument {first.name!r}: the Dask array's chunk sizes are unknown; call "
-                         f"{first.name}.compute_chunk_sizes() first")
+        raise InputError(
+            f"argument {first.name!r}: the Dask array's chunk sizes are unknown; call "
+            f"{first.name}.compute_chunk_sizes() first"
+        )
     rows = [_as_row_array(values[s.name], s, row_chunks, first.name) for s in plan.row_inputs]
-    params = [values[s.name] for s in plan.params]     # row_dimension made sure none is lazy
+    params = [values[s.name] for s in plan.params]  # row_dimension made sure none is lazy
     n_rows = float(sum(row_chunks))
 
     # 1. the weights of the sums over rows: functions of the parameters only
@@ -367,13 +409,24 @@ def value_and_grad_over_blocks(compiled, args):
             if runs:
                 # 2. the data is persisted: one task per worker thread runs the blocks it holds,
                 # the parameters inside the task
-                tasks = [client.submit(_run_blocks, split.block, tuple(shipped), len(rows), n_rows,
-                                       *(h[i] for i in run for h in held), pure=False,
-                                       workers=[address], allow_other_workers=True)
-                         for run, address in runs]
+                tasks = [
+                    client.submit(
+                        _run_blocks,
+                        split.block,
+                        tuple(shipped),
+                        len(rows),
+                        n_rows,
+                        *(h[i] for i in run for h in held),
+                        pure=False,
+                        workers=[address],
+                        allow_other_workers=True,
+                    )
+                    for run, address in runs
+                ]
                 # many workers: add on the cluster first, the last few here
-                tasks = _tree_sum(tasks, functools.partial(client.submit, _add_partials, pure=False),
-                                  until=FAN_IN)
+                tasks = _tree_sum(
+                    tasks, functools.partial(client.submit, _add_partials, pure=False), until=FAN_IN
+                )
                 partials = _add_partials(*client.gather(tasks))
             else:
                 # 2. one task per row block (computed in the same graph), the parameters one node
@@ -381,16 +434,20 @@ def value_and_grad_over_blocks(compiled, args):
                 shared = dask.delayed(tuple(shipped), name=f"symgrad-parameters-{uuid.uuid4().hex}")
                 blocks = [a.to_delayed().reshape(-1) for a in rows]
                 run = dask.delayed(_run_blocks, pure=True)
-                parts = [run(split.block, shared, len(rows), n_rows, *(b[i] for b in blocks))
-                         for i in range(len(row_chunks))]
+                parts = [
+                    run(split.block, shared, len(rows), n_rows, *(b[i] for b in blocks))
+                    for i in range(len(row_chunks))
+                ]
                 (total,) = _tree_sum(parts, dask.delayed(_add_partials, pure=True))
                 (partials,) = dask.compute(total)
         except SymgradError:
             raise
         except Exception as exc:
             if hasattr(exc, "add_note"):
-                exc.add_note(f"symgrad: {compiled.title} over Dask arrays failed while running the "
-                             "row blocks on the scheduler; no partial result was used")
+                exc.add_note(
+                    f"symgrad: {compiled.title} over Dask arrays failed while running the "
+                    "row blocks on the scheduler; no partial result was used"
+                )
             raise
     k = len(plan.sums)
     sums = list(partials[:k]) if partials is not None else []

@@ -34,20 +34,58 @@ import sympy
 
 from .errors import UnsupportedError
 from .graph import Expr, free_symbols, is_float, shape_str, topo_order
-from .ops import OPS, constant, make
+from .ops import OPS, make
 from .ops.registry import POINTWISE
 from .printing import expr_str
 
-_NON_DIFFERENTIABLE_ELEMENTWISE = {"cast", "stop_gradient", "less", "less_equal", "greater",
-                                   "greater_equal", "equal", "not_equal", "logical_and",
-                                   "logical_or", "logical_not", "isfinite", "where"}
+_NON_DIFFERENTIABLE_ELEMENTWISE = {
+    "cast",
+    "stop_gradient",
+    "less",
+    "less_equal",
+    "greater",
+    "greater_equal",
+    "equal",
+    "not_equal",
+    "logical_and",
+    "logical_or",
+    "logical_not",
+    "isfinite",
+    "where",
+}
 # ops whose leading axis passes through unchanged when the input's does (the rest checked below)
-_ROW_PRESERVING = {"sum", "max", "min", "prod", "argmax_mask", "argmin_mask", "prod_others",
-                   "reshape", "transpose", "broadcast_to", "getitem", "concatenate", "matmul",
-                   "take0", "take_last", "arange"}
+_ROW_PRESERVING = {
+    "sum",
+    "max",
+    "min",
+    "prod",
+    "argmax_mask",
+    "argmin_mask",
+    "prod_others",
+    "reshape",
+    "transpose",
+    "broadcast_to",
+    "getitem",
+    "concatenate",
+    "matmul",
+    "take0",
+    "take_last",
+    "arange",
+}
 # ops that are linear in each input, so a sum over rows may pass through them
-_LINEAR = {"add", "sub", "neg", "sum", "reshape", "transpose", "broadcast_to", "getitem",
-           "concatenate", "sum_to", "slice_grad"}
+_LINEAR = {
+    "add",
+    "sub",
+    "neg",
+    "sum",
+    "reshape",
+    "transpose",
+    "broadcast_to",
+    "getitem",
+    "concatenate",
+    "sum_to",
+    "slice_grad",
+}
 
 
 def is_elementwise(op):
@@ -67,6 +105,7 @@ class RowPlan:
     - ``cotangents``: ``G_j = dF/dS_j`` (None for a sum of ints, which has no gradient);
     - ``block_sums``: ``s_jb``, the partial sums over the rows given to the block kernel.
     """
+
     row_dim: object
     row_inputs: list
     params: list
@@ -87,17 +126,20 @@ def row_dimension(symbols):
         dims.setdefault(s.shape[0], []).append(s.name)
     if len(dims) > 1:
         listing = "; ".join(f"{', '.join(names)} by {d}" for d, names in dims.items())
-        raise UnsupportedError(f"arrays split into row blocks must share their first dimension; "
-                               f"here the rows are counted differently: {listing} (only the data, "
-                               "with the rows first, can be Dask arrays; pass parameters as numpy "
-                               "arrays)")
+        raise UnsupportedError(
+            f"arrays split into row blocks must share their first dimension; "
+            f"here the rows are counted differently: {listing} (only the data, "
+            "with the rows first, can be Dask arrays; pass parameters as numpy "
+            "arrays)"
+        )
     (dim,) = dims
     if isinstance(dim, int) or not dim.is_Symbol:
         names = dims[dim]
         raise UnsupportedError(
             f"{names[0]} is split into row blocks, but its first dimension is {dim}, not a name: "
             f"declare it by name (e.g. sg.tensor({names[0]!r}, ('n', ...))) so that one kernel "
-            "serves blocks of every size")
+            "serves blocks of every size"
+        )
     return dim
 
 
@@ -114,12 +156,15 @@ def plan_rows(loss, inputs, row_dim):
     ``row_dim`` and an affine combination of them; see the module docstring."""
     from . import api, autodiff
     from .ops import cast, count as count_of
+
     row_inputs = [s for s in inputs if s.ndim and s.shape[0] == row_dim]
     params = [s for s in inputs if not (s.ndim and s.shape[0] == row_dim)]
     for s in inputs:
         if any(d == row_dim for d in s.shape[1:]):
-            raise UnsupportedError(f"{s.name} {shape_str(s.shape)} has the row dimension {row_dim} "
-                                   "on an axis other than the first; rows must come first")
+            raise UnsupportedError(
+                f"{s.name} {shape_str(s.shape)} has the row dimension {row_dim} "
+                "on an axis other than the first; rows must come first"
+            )
     taken = {s.name for s in free_symbols([loss])} | {s.name for s in inputs}
     count = api.scalar(_unique_name("rows", taken))
 
@@ -130,13 +175,16 @@ def plan_rows(loss, inputs, row_dim):
             return node
         rest = sympy.simplify(total / row_dim)
         if row_dim in rest.free_symbols or not rest.is_polynomial():
-            raise UnsupportedError(f"a size {total} that is not a multiple of the row count "
-                                   f"{row_dim}: cannot split it over row blocks")
+            raise UnsupportedError(
+                f"a size {total} that is not a multiple of the row count "
+                f"{row_dim}: cannot split it over row blocks"
+            )
         n = cast(count, node.dtype) if node.dtype != "float64" else count
         if rest == 1:
             return n
-        return n * count_of(list(sympy.Mul.make_args(rest)) if not rest.is_Integer else [int(rest)],
-                            node.dtype)
+        return n * count_of(
+            list(sympy.Mul.make_args(rest)) if not rest.is_Integer else [int(rest)], node.dtype
+        )
 
     def where_of(node):
         return f"{node.op} in {expr_str(node)[:80]}"
@@ -145,19 +193,21 @@ def plan_rows(loss, inputs, row_dim):
         return UnsupportedError(
             f"the loss does not split over the rows of {', '.join(s.name for s in row_inputs)}: "
             f"{why} ({where_of(node)}). A loss splits when it is a sum or mean over rows of "
-            "per-row terms, combined affinely with terms of the parameters alone")
+            "per-row terms, combined affinely with terms of the parameters alone"
+        )
 
-    kind = {}        # id -> "free" | "row" | "sum"
-    block = {}       # id -> the node in the block kernel's graph (free and row nodes)
-    combined = {}    # id -> the node in F's graph (free and sum nodes)
+    kind = {}  # id -> "free" | "row" | "sum"
+    block = {}  # id -> the node in the block kernel's graph (free and row nodes)
+    combined = {}  # id -> the node in F's graph (free and sum nodes)
     sums, sum_symbols, block_sums = [], [], []
     for node in topo_order([loss]):
         ins = node.inputs
         kinds = [kind[id(i)] for i in ins]
         row_shaped = node.ndim > 0 and node.shape[0] == row_dim
         if any(d == row_dim for d in node.shape[1:]):
-            raise coupling(node, f"the row dimension {row_dim} ends up on another axis "
-                                 f"{shape_str(node.shape)}")
+            raise coupling(
+                node, f"the row dimension {row_dim} ends up on another axis {shape_str(node.shape)}"
+            )
         if node.op == "symbol":
             kind[id(node)] = "row" if row_shaped else "free"
             block[id(node)] = combined[id(node)] = node
@@ -203,15 +253,16 @@ def plan_rows(loss, inputs, row_dim):
         g = by_symbol.get(id(s))
         if g is not None:
             stray = [u.name for u in free_symbols([g]) if any(u is t for t in sum_symbols)]
-            if stray:   # the degree tracking above should make this impossible
-                raise UnsupportedError(f"the loss is not affine in the sums over rows "
-                                       f"({', '.join(stray)}); it cannot be split over row blocks")
+            if stray:  # the degree tracking above should make this impossible
+                raise UnsupportedError(
+                    f"the loss is not affine in the sums over rows "
+                    f"({', '.join(stray)}); it cannot be split over row blocks"
+                )
             weights.append(api.tensor(_unique_name(f"{s.name}_weight", taken), s.shape, s.dtype))
         else:
             weights.append(None)
         cotangents.append(g)
-    return RowPlan(row_dim, row_inputs, params, count, sum_symbols, weights, combine, cotangents,
-                   block_sums)
+    return RowPlan(row_dim, row_inputs, params, count, sum_symbols, weights, combine, cotangents, block_sums)
 
 
 def _rebuild(node, inputs):
@@ -228,8 +279,11 @@ def _check_row_local(node, kinds, coupling):
     if is_elementwise(op):
         for i in rows:
             if i.ndim != node.ndim:
-                raise coupling(node, f"an operand of shape {shape_str(i.shape)} broadcasts the rows "
-                                     f"onto another axis of {shape_str(node.shape)}")
+                raise coupling(
+                    node,
+                    f"an operand of shape {shape_str(i.shape)} broadcasts the rows "
+                    f"onto another axis of {shape_str(node.shape)}",
+                )
         return
     if op not in _ROW_PRESERVING:
         if rows:
@@ -294,5 +348,8 @@ def _check_affine(node, kinds, coupling):
         return
     if op in ("mul", "matmul"):
         raise coupling(node, "a product of two sums over rows")
-    raise coupling(node, f"{op} of a sum over rows (sums over rows may only be added, scaled "
-                         "and divided by terms of the parameters)")
+    raise coupling(
+        node,
+        f"{op} of a sum over rows (sums over rows may only be added, scaled "
+        "and divided by terms of the parameters)",
+    )

@@ -31,11 +31,14 @@ def _label(node):
     elif node.op == "constant":
         text = expr_str(node)
     else:
-        extras = [f"{k}={v}" for k, v in sorted(node.attrs.items())
-                  if k not in ("out_shape", "requires", "key", "shape")]
+        extras = [
+            f"{k}={v}"
+            for k, v in sorted(node.attrs.items())
+            if k not in ("out_shape", "requires", "key", "shape")
+        ]
         text = node.op + (f" [{', '.join(extras)}]" if extras else "")
     if len(text) > _LABEL_CHARS:
-        text = text[:_LABEL_CHARS - 3] + "..."
+        text = text[: _LABEL_CHARS - 3] + "..."
     return text + ("" if not node.shape else f"\n{shape_str(node.shape)}")
 
 
@@ -62,9 +65,12 @@ def to_dot(outputs, names=None):
     for out in outputs:
         users[id(out)] = users.get(id(out), 0) + 1
 
-    lines = ["digraph symgrad {", "  rankdir=BT;",
-             '  node [fontname="Helvetica", fontsize=11, shape=ellipse];',
-             '  edge [arrowsize=0.6];']
+    lines = [
+        "digraph symgrad {",
+        "  rankdir=BT;",
+        '  node [fontname="Helvetica", fontsize=11, shape=ellipse];',
+        "  edge [arrowsize=0.6];",
+    ]
     for node in order:
         label = _label(node)
         style = []
@@ -77,7 +83,9 @@ def to_dot(outputs, names=None):
         if users.get(id(node), 0) > 1:
             style.append("penwidth=2.5")
             label += f"\n(used {users[id(node)]}x)"
-        lines.append(f"  n{number[id(node)]} [label={_quote(label)}{', ' if style else ''}{', '.join(style)}];")
+        lines.append(
+            f"  n{number[id(node)]} [label={_quote(label)}{', ' if style else ''}{', '.join(style)}];"
+        )
     for node in order:
         for k, inp in enumerate(node.inputs):
             port = f' [label="{k}", fontsize=9]' if len(node.inputs) > 1 and node.op in _ORDERED else ""
@@ -90,8 +98,22 @@ def to_dot(outputs, names=None):
 
 
 # operand order matters for these, so their edges are numbered
-_ORDERED = {"sub", "div", "pow", "matmul", "where", "arctan2", "less", "less_equal", "greater",
-            "greater_equal", "concatenate", "stack", "dot", "outer"}
+_ORDERED = {
+    "sub",
+    "div",
+    "pow",
+    "matmul",
+    "where",
+    "arctan2",
+    "less",
+    "less_equal",
+    "greater",
+    "greater_equal",
+    "concatenate",
+    "stack",
+    "dot",
+    "outer",
+}
 
 
 def draw(outputs, path, names=None):
@@ -112,10 +134,13 @@ def draw(outputs, path, names=None):
             f"sg.draw needs the Graphviz 'dot' program to write {path!r}, and it is not on PATH. "
             "Install Graphviz (apt install graphviz, brew install graphviz, conda install graphviz, "
             "or https://graphviz.org/download/), or save the text of sg.to_dot(expr) to a .dot file "
-            "and render it elsewhere")
-    result = subprocess.run([dot, f"-T{fmt}", "-o", str(path)], input=text.encode(),
-                            capture_output=True, check=False)
+            "and render it elsewhere"
+        )
+    result = subprocess.run(
+        [dot, f"-T{fmt}", "-o", str(path)], input=text.encode(), capture_output=True, check=False
+    )
     if result.returncode != 0:
-        raise UnsupportedError(f"dot could not render {path!r} as {fmt}: "
-                               f"{result.stderr.decode(errors='replace').strip()}")
+        raise UnsupportedError(
+            f"dot could not render {path!r} as {fmt}: {result.stderr.decode(errors='replace').strip()}"
+        )
     return path

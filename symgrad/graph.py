@@ -42,7 +42,8 @@ def as_dtype(dtype, where="dtype"):
     if name not in ALL_DTYPES:
         # str(), not .name: numpy calls '<U3' "str96"
         raise UnsupportedError(
-            f"{where}: dtype {np_dtype} is not supported; use one of {', '.join(ALL_DTYPES)}")
+            f"{where}: dtype {np_dtype} is not supported; use one of {', '.join(ALL_DTYPES)}"
+        )
     return name
 
 
@@ -167,7 +168,8 @@ def broadcast_shapes(*shapes, what="operands"):
                 listed = " and ".join(shape_str(s) for s in shapes)
                 raise ShapeError(
                     f"cannot broadcast {what} of shapes {listed}: "
-                    f"dimension {dim_str(dim)} does not match {dim_str(d)}")
+                    f"dimension {dim_str(dim)} does not match {dim_str(d)}"
+                )
         out.append(dim)
     return tuple(out)
 
@@ -214,8 +216,18 @@ def _attr_key(value):
 class Expr:
     """One node of the graph. Build nodes with the ``sg.*`` functions and operators."""
 
-    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "serial", "note", "_key",
-                 "declared", "__weakref__")
+    __slots__ = (
+        "op",
+        "inputs",
+        "attrs",
+        "shape",
+        "dtype",
+        "serial",
+        "note",
+        "_key",
+        "declared",
+        "__weakref__",
+    )
 
     # Python operators on Expr come from symgrad.ops (installed there).
     __array_priority__ = 1000
@@ -251,10 +263,12 @@ class Expr:
     def __bool__(self):
         raise UnsupportedError(
             "the truth value of a symbolic expression is unknown when the graph is built; "
-            "use sg.where(cond, a, b) instead of if/else on symbolic values")
+            "use sg.where(cond, a, b) instead of if/else on symbolic values"
+        )
 
     def __repr__(self):
         from .printing import expr_str
+
         return expr_str(self)
 
     def __str__(self):
@@ -262,15 +276,19 @@ class Expr:
 
     def _repr_latex_(self):
         from .printing import expr_latex
+
         return expr_latex(self)
 
     def __reduce__(self):
-        raise UnsupportedError("Expr objects cannot be pickled; rebuild the expression in the other "
-                               "process (or send a string for sg.parse)")
+        raise UnsupportedError(
+            "Expr objects cannot be pickled; rebuild the expression in the other "
+            "process (or send a string for sg.parse)"
+        )
 
     def __iter__(self):
-        raise UnsupportedError(f"cannot iterate over an expression of shape {shape_str(self.shape)}; "
-                               "index it instead")
+        raise UnsupportedError(
+            f"cannot iterate over an expression of shape {shape_str(self.shape)}; index it instead"
+        )
 
     def __len__(self):
         if not self.shape:
@@ -348,7 +366,8 @@ def check_symbol_names(symbols):
         if other is not s:
             raise ShapeError(
                 f"two different symbols are both named {s.name!r} in one graph: "
-                f"{describe_symbol(other)} and {describe_symbol(s)}")
+                f"{describe_symbol(other)} and {describe_symbol(s)}"
+            )
 
 
 def describe_symbol(s):

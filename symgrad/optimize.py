@@ -35,6 +35,7 @@ class SparseHessian:
     def __init__(self, expr, wrt, inputs=None, backend=None):
         from . import api, autodiff, sparsity
         from .ops import concatenate, constant, reshape
+
         self.wrt = list(wrt)
         self.pattern = sparsity.hessian_sparsity(expr, self.wrt)
         self.colors = sparsity.color_columns(self.pattern)
@@ -43,15 +44,21 @@ class SparseHessian:
         outputs = []
         for c in range(ncolors):
             chosen = (self.colors == c).astype(np.float64)
-            directions = [constant(chosen[offsets[k]:offsets[k + 1]].reshape(w.shape), w.dtype)
-                          for k, w in enumerate(self.wrt)]
+            directions = [
+                constant(chosen[offsets[k] : offsets[k + 1]].reshape(w.shape), w.dtype)
+                for k, w in enumerate(self.wrt)
+            ]
             products = autodiff.hvp(expr, self.wrt, directions)
             flat = [reshape(p, (size_of(w.shape),)) for p, w in zip(products, self.wrt)]
             outputs.append(concatenate(flat) if len(flat) > 1 else flat[0])
         if not outputs:
             outputs = [constant(np.zeros(0))]
-        self.compiled = api.compile(outputs, inputs=api._resolve_inputs(
-            [expr], inputs, "sparse_hessian", extra=self.wrt), backend=backend, name="sparse_hessian")
+        self.compiled = api.compile(
+            outputs,
+            inputs=api._resolve_inputs([expr], inputs, "sparse_hessian", extra=self.wrt),
+            backend=backend,
+            name="sparse_hessian",
+        )
         coo = self.pattern.tocoo()
         self._rows, self._cols = coo.row, coo.col
         self._n = int(offsets[-1])
@@ -82,16 +89,22 @@ class ScipyProblem:
         self.wrt = [vg.inputs[names.index(n)] for n in self.wrt_names]
         others = [n for n in names if n not in self.wrt_names]
         if len(args) > len(others):
-            raise InputError(f"scipy(): {len(args)} fixed arguments given, but only "
-                             f"{len(others)} inputs are not differentiated ({', '.join(others)})")
+            raise InputError(
+                f"scipy(): {len(args)} fixed arguments given, but only "
+                f"{len(others)} inputs are not differentiated ({', '.join(others)})"
+            )
         fixed = dict(zip(others, args))
         for key, value in kwargs.items():
             if key in self.wrt_names:
-                raise InputError(f"scipy(): {key!r} is differentiated; its value comes from the "
-                                 "optimiser's vector, not a fixed argument")
+                raise InputError(
+                    f"scipy(): {key!r} is differentiated; its value comes from the "
+                    "optimiser's vector, not a fixed argument"
+                )
             if key not in others:
-                raise InputError(f"scipy(): unexpected argument {key!r}; the fixed inputs are "
-                                 f"{', '.join(others) or 'none'}")
+                raise InputError(
+                    f"scipy(): unexpected argument {key!r}; the fixed inputs are "
+                    f"{', '.join(others) or 'none'}"
+                )
             if key in fixed:
                 raise InputError(f"scipy(): argument {key!r} given twice")
             fixed[key] = value
@@ -107,8 +120,9 @@ class ScipyProblem:
     def pack(self, *values):
         """The ``wrt`` values as one flat float64 vector (and their shapes remembered)."""
         if len(values) != len(self.wrt):
-            raise InputError(f"pack() takes {len(self.wrt)} values ({', '.join(self.wrt_names)}), "
-                             f"got {len(values)}")
+            raise InputError(
+                f"pack() takes {len(self.wrt)} values ({', '.join(self.wrt_names)}), got {len(values)}"
+            )
         arrays = [np.asarray(v, dtype=np.float64) for v in values]
         for k, (a, w) in enumerate(zip(arrays, self.wrt)):
             if a.ndim != w.ndim:
@@ -123,12 +137,13 @@ class ScipyProblem:
             self._infer_shapes(x, self.fixed if fixed is None else fixed)
         n = sum(int(np.prod(s)) for s in self.shapes)
         if x.shape != (n,):
-            raise InputError(f"expected a flat vector of {n} values ({', '.join(self.wrt_names)}), "
-                             f"got shape {x.shape}")
+            raise InputError(
+                f"expected a flat vector of {n} values ({', '.join(self.wrt_names)}), got shape {x.shape}"
+            )
         out, start = [], 0
         for s, w in zip(self.shapes, self.wrt):
             size = int(np.prod(s))
-            part = x[start:start + size].reshape(s).astype(w.dtype)
+            part = x[start : start + size].reshape(s).astype(w.dtype)
             out.append(part[()] if part.ndim == 0 else part)
             start += size
         return out
@@ -149,9 +164,14 @@ class ScipyProblem:
         for k, w in enumerate(self.wrt):
             if self.shapes[k] is not None:
                 continue
-            shape = tuple(d if isinstance(d, int) else sizes.get(d) if d.is_Symbol else
-                          (int(d.subs(sizes)) if d.free_symbols <= set(sizes) else None)
-                          for d in w.shape)
+            shape = tuple(
+                d
+                if isinstance(d, int)
+                else sizes.get(d)
+                if d.is_Symbol
+                else (int(d.subs(sizes)) if d.free_symbols <= set(sizes) else None)
+                for d in w.shape
+            )
             if None in shape:
                 unknown.append(k)
             else:
@@ -161,22 +181,27 @@ class ScipyProblem:
             self.shapes[unknown[0]] = (x.size - known,)
         elif unknown:
             names = ", ".join(self.wrt_names[k] for k in unknown)
-            raise InputError(f"unpack(): the sizes of {names} are symbolic and no fixed input "
-                             "fixes them; call pack(...) once with example values first")
+            raise InputError(
+                f"unpack(): the sizes of {names} are symbolic and no fixed input "
+                "fixes them; call pack(...) once with example values first"
+            )
 
     def _kwargs(self, x, args=()):
         kwargs = dict(self.fixed)
         if len(args) > len(self.late):
-            rest = (f"the inputs not fixed are {', '.join(self.late)}" if self.late
-                    else "every input not differentiated was fixed in scipy(...)")
-            raise InputError(f"got {len(args)} extra argument{'s' if len(args) != 1 else ''}, "
-                             f"but {rest}")
+            rest = (
+                f"the inputs not fixed are {', '.join(self.late)}"
+                if self.late
+                else "every input not differentiated was fixed in scipy(...)"
+            )
+            raise InputError(f"got {len(args)} extra argument{'s' if len(args) != 1 else ''}, but {rest}")
         if len(args) < len(self.late):
-            missing = self.late[len(args):]
+            missing = self.late[len(args) :]
             raise InputError(
                 f"missing fixed argument{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(repr(m) for m in missing)}: give it to scipy(...) or with every "
-                f"call, as minimize(..., args=({', '.join(self.late)},))")
+                f"call, as minimize(..., args=({', '.join(self.late)},))"
+            )
         kwargs.update(zip(self.late, args))
         kwargs.update(zip(self.wrt_names, self.unpack(x, kwargs)))
         return kwargs
@@ -207,30 +232,39 @@ class ScipyProblem:
         return self._cached(x, args)[1]
 
     def _cached(self, x, args):
-        if (self._last is not None and np.array_equal(self._last[0], x)
-                and len(args) == len(self._last[1]) and all(a is b for a, b in zip(args, self._last[1]))):
+        if (
+            self._last is not None
+            and np.array_equal(self._last[0], x)
+            and len(args) == len(self._last[1])
+            and all(a is b for a, b in zip(args, self._last[1]))
+        ):
             return self._last[2]
         return self.fun(x, *args)
 
     def hess(self, x, *args):
         """The dense Hessian at ``x``, an (n, n) float64 array."""
         from . import api
+
         if self._hess is None:
             loss = self.vg.outputs[0]
             blocks = api.hessian(loss, self.wrt)
             flat = [b for row in blocks for b in row]
-            self._hess = api.compile(flat, inputs=list(self.vg.inputs), backend=self.vg.backend,
-                                     name="hessian")
+            self._hess = api.compile(
+                flat, inputs=list(self.vg.inputs), backend=self.vg.backend, name="hessian"
+            )
         parts = self._hess(**self._kwargs(x, args))
         sizes = [int(np.prod(s)) for s in self.shapes]
         k = len(self.wrt)
-        rows = [[np.asarray(parts[i * k + j], dtype=np.float64).reshape(sizes[i], sizes[j])
-                 for j in range(k)] for i in range(k)]
+        rows = [
+            [np.asarray(parts[i * k + j], dtype=np.float64).reshape(sizes[i], sizes[j]) for j in range(k)]
+            for i in range(k)
+        ]
         return np.block(rows)
 
     def hessp(self, x, v, *args):
         """The Hessian-vector product H(x) v, without forming H."""
         from . import api
+
         if self._hessp is None:
             taken = set(self.vg.input_names)
             directions = []
@@ -242,8 +276,9 @@ class ScipyProblem:
                 directions.append(api.tensor(name, w.shape, w.dtype))
             products = api.hvp(self.vg.outputs[0], self.wrt, directions)
             self._directions = directions
-            self._hessp = api.compile(products, inputs=list(self.vg.inputs) + directions,
-                                      backend=self.vg.backend, name="hvp")
+            self._hessp = api.compile(
+                products, inputs=list(self.vg.inputs) + directions, backend=self.vg.backend, name="hvp"
+            )
         kwargs = self._kwargs(x, args)
         for d, part in zip(self._directions, self.unpack(v, kwargs)):
             kwargs[d.name] = part

@@ -2,9 +2,20 @@
 
 from .graph import shape_str, topo_order
 
-_INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2),
-          "matmul": ("@", 2), "pow": ("**", 4), "less": ("<", 0), "less_equal": ("<=", 0),
-          "greater": (">", 0), "greater_equal": (">=", 0), "equal": ("==", 0), "not_equal": ("!=", 0)}
+_INFIX = {
+    "add": ("+", 1),
+    "sub": ("-", 1),
+    "mul": ("*", 2),
+    "div": ("/", 2),
+    "matmul": ("@", 2),
+    "pow": ("**", 4),
+    "less": ("<", 0),
+    "less_equal": ("<=", 0),
+    "greater": (">", 0),
+    "greater_equal": (">=", 0),
+    "equal": ("==", 0),
+    "not_equal": ("!=", 0),
+}
 _MAX_NODES = 400
 _MAX_CHARS = 300
 
@@ -42,12 +53,14 @@ def expr_str(root):
             s, prec = node.name, 9
         elif node.op == "constant":
             s = _constant_str(node)
-            prec = 3 if s.startswith("-") else 9   # binds like unary minus: (-2.0)**x
+            prec = 3 if s.startswith("-") else 9  # binds like unary minus: (-2.0)**x
         elif node.op in _INFIX:
             sym, prec = _INFIX[node.op]
             # comparisons chain in Python (a < b == c), so a comparison operand is parenthesised
-            left, right = [a if p > prec or (p == prec and k == 0 and node.op != "pow" and prec > 0)
-                           else f"({a})" for k, (a, p) in enumerate(args)]
+            left, right = [
+                a if p > prec or (p == prec and k == 0 and node.op != "pow" and prec > 0) else f"({a})"
+                for k, (a, p) in enumerate(args)
+            ]
             s = f"{left} {sym} {right}" if node.op != "pow" else f"{left}**{right}"
         elif node.op == "neg":
             a, p = args[0]
@@ -60,7 +73,7 @@ def expr_str(root):
             for name, value in sorted(node.attrs.items()):
                 if name in ("out_shape", "requires") or (name == "keepdims" and not value):
                     continue
-                if name == "axes" and "keepdims" in node.attrs:   # a reduction, spelt as built: sum(X, axis=1)
+                if name == "axes" and "keepdims" in node.attrs:  # a reduction, spelt as built: sum(X, axis=1)
                     if node.inputs and tuple(value) == tuple(range(node.inputs[0].ndim)):
                         continue
                     name, value = "axis", value[0] if len(value) == 1 else value
@@ -86,6 +99,7 @@ def expr_latex(root):
         return None
     from .errors import SymgradError
     from .frontends.sympy_bridge import latex
+
     try:
         text = latex(root)
     except SymgradError:

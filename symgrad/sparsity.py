@@ -29,13 +29,15 @@ from .graph import concrete, is_float, shape_str, size_of, topo_order
 from .ops.registry import OPS, POINTWISE
 
 _REDUCTIONS = ("sum", "max", "min", "prod")
-PROBE_LIMIT = 20_000_000   # input elements x output elements a probe may evaluate
+PROBE_LIMIT = 20_000_000  # input elements x output elements a probe may evaluate
 
 
 def _need_concrete(node, where):
     if not concrete(node.shape):
-        raise UnsupportedError(f"{where}: a node of symbolic shape {shape_str(node.shape)} "
-                               "(sparsity patterns need concrete sizes)")
+        raise UnsupportedError(
+            f"{where}: a node of symbolic shape {shape_str(node.shape)} "
+            "(sparsity patterns need concrete sizes)"
+        )
 
 
 def _reduction_map(x_shape, axes):
@@ -43,8 +45,9 @@ def _reduction_map(x_shape, axes):
     kept = tuple(1 if i in axes else d for i, d in enumerate(x_shape))
     out_index = np.broadcast_to(np.arange(int(np.prod(kept))).reshape(kept), x_shape).ravel()
     n_in = out_index.size
-    return sp.csr_matrix((np.ones(n_in, dtype=bool), (out_index, np.arange(n_in))),
-                         shape=(int(np.prod(kept)), n_in))
+    return sp.csr_matrix(
+        (np.ones(n_in, dtype=bool), (out_index, np.arange(n_in))), shape=(int(np.prod(kept)), n_in)
+    )
 
 
 def _probe(node, index, rng):
@@ -57,7 +60,7 @@ def _probe(node, index, rng):
         elif is_float(inp.dtype):
             values.append(rng.uniform(0.5, 1.5, size=inp.shape).astype(inp.dtype))
         else:
-            return None   # an integer input known only at run time: no pattern
+            return None  # an integer input known only at run time: no pattern
     n_in, n_out = size_of(node.inputs[index].shape), size_of(node.shape)
     if opdef.impl is None or n_in * max(n_out, 1) > PROBE_LIMIT:
         return None
@@ -68,7 +71,9 @@ def _probe(node, index, rng):
     for j in range(n_in):
         old = moved[j]
         moved[j] = old + 1.0
-        changed = np.nonzero(np.asarray(opdef.impl(*values, **node.attrs), dtype=np.float64).ravel() != base)[0]
+        changed = np.nonzero(np.asarray(opdef.impl(*values, **node.attrs), dtype=np.float64).ravel() != base)[
+            0
+        ]
         moved[j] = old
         rows.append(changed)
         cols.append(np.full(changed.size, j))
@@ -84,15 +89,16 @@ def _local_pattern(node, index, rng):
     if opdef.jvp == POINTWISE or node.op == "cast":
         n_in = size_of(x.shape)
         source = np.broadcast_to(np.arange(n_in).reshape(x.shape), node.shape).ravel()
-        return sp.csr_matrix((np.ones(source.size, dtype=bool), (np.arange(source.size), source)),
-                             shape=(source.size, n_in))
+        return sp.csr_matrix(
+            (np.ones(source.size, dtype=bool), (np.arange(source.size), source)), shape=(source.size, n_in)
+        )
     if node.op in _REDUCTIONS:
         return _reduction_map(x.shape, node.attrs["axes"])
     if node.op == "prod_others":
         slices = _reduction_map(x.shape, node.attrs["axes"])
         return (slices.T @ slices).astype(bool)
     pattern = _probe(node, index, rng)
-    if pattern is None:   # dense: every output element may depend on every input element
+    if pattern is None:  # dense: every output element may depend on every input element
         pattern = sp.csr_matrix(np.ones((size_of(node.shape), size_of(x.shape)), dtype=bool))
     return pattern
 
@@ -108,8 +114,9 @@ def jacobian_sparsity(outputs, wrt):
     deps = {}
     for k, w in enumerate(wrt):
         size = int(offsets[k + 1] - offsets[k])
-        deps[id(w)] = sp.csr_matrix((np.ones(size, dtype=bool), (np.arange(size), offsets[k] + np.arange(size))),
-                                    shape=(size, n))
+        deps[id(w)] = sp.csr_matrix(
+            (np.ones(size, dtype=bool), (np.arange(size), offsets[k] + np.arange(size))), shape=(size, n)
+        )
     for node in topo_order(list(outputs)):
         if not node.inputs or id(node) in deps or not is_float(node.dtype):
             continue
@@ -124,8 +131,9 @@ def jacobian_sparsity(outputs, wrt):
             total = part if total is None else (total + part).astype(bool)
         if total is not None:
             deps[id(node)] = total.tocsr()
-    blocks = [deps[id(o)] if id(o) in deps else sp.csr_matrix((size_of(o.shape), n), dtype=bool)
-              for o in outputs]
+    blocks = [
+        deps[id(o)] if id(o) in deps else sp.csr_matrix((size_of(o.shape), n), dtype=bool) for o in outputs
+    ]
     return sp.vstack(blocks, format="csr").astype(bool)
 
 
@@ -133,6 +141,7 @@ def hessian_sparsity(y, wrt):
     """Structural pattern of the Hessian of the scalar ``y``: an (n, n) boolean CSR matrix
     over the ``wrt`` elements flattened and concatenated (C order)."""
     from .autodiff import grad
+
     pattern = jacobian_sparsity(grad(y, list(wrt)), wrt)
     pattern = (pattern + pattern.T).astype(bool).tocsr()
     pattern.sort_indices()
@@ -148,8 +157,8 @@ def color_columns(pattern):
     colors = np.full(n, -1, dtype=np.int64)
     for j in range(n):
         forbidden = set()
-        for i in csc.indices[csc.indptr[j]:csc.indptr[j + 1]]:
-            forbidden.update(colors[csr.indices[csr.indptr[i]:csr.indptr[i + 1]]].tolist())
+        for i in csc.indices[csc.indptr[j] : csc.indptr[j + 1]]:
+            forbidden.update(colors[csr.indices[csr.indptr[i] : csr.indptr[i + 1]]].tolist())
         c = 0
         while c in forbidden:
             c += 1

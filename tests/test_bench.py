@@ -12,14 +12,29 @@ from symgrad import bench
 def test_bench_runs_a_tiny_workload_and_writes_the_json_fields(tmp_path):
     path = tmp_path / "bench.json"
     lines = []
-    records = bench.run(["seed_scalar"], json_path=str(path), repeat=1, peers=["sympy", "jax"],
-                        out=lines.append, progress=None)
+    records = bench.run(
+        ["seed_scalar"],
+        json_path=str(path),
+        repeat=1,
+        peers=["sympy", "jax"],
+        out=lines.append,
+        progress=None,
+    )
     data = json.loads(path.read_text())
     (rec,) = data["records"]
     assert rec == records[0]
     assert rec["workload"] == "seed_scalar" and rec["agree"] is True
-    for field in ("startup_s", "build_s", "forward_s", "vg_s", "numpy_vg_s", "vg_over_numpy", "vg_over_forward",
-                  "cache", "wall_s"):
+    for field in (
+        "startup_s",
+        "build_s",
+        "forward_s",
+        "vg_s",
+        "numpy_vg_s",
+        "vg_over_numpy",
+        "vg_over_forward",
+        "cache",
+        "wall_s",
+    ):
         assert field in rec, field
     assert set(rec["peers"]) == {"sympy", "jax"}
     assert all("status" in info for info in rec["peers"].values())
@@ -36,6 +51,7 @@ def test_workload_names_select_families_and_sizes():
 def test_every_reference_agrees_with_symgrad_on_small_sizes():
     # the numpy references (and fused loops) are what the bench checks everything against
     import symgrad as sg
+
     for name in ("seed_scalar", "rosen/20", "ew/50", "mlp/3", "logreg/40", "recur/5", "xor"):
         w = bench.make_workload(sg, name)
         want = w.by_hand(*w.args)
@@ -46,8 +62,9 @@ def test_every_reference_agrees_with_symgrad_on_small_sizes():
 
 
 def test_module_entry_point_prints_help():
-    out = subprocess.run([sys.executable, "-m", "symgrad.bench", "--help"], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "symgrad.bench", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and "--json" in out.stdout
 
 
@@ -55,13 +72,13 @@ def test_bench_dask_runs_on_a_local_cluster_and_agrees_with_the_in_memory_call()
     pytest.importorskip("dask.array")
     pytest.importorskip("distributed")
     from symgrad import bench_dask
+
     lines = []
-    records = bench_dask.run(rows=20_000, chunk=6_000, features=4, workers=(1,), repeat=1,
-                             out=lines.append)
+    records = bench_dask.run(rows=20_000, chunk=6_000, features=4, workers=(1,), repeat=1, out=lines.append)
     (record,) = records
     assert record["workers"] == 1
-    assert record["relative_error"] < 1e-12          # same numbers as the in-memory call
-    assert record["dask_array_relative_error"] < 1e-9    # the by-hand dask.array gradient agrees
+    assert record["relative_error"] < 1e-12  # same numbers as the in-memory call
+    assert record["dask_array_relative_error"] < 1e-9  # the by-hand dask.array gradient agrees
     for key in ("symgrad_seconds", "dask_array_seconds", "in_memory_seconds"):
         assert record[key] > 0
     assert any(line.startswith("| 1 |") for line in lines)
@@ -69,6 +86,7 @@ def test_bench_dask_runs_on_a_local_cluster_and_agrees_with_the_in_memory_call()
 
 def _peer_result(peer, name):
     import symgrad as sg
+
     w = bench.make_workload(sg, name)
     return bench._measure_peer(peer, w, w.by_hand(*w.args), repeat=1)
 
@@ -100,7 +118,8 @@ def test_casadi_peer_agrees_with_the_reference(name):
 
 def test_scalarizing_peers_call_large_workloads_not_applicable():
     import symgrad as sg
-    w = bench.make_workload(sg, "mlp/3")        # 784 x 128 weights: too many scalars
+
+    w = bench.make_workload(sg, "mlp/3")  # 784 x 128 weights: too many scalars
     for peer in ("symengine", "casadi"):
         try:
             assert bench._peer(peer, w) is None, peer
@@ -118,5 +137,5 @@ def test_the_new_peers_agree_through_run_case():
 
 @pytest.mark.parametrize("peer", bench.PEERS)
 def test_a_peer_that_cannot_be_imported_is_absent(peer, monkeypatch):
-    monkeypatch.setitem(sys.modules, peer, None)       # None in sys.modules: importing it raises ImportError
+    monkeypatch.setitem(sys.modules, peer, None)  # None in sys.modules: importing it raises ImportError
     assert _peer_result(peer, "seed_scalar") == {"status": "absent"}

@@ -8,9 +8,18 @@ import runpy
 import pytest
 
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("[!_]*.py"))
-SEED_EXAMPLES = {"chain_rule", "affine", "matmul_backward", "repeat_and_sum", "softmax_with_loss",
-                 "gradient_descent", "xor", "digits_mlp", "numerical_vs_symbolic"}
-NEEDS = {"digits_mlp": "sklearn"}     # the `examples` extra; matplotlib stays optional
+SEED_EXAMPLES = {
+    "chain_rule",
+    "affine",
+    "matmul_backward",
+    "repeat_and_sum",
+    "softmax_with_loss",
+    "gradient_descent",
+    "xor",
+    "digits_mlp",
+    "numerical_vs_symbolic",
+}
+NEEDS = {"digits_mlp": "sklearn"}  # the `examples` extra; matplotlib stays optional
 PLOTS = {"digits_mlp": "digits_mlp.png", "numerical_vs_symbolic": "numerical_vs_symbolic.png"}
 
 
@@ -36,6 +45,7 @@ def test_demo_prints_source_and_timings():
     from symgrad.cli import main
     import io
     import contextlib
+
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         assert main(["demo"]) == 0

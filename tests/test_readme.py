@@ -3,7 +3,6 @@
 import pathlib
 import re
 
-import numpy as np
 import pytest
 
 README = (pathlib.Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")

@@ -51,6 +51,7 @@ def size_value(dim, dtype="float64"):
     if dim.is_Symbol:
         return count([dim], dtype)
     from .sympy_bridge import size_expr
+
     return size_expr(dim, dtype)
 
 
@@ -111,23 +112,60 @@ def heaviside(x, h0):
 # ---------------------------------------------------------------- ufuncs
 
 UFUNCS = {
-    np.add: ops.add, np.subtract: ops.sub, np.multiply: ops.mul, np.divide: ops.div,
-    np.power: ops.pow, np.float_power: lambda a, b: ops.pow(ops.cast(_expr(a), "float64"), b),
-    np.negative: ops.neg, np.positive: lambda x: x, np.absolute: ops.abs, np.fabs: ops.abs,
-    np.sign: ops.sign, np.exp: ops.exp, np.exp2: exp2, np.expm1: ops.expm1, np.log: ops.log,
-    np.log2: log2, np.log10: log10, np.log1p: ops.log1p, np.sqrt: ops.sqrt, np.cbrt: cbrt,
-    np.square: ops.square, np.reciprocal: ops.reciprocal,
-    np.sin: ops.sin, np.cos: ops.cos, np.tan: ops.tan, np.arcsin: ops.arcsin,
-    np.arccos: ops.arccos, np.arctan: ops.arctan, np.arctan2: ops.arctan2, np.hypot: hypot,
-    np.sinh: ops.sinh, np.cosh: ops.cosh, np.tanh: ops.tanh, np.arcsinh: arcsinh,
-    np.arccosh: arccosh, np.arctanh: arctanh,
-    np.deg2rad: lambda x: ops.mul(x, math.pi / 180), np.rad2deg: lambda x: ops.mul(x, 180 / math.pi),
-    np.maximum: ops.maximum, np.minimum: ops.minimum, np.logaddexp: ops.logaddexp,
-    np.logaddexp2: logaddexp2, np.heaviside: heaviside,
-    np.less: ops.less, np.less_equal: ops.less_equal, np.greater: ops.greater,
-    np.greater_equal: ops.greater_equal, np.equal: ops.equal, np.not_equal: ops.not_equal,
-    np.logical_and: ops.logical_and, np.logical_or: ops.logical_or,
-    np.logical_not: ops.logical_not, np.isfinite: ops.isfinite, np.matmul: ops.matmul,
+    np.add: ops.add,
+    np.subtract: ops.sub,
+    np.multiply: ops.mul,
+    np.divide: ops.div,
+    np.power: ops.pow,
+    np.float_power: lambda a, b: ops.pow(ops.cast(_expr(a), "float64"), b),
+    np.negative: ops.neg,
+    np.positive: lambda x: x,
+    np.absolute: ops.abs,
+    np.fabs: ops.abs,
+    np.sign: ops.sign,
+    np.exp: ops.exp,
+    np.exp2: exp2,
+    np.expm1: ops.expm1,
+    np.log: ops.log,
+    np.log2: log2,
+    np.log10: log10,
+    np.log1p: ops.log1p,
+    np.sqrt: ops.sqrt,
+    np.cbrt: cbrt,
+    np.square: ops.square,
+    np.reciprocal: ops.reciprocal,
+    np.sin: ops.sin,
+    np.cos: ops.cos,
+    np.tan: ops.tan,
+    np.arcsin: ops.arcsin,
+    np.arccos: ops.arccos,
+    np.arctan: ops.arctan,
+    np.arctan2: ops.arctan2,
+    np.hypot: hypot,
+    np.sinh: ops.sinh,
+    np.cosh: ops.cosh,
+    np.tanh: ops.tanh,
+    np.arcsinh: arcsinh,
+    np.arccosh: arccosh,
+    np.arctanh: arctanh,
+    np.deg2rad: lambda x: ops.mul(x, math.pi / 180),
+    np.rad2deg: lambda x: ops.mul(x, 180 / math.pi),
+    np.maximum: ops.maximum,
+    np.minimum: ops.minimum,
+    np.logaddexp: ops.logaddexp,
+    np.logaddexp2: logaddexp2,
+    np.heaviside: heaviside,
+    np.less: ops.less,
+    np.less_equal: ops.less_equal,
+    np.greater: ops.greater,
+    np.greater_equal: ops.greater_equal,
+    np.equal: ops.equal,
+    np.not_equal: ops.not_equal,
+    np.logical_and: ops.logical_and,
+    np.logical_or: ops.logical_or,
+    np.logical_not: ops.logical_not,
+    np.isfinite: ops.isfinite,
+    np.matmul: ops.matmul,
 }
 
 # ufunc.reduce(x, axis=0, keepdims=False)
@@ -152,17 +190,21 @@ def ufunc_name(ufunc):
 def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     name = ufunc_name(ufunc)
     if kwargs.get("out") is not None:
-        raise UnsupportedError(f"{name}(..., out=...) on a symbolic value: results cannot be written "
-                               "into an array; use the returned expression")
+        raise UnsupportedError(
+            f"{name}(..., out=...) on a symbolic value: results cannot be written "
+            "into an array; use the returned expression"
+        )
     kwargs.pop("out", None)
     if method == "__call__":
         build = UFUNCS.get(ufunc) or _scipy_ufuncs().get(ufunc)
         if build is None:
             raise UnsupportedError(f"{name} is not supported on symbolic values")
         if kwargs:
-            raise UnsupportedError(f"{name}: the argument{'s' if len(kwargs) > 1 else ''} "
-                                   f"{', '.join(kwargs)} {'are' if len(kwargs) > 1 else 'is'} "
-                                   "not supported on symbolic values")
+            raise UnsupportedError(
+                f"{name}: the argument{'s' if len(kwargs) > 1 else ''} "
+                f"{', '.join(kwargs)} {'are' if len(kwargs) > 1 else 'is'} "
+                "not supported on symbolic values"
+            )
         return build(*[operand(v) for v in inputs])
     if method == "reduce" and ufunc in UFUNC_REDUCTIONS:
         return _call(f"{name}.reduce", _reduce_signature(UFUNC_REDUCTIONS[ufunc]), inputs, kwargs)
@@ -172,6 +214,7 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
 def _reduce_signature(reduction):
     def reduce(array, axis=0, dtype=None, keepdims=False):
         return reduction(_with_dtype(array, dtype), axis, keepdims)
+
     return reduce
 
 
@@ -238,8 +281,10 @@ def _average(a, axis=None, weights=None, returned=False, keepdims=False):
         return ops.mean(_expr(a), axis, keepdims)
     a, w = _expr(a), _expr(weights)
     if w.shape != a.shape:
-        raise UnsupportedError(f"np.average: weights of shape {shape_str(w.shape)} for values of "
-                               f"shape {shape_str(a.shape)}; give weights of the values' shape")
+        raise UnsupportedError(
+            f"np.average: weights of shape {shape_str(w.shape)} for values of "
+            f"shape {shape_str(a.shape)}; give weights of the values' shape"
+        )
     return ops.sum(a * w, axis, keepdims) / ops.sum(w, axis, keepdims)
 
 
@@ -313,8 +358,10 @@ def _vstack(tup, dtype=None, casting=None):
 
 def _where(condition, x=None, y=None):
     if x is None or y is None:
-        raise UnsupportedError("np.where(condition) with one argument (the indices where it holds) "
-                               "on a symbolic value; use np.where(condition, x, y)")
+        raise UnsupportedError(
+            "np.where(condition) with one argument (the indices where it holds) "
+            "on a symbolic value; use np.where(condition, x, y)"
+        )
     return ops.where(_expr(condition), operand(x), operand(y))
 
 
@@ -348,8 +395,10 @@ def _norm(x, ord=None, axis=None, keepdims=False):
         return ops.sum(ops.abs(x), axis, keepdims)
     if ord == np.inf and (x.ndim == 1 or isinstance(axis, int)):
         return ops.max(ops.abs(x), axis, keepdims)
-    raise UnsupportedError(f"np.linalg.norm(..., ord={ord!r}) of shape {shape_str(x.shape)}: only "
-                           "the 2-norm, 1-norm and max-norm of vectors and the Frobenius norm")
+    raise UnsupportedError(
+        f"np.linalg.norm(..., ord={ord!r}) of shape {shape_str(x.shape)}: only "
+        "the 2-norm, 1-norm and max-norm of vectors and the Frobenius norm"
+    )
 
 
 def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, *, device=None):
@@ -389,22 +438,49 @@ def _size(a, axis=None):
 
 
 FUNCTIONS = {
-    np.sum: _sum, np.mean: _mean, np.max: _max, np.amax: _max, np.min: _min, np.amin: _min,
-    np.prod: _prod, np.var: _var, np.std: _std, np.average: _average,
-    np.dot: _dot, np.inner: _inner, np.outer: _outer, np.transpose: _transpose,
-    np.swapaxes: _swapaxes, np.reshape: _reshape, np.ravel: _ravel, np.concatenate: _concatenate,
-    np.stack: _stack, np.hstack: _hstack, np.vstack: _vstack, np.where: _where, np.clip: _clip,
-    np.diff: _diff, np.linalg.norm: _norm, np.expand_dims: _expand_dims, np.squeeze: _squeeze,
-    np.broadcast_to: _broadcast_to, np.copy: _copy, np.zeros_like: _zeros_like,
-    np.ones_like: _ones_like, np.full_like: _full_like, np.empty_like: _zeros_like,
-    np.shape: lambda a: _expr(a).shape, np.ndim: lambda a: _expr(a).ndim, np.size: _size,
+    np.sum: _sum,
+    np.mean: _mean,
+    np.max: _max,
+    np.amax: _max,
+    np.min: _min,
+    np.amin: _min,
+    np.prod: _prod,
+    np.var: _var,
+    np.std: _std,
+    np.average: _average,
+    np.dot: _dot,
+    np.inner: _inner,
+    np.outer: _outer,
+    np.transpose: _transpose,
+    np.swapaxes: _swapaxes,
+    np.reshape: _reshape,
+    np.ravel: _ravel,
+    np.concatenate: _concatenate,
+    np.stack: _stack,
+    np.hstack: _hstack,
+    np.vstack: _vstack,
+    np.where: _where,
+    np.clip: _clip,
+    np.diff: _diff,
+    np.linalg.norm: _norm,
+    np.expand_dims: _expand_dims,
+    np.squeeze: _squeeze,
+    np.broadcast_to: _broadcast_to,
+    np.copy: _copy,
+    np.zeros_like: _zeros_like,
+    np.ones_like: _ones_like,
+    np.full_like: _full_like,
+    np.empty_like: _zeros_like,
+    np.shape: lambda a: _expr(a).shape,
+    np.ndim: lambda a: _expr(a).ndim,
+    np.size: _size,
 }
 
 
 def function_name(func):
     module = getattr(func, "__module__", None) or "numpy"
     if module == "numpy" or module.startswith("numpy."):
-        module = "np" + module[len("numpy"):]
+        module = "np" + module[len("numpy") :]
     return f"{module}.{getattr(func, '__name__', func)}"
 
 
@@ -431,7 +507,8 @@ def _array(self, dtype=None, copy=None):
         f"a symbolic value (shape {shape_str(self.shape)}) was turned into a numpy array "
         "(np.asarray, np.array, or numpy reading it element by element); symbolic values have no "
         "numbers yet. Use np.* functions on them directly, np.stack to build an array from "
-        "several, and sg.where/np.where instead of branching on them")
+        "several, and sg.where/np.where instead of branching on them"
+    )
 
 
 # ndarray-like conveniences, added only where symgrad.ops has not defined them

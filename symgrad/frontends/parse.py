@@ -84,37 +84,86 @@ from ..errors import ParseError, SymgradError, UnsupportedError
 from ..graph import Expr
 
 MAX_LENGTH = 100_000
-MAX_DEPTH = 64   # each level costs ~6 Python frames; the default stack allows 1000
+MAX_DEPTH = 64  # each level costs ~6 Python frames; the default stack allows 1000
 
 # The functions a formula may call: symgrad's public builders, by their sg.* names.
 FUNCTIONS = {
     # elementwise, one operand
-    "neg": ops.neg, "negative": ops.neg, "abs": ops.abs, "sign": ops.sign,
-    "exp": ops.exp, "expm1": ops.expm1, "log": ops.log, "log1p": ops.log1p,
-    "sqrt": ops.sqrt, "square": ops.square, "reciprocal": ops.reciprocal,
-    "sin": ops.sin, "cos": ops.cos, "tan": ops.tan,
-    "arcsin": ops.arcsin, "arccos": ops.arccos, "arctan": ops.arctan,
-    "sinh": ops.sinh, "cosh": ops.cosh, "tanh": ops.tanh,
-    "sigmoid": ops.sigmoid, "relu": ops.relu, "softplus": ops.softplus, "erf": ops.erf,
-    "isfinite": ops.isfinite, "logical_not": ops.logical_not, "stop_gradient": ops.stop_gradient,
+    "neg": ops.neg,
+    "negative": ops.neg,
+    "abs": ops.abs,
+    "sign": ops.sign,
+    "exp": ops.exp,
+    "expm1": ops.expm1,
+    "log": ops.log,
+    "log1p": ops.log1p,
+    "sqrt": ops.sqrt,
+    "square": ops.square,
+    "reciprocal": ops.reciprocal,
+    "sin": ops.sin,
+    "cos": ops.cos,
+    "tan": ops.tan,
+    "arcsin": ops.arcsin,
+    "arccos": ops.arccos,
+    "arctan": ops.arctan,
+    "sinh": ops.sinh,
+    "cosh": ops.cosh,
+    "tanh": ops.tanh,
+    "sigmoid": ops.sigmoid,
+    "relu": ops.relu,
+    "softplus": ops.softplus,
+    "erf": ops.erf,
+    "isfinite": ops.isfinite,
+    "logical_not": ops.logical_not,
+    "stop_gradient": ops.stop_gradient,
     # elementwise, two or three operands
-    "add": ops.add, "sub": ops.sub, "subtract": ops.sub, "mul": ops.mul, "multiply": ops.mul,
-    "div": ops.div, "divide": ops.div, "true_divide": ops.div, "pow": ops.pow, "power": ops.pow,
-    "maximum": ops.maximum, "minimum": ops.minimum, "arctan2": ops.arctan2,
-    "logaddexp": ops.logaddexp, "where": ops.where,
-    "less": ops.less, "less_equal": ops.less_equal, "greater": ops.greater,
-    "greater_equal": ops.greater_equal, "equal": ops.equal, "not_equal": ops.not_equal,
-    "logical_and": ops.logical_and, "logical_or": ops.logical_or,
+    "add": ops.add,
+    "sub": ops.sub,
+    "subtract": ops.sub,
+    "mul": ops.mul,
+    "multiply": ops.mul,
+    "div": ops.div,
+    "divide": ops.div,
+    "true_divide": ops.div,
+    "pow": ops.pow,
+    "power": ops.pow,
+    "maximum": ops.maximum,
+    "minimum": ops.minimum,
+    "arctan2": ops.arctan2,
+    "logaddexp": ops.logaddexp,
+    "where": ops.where,
+    "less": ops.less,
+    "less_equal": ops.less_equal,
+    "greater": ops.greater,
+    "greater_equal": ops.greater_equal,
+    "equal": ops.equal,
+    "not_equal": ops.not_equal,
+    "logical_and": ops.logical_and,
+    "logical_or": ops.logical_or,
     # reductions
-    "sum": ops.sum, "mean": ops.mean, "max": ops.max, "min": ops.min, "prod": ops.prod,
-    "logsumexp": ops.logsumexp, "softmax": ops.softmax, "log_softmax": ops.log_softmax,
+    "sum": ops.sum,
+    "mean": ops.mean,
+    "max": ops.max,
+    "min": ops.min,
+    "prod": ops.prod,
+    "logsumexp": ops.logsumexp,
+    "softmax": ops.softmax,
+    "log_softmax": ops.log_softmax,
     # linear algebra
-    "matmul": ops.matmul, "dot": ops.dot, "outer": ops.outer,
+    "matmul": ops.matmul,
+    "dot": ops.dot,
+    "outer": ops.outer,
     # structure
-    "reshape": ops.reshape, "expand_dims": ops.expand_dims, "squeeze": ops.squeeze,
-    "broadcast_to": ops.broadcast_to, "transpose": ops.transpose,
-    "concatenate": ops.concatenate, "stack": ops.stack,
-    "take": ops.take, "take_along_axis": ops.take_along_axis, "arange": ops.arange,
+    "reshape": ops.reshape,
+    "expand_dims": ops.expand_dims,
+    "squeeze": ops.squeeze,
+    "broadcast_to": ops.broadcast_to,
+    "transpose": ops.transpose,
+    "concatenate": ops.concatenate,
+    "stack": ops.stack,
+    "take": ops.take,
+    "take_along_axis": ops.take_along_axis,
+    "arange": ops.arange,
 }
 
 CONSTANTS = {"pi": math.pi, "e": math.e}
@@ -122,26 +171,50 @@ CONSTANTS = {"pi": math.pi, "e": math.e}
 _SIGNATURES = {name: inspect.signature(fn) for name, fn in FUNCTIONS.items()}
 
 _BINARY = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-    "==": operator.eq, "!=": operator.ne,
-    "|": operator.or_, "&": operator.and_,
-    "+": operator.add, "-": operator.sub,
-    "*": operator.mul, "/": operator.truediv, "@": operator.matmul,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "|": operator.or_,
+    "&": operator.and_,
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "@": operator.matmul,
     "**": operator.pow,
 }
-_PRECEDENCE = {"<": 1, "<=": 1, ">": 1, ">=": 1, "==": 1, "!=": 1,
-               "|": 2, "&": 3, "+": 4, "-": 4, "*": 5, "/": 5, "@": 5}
+_PRECEDENCE = {
+    "<": 1,
+    "<=": 1,
+    ">": 1,
+    ">=": 1,
+    "==": 1,
+    "!=": 1,
+    "|": 2,
+    "&": 3,
+    "+": 4,
+    "-": 4,
+    "*": 5,
+    "/": 5,
+    "@": 5,
+}
 _COMPARISON = 1
 _PREFIX = {"-": operator.neg, "+": operator.pos, "~": operator.invert}
 
-_INT64 = range(-2**63, 2**63)
+_INT64 = range(-(2**63), 2**63)
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<space>[ \t\r\n]+)
   | (?P<number>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>\*\*|//|<=|>=|==|!=|:=|<<|>>|->|\.\.\.|[-+*/@<>()\[\],:=.~&|%^])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 
 # Operators Python has and formulas do not; each gets a message saying so.
 _REJECTED_OPS = {
@@ -174,7 +247,7 @@ _KEYWORD_HINTS = {
     "in": "'in' is not part of the formula grammar",
 }
 
-_SHOWN_CHARS = 120   # longer texts are shown as an excerpt around the error
+_SHOWN_CHARS = 120  # longer texts are shown as an excerpt around the error
 
 
 class _Token:
@@ -214,8 +287,9 @@ def _name_map(mapping, what):
     if mapping is None:
         return {}
     if not isinstance(mapping, Mapping):
-        raise UnsupportedError(f"parse({what}=...) takes a dict from names to {what}, "
-                               f"got {type(mapping).__name__}")
+        raise UnsupportedError(
+            f"parse({what}=...) takes a dict from names to {what}, got {type(mapping).__name__}"
+        )
     for name in mapping:
         if not isinstance(name, str):
             raise UnsupportedError(f"parse({what}=...): key {name!r} is not a name")
@@ -249,19 +323,22 @@ class _Parser:
         start = max(0, min(column - _SHOWN_CHARS // 2, len(text) - _SHOWN_CHARS))
         head = "..." if start > 0 else ""
         tail = "..." if start + _SHOWN_CHARS < len(text) else ""
-        excerpt = head + text[start:start + _SHOWN_CHARS] + tail
+        excerpt = head + text[start : start + _SHOWN_CHARS] + tail
         err = ParseError(f"{message} (column {column})", excerpt, column - start + len(head))
         err.text, err.column = text, column
         return err
 
     def unexpected(self, token, expected):
         if token.kind == "name" and keyword.iskeyword(token.text):
-            hint = _KEYWORD_HINTS.get(token.text, f"Python's {token.text!r} is not part of the "
-                                                   "formula grammar")
+            hint = _KEYWORD_HINTS.get(
+                token.text, f"Python's {token.text!r} is not part of the formula grammar"
+            )
             return self.error(hint, token.column)
         if token.is_op("="):
-            return self.error("assignment is not allowed; '=' only names a keyword argument "
-                              "such as sum(X, axis=1)", token.column)
+            return self.error(
+                "assignment is not allowed; '=' only names a keyword argument such as sum(X, axis=1)",
+                token.column,
+            )
         if token.is_op("..."):
             return self.error("'...' can only be a subscript, as in x[..., 0]", token.column)
         return self.error(f"expected {expected}, found {token.describe()}", token.column)
@@ -271,8 +348,9 @@ class _Parser:
     def _tokenize(self):
         text = self.text
         if len(text) > MAX_LENGTH:
-            raise self.error(f"the formula is {len(text)} characters long; the limit is "
-                             f"{MAX_LENGTH}", MAX_LENGTH)
+            raise self.error(
+                f"the formula is {len(text)} characters long; the limit is {MAX_LENGTH}", MAX_LENGTH
+            )
         pos = 0
         while pos < len(text):
             match = _TOKEN.match(text, pos)
@@ -299,15 +377,17 @@ class _Parser:
 
     def _check_number(self, literal, end):
         start = end - len(literal)
-        following = self.text[end:end + 1]
+        following = self.text[end : end + 1]
         if following in ("e", "E") and "e" not in literal.lower():
-            raise self.error(f"the exponent of the number {literal + following!r} has no digits",
-                             end)
+            raise self.error(f"the exponent of the number {literal + following!r} has no digits", end)
         if following == "." or following.isdigit():
             raise self.error(f"malformed number {literal + following!r}", end)
         if following.isalnum() or following == "_":
-            raise self.error(f"a number cannot be followed directly by {following!r}; "
-                             f"write {literal}*{following} for a product", end)
+            raise self.error(
+                f"a number cannot be followed directly by {following!r}; "
+                f"write {literal}*{following} for a product",
+                end,
+            )
         if literal.isdigit() and len(literal) > 1 and literal[0] == "0" and literal.strip("0"):
             raise self.error(f"leading zeros in the integer {literal!r} are not allowed", start)
 
@@ -334,11 +414,16 @@ class _Parser:
             self.depth -= 1
             return self.advance()
         if token.kind == "end":
-            raise self.error(f"{opener.text!r} at column {opener.column} is never closed; "
-                             f"expected {closer!r}", token.column)
+            raise self.error(
+                f"{opener.text!r} at column {opener.column} is never closed; expected {closer!r}",
+                token.column,
+            )
         if token.is_op(")", "]"):
-            raise self.error(f"expected {closer!r} to close {opener.text!r} at column "
-                             f"{opener.column}, found {token.text!r}", token.column)
+            raise self.error(
+                f"expected {closer!r} to close {opener.text!r} at column "
+                f"{opener.column}, found {token.text!r}",
+                token.column,
+            )
         raise self.unexpected(token, expected)
 
     # ------------------------------------------------------------ building
@@ -354,8 +439,9 @@ class _Parser:
 
     def operand(self, value, column, op_text):
         if isinstance(value, tuple):
-            raise self.error(f"a tuple cannot be an operand of {op_text!r}; tuples are only "
-                             "function arguments", column)
+            raise self.error(
+                f"a tuple cannot be an operand of {op_text!r}; tuples are only function arguments", column
+            )
         if value is None:
             raise self.error(f"None cannot be an operand of {op_text!r}", column)
         return value
@@ -372,24 +458,25 @@ class _Parser:
         if fn is operator.pow:
             base, exponent = values
             if isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1 and exponent > 64:
-                raise UnsupportedError(f"the constant {base}**{exponent} at column "
-                                       f"{op_token.column} does not fit in int64; "
-                                       "write the base as a float")
-        result = self.build(f"the constant expression at {op_token.text!r}", op_token.column,
-                            fn, *values)
+                raise UnsupportedError(
+                    f"the constant {base}**{exponent} at column "
+                    f"{op_token.column} does not fit in int64; "
+                    "write the base as a float"
+                )
+        result = self.build(f"the constant expression at {op_token.text!r}", op_token.column, fn, *values)
         if isinstance(result, complex):
-            raise UnsupportedError(f"the constant expression at {op_token.text!r} (column "
-                                   f"{op_token.column}) is complex: {result}")
+            raise UnsupportedError(
+                f"the constant expression at {op_token.text!r} (column "
+                f"{op_token.column}) is complex: {result}"
+            )
         if isinstance(result, int) and result not in _INT64:
-            raise UnsupportedError(f"the constant {result} at column {op_token.column} does not "
-                                   "fit in int64")
+            raise UnsupportedError(f"the constant {result} at column {op_token.column} does not fit in int64")
         return result
 
     def symbol(self, token):
         name = token.text
         if name not in self.symbols:
-            self.symbols[name] = tensor(name, self.shapes.get(name, ()),
-                                        self.dtypes.get(name, "float64"))
+            self.symbols[name] = tensor(name, self.shapes.get(name, ()), self.dtypes.get(name, "float64"))
         return self.symbols[name]
 
     # ------------------------------------------------------------ grammar
@@ -404,8 +491,11 @@ class _Parser:
                 raise self.error(f"unmatched {token.text!r}", token.column)
             raise self.unexpected(token, "an operator or the end of the input")
         if isinstance(value, tuple) or value is None:
-            raise self.error("a formula must be an expression or a number, not "
-                             f"{'a tuple' if value is not None else 'None'}", column)
+            raise self.error(
+                "a formula must be an expression or a number, not "
+                f"{'a tuple' if value is not None else 'None'}",
+                column,
+            )
         return ops.as_expr(value)
 
     def value(self):
@@ -420,9 +510,12 @@ class _Parser:
                 break
             if precedence == _COMPARISON:
                 if compared is not None:
-                    raise self.error(f"chained comparisons are not supported ({compared.text!r} at "
-                                     f"column {compared.column}, then {token.text!r}); "
-                                     "use logical_and(a < b, b < c)", token.column)
+                    raise self.error(
+                        f"chained comparisons are not supported ({compared.text!r} at "
+                        f"column {compared.column}, then {token.text!r}); "
+                        "use logical_and(a < b, b < c)",
+                        token.column,
+                    )
                 compared = token
             while operators and _PRECEDENCE[operators[-1].text] >= precedence:
                 self.reduce(operands, operators)
@@ -440,7 +533,7 @@ class _Parser:
 
     def unary(self):
         """``{"-"|"+"|"~"} postfix ["**" unary]``, read in a loop and folded from the right."""
-        chain = []   # (prefix tokens, base, "**" token or None)
+        chain = []  # (prefix tokens, base, "**" token or None)
         while True:
             prefixes = []
             while self.peek().is_op(*_PREFIX):
@@ -476,15 +569,18 @@ class _Parser:
                 self.advance()
                 attribute = self.peek()
                 if attribute.kind != "name" or attribute.text != "T":
-                    raise self.error("attribute access is not supported; the only attribute is "
-                                     ".T (transpose)", token.column)
+                    raise self.error(
+                        "attribute access is not supported; the only attribute is .T (transpose)",
+                        token.column,
+                    )
                 self.advance()
                 if not isinstance(value, Expr):
                     raise self.error(".T applies to an expression, not to a literal", token.column)
                 value = self.build(".T", token.column, ops.transpose, value)
             elif token.is_op("("):
-                raise self.error("only a function named in the formula can be called, "
-                                 "as in sin(x)", token.column)
+                raise self.error(
+                    "only a function named in the formula can be called, as in sin(x)", token.column
+                )
             else:
                 return value, column
 
@@ -503,10 +599,12 @@ class _Parser:
     def number(self, token):
         literal = token.text
         if literal.isdigit():
-            value = int(literal) if len(literal) <= 19 else 2**63   # no int() of huge strings
+            value = int(literal) if len(literal) <= 19 else 2**63  # no int() of huge strings
             if value not in _INT64:
-                raise self.error(f"the integer {literal} does not fit in int64; write it as a "
-                                 "float (e.g. 1e20)", token.column)
+                raise self.error(
+                    f"the integer {literal} does not fit in int64; write it as a float (e.g. 1e20)",
+                    token.column,
+                )
             return value
         return float(literal)
 
@@ -535,8 +633,10 @@ class _Parser:
                 reason = f"{name!r} is a symbol, not a function"
             else:
                 reason = f"unknown function {name!r}"
-            raise self.error(f"{reason}; the functions a formula can call are listed in "
-                             "symgrad.frontends.parse.FUNCTIONS", name_token.column)
+            raise self.error(
+                f"{reason}; the functions a formula can call are listed in symgrad.frontends.parse.FUNCTIONS",
+                name_token.column,
+            )
         opener = self.open_bracket()
         args, kwargs = [], {}
         while not self.peek().is_op(")"):
@@ -548,13 +648,15 @@ class _Parser:
                     raise self.error(f"keyword argument {token.text!r} given twice", token.column)
                 value, column = self.value()
                 if not _is_literal(value):
-                    raise self.error(f"keyword argument {token.text!r} must be a literal (a number, "
-                                     "True/False, None or a tuple of them)", column)
+                    raise self.error(
+                        f"keyword argument {token.text!r} must be a literal (a number, "
+                        "True/False, None or a tuple of them)",
+                        column,
+                    )
                 kwargs[token.text] = value
             else:
                 if kwargs:
-                    raise self.error("a positional argument cannot follow a keyword argument",
-                                     token.column)
+                    raise self.error("a positional argument cannot follow a keyword argument", token.column)
                 args.append(self.value()[0])
             if not self.peek().is_op(","):
                 break

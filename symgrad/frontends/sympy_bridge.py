@@ -50,7 +50,7 @@ def _number(node):
         return math.inf
     if node is sympy.S.NegativeInfinity:
         return -math.inf
-    if node.is_Integer and -2**63 <= int(node) < 2**63:
+    if node.is_Integer and -(2**63) <= int(node) < 2**63:
         return int(node)
     return float(node)
 
@@ -139,27 +139,50 @@ def _convert_heaviside(node, args, memo):
 
 
 _FUNCTIONS = {
-    sympy.exp: ops.exp, sympy.log: ops.log, sympy.sin: ops.sin, sympy.cos: ops.cos,
-    sympy.tan: ops.tan, sympy.asin: ops.arcsin, sympy.acos: ops.arccos, sympy.atan: ops.arctan,
-    sympy.atan2: ops.arctan2, sympy.sinh: ops.sinh, sympy.cosh: ops.cosh, sympy.tanh: ops.tanh,
-    sympy.asinh: nprot.arcsinh, sympy.acosh: nprot.arccosh, sympy.atanh: nprot.arctanh,
-    sympy.cot: lambda x: ops.reciprocal(ops.tan(x)), sympy.sec: lambda x: ops.reciprocal(ops.cos(x)),
-    sympy.csc: lambda x: ops.reciprocal(ops.sin(x)), sympy.coth: lambda x: ops.reciprocal(ops.tanh(x)),
-    sympy.sech: lambda x: ops.reciprocal(ops.cosh(x)), sympy.csch: lambda x: ops.reciprocal(ops.sinh(x)),
-    sympy.Abs: ops.abs, sympy.sign: ops.sign, sympy.erf: ops.erf,
+    sympy.exp: ops.exp,
+    sympy.log: ops.log,
+    sympy.sin: ops.sin,
+    sympy.cos: ops.cos,
+    sympy.tan: ops.tan,
+    sympy.asin: ops.arcsin,
+    sympy.acos: ops.arccos,
+    sympy.atan: ops.arctan,
+    sympy.atan2: ops.arctan2,
+    sympy.sinh: ops.sinh,
+    sympy.cosh: ops.cosh,
+    sympy.tanh: ops.tanh,
+    sympy.asinh: nprot.arcsinh,
+    sympy.acosh: nprot.arccosh,
+    sympy.atanh: nprot.arctanh,
+    sympy.cot: lambda x: ops.reciprocal(ops.tan(x)),
+    sympy.sec: lambda x: ops.reciprocal(ops.cos(x)),
+    sympy.csc: lambda x: ops.reciprocal(ops.sin(x)),
+    sympy.coth: lambda x: ops.reciprocal(ops.tanh(x)),
+    sympy.sech: lambda x: ops.reciprocal(ops.cosh(x)),
+    sympy.csch: lambda x: ops.reciprocal(ops.sinh(x)),
+    sympy.Abs: ops.abs,
+    sympy.sign: ops.sign,
+    sympy.erf: ops.erf,
     sympy.erfc: lambda x: 1.0 - ops.erf(x),
-    sympy.Max: lambda *a: _fold(ops.maximum, a), sympy.Min: lambda *a: _fold(ops.minimum, a),
-    sympy.StrictLessThan: ops.less, sympy.LessThan: ops.less_equal,
-    sympy.StrictGreaterThan: ops.greater, sympy.GreaterThan: ops.greater_equal,
-    sympy.Equality: ops.equal, sympy.Unequality: ops.not_equal,
-    sympy.And: lambda *a: _fold(ops.logical_and, a), sympy.Or: lambda *a: _fold(ops.logical_or, a),
+    sympy.Max: lambda *a: _fold(ops.maximum, a),
+    sympy.Min: lambda *a: _fold(ops.minimum, a),
+    sympy.StrictLessThan: ops.less,
+    sympy.LessThan: ops.less_equal,
+    sympy.StrictGreaterThan: ops.greater,
+    sympy.GreaterThan: ops.greater_equal,
+    sympy.Equality: ops.equal,
+    sympy.Unequality: ops.not_equal,
+    sympy.And: lambda *a: _fold(ops.logical_and, a),
+    sympy.Or: lambda *a: _fold(ops.logical_or, a),
     sympy.Not: ops.logical_not,
     ExprCondPair: lambda value, cond: (value, cond),
 }
 
 # constructs that need the SymPy node itself, not only their converted arguments
 _STRUCTURAL = {
-    sympy.Add: _convert_add, sympy.Mul: _convert_mul, sympy.Piecewise: _convert_piecewise,
+    sympy.Add: _convert_add,
+    sympy.Mul: _convert_mul,
+    sympy.Piecewise: _convert_piecewise,
     sympy.Heaviside: _convert_heaviside,
     sympy.Pow: _convert_pow,
 }
@@ -214,8 +237,7 @@ def _convert(expr, symbol):
             memo[node] = leaf
             continue
         if node.func not in _STRUCTURAL and node.func not in _FUNCTIONS:
-            raise UnsupportedError(f"from_sympy: {_describe(node)} is not supported "
-                                   f"(in {str(node)[:80]})")
+            raise UnsupportedError(f"from_sympy: {_describe(node)} is not supported (in {str(node)[:80]})")
         if node.func is sympy.log and len(node.args) != 1:
             raise UnsupportedError(f"from_sympy: log with {len(node.args)} arguments")
         stack.append((node, True))
@@ -242,7 +264,9 @@ def from_sympy(expr, shapes=None, dtypes=None):
 
     def symbol(node):
         from ..api import tensor
+
         return tensor(node.name, shapes.get(node.name, ()), dtypes.get(node.name, "float64"))
+
     out = _convert(expr, symbol)
     if not isinstance(out, Expr):
         out = ops.as_expr(float(out) if not isinstance(out, bool) else out)
@@ -305,39 +329,69 @@ def _one(node, *args):
 
 
 _TO_SYMPY = {
-    "neg": lambda n, a: -a, "abs": lambda n, a: sympy.Abs(a), "sign": lambda n, a: sympy.sign(a),
-    "exp": lambda n, a: sympy.exp(a), "expm1": lambda n, a: sympy.exp(a) - 1,
-    "log": lambda n, a: sympy.log(a), "log1p": lambda n, a: sympy.log(1 + a),
-    "sqrt": lambda n, a: sympy.sqrt(a), "square": lambda n, a: a**2,
+    "neg": lambda n, a: -a,
+    "abs": lambda n, a: sympy.Abs(a),
+    "sign": lambda n, a: sympy.sign(a),
+    "exp": lambda n, a: sympy.exp(a),
+    "expm1": lambda n, a: sympy.exp(a) - 1,
+    "log": lambda n, a: sympy.log(a),
+    "log1p": lambda n, a: sympy.log(1 + a),
+    "sqrt": lambda n, a: sympy.sqrt(a),
+    "square": lambda n, a: a**2,
     "reciprocal": lambda n, a: 1 / a,
-    "sin": lambda n, a: sympy.sin(a), "cos": lambda n, a: sympy.cos(a),
-    "tan": lambda n, a: sympy.tan(a), "arcsin": lambda n, a: sympy.asin(a),
-    "arccos": lambda n, a: sympy.acos(a), "arctan": lambda n, a: sympy.atan(a),
-    "sinh": lambda n, a: sympy.sinh(a), "cosh": lambda n, a: sympy.cosh(a),
-    "tanh": lambda n, a: sympy.tanh(a), "erf": lambda n, a: sympy.erf(a),
-    "sigmoid": lambda n, a: 1 / (1 + sympy.exp(-a)), "relu": lambda n, a: sympy.Max(a, 0),
+    "sin": lambda n, a: sympy.sin(a),
+    "cos": lambda n, a: sympy.cos(a),
+    "tan": lambda n, a: sympy.tan(a),
+    "arcsin": lambda n, a: sympy.asin(a),
+    "arccos": lambda n, a: sympy.acos(a),
+    "arctan": lambda n, a: sympy.atan(a),
+    "sinh": lambda n, a: sympy.sinh(a),
+    "cosh": lambda n, a: sympy.cosh(a),
+    "tanh": lambda n, a: sympy.tanh(a),
+    "erf": lambda n, a: sympy.erf(a),
+    "sigmoid": lambda n, a: 1 / (1 + sympy.exp(-a)),
+    "relu": lambda n, a: sympy.Max(a, 0),
     "softplus": lambda n, a: sympy.log(1 + sympy.exp(a)),
-    "add": lambda n, a, b: a + b, "sub": lambda n, a, b: a - b, "mul": lambda n, a, b: a * b,
-    "div": lambda n, a, b: a / b, "pow": lambda n, a, b: a**b,
-    "maximum": lambda n, a, b: sympy.Max(a, b), "minimum": lambda n, a, b: sympy.Min(a, b),
+    "add": lambda n, a, b: a + b,
+    "sub": lambda n, a, b: a - b,
+    "mul": lambda n, a, b: a * b,
+    "div": lambda n, a, b: a / b,
+    "pow": lambda n, a, b: a**b,
+    "maximum": lambda n, a, b: sympy.Max(a, b),
+    "minimum": lambda n, a, b: sympy.Min(a, b),
     "arctan2": lambda n, a, b: sympy.atan2(a, b),
     "logaddexp": lambda n, a, b: sympy.log(sympy.exp(a) + sympy.exp(b)),
-    "less": lambda n, a, b: sympy.Lt(a, b), "less_equal": lambda n, a, b: sympy.Le(a, b),
-    "greater": lambda n, a, b: sympy.Gt(a, b), "greater_equal": lambda n, a, b: sympy.Ge(a, b),
-    "equal": lambda n, a, b: sympy.Eq(a, b), "not_equal": lambda n, a, b: sympy.Ne(a, b),
-    "logical_and": lambda n, a, b: sympy.And(a, b), "logical_or": lambda n, a, b: sympy.Or(a, b),
+    "less": lambda n, a, b: sympy.Lt(a, b),
+    "less_equal": lambda n, a, b: sympy.Le(a, b),
+    "greater": lambda n, a, b: sympy.Gt(a, b),
+    "greater_equal": lambda n, a, b: sympy.Ge(a, b),
+    "equal": lambda n, a, b: sympy.Eq(a, b),
+    "not_equal": lambda n, a, b: sympy.Ne(a, b),
+    "logical_and": lambda n, a, b: sympy.And(a, b),
+    "logical_or": lambda n, a, b: sympy.Or(a, b),
     "logical_not": lambda n, a: sympy.Not(a),
     "isfinite": lambda n, a: sympy.And(sympy.Ne(a, sympy.oo), sympy.Ne(a, -sympy.oo)),
     "where": lambda n, c, a, b: sympy.Piecewise(
-        (a, c), *(b.args if isinstance(b, sympy.Piecewise) else [(b, True)])),
-    "stop_gradient": _single, "cast": _cast,
-    "dimsize": lambda n: sympy.Mul(*[sympy.Integer(d) if isinstance(d, int) else d
-                                     for d in n.attrs["dims"]]),
+        (a, c), *(b.args if isinstance(b, sympy.Piecewise) else [(b, True)])
+    ),
+    "stop_gradient": _single,
+    "cast": _cast,
+    "dimsize": lambda n: sympy.Mul(*[sympy.Integer(d) if isinstance(d, int) else d for d in n.attrs["dims"]]),
     # on single elements, structure and reductions are the element itself
-    "reshape": _single, "broadcast_to": _single, "transpose": _single, "getitem": _single,
-    "slice_grad": _single, "concatenate": _single, "sum": _single, "max": _single, "min": _single,
-    "prod": _single, "matmul": lambda n, a, b: a * b,
-    "argmax_mask": _one, "argmin_mask": _one, "prod_others": _one,
+    "reshape": _single,
+    "broadcast_to": _single,
+    "transpose": _single,
+    "getitem": _single,
+    "slice_grad": _single,
+    "concatenate": _single,
+    "sum": _single,
+    "max": _single,
+    "min": _single,
+    "prod": _single,
+    "matmul": lambda n, a, b: a * b,
+    "argmax_mask": _one,
+    "argmin_mask": _one,
+    "prod_others": _one,
 }
 
 
@@ -358,8 +412,9 @@ def to_sympy(expr, real=False):
     for node in order:
         if not _is_single_element(node):
             what = f"the symbol {node.name!r}" if node.op == "symbol" else f"a {node.op!r} node"
-            raise UnsupportedError(f"to_sympy handles scalar graphs; {what} has shape "
-                                   f"{shape_str(node.shape)}")
+            raise UnsupportedError(
+                f"to_sympy handles scalar graphs; {what} has shape {shape_str(node.shape)}"
+            )
         if node.op not in _TO_SYMPY and node.op not in ("symbol", "constant"):
             raise UnsupportedError(f"to_sympy: the op {node.op!r} has no SymPy form")
     depth = {}

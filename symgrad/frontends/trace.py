@@ -49,7 +49,8 @@ from codegen.runtime import is_dask
 
 _CONTROL_FLOW_HINT = (
     "a traced function runs on symbolic values, so Python `if`/`while`/`and`/`or` cannot look "
-    "at their numbers; use np.where(cond, a, b) (or sg.where) to pick between values instead")
+    "at their numbers; use np.where(cond, a, b) (or sg.where) to pick between values instead"
+)
 
 
 class _Leaf:
@@ -85,8 +86,7 @@ class TracedValueAndGrad:
         self._single = not isinstance(argnums, (tuple, list))
         argnums = (argnums,) if self._single else tuple(argnums)
         if not argnums:
-            raise UnsupportedError("value_and_grad: argnums is empty; say which arguments to "
-                                   "differentiate")
+            raise UnsupportedError("value_and_grad: argnums is empty; say which arguments to differentiate")
         for a in argnums:
             if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
                 raise UnsupportedError(f"value_and_grad: argnums must be ints, got {a!r}")
@@ -98,8 +98,8 @@ class TracedValueAndGrad:
             self._signature = inspect.signature(fn)
         except (TypeError, ValueError):
             self._signature = None
-        self._plans = {}    # argument signature -> dim classes that must be concrete
-        self._cache = {}    # (signature, sizes of the concrete classes) -> Compiled
+        self._plans = {}  # argument signature -> dim classes that must be concrete
+        self._cache = {}  # (signature, sizes of the concrete classes) -> Compiled
         # the same for calls of arrays and numbers only, keyed without binding the signature
         self._fast_plans, self._fast = {}, {}
         self._positional = self._positional_count()
@@ -121,9 +121,11 @@ class TracedValueAndGrad:
         return self if instance is None else functools.partial(self, instance)
 
     def __repr__(self):
-        return (f"<symgrad traced value_and_grad of {getattr(self._fn, '__qualname__', self._fn)}, "
-                f"argnums={self._argnums[0] if self._single else self._argnums}, "
-                f"{len(self._cache)} compiled>")
+        return (
+            f"<symgrad traced value_and_grad of {getattr(self._fn, '__qualname__', self._fn)}, "
+            f"argnums={self._argnums[0] if self._single else self._argnums}, "
+            f"{len(self._cache)} compiled>"
+        )
 
     # ------------------------------------------------------------ calling
 
@@ -151,8 +153,9 @@ class TracedValueAndGrad:
         for a in args:
             kind = type(a)
             if kind is np.ndarray:
-                key.append((a.dtype, tuple(None if d == 1 else sizes.setdefault(d, len(sizes))
-                                           for d in a.shape)))
+                key.append(
+                    (a.dtype, tuple(None if d == 1 else sizes.setdefault(d, len(sizes)) for d in a.shape))
+                )
             elif kind is float or kind is int:
                 key.append(kind)
             else:
@@ -168,8 +171,10 @@ class TracedValueAndGrad:
     @property
     def source(self):
         if self._last is None:
-            raise UnsupportedError(f"{self._name} has not been traced yet: call it once (tracing "
-                                   "needs the arguments' ranks and dtypes), then read .source")
+            raise UnsupportedError(
+                f"{self._name} has not been traced yet: call it once (tracing "
+                "needs the arguments' ranks and dtypes), then read .source"
+            )
         return self._last.source
 
     def _lookup(self, args, kwargs):
@@ -205,8 +210,9 @@ class TracedValueAndGrad:
         """The call's arguments as leaves in parameter order, and how to call ``fn`` again."""
         if self._signature is None:
             if kwargs:
-                raise UnsupportedError(f"{self._name}: keyword arguments need a function whose "
-                                       "signature inspect can read")
+                raise UnsupportedError(
+                    f"{self._name}: keyword arguments need a function whose signature inspect can read"
+                )
             return None, [_Leaf(f"arg{i}", (i,), v) for i, v in enumerate(args)]
         try:
             bound = self._signature.bind(*args, **kwargs)
@@ -235,8 +241,10 @@ class TracedValueAndGrad:
         wrt = set()
         for a in self._argnums:
             if not -n <= a < n:
-                raise UnsupportedError(f"value_and_grad: argnums {a} is out of range for "
-                                       f"{self._name}, called with {n} argument(s)")
+                raise UnsupportedError(
+                    f"value_and_grad: argnums {a} is out of range for "
+                    f"{self._name}, called with {n} argument(s)"
+                )
             wrt.add(a % n)
         classes = {}
         key = []
@@ -244,35 +252,45 @@ class TracedValueAndGrad:
             value = leaf.value
             where = f"argument {leaf.label!r} of {self._name}"
             if isinstance(value, Expr):
-                raise UnsupportedError(f"{where} is a symgrad expression; a traced function takes "
-                                       "numbers and arrays (for expressions use "
-                                       "sg.value_and_grad(expr, wrt=...))")
+                raise UnsupportedError(
+                    f"{where} is a symgrad expression; a traced function takes "
+                    "numbers and arrays (for expressions use "
+                    "sg.value_and_grad(expr, wrt=...))"
+                )
             if i in wrt and isinstance(value, (list, tuple)):
                 value = leaf.value = np.asarray(value, dtype=np.float64)
             if isinstance(value, (np.ndarray, np.generic)) or is_dask(value):
                 if is_dask(value) and any(np.isnan(d) for d in value.shape):
-                    raise UnsupportedError(f"{where} is a Dask array of unknown size {value.shape}; "
-                                           "call .compute_chunk_sizes() on it first")
+                    raise UnsupportedError(
+                        f"{where} is a Dask array of unknown size {value.shape}; "
+                        "call .compute_chunk_sizes() on it first"
+                    )
                 dtype = as_dtype(value.dtype, where=where)
                 if i in wrt and not is_float(dtype):
-                    raise UnsupportedError(f"{where} is differentiated (argnums) but has dtype "
-                                           f"{dtype}; only float arguments get gradients")
+                    raise UnsupportedError(
+                        f"{where} is differentiated (argnums) but has dtype "
+                        f"{dtype}; only float arguments get gradients"
+                    )
                 leaf.kind, leaf.dtype = ("array" if value.ndim else "scalar"), dtype
-                leaf.shape = tuple(self._dim_class(classes, d, leaf.label, axis)
-                                   for axis, d in enumerate(np.shape(value)))
+                leaf.shape = tuple(
+                    self._dim_class(classes, d, leaf.label, axis) for axis, d in enumerate(np.shape(value))
+                )
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 leaf.kind, leaf.shape = "scalar", ()
                 leaf.dtype = "float64" if (isinstance(value, float) or i in wrt) else "int64"
             else:
                 if i in wrt:
-                    raise UnsupportedError(f"{where} is differentiated (argnums) but is a "
-                                           f"{type(value).__name__}, not a float array or number")
+                    raise UnsupportedError(
+                        f"{where} is differentiated (argnums) but is a "
+                        f"{type(value).__name__}, not a float array or number"
+                    )
                 try:
                     hash(value)
                 except TypeError:
                     raise UnsupportedError(
                         f"{where} is a {type(value).__name__}: neither an array, a number nor a "
-                        "hashable value the trace can depend on") from None
+                        "hashable value the trace can depend on"
+                    ) from None
                 leaf.kind = "static"
                 key.append((leaf.label, "static", type(value), value))
                 continue
@@ -320,43 +338,55 @@ class TracedValueAndGrad:
 
     @staticmethod
     def _shape(leaf, classes, concrete):
-        return tuple(1 if c is None else classes[c][1] if c in concrete else classes[c][0]
-                     for c in leaf.shape)
+        return tuple(
+            1 if c is None else classes[c][1] if c in concrete else classes[c][0] for c in leaf.shape
+        )
 
     def _describe(self, leaves, classes, concrete):
         return ", ".join(
             f"{leaf.label}: {shape_str(self._shape(leaf, classes, concrete))} {leaf.dtype}"
-            if leaf.kind != "static" else f"{leaf.label}={leaf.value!r:.30}" for leaf in leaves)
+            if leaf.kind != "static"
+            else f"{leaf.label}={leaf.value!r:.30}"
+            for leaf in leaves
+        )
 
     def _trace(self, bound, leaves, classes, concrete):
         """Run the function on symbols; the dim classes in ``concrete`` are their sizes."""
         from ..api import tensor
         from ..ops import as_expr
-        symbols = {leaf.label: tensor(leaf.label, self._shape(leaf, classes, concrete), leaf.dtype)
-                   for leaf in leaves if leaf.kind != "static"}
+
+        symbols = {
+            leaf.label: tensor(leaf.label, self._shape(leaf, classes, concrete), leaf.dtype)
+            for leaf in leaves
+            if leaf.kind != "static"
+        }
         stand_ins = [symbols[leaf.label] if leaf.kind != "static" else leaf.value for leaf in leaves]
         self.trace_count += 1
         out = self._call_with(bound, leaves, stand_ins)
         if isinstance(out, (tuple, list)):
             raise UnsupportedError(
                 f"{self._name} returned a {type(out).__name__}; value_and_grad needs the "
-                "function to return one scalar (auxiliary outputs are not supported)")
+                "function to return one scalar (auxiliary outputs are not supported)"
+            )
         out = as_expr(out)
         if out.shape != ():
-            raise ShapeError(f"{self._name} returned a value of shape {shape_str(out.shape)}; "
-                             "value_and_grad needs a scalar (reduce it with np.sum or np.mean)")
+            raise ShapeError(
+                f"{self._name} returned a value of shape {shape_str(out.shape)}; "
+                "value_and_grad needs a scalar (reduce it with np.sum or np.mean)"
+            )
         if not is_float(out.dtype):
-            raise UnsupportedError(f"{self._name} returned a value of dtype {out.dtype}; "
-                                   "value_and_grad needs a float")
+            raise UnsupportedError(
+                f"{self._name} returned a value of dtype {out.dtype}; value_and_grad needs a float"
+            )
         wrt = [symbols[leaves[a % len(leaves)].label] for a in self._argnums]
         inputs = [symbols[leaf.label] for leaf in leaves if leaf.kind != "static"]
         return out, wrt, inputs
 
     def _compile(self, out, wrt, inputs):
         from ..api import value_and_grad
+
         self.compile_count += 1
-        return value_and_grad(out, wrt=wrt[0] if self._single else wrt, inputs=inputs,
-                              backend=self._backend)
+        return value_and_grad(out, wrt=wrt[0] if self._single else wrt, inputs=inputs, backend=self._backend)
 
     def _call_with(self, bound, leaves, values):
         if bound is None:

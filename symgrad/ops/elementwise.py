@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..graph import Expr, broadcast_shapes, float_of, is_float, promote
-from .registry import POINTWISE, register, make, as_expr, constant
+from .registry import POINTWISE, register, make, as_expr
 
 # ---------------------------------------------------------------- shape/dtype rules
 
@@ -90,6 +90,7 @@ def _pair(a, b):
 def cast(x, dtype):
     """``x`` converted to ``dtype`` (``astype``)."""
     from ..graph import as_dtype
+
     x = as_expr(x)
     return make("cast", [x], dtype=as_dtype(dtype))
 
@@ -152,6 +153,7 @@ def _compare_builder(op):
     def build(a, b):
         a, b = _pair(a, b)
         return make(op, [a, b])
+
     build.__name__ = op
     return build
 
@@ -204,6 +206,7 @@ def _unary_builder(name, float_only):
         if float_only:
             x = _float(x)
         return make(name, [x])
+
     build.__name__ = name
     build.__doc__ = f"elementwise {name}"
     return build
@@ -218,6 +221,7 @@ def unary(name, impl, vjp=None, note="", float_only=True, infer=_same):
 
 
 # ---------------------------------------------------------------- numpy definitions of the composites
+
 
 def _np_sigmoid(x):
     x = np.asarray(x)
@@ -263,15 +267,32 @@ unary("cosh", np.cosh, lambda g, x, out: g * sinh(x), "d/dx cosh(x) = sinh(x)")
 unary("tanh", np.tanh, lambda g, x, out: g * (1 - square(out)), "d/dx tanh(x) = 1 - tanh^2(x)")
 # s (1 - s) spelled s(x) s(-x): 1 - s would round to 0 where s is within 1e-16 of 1
 unary("sigmoid", _np_sigmoid, lambda g, x, out: g * (out * sigmoid(-x)), "d/dx sigmoid(x) = s(x) s(-x)")
-unary("relu", _np_relu, lambda g, x, out: where(x > 0, g, 0), "d/dx relu(x) = [x > 0], 0 at 0",
-      float_only=False)
+unary(
+    "relu", _np_relu, lambda g, x, out: where(x > 0, g, 0), "d/dx relu(x) = [x > 0], 0 at 0", float_only=False
+)
 unary("softplus", _np_softplus, lambda g, x, out: g * sigmoid(x), "d/dx softplus(x) = sigmoid(x)")
-unary("erf", _np_erf, lambda g, x, out: g * ((2 / math.sqrt(math.pi)) * exp(-square(x))),
-      "d/dx erf(x) = 2/sqrt(pi) exp(-x^2)")
-unary("isfinite", np.isfinite, None, "not differentiable", float_only=False,
-      infer=lambda inputs, attrs: (inputs[0].shape, "bool"))
-unary("logical_not", np.logical_not, None, "not differentiable", float_only=False,
-      infer=lambda inputs, attrs: (inputs[0].shape, "bool"))
+unary(
+    "erf",
+    _np_erf,
+    lambda g, x, out: g * ((2 / math.sqrt(math.pi)) * exp(-square(x))),
+    "d/dx erf(x) = 2/sqrt(pi) exp(-x^2)",
+)
+unary(
+    "isfinite",
+    np.isfinite,
+    None,
+    "not differentiable",
+    float_only=False,
+    infer=lambda inputs, attrs: (inputs[0].shape, "bool"),
+)
+unary(
+    "logical_not",
+    np.logical_not,
+    None,
+    "not differentiable",
+    float_only=False,
+    infer=lambda inputs, attrs: (inputs[0].shape, "bool"),
+)
 register("stop_gradient", infer=_same, impl=lambda x: x, vjp=(), note="zero derivative")
 
 
@@ -283,14 +304,21 @@ def _cast_jvp(t, x, out):
     return cast(t, out.dtype) if is_float(x.dtype) and is_float(out.dtype) else None
 
 
-register("cast", infer=lambda inputs, attrs: (inputs[0].shape, attrs["dtype"]),
-         impl=lambda x, dtype: np.asarray(x).astype(dtype), vjp=(_cast_vjp,), jvp=(_cast_jvp,),
-         note="d/dx cast(x) = 1")
+register(
+    "cast",
+    infer=lambda inputs, attrs: (inputs[0].shape, attrs["dtype"]),
+    impl=lambda x, dtype: np.asarray(x).astype(dtype),
+    vjp=(_cast_vjp,),
+    jvp=(_cast_jvp,),
+    note="d/dx cast(x) = 1",
+)
 # the unary builders defined through globals() above, named for linters and readers
 neg, abs, sign, exp, expm1, log, log1p, sqrt, square, reciprocal = (
-    globals()[n] for n in "neg abs sign exp expm1 log log1p sqrt square reciprocal".split())
+    globals()[n] for n in "neg abs sign exp expm1 log log1p sqrt square reciprocal".split()
+)
 sin, cos, tan, arcsin, arccos, arctan, sinh, cosh, tanh = (
-    globals()[n] for n in "sin cos tan arcsin arccos arctan sinh cosh tanh".split())
+    globals()[n] for n in "sin cos tan arcsin arccos arctan sinh cosh tanh".split()
+)
 sigmoid, relu, softplus, erf = (globals()[n] for n in "sigmoid relu softplus erf".split())
 
 
@@ -312,43 +340,109 @@ def _pow_exponent_rule(g, a, b, out):
     return g * (out * log(safe_a))
 
 
-register("add", _arith, np.add, (lambda g, a, b, out: g, lambda g, a, b, out: g),
-         jvp=POINTWISE, note="d(a+b) = da + db", commutative=True)
-register("sub", _arith, np.subtract, (lambda g, a, b, out: g, lambda g, a, b, out: -g),
-         jvp=POINTWISE, note="d(a-b) = da - db")
-register("mul", _arith, np.multiply, (lambda g, a, b, out: g * b, lambda g, a, b, out: g * a),
-         jvp=POINTWISE, note="d(ab) = b da + a db", commutative=True)
-register("div", _float_binary, np.true_divide,
-         (lambda g, a, b, out: g / b, lambda g, a, b, out: -(g * out) / b),
-         jvp=POINTWISE, note="d(a/b) = da/b - (a/b) db/b")
-register("pow", _float_binary, np.power,
-         (_pow_base_rule, _pow_exponent_rule),
-         jvp=POINTWISE, note="d(a^b) = b a^(b-1) da + a^b log(a) db")
-register("maximum", _arith, np.maximum,
-         (lambda g, a, b, out: where(a > b, g, 0), lambda g, a, b, out: where(a > b, 0, g)),
-         jvp=POINTWISE, note="d max(a, b): to a where a > b, else to b", commutative=True)
-register("minimum", _arith, np.minimum,
-         (lambda g, a, b, out: where(a < b, g, 0), lambda g, a, b, out: where(a < b, 0, g)),
-         jvp=POINTWISE, note="d min(a, b): to a where a < b, else to b", commutative=True)
-register("logaddexp", _float_binary, np.logaddexp,
-         (lambda g, a, b, out: g * sigmoid(a - b), lambda g, a, b, out: g * sigmoid(b - a)),
-         jvp=POINTWISE, note="d logaddexp(a, b) = sigmoid(a - b) da + sigmoid(b - a) db")
-register("arctan2", _float_binary, np.arctan2,
-         (lambda g, a, b, out: g * b / (square(a) + square(b)),
-          lambda g, a, b, out: -(g * a) / (square(a) + square(b))),
-         jvp=POINTWISE, note="d atan2(a, b) = (b da - a db)/(a^2 + b^2)")
+register(
+    "add",
+    _arith,
+    np.add,
+    (lambda g, a, b, out: g, lambda g, a, b, out: g),
+    jvp=POINTWISE,
+    note="d(a+b) = da + db",
+    commutative=True,
+)
+register(
+    "sub",
+    _arith,
+    np.subtract,
+    (lambda g, a, b, out: g, lambda g, a, b, out: -g),
+    jvp=POINTWISE,
+    note="d(a-b) = da - db",
+)
+register(
+    "mul",
+    _arith,
+    np.multiply,
+    (lambda g, a, b, out: g * b, lambda g, a, b, out: g * a),
+    jvp=POINTWISE,
+    note="d(ab) = b da + a db",
+    commutative=True,
+)
+register(
+    "div",
+    _float_binary,
+    np.true_divide,
+    (lambda g, a, b, out: g / b, lambda g, a, b, out: -(g * out) / b),
+    jvp=POINTWISE,
+    note="d(a/b) = da/b - (a/b) db/b",
+)
+register(
+    "pow",
+    _float_binary,
+    np.power,
+    (_pow_base_rule, _pow_exponent_rule),
+    jvp=POINTWISE,
+    note="d(a^b) = b a^(b-1) da + a^b log(a) db",
+)
+register(
+    "maximum",
+    _arith,
+    np.maximum,
+    (lambda g, a, b, out: where(a > b, g, 0), lambda g, a, b, out: where(a > b, 0, g)),
+    jvp=POINTWISE,
+    note="d max(a, b): to a where a > b, else to b",
+    commutative=True,
+)
+register(
+    "minimum",
+    _arith,
+    np.minimum,
+    (lambda g, a, b, out: where(a < b, g, 0), lambda g, a, b, out: where(a < b, 0, g)),
+    jvp=POINTWISE,
+    note="d min(a, b): to a where a < b, else to b",
+    commutative=True,
+)
+register(
+    "logaddexp",
+    _float_binary,
+    np.logaddexp,
+    (lambda g, a, b, out: g * sigmoid(a - b), lambda g, a, b, out: g * sigmoid(b - a)),
+    jvp=POINTWISE,
+    note="d logaddexp(a, b) = sigmoid(a - b) da + sigmoid(b - a) db",
+)
+register(
+    "arctan2",
+    _float_binary,
+    np.arctan2,
+    (
+        lambda g, a, b, out: g * b / (square(a) + square(b)),
+        lambda g, a, b, out: -(g * a) / (square(a) + square(b)),
+    ),
+    jvp=POINTWISE,
+    note="d atan2(a, b) = (b da - a db)/(a^2 + b^2)",
+)
 
-for _name, _impl in [("less", np.less), ("less_equal", np.less_equal), ("greater", np.greater),
-                     ("greater_equal", np.greater_equal), ("equal", np.equal),
-                     ("not_equal", np.not_equal)]:
+for _name, _impl in [
+    ("less", np.less),
+    ("less_equal", np.less_equal),
+    ("greater", np.greater),
+    ("greater_equal", np.greater_equal),
+    ("equal", np.equal),
+    ("not_equal", np.not_equal),
+]:
     register(_name, _compare, _impl, note="not differentiable", commutative=_name in ("equal", "not_equal"))
 register("logical_and", _logical, np.logical_and, commutative=True)
 register("logical_or", _logical, np.logical_or, commutative=True)
-register("where", _where, np.where,
-         (None, lambda g, c, a, b, out: where(c, g, 0), lambda g, c, a, b, out: where(c, 0, g)),
-         jvp=POINTWISE, note="d where(c, a, b): to a where c, else to b")
+register(
+    "where",
+    _where,
+    np.where,
+    (None, lambda g, c, a, b, out: where(c, g, 0), lambda g, c, a, b, out: where(c, 0, g)),
+    jvp=POINTWISE,
+    note="d where(c, a, b): to a where c, else to b",
+)
 
-UNARY_OPS = ("neg abs sign exp expm1 log log1p sqrt square reciprocal sin cos tan arcsin arccos "
-             "arctan sinh cosh tanh sigmoid relu softplus erf").split()
+UNARY_OPS = (
+    "neg abs sign exp expm1 log log1p sqrt square reciprocal sin cos tan arcsin arccos "
+    "arctan sinh cosh tanh sigmoid relu softplus erf"
+).split()
 BINARY_OPS = "add sub mul div pow maximum minimum arctan2 logaddexp".split()
 COMPARISON_OPS = "less less_equal greater greater_equal equal not_equal".split()

@@ -23,16 +23,22 @@ def _swap_last(x):
 def _matmul_infer(inputs, attrs):
     a, b = inputs
     if a.ndim == 0 or b.ndim == 0:
-        raise ShapeError(f"matmul of shapes {shape_str(a.shape)} and {shape_str(b.shape)}: "
-                         "operands must have at least one dimension (use * for scalars)")
+        raise ShapeError(
+            f"matmul of shapes {shape_str(a.shape)} and {shape_str(b.shape)}: "
+            "operands must have at least one dimension (use * for scalars)"
+        )
     inner_a = a.shape[-1]
     inner_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if not dims_equal(inner_a, inner_b):
-        raise ShapeError(f"matmul of shapes {shape_str(a.shape)} and {shape_str(b.shape)}: "
-                         f"inner dimensions {dim_str(inner_a)} and {dim_str(inner_b)} differ")
+        raise ShapeError(
+            f"matmul of shapes {shape_str(a.shape)} and {shape_str(b.shape)}: "
+            f"inner dimensions {dim_str(inner_a)} and {dim_str(inner_b)} differ"
+        )
     if a.ndim > 3 or b.ndim > 3:
-        raise UnsupportedError(f"matmul of shapes {shape_str(a.shape)} and {shape_str(b.shape)}: "
-                               "at most one batch dimension is supported")
+        raise UnsupportedError(
+            f"matmul of shapes {shape_str(a.shape)} and {shape_str(b.shape)}: "
+            "at most one batch dimension is supported"
+        )
     if a.ndim == 1 and b.ndim == 1:
         shape = ()
     elif a.ndim == 1:
@@ -49,25 +55,30 @@ def _matmul_vjp_a(g, a, b, out):
     if a.ndim == 1 and b.ndim == 1:
         return g * b
     if b.ndim == 1:
-        return outer(g, b)                     # (m,) x (n,) -> (m, n)
+        return outer(g, b)  # (m,) x (n,) -> (m, n)
     if a.ndim == 1:
-        return matmul(b, g)                    # (n, k) @ (k,) -> (n,)
-    return sum_to(matmul(g, _swap_last(b)), a.shape)   # dx = dy @ W.T
+        return matmul(b, g)  # (n, k) @ (k,) -> (n,)
+    return sum_to(matmul(g, _swap_last(b)), a.shape)  # dx = dy @ W.T
 
 
 def _matmul_vjp_b(g, a, b, out):
     if a.ndim == 1 and b.ndim == 1:
         return g * a
     if b.ndim == 1:
-        return matmul(_swap_last(a), g)        # (n, m) @ (m,) -> (n,)
+        return matmul(_swap_last(a), g)  # (n, m) @ (m,) -> (n,)
     if a.ndim == 1:
-        return outer(a, g)                     # (n,) x (k,) -> (n, k)
-    return sum_to(matmul(_swap_last(a), g), b.shape)   # dW = x.T @ dy
+        return outer(a, g)  # (n,) x (k,) -> (n, k)
+    return sum_to(matmul(_swap_last(a), g), b.shape)  # dW = x.T @ dy
 
 
-register("matmul", _matmul_infer, np.matmul, (_matmul_vjp_a, _matmul_vjp_b),
-         jvp=(lambda t, a, b, out: matmul(t, b), lambda t, a, b, out: matmul(a, t)),
-         note="d(a @ b) = g @ b.T, a.T @ g")
+register(
+    "matmul",
+    _matmul_infer,
+    np.matmul,
+    (_matmul_vjp_a, _matmul_vjp_b),
+    jvp=(lambda t, a, b, out: matmul(t, b), lambda t, a, b, out: matmul(a, t)),
+    note="d(a @ b) = g @ b.T, a.T @ g",
+)
 
 
 def matmul(a, b):
@@ -92,8 +103,9 @@ def dot(a, b):
         return ew.mul(a, b)
     if a.ndim <= 2 and b.ndim <= 2:
         return matmul(a, b)
-    raise UnsupportedError(f"dot of shapes {shape_str(a.shape)} and {shape_str(b.shape)}: "
-                           "use matmul for batches")
+    raise UnsupportedError(
+        f"dot of shapes {shape_str(a.shape)} and {shape_str(b.shape)}: use matmul for batches"
+    )
 
 
 def outer(a, b):

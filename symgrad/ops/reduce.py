@@ -15,7 +15,7 @@
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..graph import as_shape, dim_product, float_of, is_float, normalize_axes
+from ..graph import as_shape, dim_product, normalize_axes
 from .registry import register, make, as_expr, constant
 from . import elementwise as ew
 
@@ -32,8 +32,14 @@ def _reduce_infer(inputs, attrs):
 
 
 # numpy sums and multiplies narrow ints in the 64-bit int of their sign, so they do not overflow
-_ACCUMULATOR = {"int8": "int64", "int16": "int64", "int32": "int64",
-                "uint8": "uint64", "uint16": "uint64", "uint32": "uint64"}
+_ACCUMULATOR = {
+    "int8": "int64",
+    "int16": "int64",
+    "int32": "int64",
+    "uint8": "uint64",
+    "uint16": "uint64",
+    "uint32": "uint64",
+}
 
 
 def _accumulate_infer(inputs, attrs):
@@ -48,6 +54,7 @@ def _same_infer(inputs, attrs):
 def _keep(g, x, out):
     """The adjoint g reshaped with the reduced axes kept as size 1, so it broadcasts against x."""
     from .structure import reshape
+
     if out.attrs["keepdims"]:
         return g
     return reshape(g, _reduced_shape(x.shape, out.attrs["axes"], True))
@@ -55,6 +62,7 @@ def _keep(g, x, out):
 
 def _repeat(g, x, out):
     from .structure import broadcast_to
+
     if g.ndim == 0:
         return broadcast_to(g, x.shape)
     return broadcast_to(_keep(g, x, out), x.shape)
@@ -69,26 +77,38 @@ def _np_axes(axes):
     return tuple(axes)
 
 
-register("sum", _accumulate_infer,
-         lambda x, axes, keepdims: np.sum(x, axis=_np_axes(axes), keepdims=keepdims),
-         (lambda g, x, out: _repeat(g, x, out),),
-         jvp=(lambda t, x, out: _reduce_tangent(t, out),),
-         note="d sum(x) = repeat(g) over the summed axes")
-register("max", _reduce_infer,
-         lambda x, axes, keepdims: np.max(x, axis=_np_axes(axes), keepdims=keepdims),
-         (lambda g, x, out: argmax_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
-         jvp=(lambda t, x, out: _reduce_tangent(argmax_mask(x, out.attrs["axes"]) * t, out),),
-         note="d max(x): to the first maximal element")
-register("min", _reduce_infer,
-         lambda x, axes, keepdims: np.min(x, axis=_np_axes(axes), keepdims=keepdims),
-         (lambda g, x, out: argmin_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
-         jvp=(lambda t, x, out: _reduce_tangent(argmin_mask(x, out.attrs["axes"]) * t, out),),
-         note="d min(x): to the first minimal element")
-register("prod", _accumulate_infer,
-         lambda x, axes, keepdims: np.prod(x, axis=_np_axes(axes), keepdims=keepdims),
-         (lambda g, x, out: prod_others(x, out.attrs["axes"]) * _keep(g, x, out),),
-         jvp=(lambda t, x, out: _reduce_tangent(prod_others(x, out.attrs["axes"]) * t, out),),
-         note="d prod(x)/dx_i = product of the other elements")
+register(
+    "sum",
+    _accumulate_infer,
+    lambda x, axes, keepdims: np.sum(x, axis=_np_axes(axes), keepdims=keepdims),
+    (lambda g, x, out: _repeat(g, x, out),),
+    jvp=(lambda t, x, out: _reduce_tangent(t, out),),
+    note="d sum(x) = repeat(g) over the summed axes",
+)
+register(
+    "max",
+    _reduce_infer,
+    lambda x, axes, keepdims: np.max(x, axis=_np_axes(axes), keepdims=keepdims),
+    (lambda g, x, out: argmax_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
+    jvp=(lambda t, x, out: _reduce_tangent(argmax_mask(x, out.attrs["axes"]) * t, out),),
+    note="d max(x): to the first maximal element",
+)
+register(
+    "min",
+    _reduce_infer,
+    lambda x, axes, keepdims: np.min(x, axis=_np_axes(axes), keepdims=keepdims),
+    (lambda g, x, out: argmin_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
+    jvp=(lambda t, x, out: _reduce_tangent(argmin_mask(x, out.attrs["axes"]) * t, out),),
+    note="d min(x): to the first minimal element",
+)
+register(
+    "prod",
+    _accumulate_infer,
+    lambda x, axes, keepdims: np.prod(x, axis=_np_axes(axes), keepdims=keepdims),
+    (lambda g, x, out: prod_others(x, out.attrs["axes"]) * _keep(g, x, out),),
+    jvp=(lambda t, x, out: _reduce_tangent(prod_others(x, out.attrs["axes"]) * t, out),),
+    note="d prod(x)/dx_i = product of the other elements",
+)
 
 
 def _np_first_extreme_mask(x, axes, pick):
@@ -96,7 +116,7 @@ def _np_first_extreme_mask(x, axes, pick):
     keep = [i for i in range(x.ndim) if i not in axes]
     perm = keep + list(axes)
     moved = np.transpose(x, perm)
-    lead = moved.shape[:len(keep)]
+    lead = moved.shape[: len(keep)]
     rows = moved.reshape((int(np.prod(lead)), -1))
     mask = np.zeros_like(rows)
     if rows.shape[1]:
@@ -109,7 +129,7 @@ def _np_prod_others(x, axes):
     keep = [i for i in range(x.ndim) if i not in axes]
     perm = keep + list(axes)
     moved = np.transpose(x, perm)
-    rows = moved.reshape((int(np.prod(moved.shape[:len(keep)])), -1))
+    rows = moved.reshape((int(np.prod(moved.shape[: len(keep)])), -1))
     ones = np.ones((rows.shape[0], 1), dtype=rows.dtype)
     before = np.cumprod(np.concatenate([ones, rows[:, :-1]], axis=1), axis=1)
     after = np.cumprod(np.concatenate([ones, rows[:, :0:-1]], axis=1), axis=1)[:, ::-1]
@@ -120,35 +140,54 @@ def _prod_others_vjp(g, x, out):
     # d/dx_l prod_{j != i} x_j = prod_{j not in {i, l}} x_j for l != i: the product of the
     # others of an (m, m) table per slice whose row i has x_i replaced by 1 (exact at zeros)
     from .structure import expand_dims, reshape, transpose
+
     axes = out.attrs["axes"]
     keep = [i for i in range(x.ndim) if i not in axes]
     m = dim_product([x.shape[a] for a in axes])
     if not isinstance(m, int):
-        raise UnsupportedError(f"second derivatives of prod over a symbolic size ({m}) are not "
-                               "supported; give the reduced dimensions concrete sizes")
+        raise UnsupportedError(
+            f"second derivatives of prod over a symbolic size ({m}) are not "
+            "supported; give the reduced dimensions concrete sizes"
+        )
     perm = tuple(keep + list(axes))
     lead = tuple(x.shape[i] for i in keep)
     rows = reshape(transpose(x, perm), lead + (m,))
     g_rows = reshape(transpose(g, perm), lead + (m,))
     eye = constant(np.eye(m, dtype=bool))
-    table = ew.where(eye, 1, expand_dims(rows, -2))                  # [..., i, j]
-    pairs = prod_others(table, (len(lead) + 1,))                    # [..., i, l]
-    adjoint = sum(ew.where(eye, 0, expand_dims(g_rows, -1) * pairs), len(lead))   # sum over i != l
+    table = ew.where(eye, 1, expand_dims(rows, -2))  # [..., i, j]
+    pairs = prod_others(table, (len(lead) + 1,))  # [..., i, l]
+    adjoint = sum(ew.where(eye, 0, expand_dims(g_rows, -1) * pairs), len(lead))  # sum over i != l
     moved = reshape(adjoint, tuple(x.shape[i] for i in perm))
     return transpose(moved, tuple(int(a) for a in np.argsort(perm)))
 
 
-register("argmax_mask", _same_infer,
-         lambda x, axes: _np_first_extreme_mask(x, axes, np.argmax).astype(x.dtype),
-         note="one-hot of the first maximum along axes (zero derivative)")
-register("argmin_mask", _same_infer,
-         lambda x, axes: _np_first_extreme_mask(x, axes, np.argmin).astype(x.dtype),
-         note="one-hot of the first minimum along axes (zero derivative)")
+register(
+    "argmax_mask",
+    _same_infer,
+    lambda x, axes: _np_first_extreme_mask(x, axes, np.argmax).astype(x.dtype),
+    note="one-hot of the first maximum along axes (zero derivative)",
+)
+register(
+    "argmin_mask",
+    _same_infer,
+    lambda x, axes: _np_first_extreme_mask(x, axes, np.argmin).astype(x.dtype),
+    note="one-hot of the first minimum along axes (zero derivative)",
+)
 # its Jacobian is symmetric (it is the Hessian of prod), so the VJP rule is also the JVP rule
-register("prod_others", _same_infer, _np_prod_others, (_prod_others_vjp,), jvp=(_prod_others_vjp,),
-         note="product of the other elements along axes")
-register("dimsize", lambda inputs, attrs: ((), attrs["dtype"]), None,
-         note="the number of elements in the given dims, known when called")
+register(
+    "prod_others",
+    _same_infer,
+    _np_prod_others,
+    (_prod_others_vjp,),
+    jvp=(_prod_others_vjp,),
+    note="product of the other elements along axes",
+)
+register(
+    "dimsize",
+    lambda inputs, attrs: ((), attrs["dtype"]),
+    None,
+    note="the number of elements in the given dims, known when called",
+)
 
 
 # ---------------------------------------------------------------- builders
@@ -228,6 +267,7 @@ def logsumexp(x, axis=None, keepdims=False):
     if keepdims:
         return out
     from .structure import reshape
+
     return reshape(out, _reduced_shape(x.shape, axes, False))
 
 

@@ -73,16 +73,39 @@ class OpDef:
         return None
 
 
-def register(name, infer, impl=None, vjp=(), *, vjp_variadic=None, jvp=(), jvp_variadic=None,
-             note="", commutative=False, doc="", **extra):
+def register(
+    name,
+    infer,
+    impl=None,
+    vjp=(),
+    *,
+    vjp_variadic=None,
+    jvp=(),
+    jvp_variadic=None,
+    note="",
+    commutative=False,
+    doc="",
+    **extra,
+):
     if name in OPS:
         raise RuntimeError(f"op {name!r} registered twice")
     if callable(vjp):
         vjp = (vjp,)
     if callable(jvp):
         jvp = (jvp,)
-    op = OpDef(name, infer, impl, tuple(vjp), vjp_variadic, note, commutative, doc, extra,
-               jvp=jvp if jvp == POINTWISE else tuple(jvp), jvp_variadic=jvp_variadic)
+    op = OpDef(
+        name,
+        infer,
+        impl,
+        tuple(vjp),
+        vjp_variadic,
+        note,
+        commutative,
+        doc,
+        extra,
+        jvp=jvp if jvp == POINTWISE else tuple(jvp),
+        jvp_variadic=jvp_variadic,
+    )
     OPS[name] = op
     return op
 
@@ -100,11 +123,17 @@ def make(op, inputs, **attrs):
         inputs.sort(key=_canonical_key)
     shape, dtype = opdef.infer(inputs, attrs)
     from ..passes.simplify import rewrite
+
     replaced = rewrite(op, inputs, attrs, shape, dtype)
     if replaced is not None:
         return replaced
-    if (opdef.impl is not None and inputs and all(i.op == "constant" for i in inputs)
-            and concrete(shape) and size_of(shape) <= FOLD_LIMIT):
+    if (
+        opdef.impl is not None
+        and inputs
+        and all(i.op == "constant" for i in inputs)
+        and concrete(shape)
+        and size_of(shape) <= FOLD_LIMIT
+    ):
         with np.errstate(all="ignore"):
             value = opdef.impl(*[i.value for i in inputs], **attrs)
         return constant(np.asarray(value, dtype=dtype))
@@ -150,8 +179,12 @@ def as_expr(value, like=None):
     if isinstance(value, sympy.Expr) and value.is_integer:
         # a size such as x.shape[0] used as a number: known when the compiled function is called
         from .reduce import count
-        dtype = like.dtype if like is not None and is_float(like.dtype) else (
-            "float64" if like is not None and like.dtype == "bool" else "int64")
+
+        dtype = (
+            like.dtype
+            if like is not None and is_float(like.dtype)
+            else ("float64" if like is not None and like.dtype == "bool" else "int64")
+        )
         return count([value], dtype)
     raise UnsupportedError(f"cannot use a {type(value).__name__} ({value!r:.60}) in an expression")
 
@@ -165,7 +198,9 @@ def one_like(node):
     return constant(1, node.dtype)
 
 
-register("symbol", infer=lambda inputs, attrs: (attrs["shape"], attrs["dtype"]),
-         doc="a named input")
-register("constant", infer=lambda inputs, attrs: (attrs["value"].shape, attrs["value"].dtype.name),
-         doc="a value embedded in the graph")
+register("symbol", infer=lambda inputs, attrs: (attrs["shape"], attrs["dtype"]), doc="a named input")
+register(
+    "constant",
+    infer=lambda inputs, attrs: (attrs["value"].shape, attrs["value"].dtype.name),
+    doc="a value embedded in the graph",
+)

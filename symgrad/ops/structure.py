@@ -11,12 +11,21 @@ import numpy as np
 import sympy
 
 from ..errors import ShapeError, UnsupportedError
-from ..graph import (Expr, as_shape, broadcast_shapes, dim_product, dim_str, dims_equal,
-                     normalize_axes, shape_str)
+from ..graph import (
+    Expr,
+    as_shape,
+    broadcast_shapes,
+    dim_product,
+    dim_str,
+    dims_equal,
+    normalize_axes,
+    shape_str,
+)
 from .registry import register, make, as_expr
 
 
 # ---------------------------------------------------------------- reshape / broadcast / transpose
+
 
 def _reshape_infer(inputs, attrs):
     return attrs["shape"], inputs[0].dtype
@@ -36,7 +45,9 @@ def reshape(x, shape):
     if sum(1 for d in shape if isinstance(d, (int, np.integer)) and d == -1) > 1:
         raise ShapeError(f"reshape of {shape_str(x.shape)}: only one dimension may be -1")
     if any(isinstance(d, (int, np.integer)) and d == -1 for d in shape):
-        known = dim_product([as_shape([d])[0] for d in shape if not (isinstance(d, (int, np.integer)) and d == -1)])
+        known = dim_product(
+            [as_shape([d])[0] for d in shape if not (isinstance(d, (int, np.integer)) and d == -1)]
+        )
         total = dim_product(x.shape)
         if known == 0:
             raise ShapeError(f"reshape of {shape_str(x.shape)} to {shape!r}: cannot infer -1 next to a 0")
@@ -84,12 +95,17 @@ def broadcast_to(x, shape):
 def sum_to(g, shape):
     """Undo broadcasting: sum ``g`` over the axes along which ``shape`` was repeated."""
     from .reduce import sum
+
     if g.shape == tuple(shape):
         return g
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
-        lead + i for i, d in enumerate(shape)
-        if isinstance(d, int) and d == 1 and not (isinstance(g.shape[lead + i], int) and g.shape[lead + i] == 1))
+        lead + i
+        for i, d in enumerate(shape)
+        if isinstance(d, int)
+        and d == 1
+        and not (isinstance(g.shape[lead + i], int) and g.shape[lead + i] == 1)
+    )
     out = sum(g, axes) if axes else g
     return out if out.shape == tuple(shape) else reshape(out, shape)
 
@@ -100,7 +116,8 @@ def transpose(x, axes=None):
     if axes is None:
         axes = tuple(reversed(range(x.ndim)))
     if not isinstance(axes, (list, tuple)) or not all(
-            isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes):
+        isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes
+    ):
         raise ShapeError(f"transpose of {shape_str(x.shape)}: axes must be a tuple of ints, got {axes!r}")
     axes = tuple(int(a) % max(x.ndim, 1) for a in axes)
     if sorted(axes) != list(range(x.ndim)):
@@ -114,16 +131,30 @@ def _linear_jvp(t, *args):
     return make(out.op, [t] + list(out.inputs[1:]), **out.attrs)
 
 
-register("reshape", _reshape_infer, lambda x, shape: np.reshape(x, shape),
-         (lambda g, x, out: reshape(g, x.shape),), jvp=_linear_jvp, note="d reshape = reshape back")
-register("broadcast_to", _reshape_infer, lambda x, shape: np.broadcast_to(x, shape),
-         (lambda g, x, out: sum_to(g, x.shape),), jvp=_linear_jvp,
-         note="d repeat = sum over the repeated axes")
-register("transpose",
-         lambda inputs, attrs: (tuple(inputs[0].shape[a] for a in attrs["axes"]), inputs[0].dtype),
-         lambda x, axes: np.transpose(x, axes),
-         (lambda g, x, out: transpose(g, tuple(np.argsort(out.attrs["axes"]))),), jvp=_linear_jvp,
-         note="d transpose = transpose back")
+register(
+    "reshape",
+    _reshape_infer,
+    lambda x, shape: np.reshape(x, shape),
+    (lambda g, x, out: reshape(g, x.shape),),
+    jvp=_linear_jvp,
+    note="d reshape = reshape back",
+)
+register(
+    "broadcast_to",
+    _reshape_infer,
+    lambda x, shape: np.broadcast_to(x, shape),
+    (lambda g, x, out: sum_to(g, x.shape),),
+    jvp=_linear_jvp,
+    note="d repeat = sum over the repeated axes",
+)
+register(
+    "transpose",
+    lambda inputs, attrs: (tuple(inputs[0].shape[a] for a in attrs["axes"]), inputs[0].dtype),
+    lambda x, axes: np.transpose(x, axes),
+    (lambda g, x, out: transpose(g, tuple(np.argsort(out.attrs["axes"]))),),
+    jvp=_linear_jvp,
+    note="d transpose = transpose back",
+)
 
 
 # ---------------------------------------------------------------- slicing
@@ -136,8 +167,10 @@ def _index_int(value, where):
         return int(value)
     if isinstance(value, sympy.Expr):
         return value
-    raise UnsupportedError(f"{where}: {value!r} is not an integer index "
-                           "(indices must be Python ints known when the graph is built)")
+    raise UnsupportedError(
+        f"{where}: {value!r} is not an integer index "
+        "(indices must be Python ints known when the graph is built)"
+    )
 
 
 def _normalize_key(x, key):
@@ -148,8 +181,7 @@ def _normalize_key(x, key):
         raise ShapeError("an index can only have a single ellipsis ('...')")
     used = sum(1 for k in key if k is not None and k is not Ellipsis)
     if used > x.ndim:
-        raise ShapeError(f"too many indices for an expression of shape {shape_str(x.shape)}: "
-                         f"{used} given")
+        raise ShapeError(f"too many indices for an expression of shape {shape_str(x.shape)}: {used} given")
     out = []
     for k in key:
         if k is Ellipsis:
@@ -157,12 +189,17 @@ def _normalize_key(x, key):
         elif k is None:
             out.append(("n",))
         elif isinstance(k, slice):
-            out.append(("s",) + tuple(None if v is None else _index_int(v, "slice bound")
-                                      for v in (k.start, k.stop, k.step)))
+            out.append(
+                ("s",)
+                + tuple(
+                    None if v is None else _index_int(v, "slice bound") for v in (k.start, k.stop, k.step)
+                )
+            )
         elif isinstance(k, Expr) or isinstance(k, (np.ndarray, list)):
             raise UnsupportedError(
                 "indexing with an array of indices (advanced indexing) is not supported yet; "
-                "use integer and slice indices")
+                "use integer and slice indices"
+            )
         else:
             out.append(("i", _index_int(k, "index")))
     if not any(k is Ellipsis for k in key):
@@ -190,6 +227,7 @@ def _slice_length(dim, start, stop, step, axis, requires):
             requires.append((axis, v))
             return v
         return v
+
     lo, hi = bound(start, 0), bound(stop, dim)
     length = sympy.expand(hi - lo)
     if length.is_Integer:
@@ -223,8 +261,10 @@ def getitem(x, key):
             i = k[1]
             if isinstance(i, int) and isinstance(dim, int):
                 if not -dim <= i < dim:
-                    raise ShapeError(f"index {i} is out of bounds for axis {axis} of size {dim} "
-                                     f"(shape {shape_str(x.shape)})")
+                    raise ShapeError(
+                        f"index {i} is out of bounds for axis {axis} of size {dim} "
+                        f"(shape {shape_str(x.shape)})"
+                    )
             elif isinstance(i, int):
                 requires.append((axis, i + 1 if i >= 0 else -i))
         else:
@@ -233,8 +273,12 @@ def getitem(x, key):
     shape = tuple(shape)
     if all(k == ("s", None, None, None) for k in norm):
         return x
-    req = tuple(sorted(set((x.shape[a], m) for a, m in requires if not isinstance(x.shape[a], int)),
-                       key=lambda r: (str(r[0]), r[1])))
+    req = tuple(
+        sorted(
+            set((x.shape[a], m) for a, m in requires if not isinstance(x.shape[a], int)),
+            key=lambda r: (str(r[0]), r[1]),
+        )
+    )
     return make("getitem", [x], key=norm, out_shape=shape, requires=req)
 
 
@@ -261,12 +305,22 @@ def _np_slice_grad(g, key, shape):
     return out
 
 
-register("getitem", _getitem_infer, lambda x, key, out_shape, requires: np.asarray(x)[_np_key(key)],
-         (lambda g, x, out: slice_grad(g, out.attrs["key"], x.shape),), jvp=_linear_jvp,
-         note="d x[key] = zeros with g written into [key]")
-register("slice_grad", lambda inputs, attrs: (attrs["shape"], inputs[0].dtype), _np_slice_grad,
-         (lambda gg, g, out: _take_key(gg, out.attrs["key"], g.shape),), jvp=_linear_jvp,
-         note="d scatter = gather")
+register(
+    "getitem",
+    _getitem_infer,
+    lambda x, key, out_shape, requires: np.asarray(x)[_np_key(key)],
+    (lambda g, x, out: slice_grad(g, out.attrs["key"], x.shape),),
+    jvp=_linear_jvp,
+    note="d x[key] = zeros with g written into [key]",
+)
+register(
+    "slice_grad",
+    lambda inputs, attrs: (attrs["shape"], inputs[0].dtype),
+    _np_slice_grad,
+    (lambda gg, g, out: _take_key(gg, out.attrs["key"], g.shape),),
+    jvp=_linear_jvp,
+    note="d scatter = gather",
+)
 
 
 def _take_key(x, key, shape):
@@ -282,20 +336,25 @@ def _concat_infer(inputs, attrs):
     first = inputs[0]
     for other in inputs[1:]:
         if other.ndim != first.ndim:
-            raise ShapeError(f"concatenate: shapes {shape_str(first.shape)} and {shape_str(other.shape)} "
-                             "have different ranks")
+            raise ShapeError(
+                f"concatenate: shapes {shape_str(first.shape)} and {shape_str(other.shape)} "
+                "have different ranks"
+            )
         for i, (a, b) in enumerate(zip(first.shape, other.shape)):
             if i != axis and not dims_equal(a, b):
-                raise ShapeError(f"concatenate along axis {axis}: shapes {shape_str(first.shape)} and "
-                                 f"{shape_str(other.shape)} differ in dimension {i}")
+                raise ShapeError(
+                    f"concatenate along axis {axis}: shapes {shape_str(first.shape)} and "
+                    f"{shape_str(other.shape)} differ in dimension {i}"
+                )
     total = 0
     for i in inputs:
         total = total + i.shape[axis]
     if isinstance(total, sympy.Expr):
         total = sympy.expand(total)
         total = int(total) if total.is_Integer else total
-    shape = first.shape[:axis] + (total,) + first.shape[axis + 1:]
+    shape = first.shape[:axis] + (total,) + first.shape[axis + 1 :]
     from ..graph import promote
+
     return shape, promote(*[i.dtype for i in inputs])
 
 
@@ -306,8 +365,7 @@ def _concat_block(index, inputs, out):
     for i in inputs[:index]:
         start = start + i.shape[axis]
     stop = start + inputs[index].shape[axis]
-    return tuple(("s", None, None, None) if a != axis else ("s", start, stop, None)
-                 for a in range(out.ndim))
+    return tuple(("s", None, None, None) if a != axis else ("s", start, stop, None) for a in range(out.ndim))
 
 
 def _concat_vjp(index, g, *args):
@@ -317,8 +375,7 @@ def _concat_vjp(index, g, *args):
 
 def _sequence(xs, where):
     if isinstance(xs, Expr) or not isinstance(xs, (list, tuple)):
-        raise UnsupportedError(f"{where} takes a list or tuple of expressions, got "
-                               f"{type(xs).__name__}")
+        raise UnsupportedError(f"{where} takes a list or tuple of expressions, got {type(xs).__name__}")
     return [as_expr(x) for x in xs]
 
 
@@ -334,6 +391,7 @@ def concatenate(xs, axis=0):
         return xs[0]
     from .elementwise import cast
     from ..graph import promote
+
     dtype = promote(*[x.dtype for x in xs])
     xs = [x if x.dtype == dtype else cast(x, dtype) for x in xs]
     return make("concatenate", xs, axis=axis)
@@ -345,9 +403,14 @@ def _concat_jvp(index, t, *args):
     return slice_grad(t, _concat_block(index, inputs, out), out.shape)
 
 
-register("concatenate", _concat_infer, lambda *xs, axis: np.concatenate(xs, axis=axis),
-         vjp_variadic=_concat_vjp, jvp_variadic=_concat_jvp,
-         note="d concatenate = the matching slice of g")
+register(
+    "concatenate",
+    _concat_infer,
+    lambda *xs, axis: np.concatenate(xs, axis=axis),
+    vjp_variadic=_concat_vjp,
+    jvp_variadic=_concat_jvp,
+    note="d concatenate = the matching slice of g",
+)
 
 
 def stack(xs, axis=0):
@@ -356,7 +419,9 @@ def stack(xs, axis=0):
     if not xs:
         raise ShapeError("stack needs at least one expression")
     for x in xs[1:]:
-        if len(x.shape) != len(xs[0].shape) or not all(dims_equal(a, b) for a, b in zip(x.shape, xs[0].shape)):
+        if len(x.shape) != len(xs[0].shape) or not all(
+            dims_equal(a, b) for a, b in zip(x.shape, xs[0].shape)
+        ):
             raise ShapeError(f"stack: shapes {shape_str(xs[0].shape)} and {shape_str(x.shape)} differ")
     rank = xs[0].ndim + 1
     (axis,) = normalize_axes(axis, rank, where="stack")
@@ -374,12 +439,15 @@ def stack(xs, axis=0):
 def _int_index(idx, where):
     idx = as_expr(idx)
     if idx.dtype == "bool":
-        raise UnsupportedError(f"{where}: indexing with a bool mask gives a shape known only at run "
-                               "time; use sg.where(mask, x, 0) instead")
+        raise UnsupportedError(
+            f"{where}: indexing with a bool mask gives a shape known only at run "
+            "time; use sg.where(mask, x, 0) instead"
+        )
     if idx.dtype not in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"):
         raise UnsupportedError(f"{where}: index arrays must hold integers, got dtype {idx.dtype}")
     if idx.dtype != "int64":
         from .elementwise import cast
+
         idx = cast(idx, "int64")
     return idx
 
@@ -403,9 +471,12 @@ def _np_take0(x, idx):
 
 def _np_scatter_add0(g, idx, size):
     g, idx = np.asarray(g), np.asarray(idx)
-    out = np.zeros((size,) + g.shape[idx.ndim:], dtype=g.dtype)
-    np.add.at(out, idx.reshape(-1) % max(size, 1) if size else idx.reshape(-1),
-              g.reshape((idx.size,) + g.shape[idx.ndim:]))
+    out = np.zeros((size,) + g.shape[idx.ndim :], dtype=g.dtype)
+    np.add.at(
+        out,
+        idx.reshape(-1) % max(size, 1) if size else idx.reshape(-1),
+        g.reshape((idx.size,) + g.shape[idx.ndim :]),
+    )
     return out
 
 
@@ -414,14 +485,22 @@ def scatter_add0(g, idx, size):
     return make("scatter_add0", [g, idx], size=size)
 
 
-register("take0", _take0_infer, _np_take0,
-         (lambda g, x, idx, out: scatter_add0(g, idx, x.shape[0]), None), jvp=(_linear_jvp, None),
-         note="d x[idx] = scatter-add g into the rows idx")
-register("scatter_add0",
-         lambda inputs, attrs: ((attrs["size"],) + inputs[0].shape[inputs[1].ndim:], inputs[0].dtype),
-         lambda g, idx, size: _np_scatter_add0(g, idx, size),
-         (lambda gg, g, idx, out: make("take0", [gg, idx]), None), jvp=(_linear_jvp, None),
-         note="d scatter-add = gather")
+register(
+    "take0",
+    _take0_infer,
+    _np_take0,
+    (lambda g, x, idx, out: scatter_add0(g, idx, x.shape[0]), None),
+    jvp=(_linear_jvp, None),
+    note="d x[idx] = scatter-add g into the rows idx",
+)
+register(
+    "scatter_add0",
+    lambda inputs, attrs: ((attrs["size"],) + inputs[0].shape[inputs[1].ndim :], inputs[0].dtype),
+    lambda g, idx, size: _np_scatter_add0(g, idx, size),
+    (lambda gg, g, idx, out: make("take0", [gg, idx]), None),
+    jvp=(_linear_jvp, None),
+    note="d scatter-add = gather",
+)
 
 
 def take(x, indices, axis=0):
@@ -460,14 +539,22 @@ def _np_scatter_last(g, idx, size):
     return out
 
 
-register("take_last", _take_last_infer, _np_take_last,
-         (lambda g, x, idx, out: make("scatter_last", [g, idx], size=x.shape[1]), None),
-         jvp=(_linear_jvp, None),
-         note="d take_along_axis = scatter-add g into the picked positions")
-register("scatter_last", lambda inputs, attrs: ((inputs[0].shape[0], attrs["size"]), inputs[0].dtype),
-         lambda g, idx, size: _np_scatter_last(g, idx, size),
-         (lambda gg, g, idx, out: make("take_last", [gg, idx]), None), jvp=(_linear_jvp, None),
-         note="d scatter-add = gather")
+register(
+    "take_last",
+    _take_last_infer,
+    _np_take_last,
+    (lambda g, x, idx, out: make("scatter_last", [g, idx], size=x.shape[1]), None),
+    jvp=(_linear_jvp, None),
+    note="d take_along_axis = scatter-add g into the picked positions",
+)
+register(
+    "scatter_last",
+    lambda inputs, attrs: ((inputs[0].shape[0], attrs["size"]), inputs[0].dtype),
+    lambda g, idx, size: _np_scatter_last(g, idx, size),
+    (lambda gg, g, idx, out: make("take_last", [gg, idx]), None),
+    jvp=(_linear_jvp, None),
+    note="d scatter-add = gather",
+)
 
 
 def take_along_axis(x, indices, axis):
@@ -475,20 +562,26 @@ def take_along_axis(x, indices, axis):
     x = as_expr(x)
     idx = _int_index(indices, "take_along_axis")
     if idx.ndim != x.ndim:
-        raise ShapeError(f"take_along_axis: indices of shape {shape_str(idx.shape)} must have the "
-                         f"rank of x {shape_str(x.shape)}")
+        raise ShapeError(
+            f"take_along_axis: indices of shape {shape_str(idx.shape)} must have the "
+            f"rank of x {shape_str(x.shape)}"
+        )
     (axis,) = normalize_axes(axis, x.ndim, where="take_along_axis")
     for i, (a, b) in enumerate(zip(x.shape, idx.shape)):
         if i != axis and not dims_equal(a, b):
-            raise ShapeError(f"take_along_axis: shapes {shape_str(x.shape)} and {shape_str(idx.shape)} "
-                             f"differ in dimension {i}")
+            raise ShapeError(
+                f"take_along_axis: shapes {shape_str(x.shape)} and {shape_str(idx.shape)} "
+                f"differ in dimension {i}"
+            )
     _check_constant_index(idx, x.shape[axis], axis, "take_along_axis")
     perm = tuple(i for i in range(x.ndim) if i != axis) + (axis,)
     inverse = tuple(int(i) for i in np.argsort(perm))
     xt, it = transpose(x, perm), transpose(idx, perm)
     lead = xt.shape[:-1]
-    picked = make("take_last", [reshape(xt, (dim_product(lead), xt.shape[-1])),
-                                reshape(it, (dim_product(lead), it.shape[-1]))])
+    picked = make(
+        "take_last",
+        [reshape(xt, (dim_product(lead), xt.shape[-1])), reshape(it, (dim_product(lead), it.shape[-1]))],
+    )
     return transpose(reshape(picked, lead + (it.shape[-1],)), inverse)
 
 
@@ -504,6 +597,7 @@ def arange(n):
     (n,) = as_shape((n,), where="arange")
     if isinstance(n, int):
         from .registry import constant
+
         return constant(np.arange(n, dtype=np.int64))
     return make("arange", [], n=n)
 
@@ -511,26 +605,38 @@ def arange(n):
 def _is_arange_over(idx, dim):
     if isinstance(idx, Expr) and idx.op == "arange":
         return dims_equal(idx.attrs["n"], dim)
-    value = idx.value if isinstance(idx, Expr) and idx.op == "constant" else (
-        idx if isinstance(idx, np.ndarray) else None)
-    return (value is not None and value.ndim == 1 and isinstance(dim, int) and value.shape[0] == dim
-            and np.array_equal(value, np.arange(dim)))
+    value = (
+        idx.value
+        if isinstance(idx, Expr) and idx.op == "constant"
+        else (idx if isinstance(idx, np.ndarray) else None)
+    )
+    return (
+        value is not None
+        and value.ndim == 1
+        and isinstance(dim, int)
+        and value.shape[0] == dim
+        and np.array_equal(value, np.arange(dim))
+    )
 
 
 def _advanced_getitem(x, key):
     """x[idx], x[:, idx] (take) and x[arange(N), labels] (one element per row)."""
     arrays = [i for i, k in enumerate(key) if isinstance(k, (Expr, np.ndarray, list))]
     full = slice(None)
-    if len(arrays) == 1 and all(isinstance(k, slice) and k == full for i, k in enumerate(key)
-                                if i != arrays[0]):
+    if len(arrays) == 1 and all(
+        isinstance(k, slice) and k == full for i, k in enumerate(key) if i != arrays[0]
+    ):
         return take(x, key[arrays[0]], axis=arrays[0])
-    if (len(key) == 2 and arrays == [0, 1] and x.ndim == 2 and _is_arange_over(key[0], x.shape[0])):
+    if len(key) == 2 and arrays == [0, 1] and x.ndim == 2 and _is_arange_over(key[0], x.shape[0]):
         labels = _int_index(key[1], "x[arange(n), labels]")
         if labels.ndim != 1 or not dims_equal(labels.shape[0], x.shape[0]):
-            raise ShapeError(f"x[arange(n), labels]: labels of shape {shape_str(labels.shape)} must "
-                             f"have one entry per row of x {shape_str(x.shape)}")
+            raise ShapeError(
+                f"x[arange(n), labels]: labels of shape {shape_str(labels.shape)} must "
+                f"have one entry per row of x {shape_str(x.shape)}"
+            )
         picked = take_along_axis(x, reshape(labels, (labels.shape[0], 1)), axis=1)
         return reshape(picked, (x.shape[0],))
     raise UnsupportedError(
         "this advanced-indexing pattern is not supported; use x[idx] or x[:, idx] with one integer "
-        "array, x[arange(n), labels], sg.take or sg.take_along_axis")
+        "array, x[arange(n), labels], sg.take or sg.take_along_axis"
+    )

@@ -45,8 +45,24 @@ def _keeps(x, shape, dtype):
     return x.shape == shape and x.dtype == dtype
 
 
-_ELEMENTWISE_BINARY = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "arctan2", "logaddexp", "less",
-                       "less_equal", "greater", "greater_equal", "equal", "not_equal", "where"}
+_ELEMENTWISE_BINARY = {
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "maximum",
+    "minimum",
+    "arctan2",
+    "logaddexp",
+    "less",
+    "less_equal",
+    "greater",
+    "greater_equal",
+    "equal",
+    "not_equal",
+    "where",
+}
 
 
 def _unbroadcast_scalars(op, inputs, shape):
@@ -66,6 +82,7 @@ def rewrite(op, inputs, attrs, shape, dtype):
     """Return a simpler node equal to op(*inputs), or None."""
     from .. import ops
     from ..ops.registry import make
+
     if op in _ELEMENTWISE_BINARY:
         narrowed = _unbroadcast_scalars(op, inputs, shape)
         if isinstance(narrowed, tuple):
@@ -153,6 +170,7 @@ def rewrite(op, inputs, attrs, shape, dtype):
 def _stable_log(op, x, shape, dtype):
     """The stable forms of log(1 + exp(x)), log1p(exp(x)), log(sigmoid(x)), log(sum(exp(s)))."""
     from .. import ops
+
     if op == "log1p":
         if x.op == "exp" and _keeps(x, shape, dtype):
             return ops.softplus(x.inputs[0])

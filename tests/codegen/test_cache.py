@@ -25,8 +25,12 @@ SCRIPT = textwrap.dedent("""
 
 def _run(cache, count=1):
     env = dict(os.environ, SYMGRAD_CACHE_DIR=str(cache))
-    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(count)
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=240)
@@ -38,7 +42,7 @@ def _run(cache, count=1):
 
 def _expected():
     x = np.linspace(-1.0, 1.0, 7)
-    return float(np.sum(np.exp(np.sin(x)) * x ** 2))
+    return float(np.sum(np.exp(np.sin(x)) * x**2))
 
 
 def test_module_name_hashes_the_library_versions(monkeypatch):
@@ -54,6 +58,7 @@ def test_module_name_hashes_the_library_versions(monkeypatch):
 def test_svml_and_plain_machine_code_never_share_a_module(monkeypatch):
     # code vectorised with SVML calls __svml_* symbols; a process without SVML must not load it
     import numba
+
     names = []
     for using in (False, True):
         monkeypatch.setattr(numba.config, "USING_SVML", using, raising=False)
@@ -100,7 +105,7 @@ def test_a_new_batch_size_compiles_nothing_and_new_types_from_numba_are_named():
     def user(w, X):
         return kernel(w, X)[0]
 
-    user(np.ones(3), np.ones((4, 6))[:, ::2])   # a strided view: another layout
+    user(np.ones(3), np.ones((4, 6))[:, ::2])  # a strided view: another layout
     build, extra = vg.compiles
     assert "argument 'X' is array(float64, 2d, A)" in extra["cause"] and "'w'" not in extra["cause"]
 

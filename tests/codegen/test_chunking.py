@@ -185,10 +185,21 @@ def test_random_recurrences_roll_to_the_same_numbers(seed):
     x0, c = sg.scalars("x0 c")
     width = int(rng.integers(1, 3))
     states = [x0 * (k + 1) for k in range(width)]
-    ops = [lambda a, b: a + b, lambda a, b: a * b, lambda a, b: a - 0.5 * b,
-           lambda a, b: sg.sin(a) * b, lambda a, b: sg.tanh(a + b), lambda a, b: sg.cos(a) + c]
-    plan = [[(int(rng.integers(len(ops))), int(rng.integers(width)), int(rng.integers(width)))
-             for _ in range(width)] for _ in range(3)]
+    ops = [
+        lambda a, b: a + b,
+        lambda a, b: a * b,
+        lambda a, b: a - 0.5 * b,
+        lambda a, b: sg.sin(a) * b,
+        lambda a, b: sg.tanh(a + b),
+        lambda a, b: sg.cos(a) + c,
+    ]
+    plan = [
+        [
+            (int(rng.integers(len(ops))), int(rng.integers(width)), int(rng.integers(width)))
+            for _ in range(width)
+        ]
+        for _ in range(3)
+    ]
     varying = rng.random() < 0.5
     irregular = {int(rng.integers(0, 60))}
     for step in range(60):

@@ -46,7 +46,7 @@ def test_rosenbrock_is_one_loop_with_its_gradient_accumulated_in_place():
 
 def test_sum_of_an_elementwise_chain_allocates_nothing():
     x = sg.tensor("x", ("n",))
-    loss = sg.sum(sg.exp(sg.sin(x)) * sg.tanh(x) ** 2 / (1 + x ** 2))
+    loss = sg.sum(sg.exp(sg.sin(x)) * sg.tanh(x) ** 2 / (1 + x**2))
     vg = _both(loss, x, [x], (rng.normal(size=1000),))
     # one loop computes the value and the gradient; the gradient is the only array
     assert _loop_count(vg.source) == 1
@@ -73,7 +73,7 @@ def test_rank_zero_graphs_stay_straight_line_code():
 
 def test_float32_loops_keep_float32():
     x = sg.tensor("x", ("n",), dtype="float32")
-    loss = sg.sum(sg.exp(-x * 0.5) * sg.cos(x) + 2 * x ** 2)
+    loss = sg.sum(sg.exp(-x * 0.5) * sg.cos(x) + 2 * x**2)
     data = rng.normal(size=50).astype(np.float32)
     fused = sg.value_and_grad(loss, wrt=x, backend="numba")
     plain = sg.value_and_grad(loss, wrt=x, backend="numpy")
@@ -120,7 +120,7 @@ def test_sum_with_keepdims_and_a_partial_sum_next_to_a_fused_loop():
 
 def test_empty_arrays_give_zero_sums_and_empty_gradients():
     x = sg.tensor("x", ("n",))
-    loss = sg.sum(sg.exp(x) * x + x ** 2)
+    loss = sg.sum(sg.exp(x) * x + x**2)
     vg = sg.value_and_grad(loss, wrt=x)
     value, grad = vg(np.zeros(0))
     assert value == 0.0 and grad.shape == (0,)
@@ -137,8 +137,12 @@ def test_partial_sums_accumulate_in_the_loop_without_the_summand_array():
     X = sg.tensor("X", ("n", "d"))
     b = sg.tensor("b", ("d",))
     c = sg.tensor("c", ("n", 1))
-    loss = sg.sum(sg.sum(sg.exp(X * b) * c, axis=0) ** 2) + sg.sum(sg.sum(sg.tanh(X - c), axis=1, keepdims=True) ** 3)
-    vg = _both(loss, [X, b, c], [X, b, c], (rng.normal(size=(7, 4)), rng.normal(size=4), rng.normal(size=(7, 1))))
+    loss = sg.sum(sg.sum(sg.exp(X * b) * c, axis=0) ** 2) + sg.sum(
+        sg.sum(sg.tanh(X - c), axis=1, keepdims=True) ** 3
+    )
+    vg = _both(
+        loss, [X, b, c], [X, b, c], (rng.normal(size=(7, 4)), rng.normal(size=4), rng.normal(size=(7, 1)))
+    )
     assert "] += " in vg.source
     x32 = sg.tensor("x", ("n", "d"), dtype="float32")
     loss32 = sg.sum(sg.sum(sg.square(x32) * 0.5, axis=1) * sg.sum(sg.sin(x32), axis=1))
@@ -161,8 +165,10 @@ def test_nested_where_branches_are_computed_inside_their_ifs_with_the_same_numbe
     lines = vg.source.splitlines()
     depth = [len(l) - len(l.lstrip()) for l in lines]
     # the inner where is computed only inside the outer one's if: an if directly inside an if
-    assert any(a.strip().startswith("if ") and b.strip().startswith("if ") and depth[k + 1] == depth[k] + 4
-               for k, (a, b) in enumerate(zip(lines, lines[1:])))
+    assert any(
+        a.strip().startswith("if ") and b.strip().startswith("if ") and depth[k + 1] == depth[k] + 4
+        for k, (a, b) in enumerate(zip(lines, lines[1:]))
+    )
     assert not any(np.isnan(g).any() for g in vg(data, np.ones((3, 1)))[1])
 
 
@@ -173,11 +179,14 @@ def _row_loop(source):
     heads = [k for k, l in enumerate(lines) if "# fused loop" in l and "transposed product" in l]
     assert len(heads) == 1, source
     # a loop in tiles (fusion.TILE) is one loop over the tiles, with passes over each tile's rows
-    start = next(k for k in range(heads[0], len(lines))
-                 if lines[k].strip().startswith(("for i in range(", "for i0 in range(")))
+    start = next(
+        k
+        for k in range(heads[0], len(lines))
+        if lines[k].strip().startswith(("for i in range(", "for i0 in range("))
+    )
     indent = len(lines[start]) - len(lines[start].lstrip())
     body = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if len(line) - len(line.lstrip()) <= indent:
             break
         body.append(line)
@@ -261,8 +270,12 @@ def test_a_wide_concrete_matrix_keeps_blas():
     X = sg.tensor("X", (8, 300))
     t = sg.tensor("t", (8,))
     w = sg.tensor("w", (300,))
-    vg = _both(sg.sum((X @ w - t) ** 2), [w], [w, X, t], (rng.normal(size=300), rng.normal(size=(8, 300)),
-                                                        rng.normal(size=8)))
+    vg = _both(
+        sg.sum((X @ w - t) ** 2),
+        [w],
+        [w, X, t],
+        (rng.normal(size=300), rng.normal(size=(8, 300)), rng.normal(size=8)),
+    )
     assert "transposed product" not in vg.source and " @ " in _kernel_code(vg.source)
 
 
@@ -272,8 +285,13 @@ def test_small_concrete_products_are_loops_with_blas_numbers(dtype):
     # operands) and forward and backward; the numpy backend's BLAS products are the truth
     A, B = sg.tensor("A", (3, 4), dtype=dtype), sg.tensor("B", (4, 2), dtype=dtype)
     v, u = sg.tensor("v", (4,), dtype=dtype), sg.tensor("u", (3,), dtype=dtype)
-    loss = (sg.sum(sg.tanh(A @ B)) + sg.sum(sg.sin(A @ v)) + sg.sum((u @ A) ** 2)
-            + sg.sum(A.T @ sg.exp(u)) + sg.sum(B.T @ A.T))
+    loss = (
+        sg.sum(sg.tanh(A @ B))
+        + sg.sum(sg.sin(A @ v))
+        + sg.sum((u @ A) ** 2)
+        + sg.sum(A.T @ sg.exp(u))
+        + sg.sum(B.T @ A.T)
+    )
     args = [rng.normal(size=s).astype(dtype) for s in ((3, 4), (4, 2), (4,), (3,))]
     vg = _both(loss, [A, B, v, u], [A, B, v, u], args, rtol=1e-12 if dtype == "float64" else 1e-5)
     src = vg.source
@@ -284,7 +302,8 @@ def test_small_concrete_products_are_loops_with_blas_numbers(dtype):
 
 def test_products_past_the_small_size_or_of_symbolic_size_keep_blas():
     from codegen.numba_backend import SMALL_PRODUCT
-    side = int(round(SMALL_PRODUCT ** (1 / 3))) + 2         # side**3 multiply-adds > SMALL_PRODUCT
+
+    side = int(round(SMALL_PRODUCT ** (1 / 3))) + 2  # side**3 multiply-adds > SMALL_PRODUCT
     A, B = sg.tensor("A", (side, side)), sg.tensor("B", (side, side))
     vg = _both(sg.sum(sg.tanh(A @ B)), [A, B], [A, B], [rng.normal(size=(side, side))] * 2)
     assert "small_matmul" not in vg.source and " @ " in vg.source
@@ -298,6 +317,7 @@ def test_products_past_the_small_size_or_of_symbolic_size_keep_blas():
 
 def _tile_sizes():
     from codegen.fusion import TILE
+
     return (1, TILE - 1, TILE, TILE + 1, 2 * TILE + 3)
 
 

@@ -68,7 +68,7 @@ def test_a_kernel_too_large_for_numba_is_refused_naming_the_limit(monkeypatch):
         y = sg.sin(y) * y + 0.5
     with pytest.raises(sg.UnsupportedError, match="SYMGRAD_MAX_STATEMENTS"):
         sg.value_and_grad(y, wrt=x)
-    vg = sg.value_and_grad(y, wrt=x, backend="numpy")   # the reference backend has no limit
+    vg = sg.value_and_grad(y, wrt=x, backend="numpy")  # the reference backend has no limit
     assert np.isfinite(vg(0.3)[1])
 
 
@@ -104,7 +104,8 @@ def test_bad_calls_never_take_the_process_down():
         print("INPUT_ERRORS", errors, len(bad))
     """)
     env = dict(os.environ)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "INPUT_ERRORS 9 9" in proc.stdout

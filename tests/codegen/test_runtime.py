@@ -21,17 +21,16 @@ def _build(name, backend):
     w = sg.tensor("w", shape=(3,))
     t = sg.tensor("t", shape=("n",))
     x, y = sg.scalars("x y")
-    if name == "sumsq":        # sum(X**2): value and 2X
+    if name == "sumsq":  # sum(X**2): value and 2X
         return sg.value_and_grad(sg.sum(X * X), wrt=X, backend=backend)
-    if name == "pair":         # sum(X*Y): the gradient wrt X is Y
+    if name == "pair":  # sum(X*Y): the gradient wrt X is Y
         return sg.value_and_grad(sg.sum(X * Y), wrt=X, inputs=[X, Y], backend=backend)
-    if name == "regression":   # sum((A@w - t)**2): n shared by A and t, 3 fixed
-        return sg.value_and_grad(sg.sum((A @ w - t) ** 2), wrt=[A, w], inputs=[A, w, t],
-                                 backend=backend)
+    if name == "regression":  # sum((A@w - t)**2): n shared by A and t, 3 fixed
+        return sg.value_and_grad(sg.sum((A @ w - t) ** 2), wrt=[A, w], inputs=[A, w, t], backend=backend)
     if name == "scalars":
         return sg.value_and_grad(x * y + sg.sin(x), wrt=[x, y], inputs=[x, y], backend=backend)
     if name == "ieee":
-        return sg.compile([x / y, sg.log(x), x ** y, sg.sqrt(x)], inputs=[x, y], backend=backend)
+        return sg.compile([x / y, sg.log(x), x**y, sg.sqrt(x)], inputs=[x, y], backend=backend)
     if name == "differences":  # needs n >= 1
         return sg.compile(sg.sum((X[1:] - X[:-1]) ** 2), backend=backend)
     if name == "float32":
@@ -62,12 +61,13 @@ def fn(backend, compiled):
         if key not in compiled:
             compiled[key] = _build(name, backend)
         return compiled[key]
+
     return get
 
 
 def regression_reference(A, w, t):
     r = A @ w - t
-    return np.sum(r ** 2), 2 * np.outer(r, w), 2 * A.T @ r
+    return np.sum(r**2), 2 * np.outer(r, w), 2 * A.T @ r
 
 
 # ---------------------------------------------------------------- rank and dtype
@@ -147,7 +147,7 @@ def test_integer_out_of_range_is_an_input_error(fn):
         f(np.ones(2), np.array([1, 2]), 300)
     assert "'k'" in str(info.value) and "300" in str(info.value) and "int8" in str(info.value)
     with pytest.raises(sg.InputError) as info:
-        f(np.ones(2), np.array([2 ** 63, 1], dtype=np.uint64), 1)
+        f(np.ones(2), np.array([2**63, 1], dtype=np.uint64), 1)
     assert "'labels'" in str(info.value)
 
 
@@ -228,12 +228,12 @@ def test_read_only_arrays_give_correct_results(fn):
     value, dX = fn("pair")(X, Y)
     assert value == np.dot(X, Y)
     np.testing.assert_array_equal(dX, Y)
-    dX[0] = 100.0                  # the result is the caller's to change
+    dX[0] = 100.0  # the result is the caller's to change
     assert Y[0] == 2.0
 
 
 def test_broadcast_view_input_gives_correct_results(fn):
-    Y = np.broadcast_to(np.array([2.0]), (3,))      # stride 0, read-only
+    Y = np.broadcast_to(np.array([2.0]), (3,))  # stride 0, read-only
     value, dX = fn("pair")(np.array([1.0, 2.0, 3.0]), Y)
     assert value == 12.0
     np.testing.assert_array_equal(dX, [2.0, 2.0, 2.0])
@@ -268,7 +268,7 @@ def test_float64_data_to_a_float32_input_computes_in_float32(fn):
     value, dX = fn("float32")(data)
     as32 = data.astype(np.float32)
     assert dX.dtype == np.float32
-    np.testing.assert_array_equal(dX, as32)               # d/dX 0.5*sum(X^2) = X
+    np.testing.assert_array_equal(dX, as32)  # d/dX 0.5*sum(X^2) = X
     assert value == pytest.approx(0.5 * np.sum(as32.astype(np.float64) ** 2), rel=1e-6)
 
 
@@ -359,8 +359,7 @@ def test_equal_gradients_are_separate_arrays(backend):
     Y = sg.tensor("Y", shape=("n",))
     Z = sg.tensor("Z", shape=("n",))
     S = sg.sin(Z)
-    vg = sg.value_and_grad(sg.sum(S * X) + sg.sum(S * Y), wrt=[X, Y], inputs=[X, Y, Z],
-                           backend=backend)
+    vg = sg.value_and_grad(sg.sum(S * X) + sg.sum(S * Y), wrt=[X, Y], inputs=[X, Y, Z], backend=backend)
     z = np.array([0.1, 0.2])
     value, (dX, dY) = vg(np.ones(2), np.ones(2), z)
     np.testing.assert_allclose(dX, np.sin(z), rtol=1e-15)

@@ -61,16 +61,25 @@ def _case(name):
         s = sg.tensor("s", ("n", "k"))
         labels = sg.tensor("labels", ("n",), dtype="int64")
         loss = -sg.mean(sg.log_softmax(s, axis=1)[sg.arange(s.shape[0]), labels])
-        return (sg.value_and_grad(loss, wrt=s, inputs=[s, labels]),
-                [rng.normal(size=(6, 4)) * 10, np.array([0, 3, 1, 2, 3, -1])])
+        return (
+            sg.value_and_grad(loss, wrt=s, inputs=[s, labels]),
+            [rng.normal(size=(6, 4)) * 10, np.array([0, 3, 1, 2, 3, -1])],
+        )
     if name == "mlp":
         W1, b1 = sg.tensor("W1", ("d", "h")), sg.tensor("b1", ("h",))
         w2, X, t = sg.tensor("w2", ("h",)), sg.tensor("X", ("n", "d")), sg.tensor("t", ("n",))
         hidden = sg.tanh(X @ W1 + b1)
         loss = sg.mean(sg.softplus(-t * (hidden @ w2))) + 1e-3 * sg.sum(sg.relu(W1) * W1)
-        return (sg.value_and_grad(loss, wrt=[W1, b1, w2], inputs=[W1, b1, w2, X, t]),
-                [rng.normal(size=(3, 5)), rng.normal(size=5), rng.normal(size=5),
-                 rng.normal(size=(8, 3)), np.sign(rng.normal(size=8))])
+        return (
+            sg.value_and_grad(loss, wrt=[W1, b1, w2], inputs=[W1, b1, w2, X, t]),
+            [
+                rng.normal(size=(3, 5)),
+                rng.normal(size=5),
+                rng.normal(size=5),
+                rng.normal(size=(8, 3)),
+                np.sign(rng.normal(size=8)),
+            ],
+        )
     if name == "float32":
         x = sg.tensor("x", ("n",), dtype="float32")
         loss = sg.sum(sg.sigmoid(x) * x) * 0.5
@@ -97,8 +106,13 @@ def test_saved_module_runs_without_symgrad(name, tmp_path):
     np.savez(tmp_path / "inputs.npz", **{f"a{k}": np.asarray(a) for k, a in enumerate(args)})
     (tmp_path / "driver.py").write_text(DRIVER)
     bad = {"index": 0}
-    run = subprocess.run([sys.executable, "-I", "driver.py", str(tmp_path), json.dumps(bad)],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-I", "driver.py", str(tmp_path), json.dumps(bad)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     first = vg.input_names[0]
     assert f"INPUTERROR argument {first!r}" in run.stdout, run.stdout
@@ -128,8 +142,13 @@ def test_saved_module_binds_keywords_and_reports_bad_calls(tmp_path):
                 print("INPUTERROR", exc)
         assert "symgrad" not in sys.modules and "codegen" not in sys.modules
     """)
-    run = subprocess.run([sys.executable, "-I", "-c", code, str(tmp_path)], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     v, dx, dy = vg(0.7, -1.3)[0], *vg(0.7, -1.3)[1]

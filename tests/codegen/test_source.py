@@ -53,6 +53,7 @@ def test_compiling_the_same_graph_twice_gives_identical_source(backend):
         t = sg.tensor("t", shape=("n",))
         loss = sg.mean(sg.log1p(sg.exp(-(X @ w) * t))) + 0.01 * sg.sum(w * w)
         return sg.value_and_grad(loss, wrt=w, inputs=[w, X, t], backend=backend)
+
     first = build()
     second = build()
     assert first.source == second.source
@@ -131,8 +132,9 @@ def test_second_process_loads_machine_code_from_cache(tmp_path, monkeypatch):
     assert first.cache_state == "compiled, saved to cache"
     assert os.path.dirname(first._module.__file__) == str(tmp_path)
     env = dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path))
-    result = subprocess.run([sys.executable, "-c", SECOND_PROCESS, name], capture_output=True,
-                            text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", SECOND_PROCESS, name], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "machine code loaded from cache"
 

@@ -22,12 +22,14 @@ _FUNCTIONS = {"exp": (rt.vexp, np.exp), "log": (rt.vlog, np.log), "log1p": (rt.v
 
 def _loop_of(fn):
     """A numba loop calling ``fn`` element by element, as fused loops do."""
+
     @numba.njit(error_model="numpy")
     def loop(a):
         out = np.empty_like(a)
         for i in range(a.size):
             out[i] = fn(a[i])
         return out
+
     return loop
 
 
@@ -56,19 +58,76 @@ def _ulps(got, want):
 
 
 _rng = np.random.default_rng(11)
-_SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, np.inf, -np.inf, np.nan, 5e-324, -5e-324,
-                     1e-310, 2.2250738585072014e-308, 1e-300, 1e-20, -1e-20, 1e-17, 709.782712893384,
-                     709.7827128933841, 709.79, 710.0, 720.0, -708.39, -708.4, -720.0, -745.13, -745.14,
-                     -746.0, -800.0, 1e300, -1e300, np.finfo(np.float64).max, -0.9999999999999999,
-                     -1 + 2.0 ** -30, 3.0, 4.0, 2 ** 52, 1 + 2.0 ** -52])
+_SPECIAL = np.array(
+    [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        2.0,
+        -2.0,
+        0.5,
+        -0.5,
+        np.inf,
+        -np.inf,
+        np.nan,
+        5e-324,
+        -5e-324,
+        1e-310,
+        2.2250738585072014e-308,
+        1e-300,
+        1e-20,
+        -1e-20,
+        1e-17,
+        709.782712893384,
+        709.7827128933841,
+        709.79,
+        710.0,
+        720.0,
+        -708.39,
+        -708.4,
+        -720.0,
+        -745.13,
+        -745.14,
+        -746.0,
+        -800.0,
+        1e300,
+        -1e300,
+        np.finfo(np.float64).max,
+        -0.9999999999999999,
+        -1 + 2.0**-30,
+        3.0,
+        4.0,
+        2**52,
+        1 + 2.0**-52,
+    ]
+)
 _DATA = {
-    "exp": np.concatenate([_rng.uniform(-750, 712, 200_000), _rng.normal(size=100_000),
-                           _rng.uniform(-1e-8, 1e-8, 1000), _SPECIAL]),
-    "log": np.concatenate([np.exp(_rng.uniform(-745, 709, 200_000)), _rng.uniform(0.5, 2, 100_000),
-                           _rng.uniform(-3, 3, 1000), _SPECIAL]),
-    "log1p": np.concatenate([_rng.uniform(-1, 4, 200_000), np.exp(_rng.uniform(-745, 709, 100_000)),
-                             -np.exp(_rng.uniform(-745, 0, 100_000)), _rng.uniform(-1e-9, 1e-9, 1000),
-                             _SPECIAL]),
+    "exp": np.concatenate(
+        [
+            _rng.uniform(-750, 712, 200_000),
+            _rng.normal(size=100_000),
+            _rng.uniform(-1e-8, 1e-8, 1000),
+            _SPECIAL,
+        ]
+    ),
+    "log": np.concatenate(
+        [
+            np.exp(_rng.uniform(-745, 709, 200_000)),
+            _rng.uniform(0.5, 2, 100_000),
+            _rng.uniform(-3, 3, 1000),
+            _SPECIAL,
+        ]
+    ),
+    "log1p": np.concatenate(
+        [
+            _rng.uniform(-1, 4, 200_000),
+            np.exp(_rng.uniform(-745, 709, 100_000)),
+            -np.exp(_rng.uniform(-745, 0, 100_000)),
+            _rng.uniform(-1e-9, 1e-9, 1000),
+            _SPECIAL,
+        ]
+    ),
 }
 
 
@@ -93,17 +152,32 @@ def test_special_values(name):
     inf, nan = math.inf, math.nan
     cases = {
         "exp": [(0.0, 1.0), (-0.0, 1.0), (inf, inf), (-inf, 0.0), (710.0, inf), (-746.0, 0.0), (1.0, math.e)],
-        "log": [(1.0, 0.0), (0.0, -inf), (-0.0, -inf), (inf, inf), (-1.0, nan), (-inf, nan),
-                (5e-324, -744.4400719213812), (math.e, 1.0)],
-        "log1p": [(0.0, 0.0), (-1.0, -inf), (-2.0, nan), (inf, inf), (-inf, nan), (1e-300, 1e-300),
-                  (math.e - 1, 1.0)],
+        "log": [
+            (1.0, 0.0),
+            (0.0, -inf),
+            (-0.0, -inf),
+            (inf, inf),
+            (-1.0, nan),
+            (-inf, nan),
+            (5e-324, -744.4400719213812),
+            (math.e, 1.0),
+        ],
+        "log1p": [
+            (0.0, 0.0),
+            (-1.0, -inf),
+            (-2.0, nan),
+            (inf, inf),
+            (-inf, nan),
+            (1e-300, 1e-300),
+            (math.e - 1, 1.0),
+        ],
     }[name]
     code = sorted(_FUNCTIONS).index(name)
     for x, want in cases + [(nan, nan)]:
         got = _scalar(code, x)
         assert (math.isnan(got) and math.isnan(want)) or _ulps(got, want) <= 1.0, (name, x, got, want)
     if name == "log1p":
-        assert math.copysign(1.0, _scalar(code, -0.0)) == -1.0          # log1p(-0.0) is -0.0
+        assert math.copysign(1.0, _scalar(code, -0.0)) == -1.0  # log1p(-0.0) is -0.0
 
 
 @pytest.mark.parametrize("name", sorted(_FUNCTIONS))
@@ -154,7 +228,9 @@ def _composites(x, y):
 
 
 def test_sigmoid_softplus_and_logaddexp_on_the_arithmetic_exp():
-    x = np.concatenate([_rng.normal(scale=30, size=50_000), [0.0, -0.0, 800.0, -800.0, np.inf, -np.inf, np.nan]])
+    x = np.concatenate(
+        [_rng.normal(scale=30, size=50_000), [0.0, -0.0, 800.0, -800.0, np.inf, -np.inf, np.nan]]
+    )
     y = np.concatenate([_rng.normal(scale=30, size=50_000), [0.0, 1.0, 800.0, -np.inf, np.inf, -np.inf, 0.0]])
     s, p, l = _composites(x, y)
     with np.errstate(all="ignore"):
@@ -172,8 +248,9 @@ def test_sigmoid_softplus_and_logaddexp_on_the_arithmetic_exp():
     # the special pairs at the end: (0, 0), (-0, 1), (800, 800), (-800, -inf), (inf, inf), (-inf, -inf), (nan, 0)
     np.testing.assert_array_equal(s[-7:], [0.5, 0.5, 1.0, 0.0, 1.0, 0.0, np.nan])
     np.testing.assert_array_equal(p[-7:], [np.log(2), np.log(2), 800.0, 0.0, np.inf, 0.0, np.nan])
-    np.testing.assert_array_equal(l[-7:], [np.log(2), np.logaddexp(-0.0, 1.0), 800 + np.log(2), -800.0,
-                                           np.inf, -np.inf, np.nan])
+    np.testing.assert_array_equal(
+        l[-7:], [np.log(2), np.logaddexp(-0.0, 1.0), 800 + np.log(2), -800.0, np.inf, -np.inf, np.nan]
+    )
 
 
 def test_inlining_them_into_a_new_function_warns_nothing():
@@ -183,16 +260,30 @@ def test_inlining_them_into_a_new_function_warns_nothing():
     def everything(x, y):
         out = np.empty_like(x)
         for i in range(x.size):
-            out[i] = (rt.vexp(x[i]) + rt.vlog(y[i]) + rt.vlog1p(y[i]) + rt.vsigmoid(x[i]) + rt.vsoftplus(x[i])
-                      + rt.vlogaddexp(x[i], y[i]) + rt.vexp(np.float32(x[i])))
+            out[i] = (
+                rt.vexp(x[i])
+                + rt.vlog(y[i])
+                + rt.vlog1p(y[i])
+                + rt.vsigmoid(x[i])
+                + rt.vsoftplus(x[i])
+                + rt.vlogaddexp(x[i], y[i])
+                + rt.vexp(np.float32(x[i]))
+            )
         return out
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         got = everything(np.array([0.5, -2.0]), np.array([1.5, 3.0]))
     x, y = np.array([0.5, -2.0]), np.array([1.5, 3.0])
-    want = (np.exp(x) + np.log(y) + np.log1p(y) + 1 / (1 + np.exp(-x)) + np.logaddexp(0, x)
-            + np.logaddexp(x, y) + np.exp(x.astype(np.float32)))
+    want = (
+        np.exp(x)
+        + np.log(y)
+        + np.log1p(y)
+        + 1 / (1 + np.exp(-x))
+        + np.logaddexp(0, x)
+        + np.logaddexp(x, y)
+        + np.exp(x.astype(np.float32))
+    )
     np.testing.assert_allclose(got, want, rtol=1e-7)
 
 

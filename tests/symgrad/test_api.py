@@ -62,7 +62,7 @@ def test_inputs_may_add_symbols_the_output_does_not_use():
 
 
 def test_default_input_order_is_declaration_order():
-    b, a = sg.scalars("b_decl a_decl")       # b declared first
+    b, a = sg.scalars("b_decl a_decl")  # b declared first
     c = sg.scalar("c_decl")
     f = sg.compile(c * (a - b), **NP)
     assert f.input_names == ("b_decl", "a_decl", "c_decl")
@@ -95,8 +95,8 @@ def test_value_and_grad_with_a_list_returns_a_tuple_of_gradients():
     value, grads = vg(0.7, -1.3)
     assert isinstance(grads, tuple) and len(grads) == 2
     assert value == pytest.approx(0.7 * -1.3 + np.sin(0.7), rel=1e-15)
-    assert grads[0] == pytest.approx(-1.3 + np.cos(0.7), rel=1e-15)   # y + cos(x)
-    assert grads[1] == pytest.approx(0.7, rel=1e-15)                  # x
+    assert grads[0] == pytest.approx(-1.3 + np.cos(0.7), rel=1e-15)  # y + cos(x)
+    assert grads[1] == pytest.approx(0.7, rel=1e-15)  # x
 
 
 def test_value_and_grad_with_a_single_symbol_returns_a_single_gradient():
@@ -115,7 +115,7 @@ def test_value_and_grad_with_a_one_element_list_returns_a_one_element_tuple():
 
 def test_value_and_grad_seed_example_affine():
     W, x, b = sg.scalars("W x b")
-    vg = sg.value_and_grad(W * x + b, wrt=[W, x, b], inputs=[W, x, b])     # default backend
+    vg = sg.value_and_grad(W * x + b, wrt=[W, x, b], inputs=[W, x, b])  # default backend
     value, (dW, dx, db) = vg(-2.0, 5.0, 3.0)
     assert (value, dW, dx, db) == (-7.0, 5.0, -2.0, 1.0)
 
@@ -129,7 +129,7 @@ def test_value_and_grad_explicit_inputs_order_with_tensors():
     w0, x0, t0 = rng.normal(size=3), rng.normal(size=(5, 3)), rng.normal(size=5)
     value, (dW,) = vg(w0, x0, t0)
     residual = x0 @ w0 - t0
-    assert value == pytest.approx(np.sum(residual ** 2), rel=1e-12)
+    assert value == pytest.approx(np.sum(residual**2), rel=1e-12)
     np.testing.assert_allclose(dW, 2 * x0.T @ residual, rtol=1e-12)
 
 
@@ -320,8 +320,12 @@ def _check_grad_cases():
     return [
         ("xy_sin", x * y + sg.sin(x), [x, y], (0.7, -1.3)),
         ("exp_log", sg.exp(x) * sg.log(y * y + 1.0) / (1.0 + x * x), [x, y], (0.3, 2.0)),
-        ("tanh_regression", sg.mean(sg.tanh(X @ w - t) ** 2), [w, X, t],
-         (rng.normal(size=3), rng.normal(size=(4, 3)), rng.normal(size=4))),
+        (
+            "tanh_regression",
+            sg.mean(sg.tanh(X @ w - t) ** 2),
+            [w, X, t],
+            (rng.normal(size=3), rng.normal(size=(4, 3)), rng.normal(size=4)),
+        ),
         ("sigmoid_sum", sg.sum(sg.sigmoid(X) * X), [X], (rng.normal(size=(2, 3)),)),
     ]
 

@@ -24,8 +24,9 @@ def _grad_nodes_and_lines(depth):
     g0, gc = sg.grad(y, [x0, c])
     seconds = time.perf_counter() - start
     nodes = len(topo_order([y, g0, gc]))
-    source = NumpyEmitter().module([y, g0, gc], ["value", "d_x0", "d_c"], [x0, c], 1, "call",
-                                   "recurrence", "out")
+    source = NumpyEmitter().module(
+        [y, g0, gc], ["value", "d_x0", "d_c"], [x0, c], 1, "call", "recurrence", "out"
+    )
     return seconds, nodes, source.count("\n")
 
 

@@ -66,7 +66,7 @@ def test_every_spelling_follows_the_convention_at_its_kink(case, backend):
     value, d, tangent = f(kink, 0.5)
     assert value == reference(kink)
     assert d == slope
-    assert tangent == 0.5 * slope       # forward mode picks the same one-sided slope
+    assert tangent == 0.5 * slope  # forward mode picks the same one-sided slope
     h = 1e-6
     for p in (kink - 0.7, kink - 0.3, kink + 0.3, kink + 0.7):
         value, d, tangent = f(p, -2.0)
@@ -105,11 +105,12 @@ def test_a_tie_routes_the_whole_gradient_to_one_operand(case, backend):
     name, build, (ga, gb) = case
     e = build(earlier, later)
     tangent = sg.jvp(e, [earlier, later], [d_earlier, d_later])
-    f = sg.compile([e] + sg.grad(e, [earlier, later]) + [tangent],
-                   [earlier, later, d_earlier, d_later], backend=backend)
+    f = sg.compile(
+        [e] + sg.grad(e, [earlier, later]) + [tangent], [earlier, later, d_earlier, d_later], backend=backend
+    )
     value, da, db, t = f(1.5, 1.5, 3.0, 5.0)
     assert (value, da, db) == (1.5, ga, gb)
-    assert t == 3.0 * ga + 5.0 * gb     # the directional derivative the reverse mode's choice implies
+    assert t == 3.0 * ga + 5.0 * gb  # the directional derivative the reverse mode's choice implies
     # away from the tie the larger (smaller) operand gets the gradient
     bigger = "max" in name
     for a, b in ((1.0, 2.0), (2.0, 1.0)):
@@ -125,11 +126,14 @@ def test_logaddexp_splits_a_tie_evenly_and_keeps_its_curvature(backend):
     e = sg.logaddexp(earlier, later)
     tangent = sg.jvp(e, [earlier, later], [d_earlier, d_later])
     (haa, hab), (hba, hbb) = sg.hessian(e, [earlier, later])
-    f = sg.compile([e] + sg.grad(e, [earlier, later]) + [tangent, haa, hab, hbb],
-                   [earlier, later, d_earlier, d_later], backend=backend)
+    f = sg.compile(
+        [e] + sg.grad(e, [earlier, later]) + [tangent, haa, hab, hbb],
+        [earlier, later, d_earlier, d_later],
+        backend=backend,
+    )
     for a, b in ((0.0, 0.0), (3.0, 3.0), (0.0, -40.0), (1000.0, 0.0), (-745.0, -746.0), (-np.inf, 0.0)):
         value, da, db, t, h_aa, h_ab, h_bb = f(a, b, 3.0, 5.0)
-        with np.errstate(over="ignore"):      # the two sigmoids; exp(1000) is inf, its share 0
+        with np.errstate(over="ignore"):  # the two sigmoids; exp(1000) is inf, its share 0
             share_a, share_b = 1 / (1 + np.exp(b - a)), 1 / (1 + np.exp(a - b))
         assert value == np.logaddexp(a, b)
         assert (da, db) == pytest.approx((share_a, share_b), rel=1e-15, abs=1e-300)
@@ -147,15 +151,39 @@ dM = sg.tensor("dM", (2, 3))
 TENSOR_TIES = [
     ("max", lambda v: sg.max(v), v, dv, [1.0, 3.0, 3.0, 2.0, 3.0], [0, 1, 0, 0, 0]),
     ("min", lambda v: sg.min(v), v, dv, [1.0, 3.0, 1.0, 2.0, 1.0], [1, 0, 0, 0, 0]),
-    ("max over axis 1", lambda M: sg.sum(sg.max(M, axis=1) * np.array([1.0, 10.0])), M, dM,
-     [[2.0, 2.0, 1.0], [0.0, 4.0, 4.0]], [[1, 0, 0], [0, 10, 0]]),
-    ("min over axis 0", lambda M: sg.sum(sg.min(M, axis=0) * np.array([1.0, 10.0, 100.0])), M, dM,
-     [[2.0, 2.0, 1.0], [2.0, 4.0, 1.0]], [[1, 10, 100], [0, 0, 0]]),
-    ("maximum(v, 2)", lambda v: sg.sum(sg.maximum(v, 2.0)), v, dv, [2.0, 3.0, 1.0, 2.0, 5.0],
-     [0, 1, 0, 0, 1]),
+    (
+        "max over axis 1",
+        lambda M: sg.sum(sg.max(M, axis=1) * np.array([1.0, 10.0])),
+        M,
+        dM,
+        [[2.0, 2.0, 1.0], [0.0, 4.0, 4.0]],
+        [[1, 0, 0], [0, 10, 0]],
+    ),
+    (
+        "min over axis 0",
+        lambda M: sg.sum(sg.min(M, axis=0) * np.array([1.0, 10.0, 100.0])),
+        M,
+        dM,
+        [[2.0, 2.0, 1.0], [2.0, 4.0, 1.0]],
+        [[1, 10, 100], [0, 0, 0]],
+    ),
+    (
+        "maximum(v, 2)",
+        lambda v: sg.sum(sg.maximum(v, 2.0)),
+        v,
+        dv,
+        [2.0, 3.0, 1.0, 2.0, 5.0],
+        [0, 1, 0, 0, 1],
+    ),
     ("relu", lambda v: sg.sum(sg.relu(v)), v, dv, [0.0, 3.0, -1.0, 0.0, 5.0], [0, 1, 0, 0, 1]),
-    ("np.clip(v, 0, 1)", lambda v: sg.sum(np.clip(v, 0.0, 1.0)), v, dv, [0.0, 0.5, 1.0, 2.0, -1.0],
-     [0, 1, 0, 0, 0]),
+    (
+        "np.clip(v, 0, 1)",
+        lambda v: sg.sum(np.clip(v, 0.0, 1.0)),
+        v,
+        dv,
+        [0.0, 0.5, 1.0, 2.0, -1.0],
+        [0, 1, 0, 0, 0],
+    ),
     ("abs", lambda v: sg.sum(sg.abs(v)), v, dv, [0.0, 0.5, -1.0, 0.0, 2.0], [0, 1, -1, 0, 1]),
 ]
 
@@ -183,51 +211,85 @@ W_VALUE = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
 _SAFE = np.where(X_VALUE > 0, X_VALUE, 1.0)
 _DSQRT = 0.5 / np.sqrt(_SAFE)
 _POS = X_VALUE > 0
-_COLS = np.array([False, True, True])     # columns whose every entry is positive
+_COLS = np.array([False, True, True])  # columns whose every entry is positive
 _ROWS = np.array([False, True])
 
 
 def _prod_log_grad():
     logs = np.log(_SAFE)
-    others = np.stack([logs[1], logs[0]])      # the other row's log, per entry
+    others = np.stack([logs[1], logs[0]])  # the other row's log, per entry
     return np.where(_COLS, others / _SAFE, 0.0)
 
 
 # (name, scalar loss of X and W, its gradient with respect to X written out by hand)
 MASKED = [
-    ("sum(where(X > 0, sqrt(X), 0))",
-     lambda: sg.sum(sg.where(X > 0, sg.sqrt(X), 0)), np.where(_POS, _DSQRT, 0.0)),
-    ("sum(where(X > 0, sqrt(X), 0) @ W)",
-     lambda: sg.sum(sg.where(X > 0, sg.sqrt(X), 0) @ W), np.where(_POS, _DSQRT * W_VALUE.sum(1), 0.0)),
-    ("where with a row condition",
-     lambda: sg.sum(sg.where(sg.min(X, axis=0) > 0, sg.sqrt(X), 0)), np.where(_COLS, _DSQRT, 0.0)),
-    ("where with a column condition",
-     lambda: sg.sum(sg.where(sg.min(X, axis=1, keepdims=True) > 0, sg.sqrt(X), 0)),
-     np.where(_ROWS[:, None], _DSQRT, 0.0)),
-    ("matmul below the where",
-     lambda: sg.sum(sg.where(sg.min(X, axis=1, keepdims=True) > 0, sg.sqrt(X) @ W, 0)),
-     np.where(_ROWS[:, None], _DSQRT * W_VALUE.sum(1), 0.0)),
-    ("sum below the where",
-     lambda: sg.sum(sg.where(sg.min(X, axis=0) > 0, sg.sum(sg.sqrt(X), axis=0), 0)),
-     np.where(_COLS, _DSQRT, 0.0)),
-    ("max below the where",
-     lambda: sg.sum(sg.where(sg.min(X, axis=0) > 0, sg.max(sg.sqrt(X), axis=0), 0)),
-     np.where(_COLS & (X_VALUE == X_VALUE.max(0)), _DSQRT, 0.0)),
-    ("prod below the where",
-     lambda: sg.sum(sg.where(sg.min(X, axis=0) > 0, sg.prod(sg.log(X), axis=0), 0)), _prod_log_grad()),
-    ("slice below the where",
-     lambda: sg.sum(sg.where(X[:, 1:] > 0, sg.sqrt(X)[:, 1:], 0)), np.where(_COLS, _DSQRT, 0.0)),
-    ("transpose below the where",
-     lambda: sg.sum(sg.where(X.T > 0, sg.sqrt(X).T, 0)), np.where(_POS, _DSQRT, 0.0)),
-    ("reshape below the where",
-     lambda: sg.sum(sg.where(X > 0, sg.reshape(sg.sqrt(sg.reshape(X, (6,))), (2, 3)), 0)),
-     np.where(_POS, _DSQRT, 0.0)),
-    ("concatenate below the where",
-     lambda: sg.sum(sg.where(sg.concatenate([X, X], 1) > 0, sg.concatenate([sg.sqrt(X), sg.log(X)], 1), 0)),
-     np.where(_POS, _DSQRT + 1 / _SAFE, 0.0)),
-    ("cast below the where",
-     lambda: sg.sum(sg.where(X > 0, sg.cast(sg.sqrt(sg.cast(X, "float32")), "float64"), 0)),
-     np.where(_POS, _DSQRT, 0.0)),
+    (
+        "sum(where(X > 0, sqrt(X), 0))",
+        lambda: sg.sum(sg.where(X > 0, sg.sqrt(X), 0)),
+        np.where(_POS, _DSQRT, 0.0),
+    ),
+    (
+        "sum(where(X > 0, sqrt(X), 0) @ W)",
+        lambda: sg.sum(sg.where(X > 0, sg.sqrt(X), 0) @ W),
+        np.where(_POS, _DSQRT * W_VALUE.sum(1), 0.0),
+    ),
+    (
+        "where with a row condition",
+        lambda: sg.sum(sg.where(sg.min(X, axis=0) > 0, sg.sqrt(X), 0)),
+        np.where(_COLS, _DSQRT, 0.0),
+    ),
+    (
+        "where with a column condition",
+        lambda: sg.sum(sg.where(sg.min(X, axis=1, keepdims=True) > 0, sg.sqrt(X), 0)),
+        np.where(_ROWS[:, None], _DSQRT, 0.0),
+    ),
+    (
+        "matmul below the where",
+        lambda: sg.sum(sg.where(sg.min(X, axis=1, keepdims=True) > 0, sg.sqrt(X) @ W, 0)),
+        np.where(_ROWS[:, None], _DSQRT * W_VALUE.sum(1), 0.0),
+    ),
+    (
+        "sum below the where",
+        lambda: sg.sum(sg.where(sg.min(X, axis=0) > 0, sg.sum(sg.sqrt(X), axis=0), 0)),
+        np.where(_COLS, _DSQRT, 0.0),
+    ),
+    (
+        "max below the where",
+        lambda: sg.sum(sg.where(sg.min(X, axis=0) > 0, sg.max(sg.sqrt(X), axis=0), 0)),
+        np.where(_COLS & (X_VALUE == X_VALUE.max(0)), _DSQRT, 0.0),
+    ),
+    (
+        "prod below the where",
+        lambda: sg.sum(sg.where(sg.min(X, axis=0) > 0, sg.prod(sg.log(X), axis=0), 0)),
+        _prod_log_grad(),
+    ),
+    (
+        "slice below the where",
+        lambda: sg.sum(sg.where(X[:, 1:] > 0, sg.sqrt(X)[:, 1:], 0)),
+        np.where(_COLS, _DSQRT, 0.0),
+    ),
+    (
+        "transpose below the where",
+        lambda: sg.sum(sg.where(X.T > 0, sg.sqrt(X).T, 0)),
+        np.where(_POS, _DSQRT, 0.0),
+    ),
+    (
+        "reshape below the where",
+        lambda: sg.sum(sg.where(X > 0, sg.reshape(sg.sqrt(sg.reshape(X, (6,))), (2, 3)), 0)),
+        np.where(_POS, _DSQRT, 0.0),
+    ),
+    (
+        "concatenate below the where",
+        lambda: sg.sum(
+            sg.where(sg.concatenate([X, X], 1) > 0, sg.concatenate([sg.sqrt(X), sg.log(X)], 1), 0)
+        ),
+        np.where(_POS, _DSQRT + 1 / _SAFE, 0.0),
+    ),
+    (
+        "cast below the where",
+        lambda: sg.sum(sg.where(X > 0, sg.cast(sg.sqrt(sg.cast(X, "float32")), "float64"), 0)),
+        np.where(_POS, _DSQRT, 0.0),
+    ),
 ]
 
 
@@ -250,12 +312,18 @@ U_VALUE = np.array([-2.0, -0.5, 0.0, 0.25, 1.0, 9.0])
 
 # (name, builder, numpy value with masked inputs, its derivative)
 BRANCHES = [
-    ("where(u > 0, sqrt(u), 0)", lambda u: sg.where(u > 0, sg.sqrt(u), 0),
-     lambda u: np.where(u > 0, np.sqrt(np.where(u > 0, u, 1)), 0.0),
-     lambda u: np.where(u > 0, 0.5 / np.sqrt(np.where(u > 0, u, 1)), 0.0)),
-    ("where(u > 0, log(u), -u)", lambda u: sg.where(u > 0, sg.log(u), -u),
-     lambda u: np.where(u > 0, np.log(np.where(u > 0, u, 1)), -u),
-     lambda u: np.where(u > 0, 1 / np.where(u > 0, u, 1), -1.0)),
+    (
+        "where(u > 0, sqrt(u), 0)",
+        lambda u: sg.where(u > 0, sg.sqrt(u), 0),
+        lambda u: np.where(u > 0, np.sqrt(np.where(u > 0, u, 1)), 0.0),
+        lambda u: np.where(u > 0, 0.5 / np.sqrt(np.where(u > 0, u, 1)), 0.0),
+    ),
+    (
+        "where(u > 0, log(u), -u)",
+        lambda u: sg.where(u > 0, sg.log(u), -u),
+        lambda u: np.where(u > 0, np.log(np.where(u > 0, u, 1)), -u),
+        lambda u: np.where(u > 0, 1 / np.where(u > 0, u, 1), -1.0),
+    ),
 ]
 
 
@@ -335,8 +403,14 @@ def test_float32_branches_stay_float32():
     np.testing.assert_allclose(g, np.where(data > 0, 1 / safe, -1), rtol=1e-6)
 
 
-MATMUL_SHAPES = [((2, 3), (3, 4)), ((3,), (3, 4)), ((2, 3), (3,)), ((2, 2, 3), (3, 4)),
-                 ((2, 3), (2, 3, 4)), ((2, 2, 3), (2, 3, 4))]
+MATMUL_SHAPES = [
+    ((2, 3), (3, 4)),
+    ((3,), (3, 4)),
+    ((2, 3), (3,)),
+    ((2, 2, 3), (3, 4)),
+    ((2, 3), (2, 3, 4)),
+    ((2, 2, 3), (2, 3, 4)),
+]
 
 
 @pytest.mark.parametrize("shapes", MATMUL_SHAPES, ids=[f"{a}@{b}" for a, b in MATMUL_SHAPES])

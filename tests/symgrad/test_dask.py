@@ -27,8 +27,9 @@ RTOL = 1e-12
 def client():
     """Two worker processes (with nannies), loopback only; not the default client, so a test
     runs on the cluster only inside ``client.as_current()``."""
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
     c = distributed.Client(cluster, set_as_default=False)
     yield c
     c.close()
@@ -73,6 +74,7 @@ def assert_same_value_and_grads(got, want):
 
 # ---------------------------------------------------------------- the models
 
+
 def logreg_loss(reg=1e-3):
     X = sg.tensor("X", ("n", "d"))
     y = sg.tensor("y", ("n",))
@@ -80,7 +82,7 @@ def logreg_loss(reg=1e-3):
     return sg.mean(sg.logaddexp(0, -y * (X @ w))) + reg * (w @ w), [w], [w, X, y]
 
 
-@functools.cache                # compiled once per session
+@functools.cache  # compiled once per session
 def logreg():
     loss, wrt, inputs = logreg_loss()
     return sg.value_and_grad(loss, wrt=wrt, inputs=inputs)
@@ -107,7 +109,7 @@ def _mlp_parts():
     return X, [W1, b1, W2, b2], logp
 
 
-@functools.cache                # compiled once per session
+@functools.cache  # compiled once per session
 def mlp_onehot():
     X, params, logp = _mlp_parts()
     T = sg.tensor("T", ("n", "k"))
@@ -115,7 +117,7 @@ def mlp_onehot():
     return sg.value_and_grad(loss, wrt=params, inputs=params + [X, T], backend=MLP_BACKEND)
 
 
-@functools.cache                # compiled once per session
+@functools.cache  # compiled once per session
 def mlp_labels():
     X, params, logp = _mlp_parts()
     labels = sg.tensor("labels", ("n",), dtype="int64")
@@ -179,7 +181,7 @@ v = sg.tensor("v", ("d",))
 AFFINE = {
     "sum_times_parameter": (sg.sum(x * w) * w, [w], [w, x]),
     "where_on_parameter": (sg.where(w > 0, sg.sum(sg.exp(x * w)), 2 * sg.sum(x)), [w], [w, x]),
-    "mean_plus_regulariser": (sg.mean(sg.logaddexp(0, x * w)) + 0.5 * w ** 2, [w], [w, x]),
+    "mean_plus_regulariser": (sg.mean(sg.logaddexp(0, x * w)) + 0.5 * w**2, [w], [w, x]),
     "row_contraction": ((sg.tanh(Xs @ v) @ Xs) @ v + sg.sum(v * v), [v], [v, Xs]),
     "int_sum_over_rows": (sg.sum(counts) * w + sg.mean(x * w), [w], [w, x, counts]),
 }
@@ -190,25 +192,33 @@ def test_affine_combinations_of_sums_over_rows_split(case, scheduler):
     loss, wrt, inputs = AFFINE[case]
     vg = sg.value_and_grad(loss, wrt=wrt, inputs=inputs, backend="numpy")
     rng = np.random.default_rng(2)
-    data = {"w": 0.7, "v": rng.normal(size=3), "x": rng.normal(size=23),
-            "X": rng.normal(size=(23, 3)), "counts": rng.integers(-5, 9, 23)}
+    data = {
+        "w": 0.7,
+        "v": rng.normal(size=3),
+        "x": rng.normal(size=23),
+        "X": rng.normal(size=(23, 3)),
+        "counts": rng.integers(-5, 9, 23),
+    }
     args = [data[s.name] for s in inputs]
     want = vg(*args)
-    lazy = [da.from_array(a, chunks=(7,) + a.shape[1:]) if s.ndim and str(s.shape[0]) == "n" else a
-            for s, a in zip(inputs, args)]
+    lazy = [
+        da.from_array(a, chunks=(7,) + a.shape[1:]) if s.ndim and str(s.shape[0]) == "n" else a
+        for s, a in zip(inputs, args)
+    ]
     assert_same_value_and_grads(vg(*lazy), want)
-    if case == "int_sum_over_rows":   # d/dw = sum(counts) + mean(x), by hand
+    if case == "int_sum_over_rows":  # d/dw = sum(counts) + mean(x), by hand
         assert_same(want[1][0], data["counts"].sum() + data["x"].mean())
 
 
 idx = sg.tensor("idx", ("m",), dtype="int64")
 COUPLED = {
-    "product of two sums": (sg.sum(x * w) * sg.sum(x * w),
-                            r"a product of two sums over rows \(mul in"),
+    "product of two sums": (sg.sum(x * w) * sg.sum(x * w), r"a product of two sums over rows \(mul in"),
     "shift": (sg.sum((x[1:] - x[:-1]) * w), r"indexing selects some of the rows \(getitem in"),
     "max over rows": (sg.max(x * w), r"a max over the rows .*\(max in"),
-    "centred inside a row term": (sg.sum((x - sg.mean(x)) ** 2 * w),
-                                  r"a sum over rows is used inside a per-row term \(sub in"),
+    "centred inside a row term": (
+        sg.sum((x - sg.mean(x)) ** 2 * w),
+        r"a sum over rows is used inside a per-row term \(sub in",
+    ),
     "sqrt of a sum": (sg.sqrt(sg.sum(x * x * w)), r"sqrt of a sum over rows .*\(sqrt in"),
     "gather rows": (sg.sum(Xs[idx] * w), r"gathering rows by index \(take0 in"),
 }
@@ -219,8 +229,12 @@ def test_losses_coupling_rows_are_rejected_naming_the_op(case):
     loss, message = COUPLED[case]
     inputs = [w, x] if case != "gather rows" else [w, idx, Xs]
     vg = sg.value_and_grad(loss, wrt=[w], inputs=inputs, backend="numpy")
-    data = {"w": 1.0, "x": da.ones(10, chunks=5), "X": da.ones((10, 2), chunks=(5, 2)),
-            "idx": np.array([3, 1])}
+    data = {
+        "w": 1.0,
+        "x": da.ones(10, chunks=5),
+        "X": da.ones((10, 2), chunks=(5, 2)),
+        "idx": np.array([3, 1]),
+    }
     with pytest.raises(UnsupportedError, match=message) as info:
         vg(*[data[s.name] for s in inputs])
     assert "does not split over the rows" in str(info.value)
@@ -237,11 +251,9 @@ def logreg_rows():
 
 def test_dask_array_of_the_wrong_rank_is_an_input_error(logreg_rows):
     vg, w0, X, y = logreg_rows
-    with pytest.raises(
-            InputError, match=rf"'X' must have rank 2, got a Dask array of shape \({N},\)"):
+    with pytest.raises(InputError, match=rf"'X' must have rank 2, got a Dask array of shape \({N},\)"):
         vg(w0, da.from_array(y, chunks=20), da.from_array(y, chunks=20))
-    with pytest.raises(
-            InputError, match=rf"'y' must have rank 1, got a Dask array of shape \({N}, 1\)"):
+    with pytest.raises(InputError, match=rf"'y' must have rank 1, got a Dask array of shape \({N}, 1\)"):
         vg(w0, da.from_array(X, chunks=(20, D)), da.from_array(y[:, None], chunks=(20, 1)))
 
 
@@ -266,8 +278,7 @@ def test_unknown_chunk_sizes_are_an_input_error(logreg_rows):
     vg, w0, X, y = logreg_rows
     Xd, yd = da.from_array(X, chunks=(20, D)), da.from_array(y, chunks=20)
     keep = Xd[:, 0] > 0
-    with pytest.raises(InputError,
-                       match=r"chunk sizes are unknown; call X.compute_chunk_sizes\(\)"):
+    with pytest.raises(InputError, match=r"chunk sizes are unknown; call X.compute_chunk_sizes\(\)"):
         vg(w0, Xd[keep], yd[keep])
 
 
@@ -288,8 +299,11 @@ def test_chunks_along_axis_1_are_rechunked_with_a_warning(logreg_rows):
 def test_chunks_along_axis_1_too_large_to_rechunk_are_an_input_error(logreg_rows, monkeypatch):
     vg, w0, X, y = logreg_rows
     monkeypatch.setenv("SYMGRAD_DASK_MAX_BLOCK_BYTES", "256")
-    with pytest.raises(InputError, match="would take 800 bytes, more than the limit of 256 bytes "
-                                         r"\(SYMGRAD_DASK_MAX_BLOCK_BYTES\)"):
+    with pytest.raises(
+        InputError,
+        match="would take 800 bytes, more than the limit of 256 bytes "
+        r"\(SYMGRAD_DASK_MAX_BLOCK_BYTES\)",
+    ):
         vg(w0, da.from_array(X, chunks=(20, 2)), da.from_array(y, chunks=20))
 
 
@@ -298,8 +312,7 @@ def test_first_dimension_given_as_a_number_must_be_named():
     y = sg.tensor("y", (8,))
     w_ = sg.tensor("w", (2,))
     vg = sg.value_and_grad(sg.mean((X @ w_ - y) ** 2), wrt=[w_], inputs=[w_, X, y], backend="numpy")
-    with pytest.raises(UnsupportedError,
-                       match="first dimension is 8, not a name: declare it by name"):
+    with pytest.raises(UnsupportedError, match="first dimension is 8, not a name: declare it by name"):
         vg(np.zeros(2), da.ones((8, 2), chunks=(4, 2)), da.ones(8, chunks=4))
 
 
@@ -318,22 +331,25 @@ def test_block_kernel_is_loaded_once_per_worker_not_per_task(client):
     X, y, w0 = rng.normal(size=(400, 3)), np.sign(rng.normal(size=400)), rng.normal(size=3)
     want = logreg_numpy(w0, X, y)
     Xd, yd = persisted(client, da.from_array(X, chunks=(10, 3)), da.from_array(y, chunks=10))
-    assert len({a for ws in client.who_has(Xd).values() for a in ws}) == 2   # blocks on both
+    assert len({a for ws in client.who_has(Xd).values() for a in ws}) == 2  # blocks on both
 
     def count_loads():
         """On a worker: record the sources symgrad.dask_arrays loads from now on."""
         import symgrad.dask_arrays as module
+
         real = getattr(module, "_real_load_module", module.load_module)
         module._real_load_module, module._sources_loaded = real, []
-        module.BlockKernel._loaded.clear()          # as if the worker were new
+        module.BlockKernel._loaded.clear()  # as if the worker were new
 
         def counting(source, backend):
             module._sources_loaded.append(source)
             return real(source, backend)
+
         module.load_module = counting
 
     def stop_counting():
         import symgrad.dask_arrays as module
+
         module.load_module = module._real_load_module
 
     client.run(count_loads)
@@ -348,8 +364,10 @@ def test_block_kernel_is_loaded_once_per_worker_not_per_task(client):
 
                 def report():
                     import symgrad.dask_arrays as module
+
                     held = [key for key in module.BlockKernel._loaded if source in key]
                     return len(held), module._sources_loaded.count(source)
+
                 # 40 blocks over two workers: one load on each, none on the second call
                 assert list(client.run(report).values()) == [(1, 1), (1, 1)]
     finally:
@@ -457,9 +475,10 @@ def test_persisted_blocks_run_on_the_workers_holding_them_one_task_per_worker(cl
     vg = logreg()
     X, y, Xd, yd = logreg_blocks(client, blocks=12, rows=500, seed=8)
     holders = client.who_has(Xd)
-    assert len({a for ws in holders.values() for a in ws}) == 2          # blocks on both
+    assert len({a for ws in holders.values() for a in ws}) == 2  # blocks on both
     want = vg(np.full(16, 0.1), X, y)
     from symgrad.dask_arrays import _groups_by_worker, _held_chunks
+
     (chunks,) = _held_chunks([Xd], client)
     # a block goes to a worker not holding it only where the data sits unevenly
     plan = _groups_by_worker(client, [chunks], Xd.chunks[0])
@@ -472,7 +491,7 @@ def test_persisted_blocks_run_on_the_workers_holding_them_one_task_per_worker(cl
     assert_same_value_and_grads(got, want)
     runs = [t for t in stream.data if str(t["key"]).startswith("_run_blocks")]
     assert sorted(t["worker"] for t in runs) == sorted(client.nthreads())
-    assert len(stream.data) == len(runs) == 2           # and no task adding partial results
+    assert len(stream.data) == len(runs) == 2  # and no task adding partial results
     # each run ran on its worker: no block of X was fetched but those the plan moved (a
     # fetched chunk stays on the worker that fetched it, as a copy)
     assert {key: set(where) for key, where in client.who_has(Xd).items()} == expected
@@ -484,8 +503,9 @@ def test_blocks_all_held_by_one_worker_are_shared_with_the_other(client):
     X, y = rng.normal(size=(1200, 16)), np.sign(rng.normal(size=1200))
     first = sorted(client.nthreads())[0]
     with client.as_current():
-        Xd, yd = client.persist([da.from_array(X, chunks=(100, 16)), da.from_array(y, chunks=100)],
-                                workers=[first])
+        Xd, yd = client.persist(
+            [da.from_array(X, chunks=(100, 16)), da.from_array(y, chunks=100)], workers=[first]
+        )
         distributed.wait([Xd, yd])
     assert {a for ws in client.who_has(Xd).values() for a in ws} == {first}
     want = vg(np.full(16, 0.1), X, y)
@@ -501,15 +521,19 @@ def test_a_worker_with_two_threads_gets_one_task_per_thread():
     rng = np.random.default_rng(10)
     X, y = rng.normal(size=(4000, 16)), np.sign(rng.normal(size=4000))
     want = vg(np.full(16, 0.1), X, y)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
-                                  host="127.0.0.1", dashboard_address=":0") as cluster, \
-            distributed.Client(cluster, set_as_default=False) as two_threads, two_threads.as_current():
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1", dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as two_threads,
+        two_threads.as_current(),
+    ):
         Xd, yd = persisted(two_threads, da.from_array(X, chunks=(500, 16)), da.from_array(y, chunks=500))
         with distributed.get_task_stream(two_threads) as stream:
             got = vg(np.full(16, 0.1), Xd, yd)
     assert_same_value_and_grads(got, want)
     runs = [t for t in stream.data if str(t["key"]).startswith("_run_blocks")]
-    assert len(runs) == 2 and len(stream.data) == 2     # four blocks each (the plan's test below)
+    assert len(runs) == 2 and len(stream.data) == 2  # four blocks each (the plan's test below)
 
 
 class _Placement:
@@ -530,26 +554,30 @@ class _Chunk:
         self.key = key
 
 
-@pytest.mark.parametrize("threads, holders, rows, runs", [
-    # held evenly: every worker runs what it holds
-    ({"a": 1, "b": 1}, "abab", [5] * 4, [([0, 2], "a"), ([1, 3], "b")]),
-    # all on one worker: the other takes its share (the later blocks)
-    ({"a": 1, "b": 1}, "aaaa", [5] * 4, [([0, 1], "a"), ([2, 3], "b")]),
-    # threads: one run per thread, about equal rows
-    ({"a": 2, "b": 1}, "aaaaab", [5] * 6, [([0, 1], "a"), ([2, 3], "a"), ([4, 5], "b")]),
-    # uneven blocks: shares by rows, not by blocks
-    ({"a": 1, "b": 1}, "abbb", [30, 10, 10, 10], [([0], "a"), ([1, 2, 3], "b")]),
-    # a chunk held nowhere (lost, being recomputed) or on both goes where there is room
-    ({"a": 1, "b": 1}, ["a", "a", "", "ab"], [5] * 4, [([0, 1], "a"), ([2, 3], "b")]),
-    # one worker, one block
-    ({"a": 1}, "a", [7], [([0], "a")]),
-    # no rows at all
-    ({"a": 1, "b": 1}, "ab", [0, 0], [([0], "a"), ([1], "b")]),
-    # no worker at the moment: no runs (the call falls back to a graph, which waits for one)
-    ({}, "a", [7], []),
-])
+@pytest.mark.parametrize(
+    "threads, holders, rows, runs",
+    [
+        # held evenly: every worker runs what it holds
+        ({"a": 1, "b": 1}, "abab", [5] * 4, [([0, 2], "a"), ([1, 3], "b")]),
+        # all on one worker: the other takes its share (the later blocks)
+        ({"a": 1, "b": 1}, "aaaa", [5] * 4, [([0, 1], "a"), ([2, 3], "b")]),
+        # threads: one run per thread, about equal rows
+        ({"a": 2, "b": 1}, "aaaaab", [5] * 6, [([0, 1], "a"), ([2, 3], "a"), ([4, 5], "b")]),
+        # uneven blocks: shares by rows, not by blocks
+        ({"a": 1, "b": 1}, "abbb", [30, 10, 10, 10], [([0], "a"), ([1, 2, 3], "b")]),
+        # a chunk held nowhere (lost, being recomputed) or on both goes where there is room
+        ({"a": 1, "b": 1}, ["a", "a", "", "ab"], [5] * 4, [([0, 1], "a"), ([2, 3], "b")]),
+        # one worker, one block
+        ({"a": 1}, "a", [7], [([0], "a")]),
+        # no rows at all
+        ({"a": 1, "b": 1}, "ab", [0, 0], [([0], "a"), ([1], "b")]),
+        # no worker at the moment: no runs (the call falls back to a graph, which waits for one)
+        ({}, "a", [7], []),
+    ],
+)
 def test_blocks_are_shared_by_rows_in_proportion_to_threads(threads, holders, rows, runs):
     from symgrad.dask_arrays import _groups_by_worker
+
     chunks = [_Chunk(("X", i)) for i in range(len(rows))]
     placement = _Placement(threads, {c.key: tuple(h) for c, h in zip(chunks, holders)})
     assert _groups_by_worker(placement, [chunks], rows) == runs
@@ -562,6 +590,7 @@ def logreg_blocks(client, blocks, rows, seed, d=16, persist=True):
     """A logistic-regression data set of ``blocks`` row blocks: made on the workers and kept
     there (Dask arrays; or, with ``persist=False``, made again by every computation), and the
     same rows made here (numpy), without shipping the data."""
+
     def make_block(i):
         """Row block ``i``, the same wherever it is made (a closure, so it travels by value)."""
         w_true = np.random.default_rng(seed).normal(size=d)
@@ -576,14 +605,14 @@ def logreg_blocks(client, blocks, rows, seed, d=16, persist=True):
         Xd, yd = persisted(client, Xd, yd)
     X, y = np.empty((blocks * rows, d)), np.empty(blocks * rows)
     for i in range(blocks):
-        X[i * rows:(i + 1) * rows], y[i * rows:(i + 1) * rows] = make_block(i)
+        X[i * rows : (i + 1) * rows], y[i * rows : (i + 1) * rows] = make_block(i)
     return X, y, Xd, yd
 
 
 def test_lbfgs_on_two_million_rows_converges_to_the_in_memory_solution(client):
-    X, y, Xd, yd = logreg_blocks(client, blocks=8, rows=250_000, seed=7)    # 256 MB each
+    X, y, Xd, yd = logreg_blocks(client, blocks=8, rows=250_000, seed=7)  # 256 MB each
     vg = logreg()
-    w0 = np.zeros(X.shape[1])      # every margin ties at 0: logaddexp's gradient there is 1/2
+    w0 = np.zeros(X.shape[1])  # every margin ties at 0: logaddexp's gradient there is 1/2
     in_memory = minimize(vg.scipy(), w0, jac=True, args=(X, y), method="L-BFGS-B")
     with client.as_current():
         on_cluster = minimize(vg.scipy(), w0, jac=True, args=(Xd, yd), method="L-BFGS-B")
@@ -598,18 +627,19 @@ def test_lbfgs_on_two_million_rows_converges_to_the_in_memory_solution(client):
 def test_a_parameter_passed_as_a_dask_array_is_refused_naming_both_dimensions():
     vg = logreg()
     X0, y0 = np.ones((6, 3)), np.ones(6)
-    with pytest.raises(UnsupportedError, match=r"counted differently: w by d; X, y by n .*pass "
-                                               r"parameters as numpy arrays"):
-        vg(da.from_array(np.ones(3), chunks=2), da.from_array(X0, chunks=(3, 3)),
-           da.from_array(y0, chunks=3))
+    with pytest.raises(
+        UnsupportedError,
+        match=r"counted differently: w by d; X, y by n .*pass "
+        r"parameters as numpy arrays",
+    ):
+        vg(da.from_array(np.ones(3), chunks=2), da.from_array(X0, chunks=(3, 3)), da.from_array(y0, chunks=3))
 
 
 # ---------------------------------------------------------------- a worker killed mid-call
 
 
 @pytest.mark.parametrize("persist", [True, False], ids=["persisted_rows", "rows_in_the_graph"])
-def test_worker_killed_mid_call_gives_the_right_result_or_an_error_and_the_cluster_recovers(
-        client, persist):
+def test_worker_killed_mid_call_gives_the_right_result_or_an_error_and_the_cluster_recovers(client, persist):
     vg = logreg()
     # 80 blocks: persisted, a call is one task per worker; in the graph, ~250 tasks
     X, y, Xd, yd = logreg_blocks(client, blocks=80, rows=1000, seed=6, persist=persist)
@@ -626,7 +656,7 @@ def test_worker_killed_mid_call_gives_the_right_result_or_an_error_and_the_clust
                 started.set()
                 try:
                     outcome = ("value", vg(w0, Xd, yd))
-                except Exception as exc:                       # noqa: BLE001 - judged below
+                except Exception as exc:  # noqa: BLE001 - judged below
                     outcome = ("error", exc)
                 calls.append((begun, time.monotonic()) + outcome)
 
@@ -637,13 +667,13 @@ def test_worker_killed_mid_call_gives_the_right_result_or_an_error_and_the_clust
     victim_address, victim_pid = sorted(before.items())[0]
     os.kill(victim_pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    stop.set()                          # the call under way is the last one
+    stop.set()  # the call under way is the last one
     runner.join(60)
     assert not runner.is_alive(), "a call hung after the worker was killed"
 
     assert calls and calls[-1][1] > killed_at
     for _, _, kind, result in calls:
-        if kind == "value":              # never a wrong number
+        if kind == "value":  # never a wrong number
             assert_same_value_and_grads(result, want)
         else:
             assert isinstance(result, Exception)
@@ -661,11 +691,12 @@ def test_worker_killed_mid_call_gives_the_right_result_or_an_error_and_the_clust
         assert_same_value_and_grads(vg(w0, Xd, yd), want)
 
 
-
-@pytest.mark.parametrize("blocks, adds, depth", [(1, 0, 0), (2, 1, 1), (8, 1, 1), (9, 2, 2), (10, 3, 2),
-                                                 (64, 9, 2), (65, 10, 3)])
+@pytest.mark.parametrize(
+    "blocks, adds, depth", [(1, 0, 0), (2, 1, 1), (8, 1, 1), (9, 2, 2), (10, 3, 2), (64, 9, 2), (65, 10, 3)]
+)
 def test_partials_are_added_eight_at_a_time_in_a_shallow_tree(blocks, adds, depth):
     from symgrad.dask_arrays import FAN_IN, _add_partials, _tree_sum
+
     assert FAN_IN == 8
     parts = [dask.delayed((float(k), np.full(3, k + 0.5)), pure=True) for k in range(blocks)]
     (total,) = _tree_sum(parts, dask.delayed(_add_partials, pure=True))

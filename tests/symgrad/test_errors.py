@@ -16,12 +16,15 @@ import symgrad as sg
 # ---------------------------------------------------------------- the classes
 
 
-@pytest.mark.parametrize("cls, builtin", [
-    (sg.ParseError, ValueError),
-    (sg.ShapeError, ValueError),
-    (sg.InputError, TypeError),
-    (sg.UnsupportedError, NotImplementedError),
-])
+@pytest.mark.parametrize(
+    "cls, builtin",
+    [
+        (sg.ParseError, ValueError),
+        (sg.ShapeError, ValueError),
+        (sg.InputError, TypeError),
+        (sg.UnsupportedError, NotImplementedError),
+    ],
+)
 def test_every_error_is_a_symgrad_error_and_the_matching_builtin(cls, builtin):
     assert issubclass(cls, sg.SymgradError) and issubclass(cls, builtin)
     assert issubclass(sg.SymgradError, Exception)
@@ -57,9 +60,16 @@ def test_parse_reports_the_offending_column():
 # ---------------------------------------------------------------- declaring symbols
 
 
-@pytest.mark.parametrize("name, shown", [
-    ("1x", "'1x'"), ("a b", "'a b'"), ("", "''"), (3, "3"), ("__x", "'__x'"),
-])
+@pytest.mark.parametrize(
+    "name, shown",
+    [
+        ("1x", "'1x'"),
+        ("a b", "'a b'"),
+        ("", "''"),
+        (3, "3"),
+        ("__x", "'__x'"),
+    ],
+)
 def test_bad_symbol_name_is_unsupported_naming_it(name, shown):
     with pytest.raises(sg.UnsupportedError) as info:
         sg.tensor(name)
@@ -72,20 +82,33 @@ def test_bad_name_in_scalars_string_names_it():
     assert "'1y'" in str(info.value)
 
 
-@pytest.mark.parametrize("shape, shown", [
-    ((-1,), "-1"), ((True,), "True"), (("a b",), "'a b'"), ((2.5,), "2.5"), (2.5, "2.5"),
-    ((None,), "None"),
-])
+@pytest.mark.parametrize(
+    "shape, shown",
+    [
+        ((-1,), "-1"),
+        ((True,), "True"),
+        (("a b",), "'a b'"),
+        ((2.5,), "2.5"),
+        (2.5, "2.5"),
+        ((None,), "None"),
+    ],
+)
 def test_bad_shape_is_a_shape_error_naming_the_tensor_and_the_dim(shape, shown):
     with pytest.raises(sg.ShapeError) as info:
         sg.tensor("q", shape=shape)
     assert "'q'" in str(info.value) and shown in str(info.value)
 
 
-@pytest.mark.parametrize("dtype, shown", [
-    ("complex128", "complex128"), ("float16", "float16"), (object, "object"), ("foo", "'foo'"),
-    ("U3", "<U3"),
-])
+@pytest.mark.parametrize(
+    "dtype, shown",
+    [
+        ("complex128", "complex128"),
+        ("float16", "float16"),
+        (object, "object"),
+        ("foo", "'foo'"),
+        ("U3", "<U3"),
+    ],
+)
 def test_unsupported_dtype_names_the_tensor_and_the_dtype(dtype, shown):
     with pytest.raises(sg.UnsupportedError) as info:
         sg.tensor("q", shape=(2,), dtype=dtype)
@@ -153,8 +176,9 @@ def test_string_constant_is_unsupported_naming_it():
     assert "abc" in str(info.value)
 
 
-@pytest.mark.parametrize("axis, shown", [(2, "2"), (-3, "-3"), ((0, -2), "repeated"), (1.5, "1.5"),
-                                         ("0", "'0'")])
+@pytest.mark.parametrize(
+    "axis, shown", [(2, "2"), (-3, "-3"), ((0, -2), "repeated"), (1.5, "1.5"), ("0", "'0'")]
+)
 def test_bad_reduction_axis_is_a_shape_error_naming_it(axis, shown):
     M = sg.tensor("M", shape=(2, 3))
     with pytest.raises(sg.ShapeError) as info:
@@ -186,9 +210,15 @@ def test_unknown_backend_names_it_and_the_choices():
     assert "'jax'" in message and "numba" in message and "numpy" in message
 
 
-@pytest.mark.parametrize("outputs, shown", [
-    ([], "no outputs"), (None, "NoneType"), ("x*y", "str"), (["x"], "str"),
-])
+@pytest.mark.parametrize(
+    "outputs, shown",
+    [
+        ([], "no outputs"),
+        (None, "NoneType"),
+        ("x*y", "str"),
+        (["x"], "str"),
+    ],
+)
 def test_compiling_something_that_is_not_an_expression_is_unsupported(outputs, shown):
     with pytest.raises(sg.UnsupportedError) as info:
         sg.compile(outputs, backend="numpy")

@@ -30,50 +30,81 @@ def _distinct(shape, seed=0):
 
 
 UNARY_DOMAIN = {
-    "neg": (-2, 2), "abs": (-2, 2), "exp": (-2, 2), "expm1": (-2, 2), "log": (0.2, 3),
-    "log1p": (-0.5, 3), "sqrt": (0.2, 3), "square": (-2, 2), "reciprocal": (0.3, 2),
-    "sin": (-3, 3), "cos": (-3, 3), "tan": (-1.2, 1.2), "arcsin": (-0.9, 0.9),
-    "arccos": (-0.9, 0.9), "arctan": (-3, 3), "sinh": (-2, 2), "cosh": (-2, 2), "tanh": (-2, 2),
-    "sigmoid": (-4, 4), "relu": (-2, 2), "softplus": (-4, 4), "erf": (-2, 2),
+    "neg": (-2, 2),
+    "abs": (-2, 2),
+    "exp": (-2, 2),
+    "expm1": (-2, 2),
+    "log": (0.2, 3),
+    "log1p": (-0.5, 3),
+    "sqrt": (0.2, 3),
+    "square": (-2, 2),
+    "reciprocal": (0.3, 2),
+    "sin": (-3, 3),
+    "cos": (-3, 3),
+    "tan": (-1.2, 1.2),
+    "arcsin": (-0.9, 0.9),
+    "arccos": (-0.9, 0.9),
+    "arctan": (-3, 3),
+    "sinh": (-2, 2),
+    "cosh": (-2, 2),
+    "tanh": (-2, 2),
+    "sigmoid": (-4, 4),
+    "relu": (-2, 2),
+    "softplus": (-4, 4),
+    "erf": (-2, 2),
 }
 
 # op -> (build from symbols, input arrays); every op with a differentiable input is here
-CASES = {name: (lambda a, _n=name: getattr(sg, _n)(a), [_uniform(*dom, (2, 3), away=0.1)])
-         for name, dom in UNARY_DOMAIN.items()}
-CASES.update({
-    "add": (sg.add, [_uniform(-2, 2, (2, 3)), _uniform(-2, 2, (3,), 1)]),
-    "sub": (sg.sub, [_uniform(-2, 2, (2, 3)), _uniform(-2, 2, (3,), 1)]),
-    "mul": (sg.mul, [_uniform(-2, 2, (2, 3)), _uniform(-2, 2, (3,), 1)]),
-    "div": (sg.div, [_uniform(-2, 2, (2, 3)), _uniform(0.5, 2, (3,), 1)]),
-    "pow": (sg.pow, [_uniform(0.5, 2, (2, 3)), _uniform(-1.5, 1.5, (3,), 1)]),
-    "maximum": (sg.maximum, [_distinct((2, 3)), _distinct((3,), 1) + 0.05]),
-    "minimum": (sg.minimum, [_distinct((2, 3)), _distinct((3,), 1) + 0.05]),
-    "arctan2": (sg.arctan2, [_uniform(-2, 2, (2, 3)), _uniform(0.5, 2, (3,), 1)]),
-    "logaddexp": (sg.logaddexp, [_uniform(-4, 4, (2, 3)), _uniform(-4, 4, (3,), 1)]),
-    "where": (lambda a, b: sg.where(a > 0, a * 2, b), [_uniform(-2, 2, (2, 3), away=0.1),
-                                                       _uniform(-2, 2, (3,), 1)]),
-    "cast": (lambda a: sg.cast(a, "float32") * 1.0, [_uniform(-2, 2, (2, 3))]),
-    "sum": (lambda a: sg.sum(a, axis=1), [_uniform(-2, 2, (2, 3))]),
-    "max": (lambda a: sg.max(a, axis=0, keepdims=True), [_distinct((2, 3))]),
-    "min": (lambda a: sg.min(a, axis=1), [_distinct((2, 3))]),
-    "prod": (lambda a: sg.prod(a, axis=1), [_uniform(-2, 2, (2, 3))]),
-    "prod_others": (lambda a: reduce_ops.prod_others(a, (1,)), [_uniform(-2, 2, (2, 3))]),
-    "reshape": (lambda a: sg.reshape(a, (3, 2)) * 2.0, [_uniform(-2, 2, (2, 3))]),
-    "broadcast_to": (lambda a: sg.broadcast_to(a, (2, 3)), [_uniform(-2, 2, (3,))]),
-    "transpose": (lambda a: a.T, [_uniform(-2, 2, (2, 3))]),
-    "getitem": (lambda a: a[:, 1:], [_uniform(-2, 2, (2, 3))]),
-    "slice_grad": (lambda a: structure_ops.slice_grad(a, (("s", 1, None, None), ("s", None, None, None)),
-                                                      (2, 3)), [_uniform(-2, 2, (1, 3))]),
-    "concatenate": (lambda a, b: sg.concatenate([a, b], axis=0),
-                    [_uniform(-2, 2, (2, 3)), _uniform(-2, 2, (1, 3), 1)]),
-    "matmul": (lambda a, b: a @ b, [_uniform(-2, 2, (2, 3)), _uniform(-2, 2, (3, 4), 1)]),
-    "take0": (lambda a: sg.take(a, IDX, axis=0), [_uniform(-2, 2, (2, 3))]),
-    "scatter_add0": (lambda a: structure_ops.scatter_add0(a, sg.constant(IDX), 2),
-                     [_uniform(-2, 2, (3, 2))]),
-    "take_last": (lambda a: sg.take_along_axis(a, IDX_LAST, axis=1), [_uniform(-2, 2, (2, 3))]),
-    "scatter_last": (lambda a: make("scatter_last", [a, sg.constant(IDX_LAST)], size=3),
-                     [_uniform(-2, 2, (2, 2))]),
-})
+CASES = {
+    name: (lambda a, _n=name: getattr(sg, _n)(a), [_uniform(*dom, (2, 3), away=0.1)])
+    for name, dom in UNARY_DOMAIN.items()
+}
+CASES.update(
+    {
+        "add": (sg.add, [_uniform(-2, 2, (2, 3)), _uniform(-2, 2, (3,), 1)]),
+        "sub": (sg.sub, [_uniform(-2, 2, (2, 3)), _uniform(-2, 2, (3,), 1)]),
+        "mul": (sg.mul, [_uniform(-2, 2, (2, 3)), _uniform(-2, 2, (3,), 1)]),
+        "div": (sg.div, [_uniform(-2, 2, (2, 3)), _uniform(0.5, 2, (3,), 1)]),
+        "pow": (sg.pow, [_uniform(0.5, 2, (2, 3)), _uniform(-1.5, 1.5, (3,), 1)]),
+        "maximum": (sg.maximum, [_distinct((2, 3)), _distinct((3,), 1) + 0.05]),
+        "minimum": (sg.minimum, [_distinct((2, 3)), _distinct((3,), 1) + 0.05]),
+        "arctan2": (sg.arctan2, [_uniform(-2, 2, (2, 3)), _uniform(0.5, 2, (3,), 1)]),
+        "logaddexp": (sg.logaddexp, [_uniform(-4, 4, (2, 3)), _uniform(-4, 4, (3,), 1)]),
+        "where": (
+            lambda a, b: sg.where(a > 0, a * 2, b),
+            [_uniform(-2, 2, (2, 3), away=0.1), _uniform(-2, 2, (3,), 1)],
+        ),
+        "cast": (lambda a: sg.cast(a, "float32") * 1.0, [_uniform(-2, 2, (2, 3))]),
+        "sum": (lambda a: sg.sum(a, axis=1), [_uniform(-2, 2, (2, 3))]),
+        "max": (lambda a: sg.max(a, axis=0, keepdims=True), [_distinct((2, 3))]),
+        "min": (lambda a: sg.min(a, axis=1), [_distinct((2, 3))]),
+        "prod": (lambda a: sg.prod(a, axis=1), [_uniform(-2, 2, (2, 3))]),
+        "prod_others": (lambda a: reduce_ops.prod_others(a, (1,)), [_uniform(-2, 2, (2, 3))]),
+        "reshape": (lambda a: sg.reshape(a, (3, 2)) * 2.0, [_uniform(-2, 2, (2, 3))]),
+        "broadcast_to": (lambda a: sg.broadcast_to(a, (2, 3)), [_uniform(-2, 2, (3,))]),
+        "transpose": (lambda a: a.T, [_uniform(-2, 2, (2, 3))]),
+        "getitem": (lambda a: a[:, 1:], [_uniform(-2, 2, (2, 3))]),
+        "slice_grad": (
+            lambda a: structure_ops.slice_grad(a, (("s", 1, None, None), ("s", None, None, None)), (2, 3)),
+            [_uniform(-2, 2, (1, 3))],
+        ),
+        "concatenate": (
+            lambda a, b: sg.concatenate([a, b], axis=0),
+            [_uniform(-2, 2, (2, 3)), _uniform(-2, 2, (1, 3), 1)],
+        ),
+        "matmul": (lambda a, b: a @ b, [_uniform(-2, 2, (2, 3)), _uniform(-2, 2, (3, 4), 1)]),
+        "take0": (lambda a: sg.take(a, IDX, axis=0), [_uniform(-2, 2, (2, 3))]),
+        "scatter_add0": (
+            lambda a: structure_ops.scatter_add0(a, sg.constant(IDX), 2),
+            [_uniform(-2, 2, (3, 2))],
+        ),
+        "take_last": (lambda a: sg.take_along_axis(a, IDX_LAST, axis=1), [_uniform(-2, 2, (2, 3))]),
+        "scatter_last": (
+            lambda a: make("scatter_last", [a, sg.constant(IDX_LAST)], size=3),
+            [_uniform(-2, 2, (2, 2))],
+        ),
+    }
+)
 
 
 def _differentiable_ops():
@@ -102,6 +133,7 @@ def test_every_differentiable_op_has_a_jvp_case():
 def _directional(f, arrays, tangents, h=1e-3):
     def at(e):
         return np.asarray(f(*[a + e * t for a, t in zip(arrays, tangents)]), dtype=np.float64)
+
     return (at(-2 * h) - 8 * at(-h) + 8 * at(h) - at(2 * h)) / (12 * h)
 
 
@@ -167,7 +199,7 @@ def _maps():
     u = sg.tensor("u", (3,))
     wide = sg.stack([u[0] * u[1], sg.sin(u[2]), u[0] ** 2, sg.exp(u[1]) * u[2], sg.tanh(u[0] - u[2])])
     w = sg.tensor("w", (5,))
-    narrow = sg.stack([sg.sum(w ** 2), w[0] * w[4], sg.log1p(sg.sum(sg.exp(w)))])
+    narrow = sg.stack([sg.sum(w**2), w[0] * w[4], sg.log1p(sg.sum(sg.exp(w)))])
     return (u, wide), (w, narrow)
 
 
@@ -183,8 +215,9 @@ def test_jacobian_modes_agree_and_match_central_differences(which):
     np.testing.assert_allclose(results["forward"], results["reverse"], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(results["auto"], results["reverse"], rtol=1e-12, atol=1e-12)
     f = sg.compile(expr, inputs=[sym], backend="numpy")
-    numeric = np.stack([_directional(f, [x0], [np.eye(sym.shape[0])[j]]) for j in range(sym.shape[0])],
-                       axis=-1)
+    numeric = np.stack(
+        [_directional(f, [x0], [np.eye(sym.shape[0])[j]]) for j in range(sym.shape[0])], axis=-1
+    )
     np.testing.assert_allclose(results["auto"], numeric, rtol=1e-8, atol=1e-8)
 
 
@@ -193,8 +226,8 @@ def test_jacobian_auto_mode_follows_the_input_output_sizes():
     assert sg.jacobian_mode(wide, u) == ("forward", 3, 5)
     assert sg.jacobian_mode(narrow, w) == ("reverse", 5, 3)
     n = sg.tensor("s", ("n",))
-    assert sg.jacobian_mode(sg.sin(n) * u[0], [u])[0] == "forward"   # symbolic output size
-    assert sg.jacobian_mode(sg.sum(n) * wide, [n])[0] == "reverse"   # symbolic input size
+    assert sg.jacobian_mode(sg.sin(n) * u[0], [u])[0] == "forward"  # symbolic output size
+    assert sg.jacobian_mode(sg.sum(n) * wide, [n])[0] == "reverse"  # symbolic input size
 
 
 def test_jacobian_of_several_tensors_in_the_numba_backend():

@@ -23,9 +23,9 @@ import pytest
 import sympy as sp
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st   # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-import symgrad as sg   # noqa: E402
+import symgrad as sg  # noqa: E402
 
 EXAMPLES = int(os.environ.get("SYMGRAD_FUZZ_EXAMPLES", "150"))
 NUMBA_EXAMPLES = max(3, EXAMPLES // 50)
@@ -39,6 +39,7 @@ SX, SY = sp.symbols("x y", real=True)
 
 # ---------------------------------------------------------------- the scalar recipe
 # each entry: (symgrad expr, sympy expr, depth)
+
 
 def _bounded(kind, e, s):
     """A bounded version of e (so growing ops stay finite), three ways for variety."""
@@ -59,12 +60,11 @@ UNARY = {
     "abs": (lambda e: sg.abs(e), lambda s: sp.Piecewise((s, s >= 0), (-s, True))),
     "exp": (lambda e: sg.exp(3 * sg.tanh(e)), lambda s: sp.exp(3 * sp.tanh(s))),
     "expm1": (lambda e: sg.expm1(3 * sg.tanh(e)), lambda s: sp.exp(3 * sp.tanh(s)) - 1),
-    "log": (lambda e: sg.log(sg.softplus(e) + 0.1),
-            lambda s: sp.log(sp.log(1 + sp.exp(s)) + sp.Float(0.1))),
+    "log": (lambda e: sg.log(sg.softplus(e) + 0.1), lambda s: sp.log(sp.log(1 + sp.exp(s)) + sp.Float(0.1))),
     "log1p": (lambda e: sg.log1p(sg.softplus(e)), lambda s: sp.log(1 + sp.log(1 + sp.exp(s)))),
-    "sqrt": (lambda e: sg.sqrt(sg.square(e) + 0.1), lambda s: sp.sqrt(s ** 2 + sp.Float(0.1))),
+    "sqrt": (lambda e: sg.sqrt(sg.square(e) + 0.1), lambda s: sp.sqrt(s**2 + sp.Float(0.1))),
     "square": (lambda e: sg.square(2 * sg.tanh(e)), lambda s: (2 * sp.tanh(s)) ** 2),
-    "reciprocal": (lambda e: sg.reciprocal(sg.square(e) + 0.5), lambda s: 1 / (s ** 2 + sp.Float(0.5))),
+    "reciprocal": (lambda e: sg.reciprocal(sg.square(e) + 0.5), lambda s: 1 / (s**2 + sp.Float(0.5))),
     "sin": (sg.sin, sp.sin),
     "cos": (sg.cos, sp.cos),
     "tan": (lambda e: sg.tan(1.2 * sg.tanh(e)), lambda s: sp.tan(sp.Float(1.2) * sp.tanh(s))),
@@ -78,18 +78,31 @@ UNARY = {
     "softplus": (sg.softplus, lambda s: sp.log(1 + sp.exp(s))),
     "erf": (sg.erf, sp.erf),
 }
-BINARY = ["add", "sub", "mul", "div", "pow_int", "pow_float", "pow_neg", "maximum", "minimum",
-          "arctan2_a", "arctan2_b", "where", "where_domain"]
+BINARY = [
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow_int",
+    "pow_float",
+    "pow_neg",
+    "maximum",
+    "minimum",
+    "arctan2_a",
+    "arctan2_b",
+    "where",
+    "where_domain",
+]
 
 
 @st.composite
 def scalar_recipes(draw):
     pool = [(X, SX, 0), (Y, SY, 0), (sg.sin(X) * Y, sp.sin(SX) * SY, 1)]
-    kinks = []   # sympy expressions whose zero is a kink
+    kinks = []  # sympy expressions whose zero is a kink
     steps = draw(st.integers(1, 12))
     for _ in range(steps):
         usable = [p for p in pool if p[2] < MAX_DEPTH]
-        pick = lambda: usable[draw(st.integers(0, len(usable) - 1))]   # noqa: E731
+        pick = lambda: usable[draw(st.integers(0, len(usable) - 1))]  # noqa: E731
         if draw(st.booleans()):
             name = draw(st.sampled_from(sorted(UNARY)))
             e, s, d = pick()
@@ -110,17 +123,17 @@ def scalar_recipes(draw):
             bb, sbb = _bounded(kind, b, sb)
             new = (a * bb, sa * sbb)
         elif name == "div":
-            new = (a / (sg.square(b) + 0.5), sa / (sb ** 2 + sp.Float(0.5)))
+            new = (a / (sg.square(b) + 0.5), sa / (sb**2 + sp.Float(0.5)))
         elif name == "pow_int":
             k = draw(st.integers(0, 4))
             ab, sab = _bounded(kind, a, sa)
-            new = (ab ** k, sab ** k)
+            new = (ab**k, sab**k)
         elif name == "pow_float":
             p = draw(st.sampled_from([0.5, 1.5, 2.5, 0.3, 1.0]))
-            new = ((sg.square(a) + 0.1) ** p, (sa ** 2 + sp.Float(0.1)) ** sp.Float(p))
+            new = ((sg.square(a) + 0.1) ** p, (sa**2 + sp.Float(0.1)) ** sp.Float(p))
         elif name == "pow_neg":
             k = draw(st.integers(-3, -1))
-            new = ((sg.square(a) + 0.5) ** k, (sa ** 2 + sp.Float(0.5)) ** k)
+            new = ((sg.square(a) + 0.5) ** k, (sa**2 + sp.Float(0.5)) ** k)
         elif name in ("maximum", "minimum"):
             kinks.append(sa - sb)
             if name == "maximum":
@@ -128,9 +141,9 @@ def scalar_recipes(draw):
             else:
                 new = (sg.minimum(a, b), sp.Piecewise((sa, sa < sb), (sb, True)))
         elif name == "arctan2_a":
-            new = (sg.arctan2(a, sg.square(b) + 0.5), sp.atan2(sa, sb ** 2 + sp.Float(0.5)))
+            new = (sg.arctan2(a, sg.square(b) + 0.5), sp.atan2(sa, sb**2 + sp.Float(0.5)))
         elif name == "arctan2_b":
-            new = (sg.arctan2(1 + sg.square(a), b), sp.atan2(1 + sa ** 2, sb))
+            new = (sg.arctan2(1 + sg.square(a), b), sp.atan2(1 + sa**2, sb))
         else:
             (c1, sc1, dc1), (c2, sc2, dc2) = pick(), pick()
             depth = max(depth, dc1 + 1, dc2 + 1)
@@ -144,8 +157,7 @@ def scalar_recipes(draw):
                 # the taken branch is finite; the other may be nan/inf (log/sqrt of a negative)
                 kinks.append(sc1 - sc2 - 0.25)
                 dom = sg.where(c1 > c2 + 0.25, sg.log(c1 - c2) * sg.sqrt(c1 - c2), a)
-                sdom = _sympy_where(sc1 > sc2 + sp.Float(0.25),
-                                    sp.log(sc1 - sc2) * sp.sqrt(sc1 - sc2), sa)
+                sdom = _sympy_where(sc1 > sc2 + sp.Float(0.25), sp.log(sc1 - sc2) * sp.sqrt(sc1 - sc2), sa)
                 new = (dom, sdom)
         pool.append((new[0], new[1], depth))
     e, s, _ = pool[-1]
@@ -214,22 +226,23 @@ def _check(e, s, kinks, points, backend):
         tol = 1e-9 * np.abs(want) + 1e-3 * moved + 1e-12 * scale
         assert np.all(np.abs(got - want) <= tol), (
             f"symgrad vs sympy at x={px!r}, y={py!r} ({backend}):\n  expr: {e!r:.300}\n"
-            f"  sympy: {s}\n  got  {got}\n  want {want}")
+            f"  sympy: {s}\n  got  {got}\n  want {want}"
+        )
         checked += 1
     RAN["scalar points"] += checked
     return checked
 
 
-@settings(derandomize=True, max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=list(HealthCheck))
+@settings(derandomize=True, max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(scalar_recipes())
 def test_scalar_fuzz_against_sympy(recipe):
     RAN["scalar"] += 1
     _check(*recipe, backend="numpy")
 
 
-@settings(derandomize=True, max_examples=NUMBA_EXAMPLES, deadline=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    derandomize=True, max_examples=NUMBA_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck)
+)
 @given(scalar_recipes())
 def test_scalar_fuzz_numba(recipe):
     RAN["numba"] += 1
@@ -251,9 +264,14 @@ def tensor_recipes(draw):
         e = pool[draw(st.integers(0, len(pool) - 1))]
         if kind == "unary":
             op = draw(st.sampled_from(["tanh", "sin", "softplus", "sigmoid", "square_b", "exp_b"]))
-            new = {"tanh": sg.tanh, "sin": sg.sin, "softplus": sg.softplus, "sigmoid": sg.sigmoid,
-                   "square_b": lambda v: sg.square(sg.tanh(v)),
-                   "exp_b": lambda v: sg.exp(sg.tanh(v))}[op](e)
+            new = {
+                "tanh": sg.tanh,
+                "sin": sg.sin,
+                "softplus": sg.softplus,
+                "sigmoid": sg.sigmoid,
+                "square_b": lambda v: sg.square(sg.tanh(v)),
+                "exp_b": lambda v: sg.exp(sg.tanh(v)),
+            }[op](e)
         elif kind == "binary":
             others = [p for p in pool if _broadcastable(p.shape, e.shape)]
             o = others[draw(st.integers(0, len(others) - 1))]
@@ -290,9 +308,10 @@ def _broadcastable(s1, s2):
     return True
 
 
-@settings(derandomize=True, max_examples=TENSOR_EXAMPLES, deadline=None,
-          suppress_health_check=list(HealthCheck))
-@given(tensor_recipes(), st.integers(0, 2 ** 31))
+@settings(
+    derandomize=True, max_examples=TENSOR_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck)
+)
+@given(tensor_recipes(), st.integers(0, 2**31))
 def test_tensor_fuzz_backends_and_differences(loss, seed):
     RAN["tensor"] += 1
     rng = np.random.default_rng(seed)
@@ -313,16 +332,20 @@ def test_tensor_fuzz_backends_and_differences(loss, seed):
             fd = (float(value(*plus)[0]) - float(value(*minus)[0])) / (2 * h)
             # max() has kinks; a tie within h of the point makes the difference meaningless
             assert abs(fd - by_numpy[1 + k][index]) <= 1e-5 * (1 + abs(fd)) or _has_kink(loss), (
-                f"gradient of {loss!r:.200} wrt {'ABC'[k]}{index}: {by_numpy[1 + k][index]} vs {fd}")
+                f"gradient of {loss!r:.200} wrt {'ABC'[k]}{index}: {by_numpy[1 + k][index]} vs {fd}"
+            )
 
 
 def _has_kink(loss):
     from symgrad.graph import topo_order
+
     return any(n.op in ("maximum", "max") for n in topo_order([loss]))
 
 
 def test_zz_report_counts(capsys):
     """Not a check: prints how many examples ran (pytest -s, or the -rP summary)."""
     with capsys.disabled():
-        print(f"\nfuzz: {RAN['scalar']} scalar examples ({RAN['scalar points']} points checked "
-              f"against sympy), {RAN['numba']} numba, {RAN['tensor']} tensor")
+        print(
+            f"\nfuzz: {RAN['scalar']} scalar examples ({RAN['scalar points']} points checked "
+            f"against sympy), {RAN['numba']} numba, {RAN['tensor']} tensor"
+        )

@@ -362,8 +362,9 @@ DEEP_CHAIN = textwrap.dedent("""
 
 def test_hundred_thousand_deep_chain_builds_sorts_differentiates_and_frees():
     # in a child process, so a C stack overflow while freeing shows up as a failed exit code
-    result = subprocess.run([sys.executable, "-c", DEEP_CHAIN], capture_output=True, text=True,
-                            timeout=600, env=os.environ.copy())
+    result = subprocess.run(
+        [sys.executable, "-c", DEEP_CHAIN], capture_output=True, text=True, timeout=600, env=os.environ.copy()
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("ok")
 
@@ -371,17 +372,20 @@ def test_hundred_thousand_deep_chain_builds_sorts_differentiates_and_frees():
 # ---------------------------------------------------------------- repr
 
 
-@pytest.mark.parametrize("build, by_hand", [
-    (lambda x, y, z: x - (y - z), lambda x, y, z: x - (y - z)),
-    (lambda x, y, z: (x - y) - z, lambda x, y, z: (x - y) - z),
-    (lambda x, y, z: x / (y * z), lambda x, y, z: x / (y * z)),
-    (lambda x, y, z: (x ** y) ** z, lambda x, y, z: (x ** y) ** z),
-    (lambda x, y, z: x ** (y ** z), lambda x, y, z: x ** (y ** z)),
-    (lambda x, y, z: -(x * y) + z, lambda x, y, z: -(x * y) + z),
-    (lambda x, y, z: sg.constant(-2.0) ** x, lambda x, y, z: (-2.0) ** x),
-    (lambda x, y, z: x - sg.constant(-2.0) * y, lambda x, y, z: x - (-2.0) * y),
-    (lambda x, y, z: sg.where((x < y) == (y < z), x, y), lambda x, y, z: x if (x < y) == (y < z) else y),
-])
+@pytest.mark.parametrize(
+    "build, by_hand",
+    [
+        (lambda x, y, z: x - (y - z), lambda x, y, z: x - (y - z)),
+        (lambda x, y, z: (x - y) - z, lambda x, y, z: (x - y) - z),
+        (lambda x, y, z: x / (y * z), lambda x, y, z: x / (y * z)),
+        (lambda x, y, z: (x**y) ** z, lambda x, y, z: (x**y) ** z),
+        (lambda x, y, z: x ** (y**z), lambda x, y, z: x ** (y**z)),
+        (lambda x, y, z: -(x * y) + z, lambda x, y, z: -(x * y) + z),
+        (lambda x, y, z: sg.constant(-2.0) ** x, lambda x, y, z: (-2.0) ** x),
+        (lambda x, y, z: x - sg.constant(-2.0) * y, lambda x, y, z: x - (-2.0) * y),
+        (lambda x, y, z: sg.where((x < y) == (y < z), x, y), lambda x, y, z: x if (x < y) == (y < z) else y),
+    ],
+)
 def test_repr_reads_back_as_python_with_the_same_value(build, by_hand):
     # x=2, y=3, z=4: (x < y) == (y < z) is true but the chained x < y == (y < z) is false,
     # and (-2.0)**x is 4 but -2.0**x is -4

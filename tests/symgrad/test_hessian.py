@@ -24,22 +24,25 @@ def test_rosenbrock_hessian_matches_the_closed_form(backend):
     h = sg.compile(sg.hessian(_rosenbrock(z), z), backend=backend)
     for p in POINTS:
         a, b = p
-        closed = np.array([[1200 * a ** 2 - 400 * b + 2, -400 * a], [-400 * a, 200.0]])
+        closed = np.array([[1200 * a**2 - 400 * b + 2, -400 * a], [-400 * a, 200.0]])
         np.testing.assert_allclose(h(p), closed, rtol=1e-13)
         np.testing.assert_allclose(h(p), rosen_hess(p), rtol=1e-13)
 
 
 def test_hessian_of_scalar_symbols_is_symmetric_blocks_matching_sympy():
     x, y = sg.scalars("x y")
-    e = sg.exp(x * y) + sg.sin(x) * y ** 3
+    e = sg.exp(x * y) + sg.sin(x) * y**3
     H = sg.hessian(e, [x, y])
-    assert H[0][1] is H[1][0]   # the off-diagonal entry is one expression, computed once
+    assert H[0][1] is H[1][0]  # the off-diagonal entry is one expression, computed once
     f = sg.compile([H[0][0], H[0][1], H[1][1]], inputs=[x, y], backend="numpy")
     X, Y = sympy.symbols("x y")
-    E = sympy.exp(X * Y) + sympy.sin(X) * Y ** 3
+    E = sympy.exp(X * Y) + sympy.sin(X) * Y**3
     at = {X: 0.7, Y: -0.4}
-    expected = [float(sympy.diff(E, X, X).subs(at)), float(sympy.diff(E, X, Y).subs(at)),
-                float(sympy.diff(E, Y, Y).subs(at))]
+    expected = [
+        float(sympy.diff(E, X, X).subs(at)),
+        float(sympy.diff(E, X, Y).subs(at)),
+        float(sympy.diff(E, Y, Y).subs(at)),
+    ]
     np.testing.assert_allclose(f(0.7, -0.4), expected, rtol=1e-13)
 
 
@@ -68,8 +71,9 @@ def test_mlp_loss_hessian_matches_finite_differences_of_the_gradient():
     H = sg.compile(sg.hessian(loss, w), inputs=[w, X, T], backend="numpy")(w0, X0, T0)
     vg = sg.value_and_grad(loss, wrt=w, inputs=[w, X, T], backend="numpy")
     h = 1e-5
-    numeric = np.stack([(vg(w0 + h * e, X0, T0)[1] - vg(w0 - h * e, X0, T0)[1]) / (2 * h)
-                        for e in np.eye(20)], axis=1)
+    numeric = np.stack(
+        [(vg(w0 + h * e, X0, T0)[1] - vg(w0 - h * e, X0, T0)[1]) / (2 * h) for e in np.eye(20)], axis=1
+    )
     np.testing.assert_allclose(H, numeric, rtol=1e-6, atol=1e-8)
     assert np.array_equal(H, H.T)
 
@@ -94,6 +98,7 @@ def test_hessian_graph_grows_as_nodes_times_inputs_not_faster():
         for k in range(depth):
             e = sg.sin(e * xs[k % n_inputs]) + xs[(k + 1) % n_inputs]
         return e, list(xs)
+
     for n_inputs, depth in [(2, 200), (4, 200), (4, 400)]:
         e, xs = chain(n_inputs, depth)
         N = len(topo_order([e]))
@@ -104,14 +109,14 @@ def test_hessian_graph_grows_as_nodes_times_inputs_not_faster():
 
 def test_value_grad_and_hessian_returns_all_three_from_one_function():
     x, y = sg.scalars("x y")
-    e = x ** 2 * y + sg.cos(y)
+    e = x**2 * y + sg.cos(y)
     vgh = sg.value_grad_and_hessian(e, [x, y], backend="numpy")
     value, (gx, gy), ((hxx, hxy), (hyx, hyy)) = vgh(1.5, 0.5)
     assert value == pytest.approx(1.125 + np.cos(0.5))
     np.testing.assert_allclose([gx, gy], [1.5, 2.25 - np.sin(0.5)], rtol=1e-15)
     np.testing.assert_allclose([hxx, hxy, hyx, hyy], [1.0, 3.0, 3.0, -np.cos(0.5)], rtol=1e-15)
     z = sg.tensor("z", (2,))
-    value, g, H = sg.value_grad_and_hessian(_rosenbrock(z), z)(POINTS[0])   # numba
+    value, g, H = sg.value_grad_and_hessian(_rosenbrock(z), z)(POINTS[0])  # numba
     np.testing.assert_allclose(H, rosen_hess(POINTS[0]), rtol=1e-13)
 
 
@@ -129,7 +134,7 @@ def test_sparse_hessian_of_1000_dim_rosenbrock_is_tridiagonal_and_exact():
     rows, cols = pattern.nonzero()
     assert np.abs(rows - cols).max() == 1
     sh = sg.sparse_hessian(f, X, backend="numpy")
-    assert int(sh.colors.max()) + 1 == 3          # three Hessian-vector products
+    assert int(sh.colors.max()) + 1 == 3  # three Hessian-vector products
     x0 = np.random.default_rng(0).uniform(-1.5, 1.5, n)
     H = sh(x0)
     assert isinstance(H, scipy.sparse.csr_matrix) and H.nnz == 2998
@@ -139,14 +144,14 @@ def test_sparse_hessian_of_1000_dim_rosenbrock_is_tridiagonal_and_exact():
 
 def test_sparse_hessian_of_a_separable_sum_in_several_tensors():
     a, b = sg.tensor("a", (4,)), sg.tensor("b", (3,))
-    f = sg.sum(sg.exp(a) * a) + sg.sum(b ** 3) + a[0] * b[2]
+    f = sg.sum(sg.exp(a) * a) + sg.sum(b**3) + a[0] * b[2]
     pattern = sg.hessian_sparsity(f, [a, b]).toarray()
     expected = np.zeros((7, 7), dtype=bool)
     expected[np.arange(7), np.arange(7)] = True
     expected[0, 6] = expected[6, 0] = True
     assert np.array_equal(pattern, expected)
     a0, b0 = np.linspace(-1, 1, 4), np.array([0.5, -2.0, 1.5])
-    H = sg.sparse_hessian(f, [a, b])(a0, b0).toarray()   # numba
+    H = sg.sparse_hessian(f, [a, b])(a0, b0).toarray()  # numba
     dense = np.diag(np.concatenate([np.exp(a0) * (a0 + 2), 6 * b0]))
     dense[0, 6] = dense[6, 0] = 1.0
     np.testing.assert_allclose(H, dense, rtol=1e-14)
@@ -161,6 +166,6 @@ def test_hessian_errors_name_the_problem():
     with pytest.raises(UnsupportedError, match="dtype int64"):
         sg.hessian(sg.sum(sg.tensor("k", (3,), dtype="int64")), v)
     with pytest.raises(ShapeError, match="vector for v has shape"):
-        sg.hvp(sg.sum(v ** 3), v, np.ones(4))
+        sg.hvp(sg.sum(v**3), v, np.ones(4))
     with pytest.raises(UnsupportedError, match="wrt must be symbols"):
-        sg.hessian_sparsity(sg.sum(v ** 3), [v * 2])
+        sg.hessian_sparsity(sg.sum(v**3), [v * 2])

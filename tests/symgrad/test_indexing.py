@@ -21,11 +21,11 @@ def test_take_rows_matches_numpy_and_gradient_scatter_adds(backend):
     vg = sg.value_and_grad(sg.sum(X[idx] * W), wrt=X, inputs=[X, idx, W], backend=backend)
     rng = np.random.default_rng(0)
     Xv, Wv = rng.normal(size=(4, 3)), rng.normal(size=(5, 3))
-    iv = np.array([0, 2, 2, -1, 1])           # repeats and a negative index
+    iv = np.array([0, 2, 2, -1, 1])  # repeats and a negative index
     value, dX = vg(Xv, iv, Wv)
     assert value == pytest.approx(np.sum(Xv[iv] * Wv), rel=1e-14)
     expected = np.zeros_like(Xv)
-    np.add.at(expected, iv, Wv)               # each use of a row adds its weight
+    np.add.at(expected, iv, Wv)  # each use of a row adds its weight
     np.testing.assert_allclose(dX, expected, rtol=1e-14)
 
 
@@ -70,7 +70,7 @@ def test_out_of_range_index_is_an_input_error_not_a_read(backend):
     x = sg.tensor("x", ("n",))
     idx = sg.tensor("idx", ("k",), dtype="int64")
     vg = sg.value_and_grad(sg.sum(x[idx]), wrt=x, inputs=[x, idx], backend=backend)
-    for bad in ([0, 3], [-4], [10 ** 9]):
+    for bad in ([0, 3], [-4], [10**9]):
         with pytest.raises(sg.InputError, match="out of range"):
             vg(np.ones(3), np.array(bad))
     labels = sg.tensor("labels", ("m",), dtype="int64")
@@ -113,8 +113,9 @@ def test_second_derivative_through_a_gather():
 def test_parser_reaches_integer_indexing():
     s = sg.tensor("s", (2, 3))
     t = sg.tensor("t", (2,), dtype="int64")
-    parsed = sg.parse("log_softmax(s, axis=1)[arange(2), t]", shapes={"s": (2, 3), "t": (2,)},
-                      dtypes={"t": "int64"})
+    parsed = sg.parse(
+        "log_softmax(s, axis=1)[arange(2), t]", shapes={"s": (2, 3), "t": (2,)}, dtypes={"t": "int64"}
+    )
     assert parsed is sg.log_softmax(s, axis=1)[sg.arange(2), t]
 
 

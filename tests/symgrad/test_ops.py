@@ -72,18 +72,21 @@ def check_vjp(build, truth, arrays, backend, *, rtol=1e-6, h=1e-3, seed=1):
         assert not np.isnan(g).any()
         numeric = _five_point(f, [a.astype(np.float64) for a in arrays], k, h)
         scale = max(1.0, float(np.max(np.abs(numeric), initial=0.0)))
-        np.testing.assert_allclose(g, numeric, rtol=rtol, atol=rtol * scale,
-                                   err_msg=f"gradient of input {NAMES[k]} ({backend})")
+        np.testing.assert_allclose(
+            g, numeric, rtol=rtol, atol=rtol * scale, err_msg=f"gradient of input {NAMES[k]} ({backend})"
+        )
     return vg
 
 
 def uniform(lo, hi, away=0.0):
     """Sampler of uniform values in [lo, hi] at least ``away`` from zero (off kinks and poles)."""
+
     def sample(rng, shape):
         x = rng.uniform(lo, hi, size=shape)
         if away:
             x = np.where(np.abs(x) < away, np.copysign(away + np.abs(x), x), x)
         return np.asarray(x, dtype=np.float64)
+
     return sample
 
 
@@ -133,12 +136,15 @@ def _sample_graphs():
         "take0": M[np.array([1, 0, 1])],
         "scatter_add0": structure_ops.scatter_add0(M, sg.constant(np.array([2, 0])), 3),
         "take_last": sg.take_along_axis(M, np.array([[2], [0]]), axis=1),
-        "scatter_last": sg.grad(sg.sum(sg.take_along_axis(M, np.array([[2], [0]]), axis=1)
-                                       * sg.reshape(v[:2], (2, 1))), M),
+        "scatter_last": sg.grad(
+            sg.sum(sg.take_along_axis(M, np.array([[2], [0]]), axis=1) * sg.reshape(v[:2], (2, 1))), M
+        ),
         "arange": sg.arange(u.shape[0]),
     }
-    for name in ("neg abs sign exp expm1 log log1p sqrt square reciprocal sin cos tan arcsin "
-                 "arccos arctan sinh cosh tanh sigmoid relu softplus erf").split():
+    for name in (
+        "neg abs sign exp expm1 log log1p sqrt square reciprocal sin cos tan arcsin "
+        "arccos arctan sinh cosh tanh sigmoid relu softplus erf"
+    ).split():
         samples[name] = getattr(sg, name)(M)
     for name in "add sub mul div pow maximum minimum arctan2 logaddexp".split():
         samples[name] = getattr(sg, name)(M, v)
@@ -154,20 +160,29 @@ SAMPLES = _sample_graphs()
 # (op, input index) pairs that have no derivative, and why:
 NON_DIFFERENTIABLE = {
     # piecewise constant: the derivative is 0 wherever it exists
-    ("sign", 0), ("isfinite", 0),
+    ("sign", 0),
+    ("isfinite", 0),
     *((op, i) for op in "less less_equal greater greater_equal equal not_equal".split() for i in (0, 1)),
     # bool in, bool out
-    ("logical_not", 0), ("logical_and", 0), ("logical_and", 1), ("logical_or", 0), ("logical_or", 1),
+    ("logical_not", 0),
+    ("logical_and", 0),
+    ("logical_and", 1),
+    ("logical_or", 0),
+    ("logical_or", 1),
     # zero derivative by definition
     ("stop_gradient", 0),
     # one-hot masks of the arg-extremum: piecewise constant (they only appear in max/min VJPs)
-    ("argmax_mask", 0), ("argmin_mask", 0),
+    ("argmax_mask", 0),
+    ("argmin_mask", 0),
     # the condition of where selects, it is not a value
     ("where", 0),
     # integer indices select, they are not values
-    ("take0", 1), ("scatter_add0", 1), ("take_last", 1), ("scatter_last", 1),
+    ("take0", 1),
+    ("scatter_add0", 1),
+    ("take_last", 1),
+    ("scatter_last", 1),
 }
-NO_NUMPY_DEFINITION = {"symbol", "constant", "dimsize"}   # inputs, embedded values, runtime sizes
+NO_NUMPY_DEFINITION = {"symbol", "constant", "dimsize"}  # inputs, embedded values, runtime sizes
 
 
 def _node_of(op):
@@ -216,9 +231,12 @@ def _evaluate_with_definitions(outputs, env):
             sizes = {dim_symbol("n"): env["u"].shape[0]}
             values[id(node)] = np.asarray(
                 math.prod(d if isinstance(d, int) else int(d.subs(sizes)) for d in node.attrs["dims"]),
-                dtype=node.dtype)
+                dtype=node.dtype,
+            )
         elif node.op == "arange":
-            values[id(node)] = OPS["arange"].impl(n=int(node.attrs["n"].subs({dim_symbol("n"): env["u"].shape[0]})))
+            values[id(node)] = OPS["arange"].impl(
+                n=int(node.attrs["n"].subs({dim_symbol("n"): env["u"].shape[0]}))
+            )
         else:
             values[id(node)] = OPS[node.op].impl(*[values[id(i)] for i in node.inputs], **node.attrs)
     return [values[id(o)] for o in outputs]
@@ -240,8 +258,9 @@ def test_every_op_sample_computes_its_numpy_definition():
         assert node.shape == expected.shape or not all(isinstance(d, int) for d in node.shape), name
         assert expected.dtype == node.dtype, (name, "the dtype rule disagrees with the definition")
         assert value.dtype == expected.dtype, (name, value.dtype, expected.dtype)
-        np.testing.assert_allclose(value, expected, rtol=1e-6 if value.dtype == np.float32 else 1e-13,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            value, expected, rtol=1e-6 if value.dtype == np.float32 else 1e-13, err_msg=name
+        )
 
 
 # ---------------------------------------------------------------- elementwise unary
@@ -275,6 +294,7 @@ UNARY = {  # name: (plain numpy definition, domain)
 
 def test_unary_table_covers_every_unary_op():
     from symgrad.ops.elementwise import UNARY_OPS
+
     assert sorted(UNARY) == sorted(UNARY_OPS)
 
 
@@ -308,23 +328,29 @@ BINARY = {  # name: (plain numpy definition, sampler of both operands)
     "add": (lambda a, b: a + b, lambda r, sa, sb: (r.normal(size=sa), r.normal(size=sb))),
     "sub": (lambda a, b: a - b, lambda r, sa, sb: (r.normal(size=sa), r.normal(size=sb))),
     "mul": (lambda a, b: a * b, lambda r, sa, sb: (r.normal(size=sa), r.normal(size=sb))),
-    "div": (lambda a, b: a / b,
-            lambda r, sa, sb: (r.normal(size=sa), uniform(-2, 2, away=0.5)(r, sb))),
+    "div": (lambda a, b: a / b, lambda r, sa, sb: (r.normal(size=sa), uniform(-2, 2, away=0.5)(r, sb))),
     "pow": (np.power, lambda r, sa, sb: (r.uniform(0.5, 2, sa), r.uniform(-2, 2, sb))),
     "maximum": (np.maximum, _untied),
     "minimum": (np.minimum, _untied),
-    "arctan2": (np.arctan2,
-                lambda r, sa, sb: (r.uniform(-2, 2, sa), uniform(-2, 2, away=0.3)(r, sb))),
+    "arctan2": (np.arctan2, lambda r, sa, sb: (r.uniform(-2, 2, sa), uniform(-2, 2, away=0.3)(r, sb))),
     "logaddexp": (np.logaddexp, lambda r, sa, sb: (r.normal(size=sa) * 3, r.normal(size=sb) * 3)),
 }
-BINARY_SHAPES = [((), ()), ((), (4,)), ((4,), ()), ((4,), (4,)), ((3, 1), (1, 4)), ((2, 3), (3,)),
-                 ((2, 1, 3), (4, 1))]
+BINARY_SHAPES = [
+    ((), ()),
+    ((), (4,)),
+    ((4,), ()),
+    ((4,), (4,)),
+    ((3, 1), (1, 4)),
+    ((2, 3), (3,)),
+    ((2, 1, 3), (4, 1)),
+]
 # numba: one broadcasting pattern per op, the two patterns shared out between the ops
 NUMBA_BINARY = [(op, ((3, 1), (1, 4)) if k % 2 == 0 else ((), (4,))) for k, op in enumerate(sorted(BINARY))]
 
 
 def test_binary_table_covers_every_binary_op():
     from symgrad.ops.elementwise import BINARY_OPS
+
     assert sorted(BINARY) == sorted(BINARY_OPS)
 
 
@@ -343,14 +369,18 @@ def test_binary_vjp_matches_central_differences_numba(op, shapes):
     check_vjp(getattr(sg, op), truth, [np.asarray(a), np.asarray(b)], "numba")
 
 
-@pytest.mark.parametrize("build, truth", [
-    (lambda x: x ** 3, lambda x: x ** 3),
-    (lambda x: x ** 0.5, np.sqrt),
-    (lambda x: 2.0 ** x, lambda x: 2.0 ** x),
-    (lambda x: 1 / x, lambda x: 1 / x),
-    (lambda x: 3 - x, lambda x: 3 - x),
-    (lambda x: sg.maximum(x, 0.5), lambda x: np.maximum(x, 0.5)),
-], ids=["cube", "pow_half", "exp2", "rdiv", "rsub", "maximum_const"])
+@pytest.mark.parametrize(
+    "build, truth",
+    [
+        (lambda x: x**3, lambda x: x**3),
+        (lambda x: x**0.5, np.sqrt),
+        (lambda x: 2.0**x, lambda x: 2.0**x),
+        (lambda x: 1 / x, lambda x: 1 / x),
+        (lambda x: 3 - x, lambda x: 3 - x),
+        (lambda x: sg.maximum(x, 0.5), lambda x: np.maximum(x, 0.5)),
+    ],
+    ids=["cube", "pow_half", "exp2", "rdiv", "rsub", "maximum_const"],
+)
 def test_binary_with_python_number_vjp(build, truth):
     x = np.array([0.3, 0.8, 1.7, 2.4])
     check_vjp(build, truth, [x], "numpy")
@@ -371,19 +401,30 @@ def test_where_vjp_routes_gradient_by_condition(shapes, backend):
     c = uniform(-1, 1, away=0.2)(rng, shapes[0])
     a, b = rng.normal(size=shapes[1]), rng.normal(size=shapes[2])
     # the condition's input gets a zero gradient (the comparison is piecewise constant)
-    check_vjp(lambda c, a, b: sg.where(c > 0, a, b), lambda c, a, b: np.where(c > 0, a, b),
-              [c, a, b], backend)
+    check_vjp(
+        lambda c, a, b: sg.where(c > 0, a, b), lambda c, a, b: np.where(c > 0, a, b), [c, a, b], backend
+    )
 
 
-COMPARISONS = {"less": np.less, "less_equal": np.less_equal, "greater": np.greater,
-               "greater_equal": np.greater_equal, "equal": np.equal, "not_equal": np.not_equal}
+COMPARISONS = {
+    "less": np.less,
+    "less_equal": np.less_equal,
+    "greater": np.greater,
+    "greater_equal": np.greater_equal,
+    "equal": np.equal,
+    "not_equal": np.not_equal,
+}
 
 
 @pytest.mark.parametrize("op", sorted(COMPARISONS))
 def test_comparison_broadcasts_and_has_zero_gradient(op):
     a, b = _untied(np.random.default_rng(0), (3, 1), (1, 4))
-    check_vjp(lambda a, b: sg.where(getattr(sg, op)(a, b), a * b, a - b),
-              lambda a, b: np.where(COMPARISONS[op](a, b), a * b, a - b), [a, b], "numpy")
+    check_vjp(
+        lambda a, b: sg.where(getattr(sg, op)(a, b), a * b, a - b),
+        lambda a, b: np.where(COMPARISONS[op](a, b), a * b, a - b),
+        [a, b],
+        "numpy",
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -391,8 +432,12 @@ def test_comparisons_and_logic_at_ties(backend):
     # exact ties are where <= and < (and == and !=) differ; compare with numpy's answers
     a, b = sg.tensor("a", (3, 1)), sg.tensor("b", (1, 3))
     outputs = [getattr(sg, op)(a, b) for op in sorted(COMPARISONS)]
-    outputs += [sg.logical_and(a < b, a > 0), sg.logical_or(a < b, a > 0), sg.logical_not(a == b),
-                sg.isfinite(a / b)]
+    outputs += [
+        sg.logical_and(a < b, a > 0),
+        sg.logical_or(a < b, a > 0),
+        sg.logical_not(a == b),
+        sg.isfinite(a / b),
+    ]
     f = sg.compile(outputs, inputs=[a, b], backend=backend)
     av, bv = np.array([[-1.0], [0.5], [2.0]]), np.array([[0.5, 0.0, -1.0]])
     with np.errstate(divide="ignore"):
@@ -406,8 +451,7 @@ def test_comparisons_and_logic_at_ties(backend):
 # ---------------------------------------------------------------- reductions
 
 REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min, "prod": np.prod}
-AXES = [(None, False), (None, True), (0, False), (-1, True), ((0, 2), False), ((-1, -3), True),
-        (1, False)]
+AXES = [(None, False), (None, True), (0, False), (-1, True), ((0, 2), False), ((-1, -3), True), (1, False)]
 
 
 def _reduction_input(op, rng, shape):
@@ -422,31 +466,47 @@ def _reduction_input(op, rng, shape):
 @pytest.mark.parametrize("op", sorted(REDUCTIONS))
 def test_reduction_vjp_numpy(op, axis, keepdims):
     x = _reduction_input(op, np.random.default_rng(0), (2, 3, 4))
-    check_vjp(lambda x: getattr(sg, op)(x, axis=axis, keepdims=keepdims),
-              lambda x: REDUCTIONS[op](x, axis=axis, keepdims=keepdims), [x], "numpy")
+    check_vjp(
+        lambda x: getattr(sg, op)(x, axis=axis, keepdims=keepdims),
+        lambda x: REDUCTIONS[op](x, axis=axis, keepdims=keepdims),
+        [x],
+        "numpy",
+    )
 
 
 # numba lowers a full reduction and a partial one differently; each op gets one, max both
-NUMBA_REDUCTIONS = [("sum", (0, 2), False), ("mean", None, True), ("max", None, True),
-                    ("max", (0, 2), False), ("min", -1, True), ("prod", (0, 2), False)]
+NUMBA_REDUCTIONS = [
+    ("sum", (0, 2), False),
+    ("mean", None, True),
+    ("max", None, True),
+    ("max", (0, 2), False),
+    ("min", -1, True),
+    ("prod", (0, 2), False),
+]
 
 
 @pytest.mark.parametrize("op, axis, keepdims", NUMBA_REDUCTIONS, ids=str)
 def test_reduction_vjp_numba(op, axis, keepdims):
     x = _reduction_input(op, np.random.default_rng(0), (2, 3, 4))
-    check_vjp(lambda x: getattr(sg, op)(x, axis=axis, keepdims=keepdims),
-              lambda x: REDUCTIONS[op](x, axis=axis, keepdims=keepdims), [x], "numba")
+    check_vjp(
+        lambda x: getattr(sg, op)(x, axis=axis, keepdims=keepdims),
+        lambda x: REDUCTIONS[op](x, axis=axis, keepdims=keepdims),
+        [x],
+        "numba",
+    )
 
 
-@pytest.mark.parametrize("axis, backend", [(None, "numpy"), (1, "numpy"), (0, "numpy"), (1, "numba")],
-                         ids=str)
+@pytest.mark.parametrize(
+    "axis, backend", [(None, "numpy"), (1, "numpy"), (0, "numpy"), (1, "numba")], ids=str
+)
 def test_prod_vjp_with_zero_elements_is_product_of_the_others(axis, backend):
     x = np.array([[0.5, 0.0, 1.5, -2.0], [0.0, 0.0, 1.2, 0.7], [1.1, -0.9, 0.8, 1.3]])
     check_vjp(lambda x: sg.prod(x, axis=axis), lambda x: np.prod(x, axis=axis), [x], backend)
 
 
-@pytest.mark.parametrize("axis, backend", [(None, "numpy"), (1, "numpy"), ((0, 2), "numpy"),
-                                          ((0, 2), "numba")], ids=str)
+@pytest.mark.parametrize(
+    "axis, backend", [(None, "numpy"), (1, "numpy"), ((0, 2), "numpy"), ((0, 2), "numba")], ids=str
+)
 def test_prod_hessian_vector_product_with_zero_elements(axis, backend):
     rng = np.random.default_rng(0)
     data = rng.uniform(0.5, 1.5, (2, 3, 4))
@@ -466,10 +526,15 @@ def test_prod_hessian_vector_product_with_zero_elements(axis, backend):
     for k in range(n):
         for m in range(n):
             e_k, e_m = np.eye(n)[k].reshape(data.shape) * h, np.eye(n)[m].reshape(data.shape) * h
-            hessian[k, m] = (loss(data + e_k + e_m) - loss(data + e_k - e_m) - loss(data - e_k + e_m)
-                             + loss(data - e_k - e_m)) / (4 * h * h)
-    np.testing.assert_allclose(hvp(data, direction), (hessian @ direction.ravel()).reshape(data.shape),
-                               rtol=1e-12, atol=1e-12)
+            hessian[k, m] = (
+                loss(data + e_k + e_m)
+                - loss(data + e_k - e_m)
+                - loss(data - e_k + e_m)
+                + loss(data - e_k - e_m)
+            ) / (4 * h * h)
+    np.testing.assert_allclose(
+        hvp(data, direction), (hessian @ direction.ravel()).reshape(data.shape), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_prod_second_derivative_over_a_symbolic_size_is_a_clear_error():
@@ -481,8 +546,12 @@ def test_prod_second_derivative_over_a_symbolic_size_is_a_clear_error():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_reductions_of_a_vector_and_a_scalar(backend):
     x = np.array([0.3, -1.2, 2.0, 0.9])
-    check_vjp(lambda x: sg.max(x) * sg.mean(x) + sg.prod(x) - sg.min(x, keepdims=True),
-              lambda x: np.max(x) * np.mean(x) + np.prod(x) - np.min(x, keepdims=True), [x], backend)
+    check_vjp(
+        lambda x: sg.max(x) * sg.mean(x) + sg.prod(x) - sg.min(x, keepdims=True),
+        lambda x: np.max(x) * np.mean(x) + np.prod(x) - np.min(x, keepdims=True),
+        [x],
+        backend,
+    )
     check_vjp(lambda s: sg.sum(s) + sg.max(s, keepdims=True), lambda s: s + s, [np.array(0.7)], backend)
 
 
@@ -505,8 +574,13 @@ def _np_log_softmax(x, axis=-1):
 
 
 STABLE = {"logsumexp": _np_logsumexp, "softmax": _np_softmax, "log_softmax": _np_log_softmax}
-STABLE_CASES = [((5,), -1, False), ((3, 4), 0, False), ((3, 4), 1, True), ((2, 3, 4), (0, 2), False),
-                ((3, 4), None, True)]
+STABLE_CASES = [
+    ((5,), -1, False),
+    ((3, 4), 0, False),
+    ((3, 4), 1, True),
+    ((2, 3, 4), (0, 2), False),
+    ((3, 4), None, True),
+]
 
 
 @pytest.mark.parametrize("shape, axis, keepdims", STABLE_CASES, ids=str)
@@ -523,8 +597,11 @@ def test_stable_composite_vjp_numba(op):
     check_vjp(lambda x: getattr(sg, op)(x, 0), lambda x: STABLE[op](x, 0), [x], "numba")
 
 
-@pytest.mark.parametrize("op, backend", [("softmax", "numpy"), ("log_softmax", "numpy"),
-                                         ("logsumexp", "numpy"), ("softmax", "numba")], ids=str)
+@pytest.mark.parametrize(
+    "op, backend",
+    [("softmax", "numpy"), ("log_softmax", "numpy"), ("logsumexp", "numpy"), ("softmax", "numba")],
+    ids=str,
+)
 def test_large_scores_are_finite_with_exact_gradient(op, backend):
     s = np.array([[1000.0, 999.0, 998.5, 1001.0], [-1000.0, -1001.0, -999.5, -1002.0]])
     vg = check_vjp(lambda x: getattr(sg, op)(x, 1), lambda x: STABLE[op](x, 1), [s], backend, h=1e-6)
@@ -550,9 +627,18 @@ def test_logsumexp_of_all_minus_inf_is_minus_inf_with_nan_free_gradient(backend)
 
 # ---------------------------------------------------------------- linear algebra
 
-MATMUL_SHAPES = [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)), ((2, 2, 3), (2, 3, 4)),
-                 ((2, 2, 3), (3, 4)), ((2, 3), (2, 3, 4)), ((1, 2, 3), (2, 3, 4)), ((2, 2, 3), (3,)),
-                 ((3,), (2, 3, 4))]
+MATMUL_SHAPES = [
+    ((3,), (3,)),
+    ((2, 3), (3,)),
+    ((3,), (3, 4)),
+    ((2, 3), (3, 4)),
+    ((2, 2, 3), (2, 3, 4)),
+    ((2, 2, 3), (3, 4)),
+    ((2, 3), (2, 3, 4)),
+    ((1, 2, 3), (2, 3, 4)),
+    ((2, 2, 3), (3,)),
+    ((3,), (2, 3, 4)),
+]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -565,17 +651,28 @@ def test_matmul_vjp_in_every_rank_combination(shapes, backend):
     check_vjp(lambda a, b: a @ b, np.matmul, [a, b], backend)
 
 
-@pytest.mark.parametrize("shapes, backend", [
-    (((3,), (3,)), "numpy"), (((2, 3), (3, 4)), "numpy"), (((2, 3), (3,)), "numpy"),
-    (((), (3,)), "numpy"), (((2, 3), (3,)), "numba")], ids=str)
+@pytest.mark.parametrize(
+    "shapes, backend",
+    [
+        (((3,), (3,)), "numpy"),
+        (((2, 3), (3, 4)), "numpy"),
+        (((2, 3), (3,)), "numpy"),
+        (((), (3,)), "numpy"),
+        (((2, 3), (3,)), "numba"),
+    ],
+    ids=str,
+)
 def test_dot_vjp(shapes, backend):
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=shapes[0]), rng.normal(size=shapes[1])
     check_vjp(sg.dot, np.dot, [a, b], backend)
 
 
-@pytest.mark.parametrize("shapes, backend", [
-    (((3,), (4,)), "numpy"), (((2, 2), (3,)), "numpy"), (((2, 2), (3,)), "numba")], ids=str)
+@pytest.mark.parametrize(
+    "shapes, backend",
+    [(((3,), (4,)), "numpy"), (((2, 2), (3,)), "numpy"), (((2, 2), (3,)), "numba")],
+    ids=str,
+)
 def test_outer_vjp(shapes, backend):
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=shapes[0]), rng.normal(size=shapes[1])
@@ -586,32 +683,39 @@ def test_outer_vjp(shapes, backend):
 
 STRUCTURE = {  # id: (builder, plain numpy definition, input shapes)
     "transpose_2d": (lambda x: x.T, lambda x: x.T, [(2, 3)]),
-    "transpose_axes": (lambda x: sg.transpose(x, (1, 2, 0)), lambda x: np.transpose(x, (1, 2, 0)),
-                       [(2, 3, 4)]),
-    "transpose_negative_axes": (lambda x: sg.transpose(x, (-1, 0, 1)),
-                                lambda x: np.transpose(x, (-1, 0, 1)), [(2, 3, 4)]),
+    "transpose_axes": (
+        lambda x: sg.transpose(x, (1, 2, 0)),
+        lambda x: np.transpose(x, (1, 2, 0)),
+        [(2, 3, 4)],
+    ),
+    "transpose_negative_axes": (
+        lambda x: sg.transpose(x, (-1, 0, 1)),
+        lambda x: np.transpose(x, (-1, 0, 1)),
+        [(2, 3, 4)],
+    ),
     "reshape": (lambda x: sg.reshape(x, (3, 2)), lambda x: np.reshape(x, (3, 2)), [(2, 3)]),
-    "reshape_minus_one": (lambda x: sg.reshape(x, (-1, 4)), lambda x: np.reshape(x, (-1, 4)),
-                          [(2, 3, 4)]),
+    "reshape_minus_one": (lambda x: sg.reshape(x, (-1, 4)), lambda x: np.reshape(x, (-1, 4)), [(2, 3, 4)]),
     "reshape_flat": (lambda x: x.reshape(-1), lambda x: x.reshape(-1), [(2, 3)]),
-    "reshape_of_transpose": (lambda x: sg.reshape(x.T, (6,)), lambda x: np.reshape(x.T, (6,)),
-                             [(2, 3)]),
+    "reshape_of_transpose": (lambda x: sg.reshape(x.T, (6,)), lambda x: np.reshape(x.T, (6,)), [(2, 3)]),
     "reshape_to_scalar": (lambda x: sg.reshape(x, ()), lambda x: np.reshape(x, ()), [(1, 1)]),
     "reshape_from_scalar": (lambda x: sg.reshape(x, (1, 1)), lambda x: np.reshape(x, (1, 1)), [()]),
     "expand_dims_0": (lambda x: sg.expand_dims(x, 0), lambda x: np.expand_dims(x, 0), [(3,)]),
     "expand_dims_last": (lambda x: sg.expand_dims(x, -1), lambda x: np.expand_dims(x, -1), [(2, 3)]),
-    "expand_dims_tuple": (lambda x: sg.expand_dims(x, (0, 2)), lambda x: np.expand_dims(x, (0, 2)),
-                          [(2, 3)]),
+    "expand_dims_tuple": (lambda x: sg.expand_dims(x, (0, 2)), lambda x: np.expand_dims(x, (0, 2)), [(2, 3)]),
     "squeeze_all": (sg.squeeze, np.squeeze, [(1, 3, 1)]),
     "squeeze_axis": (lambda x: sg.squeeze(x, 0), lambda x: np.squeeze(x, 0), [(1, 3, 1)]),
-    "broadcast_vector": (lambda x: sg.broadcast_to(x, (2, 3)), lambda x: np.broadcast_to(x, (2, 3)),
-                         [(3,)]),
-    "broadcast_column": (lambda x: sg.broadcast_to(x, (3, 4)), lambda x: np.broadcast_to(x, (3, 4)),
-                         [(3, 1)]),
-    "broadcast_scalar": (lambda x: sg.broadcast_to(x, (2, 2)), lambda x: np.broadcast_to(x, (2, 2)),
-                         [()]),
-    "broadcast_middle": (lambda x: sg.broadcast_to(x, (2, 4, 3)),
-                         lambda x: np.broadcast_to(x, (2, 4, 3)), [(2, 1, 3)]),
+    "broadcast_vector": (lambda x: sg.broadcast_to(x, (2, 3)), lambda x: np.broadcast_to(x, (2, 3)), [(3,)]),
+    "broadcast_column": (
+        lambda x: sg.broadcast_to(x, (3, 4)),
+        lambda x: np.broadcast_to(x, (3, 4)),
+        [(3, 1)],
+    ),
+    "broadcast_scalar": (lambda x: sg.broadcast_to(x, (2, 2)), lambda x: np.broadcast_to(x, (2, 2)), [()]),
+    "broadcast_middle": (
+        lambda x: sg.broadcast_to(x, (2, 4, 3)),
+        lambda x: np.broadcast_to(x, (2, 4, 3)),
+        [(2, 1, 3)],
+    ),
     "slice_from_1": (lambda x: x[1:], lambda x: x[1:], [(5,)]),
     "slice_to_minus_1": (lambda x: x[:-1], lambda x: x[:-1], [(5,)]),
     "column_0": (lambda x: x[:, 0], lambda x: x[:, 0], [(3, 4)]),
@@ -624,21 +728,32 @@ STRUCTURE = {  # id: (builder, plain numpy definition, input shapes)
     "ellipsis": (lambda x: x[..., 1], lambda x: x[..., 1], [(2, 3, 4)]),
     "mixed_slice": (lambda x: x[1:, 1:3], lambda x: x[1:, 1:3], [(3, 4)]),
     "element": (lambda x: x[1, 2], lambda x: x[1, 2], [(3, 4)]),
-    "concatenate_0": (lambda a, b: sg.concatenate([a, b]), lambda a, b: np.concatenate([a, b]),
-                      [(2, 3), (1, 3)]),
-    "concatenate_last": (lambda a, b: sg.concatenate([a, b, a], axis=-1),
-                         lambda a, b: np.concatenate([a, b, a], axis=-1), [(2, 3), (2, 2)]),
+    "concatenate_0": (
+        lambda a, b: sg.concatenate([a, b]),
+        lambda a, b: np.concatenate([a, b]),
+        [(2, 3), (1, 3)],
+    ),
+    "concatenate_last": (
+        lambda a, b: sg.concatenate([a, b, a], axis=-1),
+        lambda a, b: np.concatenate([a, b, a], axis=-1),
+        [(2, 3), (2, 2)],
+    ),
     "stack_0": (lambda a, b: sg.stack([a, b]), lambda a, b: np.stack([a, b]), [(3,), (3,)]),
-    "stack_last": (lambda a, b: sg.stack([a, b, a], axis=-1), lambda a, b: np.stack([a, b, a], axis=-1),
-                   [(2, 3), (2, 3)]),
+    "stack_last": (
+        lambda a, b: sg.stack([a, b, a], axis=-1),
+        lambda a, b: np.stack([a, b, a], axis=-1),
+        [(2, 3), (2, 3)],
+    ),
     "stack_scalars": (lambda a, b: sg.stack([a, b]), lambda a, b: np.stack([a, b]), [(), ()]),
 }
 
 
 # the cases whose numba lowering takes a path of its own (views, scalars, steps, None)
-NUMBA_STRUCTURE = ("transpose_axes reshape_of_transpose reshape_to_scalar reshape_from_scalar "
-                   "squeeze_all broadcast_scalar broadcast_middle step_2 step_back new_axis_middle "
-                   "negative_row element concatenate_last stack_scalars").split()
+NUMBA_STRUCTURE = (
+    "transpose_axes reshape_of_transpose reshape_to_scalar reshape_from_scalar "
+    "squeeze_all broadcast_scalar broadcast_middle step_2 step_back new_axis_middle "
+    "negative_row element concatenate_last stack_scalars"
+).split()
 
 
 @pytest.mark.parametrize("case", sorted(STRUCTURE))
@@ -693,8 +808,12 @@ def test_cast_through_float32_passes_the_gradient_rounded_to_float32(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cast_of_an_int_input_gets_no_gradient(backend):
     k = np.array([1, -2, 3])
-    check_vjp(lambda x, k: x * sg.cast(k, "float64"), lambda x, k: x * k.astype(np.float64),
-              [np.array([0.5, 1.5, -0.7]), k], backend)
+    check_vjp(
+        lambda x, k: x * sg.cast(k, "float64"),
+        lambda x, k: x * k.astype(np.float64),
+        [np.array([0.5, 1.5, -0.7]), k],
+        backend,
+    )
 
 
 # ---------------------------------------------------------------- integer operands
@@ -704,11 +823,33 @@ def test_cast_of_an_int_input_gets_no_gradient(backend):
 def test_integer_operands_keep_numpy_dtypes(backend):
     # narrow ints stay narrow elementwise, and sum/prod accumulate in 64 bits, as numpy does
     k, u = sg.tensor("k", (2, 3), dtype="int32"), sg.tensor("u", (3,), dtype="uint8")
-    outputs = [sg.relu(k), k * 2, sg.abs(k), sg.max(k, axis=1), sg.sum(k), sg.sum(k, axis=0),
-               sg.prod(k, axis=1, keepdims=True), sg.sum(u), sg.mean(k), k / 2, sg.relu(k[0, 1])]
+    outputs = [
+        sg.relu(k),
+        k * 2,
+        sg.abs(k),
+        sg.max(k, axis=1),
+        sg.sum(k),
+        sg.sum(k, axis=0),
+        sg.prod(k, axis=1, keepdims=True),
+        sg.sum(u),
+        sg.mean(k),
+        k / 2,
+        sg.relu(k[0, 1]),
+    ]
     kv, uv = np.array([[1, -2, 3], [4, 5, -6]], dtype=np.int32), np.array([200, 100, 7], dtype=np.uint8)
-    expected = [np.maximum(kv, 0), kv * 2, np.abs(kv), np.max(kv, axis=1), np.sum(kv), np.sum(kv, axis=0),
-                np.prod(kv, axis=1, keepdims=True), np.sum(uv), np.mean(kv), kv / 2, np.maximum(kv[0, 1], 0)]
+    expected = [
+        np.maximum(kv, 0),
+        kv * 2,
+        np.abs(kv),
+        np.max(kv, axis=1),
+        np.sum(kv),
+        np.sum(kv, axis=0),
+        np.prod(kv, axis=1, keepdims=True),
+        np.sum(uv),
+        np.mean(kv),
+        kv / 2,
+        np.maximum(kv[0, 1], 0),
+    ]
     f = sg.compile(outputs, inputs=[k, u], backend=backend)
     for node, got, want in zip(outputs, f(kv, uv), expected):
         assert node.dtype == np.asarray(want).dtype, (node, node.dtype, np.asarray(want).dtype)
@@ -730,8 +871,7 @@ FLOAT32_OPS = {
     "logsumexp": (lambda x: sg.logsumexp(x, keepdims=True), uniform(-3, 3)),
     "max_mean": (lambda x: sg.max(x) - sg.mean(x) * x, distinct),
     "outer_matmul": (lambda x: sg.outer(x, x) @ x, uniform(-1, 1)),
-    "slice_prod": (lambda x: sg.concatenate([x[:1], x[1:] * sg.prod(x[:-1])]),
-                   uniform(-1.5, 1.5, away=0.5)),
+    "slice_prod": (lambda x: sg.concatenate([x[:1], x[1:] * sg.prod(x[:-1])]), uniform(-1.5, 1.5, away=0.5)),
 }
 
 
@@ -739,8 +879,11 @@ FLOAT32_OPS = {
 NUMBA_FLOAT32 = "sigmoid softplus erf relu softmax max_mean slice_prod outer_matmul".split()
 
 
-@pytest.mark.parametrize("case, backend", [(c, "numpy") for c in sorted(FLOAT32_OPS)]
-                         + [(c, "numba") for c in NUMBA_FLOAT32], ids=str)
+@pytest.mark.parametrize(
+    "case, backend",
+    [(c, "numpy") for c in sorted(FLOAT32_OPS)] + [(c, "numba") for c in NUMBA_FLOAT32],
+    ids=str,
+)
 def test_float32_end_to_end(case, backend):
     build, domain = FLOAT32_OPS[case]
     data = domain(np.random.default_rng(0), (5,))
@@ -771,10 +914,16 @@ CONVENTIONS = {  # id: (builder, point, the documented subgradient there)
     "where_x_pos_at_0": (lambda x: sg.where(x > 0, x, 0.0), np.array([0.0, 1.0, -2.0]), [0.0, 1.0, 0.0]),
     "max_tie_first": (sg.max, np.array([1.0, 3.0, 3.0, 2.0]), [0.0, 1.0, 0.0, 0.0]),
     "min_tie_first": (sg.min, np.array([1.0, -3.0, 2.0, -3.0]), [0.0, 1.0, 0.0, 0.0]),
-    "max_tie_rows": (lambda x: sg.sum(sg.max(x, axis=1)), np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]]),
-                     [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
-    "max_tie_columns": (lambda x: sg.sum(sg.max(x, axis=0)), np.array([[1.0, 3.0, 3.0], [2.0, 3.0, 3.0]]),
-                        [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]),
+    "max_tie_rows": (
+        lambda x: sg.sum(sg.max(x, axis=1)),
+        np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]]),
+        [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]],
+    ),
+    "max_tie_columns": (
+        lambda x: sg.sum(sg.max(x, axis=0)),
+        np.array([[1.0, 3.0, 3.0], [2.0, 3.0, 3.0]]),
+        [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]],
+    ),
     "max_tie_all_2d": (sg.max, np.array([[1.0, 3.0], [3.0, 3.0]]), [[0.0, 1.0], [0.0, 0.0]]),
 }
 

@@ -24,7 +24,7 @@ UNARY = {  # name: (SymPy function, domain)
     "log": (sympy.log(X), (0.2, 3)),
     "log1p": (sympy.log(1 + X), (-0.5, 3)),
     "sqrt": (sympy.sqrt(X), (0.2, 3)),
-    "square": (X ** 2, (-2, 2)),
+    "square": (X**2, (-2, 2)),
     "reciprocal": (1 / X, (0.3, 2)),
     "sin": (sympy.sin(X), (-3, 3)),
     "cos": (sympy.cos(X), (-3, 3)),
@@ -41,14 +41,14 @@ UNARY = {  # name: (SymPy function, domain)
     "erf": (sympy.erf(X), (-2, 2)),
 }
 # sign is piecewise constant: sympy says 2*DiracDelta(x); the central-difference tests pin its 0
-NEGATIVE_TOO = {"neg", "abs", "relu"}   # kinked ops: test both sides of the kink
+NEGATIVE_TOO = {"neg", "abs", "relu"}  # kinked ops: test both sides of the kink
 
 BINARY = {  # name: (SymPy function of a, b, domain of a, domain of b)
     "add": (A + B, (-2, 2), (-2, 2)),
     "sub": (A - B, (-2, 2), (-2, 2)),
     "mul": (A * B, (-2, 2), (-2, 2)),
     "div": (A / B, (-2, 2), (0.5, 2)),
-    "pow": (A ** B, (0.5, 2), (-2, 2)),
+    "pow": (A**B, (0.5, 2), (-2, 2)),
     "maximum": (sympy.Max(A, B), (-2, -0.1), (0.1, 2)),
     "minimum": (sympy.Min(A, B), (0.1, 2), (-2, -0.1)),
     "arctan2": (sympy.atan2(A, B), (-2, 2), (0.3, 2)),
@@ -69,6 +69,7 @@ def _lambdify(args, expr):
 
 def test_every_unary_and_binary_op_has_a_sympy_case():
     from symgrad.ops.elementwise import BINARY_OPS, UNARY_OPS
+
     assert sorted(UNARY) == sorted(set(UNARY_OPS) - {"sign"})
     assert sorted(BINARY) == sorted(BINARY_OPS)
 
@@ -110,8 +111,12 @@ def _check_binary(name, backend, order):
         outputs, truths = first, [sympy.diff(expr, A), sympy.diff(expr, B)]
     else:
         outputs = [*sg.grad(first[0], [a, b]), *sg.grad(first[1], [a, b])]
-        truths = [sympy.diff(expr, A, A), sympy.diff(expr, A, B), sympy.diff(expr, B, A),
-                  sympy.diff(expr, B, B)]
+        truths = [
+            sympy.diff(expr, A, A),
+            sympy.diff(expr, A, B),
+            sympy.diff(expr, B, A),
+            sympy.diff(expr, B, B),
+        ]
     f = sg.compile(outputs, inputs=[a, b], backend=backend)
     for pa, pb in zip(_points(dom_a, seed=1), _points(dom_b, seed=2)):
         got = f(pa, pb)
@@ -135,10 +140,22 @@ def test_binary_second_derivatives_match_sympy(op, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_pow_with_constant_exponent_and_base(backend):
     x = sg.scalar("x")
-    f = sg.compile([sg.grad(x ** 3.5, x), sg.grad(sg.grad(x ** 3.5, x), x), sg.grad(2.5 ** x, x),
-                    sg.grad(sg.grad(2.5 ** x, x), x)], inputs=[x], backend=backend)
-    truths = [sympy.diff(X ** 3.5, X), sympy.diff(X ** 3.5, X, 2), sympy.diff(2.5 ** X, X),
-              sympy.diff(2.5 ** X, X, 2)]
+    f = sg.compile(
+        [
+            sg.grad(x**3.5, x),
+            sg.grad(sg.grad(x**3.5, x), x),
+            sg.grad(2.5**x, x),
+            sg.grad(sg.grad(2.5**x, x), x),
+        ],
+        inputs=[x],
+        backend=backend,
+    )
+    truths = [
+        sympy.diff(X**3.5, X),
+        sympy.diff(X**3.5, X, 2),
+        sympy.diff(2.5**X, X),
+        sympy.diff(2.5**X, X, 2),
+    ]
     for point in _points((0.3, 2)):
         for got, truth in zip(f(point), truths):
             assert got == pytest.approx(float(_lambdify(X, truth)(point)), rel=1e-12)

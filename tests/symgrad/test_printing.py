@@ -33,13 +33,13 @@ def test_repr_latex_of_a_scalar_derivative_is_sympys_latex_of_the_same_maths():
 
 def test_repr_latex_falls_back_to_text_for_tensors():
     X = sg.tensor("X", ("n", 3))
-    assert (X * 2)._repr_latex_() is None                 # Jupyter then shows repr
+    assert (X * 2)._repr_latex_() is None  # Jupyter then shows repr
 
 
 def test_to_dot_shows_each_shared_node_once_with_all_its_users():
     x = sg.scalar("x")
     s = sg.sin(x)
-    e = s * sg.exp(s)                                     # sin(x) is used twice
+    e = s * sg.exp(s)  # sin(x) is used twice
     text = sg.to_dot(e)
     nodes = _dot_nodes(text)
     labels = {k: re.search(r'label="([^"]*)"', v).group(1) for k, v in nodes.items()}
@@ -56,7 +56,7 @@ def test_to_dot_shades_the_nodes_only_the_gradient_needs():
     text = sg.to_dot([z, *sg.grad(z, [x, y])], names=["z", "dz/dx", "dz/dy"])
     nodes = _dot_nodes(text)
     shaded = sorted(re.search(r'label="([^"\\]*)', v).group(1) for v in nodes.values() if "filled" in v)
-    assert shaded == ["add", "cos"]                       # y + cos(x) is new; dz/dy = x reuses x
+    assert shaded == ["add", "cos"]  # y + cos(x) is new; dz/dy = x reuses x
     assert '"dz/dx"' in text and '"dz/dy"' in text
 
 
@@ -65,7 +65,7 @@ def test_draw_without_graphviz_says_how_to_get_it(monkeypatch, tmp_path):
     x = sg.scalar("x")
     with pytest.raises(sg.UnsupportedError, match="(?i)install graphviz"):
         sg.draw(sg.sin(x), str(tmp_path / "g.svg"))
-    path = sg.draw(sg.sin(x), str(tmp_path / "g.dot"))   # DOT text needs no program
+    path = sg.draw(sg.sin(x), str(tmp_path / "g.dot"))  # DOT text needs no program
     assert open(path).read() == sg.to_dot(sg.sin(x))
 
 
@@ -73,7 +73,7 @@ def test_compiled_repr_counts_nodes_with_and_without_sharing():
     x = sg.scalar("x")
     e = x
     for _ in range(3):
-        e = e * sg.sin(e)         # tree size t -> 2t + 2 (e appears twice): 1, 4, 10, 22
+        e = e * sg.sin(e)  # tree size t -> 2t + 2 (e appears twice): 1, 4, 10, 22
     f = sg.compile(e, backend="numpy")
     text = repr(f)
     assert "7 nodes after CSE (22 as a tree without sharing)" in text

@@ -16,16 +16,16 @@ def _rosen_vg(backend):
     return sg.value_and_grad(100 * (z[1] - z[0] ** 2) ** 2 + (1 - z[0]) ** 2, wrt=z, backend=backend)
 
 
-@pytest.mark.parametrize("method, use", [("Newton-CG", "hessp"), ("trust-ncg", "hess"),
-                                         ("trust-exact", "hess")])
+@pytest.mark.parametrize(
+    "method, use", [("Newton-CG", "hessp"), ("trust-ncg", "hess"), ("trust-exact", "hess")]
+)
 def test_newton_and_trust_region_on_rosenbrock_match_scipys_own_derivatives(method, use):
     p = _rosen_vg("numpy").scipy()
     ours = minimize(p.fun, START, jac=True, method=method, **{use: getattr(p, use)})
     if use == "hess":
         theirs = minimize(rosen, START, jac=rosen_der, hess=rosen_hess, method=method)
     else:
-        theirs = minimize(rosen, START, jac=rosen_der, method=method,
-                          hessp=lambda x, v: rosen_hess(x) @ v)
+        theirs = minimize(rosen, START, jac=rosen_der, method=method, hessp=lambda x, v: rosen_hess(x) @ v)
     assert ours.success and theirs.success
     np.testing.assert_allclose(ours.x, [1.0, 1.0], atol=1e-4)
     assert abs(ours.nit - theirs.nit) <= 2, (ours.nit, theirs.nit)
@@ -33,14 +33,15 @@ def test_newton_and_trust_region_on_rosenbrock_match_scipys_own_derivatives(meth
 
 def test_scipy_adapter_with_numba_and_scalar_symbols():
     x, y = sg.scalars("x y")
-    vg = sg.value_and_grad(100 * (y - x ** 2) ** 2 + (1 - x) ** 2, wrt=[x, y])
+    vg = sg.value_and_grad(100 * (y - x**2) ** 2 + (1 - x) ** 2, wrt=[x, y])
     p = vg.scipy()
     value, grad = p.fun(START)
     assert value == pytest.approx(rosen(START)) and grad.dtype == np.float64
     np.testing.assert_allclose(grad, rosen_der(START), rtol=1e-14)
     np.testing.assert_allclose(p.hess(START), rosen_hess(START), rtol=1e-14)
-    np.testing.assert_allclose(p.hessp(START, np.array([0.5, -2.0])),
-                               rosen_hess(START) @ [0.5, -2.0], rtol=1e-14)
+    np.testing.assert_allclose(
+        p.hessp(START, np.array([0.5, -2.0])), rosen_hess(START) @ [0.5, -2.0], rtol=1e-14
+    )
     res = minimize(p.fun, START, jac=True, hess=p.hess, method="trust-ncg")
     np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-4)
 
@@ -99,11 +100,12 @@ def test_scipy_adapter_takes_the_data_as_minimize_args_and_infers_symbolic_sizes
     vg = sg.value_and_grad(sg.sum((X @ w - t) ** 2) + 0.5 * sg.sum(w * w), wrt=[w], inputs=[w, X, t])
     rng = np.random.default_rng(4)
     X0, t0 = rng.normal(size=(30, 4)), rng.normal(size=30)
-    res = minimize(vg.scipy(), np.zeros(4), jac=True, args=(X0, t0), method="L-BFGS-B",
-                   options={"gtol": 1e-12})
+    res = minimize(
+        vg.scipy(), np.zeros(4), jac=True, args=(X0, t0), method="L-BFGS-B", options={"gtol": 1e-12}
+    )
     ridge = np.linalg.solve(2 * X0.T @ X0 + np.eye(4), 2 * X0.T @ t0)
     np.testing.assert_allclose(res.x, ridge, atol=1e-6)
-    p = vg.scipy(X=X0)                  # t comes with each call
+    p = vg.scipy(X=X0)  # t comes with each call
     value, g = p(ridge, t0)
     assert abs(value - (np.sum((X0 @ ridge - t0) ** 2) + 0.5 * ridge @ ridge)) < 1e-9
     assert np.max(np.abs(g)) < 1e-8

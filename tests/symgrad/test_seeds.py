@@ -119,7 +119,7 @@ def test_sigmoid_derivative_is_s_times_one_minus_s(backend):
     vg = sg.value_and_grad(sg.sigmoid(x), wrt=x, backend=backend)
     for xv in [-30.0, -2.0, 0.0, 0.5, 40.0]:
         s = 1 / (1 + np.exp(-xv))
-        one_minus_s = 1 / (1 + np.exp(xv))     # 1 - s, without rounding to 0 at x = 40
+        one_minus_s = 1 / (1 + np.exp(xv))  # 1 - s, without rounding to 0 at x = 40
         value, d = vg(xv)
         assert value == pytest.approx(s, rel=1e-15)
         assert d == pytest.approx(s * one_minus_s, rel=1e-12, abs=1e-300)
@@ -128,7 +128,7 @@ def test_sigmoid_derivative_is_s_times_one_minus_s(backend):
 
 def test_gradient_descent_seed_visits_the_documented_points():
     w1, w2 = sg.scalars("w1 w2")
-    vg = sg.value_and_grad(w1 ** 2 + 0.5 * w2 ** 2, wrt=[w1, w2])
+    vg = sg.value_and_grad(w1**2 + 0.5 * w2**2, wrt=[w1, w2])
     w = np.array([1.0, 1.0])
     visited = [tuple(w)]
     for _ in range(2):

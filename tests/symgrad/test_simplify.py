@@ -12,8 +12,8 @@ def test_exact_identities_are_folded():
     assert x / 1 is x
     assert x - 0 is x
     assert -(-x) is x
-    assert x ** 1 is x
-    assert x ** 2 is sg.square(x)
+    assert x**1 is x
+    assert x**2 is sg.square(x)
     assert (x * -1) is -x
 
 
@@ -23,7 +23,7 @@ def test_inexact_identities_are_not_folded():
     zero_times_inf, plus_zero, minus_self, div_self = f(np.inf)
     assert np.isnan(zero_times_inf)
     assert np.isnan(minus_self) and np.isnan(div_self)
-    assert np.copysign(1.0, f(-0.0)[1]) == 1.0   # -0.0 + 0 is +0.0
+    assert np.copysign(1.0, f(-0.0)[1]) == 1.0  # -0.0 + 0 is +0.0
 
 
 def test_constant_subexpressions_are_folded():
@@ -36,7 +36,7 @@ def test_constant_subexpressions_are_folded():
 
 def test_dead_code_is_not_emitted():
     x, y = sg.scalars("x y")
-    unused = sg.tanh(y) * 3   # built but not part of the output
+    unused = sg.tanh(y) * 3  # built but not part of the output
     f = sg.compile(sg.sin(x), inputs=[x, y])
     assert "tanh" not in f.source
     assert f(0.5, 2.0) == pytest.approx(np.sin(0.5))

@@ -32,7 +32,7 @@ SAME_AS_BUILDER = [
     ("x**2 + 3*y - 1", lambda s: s["x"] ** 2 + 3 * s["y"] - 1),
     ("2 - x / 4", lambda s: 2 - s["x"] / 4),
     ("1e-3 * x + .5", lambda s: 1e-3 * s["x"] + 0.5),
-    ("exp(-x**2) * cos(pi * y)", lambda s: sg.exp(-s["x"] ** 2) * sg.cos(math.pi * s["y"])),
+    ("exp(-x**2) * cos(pi * y)", lambda s: sg.exp(-(s["x"] ** 2)) * sg.cos(math.pi * s["y"])),
     ("e**x", lambda s: math.e ** s["x"]),
     ("maximum(x, 0) + minimum(0, y)", lambda s: sg.maximum(s["x"], 0) + sg.minimum(0, s["y"])),
     ("where(x > 0, x, 0.1 * x)", lambda s: sg.where(s["x"] > 0, s["x"], 0.1 * s["x"])),
@@ -40,16 +40,22 @@ SAME_AS_BUILDER = [
     ("(x > 0) & (y <= 1) | ~(x == y)", lambda s: (s["x"] > 0) & (s["y"] <= 1) | ~(s["x"] == s["y"])),
     ("sum((X @ w - t)**2)", lambda s: sg.sum((s["X"] @ s["w"] - s["t"]) ** 2)),
     ("mean(X, axis=0, keepdims=True)", lambda s: sg.mean(s["X"], axis=0, keepdims=True)),
-    ("sum(X, axis=1) + max(X, 1) - min(X, axis=-1)",
-     lambda s: sg.sum(s["X"], axis=1) + sg.max(s["X"], 1) - sg.min(s["X"], axis=-1)),
+    (
+        "sum(X, axis=1) + max(X, 1) - min(X, axis=-1)",
+        lambda s: sg.sum(s["X"], axis=1) + sg.max(s["X"], 1) - sg.min(s["X"], axis=-1),
+    ),
     ("prod(A, axis=(0, 1))", lambda s: sg.prod(s["A"], axis=(0, 1))),
-    ("logsumexp(X, axis=1) - log_softmax(X, axis=1)[:, 0]",
-     lambda s: sg.logsumexp(s["X"], axis=1) - sg.log_softmax(s["X"], axis=1)[:, 0]),
+    (
+        "logsumexp(X, axis=1) - log_softmax(X, axis=1)[:, 0]",
+        lambda s: sg.logsumexp(s["X"], axis=1) - sg.log_softmax(s["X"], axis=1)[:, 0],
+    ),
     ("softmax(A, axis=1)", lambda s: sg.softmax(s["A"], axis=1)),
     ("X.T @ (X @ w)", lambda s: s["X"].T @ (s["X"] @ s["w"])),
     ("dot(w, w) + outer(w, w)[0, 0]", lambda s: sg.dot(s["w"], s["w"]) + sg.outer(s["w"], s["w"])[0, 0]),
-    ("reshape(v, (2, 3)) * transpose(reshape(v, (3, 2)))",
-     lambda s: sg.reshape(s["v"], (2, 3)) * sg.transpose(sg.reshape(s["v"], (3, 2)))),
+    (
+        "reshape(v, (2, 3)) * transpose(reshape(v, (3, 2)))",
+        lambda s: sg.reshape(s["v"], (2, 3)) * sg.transpose(sg.reshape(s["v"], (3, 2))),
+    ),
     ("v[1:] - v[:-1]", lambda s: s["v"][1:] - s["v"][:-1]),
     ("v[::2] + v[1::2]", lambda s: s["v"][::2] + s["v"][1::2]),
     ("A[:, 0] + A[1, :3]", lambda s: s["A"][:, 0] + s["A"][1, :3]),
@@ -91,7 +97,7 @@ def test_declared_name_shadows_the_constants_pi_and_e():
 
 def test_unary_minus_binds_looser_than_power():
     x = sg.scalar("x")
-    assert sg.parse("-x**2") is -(x ** 2)
+    assert sg.parse("-x**2") is -(x**2)
     assert sg.parse("-x**2") is not (-x) ** 2
     assert sg.parse("2*-x") is 2 * -x
     assert sg.parse("--x") is x
@@ -100,7 +106,7 @@ def test_unary_minus_binds_looser_than_power():
 def test_power_is_right_associative_and_takes_a_signed_exponent():
     x = sg.scalar("x")
     assert sg.parse("2**3**2").value == 512
-    assert sg.parse("x**3**2") is x ** 9
+    assert sg.parse("x**3**2") is x**9
     assert sg.parse("2**-1").value == 0.5
     assert sg.parse("x**-y**2") is x ** -(sg.scalar("y") ** 2)
 
@@ -121,10 +127,24 @@ def test_comparisons_bind_loosest():
     assert sg.parse("x - 1 == -y") is sg.equal(x - 1, -y)
 
 
-@pytest.mark.parametrize("text, value", [
-    ("7", 7), ("0", 0), ("2.5", 2.5), ("1.", 1.0), (".5", 0.5), ("1e-3", 1e-3), ("1E+5", 1e5),
-    (".5e2", 50.0), ("3e0", 3.0), ("1 / 4", 0.25), ("7 - 2 * 3", 1), ("pi", math.pi), ("e", math.e),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("7", 7),
+        ("0", 0),
+        ("2.5", 2.5),
+        ("1.", 1.0),
+        (".5", 0.5),
+        ("1e-3", 1e-3),
+        ("1E+5", 1e5),
+        (".5e2", 50.0),
+        ("3e0", 3.0),
+        ("1 / 4", 0.25),
+        ("7 - 2 * 3", 1),
+        ("pi", math.pi),
+        ("e", math.e),
+    ],
+)
 def test_numbers_read_as_python_does(text, value):
     node = sg.parse(text)
     assert node.is_constant and node.value == value
@@ -139,49 +159,52 @@ def test_integer_literals_keep_their_type():
 # ---------------------------------------------------------------- errors and their columns
 
 
-@pytest.mark.parametrize("text, column, fragment", [
-    ("x +", 3, "expected an expression"),
-    ("x +   ", 3, "end of the input"),
-    ("sin(x", 5, "never closed"),
-    ("x ** * y", 5, "found '*'"),
-    ("(x))", 3, "unmatched ')'"),
-    ("", 0, "empty"),
-    ("   ", 0, "empty"),
-    ("\n\t ", 0, "empty"),
-    ("3x", 1, "3*x"),
-    ("x y", 2, "the name 'y'"),
-    ("sin(x) cos(x)", 7, "the name 'cos'"),
-    ("x[1", 3, "never closed"),
-    ("(x]", 2, "expected ')'"),
-    ("sum(x]", 5, "expected ')'"),
-    ("x]", 1, "unmatched ']'"),
-    ("((x)", 4, "never closed"),
-    ("1e", 1, "exponent"),
-    ("2 * 1e+", 5, "exponent"),
-    ("1.2.3", 3, "malformed number"),
-    ("007", 0, "leading zeros"),
-    ("99999999999999999999", 0, "int64"),
-    ("x * sin", 4, "is a function"),
-    ("foo(x)", 0, "unknown function 'foo'"),
-    ("x + x(1)", 4, "unknown function 'x'"),
-    ("sin(x)(y)", 6, "only a function"),
-    ("x < y < 1", 6, "chained comparisons"),
-    ("x ^ 2", 2, "'**'"),
-    ("x // 2", 2, "floor division"),
-    ("x % 2", 2, "remainder"),
-    ("x.sum()", 1, "attribute"),
-    ("sum(x, axis=1, axis=2)", 15, "given twice"),
-    ("sum(axis=0, x)", 12, "positional argument"),
-    ("sum(x, axis=y)", 12, "must be a literal"),
-    ("sum(x, bogus=1)", 0, "bogus"),
-    ("sin(x, y)", 0, "sin()"),
-    ("x[]", 2, "empty subscript"),
-    ("(1, 2) + x", 0, "tuple"),
-    ("None * x", 0, "None"),
-    ("1 + (2,)", 4, "tuple"),
-    ("2[0]", 1, "only an expression can be indexed"),
-    ("x + ...", 4, "'...'"),
-])
+@pytest.mark.parametrize(
+    "text, column, fragment",
+    [
+        ("x +", 3, "expected an expression"),
+        ("x +   ", 3, "end of the input"),
+        ("sin(x", 5, "never closed"),
+        ("x ** * y", 5, "found '*'"),
+        ("(x))", 3, "unmatched ')'"),
+        ("", 0, "empty"),
+        ("   ", 0, "empty"),
+        ("\n\t ", 0, "empty"),
+        ("3x", 1, "3*x"),
+        ("x y", 2, "the name 'y'"),
+        ("sin(x) cos(x)", 7, "the name 'cos'"),
+        ("x[1", 3, "never closed"),
+        ("(x]", 2, "expected ')'"),
+        ("sum(x]", 5, "expected ')'"),
+        ("x]", 1, "unmatched ']'"),
+        ("((x)", 4, "never closed"),
+        ("1e", 1, "exponent"),
+        ("2 * 1e+", 5, "exponent"),
+        ("1.2.3", 3, "malformed number"),
+        ("007", 0, "leading zeros"),
+        ("99999999999999999999", 0, "int64"),
+        ("x * sin", 4, "is a function"),
+        ("foo(x)", 0, "unknown function 'foo'"),
+        ("x + x(1)", 4, "unknown function 'x'"),
+        ("sin(x)(y)", 6, "only a function"),
+        ("x < y < 1", 6, "chained comparisons"),
+        ("x ^ 2", 2, "'**'"),
+        ("x // 2", 2, "floor division"),
+        ("x % 2", 2, "remainder"),
+        ("x.sum()", 1, "attribute"),
+        ("sum(x, axis=1, axis=2)", 15, "given twice"),
+        ("sum(axis=0, x)", 12, "positional argument"),
+        ("sum(x, axis=y)", 12, "must be a literal"),
+        ("sum(x, bogus=1)", 0, "bogus"),
+        ("sin(x, y)", 0, "sin()"),
+        ("x[]", 2, "empty subscript"),
+        ("(1, 2) + x", 0, "tuple"),
+        ("None * x", 0, "None"),
+        ("1 + (2,)", 4, "tuple"),
+        ("2[0]", 1, "only an expression can be indexed"),
+        ("x + ...", 4, "'...'"),
+    ],
+)
 def test_parse_error_points_at_the_offending_column(text, column, fragment):
     with pytest.raises(sg.ParseError) as info:
         sg.parse(text)
@@ -209,14 +232,60 @@ def test_long_text_errors_show_an_excerpt_with_the_caret_in_place():
 # ---------------------------------------------------------------- outside the grammar, never run
 
 REJECTED = [
-    "x.T.T.__class__", "x.__class__", "(x).real", "lambda: 1", "lambda x: x", "'a'", '"a"',
-    "x + 'a'", "[x for x in y]", "(x for x in y)", "a if b else c", "__class__", "x + __dict__",
-    "__import__('os').system('true')", "__import__", "globals()", "locals()", "open('f')",
-    "eval('1')", "exec('1')", "compile('1', 'f', 'eval')", "getattr(x, 'T')", "x; y", "x = 1",
-    "(x := 1)", "x \\\n + 1", "α + 1", "x\u00a0+ 1", "x + 1 # comment", "{x}", "{'a': 1}",
-    "not x", "x and y", "x or y", "x is y", "x in y", "import os", "del x", "yield x",
-    "`x`", "$x", "x!", "x?", "@x", "x @", "f'{x}'", "b'x'", "0x10", "1_000", "1j",
-    "sum(x, axis='1')", "print(x)", "type(x)", "x.__init__.__globals__",
+    "x.T.T.__class__",
+    "x.__class__",
+    "(x).real",
+    "lambda: 1",
+    "lambda x: x",
+    "'a'",
+    '"a"',
+    "x + 'a'",
+    "[x for x in y]",
+    "(x for x in y)",
+    "a if b else c",
+    "__class__",
+    "x + __dict__",
+    "__import__('os').system('true')",
+    "__import__",
+    "globals()",
+    "locals()",
+    "open('f')",
+    "eval('1')",
+    "exec('1')",
+    "compile('1', 'f', 'eval')",
+    "getattr(x, 'T')",
+    "x; y",
+    "x = 1",
+    "(x := 1)",
+    "x \\\n + 1",
+    "α + 1",
+    "x\u00a0+ 1",
+    "x + 1 # comment",
+    "{x}",
+    "{'a': 1}",
+    "not x",
+    "x and y",
+    "x or y",
+    "x is y",
+    "x in y",
+    "import os",
+    "del x",
+    "yield x",
+    "`x`",
+    "$x",
+    "x!",
+    "x?",
+    "@x",
+    "x @",
+    "f'{x}'",
+    "b'x'",
+    "0x10",
+    "1_000",
+    "1j",
+    "sum(x, axis='1')",
+    "print(x)",
+    "type(x)",
+    "x.__init__.__globals__",
 ]
 
 
@@ -232,7 +301,7 @@ def test_nothing_in_the_text_is_executed(tmp_path):
     attempts = [
         f"open('{probe}', 'w')",
         f"__import__('os').system('touch {probe}')",
-        f"__import__(\"pathlib\").Path(\"{probe}\").touch()",
+        f'__import__("pathlib").Path("{probe}").touch()',
         f"x + open('{probe}', 'w').write('1')",
         f"[open('{probe}', 'w') for _ in (1,)]",
         f"(lambda: open('{probe}', 'w'))()",
@@ -249,15 +318,26 @@ def test_nothing_in_the_text_is_executed(tmp_path):
 def test_parser_source_never_calls_an_evaluator():
     source = open(parse_module.__file__, encoding="utf-8").read()
     tree = ast.parse(source)
-    forbidden = {"eval", "exec", "compile", "literal_eval", "sympify", "parse_expr", "__import__",
-                 "getattr", "globals", "locals", "vars"}
+    forbidden = {
+        "eval",
+        "exec",
+        "compile",
+        "literal_eval",
+        "sympify",
+        "parse_expr",
+        "__import__",
+        "getattr",
+        "globals",
+        "locals",
+        "vars",
+    }
     called = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             if isinstance(node.func, ast.Name):
                 called.add(node.func.id)
             elif isinstance(node.func, ast.Attribute) and node.func.attr != "compile":
-                called.add(node.func.attr)        # re.compile of our own pattern is fine
+                called.add(node.func.attr)  # re.compile of our own pattern is fine
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
             assert not any(m.split(".")[0] in ("ast", "sympy", "builtins") for m in modules)
@@ -361,10 +441,53 @@ def test_random_characters_parse_or_raise_a_symgrad_error(text):
     _parse_or_symgrad_error(text)
 
 
-_TOKENS = ["x", "y", "X", "v", "n", "1", "0", "-1", "2.5", "1e-3", ".5", "pi", "e", "True", "None",
-           "+", "-", "*", "**", "/", "@", "<", "==", "&", "~", "(", ")", "[", "]", ",", ":", "...",
-           ".T", "sin(", "sum(", "max(", "where(", "reshape(", "softmax(", "axis=", "keepdims=",
-           "(0, 1)", "(2, 2)", "concatenate(", " "]
+_TOKENS = [
+    "x",
+    "y",
+    "X",
+    "v",
+    "n",
+    "1",
+    "0",
+    "-1",
+    "2.5",
+    "1e-3",
+    ".5",
+    "pi",
+    "e",
+    "True",
+    "None",
+    "+",
+    "-",
+    "*",
+    "**",
+    "/",
+    "@",
+    "<",
+    "==",
+    "&",
+    "~",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    ":",
+    "...",
+    ".T",
+    "sin(",
+    "sum(",
+    "max(",
+    "where(",
+    "reshape(",
+    "softmax(",
+    "axis=",
+    "keepdims=",
+    "(0, 1)",
+    "(2, 2)",
+    "concatenate(",
+    " ",
+]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

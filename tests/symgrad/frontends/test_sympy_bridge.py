@@ -33,7 +33,7 @@ ROUND_TRIPS = [
     sympy.erf(X) + sympy.erfc(Y),
     2**X + X**Y,
     sympy.sec(X) + sympy.cot(Y),
-    (X + Y) ** 2 * sympy.exp(-(X + Y) ** 2),
+    (X + Y) ** 2 * sympy.exp(-((X + Y) ** 2)),
 ]
 
 
@@ -52,12 +52,16 @@ def _numeric_equal(a, b, symbols=(X, Y, Z), points=POINTS):
         assert float(fa(*p)) == pytest.approx(float(fb(*p)), rel=1e-12, abs=1e-12)
 
 
-@pytest.mark.parametrize("e", [
-    sympy.Piecewise((X, X > Y), (Y**2, sympy.And(Y < 0.5, sympy.Not(Z > 0.7))), (Z, True)),
-    sympy.Piecewise((1, sympy.Or(X < 0.3, sympy.Eq(Y, Z))), (0, True)),
-    sympy.asinh(X) + sympy.acosh(1 + Y) + sympy.atanh(Z),
-    sympy.Heaviside(X - 0.5),
-], ids=str)
+@pytest.mark.parametrize(
+    "e",
+    [
+        sympy.Piecewise((X, X > Y), (Y**2, sympy.And(Y < 0.5, sympy.Not(Z > 0.7))), (Z, True)),
+        sympy.Piecewise((1, sympy.Or(X < 0.3, sympy.Eq(Y, Z))), (0, True)),
+        sympy.asinh(X) + sympy.acosh(1 + Y) + sympy.atanh(Z),
+        sympy.Heaviside(X - 0.5),
+    ],
+    ids=str,
+)
 def test_round_trip_of_constructs_written_with_where_and_log_is_numerically_equal(e):
     _numeric_equal(sg.to_sympy(sg.from_sympy(e)), e)
 
@@ -89,7 +93,7 @@ def test_grad_of_imported_expression_equals_sympy_diff(e):
 
 
 def test_grad_of_imported_expression_compiled_by_numba_equals_sympy_diff():
-    e = X * sympy.exp(-Y**2) + sympy.cos(X * Y)
+    e = X * sympy.exp(-(Y**2)) + sympy.cos(X * Y)
     x, y = sg.scalars("x y")
     f = sg.compile(sg.grad(sg.from_sympy(e), [x, y]), inputs=[x, y])
     for p in POINTS[:, :2]:
@@ -123,11 +127,20 @@ def test_symbols_become_tensors_of_the_given_shape():
     np.testing.assert_allclose(f(np.array([1.0, 2.0, 3.0]), 0.5), [1.5, 4.5, 9.5])
 
 
-@pytest.mark.parametrize("number, expected", [
-    (sympy.pi, math.pi), (sympy.E, math.e), (sympy.Rational(3, 4), 0.75), (sympy.Float(2.5), 2.5),
-    (sympy.Integer(7), 7.0), (sympy.oo, math.inf), (-sympy.oo, -math.inf), (sympy.zoo, math.inf),
-    (sympy.EulerGamma, 0.5772156649015329),
-])
+@pytest.mark.parametrize(
+    "number, expected",
+    [
+        (sympy.pi, math.pi),
+        (sympy.E, math.e),
+        (sympy.Rational(3, 4), 0.75),
+        (sympy.Float(2.5), 2.5),
+        (sympy.Integer(7), 7.0),
+        (sympy.oo, math.inf),
+        (-sympy.oo, -math.inf),
+        (sympy.zoo, math.inf),
+        (sympy.EulerGamma, 0.5772156649015329),
+    ],
+)
 def test_numbers_become_float_constants(number, expected):
     c = sg.from_sympy(number)
     assert c.op == "constant" and c.dtype == "float64"
@@ -138,17 +151,20 @@ def test_nan_becomes_a_nan_constant():
     assert math.isnan(float(sg.from_sympy(sympy.nan).value))
 
 
-@pytest.mark.parametrize("construct, name", [
-    (sympy.Integral(X**2, X), "Integral"),
-    (sympy.Derivative(sympy.Function("f")(X), X), "Derivative"),
-    (sympy.Sum(X**Y, (Y, 1, 3)), "Sum"),
-    (sympy.Function("f")(X) + 1, "undefined function f"),
-    (sympy.Matrix([[X, Y]]), "matrix"),
-    (sympy.ImmutableMatrix([[X, Y]]), "matrix"),
-    (X + sympy.I * Y, "imaginary unit"),
-    (sympy.floor(X), "floor"),
-    ("x + 1", "str"),
-])
+@pytest.mark.parametrize(
+    "construct, name",
+    [
+        (sympy.Integral(X**2, X), "Integral"),
+        (sympy.Derivative(sympy.Function("f")(X), X), "Derivative"),
+        (sympy.Sum(X**Y, (Y, 1, 3)), "Sum"),
+        (sympy.Function("f")(X) + 1, "undefined function f"),
+        (sympy.Matrix([[X, Y]]), "matrix"),
+        (sympy.ImmutableMatrix([[X, Y]]), "matrix"),
+        (X + sympy.I * Y, "imaginary unit"),
+        (sympy.floor(X), "floor"),
+        ("x + 1", "str"),
+    ],
+)
 def test_unsupported_construct_raises_naming_it(construct, name):
     with pytest.raises(sg.UnsupportedError, match=name):
         sg.from_sympy(construct)
@@ -162,20 +178,33 @@ def test_latex_of_the_seed_derivative_shows_cos():
 
 def test_to_sympy_of_gradient_graph_with_where_max_sigmoid_relu_softplus_matches_sympy_diff():
     x, y = sg.scalars("x y")
-    e = (sg.where(x > y, sg.sigmoid(x * y), sg.relu(y - 0.5 * x)) + sg.maximum(x, y) ** 2
-         + sg.softplus(x - y) * sg.minimum(x, 2 * y) + sg.stop_gradient(x) * 0 + sg.square(sg.tanh(y)))
+    e = (
+        sg.where(x > y, sg.sigmoid(x * y), sg.relu(y - 0.5 * x))
+        + sg.maximum(x, y) ** 2
+        + sg.softplus(x - y) * sg.minimum(x, 2 * y)
+        + sg.stop_gradient(x) * 0
+        + sg.square(sg.tanh(y))
+    )
     forward = sg.to_sympy(e)
     for wrt, s in ((x, X), (y, Y)):
-        _numeric_equal(sg.to_sympy(sg.grad(e, wrt)), sympy.diff(forward, s), symbols=(X, Y),
-                       points=POINTS[:, :2] * [1, 1.3])
+        _numeric_equal(
+            sg.to_sympy(sg.grad(e, wrt)),
+            sympy.diff(forward, s),
+            symbols=(X, Y),
+            points=POINTS[:, :2] * [1, 1.3],
+        )
 
 
 def test_to_sympy_maps_mean_of_a_single_element_and_casts():
     x = sg.scalar("x")
     n = sg.scalar("n", dtype="int64")
     e = sg.mean(sg.reshape(x, (1, 1))) + sg.cast(x > 0, "float64") * sg.cast(n, "float64")
-    assert sympy.simplify(sg.to_sympy(e) - (X + sympy.Piecewise((1, X > 0), (0, True))
-                                            * sympy.Symbol("n", integer=True))) == 0
+    assert (
+        sympy.simplify(
+            sg.to_sympy(e) - (X + sympy.Piecewise((1, X > 0), (0, True)) * sympy.Symbol("n", integer=True))
+        )
+        == 0
+    )
 
 
 def test_to_sympy_rejects_a_vector_graph_naming_the_op_and_shape():
