@@ -164,6 +164,9 @@ _FUNCTIONS = {
     sympy.sign: ops.sign,
     sympy.erf: ops.erf,
     sympy.erfc: lambda x: 1.0 - ops.erf(x),
+    sympy.floor: ops.floor,
+    sympy.ceiling: ops.ceil,
+    sympy.Mod: ops.mod,  # SymPy's Mod has the sign of the divisor, as np.mod
     sympy.Max: lambda *a: _fold(ops.maximum, a),
     sympy.Min: lambda *a: _fold(ops.minimum, a),
     sympy.StrictLessThan: ops.less,
@@ -316,8 +319,12 @@ def _cast(node, x):
         return sympy.Ne(x, 0) if src != "bool" else x
     if src.startswith("float") and not dst.startswith("float"):
         # numpy's float -> int conversion truncates toward zero
-        return sympy.Piecewise((sympy.floor(x), x >= 0), (sympy.ceiling(x), True))
+        return _trunc(x)
     return x
+
+
+def _trunc(x):
+    return sympy.Piecewise((sympy.floor(x), x >= 0), (sympy.ceiling(x), True))
 
 
 def _single(node, *args):
@@ -352,6 +359,10 @@ _TO_SYMPY = {
     "sigmoid": lambda n, a: 1 / (1 + sympy.exp(-a)),
     "relu": lambda n, a: sympy.Max(a, 0),
     "softplus": lambda n, a: sympy.log(1 + sympy.exp(a)),
+    "floor": lambda n, a: sympy.floor(a),
+    "ceil": lambda n, a: sympy.ceiling(a),
+    "trunc": lambda n, a: _trunc(a),
+    # round (half to even) has no SymPy class: to_sympy raises UnsupportedError for it
     "add": lambda n, a, b: a + b,
     "sub": lambda n, a, b: a - b,
     "mul": lambda n, a, b: a * b,
@@ -360,6 +371,8 @@ _TO_SYMPY = {
     "maximum": lambda n, a, b: sympy.Max(a, b),
     "minimum": lambda n, a, b: sympy.Min(a, b),
     "arctan2": lambda n, a, b: sympy.atan2(a, b),
+    "mod": lambda n, a, b: sympy.Mod(a, b),
+    "fmod": lambda n, a, b: a - b * _trunc(a / b),
     "logaddexp": lambda n, a, b: sympy.log(sympy.exp(a) + sympy.exp(b)),
     "less": lambda n, a, b: sympy.Lt(a, b),
     "less_equal": lambda n, a, b: sympy.Le(a, b),
