@@ -536,6 +536,18 @@ def test_prod_vjp_with_zero_elements_is_product_of_the_others(axis, backend):
     check_vjp(lambda x: sg.prod(x, axis=axis), lambda x: np.prod(x, axis=axis), [x], backend)
 
 
+def test_prod_second_derivative_needing_a_mask_above_the_constant_bound_is_refused(monkeypatch):
+    from symgrad.ops import registry
+
+    monkeypatch.setattr(registry, "MAX_CONSTANT_ELEMENTS", 100)
+    x = sg.tensor("x", (11,))
+    g = sg.grad(sg.prod(x), x)
+    with pytest.raises(sg.UnsupportedError, match=r"prod over 11 elements need a 11x11 mask, more than 100"):
+        sg.grad(sg.sum(g * np.arange(11.0)), x)
+    y = sg.tensor("y", (10,))  # 10x10 is within the bound
+    sg.grad(sg.sum(sg.grad(sg.prod(y), y)), y)
+
+
 @pytest.mark.parametrize(
     "axis, backend", [(None, "numpy"), (1, "numpy"), ((0, 2), "numpy"), ((0, 2), "numba")], ids=str
 )
