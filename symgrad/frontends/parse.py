@@ -69,7 +69,11 @@ Meaning of names and values:
   ``__``, ``=`` outside a keyword argument, ``:=``, ``;``, ``\\``, ``//``,
   ``^`` and any non-ASCII character.
 - Limits: at most ``MAX_LENGTH`` characters and ``MAX_DEPTH`` nested brackets,
-  so no input can exhaust the Python stack or run for long.
+  so no input can exhaust the Python stack or run for long. Integer powers
+  and literals must fit in int64 (``10**10**10`` is refused before it is
+  computed), and no constant larger than ``ops.registry.FOLD_LIMIT`` elements is
+  computed while parsing: ``arange(10**8)`` stays an op that the compiled
+  function computes.
 
 Grammar problems are ``ParseError``. What the builders reject (shapes that do
 not broadcast, an axis out of range) is raised as they raise it (``ShapeError``,

@@ -179,3 +179,10 @@ def test_to_sympy_and_repr_of_a_shared_graph_return_quickly():
         z = math.tanh(z) + 0.25 * z
     assert float(expr.subs(sympy.Symbol("x"), 0.3)) == pytest.approx(z, rel=1e-12)
     assert len(text) < 400
+
+
+def test_repr_of_a_remainder_reads_as_python_percent_and_parses_back():
+    x, y = sg.scalars("x y")
+    for e, text in [(x % y * 2, "x % y * 2.0"), (x * y % 2, "x * y % 2.0"), (x % (y * 2), "x % (y * 2.0)")]:
+        assert repr(e) == text
+        assert sg.parse(text) is e
