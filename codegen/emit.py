@@ -44,6 +44,10 @@ _UNARY = {
     "erf": "_rt.erf({0})",
     "isfinite": "np.isfinite({0})",
     "logical_not": "np.logical_not({0})",
+    "floor": "np.floor({0})",
+    "ceil": "np.ceil({0})",
+    "round": "np.rint({0})",
+    "trunc": "np.trunc({0})",
 }
 _BINARY = {
     "add": "{0} + {1}",
@@ -55,6 +59,8 @@ _BINARY = {
     "minimum": "np.minimum({0}, {1})",
     "arctan2": "np.arctan2({0}, {1})",
     "logaddexp": "_rt.logaddexp({0}, {1})",
+    "mod": "np.remainder({0}, {1})",
+    "fmod": "np.fmod({0}, {1})",
     "less": "{0} < {1}",
     "less_equal": "{0} <= {1}",
     "greater": "{0} > {1}",

@@ -31,7 +31,7 @@ from symgrad.graph import dims_equal
 from .emit import _BINARY, _UNARY, branch_owners
 from .schedule import dim_text, shape_text
 
-_ARITHMETIC = ("add", "sub", "mul", "div", "maximum", "minimum", "arctan2", "logaddexp")
+_ARITHMETIC = ("add", "sub", "mul", "div", "maximum", "minimum", "arctan2", "logaddexp", "mod", "fmod")
 
 _COMPARE = {
     "less": "<",
@@ -873,6 +873,8 @@ _LIBM_OPS = {
     "arctan2",
     "pow",
     "erf",
+    "mod",
+    "fmod",
 }
 
 

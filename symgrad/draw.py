@@ -105,6 +105,8 @@ _ORDERED = {
     "matmul",
     "where",
     "arctan2",
+    "mod",
+    "fmod",
     "less",
     "less_equal",
     "greater",

@@ -104,6 +104,12 @@ def logaddexp2(a, b):
     return ops.logaddexp(ops.mul(a, ln2), ops.mul(b, ln2)) / ln2
 
 
+def rint(x):
+    # np.rint of an integer array is float64 (np.round keeps the integer)
+    x = _expr(x)
+    return ops.round(x if x.dtype in ("float32", "float64") else ops.cast(x, "float64"))
+
+
 def heaviside(x, h0):
     x = _expr(x)
     return ops.where(x < 0, 0.0, ops.where(x > 0, 1.0, h0))
@@ -155,6 +161,13 @@ UFUNCS = {
     np.logaddexp: ops.logaddexp,
     np.logaddexp2: logaddexp2,
     np.heaviside: heaviside,
+    np.mod: ops.mod,
+    np.remainder: ops.mod,
+    np.fmod: ops.fmod,
+    np.floor: ops.floor,
+    np.ceil: ops.ceil,
+    np.rint: rint,
+    np.trunc: ops.trunc,
     np.less: ops.less,
     np.less_equal: ops.less_equal,
     np.greater: ops.greater,
@@ -365,6 +378,26 @@ def _where(condition, x=None, y=None):
     return ops.where(_expr(condition), operand(x), operand(y))
 
 
+def _round(a, decimals=0, out=None):
+    # numpy's own steps: scale by 10**decimals, round half to even, scale back
+    _no_out(out, "np.round")
+    a = _expr(a)
+    if not isinstance(decimals, (int, np.integer)) or isinstance(decimals, bool):
+        raise UnsupportedError(f"np.round(x, decimals={decimals!r}): decimals must be an int")
+    decimals = int(decimals)
+    if a.dtype not in ("float32", "float64"):
+        if decimals >= 0:
+            return a
+        raise UnsupportedError(f"np.round of an {a.dtype} value with decimals={decimals} is not supported")
+    if decimals == 0:
+        return ops.round(a)
+    if decimals > 0:
+        scale = 10.0**decimals
+        return ops.round(a * scale) / scale
+    scale = 10.0**-decimals
+    return ops.round(a / scale) * scale
+
+
 def _clip(a, a_min=np._NoValue, a_max=np._NoValue, out=None, *, min=np._NoValue, max=np._NoValue):
     _no_out(out, "np.clip")
     lo = a_min if a_min is not np._NoValue else min
@@ -461,6 +494,8 @@ FUNCTIONS = {
     np.vstack: _vstack,
     np.where: _where,
     np.clip: _clip,
+    np.round: _round,
+    np.around: _round,
     np.diff: _diff,
     np.linalg.norm: _norm,
     np.expand_dims: _expand_dims,

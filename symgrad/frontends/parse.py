@@ -14,7 +14,7 @@ tokens are ignored)::
     formula    = value END ;                 (* an expression or a number *)
     value      = unary { binop unary } ;     (* precedence and grouping below *)
     binop      = "<" | "<=" | ">" | ">=" | "==" | "!="
-               | "|" | "&" | "+" | "-" | "*" | "/" | "@" ;
+               | "|" | "&" | "+" | "-" | "*" | "/" | "@" | "%" ;
     unary      = { "-" | "+" | "~" } power ;
     power      = postfix [ "**" unary ] ;
     postfix    = atom { "[" subscripts "]" | "." "T" } ;
@@ -33,7 +33,7 @@ tokens are ignored)::
 Binary operators from loosest to tightest, as in Python:
 
     1. comparisons  < <= > >= == !=   (not chained: ``a < b < c`` is an error)
-    2. ``|``   3. ``&``   4. ``+ -``   5. ``* / @``   (left-associative)
+    2. ``|``   3. ``&``   4. ``+ -``   5. ``* / @ %``   (left-associative)
     6. unary ``- + ~``
     7. ``**``, right-associative, binding tighter than a unary operator on its
        left and looser than one on its right: ``-x**2`` is ``-(x**2)``,
@@ -50,6 +50,12 @@ Meaning of names and values:
 - Only the functions of ``FUNCTIONS`` (symgrad's public builders) can be called,
   and only by name; keyword argument values must be literals (numbers,
   ``True``/``False``, ``None``, tuples of them), e.g. ``sum(X, axis=(0, 1))``.
+- ``max(a, b, ...)`` / ``min(a, b, ...)`` of several values are the elementwise
+  ``maximum`` / ``minimum`` (Python's ``max(x, y)``); ``max(X)``, ``max(X, 1)`` and
+  ``max(X, axis=1, keepdims=True)`` of one array are the reduction, as numpy's
+  ``np.max(X, 1)`` (a second positional argument that is an axis literal on an array
+  means the axis; write ``maximum(X, 1)`` to clamp). ``a % b`` is ``mod(a, b)``, numpy's
+  remainder with the sign of ``b`` (Python's ``%`` on two numbers, which agrees).
 - Tuples may only be function arguments; ``None`` may only be an argument or a
   subscript (``x[None]``).
 - The one attribute is ``.T`` (transpose), as on numpy arrays; any other
@@ -60,10 +66,14 @@ Meaning of names and values:
 - Not part of the grammar, and a ``ParseError`` with a caret under the column:
   strings, attribute access other than ``.T``, lambdas, conditional
   expressions, comprehensions, any other Python keyword, names starting with
-  ``__``, ``=`` outside a keyword argument, ``:=``, ``;``, ``\\``, ``//``, ``%``,
+  ``__``, ``=`` outside a keyword argument, ``:=``, ``;``, ``\\``, ``//``,
   ``^`` and any non-ASCII character.
 - Limits: at most ``MAX_LENGTH`` characters and ``MAX_DEPTH`` nested brackets,
-  so no input can exhaust the Python stack or run for long.
+  so no input can exhaust the Python stack or run for long. Integer powers
+  and literals must fit in int64 (``10**10**10`` is refused before it is
+  computed), and no constant larger than ``ops.registry.FOLD_LIMIT`` elements is
+  computed while parsing: ``arange(10**8)`` stays an op that the compiled
+  function computes.
 
 Grammar problems are ``ParseError``. What the builders reject (shapes that do
 not broadcast, an axis out of range) is raised as they raise it (``ShapeError``,
@@ -85,6 +95,40 @@ from ..graph import Expr
 
 MAX_LENGTH = 100_000
 MAX_DEPTH = 64  # each level costs ~6 Python frames; the default stack allows 1000
+
+_UNSET = object()
+
+
+def _is_axis_literal(value):
+    if isinstance(value, tuple):
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    return value is None or isinstance(value, int)  # an int, or True/False for keepdims
+
+
+def _extremum(name, reduction, elementwise):
+    """``max``/``min`` as Python and numpy both spell them: ``max(X)``, ``max(X, 1)`` and
+    ``max(X, axis=1)`` reduce one array (numpy's ``np.max(X, axis, keepdims)``); ``max(a, b, ...)``
+    of several values is their elementwise maximum (Python's ``max(a, b)``). The call is the
+    reduction when its first argument is an array and every other positional argument is an
+    axis literal (an int, a tuple of ints, None, True/False); otherwise it is elementwise."""
+
+    def build(x, *more, axis=_UNSET, keepdims=_UNSET):
+        options = {k: v for k, v in (("axis", axis), ("keepdims", keepdims)) if v is not _UNSET}
+        if not more or (isinstance(x, Expr) and x.ndim > 0 and all(_is_axis_literal(m) for m in more)):
+            return reduction(x, *more, **options)
+        if options:
+            raise UnsupportedError(
+                f"{name}(a, b, ...) of several values is the elementwise {elementwise.__name__}; "
+                f"{', '.join(f'{k}=' for k in options)} belong to {name}(X, axis=...) of one array"
+            )
+        value = x
+        for other in more:
+            value = elementwise(value, other)
+        return value
+
+    build.__name__ = name
+    return build
+
 
 # The functions a formula may call: symgrad's public builders, by their sg.* names.
 FUNCTIONS = {
@@ -113,6 +157,10 @@ FUNCTIONS = {
     "relu": ops.relu,
     "softplus": ops.softplus,
     "erf": ops.erf,
+    "floor": ops.floor,
+    "ceil": ops.ceil,
+    "round": ops.round,
+    "trunc": ops.trunc,
     "isfinite": ops.isfinite,
     "logical_not": ops.logical_not,
     "stop_gradient": ops.stop_gradient,
@@ -131,6 +179,9 @@ FUNCTIONS = {
     "minimum": ops.minimum,
     "arctan2": ops.arctan2,
     "logaddexp": ops.logaddexp,
+    "mod": ops.mod,
+    "remainder": ops.mod,
+    "fmod": ops.fmod,
     "where": ops.where,
     "less": ops.less,
     "less_equal": ops.less_equal,
@@ -143,8 +194,8 @@ FUNCTIONS = {
     # reductions
     "sum": ops.sum,
     "mean": ops.mean,
-    "max": ops.max,
-    "min": ops.min,
+    "max": _extremum("max", ops.max, ops.maximum),
+    "min": _extremum("min", ops.min, ops.minimum),
     "prod": ops.prod,
     "logsumexp": ops.logsumexp,
     "softmax": ops.softmax,
@@ -184,6 +235,7 @@ _BINARY = {
     "*": operator.mul,
     "/": operator.truediv,
     "@": operator.matmul,
+    "%": operator.mod,
     "**": operator.pow,
 }
 _PRECEDENCE = {
@@ -200,6 +252,7 @@ _PRECEDENCE = {
     "*": 5,
     "/": 5,
     "@": 5,
+    "%": 5,
 }
 _COMPARISON = 1
 _PREFIX = {"-": operator.neg, "+": operator.pos, "~": operator.invert}
@@ -219,7 +272,6 @@ _TOKEN = re.compile(
 # Operators Python has and formulas do not; each gets a message saying so.
 _REJECTED_OPS = {
     "//": "'//' (floor division) is not supported",
-    "%": "'%' (remainder) is not supported",
     "^": "'^' is not a power here; write '**'",
     "<<": "'<<' (shift) is not supported",
     ">>": "'>>' (shift) is not supported",

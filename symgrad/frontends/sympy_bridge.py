@@ -25,6 +25,17 @@ reshapes, broadcasts and reductions of single elements as that element.
 
 Both directions walk with an explicit stack, so deep expressions do not hit
 Python's recursion limit.
+
+A graph shares subexpressions; the SymPy expression and its printed form are
+trees, which can be exponentially larger (``e = tanh(e) + 0.25*e`` twelve times
+is 38 nodes and a tree of 28,000). Both sizes are measured first, by one pass
+over the graph: ``to_sympy`` lets SymPy simplify as it builds only below
+``EVALUATE_TREE`` tree nodes (and builds the same maths unevaluated above), and
+``latex`` prints in one piece only below ``PRINT_TREE`` tree nodes and
+``PRINT_DEPTH`` levels; above them it names the shared and the deep
+subexpressions (``t_{1} = ...``, each term small and shallow, so neither SymPy's
+simplification nor its recursive printer has much to do), and above
+``MAX_TERMS`` terms it prints a one-line placeholder instead.
 """
 
 import math
@@ -164,6 +175,9 @@ _FUNCTIONS = {
     sympy.sign: ops.sign,
     sympy.erf: ops.erf,
     sympy.erfc: lambda x: 1.0 - ops.erf(x),
+    sympy.floor: ops.floor,
+    sympy.ceiling: ops.ceil,
+    sympy.Mod: ops.mod,  # SymPy's Mod has the sign of the divisor, as np.mod
     sympy.Max: lambda *a: _fold(ops.maximum, a),
     sympy.Min: lambda *a: _fold(ops.minimum, a),
     sympy.StrictLessThan: ops.less,
@@ -316,8 +330,12 @@ def _cast(node, x):
         return sympy.Ne(x, 0) if src != "bool" else x
     if src.startswith("float") and not dst.startswith("float"):
         # numpy's float -> int conversion truncates toward zero
-        return sympy.Piecewise((sympy.floor(x), x >= 0), (sympy.ceiling(x), True))
+        return _trunc(x)
     return x
+
+
+def _trunc(x):
+    return sympy.Piecewise((sympy.floor(x), x >= 0), (sympy.ceiling(x), True))
 
 
 def _single(node, *args):
@@ -352,6 +370,10 @@ _TO_SYMPY = {
     "sigmoid": lambda n, a: 1 / (1 + sympy.exp(-a)),
     "relu": lambda n, a: sympy.Max(a, 0),
     "softplus": lambda n, a: sympy.log(1 + sympy.exp(a)),
+    "floor": lambda n, a: sympy.floor(a),
+    "ceil": lambda n, a: sympy.ceiling(a),
+    "trunc": lambda n, a: _trunc(a),
+    # round (half to even) has no SymPy class: to_sympy raises UnsupportedError for it
     "add": lambda n, a, b: a + b,
     "sub": lambda n, a, b: a - b,
     "mul": lambda n, a, b: a * b,
@@ -360,6 +382,8 @@ _TO_SYMPY = {
     "maximum": lambda n, a, b: sympy.Max(a, b),
     "minimum": lambda n, a, b: sympy.Min(a, b),
     "arctan2": lambda n, a, b: sympy.atan2(a, b),
+    "mod": lambda n, a, b: sympy.Mod(a, b),
+    "fmod": lambda n, a, b: a - b * _trunc(a / b),
     "logaddexp": lambda n, a, b: sympy.log(sympy.exp(a) + sympy.exp(b)),
     "less": lambda n, a, b: sympy.Lt(a, b),
     "less_equal": lambda n, a, b: sympy.Le(a, b),
@@ -399,28 +423,48 @@ def _is_single_element(node):
     return all(isinstance(d, int) and d == 1 for d in node.shape)
 
 
+# what SymPy is asked to build or print in one piece (see the module docstring)
+EVALUATE_TREE = 500
+PRINT_TREE = 250
+PRINT_DEPTH = 60
+TERM_SIZE = 30  # a named term's own tree: at most about three times this
+TERM_DEPTH = 12
+MAX_TERMS = 300
+
+
+def _check_scalar_graph(order, what):
+    for node in order:
+        if not _is_single_element(node):
+            kind = f"the symbol {node.name!r}" if node.op == "symbol" else f"a {node.op!r} node"
+            raise UnsupportedError(f"{what} handles scalar graphs; {kind} has shape {shape_str(node.shape)}")
+        if node.op not in _TO_SYMPY and node.op not in ("symbol", "constant"):
+            raise UnsupportedError(f"{what}: the op {node.op!r} has no SymPy form")
+
+
+def _tree_sizes(order):
+    """The size (capped) and depth of each node's expanded tree: one pass, children first."""
+    cap = 10 * (EVALUATE_TREE + PRINT_TREE)
+    size, depth = {}, {}
+    for node in order:
+        size[id(node)] = min(cap, 1 + sum(size[id(i)] for i in node.inputs))
+        depth[id(node)] = 1 + max((depth[id(i)] for i in node.inputs), default=0)
+    return size, depth
+
+
 def to_sympy(expr, real=False):
     """The SymPy expression a scalar graph computes (gradient graphs included).
 
     Float symbols become ``sympy.Symbol(name)`` (``real=True`` adds that
     assumption), integer symbols ``Symbol(name, integer=True)``. SymPy's own
-    canonical ordering recurses over the tree; when a graph is too deep for it,
-    the expression is built unevaluated (same maths, SymPy's automatic
-    simplifications not applied)."""
+    canonical ordering recurses over the tree, and its automatic simplification
+    can take time growing faster than the tree: when a graph is too deep for it,
+    or its tree is larger than ``EVALUATE_TREE`` nodes, the expression is built
+    unevaluated (same maths, SymPy's automatic simplifications not applied)."""
     expr = ops.as_expr(expr)
     order = topo_order([expr])
-    for node in order:
-        if not _is_single_element(node):
-            what = f"the symbol {node.name!r}" if node.op == "symbol" else f"a {node.op!r} node"
-            raise UnsupportedError(
-                f"to_sympy handles scalar graphs; {what} has shape {shape_str(node.shape)}"
-            )
-        if node.op not in _TO_SYMPY and node.op not in ("symbol", "constant"):
-            raise UnsupportedError(f"to_sympy: the op {node.op!r} has no SymPy form")
-    depth = {}
-    for node in order:
-        depth[id(node)] = 1 + max((depth[id(i)] for i in node.inputs), default=0)
-    if depth[id(expr)] < sys.getrecursionlimit() // 4:
+    _check_scalar_graph(order, "to_sympy")
+    size, depth = _tree_sizes(order)
+    if depth[id(expr)] < sys.getrecursionlimit() // 4 and size[id(expr)] <= EVALUATE_TREE:
         try:
             return _build_sympy(order, real)
         except RecursionError:
@@ -429,21 +473,82 @@ def to_sympy(expr, real=False):
         return _build_sympy(order, real)
 
 
+def _node_sympy(node, done, real):
+    """The SymPy form of one node, its inputs' forms already in ``done``."""
+    if node.op == "symbol":
+        if node.dtype.startswith(("int", "uint")):
+            return sympy.Symbol(node.name, integer=True)
+        return sympy.Symbol(node.name, real=True) if real else sympy.Symbol(node.name)
+    if node.op == "constant":
+        return _constant(node)
+    return _TO_SYMPY[node.op](node, *[done[id(i)] for i in node.inputs])
+
+
 def _build_sympy(order, real):
     done = {}
     for node in order:
-        if node.op == "symbol":
-            if node.dtype.startswith(("int", "uint")):
-                done[id(node)] = sympy.Symbol(node.name, integer=True)
-            else:
-                done[id(node)] = sympy.Symbol(node.name, real=True) if real else sympy.Symbol(node.name)
-        elif node.op == "constant":
-            done[id(node)] = _constant(node)
-        else:
-            done[id(node)] = _TO_SYMPY[node.op](node, *[done[id(i)] for i in node.inputs])
+        done[id(node)] = _node_sympy(node, done, real)
     return done[id(order[-1])]
 
 
 def latex(expr, **options):
-    """LaTeX of a scalar graph through SymPy's printer (``options`` go to ``sympy.latex``)."""
-    return sympy.latex(to_sympy(expr), **options)
+    """LaTeX of a scalar graph through SymPy's printer (``options`` go to ``sympy.latex``).
+
+    A graph whose expanded tree is larger than ``PRINT_TREE`` nodes or deeper than
+    ``PRINT_DEPTH`` is printed with named terms, ``\\begin{aligned}`` the expression
+    in terms of ``t_{1}, t_{2}, ...``, then each term's definition; one with more than
+    ``MAX_TERMS`` terms is a one-line placeholder. Time and length grow with the
+    number of nodes, never with the expanded tree."""
+    expr = ops.as_expr(expr)
+    order = topo_order([expr])
+    _check_scalar_graph(order, "latex")
+    size, depth = _tree_sizes(order)
+    if size[id(expr)] <= PRINT_TREE and depth[id(expr)] <= PRINT_DEPTH:
+        return sympy.latex(to_sympy(expr), **options)
+    return _latex_with_terms(order, options)
+
+
+def _named_nodes(order):
+    """The nodes printed as terms of their own: those used more than once, and those
+    whose own tree (with the terms below it counted as one symbol) is large or deep."""
+    uses = {}
+    for node in order:
+        for i in node.inputs:
+            uses[id(i)] = uses.get(id(i), 0) + 1
+    named, size, depth = set(), {}, {}
+    for node in order[:-1]:
+        size[id(node)] = 1 + sum(1 if id(i) in named else size[id(i)] for i in node.inputs)
+        depth[id(node)] = 1 + max((1 if id(i) in named else depth[id(i)] for i in node.inputs), default=0)
+        if node.inputs and (uses[id(node)] > 1 or size[id(node)] > TERM_SIZE or depth[id(node)] > TERM_DEPTH):
+            named.add(id(node))
+    return named
+
+
+def _term_prefix(order):
+    """A letter no symbol of the graph is named (or is named with, as ``t_1``)."""
+    names = {node.name for node in order if node.op == "symbol"}
+    for letter in ("t", "u", "v", "w", "s", "r", "q", "p"):
+        if not any(n == letter or n.startswith(letter + "_") for n in names):
+            return letter
+    return "T"  # a name ``T`` or ``T_...`` would be a 9th collision; shown, but not confused in print
+
+
+def _latex_with_terms(order, options):
+    named = _named_nodes(order)
+    if len(named) > MAX_TERMS:
+        depth = _tree_sizes(order)[1][id(order[-1])]
+        return rf"\text{{(an expression of {len(order)} nodes, {depth} deep: too large to print)}}"
+    prefix = _term_prefix(order)
+    done, terms = {}, []
+    for node in order:
+        value = _node_sympy(node, done, False)
+        if id(node) in named:
+            symbol = sympy.Symbol(f"{prefix}_{len(terms) + 1}")
+            terms.append((symbol, value))
+            value = symbol
+        done[id(node)] = value
+    lines = [f"& {sympy.latex(done[id(order[-1])], **options)}"]
+    for k, (symbol, value) in enumerate(terms):
+        where = r"\text{where } " if k == 0 else ""
+        lines.append(f"{where}{sympy.latex(symbol)} &= {sympy.latex(value, **options)}")
+    return "\\begin{aligned}" + " \\\\ ".join(lines) + "\\end{aligned}"

@@ -48,6 +48,13 @@ from .elementwise import (
     relu,
     softplus,
     erf,
+    floor,
+    ceil,
+    round,
+    trunc,
+    mod,
+    remainder,
+    fmod,
 )
 from .reduce import sum, mean, max, min, prod, logsumexp, softmax, log_softmax, count
 from .linalg import matmul, dot, outer
@@ -78,9 +85,26 @@ Expr.__mul__, Expr.__rmul__ = mul, _rev(mul)
 Expr.__truediv__, Expr.__rtruediv__ = div, _rev(div)
 Expr.__pow__, Expr.__rpow__ = pow, _rev(pow)
 Expr.__matmul__, Expr.__rmatmul__ = matmul, _rev(matmul)
+Expr.__mod__, Expr.__rmod__ = mod, _rev(mod)
 Expr.__neg__ = neg
 Expr.__pos__ = lambda self: self
 Expr.__abs__ = abs
+Expr.__floor__, Expr.__ceil__, Expr.__trunc__ = floor, ceil, trunc
+
+
+def _round_method(self, ndigits=None):
+    # Python's round(x) rounds half to even, as np.round does
+    if ndigits is not None:
+        from ..errors import UnsupportedError
+
+        raise UnsupportedError(
+            f"round(x, {ndigits!r}) on a symbolic value: only round(x) is supported; "
+            "use np.round(x, decimals) for decimals"
+        )
+    return round(self)
+
+
+Expr.__round__ = _round_method
 Expr.__lt__, Expr.__le__ = less, less_equal
 Expr.__gt__, Expr.__ge__ = greater, greater_equal
 Expr.__eq__, Expr.__ne__ = equal, not_equal

@@ -19,6 +19,13 @@ Conventions at non-smooth points (the subgradient each rule picks):
   respect to ``b`` is 0 where ``x == 0``, and with respect to ``x`` is 0 where ``b == 0``.
 - Comparisons, ``sign``, ``floor``-like ops and casts to int/bool have zero
   derivative; integer and bool values never get a gradient.
+- ``floor``, ``ceil``, ``round`` (half to even, numpy's ``rint``) and ``trunc`` have
+  derivative 0 everywhere, at their jumps too. ``mod(a, b)`` (numpy's ``remainder``, the
+  sign of ``b``, Python's ``%``) has ``d/da = 1`` and ``d/db = -floor(a/b)``, and
+  ``fmod(a, b)`` (the sign of ``a``, C's ``fmod``) ``d/da = 1`` and ``d/db = -trunc(a/b)``,
+  at their jumps too: where ``a/b`` is a whole number ``k`` (the remainder jumps there as
+  ``b`` moves), ``d/da = 1`` (the slope on both sides) and ``d/db = -k``, one of the two
+  one-sided slopes.
 - ``where(c, a, b)`` sends ``g`` to ``a`` where ``c`` and to ``b`` elsewhere, and
   the branch not taken gets exactly 0 even when it is nan or inf there
   (``grad(where(x > 0, sqrt(x), 0))`` at x = -1 is 0): the reverse pass keeps
@@ -147,6 +154,25 @@ def logaddexp(a, b):
     computes ``exp(-|a - b|)`` once for the value and its derivative."""
     a, b = _pair(a, b)
     return make("logaddexp", [_float(a), _float(b)])
+
+
+def mod(a, b):
+    """The remainder with the sign of ``b`` (``np.mod``, ``np.remainder``, Python's ``%``)."""
+    a, b = _pair(a, b)
+    return make("mod", [a, b])
+
+
+def fmod(a, b):
+    """The remainder with the sign of ``a`` (``np.fmod``, C's ``fmod``)."""
+    a, b = _pair(a, b)
+    if not is_float(promote(a.dtype, b.dtype)):
+        # numba's integer np.fmod disagrees with numpy's for negative operands (0.68:
+        # fmod(-7, 3) gives 0); the integer remainder with a's sign, exactly (0 where b == 0)
+        return mul(sign(a), mod(abs(a), abs(b)))
+    return make("fmod", [a, b])
+
+
+remainder = mod
 
 
 def _compare_builder(op):
@@ -293,6 +319,28 @@ unary(
     float_only=False,
     infer=lambda inputs, attrs: (inputs[0].shape, "bool"),
 )
+
+
+def _rounding(name, impl, note):
+    """A piecewise-constant rounding op; an integer or bool operand is already whole and is
+    returned as it is (numpy 2's ``np.floor`` of an integer array keeps its dtype)."""
+    unary(name, impl, None, note, float_only=False)
+
+    def build(x):
+        x = as_expr(x)
+        return make(name, [x]) if is_float(x.dtype) else x
+
+    build.__name__ = name
+    build.__doc__ = f"elementwise {name} ({note})"
+    globals()[name] = build
+    return build
+
+
+floor = _rounding("floor", np.floor, "d/dx floor(x) = 0, at the jumps too")
+ceil = _rounding("ceil", np.ceil, "d/dx ceil(x) = 0, at the jumps too")
+# half to even, as np.round, np.rint and Python's round
+round = _rounding("round", np.rint, "d/dx round(x) = 0, at the jumps too")
+trunc = _rounding("trunc", np.trunc, "d/dx trunc(x) = 0, at the jumps too")
 register("stop_gradient", infer=_same, impl=lambda x: x, vjp=(), note="zero derivative")
 
 
@@ -409,6 +457,22 @@ register(
     note="d logaddexp(a, b) = sigmoid(a - b) da + sigmoid(b - a) db",
 )
 register(
+    "mod",
+    _arith,
+    np.remainder,
+    (lambda g, a, b, out: g, lambda g, a, b, out: -(g * floor(a / b))),
+    jvp=POINTWISE,
+    note="d mod(a, b) = da - floor(a/b) db",
+)
+register(
+    "fmod",
+    _arith,
+    np.fmod,
+    (lambda g, a, b, out: g, lambda g, a, b, out: -(g * trunc(a / b))),
+    jvp=POINTWISE,
+    note="d fmod(a, b) = da - trunc(a/b) db",
+)
+register(
     "arctan2",
     _float_binary,
     np.arctan2,
@@ -442,7 +506,7 @@ register(
 
 UNARY_OPS = (
     "neg abs sign exp expm1 log log1p sqrt square reciprocal sin cos tan arcsin arccos "
-    "arctan sinh cosh tanh sigmoid relu softplus erf"
+    "arctan sinh cosh tanh sigmoid relu softplus erf floor ceil round trunc"
 ).split()
-BINARY_OPS = "add sub mul div pow maximum minimum arctan2 logaddexp".split()
+BINARY_OPS = "add sub mul div pow maximum minimum arctan2 logaddexp mod fmod".split()
 COMPARISON_OPS = "less less_equal greater greater_equal equal not_equal".split()

@@ -153,6 +153,14 @@ def _prod_others_vjp(g, x, out):
     lead = tuple(x.shape[i] for i in keep)
     rows = reshape(transpose(x, perm), lead + (m,))
     g_rows = reshape(transpose(g, perm), lead + (m,))
+    from . import registry
+
+    if m * m > registry.MAX_CONSTANT_ELEMENTS:
+        raise UnsupportedError(
+            f"second derivatives of prod over {m} elements need a {m}x{m} mask, more than "
+            f"{registry.MAX_CONSTANT_ELEMENTS} elements (SYMGRAD_MAX_CONSTANT_ELEMENTS); "
+            "take the product of fewer elements, or write it as exp(sum(log(x))) for positive x"
+        )
     eye = constant(np.eye(m, dtype=bool))
     table = ew.where(eye, 1, expand_dims(rows, -2))  # [..., i, j]
     pairs = prod_others(table, (len(lead) + 1,))  # [..., i, l]

@@ -19,6 +19,7 @@ An op is registered once with
 Backends keep their own lowering table keyed by the same op names.
 """
 
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -34,8 +35,21 @@ OPS = {}
 # same rules carry a tangent forward (the result broadcasts to the output's shape)
 POINTWISE = "pointwise"
 
-# Largest constant (in elements) that folding will materialise.
+# Largest constant (in elements) that folding will materialise; ``arange`` of a concrete
+# size is a constant up to this size too, and computed by the compiled function above it.
 FOLD_LIMIT = 4096
+
+
+def _max_constant_elements(default=10**6):
+    text = os.environ.get("SYMGRAD_MAX_CONSTANT_ELEMENTS", "").strip()
+    return int(text) if text.isdigit() else default
+
+
+# The most elements symgrad itself computes into a constant while a graph is built: folding
+# reads no more than this many (larger constant operands stay an op of the compiled function),
+# and a rule that would build a larger constant (prod's second-derivative mask) refuses with
+# UnsupportedError. Constants a user passes in are theirs and are not limited.
+MAX_CONSTANT_ELEMENTS = _max_constant_elements()
 
 
 @dataclass
@@ -133,6 +147,7 @@ def make(op, inputs, **attrs):
         and all(i.op == "constant" for i in inputs)
         and concrete(shape)
         and size_of(shape) <= FOLD_LIMIT
+        and sum(i.value.size for i in inputs) <= MAX_CONSTANT_ELEMENTS
     ):
         with np.errstate(all="ignore"):
             value = opdef.impl(*[i.value for i in inputs], **attrs)

@@ -593,11 +593,15 @@ register("arange", _arange_infer, lambda n: np.arange(n, dtype=np.int64), note="
 
 
 def arange(n):
-    """0, 1, ..., n-1 as int64; ``n`` may be a symbolic dimension (``x.shape[0]``)."""
-    (n,) = as_shape((n,), where="arange")
-    if isinstance(n, int):
-        from .registry import constant
+    """0, 1, ..., n-1 as int64; ``n`` may be a symbolic dimension (``x.shape[0]``).
 
+    A concrete ``n`` up to ``FOLD_LIMIT`` is a constant, as a folded value would be; a
+    larger one is computed by the compiled function, so building ``arange(10**8)`` takes
+    no time and no memory."""
+    from .registry import FOLD_LIMIT, constant
+
+    (n,) = as_shape((n,), where="arange")
+    if isinstance(n, int) and n <= FOLD_LIMIT:
         return constant(np.arange(n, dtype=np.int64))
     return make("arange", [], n=n)
 

@@ -55,6 +55,8 @@ _ELEMENTWISE_BINARY = {
     "minimum",
     "arctan2",
     "logaddexp",
+    "mod",
+    "fmod",
     "less",
     "less_equal",
     "greater",

@@ -97,6 +97,17 @@ def distinct(rng, shape, scale=0.3):
     return x.reshape(shape)
 
 
+def off_jumps(lo, hi):
+    """Sampler of values in [lo, hi] whose fractional part is in [0.15, 0.35]: at least 0.15
+    from every whole and every half number, where floor, ceil, round and trunc jump."""
+
+    def sample(rng, shape):
+        whole = np.floor(rng.uniform(lo, hi, size=shape))
+        return np.asarray(whole + rng.uniform(0.15, 0.35, size=shape), dtype=np.float64)
+
+    return sample
+
+
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
@@ -143,10 +154,10 @@ def _sample_graphs():
     }
     for name in (
         "neg abs sign exp expm1 log log1p sqrt square reciprocal sin cos tan arcsin "
-        "arccos arctan sinh cosh tanh sigmoid relu softplus erf"
+        "arccos arctan sinh cosh tanh sigmoid relu softplus erf floor ceil round trunc"
     ).split():
         samples[name] = getattr(sg, name)(M)
-    for name in "add sub mul div pow maximum minimum arctan2 logaddexp".split():
+    for name in "add sub mul div pow maximum minimum arctan2 logaddexp mod fmod".split():
         samples[name] = getattr(sg, name)(M, v)
     for name in "less less_equal greater greater_equal equal not_equal".split():
         samples[name] = getattr(sg, name)(M, v)
@@ -161,6 +172,10 @@ SAMPLES = _sample_graphs()
 NON_DIFFERENTIABLE = {
     # piecewise constant: the derivative is 0 wherever it exists
     ("sign", 0),
+    ("floor", 0),
+    ("ceil", 0),
+    ("round", 0),
+    ("trunc", 0),
     ("isfinite", 0),
     *((op, i) for op in "less less_equal greater greater_equal equal not_equal".split() for i in (0, 1)),
     # bool in, bool out
@@ -289,6 +304,10 @@ UNARY = {  # name: (plain numpy definition, domain)
     "relu": (lambda x: np.where(x > 0, x, 0.0), uniform(-2, 2, away=0.1)),
     "softplus": (lambda x: np.log(1 + np.exp(x)), uniform(-4, 4)),
     "erf": (_erf, uniform(-2, 2)),
+    "floor": (np.floor, off_jumps(-3, 3)),
+    "ceil": (np.ceil, off_jumps(-3, 3)),
+    "round": (np.round, off_jumps(-3, 3)),
+    "trunc": (np.trunc, off_jumps(-3, 3)),
 }
 
 
@@ -324,6 +343,16 @@ def _untied(rng, sa, sb):
             return a, b
 
 
+def _off_remainder_jumps(rng, sa, sb):
+    """Operands whose quotient a/b is at least 0.02 from a whole number everywhere after
+    broadcasting (the remainder jumps there as b moves), with |b| >= 0.5."""
+    while True:
+        a, b = rng.uniform(-4, 4, sa), uniform(-2, 2, away=0.5)(rng, sb)
+        q = np.divide(a, b)
+        if np.min(np.abs(q - np.round(q))) > 0.02:
+            return a, b
+
+
 BINARY = {  # name: (plain numpy definition, sampler of both operands)
     "add": (lambda a, b: a + b, lambda r, sa, sb: (r.normal(size=sa), r.normal(size=sb))),
     "sub": (lambda a, b: a - b, lambda r, sa, sb: (r.normal(size=sa), r.normal(size=sb))),
@@ -334,6 +363,9 @@ BINARY = {  # name: (plain numpy definition, sampler of both operands)
     "minimum": (np.minimum, _untied),
     "arctan2": (np.arctan2, lambda r, sa, sb: (r.uniform(-2, 2, sa), uniform(-2, 2, away=0.3)(r, sb))),
     "logaddexp": (np.logaddexp, lambda r, sa, sb: (r.normal(size=sa) * 3, r.normal(size=sb) * 3)),
+    # the truth's own formulas, not np.mod/np.fmod: a - b*floor(a/b) and a - b*trunc(a/b)
+    "mod": (lambda a, b: a - b * np.floor(a / b), _off_remainder_jumps),
+    "fmod": (lambda a, b: a - b * np.trunc(a / b), _off_remainder_jumps),
 }
 BINARY_SHAPES = [
     ((), ()),
@@ -502,6 +534,18 @@ def test_reduction_vjp_numba(op, axis, keepdims):
 def test_prod_vjp_with_zero_elements_is_product_of_the_others(axis, backend):
     x = np.array([[0.5, 0.0, 1.5, -2.0], [0.0, 0.0, 1.2, 0.7], [1.1, -0.9, 0.8, 1.3]])
     check_vjp(lambda x: sg.prod(x, axis=axis), lambda x: np.prod(x, axis=axis), [x], backend)
+
+
+def test_prod_second_derivative_needing_a_mask_above_the_constant_bound_is_refused(monkeypatch):
+    from symgrad.ops import registry
+
+    monkeypatch.setattr(registry, "MAX_CONSTANT_ELEMENTS", 100)
+    x = sg.tensor("x", (11,))
+    g = sg.grad(sg.prod(x), x)
+    with pytest.raises(sg.UnsupportedError, match=r"prod over 11 elements need a 11x11 mask, more than 100"):
+        sg.grad(sg.sum(g * np.arange(11.0)), x)
+    y = sg.tensor("y", (10,))  # 10x10 is within the bound
+    sg.grad(sg.sum(sg.grad(sg.prod(y), y)), y)
 
 
 @pytest.mark.parametrize(
@@ -872,11 +916,16 @@ FLOAT32_OPS = {
     "max_mean": (lambda x: sg.max(x) - sg.mean(x) * x, distinct),
     "outer_matmul": (lambda x: sg.outer(x, x) @ x, uniform(-1, 1)),
     "slice_prod": (lambda x: sg.concatenate([x[:1], x[1:] * sg.prod(x[:-1])]), uniform(-1.5, 1.5, away=0.5)),
+    # every jump of these is at a multiple of 0.25; the samples are 0.125 +- 0.05 from them
+    "rounding": (
+        lambda x: sg.floor(x * 2) + x % 0.75 + sg.fmod(x, 0.75) * sg.round(x) + sg.ceil(x) * sg.trunc(x),
+        lambda rng, shape: 0.125 + 0.25 * rng.integers(-12, 12, shape) + rng.uniform(-0.05, 0.05, shape),
+    ),
 }
 
 
 # numba gets the ops whose float32 code differs: runtime ufuncs, masks, prod_others, BLAS
-NUMBA_FLOAT32 = "sigmoid softplus erf relu softmax max_mean slice_prod outer_matmul".split()
+NUMBA_FLOAT32 = "sigmoid softplus erf relu softmax max_mean slice_prod outer_matmul rounding".split()
 
 
 @pytest.mark.parametrize(
@@ -925,6 +974,15 @@ CONVENTIONS = {  # id: (builder, point, the documented subgradient there)
         [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]],
     ),
     "max_tie_all_2d": (sg.max, np.array([[1.0, 3.0], [3.0, 3.0]]), [[0.0, 1.0], [0.0, 0.0]]),
+    # rounding ops: 0 at their jumps too
+    "floor_at_jumps": (sg.floor, np.array([-1.0, 0.0, 2.0]), [0.0, 0.0, 0.0]),
+    "ceil_at_jumps": (sg.ceil, np.array([-1.0, 0.0, 2.0]), [0.0, 0.0, 0.0]),
+    "round_at_halves": (sg.round, np.array([-0.5, 0.5, 2.5]), [0.0, 0.0, 0.0]),
+    "trunc_at_jumps": (sg.trunc, np.array([-1.0, 0.0, 2.0]), [0.0, 0.0, 0.0]),
+    # mod/fmod where a/b is a whole number k: d/da = 1, d/db = -k
+    "mod_dividend_at_jumps": (lambda x: x % 2.0, np.array([-4.0, 0.0, 6.0]), [1.0, 1.0, 1.0]),
+    "mod_divisor_at_jumps": (lambda x: 6.0 % x, np.array([3.0, 2.0, -3.0]), [-2.0, -3.0, 2.0]),
+    "fmod_divisor_at_jumps": (lambda x: sg.fmod(-6.0, x), np.array([3.0, 2.0, -3.0]), [2.0, 3.0, -2.0]),
 }
 
 
@@ -936,3 +994,76 @@ def test_non_smooth_convention(case, backend):
     vg = sg.value_and_grad(sg.sum(build(x)), wrt=x, backend=backend)
     _, g = vg(point)
     np.testing.assert_array_equal(g, np.array(expected))
+
+
+# ---------------------------------------------------------------- rounding and remainders
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rounding_and_remainders_match_numpy_at_ties_and_signs(backend):
+    # halves round to even (np.round), mod takes the divisor's sign, fmod the dividend's;
+    # floats of both widths and int64 keep numpy's dtypes
+    halves = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.7, -3.7])
+    divisors = np.array([2.0, -2.0, 0.75, -0.75, 3.0, -3.0, 1.5, -1.5])
+    ints, int_divisors = np.array([-7, -3, 0, 4, 9, -8, 5, 7]), np.array([3, -3, 5, -5, 0, -3, 2, -2])
+    for dtype in ("float64", "float32"):
+        a, b = sg.tensor("a", (8,), dtype), sg.tensor("b", (8,), dtype)
+        A, B = halves.astype(dtype), divisors.astype(dtype)
+        outputs = [sg.floor(a), sg.ceil(a), sg.round(a), sg.trunc(a), a % b, 2 % a, sg.fmod(a, b)]
+        truths = [
+            np.floor(A),
+            np.ceil(A),
+            np.round(A),
+            np.trunc(A),
+            np.mod(A, B),
+            np.mod(2, A),
+            np.fmod(A, B),
+        ]
+        # the fused loop (several elementwise ops in one) and the per-op statements
+        outputs.append(sg.exp(sg.fmod(a, b) * 0.5) + sg.round(a * 3) % 4)
+        truths.append(np.exp(np.fmod(A, B) * np.float32(0.5).astype(dtype)) + np.mod(np.round(A * 3), 4))
+        got = sg.compile(outputs, inputs=[a, b], backend=backend)(A, B)
+        for k, (value, truth) in enumerate(zip(got, truths)):
+            assert value.dtype == truth.dtype == np.dtype(dtype), (k, value.dtype, truth.dtype)
+            np.testing.assert_allclose(value, truth, rtol=1e-6, err_msg=f"{dtype} output {k}")
+    i, j = sg.tensor("i", (8,), "int64"), sg.tensor("j", (8,), "int64")
+    with np.errstate(divide="ignore"):
+        truths = [np.mod(ints, int_divisors), np.fmod(ints, int_divisors), np.floor(ints)]
+    got = sg.compile([i % j, sg.fmod(i, j), sg.floor(i)], inputs=[i, j], backend=backend)(ints, int_divisors)
+    for value, truth in zip(got, truths):
+        assert value.dtype == truth.dtype
+        np.testing.assert_array_equal(value, truth)
+
+
+def test_python_operators_and_rounding_builtins_on_expressions():
+    x, y = sg.scalars("x y")
+    assert x % y is sg.mod(x, y) and 2 % x is sg.mod(2, x)
+    assert round(x) is sg.round(x) and math.floor(x) is sg.floor(x)
+    assert math.ceil(x) is sg.ceil(x) and math.trunc(x) is sg.trunc(x)
+    with pytest.raises(sg.UnsupportedError, match=r"round\(x, 2\) on a symbolic value"):
+        round(x, 2)
+
+
+def test_numpy_rounding_and_remainder_functions_trace_to_the_ops():
+    v0 = np.array([-2.7031, -0.3512, 1.2213, 2.3117, 3.1389, 0.1213])  # off every jump
+
+    def f(v):
+        return np.sum(
+            np.mod(v, 1.5) * np.remainder(v, 2)
+            + np.fmod(v, 2.0)
+            + np.floor(v) * v
+            + np.ceil(v)
+            + np.round(v, 2)
+            + np.around(v)
+            + np.rint(v)
+            + np.trunc(v) * v
+            + v % 3
+            + 3 % v
+            + np.round(v * 1000, -2)
+        )
+
+    value, grad = sg.value_and_grad(f)(v0)
+    np.testing.assert_allclose(value, f(v0), rtol=1e-13)
+    h = 1e-6
+    numeric = [(f(v0 + h * e) - f(v0 - h * e)) / (2 * h) for e in np.eye(len(v0))]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6)

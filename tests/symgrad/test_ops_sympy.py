@@ -40,7 +40,9 @@ UNARY = {  # name: (SymPy function, domain)
     "softplus": (sympy.log(1 + sympy.exp(X)), (-4, 4)),
     "erf": (sympy.erf(X), (-2, 2)),
 }
-# sign is piecewise constant: sympy says 2*DiracDelta(x); the central-difference tests pin its 0
+# sign is piecewise constant: sympy says 2*DiracDelta(x); the central-difference tests pin its 0,
+# as they do for floor, ceil, round and trunc (SymPy leaves their derivatives unevaluated)
+PIECEWISE_CONSTANT = {"sign", "floor", "ceil", "round", "trunc"}
 NEGATIVE_TOO = {"neg", "abs", "relu"}  # kinked ops: test both sides of the kink
 
 BINARY = {  # name: (SymPy function of a, b, domain of a, domain of b)
@@ -53,7 +55,21 @@ BINARY = {  # name: (SymPy function of a, b, domain of a, domain of b)
     "minimum": (sympy.Min(A, B), (0.1, 2), (-2, -0.1)),
     "arctan2": (sympy.atan2(A, B), (-2, 2), (0.3, 2)),
     "logaddexp": (sympy.log(sympy.exp(A) + sympy.exp(B)), (-4, 4), (-4, 4)),
+    # a/b stays in (1.2, 1.9) and (-1.9, -1.3): away from the jumps at whole quotients
+    "mod": (sympy.Mod(A, B), (1.5, 1.9), (1.0, 1.25)),
+    "fmod": (
+        A - B * sympy.Piecewise((sympy.floor(A / B), A / B >= 0), (sympy.ceiling(A / B), True)),
+        (-1.9, -1.5),
+        (1.0, 1.15),
+    ),
 }
+# SymPy leaves floor'(x) (and Mod's partials) as Derivative/Subs objects: 0 wherever they exist
+
+
+def _diff(expr, *symbols):
+    expr = expr.rewrite(sympy.floor) if expr.has(sympy.Mod) else expr
+    d = sympy.diff(expr, *symbols)
+    return d.replace(lambda e: isinstance(e, (sympy.Derivative, sympy.Subs)), lambda e: sympy.Integer(0))
 
 
 def _points(domain, kinked=False, count=5, seed=0):
@@ -70,7 +86,7 @@ def _lambdify(args, expr):
 def test_every_unary_and_binary_op_has_a_sympy_case():
     from symgrad.ops.elementwise import BINARY_OPS, UNARY_OPS
 
-    assert sorted(UNARY) == sorted(set(UNARY_OPS) - {"sign"})
+    assert sorted(UNARY) == sorted(set(UNARY_OPS) - PIECEWISE_CONSTANT)
     assert sorted(BINARY) == sorted(BINARY_OPS)
 
 
@@ -108,7 +124,7 @@ def _check_binary(name, backend, order):
     expr, dom_a, dom_b = BINARY[name]
     first = sg.grad(getattr(sg, name)(a, b), [a, b])
     if order == 1:
-        outputs, truths = first, [sympy.diff(expr, A), sympy.diff(expr, B)]
+        outputs, truths = first, [_diff(expr, A), _diff(expr, B)]
     else:
         outputs = [*sg.grad(first[0], [a, b]), *sg.grad(first[1], [a, b])]
         truths = [

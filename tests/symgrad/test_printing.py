@@ -1,11 +1,14 @@
 """What a user looks at: repr of expressions, LaTeX for Jupyter, DOT drawings, print(compiled)."""
 
+import math
 import re
+import time
 
 import pytest
 import sympy
 
 import symgrad as sg
+from symgrad.frontends import sympy_bridge
 
 
 def _dot_nodes(text):
@@ -95,3 +98,91 @@ def test_repr_of_reductions_reads_like_the_call_that_built_them():
     assert repr(sg.sum(X, axis=1)) == "sum(X, axis=1)"
     assert repr(sg.max(X, axis=0, keepdims=True)) == "max(X, axis=0, keepdims=True)"
     assert repr(sg.transpose(X)) in ("transpose(X, axes=(1, 0))", "X.T")
+
+
+# ---------------------------------------------------------------- bounded display of large trees
+
+
+def _shared_chain(steps):
+    """``e = tanh(e) + 0.25*e``: 3 nodes a step, an expanded tree that doubles each step."""
+    x = sg.scalar("x")
+    e = x
+    for _ in range(steps):
+        e = sg.tanh(e) + 0.25 * e
+    return e
+
+
+def test_latex_of_a_small_expression_is_sympys_latex_of_the_same_maths():
+    x, y = sg.scalars("x y")
+    xs, ys = sympy.symbols("x y")
+    assert sg.latex(x * y + sg.sin(x) / 4) == sympy.latex(xs * ys + sympy.sin(xs) / 4)
+
+
+def test_latex_of_a_shared_graph_names_the_shared_terms_instead_of_expanding_them():
+    # 38 nodes whose tree has ~28,000: took over a minute in SymPy; each term is now one step
+    e = _shared_chain(12)
+    start = time.perf_counter()
+    text = sg.latex(e)
+    assert time.perf_counter() - start < 10
+    xs, t = sympy.Symbol("x"), [sympy.Symbol(f"t_{k}") for k in range(12)]
+    assert text.startswith(r"\begin{aligned}") and text.endswith(r"\end{aligned}")
+    lines = text[len(r"\begin{aligned}") : -len(r"\end{aligned}")].split(r" \\ ")
+    assert lines[0] == "& " + sympy.latex(sympy.tanh(t[11]) + t[11] / 4)
+    assert lines[1] == r"\text{where } t_{1} &= " + sympy.latex(sympy.tanh(xs) + xs / 4)
+    for k in range(2, 12):
+        assert lines[k] == f"t_{{{k}}} &= " + sympy.latex(sympy.tanh(t[k - 1]) + t[k - 1] / 4)
+    assert len(lines) == 12
+    assert e._repr_latex_() == f"$\\displaystyle {text}$"
+
+
+def test_latex_of_a_deep_chain_is_cut_into_shallow_terms_without_recursion_error():
+    x = sg.scalar("x")
+    e = x
+    for _ in range(200):
+        e = sg.sin(e) + 1.0
+    start = time.perf_counter()
+    text = sg.latex(e)
+    assert time.perf_counter() - start < 10
+    assert r"\text{where } t_{1} &= " in text and text.count("&=") >= 200 * 2 // sympy_bridge.TERM_DEPTH
+    # every sin of the chain is printed exactly once
+    assert text.count(r"\sin") == 200
+
+
+def test_latex_of_a_graph_too_large_for_terms_is_a_short_placeholder():
+    x = sg.scalar("x")
+    e = x
+    for _ in range(10_000):
+        e = sg.sin(e) * 1.5
+    start = time.perf_counter()
+    text = sg.latex(e)
+    assert time.perf_counter() - start < 10
+    assert text == r"\text{(an expression of 20002 nodes, 20001 deep: too large to print)}"
+
+
+def test_term_names_avoid_the_graphs_own_symbols():
+    t1 = sg.scalar("t_1")
+    e = t1
+    for _ in range(12):
+        e = sg.tanh(e) + 0.25 * e
+    text = sg.latex(e)
+    assert r"\text{where } u_{1} &= " in text and "t_{1}" in text  # t_1 is the symbol, u_k the terms
+
+
+def test_to_sympy_and_repr_of_a_shared_graph_return_quickly():
+    e = _shared_chain(12)
+    start = time.perf_counter()
+    expr = sg.to_sympy(e)
+    text = repr(e)
+    assert time.perf_counter() - start < 10
+    z = 0.3
+    for _ in range(12):
+        z = math.tanh(z) + 0.25 * z
+    assert float(expr.subs(sympy.Symbol("x"), 0.3)) == pytest.approx(z, rel=1e-12)
+    assert len(text) < 400
+
+
+def test_repr_of_a_remainder_reads_as_python_percent_and_parses_back():
+    x, y = sg.scalars("x y")
+    for e, text in [(x % y * 2, "x % y * 2.0"), (x * y % 2, "x * y % 2.0"), (x % (y * 2), "x % (y * 2.0)")]:
+        assert repr(e) == text
+        assert sg.parse(text) is e

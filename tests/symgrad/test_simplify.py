@@ -41,3 +41,14 @@ def test_dead_code_is_not_emitted():
     assert "tanh" not in f.source
     assert f(0.5, 2.0) == pytest.approx(np.sin(0.5))
     del unused
+
+
+def test_folding_reads_no_constant_above_the_bound(monkeypatch):
+    from symgrad.ops import registry
+
+    monkeypatch.setattr(registry, "MAX_CONSTANT_ELEMENTS", 10)
+    small, large = np.arange(5.0), np.arange(20.0)
+    assert sg.sum(sg.constant(small)).op == "constant"
+    total = sg.sum(sg.constant(large))
+    assert total.op == "sum"  # left to the compiled function, which computes numpy's value
+    assert sg.compile(total, backend="numpy")() == np.sum(large)

@@ -161,7 +161,7 @@ def test_nan_becomes_a_nan_constant():
         (sympy.Matrix([[X, Y]]), "matrix"),
         (sympy.ImmutableMatrix([[X, Y]]), "matrix"),
         (X + sympy.I * Y, "imaginary unit"),
-        (sympy.floor(X), "floor"),
+        (sympy.gamma(X), "gamma"),
         ("x + 1", "str"),
     ],
 )
@@ -230,3 +230,25 @@ def test_deep_expressions_convert_without_recursion_errors():
         h = sg.sin(h) * x + 1.0
     back = sg.to_sympy(sg.grad(h, x))
     assert isinstance(back, sympy.Add)
+
+
+def test_floor_ceiling_and_mod_come_in_as_the_ops():
+    a, b = sympy.symbols("a b")
+    x, y = sg.scalars("a b")
+    assert sg.from_sympy(sympy.floor(a) + sympy.ceiling(b)) is sg.floor(x) + sg.ceil(y)
+    assert sg.from_sympy(sympy.Mod(a, b)) is sg.mod(x, y)
+
+
+def test_rounding_and_remainders_go_out_with_numpy_semantics():
+    # SymPy's Mod takes the divisor's sign (as np.mod); fmod and trunc are written with floor/ceiling
+    x, y = sg.scalars("x y")
+    outputs = [sg.floor(x), sg.ceil(x), sg.trunc(x), x % y, sg.fmod(x, y)]
+    truths = [np.floor, np.ceil, lambda a, b: np.trunc(a), np.mod, np.fmod]
+    X_, Y_ = sympy.symbols("x y")
+    for out, truth in zip(outputs, truths):
+        expr = sg.to_sympy(out)
+        for a, b in [(-7.25, 2.0), (7.25, -2.0), (-2.5, -0.75), (3.0, 1.5)]:
+            got = float(expr.subs({X_: a, Y_: b}))
+            assert got == (truth(a) if out.op in ("floor", "ceil") else truth(a, b)), (out, a, b)
+    with pytest.raises(sg.UnsupportedError, match="the op 'round' has no SymPy form"):
+        sg.to_sympy(sg.round(x))
