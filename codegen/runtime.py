@@ -147,6 +147,12 @@ def bind(title, names, args, kwargs):
     bound = list(args) + [None] * (n - len(args))
     given = [True] * len(args) + [False] * (n - len(args))
     for key, value in kwargs.items():
+        if key not in names and isinstance(key, str):
+            # names are NFKC-normalised where they are made, as Python normalises f(ｘ=1); a
+            # local import: a saved module copies bind() and imports only what it names
+            import unicodedata
+
+            key = unicodedata.normalize("NFKC", key)
         if key not in names:
             raise InputError(f"{title} got an unexpected argument {key!r}; its inputs are {', '.join(names)}")
         i = names.index(key)

@@ -1,5 +1,34 @@
-"""Order and names: which statements the generated function has, in which order, called what."""
+"""Order and names: which statements the generated function has, in which order, called what.
 
+How user text reaches a generated module
+----------------------------------------
+Only through the four functions below; nothing else interpolates a user's name, dimension,
+title or note into source.
+
+- ``identifier``: a statement or parameter name the ``Namer`` hands out (``x``, ``sin_x``,
+  ``d_W``). ASCII only; unique because every such name in a module comes from one ``Namer``,
+  which compares the very strings Python will see (ASCII, so NFKC cannot merge two of them).
+- ``dim_identifier``: the variable of a named dimension, ``dim_n``: ``"dim_" + ascii_name(n)``,
+  unique because ``ascii_name`` is injective.
+- ``comment_text``: text after ``#``, on one line whatever it holds.
+- ``literal``: a string literal (``repr`` of a plain ``str``).
+
+Three namespaces, disjoint by construction, so a user's name never takes an internal one:
+  * names the module writes itself: underscored (``_rt``, ``_cv``), ``dim_*``, Python's own
+    names (keywords, soft keywords, builtins: Python's tables, not ours), and the few plain
+    words of the module's frame in ``FRAME_NAMES`` (``np``, ``kernel``, ``more``, ...);
+  * ``Namer`` names: never start with ``_`` or ``dim_`` (``identifier`` prefixes ``v_``) and
+    never equal a name of the first kind (``claim`` appends ``_2``): ``sg.scalar("kernel_entry")``
+    is the parameter ``kernel_entry_2``, ``"more"`` is ``more_2``;
+  * user names (symbols, dims) are identifiers normalised with NFKC where they are made
+    (``symgrad.graph.user_name``), so ``"ｎ"`` is ``"n"`` as in Python, and may not start
+    with ``__``, the space ``ascii_name`` writes non-ASCII names into.
+User names in the source stay readable: an ASCII name is written as it is unless it would take
+an internal name. Keyword calls (``f(x=...)``) and error messages use the user's own names,
+never the identifiers.
+"""
+
+import builtins
 import bisect
 import keyword
 
@@ -7,29 +36,59 @@ import sympy
 
 from symgrad.graph import topo_order
 
-RESERVED = {
-    "np",
-    "numba",
-    "math",
-    "_rt",
-    "_cv",
-    "_ndarray",
-    "kernel",
-    "call",
-    "out",
-    "float",
-    "int",
-    "bool",
-    "range",
-    "len",
-    "type",
-    "max",
-    "min",
-    "abs",
-    "sum",
-    "print",
-    "object",
-}
+# the plain words the module's frame writes (imports, its functions, the entry's locals); the
+# Namer never hands them out. tests/codegen/test_identifiers.py checks that every name a
+# generated module reads or binds is a Namer name, underscored, a dim, Python's, or in here.
+FRAME_NAMES = frozenset({"np", "numba", "math", "kernel", "kernel_entry", "call", "more", "named", "out"})
+PYTHON_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+
+
+def ascii_name(name):
+    """An injective map of identifiers (not starting with ``__``) to ASCII identifiers: an ASCII
+    name is itself; any other is ``__`` followed by its characters, ASCII letters and digits as
+    they are, ``_`` as ``__`` and every other character as ``_<hex code point>_`` (``"θ"`` ->
+    ``"___3b8_"``). Decoding is unambiguous and the two forms cannot meet (no user name starts
+    with ``__``), so two names give one identifier only if they are one name."""
+    name = str.__str__(name)
+    if name.isascii():
+        return name
+    return "__" + "".join(
+        c if c.isascii() and c.isalnum() else "__" if c == "_" else f"_{ord(c):x}_" for c in name
+    )
+
+
+def identifier(name):
+    """A Namer base name for ``name`` (a user's name, an op name, ``d_`` + a name): an ASCII
+    identifier that starts with neither ``_`` nor ``dim_``. Not injective (``_x`` and ``v__x``
+    meet); ``Namer.claim`` makes the names it hands out unique."""
+    ident = (
+        ascii_name(name)
+        if str(name).isidentifier()
+        else "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in str(name))
+    )
+    if ident.startswith("__"):
+        ident = "u" + ident[1:]  # a non-ASCII name: u_3b8_
+    if not ident or ident[0].isdigit() or ident.startswith(("_", "dim_")):
+        ident = "v_" + ident
+    return ident
+
+
+def dim_identifier(name):
+    """The variable holding a named dimension's size: ``dim_n``."""
+    return "dim_" + ascii_name(name)
+
+
+def comment_text(text):
+    """``text`` for after a ``#``: on one line (every character Python or an editor could take
+    for a line break, and any other unprintable one, written as its escape), and never a PEP 263
+    encoding declaration (``coding=`` on the first two lines would change how the file is read)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str.__str__(str(text)))
+    return text.replace("coding:", "coding :").replace("coding=", "coding =")
+
+
+def literal(text):
+    """A Python string literal of ``text``."""
+    return repr(str.__str__(text))
 
 
 def schedule(outputs, primary):
@@ -41,22 +100,16 @@ def schedule(outputs, primary):
     return forward, backward
 
 
-def identifier(name):
-    """A safe Python identifier for a user-supplied name."""
-    ident = "".join(c if (c.isalnum() or c == "_") else "_" for c in str(name))
-    if not ident or ident[0].isdigit():
-        ident = "v_" + ident
-    if keyword.iskeyword(ident) or ident in RESERVED or ident.startswith("dim_") or ident.startswith("_"):
-        ident = "v_" + ident.lstrip("_")
-    return ident
-
-
 class Namer:
     """Stable, unique, readable names derived from the expression (``sin_x``, ``mul_x_y``)."""
 
     def __init__(self):
-        self.taken = set(RESERVED)
+        self.taken = set(FRAME_NAMES | PYTHON_NAMES)
         self.counts = {}
+
+    def reserve(self, name):
+        """Keep ``name`` (written by the module's frame, e.g. the entry's name) from being handed out."""
+        self.taken.add(name)
 
     def claim(self, base):
         base = identifier(base) if base else "t"
@@ -82,7 +135,7 @@ def dim_text(dim):
     """A dimension as code: ints as literals, named dims as ``dim_n`` variables."""
     if isinstance(dim, int):
         return str(dim)
-    renamed = dim.xreplace({s: sympy.Symbol("dim_" + s.name) for s in dim.free_symbols})
+    renamed = dim.xreplace({s: sympy.Symbol(dim_identifier(s.name)) for s in dim.free_symbols})
     return f"({renamed})" if not renamed.is_Symbol else str(renamed)
 
 

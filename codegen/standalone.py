@@ -10,8 +10,10 @@ numpy, numba and the standard library.
 """
 
 import ast
+import io
 import os
 import re
+import tokenize
 
 from symgrad import __version__
 from symgrad.errors import UnsupportedError
@@ -51,10 +53,9 @@ def standalone_source(compiled):
             kept_header.append(line)
             continue
         module_name, prefix = _IMPORTS[line.strip()]
-        used = sorted(set(re.findall(rf"(?<![\w.]){prefix}\.(\w+)", rest)))
+        rest, used = _flatten_attributes(rest, prefix)
         if not used:
             continue
-        rest = re.sub(rf"(?<![\w.]){prefix}\.(\w+)", rf"{prefix}_\1", rest)
         imports, text, defined = _copy_definitions(module_name, used, prefix)
         kept_header += [i for i in imports if i not in kept_header]
         clash = (defined & taken) | (defined & generated_names)
@@ -96,6 +97,26 @@ def save(compiled, path):
     path = os.path.abspath(os.fspath(path))
     _write_atomically(path, text.encode("utf-8"))
     return path
+
+
+def _flatten_attributes(text, prefix):
+    """``text`` with every ``<prefix>.<name>`` of its code (not of a string or a comment, which
+    may hold a user's text) written ``<prefix>_<name>``; and the names, sorted."""
+    tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    lines = text.split("\n")
+    used = set()
+    for before, head, dot, attr in zip([None] + tokens, tokens, tokens[1:], tokens[2:]):
+        if (
+            head.type == tokenize.NAME
+            and head.string == prefix
+            and dot.string == "."
+            and attr.type == tokenize.NAME
+            and (before is None or before.string != ".")
+        ):
+            row, col = dot.start
+            lines[row - 1] = lines[row - 1][:col] + "_" + lines[row - 1][col + 1 :]
+            used.add(attr.string)
+    return "\n".join(lines), sorted(used)
 
 
 def _module_names(text):

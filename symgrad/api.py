@@ -4,6 +4,7 @@ import numpy as np
 
 from .errors import InputError, ShapeError, UnsupportedError
 from .graph import declare, Expr, as_dtype, as_shape, check_symbol_names, free_symbols, new_node, shape_str
+from .graph import user_name
 from .ops import as_expr
 from . import autodiff
 
@@ -13,18 +14,11 @@ DEFAULT_BACKEND = "numba"
 # ---------------------------------------------------------------- symbols
 
 
-def _check_name(name):
-    if not isinstance(name, str) or not name.isidentifier():
-        raise UnsupportedError(f"a symbol name must be an identifier string, got {name!r}")
-    if name.startswith("__"):
-        raise UnsupportedError(f"symbol names may not start with '__': {name!r}")
-
-
 def tensor(name, shape=(), dtype="float64"):
     """A named input of ``shape`` (ints and dim names such as ``("n", "d")``) and ``dtype``.
 
     The same name, shape and dtype always give the same symbol."""
-    _check_name(name)
+    name = user_name(name, "a symbol name", "tensor", error=UnsupportedError)
     shape = as_shape(shape, where=f"tensor {name!r}")
     for d in shape:
         if not isinstance(d, int) and not d.is_Symbol:

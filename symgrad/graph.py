@@ -16,6 +16,7 @@ reshaping and concatenation.
 import functools
 import itertools
 import threading
+import unicodedata
 import weakref
 
 import numpy as np
@@ -73,15 +74,38 @@ def float_of(dtype):
 _dim_symbols = {}
 
 
+def user_name(name, what, where, error=ShapeError):
+    """``name`` as symgrad keeps it: a plain ``str`` identifier, normalised as Python normalises
+    identifiers (NFKC, so ``"ｎ"`` is ``"n"``: two names are the same name exactly when Python
+    would read them as the same variable). Every symbol and dimension name passes here where it
+    is made; names starting with ``__`` are refused (codegen keeps that space for escapes)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise error(f"{where}: {what} must be an identifier string, got {name!r}")
+    # a plain str: a subclass could answer repr() or str() with other text than its characters
+    name = unicodedata.normalize("NFKC", str.__str__(name))
+    if not name.isidentifier():
+        raise error(f"{where}: {what} {name!r} is not an identifier after NFKC normalisation")
+    if name.startswith("__"):
+        raise error(f"{where}: {what} may not start with '__': {name!r}")
+    return name
+
+
 def dim_symbol(name):
     """The SymPy symbol of a named dimension; the same name is always the same symbol."""
+    name = user_name(name, "dimension name", "dim")
     if name not in _dim_symbols:
         _dim_symbols[name] = sympy.Symbol(name, integer=True, nonnegative=True)
     return _dim_symbols[name]
 
 
+# what a dimension expression may be built of: the shapes symgrad derives are polynomials in
+# named dims; anything else (a user-made sympy.Function, a Float) is refused where it arrives
+_DIM_PARTS = (sympy.Symbol, sympy.Integer, sympy.Rational, sympy.Add, sympy.Mul, sympy.Pow)
+
+
 def as_dim(d, where="shape"):
-    """Normalise one dimension: a non-negative int, a dim name, or a SymPy expression."""
+    """Normalise one dimension: a non-negative int, a dim name, or a SymPy expression over
+    dim names (each name checked and normalised by ``user_name``, whatever type it came as)."""
     if isinstance(d, (bool, np.bool_)):
         raise ShapeError(f"{where}: dimension {d!r} is a bool, not a size")
     if isinstance(d, (int, np.integer)):
@@ -89,13 +113,19 @@ def as_dim(d, where="shape"):
             raise ShapeError(f"{where}: dimension {d} is negative")
         return int(d)
     if isinstance(d, str):
-        if not d.isidentifier():
-            raise ShapeError(f"{where}: dimension name {d!r} is not an identifier")
-        return dim_symbol(d)
+        return dim_symbol(user_name(d, "dimension name", where))
     if isinstance(d, sympy.Expr):
         if d.is_Integer:
             return int(d)
-        return d
+        for part in sympy.preorder_traversal(d):
+            if not isinstance(part, _DIM_PARTS):
+                raise ShapeError(
+                    f"{where}: dimension {str(d)!r} contains {type(part).__name__}; a dimension is an "
+                    "int, a name, or sums and products of names"
+                )
+        symbols = d.free_symbols
+        renamed = {s: dim_symbol(user_name(s.name, "dimension name", where)) for s in symbols}
+        return d.xreplace(renamed) if any(renamed[s] is not s for s in symbols) else d
     raise ShapeError(f"{where}: dimension {d!r} is neither an int nor a name")
 
 
