@@ -3,7 +3,7 @@
 import numpy as np
 
 from .errors import InputError, ShapeError, UnsupportedError
-from .graph import declare, Expr, as_dtype, as_shape, check_symbol_names, free_symbols, new_node, shape_str
+from .graph import Expr, as_dtype, as_shape, check_symbol_names, free_symbols, name_order, new_node, shape_str
 from .ops import as_expr
 from . import autodiff
 
@@ -30,7 +30,7 @@ def tensor(name, shape=(), dtype="float64"):
         if not isinstance(d, int) and not d.is_Symbol:
             raise ShapeError(f"tensor {name!r}: input dimensions must be ints or names, got {d}")
     dtype = as_dtype(dtype, where=f"tensor {name!r}")
-    return declare(new_node("symbol", (), {"name": name}, shape, dtype))
+    return new_node("symbol", (), {"name": name}, shape, dtype)
 
 
 def scalar(name, dtype="float64"):
@@ -206,13 +206,15 @@ def _as_output(o, where):
 def _resolve_inputs(outputs, inputs, where, extra=()):
     used = free_symbols(outputs)
     if inputs is None:
-        order = list(used)
+        # the default order depends on the call alone: the wrt symbols in wrt order, then
+        # the other free symbols sorted by name (graph.name_order)
+        first = []
         for s in extra:
-            if all(s is not u for u in order):
-                order.append(s)
-        check_symbol_names(order)
-        order.sort(key=lambda s: s.declared)
-        return order
+            if all(s is not o for o in first):
+                first.append(s)
+        rest = [u for u in used if all(u is not o for o in first)]
+        check_symbol_names(first + rest)
+        return first + sorted(rest, key=name_order)
     if isinstance(inputs, Expr):
         inputs = [inputs]
     inputs = list(inputs)
@@ -244,8 +246,8 @@ def _resolve_inputs(outputs, inputs, where, extra=()):
 def compile(outputs, inputs=None, *, backend=None, name="f"):
     """Compile one expression (returns one value) or a list of them (returns a tuple).
 
-    ``inputs`` gives the argument order (default: the free symbols in declaration
-    order) and may add symbols the outputs do not use."""
+    ``inputs`` gives the argument order (default: the free symbols sorted by name,
+    digit runs as numbers: ``x2`` before ``x10``) and may add symbols the outputs do not use."""
     from codegen import compile_graph
 
     outs, many = _as_outputs(outputs, "compile")

@@ -15,6 +15,7 @@ reshaping and concatenation.
 
 import functools
 import itertools
+import re
 import threading
 import weakref
 
@@ -225,7 +226,6 @@ class Expr:
         "serial",
         "note",
         "_key",
-        "declared",
         "__weakref__",
     )
 
@@ -315,7 +315,6 @@ def new_node(op, inputs, attrs, shape, dtype):
         node.shape = shape
         node.dtype = dtype
         node.serial = next(_serial)
-        node.declared = node.serial
         node.note = None
         node._key = key
         _intern[key] = node
@@ -346,17 +345,24 @@ def topo_order(outputs):
 
 
 def free_symbols(outputs):
-    """The symbols the outputs depend on, in declaration order. Two symbols of one name are an error."""
+    """The symbols the outputs depend on, sorted by name (``name_order``): the order
+    depends on the expression alone. Two symbols of one name are an error."""
     symbols = [n for n in topo_order(outputs) if n.op == "symbol"]
     check_symbol_names(symbols)
-    return sorted(symbols, key=lambda s: s.declared)
+    return sorted(symbols, key=name_order)
 
 
-def declare(symbol):
-    """Mark ``symbol`` as declared now: default input order follows the latest declarations,
-    so ``W, x, b = sg.scalars("W x b")`` orders W, x, b even if an older graph still holds x."""
-    symbol.declared = next(_serial)
-    return symbol
+_DIGITS = re.compile(r"([0-9]+)")
+
+
+def name_order(symbol):
+    """The default positional order of inputs: natural sort by name, digit runs compared
+    as numbers (``x2`` before ``x10``), then case-insensitively, then case-sensitively."""
+    name = symbol.name
+    parts = _DIGITS.split(name.lower())
+    # split alternates text and digits, so text parts only ever meet text parts
+    natural = tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+    return natural, name.lower(), name
 
 
 def check_symbol_names(symbols):

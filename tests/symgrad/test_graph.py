@@ -125,11 +125,29 @@ def test_topo_order_puts_inputs_before_users_and_lists_each_node_once():
     assert sum(1 for n in order if n is shared) == 1
 
 
-def test_free_symbols_come_in_declaration_order():
+def test_free_symbols_come_sorted_by_name_whatever_the_declaration_order():
     b = sg.scalar("b_decl")
     a = sg.scalar("a_decl")
     c = sg.scalar("c_decl")
-    assert free_symbols([c + a * b]) == [b, a, c]
+    assert free_symbols([c + a * b]) == [a, b, c]
+    sg.scalars("c_decl b_decl a_decl")  # declaring again changes nothing
+    assert free_symbols([c + a * b]) == [a, b, c]
+
+
+def test_name_order_is_natural_then_case_insensitive_then_case_sensitive():
+    names = ["x10", "X2", "x2", "b", "x1", "A", "a", "x02", "y", "B1", "b1", "x"]
+    expected = ["A", "a", "b", "B1", "b1", "x", "x1", "x02", "X2", "x2", "x10", "y"]
+    symbols = [sg.scalar(n) for n in names]
+    total = symbols[0]
+    for s in symbols[1:]:
+        total = total + s
+    assert [s.name for s in free_symbols([total])] == expected
+
+
+def test_nodes_have_no_mutable_declaration_state():
+    x = sg.scalar("x_immutable")
+    assert not hasattr(x, "declared")
+    assert not hasattr(sg.graph, "declare")
 
 
 # ---------------------------------------------------------------- shapes
