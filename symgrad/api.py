@@ -303,7 +303,9 @@ def value_and_grad(expr=None, wrt=None, inputs=None, *, backend=None, argnums=No
 
     ``wrt`` as a list or tuple gives a tuple of gradients; a single symbol gives one.
     Called with a Python function instead of an expression (or as a decorator with
-    ``argnums``), the function is traced on symbolic stand-ins of its arguments."""
+    ``argnums``), the function is traced on symbolic stand-ins of its arguments; then
+    the second positional argument is ``argnums``, as in JAX:
+    ``sg.value_and_grad(fn, 1)`` differentiates ``fn``'s second parameter."""
     if isinstance(expr, Expr) or isinstance(expr, (int, float)):
         if argnums is not None:
             raise UnsupportedError(
@@ -315,13 +317,22 @@ def value_and_grad(expr=None, wrt=None, inputs=None, *, backend=None, argnums=No
     if expr is None or callable(expr):
         from .frontends.trace import traced_value_and_grad
 
-        if expr is None:
-            return lambda fn: traced_value_and_grad(
-                fn, argnums=0 if argnums is None else argnums, backend=backend or DEFAULT_BACKEND
+        if wrt is not None:
+            if argnums is not None:
+                raise UnsupportedError(
+                    f"value_and_grad: with a function, the second positional argument is argnums; "
+                    f"got both {wrt!r:.40} and argnums={argnums!r:.40}"
+                )
+            argnums = wrt  # JAX's value_and_grad(fun, argnums)
+        if inputs is not None:
+            raise UnsupportedError(
+                "value_and_grad: a traced function takes (fn, argnums); inputs= is for expressions "
+                f"(the function's parameters are its inputs), got {inputs!r:.60}"
             )
-        return traced_value_and_grad(
-            expr, argnums=0 if argnums is None else argnums, backend=backend or DEFAULT_BACKEND
-        )
+        argnums = 0 if argnums is None else argnums
+        if expr is None:
+            return lambda fn: traced_value_and_grad(fn, argnums=argnums, backend=backend or DEFAULT_BACKEND)
+        return traced_value_and_grad(expr, argnums=argnums, backend=backend or DEFAULT_BACKEND)
     raise UnsupportedError(f"value_and_grad: expected an expression or a function, got {type(expr).__name__}")
 
 

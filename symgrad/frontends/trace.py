@@ -83,21 +83,22 @@ class TracedValueAndGrad:
         functools.update_wrapper(self, fn)
         self._fn = fn
         self._name = getattr(fn, "__name__", type(fn).__name__)
+        try:
+            self._signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            self._signature = None
         self._single = not isinstance(argnums, (tuple, list))
         argnums = (argnums,) if self._single else tuple(argnums)
         if not argnums:
             raise UnsupportedError("value_and_grad: argnums is empty; say which arguments to differentiate")
         for a in argnums:
             if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
-                raise UnsupportedError(f"value_and_grad: argnums must be ints, got {a!r}")
+                raise UnsupportedError(self._not_an_argnum(a))
         self._argnums = tuple(int(a) for a in argnums)
         if len(set(self._argnums)) != len(self._argnums):
             raise UnsupportedError(f"value_and_grad: argnums {self._argnums} repeats an argument")
+        self._check_arity()
         self._backend = backend
-        try:
-            self._signature = inspect.signature(fn)
-        except (TypeError, ValueError):
-            self._signature = None
         self._plans = {}  # argument signature -> dim classes that must be concrete
         self._cache = {}  # (signature, sizes of the concrete classes) -> Compiled
         # the same for calls of arrays and numbers only, keyed without binding the signature
@@ -107,6 +108,33 @@ class TracedValueAndGrad:
         self._last = None
         self.trace_count = 0
         self.compile_count = 0
+
+    def _not_an_argnum(self, a):
+        message = (
+            f"value_and_grad: argnums must be an int or a tuple of ints (positions of "
+            f"{self._name}'s parameters, as in JAX), got {a!r:.60}"
+        )
+        if isinstance(a, str) and self._signature is not None and a in self._signature.parameters:
+            message += f"; {a!r} is parameter {list(self._signature.parameters).index(a)}"
+        return message
+
+    def _check_arity(self):
+        """argnums out of range for a function of a fixed number of parameters is refused now,
+        naming the arity (with *args or **kwargs the call decides, in _classify)."""
+        if self._signature is None:
+            return
+        params = self._signature.parameters.values()
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        if any(p.kind in variadic for p in params):
+            return
+        n = len(self._signature.parameters)
+        for a in self._argnums:
+            if not -n <= a < n:
+                names = ", ".join(self._signature.parameters)
+                raise UnsupportedError(
+                    f"value_and_grad: argnums {a} is out of range for {self._name}, which takes "
+                    f"{n} argument{'' if n == 1 else 's'} ({names})"
+                )
 
     def _positional_count(self):
         """How many arguments a call of only positional arguments binds one to one, or -1."""

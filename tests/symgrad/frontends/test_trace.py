@@ -131,6 +131,70 @@ def test_int_argnums_gives_one_gradient_and_tuple_argnums_a_tuple():
     np.testing.assert_allclose(gy, x, rtol=1e-14)
 
 
+def test_second_positional_argument_is_argnums_as_in_jax():
+    def f(a, b):
+        return np.sum(a * b**2)
+
+    a, b = np.ones(2), np.array([3.0, 4.0])
+    value, gb = sg.value_and_grad(f, 1, backend="numpy")(a, b)
+    assert value == pytest.approx(np.sum(a * b**2))
+    np.testing.assert_allclose(gb, 2 * a * b, rtol=1e-15)  # d/db, not d/da = b**2
+    _, (gb1,) = sg.value_and_grad(f, (1,), backend="numpy")(a, b)
+    np.testing.assert_allclose(gb1, 2 * a * b, rtol=1e-15)
+    _, (gb2, ga) = sg.value_and_grad(f, [1, 0], backend="numpy")(a, b)
+    np.testing.assert_allclose(gb2, 2 * a * b, rtol=1e-15)
+    np.testing.assert_allclose(ga, b**2, rtol=1e-15)
+    _, gb3 = sg.value_and_grad(f, -1, backend="numpy")(a, b)
+    np.testing.assert_allclose(gb3, 2 * a * b, rtol=1e-15)
+
+
+@pytest.mark.parametrize("argnums", [5, -3, (0, 2)])
+def test_argnums_out_of_range_is_refused_naming_the_arity(argnums):
+    def f(a, b):
+        return np.sum(a * b)
+
+    with pytest.raises(
+        sg.UnsupportedError, match=r"argnums -?\d+ is out of range for f, which takes 2 arguments \(a, b\)"
+    ):
+        sg.value_and_grad(f, argnums)
+    with pytest.raises(sg.UnsupportedError, match="out of range for f, which takes 2 arguments"):
+        sg.value_and_grad(f, argnums=argnums)
+
+
+@pytest.mark.parametrize("argnums", ["b", 1.0, True, ("b",), None])
+def test_argnums_that_are_not_ints_are_refused(argnums):
+    def f(a, b):
+        return np.sum(a * b)
+
+    if argnums is None:  # sg.value_and_grad(f, None) is the default, argnums=0
+        _, g = sg.value_and_grad(f, argnums, backend="numpy")(np.ones(2), np.full(2, 3.0))
+        np.testing.assert_array_equal(g, [3.0, 3.0])
+        return
+    with pytest.raises(sg.UnsupportedError, match="argnums must be an int or a tuple of ints"):
+        sg.value_and_grad(f, argnums)
+
+
+def test_a_string_argnum_says_which_position_the_parameter_has():
+    with pytest.raises(sg.UnsupportedError, match="got 'b'; 'b' is parameter 1"):
+        sg.value_and_grad(lambda a, b: np.sum(a * b), "b")
+
+
+def test_callable_with_inputs_or_both_argnums_spellings_is_refused():
+    def f(a, b):
+        return np.sum(a * b)
+
+    with pytest.raises(sg.UnsupportedError, match="inputs= is for expressions"):
+        sg.value_and_grad(f, 1, [0])
+    with pytest.raises(sg.UnsupportedError, match="second positional argument is argnums; got both"):
+        sg.value_and_grad(f, 1, argnums=0)
+
+
+def test_argnums_with_star_args_is_checked_at_the_call():
+    vg = sg.value_and_grad(lambda *xs: np.sum(xs[0] * xs[1]), 3, backend="numpy")
+    with pytest.raises(sg.UnsupportedError, match="argnums 3 is out of range for <lambda>, called with 2"):
+        vg(np.ones(2), np.ones(2))
+
+
 def test_keyword_call_gives_the_same_result_as_positional():
     vg = sg.value_and_grad(logistic_loss, argnums=(0, 1), backend="numpy")
     W, b, X, t = logistic_data(10)
