@@ -34,11 +34,19 @@ the function may run a few times on its first call; it should not have side
 effects that matter. Branching on a symbolic size compares a SymPy symbol:
 ``X.shape[0] > 5`` fails (and makes that size concrete), but ``X.shape[0] == 5``
 is silently False; write such code with the size as a static argument.
+
+Random numbers cannot be drawn inside a traced function (they would be drawn once
+and compiled in as constants): ``np.random.*``, a ``Generator``/``RandomState`` the
+function reaches, or one called on a traced value raise ``UnsupportedError``; draw
+the noise outside and pass it in as an argument.
 """
 
+import contextlib
 import functools
 import inspect
+import pickle
 import threading
+import types
 
 import numpy as np
 
@@ -51,6 +59,146 @@ _CONTROL_FLOW_HINT = (
     "a traced function runs on symbolic values, so Python `if`/`while`/`and`/`or` cannot look "
     "at their numbers; use np.where(cond, a, b) (or sg.where) to pick between values instead"
 )
+
+
+# ---------------------------------------------------------------- random numbers in a trace
+# A traced function runs once, so numbers drawn in it would be baked into the compiled
+# function as constants: every call would see the same "noise". Three guards refuse it:
+# np.random's functions are wrapped while any trace runs and refuse in a tracing thread
+# (other threads pass through to numpy); an error raised inside numpy.random's code on a
+# traced value is reported as such; and a Generator/RandomState the function can reach
+# (its closure, globals, defaults, static arguments and their attributes) whose state
+# changed during the trace is refused. Generator methods themselves cannot be wrapped
+# (numpy's types are immutable), so a generator reachable only some other way is not seen.
+
+_NOISE_HINT = (
+    "random numbers drawn while tracing would be drawn once and baked into the compiled "
+    "function as constants (every call the same noise). Draw them outside the function and "
+    "pass them in as an argument, e.g. vg(W, X, noise) with noise = rng.normal(size=X.shape)"
+)
+
+
+class _RandomNumbersInTrace(UnsupportedError):
+    pass
+
+
+_tracing = threading.local()
+_random_lock = threading.Lock()
+_random_users = 0
+_random_saved = {}
+_random_wrappers = {}  # made once, installed while a trace runs
+
+
+def _refusing(name, original):
+    @functools.wraps(original)
+    def refusing(*args, **kwargs):
+        if getattr(_tracing, "depth", 0):
+            raise _RandomNumbersInTrace(
+                f"np.random.{name} was called inside a traced function; {_NOISE_HINT}"
+            )
+        return original(*args, **kwargs)
+
+    refusing.__symgrad_original__ = original
+    return refusing
+
+
+@contextlib.contextmanager
+def _random_refused():
+    """While any thread traces, np.random's functions refuse in the tracing threads."""
+    global _random_users
+    with _random_lock:
+        if _random_users == 0:
+            for name in getattr(np.random, "__all__", ()):
+                original = getattr(np.random, name, None)
+                if callable(original) and not isinstance(original, type):
+                    _random_saved[name] = original
+                    wrapper = _random_wrappers.get(name)
+                    if wrapper is None or wrapper.__symgrad_original__ is not original:
+                        wrapper = _random_wrappers[name] = _refusing(name, original)
+                    setattr(np.random, name, wrapper)
+        _random_users += 1
+    _tracing.depth = getattr(_tracing, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _tracing.depth -= 1
+        with _random_lock:
+            _random_users -= 1
+            if _random_users == 0:
+                for name, original in _random_saved.items():
+                    if getattr(getattr(np.random, name, None), "__symgrad_original__", None) is original:
+                        setattr(np.random, name, original)
+                _random_saved.clear()
+
+
+def _random_frame(tb):
+    """The numpy.random function an exception passed through (Cython adds its frames), or None."""
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if "numpy/random/" in code.co_filename.replace("\\", "/"):
+            return code.co_name.replace("numpy.random._generator.", "").replace("numpy.random.mtrand.", "")
+        tb = tb.tb_next
+    return None
+
+
+_GENERATORS = (np.random.Generator, np.random.RandomState)
+
+
+def _reachable_generators(fn, leaves):
+    """Generators and RandomStates the function can reach: closure cells, the globals its code
+    names, its defaults, static arguments, and one level of attributes of each of those."""
+    found = {}
+    candidates = [leaf.value for leaf in leaves if leaf.kind == "static"]
+    seen_fns = set()
+    stack = [fn]
+    while stack:
+        f = stack.pop()
+        if id(f) in seen_fns:
+            continue
+        seen_fns.add(id(f))
+        if isinstance(f, functools.partial):
+            candidates.extend(f.args)
+            candidates.extend(f.keywords.values())
+            stack.append(f.func)
+            continue
+        if isinstance(f, types.MethodType):
+            candidates.append(f.__self__)
+            stack.append(f.__func__)
+            continue
+        if not isinstance(f, types.FunctionType):
+            candidates.append(f)  # a callable object: its attributes
+            continue
+        candidates.extend(f.__defaults__ or ())
+        candidates.extend((f.__kwdefaults__ or {}).values())
+        for cell in f.__closure__ or ():
+            try:
+                candidates.append(cell.cell_contents)
+            except ValueError:
+                pass
+        codes = [f.__code__]
+        while codes:
+            code = codes.pop()
+            for name in code.co_names:
+                if name in f.__globals__:
+                    candidates.append(f.__globals__[name])
+            codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    for c in candidates:
+        if isinstance(c, _GENERATORS):
+            found[id(c)] = c
+            continue
+        if isinstance(c, (types.ModuleType, type)):
+            continue
+        attrs = getattr(c, "__dict__", None)
+        if isinstance(attrs, dict):
+            for v in list(attrs.values()):
+                if isinstance(v, _GENERATORS):
+                    found[id(v)] = v
+    return list(found.values())
+
+
+def _generator_state(g):
+    bits = g.bit_generator if isinstance(g, np.random.Generator) else g._bit_generator
+    return pickle.dumps(bits.state)
 
 
 class _Leaf:
@@ -390,7 +538,22 @@ class TracedValueAndGrad:
         }
         stand_ins = [symbols[leaf.label] if leaf.kind != "static" else leaf.value for leaf in leaves]
         self.trace_count += 1
-        out = self._call_with(bound, leaves, stand_ins)
+        generators = _reachable_generators(self._fn, leaves)
+        before = [_generator_state(g) for g in generators]
+        with _random_refused():
+            try:
+                out = self._call_with(bound, leaves, stand_ins)
+            except Exception as exc:
+                where = _random_frame(exc.__traceback__)
+                if where is None or isinstance(exc, _RandomNumbersInTrace):
+                    raise
+                raise _RandomNumbersInTrace(f"{where} was called on a traced value; {_NOISE_HINT}") from exc
+        for g, state in zip(generators, before):
+            if _generator_state(g) != state:
+                raise _RandomNumbersInTrace(
+                    f"{self._name} drew random numbers from {type(g).__name__} {g!r:.60} while it was "
+                    f"traced; {_NOISE_HINT}"
+                )
         if isinstance(out, (tuple, list)):
             raise UnsupportedError(
                 f"{self._name} returned a {type(out).__name__}; value_and_grad needs the "
