@@ -529,8 +529,8 @@ def install():
     Expr.__array_ufunc__ = _array_ufunc
     Expr.__array_function__ = _array_function
     Expr.__array__ = _array
-    # No __float__/__int__: SymPy's ``n * expr`` (n a symbolic size) calls float(expr) whenever
-    # __float__ exists and lets anything but TypeError escape; without it, Expr.__rmul__ runs.
+    # __float__/__int__/__index__ (graph.Expr) raise an UnsupportedError that is also a
+    # TypeError; Expr._op_priority keeps SymPy's operators from calling float() at all.
     for name, value in _METHODS.items():
         if not hasattr(Expr, name):
             setattr(Expr, name, value)
