@@ -45,6 +45,7 @@ import contextlib
 import functools
 import inspect
 import pickle
+import sys
 import threading
 import types
 
@@ -52,7 +53,7 @@ import numpy as np
 
 from ..errors import ShapeError, SymgradError, UnsupportedError
 from ..graph import Expr, as_dtype, is_float, shape_str
-from . import numpy_protocol  # noqa: F401  (installs numpy's protocols on Expr)
+from . import numpy_protocol  # installs numpy's protocols on Expr
 from codegen.runtime import is_dask
 
 _CONTROL_FLOW_HINT = (
@@ -83,10 +84,10 @@ class _RandomNumbersInTrace(UnsupportedError):
 
 
 _tracing = threading.local()
-_random_lock = threading.Lock()
-_random_users = 0
-_random_saved = {}
-_random_wrappers = {}  # made once, installed while a trace runs
+_patch_lock = threading.Lock()
+_patch_users = 0
+_patch_saved = {}  # (module, name) -> the original attribute, while patched
+_patch_wrappers = {}  # (module name, name) -> wrapper: made once, installed while a trace runs
 
 
 def _refusing(name, original):
@@ -98,37 +99,56 @@ def _refusing(name, original):
             )
         return original(*args, **kwargs)
 
-    refusing.__symgrad_original__ = original
     return refusing
 
 
+def _patches():
+    """(module, name, make_wrapper) for every module attribute swapped while a trace runs:
+    np.random's functions refuse in tracing threads; scipy.special's functions that have an
+    op (logsumexp, softmax, ...) route symbolic arguments to it (numpy_protocol.SCIPY_FUNCTIONS)."""
+    out = []
+    for name in getattr(np.random, "__all__", ()):
+        original = getattr(np.random, name, None)
+        if callable(original) and not isinstance(original, type):
+            out.append((np.random, name, functools.partial(_refusing, name)))
+    special = sys.modules.get("scipy.special")
+    if special is not None:
+        for name in numpy_protocol.SCIPY_FUNCTIONS:
+            if callable(getattr(special, name, None)):
+                out.append((special, name, functools.partial(numpy_protocol.scipy_router, name)))
+    return out
+
+
 @contextlib.contextmanager
-def _random_refused():
-    """While any thread traces, np.random's functions refuse in the tracing threads."""
-    global _random_users
-    with _random_lock:
-        if _random_users == 0:
-            for name in getattr(np.random, "__all__", ()):
-                original = getattr(np.random, name, None)
-                if callable(original) and not isinstance(original, type):
-                    _random_saved[name] = original
-                    wrapper = _random_wrappers.get(name)
-                    if wrapper is None or wrapper.__symgrad_original__ is not original:
-                        wrapper = _random_wrappers[name] = _refusing(name, original)
-                    setattr(np.random, name, wrapper)
-        _random_users += 1
+def _trace_patches():
+    """While any thread traces, the _patches() wrappers are installed (they pass every other
+    call through to the original, so other threads are unaffected); the last trace to end
+    puts the originals back."""
+    global _patch_users
+    with _patch_lock:
+        if _patch_users == 0:
+            for module, name, make in _patches():
+                original = getattr(module, name)
+                key = (module.__name__, name)
+                wrapper = _patch_wrappers.get(key)
+                if wrapper is None or wrapper.__symgrad_original__ is not original:
+                    wrapper = _patch_wrappers[key] = make(original)
+                    wrapper.__symgrad_original__ = original
+                _patch_saved[(module, name)] = original
+                setattr(module, name, wrapper)
+        _patch_users += 1
     _tracing.depth = getattr(_tracing, "depth", 0) + 1
     try:
         yield
     finally:
         _tracing.depth -= 1
-        with _random_lock:
-            _random_users -= 1
-            if _random_users == 0:
-                for name, original in _random_saved.items():
-                    if getattr(getattr(np.random, name, None), "__symgrad_original__", None) is original:
-                        setattr(np.random, name, original)
-                _random_saved.clear()
+        with _patch_lock:
+            _patch_users -= 1
+            if _patch_users == 0:
+                for (module, name), original in _patch_saved.items():
+                    if getattr(getattr(module, name, None), "__symgrad_original__", None) is original:
+                        setattr(module, name, original)
+                _patch_saved.clear()
 
 
 def _random_frame(tb):
@@ -540,7 +560,7 @@ class TracedValueAndGrad:
         self.trace_count += 1
         generators = _reachable_generators(self._fn, leaves)
         before = [_generator_state(g) for g in generators]
-        with _random_refused():
+        with _trace_patches():
             try:
                 out = self._call_with(bound, leaves, stand_ins)
             except Exception as exc:

@@ -562,3 +562,93 @@ def test_random_numbers_outside_traces_work_while_other_threads_trace():
     assert errors == []
     assert len(refused) == 30 and all("np.random.normal was called inside" in str(e) for e in refused)
     assert np.random.normal is np.random.mtrand.normal
+
+
+# ---------------------------------------------------------------- scipy.special in a trace
+
+
+def _central_gradient(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[i] += h
+        down[i] -= h
+        g[i] = (f(up) - f(down)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda sp, x: sp.logsumexp(x),
+        lambda sp, x: np.sum(sp.logsumexp(x, axis=1, keepdims=True) ** 2),
+        lambda sp, x: np.sum(sp.logsumexp(x, axis=0) * np.arange(3.0)),
+        lambda sp, x: np.sum(sp.softmax(x) * np.arange(12.0).reshape(4, 3)),
+        lambda sp, x: np.sum(sp.softmax(x, axis=1) ** 2),
+        lambda sp, x: np.sum(sp.log_softmax(x, axis=0) ** 2),
+        lambda sp, x: np.sum(sp.softplus(x)),
+        lambda sp, x: np.sum(sp.expit(x) * sp.erf(x)),
+        lambda sp, x: np.sum(sp.log_expit(x)),
+        lambda sp, x: np.sum(sp.logit(sp.expit(x)) ** 2),
+        lambda sp, x: np.sum(sp.xlogy(x, x**2 + 1)),
+        lambda sp, x: np.sum(sp.xlog1py(x, x**2)),
+    ],
+    ids=[
+        "logsumexp",
+        "logsumexp-axis1-keepdims",
+        "logsumexp-axis0",
+        "softmax-all",
+        "softmax-axis1",
+        "log_softmax",
+        "softplus",
+        "expit-erf",
+        "log_expit",
+        "logit",
+        "xlogy",
+        "xlog1py",
+    ],
+)
+def test_scipy_special_functions_trace_to_ops(loss):
+    import scipy.special
+
+    x = np.random.default_rng(4).normal(size=(4, 3))
+    value, g = sg.value_and_grad(lambda x: loss(scipy.special, x), backend="numpy")(x)
+    truth = loss(scipy.special, x)
+    assert value == pytest.approx(truth, rel=1e-13)
+    np.testing.assert_allclose(
+        g, _central_gradient(lambda v: loss(scipy.special, v), x), rtol=1e-6, atol=1e-7
+    )
+    assert scipy.special.logsumexp.__module__.startswith("scipy")  # scipy's own again after the trace
+
+
+def test_scipy_xlogy_is_zero_where_x_is_zero_as_scipy():
+    import scipy.special
+
+    x = np.array([0.0, 0.0, 0.0, 2.0, 0.0])
+    y = np.array([0.0, 3.0, np.inf, 5.0, np.nan])
+    f = sg.compile(
+        sg.frontends.numpy_protocol.xlogy(sg.tensor("xa", (5,)), sg.tensor("ya", (5,))), backend="numpy"
+    )
+    np.testing.assert_array_equal(f(x, y), scipy.special.xlogy(x, y))
+
+
+def test_scipy_functions_that_cannot_take_a_symbolic_value_say_so_by_name():
+    import scipy.special
+    from scipy.special import logsumexp
+
+    x = sg.tensor("x_sp", (3,))
+    with pytest.raises(
+        sg.UnsupportedError, match=r"scipy.special.logsumexp on a symbolic value .*use sg.logsumexp"
+    ):
+        logsumexp(x)
+    with pytest.raises(
+        sg.UnsupportedError, match=r"scipy.special.softmax on a symbolic value .*use sg.softmax"
+    ):
+        scipy.special.softmax(x)
+    vg = sg.value_and_grad(lambda x: logsumexp(x), backend="numpy")  # bound before the trace
+    with pytest.raises(sg.UnsupportedError, match=r"scipy.special.logsumexp on a symbolic value"):
+        vg(np.ones(3))
+    with pytest.raises(sg.UnsupportedError, match=r"logsumexp\(\.\.\., b=\.\.\.\) on a symbolic value"):
+        sg.value_and_grad(lambda x: scipy.special.logsumexp(x, b=2.0), backend="numpy")(np.ones(3))
+    with pytest.raises(sg.UnsupportedError, match="cannot iterate over an expression of shape"):
+        list(x)  # not from scipy: the general message
