@@ -221,6 +221,28 @@ def _generator_state(g):
     return pickle.dumps(bits.state)
 
 
+def _numbers_only(value):
+    """A list or tuple (nested or not) of plain numbers: read as an array when differentiated."""
+    if isinstance(value, dict):
+        return False
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            return False
+    return True
+
+
+def _hashable(value):
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 class _Leaf:
     """One argument of a call: its label, where it goes back, and how it is traced."""
 
@@ -453,8 +475,25 @@ class TracedValueAndGrad:
                     "numbers and arrays (for expressions use "
                     "sg.value_and_grad(expr, wrt=...))"
                 )
+            if hasattr(value, "tocsr"):
+                raise UnsupportedError(
+                    f"{where} is a scipy.sparse {type(value).__name__}: sparse matrices are not "
+                    f"supported; pass {leaf.label}.toarray()"
+                )
+            if isinstance(value, (list, tuple, dict)) and not _numbers_only(value):
+                if i in wrt or not _hashable(value):
+                    raise UnsupportedError(
+                        f"{where} is a {type(value).__name__} holding arrays or other objects; "
+                        "tuples, lists and dicts of arrays (pytrees) are not supported yet: "
+                        "pass each array as its own argument"
+                    )
             if i in wrt and isinstance(value, (list, tuple)):
-                value = leaf.value = np.asarray(value, dtype=np.float64)
+                try:
+                    value = leaf.value = np.asarray(value, dtype=np.float64)
+                except ValueError as exc:  # ragged nesting
+                    raise UnsupportedError(
+                        f"{where} is a {type(value).__name__} that is not an array: {exc}"
+                    ) from None
             if isinstance(value, (np.ndarray, np.generic)) or is_dask(value):
                 if is_dask(value) and any(np.isnan(d) for d in value.shape):
                     raise UnsupportedError(

@@ -298,6 +298,20 @@ def test_value_and_grad_of_a_bool_expression_is_unsupported():
     assert "bool" in str(info.value)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("kind", ["csr_matrix", "csr_array", "coo_matrix"])
+def test_a_sparse_matrix_input_is_an_input_error_saying_toarray(backend, kind):
+    import scipy.sparse
+
+    X, w = sg.tensor("X", ("n", "d")), sg.tensor("w", ("d",))
+    f = sg.compile(sg.sum(X @ w), inputs=[X, w], backend=backend)
+    with pytest.raises(
+        sg.InputError, match=r"argument 'X': sparse matrices are not supported; pass X.toarray\(\)"
+    ):
+        f(getattr(scipy.sparse, kind)(np.eye(3)), np.ones(3))
+    assert f(np.eye(3), np.ones(3)) == 3.0
+
+
 # ---------------------------------------------------------------- calling by name
 
 

@@ -652,3 +652,65 @@ def test_scipy_functions_that_cannot_take_a_symbolic_value_say_so_by_name():
         sg.value_and_grad(lambda x: scipy.special.logsumexp(x, b=2.0), backend="numpy")(np.ones(3))
     with pytest.raises(sg.UnsupportedError, match="cannot iterate over an expression of shape"):
         list(x)  # not from scipy: the general message
+
+
+# ---------------------------------------------------------------- containers and sparse arguments
+
+
+def _params_loss(params, X):
+    W, b = params
+    return np.sum(X @ W + b)
+
+
+@pytest.mark.parametrize(
+    "args, argnums, what",
+    [
+        (
+            ((np.ones(3), 0.5), np.ones((2, 3))),
+            0,
+            "argument 'params' of _params_loss is a tuple holding arrays",
+        ),
+        (
+            ((np.ones(3), 0.5), np.ones((2, 3))),
+            1,
+            "argument 'params' of _params_loss is a tuple holding arrays",
+        ),
+        (
+            ([np.ones(3), np.ones(3)], np.ones((2, 3))),
+            0,
+            "argument 'params' of _params_loss is a list holding arrays",
+        ),
+        (
+            ({"W": np.ones(3), "b": 0.5}, np.ones((2, 3))),
+            1,
+            "argument 'params' of _params_loss is a dict holding",
+        ),
+    ],
+)
+def test_containers_of_arrays_are_refused_naming_the_parameter(args, argnums, what):
+    vg = sg.value_and_grad(_params_loss, argnums, backend="numpy")
+    with pytest.raises(sg.UnsupportedError, match=what) as info:
+        vg(*args)
+    assert "pass each array as its own argument" in str(info.value)
+
+
+def test_lists_of_numbers_and_hashable_tuples_still_work():
+    value, g = sg.value_and_grad(lambda p: np.sum(p * p), backend="numpy")([[2.0, 3.0], [1.0, -1.0]])
+    assert value == 15.0
+    np.testing.assert_array_equal(g, [[4.0, 6.0], [2.0, -2.0]])
+    value, g = sg.value_and_grad(lambda x, shape: np.sum(x.reshape(shape) ** 2), backend="numpy")(
+        np.arange(4.0), (2, 2)
+    )
+    assert value == 14.0
+    with pytest.raises(sg.UnsupportedError, match="argument 'p' of <lambda> is a list that is not an array"):
+        sg.value_and_grad(lambda p: np.sum(p), backend="numpy")([[2.0, 3.0], [1.0]])
+
+
+def test_a_sparse_matrix_argument_is_refused_saying_toarray():
+    import scipy.sparse
+
+    vg = sg.value_and_grad(lambda w, X: np.sum(X @ w), backend="numpy")
+    with pytest.raises(
+        sg.UnsupportedError, match=r"argument 'X' of <lambda> is a scipy.sparse csr_matrix: .*X.toarray\(\)"
+    ):
+        vg(np.ones(3), scipy.sparse.csr_matrix(np.eye(3)))
