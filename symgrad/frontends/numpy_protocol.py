@@ -644,7 +644,7 @@ def _iter_refused(self):
     refused = _refused_in_library(self, "iterates over its argument")
     if refused is not None:
         raise refused
-    _graph_iter(self)
+    return _graph_iter(self)
 
 
 _graph_iter = Expr.__iter__
