@@ -302,6 +302,8 @@ def value_and_grad(expr=None, wrt=None, inputs=None, *, backend=None, argnums=No
     """Compile a scalar loss and its gradient: ``vg(*args) -> (value, grads)``.
 
     ``wrt`` as a list or tuple gives a tuple of gradients; a single symbol gives one.
+    ``inputs`` gives the argument order; without it, the ``wrt`` symbols come first in
+    ``wrt`` order, then the other symbols sorted by name (``.inputs`` shows it).
     Called with a Python function instead of an expression (or as a decorator with
     ``argnums``), the function is traced on symbolic stand-ins of its arguments; then
     the second positional argument is ``argnums``, as in JAX:
