@@ -108,6 +108,8 @@ def array(value, name, ndim, dtype):
                 f"argument {name!r} must be a {ndim}-d {dtype} array, got "
                 f"{type(value).__name__} {_short(value)}"
             )
+        if hasattr(value, "tocsr"):  # scipy.sparse; np.asarray would make a 0-d object array
+            raise InputError(f"argument {name!r}: sparse matrices are not supported; pass {name}.toarray()")
         try:
             value = np.asarray(value)
         except Exception as exc:

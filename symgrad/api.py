@@ -3,8 +3,17 @@
 import numpy as np
 
 from .errors import InputError, ShapeError, UnsupportedError
-from .graph import declare, Expr, as_dtype, as_shape, check_symbol_names, free_symbols, new_node, shape_str
-from .graph import user_name
+from .graph import (
+    Expr,
+    as_dtype,
+    as_shape,
+    check_symbol_names,
+    free_symbols,
+    name_order,
+    new_node,
+    shape_str,
+    user_name,
+)
 from .ops import as_expr
 from . import autodiff
 
@@ -24,7 +33,7 @@ def tensor(name, shape=(), dtype="float64"):
         if not isinstance(d, int) and not d.is_Symbol:
             raise ShapeError(f"tensor {name!r}: input dimensions must be ints or names, got {d}")
     dtype = as_dtype(dtype, where=f"tensor {name!r}")
-    return declare(new_node("symbol", (), {"name": name}, shape, dtype))
+    return new_node("symbol", (), {"name": name}, shape, dtype)
 
 
 def scalar(name, dtype="float64"):
@@ -200,13 +209,15 @@ def _as_output(o, where):
 def _resolve_inputs(outputs, inputs, where, extra=()):
     used = free_symbols(outputs)
     if inputs is None:
-        order = list(used)
+        # the default order depends on the call alone: the wrt symbols in wrt order, then
+        # the other free symbols sorted by name (graph.name_order)
+        first = []
         for s in extra:
-            if all(s is not u for u in order):
-                order.append(s)
-        check_symbol_names(order)
-        order.sort(key=lambda s: s.declared)
-        return order
+            if all(s is not o for o in first):
+                first.append(s)
+        rest = [u for u in used if all(u is not o for o in first)]
+        check_symbol_names(first + rest)
+        return first + sorted(rest, key=name_order)
     if isinstance(inputs, Expr):
         inputs = [inputs]
     inputs = list(inputs)
@@ -238,8 +249,8 @@ def _resolve_inputs(outputs, inputs, where, extra=()):
 def compile(outputs, inputs=None, *, backend=None, name="f"):
     """Compile one expression (returns one value) or a list of them (returns a tuple).
 
-    ``inputs`` gives the argument order (default: the free symbols in declaration
-    order) and may add symbols the outputs do not use."""
+    ``inputs`` gives the argument order (default: the free symbols sorted by name,
+    digit runs as numbers: ``x2`` before ``x10``) and may add symbols the outputs do not use."""
     from codegen import compile_graph
 
     outs, many = _as_outputs(outputs, "compile")
@@ -294,8 +305,12 @@ def value_and_grad(expr=None, wrt=None, inputs=None, *, backend=None, argnums=No
     """Compile a scalar loss and its gradient: ``vg(*args) -> (value, grads)``.
 
     ``wrt`` as a list or tuple gives a tuple of gradients; a single symbol gives one.
+    ``inputs`` gives the argument order; without it, the ``wrt`` symbols come first in
+    ``wrt`` order, then the other symbols sorted by name (``.inputs`` shows it).
     Called with a Python function instead of an expression (or as a decorator with
-    ``argnums``), the function is traced on symbolic stand-ins of its arguments."""
+    ``argnums``), the function is traced on symbolic stand-ins of its arguments; then
+    the second positional argument is ``argnums``, as in JAX:
+    ``sg.value_and_grad(fn, 1)`` differentiates ``fn``'s second parameter."""
     if isinstance(expr, Expr) or isinstance(expr, (int, float)):
         if argnums is not None:
             raise UnsupportedError(
@@ -307,13 +322,22 @@ def value_and_grad(expr=None, wrt=None, inputs=None, *, backend=None, argnums=No
     if expr is None or callable(expr):
         from .frontends.trace import traced_value_and_grad
 
-        if expr is None:
-            return lambda fn: traced_value_and_grad(
-                fn, argnums=0 if argnums is None else argnums, backend=backend or DEFAULT_BACKEND
+        if wrt is not None:
+            if argnums is not None:
+                raise UnsupportedError(
+                    f"value_and_grad: with a function, the second positional argument is argnums; "
+                    f"got both {wrt!r:.40} and argnums={argnums!r:.40}"
+                )
+            argnums = wrt  # JAX's value_and_grad(fun, argnums)
+        if inputs is not None:
+            raise UnsupportedError(
+                "value_and_grad: a traced function takes (fn, argnums); inputs= is for expressions "
+                f"(the function's parameters are its inputs), got {inputs!r:.60}"
             )
-        return traced_value_and_grad(
-            expr, argnums=0 if argnums is None else argnums, backend=backend or DEFAULT_BACKEND
-        )
+        argnums = 0 if argnums is None else argnums
+        if expr is None:
+            return lambda fn: traced_value_and_grad(fn, argnums=argnums, backend=backend or DEFAULT_BACKEND)
+        return traced_value_and_grad(expr, argnums=argnums, backend=backend or DEFAULT_BACKEND)
     raise UnsupportedError(f"value_and_grad: expected an expression or a function, got {type(expr).__name__}")
 
 

@@ -15,6 +15,7 @@ reshaping and concatenation.
 
 import functools
 import itertools
+import re
 import threading
 import unicodedata
 import weakref
@@ -31,10 +32,57 @@ INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "u
 ALL_DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
 
 
+class DType(str):
+    """A node's dtype: its name (a ``str``, so every table keyed by name works) that also
+    compares like numpy's dtype: ``x.dtype == np.float64``, ``== np.dtype("float64")``,
+    ``== float`` and ``== "float64"`` hold, and ``.name``, ``.kind``, ``.itemsize``,
+    ``.type``, ``.char`` are numpy's."""
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if isinstance(other, str):
+            return str.__eq__(self, other)
+        if isinstance(other, (np.dtype, type)):
+            try:
+                return np.dtype(other).name == str.__str__(self)
+            except TypeError:
+                return False
+        return NotImplemented
+
+    def __ne__(self, other):
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = str.__hash__
+
+    @property
+    def numpy(self):
+        """numpy's dtype of this name."""
+        return _NUMPY_DTYPES[self]
+
+    name = property(lambda self: str.__str__(self))
+    kind = property(lambda self: _NUMPY_DTYPES[self].kind)
+    itemsize = property(lambda self: _NUMPY_DTYPES[self].itemsize)
+    type = property(lambda self: _NUMPY_DTYPES[self].type)
+    char = property(lambda self: _NUMPY_DTYPES[self].char)
+
+
+# keyed by the DType objects themselves: a lookup with one (the common case) matches by
+# identity, without calling DType.__eq__
+_DTYPES = {d: d for d in map(DType, ALL_DTYPES)}
+_NUMPY_DTYPES = {d: np.dtype(d) for d in _DTYPES}
+_FLOATS = frozenset(_DTYPES[name] for name in FLOAT_DTYPES)
+
+
 def as_dtype(dtype, where="dtype"):
     """Normalise a dtype spelling (``np.float32``, ``"float32"``, ``float``) to its name."""
-    if isinstance(dtype, str) and dtype in ALL_DTYPES:
-        return dtype  # the common case, on the path of every node built
+    if isinstance(dtype, str):
+        named = _DTYPES.get(dtype)
+        if named is not None:
+            return named  # the common case, on the path of every node built
     try:
         np_dtype = np.dtype(dtype)
     except TypeError:
@@ -45,11 +93,11 @@ def as_dtype(dtype, where="dtype"):
         raise UnsupportedError(
             f"{where}: dtype {np_dtype} is not supported; use one of {', '.join(ALL_DTYPES)}"
         )
-    return name
+    return _DTYPES[name]
 
 
 def is_float(dtype):
-    return dtype in FLOAT_DTYPES
+    return dtype in _FLOATS
 
 
 def promote(*dtypes):
@@ -61,12 +109,12 @@ def promote(*dtypes):
 def _promote(dtypes):
     # np.result_type costs microseconds and runs for every binary node built; dtype
     # names are few, so remember each combination
-    return np.result_type(*[np.dtype(d) for d in dtypes]).name
+    return _DTYPES[np.result_type(*[np.dtype(d) for d in dtypes]).name]
 
 
 def float_of(dtype):
     """The float dtype an op on ``dtype`` computes in: floats keep theirs, ints go to float64."""
-    return dtype if is_float(dtype) else "float64"
+    return dtype if is_float(dtype) else _DTYPES["float64"]
 
 
 # ---------------------------------------------------------------- dims and shapes
@@ -240,6 +288,8 @@ def _attr_key(value):
         return ("tuple",) + tuple(_attr_key(v) for v in value)
     if isinstance(value, np.ndarray):
         return ("array", value.dtype.str, value.shape, value.tobytes())
+    if type(value) is DType:
+        return ("str", value)  # a dtype attribute keys as its name
     return (type(value).__name__, value)
 
 
@@ -255,7 +305,6 @@ class Expr:
         "serial",
         "note",
         "_key",
-        "declared",
         "__weakref__",
     )
 
@@ -296,6 +345,26 @@ class Expr:
             "use sg.where(cond, a, b) instead of if/else on symbolic values"
         )
 
+    # int(x), float(x), operator.index(x), complex(x): a symbolic value has no number yet. The
+    # error is also a TypeError, which is what SymPy (n * x with n a symbolic size) and numpy
+    # expect when they try a conversion and fall back to the operators.
+    def __float__(self):
+        raise _conversion_error("float", self)
+
+    def __int__(self):
+        raise _conversion_error("int", self)
+
+    def __index__(self):
+        raise _conversion_error("operator.index (an index or size)", self)
+
+    def __complex__(self):
+        raise _conversion_error("complex", self)
+
+    # SymPy's operators (``n * x``, n a symbolic size) would sympify x by calling float(x);
+    # an operand with ``_op_priority`` is not sympified, so they return NotImplemented and
+    # Expr's reflected operator builds the node (SymPy's own matrices have 10.01)
+    _op_priority = 20.0
+
     def __repr__(self):
         from .printing import expr_str
 
@@ -329,6 +398,19 @@ class Expr:
         return d
 
 
+class ConversionError(UnsupportedError, TypeError):
+    """int()/float()/index of a symbolic value (a TypeError too, for the libraries that try one)."""
+
+
+def _conversion_error(what, expr):
+    return ConversionError(
+        f"{what}() of a symbolic value (shape {shape_str(expr.shape)}, dtype {expr.dtype}): it has "
+        "no number while the graph is built. Use sg.where(cond, a, b) (np.where) instead of "
+        "branching on it or converting it, or pass the number as a static value (a bool, or "
+        "a value that does not change between calls)"
+    )
+
+
 def new_node(op, inputs, attrs, shape, dtype):
     """Intern a node: the same (op, inputs, attrs, dtype) always returns the same object."""
     attrs = dict(attrs)
@@ -343,9 +425,8 @@ def new_node(op, inputs, attrs, shape, dtype):
         node.inputs = tuple(inputs)
         node.attrs = attrs
         node.shape = shape
-        node.dtype = dtype
+        node.dtype = _DTYPES.get(dtype) or as_dtype(dtype)
         node.serial = next(_serial)
-        node.declared = node.serial
         node.note = None
         node._key = key
         _intern[key] = node
@@ -376,17 +457,24 @@ def topo_order(outputs):
 
 
 def free_symbols(outputs):
-    """The symbols the outputs depend on, in declaration order. Two symbols of one name are an error."""
+    """The symbols the outputs depend on, sorted by name (``name_order``): the order
+    depends on the expression alone. Two symbols of one name are an error."""
     symbols = [n for n in topo_order(outputs) if n.op == "symbol"]
     check_symbol_names(symbols)
-    return sorted(symbols, key=lambda s: s.declared)
+    return sorted(symbols, key=name_order)
 
 
-def declare(symbol):
-    """Mark ``symbol`` as declared now: default input order follows the latest declarations,
-    so ``W, x, b = sg.scalars("W x b")`` orders W, x, b even if an older graph still holds x."""
-    symbol.declared = next(_serial)
-    return symbol
+_DIGITS = re.compile(r"([0-9]+)")
+
+
+def name_order(symbol):
+    """The default positional order of inputs: natural sort by name, digit runs compared
+    as numbers (``x2`` before ``x10``), then case-insensitively, then case-sensitively."""
+    name = symbol.name
+    parts = _DIGITS.split(name.lower())
+    # split alternates text and digits, so text parts only ever meet text parts
+    natural = tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+    return natural, name.lower(), name
 
 
 def check_symbol_names(symbols):

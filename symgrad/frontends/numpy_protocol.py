@@ -17,6 +17,7 @@ Composites with no op of their own are written here once, exactly:
 Importing this module installs the protocol methods on ``Expr``.
 """
 
+import functools
 import inspect
 import math
 import sys
@@ -185,12 +186,123 @@ UFUNCS = {
 UFUNC_REDUCTIONS = {np.add: ops.sum, np.multiply: ops.prod, np.maximum: ops.max, np.minimum: ops.min}
 
 
+def _not_nan(y):
+    return ops.less_equal(ops.abs(y), np.inf)  # False only for nan
+
+
+def xlogy(x, y):
+    """x * log(y), 0 where x == 0 (unless y is nan), as scipy.special.xlogy; the inner where
+    keeps log's derivative at y = 0 out of the x == 0 branch."""
+    x, y = _expr(x), _expr(y)
+    zero = ops.logical_and(ops.equal(x, 0), _not_nan(y))
+    return ops.where(zero, 0.0, x * ops.log(ops.where(zero, 1.0, y)))
+
+
+def xlog1py(x, y):
+    """x * log1p(y), 0 where x == 0 (unless y is nan), as scipy.special.xlog1py."""
+    x, y = _expr(x), _expr(y)
+    zero = ops.logical_and(ops.equal(x, 0), _not_nan(y))
+    return ops.where(zero, 0.0, x * ops.log1p(ops.where(zero, 0.0, y)))
+
+
 def _scipy_ufuncs():
     """scipy.special's ufuncs that are ops, when scipy.special is loaded (it is, if one is used)."""
     special = sys.modules.get("scipy.special")
     if special is None:
         return {}
-    return {special.erf: ops.erf, special.expit: ops.sigmoid, special.erfc: lambda x: 1.0 - ops.erf(x)}
+    return {
+        special.erf: ops.erf,
+        special.expit: ops.sigmoid,
+        special.erfc: lambda x: 1.0 - ops.erf(x),
+        special.log_expit: lambda x: -ops.softplus(-_expr(x)),
+        special.logit: lambda x: ops.log(x) - ops.log1p(-_expr(x)),
+        special.xlogy: xlogy,
+        special.xlog1py: xlog1py,
+    }
+
+
+# scipy.special's functions that are not ufuncs (numpy's protocols never see them): while a
+# function is traced, scipy.special.<name> is swapped for scipy_router (frontends/trace.py),
+# which sends a call with a symbolic argument here. Each takes scipy's parameters.
+
+
+def _sp_logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+    if b is not None:
+        raise UnsupportedError(
+            "scipy.special.logsumexp(..., b=...) on a symbolic value is not supported; "
+            "for b > 0 write sg.logsumexp(a + np.log(b), axis)"
+        )
+    if return_sign:
+        raise UnsupportedError("scipy.special.logsumexp(..., return_sign=True) on a symbolic value")
+    return ops.logsumexp(_expr(a), axis, keepdims)
+
+
+def _sp_softmax(x, axis=None):
+    return ops.softmax(_expr(x), axis)
+
+
+def _sp_log_softmax(x, axis=None):
+    return ops.log_softmax(_expr(x), axis)
+
+
+def _sp_softplus(x, **kwargs):
+    if kwargs:
+        raise UnsupportedError(f"scipy.special.softplus: {', '.join(kwargs)} on a symbolic value")
+    return ops.softplus(_expr(x))
+
+
+SCIPY_FUNCTIONS = {
+    "logsumexp": (_sp_logsumexp, "sg.logsumexp(x, axis, keepdims)"),
+    "softmax": (_sp_softmax, "sg.softmax(x, axis)"),
+    "log_softmax": (_sp_log_softmax, "sg.log_softmax(x, axis)"),
+    "softplus": (_sp_softplus, "sg.softplus(x)"),
+}
+
+
+def scipy_router(name, original):
+    """scipy.special.<name> that builds the op when an argument is symbolic, else calls scipy."""
+    impl = SCIPY_FUNCTIONS[name][0]
+
+    def route(*args, **kwargs):
+        if any(isinstance(v, Expr) for v in args) or any(isinstance(v, Expr) for v in kwargs.values()):
+            return _call(f"scipy.special.{name}", impl, args, kwargs)
+        return original(*args, **kwargs)
+
+    return functools.update_wrapper(route, original)
+
+
+def library_caller():
+    """The scipy.special function (``scipy.special.logsumexp``) whose code is turning a symbolic
+    value into numbers, found on the call stack, with how to write it instead; or None."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("scipy.special"):
+            name = frame.f_code.co_name
+            special = sys.modules.get("scipy.special")
+            if special is not None and hasattr(special, name):
+                hint = SCIPY_FUNCTIONS.get(name, (None, None))[1]
+                return f"scipy.special.{name}", hint
+        frame = frame.f_back
+    return None
+
+
+def _refused_in_library(expr, what):
+    """The UnsupportedError for ``what`` (iterating, np.asarray) done by a scipy.special
+    function on a symbolic value, naming it, or None if no such function is on the stack."""
+    found = library_caller()
+    if found is None:
+        return None
+    name, hint = found
+    message = (
+        f"{name} on a symbolic value (shape {shape_str(expr.shape)}): it {what}, so it cannot run on one"
+    )
+    if hint:
+        message += (
+            f"; use {hint} (in a function traced by sg.value_and_grad, calling it through the "
+            f"module, as {name}(...), also works)"
+        )
+    return UnsupportedError(message)
 
 
 def ufunc_name(ufunc):
@@ -538,6 +650,9 @@ def _array_function(self, func, types, args, kwargs):
 
 
 def _array(self, dtype=None, copy=None):
+    refused = _refused_in_library(self, "converts its argument to a numpy array")
+    if refused is not None:
+        raise refused
     raise UnsupportedError(
         f"a symbolic value (shape {shape_str(self.shape)}) was turned into a numpy array "
         "(np.asarray, np.array, or numpy reading it element by element); symbolic values have no "
@@ -560,12 +675,23 @@ _METHODS = {
 }
 
 
+def _iter_refused(self):
+    refused = _refused_in_library(self, "iterates over its argument")
+    if refused is not None:
+        raise refused
+    return _graph_iter(self)
+
+
+_graph_iter = Expr.__iter__
+
+
 def install():
+    Expr.__iter__ = _iter_refused
     Expr.__array_ufunc__ = _array_ufunc
     Expr.__array_function__ = _array_function
     Expr.__array__ = _array
-    # No __float__/__int__: SymPy's ``n * expr`` (n a symbolic size) calls float(expr) whenever
-    # __float__ exists and lets anything but TypeError escape; without it, Expr.__rmul__ runs.
+    # __float__/__int__/__index__ (graph.Expr) raise an UnsupportedError that is also a
+    # TypeError; Expr._op_priority keeps SymPy's operators from calling float() at all.
     for name, value in _METHODS.items():
         if not hasattr(Expr, name):
             setattr(Expr, name, value)

@@ -34,23 +34,213 @@ the function may run a few times on its first call; it should not have side
 effects that matter. Branching on a symbolic size compares a SymPy symbol:
 ``X.shape[0] > 5`` fails (and makes that size concrete), but ``X.shape[0] == 5``
 is silently False; write such code with the size as a static argument.
+
+Random numbers cannot be drawn inside a traced function (they would be drawn once
+and compiled in as constants): ``np.random.*``, a ``Generator``/``RandomState`` the
+function reaches, or one called on a traced value raise ``UnsupportedError``; draw
+the noise outside and pass it in as an argument.
 """
 
+import contextlib
 import functools
 import inspect
+import pickle
+import sys
 import threading
+import types
 
 import numpy as np
 
 from ..errors import ShapeError, SymgradError, UnsupportedError
 from ..graph import Expr, as_dtype, is_float, shape_str
-from . import numpy_protocol  # noqa: F401  (installs numpy's protocols on Expr)
+from . import numpy_protocol  # installs numpy's protocols on Expr
 from codegen.runtime import is_dask
 
 _CONTROL_FLOW_HINT = (
     "a traced function runs on symbolic values, so Python `if`/`while`/`and`/`or` cannot look "
     "at their numbers; use np.where(cond, a, b) (or sg.where) to pick between values instead"
 )
+
+
+# ---------------------------------------------------------------- random numbers in a trace
+# A traced function runs once, so numbers drawn in it would be baked into the compiled
+# function as constants: every call would see the same "noise". Three guards refuse it:
+# np.random's functions are wrapped while any trace runs and refuse in a tracing thread
+# (other threads pass through to numpy); an error raised inside numpy.random's code on a
+# traced value is reported as such; and a Generator/RandomState the function can reach
+# (its closure, globals, defaults, static arguments and their attributes) whose state
+# changed during the trace is refused. Generator methods themselves cannot be wrapped
+# (numpy's types are immutable), so a generator reachable only some other way is not seen.
+
+_NOISE_HINT = (
+    "random numbers drawn while tracing would be drawn once and baked into the compiled "
+    "function as constants (every call the same noise). Draw them outside the function and "
+    "pass them in as an argument, e.g. vg(W, X, noise) with noise = rng.normal(size=X.shape)"
+)
+
+
+class _RandomNumbersInTrace(UnsupportedError):
+    pass
+
+
+_tracing = threading.local()
+_patch_lock = threading.Lock()
+_patch_users = 0
+_patch_saved = {}  # (module, name) -> the original attribute, while patched
+_patch_wrappers = {}  # (module name, name) -> wrapper: made once, installed while a trace runs
+
+
+def _refusing(name, original):
+    @functools.wraps(original)
+    def refusing(*args, **kwargs):
+        if getattr(_tracing, "depth", 0):
+            raise _RandomNumbersInTrace(
+                f"np.random.{name} was called inside a traced function; {_NOISE_HINT}"
+            )
+        return original(*args, **kwargs)
+
+    return refusing
+
+
+def _patches():
+    """(module, name, make_wrapper) for every module attribute swapped while a trace runs:
+    np.random's functions refuse in tracing threads; scipy.special's functions that have an
+    op (logsumexp, softmax, ...) route symbolic arguments to it (numpy_protocol.SCIPY_FUNCTIONS)."""
+    out = []
+    for name in getattr(np.random, "__all__", ()):
+        original = getattr(np.random, name, None)
+        if callable(original) and not isinstance(original, type):
+            out.append((np.random, name, functools.partial(_refusing, name)))
+    special = sys.modules.get("scipy.special")
+    if special is not None:
+        for name in numpy_protocol.SCIPY_FUNCTIONS:
+            if callable(getattr(special, name, None)):
+                out.append((special, name, functools.partial(numpy_protocol.scipy_router, name)))
+    return out
+
+
+@contextlib.contextmanager
+def _trace_patches():
+    """While any thread traces, the _patches() wrappers are installed (they pass every other
+    call through to the original, so other threads are unaffected); the last trace to end
+    puts the originals back."""
+    global _patch_users
+    with _patch_lock:
+        if _patch_users == 0:
+            for module, name, make in _patches():
+                original = getattr(module, name)
+                key = (module.__name__, name)
+                wrapper = _patch_wrappers.get(key)
+                if wrapper is None or wrapper.__symgrad_original__ is not original:
+                    wrapper = _patch_wrappers[key] = make(original)
+                    wrapper.__symgrad_original__ = original
+                _patch_saved[(module, name)] = original
+                setattr(module, name, wrapper)
+        _patch_users += 1
+    _tracing.depth = getattr(_tracing, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _tracing.depth -= 1
+        with _patch_lock:
+            _patch_users -= 1
+            if _patch_users == 0:
+                for (module, name), original in _patch_saved.items():
+                    if getattr(getattr(module, name, None), "__symgrad_original__", None) is original:
+                        setattr(module, name, original)
+                _patch_saved.clear()
+
+
+def _random_frame(tb):
+    """The numpy.random function an exception passed through (Cython adds its frames), or None."""
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if "numpy/random/" in code.co_filename.replace("\\", "/"):
+            return code.co_name.replace("numpy.random._generator.", "").replace("numpy.random.mtrand.", "")
+        tb = tb.tb_next
+    return None
+
+
+_GENERATORS = (np.random.Generator, np.random.RandomState)
+
+
+def _reachable_generators(fn, leaves):
+    """Generators and RandomStates the function can reach: closure cells, the globals its code
+    names, its defaults, static arguments, and one level of attributes of each of those."""
+    found = {}
+    candidates = [leaf.value for leaf in leaves if leaf.kind == "static"]
+    seen_fns = set()
+    stack = [fn]
+    while stack:
+        f = stack.pop()
+        if id(f) in seen_fns:
+            continue
+        seen_fns.add(id(f))
+        if isinstance(f, functools.partial):
+            candidates.extend(f.args)
+            candidates.extend(f.keywords.values())
+            stack.append(f.func)
+            continue
+        if isinstance(f, types.MethodType):
+            candidates.append(f.__self__)
+            stack.append(f.__func__)
+            continue
+        if not isinstance(f, types.FunctionType):
+            candidates.append(f)  # a callable object: its attributes
+            continue
+        candidates.extend(f.__defaults__ or ())
+        candidates.extend((f.__kwdefaults__ or {}).values())
+        for cell in f.__closure__ or ():
+            try:
+                candidates.append(cell.cell_contents)
+            except ValueError:
+                pass
+        codes = [f.__code__]
+        while codes:
+            code = codes.pop()
+            for name in code.co_names:
+                if name in f.__globals__:
+                    candidates.append(f.__globals__[name])
+            codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    for c in candidates:
+        if isinstance(c, _GENERATORS):
+            found[id(c)] = c
+            continue
+        if isinstance(c, (types.ModuleType, type)):
+            continue
+        attrs = getattr(c, "__dict__", None)
+        if isinstance(attrs, dict):
+            for v in list(attrs.values()):
+                if isinstance(v, _GENERATORS):
+                    found[id(v)] = v
+    return list(found.values())
+
+
+def _generator_state(g):
+    bits = g.bit_generator if isinstance(g, np.random.Generator) else g._bit_generator
+    return pickle.dumps(bits.state)
+
+
+def _numbers_only(value):
+    """A list or tuple (nested or not) of plain numbers: read as an array when differentiated."""
+    if isinstance(value, dict):
+        return False
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            return False
+    return True
+
+
+def _hashable(value):
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 class _Leaf:
@@ -83,21 +273,22 @@ class TracedValueAndGrad:
         functools.update_wrapper(self, fn)
         self._fn = fn
         self._name = getattr(fn, "__name__", type(fn).__name__)
+        try:
+            self._signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            self._signature = None
         self._single = not isinstance(argnums, (tuple, list))
         argnums = (argnums,) if self._single else tuple(argnums)
         if not argnums:
             raise UnsupportedError("value_and_grad: argnums is empty; say which arguments to differentiate")
         for a in argnums:
             if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
-                raise UnsupportedError(f"value_and_grad: argnums must be ints, got {a!r}")
+                raise UnsupportedError(self._not_an_argnum(a))
         self._argnums = tuple(int(a) for a in argnums)
         if len(set(self._argnums)) != len(self._argnums):
             raise UnsupportedError(f"value_and_grad: argnums {self._argnums} repeats an argument")
+        self._check_arity()
         self._backend = backend
-        try:
-            self._signature = inspect.signature(fn)
-        except (TypeError, ValueError):
-            self._signature = None
         self._plans = {}  # argument signature -> dim classes that must be concrete
         self._cache = {}  # (signature, sizes of the concrete classes) -> Compiled
         # the same for calls of arrays and numbers only, keyed without binding the signature
@@ -107,6 +298,33 @@ class TracedValueAndGrad:
         self._last = None
         self.trace_count = 0
         self.compile_count = 0
+
+    def _not_an_argnum(self, a):
+        message = (
+            f"value_and_grad: argnums must be an int or a tuple of ints (positions of "
+            f"{self._name}'s parameters, as in JAX), got {a!r:.60}"
+        )
+        if isinstance(a, str) and self._signature is not None and a in self._signature.parameters:
+            message += f"; {a!r} is parameter {list(self._signature.parameters).index(a)}"
+        return message
+
+    def _check_arity(self):
+        """argnums out of range for a function of a fixed number of parameters is refused now,
+        naming the arity (with *args or **kwargs the call decides, in _classify)."""
+        if self._signature is None:
+            return
+        params = self._signature.parameters.values()
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        if any(p.kind in variadic for p in params):
+            return
+        n = len(self._signature.parameters)
+        for a in self._argnums:
+            if not -n <= a < n:
+                names = ", ".join(self._signature.parameters)
+                raise UnsupportedError(
+                    f"value_and_grad: argnums {a} is out of range for {self._name}, which takes "
+                    f"{n} argument{'' if n == 1 else 's'} ({names})"
+                )
 
     def _positional_count(self):
         """How many arguments a call of only positional arguments binds one to one, or -1."""
@@ -257,8 +475,25 @@ class TracedValueAndGrad:
                     "numbers and arrays (for expressions use "
                     "sg.value_and_grad(expr, wrt=...))"
                 )
+            if hasattr(value, "tocsr"):
+                raise UnsupportedError(
+                    f"{where} is a scipy.sparse {type(value).__name__}: sparse matrices are not "
+                    f"supported; pass {leaf.label}.toarray()"
+                )
+            if isinstance(value, (list, tuple, dict)) and not _numbers_only(value):
+                if i in wrt or not _hashable(value):
+                    raise UnsupportedError(
+                        f"{where} is a {type(value).__name__} holding arrays or other objects; "
+                        "tuples, lists and dicts of arrays (pytrees) are not supported yet: "
+                        "pass each array as its own argument"
+                    )
             if i in wrt and isinstance(value, (list, tuple)):
-                value = leaf.value = np.asarray(value, dtype=np.float64)
+                try:
+                    value = leaf.value = np.asarray(value, dtype=np.float64)
+                except ValueError as exc:  # ragged nesting
+                    raise UnsupportedError(
+                        f"{where} is a {type(value).__name__} that is not an array: {exc}"
+                    ) from None
             if isinstance(value, (np.ndarray, np.generic)) or is_dask(value):
                 if is_dask(value) and any(np.isnan(d) for d in value.shape):
                     raise UnsupportedError(
@@ -362,7 +597,22 @@ class TracedValueAndGrad:
         }
         stand_ins = [symbols[leaf.label] if leaf.kind != "static" else leaf.value for leaf in leaves]
         self.trace_count += 1
-        out = self._call_with(bound, leaves, stand_ins)
+        generators = _reachable_generators(self._fn, leaves)
+        before = [_generator_state(g) for g in generators]
+        with _trace_patches():
+            try:
+                out = self._call_with(bound, leaves, stand_ins)
+            except Exception as exc:
+                where = _random_frame(exc.__traceback__)
+                if where is None or isinstance(exc, _RandomNumbersInTrace):
+                    raise
+                raise _RandomNumbersInTrace(f"{where} was called on a traced value; {_NOISE_HINT}") from exc
+        for g, state in zip(generators, before):
+            if _generator_state(g) != state:
+                raise _RandomNumbersInTrace(
+                    f"{self._name} drew random numbers from {type(g).__name__} {g!r:.60} while it was "
+                    f"traced; {_NOISE_HINT}"
+                )
         if isinstance(out, (tuple, list)):
             raise UnsupportedError(
                 f"{self._name} returned a {type(out).__name__}; value_and_grad needs the "

@@ -56,28 +56,84 @@ def test_inputs_may_add_symbols_the_output_does_not_use():
         f(3.0)
 
 
-# Symbols are hash-consed: a name another live graph already declared keeps its
-# original place in the order. Tests that call positionally therefore pass
-# inputs= unless, as here, their names are their own.
+# The default positional order depends on the call alone: the wrt symbols in wrt
+# order, then the other free symbols sorted by name (digit runs as numbers).
 
 
-def test_default_input_order_is_declaration_order():
+def test_default_input_order_is_by_name_not_declaration():
     b, a = sg.scalars("b_decl a_decl")  # b declared first
     c = sg.scalar("c_decl")
     f = sg.compile(c * (a - b), **NP)
-    assert f.input_names == ("b_decl", "a_decl", "c_decl")
-    assert f(1.0, 5.0, 2.0) == 8.0
+    assert f.input_names == ("a_decl", "b_decl", "c_decl")
+    assert f(5.0, 1.0, 2.0) == 2.0 * (5.0 - 1.0)
 
 
-def test_default_order_places_unused_wrt_symbols_by_declaration_too():
+def test_default_order_does_not_change_when_symbols_are_declared_again():
+    e = sg.parse("b - a")
+    a, b = sg.scalars("a b")
+    assert sg.compile(e, **NP)(1.0, 2.0) == 2.0 - 1.0
+    b, a = sg.scalars("b a")  # unrelated code declares them the other way round
+    assert sg.compile(e, **NP)(1.0, 2.0) == 2.0 - 1.0
+    assert sg.compile(e, **NP).input_names == ("a", "b")
+
+
+def test_default_order_sorts_digits_as_numbers():
+    x10, x2, x1 = sg.scalars("x10 x2 x1")
+    f = sg.compile(x10 * 100.0 + x2 * 10.0 + x1, **NP)
+    assert f.input_names == ("x1", "x2", "x10")
+    assert f(1.0, 2.0, 3.0) == 321.0
+
+
+def test_default_order_puts_wrt_first_in_wrt_order_then_the_rest_by_name():
     p = sg.scalar("p_decl")
     unused = sg.tensor("unused_decl", shape=("m",))
     q = sg.scalar("q_decl")
-    vg = sg.value_and_grad(q * p, wrt=[q, unused], **NP)
-    assert vg.input_names == ("p_decl", "unused_decl", "q_decl")
-    value, (dq, dunused) = vg(2.0, np.ones(3), 5.0)
-    assert (value, dq) == (10.0, 2.0)
+    r = sg.scalar("r_decl")
+    vg = sg.value_and_grad(q * p * r, wrt=[q, unused], **NP)
+    assert vg.input_names == ("q_decl", "unused_decl", "p_decl", "r_decl")
+    value, (dq, dunused) = vg(5.0, np.ones(3), 2.0, 3.0)
+    assert (value, dq) == (30.0, 6.0)
     np.testing.assert_array_equal(dunused, np.zeros(3))
+    assert sg.value_and_grad(q * p * r, wrt=r, **NP).input_names == ("r_decl", "p_decl", "q_decl")
+
+
+def test_inputs_given_rule_the_order():
+    a, b = sg.scalars("a b")
+    vg = sg.value_and_grad(b - a, wrt=[a], inputs=[b, a], **NP)
+    assert vg.input_names == ("b", "a")
+    assert vg(2.0, 1.0) == (1.0, (-1.0,))
+
+
+def test_default_order_is_stable_under_threads():
+    import threading
+
+    errors = []
+    stop = threading.Event()
+
+    def build():
+        for _ in range(60):
+            p, q = sg.scalars("p_thr q_thr")
+            f = sg.compile(p - q, **NP)
+            if f.input_names != ("p_thr", "q_thr") or f(5.0, 2.0) != 3.0:
+                errors.append(f.input_names)
+            vg = sg.value_and_grad(p - q, wrt=[q], **NP)
+            if vg.input_names != ("q_thr", "p_thr") or vg(2.0, 5.0) != (3.0, (-1.0,)):
+                errors.append(vg.input_names)
+
+    def declare():
+        while not stop.is_set():
+            sg.scalars("q_thr p_thr")
+
+    decl = [threading.Thread(target=declare) for _ in range(2)]
+    builders = [threading.Thread(target=build) for _ in range(3)]
+    for t in decl + builders:
+        t.start()
+    for t in builders:
+        t.join()
+    stop.set()
+    for t in decl:
+        t.join()
+    assert errors == []
 
 
 def test_compile_accepts_a_constant_output():
@@ -240,6 +296,20 @@ def test_value_and_grad_of_a_bool_expression_is_unsupported():
     with pytest.raises(sg.UnsupportedError) as info:
         sg.value_and_grad(x < y, wrt=[x], **NP)
     assert "bool" in str(info.value)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("kind", ["csr_matrix", "csr_array", "coo_matrix"])
+def test_a_sparse_matrix_input_is_an_input_error_saying_toarray(backend, kind):
+    import scipy.sparse
+
+    X, w = sg.tensor("X", ("n", "d")), sg.tensor("w", ("d",))
+    f = sg.compile(sg.sum(X @ w), inputs=[X, w], backend=backend)
+    with pytest.raises(
+        sg.InputError, match=r"argument 'X': sparse matrices are not supported; pass X.toarray\(\)"
+    ):
+        f(getattr(scipy.sparse, kind)(np.eye(3)), np.ones(3))
+    assert f(np.eye(3), np.ones(3)) == 3.0
 
 
 # ---------------------------------------------------------------- calling by name

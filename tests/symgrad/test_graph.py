@@ -125,11 +125,29 @@ def test_topo_order_puts_inputs_before_users_and_lists_each_node_once():
     assert sum(1 for n in order if n is shared) == 1
 
 
-def test_free_symbols_come_in_declaration_order():
+def test_free_symbols_come_sorted_by_name_whatever_the_declaration_order():
     b = sg.scalar("b_decl")
     a = sg.scalar("a_decl")
     c = sg.scalar("c_decl")
-    assert free_symbols([c + a * b]) == [b, a, c]
+    assert free_symbols([c + a * b]) == [a, b, c]
+    sg.scalars("c_decl b_decl a_decl")  # declaring again changes nothing
+    assert free_symbols([c + a * b]) == [a, b, c]
+
+
+def test_name_order_is_natural_then_case_insensitive_then_case_sensitive():
+    names = ["x10", "X2", "x2", "b", "x1", "A", "a", "x02", "y", "B1", "b1", "x"]
+    expected = ["A", "a", "b", "B1", "b1", "x", "x1", "x02", "X2", "x2", "x10", "y"]
+    symbols = [sg.scalar(n) for n in names]
+    total = symbols[0]
+    for s in symbols[1:]:
+        total = total + s
+    assert [s.name for s in free_symbols([total])] == expected
+
+
+def test_nodes_have_no_mutable_declaration_state():
+    x = sg.scalar("x_immutable")
+    assert not hasattr(x, "declared")
+    assert not hasattr(sg.graph, "declare")
 
 
 # ---------------------------------------------------------------- shapes
@@ -315,6 +333,61 @@ def test_gradient_flows_around_integer_inputs():
     vg = sg.value_and_grad(x * x * k, wrt=x, inputs=[x, k], backend="numpy")
     value, dx = vg(3.0, 4)
     assert value == 36.0 and dx == 24.0
+
+
+@pytest.mark.parametrize("name", ["float64", "float32", "int32", "int64", "uint8", "bool"])
+def test_expr_dtype_compares_and_behaves_like_numpys_dtype(name):
+    x = sg.tensor("x_dt", (2,), name)
+    truth = np.dtype(name)
+    assert x.dtype == truth and truth == x.dtype
+    assert x.dtype == truth.type and truth.type == x.dtype  # np.float64, np.int32, np.bool_
+    assert x.dtype == name and not (x.dtype != name)
+    for other in ("float64", "int16"):
+        if other != name:
+            assert x.dtype != np.dtype(other) and not (x.dtype == np.dtype(other).type)
+    assert x.dtype != None  # noqa: E711 (np.dtype(None) is float64; a dtype is never None)
+    assert (x.dtype.name, x.dtype.kind, x.dtype.itemsize, x.dtype.type, x.dtype.char) == (
+        truth.name,
+        truth.kind,
+        truth.itemsize,
+        truth.type,
+        truth.char,
+    )
+    assert np.dtype(x.dtype) == truth and np.zeros(2, x.dtype).dtype == truth
+    assert {name: 1}[x.dtype] == 1 and hash(x.dtype) == hash(name)
+
+
+def test_expr_dtype_equals_python_types_as_numpy_does():
+    x, i, b = sg.scalar("x_pt"), sg.scalar("i_pt", "int64"), sg.scalar("b_pt", "bool")
+    assert x.dtype == float and i.dtype == int and b.dtype == bool
+    assert x.dtype != int and i.dtype != float
+    assert sg.scalar("j_pt", "int32").dtype != int  # numpy: np.dtype("int32") != int
+
+
+@pytest.mark.parametrize(
+    "convert, what",
+    [
+        (lambda x: int(x[0]), r"int\(\) of a symbolic value"),
+        (lambda x: float(x[0] >= 0), r"float\(\) of a symbolic value \(shape \(\), dtype bool\)"),
+        (lambda x: complex(x[0]), r"complex\(\) of a symbolic value"),
+        (lambda x: range(x[0]), r"operator.index \(an index or size\)\(\) of a symbolic value"),
+        (lambda x: [1, 2, 3][x[0]], r"operator.index"),
+    ],
+)
+def test_python_number_conversions_are_refused_naming_them(convert, what):
+    x = sg.tensor("x_conv", (3,))
+    with pytest.raises(sg.UnsupportedError, match=what) as info:
+        convert(x)
+    assert "sg.where" in str(info.value) and "static value" in str(info.value)
+
+
+def test_sympy_sizes_times_expressions_still_build_nodes():
+    # SymPy would call float(x) on its operand; Expr._op_priority keeps it from doing so
+    x = sg.tensor("x_sz", ("n",))
+    n = x.shape[0]
+    for built in (n * x, (n - 1) * x, n + x, n - x, n / x, n * x[0]):
+        assert isinstance(built, sg.Expr)
+    assert isinstance(n == x[0], sg.Expr) and isinstance(n < x[0], sg.Expr)
 
 
 # ---------------------------------------------------------------- deep graphs
