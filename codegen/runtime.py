@@ -491,6 +491,7 @@ def load_module(source, backend, fresh=False):
         module = None if fresh else _modules.get(modname)
         if module is not None:
             sys.modules[modname] = module
+            _mark_used(path)
             return module, True
         existed = _read_bytes(path) == data
         if not existed:
@@ -549,6 +550,15 @@ def _release(key, module):
         _holders.pop(key, None)
         if sys.modules.get(key[0]) is module:
             del sys.modules[key[0]]
+        if _modules.get(key[0]) is module:
+            del _modules[key[0]]  # a later build of the same source runs it again
+        # numba keeps a dispatcher's compiled overloads from a finalizer that runs when the
+        # dispatcher is freed, and they hold the module's globals: a dispatcher in those globals
+        # would keep itself alive forever. Without it, it lives as long as someone holds it
+        # (``.kernel``); ``kernel_entry``, which the module's ``call`` uses, keeps its own code.
+        for name, value in list(vars(module).items()):
+            if type(value).__module__.startswith("numba.") and hasattr(value, "overloads"):
+                del vars(module)[name]
 
 
 def generated_modules():
