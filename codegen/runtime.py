@@ -253,6 +253,7 @@ def _private_dir(root):
             with open(probe, "w"):
                 pass
             os.remove(probe)
+            _check_numba_cache_dir()
             return root
         reason = f"is not private to this user: {problem}"
     except OSError as exc:
@@ -270,6 +271,24 @@ def _private_dir(root):
         stacklevel=3,
     )
     return fallback
+
+
+def _check_numba_cache_dir():
+    # with NUMBA_CACHE_DIR set, numba keeps the index and machine code of symgrad's functions
+    # there instead of beside the module, where symgrad cannot choose the place: say so if others
+    # could write to it (numba unpickles its index files)
+    import warnings
+
+    folder = os.environ.get("NUMBA_CACHE_DIR")
+    problem = _not_private(folder) if folder and os.path.isdir(folder) else None
+    if problem is not None:
+        warnings.warn(
+            f"symgrad: NUMBA_CACHE_DIR is set, so numba keeps symgrad's compiled code in {folder}, "
+            f"which is not private to this user ({problem}); whoever can write there can run code "
+            "as you",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 def _make_dirs(path):

@@ -397,3 +397,28 @@ def test_eviction_in_another_process_does_not_break_a_module_in_use(tmp_path):
     value, again, state = out.split(" ", 2)
     assert float(value) == float(again) == pytest.approx(want, rel=1e-14)
     assert state.strip() == "compiled, saved to cache"  # rebuilt from nothing, not from a half-evicted entry
+
+
+def test_a_shared_numba_cache_dir_is_named_in_a_warning(tmp_path, monkeypatch):
+    shared = tmp_path / "numba"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(shared))
+    with pytest.warns(RuntimeWarning, match=r"NUMBA_CACHE_DIR is set.*not private to this user"):
+        runtime._private_dir(str(tmp_path / "cache"))
+
+
+def test_cache_info_shows_size_files_and_cap(tmp_path, monkeypatch, capsys):
+    from symgrad.cli import main
+
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SYMGRAD_CACHE_MAX_BYTES", "123456789")
+    _fill(tmp_path, 2)
+    size = sum(p.stat().st_size for p in tmp_path.iterdir() if p.name.startswith("symgrad_"))
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert f"size: {size} bytes" in out and "in 2 files" in out
+    assert "cap: 123456789 bytes" in out and "SYMGRAD_CACHE_MAX_BYTES" in out
+    assert main(["cache", "clear"]) == 0
+    assert runtime.cache_size(str(tmp_path)) == (0, 0)
+    assert (tmp_path / "__pycache__").stat().st_mode & 0o777 == 0o700
