@@ -245,6 +245,7 @@ def test_a_planted_bytecode_file_beside_a_generated_module_is_never_run(tmp_path
         4, "little"
     )
     pyc = importlib.util.cache_from_source(str(source))
+    os.makedirs(os.path.dirname(pyc), exist_ok=True)
     with open(pyc, "wb") as fh:
         fh.write(header + marshal.dumps(payload))
     again = subprocess.run(run, env=env, capture_output=True, text=True, timeout=240)
@@ -422,3 +423,25 @@ def test_cache_info_shows_size_files_and_cap(tmp_path, monkeypatch, capsys):
     assert main(["cache", "clear"]) == 0
     assert runtime.cache_size(str(tmp_path)) == (0, 0)
     assert (tmp_path / "__pycache__").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_kernel_kept_after_its_function_is_dropped_still_works():
+    import gc
+
+    x = sg.tensor("x", ("n",))
+    f = sg.value_and_grad(sg.sum(sg.exp(x) * 0.8125), wrt=x)
+    kernel, name = f.kernel, f._module.__name__
+    del f
+    gc.collect()
+    assert name not in runtime.generated_modules()
+    data = np.linspace(0.0, 1.0, 6)
+    value, grad = kernel(data)
+    assert value == pytest.approx(np.sum(np.exp(data)) * 0.8125, rel=1e-14)
+    np.testing.assert_allclose(grad, np.exp(data) * 0.8125, rtol=1e-14)
+
+    @numba.njit
+    def user(v):
+        return kernel(v)[0]
+
+    # a new layout compiles the kernel again, from its own globals
+    assert user(np.linspace(0.0, 1.0, 11)[::2]) == pytest.approx(value, rel=1e-14)
