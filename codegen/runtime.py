@@ -230,10 +230,10 @@ def cache_dir():
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "symgrad"
     )
     found = _dirs.get(root)
-    if found is None:
+    if found is None or not os.path.isdir(found):  # deleted while this process runs: check again
         with _dirs_lock:
             found = _dirs.get(root)
-            if found is None:
+            if found is None or not os.path.isdir(found):
                 found = _dirs[root] = _private_dir(root)
     return found
 

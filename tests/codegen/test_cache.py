@@ -445,3 +445,14 @@ def test_a_kernel_kept_after_its_function_is_dropped_still_works():
 
     # a new layout compiles the kernel again, from its own globals
     assert user(np.linspace(0.0, 1.0, 11)[::2]) == pytest.approx(value, rel=1e-14)
+
+
+def test_a_cache_directory_deleted_while_running_is_made_again_private(tmp_path, monkeypatch):
+    import shutil
+
+    cache = tmp_path / "cache"
+    f = _build_in(monkeypatch, cache)
+    shutil.rmtree(cache)
+    module, existed = runtime.load_module(_text(tmp_path, 0), "numpy")
+    assert not existed and module.value == 0 and os.path.dirname(module.__file__) == str(cache)
+    assert (cache / "__pycache__").stat().st_mode & 0o777 == 0o700 and f(0.0) == 0.75
