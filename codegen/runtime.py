@@ -499,17 +499,16 @@ def load_module(source, backend, fresh=False):
     written: no bytecode is written or read. A missing, truncated or corrupt cache file is
     rewritten (numba needs it on disk: it keys its own cache by the file's time and size).
     ``fresh`` runs it again even if this process already has it. The module stays in
-    ``sys.modules`` (numba finds it there when it loads machine code from its cache) while a
-    ``Compiled`` holds it (``hold``); after that only as long as something else refers to it."""
+    ``sys.modules`` (numba finds it there when it loads machine code from its cache) while the
+    caller holds it: give it to ``hold``."""
     data = source.encode("utf-8")
     digest = hashlib.sha256(library_versions().encode() + b"\0" + data).hexdigest()[:24]
     modname = f"symgrad_{backend}_{digest}"
     with _load_lock:
         root = cache_dir()
         path = os.path.join(root, modname + ".py")
-        module = None if fresh else _modules.get(modname)
+        module = None if fresh else _lend(modname)
         if module is not None:
-            sys.modules[modname] = module
             _mark_used(path)
             return module, True
         existed = _read_bytes(path) == data
@@ -521,8 +520,10 @@ def load_module(source, backend, fresh=False):
             drop_compiled_caches(modname)
             _write_atomically(path, data)
             module = _run_source(modname, path, source)
-        _modules[modname] = module
-        sys.modules[modname] = module
+        with _holders_lock:
+            _modules[modname] = module
+            _holders[(modname, id(module))] = 1
+            sys.modules[modname] = module
         _mark_used(path)
         if not existed:
             evict(root)
@@ -549,15 +550,30 @@ def _mark_used(path):
         pass
 
 
-def hold(owner, module):
-    """Keep ``module`` in ``sys.modules`` while ``owner`` (a Compiled) is alive; when the last
-    owner is collected it is dropped, so a process that compiles many functions and drops them
-    keeps no module of theirs."""
-    key = (module.__name__, id(module))
+def _lend(modname):
+    """The module of this name this process has, counted as held (``load_module`` lends every
+    module it returns: ``hold`` gives the loan to its Compiled), or None."""
     with _holders_lock:
+        module = _modules.get(modname)
+        if module is None:
+            return None
+        key = (modname, id(module))
         _holders[key] = _holders.get(key, 0) + 1
+        if _modules.get(modname) is not module:  # released by a finalizer that ran just now
+            _release(key, module)
+            return None
+        sys.modules[modname] = module
+        return module
+
+
+def hold(owner, module):
+    """Hand the loan of ``module`` from ``load_module`` to ``owner`` (a Compiled): the module
+    stays in ``sys.modules`` until the last owner is collected, then leaves it, so a process that
+    compiles many functions and drops them keeps no module of theirs. A module loaded without
+    an owner (a Dask worker's) stays."""
+    with _holders_lock:
         sys.modules[module.__name__] = module
-    weakref.finalize(owner, _release, key, module)
+    weakref.finalize(owner, _release, (module.__name__, id(module)), module)
 
 
 def _release(key, module):

@@ -456,3 +456,19 @@ def test_a_cache_directory_deleted_while_running_is_made_again_private(tmp_path,
     module, existed = runtime.load_module(_text(tmp_path, 0), "numpy")
     assert not existed and module.value == 0 and os.path.dirname(module.__file__) == str(cache)
     assert (cache / "__pycache__").stat().st_mode & 0o777 == 0o700 and f(0.0) == 0.75
+
+
+def test_a_module_also_loaded_without_an_owner_keeps_working_after_its_function_is_dropped():
+    import gc
+
+    x = sg.tensor("x", ("n",))
+    f = sg.value_and_grad(sg.sum(sg.exp(x) * 0.6875), wrt=x)
+    module, existed = runtime.load_module(f.source, "numba")  # as a Dask task does: no owner
+    assert module is f._module and existed
+    del f
+    gc.collect()
+    data = np.linspace(0.0, 1.0, 5)
+    value, grad = module.call(data)
+    assert value == pytest.approx(np.sum(np.exp(data)) * 0.6875, rel=1e-14)
+    np.testing.assert_allclose(grad, np.exp(data) * 0.6875, rtol=1e-14)
+    assert module.__name__ in runtime.generated_modules() and hasattr(module, "kernel")
