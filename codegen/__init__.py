@@ -11,7 +11,7 @@ from symgrad.errors import UnsupportedError
 from symgrad.graph import topo_order
 from .numba_backend import NumbaEmitter
 from .numpy_backend import NumpyEmitter
-from .runtime import Compiled, drop_compiled_caches, load_module
+from .runtime import Compiled, drop_compiled_caches, hold, load_module
 
 BACKENDS = {"numba": NumbaEmitter, "numpy": NumpyEmitter}
 
@@ -92,4 +92,5 @@ def compile_graph(
     )
     if backend == "numba":
         compiled._build_signature = signature
+    hold(compiled, module)  # its module leaves sys.modules when the last Compiled using it is gone
     return compiled

@@ -1,18 +1,21 @@
 """The Compiled object, the on-disk module cache, and the argument checks generated entry points call.
 
 Generated modules are written to a per-user cache directory (``$SYMGRAD_CACHE_DIR``,
-else ``~/.cache/symgrad``) under a name that is the hash of their text, and
-imported from there, so numba's ``cache=True`` keeps their machine code and a
-second process loads it instead of compiling again.
+else ``~/.cache/symgrad``, checked to be private to the user) under a name that is the hash
+of their text, and run from the text in memory with that file as their ``__file__``, so
+numba's ``cache=True`` keeps their machine code beside it and a second process loads it
+instead of compiling again. The cache is kept under a size cap by evicting the least
+recently used modules.
 """
 
 import hashlib
-import importlib.util
 import os
 import sys
 import tempfile
 import threading
 import time
+import types
+import weakref
 
 import numpy as np
 
@@ -61,6 +64,8 @@ def _kind_ok(value_kind, dtype):
 def scalar(value, name, dtype):
     """A scalar argument as a value of ``dtype``, or InputError naming the argument."""
     if isinstance(value, np.ndarray):
+        if isinstance(value, np.ma.MaskedArray):
+            raise masked_error(value, name)
         if value.ndim != 0:
             raise InputError(f"argument {name!r} must be a scalar, got an array of shape {value.shape}")
         value = value[()]
@@ -101,7 +106,15 @@ def zero_d_as_scalars(outputs):
 
 
 def array(value, name, ndim, dtype):
-    """An array argument as a C-contiguous array of ``dtype`` and rank ``ndim``, or InputError."""
+    """An array argument as a C-contiguous array of ``dtype`` and rank ``ndim``, or InputError.
+
+    An ndarray subclass is read as the plain array of its data (``np.asarray``): a ``np.matrix``
+    or ``np.memmap`` holds nothing else the result depends on. A masked array is refused: its
+    mask would be ignored."""
+    if type(value) is not np.ndarray and isinstance(value, np.ndarray):
+        if isinstance(value, np.ma.MaskedArray):
+            raise masked_error(value, name)
+        value = np.asarray(value)
     if not isinstance(value, np.ndarray):
         if isinstance(value, (str, bytes, dict, set)) or value is None:
             raise InputError(
@@ -129,6 +142,15 @@ def array(value, name, ndim, dtype):
         value = value.astype(dtype)
     # aligned too: the compiled entry point is called without the dispatcher's type checks
     return np.require(value, requirements=("C", "A"))
+
+
+def masked_error(value, name):
+    masked = int(np.ma.count_masked(value))
+    return InputError(
+        f"argument {name!r} is a masked array ({masked} of {value.size} values masked); compiled "
+        f"functions do not read masks, so pass {name}.filled(fill_value) to choose what masked "
+        f"values become, or np.asarray({name}) to use the data under the mask as it is"
+    )
 
 
 def call_by_name(entry, title, names, given, more, named):
@@ -199,31 +221,185 @@ def _short(value):
 # ---------------------------------------------------------------- module cache
 
 
+_dirs = {}  # the cache directory asked for -> the one used (itself, or a private fallback)
+_dirs_lock = threading.Lock()
+
+
 def cache_dir():
+    """The directory generated modules and numba's machine code live in: ``$SYMGRAD_CACHE_DIR``,
+    else ``$XDG_CACHE_HOME/symgrad`` or ``~/.cache/symgrad``.
+
+    Whoever can write to it can run code as this user (a module or a numba index file planted
+    there is executed), so on the first use in each process it must be a directory owned by the
+    current user that neither group nor others can write, as must its ``__pycache__``; the
+    directories symgrad creates for it get mode 0700. If it is not, or cannot be written,
+    a warning says why and a fresh private directory (``tempfile.mkdtemp``) is used instead."""
     root = os.environ.get("SYMGRAD_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "symgrad"
     )
-    try:
-        os.makedirs(root, exist_ok=True)
-        probe = os.path.join(root, f".probe{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-        return root
-    except OSError as exc:
-        fallback = os.path.join(
-            tempfile.gettempdir(), f"symgrad-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-        )
-        os.makedirs(fallback, exist_ok=True)
-        import warnings
+    found = _dirs.get(root)
+    if found is None or not os.path.isdir(found):  # deleted while this process runs: check again
+        with _dirs_lock:
+            found = _dirs.get(root)
+            if found is None or not os.path.isdir(found):
+                found = _dirs[root] = _private_dir(root)
+    return found
 
+
+def _private_dir(root):
+    import warnings
+
+    try:
+        _make_dirs(root)
+        problem = _not_private(root)
+        if problem is None:
+            pycache = os.path.join(root, "__pycache__")
+            _make_dirs(pycache)
+            problem = _not_private(pycache)
+        if problem is None:
+            probe = os.path.join(root, f".probe{os.getpid()}")
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+            _check_numba_cache_dir()
+            return root
+        reason = f"is not private to this user: {problem}"
+    except OSError as exc:
+        reason = f"cannot be written ({exc.strerror or exc})"
+    fallback = tempfile.mkdtemp(prefix="symgrad-")  # mode 0700, a new name: nobody else's
+    os.mkdir(os.path.join(fallback, "__pycache__"), 0o700)
+    import atexit
+    import shutil
+
+    atexit.register(shutil.rmtree, fallback, True)
+    warnings.warn(
+        f"symgrad: the cache directory {root} {reason}; using the private directory {fallback} for "
+        "this process instead (set SYMGRAD_CACHE_DIR to a directory only you can write)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return fallback
+
+
+def _check_numba_cache_dir():
+    # with NUMBA_CACHE_DIR set, numba keeps the index and machine code of symgrad's functions
+    # there instead of beside the module, where symgrad cannot choose the place: say so if others
+    # could write to it (numba unpickles its index files)
+    import warnings
+
+    folder = os.environ.get("NUMBA_CACHE_DIR")
+    problem = _not_private(folder) if folder and os.path.isdir(folder) else None
+    if problem is not None:
         warnings.warn(
-            f"symgrad: the cache directory {root} cannot be written ({exc.strerror or exc}); "
-            f"using {fallback} instead (set SYMGRAD_CACHE_DIR to choose)",
+            f"symgrad: NUMBA_CACHE_DIR is set, so numba keeps symgrad's compiled code in {folder}, "
+            f"which is not private to this user ({problem}); whoever can write there can run code "
+            "as you",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=4,
         )
-        return fallback
+
+
+def _make_dirs(path):
+    """Create ``path`` and any missing parents with mode 0700 (only this user may enter them)."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise
+
+
+def _not_private(path):
+    """Why another user could write to directory ``path`` (None if nobody but its owner can)."""
+    st = os.stat(path)
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    if uid is not None and st.st_uid != uid:
+        return f"{path} is owned by uid {st.st_uid}, not by this user (uid {uid})"
+    if uid is not None and st.st_mode & 0o022:
+        return f"{path} can be written by its group or by others (mode {st.st_mode & 0o777:o})"
+    return None
+
+
+def _entries(root):
+    """The cache's files grouped by generated module: name -> [(path, size, last use)]."""
+    groups = {}
+    for folder in (root, os.path.join(root, "__pycache__")):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if not name.startswith("symgrad_"):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if not os.path.isfile(path):
+                continue
+            # a module's last use is its source file's access time, set on every load (numba's
+            # index checks only the modification time and the size)
+            used = max(st.st_atime, st.st_mtime)
+            groups.setdefault(name.split(".", 1)[0], []).append((path, st.st_size, used))
+    return groups
+
+
+def cache_size(root=None):
+    """(bytes, files) the generated modules and their compiled code take in the cache."""
+    groups = _entries(root or cache_dir())
+    return sum(s for g in groups.values() for _, s, _ in g), sum(len(g) for g in groups.values())
+
+
+DEFAULT_MAX_BYTES = 1 << 30
+EVICT_GRACE_SECONDS = 60.0  # a module written or loaded this recently is never evicted
+
+
+def cache_max_bytes():
+    """The cache's size cap: ``$SYMGRAD_CACHE_MAX_BYTES`` (a number of bytes), else 1 GiB."""
+    text = os.environ.get("SYMGRAD_CACHE_MAX_BYTES", "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise UnsupportedError(f"SYMGRAD_CACHE_MAX_BYTES must be a number of bytes, got {text!r}") from None
+    return max(value, 0)
+
+
+def evict(root=None, max_bytes=None, now=None):
+    """Delete least recently used modules (with their compiled code) until the cache is at most
+    ``max_bytes``; returns (files, bytes) removed. Safe with other processes doing the same or
+    using the modules: a module loaded is not read from disk again, a file already gone is
+    skipped, and a module used in the last ``EVICT_GRACE_SECONDS`` is kept."""
+    root = root or cache_dir()
+    limit = cache_max_bytes() if max_bytes is None else max_bytes
+    now = time.time() if now is None else now
+    groups = _entries(root)
+    total = sum(s for g in groups.values() for _, s, _ in g)
+    files = size = 0
+    for _, group in sorted(groups.items(), key=lambda item: max(u for _, _, u in item[1])):
+        if total <= limit:
+            break
+        if max(u for _, _, u in group) > now - EVICT_GRACE_SECONDS:
+            continue
+        # the source last: a process that finds it then finds no stale compiled code beside it
+        for path, nbytes, _ in sorted(group, key=lambda f: f[0].endswith(".py")):
+            try:
+                os.remove(path)
+            except OSError:
+                continue
+            files += 1
+            size += nbytes
+            total -= nbytes
+    return files, size
 
 
 def clear_cache():
@@ -234,7 +410,7 @@ def clear_cache():
     files = size = 0
     for entry in os.listdir(root):
         path = os.path.join(root, entry)
-        if entry.startswith("symgrad_") or entry == "__pycache__":
+        if entry.startswith("symgrad_"):
             if os.path.isdir(path):
                 for dirpath, _, names in os.walk(path):
                     for name in names:
@@ -245,6 +421,14 @@ def clear_cache():
                 files += 1
                 size += os.path.getsize(path)
                 os.remove(path)
+    # the files in __pycache__, not the directory: it stays private (mode 0700)
+    pycache = os.path.join(root, "__pycache__")
+    for name in os.listdir(pycache) if os.path.isdir(pycache) else ():
+        path = os.path.join(pycache, name)
+        if os.path.isfile(path):
+            files += 1
+            size += os.path.getsize(path)
+            os.remove(path)
     return files, size
 
 
@@ -311,33 +495,118 @@ def drop_compiled_caches(module_name):
     return dropped
 
 
+_modules = weakref.WeakValueDictionary()  # the generated modules alive in this process, by name
+_holders = {}  # (module name, id) -> live Compiled objects using it
+_holders_lock = threading.RLock()  # taken by finalizers, which may run inside any code
+
+
 def load_module(source, backend, fresh=False):
     """Write ``source`` to the cache (named by the hash of its text and of the library versions)
-    and import it; returns (module, whether a valid copy was already on disk). A missing,
-    truncated or corrupt cache file is rewritten; a cached bytecode file that fails to load is
-    dropped and the module imported from its source. ``fresh`` imports it again even if this
-    process already has it."""
+    and run it as a new module; returns (module, whether a valid copy was already on disk). The
+    module is made from the text in memory, never from a file another process could have
+    written: no bytecode is written or read. A missing, truncated or corrupt cache file is
+    rewritten (numba needs it on disk: it keys its own cache by the file's time and size).
+    ``fresh`` runs it again even if this process already has it. The module stays in
+    ``sys.modules`` (numba finds it there when it loads machine code from its cache) while the
+    caller holds it: give it to ``hold``."""
     data = source.encode("utf-8")
     digest = hashlib.sha256(library_versions().encode() + b"\0" + data).hexdigest()[:24]
     modname = f"symgrad_{backend}_{digest}"
     with _load_lock:
-        if modname in sys.modules and not fresh:
-            return sys.modules[modname], True
-        path = os.path.join(cache_dir(), modname + ".py")
+        root = cache_dir()
+        path = os.path.join(root, modname + ".py")
+        module = None if fresh else _lend(modname)
+        if module is not None:
+            _mark_used(path)
+            return module, True
         existed = _read_bytes(path) == data
         if not existed:
             _write_atomically(path, data)
-        spec = importlib.util.spec_from_file_location(modname, path)
-        module = importlib.util.module_from_spec(spec)
         try:
-            spec.loader.exec_module(module)
+            module = _run_source(modname, path, source)
         except Exception:
             drop_compiled_caches(modname)
             _write_atomically(path, data)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        sys.modules[modname] = module
+            module = _run_source(modname, path, source)
+        with _holders_lock:
+            _modules[modname] = module
+            _holders[(modname, id(module))] = 1
+            sys.modules[modname] = module
+        _mark_used(path)
+        if not existed:
+            evict(root)
         return module, existed
+
+
+def _run_source(modname, path, source):
+    module = types.ModuleType(modname)
+    module.__file__ = path  # numba's cache=True keeps its files in __pycache__ beside this path
+    module.__loader__ = None
+    # compiled from the text, so nothing loaded comes from a .pyc (the filename is for
+    # tracebacks and for numba, which reads the file's stamp)
+    exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)
+    return module
+
+
+def _mark_used(path):
+    # the access time is the cache's least-recently-used clock; the modification time, which
+    # numba's index compares, is kept
+    try:
+        st = os.stat(path)
+        os.utime(path, ns=(time.time_ns(), st.st_mtime_ns))
+    except OSError:
+        pass
+
+
+def _lend(modname):
+    """The module of this name this process has, counted as held (``load_module`` lends every
+    module it returns: ``hold`` gives the loan to its Compiled), or None."""
+    with _holders_lock:
+        module = _modules.get(modname)
+        if module is None:
+            return None
+        key = (modname, id(module))
+        _holders[key] = _holders.get(key, 0) + 1
+        if _modules.get(modname) is not module:  # released by a finalizer that ran just now
+            _release(key, module)
+            return None
+        sys.modules[modname] = module
+        return module
+
+
+def hold(owner, module):
+    """Hand the loan of ``module`` from ``load_module`` to ``owner`` (a Compiled): the module
+    stays in ``sys.modules`` until the last owner is collected, then leaves it, so a process that
+    compiles many functions and drops them keeps no module of theirs. A module loaded without
+    an owner (a Dask worker's) stays."""
+    with _holders_lock:
+        sys.modules[module.__name__] = module
+    weakref.finalize(owner, _release, (module.__name__, id(module)), module)
+
+
+def _release(key, module):
+    with _holders_lock:
+        left = _holders.get(key, 1) - 1
+        if left > 0:
+            _holders[key] = left
+            return
+        _holders.pop(key, None)
+        if sys.modules.get(key[0]) is module:
+            del sys.modules[key[0]]
+        if _modules.get(key[0]) is module:
+            del _modules[key[0]]  # a later build of the same source runs it again
+        # numba keeps a dispatcher's compiled overloads from a finalizer that runs when the
+        # dispatcher is freed, and they hold the module's globals: a dispatcher in those globals
+        # would keep itself alive forever. Without it, it lives as long as someone holds it
+        # (``.kernel``); ``kernel_entry``, which the module's ``call`` uses, keeps its own code.
+        for name, value in list(vars(module).items()):
+            if type(value).__module__.startswith("numba.") and hasattr(value, "overloads"):
+                del vars(module)[name]
+
+
+def generated_modules():
+    """Names of the generated modules this process holds in ``sys.modules``."""
+    return sorted(name for name in list(sys.modules) if name.startswith("symgrad_"))
 
 
 # ---------------------------------------------------------------- Compiled

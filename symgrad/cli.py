@@ -85,11 +85,14 @@ def main(argv=None):
     from . import bench as bench_module
 
     bench_module.add_arguments(bench)
-    cache = sub.add_parser("cache", help="where compiled code is cached; clear it")
+    cache = sub.add_parser(
+        "cache",
+        help="where compiled code is cached, its size and cap (SYMGRAD_CACHE_MAX_BYTES); clear it",
+    )
     cache.add_argument("action", choices=["info", "clear"])
     args = parser.parse_args(argv)
     if args.command == "cache":
-        from codegen.runtime import cache_dir, clear_cache
+        from codegen.runtime import cache_dir, cache_max_bytes, cache_size, clear_cache
 
         if args.action == "clear":
             files, size = clear_cache()
@@ -97,9 +100,14 @@ def main(argv=None):
         else:
             root = cache_dir()
             modules = [f for f in os.listdir(root) if f.startswith("symgrad_") and f.endswith(".py")]
+            size, files = cache_size(root)
+            cap = cache_max_bytes()
+            print(f"cache directory: {root} (set SYMGRAD_CACHE_DIR to move it)")
+            print(f"generated modules: {len(modules)}")
+            print(f"size: {size} bytes ({size / 2**20:.1f} MiB) in {files} files")
             print(
-                f"cache directory: {root} ({len(modules)} generated modules; "
-                "set SYMGRAD_CACHE_DIR to move it)"
+                f"cap: {cap} bytes ({cap / 2**20:.1f} MiB; set SYMGRAD_CACHE_MAX_BYTES to change it); "
+                "the least recently used modules are evicted above it"
             )
         return 0
     if args.command == "demo":

@@ -394,3 +394,42 @@ def test_bool_and_int_outputs(backend):
     less, triple = f(1.0, 2.0, 5)
     assert less == True and isinstance(less, (bool, np.bool_))  # noqa: E712
     assert triple == 15 and isinstance(triple, (int, np.integer))
+
+
+# ---------------------------------------------------------------- ndarray subclasses
+
+
+def test_masked_arrays_are_refused_naming_the_argument(fn):
+    X = np.array([1.0, 2.0, 3.0])
+    masked = np.ma.array([4.0, 5.0, 6.0], mask=[False, True, False])
+    with pytest.raises(sg.InputError, match=r"argument 'Y' is a masked array \(1 of 3 values masked\)"):
+        fn("pair")(X, masked)
+    # refused even with nothing masked: whether a mask is read must not depend on the data
+    with pytest.raises(
+        sg.InputError,
+        match=r"argument 'X' is a masked array \(0 of 3 .*X\.filled\(fill_value\).*np\.asarray\(X\)",
+    ):
+        fn("pair")(np.ma.array(X), X)
+    with pytest.raises(sg.InputError, match=r"argument 'x' is a masked array \(1 of 1 values masked\)"):
+        fn("scalars")(np.ma.masked, 3.0)
+    with pytest.raises(sg.InputError, match=r"argument 'y' is a masked array"):
+        fn("scalars")(2.0, np.ma.array(3.0))
+    # what the message suggests works, and gives numpy's answer
+    value, dX = fn("pair")(X, masked.filled(0.0))
+    assert value == np.sum(X * masked.filled(0.0)) and np.array_equal(dX, [4.0, 0.0, 6.0])
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix itself
+def test_other_ndarray_subclasses_are_read_as_plain_arrays(fn, tmp_path):
+    rng = np.random.default_rng(3)
+    A, w, t = rng.normal(size=(4, 3)), rng.normal(size=3), rng.normal(size=4)
+    want, want_dA, want_dw = regression_reference(A, w, t)
+    mapped = np.memmap(tmp_path / "t.bin", dtype=np.float64, mode="w+", shape=(4,))
+    mapped[:] = t
+    # np.matrix would make * a matrix product and keep results 2-d: read as its data, it cannot
+    for args in ((np.matrix(A), w, t), (A, w, mapped), (np.matrix(A), w, mapped)):
+        value, (dA, dw) = fn("regression")(*args)
+        assert type(dA) is np.ndarray and type(dw) is np.ndarray
+        assert value == pytest.approx(want, rel=1e-13)
+        np.testing.assert_allclose(dA, want_dA, rtol=1e-13)
+        np.testing.assert_allclose(dw, want_dw, rtol=1e-13)
