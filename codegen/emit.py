@@ -123,7 +123,10 @@ class Emitter:
     def constant_array(self, node):
         name = self.namer.claim("const")
         arr = node.value
-        if arr.size <= 24 and np.all(np.isfinite(arr)) if arr.dtype.kind == "f" else arr.size <= 24:
+        if arr.size == 0:
+            # a literal list would lose the shape of an empty array ([] for (0, 1))
+            text = f"{name} = np.zeros({shape_text(arr.shape)}, dtype={self.np_dtype(arr.dtype.name)})"
+        elif arr.size <= 24 and np.all(np.isfinite(arr)) if arr.dtype.kind == "f" else arr.size <= 24:
             body = repr(arr.tolist())
             text = f"{name} = np.array({body}, dtype={self.np_dtype(arr.dtype.name)})"
         else:
