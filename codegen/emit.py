@@ -614,15 +614,25 @@ def branch_owners(nodes, users, movable, is_where):
 
 
 def requirements(outputs):
-    """(dim, minimum, what) for every slice or index whose bounds need a large enough dim."""
+    """(dim, minimum, what) for every slice or index whose bounds need a large enough dim, and
+    every named axis a max or min reduces (at least 1)."""
     from symgrad.graph import topo_order
     from symgrad.printing import expr_str
 
     seen = {}
     for node in topo_order(outputs):
-        for dim, minimum in node.attrs.get("requires", ()) if node.op == "getitem" else ():
+        if node.op == "getitem":
+            needs = node.attrs.get("requires", ())
+            what = f"{expr_str(node.inputs[0])[:40]}[{key_text(node.attrs['key'])}]"
+        elif node.op in ("max", "min"):
+            # an empty slice has no maximum: every named reduced axis must have an element
+            x = node.inputs[0]
+            needs = [(x.shape[a], 1) for a in node.attrs["axes"] if not isinstance(x.shape[a], int)]
+            what = f"{node.op}({expr_str(x)[:40]}, axis={tuple(node.attrs['axes'])})"
+        else:
+            continue
+        for dim, minimum in needs:
             key = (str(dim), minimum)
             if key not in seen:
-                what = f"{expr_str(node.inputs[0])[:40]}[{key_text(node.attrs['key'])}]"
                 seen[key] = (dim, minimum, what)
     return list(seen.values())
