@@ -54,6 +54,18 @@ DRIVER = textwrap.dedent("""
                 if not np.allclose(np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64),
                                    rtol=1e-12, atol=1e-12, equal_nan=True):
                     failures.append(f"{name}: output {k}: {got!r} != {want!r}")
+            if case.get("bad_args_for_kernel_checked"):
+                # kernel_checked is saved too: the same values, and a size mismatch is a ValueError
+                checked = module.kernel_checked(*args)
+                if not np.allclose(checked[0], flat[0], rtol=1e-12):
+                    failures.append(f"{name}: kernel_checked gave {checked[0]!r}, call() {flat[0]!r}")
+                bad = [np.asarray(a, dtype=d) for a, d in zip(case["bad_args_for_kernel_checked"], case["dtypes"])]
+                try:
+                    module.kernel_checked(*bad)
+                    failures.append(f"{name}: kernel_checked took mismatched sizes")
+                except ValueError as exc:
+                    if "kernel_checked: argument" not in str(exc):
+                        failures.append(f"{name}: kernel_checked's message: {exc}")
         except Exception as exc:
             failures.append(f"{name}: {type(exc).__name__}: {str(exc)[:800]}")
     assert "symgrad" not in sys.modules and "codegen" not in sys.modules
@@ -173,6 +185,8 @@ def test_every_op_of_the_registry_saves_a_module_that_runs_without_symgrad(tmp_p
             "dtypes": [str(np.asarray(a).dtype) for a in args],
             "expected": [np.asarray(v, dtype=np.float64).tolist() for v in expected],
         }
+    w0, X0, y0 = payload["op_logaddexp_loss"]["args"]
+    payload["op_logaddexp_loss"]["bad_args_for_kernel_checked"] = [w0, X0, y0[:-1]]  # one label short
     assert set(OPS) - seen == set(), f"ops no case builds: {sorted(set(OPS) - seen)}"
     (tmp_path / "cases.json").write_text(json.dumps(payload))
     (tmp_path / "driver_main.py").write_text(DRIVER)
