@@ -138,7 +138,10 @@ class Emitter:
     def constant_array(self, node):
         name = self.namer.claim("const")
         arr = node.value
-        if arr.size <= 24 and np.all(np.isfinite(arr)) if arr.dtype.kind == "f" else arr.size <= 24:
+        if arr.size == 0:
+            # a literal list would lose the shape of an empty array ([] for (0, 1))
+            text = f"{name} = np.zeros({shape_text(arr.shape)}, dtype={self.np_dtype(arr.dtype.name)})"
+        elif arr.size <= 24 and np.all(np.isfinite(arr)) if arr.dtype.kind == "f" else arr.size <= 24:
             body = repr(arr.tolist())
             text = f"{name} = np.array({body}, dtype={self.np_dtype(arr.dtype.name)})"
         else:
@@ -354,8 +357,53 @@ class Emitter:
                 "",
                 "",
             ]
+        lines += self.checked_kernel(inputs, params, outputs)
         lines += self.entry_function(inputs, params, dims, outputs, structure, entry)
         return "\n".join(lines) + "\n"
+
+    def checked_kernel(self, inputs, params, outputs):
+        """``kernel_checked``: the kernel after the size checks the entry makes (every fixed dim,
+        every named dim equal wherever it occurs, every slice's minimum), raising ValueError with
+        a constant message naming the argument and axis, so numba code can call it. Types,
+        ranks and layouts are numba's to check (it compiles the caller for the types given);
+        index values the kernel checks itself (IndexError)."""
+        head = f"{self.title}: kernel_checked: "
+        checks, bound = [], {}
+        for s, p in zip(inputs, params):
+            for axis, d in enumerate(s.shape):
+                if not isinstance(d, int) and d.is_Symbol and d.name not in bound:
+                    bound[d.name] = (s.name, axis)
+                    checks.append(f"{dim_text(d)} = {p}.shape[{axis}]")
+        for s, p in zip(inputs, params):
+            for axis, d in enumerate(s.shape):
+                if isinstance(d, int):
+                    why = f"must have length {d}"
+                elif d.is_Symbol and bound[d.name] == (s.name, axis):
+                    continue
+                elif d.is_Symbol:
+                    first, first_axis = bound[d.name]
+                    why = f"must have the length of axis {first_axis} of {first!r} (dim {d.name})"
+                else:
+                    why = f"must have length {dim_str(d)}"
+                checks.append(f"if {p}.shape[{axis}] != {dim_text(d)}:")
+                checks.append(f"    raise ValueError({head + f'argument {s.name!r}, axis {axis}: ' + why!r})")
+        for dim, minimum, what in requirements(outputs):
+            where = ", ".join(
+                f"{sym.name} is axis {bound[sym.name][1]} of {bound[sym.name][0]!r}"
+                for sym in sorted(dim.free_symbols, key=str)
+                if sym.name in bound
+            )
+            why = f"{dim_str(dim)} must be at least {minimum} for {what} ({where})"
+            checks.append(f"if {dim_text(dim)} < {minimum}:")
+            checks.append(f"    raise ValueError({head + why!r})")
+        lines = self.kernel_header("kernel_checked", params)
+        lines.append(
+            '    """kernel() after the size checks call() makes (a ValueError naming the argument '
+            'and axis)."""'
+        )
+        lines += ["    " + line for line in checks]
+        lines += [f"    return kernel({', '.join(params)})", "", ""]
+        return lines
 
     def body(self, forward, backward, out_name_of, outputs):
         """The kernel's statements: the forward part, then the backward part."""
@@ -583,15 +631,25 @@ def branch_owners(nodes, users, movable, is_where):
 
 
 def requirements(outputs):
-    """(dim, minimum, what) for every slice or index whose bounds need a large enough dim."""
+    """(dim, minimum, what) for every slice or index whose bounds need a large enough dim, and
+    every named axis a max or min reduces (at least 1)."""
     from symgrad.graph import topo_order
     from symgrad.printing import expr_str
 
     seen = {}
     for node in topo_order(outputs):
-        for dim, minimum in node.attrs.get("requires", ()) if node.op == "getitem" else ():
+        if node.op == "getitem":
+            needs = node.attrs.get("requires", ())
+            what = f"{expr_str(node.inputs[0])[:40]}[{key_text(node.attrs['key'])}]"
+        elif node.op in ("max", "min"):
+            # an empty slice has no maximum: every named reduced axis must have an element
+            x = node.inputs[0]
+            needs = [(x.shape[a], 1) for a in node.attrs["axes"] if not isinstance(x.shape[a], int)]
+            what = f"{node.op}({expr_str(x)[:40]}, axis={tuple(node.attrs['axes'])})"
+        else:
+            continue
+        for dim, minimum in needs:
             key = (str(dim), minimum)
             if key not in seen:
-                what = f"{expr_str(node.inputs[0])[:40]}[{key_text(node.attrs['key'])}]"
                 seen[key] = (dim, minimum, what)
     return list(seen.values())

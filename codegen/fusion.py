@@ -712,6 +712,13 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
                     for k, i in enumerate(index)
                     if node.attrs["keepdims"] or k not in axes
                 ]
+                if node.dtype == "float32":
+                    # float32 sums accumulate in float64, rounded once after the loop
+                    acc = em.namer.claim(f"{name}_acc")
+                    pre.append(f"{acc} = np.zeros({shape_text(node.shape)}, dtype=np.float64)")
+                    loop.append(f"{acc}[{', '.join(kept)}] += {src}{comment}")
+                    post.append(f"{name} = {acc}.astype(np.float32)")
+                    return
                 pre.append(f"{name} = np.zeros({shape_text(node.shape)}, dtype={em.np_dtype(node.dtype)})")
                 loop.append(f"{name}[{', '.join(kept)}] += {src}{comment}")
             elif node.dtype == "float64" and not node.attrs["keepdims"]:

@@ -214,6 +214,9 @@ class NumbaEmitter(Emitter):
         args = self._accumulate(node, args)
         x = node.inputs[0]
         axes = node.attrs["axes"]
+        if node.dtype == "float32":
+            # accumulated in float64 (numba's np.sum adds float32 one by one, in float32)
+            return self._reduce("_rt.sum_wide", "sum_rows_wide", node, args)
         if len(axes) == x.ndim:
             return self._reduce("np.sum", None, node, args)
         text = args[0]
@@ -230,6 +233,8 @@ class NumbaEmitter(Emitter):
         return self._reduce("np.min", "min_rows", node, args)
 
     def lower_prod(self, node, args):
+        if node.dtype == "float32":
+            return self._reduce("_rt.prod_wide", "prod_rows_wide", node, args)
         return self._reduce("np.prod", "prod_rows", node, self._accumulate(node, args))
 
     def lower_relu(self, node, args):

@@ -613,7 +613,8 @@ def generated_modules():
 
 
 class Compiled:
-    """A compiled function: call it, read ``.source``, reach the numba dispatcher as ``.kernel``."""
+    """A compiled function: call it, read ``.source``, reach the numba dispatcher as ``.kernel``
+    (no checks) or ``.kernel_checked`` (the entry's size checks, raising ValueError)."""
 
     def __init__(
         self,
@@ -633,6 +634,8 @@ class Compiled:
         self._module = module
         self._entry = getattr(module, entry)
         self.kernel = module.kernel
+        # the kernel after the entry's size checks (ValueError), for numba code: see emit.checked_kernel
+        self.kernel_checked = module.kernel_checked
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
         self.output_names = tuple(output_names)

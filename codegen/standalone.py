@@ -148,12 +148,18 @@ def _copy_definitions(module_name, used, prefix):
     missing = [n for n in used if n not in defines]
     if missing:
         raise UnsupportedError(f"cannot save: {module_name} does not define {missing}")
+    registers = {}  # index of a wanted definition -> statements that register on it (numba overloads)
+    for k, node in enumerate(tree.body):
+        subject = _registration_subject(node)
+        if subject in defines:
+            registers.setdefault(defines[subject], []).append(k)
     wanted, todo = set(), [defines[n] for n in used]
     while todo:
         k = todo.pop()
         if k in wanted:
             continue
         wanted.add(k)
+        todo.extend(registers.get(k, ()))
         for sub in ast.walk(tree.body[k]):
             if isinstance(sub, ast.Name) and sub.id in defines and defines[sub.id] != k:
                 todo.append(defines[sub.id])
@@ -195,6 +201,26 @@ def _defined_by(node):
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         return [(a.asname or a.name).split(".")[0] for a in node.names]
     return []
+
+
+def _registration_subject(node):
+    """The name a top-level statement registers something on, or None: ``@overload(f, ...)`` on a
+    ``def``, or an expression statement ``overload(f, ...)(impl)``. Nothing refers to such a
+    statement by name, yet without it ``f`` is a plain Python function numba cannot type; it is
+    copied whenever ``f`` is."""
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        calls = [d for d in node.decorator_list if isinstance(d, ast.Call)]
+    elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        call = node.value
+        while isinstance(call.func, ast.Call):  # overload(f, ...)(impl): the innermost call
+            call = call.func
+        calls = [call]
+    else:
+        return None
+    for call in calls:
+        if call.args and isinstance(call.args[0], ast.Name):
+            return call.args[0].id
+    return None
 
 
 def _names_in(node):

@@ -103,10 +103,22 @@ FAN_IN = 8
 
 
 def _add_partials(*parts):
-    total = parts[0]
+    """The blocks' partial results added; float32 ones in float64 (``_narrowed`` rounds them once,
+    at the end, as the kernels' own float32 sums are)."""
+    total = tuple(_widened(x) for x in parts[0])
     for part in parts[1:]:
-        total = tuple(x + y for x, y in zip(total, part))
+        total = tuple(x + _widened(y) for x, y in zip(total, part))
     return total
+
+
+def _widened(value):
+    return np.asarray(value, dtype=np.float64) if np.asarray(value).dtype == np.float32 else value
+
+
+def _narrowed(partials, dtypes):
+    return tuple(
+        np.asarray(p, dtype=np.float32)[()] if d == "float32" else p for p, d in zip(partials, dtypes)
+    )
 
 
 def _tree_sum(parts, add, until=1):
@@ -450,6 +462,8 @@ def value_and_grad_over_blocks(compiled, args):
                 )
             raise
     k = len(plan.sums)
+    if partials is not None:
+        partials = _narrowed(partials, [s.dtype for s in plan.block_sums] + [w.dtype for w in split.wrt])
     sums = list(partials[:k]) if partials is not None else []
     # 3. the loss and the rest of the gradient from the summed values
     out = split.combine(*params, *sums, n_rows)

@@ -14,7 +14,7 @@
 
 import numpy as np
 
-from ..errors import UnsupportedError
+from ..errors import ShapeError, UnsupportedError
 from ..graph import as_shape, dim_product, normalize_axes
 from .registry import register, make, as_expr, constant
 from . import elementwise as ew
@@ -40,6 +40,19 @@ _ACCUMULATOR = {
     "uint16": "uint64",
     "uint32": "uint64",
 }
+
+
+def _extreme_infer(inputs, attrs):
+    """max and min: an axis of length 0 has no extreme (a named dim is checked at the call, see
+    ``codegen.emit.requirements``)."""
+    (x,) = inputs
+    for axis in attrs["axes"]:
+        if isinstance(x.shape[axis], int) and x.shape[axis] == 0:
+            raise ShapeError(
+                f"max/min over axis {axis} of a value of shape {tuple(x.shape)}: "
+                "an axis of length 0 has no maximum or minimum"
+            )
+    return _reduce_infer(inputs, attrs)
 
 
 def _accumulate_infer(inputs, attrs):
@@ -87,7 +100,7 @@ register(
 )
 register(
     "max",
-    _reduce_infer,
+    _extreme_infer,
     lambda x, axes, keepdims: np.max(x, axis=_np_axes(axes), keepdims=keepdims),
     (lambda g, x, out: argmax_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
     jvp=(lambda t, x, out: _reduce_tangent(argmax_mask(x, out.attrs["axes"]) * t, out),),
@@ -95,7 +108,7 @@ register(
 )
 register(
     "min",
-    _reduce_infer,
+    _extreme_infer,
     lambda x, axes, keepdims: np.min(x, axis=_np_axes(axes), keepdims=keepdims),
     (lambda g, x, out: argmin_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
     jvp=(lambda t, x, out: _reduce_tangent(argmin_mask(x, out.attrs["axes"]) * t, out),),
@@ -111,13 +124,19 @@ register(
 )
 
 
+def _as_rows(moved, n_kept):
+    """``moved`` (kept axes first) as a (kept, reduced) matrix; both counts spelled out, since
+    ``-1`` is ambiguous when an axis has length 0."""
+    shape = moved.shape
+    return moved.reshape((int(np.prod(shape[:n_kept])), int(np.prod(shape[n_kept:]))))
+
+
 def _np_first_extreme_mask(x, axes, pick):
     x = np.asarray(x)
     keep = [i for i in range(x.ndim) if i not in axes]
     perm = keep + list(axes)
     moved = np.transpose(x, perm)
-    lead = moved.shape[: len(keep)]
-    rows = moved.reshape((int(np.prod(lead)), -1))
+    rows = _as_rows(moved, len(keep))
     mask = np.zeros_like(rows)
     if rows.shape[1]:
         mask[np.arange(rows.shape[0]), pick(rows, axis=1)] = 1
@@ -129,7 +148,9 @@ def _np_prod_others(x, axes):
     keep = [i for i in range(x.ndim) if i not in axes]
     perm = keep + list(axes)
     moved = np.transpose(x, perm)
-    rows = moved.reshape((int(np.prod(moved.shape[: len(keep)])), -1))
+    rows = _as_rows(moved, len(keep))
+    if rows.shape[1] == 0:
+        return np.ones_like(x)  # no other elements (and no element at all)
     ones = np.ones((rows.shape[0], 1), dtype=rows.dtype)
     before = np.cumprod(np.concatenate([ones, rows[:, :-1]], axis=1), axis=1)
     after = np.cumprod(np.concatenate([ones, rows[:, :0:-1]], axis=1), axis=1)[:, ::-1]

@@ -15,7 +15,9 @@ branches.
 ``SYMGRAD_FUZZ_EXAMPLES`` sets the number of scalar examples (a long run: 2000).
 """
 
+import math
 import os
+import warnings
 
 import mpmath
 import numpy as np
@@ -349,3 +351,173 @@ def test_zz_report_counts(capsys):
             f"\nfuzz: {RAN['scalar']} scalar examples ({RAN['scalar points']} points checked "
             f"against sympy), {RAN['numba']} numba, {RAN['tensor']} tensor"
         )
+
+
+# ---------------------------------------------------------------- zero- and one-sized axes
+# Every op family on shapes whose axes have length 0, 1 or 2 (concrete, or named dims bound
+# to those lengths at the call), on both backends: the value must match numpy's, the gradient
+# central differences of the numpy spelling; where numpy itself fails (max of an empty axis),
+# or symgrad refuses, the error must be a SymgradError. Nothing else may escape.
+
+
+def _np_logsumexp(v, axis):
+    return np.log(np.sum(np.exp(v), axis=axis))
+
+
+def _np_softmax(v, axis):
+    e = np.exp(v - np.max(v, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _rank2(fn):
+    return lambda x: fn(x) if x.ndim == 2 else x
+
+
+# name -> (symgrad spelling, numpy spelling) of f(x, y); the loss is sum(f(x, y))
+EDGE_OPS = {
+    "sin": (lambda x, y: sg.sin(x), lambda x, y: np.sin(x)),
+    "exp*y": (lambda x, y: sg.exp(x) * y, lambda x, y: np.exp(x) * y),
+    "softplus/sigmoid": (
+        lambda x, y: sg.softplus(x) + sg.sigmoid(y),
+        lambda x, y: np.logaddexp(0, x) + 1 / (1 + np.exp(-y)),
+    ),
+    "logaddexp": (lambda x, y: sg.logaddexp(x, y), np.logaddexp),
+    "maximum": (lambda x, y: sg.maximum(x, y) + sg.abs(y), lambda x, y: np.maximum(x, y) + np.abs(y)),
+    "where": (lambda x, y: sg.where(x > 0, x, y), lambda x, y: np.where(x > 0, x, y)),
+    "sum axis 0": (lambda x, y: sg.sum(sg.sin(x), axis=0), lambda x, y: np.sum(np.sin(x), axis=0)),
+    "sum keepdims*y": (
+        lambda x, y: sg.sum(x * x, axis=-1, keepdims=True) * y,
+        lambda x, y: np.sum(x * x, axis=-1, keepdims=True) * y,
+    ),
+    "mean": (lambda x, y: sg.mean(x, axis=-1) * 2, lambda x, y: np.mean(x, axis=-1) * 2),
+    "prod": (lambda x, y: sg.prod(x, axis=0), lambda x, y: np.prod(x, axis=0)),
+    "max": (lambda x, y: sg.max(x, axis=0), lambda x, y: np.max(x, axis=0)),
+    "min": (lambda x, y: sg.min(x, axis=-1), lambda x, y: np.min(x, axis=-1)),
+    "logsumexp": (lambda x, y: sg.logsumexp(x, axis=0), lambda x, y: _np_logsumexp(x, 0)),
+    "softmax": (lambda x, y: sg.softmax(x, axis=0) * y, lambda x, y: _np_softmax(x, 0) * y),
+    "x[1:]": (lambda x, y: sg.sin(x[1:]), lambda x, y: np.sin(x[1:])),
+    "x[:-1]": (lambda x, y: x[:-1] * 2, lambda x, y: x[:-1] * 2),
+    "x[::2]": (lambda x, y: sg.tanh(x[::2]), lambda x, y: np.tanh(x[::2])),
+    "x[:, 1:]": (
+        lambda x, y: _rank2(lambda v: sg.cos(v[:, 1:]))(x),
+        lambda x, y: _rank2(lambda v: np.cos(v[:, 1:]))(x),
+    ),
+    "diff": (lambda x, y: sg.square(x[1:] - x[:-1]), lambda x, y: np.square(np.diff(x, axis=0))),
+    "x.T @ x": (lambda x, y: sg.transpose(x) @ y if x.ndim == 2 else x @ y, lambda x, y: x.T @ y),
+    "x @ y.T": (lambda x, y: x @ sg.transpose(y) if x.ndim == 2 else x @ y, lambda x, y: x @ y.T),
+    "concatenate": (
+        lambda x, y: sg.concatenate([x, sg.sin(y[1:])]),
+        lambda x, y: np.concatenate([x, np.sin(y[1:])]),
+    ),
+    "reshape": (lambda x, y: sg.reshape(x, (-1,)) ** 2, lambda x, y: np.reshape(x, (-1,)) ** 2),
+    "transpose*": (lambda x, y: sg.transpose(x) * sg.transpose(y), lambda x, y: x.T * y.T),
+    "broadcast": (
+        lambda x, y: x * sg.sum(y, axis=0, keepdims=True),
+        lambda x, y: x * np.sum(y, axis=0, keepdims=True),
+    ),
+    # a product with the rows of x, and its transposed product in the gradient (the fused row loop)
+    "softplus(x @ y[0])": (
+        lambda x, y: sg.softplus(x @ y[0]) if x.ndim == 2 else sg.softplus(x * y),
+        lambda x, y: np.logaddexp(0, x @ y[0]) if x.ndim == 2 else np.logaddexp(0, x * y),
+    ),
+    "unary zoo": (
+        lambda x, y: (
+            sg.arcsin(0.5 * sg.tanh(x))
+            + sg.arctan2(y, 1.5 + x)
+            + sg.erf(y)
+            + sg.log1p(sg.square(x))
+            + sg.sqrt(1.5 + x)
+            + sg.expm1(y) * sg.relu(x)
+            + sg.cosh(x) / (2 + sg.sinh(y))
+            + sg.pow(1.5 + x, y)
+        ),
+        lambda x, y: (
+            np.arcsin(0.5 * np.tanh(x))
+            + np.arctan2(y, 1.5 + x)
+            + np.vectorize(math.erf, otypes=[float])(y)
+            + np.log1p(np.square(x))
+            + np.sqrt(1.5 + x)
+            + np.expm1(y) * np.maximum(x, 0)
+            + np.cosh(x) / (2 + np.sinh(y))
+            + np.power(1.5 + x, y)
+        ),
+    ),
+}
+
+
+@st.composite
+def edge_cases(draw):
+    op = draw(st.sampled_from(sorted(EDGE_OPS)))
+    shape = tuple(draw(st.lists(st.integers(0, 2), min_size=1, max_size=2)))
+    return op, shape, draw(st.booleans()), draw(st.integers(0, 2**31))
+
+
+def _edge_check(op, shape, named, seed, backend):
+    build, reference = EDGE_OPS[op]
+    dims = ("n", "m")[: len(shape)] if named else shape
+    x, y = sg.tensor("x", dims), sg.tensor("y", dims)
+    rng = np.random.default_rng(seed)
+    xv, yv = rng.uniform(-1, 1, shape), rng.uniform(-1, 1, shape)
+
+    def loss_np(a, b):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # numpy's mean of an empty slice
+            return float(np.sum(reference(a, b)))
+
+    try:
+        want = loss_np(xv, yv)
+    except (ValueError, IndexError):
+        want = None  # numpy has no value (max of an empty axis, y[0] of no rows): symgrad must refuse
+    try:
+        vg = sg.value_and_grad(sg.sum(build(x, y)), wrt=[x, y], backend=backend)
+        value, grads = vg(xv, yv)
+    except sg.SymgradError:
+        return "refused"
+    assert want is not None, f"{op} on {shape}: numpy has no value, symgrad gave {value}"
+    np.testing.assert_allclose(value, want, rtol=1e-12, atol=1e-12, err_msg=f"{op} on {shape} ({backend})")
+    h = 1e-6
+    for k, (g, base) in enumerate(zip(grads, (xv, yv))):
+        assert g.shape == shape
+        for index in np.ndindex(shape):
+            args = [xv.copy(), yv.copy()]
+            args[k][index] += h
+            plus = loss_np(*args)
+            args[k][index] -= 2 * h
+            fd = (plus - loss_np(*args)) / (2 * h)
+            assert abs(g[index] - fd) <= 1e-5 * (1 + abs(fd)), (op, shape, backend, "xy"[k], index, g, fd)
+    return "checked"
+
+
+@settings(derandomize=True, max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(edge_cases())
+def test_zero_and_one_sized_axes_numpy_backend(case):
+    _edge_check(*case, backend="numpy")
+
+
+@settings(derandomize=True, max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(edge_cases())
+def test_zero_and_one_sized_axes_numba_backend(case):
+    _edge_check(*case, backend="numba")
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_the_audits_empty_slice_next_to_a_size_one_axis(backend):
+    x = sg.tensor("x", (1, 1))
+    value, grad = sg.value_and_grad(sg.sum(sg.sin(x[1:])), wrt=x, backend=backend)(np.ones((1, 1)))
+    assert value == 0.0 and grad.shape == (1, 1) and grad[0, 0] == 0.0
+    value, grad = sg.value_and_grad(lambda v: np.sum(np.sin(np.diff(v, axis=0))), backend=backend)(
+        np.ones((1, 1))
+    )
+    assert value == 0.0 and grad.shape == (1, 1) and grad[0, 0] == 0.0
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_max_over_an_empty_axis_is_refused(backend):
+    with pytest.raises(sg.ShapeError, match="an axis of length 0 has no maximum or minimum"):
+        sg.max(sg.tensor("x", (0, 3)), axis=0)
+    x = sg.tensor("x", ("n", 3))
+    vg = sg.value_and_grad(sg.sum(sg.max(x, axis=0)), wrt=x, backend=backend)
+    with pytest.raises(
+        sg.InputError, match=r"dimension n is 0 .*max\(x, axis=\(0,\)\) needs it to be at least 1"
+    ):
+        vg(np.ones((0, 3)))
