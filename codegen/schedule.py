@@ -39,7 +39,9 @@ from symgrad.graph import topo_order
 # the plain words the module's frame writes (imports, its functions, the entry's locals); the
 # Namer never hands them out. tests/codegen/test_identifiers.py checks that every name a
 # generated module reads or binds is a Namer name, underscored, a dim, Python's, or in here.
-FRAME_NAMES = frozenset({"np", "numba", "math", "kernel", "kernel_entry", "call", "more", "named", "out"})
+FRAME_NAMES = frozenset(
+    {"np", "numba", "math", "kernel", "kernel_entry", "kernel_checked", "call", "more", "named", "out"}
+)
 PYTHON_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
 
 

@@ -160,7 +160,7 @@ def test_fullwidth_dim_is_the_same_dim(backend):
 def test_symbol_that_normalises_to_a_dim_variable_stays_apart(backend):
     X, s = sg.tensor("X", ("n",)), sg.scalar("ｄim_n")
     assert s.name == "dim_n"
-    f = sg.compile(sg.sum(X) * s, backend=backend)
+    f = sg.compile(sg.sum(X) * s, inputs=[X, s], backend=backend)
     assert f(np.arange(5.0), 3.0) == 30.0
     assert f(X=np.arange(5.0), dim_n=3.0) == 30.0
 
