@@ -118,6 +118,12 @@ def _cases():
         + sg.minimum(x, y)
         + sg.logaddexp(x, -y)
         + sg.arctan2(y, x)
+        + sg.mod(x, y + 2)
+        + sg.fmod(y, x)
+        + sg.floor(y * 3)
+        + sg.ceil(y * 3)
+        + sg.round(y * 3)
+        + sg.trunc(y * 3)
     )
     logic = sg.where(
         sg.logical_or(

@@ -70,6 +70,9 @@ CASES.update(
         "minimum": (sg.minimum, [_distinct((2, 3)), _distinct((3,), 1) + 0.05]),
         "arctan2": (sg.arctan2, [_uniform(-2, 2, (2, 3)), _uniform(0.5, 2, (3,), 1)]),
         "logaddexp": (sg.logaddexp, [_uniform(-4, 4, (2, 3)), _uniform(-4, 4, (3,), 1)]),
+        # a / b is at least 0.1 from a whole number, where the remainder jumps
+        "mod": (sg.mod, [np.array([[0.3, -1.3, 1.7], [-0.45, 0.8, 2.6]]), np.array([0.7, 1.1, 1.9])]),
+        "fmod": (sg.fmod, [np.array([[0.3, -1.3, 1.7], [-0.45, 0.8, 2.6]]), np.array([0.7, 1.1, 1.9])]),
         "where": (
             lambda a, b: sg.where(a > 0, a * 2, b),
             [_uniform(-2, 2, (2, 3), away=0.1), _uniform(-2, 2, (3,), 1)],
