@@ -15,7 +15,7 @@ import numpy as np
 
 from symgrad.errors import UnsupportedError
 from symgrad.graph import dim_str, topo_order
-from symgrad import __version__
+from symgrad._version import __version__
 from .schedule import (
     Namer,
     comment_text,
@@ -112,7 +112,7 @@ class Emitter:
     """Numpy-flavoured lowering shared by the backends."""
 
     backend = "numpy"
-    runtime_module = "codegen.numpy_runtime"
+    runtime_module = "symgrad.codegen.numpy_runtime"
     decorator = None
 
     def __init__(self):
@@ -341,7 +341,7 @@ class Emitter:
         ]
         if self.backend == "numba":
             lines.append("import numba")
-        lines += [f"import {self.runtime_module} as _rt", "import codegen.runtime as _cv", ""]
+        lines += [f"import {self.runtime_module} as _rt", "import symgrad.codegen.runtime as _cv", ""]
         lines += self.globals
         if self.globals:
             lines.append("")

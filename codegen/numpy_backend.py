@@ -5,5 +5,5 @@ from .emit import Emitter
 
 class NumpyEmitter(Emitter):
     backend = "numpy"
-    runtime_module = "codegen.numpy_runtime"
+    runtime_module = "symgrad.codegen.numpy_runtime"
     decorator = None

@@ -439,7 +439,7 @@ def library_versions():
     """The versions the cached machine code depends on; they are part of every module's name."""
     global _versions_text
     if _versions_text is None:
-        from symgrad import __version__
+        from symgrad._version import __version__
 
         try:
             import numba

@@ -1,6 +1,6 @@
 """A generated numba module as a standalone file: ``Compiled.save``.
 
-The generated module imports ``codegen.numba_runtime as _rt`` (machine-code helpers)
+The generated module imports ``symgrad.codegen.numba_runtime as _rt`` (machine-code helpers)
 and ``codegen.runtime as _cv`` (argument checks). The standalone file replaces the two
 imports with a copy of exactly the definitions the module uses, taken from those two
 modules' source together with the module-level definitions they need in turn, and
@@ -15,12 +15,12 @@ import os
 import re
 import tokenize
 
-from symgrad import __version__
+from symgrad._version import __version__
 from symgrad.errors import UnsupportedError
 
 _IMPORTS = {
-    "import codegen.numba_runtime as _rt": ("codegen.numba_runtime", "_rt"),
-    "import codegen.runtime as _cv": ("codegen.runtime", "_cv"),
+    "import symgrad.codegen.numba_runtime as _rt": ("symgrad.codegen.numba_runtime", "_rt"),
+    "import symgrad.codegen.runtime as _cv": ("symgrad.codegen.runtime", "_cv"),
 }
 
 _BOUND_COMMENT = "# (codegen binds it after compiling; until then, the dispatcher)"

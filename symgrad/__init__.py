@@ -1,6 +1,18 @@
 """symgrad: compile a loss to a fast function returning its value and exact gradient."""
 
-__version__ = "0.1.0"
+import os as _os
+
+from ._version import __version__
+
+# The compiler lives in the repository's top-level codegen/ folder and is installed as
+# symgrad.codegen (pyproject.toml's package-dir). In a source checkout, where symgrad/codegen
+# does not exist, the checkout's root is searched for symgrad's subpackages too, so
+# ``symgrad.codegen`` is that folder either way. An installed symgrad never searches its parent.
+_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(__path__[0], "codegen")) and _os.path.isfile(
+    _os.path.join(_root, "codegen", "__init__.py")
+):
+    __path__.append(_root)
 
 from .errors import SymgradError, ParseError, ShapeError, InputError, UnsupportedError
 from .graph import Expr

@@ -251,7 +251,7 @@ def compile(outputs, inputs=None, *, backend=None, name="f"):
 
     ``inputs`` gives the argument order (default: the free symbols sorted by name,
     digit runs as numbers: ``x2`` before ``x10``) and may add symbols the outputs do not use."""
-    from codegen import compile_graph
+    from symgrad.codegen import compile_graph
 
     outs, many = _as_outputs(outputs, "compile")
     ins = _resolve_inputs(outs, inputs, "compile")
@@ -269,7 +269,7 @@ def compile(outputs, inputs=None, *, backend=None, name="f"):
 
 
 def _value_and_grad_expr(expr, wrt, inputs, backend):
-    from codegen import compile_graph
+    from symgrad.codegen import compile_graph
 
     expr = as_expr(expr)
     wrt_list, single = _wrt_list(wrt, "value_and_grad")
@@ -346,7 +346,7 @@ def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
     subexpression: ``vgh(*args) -> (value, grads, H)``, with grads and H shaped as
     ``sg.grad`` and ``sg.hessian`` give them (a single symbol: one array each; a list:
     a tuple of gradients and a tuple of tuples of Hessian blocks)."""
-    from codegen import compile_graph
+    from symgrad.codegen import compile_graph
 
     expr = autodiff.scalar_loss(expr, "value_grad_and_hessian")
     wrt_list, single = _wrt_list(wrt, "value_grad_and_hessian")

@@ -92,7 +92,7 @@ def main(argv=None):
     cache.add_argument("action", choices=["info", "clear"])
     args = parser.parse_args(argv)
     if args.command == "cache":
-        from codegen.runtime import cache_dir, cache_max_bytes, cache_size, clear_cache
+        from symgrad.codegen.runtime import cache_dir, cache_max_bytes, cache_size, clear_cache
 
         if args.action == "clear":
             files, size = clear_cache()

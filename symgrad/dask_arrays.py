@@ -50,7 +50,7 @@ import weakref
 
 import numpy as np
 
-from codegen.runtime import load_module
+from symgrad.codegen.runtime import load_module
 from .errors import InputError, SymgradError, UnsupportedError
 from . import decompose
 
@@ -295,7 +295,7 @@ def _as_row_array(value, symbol, row_chunks, like_name):
     """``value`` as a Dask array of ``symbol``'s rank and dtype, chunked by ``row_chunks`` along
     axis 0 and in one chunk along every other axis."""
     import dask.array as da
-    from codegen.runtime import _kind_ok
+    from symgrad.codegen.runtime import _kind_ok
 
     if not hasattr(value, "chunks"):
         value = np.asarray(value)
@@ -381,7 +381,7 @@ def value_and_grad_over_blocks(compiled, args):
         ) from None
     info = compiled._dask  # call_entry finds only registered value_and_grad functions
     inputs = list(compiled.inputs)
-    from codegen.runtime import is_dask
+    from symgrad.codegen.runtime import is_dask
 
     lazy = [s for s, a in zip(inputs, args) if is_dask(a)]
     for s in lazy:

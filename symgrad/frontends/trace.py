@@ -54,7 +54,7 @@ import numpy as np
 from ..errors import ShapeError, SymgradError, UnsupportedError
 from ..graph import Expr, as_dtype, is_float, shape_str
 from . import numpy_protocol  # installs numpy's protocols on Expr
-from codegen.runtime import is_dask
+from symgrad.codegen.runtime import is_dask
 
 _CONTROL_FLOW_HINT = (
     "a traced function runs on symbolic values, so Python `if`/`while`/`and`/`or` cannot look "

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from codegen import runtime
+from symgrad.codegen import runtime
 
 SCRIPT = textwrap.dedent("""
     import numpy as np

@@ -301,7 +301,7 @@ def test_small_concrete_products_are_loops_with_blas_numbers(dtype):
 
 
 def test_products_past_the_small_size_or_of_symbolic_size_keep_blas():
-    from codegen.numba_backend import SMALL_PRODUCT
+    from symgrad.codegen.numba_backend import SMALL_PRODUCT
 
     side = int(round(SMALL_PRODUCT ** (1 / 3))) + 2  # side**3 multiply-adds > SMALL_PRODUCT
     A, B = sg.tensor("A", (side, side)), sg.tensor("B", (side, side))
@@ -316,7 +316,7 @@ def test_products_past_the_small_size_or_of_symbolic_size_keep_blas():
 
 
 def _tile_sizes():
-    from codegen.fusion import TILE
+    from symgrad.codegen.fusion import TILE
 
     return (1, TILE - 1, TILE, TILE + 1, 2 * TILE + 3)
 

@@ -17,7 +17,7 @@ import pytest
 import sympy
 
 import symgrad as sg
-from codegen import schedule
+from symgrad.codegen import schedule
 from symgrad.errors import InputError, ShapeError, SymgradError, UnsupportedError
 
 hypothesis = pytest.importorskip("hypothesis")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from codegen.runtime import cache_dir
+from symgrad.codegen.runtime import cache_dir
 
 
 def _xy_sin():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import codegen.numba_runtime as rt
+import symgrad.codegen.numba_runtime as rt
 
 _FUNCTIONS = {"exp": (rt.vexp, np.exp), "log": (rt.vlog, np.log), "log1p": (rt.vlog1p, np.log1p)}
 

@@ -7,7 +7,7 @@ import pytest
 
 import symgrad as sg
 from symgrad.graph import topo_order
-from codegen.numpy_backend import NumpyEmitter
+from symgrad.codegen.numpy_backend import NumpyEmitter
 
 
 def _recurrence(depth):

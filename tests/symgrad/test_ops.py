@@ -19,8 +19,8 @@ import symgrad as sg
 from symgrad.graph import dim_symbol, topo_order
 from symgrad.ops import reduce as reduce_ops, structure as structure_ops
 from symgrad.ops.registry import OPS
-from codegen.numba_backend import NumbaEmitter
-from codegen.numpy_backend import NumpyEmitter
+from symgrad.codegen.numba_backend import NumbaEmitter
+from symgrad.codegen.numpy_backend import NumpyEmitter
 
 BACKENDS = ["numpy", "numba"]
 NAMES = "abcdefgh"
