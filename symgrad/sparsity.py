@@ -24,6 +24,7 @@ evaluate to zero somewhere. Sizes must be concrete.
 import numpy as np
 import scipy.sparse as sp
 
+from .autodiff import grad
 from .errors import UnsupportedError
 from .graph import concrete, is_float, shape_str, size_of, topo_order
 from .ops.registry import OPS, POINTWISE
@@ -140,8 +141,6 @@ def jacobian_sparsity(outputs, wrt):
 def hessian_sparsity(y, wrt):
     """Structural pattern of the Hessian of the scalar ``y``: an (n, n) boolean CSR matrix
     over the ``wrt`` elements flattened and concatenated (C order)."""
-    from .autodiff import grad
-
     pattern = jacobian_sparsity(grad(y, list(wrt)), wrt)
     pattern = (pattern + pattern.T).astype(bool).tocsr()
     pattern.sort_indices()
