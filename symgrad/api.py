@@ -11,7 +11,7 @@ from .graph import (
     shape_str,
 )
 from .ops import as_expr
-from .symbols import tensor, scalar, scalars, symbols  # noqa: F401  (the symbol constructors, re-exported)
+from .symbol_constructors import tensor, scalar, scalars, symbols  # noqa: F401  (the symbol constructors, re-exported)
 from . import autodiff, sparsity
 from .codegen import compile_graph
 from .frontends.trace import traced_value_and_grad

@@ -39,7 +39,7 @@ from .ops import OPS, cast, make
 from .ops import count as count_of
 from .ops.registry import POINTWISE
 from .printing import expr_str
-from .symbols import scalar, tensor
+from .symbol_constructors import scalar, tensor
 
 _NON_DIFFERENTIABLE_ELEMENTWISE = {
     "cast",

@@ -18,7 +18,6 @@ compiled the first time they are used.
 """
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import api, autodiff, sparsity
 from .codegen import runtime
@@ -82,6 +81,8 @@ class SparseHessian:
         return self.compiled.inputs
 
     def __call__(self, *args, **kwargs):
+        import scipy.sparse as sp  # scipy loads only when a sparse Hessian is used
+
         products = np.array(self.compiled(*args, **kwargs), dtype=np.float64).reshape(-1, self._n)
         data = products[self.colors[self._cols], self._rows] if self._rows.size else np.zeros(0)
         return sp.csr_matrix((data, (self._rows, self._cols)), shape=(self._n, self._n))

@@ -3,7 +3,7 @@
 symgrad has three layers; a module may import the layers below it, never those above:
 
 - the language: ``graph``, ``errors``, ``ops``, ``passes``, ``autodiff``, ``frontends`` (and the
-  helpers next to them: ``printing``, ``symbols``, ``sparsity``, ``decompose``, ``draw``);
+  helpers next to them: ``printing``, ``symbol_constructors``, ``sparsity``, ``decompose``, ``draw``);
 - the compiler, ``symgrad.codegen`` (the repository's ``codegen/`` folder): from symgrad it
   imports only ``graph``, ``errors``, ``ops`` and ``_version``;
 - the public API: ``api``, ``optimize``, ``dask_arrays``, ``cli``, which wire in SciPy and Dask
@@ -38,6 +38,7 @@ LOCAL_SYMGRAD_ALLOWED = {
 # heavy optional third-party packages a function may import when it needs them (start-up time)
 LOCAL_THIRD_PARTY_ALLOWED = {
     "numba": "the numba compiler takes ~0.5 s to import; only numba-backend builds need it",
+    "scipy": "scipy.sparse takes ~0.5 s to import; only sparsity patterns and sparse Hessians need it",
     "dask": "optional dependency (symgrad[dask]); only a call with Dask arrays needs it",
     "distributed": "optional dependency (symgrad[dask]); looked up only when Dask arrays are passed",
     "sympy": "the benchmark harness's SymPy peer (symgrad itself imports sympy at module level)",
@@ -196,3 +197,105 @@ def test_function_local_third_party_imports_are_listed():
 def test_only_the_cli_loads_the_benchmark_harness():
     users = {(src, local) for src, dst, _, local in EDGES if dst in HARNESS and src not in HARNESS}
     assert users == {("symgrad.cli", True)}, users
+
+
+# ---------------------------------------------------------------- the hooks, at run time
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import symgrad as sg  # noqa: E402
+from symgrad import api, errors, symbol_constructors  # noqa: E402
+from symgrad.codegen import runtime  # noqa: E402
+from symgrad.codegen.emit import Emitter  # noqa: E402
+from symgrad.codegen.standalone import standalone_source  # noqa: E402
+
+
+class _LazyArray:
+    """An array kind numpy does not know, standing in for a Dask array."""
+
+    def __init__(self, data):
+        self.data = data
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_registered_array_hook_receives_the_call_of_an_entry(monkeypatch, backend):
+    monkeypatch.setattr(runtime, "_array_hooks", list(runtime._array_hooks))
+    calls = []
+
+    def handler(entry, args):
+        calls.append((runtime.owner_of(entry), args))
+        return "handled above"
+
+    runtime.register_array_hook(lambda v: isinstance(v, _LazyArray), handler)
+    x, w = sg.tensor("x", ("n",)), sg.scalar("w")
+    f = sg.compile(sg.sum(w * x), inputs=[w, x], backend=backend)
+    lazy = _LazyArray([1.0, 2.0])
+    assert f(3.0, lazy) == "handled above"
+    assert calls == [(f, (3.0, lazy))]
+    # plain arrays, and values numpy converts, never reach the hook
+    assert f(3.0, np.array([1.0, 2.0])) == 9.0
+    assert f(3.0, [1.0, 2.0]) == 9.0
+    assert len(calls) == 1
+
+
+def test_the_hook_is_asked_only_on_the_slow_path_and_generated_code_names_no_dask():
+    x, w = sg.tensor("x", ("n",)), sg.scalar("w")
+    vg = sg.value_and_grad(sg.sum(w * x), wrt=w, inputs=[w, x])
+    assert "dask" not in vg.source.lower()
+    lines = vg.source.split("\n")
+    (k,) = [i for i, line in enumerate(lines) if "_cv.hooked(" in line]
+    guard = lines[k - 1]
+    assert "type(x) is not _cv.ndarray" in guard and "flags.carray" in guard
+    indent = len(lines[k]) - len(lines[k].lstrip())
+    assert indent > len(guard) - len(guard.lstrip())  # inside the conversion branch
+    # a saved module takes numpy arrays only: no hook branch
+    assert "hooked" not in standalone_source(vg)
+
+
+def test_a_compiled_function_that_is_not_a_value_and_grad_refuses_dask_arrays():
+    da = pytest.importorskip("dask.array")
+    x = sg.tensor("x", ("n",))
+    f = sg.compile(sg.sum(x), inputs=[x])
+    with pytest.raises(
+        errors.InputError, match="Dask arrays can be passed to functions made by sg.value_and_grad"
+    ):
+        f(da.ones(4, chunks=2))
+
+
+def test_compiled_scipy_comes_from_the_layer_above(monkeypatch):
+    x = sg.tensor("x", (2,))
+    vg = sg.value_and_grad(sg.sum(x * x), wrt=x)
+    problem = vg.scipy()
+    value, grad = problem.fun(np.array([1.0, 2.0]))
+    assert value == 5.0 and np.array_equal(grad, [2.0, 4.0])
+    monkeypatch.setattr(runtime, "_scipy_problem", None)
+    with pytest.raises(errors.UnsupportedError, match=r"\.scipy\(\) needs symgrad.optimize"):
+        vg.scipy()
+
+
+def test_symbol_constructors_live_in_their_own_module_and_are_re_exported():
+    for name in ("tensor", "scalar", "scalars", "symbols"):
+        assert getattr(sg, name) is getattr(symbol_constructors, name) is getattr(api, name)
+    assert sg.tensor("x", (2,)) is symbol_constructors.tensor("x", (2,))
+    n = sg.tensor("s", ("n",)).shape[0]
+    with pytest.raises(
+        errors.ShapeError, match=r"tensor 'x': input dimensions must be ints or names, got n \+ 1"
+    ):
+        sg.tensor("x", (n + 1,))
+
+
+def test_the_backend_base_class_asks_its_subclass_not_its_name():
+    with open(os.path.join(ROOT, "codegen", "emit.py"), encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
+    compares = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Compare)
+        and isinstance(n.left, ast.Attribute)
+        and n.left.attr == "backend"
+        and isinstance(n.left.value, ast.Name)
+        and n.left.value.id == "self"
+    ]
+    assert not compares
+    assert Emitter.module_imports == ()

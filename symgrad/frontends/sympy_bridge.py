@@ -48,7 +48,7 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 from .. import ops
 from ..errors import UnsupportedError
 from ..graph import Expr, shape_str, topo_order
-from ..symbols import tensor
+from ..symbol_constructors import tensor
 from . import numpy_protocol as nprot
 
 # ---------------------------------------------------------------- SymPy -> symgrad

@@ -54,7 +54,7 @@ import numpy as np
 from ..errors import ShapeError, SymgradError, UnsupportedError
 from ..graph import Expr, as_dtype, is_float, shape_str
 from ..ops import as_expr
-from ..symbols import tensor
+from ..symbol_constructors import tensor
 from . import numpy_protocol  # installs numpy's protocols on Expr
 
 _CONTROL_FLOW_HINT = (
