@@ -18,6 +18,7 @@ start-up time, each listed with its reason.
 """
 
 import ast
+import subprocess
 import os
 import sys
 
@@ -299,3 +300,24 @@ def test_the_backend_base_class_asks_its_subclass_not_its_name():
     ]
     assert not compares
     assert Emitter.module_imports == ()
+
+
+def test_the_cli_loads_the_benchmark_harness_only_for_symgrad_bench():
+    script = (
+        "import sys, contextlib, io\n"
+        "from symgrad import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    cli.main(['cache', 'info'])\n"
+        "assert 'symgrad.bench' not in sys.modules, 'symgrad cache loaded the harness'\n"
+        "out = io.StringIO()\n"
+        "try:\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        cli.main(['bench', '--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0\n"
+        "assert out.getvalue().startswith('usage: symgrad bench'), out.getvalue()\n"
+        "assert 'symgrad.bench' in sys.modules\n"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
