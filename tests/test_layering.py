@@ -321,3 +321,21 @@ def test_the_cli_loads_the_benchmark_harness_only_for_symgrad_bench():
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
+
+
+def test_importing_symgrad_fills_every_registration_point_of_the_layers_below():
+    from symgrad import dask_arrays, graph, optimize, printing
+    from symgrad.frontends import numpy_protocol, sympy_bridge, trace
+    from symgrad.ops import registry
+    from symgrad.passes import simplify
+
+    assert registry._rewrite is simplify.rewrite
+    assert graph.PRINTERS["text"] is printing.expr_str and graph.PRINTERS["latex"] is printing.expr_latex
+    assert numpy_protocol._compound_size is sympy_bridge.size_expr
+    assert runtime._scipy_problem is optimize.ScipyProblem
+    assert (trace.is_dask, dask_arrays.call_entry) in runtime._array_hooks
+    # and they work: x * 1 is x, an Expr prints as its formula, a size n - 1 is a node
+    x = sg.tensor("x", ("n",))
+    assert x * 1 is x and repr(sg.sin(x) + 1) == "sin(x) + 1.0"
+    f = sg.compile(np.divide(np.sum(x[1:]), x.shape[0] - 1), inputs=[x], backend="numpy")
+    assert f(np.array([5.0, 1.0, 2.0, 6.0])) == 3.0
