@@ -113,6 +113,7 @@ class Emitter:
 
     backend = "numpy"
     runtime_module = "symgrad.codegen.numpy_runtime"
+    module_imports = ()  # the generated module's imports of its backend's compiler (a subclass's)
     decorator = None
 
     def __init__(self):
@@ -339,8 +340,7 @@ class Emitter:
             f"# {comment_text(title)}",
             "import numpy as np",
         ]
-        if self.backend == "numba":
-            lines.append("import numba")
+        lines += self.module_imports
         lines += [f"import {self.runtime_module} as _rt", "import symgrad.codegen.runtime as _cv", ""]
         lines += self.globals
         if self.globals:
@@ -539,10 +539,11 @@ class Emitter:
                     f"    if type({p}) is not _cv.ndarray or {p}.dtype is not _cv.{s.dtype} "
                     f"or {p}.ndim != {s.ndim} or not {p}.flags.carray:"
                 )
-                # a Dask array stays lazy: the call is split over its row blocks (symgrad.dask_arrays)
-                lines.append(f"        if _cv.is_dask({p}):")
+                # an argument kind symgrad's layers above handle (a Dask array stays lazy: the call
+                # is split over its row blocks by symgrad.dask_arrays); see runtime.register_array_hook
+                lines.append(f"        if _cv.hooked({p}):")
                 lines.append(
-                    f"            return _cv.dask_call({entry}, ({''.join(q + ', ' for q in params)}))"
+                    f"            return _cv.call_hooked({entry}, ({''.join(q + ', ' for q in params)}))"
                 )
                 lines.append(f"        {p} = _cv.array({p}, {label}, {s.ndim}, {s.dtype!r})")
         bound = set()
@@ -633,19 +634,16 @@ def branch_owners(nodes, users, movable, is_where):
 def requirements(outputs):
     """(dim, minimum, what) for every slice or index whose bounds need a large enough dim, and
     every named axis a max or min reduces (at least 1)."""
-    from symgrad.graph import topo_order
-    from symgrad.printing import expr_str
-
     seen = {}
     for node in topo_order(outputs):
         if node.op == "getitem":
             needs = node.attrs.get("requires", ())
-            what = f"{expr_str(node.inputs[0])[:40]}[{key_text(node.attrs['key'])}]"
+            what = f"{node.inputs[0]!r:.40}[{key_text(node.attrs['key'])}]"
         elif node.op in ("max", "min"):
             # an empty slice has no maximum: every named reduced axis must have an element
             x = node.inputs[0]
             needs = [(x.shape[a], 1) for a in node.attrs["axes"] if not isinstance(x.shape[a], int)]
-            what = f"{node.op}({expr_str(x)[:40]}, axis={tuple(node.attrs['axes'])})"
+            what = f"{node.op}({x!r:.40}, axis={tuple(node.attrs['axes'])})"
         else:
             continue
         for dim, minimum in needs:

@@ -37,6 +37,7 @@ def _serial(node):
 class NumbaEmitter(Emitter):
     backend = "numba"
     runtime_module = "symgrad.codegen.numba_runtime"
+    module_imports = ("import numba",)
     decorator = "@numba.njit(cache=True, nogil=True, error_model='numpy')"
 
     def body(self, forward, backward, out_name_of, outputs):

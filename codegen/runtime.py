@@ -19,8 +19,11 @@ import weakref
 
 import numpy as np
 
+from symgrad._version import __version__
 from symgrad.errors import InputError, UnsupportedError
 from symgrad.graph import shape_str, topo_order
+
+from .standalone import standalone_source
 
 ndarray = np.ndarray
 float64 = np.dtype("float64")
@@ -52,7 +55,8 @@ _load_lock = threading.Lock()
 # ---------------------------------------------------------------- argument conversion
 
 
-def _kind_ok(value_kind, dtype):
+def kind_ok(value_kind, dtype):
+    """May an array of numpy dtype kind ``value_kind`` be passed for an argument of ``dtype``?"""
     target = np.dtype(dtype).kind
     if target == "f":
         return value_kind in "fiub"
@@ -74,7 +78,7 @@ def scalar(value, name, dtype):
             f"argument {name!r} must be {_a(dtype)} scalar, got {type(value).__name__} {_short(value)}"
         )
     kind = np.asarray(value).dtype.kind
-    if not _kind_ok(kind, dtype):
+    if not kind_ok(kind, dtype):
         raise InputError(
             f"argument {name!r} must be {_a(dtype)} scalar, got {np.asarray(value).dtype} {_short(value)}"
         )
@@ -132,7 +136,7 @@ def array(value, name, ndim, dtype):
             f"argument {name!r} must have rank {ndim}, got an array of shape {value.shape} "
             f"(rank {value.ndim})"
         )
-    if not _kind_ok(value.dtype.kind, dtype):
+    if not kind_ok(value.dtype.kind, dtype):
         raise InputError(f"argument {name!r} must hold {dtype} values, got dtype {value.dtype}")
     if value.dtype != dtype:
         if np.dtype(dtype).kind in "iu" and value.size:
@@ -439,8 +443,6 @@ def library_versions():
     """The versions the cached machine code depends on; they are part of every module's name."""
     global _versions_text
     if _versions_text is None:
-        from symgrad._version import __version__
-
         try:
             import numba
 
@@ -685,6 +687,7 @@ class Compiled:
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
         if name == "_entry":
+            _owners[value] = self
             # a call goes straight into the generated entry (its checks are code specialised for
             # this function), with no Python frame of ours in between
             self.__class__ = type(
@@ -712,17 +715,18 @@ class Compiled:
     def scipy(self, *fixed, **fixed_by_name):
         """fun / jac / hess / hessp on flat float64 vectors for ``scipy.optimize.minimize``
         (a ``value_and_grad`` only); see ``symgrad.optimize.ScipyProblem``."""
-        from symgrad.optimize import ScipyProblem
-
-        return ScipyProblem(self, *fixed, **fixed_by_name)
+        if _scipy_problem is None:
+            raise UnsupportedError(f"{self.title}: .scipy() needs symgrad.optimize (import symgrad)")
+        return _scipy_problem(self, *fixed, **fixed_by_name)
 
     def save(self, path):
         """Write the generated module to ``path`` as a standalone file that imports only numpy
         and numba (symgrad's helpers it calls are copied in), so ``import loss_grad;
         loss_grad.call(...)`` works without symgrad. Numba backend only. Returns the path."""
-        from .standalone import save
-
-        return save(self, path)
+        text = standalone_source(self)
+        path = os.path.abspath(os.fspath(path))
+        _write_atomically(path, text.encode("utf-8"))
+        return path
 
     def __repr__(self):
         ins = ", ".join(f"{s.name}: {shape_str(s.shape)} {s.dtype}" for s in self.inputs)
@@ -763,22 +767,52 @@ def checked_indices(kernel, *args):
         ) from None
 
 
-# ---------------------------------------------------------------- Dask arrays
+# ---------------------------------------------------------------- hooks for the layers above
+#
+# The compiler knows numpy arrays only; symgrad's public layer plugs in the rest when it is
+# imported: symgrad.dask_arrays registers Dask arrays as an argument kind it handles, and
+# symgrad.optimize provides what Compiled.scipy() builds. Neither the generated code nor this
+# module imports them.
+
+_array_hooks = []  # (predicate, handler), in registration order
+_owners = weakref.WeakValueDictionary()  # generated entry -> the Compiled it belongs to
+_scipy_problem = None
 
 
-def is_dask(value):
-    """Is ``value`` a Dask array (checked without importing Dask)?"""
-    return type(value).__module__.startswith("dask.") and hasattr(value, "chunks")
+def register_array_hook(predicate, handler):
+    """Let a generated entry hand arguments of another kind to ``handler``.
+
+    On its slow path (an array argument that is not a C-contiguous ndarray of the built
+    dtype and rank), the entry asks ``predicate(value)`` for that argument; when it is
+    true, the entry returns ``handler(entry, args)`` (``args``: every argument, positional)
+    instead of converting the value with ``np.asarray``. ``owner_of(entry)`` gives the
+    Compiled. Registering the same predicate again replaces its handler."""
+    _array_hooks[:] = [(p, h) for p, h in _array_hooks if p is not predicate]
+    _array_hooks.append((predicate, handler))
 
 
-def dask_call(entry, args):
-    """A call of a generated entry with a Dask array among its arguments: run it block by block
-    on the Dask scheduler (``symgrad.dask_arrays``)."""
-    try:
-        from symgrad.dask_arrays import call_entry
-    except ImportError:
-        raise InputError(
-            "this function takes numpy arrays; Dask arrays are split into row blocks "
-            "by symgrad, which is not installed here (call .compute() first)"
-        ) from None
-    return call_entry(entry, args)
+def hooked(value):
+    """Is ``value`` an argument kind a registered hook handles (the entry's slow path asks)?"""
+    for predicate, _ in _array_hooks:
+        if predicate(value):
+            return True
+    return False
+
+
+def call_hooked(entry, args):
+    """The call of ``entry`` with ``args``, some of which a registered hook handles."""
+    for predicate, handler in _array_hooks:
+        if any(predicate(a) for a in args):
+            return handler(entry, args)
+    raise AssertionError("call_hooked without a hooked argument")
+
+
+def owner_of(entry):
+    """The Compiled whose generated entry function is ``entry`` (None if it is gone)."""
+    return _owners.get(entry)
+
+
+def install_scipy_problem(factory):
+    """``Compiled.scipy(*fixed, **fixed_by_name)`` returns ``factory(compiled, *fixed, **fixed_by_name)``."""
+    global _scipy_problem
+    _scipy_problem = factory

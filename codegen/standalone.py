@@ -11,7 +11,6 @@ numpy, numba and the standard library.
 
 import ast
 import io
-import os
 import re
 import tokenize
 
@@ -42,8 +41,9 @@ def standalone_source(compiled):
         i for i, line in enumerate(lines) if line.strip() and not line.startswith(("#", "import "))
     )
     header, rest = lines[:header_end], "\n".join(lines[header_end:])
-    # a saved module takes numpy arrays only: splitting a call over Dask blocks needs symgrad
-    rest = re.sub(r"\n +if _cv\.is_dask\(\w+\):\n +return _cv\.dask_call\([^\n]*\)", "", rest)
+    # a saved module takes numpy arrays only: the argument kinds symgrad's hooks handle (Dask
+    # arrays) need symgrad
+    rest = re.sub(r"\n +if _cv\.hooked\(\w+\):\n +return _cv\.call_hooked\([^\n]*\)", "", rest)
     sections = []
     kept_header = []
     taken = set()  # names the copied sections define at module level
@@ -87,16 +87,6 @@ def standalone_source(compiled):
     )
     compile(body, "<standalone>", "exec")  # a bug here must not reach the user's file
     return body
-
-
-def save(compiled, path):
-    """Write ``compiled``'s module as a standalone file at ``path`` (atomically); return the path."""
-    from .runtime import _write_atomically
-
-    text = standalone_source(compiled)
-    path = os.path.abspath(os.fspath(path))
-    _write_atomically(path, text.encode("utf-8"))
-    return path
 
 
 def _flatten_attributes(text, prefix):

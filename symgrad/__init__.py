@@ -92,6 +92,7 @@ from .ops import (
     take_along_axis,
     arange,
 )
+from .passes import simplify as _simplify  # installs the rewrites every node is built through
 from .api import (
     tensor,
     scalar,
@@ -109,12 +110,14 @@ from .api import (
     hvp,
     hessian_sparsity,
     value_grad_and_hessian,
-    sparse_hessian,
 )
 from .frontends import numpy_protocol as _numpy_protocol  # noqa: F401  (np.* on Expr)
 from .frontends.sympy_bridge import from_sympy, to_sympy, latex
 from .frontends.parse import parse
+from .printing import expr_str as _expr_str  # installs how an Expr prints (repr, LaTeX)
 from .draw import to_dot, draw
+from .optimize import sparse_hessian  # and Compiled.scipy()
+from . import dask_arrays as _dask_arrays  # Dask arrays as arguments: a runtime hook
 
 negative = neg
 power = pow

@@ -5,51 +5,18 @@ import numpy as np
 from .errors import InputError, ShapeError, UnsupportedError
 from .graph import (
     Expr,
-    as_dtype,
-    as_shape,
     check_symbol_names,
     free_symbols,
     name_order,
-    new_node,
     shape_str,
-    user_name,
 )
 from .ops import as_expr
-from . import autodiff
+from .symbol_constructors import tensor, scalar, scalars, symbols  # noqa: F401  (the symbol constructors, re-exported)
+from . import autodiff, sparsity
+from .codegen import compile_graph
+from .frontends.trace import traced_value_and_grad
 
 DEFAULT_BACKEND = "numba"
-
-
-# ---------------------------------------------------------------- symbols
-
-
-def tensor(name, shape=(), dtype="float64"):
-    """A named input of ``shape`` (ints and dim names such as ``("n", "d")``) and ``dtype``.
-
-    The same name, shape and dtype always give the same symbol."""
-    name = user_name(name, "a symbol name", "tensor", error=UnsupportedError)
-    shape = as_shape(shape, where=f"tensor {name!r}")
-    for d in shape:
-        if not isinstance(d, int) and not d.is_Symbol:
-            raise ShapeError(f"tensor {name!r}: input dimensions must be ints or names, got {d}")
-    dtype = as_dtype(dtype, where=f"tensor {name!r}")
-    return new_node("symbol", (), {"name": name}, shape, dtype)
-
-
-def scalar(name, dtype="float64"):
-    """A named scalar input (float64 unless ``dtype`` says otherwise)."""
-    return tensor(name, (), dtype)
-
-
-def scalars(names, dtype="float64"):
-    """Several scalars from a space- or comma-separated string: ``x, y = sg.scalars("x y")``."""
-    if isinstance(names, str):
-        names = names.replace(",", " ").split()
-    return tuple(scalar(n, dtype) for n in names)
-
-
-def symbols(names, dtype="float64"):
-    return scalars(names, dtype)
 
 
 # ---------------------------------------------------------------- symbolic derivatives
@@ -176,8 +143,6 @@ def hessian_sparsity(expr, wrt):
     """The structural non-zero pattern of the Hessian: an (n, n) boolean
     ``scipy.sparse.csr_matrix`` over the ``wrt`` elements flattened in order (C order).
     An entry outside the pattern is zero at every point. See ``symgrad.sparsity``."""
-    from . import sparsity
-
     expr = autodiff.scalar_loss(expr, "hessian_sparsity")
     wrt_list, _ = _wrt_list(wrt, "hessian_sparsity")
     _check_one_symbol_per_name(expr, wrt_list)
@@ -251,8 +216,6 @@ def compile(outputs, inputs=None, *, backend=None, name="f"):
 
     ``inputs`` gives the argument order (default: the free symbols sorted by name,
     digit runs as numbers: ``x2`` before ``x10``) and may add symbols the outputs do not use."""
-    from symgrad.codegen import compile_graph
-
     outs, many = _as_outputs(outputs, "compile")
     ins = _resolve_inputs(outs, inputs, "compile")
     structure = "out" if many else "out[0]"
@@ -269,8 +232,6 @@ def compile(outputs, inputs=None, *, backend=None, name="f"):
 
 
 def _value_and_grad_expr(expr, wrt, inputs, backend):
-    from symgrad.codegen import compile_graph
-
     expr = as_expr(expr)
     wrt_list, single = _wrt_list(wrt, "value_and_grad")
     if not wrt_list:
@@ -295,9 +256,8 @@ def _value_and_grad_expr(expr, wrt, inputs, backend):
         backend=backend or DEFAULT_BACKEND,
         title=title,
     )
-    from .dask_arrays import register
-
-    register(compiled, wrt_list, single)
+    # what a call with arrays handled above the compiler needs (symgrad.dask_arrays, a runtime hook)
+    compiled._differentiated = (list(wrt_list), single)
     return compiled
 
 
@@ -320,8 +280,6 @@ def value_and_grad(expr=None, wrt=None, inputs=None, *, backend=None, argnums=No
             raise UnsupportedError("value_and_grad(expr): say which symbols to differentiate, wrt=[...]")
         return _value_and_grad_expr(expr, wrt, inputs, backend)
     if expr is None or callable(expr):
-        from .frontends.trace import traced_value_and_grad
-
         if wrt is not None:
             if argnums is not None:
                 raise UnsupportedError(
@@ -336,9 +294,18 @@ def value_and_grad(expr=None, wrt=None, inputs=None, *, backend=None, argnums=No
             )
         argnums = 0 if argnums is None else argnums
         if expr is None:
-            return lambda fn: traced_value_and_grad(fn, argnums=argnums, backend=backend or DEFAULT_BACKEND)
-        return traced_value_and_grad(expr, argnums=argnums, backend=backend or DEFAULT_BACKEND)
+            return lambda fn: traced_value_and_grad(
+                fn, _traced_compile, argnums=argnums, backend=backend or DEFAULT_BACKEND
+            )
+        return traced_value_and_grad(
+            expr, _traced_compile, argnums=argnums, backend=backend or DEFAULT_BACKEND
+        )
     raise UnsupportedError(f"value_and_grad: expected an expression or a function, got {type(expr).__name__}")
+
+
+def _traced_compile(out, wrt, inputs, backend):
+    """How a traced function (frontends.trace) compiles the loss it traced."""
+    return value_and_grad(out, wrt=wrt, inputs=inputs, backend=backend)
 
 
 def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
@@ -346,8 +313,6 @@ def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
     subexpression: ``vgh(*args) -> (value, grads, H)``, with grads and H shaped as
     ``sg.grad`` and ``sg.hessian`` give them (a single symbol: one array each; a list:
     a tuple of gradients and a tuple of tuples of Hessian blocks)."""
-    from symgrad.codegen import compile_graph
-
     expr = autodiff.scalar_loss(expr, "value_grad_and_hessian")
     wrt_list, single = _wrt_list(wrt, "value_grad_and_hessian")
     if not wrt_list:
@@ -383,22 +348,6 @@ def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
         backend=backend or DEFAULT_BACKEND,
         title=title,
     )
-
-
-def sparse_hessian(expr, wrt, inputs=None, *, backend=None):
-    """Compile the Hessian of a scalar loss as a sparse matrix: ``sh(*args)`` returns a
-    ``scipy.sparse.csr_matrix`` (n, n) over the ``wrt`` elements flattened in order.
-
-    The structural pattern (``sg.hessian_sparsity``) is coloured so that one
-    Hessian-vector product per colour recovers every non-zero: a tridiagonal Hessian
-    of any size costs three. ``sh.pattern`` and ``sh.colors`` show the plan."""
-    from .optimize import SparseHessian
-
-    expr = autodiff.scalar_loss(expr, "sparse_hessian")
-    wrt_list, _ = _wrt_list(wrt, "sparse_hessian")
-    _check_one_symbol_per_name(expr, wrt_list)
-    autodiff._check_wrt(wrt_list, "sparse_hessian")
-    return SparseHessian(expr, wrt_list, inputs, backend=backend or DEFAULT_BACKEND)
 
 
 # ---------------------------------------------------------------- checking

@@ -27,12 +27,16 @@ operand with its masked-out entries zeroed (else ``0 * nan`` enters the sum).
 Elsewhere the mask is dropped, which is still correct but no longer NaN-safe.
 """
 
+import numpy as np
+
 from .errors import ShapeError, UnsupportedError
-from .graph import Expr, is_float, shape_str, topo_order
+from .graph import Expr, is_float, shape_str, size_of, topo_order
 from .graph import broadcast_shapes
-from .ops import OPS, add, broadcast_to, cast, constant, sum_to
+from .ops import OPS, add, as_expr, broadcast_to, cast, constant, expand_dims, reshape, stack, sum_to
+from .ops import sum as sum_over, transpose
 from .ops import logical_and, logical_not, logical_or, where
 from .ops.registry import POINTWISE
+from .ops.structure import slice_grad
 
 
 def _check_wrt(wrt, where):
@@ -91,8 +95,6 @@ def _matmul_hits(ind, a, b, index):
     """For ``out = a @ b`` and ``ind`` (1 where out's adjoint is unmasked, shaped like out):
     a count per element of input ``index`` that is > 0 where some product term it enters
     is unmasked (row sums of ``ind`` for a, column sums for b: no second matmul)."""
-    from .ops import expand_dims, sum as sum_over
-
     out_shape = ind.shape
     if index == 0:
         k = a.shape[-1]
@@ -201,8 +203,6 @@ def vjp(y, wrt, cotangent):
 
 def float_expr(y, where):
     """``y`` as an Expr that can be differentiated (a float dtype), or an error naming ``where``."""
-    from .ops import as_expr
-
     y = as_expr(y)
     if not is_float(y.dtype):
         raise UnsupportedError(
@@ -213,8 +213,6 @@ def float_expr(y, where):
 
 def scalar_loss(y, where):
     """``y`` as a float scalar Expr (a loss), or an error naming its shape or dtype."""
-    from .ops import as_expr
-
     y = as_expr(y)
     if y.shape != ():
         raise ShapeError(
@@ -288,8 +286,6 @@ def jvp(outputs, wrt, tangents):
 
 
 def _concrete_size(shape, what):
-    from .graph import size_of
-
     size = size_of(shape)
     if not isinstance(size, int):
         raise UnsupportedError(
@@ -301,9 +297,6 @@ def _concrete_size(shape, what):
 
 def unit(shape, dtype, flat_index):
     """The one-hot array of ``shape`` with a 1 at ``flat_index`` (C order), as a graph node."""
-    import numpy as np
-    from .ops.structure import slice_grad
-
     if not shape:
         return constant(1, dtype)
     key = tuple(("i", int(i)) for i in np.unravel_index(flat_index, tuple(shape)))
@@ -316,8 +309,6 @@ def jacobian_mode(y, wrt):
     Forward mode costs one JVP per input element, reverse one VJP per output element
     (the seeds' rule: reverse when n > m). A symbolic size cannot be compared: the
     side that is concrete is chosen (its pass count is known); both symbolic is an error."""
-    from .graph import size_of
-
     n_in = 0
     for w in wrt:
         n_in = n_in + size_of(w.shape)
@@ -341,8 +332,6 @@ def jacobian(y, wrt, mode="auto"):
     ``forward`` builds one JVP per input element (unit tangents), ``reverse`` one VJP
     per output element (unit cotangents); each pass is O(N) nodes and they share the
     forward graph, so the Jacobian graph has O(N * passes) nodes."""
-    from .ops import reshape, stack
-
     if mode not in ("auto", "forward", "reverse"):
         raise UnsupportedError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
     _check_wrt(wrt, "jacobian")
@@ -386,9 +375,6 @@ def hessian(y, wrt):
     triangle and mirrors it, so it is exactly symmetric. With scalar symbols every
     off-diagonal entry is one expression computed once. O(N * n) nodes for N graph
     nodes and n input elements."""
-    import numpy as np
-    from .ops import reshape, stack, transpose, where
-
     y = scalar_loss(y, "hessian")
     _check_wrt(wrt, "hessian")
     sizes = [_concrete_size(w.shape, f"hessian: input {w.name}") for w in wrt]

@@ -36,6 +36,11 @@ import time
 
 import numpy as np
 
+import symgrad as sg
+from symgrad.graph import topo_order
+
+from . import bench_dask
+
 
 NAMES = [
     "seed_scalar",
@@ -361,8 +366,6 @@ def _peer(name, w):
     nw = len(w.wrt)
     if name == "sympy":
         import sympy
-        import symgrad as sg
-        from symgrad.graph import topo_order
 
         # scalar graphs only, and small ones: SymPy's trees double with every reuse of a node
         if any(np.ndim(a) for a in w.args) or len(topo_order([w.expr])) > 100:
@@ -582,8 +585,6 @@ def _agree(got, want):
 
 def run_case(name, repeat=7, peers=PEERS):
     """Measure one workload in this process; returns a JSON-able record."""
-    import symgrad as sg
-
     w = make_workload(sg, name)
     rec = {"workload": name}
     want = w.by_hand(*w.args)
@@ -809,8 +810,6 @@ def add_arguments(parser):
 def run_from_arguments(args):
     """What ``symgrad bench`` does with its parsed arguments."""
     if args.dask:
-        from . import bench_dask
-
         return bench_dask.run(
             rows=args.rows,
             chunk=args.chunk,
@@ -830,9 +829,9 @@ def peers_of(text):
     return [] if text in ("", "none") else [p for p in text.split(",") if p]
 
 
-def main(argv=None):
+def main(argv=None, prog="python -m symgrad.bench"):
     parser = argparse.ArgumentParser(
-        prog="python -m symgrad.bench",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

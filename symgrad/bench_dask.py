@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+import symgrad as sg
+
 LAMBDA = 1e-3
 
 
@@ -54,7 +56,6 @@ def run(rows=10**7, chunk=10**6, features=16, workers=(1, 2), repeat=5, out=prin
     """Run the benchmark; returns one record per worker count (and prints a table)."""
     import dask.array as da
     from distributed import Client, LocalCluster
-    import symgrad as sg
 
     X, y, w = sg.tensor("X", ("n", "d")), sg.tensor("y", ("n",)), sg.tensor("w", ("d",))
     loss = sg.mean(sg.logaddexp(0, -y * (X @ w))) + LAMBDA * sg.sum(w * w)

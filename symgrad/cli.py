@@ -7,9 +7,13 @@ import time
 
 import numpy as np
 
+import symgrad as sg
+from symgrad.codegen.runtime import cache_dir, cache_max_bytes, cache_size, clear_cache
+
 
 def demo(out=None):
-    import symgrad as sg
+    # the demo's by-hand references and timer are the benchmark harness's; it is no part of the
+    # library, so only the commands that use it load it
     from .bench import format_seconds as _fmt, median_call_seconds, mlp_by_hand, seed_by_hand
 
     def say(text=""):
@@ -74,17 +78,20 @@ def demo(out=None):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        # the benchmark harness is no part of the library: only this command loads it
+        from . import bench
+
+        return bench.main(argv[1:], prog="symgrad bench")
     parser = argparse.ArgumentParser(prog="symgrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="compile the seed loss and a small MLP, print source and timings")
-    bench = sub.add_parser(
+    sub.add_parser(
         "bench",
         help="build, forward and value-and-grad times against numpy by hand, "
-        "hand-fused loops and the peers that are installed",
+        "hand-fused loops and the peers that are installed (symgrad bench --help)",
     )
-    from . import bench as bench_module
-
-    bench_module.add_arguments(bench)
     cache = sub.add_parser(
         "cache",
         help="where compiled code is cached, its size and cap (SYMGRAD_CACHE_MAX_BYTES); clear it",
@@ -92,8 +99,6 @@ def main(argv=None):
     cache.add_argument("action", choices=["info", "clear"])
     args = parser.parse_args(argv)
     if args.command == "cache":
-        from symgrad.codegen.runtime import cache_dir, cache_max_bytes, cache_size, clear_cache
-
         if args.action == "clear":
             files, size = clear_cache()
             print(f"removed {files} files ({size / 1e6:.1f} MB) from {cache_dir()}")
@@ -112,8 +117,6 @@ def main(argv=None):
         return 0
     if args.command == "demo":
         demo()
-    elif args.command == "bench":
-        bench_module.run_from_arguments(args)
     return 0
 
 

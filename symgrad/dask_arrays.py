@@ -46,13 +46,16 @@ import os
 import threading
 import uuid
 import warnings
-import weakref
 
 import numpy as np
 
-from symgrad.codegen.runtime import load_module
+from . import api, autodiff, decompose
+from .codegen import runtime
+from .codegen.runtime import kind_ok, load_module
 from .errors import InputError, SymgradError, UnsupportedError
-from . import decompose
+from .frontends.trace import is_dask
+from .ops import broadcast_to, constant
+from .ops import sum as total
 
 # a block larger than this (after rechunking other axes into one) is refused
 DEFAULT_MAX_BLOCK_BYTES = 2 * 1024**3
@@ -203,8 +206,6 @@ class RowSplit:
     """The compiled pieces of one value_and_grad split over row blocks (see the module doc)."""
 
     def __init__(self, compiled, wrt, row_dim):
-        from . import api, autodiff
-
         loss = compiled.outputs[0]
         inputs = list(compiled.inputs)
         plan = decompose.plan_rows(loss, inputs, row_dim)
@@ -230,8 +231,6 @@ class RowSplit:
             else None
         )
         if plan.block_sums:
-            from .ops import sum as total
-
             pairing = [total(w * s) for s, w, _ in float_weights]
             partial_loss = pairing[0] if pairing else None
             for p in pairing[1:]:
@@ -256,25 +255,31 @@ class RowSplit:
 
 
 def _zeros_like(w):
-    from .ops import constant, broadcast_to
-
     return broadcast_to(constant(0, w.dtype), w.shape)
 
 
-# generated entry -> the value_and_grad Compiled it belongs to
-_owners = weakref.WeakValueDictionary()
+_state_lock = threading.Lock()
 
 
-def register(compiled, wrt, single):
-    """Let ``compiled`` (a value_and_grad) take Dask arrays: its entry's slow path finds it here."""
-    compiled._dask = {"wrt": list(wrt), "single": single, "splits": {}, "lock": threading.Lock()}
-    _owners[compiled._entry] = compiled
+def _dask_state(compiled):
+    """The row splits made for ``compiled`` (a value_and_grad: api marks it ``_differentiated``)."""
+    with _state_lock:
+        info = getattr(compiled, "_dask", None)
+        if info is None:
+            wrt, single = compiled._differentiated
+            info = compiled._dask = {
+                "wrt": list(wrt),
+                "single": single,
+                "splits": {},
+                "lock": threading.Lock(),
+            }
+    return info
 
 
 def call_entry(entry, args):
     """A generated entry was called with a Dask array: the call its Compiled makes of it."""
-    owner = _owners.get(entry)
-    if owner is None:
+    owner = runtime.owner_of(entry)
+    if owner is None or getattr(owner, "_differentiated", None) is None:
         raise InputError(
             "Dask arrays can be passed to functions made by sg.value_and_grad; "
             "this compiled function takes numpy arrays (call .compute() first)"
@@ -282,8 +287,12 @@ def call_entry(entry, args):
     return value_and_grad_over_blocks(owner, list(args))
 
 
+# a generated entry's slow path hands a call with a Dask array here (the entry imports no Dask code)
+runtime.register_array_hook(is_dask, call_entry)
+
+
 def _split_for(compiled, row_dim):
-    info = compiled._dask
+    info = _dask_state(compiled)
     with info["lock"]:
         split = info["splits"].get(row_dim)
         if split is None:
@@ -295,7 +304,6 @@ def _as_row_array(value, symbol, row_chunks, like_name):
     """``value`` as a Dask array of ``symbol``'s rank and dtype, chunked by ``row_chunks`` along
     axis 0 and in one chunk along every other axis."""
     import dask.array as da
-    from symgrad.codegen.runtime import _kind_ok
 
     if not hasattr(value, "chunks"):
         value = np.asarray(value)
@@ -315,7 +323,7 @@ def _as_row_array(value, symbol, row_chunks, like_name):
             f"argument {symbol.name!r} must have rank {symbol.ndim}, got a Dask array of "
             f"shape {value.shape} (rank {value.ndim})"
         )
-    if not _kind_ok(value.dtype.kind, symbol.dtype):
+    if not kind_ok(value.dtype.kind, symbol.dtype):
         raise InputError(
             f"argument {symbol.name!r} must hold {symbol.dtype} values, got a Dask array "
             f"of dtype {value.dtype}"
@@ -379,10 +387,8 @@ def value_and_grad_over_blocks(compiled, args):
         raise UnsupportedError(
             "Dask arrays were passed, but Dask is not installed (pip install 'symgrad[dask]')"
         ) from None
-    info = compiled._dask  # call_entry finds only registered value_and_grad functions
+    info = _dask_state(compiled)  # call_entry finds only value_and_grad functions
     inputs = list(compiled.inputs)
-    from symgrad.codegen.runtime import is_dask
-
     lazy = [s for s, a in zip(inputs, args) if is_dask(a)]
     for s in lazy:
         if s.ndim == 0:

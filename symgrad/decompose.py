@@ -32,11 +32,14 @@ from dataclasses import dataclass
 
 import sympy
 
+from . import autodiff
 from .errors import UnsupportedError
 from .graph import Expr, free_symbols, is_float, shape_str, topo_order
-from .ops import OPS, make
+from .ops import OPS, cast, make
+from .ops import count as count_of
 from .ops.registry import POINTWISE
 from .printing import expr_str
+from .symbol_constructors import scalar, tensor
 
 _NON_DIFFERENTIABLE_ELEMENTWISE = {
     "cast",
@@ -154,9 +157,6 @@ def _unique_name(base, taken):
 def plan_rows(loss, inputs, row_dim):
     """Split ``loss`` (a scalar over ``inputs``) into per-block sums over rows counted by
     ``row_dim`` and an affine combination of them; see the module docstring."""
-    from . import api, autodiff
-    from .ops import cast, count as count_of
-
     row_inputs = [s for s in inputs if s.ndim and s.shape[0] == row_dim]
     params = [s for s in inputs if not (s.ndim and s.shape[0] == row_dim)]
     for s in inputs:
@@ -166,7 +166,7 @@ def plan_rows(loss, inputs, row_dim):
                 "on an axis other than the first; rows must come first"
             )
     taken = {s.name for s in free_symbols([loss])} | {s.name for s in inputs}
-    count = api.scalar(_unique_name("rows", taken))
+    count = scalar(_unique_name("rows", taken))
 
     def count_expr(node):
         """dimsize over dims involving the row dim: the global count, an input of every kernel."""
@@ -229,7 +229,7 @@ def plan_rows(loss, inputs, row_dim):
             if "sum" in kinds:
                 raise coupling(node, "a sum over rows is used inside a per-row term")
             partial = _rebuild(node, [block[id(i)] for i in ins])
-            symbol = api.tensor(_unique_name(f"rowsum{len(sums)}", taken), node.shape, node.dtype)
+            symbol = tensor(_unique_name(f"rowsum{len(sums)}", taken), node.shape, node.dtype)
             sums.append(node)
             sum_symbols.append(symbol)
             block_sums.append(partial)
@@ -258,7 +258,7 @@ def plan_rows(loss, inputs, row_dim):
                     f"the loss is not affine in the sums over rows "
                     f"({', '.join(stray)}); it cannot be split over row blocks"
                 )
-            weights.append(api.tensor(_unique_name(f"{s.name}_weight", taken), s.shape, s.dtype))
+            weights.append(tensor(_unique_name(f"{s.name}_weight", taken), s.shape, s.dtype))
         else:
             weights.append(None)
         cotangents.append(g)

@@ -293,6 +293,15 @@ def _attr_key(value):
     return (type(value).__name__, value)
 
 
+# How an Expr prints (``repr`` and Jupyter's LaTeX). The printers walk graphs with the functions
+# of this module, so they live above it: symgrad.printing installs them here when it is imported
+# (symgrad's __init__ imports it); until then an Expr prints as its op and shape.
+PRINTERS = {
+    "text": lambda e: f"<Expr {e.op} {shape_str(e.shape)} {e.dtype}>",
+    "latex": lambda e: None,
+}
+
+
 class Expr:
     """One node of the graph. Build nodes with the ``sg.*`` functions and operators."""
 
@@ -366,17 +375,13 @@ class Expr:
     _op_priority = 20.0
 
     def __repr__(self):
-        from .printing import expr_str
-
-        return expr_str(self)
+        return PRINTERS["text"](self)
 
     def __str__(self):
         return self.__repr__()
 
     def _repr_latex_(self):
-        from .printing import expr_latex
-
-        return expr_latex(self)
+        return PRINTERS["latex"](self)
 
     def __reduce__(self):
         raise UnsupportedError(

@@ -18,10 +18,26 @@ compiled the first time they are used.
 """
 
 import numpy as np
-import scipy.sparse as sp
 
+from . import api, autodiff, sparsity
+from .codegen import runtime
 from .errors import InputError, UnsupportedError
 from .graph import concrete, size_of, shape_str
+from .ops import concatenate, constant, reshape
+
+
+def sparse_hessian(expr, wrt, inputs=None, *, backend=None):
+    """Compile the Hessian of a scalar loss as a sparse matrix: ``sh(*args)`` returns a
+    ``scipy.sparse.csr_matrix`` (n, n) over the ``wrt`` elements flattened in order.
+
+    The structural pattern (``sg.hessian_sparsity``) is coloured so that one
+    Hessian-vector product per colour recovers every non-zero: a tridiagonal Hessian
+    of any size costs three. ``sh.pattern`` and ``sh.colors`` show the plan."""
+    expr = autodiff.scalar_loss(expr, "sparse_hessian")
+    wrt_list, _ = api._wrt_list(wrt, "sparse_hessian")
+    api._check_one_symbol_per_name(expr, wrt_list)
+    autodiff._check_wrt(wrt_list, "sparse_hessian")
+    return SparseHessian(expr, wrt_list, inputs, backend=backend or api.DEFAULT_BACKEND)
 
 
 class SparseHessian:
@@ -33,9 +49,6 @@ class SparseHessian:
     size costs three products. ``.pattern``, ``.colors`` and ``.compiled`` are exposed."""
 
     def __init__(self, expr, wrt, inputs=None, backend=None):
-        from . import api, autodiff, sparsity
-        from .ops import concatenate, constant, reshape
-
         self.wrt = list(wrt)
         self.pattern = sparsity.hessian_sparsity(expr, self.wrt)
         self.colors = sparsity.color_columns(self.pattern)
@@ -68,6 +81,8 @@ class SparseHessian:
         return self.compiled.inputs
 
     def __call__(self, *args, **kwargs):
+        import scipy.sparse as sp  # scipy loads only when a sparse Hessian is used
+
         products = np.array(self.compiled(*args, **kwargs), dtype=np.float64).reshape(-1, self._n)
         data = products[self.colors[self._cols], self._rows] if self._rows.size else np.zeros(0)
         return sp.csr_matrix((data, (self._rows, self._cols)), shape=(self._n, self._n))
@@ -243,8 +258,6 @@ class ScipyProblem:
 
     def hess(self, x, *args):
         """The dense Hessian at ``x``, an (n, n) float64 array."""
-        from . import api
-
         if self._hess is None:
             loss = self.vg.outputs[0]
             blocks = api.hessian(loss, self.wrt)
@@ -263,8 +276,6 @@ class ScipyProblem:
 
     def hessp(self, x, v, *args):
         """The Hessian-vector product H(x) v, without forming H."""
-        from . import api
-
         if self._hessp is None:
             taken = set(self.vg.input_names)
             directions = []
@@ -283,3 +294,6 @@ class ScipyProblem:
         for d, part in zip(self._directions, self.unpack(v, kwargs)):
             kwargs[d.name] = part
         return self._flat(self._hessp(**kwargs))
+
+
+runtime.install_scipy_problem(ScipyProblem)  # Compiled.scipy() builds one

@@ -1,5 +1,8 @@
 """Expressions as readable text (``repr``)."""
 
+from . import graph
+from .errors import SymgradError
+from .frontends.sympy_bridge import latex
 from .graph import shape_str, topo_order
 
 _INFIX = {
@@ -98,9 +101,6 @@ def expr_latex(root):
     """
     if root.shape or len(topo_order([root])) > _MAX_NODES:
         return None
-    from .errors import SymgradError
-    from .frontends.sympy_bridge import latex
-
     try:
         text = latex(root)
     except SymgradError:
@@ -108,3 +108,7 @@ def expr_latex(root):
     if len(text) > _MAX_LATEX_CHARS:
         return None
     return f"$\\displaystyle {text}$"
+
+
+# every Expr prints through these from here on (Expr.__repr__ and _repr_latex_ look them up)
+graph.PRINTERS.update(text=expr_str, latex=expr_latex)

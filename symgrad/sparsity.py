@@ -22,8 +22,8 @@ evaluate to zero somewhere. Sizes must be concrete.
 """
 
 import numpy as np
-import scipy.sparse as sp
 
+from .autodiff import grad
 from .errors import UnsupportedError
 from .graph import concrete, is_float, shape_str, size_of, topo_order
 from .ops.registry import OPS, POINTWISE
@@ -42,6 +42,8 @@ def _need_concrete(node, where):
 
 def _reduction_map(x_shape, axes):
     """Sparse (out elements x in elements) matrix: which output slice each input element feeds."""
+    import scipy.sparse as sp  # scipy loads only when a sparsity pattern is built
+
     kept = tuple(1 if i in axes else d for i, d in enumerate(x_shape))
     out_index = np.broadcast_to(np.arange(int(np.prod(kept))).reshape(kept), x_shape).ravel()
     n_in = out_index.size
@@ -52,6 +54,8 @@ def _reduction_map(x_shape, axes):
 
 def _probe(node, index, rng):
     """The local Jacobian pattern of ``node`` in input ``index``, from its numpy definition."""
+    import scipy.sparse as sp  # scipy loads only when a sparsity pattern is built
+
     opdef = OPS[node.op]
     values = []
     for inp in node.inputs:
@@ -84,6 +88,8 @@ def _probe(node, index, rng):
 
 def _local_pattern(node, index, rng):
     """(out elements x input elements) pattern of d node / d node.inputs[index]."""
+    import scipy.sparse as sp  # scipy loads only when a sparsity pattern is built
+
     opdef = OPS[node.op]
     x = node.inputs[index]
     if opdef.jvp == POINTWISE or node.op == "cast":
@@ -106,6 +112,8 @@ def _local_pattern(node, index, rng):
 def jacobian_sparsity(outputs, wrt):
     """Structural pattern of d outputs / d wrt: a boolean CSR matrix, one row per output
     element (outputs flattened and concatenated), one column per ``wrt`` element."""
+    import scipy.sparse as sp  # scipy loads only when a sparsity pattern is built
+
     rng = np.random.default_rng(0)
     offsets = np.cumsum([0] + [size_of(w.shape) for w in wrt])
     for w in wrt:
@@ -140,8 +148,6 @@ def jacobian_sparsity(outputs, wrt):
 def hessian_sparsity(y, wrt):
     """Structural pattern of the Hessian of the scalar ``y``: an (n, n) boolean CSR matrix
     over the ``wrt`` elements flattened and concatenated (C order)."""
-    from .autodiff import grad
-
     pattern = jacobian_sparsity(grad(y, list(wrt)), wrt)
     pattern = (pattern + pattern.T).astype(bool).tocsr()
     pattern.sort_indices()

@@ -45,15 +45,25 @@ def operand(value):
     return ops.as_expr(value)
 
 
+# A compound size (``n - 1``, ``n*d``) is a SymPy expression, converted by the SymPy bridge; the
+# bridge is built on this module (it spells arcsinh, hypot, ... through it), so it installs its
+# converter here when it is imported (symgrad's __init__ imports it).
+_compound_size = None
+
+
+def install_compound_size(convert):
+    """Let ``convert(dim, dtype)`` build the node of a compound symbolic size."""
+    global _compound_size
+    _compound_size = convert
+
+
 def size_value(dim, dtype="float64"):
     """A size expression over symbolic dims (``n``, ``n - 1``, ``n*d``) as a scalar node."""
     if isinstance(dim, (int, np.integer)) or dim.is_Integer:
         return ops.constant(int(dim), dtype)
     if dim.is_Symbol:
         return count([dim], dtype)
-    from .sympy_bridge import size_expr
-
-    return size_expr(dim, dtype)
+    return _compound_size(dim, dtype)
 
 
 def _expr(value):

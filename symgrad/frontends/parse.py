@@ -89,9 +89,9 @@ import re
 from collections.abc import Mapping
 
 from .. import ops
-from ..api import tensor
 from ..errors import ParseError, SymgradError, UnsupportedError
 from ..graph import Expr
+from ..symbol_constructors import tensor
 
 MAX_LENGTH = 100_000
 MAX_DEPTH = 64  # each level costs ~6 Python frames; the default stack allows 1000

@@ -48,6 +48,7 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 from .. import ops
 from ..errors import UnsupportedError
 from ..graph import Expr, shape_str, topo_order
+from ..symbol_constructors import tensor
 from . import numpy_protocol as nprot
 
 # ---------------------------------------------------------------- SymPy -> symgrad
@@ -277,8 +278,6 @@ def from_sympy(expr, shapes=None, dtypes=None):
         raise UnsupportedError(f"from_sympy takes a SymPy expression, got {_describe(expr)}")
 
     def symbol(node):
-        from ..api import tensor
-
         return tensor(node.name, shapes.get(node.name, ()), dtypes.get(node.name, "float64"))
 
     out = _convert(expr, symbol)
@@ -290,6 +289,9 @@ def from_sympy(expr, shapes=None, dtypes=None):
 def size_expr(dim, dtype="float64"):
     """A size over symbolic dims (``n - 1``, ``n*d``) as a scalar node computing it."""
     return ops.cast(ops.as_expr(_convert(dim, lambda node: ops.count([node], dtype))), dtype)
+
+
+nprot.install_compound_size(size_expr)  # x.size, len(x), ... of compound sizes (numpy_protocol)
 
 
 # ---------------------------------------------------------------- symgrad -> SymPy

@@ -53,8 +53,9 @@ import numpy as np
 
 from ..errors import ShapeError, SymgradError, UnsupportedError
 from ..graph import Expr, as_dtype, is_float, shape_str
+from ..ops import as_expr
+from ..symbol_constructors import tensor
 from . import numpy_protocol  # installs numpy's protocols on Expr
-from symgrad.codegen.runtime import is_dask
 
 _CONTROL_FLOW_HINT = (
     "a traced function runs on symbolic values, so Python `if`/`while`/`and`/`or` cannot look "
@@ -253,9 +254,15 @@ class _Leaf:
         self.kind = self.dtype = self.shape = None
 
 
-def traced_value_and_grad(fn, argnums=0, backend="numba"):
-    """``fn`` traced on symbolic stand-ins of its arguments, compiled with its gradient."""
-    return TracedValueAndGrad(fn, argnums, backend)
+def is_dask(value):
+    """Is ``value`` a Dask array (checked without importing Dask)?"""
+    return type(value).__module__.startswith("dask.") and hasattr(value, "chunks")
+
+
+def traced_value_and_grad(fn, compile, argnums=0, backend="numba"):
+    """``fn`` traced on symbolic stand-ins of its arguments, compiled with its gradient by
+    ``compile(out, wrt, inputs, backend)`` (the public API's value_and_grad of an expression)."""
+    return TracedValueAndGrad(fn, compile, argnums, backend)
 
 
 class TracedValueAndGrad:
@@ -267,7 +274,7 @@ class TracedValueAndGrad:
     lookup). ``.trace_count`` counts the runs of ``fn`` on symbols and
     ``.compile_count`` the compiled functions made."""
 
-    def __init__(self, fn, argnums=0, backend="numba"):
+    def __init__(self, fn, compile, argnums=0, backend="numba"):
         if not callable(fn):
             raise UnsupportedError(f"value_and_grad: {fn!r:.60} is not a function")
         functools.update_wrapper(self, fn)
@@ -289,6 +296,7 @@ class TracedValueAndGrad:
             raise UnsupportedError(f"value_and_grad: argnums {self._argnums} repeats an argument")
         self._check_arity()
         self._backend = backend
+        self._build = compile
         self._plans = {}  # argument signature -> dim classes that must be concrete
         self._cache = {}  # (signature, sizes of the concrete classes) -> Compiled
         # the same for calls of arrays and numbers only, keyed without binding the signature
@@ -587,9 +595,6 @@ class TracedValueAndGrad:
 
     def _trace(self, bound, leaves, classes, concrete):
         """Run the function on symbols; the dim classes in ``concrete`` are their sizes."""
-        from ..api import tensor
-        from ..ops import as_expr
-
         symbols = {
             leaf.label: tensor(leaf.label, self._shape(leaf, classes, concrete), leaf.dtype)
             for leaf in leaves
@@ -633,10 +638,8 @@ class TracedValueAndGrad:
         return out, wrt, inputs
 
     def _compile(self, out, wrt, inputs):
-        from ..api import value_and_grad
-
         self.compile_count += 1
-        return value_and_grad(out, wrt=wrt[0] if self._single else wrt, inputs=inputs, backend=self._backend)
+        return self._build(out, wrt[0] if self._single else wrt, inputs, self._backend)
 
     def _call_with(self, bound, leaves, values):
         if bound is None:

@@ -1,5 +1,6 @@
 """The op set. Each family module registers its ops in ``registry.OPS`` and defines the builders."""
 
+from ..errors import UnsupportedError
 from ..graph import Expr
 from .registry import OPS, OpDef, make, constant, as_expr
 from .elementwise import (
@@ -95,8 +96,6 @@ Expr.__floor__, Expr.__ceil__, Expr.__trunc__ = floor, ceil, trunc
 def _round_method(self, ndigits=None):
     # Python's round(x) rounds half to even, as np.round does
     if ndigits is not None:
-        from ..errors import UnsupportedError
-
         raise UnsupportedError(
             f"round(x, {ndigits!r}) on a symbolic value: only round(x) is supported; "
             "use np.round(x, decimals) for decimals"

@@ -37,7 +37,7 @@ import math
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..graph import Expr, broadcast_shapes, float_of, is_float, promote
+from ..graph import Expr, as_dtype, broadcast_shapes, float_of, is_float, promote
 from .registry import POINTWISE, register, make, as_expr
 
 # ---------------------------------------------------------------- shape/dtype rules
@@ -96,8 +96,6 @@ def _pair(a, b):
 
 def cast(x, dtype):
     """``x`` converted to ``dtype`` (``astype``)."""
-    from ..graph import as_dtype
-
     x = as_expr(x)
     return make("cast", [x], dtype=as_dtype(dtype))
 

@@ -15,9 +15,11 @@
 import numpy as np
 
 from ..errors import ShapeError, UnsupportedError
-from ..graph import as_shape, dim_product, normalize_axes
-from .registry import register, make, as_expr, constant
+from ..graph import dim_product, normalize_axes
+from . import registry
+from .registry import register, make, as_expr, constant, count  # noqa: F401  (count, re-exported)
 from . import elementwise as ew
+from .structure import broadcast_to, expand_dims, reshape, transpose
 
 
 def _reduced_shape(shape, axes, keepdims):
@@ -66,16 +68,12 @@ def _same_infer(inputs, attrs):
 
 def _keep(g, x, out):
     """The adjoint g reshaped with the reduced axes kept as size 1, so it broadcasts against x."""
-    from .structure import reshape
-
     if out.attrs["keepdims"]:
         return g
     return reshape(g, _reduced_shape(x.shape, out.attrs["axes"], True))
 
 
 def _repeat(g, x, out):
-    from .structure import broadcast_to
-
     if g.ndim == 0:
         return broadcast_to(g, x.shape)
     return broadcast_to(_keep(g, x, out), x.shape)
@@ -160,8 +158,6 @@ def _np_prod_others(x, axes):
 def _prod_others_vjp(g, x, out):
     # d/dx_l prod_{j != i} x_j = prod_{j not in {i, l}} x_j for l != i: the product of the
     # others of an (m, m) table per slice whose row i has x_i replaced by 1 (exact at zeros)
-    from .structure import expand_dims, reshape, transpose
-
     axes = out.attrs["axes"]
     keep = [i for i in range(x.ndim) if i not in axes]
     m = dim_product([x.shape[a] for a in axes])
@@ -174,8 +170,6 @@ def _prod_others_vjp(g, x, out):
     lead = tuple(x.shape[i] for i in keep)
     rows = reshape(transpose(x, perm), lead + (m,))
     g_rows = reshape(transpose(g, perm), lead + (m,))
-    from . import registry
-
     if m * m > registry.MAX_CONSTANT_ELEMENTS:
         raise UnsupportedError(
             f"second derivatives of prod over {m} elements need a {m}x{m} mask, more than "
@@ -260,15 +254,6 @@ def prod_others(x, axes):
     return make("prod_others", [as_expr(x)], axes=tuple(axes))
 
 
-def count(dims, dtype="float64"):
-    """The number of elements spanned by ``dims`` (a product of sizes), as a scalar of ``dtype``."""
-    dims = as_shape(dims)
-    total = dim_product(dims)
-    if isinstance(total, int):
-        return constant(total, dtype)
-    return make("dimsize", [], dims=dims, dtype=dtype)
-
-
 def mean(x, axis=None, keepdims=False):
     """Mean over ``axis`` (all axes by default)."""
     x = ew._float(as_expr(x))
@@ -295,8 +280,6 @@ def logsumexp(x, axis=None, keepdims=False):
     out = ew.where(positive, ew.log(ew.where(positive, total, 1)), -np.inf) + m
     if keepdims:
         return out
-    from .structure import reshape
-
     return reshape(out, _reduced_shape(x.shape, axes, False))
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import sympy
 
 from ..errors import UnsupportedError
-from ..graph import Expr, new_node, as_dtype, is_float, size_of, concrete
+from ..graph import Expr, new_node, as_dtype, as_shape, dim_product, is_float, size_of, concrete
 
 OPS = {}
 
@@ -129,6 +129,19 @@ def _canonical_key(node):
     return (node.op == "constant", node.serial)
 
 
+# The rewrites applied as each node is built (symgrad.passes.simplify) build their results with
+# the op builders, so they sit above this module: the pass installs itself here when it is
+# imported (symgrad's __init__ imports it before any expression is built).
+_rewrite = None
+
+
+def install_rewrite(rewrite):
+    """Let ``rewrite(op, inputs, attrs, shape, dtype)`` replace each node ``make`` builds
+    (it returns a simpler equal node, or None)."""
+    global _rewrite
+    _rewrite = rewrite
+
+
 def make(op, inputs, **attrs):
     """Build (or find) the node ``op(*inputs)``: infer, canonicalise, simplify, fold, intern."""
     opdef = OPS[op]
@@ -136,9 +149,7 @@ def make(op, inputs, **attrs):
     if opdef.commutative:
         inputs.sort(key=_canonical_key)
     shape, dtype = opdef.infer(inputs, attrs)
-    from ..passes.simplify import rewrite
-
-    replaced = rewrite(op, inputs, attrs, shape, dtype)
+    replaced = _rewrite(op, inputs, attrs, shape, dtype) if _rewrite is not None else None
     if replaced is not None:
         return replaced
     if (
@@ -193,8 +204,6 @@ def as_expr(value, like=None):
         return constant(value)
     if isinstance(value, sympy.Expr) and value.is_integer:
         # a size such as x.shape[0] used as a number: known when the compiled function is called
-        from .reduce import count
-
         dtype = (
             like.dtype
             if like is not None and is_float(like.dtype)
@@ -202,6 +211,15 @@ def as_expr(value, like=None):
         )
         return count([value], dtype)
     raise UnsupportedError(f"cannot use a {type(value).__name__} ({value!r:.60}) in an expression")
+
+
+def count(dims, dtype="float64"):
+    """The number of elements spanned by ``dims`` (a product of sizes), as a scalar of ``dtype``."""
+    dims = as_shape(dims)
+    total = dim_product(dims)
+    if isinstance(total, int):
+        return constant(total, dtype)
+    return make("dimsize", [], dims=dims, dtype=dtype)
 
 
 def zero_like(node):

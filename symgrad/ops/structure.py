@@ -19,9 +19,11 @@ from ..graph import (
     dim_str,
     dims_equal,
     normalize_axes,
+    promote,
     shape_str,
 )
-from .registry import register, make, as_expr
+from .registry import FOLD_LIMIT, register, make, as_expr, constant
+from .elementwise import cast
 
 
 # ---------------------------------------------------------------- reshape / broadcast / transpose
@@ -94,8 +96,6 @@ def broadcast_to(x, shape):
 
 def sum_to(g, shape):
     """Undo broadcasting: sum ``g`` over the axes along which ``shape`` was repeated."""
-    from .reduce import sum
-
     if g.shape == tuple(shape):
         return g
     lead = g.ndim - len(shape)
@@ -106,7 +106,9 @@ def sum_to(g, shape):
         and d == 1
         and not (isinstance(g.shape[lead + i], int) and g.shape[lead + i] == 1)
     )
-    out = sum(g, axes) if axes else g
+    if axes and g.dtype == "bool":
+        g = cast(g, "int64")  # as reduce.sum does (its builder sits above this module)
+    out = make("sum", [g], axes=axes, keepdims=False) if axes else g
     return out if out.shape == tuple(shape) else reshape(out, shape)
 
 
@@ -353,8 +355,6 @@ def _concat_infer(inputs, attrs):
         total = sympy.expand(total)
         total = int(total) if total.is_Integer else total
     shape = first.shape[:axis] + (total,) + first.shape[axis + 1 :]
-    from ..graph import promote
-
     return shape, promote(*[i.dtype for i in inputs])
 
 
@@ -389,9 +389,6 @@ def concatenate(xs, axis=0):
     (axis,) = normalize_axes(axis, xs[0].ndim, where="concatenate")
     if len(xs) == 1:
         return xs[0]
-    from .elementwise import cast
-    from ..graph import promote
-
     dtype = promote(*[x.dtype for x in xs])
     xs = [x if x.dtype == dtype else cast(x, dtype) for x in xs]
     return make("concatenate", xs, axis=axis)
@@ -446,8 +443,6 @@ def _int_index(idx, where):
     if idx.dtype not in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"):
         raise UnsupportedError(f"{where}: index arrays must hold integers, got dtype {idx.dtype}")
     if idx.dtype != "int64":
-        from .elementwise import cast
-
         idx = cast(idx, "int64")
     return idx
 
@@ -598,8 +593,6 @@ def arange(n):
     A concrete ``n`` up to ``FOLD_LIMIT`` is a constant, as a folded value would be; a
     larger one is computed by the compiled function, so building ``arange(10**8)`` takes
     no time and no memory."""
-    from .registry import FOLD_LIMIT, constant
-
     (n,) = as_shape((n,), where="arange")
     if isinstance(n, int) and n <= FOLD_LIMIT:
         return constant(np.arange(n, dtype=np.int64))

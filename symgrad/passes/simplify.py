@@ -31,6 +31,10 @@ outputs depend on.
 
 import numpy as np
 
+from .. import ops
+from ..ops import registry
+from ..ops.registry import make
+
 
 def _scalar_const(node, value):
     if node.op != "constant" or node.value.size != 1:
@@ -82,9 +86,6 @@ def _unbroadcast_scalars(op, inputs, shape):
 
 def rewrite(op, inputs, attrs, shape, dtype):
     """Return a simpler node equal to op(*inputs), or None."""
-    from .. import ops
-    from ..ops.registry import make
-
     if op in _ELEMENTWISE_BINARY:
         narrowed = _unbroadcast_scalars(op, inputs, shape)
         if isinstance(narrowed, tuple):
@@ -171,8 +172,6 @@ def rewrite(op, inputs, attrs, shape, dtype):
 
 def _stable_log(op, x, shape, dtype):
     """The stable forms of log(1 + exp(x)), log1p(exp(x)), log(sigmoid(x)), log(sum(exp(s)))."""
-    from .. import ops
-
     if op == "log1p":
         if x.op == "exp" and _keeps(x, shape, dtype):
             return ops.softplus(x.inputs[0])
@@ -187,3 +186,7 @@ def _stable_log(op, x, shape, dtype):
     elif x.op == "sum" and x.inputs[0].op == "exp" and x.dtype == x.inputs[0].dtype:
         return ops.logsumexp(x.inputs[0].inputs[0], x.attrs["axes"], x.attrs["keepdims"])
     return None
+
+
+# every node built from here on goes through these rewrites (ops.registry.make calls them)
+registry.install_rewrite(rewrite)

@@ -1,0 +1,36 @@
+"""The symbol constructors: named inputs of an expression (``sg.tensor``, ``sg.scalar``, ...).
+
+They need only the graph, so the frontends (the parser, the SymPy bridge, the tracer) build
+their symbols here without importing the public API above them."""
+
+from .errors import ShapeError, UnsupportedError
+from .graph import as_dtype, as_shape, new_node, user_name
+
+
+def tensor(name, shape=(), dtype="float64"):
+    """A named input of ``shape`` (ints and dim names such as ``("n", "d")``) and ``dtype``.
+
+    The same name, shape and dtype always give the same symbol."""
+    name = user_name(name, "a symbol name", "tensor", error=UnsupportedError)
+    shape = as_shape(shape, where=f"tensor {name!r}")
+    for d in shape:
+        if not isinstance(d, int) and not d.is_Symbol:
+            raise ShapeError(f"tensor {name!r}: input dimensions must be ints or names, got {d}")
+    dtype = as_dtype(dtype, where=f"tensor {name!r}")
+    return new_node("symbol", (), {"name": name}, shape, dtype)
+
+
+def scalar(name, dtype="float64"):
+    """A named scalar input (float64 unless ``dtype`` says otherwise)."""
+    return tensor(name, (), dtype)
+
+
+def scalars(names, dtype="float64"):
+    """Several scalars from a space- or comma-separated string: ``x, y = sg.scalars("x y")``."""
+    if isinstance(names, str):
+        names = names.replace(",", " ").split()
+    return tuple(scalar(n, dtype) for n in names)
+
+
+def symbols(names, dtype="float64"):
+    return scalars(names, dtype)
