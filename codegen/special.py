@@ -24,11 +24,11 @@ Derivatives: erfinv'(x) = sqrt(pi)/2 exp(erfinv(x)^2); gammaln' = digamma;
 digamma' = polygamma(1, .); polygamma(n, .)' = polygamma(n + 1, .).
 """
 
+import importlib
 import math
 
 import numba
 import numpy as np
-import scipy.special
 from numba.core import types
 from numba.extending import overload
 
@@ -370,12 +370,18 @@ def polygamma_scalar(n, x):
 # ---------------------------------------------------------------- the functions generated code calls
 
 
+def _scipy_special():
+    """scipy.special, imported when plain Python first asks for a value: numba code never needs
+    it, and its import (~0.5 s) would otherwise be paid by every process that loads a kernel."""
+    return importlib.import_module("scipy.special")
+
+
 def _unary(name, scalar, reference):
-    """``name`` of a float scalar or array: ``reference`` (SciPy's) in plain Python; in numba
-    code ``scalar`` per element, computed in float64, the result in the argument's dtype."""
+    """``name`` of a float scalar or array: SciPy's function named ``reference`` in plain Python;
+    in numba code ``scalar`` per element, computed in float64, the result in the argument's dtype."""
 
     def function(x):
-        return reference(x)
+        return getattr(_scipy_special(), reference)(x)
 
     function.__name__ = function.__qualname__ = name
     function.__doc__ = scalar.py_func.__doc__
@@ -403,15 +409,15 @@ def _unary(name, scalar, reference):
     return function
 
 
-erfinv = _unary("erfinv", erfinv_scalar, scipy.special.erfinv)
-gammaln = _unary("gammaln", gammaln_scalar, scipy.special.gammaln)
-digamma = _unary("digamma", digamma_scalar, scipy.special.digamma)
+erfinv = _unary("erfinv", erfinv_scalar, "erfinv")
+gammaln = _unary("gammaln", gammaln_scalar, "gammaln")
+digamma = _unary("digamma", digamma_scalar, "digamma")
 
 
 def _polygamma_reference(n, x):
     """SciPy's polygamma, its result in x's float dtype (SciPy's is float64 for float32 x)."""
     x = np.asarray(x) if not isinstance(x, np.floating | float) else x
-    out = scipy.special.polygamma(n, x)
+    out = _scipy_special().polygamma(n, x)
     dtype = np.result_type(x) if np.result_type(x).kind == "f" else np.float64
     return np.asarray(out, dtype=dtype)[()] if np.ndim(out) == 0 else out.astype(dtype, copy=False)
 

@@ -7,6 +7,8 @@ errors are in units in the last place of the reference, with SciPy's own known l
 relative to the size of the terms that cancel there, and mpmath as the independent truth."""
 
 import math
+import subprocess
+import sys
 
 import mpmath
 import numba
@@ -410,3 +412,14 @@ def test_derivative_rules_by_central_differences():
     for n in range(1, 6):
         diff = _central(lambda v, n=n: _polygamma_loop(n, v), x, h)
         np.testing.assert_allclose(diff, _polygamma_loop(n + 1, x), rtol=1e-6, atol=1e-8)
+
+
+def test_importing_the_kernels_does_not_import_scipy_special():
+    # numba code never needs SciPy; plain Python imports it on first use
+    code = (
+        "import sys, numpy as np; from symgrad.codegen import special; "
+        "assert 'scipy.special' not in sys.modules; "
+        "assert special.gammaln(np.float32(3.0)) == np.float32(np.log(2.0)); "
+        "assert 'scipy.special' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
