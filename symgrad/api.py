@@ -278,7 +278,8 @@ def _value_and_grad_expr(expr, wrt, inputs, backend):
     autodiff._check_wrt(wrt_list, "value_and_grad")
     expr = autodiff.scalar_loss(expr, "value_and_grad")
     ins = _resolve_inputs([expr], inputs, "value_and_grad", extra=wrt_list)
-    grads = autodiff.grad(expr, wrt_list)
+    notes = autodiff.RuleNotes()  # this gradient's rule comments (nodes carry none)
+    grads = autodiff.grad(expr, wrt_list, notes)
     names = ["value"] + [f"d_{w.name}" for w in wrt_list]
     if single:
         structure = "out[0], out[1]"
@@ -294,6 +295,7 @@ def _value_and_grad_expr(expr, wrt, inputs, backend):
         primary=1,
         backend=backend or DEFAULT_BACKEND,
         title=title,
+        notes=notes,
     )
     from .dask_arrays import register
 
@@ -354,8 +356,9 @@ def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
         raise UnsupportedError("value_grad_and_hessian: wrt is empty")
     autodiff._check_wrt(wrt_list, "value_grad_and_hessian")
     ins = _resolve_inputs([expr], inputs, "value_grad_and_hessian", extra=wrt_list)
-    grads = autodiff.grad(expr, wrt_list)
-    blocks = autodiff.hessian(expr, wrt_list)
+    notes = autodiff.RuleNotes()
+    grads = autodiff.grad(expr, wrt_list, notes)
+    blocks = autodiff.hessian(expr, wrt_list, notes)
     k = len(wrt_list)
     outputs = [expr] + grads + [b for row in blocks for b in row]
     names = (
@@ -382,6 +385,7 @@ def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
         primary=1,
         backend=backend or DEFAULT_BACKEND,
         title=title,
+        notes=notes,
     )
 
 

@@ -303,7 +303,6 @@ class Expr:
         "shape",
         "dtype",
         "serial",
-        "note",
         "_key",
         "__weakref__",
     )
@@ -313,6 +312,15 @@ class Expr:
 
     def __init__(self, *args, **kwargs):
         raise TypeError("Expr nodes are built with sg.scalar, sg.tensor and the sg.* ops")
+
+    # A node is interned: one object stands for every occurrence of its expression in this
+    # process, so nothing may change it after new_node made it (per-compile data such as the
+    # rule notes of a gradient lives in side tables, autodiff.RuleNotes).
+    def __setattr__(self, name, value):
+        raise FrozenNodeError(f"Expr nodes are immutable (interned and shared): cannot set {name!r}")
+
+    def __delattr__(self, name):
+        raise FrozenNodeError(f"Expr nodes are immutable (interned and shared): cannot delete {name!r}")
 
     @property
     def ndim(self):
@@ -398,6 +406,10 @@ class Expr:
         return d
 
 
+class FrozenNodeError(UnsupportedError, AttributeError):
+    """Setting or deleting an attribute of an Expr (an AttributeError too, as for a frozen object)."""
+
+
 class ConversionError(UnsupportedError, TypeError):
     """int()/float()/index of a symbolic value (a TypeError too, for the libraries that try one)."""
 
@@ -411,6 +423,15 @@ def _conversion_error(what, expr):
     )
 
 
+class _NewExpr(Expr):
+    """An Expr being filled in by new_node: same slots, ordinary attribute setting. new_node
+    fills its slots, then makes it an Expr (one call, where seven object.__setattr__ calls
+    would add a third to the cost of a fresh node)."""
+
+    __slots__ = ()
+    __setattr__ = object.__setattr__
+
+
 def new_node(op, inputs, attrs, shape, dtype):
     """Intern a node: the same (op, inputs, attrs, dtype) always returns the same object."""
     attrs = dict(attrs)
@@ -420,15 +441,16 @@ def new_node(op, inputs, attrs, shape, dtype):
         node = _intern.get(key)
         if node is not None:
             return node
-        node = object.__new__(Expr)
+        # Expr.__setattr__ refuses every change: the slots are filled here, once
+        node = object.__new__(_NewExpr)
         node.op = op
         node.inputs = tuple(inputs)
         node.attrs = attrs
         node.shape = shape
         node.dtype = _DTYPES.get(dtype) or as_dtype(dtype)
         node.serial = next(_serial)
-        node.note = None
         node._key = key
+        object.__setattr__(node, "__class__", Expr)
         _intern[key] = node
         return node
 
