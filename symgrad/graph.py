@@ -14,6 +14,7 @@ reshaping and concatenation.
 """
 
 import functools
+import hashlib
 import itertools
 import re
 import threading
@@ -303,6 +304,8 @@ class Expr:
         "shape",
         "dtype",
         "serial",
+        "height",
+        "digest",
         "_key",
         "__weakref__",
     )
@@ -423,6 +426,34 @@ def _conversion_error(what, expr):
     )
 
 
+def _feed(h, key):
+    """Feed an attribute key (``_attr_key``) to the hash ``h``, unambiguously."""
+    if isinstance(key, tuple):
+        h.update(b"(%d" % len(key))
+        for part in key:
+            _feed(h, part)
+        h.update(b")")
+    elif isinstance(key, bytes):
+        h.update(b"b%d:" % len(key))
+        h.update(key)
+    else:
+        text = repr(key).encode("utf-8", "backslashreplace")
+        h.update(b"r%d:" % len(text))
+        h.update(text)
+
+
+def _digest(op, inputs, attr_key, dtype, shape):
+    """A node's structural fingerprint: a hash of its op, attributes, dtype, shape and its inputs'
+    fingerprints. It depends on the expression alone (not on what the process built before, as
+    ``serial`` does), so it orders commutative operands the same way in every process."""
+    h = hashlib.blake2b(digest_size=16)
+    _feed(h, (op, str(dtype), tuple(map(str, shape))))
+    for inp in inputs:
+        h.update(inp.digest)
+    _feed(h, attr_key)
+    return h.digest()
+
+
 class _NewExpr(Expr):
     """An Expr being filled in by new_node: same slots, ordinary attribute setting. new_node
     fills its slots, then makes it an Expr (one call, where seven object.__setattr__ calls
@@ -449,6 +480,8 @@ def new_node(op, inputs, attrs, shape, dtype):
         node.shape = shape
         node.dtype = _DTYPES.get(dtype) or as_dtype(dtype)
         node.serial = next(_serial)
+        node.height = 1 + max([i.height for i in inputs], default=-1)
+        node.digest = _digest(op, inputs, attr_key, node.dtype, shape)
         node._key = key
         object.__setattr__(node, "__class__", Expr)
         _intern[key] = node
