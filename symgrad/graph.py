@@ -14,12 +14,12 @@ reshaping and concatenation.
 """
 
 import functools
-import hashlib
 import itertools
 import re
 import threading
 import unicodedata
 import weakref
+from hashlib import blake2b as _blake2b
 
 import numpy as np
 import sympy
@@ -426,32 +426,24 @@ def _conversion_error(what, expr):
     )
 
 
-def _feed(h, key):
-    """Feed an attribute key (``_attr_key``) to the hash ``h``, unambiguously."""
-    if isinstance(key, tuple):
-        h.update(b"(%d" % len(key))
-        for part in key:
-            _feed(h, part)
-        h.update(b")")
-    elif isinstance(key, bytes):
-        h.update(b"b%d:" % len(key))
-        h.update(key)
-    else:
-        text = repr(key).encode("utf-8", "backslashreplace")
-        h.update(b"r%d:" % len(text))
-        h.update(text)
+@functools.lru_cache(maxsize=4096)
+def _digest_head(op, attr_key, dtype, shape):
+    # a node without its inputs, as text (reprs of strs, numbers, bytes, tuples and SymPy dims are
+    # the same in every process) hashed to 64 bits; the same for most nodes of one op
+    # (elementwise ones have no attributes), so remembered
+    text = repr((op, str(dtype), shape, attr_key)).encode("utf-8", "backslashreplace")
+    return int.from_bytes(_blake2b(text, digest_size=8).digest(), "little")
 
 
 def _digest(op, inputs, attr_key, dtype, shape):
-    """A node's structural fingerprint: a hash of its op, attributes, dtype, shape and its inputs'
-    fingerprints. It depends on the expression alone (not on what the process built before, as
-    ``serial`` does), so it orders commutative operands the same way in every process."""
-    h = hashlib.blake2b(digest_size=16)
-    _feed(h, (op, str(dtype), tuple(map(str, shape))))
-    for inp in inputs:
-        h.update(inp.digest)
-    _feed(h, attr_key)
-    return h.digest()
+    """A node's structural fingerprint, an int: its op, dtype, shape and attributes, and its
+    inputs' fingerprints, hashed. It depends on the expression alone (not on what the process
+    built before, as ``serial`` does), so it orders commutative operands the same way in every
+    process: the hash of a tuple of ints is not salted per process, as that of a str is."""
+    head = _digest_head(op, attr_key, dtype, shape)
+    if not inputs:
+        return head
+    return hash((head, *[inp.digest for inp in inputs]))
 
 
 class _NewExpr(Expr):
@@ -480,7 +472,11 @@ def new_node(op, inputs, attrs, shape, dtype):
         node.shape = shape
         node.dtype = _DTYPES.get(dtype) or as_dtype(dtype)
         node.serial = next(_serial)
-        node.height = 1 + max([i.height for i in inputs], default=-1)
+        height = 0  # the longest path down to a leaf
+        for inp in inputs:
+            if inp.height >= height:
+                height = inp.height + 1
+        node.height = height
         node.digest = _digest(op, inputs, attr_key, node.dtype, shape)
         node._key = key
         object.__setattr__(node, "__class__", Expr)

@@ -129,8 +129,8 @@ def _canonical_key(node):
     built first, so one expression is one node, and one text, in every process): constants
     last (so maximum(x, 0) and maximum(0, x) are one node), then shallower first, then by op,
     symbols by name, and last by the structural digest (``Expr.digest``)."""
-    name = node.name if node.op == "symbol" else ""
-    return (node.op == "constant", node.height, node.op, name, node.digest)
+    op = node.op
+    return (op == "constant", node.height, op, node.attrs["name"] if op == "symbol" else "", node.digest)
 
 
 def make(op, inputs, **attrs):
