@@ -1,5 +1,10 @@
 """The public surface: symbols, compile, value_and_grad, grad, check_grad."""
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Union, overload
+
 import numpy as np
 
 from .errors import InputError, ShapeError, UnsupportedError
@@ -16,6 +21,19 @@ from .graph import (
 )
 from .ops import as_expr
 from . import autodiff
+
+if TYPE_CHECKING:  # for the hints only: importing these here would load the compiler and SciPy
+    import scipy.sparse
+
+    from .codegen.runtime import Compiled
+    from .frontends.trace import TracedValueAndGrad
+    from .graph import Dim
+    from .optimize import SparseHessian
+
+# what the functions take as an expression: an Expr, or a number or array (a constant)
+ExprLike = Union[Expr, float, int, np.ndarray, np.number]
+# what wrt takes: one symbol (giving one result) or a sequence of them (giving a list)
+Wrt = Union[Expr, Sequence[Expr]]
 
 DEFAULT_BACKEND = "numba"
 
@@ -55,7 +73,13 @@ def symbols(names, dtype="float64"):
 # ---------------------------------------------------------------- symbolic derivatives
 
 
-def grad(expr, wrt):
+@overload
+def grad(expr: ExprLike, wrt: Expr) -> Expr: ...
+@overload
+def grad(expr: ExprLike, wrt: Sequence[Expr]) -> list[Expr]: ...
+
+
+def grad(expr: ExprLike, wrt: Wrt) -> Expr | list[Expr]:
     """Symbolic gradient of a scalar expression: an Expr per symbol (a list gives a list)."""
     expr = as_expr(expr)
     wrt_list, single = _wrt_list(wrt, "grad")
@@ -63,7 +87,7 @@ def grad(expr, wrt):
     return autodiff.grad(expr, wrt_list[0] if single else wrt_list)
 
 
-def vjp(expr, wrt, cotangent):
+def vjp(expr: ExprLike, wrt: Wrt, cotangent: ExprLike) -> Expr | list[Expr]:
     """Symbolic vector-Jacobian product: the adjoint of each ``wrt`` symbol given ``expr``'s adjoint."""
     expr = as_expr(expr)
     wrt_list, single = _wrt_list(wrt, "vjp")
@@ -112,7 +136,9 @@ def _per_symbol(values, wrt_list, single, where, what):
     return out
 
 
-def jvp(expr, wrt, tangents):
+def jvp(
+    expr: ExprLike | Sequence[ExprLike], wrt: Wrt, tangents: ExprLike | Sequence[ExprLike]
+) -> Expr | list[Expr]:
     """Symbolic Jacobian-vector product (forward mode): the tangent of ``expr`` when each
     ``wrt`` symbol moves along its tangent. ``expr`` may be a list of expressions
     (which gives a list); tangents are Exprs or arrays shaped like their symbols."""
@@ -126,7 +152,7 @@ def jvp(expr, wrt, tangents):
     return result if many else result[0]
 
 
-def jacobian(expr, wrt, mode="auto"):
+def jacobian(expr: ExprLike, wrt: Wrt, mode: str = "auto") -> Expr | list[Expr]:
     """Symbolic Jacobian: ``d expr / d w`` of shape ``expr.shape + w.shape`` per symbol.
 
     ``mode="forward"`` builds one JVP per input element, ``"reverse"`` one VJP per
@@ -141,13 +167,19 @@ def jacobian(expr, wrt, mode="auto"):
     return blocks[0] if single else blocks
 
 
-def jacobian_mode(expr, wrt):
+def jacobian_mode(expr: ExprLike, wrt: Wrt) -> tuple[str, Dim, Dim]:
     """The mode ``jacobian(mode="auto")`` picks and the sizes it compared: (mode, n_in, n_out)."""
     wrt_list, _ = _wrt_list(wrt, "jacobian_mode")
     return autodiff.jacobian_mode(as_expr(expr), wrt_list)
 
 
-def hessian(expr, wrt):
+@overload
+def hessian(expr: ExprLike, wrt: Expr) -> Expr: ...
+@overload
+def hessian(expr: ExprLike, wrt: Sequence[Expr]) -> list[list[Expr]]: ...
+
+
+def hessian(expr: ExprLike, wrt: Wrt) -> Expr | list[list[Expr]]:
     """Symbolic Hessian of a scalar, forward over reverse (the JVP of the gradient graph).
 
     A single symbol gives one Expr of shape ``w.shape + w.shape``; a list gives blocks
@@ -161,7 +193,7 @@ def hessian(expr, wrt):
     return blocks[0][0] if single else blocks
 
 
-def hvp(expr, wrt, vectors):
+def hvp(expr: ExprLike, wrt: Wrt, vectors: ExprLike | Sequence[ExprLike]) -> Expr | list[Expr]:
     """Symbolic Hessian-vector product ``H v`` of a scalar, without forming H: the JVP of
     the gradient graph (forward over reverse), a small constant times one gradient."""
     expr = autodiff.scalar_loss(expr, "hvp")
@@ -172,7 +204,7 @@ def hvp(expr, wrt, vectors):
     return result[0] if single else result
 
 
-def hessian_sparsity(expr, wrt):
+def hessian_sparsity(expr: ExprLike, wrt: Wrt) -> scipy.sparse.csr_matrix:
     """The structural non-zero pattern of the Hessian: an (n, n) boolean
     ``scipy.sparse.csr_matrix`` over the ``wrt`` elements flattened in order (C order).
     An entry outside the pattern is zero at every point. See ``symgrad.sparsity``."""
@@ -246,7 +278,13 @@ def _resolve_inputs(outputs, inputs, where, extra=()):
     return inputs
 
 
-def compile(outputs, inputs=None, *, backend=None, name="f"):
+def compile(
+    outputs: ExprLike | Sequence[ExprLike],
+    inputs: Expr | Sequence[Expr] | None = None,
+    *,
+    backend: str | None = None,
+    name: str = "f",
+) -> Compiled:
     """Compile one expression (returns one value) or a list of them (returns a tuple).
 
     ``inputs`` gives the argument order (default: the free symbols sorted by name,
@@ -303,7 +341,14 @@ def _value_and_grad_expr(expr, wrt, inputs, backend):
     return compiled
 
 
-def value_and_grad(expr=None, wrt=None, inputs=None, *, backend=None, argnums=None):
+def value_and_grad(
+    expr: ExprLike | Callable[..., Any] | None = None,
+    wrt: Wrt | int | Sequence[int] | None = None,
+    inputs: Expr | Sequence[Expr] | None = None,
+    *,
+    backend: str | None = None,
+    argnums: int | Sequence[int] | None = None,
+) -> Compiled | TracedValueAndGrad | Callable[[Callable[..., Any]], TracedValueAndGrad]:
     """Compile a scalar loss and its gradient: ``vg(*args) -> (value, grads)``.
 
     ``wrt`` as a list or tuple gives a tuple of gradients; a single symbol gives one.
@@ -343,7 +388,9 @@ def value_and_grad(expr=None, wrt=None, inputs=None, *, backend=None, argnums=No
     raise UnsupportedError(f"value_and_grad: expected an expression or a function, got {type(expr).__name__}")
 
 
-def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
+def value_grad_and_hessian(
+    expr: ExprLike, wrt: Wrt, inputs: Expr | Sequence[Expr] | None = None, *, backend: str | None = None
+) -> Compiled:
     """Compile a scalar loss, its gradient and its Hessian into one function sharing every
     subexpression: ``vgh(*args) -> (value, grads, H)``, with grads and H shaped as
     ``sg.grad`` and ``sg.hessian`` give them (a single symbol: one array each; a list:
@@ -389,7 +436,9 @@ def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
     )
 
 
-def sparse_hessian(expr, wrt, inputs=None, *, backend=None):
+def sparse_hessian(
+    expr: ExprLike, wrt: Wrt, inputs: Expr | Sequence[Expr] | None = None, *, backend: str | None = None
+) -> SparseHessian:
     """Compile the Hessian of a scalar loss as a sparse matrix: ``sh(*args)`` returns a
     ``scipy.sparse.csr_matrix`` (n, n) over the ``wrt`` elements flattened in order.
 
@@ -398,17 +447,17 @@ def sparse_hessian(expr, wrt, inputs=None, *, backend=None):
     of any size costs three. ``sh.pattern`` and ``sh.colors`` show the plan."""
     from .optimize import SparseHessian
 
-    expr = autodiff.scalar_loss(expr, "sparse_hessian")
+    loss: Expr = autodiff.scalar_loss(expr, "sparse_hessian")
     wrt_list, _ = _wrt_list(wrt, "sparse_hessian")
-    _check_one_symbol_per_name(expr, wrt_list)
+    _check_one_symbol_per_name(loss, wrt_list)
     autodiff._check_wrt(wrt_list, "sparse_hessian")
-    return SparseHessian(expr, wrt_list, inputs, backend=backend or DEFAULT_BACKEND)
+    return SparseHessian(loss, wrt_list, inputs, backend=backend or DEFAULT_BACKEND)
 
 
 # ---------------------------------------------------------------- checking
 
 
-def check_grad(vg, *args, eps=None, **kwargs):
+def check_grad(vg: Compiled, *args: Any, eps: float | None = None, **kwargs: Any) -> float:
     """Compare a compiled value_and_grad with central differences; return the max relative error.
 
     Central differences, (f(x+h) - f(x-h)) / 2h, are only a check: their truncation
