@@ -40,13 +40,25 @@ def max_statements():
 
 
 def compile_graph(
-    outputs, inputs, *, output_names, structure, primary=1, backend="numba", title="f", entry="call"
+    outputs,
+    inputs,
+    *,
+    output_names,
+    structure,
+    primary=1,
+    backend="numba",
+    title="f",
+    entry="call",
+    notes=None,
 ):
-    """Emit, load and (for numba) compile the module computing ``outputs`` from ``inputs``."""
+    """Emit, load and (for numba) compile the module computing ``outputs`` from ``inputs``.
+
+    ``notes`` (``symgrad.autodiff.RuleNotes``, from the derivative call that built the outputs)
+    gives the rule comments; without it the source has none."""
     if backend not in BACKENDS:
         raise UnsupportedError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     start = time.perf_counter()
-    emitter = BACKENDS[backend]()
+    emitter = BACKENDS[backend](notes)
     source = emitter.module(list(outputs), list(output_names), list(inputs), primary, entry, title, structure)
     statements = source.count("\n")
     if backend == "numba" and statements > max_statements():

@@ -116,10 +116,19 @@ class Emitter:
     module_imports = ()  # the generated module's imports of its backend's compiler (a subclass's)
     decorator = None
 
-    def __init__(self):
+    def __init__(self, notes=None):
         self.namer = Namer()
         self.names = {}
         self.globals = []
+        # the rule notes of the derivative being compiled (autodiff.RuleNotes: .get(node) -> text
+        # or None), shown as comments; nodes themselves carry none, so the source depends on this
+        # compile's graph and notes alone
+        self.notes = notes
+
+    def rule_comment(self, node):
+        """``"  # <the rule that built node>"``, or "" when no rule note names it."""
+        text = self.notes.get(node) if self.notes is not None else None
+        return f"  # {comment_text(text)}" if text else ""
 
     # ------------------------------------------------------------ values
 
@@ -468,7 +477,7 @@ class Emitter:
         args = [self.ref(i) for i in node.inputs]
         name = out_name_of.get(id(node)) or self.namer.derive(node, args)
         self.names[id(node)] = name
-        comment = f"  # {comment_text(node.note)}" if node.note else ""
+        comment = self.rule_comment(node)
         lines = [f"if {args[0]}:{comment}"]
         for k, head, block in ((1, None, blocks[0]), (2, "else:", blocks[1])):
             value = args[k] if node.inputs[k].dtype == node.dtype else f"np.{node.dtype}({args[k]})"
@@ -490,7 +499,7 @@ class Emitter:
             return []
         name = out_name_of.get(id(node)) or self.namer.derive(node, args)
         self.names[id(node)] = name
-        comment = f"  # {comment_text(node.note)}" if node.note else ""
+        comment = self.rule_comment(node)
         if isinstance(code, str):
             return [f"{name} = {code}{comment}"]
         lines = [line.format(out=name) for line in code]

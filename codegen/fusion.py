@@ -29,7 +29,7 @@ import re
 
 from symgrad.graph import dims_equal
 from .emit import _BINARY, _UNARY, branch_owners
-from .schedule import comment_text, dim_text, shape_text
+from .schedule import dim_text, shape_text
 
 _ARITHMETIC = ("add", "sub", "mul", "div", "maximum", "minimum", "arctan2", "logaddexp", "mod", "fmod")
 
@@ -696,7 +696,7 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
             owned.setdefault(owner[id(node)], []).append(node)
 
     def emit(node, loop):
-        comment = f"  # {comment_text(node.note)}" if node.note else ""
+        comment = em.rule_comment(node)
         if node.op == "matmul":
             (row_product if id(node) in products else dot_product)(node, loop, comment)
             return

@@ -8,7 +8,7 @@ in ``codegen.numba_runtime``.
 
 from . import fusion
 from .emit import _BINARY, _UNARY, Emitter
-from .schedule import comment_text, find_loops, product_text, shape_text
+from .schedule import find_loops, product_text, shape_text
 
 SMALL_PRODUCT = 512  # multiply-adds: up to this many, a product of concrete shape is a loop
 
@@ -134,7 +134,7 @@ class NumbaEmitter(Emitter):
             lines.append(f"{prev.get(j2, var[j2])} = {value}")
         lines.append(f"for {step} in range({loop.count}):")
         for j, node in enumerate(members):
-            comment = f"  # {comment_text(node.note)}" if node.note else ""
+            comment = self.rule_comment(node)
             if j in loop.hoisted:
                 code = self._stacked(loop.hoisted[j], step)
                 comment = "  # computed in an earlier loop"

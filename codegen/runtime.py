@@ -8,6 +8,8 @@ instead of compiling again. The cache is kept under a size cap by evicting the l
 recently used modules.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import sys
@@ -16,6 +18,8 @@ import threading
 import time
 import types
 import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +28,9 @@ from symgrad.errors import InputError, UnsupportedError
 from symgrad.graph import shape_str, topo_order
 
 from .standalone import standalone_source
+
+if TYPE_CHECKING:  # for the hints only
+    from symgrad.graph import Expr
 
 ndarray = np.ndarray
 float64 = np.dtype("float64")
@@ -618,20 +625,32 @@ class Compiled:
     """A compiled function: call it, read ``.source``, reach the numba dispatcher as ``.kernel``
     (no checks) or ``.kernel_checked`` (the entry's size checks, raising ValueError)."""
 
+    source: str  # the generated module, exactly what was imported and compiled
+    kernel: Any  # the numba dispatcher (numba backend) or the plain function (numpy backend)
+    kernel_checked: Any
+    inputs: tuple[Expr, ...]  # the symbols, in call order
+    outputs: tuple[Expr, ...]
+    output_names: tuple[str, ...]
+    backend: str
+    title: str
+    build_seconds: float
+    graph_nodes: int
+    cache_state: str
+
     def __init__(
         self,
-        source,
-        module,
-        entry,
-        inputs,
-        outputs,
-        output_names,
-        backend,
-        title,
-        build_seconds,
-        graph_nodes,
-        cache_state,
-    ):
+        source: str,
+        module: types.ModuleType,
+        entry: str,
+        inputs: Sequence[Expr],
+        outputs: Sequence[Expr],
+        output_names: Sequence[str],
+        backend: str,
+        title: str,
+        build_seconds: float,
+        graph_nodes: int,
+        cache_state: str,
+    ) -> None:
         self.source = source
         self._module = module
         self._entry = getattr(module, entry)
@@ -650,7 +669,7 @@ class Compiled:
         self._index = {s.name: i for i, s in enumerate(inputs)}
 
     @property
-    def compiles(self):
+    def compiles(self) -> list[dict[str, Any]]:
         """Every machine-code compile of this function, each with its cause. A call from Python
         never adds one: the entry converts arguments to the built types, and sizes are not part
         of a signature, so a new batch size compiles nothing. Only a call of ``.kernel`` from
@@ -684,7 +703,7 @@ class Compiled:
             )
         return records
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
         if name == "_entry":
             _owners[value] = self
@@ -701,10 +720,10 @@ class Compiled:
         )
 
     @property
-    def input_names(self):
+    def input_names(self) -> tuple[str, ...]:
         return tuple(self._names)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs or len(args) != len(self._names):
             args = self._bind(args, kwargs)
         return self._entry(*args)
@@ -712,14 +731,14 @@ class Compiled:
     def _bind(self, args, kwargs):
         return bind(self.title, self._names, args, kwargs)
 
-    def scipy(self, *fixed, **fixed_by_name):
+    def scipy(self, *fixed: Any, **fixed_by_name: Any) -> Any:  # a symgrad.optimize.ScipyProblem
         """fun / jac / hess / hessp on flat float64 vectors for ``scipy.optimize.minimize``
         (a ``value_and_grad`` only); see ``symgrad.optimize.ScipyProblem``."""
         if _scipy_problem is None:
             raise UnsupportedError(f"{self.title}: .scipy() needs symgrad.optimize (import symgrad)")
         return _scipy_problem(self, *fixed, **fixed_by_name)
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> str:
         """Write the generated module to ``path`` as a standalone file that imports only numpy
         and numba (symgrad's helpers it calls are copied in), so ``import loss_grad;
         loss_grad.call(...)`` works without symgrad. Numba backend only. Returns the path."""
@@ -728,7 +747,7 @@ class Compiled:
         _write_atomically(path, text.encode("utf-8"))
         return path
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}: {shape_str(s.shape)} {s.dtype}" for s in self.inputs)
         outs = ", ".join(
             f"{name}: {shape_str(o.shape)} {o.dtype}" for name, o in zip(self.output_names, self.outputs)

@@ -1,5 +1,10 @@
 """The public surface: symbols, compile, value_and_grad, grad, check_grad."""
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Union, overload
+
 import numpy as np
 
 from .errors import InputError, ShapeError, UnsupportedError
@@ -16,13 +21,31 @@ from . import autodiff, sparsity
 from .codegen import compile_graph
 from .frontends.trace import traced_value_and_grad
 
+if TYPE_CHECKING:  # for the hints only: importing these here would load the compiler and SciPy
+    import scipy.sparse
+
+    from .codegen.runtime import Compiled
+    from .frontends.trace import TracedValueAndGrad
+    from .graph import Dim
+
+# what the functions take as an expression: an Expr, or a number or array (a constant)
+ExprLike = Union[Expr, float, int, np.ndarray, np.number]
+# what wrt takes: one symbol (giving one result) or a sequence of them (giving a list)
+Wrt = Union[Expr, Sequence[Expr]]
+
 DEFAULT_BACKEND = "numba"
 
 
 # ---------------------------------------------------------------- symbolic derivatives
 
 
-def grad(expr, wrt):
+@overload
+def grad(expr: ExprLike, wrt: Expr) -> Expr: ...
+@overload
+def grad(expr: ExprLike, wrt: Sequence[Expr]) -> list[Expr]: ...
+
+
+def grad(expr: ExprLike, wrt: Wrt) -> Expr | list[Expr]:
     """Symbolic gradient of a scalar expression: an Expr per symbol (a list gives a list)."""
     expr = as_expr(expr)
     wrt_list, single = _wrt_list(wrt, "grad")
@@ -30,7 +53,7 @@ def grad(expr, wrt):
     return autodiff.grad(expr, wrt_list[0] if single else wrt_list)
 
 
-def vjp(expr, wrt, cotangent):
+def vjp(expr: ExprLike, wrt: Wrt, cotangent: ExprLike) -> Expr | list[Expr]:
     """Symbolic vector-Jacobian product: the adjoint of each ``wrt`` symbol given ``expr``'s adjoint."""
     expr = as_expr(expr)
     wrt_list, single = _wrt_list(wrt, "vjp")
@@ -79,7 +102,9 @@ def _per_symbol(values, wrt_list, single, where, what):
     return out
 
 
-def jvp(expr, wrt, tangents):
+def jvp(
+    expr: ExprLike | Sequence[ExprLike], wrt: Wrt, tangents: ExprLike | Sequence[ExprLike]
+) -> Expr | list[Expr]:
     """Symbolic Jacobian-vector product (forward mode): the tangent of ``expr`` when each
     ``wrt`` symbol moves along its tangent. ``expr`` may be a list of expressions
     (which gives a list); tangents are Exprs or arrays shaped like their symbols."""
@@ -93,7 +118,7 @@ def jvp(expr, wrt, tangents):
     return result if many else result[0]
 
 
-def jacobian(expr, wrt, mode="auto"):
+def jacobian(expr: ExprLike, wrt: Wrt, mode: str = "auto") -> Expr | list[Expr]:
     """Symbolic Jacobian: ``d expr / d w`` of shape ``expr.shape + w.shape`` per symbol.
 
     ``mode="forward"`` builds one JVP per input element, ``"reverse"`` one VJP per
@@ -108,13 +133,19 @@ def jacobian(expr, wrt, mode="auto"):
     return blocks[0] if single else blocks
 
 
-def jacobian_mode(expr, wrt):
+def jacobian_mode(expr: ExprLike, wrt: Wrt) -> tuple[str, Dim, Dim]:
     """The mode ``jacobian(mode="auto")`` picks and the sizes it compared: (mode, n_in, n_out)."""
     wrt_list, _ = _wrt_list(wrt, "jacobian_mode")
     return autodiff.jacobian_mode(as_expr(expr), wrt_list)
 
 
-def hessian(expr, wrt):
+@overload
+def hessian(expr: ExprLike, wrt: Expr) -> Expr: ...
+@overload
+def hessian(expr: ExprLike, wrt: Sequence[Expr]) -> list[list[Expr]]: ...
+
+
+def hessian(expr: ExprLike, wrt: Wrt) -> Expr | list[list[Expr]]:
     """Symbolic Hessian of a scalar, forward over reverse (the JVP of the gradient graph).
 
     A single symbol gives one Expr of shape ``w.shape + w.shape``; a list gives blocks
@@ -128,7 +159,7 @@ def hessian(expr, wrt):
     return blocks[0][0] if single else blocks
 
 
-def hvp(expr, wrt, vectors):
+def hvp(expr: ExprLike, wrt: Wrt, vectors: ExprLike | Sequence[ExprLike]) -> Expr | list[Expr]:
     """Symbolic Hessian-vector product ``H v`` of a scalar, without forming H: the JVP of
     the gradient graph (forward over reverse), a small constant times one gradient."""
     expr = autodiff.scalar_loss(expr, "hvp")
@@ -139,7 +170,7 @@ def hvp(expr, wrt, vectors):
     return result[0] if single else result
 
 
-def hessian_sparsity(expr, wrt):
+def hessian_sparsity(expr: ExprLike, wrt: Wrt) -> scipy.sparse.csr_matrix:
     """The structural non-zero pattern of the Hessian: an (n, n) boolean
     ``scipy.sparse.csr_matrix`` over the ``wrt`` elements flattened in order (C order).
     An entry outside the pattern is zero at every point. See ``symgrad.sparsity``."""
@@ -211,7 +242,13 @@ def _resolve_inputs(outputs, inputs, where, extra=()):
     return inputs
 
 
-def compile(outputs, inputs=None, *, backend=None, name="f"):
+def compile(
+    outputs: ExprLike | Sequence[ExprLike],
+    inputs: Expr | Sequence[Expr] | None = None,
+    *,
+    backend: str | None = None,
+    name: str = "f",
+) -> Compiled:
     """Compile one expression (returns one value) or a list of them (returns a tuple).
 
     ``inputs`` gives the argument order (default: the free symbols sorted by name,
@@ -239,7 +276,8 @@ def _value_and_grad_expr(expr, wrt, inputs, backend):
     autodiff._check_wrt(wrt_list, "value_and_grad")
     expr = autodiff.scalar_loss(expr, "value_and_grad")
     ins = _resolve_inputs([expr], inputs, "value_and_grad", extra=wrt_list)
-    grads = autodiff.grad(expr, wrt_list)
+    notes = autodiff.RuleNotes()  # this gradient's rule comments (nodes carry none)
+    grads = autodiff.grad(expr, wrt_list, notes)
     names = ["value"] + [f"d_{w.name}" for w in wrt_list]
     if single:
         structure = "out[0], out[1]"
@@ -255,13 +293,21 @@ def _value_and_grad_expr(expr, wrt, inputs, backend):
         primary=1,
         backend=backend or DEFAULT_BACKEND,
         title=title,
+        notes=notes,
     )
     # what a call with arrays handled above the compiler needs (symgrad.dask_arrays, a runtime hook)
     compiled._differentiated = (list(wrt_list), single)
     return compiled
 
 
-def value_and_grad(expr=None, wrt=None, inputs=None, *, backend=None, argnums=None):
+def value_and_grad(
+    expr: ExprLike | Callable[..., Any] | None = None,
+    wrt: Wrt | int | Sequence[int] | None = None,
+    inputs: Expr | Sequence[Expr] | None = None,
+    *,
+    backend: str | None = None,
+    argnums: int | Sequence[int] | None = None,
+) -> Compiled | TracedValueAndGrad | Callable[[Callable[..., Any]], TracedValueAndGrad]:
     """Compile a scalar loss and its gradient: ``vg(*args) -> (value, grads)``.
 
     ``wrt`` as a list or tuple gives a tuple of gradients; a single symbol gives one.
@@ -308,7 +354,9 @@ def _traced_compile(out, wrt, inputs, backend):
     return value_and_grad(out, wrt=wrt, inputs=inputs, backend=backend)
 
 
-def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
+def value_grad_and_hessian(
+    expr: ExprLike, wrt: Wrt, inputs: Expr | Sequence[Expr] | None = None, *, backend: str | None = None
+) -> Compiled:
     """Compile a scalar loss, its gradient and its Hessian into one function sharing every
     subexpression: ``vgh(*args) -> (value, grads, H)``, with grads and H shaped as
     ``sg.grad`` and ``sg.hessian`` give them (a single symbol: one array each; a list:
@@ -319,8 +367,9 @@ def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
         raise UnsupportedError("value_grad_and_hessian: wrt is empty")
     autodiff._check_wrt(wrt_list, "value_grad_and_hessian")
     ins = _resolve_inputs([expr], inputs, "value_grad_and_hessian", extra=wrt_list)
-    grads = autodiff.grad(expr, wrt_list)
-    blocks = autodiff.hessian(expr, wrt_list)
+    notes = autodiff.RuleNotes()
+    grads = autodiff.grad(expr, wrt_list, notes)
+    blocks = autodiff.hessian(expr, wrt_list, notes)
     k = len(wrt_list)
     outputs = [expr] + grads + [b for row in blocks for b in row]
     names = (
@@ -347,13 +396,14 @@ def value_grad_and_hessian(expr, wrt, inputs=None, *, backend=None):
         primary=1,
         backend=backend or DEFAULT_BACKEND,
         title=title,
+        notes=notes,
     )
 
 
 # ---------------------------------------------------------------- checking
 
 
-def check_grad(vg, *args, eps=None, **kwargs):
+def check_grad(vg: Compiled, *args: Any, eps: float | None = None, **kwargs: Any) -> float:
     """Compare a compiled value_and_grad with central differences; return the max relative error.
 
     Central differences, (f(x+h) - f(x-h)) / 2h, are only a check: their truncation

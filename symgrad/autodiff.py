@@ -39,6 +39,35 @@ from .ops.registry import POINTWISE
 from .ops.structure import slice_grad
 
 
+class RuleNotes:
+    """The rule notes of one derivative computation: which op's VJP or JVP rule built a node,
+    as the one-line maths of the op table (``"sin: d/dx sin(x) = cos(x)"``), for the comments
+    of the generated source.
+
+    Nodes are interned and shared by every expression of the process, so a note cannot live
+    on the node (it would depend on which gradient first built it). The derivative functions
+    record into the table they are given (``notes=``), and the caller hands it to
+    ``compile_graph`` with the outputs: what the comments say depends on this computation
+    alone. The first rule to record a node keeps it. The table holds its nodes, so an id it
+    keys by is never reused while it lives."""
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self):
+        self._by_id = {}
+
+    def record(self, node, text):
+        self._by_id.setdefault(id(node), (node, text))
+
+    def get(self, node):
+        """The note of ``node``, or None."""
+        entry = self._by_id.get(id(node))
+        return None if entry is None else entry[1]
+
+    def __len__(self):
+        return len(self._by_id)
+
+
 def _check_wrt(wrt, where):
     for w in wrt:
         if not isinstance(w, Expr):
@@ -140,8 +169,10 @@ def _input_mask(m, node, index, inp, opdef):
     return hits > 0
 
 
-def vjp(y, wrt, cotangent):
-    """The vector-Jacobian product: adjoints of each symbol in ``wrt`` given ``y``'s adjoint."""
+def vjp(y, wrt, cotangent, notes=None):
+    """The vector-Jacobian product: adjoints of each symbol in ``wrt`` given ``y``'s adjoint.
+
+    ``notes`` (a ``RuleNotes``) records which rule built each adjoint node."""
     _check_wrt(wrt, "vjp")
     if cotangent.shape != y.shape:
         raise ShapeError(
@@ -189,8 +220,8 @@ def vjp(y, wrt, cotangent):
                 contribution = where(m_in, contribution, 0)
             if contribution.dtype != inp.dtype:
                 contribution = cast(contribution, inp.dtype)
-            if contribution.note is None and id(contribution) not in forward and opdef.note:
-                contribution.note = f"{node.op}: {opdef.note}"
+            if notes is not None and opdef.note and id(contribution) not in forward:
+                notes.record(contribution, f"{node.op}: {opdef.note}")
             previous = adjoint.get(id(inp))
             if previous is None:
                 adjoint[id(inp)], mask[id(inp)] = contribution, m_in
@@ -222,19 +253,19 @@ def scalar_loss(y, where):
     return float_expr(y, where)
 
 
-def grad(y, wrt):
+def grad(y, wrt, notes=None):
     """Symbolic gradient of the scalar ``y``: one Expr per symbol in ``wrt`` (a list gives a list)."""
     y = scalar_loss(y, "grad")
     single = isinstance(wrt, Expr)
     wrt_list = [wrt] if single else list(wrt)
-    grads = vjp(y, wrt_list, constant(1, y.dtype))
+    grads = vjp(y, wrt_list, constant(1, y.dtype), notes)
     return grads[0] if single else grads
 
 
 # ---------------------------------------------------------------- forward mode
 
 
-def jvp(outputs, wrt, tangents):
+def jvp(outputs, wrt, tangents, notes=None):
     """The Jacobian-vector product: the tangent of each output given a tangent per ``wrt`` symbol.
 
     One pass over the topologically sorted graph, inputs first: each node sums the
@@ -276,8 +307,8 @@ def jvp(outputs, wrt, tangents):
             total = broadcast_to(total, node.shape)
         if total.dtype != node.dtype:
             total = cast(total, node.dtype)
-        if total.note is None and id(total) not in forward and opdef.note:
-            total.note = f"{node.op} (forward): {opdef.note}"
+        if notes is not None and opdef.note and id(total) not in forward:
+            notes.record(total, f"{node.op} (forward): {opdef.note}")
         tangent[id(node)] = total
     return [tangent[id(o)] if id(o) in tangent else zeros(o.shape, o.dtype) for o in outputs]
 
@@ -326,7 +357,7 @@ def jacobian_mode(y, wrt):
     )
 
 
-def jacobian(y, wrt, mode="auto"):
+def jacobian(y, wrt, mode="auto", notes=None):
     """d y / d w for each symbol: an Expr of shape ``y.shape + w.shape`` per symbol.
 
     ``forward`` builds one JVP per input element (unit tangents), ``reverse`` one VJP
@@ -342,14 +373,14 @@ def jacobian(y, wrt, mode="auto"):
     if mode == "forward":
         for w in wrt:
             n = _concrete_size(w.shape, f"jacobian(mode='forward'): input {w.name}")
-            columns = [jvp([y], [w], [unit(w.shape, w.dtype, j)])[0] for j in range(n)]
+            columns = [jvp([y], [w], [unit(w.shape, w.dtype, j)], notes)[0] for j in range(n)]
             if not columns:
                 blocks.append(zeros(y.shape + w.shape, y.dtype))
                 continue
             blocks.append(reshape(stack(columns, axis=-1) if y.ndim else stack(columns), y.shape + w.shape))
         return blocks
     m = _concrete_size(y.shape, "jacobian(mode='reverse'): the output")
-    rows = [vjp(y, wrt, unit(y.shape, y.dtype, i)) for i in range(m)]
+    rows = [vjp(y, wrt, unit(y.shape, y.dtype, i), notes) for i in range(m)]
     for k, w in enumerate(wrt):
         if not rows:
             blocks.append(zeros(y.shape + w.shape, w.dtype))
@@ -358,14 +389,14 @@ def jacobian(y, wrt, mode="auto"):
     return blocks
 
 
-def hvp(y, wrt, vectors):
+def hvp(y, wrt, vectors, notes=None):
     """Hessian-vector products of the scalar ``y``, forward over reverse: the JVP of the
     gradient graph along ``vectors`` (one per symbol). The result is O(N) nodes, a small
     constant times the gradient, and no Hessian is formed."""
-    return jvp(grad(y, list(wrt)), wrt, vectors)
+    return jvp(grad(y, list(wrt), notes), wrt, vectors, notes)
 
 
-def hessian(y, wrt):
+def hessian(y, wrt, notes=None):
     """The Hessian of the scalar ``y`` as blocks ``H[i][j]`` of shape ``wi.shape + wj.shape``.
 
     Forward over reverse: the gradient graph is built once, then one JVP of it per
@@ -378,14 +409,14 @@ def hessian(y, wrt):
     y = scalar_loss(y, "hessian")
     _check_wrt(wrt, "hessian")
     sizes = [_concrete_size(w.shape, f"hessian: input {w.name}") for w in wrt]
-    grads = grad(y, list(wrt))
+    grads = grad(y, list(wrt), notes)
     k = len(wrt)
     blocks = [[None] * k for _ in range(k)]
     for j, wj in enumerate(wrt):
         # columns[i][e]: d grads[i] / d wj[e], for i >= j
         columns = [[] for _ in range(k)]
         for e in range(sizes[j]):
-            tangents = jvp(grads[j:], [wj], [unit(wj.shape, wj.dtype, e)])
+            tangents = jvp(grads[j:], [wj], [unit(wj.shape, wj.dtype, e)], notes)
             for i, t in zip(range(j, k), tangents):
                 columns[i].append(t)
         for i in range(j, k):

@@ -1,5 +1,7 @@
 """The exceptions symgrad raises. Every error a user can trigger is a SymgradError."""
 
+from __future__ import annotations
+
 
 class SymgradError(Exception):
     """Base class of every error symgrad raises on bad input."""
@@ -8,7 +10,10 @@ class SymgradError(Exception):
 class ParseError(SymgradError, ValueError):
     """The string frontend could not read the text; the message shows the text and a caret."""
 
-    def __init__(self, message, text=None, column=None):
+    text: str | None
+    column: int | None
+
+    def __init__(self, message: str, text: str | None = None, column: int | None = None) -> None:
         self.text = text
         self.column = column
         if text is not None and column is not None:

@@ -13,17 +13,29 @@ dimension: a SymPy integer expression over named dims (``n``, ``n - 1``,
 reshaping and concatenation.
 """
 
+from __future__ import annotations
+
 import functools
 import itertools
 import re
 import threading
 import unicodedata
 import weakref
+from hashlib import blake2b as _blake2b
+
+from collections.abc import Iterable
+from typing import Any, NoReturn, Union
 
 import numpy as np
 import sympy
 
-from .errors import ShapeError, UnsupportedError
+from .errors import ShapeError, SymgradError, UnsupportedError
+
+# a dimension: a size, or a SymPy expression over dimension names (``n``, ``2*n + 1``)
+Dim = Union[int, sympy.Expr]
+Shape = tuple[Dim, ...]
+# what as_shape takes: one dim, a sequence of them (ints, names, SymPy expressions), or None
+ShapeLike = Union[None, int, str, Iterable[Union[int, str, sympy.Expr]]]
 
 # ---------------------------------------------------------------- dtypes
 
@@ -122,7 +134,7 @@ def float_of(dtype):
 _dim_symbols = {}
 
 
-def user_name(name, what, where, error=ShapeError):
+def user_name(name: str, what: str, where: str, error: type[SymgradError] = ShapeError) -> str:
     """``name`` as symgrad keeps it: a plain ``str`` identifier, normalised as Python normalises
     identifiers (NFKC, so ``"ｎ"`` is ``"n"``: two names are the same name exactly when Python
     would read them as the same variable). Every symbol and dimension name passes here where it
@@ -177,7 +189,7 @@ def as_dim(d, where="shape"):
     raise ShapeError(f"{where}: dimension {d!r} is neither an int nor a name")
 
 
-def as_shape(shape, where="shape"):
+def as_shape(shape: ShapeLike, where: str = "shape") -> Shape:
     if shape is None:
         return ()
     if isinstance(shape, (int, np.integer, str)):
@@ -312,10 +324,20 @@ class Expr:
         "shape",
         "dtype",
         "serial",
-        "note",
+        "height",
+        "digest",
         "_key",
         "__weakref__",
     )
+
+    op: str
+    inputs: tuple[Expr, ...]
+    attrs: dict[str, Any]
+    shape: Shape
+    dtype: DType
+    serial: int  # creation order in this process (never part of what a node means)
+    height: int  # the longest path down to a leaf: 0 for symbols and constants
+    digest: int  # structural fingerprint, the same in every process
 
     # Python operators on Expr come from symgrad.ops (installed there).
     __array_priority__ = 1000
@@ -323,32 +345,41 @@ class Expr:
     def __init__(self, *args, **kwargs):
         raise TypeError("Expr nodes are built with sg.scalar, sg.tensor and the sg.* ops")
 
+    # A node is interned: one object stands for every occurrence of its expression in this
+    # process, so nothing may change it after new_node made it (per-compile data such as the
+    # rule notes of a gradient lives in side tables, autodiff.RuleNotes).
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenNodeError(f"Expr nodes are immutable (interned and shared): cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenNodeError(f"Expr nodes are immutable (interned and shared): cannot delete {name!r}")
+
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return len(self.shape)
 
     @property
-    def name(self):
+    def name(self) -> str | None:
         """The symbol's name (symbols only)."""
         return self.attrs.get("name")
 
     @property
-    def value(self):
+    def value(self) -> np.ndarray | None:
         """The constant's value as a read-only numpy array (constants only)."""
         return self.attrs.get("value")
 
     @property
-    def is_symbol(self):
+    def is_symbol(self) -> bool:
         return self.op == "symbol"
 
     @property
-    def is_constant(self):
+    def is_constant(self) -> bool:
         return self.op == "constant"
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return object.__hash__(self)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         raise UnsupportedError(
             "the truth value of a symbolic expression is unknown when the graph is built; "
             "use sg.where(cond, a, b) instead of if/else on symbolic values"
@@ -357,16 +388,16 @@ class Expr:
     # int(x), float(x), operator.index(x), complex(x): a symbolic value has no number yet. The
     # error is also a TypeError, which is what SymPy (n * x with n a symbolic size) and numpy
     # expect when they try a conversion and fall back to the operators.
-    def __float__(self):
+    def __float__(self) -> float:
         raise _conversion_error("float", self)
 
-    def __int__(self):
+    def __int__(self) -> int:
         raise _conversion_error("int", self)
 
-    def __index__(self):
+    def __index__(self) -> int:
         raise _conversion_error("operator.index (an index or size)", self)
 
-    def __complex__(self):
+    def __complex__(self) -> complex:
         raise _conversion_error("complex", self)
 
     # SymPy's operators (``n * x``, n a symbolic size) would sympify x by calling float(x);
@@ -374,33 +405,37 @@ class Expr:
     # Expr's reflected operator builds the node (SymPy's own matrices have 10.01)
     _op_priority = 20.0
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return PRINTERS["text"](self)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.__repr__()
 
-    def _repr_latex_(self):
+    def _repr_latex_(self) -> str:
         return PRINTERS["latex"](self)
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise UnsupportedError(
             "Expr objects cannot be pickled; rebuild the expression in the other "
             "process (or send a string for sg.parse)"
         )
 
-    def __iter__(self):
+    def __iter__(self) -> NoReturn:
         raise UnsupportedError(
             f"cannot iterate over an expression of shape {shape_str(self.shape)}; index it instead"
         )
 
-    def __len__(self):
+    def __len__(self) -> int:
         if not self.shape:
             raise UnsupportedError("len() of a scalar expression")
         d = self.shape[0]
         if not isinstance(d, int):
             raise UnsupportedError(f"len() of an expression whose first dimension {dim_str(d)} is symbolic")
         return d
+
+
+class FrozenNodeError(UnsupportedError, AttributeError):
+    """Setting or deleting an attribute of an Expr (an AttributeError too, as for a frozen object)."""
 
 
 class ConversionError(UnsupportedError, TypeError):
@@ -416,6 +451,35 @@ def _conversion_error(what, expr):
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _digest_head(op, attr_key, dtype, shape):
+    # a node without its inputs, as text (reprs of strs, numbers, bytes, tuples and SymPy dims are
+    # the same in every process) hashed to 64 bits; the same for most nodes of one op
+    # (elementwise ones have no attributes), so remembered
+    text = repr((op, str(dtype), shape, attr_key)).encode("utf-8", "backslashreplace")
+    return int.from_bytes(_blake2b(text, digest_size=8).digest(), "little")
+
+
+def _digest(op, inputs, attr_key, dtype, shape):
+    """A node's structural fingerprint, an int: its op, dtype, shape and attributes, and its
+    inputs' fingerprints, hashed. It depends on the expression alone (not on what the process
+    built before, as ``serial`` does), so it orders commutative operands the same way in every
+    process: the hash of a tuple of ints is not salted per process, as that of a str is."""
+    head = _digest_head(op, attr_key, dtype, shape)
+    if not inputs:
+        return head
+    return hash((head, *[inp.digest for inp in inputs]))
+
+
+class _NewExpr(Expr):
+    """An Expr being filled in by new_node: same slots, ordinary attribute setting. new_node
+    fills its slots, then makes it an Expr (one call, where seven object.__setattr__ calls
+    would add a third to the cost of a fresh node)."""
+
+    __slots__ = ()
+    __setattr__ = object.__setattr__  # type: ignore[assignment]
+
+
 def new_node(op, inputs, attrs, shape, dtype):
     """Intern a node: the same (op, inputs, attrs, dtype) always returns the same object."""
     attrs = dict(attrs)
@@ -425,15 +489,22 @@ def new_node(op, inputs, attrs, shape, dtype):
         node = _intern.get(key)
         if node is not None:
             return node
-        node = object.__new__(Expr)
+        # Expr.__setattr__ refuses every change: the slots are filled here, once
+        node = object.__new__(_NewExpr)
         node.op = op
         node.inputs = tuple(inputs)
         node.attrs = attrs
         node.shape = shape
         node.dtype = _DTYPES.get(dtype) or as_dtype(dtype)
         node.serial = next(_serial)
-        node.note = None
+        height = 0  # the longest path down to a leaf
+        for inp in inputs:
+            if inp.height >= height:
+                height = inp.height + 1
+        node.height = height
+        node.digest = _digest(op, inputs, attr_key, node.dtype, shape)
         node._key = key
+        object.__setattr__(node, "__class__", Expr)
         _intern[key] = node
         return node
 

@@ -17,16 +17,30 @@ tensors plugs straight in::
 compiled the first time they are used.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import api, autodiff, sparsity
 from .codegen import runtime
 from .errors import InputError, UnsupportedError
-from .graph import concrete, size_of, shape_str
+from .graph import Expr, concrete, size_of, shape_str
 from .ops import concatenate, constant, reshape
 
+if TYPE_CHECKING:  # for the hints only
+    import scipy.sparse as sp
 
-def sparse_hessian(expr, wrt, inputs=None, *, backend=None):
+    from .api import ExprLike, Wrt
+    from .codegen.runtime import Compiled
+
+
+def sparse_hessian(
+    expr: ExprLike, wrt: Wrt, inputs: Expr | Sequence[Expr] | None = None, *, backend: str | None = None
+) -> SparseHessian:
     """Compile the Hessian of a scalar loss as a sparse matrix: ``sh(*args)`` returns a
     ``scipy.sparse.csr_matrix`` (n, n) over the ``wrt`` elements flattened in order.
 
@@ -48,7 +62,13 @@ class SparseHessian:
     colour's unit vectors) then yields every non-zero, so a tridiagonal Hessian of any
     size costs three products. ``.pattern``, ``.colors`` and ``.compiled`` are exposed."""
 
-    def __init__(self, expr, wrt, inputs=None, backend=None):
+    def __init__(
+        self,
+        expr: Expr,
+        wrt: Sequence[Expr],
+        inputs: Expr | Sequence[Expr] | None = None,
+        backend: str | None = None,
+    ) -> None:
         self.wrt = list(wrt)
         self.pattern = sparsity.hessian_sparsity(expr, self.wrt)
         self.colors = sparsity.color_columns(self.pattern)
@@ -77,10 +97,10 @@ class SparseHessian:
         self._n = int(offsets[-1])
 
     @property
-    def inputs(self):
+    def inputs(self) -> tuple[Expr, ...]:
         return self.compiled.inputs
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> sp.csr_matrix:
         import scipy.sparse as sp  # scipy loads only when a sparse Hessian is used
 
         products = np.array(self.compiled(*args, **kwargs), dtype=np.float64).reshape(-1, self._n)
@@ -95,7 +115,7 @@ class ScipyProblem:
     the inputs that are not differentiated are given once here (positionally in input
     order, or by name) and held fixed."""
 
-    def __init__(self, vg, *args, **kwargs):
+    def __init__(self, vg: Compiled, *args: Any, **kwargs: Any) -> None:
         if not hasattr(vg, "output_names") or vg.output_names[0] != "value":
             raise UnsupportedError("scipy(): needs a function made by sg.value_and_grad")
         self.vg = vg
@@ -126,13 +146,16 @@ class ScipyProblem:
         # inputs not fixed here come with every call, as minimize's args=(...), in input order
         self.late = [n for n in others if n not in fixed]
         self.fixed = fixed
-        self.shapes = [tuple(w.shape) if concrete(w.shape) else None for w in self.wrt]
-        self._hess = self._hessp = None
-        self._last = None
+        self.shapes: list[tuple[Any, ...] | None] = [
+            tuple(w.shape) if concrete(w.shape) else None for w in self.wrt
+        ]
+        self._hess: Compiled | None = None
+        self._hessp: Compiled | None = None
+        self._last: tuple[np.ndarray, tuple[Any, ...], tuple[float, np.ndarray]] | None = None
 
     # -------------------------------------------------------- packing
 
-    def pack(self, *values):
+    def pack(self, *values: ArrayLike) -> np.ndarray:
         """The ``wrt`` values as one flat float64 vector (and their shapes remembered)."""
         if len(values) != len(self.wrt):
             raise InputError(
@@ -145,7 +168,7 @@ class ScipyProblem:
             self.shapes[k] = a.shape
         return np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)
 
-    def unpack(self, x, fixed=None):
+    def unpack(self, x: ArrayLike, fixed: dict[str, Any] | None = None) -> list[Any]:
         """The flat vector split back into one array per ``wrt`` input, each of its dtype."""
         x = np.asarray(x, dtype=np.float64)
         if any(s is None for s in self.shapes):
@@ -227,7 +250,7 @@ class ScipyProblem:
 
     # -------------------------------------------------------- the callables
 
-    def fun(self, x, *args):
+    def fun(self, x: ArrayLike, *args: Any) -> tuple[float, np.ndarray]:
         """(value, gradient) at ``x``: for ``minimize(..., jac=True)``. ``args`` are the inputs
         not fixed in ``scipy(...)``, in input order (minimize's ``args=``)."""
         value, grads = self.vg(**self._kwargs(x, args))
@@ -238,11 +261,11 @@ class ScipyProblem:
 
     __call__ = fun
 
-    def value(self, x, *args):
+    def value(self, x: ArrayLike, *args: Any) -> float:
         """The value alone."""
         return self._cached(x, args)[0]
 
-    def jac(self, x, *args):
+    def jac(self, x: ArrayLike, *args: Any) -> np.ndarray:
         """The gradient alone (reuses the last ``fun`` call at the same point)."""
         return self._cached(x, args)[1]
 
@@ -256,7 +279,7 @@ class ScipyProblem:
             return self._last[2]
         return self.fun(x, *args)
 
-    def hess(self, x, *args):
+    def hess(self, x: ArrayLike, *args: Any) -> np.ndarray:
         """The dense Hessian at ``x``, an (n, n) float64 array."""
         if self._hess is None:
             loss = self.vg.outputs[0]
@@ -274,7 +297,7 @@ class ScipyProblem:
         ]
         return np.block(rows)
 
-    def hessp(self, x, v, *args):
+    def hessp(self, x: ArrayLike, v: ArrayLike, *args: Any) -> np.ndarray:
         """The Hessian-vector product H(x) v, without forming H."""
         if self._hessp is None:
             taken = set(self.vg.input_names)

@@ -3,11 +3,16 @@
 They need only the graph, so the frontends (the parser, the SymPy bridge, the tracer) build
 their symbols here without importing the public API above them."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
 from .errors import ShapeError, UnsupportedError
-from .graph import as_dtype, as_shape, new_node, user_name
+from .graph import Expr, ShapeLike, as_dtype, as_shape, new_node, user_name
 
 
-def tensor(name, shape=(), dtype="float64"):
+def tensor(name: str, shape: ShapeLike = (), dtype: Any = "float64") -> Expr:
     """A named input of ``shape`` (ints and dim names such as ``("n", "d")``) and ``dtype``.
 
     The same name, shape and dtype always give the same symbol."""
@@ -20,17 +25,17 @@ def tensor(name, shape=(), dtype="float64"):
     return new_node("symbol", (), {"name": name}, shape, dtype)
 
 
-def scalar(name, dtype="float64"):
+def scalar(name: str, dtype: Any = "float64") -> Expr:
     """A named scalar input (float64 unless ``dtype`` says otherwise)."""
     return tensor(name, (), dtype)
 
 
-def scalars(names, dtype="float64"):
+def scalars(names: str | Iterable[str], dtype: Any = "float64") -> tuple[Expr, ...]:
     """Several scalars from a space- or comma-separated string: ``x, y = sg.scalars("x y")``."""
     if isinstance(names, str):
         names = names.replace(",", " ").split()
     return tuple(scalar(n, dtype) for n in names)
 
 
-def symbols(names, dtype="float64"):
+def symbols(names: str | Iterable[str], dtype: Any = "float64") -> tuple[Expr, ...]:
     return scalars(names, dtype)

@@ -125,8 +125,12 @@ def register(
 
 
 def _canonical_key(node):
-    # constants sort last so that maximum(x, 0) and maximum(0, x) are one node
-    return (node.op == "constant", node.serial)
+    """The order of a commutative op's operands, from the operands alone (never from what was
+    built first, so one expression is one node, and one text, in every process): constants
+    last (so maximum(x, 0) and maximum(0, x) are one node), then shallower first, then by op,
+    symbols by name, and last by the structural digest (``Expr.digest``)."""
+    op = node.op
+    return (op == "constant", node.height, op, node.attrs["name"] if op == "symbol" else "", node.digest)
 
 
 # The rewrites applied as each node is built (symgrad.passes.simplify) build their results with

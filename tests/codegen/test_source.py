@@ -12,6 +12,7 @@ import pytest
 
 import symgrad as sg
 from symgrad.codegen.runtime import cache_dir
+from symgrad.ops import OPS
 
 
 def _xy_sin():
@@ -120,6 +121,48 @@ SECOND_PROCESS = textwrap.dedent("""
     assert f(3.0) == 10.0
     print(f.cache_state)
 """)
+
+
+SEED_SOURCES = textwrap.dedent("""
+    import sys
+    import symgrad as sg
+
+    x, y = sg.scalars("x y")
+    if sys.argv[1] == "after":
+        # derivatives built first, and kept, that share nodes with the seed's gradient (cos(x),
+        # x*y, y + cos(x)), some of them reached by another rule (sin's JVP) than the seed's
+        kept = [
+            sg.jvp(sg.sin(x), [x], [1.0]),
+            sg.grad(sg.sin(x) * y, [y, x]),
+            sg.grad(x * y, [y, x]),
+            sg.hessian(sg.sin(x) * y + x * y, [y, x]),
+            sg.hvp(sg.sin(x) * x * y, [x, y], [1.0, 2.0]),
+            sg.value_grad_and_hessian(y * sg.sin(x) + y * x, [y, x], backend="numpy"),
+            sg.value_and_grad(sg.cos(x) + x * y, [y, x], backend="numpy"),
+        ]
+    seed = x * y + sg.sin(x)
+    for backend in ("numpy", "numba"):
+        print(sg.value_and_grad(seed, wrt=[x, y], backend=backend).source, end="\\f")
+    print(sg.compile(sg.grad(seed, [x, y]), backend="numpy").source, end="\\f")
+""")
+
+
+def test_the_same_expression_gives_the_same_source_whatever_was_built_before():
+    def sources(when):
+        run = subprocess.run(
+            [sys.executable, "-c", SEED_SOURCES, when], capture_output=True, text=True, timeout=600
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        return run.stdout.split("\f")[:3]
+
+    fresh, after = sources("fresh"), sources("after")
+    assert fresh == after  # byte for byte, so the cache key (a hash of the source) is the same
+    # value_and_grad's source carries the rule that built a line (the op table's note) ...
+    for text in fresh[:2]:
+        (line,) = [line for line in text.splitlines() if "np.cos(x)" in line]
+        assert line.endswith(f"  # sin: {OPS['sin'].note}")
+    # ... and sg.compile of a gradient built by sg.grad has no rule comments: it was given no notes
+    assert "np.cos(x)" in fresh[2] and not any(op.note and op.note in fresh[2] for op in OPS.values())
 
 
 def test_second_process_loads_machine_code_from_cache(tmp_path, monkeypatch):

@@ -94,3 +94,26 @@ def test_zero_adjoints_generate_no_code():
     assert vg(0.5, 1.0)[1] == pytest.approx((np.exp(0.5), 0.0))
     assert vg(0.5, -1.0)[1] == pytest.approx((-np.sin(0.5), 0.0))
     assert "np.sign" not in vg.source
+
+
+def test_rule_notes_come_from_this_derivative_call_not_from_the_node():
+    from symgrad import autodiff
+    from symgrad.ops import OPS
+
+    x, y = sg.scalars("x y")
+    tangent = sg.jvp(sg.sin(x), x, 1.0)  # cos(x), built first by sin's JVP rule
+    assert tangent is sg.cos(x)
+    forward = autodiff.RuleNotes()
+    autodiff.jvp([sg.sin(x)], [x], [sg.constant(1.0)], forward)
+    assert forward.get(tangent) == f"sin (forward): {OPS['sin'].note}"
+
+    notes = autodiff.RuleNotes()
+    d_x, d_y = autodiff.grad(x * y + sg.sin(x), [x, y], notes)
+    # d/dx = y + cos(x): the cos(x) node is now the work of sin's VJP rule, whatever built it first
+    assert d_x.op == "add" and any(i is tangent for i in d_x.inputs)
+    assert notes.get(tangent) == f"sin: {OPS['sin'].note}"
+    assert notes.get(d_y) is None  # d/dy = x, a forward node: no rule built it
+    assert forward.get(tangent) == f"sin (forward): {OPS['sin'].note}"  # each table keeps its own
+    # without a table nothing is recorded anywhere, and the graph is the same
+    again = autodiff.grad(x * y + sg.sin(x), [x, y])
+    assert again[0] is d_x and again[1] is d_y

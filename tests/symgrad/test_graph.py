@@ -31,6 +31,24 @@ def test_same_symbol_twice_is_the_same_object():
     assert sg.tensor("X", shape=("n", 3)) is X
 
 
+@pytest.mark.parametrize(
+    "attr, value", [("op", "add"), ("shape", (2,)), ("dtype", "float32"), ("inputs", ()), ("note", "a rule")]
+)
+def test_a_node_cannot_be_changed_after_it_is_built(attr, value):
+    # nodes are interned (one object per expression in the process), so a change would reach
+    # every expression sharing the node
+    x, y = sg.scalars("x y")
+    e = x * y
+    with pytest.raises(sg.UnsupportedError, match=f"Expr nodes are immutable .*cannot set '{attr}'"):
+        setattr(e, attr, value)
+    with pytest.raises(AttributeError, match="'Expr' object has no attribute 'extra'"):
+        object.__setattr__(e, "extra", 1)  # no slot for it, nor a __dict__
+    with pytest.raises(sg.UnsupportedError, match=f"Expr nodes are immutable .*cannot delete '{attr}'"):
+        delattr(e, attr)
+    assert (e.op, e.inputs, e.shape, e.dtype) == ("mul", (x, y), (), "float64")
+    assert x * y is e and type(e) is sg.Expr
+
+
 def test_symbols_of_one_name_but_another_shape_or_dtype_are_different():
     x = sg.scalar("x")
     xv = sg.tensor("x", shape=("n",))
