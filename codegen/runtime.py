@@ -600,17 +600,33 @@ def _release(key, module):
             _holders[key] = left
             return
         _holders.pop(key, None)
-        if sys.modules.get(key[0]) is module:
-            del sys.modules[key[0]]
         if _modules.get(key[0]) is module:
             del _modules[key[0]]  # a later build of the same source runs it again
         # numba keeps a dispatcher's compiled overloads from a finalizer that runs when the
         # dispatcher is freed, and they hold the module's globals: a dispatcher in those globals
         # would keep itself alive forever. Without it, it lives as long as someone holds it
         # (``.kernel``); ``kernel_entry``, which the module's ``call`` uses, keeps its own code.
-        for name, value in list(vars(module).items()):
-            if type(value).__module__.startswith("numba.") and hasattr(value, "overloads"):
-                del vars(module)[name]
+        dispatchers = [
+            name
+            for name, value in vars(module).items()
+            if type(value).__module__.startswith("numba.") and hasattr(value, "overloads")
+        ]
+        # the module stays in sys.modules while a dispatcher of it lives: numba imports the
+        # module by name when it compiles (or loads from its cache) a new type, and would
+        # otherwise cache the new machine code against a placeholder module no process has
+        left = [len(dispatchers)]
+        for name in dispatchers:
+            weakref.finalize(vars(module).pop(name), _dispatcher_gone, key, left)
+        if not dispatchers:
+            _dispatcher_gone(key, [1])
+
+
+def _dispatcher_gone(key, left):
+    with _holders_lock:
+        left[0] -= 1
+        module = sys.modules.get(key[0])
+        if left[0] == 0 and module is not None and id(module) == key[1] and key not in _holders:
+            del sys.modules[key[0]]
 
 
 def generated_modules():

@@ -16,6 +16,8 @@ import pytest
 import symgrad as sg
 from symgrad.codegen import runtime
 
+ROOT = str(Path(__file__).resolve().parents[2])
+
 SCRIPT = textwrap.dedent("""
     import numpy as np
     import symgrad as sg
@@ -435,7 +437,9 @@ def test_a_kernel_kept_after_its_function_is_dropped_still_works():
     kernel, name = f.kernel, f._module.__name__
     del f
     gc.collect()
-    assert name not in runtime.generated_modules()
+    # numba imports a dispatcher's module by name to compile or load a new type: it stays while
+    # the kernel lives
+    assert name in runtime.generated_modules()
     data = np.linspace(0.0, 1.0, 6)
     value, grad = kernel(data)
     assert value == pytest.approx(np.sum(np.exp(data)) * 0.8125, rel=1e-14)
@@ -445,8 +449,38 @@ def test_a_kernel_kept_after_its_function_is_dropped_still_works():
     def user(v):
         return kernel(v)[0]
 
-    # a new layout compiles the kernel again, from its own globals
+    # a new layout compiles the kernel again, from its own globals (or loads it from the cache,
+    # which must then name the module, not numba's placeholder: a second run of this test)
     assert user(np.linspace(0.0, 1.0, 11)[::2]) == pytest.approx(value, rel=1e-14)
+    kernel = user = None  # the closure sees None from here on
+    gc.collect()
+    assert name not in runtime.generated_modules()
+
+
+def test_a_kept_kernel_compiles_new_layouts_into_a_cache_a_second_process_loads(tmp_path):
+    script = textwrap.dedent("""
+        import gc, numba, numpy as np, symgrad as sg
+        x = sg.tensor("x", ("n",))
+        f = sg.value_and_grad(sg.sum(sg.exp(x) * 0.8125), wrt=x)
+        kernel = f.kernel
+        del f
+        gc.collect()
+
+        @numba.njit
+        def user(v):
+            return kernel(v)[0]
+
+        print(repr(user(np.linspace(0.0, 1.0, 11)[::2])))
+    """)
+    env = {**os.environ, "SYMGRAD_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": ROOT}
+    runs = [
+        subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    expected = np.sum(np.exp(np.linspace(0.0, 1.0, 11)[::2])) * 0.8125
+    assert [float(r.stdout) for r in runs] == pytest.approx([expected, expected], rel=1e-14)
 
 
 def test_a_cache_directory_deleted_while_running_is_made_again_private(tmp_path, monkeypatch):
