@@ -14,6 +14,8 @@ import numpy as np
 from numba.core import types
 from numba.extending import intrinsic, overload
 
+from symgrad.ops.registry import OPS
+
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
@@ -325,6 +327,46 @@ overload(logaddexp, jit_options=dict(nogil=True, error_model="numpy"))(
 overload(vlogaddexp, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
     _logaddexp_overload(_vlogaddexp_element)
 )
+
+
+def _elementwise2(name, scalar, numpy_impl):
+    """A function of two floats or float arrays (broadcast as numpy does; float32 when both
+    are float32, else float64) computed element by element by ``scalar``, for numba code;
+    in plain Python, ``numpy_impl``."""
+    element = numba.njit(nogil=True, error_model="numpy")(scalar)
+
+    def function(a, b):
+        return numpy_impl(a, b)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = scalar.__doc__
+
+    @overload(function, jit_options=dict(nogil=True, error_model="numpy"))
+    def _typed(a, b):
+        kinds = [t.dtype if isinstance(t, types.Array) else t for t in (a, b)]
+        if not all(isinstance(t, types.Float) for t in kinds):
+            return None
+        dtype = np.float32 if all(t == types.float32 for t in kinds) else np.float64
+        if not any(isinstance(t, types.Array) for t in (a, b)):
+            return lambda a, b: dtype(element(np.float64(a), np.float64(b)))
+
+        def on_arrays(a, b):
+            x, y = np.broadcast_arrays(a, b)
+            out = np.empty(x.shape, dtype=dtype)
+            for index in np.ndindex(x.shape):
+                out[index] = element(np.float64(x[index]), np.float64(y[index]))
+            return out
+
+        return on_arrays
+
+    return function
+
+
+# _rt.<name> for every op whose record brings a scalar kernel (OpDef.kernel, plain Python that
+# numba compiles into the kernel calling it); the numpy definition in plain Python
+for _name, _op in OPS.items():
+    if _op.kernel is not None:
+        globals()[_name] = (_elementwise if _op.arity == 1 else _elementwise2)(_name, _op.kernel, _op.impl)
 
 
 @numba.njit(**_JIT)
