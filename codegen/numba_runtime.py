@@ -14,8 +14,6 @@ import numpy as np
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-from symgrad.ops.registry import OPS
-
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
@@ -362,11 +360,14 @@ def _elementwise2(name, scalar, numpy_impl):
     return function
 
 
-# _rt.<name> for every op whose record brings a scalar kernel (OpDef.kernel, plain Python that
-# numba compiles into the kernel calling it); the numpy definition in plain Python
-for _name, _op in OPS.items():
-    if _op.kernel is not None:
-        globals()[_name] = (_elementwise if _op.arity == 1 else _elementwise2)(_name, _op.kernel, _op.impl)
+def _xlogy(x, y):
+    """x log(y), 0 where x == 0 (unless y is nan), as scipy.special.xlogy."""
+    if x == 0 and y == y:
+        return 0.0
+    return x * np.log(y)
+
+
+xlogy = _elementwise2("xlogy", _xlogy, np.vectorize(_xlogy, otypes=[np.float64]))
 
 
 @numba.njit(**_JIT)

@@ -247,15 +247,12 @@ def _binary_builder(name, float_only):
 def _declare(name, arity, impl, vjp, note, infer, builder, commutative, spellings):
     """Register an elementwise op with numpy's spelling of ``name`` as the default: the ufunc
     it traces from and its lowering ``np.<name>(...)`` are ``np.<name>`` when numpy has that
-    ufunc, and its numpy definition (``impl``) is the first ufunc it traces from; a ``kernel``
-    makes the lowering the runtime helper ``_rt.<name>(...)``. The parser knows it by its
-    name. Keywords override each (see ``registry``)."""
+    ufunc, and its numpy definition (``impl``) is the first ufunc it traces from. The parser
+    knows it by its name. Keywords override each (see ``registry``)."""
     ufunc = getattr(np, name, None)
     ufunc = ufunc if isinstance(ufunc, np.ufunc) else None
     operands = ", ".join(f"{{{k}}}" for k in range(arity))
-    if spellings.get("kernel") is not None:
-        spellings.setdefault("lower", f"_rt.{name}({operands})")
-    elif ufunc is not None:
+    if ufunc is not None:
         spellings.setdefault("lower", f"np.{name}({operands})")
     numpy_spelling = spellings.pop("numpy", (ufunc,) if ufunc is not None else ())
     spellings["numpy"] = numpy_spelling if isinstance(numpy_spelling, tuple) else (numpy_spelling,)
@@ -327,13 +324,6 @@ def _np_xlogy(x, y):
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where((x == 0) & ~np.isnan(y), 0.0, x * np.log(y))
     return out.astype(np.result_type(x, y))
-
-
-def _xlogy(x, y):
-    """x log(y), 0 where x == 0 (unless y is nan), as scipy.special.xlogy (numba compiles it)."""
-    if x == 0 and y == y:
-        return 0.0
-    return x * math.log(y)
 
 
 def _sympy_trunc(x):
@@ -480,7 +470,7 @@ binary("arctan2", (lambda g, a, b, out: g * b / (square(a) + square(b)),
        sympy=sympy.atan2)
 xlogy = binary("xlogy", (lambda g, x, y, out: g * log(y), lambda g, x, y, out: g * where(x == 0, 0, x / y)),
                "d xlogy(x, y) = log(y) dx + x/y dy", float_only=True, infer=_float_binary, impl=_np_xlogy,
-               kernel=_xlogy, libm=True, numpy="scipy.special.xlogy",
+               lower="_rt.xlogy({0}, {1})", libm=True, numpy="scipy.special.xlogy",
                to_sympy=lambda x, y: sympy.Piecewise((0, sympy.Eq(x, 0)), (x * sympy.log(y), True)))
 # comparisons and logic: not differentiable
 _COMPARE = dict(infer=_compare, note="not differentiable", boolean=True)

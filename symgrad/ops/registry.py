@@ -31,9 +31,9 @@ frontend, pass and backend derives its table from them:
   not one SymPy function);
 - lowering: ``lower``, the expression template (``"np.exp({0})"``, ``"{0} + {1}"``,
   ``"_rt.erf({0})"``) both backends' per-op lowering formats with the operands (``_rt``
-  is the backend's runtime module); ``scalar``, the template inside a fused loop when
-  it differs; ``kernel``, a scalar function of plain Python (numba compiles it) that
-  becomes the runtime helper ``_rt.<name>`` (the numpy runtime's is ``impl``).
+  is the backend's runtime module: ``numpy_runtime`` derives ``_rt.<name>`` from
+  ``impl``; ``numba_runtime`` defines it, on scalars and arrays); ``scalar``, the
+  template inside a fused loop when it differs.
 """
 
 import os
@@ -95,7 +95,6 @@ class OpDef:
     to_sympy: Optional[Callable] = None
     lower: str = ""
     scalar: str = ""
-    kernel: Optional[Callable] = None
 
     def jvp_rule(self, index):
         """The JVP rule for input ``index``: callable(t, *inputs, out) or None."""

@@ -109,6 +109,10 @@ def _cases():
         + sg.relu(y)
         + sg.softplus(y)
         + sg.erf(y)
+        + sg.floor(3 * y)
+        + sg.ceil(3 * y)
+        + sg.round(3 * y)
+        + sg.trunc(3 * y)
     )
     binary = (
         x * y
@@ -118,6 +122,9 @@ def _cases():
         + sg.minimum(x, y)
         + sg.logaddexp(x, -y)
         + sg.arctan2(y, x)
+        + sg.mod(y, x)
+        + sg.fmod(y, x)
+        + sg.xlogy(y, x)
     )
     logic = sg.where(
         sg.logical_or(
