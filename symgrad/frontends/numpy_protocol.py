@@ -8,11 +8,10 @@ builder that computes the same thing. A numpy callable that is not in the
 tables raises ``UnsupportedError`` naming it; it never falls back to numpy,
 which would try to turn the symbolic value into numbers.
 
-Composites with no op of their own are written here once, exactly:
-``arcsinh(x) = log(x + sqrt(x^2 + 1))``, ``arccosh(x) = log(x + sqrt(x^2 - 1))``,
-``arctanh(x) = (log1p(x) - log1p(-x)) / 2``, ``log2``, ``log10``, ``exp2``,
-``hypot``, ``cbrt``, ``logaddexp2``, ``heaviside``, ``var``, ``std``, ``norm``.
-(``arcsinh`` loses accuracy for large negative x; they would be better as ops.)
+The ops' own ufuncs come from the op table (``OpDef.numpy``). Composites with no op of
+their own are written once, exactly: ``arcsinh``, ``arccosh``, ``arctanh``, ``hypot``,
+``cbrt`` and ``heaviside`` in ``ops/elementwise.py``; ``log2``, ``log10``, ``exp2``,
+``logaddexp2``, ``var``, ``std``, ``norm`` here.
 
 Importing this module installs the protocol methods on ``Expr``.
 """
@@ -28,6 +27,7 @@ import sympy
 from .. import ops
 from ..errors import UnsupportedError
 from ..graph import Expr, dim_product, normalize_axes, shape_str
+from ..ops.elementwise import arccosh, arcsinh, arctanh, cbrt, heaviside, hypot
 from ..ops.reduce import count
 
 
@@ -64,21 +64,6 @@ def _expr(value):
 # ---------------------------------------------------------------- composites
 
 
-def arcsinh(x):
-    x = _expr(x)
-    return ops.log(x + ops.sqrt(ops.square(x) + 1))
-
-
-def arccosh(x):
-    x = _expr(x)
-    return ops.log(x + ops.sqrt(ops.square(x) - 1))
-
-
-def arctanh(x):
-    x = _expr(x)
-    return (ops.log1p(x) - ops.log1p(-x)) * 0.5
-
-
 def log2(x):
     return ops.log(x) / math.log(2)
 
@@ -91,15 +76,6 @@ def exp2(x):
     return ops.pow(2.0, x)
 
 
-def hypot(a, b):
-    return ops.sqrt(ops.square(a) + ops.square(b))
-
-
-def cbrt(x):
-    x = _expr(x)
-    return ops.sign(x) * ops.pow(ops.abs(x), 1 / 3)
-
-
 def logaddexp2(a, b):
     ln2 = math.log(2)
     return ops.logaddexp(ops.mul(a, ln2), ops.mul(b, ln2)) / ln2
@@ -109,11 +85,6 @@ def rint(x):
     # np.rint of an integer array is float64 (np.round keeps the integer)
     x = _expr(x)
     return ops.round(x if x.dtype in ("float32", "float64") else ops.cast(x, "float64"))
-
-
-def heaviside(x, h0):
-    x = _expr(x)
-    return ops.where(x < 0, 0.0, ops.where(x > 0, 1.0, h0))
 
 
 # ---------------------------------------------------------------- ufuncs

@@ -14,7 +14,7 @@ constants become float constants; ``oo``, ``-oo`` and ``zoo`` become inf,
 Functions with no op of their own are written with ops, exactly:
 ``log(x, b) = log(x)/log(b)`` (SymPy does this itself), ``cot, sec, csc,
 coth, sech, csch`` as reciprocals, ``erfc = 1 - erf``, ``asinh, acosh, atanh``
-as logarithms (see ``numpy_protocol``), ``Heaviside(x, h0)`` and ``Piecewise``
+as logarithms (``ops/elementwise.py``'s composites), ``Heaviside(x, h0)`` and ``Piecewise``
 as nested ``where``. Anything else (``Integral``, ``Derivative``, ``Sum``,
 undefined functions, matrices, ``I``) raises ``UnsupportedError`` naming it.
 
@@ -48,7 +48,7 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 from .. import ops
 from ..errors import UnsupportedError
 from ..graph import Expr, shape_str, topo_order
-from . import numpy_protocol as nprot
+from ..ops import elementwise as ew
 
 # ---------------------------------------------------------------- SymPy -> symgrad
 
@@ -146,7 +146,7 @@ def _convert_piecewise(node, pairs, memo):
 def _convert_heaviside(node, args, memo):
     x = args[0]
     h0 = args[1] if len(args) > 1 else 0.5
-    return nprot.heaviside(x, h0)
+    return ew.heaviside(x, h0)
 
 
 def _from_op(op):
@@ -160,9 +160,9 @@ _FUNCTIONS = {
     # the ops: every SymPy function the op table gives (OpDef.sympy)
     **{op.sympy: _from_op(op) for op in ops.OPS.values() if op.elementwise and op.sympy is not None},
     # composites
-    sympy.asinh: nprot.arcsinh,
-    sympy.acosh: nprot.arccosh,
-    sympy.atanh: nprot.arctanh,
+    sympy.asinh: ew.arcsinh,
+    sympy.acosh: ew.arccosh,
+    sympy.atanh: ew.arctanh,
     sympy.cot: lambda x: ops.reciprocal(ops.tan(x)),
     sympy.sec: lambda x: ops.reciprocal(ops.cos(x)),
     sympy.csc: lambda x: ops.reciprocal(ops.sin(x)),

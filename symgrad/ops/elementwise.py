@@ -503,5 +503,40 @@ register(
     ),
 )
 
+
+# ---------------------------------------------------------------- composites
+# written with the ops above, exactly (numpy_protocol traces np.arcsinh etc. to them; from_sympy
+# SymPy's asinh, acosh, atanh and Heaviside). arcsinh loses accuracy for large negative x.
+
+
+def arcsinh(x):
+    x = as_expr(x)
+    return log(x + sqrt(square(x) + 1))
+
+
+def arccosh(x):
+    x = as_expr(x)
+    return log(x + sqrt(square(x) - 1))
+
+
+def arctanh(x):
+    x = as_expr(x)
+    return (log1p(x) - log1p(-x)) * 0.5
+
+
+def hypot(a, b):
+    return sqrt(square(a) + square(b))
+
+
+def cbrt(x):
+    x = as_expr(x)
+    return sign(x) * pow(abs(x), 1 / 3)
+
+
+def heaviside(x, h0):
+    x = as_expr(x)
+    return where(x < 0, 0.0, where(x > 0, 1.0, h0))
+
+
 # every elementwise op's builder, by its name: what ``symgrad.ops`` and ``symgrad`` export
 __all__ = ["cast", "remainder"] + [name for name, op in OPS.items() if op.elementwise]
