@@ -349,7 +349,7 @@ def _elementwise2(name, scalar, numpy_impl):
             return lambda a, b: dtype(element(np.float64(a), np.float64(b)))
 
         def on_arrays(a, b):
-            x, y = np.broadcast_arrays(a, b)
+            x, y = np.broadcast_arrays(np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64))
             out = np.empty(x.shape, dtype=dtype)
             for index in np.ndindex(x.shape):
                 out[index] = element(np.float64(x[index]), np.float64(y[index]))

@@ -452,6 +452,19 @@ def test_numba_gives_numpy_value_on_scalars_arrays_and_float32(op):
             )
 
 
+@pytest.mark.parametrize("op", sorted(n for n in MATH[2] if OPS[n].lower.startswith("_rt.")))
+def test_runtime_helpers_of_two_operands_take_broadcast_arrays_of_mixed_dtypes(op, monkeypatch):
+    # unfused (SYMGRAD_FUSION=0), the numba kernel calls the helper on whole arrays
+    monkeypatch.setenv("SYMGRAD_FUSION", "0")
+    (a, b), truth = _operands(op, [(3, 1), (1, 4)])
+    a, b = a.astype(np.float32), b.astype(np.float64)
+    symbols = [sg.tensor("a", a.shape, "float32"), sg.tensor("b", b.shape)]
+    out = OPS[op].builder(*symbols)
+    got = sg.compile(out, inputs=symbols, backend="numba")(a, b)
+    assert got.dtype == np.float64 and got.shape == (3, 4)
+    np.testing.assert_allclose(got, truth(a.astype(np.float64), b), rtol=1e-13)
+
+
 ELEMENTWISE = sorted(n for n, op in OPS.items() if op.elementwise)
 # operands a spelling is applied to: bools for logic, a condition first for where
 _SPELLING_ARGS = {
