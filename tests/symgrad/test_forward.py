@@ -70,6 +70,10 @@ CASES.update(
         "minimum": (sg.minimum, [_distinct((2, 3)), _distinct((3,), 1) + 0.05]),
         "arctan2": (sg.arctan2, [_uniform(-2, 2, (2, 3)), _uniform(0.5, 2, (3,), 1)]),
         "logaddexp": (sg.logaddexp, [_uniform(-4, 4, (2, 3)), _uniform(-4, 4, (3,), 1)]),
+        # a/b in (1.2, 1.9): away from the jumps at whole quotients
+        "mod": (sg.mod, [_uniform(1.5, 1.9, (2, 3)), _uniform(1.0, 1.25, (3,), 1)]),
+        "fmod": (sg.fmod, [_uniform(1.5, 1.9, (2, 3)), _uniform(1.0, 1.25, (3,), 1)]),
+        "xlogy": (sg.xlogy, [_uniform(-2, 2, (2, 3)), _uniform(0.3, 3, (3,), 1)]),
         "where": (
             lambda a, b: sg.where(a > 0, a * 2, b),
             [_uniform(-2, 2, (2, 3), away=0.1), _uniform(-2, 2, (3,), 1)],
