@@ -39,7 +39,7 @@ import sympy
 
 from ..errors import UnsupportedError
 from ..graph import Expr, broadcast_shapes, float_of, is_float, promote
-from .registry import OPS, POINTWISE, register, make, as_expr
+from .registry import OPS, POINTWISE, TRAITS, register, make, as_expr
 
 # ---------------------------------------------------------------- shape/dtype rules
 
@@ -249,6 +249,11 @@ def _declare(name, arity, impl, vjp, note, infer, builder, commutative, spelling
     it traces from and its lowering ``np.<name>(...)`` are ``np.<name>`` when numpy has that
     ufunc, and its numpy definition (``impl``) is the first ufunc it traces from. The parser
     knows it by its name. Keywords override each (see ``registry``)."""
+    unknown = set(spellings) - TRAITS
+    if unknown:
+        raise TypeError(
+            f"op {name!r}: unknown keyword(s) {sorted(unknown)}; the record's fields are {sorted(TRAITS)}"
+        )
     ufunc = getattr(np, name, None)
     ufunc = ufunc if isinstance(ufunc, np.ufunc) else None
     operands = ", ".join(f"{{{k}}}" for k in range(arity))

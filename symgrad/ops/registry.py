@@ -117,7 +117,20 @@ class OpDef:
         return None
 
 
-_TRAITS = {f.name for f in fields(OpDef)} - {"name", "infer", "impl", "vjp", "note", "commutative", "doc"}
+# the record's fields a registration sets by keyword (traits, spellings, lowering)
+TRAITS = {f.name for f in fields(OpDef)} - {
+    "name",
+    "infer",
+    "impl",
+    "vjp",
+    "note",
+    "commutative",
+    "doc",
+    "extra",
+    "jvp",
+    "vjp_variadic",
+    "jvp_variadic",
+}
 
 
 def register(
@@ -140,7 +153,7 @@ def register(
         vjp = (vjp,)
     if callable(jvp):
         jvp = (jvp,)
-    traits = {k: extra.pop(k) for k in list(extra) if k in _TRAITS}
+    traits = {k: extra.pop(k) for k in list(extra) if k in TRAITS}
     op = OpDef(
         name,
         infer,

@@ -1209,3 +1209,11 @@ def test_numpy_rounding_and_remainder_functions_trace_to_the_ops():
     h = 1e-6
     numeric = [(f(v0 + h * e) - f(v0 - h * e)) / (2 * h) for e in np.eye(len(v0))]
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6)
+
+
+def test_a_misspelled_keyword_of_an_op_declaration_is_refused():
+    from symgrad.ops.elementwise import unary
+
+    with pytest.raises(TypeError, match=r"op 'not_an_op': unknown keyword\(s\) \['sympi'\]"):
+        unary("not_an_op", None, "", sympi=None)
+    assert "not_an_op" not in OPS
