@@ -15,6 +15,7 @@ import numpy as np
 
 from symgrad.errors import UnsupportedError
 from symgrad.graph import dim_str, topo_order
+from symgrad.ops.registry import OPS
 from symgrad._version import __version__
 from .schedule import (
     Namer,
@@ -27,59 +28,9 @@ from .schedule import (
     shape_text,
 )
 
-_UNARY = {
-    "neg": "-{0}",
-    "abs": "np.abs({0})",
-    "sign": "np.sign({0})",
-    "exp": "np.exp({0})",
-    "expm1": "np.expm1({0})",
-    "log": "np.log({0})",
-    "log1p": "np.log1p({0})",
-    "sqrt": "np.sqrt({0})",
-    "square": "np.square({0})",
-    "reciprocal": "np.reciprocal({0})",
-    "sin": "np.sin({0})",
-    "cos": "np.cos({0})",
-    "tan": "np.tan({0})",
-    "arcsin": "np.arcsin({0})",
-    "arccos": "np.arccos({0})",
-    "arctan": "np.arctan({0})",
-    "sinh": "np.sinh({0})",
-    "cosh": "np.cosh({0})",
-    "tanh": "np.tanh({0})",
-    "sigmoid": "_rt.sigmoid({0})",
-    "relu": "_rt.relu({0})",
-    "softplus": "_rt.softplus({0})",
-    "erf": "_rt.erf({0})",
-    "isfinite": "np.isfinite({0})",
-    "logical_not": "np.logical_not({0})",
-    "floor": "np.floor({0})",
-    "ceil": "np.ceil({0})",
-    "round": "np.rint({0})",
-    "trunc": "np.trunc({0})",
-}
-_BINARY = {
-    "add": "{0} + {1}",
-    "sub": "{0} - {1}",
-    "mul": "{0} * {1}",
-    "div": "{0} / {1}",
-    "pow": "{0} ** {1}",
-    "maximum": "np.maximum({0}, {1})",
-    "minimum": "np.minimum({0}, {1})",
-    "arctan2": "np.arctan2({0}, {1})",
-    "logaddexp": "_rt.logaddexp({0}, {1})",
-    "mod": "np.remainder({0}, {1})",
-    "fmod": "np.fmod({0}, {1})",
-    "less": "{0} < {1}",
-    "less_equal": "{0} <= {1}",
-    "greater": "{0} > {1}",
-    "greater_equal": "{0} >= {1}",
-    "equal": "{0} == {1}",
-    "not_equal": "{0} != {1}",
-    "logical_and": "np.logical_and({0}, {1})",
-    "logical_or": "np.logical_or({0}, {1})",
-    "matmul": "{0} @ {1}",
-}
+# the per-op expression templates, from the op table ("np.exp({0})", "{0} + {1}", "_rt.erf({0})")
+_UNARY = {name: op.lower for name, op in OPS.items() if op.lower and op.arity == 1}
+_BINARY = {name: op.lower for name, op in OPS.items() if op.lower and op.arity == 2}
 _VIEWS = {"symbol", "constant", "transpose", "broadcast_to", "reshape", "getitem", "stop_gradient"}
 
 

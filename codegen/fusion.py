@@ -28,32 +28,16 @@ import os
 import re
 
 from symgrad.graph import dims_equal
-from .emit import _BINARY, _UNARY, branch_owners
+from symgrad.ops.registry import OPS
+from .emit import branch_owners
 from .schedule import dim_text, shape_text
 
-_ARITHMETIC = ("add", "sub", "mul", "div", "maximum", "minimum", "arctan2", "logaddexp", "mod", "fmod")
-
-_COMPARE = {
-    "less": "<",
-    "less_equal": "<=",
-    "greater": ">",
-    "greater_equal": ">=",
-    "equal": "==",
-    "not_equal": "!=",
-}
-
-# scalar spellings; numba runs numpy ufuncs on scalars with the array loops' semantics
+# scalar spellings, from the op table; numba runs numpy ufuncs on scalars with the array loops' semantics
 SCALAR = {
-    **_UNARY,
-    **{k: v for k, v in _BINARY.items() if k in _ARITHMETIC},
-    "logical_not": "not {0}",
-    "pow": "np.power({0}, {1})",
-    "logical_and": "{0} and {1}",
-    "logical_or": "{0} or {1}",
-    "where": "{1} if {0} else {2}",
+    name: op.scalar or op.lower for name, op in OPS.items() if op.elementwise and (op.scalar or op.lower)
 }
-SCALAR.update({op: "{0} " + sym + " {1}" for op, sym in _COMPARE.items()})
-_BOOL_OPS = set(_COMPARE) | {"logical_and", "logical_or", "logical_not", "isfinite", "where"}
+# ops with a bool result, and where: the ones whose operands may be bool
+_BOOL_OPS = {name for name, op in OPS.items() if op.boolean} | {"where"}
 _FLOATS = ("float32", "float64")
 
 
@@ -863,26 +847,11 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
 # loop over the tile's rows, handing values on through TILE-long buffers. Running sums
 # move to the last scalar pass; they add in the same row order as the untiled loop.
 TILE = 256
-_VECTOR_OPS = {"exp", "log", "log1p", "sigmoid", "softplus", "logaddexp"}
-# ops whose scalar spelling is a libm call: a loop with one of them runs at libm's pace
-# whatever is vectorised around it, and is left untiled
-_LIBM_OPS = {
-    "expm1",
-    "sin",
-    "cos",
-    "tan",
-    "arcsin",
-    "arccos",
-    "arctan",
-    "sinh",
-    "cosh",
-    "tanh",
-    "arctan2",
-    "pow",
-    "erf",
-    "mod",
-    "fmod",
-}
+# the ops the runtime has an arithmetic version of (op.vector)
+_VECTOR_OPS = {name for name, op in OPS.items() if op.vector}
+# ops whose scalar spelling is a libm call (op.libm): a loop with one of them runs at libm's
+# pace whatever is vectorised around it, and is left untiled
+_LIBM_OPS = {name for name, op in OPS.items() if op.libm}
 
 
 def _chunk_kind(node, lines):

@@ -7,7 +7,8 @@ in ``codegen.numba_runtime``.
 """
 
 from . import fusion
-from .emit import _BINARY, _UNARY, Emitter
+from symgrad.ops.registry import OPS
+from .emit import Emitter
 from .schedule import find_loops, product_text, shape_text
 
 SMALL_PRODUCT = 512  # multiply-adds: up to this many, a product of concrete shape is a loop
@@ -27,7 +28,7 @@ def _small_product(a, b):
 
 
 # ops a rolled loop body may hold: one expression each, the same text in every iteration
-_LOOPABLE = (set(_UNARY) | set(_BINARY) | {"cast"}) - {"matmul"}
+_LOOPABLE = {name for name, op in OPS.items() if op.elementwise and op.lower} | {"cast"}
 
 
 def _serial(node):

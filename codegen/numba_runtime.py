@@ -327,6 +327,49 @@ overload(vlogaddexp, jit_options=dict(nogil=True, error_model="numpy"), inline="
 )
 
 
+def _elementwise2(name, scalar, numpy_impl):
+    """A function of two floats or float arrays (broadcast as numpy does; float32 when both
+    are float32, else float64) computed element by element by ``scalar``, for numba code;
+    in plain Python, ``numpy_impl``."""
+    element = numba.njit(nogil=True, error_model="numpy")(scalar)
+
+    def function(a, b):
+        return numpy_impl(a, b)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = scalar.__doc__
+
+    @overload(function, jit_options=dict(nogil=True, error_model="numpy"))
+    def _typed(a, b):
+        kinds = [t.dtype if isinstance(t, types.Array) else t for t in (a, b)]
+        if not all(isinstance(t, types.Float) for t in kinds):
+            return None
+        dtype = np.float32 if all(t == types.float32 for t in kinds) else np.float64
+        if not any(isinstance(t, types.Array) for t in (a, b)):
+            return lambda a, b: dtype(element(np.float64(a), np.float64(b)))
+
+        def on_arrays(a, b):
+            x, y = np.broadcast_arrays(np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64))
+            out = np.empty(x.shape, dtype=dtype)
+            for index in np.ndindex(x.shape):
+                out[index] = element(np.float64(x[index]), np.float64(y[index]))
+            return out
+
+        return on_arrays
+
+    return function
+
+
+def _xlogy(x, y):
+    """x log(y), 0 where x == 0 (unless y is nan), as scipy.special.xlogy."""
+    if x == 0 and y == y:
+        return 0.0
+    return x * np.log(y)
+
+
+xlogy = _elementwise2("xlogy", _xlogy, np.vectorize(_xlogy, otypes=[np.float64]))
+
+
 @numba.njit(**_JIT)
 def item(x):
     for v in x.flat:

@@ -14,11 +14,11 @@ def _scalar_out(fn):
     return wrapped
 
 
-sigmoid = _scalar_out(OPS["sigmoid"].impl)
-softplus = _scalar_out(OPS["softplus"].impl)
-relu = _scalar_out(OPS["relu"].impl)
-erf = _scalar_out(OPS["erf"].impl)
-logaddexp = np.logaddexp
+# _rt.<name> for every op the table lowers to a runtime helper (sigmoid, erf, logaddexp, ...):
+# its numpy definition
+for _name, _op in OPS.items():
+    if _op.lower.startswith(f"_rt.{_name}("):
+        globals()[_name] = _op.impl if isinstance(_op.impl, np.ufunc) else _scalar_out(_op.impl)
 
 
 def first_max_mask(x, axes):

@@ -37,25 +37,9 @@ from .errors import UnsupportedError
 from .graph import Expr, free_symbols, is_float, shape_str, topo_order
 from .ops import OPS, cast, make
 from .ops import count as count_of
-from .ops.registry import POINTWISE
 from .printing import expr_str
 from .symbol_constructors import scalar, tensor
 
-_NON_DIFFERENTIABLE_ELEMENTWISE = {
-    "cast",
-    "stop_gradient",
-    "less",
-    "less_equal",
-    "greater",
-    "greater_equal",
-    "equal",
-    "not_equal",
-    "logical_and",
-    "logical_or",
-    "logical_not",
-    "isfinite",
-    "where",
-}
 # ops whose leading axis passes through unchanged when the input's does (the rest checked below)
 _ROW_PRESERVING = {
     "sum",
@@ -92,7 +76,7 @@ _LINEAR = {
 
 
 def is_elementwise(op):
-    return OPS[op].jvp == POINTWISE or op in _NON_DIFFERENTIABLE_ELEMENTWISE
+    return OPS[op].elementwise or op == "cast"
 
 
 @dataclass

@@ -15,6 +15,7 @@ import subprocess
 from .errors import UnsupportedError
 from .graph import Expr, shape_str, topo_order
 from .ops import as_expr
+from .ops.registry import OPS
 from .printing import expr_str
 
 _LABEL_CHARS = 40
@@ -97,20 +98,10 @@ def to_dot(outputs, names=None):
     return "\n".join(lines) + "\n"
 
 
-# operand order matters for these, so their edges are numbered
-_ORDERED = {
-    "sub",
-    "div",
-    "pow",
+# operand order matters for these, so their edges are numbered: the elementwise ops of the
+# table that are not commutative, and these
+_ORDERED = {n for n, op in OPS.items() if op.elementwise and op.arity >= 2 and not op.commutative} | {
     "matmul",
-    "where",
-    "arctan2",
-    "mod",
-    "fmod",
-    "less",
-    "less_equal",
-    "greater",
-    "greater_equal",
     "concatenate",
     "stack",
     "dot",

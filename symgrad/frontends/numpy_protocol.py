@@ -8,11 +8,10 @@ builder that computes the same thing. A numpy callable that is not in the
 tables raises ``UnsupportedError`` naming it; it never falls back to numpy,
 which would try to turn the symbolic value into numbers.
 
-Composites with no op of their own are written here once, exactly:
-``arcsinh(x) = log(x + sqrt(x^2 + 1))``, ``arccosh(x) = log(x + sqrt(x^2 - 1))``,
-``arctanh(x) = (log1p(x) - log1p(-x)) / 2``, ``log2``, ``log10``, ``exp2``,
-``hypot``, ``cbrt``, ``logaddexp2``, ``heaviside``, ``var``, ``std``, ``norm``.
-(``arcsinh`` loses accuracy for large negative x; they would be better as ops.)
+The ops' own ufuncs come from the op table (``OpDef.numpy``). Composites with no op of
+their own are written once, exactly: ``arcsinh``, ``arccosh``, ``arctanh``, ``hypot``,
+``cbrt`` and ``heaviside`` in ``ops/elementwise.py``; ``log2``, ``log10``, ``exp2``,
+``logaddexp2``, ``var``, ``std``, ``norm`` here.
 
 Importing this module installs the protocol methods on ``Expr``.
 """
@@ -28,6 +27,7 @@ import sympy
 from .. import ops
 from ..errors import UnsupportedError
 from ..graph import Expr, dim_product, normalize_axes, shape_str
+from ..ops.elementwise import arccosh, arcsinh, arctanh, cbrt, heaviside, hypot
 from ..ops.reduce import count
 
 
@@ -74,21 +74,6 @@ def _expr(value):
 # ---------------------------------------------------------------- composites
 
 
-def arcsinh(x):
-    x = _expr(x)
-    return ops.log(x + ops.sqrt(ops.square(x) + 1))
-
-
-def arccosh(x):
-    x = _expr(x)
-    return ops.log(x + ops.sqrt(ops.square(x) - 1))
-
-
-def arctanh(x):
-    x = _expr(x)
-    return (ops.log1p(x) - ops.log1p(-x)) * 0.5
-
-
 def log2(x):
     return ops.log(x) / math.log(2)
 
@@ -99,15 +84,6 @@ def log10(x):
 
 def exp2(x):
     return ops.pow(2.0, x)
-
-
-def hypot(a, b):
-    return ops.sqrt(ops.square(a) + ops.square(b))
-
-
-def cbrt(x):
-    x = _expr(x)
-    return ops.sign(x) * ops.pow(ops.abs(x), 1 / 3)
 
 
 def logaddexp2(a, b):
@@ -121,74 +97,29 @@ def rint(x):
     return ops.round(x if x.dtype in ("float32", "float64") else ops.cast(x, "float64"))
 
 
-def heaviside(x, h0):
-    x = _expr(x)
-    return ops.where(x < 0, 0.0, ops.where(x > 0, 1.0, h0))
-
-
 # ---------------------------------------------------------------- ufuncs
 
 UFUNCS = {
-    np.add: ops.add,
-    np.subtract: ops.sub,
-    np.multiply: ops.mul,
-    np.divide: ops.div,
-    np.power: ops.pow,
+    # the ops: every numpy ufunc the op table gives (OpDef.numpy)
+    **{
+        u: op.builder for op in ops.OPS.values() if op.elementwise for u in op.numpy if not isinstance(u, str)
+    },
+    # composites
     np.float_power: lambda a, b: ops.pow(ops.cast(_expr(a), "float64"), b),
-    np.negative: ops.neg,
     np.positive: lambda x: x,
-    np.absolute: ops.abs,
-    np.fabs: ops.abs,
-    np.sign: ops.sign,
-    np.exp: ops.exp,
     np.exp2: exp2,
-    np.expm1: ops.expm1,
-    np.log: ops.log,
     np.log2: log2,
     np.log10: log10,
-    np.log1p: ops.log1p,
-    np.sqrt: ops.sqrt,
     np.cbrt: cbrt,
-    np.square: ops.square,
-    np.reciprocal: ops.reciprocal,
-    np.sin: ops.sin,
-    np.cos: ops.cos,
-    np.tan: ops.tan,
-    np.arcsin: ops.arcsin,
-    np.arccos: ops.arccos,
-    np.arctan: ops.arctan,
-    np.arctan2: ops.arctan2,
     np.hypot: hypot,
-    np.sinh: ops.sinh,
-    np.cosh: ops.cosh,
-    np.tanh: ops.tanh,
     np.arcsinh: arcsinh,
     np.arccosh: arccosh,
     np.arctanh: arctanh,
     np.deg2rad: lambda x: ops.mul(x, math.pi / 180),
     np.rad2deg: lambda x: ops.mul(x, 180 / math.pi),
-    np.maximum: ops.maximum,
-    np.minimum: ops.minimum,
-    np.logaddexp: ops.logaddexp,
     np.logaddexp2: logaddexp2,
     np.heaviside: heaviside,
-    np.mod: ops.mod,
-    np.remainder: ops.mod,
-    np.fmod: ops.fmod,
-    np.floor: ops.floor,
-    np.ceil: ops.ceil,
     np.rint: rint,
-    np.trunc: ops.trunc,
-    np.less: ops.less,
-    np.less_equal: ops.less_equal,
-    np.greater: ops.greater,
-    np.greater_equal: ops.greater_equal,
-    np.equal: ops.equal,
-    np.not_equal: ops.not_equal,
-    np.logical_and: ops.logical_and,
-    np.logical_or: ops.logical_or,
-    np.logical_not: ops.logical_not,
-    np.isfinite: ops.isfinite,
     np.matmul: ops.matmul,
 }
 
@@ -198,14 +129,6 @@ UFUNC_REDUCTIONS = {np.add: ops.sum, np.multiply: ops.prod, np.maximum: ops.max,
 
 def _not_nan(y):
     return ops.less_equal(ops.abs(y), np.inf)  # False only for nan
-
-
-def xlogy(x, y):
-    """x * log(y), 0 where x == 0 (unless y is nan), as scipy.special.xlogy; the inner where
-    keeps log's derivative at y = 0 out of the x == 0 branch."""
-    x, y = _expr(x), _expr(y)
-    zero = ops.logical_and(ops.equal(x, 0), _not_nan(y))
-    return ops.where(zero, 0.0, x * ops.log(ops.where(zero, 1.0, y)))
 
 
 def xlog1py(x, y):
@@ -221,12 +144,18 @@ def _scipy_ufuncs():
     if special is None:
         return {}
     return {
-        special.erf: ops.erf,
-        special.expit: ops.sigmoid,
+        # the ops: every "scipy.special.<name>" ufunc the op table gives (OpDef.numpy)
+        **{
+            getattr(special, u.rpartition(".")[2]): op.builder
+            for op in ops.OPS.values()
+            if op.elementwise
+            for u in op.numpy
+            if isinstance(u, str) and u.startswith("scipy.special.")
+        },
+        # composites
         special.erfc: lambda x: 1.0 - ops.erf(x),
         special.log_expit: lambda x: -ops.softplus(-_expr(x)),
         special.logit: lambda x: ops.log(x) - ops.log1p(-_expr(x)),
-        special.xlogy: xlogy,
         special.xlog1py: xlog1py,
     }
 

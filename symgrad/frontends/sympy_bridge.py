@@ -14,7 +14,7 @@ constants become float constants; ``oo``, ``-oo`` and ``zoo`` become inf,
 Functions with no op of their own are written with ops, exactly:
 ``log(x, b) = log(x)/log(b)`` (SymPy does this itself), ``cot, sec, csc,
 coth, sech, csch`` as reciprocals, ``erfc = 1 - erf``, ``asinh, acosh, atanh``
-as logarithms (see ``numpy_protocol``), ``Heaviside(x, h0)`` and ``Piecewise``
+as logarithms (``ops/elementwise.py``'s composites), ``Heaviside(x, h0)`` and ``Piecewise``
 as nested ``where``. Anything else (``Integral``, ``Derivative``, ``Sum``,
 undefined functions, matrices, ``I``) raises ``UnsupportedError`` naming it.
 
@@ -49,6 +49,7 @@ from .. import ops
 from ..errors import UnsupportedError
 from ..graph import Expr, shape_str, topo_order
 from ..symbol_constructors import tensor
+from ..ops import elementwise as ew
 from . import numpy_protocol as nprot
 
 # ---------------------------------------------------------------- SymPy -> symgrad
@@ -147,49 +148,30 @@ def _convert_piecewise(node, pairs, memo):
 def _convert_heaviside(node, args, memo):
     x = args[0]
     h0 = args[1] if len(args) > 1 else 0.5
-    return nprot.heaviside(x, h0)
+    return ew.heaviside(x, h0)
+
+
+def _from_op(op):
+    """The converter of ``op``'s SymPy function: its builder, folded over SymPy's n-ary Max, And ..."""
+    if op.arity == 1:
+        return op.builder
+    return lambda *a: _fold(op.builder, a)
 
 
 _FUNCTIONS = {
-    sympy.exp: ops.exp,
-    sympy.log: ops.log,
-    sympy.sin: ops.sin,
-    sympy.cos: ops.cos,
-    sympy.tan: ops.tan,
-    sympy.asin: ops.arcsin,
-    sympy.acos: ops.arccos,
-    sympy.atan: ops.arctan,
-    sympy.atan2: ops.arctan2,
-    sympy.sinh: ops.sinh,
-    sympy.cosh: ops.cosh,
-    sympy.tanh: ops.tanh,
-    sympy.asinh: nprot.arcsinh,
-    sympy.acosh: nprot.arccosh,
-    sympy.atanh: nprot.arctanh,
+    # the ops: every SymPy function the op table gives (OpDef.sympy)
+    **{op.sympy: _from_op(op) for op in ops.OPS.values() if op.elementwise and op.sympy is not None},
+    # composites
+    sympy.asinh: ew.arcsinh,
+    sympy.acosh: ew.arccosh,
+    sympy.atanh: ew.arctanh,
     sympy.cot: lambda x: ops.reciprocal(ops.tan(x)),
     sympy.sec: lambda x: ops.reciprocal(ops.cos(x)),
     sympy.csc: lambda x: ops.reciprocal(ops.sin(x)),
     sympy.coth: lambda x: ops.reciprocal(ops.tanh(x)),
     sympy.sech: lambda x: ops.reciprocal(ops.cosh(x)),
     sympy.csch: lambda x: ops.reciprocal(ops.sinh(x)),
-    sympy.Abs: ops.abs,
-    sympy.sign: ops.sign,
-    sympy.erf: ops.erf,
     sympy.erfc: lambda x: 1.0 - ops.erf(x),
-    sympy.floor: ops.floor,
-    sympy.ceiling: ops.ceil,
-    sympy.Mod: ops.mod,  # SymPy's Mod has the sign of the divisor, as np.mod
-    sympy.Max: lambda *a: _fold(ops.maximum, a),
-    sympy.Min: lambda *a: _fold(ops.minimum, a),
-    sympy.StrictLessThan: ops.less,
-    sympy.LessThan: ops.less_equal,
-    sympy.StrictGreaterThan: ops.greater,
-    sympy.GreaterThan: ops.greater_equal,
-    sympy.Equality: ops.equal,
-    sympy.Unequality: ops.not_equal,
-    sympy.And: lambda *a: _fold(ops.logical_and, a),
-    sympy.Or: lambda *a: _fold(ops.logical_or, a),
-    sympy.Not: ops.logical_not,
     ExprCondPair: lambda value, cond: (value, cond),
 }
 
@@ -337,7 +319,7 @@ def _cast(node, x):
 
 
 def _trunc(x):
-    return sympy.Piecewise((sympy.floor(x), x >= 0), (sympy.ceiling(x), True))
+    return ops.OPS["trunc"].to_sympy(x)
 
 
 def _single(node, *args):
@@ -348,59 +330,15 @@ def _one(node, *args):
     return sympy.Integer(1)
 
 
+def _to_op(op):
+    build = op.to_sympy or op.sympy
+    return lambda n, *a: build(*a)
+
+
 _TO_SYMPY = {
-    "neg": lambda n, a: -a,
-    "abs": lambda n, a: sympy.Abs(a),
-    "sign": lambda n, a: sympy.sign(a),
-    "exp": lambda n, a: sympy.exp(a),
-    "expm1": lambda n, a: sympy.exp(a) - 1,
-    "log": lambda n, a: sympy.log(a),
-    "log1p": lambda n, a: sympy.log(1 + a),
-    "sqrt": lambda n, a: sympy.sqrt(a),
-    "square": lambda n, a: a**2,
-    "reciprocal": lambda n, a: 1 / a,
-    "sin": lambda n, a: sympy.sin(a),
-    "cos": lambda n, a: sympy.cos(a),
-    "tan": lambda n, a: sympy.tan(a),
-    "arcsin": lambda n, a: sympy.asin(a),
-    "arccos": lambda n, a: sympy.acos(a),
-    "arctan": lambda n, a: sympy.atan(a),
-    "sinh": lambda n, a: sympy.sinh(a),
-    "cosh": lambda n, a: sympy.cosh(a),
-    "tanh": lambda n, a: sympy.tanh(a),
-    "erf": lambda n, a: sympy.erf(a),
-    "sigmoid": lambda n, a: 1 / (1 + sympy.exp(-a)),
-    "relu": lambda n, a: sympy.Max(a, 0),
-    "softplus": lambda n, a: sympy.log(1 + sympy.exp(a)),
-    "floor": lambda n, a: sympy.floor(a),
-    "ceil": lambda n, a: sympy.ceiling(a),
-    "trunc": lambda n, a: _trunc(a),
-    # round (half to even) has no SymPy class: to_sympy raises UnsupportedError for it
-    "add": lambda n, a, b: a + b,
-    "sub": lambda n, a, b: a - b,
-    "mul": lambda n, a, b: a * b,
-    "div": lambda n, a, b: a / b,
-    "pow": lambda n, a, b: a**b,
-    "maximum": lambda n, a, b: sympy.Max(a, b),
-    "minimum": lambda n, a, b: sympy.Min(a, b),
-    "arctan2": lambda n, a, b: sympy.atan2(a, b),
-    "mod": lambda n, a, b: sympy.Mod(a, b),
-    "fmod": lambda n, a, b: a - b * _trunc(a / b),
-    "logaddexp": lambda n, a, b: sympy.log(sympy.exp(a) + sympy.exp(b)),
-    "less": lambda n, a, b: sympy.Lt(a, b),
-    "less_equal": lambda n, a, b: sympy.Le(a, b),
-    "greater": lambda n, a, b: sympy.Gt(a, b),
-    "greater_equal": lambda n, a, b: sympy.Ge(a, b),
-    "equal": lambda n, a, b: sympy.Eq(a, b),
-    "not_equal": lambda n, a, b: sympy.Ne(a, b),
-    "logical_and": lambda n, a, b: sympy.And(a, b),
-    "logical_or": lambda n, a, b: sympy.Or(a, b),
-    "logical_not": lambda n, a: sympy.Not(a),
-    "isfinite": lambda n, a: sympy.And(sympy.Ne(a, sympy.oo), sympy.Ne(a, -sympy.oo)),
-    "where": lambda n, c, a, b: sympy.Piecewise(
-        (a, c), *(b.args if isinstance(b, sympy.Piecewise) else [(b, True)])
-    ),
-    "stop_gradient": _single,
+    # the ops: each one's SymPy spelling from the op table (OpDef.to_sympy, or OpDef.sympy applied);
+    # round (half to even) has none: to_sympy raises UnsupportedError for it
+    **{name: _to_op(op) for name, op in ops.OPS.items() if op.elementwise and (op.to_sympy or op.sympy)},
     "cast": _cast,
     "dimsize": lambda n: sympy.Mul(*[sympy.Integer(d) if isinstance(d, int) else d for d in n.attrs["dims"]]),
     # on single elements, structure and reductions are the element itself

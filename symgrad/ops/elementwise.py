@@ -35,10 +35,11 @@ Conventions at non-smooth points (the subgradient each rule picks):
 import math
 
 import numpy as np
+import sympy
 
 from ..errors import UnsupportedError
 from ..graph import Expr, as_dtype, broadcast_shapes, float_of, is_float, promote
-from .registry import POINTWISE, register, make, as_expr
+from .registry import OPS, POINTWISE, TRAITS, register, make, as_expr
 
 # ---------------------------------------------------------------- shape/dtype rules
 
@@ -198,14 +199,6 @@ def logical_or(a, b):
     return make("logical_or", list(_pair(a, b)))
 
 
-def logical_not(x):
-    return make("logical_not", [as_expr(x)])
-
-
-def isfinite(x):
-    return make("isfinite", [as_expr(x)])
-
-
 def where(cond, a, b):
     """``a`` where ``cond`` holds, else ``b``, with numpy broadcasting of all three."""
     cond = as_expr(cond)
@@ -220,13 +213,14 @@ def stop_gradient(x):
     return make("stop_gradient", [as_expr(x)])
 
 
-# unary builders are generated from the table below
-_UNARY_FLOAT = set()
+# ---------------------------------------------------------------- declaring an elementwise op
 
 
-def _unary_builder(name, float_only):
+def _unary_builder(name, float_only, whole_stays=False):
     def build(x):
         x = as_expr(x)
+        if whole_stays and not is_float(x.dtype):
+            return x  # an integer or bool is already whole (numpy 2's np.floor keeps its dtype)
         if float_only:
             x = _float(x)
         return make(name, [x])
@@ -236,12 +230,73 @@ def _unary_builder(name, float_only):
     return build
 
 
-def unary(name, impl, vjp=None, note="", float_only=True, infer=_same):
-    # the rule is a pointwise factor (g * f'(x)), so it maps a tangent forward too
-    register(name, infer=infer, impl=impl, vjp=(vjp,) if vjp else (), jvp=POINTWISE, note=note)
-    builder = _unary_builder(name, float_only)
-    globals()[name] = builder
+def _binary_builder(name, float_only):
+    def build(a, b):
+        a, b = _pair(a, b)
+        if float_only:
+            a, b = _float(a), _float(b)
+        return make(name, [a, b])
+
+    build.__name__ = name
+    build.__doc__ = f"elementwise {name}"
+    return build
+
+
+def _declare(name, arity, impl, vjp, note, infer, builder, commutative, spellings):
+    """Register an elementwise op with numpy's spelling of ``name`` as the default: the ufunc
+    it traces from and its lowering ``np.<name>(...)`` are ``np.<name>`` when numpy has that
+    ufunc, and its numpy definition (``impl``) is the first ufunc it traces from. The parser
+    knows it by its name. Keywords override each (see ``registry``)."""
+    unknown = set(spellings) - TRAITS
+    if unknown:
+        raise TypeError(
+            f"op {name!r}: unknown keyword(s) {sorted(unknown)}; the record's fields are {sorted(TRAITS)}"
+        )
+    ufunc = getattr(np, name, None)
+    ufunc = ufunc if isinstance(ufunc, np.ufunc) else None
+    operands = ", ".join(f"{{{k}}}" for k in range(arity))
+    if ufunc is not None:
+        spellings.setdefault("lower", f"np.{name}({operands})")
+    numpy_spelling = spellings.pop("numpy", (ufunc,) if ufunc is not None else ())
+    spellings["numpy"] = numpy_spelling if isinstance(numpy_spelling, tuple) else (numpy_spelling,)
+    parse = spellings.pop("parse", (name,))
+    spellings["parse"] = parse if isinstance(parse, tuple) else (parse,)
+    if impl is None:  # the ufunc it traces from
+        impl = next((u for u in spellings["numpy"] if isinstance(u, np.ufunc)), None)
+    register(
+        name,
+        infer=infer,
+        impl=impl,
+        vjp=vjp,
+        jvp=POINTWISE,  # the rules are pointwise factors: they map a tangent forward too
+        note=note,
+        commutative=commutative,
+        elementwise=True,
+        arity=arity,
+        builder=builder,
+        **spellings,
+    )
     return builder
+
+
+def unary(
+    name, vjp=None, note="", *, impl=None, float_only=True, whole_stays=False, infer=_same, **spellings
+):
+    """Declare the elementwise op ``name(x)``; ``vjp(g, x, out)`` is its rule (None: not
+    differentiable). Returns the builder (ints and bools become float64 when ``float_only``;
+    ``whole_stays``: an integer or bool operand is returned as it is)."""
+    builder = spellings.pop("builder", None) or _unary_builder(name, float_only, whole_stays)
+    return _declare(name, 1, impl, (vjp,) if vjp else (), note, infer, builder, False, spellings)
+
+
+def binary(
+    name, vjp=(), note="", *, impl=None, float_only=False, infer=_arith, commutative=False, **spellings
+):
+    """Declare the elementwise op ``name(a, b)`` with numpy broadcasting; ``vjp`` is one
+    rule ``(g, a, b, out)`` per operand (broadcasting is undone by the autodiff pass).
+    Returns the builder (ints and bools become float64 when ``float_only``)."""
+    builder = spellings.pop("builder", None) or _binary_builder(name, float_only)
+    return _declare(name, 2, impl, vjp, note, infer, builder, commutative, spellings)
 
 
 # ---------------------------------------------------------------- numpy definitions of the composites
@@ -267,79 +322,86 @@ def _np_relu(x):
     return np.maximum(x, 0).astype(np.asarray(x).dtype)
 
 
-# ---------------------------------------------------------------- the unary table
+def _np_xlogy(x, y):
+    x, y = np.asarray(x), np.asarray(y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where((x == 0) & ~np.isnan(y), 0.0, x * np.log(y))
+    return out.astype(np.result_type(x, y))
+
+
+def _sympy_trunc(x):
+    return sympy.Piecewise((sympy.floor(x), x >= 0), (sympy.ceiling(x), True))
+
+
+_BOOL = dict(float_only=False, infer=lambda inputs, attrs: (inputs[0].shape, "bool"), boolean=True)
+
+# ---------------------------------------------------------------- the unary ops
 # rule(g, x, out): the adjoint of x given the adjoint g of out = op(x)
-
-unary("neg", np.negative, lambda g, x, out: -g, "d/dx -x = -1", float_only=False)
-unary("abs", np.abs, lambda g, x, out: g * sign(x), "d/dx |x| = sign(x), 0 at 0", float_only=False)
-unary("sign", np.sign, None, "d/dx sign(x) = 0", float_only=False)
-unary("exp", np.exp, lambda g, x, out: g * out, "d/dx exp(x) = exp(x)")
-unary("expm1", np.expm1, lambda g, x, out: g * (out + 1), "d/dx expm1(x) = exp(x)")
-unary("log", np.log, lambda g, x, out: g / x, "d/dx log(x) = 1/x")
-unary("log1p", np.log1p, lambda g, x, out: g / (1 + x), "d/dx log1p(x) = 1/(1+x)")
-unary("sqrt", np.sqrt, lambda g, x, out: g / (2 * out), "d/dx sqrt(x) = 1/(2 sqrt(x))")
-unary("square", np.square, lambda g, x, out: g * (2 * x), "d/dx x^2 = 2x", float_only=False)
-unary("reciprocal", lambda x: 1 / x, lambda g, x, out: -g * square(out), "d/dx 1/x = -1/x^2")
-unary("sin", np.sin, lambda g, x, out: g * cos(x), "d/dx sin(x) = cos(x)")
-unary("cos", np.cos, lambda g, x, out: -(g * sin(x)), "d/dx cos(x) = -sin(x)")
-unary("tan", np.tan, lambda g, x, out: g * (1 + square(out)), "d/dx tan(x) = 1 + tan^2(x)")
-unary("arcsin", np.arcsin, lambda g, x, out: g / sqrt(1 - square(x)), "d/dx arcsin(x) = 1/sqrt(1-x^2)")
-unary("arccos", np.arccos, lambda g, x, out: -g / sqrt(1 - square(x)), "d/dx arccos(x) = -1/sqrt(1-x^2)")
-unary("arctan", np.arctan, lambda g, x, out: g / (1 + square(x)), "d/dx arctan(x) = 1/(1+x^2)")
-unary("sinh", np.sinh, lambda g, x, out: g * cosh(x), "d/dx sinh(x) = cosh(x)")
-unary("cosh", np.cosh, lambda g, x, out: g * sinh(x), "d/dx cosh(x) = sinh(x)")
-unary("tanh", np.tanh, lambda g, x, out: g * (1 - square(out)), "d/dx tanh(x) = 1 - tanh^2(x)")
+# fmt: off
+neg = unary("neg", lambda g, x, out: -g, "d/dx -x = -1", float_only=False, lower="-{0}", numpy=np.negative,
+            parse=("neg", "negative"), to_sympy=lambda a: -a)
+abs = unary("abs", lambda g, x, out: g * sign(x), "d/dx |x| = sign(x), 0 at 0", float_only=False,
+            numpy=(np.absolute, np.fabs), sympy=sympy.Abs)
+sign = unary("sign", None, "d/dx sign(x) = 0", float_only=False, sympy=sympy.sign)
+exp = unary("exp", lambda g, x, out: g * out, "d/dx exp(x) = exp(x)", sympy=sympy.exp, vector=True)
+expm1 = unary("expm1", lambda g, x, out: g * (out + 1), "d/dx expm1(x) = exp(x)", libm=True,
+              to_sympy=lambda a: sympy.exp(a) - 1)
+log = unary("log", lambda g, x, out: g / x, "d/dx log(x) = 1/x", sympy=sympy.log, vector=True)
+log1p = unary("log1p", lambda g, x, out: g / (1 + x), "d/dx log1p(x) = 1/(1+x)", vector=True,
+              to_sympy=lambda a: sympy.log(1 + a))
+sqrt = unary("sqrt", lambda g, x, out: g / (2 * out), "d/dx sqrt(x) = 1/(2 sqrt(x))", to_sympy=sympy.sqrt)
+square = unary("square", lambda g, x, out: g * (2 * x), "d/dx x^2 = 2x", float_only=False,
+               to_sympy=lambda a: a**2)
+reciprocal = unary("reciprocal", lambda g, x, out: -g * square(out), "d/dx 1/x = -1/x^2",
+                   impl=lambda x: 1 / x, to_sympy=lambda a: 1 / a)
+sin = unary("sin", lambda g, x, out: g * cos(x), "d/dx sin(x) = cos(x)", sympy=sympy.sin, libm=True)
+cos = unary("cos", lambda g, x, out: -(g * sin(x)), "d/dx cos(x) = -sin(x)", sympy=sympy.cos, libm=True)
+tan = unary("tan", lambda g, x, out: g * (1 + square(out)), "d/dx tan(x) = 1 + tan^2(x)", sympy=sympy.tan,
+            libm=True)
+arcsin = unary("arcsin", lambda g, x, out: g / sqrt(1 - square(x)), "d/dx arcsin(x) = 1/sqrt(1-x^2)",
+               sympy=sympy.asin, libm=True)
+arccos = unary("arccos", lambda g, x, out: -g / sqrt(1 - square(x)), "d/dx arccos(x) = -1/sqrt(1-x^2)",
+               sympy=sympy.acos, libm=True)
+arctan = unary("arctan", lambda g, x, out: g / (1 + square(x)), "d/dx arctan(x) = 1/(1+x^2)",
+               sympy=sympy.atan, libm=True)
+sinh = unary("sinh", lambda g, x, out: g * cosh(x), "d/dx sinh(x) = cosh(x)", sympy=sympy.sinh, libm=True)
+cosh = unary("cosh", lambda g, x, out: g * sinh(x), "d/dx cosh(x) = sinh(x)", sympy=sympy.cosh, libm=True)
+tanh = unary("tanh", lambda g, x, out: g * (1 - square(out)), "d/dx tanh(x) = 1 - tanh^2(x)",
+             sympy=sympy.tanh, libm=True)
 # s (1 - s) spelled s(x) s(-x): 1 - s would round to 0 where s is within 1e-16 of 1
-unary("sigmoid", _np_sigmoid, lambda g, x, out: g * (out * sigmoid(-x)), "d/dx sigmoid(x) = s(x) s(-x)")
-unary(
-    "relu", _np_relu, lambda g, x, out: where(x > 0, g, 0), "d/dx relu(x) = [x > 0], 0 at 0", float_only=False
+sigmoid = unary("sigmoid", lambda g, x, out: g * (out * sigmoid(-x)), "d/dx sigmoid(x) = s(x) s(-x)",
+                impl=_np_sigmoid, lower="_rt.sigmoid({0})", numpy="scipy.special.expit", vector=True,
+                to_sympy=lambda a: 1 / (1 + sympy.exp(-a)))
+relu = unary("relu", lambda g, x, out: where(x > 0, g, 0), "d/dx relu(x) = [x > 0], 0 at 0", float_only=False,
+             impl=_np_relu, lower="_rt.relu({0})", to_sympy=lambda a: sympy.Max(a, 0))
+softplus = unary("softplus", lambda g, x, out: g * sigmoid(x), "d/dx softplus(x) = sigmoid(x)",
+                 impl=_np_softplus, lower="_rt.softplus({0})", vector=True,
+                 to_sympy=lambda a: sympy.log(1 + sympy.exp(a)))
+erf = unary("erf", lambda g, x, out: g * ((2 / math.sqrt(math.pi)) * exp(-square(x))),
+            "d/dx erf(x) = 2/sqrt(pi) exp(-x^2)", impl=_np_erf, lower="_rt.erf({0})",
+            numpy="scipy.special.erf", sympy=sympy.erf, libm=True)
+isfinite = unary("isfinite", None, "not differentiable", **_BOOL,
+                 to_sympy=lambda a: sympy.And(sympy.Ne(a, sympy.oo), sympy.Ne(a, -sympy.oo)))
+logical_not = unary("logical_not", None, "not differentiable", **_BOOL, scalar="not {0}", sympy=sympy.Not)
+# piecewise constant, derivative 0 at the jumps too; round is half to even (np.rint, Python's round)
+floor = unary("floor", None, "d/dx floor(x) = 0, at the jumps too", whole_stays=True, sympy=sympy.floor)
+ceil = unary("ceil", None, "d/dx ceil(x) = 0, at the jumps too", whole_stays=True, sympy=sympy.ceiling)
+round = unary("round", None, "d/dx round(x) = 0, at the jumps too", whole_stays=True, impl=np.rint,
+              lower="np.rint({0})", numpy=())  # np.rint of an int is float: numpy_protocol.rint
+trunc = unary("trunc", None, "d/dx trunc(x) = 0, at the jumps too", whole_stays=True, to_sympy=_sympy_trunc)
+# fmt: on
+register(
+    "stop_gradient",
+    infer=_same,
+    impl=lambda x: x,
+    vjp=(),
+    note="zero derivative",
+    elementwise=True,
+    arity=1,
+    builder=stop_gradient,
+    parse=("stop_gradient",),
+    to_sympy=lambda a: a,
 )
-unary("softplus", _np_softplus, lambda g, x, out: g * sigmoid(x), "d/dx softplus(x) = sigmoid(x)")
-unary(
-    "erf",
-    _np_erf,
-    lambda g, x, out: g * ((2 / math.sqrt(math.pi)) * exp(-square(x))),
-    "d/dx erf(x) = 2/sqrt(pi) exp(-x^2)",
-)
-unary(
-    "isfinite",
-    np.isfinite,
-    None,
-    "not differentiable",
-    float_only=False,
-    infer=lambda inputs, attrs: (inputs[0].shape, "bool"),
-)
-unary(
-    "logical_not",
-    np.logical_not,
-    None,
-    "not differentiable",
-    float_only=False,
-    infer=lambda inputs, attrs: (inputs[0].shape, "bool"),
-)
-
-
-def _rounding(name, impl, note):
-    """A piecewise-constant rounding op; an integer or bool operand is already whole and is
-    returned as it is (numpy 2's ``np.floor`` of an integer array keeps its dtype)."""
-    unary(name, impl, None, note, float_only=False)
-
-    def build(x):
-        x = as_expr(x)
-        return make(name, [x]) if is_float(x.dtype) else x
-
-    build.__name__ = name
-    build.__doc__ = f"elementwise {name} ({note})"
-    globals()[name] = build
-    return build
-
-
-floor = _rounding("floor", np.floor, "d/dx floor(x) = 0, at the jumps too")
-ceil = _rounding("ceil", np.ceil, "d/dx ceil(x) = 0, at the jumps too")
-# half to even, as np.round, np.rint and Python's round
-round = _rounding("round", np.rint, "d/dx round(x) = 0, at the jumps too")
-trunc = _rounding("trunc", np.trunc, "d/dx trunc(x) = 0, at the jumps too")
-register("stop_gradient", infer=_same, impl=lambda x: x, vjp=(), note="zero derivative")
 
 
 def _cast_vjp(g, x, out):
@@ -358,19 +420,10 @@ register(
     jvp=(_cast_jvp,),
     note="d/dx cast(x) = 1",
 )
-# the unary builders defined through globals() above, named for linters and readers
-neg, abs, sign, exp, expm1, log, log1p, sqrt, square, reciprocal = (
-    globals()[n] for n in "neg abs sign exp expm1 log log1p sqrt square reciprocal".split()
-)
-sin, cos, tan, arcsin, arccos, arctan, sinh, cosh, tanh = (
-    globals()[n] for n in "sin cos tan arcsin arccos arctan sinh cosh tanh".split()
-)
-sigmoid, relu, softplus, erf = (globals()[n] for n in "sigmoid relu softplus erf".split())
 
 
 # ---------------------------------------------------------------- binary ops
 # rule(g, a, b, out) for each operand; broadcasting is undone by the autodiff pass.
-# jvp=POINTWISE: each rule is a pointwise factor, so it also maps a tangent forward.
 
 
 def _pow_base_rule(g, a, b, out):
@@ -386,113 +439,56 @@ def _pow_exponent_rule(g, a, b, out):
     return g * (out * log(safe_a))
 
 
-register(
-    "add",
-    _arith,
-    np.add,
-    (lambda g, a, b, out: g, lambda g, a, b, out: g),
-    jvp=POINTWISE,
-    note="d(a+b) = da + db",
-    commutative=True,
-)
-register(
-    "sub",
-    _arith,
-    np.subtract,
-    (lambda g, a, b, out: g, lambda g, a, b, out: -g),
-    jvp=POINTWISE,
-    note="d(a-b) = da - db",
-)
-register(
-    "mul",
-    _arith,
-    np.multiply,
-    (lambda g, a, b, out: g * b, lambda g, a, b, out: g * a),
-    jvp=POINTWISE,
-    note="d(ab) = b da + a db",
-    commutative=True,
-)
-register(
-    "div",
-    _float_binary,
-    np.true_divide,
-    (lambda g, a, b, out: g / b, lambda g, a, b, out: -(g * out) / b),
-    jvp=POINTWISE,
-    note="d(a/b) = da/b - (a/b) db/b",
-)
-register(
-    "pow",
-    _float_binary,
-    np.power,
-    (_pow_base_rule, _pow_exponent_rule),
-    jvp=POINTWISE,
-    note="d(a^b) = b a^(b-1) da + a^b log(a) db",
-)
-register(
-    "maximum",
-    _arith,
-    np.maximum,
-    (lambda g, a, b, out: where(a > b, g, 0), lambda g, a, b, out: where(a > b, 0, g)),
-    jvp=POINTWISE,
-    note="d max(a, b): to a where a > b, else to b",
-    commutative=True,
-)
-register(
-    "minimum",
-    _arith,
-    np.minimum,
-    (lambda g, a, b, out: where(a < b, g, 0), lambda g, a, b, out: where(a < b, 0, g)),
-    jvp=POINTWISE,
-    note="d min(a, b): to a where a < b, else to b",
-    commutative=True,
-)
-register(
-    "logaddexp",
-    _float_binary,
-    np.logaddexp,
-    (lambda g, a, b, out: g * sigmoid(a - b), lambda g, a, b, out: g * sigmoid(b - a)),
-    jvp=POINTWISE,
-    note="d logaddexp(a, b) = sigmoid(a - b) da + sigmoid(b - a) db",
-)
-register(
-    "mod",
-    _arith,
-    np.remainder,
-    (lambda g, a, b, out: g, lambda g, a, b, out: -(g * floor(a / b))),
-    jvp=POINTWISE,
-    note="d mod(a, b) = da - floor(a/b) db",
-)
-register(
-    "fmod",
-    _arith,
-    np.fmod,
-    (lambda g, a, b, out: g, lambda g, a, b, out: -(g * trunc(a / b))),
-    jvp=POINTWISE,
-    note="d fmod(a, b) = da - trunc(a/b) db",
-)
-register(
-    "arctan2",
-    _float_binary,
-    np.arctan2,
-    (
-        lambda g, a, b, out: g * b / (square(a) + square(b)),
-        lambda g, a, b, out: -(g * a) / (square(a) + square(b)),
-    ),
-    jvp=POINTWISE,
-    note="d atan2(a, b) = (b da - a db)/(a^2 + b^2)",
-)
-
-for _name, _impl in [
-    ("less", np.less),
-    ("less_equal", np.less_equal),
-    ("greater", np.greater),
-    ("greater_equal", np.greater_equal),
-    ("equal", np.equal),
-    ("not_equal", np.not_equal),
-]:
-    register(_name, _compare, _impl, note="not differentiable", commutative=_name in ("equal", "not_equal"))
-register("logical_and", _logical, np.logical_and, commutative=True)
-register("logical_or", _logical, np.logical_or, commutative=True)
+# fmt: off
+binary("add", (lambda g, a, b, out: g, lambda g, a, b, out: g), "d(a+b) = da + db", commutative=True,
+       builder=add, lower="{0} + {1}", to_sympy=lambda a, b: a + b)
+binary("sub", (lambda g, a, b, out: g, lambda g, a, b, out: -g), "d(a-b) = da - db", builder=sub,
+       lower="{0} - {1}", numpy=np.subtract, parse=("sub", "subtract"), to_sympy=lambda a, b: a - b)
+binary("mul", (lambda g, a, b, out: g * b, lambda g, a, b, out: g * a), "d(ab) = b da + a db",
+       commutative=True, builder=mul, lower="{0} * {1}", numpy=np.multiply, parse=("mul", "multiply"),
+       to_sympy=lambda a, b: a * b)
+binary("div", (lambda g, a, b, out: g / b, lambda g, a, b, out: -(g * out) / b), "d(a/b) = da/b - (a/b) db/b",
+       infer=_float_binary, builder=div, lower="{0} / {1}", numpy=np.divide,
+       parse=("div", "divide", "true_divide"), to_sympy=lambda a, b: a / b)
+binary("pow", (_pow_base_rule, _pow_exponent_rule), "d(a^b) = b a^(b-1) da + a^b log(a) db",
+       infer=_float_binary, builder=pow, lower="{0} ** {1}", scalar="np.power({0}, {1})", numpy=np.power,
+       parse=("pow", "power"), libm=True, to_sympy=lambda a, b: a**b)
+binary("maximum", (lambda g, a, b, out: where(a > b, g, 0), lambda g, a, b, out: where(a > b, 0, g)),
+       "d max(a, b): to a where a > b, else to b", commutative=True, builder=maximum, sympy=sympy.Max)
+binary("minimum", (lambda g, a, b, out: where(a < b, g, 0), lambda g, a, b, out: where(a < b, 0, g)),
+       "d min(a, b): to a where a < b, else to b", commutative=True, builder=minimum, sympy=sympy.Min)
+binary("logaddexp", (lambda g, a, b, out: g * sigmoid(a - b), lambda g, a, b, out: g * sigmoid(b - a)),
+       "d logaddexp(a, b) = sigmoid(a - b) da + sigmoid(b - a) db", infer=_float_binary, builder=logaddexp,
+       lower="_rt.logaddexp({0}, {1})", vector=True,
+       to_sympy=lambda a, b: sympy.log(sympy.exp(a) + sympy.exp(b)))
+binary("mod", (lambda g, a, b, out: g, lambda g, a, b, out: -(g * floor(a / b))),
+       "d mod(a, b) = da - floor(a/b) db", builder=mod, lower="np.remainder({0}, {1})", numpy=np.remainder,
+       parse=("mod", "remainder"), libm=True, sympy=sympy.Mod)  # SymPy's Mod has the sign of b, as np.mod
+binary("fmod", (lambda g, a, b, out: g, lambda g, a, b, out: -(g * trunc(a / b))),
+       "d fmod(a, b) = da - trunc(a/b) db", builder=fmod, libm=True,
+       to_sympy=lambda a, b: a - b * _sympy_trunc(a / b))
+binary("arctan2", (lambda g, a, b, out: g * b / (square(a) + square(b)),
+                   lambda g, a, b, out: -(g * a) / (square(a) + square(b))),
+       "d atan2(a, b) = (b da - a db)/(a^2 + b^2)", infer=_float_binary, builder=arctan2, libm=True,
+       sympy=sympy.atan2)
+xlogy = binary("xlogy", (lambda g, x, y, out: g * log(y), lambda g, x, y, out: g * where(x == 0, 0, x / y)),
+               "d xlogy(x, y) = log(y) dx + x/y dy", float_only=True, infer=_float_binary, impl=_np_xlogy,
+               lower="_rt.xlogy({0}, {1})", libm=True, numpy="scipy.special.xlogy",
+               to_sympy=lambda x, y: sympy.Piecewise((0, sympy.Eq(x, 0)), (x * sympy.log(y), True)))
+# comparisons and logic: not differentiable
+_COMPARE = dict(infer=_compare, note="not differentiable", boolean=True)
+binary("less", **_COMPARE, builder=less, lower="{0} < {1}", sympy=sympy.StrictLessThan)
+binary("less_equal", **_COMPARE, builder=less_equal, lower="{0} <= {1}", sympy=sympy.LessThan)
+binary("greater", **_COMPARE, builder=greater, lower="{0} > {1}", sympy=sympy.StrictGreaterThan)
+binary("greater_equal", **_COMPARE, builder=greater_equal, lower="{0} >= {1}", sympy=sympy.GreaterThan)
+binary("equal", **_COMPARE, builder=equal, lower="{0} == {1}", commutative=True, sympy=sympy.Equality)
+binary("not_equal", **_COMPARE, builder=not_equal, lower="{0} != {1}", commutative=True,
+       sympy=sympy.Unequality)
+binary("logical_and", infer=_logical, boolean=True, commutative=True, builder=logical_and,
+       scalar="{0} and {1}", sympy=sympy.And)
+binary("logical_or", infer=_logical, boolean=True, commutative=True, builder=logical_or,
+       scalar="{0} or {1}", sympy=sympy.Or)
+# fmt: on
 register(
     "where",
     _where,
@@ -500,11 +496,50 @@ register(
     (None, lambda g, c, a, b, out: where(c, g, 0), lambda g, c, a, b, out: where(c, 0, g)),
     jvp=POINTWISE,
     note="d where(c, a, b): to a where c, else to b",
+    elementwise=True,
+    arity=3,
+    builder=where,
+    parse=("where",),
+    scalar="{1} if {0} else {2}",  # arrays: emit's lower_where
+    to_sympy=lambda c, a, b: sympy.Piecewise(
+        (a, c), *(b.args if isinstance(b, sympy.Piecewise) else [(b, True)])
+    ),
 )
 
-UNARY_OPS = (
-    "neg abs sign exp expm1 log log1p sqrt square reciprocal sin cos tan arcsin arccos "
-    "arctan sinh cosh tanh sigmoid relu softplus erf floor ceil round trunc"
-).split()
-BINARY_OPS = "add sub mul div pow maximum minimum arctan2 logaddexp mod fmod".split()
-COMPARISON_OPS = "less less_equal greater greater_equal equal not_equal".split()
+
+# ---------------------------------------------------------------- composites
+# written with the ops above, exactly (numpy_protocol traces np.arcsinh etc. to them; from_sympy
+# SymPy's asinh, acosh, atanh and Heaviside). arcsinh loses accuracy for large negative x.
+
+
+def arcsinh(x):
+    x = as_expr(x)
+    return log(x + sqrt(square(x) + 1))
+
+
+def arccosh(x):
+    x = as_expr(x)
+    return log(x + sqrt(square(x) - 1))
+
+
+def arctanh(x):
+    x = as_expr(x)
+    return (log1p(x) - log1p(-x)) * 0.5
+
+
+def hypot(a, b):
+    return sqrt(square(a) + square(b))
+
+
+def cbrt(x):
+    x = as_expr(x)
+    return sign(x) * pow(abs(x), 1 / 3)
+
+
+def heaviside(x, h0):
+    x = as_expr(x)
+    return where(x < 0, 0.0, where(x > 0, 1.0, h0))
+
+
+# every elementwise op's builder, by its name: what ``symgrad.ops`` and ``symgrad`` export
+__all__ = ["cast", "remainder"] + [name for name, op in OPS.items() if op.elementwise]

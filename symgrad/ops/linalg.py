@@ -78,6 +78,8 @@ register(
     (_matmul_vjp_a, _matmul_vjp_b),
     jvp=(lambda t, a, b, out: matmul(t, b), lambda t, a, b, out: matmul(a, t)),
     note="d(a @ b) = g @ b.T, a.T @ g",
+    arity=2,
+    lower="{0} @ {1}",
 )
 
 

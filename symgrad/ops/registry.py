@@ -16,11 +16,28 @@ An op is registered once with
   factor times the incoming value) map a tangent forward as well;
 - ``note``: the one-line maths of the rule, shown as a comment in generated code.
 
-Backends keep their own lowering table keyed by the same op names.
+An elementwise op's record also holds its traits, its spellings and its lowering
+(``ops/elementwise.py``'s ``unary``/``binary`` fill them, one line per op), and every
+frontend, pass and backend derives its table from them:
+
+- traits: ``elementwise``, ``arity``, ``boolean`` (the result is bool: comparisons,
+  logic, isfinite), ``libm`` (its scalar spelling is a call LLVM cannot vectorise, so a
+  fused loop holding it runs at that call's pace), ``vector`` (the numba runtime has an
+  arithmetic twin ``v<name>`` a loop can run on SIMD lanes);
+- spellings: ``builder`` (the public ``sg.<name>``), ``parse`` (the names a formula
+  calls it by), ``numpy`` (the numpy or scipy ufuncs it traces from: objects, or
+  ``"scipy.special.<name>"`` looked up once scipy.special is loaded), ``sympy`` (the
+  SymPy function it is, both ways), ``to_sympy`` (``(*args) -> SymPy`` when it is
+  not one SymPy function);
+- lowering: ``lower``, the expression template (``"np.exp({0})"``, ``"{0} + {1}"``,
+  ``"_rt.erf({0})"``) both backends' per-op lowering formats with the operands (``_rt``
+  is the backend's runtime module: ``numpy_runtime`` derives ``_rt.<name>`` from
+  ``impl``; ``numba_runtime`` defines it, on scalars and arrays); ``scalar``, the
+  template inside a fused loop when it differs.
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Optional
 
 import numpy as np
@@ -65,6 +82,19 @@ class OpDef:
     extra: dict = field(default_factory=dict)
     jvp: tuple = ()
     jvp_variadic: Optional[Callable] = None
+    # traits, spellings and lowering (see the module docstring)
+    elementwise: bool = False
+    arity: Optional[int] = None
+    boolean: bool = False
+    libm: bool = False
+    vector: bool = False
+    builder: Optional[Callable] = None
+    parse: tuple = ()
+    numpy: tuple = ()
+    sympy: object = None
+    to_sympy: Optional[Callable] = None
+    lower: str = ""
+    scalar: str = ""
 
     def jvp_rule(self, index):
         """The JVP rule for input ``index``: callable(t, *inputs, out) or None."""
@@ -87,6 +117,22 @@ class OpDef:
         return None
 
 
+# the record's fields a registration sets by keyword (traits, spellings, lowering)
+TRAITS = {f.name for f in fields(OpDef)} - {
+    "name",
+    "infer",
+    "impl",
+    "vjp",
+    "note",
+    "commutative",
+    "doc",
+    "extra",
+    "jvp",
+    "vjp_variadic",
+    "jvp_variadic",
+}
+
+
 def register(
     name,
     infer,
@@ -107,6 +153,7 @@ def register(
         vjp = (vjp,)
     if callable(jvp):
         jvp = (jvp,)
+    traits = {k: extra.pop(k) for k in list(extra) if k in TRAITS}
     op = OpDef(
         name,
         infer,
@@ -119,6 +166,7 @@ def register(
         extra,
         jvp=jvp if jvp == POINTWISE else tuple(jvp),
         jvp_variadic=jvp_variadic,
+        **traits,
     )
     OPS[name] = op
     return op

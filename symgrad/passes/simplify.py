@@ -49,28 +49,6 @@ def _keeps(x, shape, dtype):
     return x.shape == shape and x.dtype == dtype
 
 
-_ELEMENTWISE_BINARY = {
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "pow",
-    "maximum",
-    "minimum",
-    "arctan2",
-    "logaddexp",
-    "mod",
-    "fmod",
-    "less",
-    "less_equal",
-    "greater",
-    "greater_equal",
-    "equal",
-    "not_equal",
-    "where",
-}
-
-
 def _unbroadcast_scalars(op, inputs, shape):
     """op(broadcast_to(s, shape), y) -> op(s, y) when y already has the result's shape."""
     if not any(i.op == "broadcast_to" and i.inputs[0].ndim == 0 for i in inputs):
@@ -86,7 +64,8 @@ def _unbroadcast_scalars(op, inputs, shape):
 
 def rewrite(op, inputs, attrs, shape, dtype):
     """Return a simpler node equal to op(*inputs), or None."""
-    if op in _ELEMENTWISE_BINARY:
+    opdef = ops.OPS[op]
+    if opdef.elementwise and opdef.arity >= 2:
         narrowed = _unbroadcast_scalars(op, inputs, shape)
         if isinstance(narrowed, tuple):
             return ops.broadcast_to(make(op, narrowed[1], **attrs), shape)

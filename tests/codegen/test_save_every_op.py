@@ -109,6 +109,10 @@ def _cases():
         + sg.relu(y)
         + sg.softplus(y)
         + sg.erf(y)
+        + sg.floor(3 * y)
+        + sg.ceil(3 * y)
+        + sg.round(3 * y)
+        + sg.trunc(3 * y)
     )
     binary = (
         x * y
@@ -124,6 +128,7 @@ def _cases():
         + sg.ceil(y * 3)
         + sg.round(y * 3)
         + sg.trunc(y * 3)
+        + sg.xlogy(y, x)
     )
     logic = sg.where(
         sg.logical_or(

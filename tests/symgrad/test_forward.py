@@ -73,6 +73,7 @@ CASES.update(
         # a / b is at least 0.1 from a whole number, where the remainder jumps
         "mod": (sg.mod, [np.array([[0.3, -1.3, 1.7], [-0.45, 0.8, 2.6]]), np.array([0.7, 1.1, 1.9])]),
         "fmod": (sg.fmod, [np.array([[0.3, -1.3, 1.7], [-0.45, 0.8, 2.6]]), np.array([0.7, 1.1, 1.9])]),
+        "xlogy": (sg.xlogy, [_uniform(-2, 2, (2, 3)), _uniform(0.3, 3, (3,), 1)]),
         "where": (
             lambda a, b: sg.where(a > 0, a * 2, b),
             [_uniform(-2, 2, (2, 3), away=0.1), _uniform(-2, 2, (3,), 1)],

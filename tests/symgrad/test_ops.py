@@ -152,15 +152,9 @@ def _sample_graphs():
         ),
         "arange": sg.arange(u.shape[0]),
     }
-    for name in (
-        "neg abs sign exp expm1 log log1p sqrt square reciprocal sin cos tan arcsin "
-        "arccos arctan sinh cosh tanh sigmoid relu softplus erf floor ceil round trunc"
-    ).split():
-        samples[name] = getattr(sg, name)(M)
-    for name in "add sub mul div pow maximum minimum arctan2 logaddexp mod fmod".split():
-        samples[name] = getattr(sg, name)(M, v)
-    for name in "less less_equal greater greater_equal equal not_equal".split():
-        samples[name] = getattr(sg, name)(M, v)
+    for name, op in OPS.items():  # every other elementwise op of the table, on M (and v)
+        if op.elementwise and op.lower and name not in samples:
+            samples[name] = op.builder(*[M, v][: op.arity])
     for name in "sum max min prod".split():
         samples[name] = getattr(sg, name)(M, axis=1)
     return samples
@@ -311,10 +305,15 @@ UNARY = {  # name: (plain numpy definition, domain)
 }
 
 
-def test_unary_table_covers_every_unary_op():
-    from symgrad.ops.elementwise import UNARY_OPS
+# the elementwise ops of the table that compute numbers (not bools), by arity
+MATH = {
+    k: sorted(n for n, op in OPS.items() if op.elementwise and op.lower and not op.boolean and op.arity == k)
+    for k in (1, 2)
+}
 
-    assert sorted(UNARY) == sorted(UNARY_OPS)
+
+def test_unary_table_covers_every_unary_op():
+    assert sorted(UNARY) == MATH[1]
 
 
 @pytest.mark.parametrize("shape", [(), (5,), (2, 3)], ids=str)
@@ -366,6 +365,7 @@ BINARY = {  # name: (plain numpy definition, sampler of both operands)
     # the truth's own formulas, not np.mod/np.fmod: a - b*floor(a/b) and a - b*trunc(a/b)
     "mod": (lambda a, b: a - b * np.floor(a / b), _off_remainder_jumps),
     "fmod": (lambda a, b: a - b * np.trunc(a / b), _off_remainder_jumps),
+    "xlogy": (lambda a, b: a * np.log(b), lambda r, sa, sb: (r.uniform(-2, 2, sa), r.uniform(0.3, 3, sb))),
 }
 BINARY_SHAPES = [
     ((), ()),
@@ -381,9 +381,7 @@ NUMBA_BINARY = [(op, ((3, 1), (1, 4)) if k % 2 == 0 else ((), (4,))) for k, op i
 
 
 def test_binary_table_covers_every_binary_op():
-    from symgrad.ops.elementwise import BINARY_OPS
-
-    assert sorted(BINARY) == sorted(BINARY_OPS)
+    assert sorted(BINARY) == MATH[2]
 
 
 @pytest.mark.parametrize("shapes", BINARY_SHAPES, ids=str)
@@ -399,6 +397,150 @@ def test_binary_vjp_matches_central_differences_numba(op, shapes):
     truth, sample = BINARY[op]
     a, b = sample(np.random.default_rng(0), *shapes)
     check_vjp(getattr(sg, op), truth, [np.asarray(a), np.asarray(b)], "numba")
+
+
+# ---------------------------------------------------------------- every claim of the op table
+# Each elementwise op's record says how a formula, numpy/scipy and SymPy spell it and how the
+# backends lower it; these walk the table and check every claim against the truth above.
+
+
+def _operands(op, shapes, seed=0):
+    """Float operands of ``op`` in its domain (UNARY/BINARY above), shaped ``shapes``."""
+    rng = np.random.default_rng(seed)
+    if op in UNARY:
+        return [UNARY[op][1](rng, shapes[0])], UNARY[op][0]
+    a, b = BINARY[op][1](rng, *shapes)
+    return [np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)], BINARY[op][0]
+
+
+def _five_point_direction(f, arrays, tangents, h=1e-3):
+    def at(k):
+        return np.asarray(f(*[a + k * h * t for a, t in zip(arrays, tangents)]), dtype=np.float64)
+
+    return (at(-2) - 8 * at(-1) + 8 * at(1) - at(2)) / (12 * h)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", MATH[1] + MATH[2])
+def test_jvp_matches_central_differences(op, backend):
+    shapes = [(2, 3)] if op in UNARY else [(3, 1), (1, 4)]
+    arrays, truth = _operands(op, shapes)
+    tangents = [np.random.default_rng(7).normal(size=a.shape) for a in arrays]
+    symbols = [sg.tensor(NAMES[i], a.shape) for i, a in enumerate(arrays)]
+    out = OPS[op].builder(*symbols)
+    f = sg.compile([out, sg.jvp(out, symbols, tangents)], inputs=symbols, backend=backend)
+    value, tangent = f(*arrays)
+    np.testing.assert_allclose(value, truth(*arrays), rtol=1e-12, atol=1e-12)
+    want = _five_point_direction(truth, arrays, tangents)
+    np.testing.assert_allclose(tangent, want, rtol=1e-6, atol=1e-6 * max(1.0, np.max(np.abs(want))))
+
+
+@pytest.mark.parametrize("op", MATH[1] + MATH[2])
+def test_numba_gives_numpy_value_on_scalars_arrays_and_float32(op):
+    for shapes in ([()] * 2, [(5,), (5,)]):
+        arrays, truth = _operands(op, shapes[: 1 if op in UNARY else 2], seed=3)
+        for dtype in ("float64", "float32"):
+            xs = [a.astype(dtype) for a in arrays]
+            symbols = [sg.tensor(NAMES[i], a.shape, dtype) for i, a in enumerate(xs)]
+            out = OPS[op].builder(*symbols)
+            got = [np.asarray(sg.compile(out, inputs=symbols, backend=b)(*xs)) for b in BACKENDS]
+            assert got[0].dtype == got[1].dtype == np.dtype(out.dtype), (op, dtype)
+            rtol = 1e-5 if dtype == "float32" else 1e-13
+            np.testing.assert_allclose(got[1], got[0], rtol=rtol, atol=rtol)
+            np.testing.assert_allclose(
+                got[0], truth(*[x.astype(np.float64) for x in xs]), rtol=rtol, atol=rtol
+            )
+
+
+@pytest.mark.parametrize("op", sorted(n for n in MATH[2] if OPS[n].lower.startswith("_rt.")))
+def test_runtime_helpers_of_two_operands_take_broadcast_arrays_of_mixed_dtypes(op, monkeypatch):
+    # unfused (SYMGRAD_FUSION=0), the numba kernel calls the helper on whole arrays
+    monkeypatch.setenv("SYMGRAD_FUSION", "0")
+    (a, b), truth = _operands(op, [(3, 1), (1, 4)])
+    a, b = a.astype(np.float32), b.astype(np.float64)
+    symbols = [sg.tensor("a", a.shape, "float32"), sg.tensor("b", b.shape)]
+    out = OPS[op].builder(*symbols)
+    got = sg.compile(out, inputs=symbols, backend="numba")(a, b)
+    assert got.dtype == np.float64 and got.shape == (3, 4)
+    np.testing.assert_allclose(got, truth(a.astype(np.float64), b), rtol=1e-13)
+
+
+ELEMENTWISE = sorted(n for n, op in OPS.items() if op.elementwise)
+# operands a spelling is applied to: bools for logic, a condition first for where
+_SPELLING_ARGS = {
+    "logical_and": ("p", "q"),
+    "logical_or": ("p", "q"),
+    "logical_not": ("p",),
+    "where": ("p", "x", "y"),
+}
+
+
+def _spelling_args(op):
+    return _SPELLING_ARGS.get(op, ("x", "y")[: OPS[op].arity])
+
+
+@pytest.mark.parametrize("op", ELEMENTWISE)
+def test_every_parser_name_parses_to_the_op(op):
+    assert OPS[op].parse, f"{op} has no parser name"
+    for spelling in OPS[op].parse:
+        e = sg.parse(f"{spelling}({', '.join(_spelling_args(op))})", dtypes={"p": "bool", "q": "bool"})
+        assert e.op == op, (spelling, e.op)
+        assert sg.parse(spelling + "(x)" if OPS[op].arity == 1 else "x") is not None
+
+
+@pytest.mark.parametrize("op", ELEMENTWISE)
+def test_every_numpy_ufunc_traces_to_the_op(op):
+    import importlib
+
+    values = {n: sg.tensor(n, (3,), "bool" if n in "pq" else "float64") for n in "pqxy"}
+    for spelling in OPS[op].numpy:
+        if isinstance(spelling, str):
+            module, _, name = spelling.rpartition(".")
+            spelling = getattr(importlib.import_module(module), name)
+        assert isinstance(spelling, np.ufunc), spelling
+        e = spelling(*[values[n] for n in _spelling_args(op)])
+        assert e.op == op, (spelling, e.op)
+
+
+@pytest.mark.parametrize("op", ELEMENTWISE)
+def test_sympy_spelling_both_ways(op):
+    import sympy
+
+    opdef = OPS[op]
+    symbols = {n: sympy.Symbol(n, real=True) for n in "xy"}
+    conditions = {"p": symbols["x"] > 0.5, "q": symbols["y"] < 0.5}
+    args = [conditions[n] if n in conditions else symbols[n] for n in _spelling_args(op)]
+    if opdef.sympy is not None:  # SymPy -> symgrad
+        e = sg.from_sympy(opdef.sympy(*args, evaluate=False))
+        assert e.op == op, (opdef.sympy, e.op)
+    if opdef.sympy is None and opdef.to_sympy is None:
+        return
+    # symgrad -> SymPy, evaluated by SymPy at points of the op's domain, against the truth
+    x, y = sg.scalar("x"), sg.scalar("y")
+    values = {"x": x, "y": y, "p": x > 0.5, "q": y < 0.5}
+    expr = sg.to_sympy(opdef.builder(*[values[n] for n in _spelling_args(op)]))
+    fn = sympy.lambdify([symbols["x"], symbols["y"]], expr, modules=["scipy", "numpy"])
+    if op in UNARY or op in BINARY:
+        arrays, truth = _operands(op, [(4,)] * opdef.arity)
+        arrays = arrays + [np.zeros(4)] * (2 - len(arrays))
+    else:
+        arrays = list(np.random.default_rng(1).uniform(0, 1, (2, 4)))
+
+        def truth(x, y=None):
+            named = {"x": x, "y": y, "p": np.bool_(x > 0.5), "q": np.bool_(y < 0.5)}
+            return opdef.impl(*[named[n] for n in _spelling_args(op)])
+
+    for x_value, y_value in zip(*arrays):
+        math_op = op in UNARY or op in BINARY
+        want = truth(*[np.float64(x_value), np.float64(y_value)][: opdef.arity if math_op else 2])
+        got = fn(float(x_value), float(y_value))
+        assert float(got) == pytest.approx(float(want), rel=1e-12, abs=1e-12), (op, x_value, y_value, got)
+
+
+def test_every_builder_is_exported():
+    for name, op in OPS.items():
+        if op.builder is not None:
+            assert getattr(sg, name) is op.builder, name
 
 
 @pytest.mark.parametrize(
@@ -1067,3 +1209,11 @@ def test_numpy_rounding_and_remainder_functions_trace_to_the_ops():
     h = 1e-6
     numeric = [(f(v0 + h * e) - f(v0 - h * e)) / (2 * h) for e in np.eye(len(v0))]
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6)
+
+
+def test_a_misspelled_keyword_of_an_op_declaration_is_refused():
+    from symgrad.ops.elementwise import unary
+
+    with pytest.raises(TypeError, match=r"op 'not_an_op': unknown keyword\(s\) \['sympi'\]"):
+        unary("not_an_op", None, "", sympi=None)
+    assert "not_an_op" not in OPS

@@ -62,6 +62,7 @@ BINARY = {  # name: (SymPy function of a, b, domain of a, domain of b)
         (-1.9, -1.5),
         (1.0, 1.15),
     ),
+    "xlogy": (A * sympy.log(B), (-2, 2), (0.3, 3)),
 }
 # SymPy leaves floor'(x) (and Mod's partials) as Derivative/Subs objects: 0 wherever they exist
 
@@ -84,10 +85,15 @@ def _lambdify(args, expr):
 
 
 def test_every_unary_and_binary_op_has_a_sympy_case():
-    from symgrad.ops.elementwise import BINARY_OPS, UNARY_OPS
+    from symgrad.ops.registry import OPS
 
-    assert sorted(UNARY) == sorted(set(UNARY_OPS) - PIECEWISE_CONSTANT)
-    assert sorted(BINARY) == sorted(BINARY_OPS)
+    def math_ops(arity):  # the elementwise ops of the table that compute numbers, not bools
+        return {
+            n for n, op in OPS.items() if op.elementwise and op.lower and not op.boolean and op.arity == arity
+        }
+
+    assert sorted(UNARY) == sorted(math_ops(1) - PIECEWISE_CONSTANT)
+    assert sorted(BINARY) == sorted(math_ops(2))
 
 
 def _check_unary(names, backend, order):
@@ -148,7 +154,7 @@ def test_binary_partial_derivatives_match_sympy(op, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("op", ["mul", "div", "pow", "arctan2", "logaddexp"])
+@pytest.mark.parametrize("op", ["mul", "div", "pow", "arctan2", "logaddexp", "xlogy"])
 def test_binary_second_derivatives_match_sympy(op, backend):
     _check_binary(op, backend, 2)
 

@@ -186,3 +186,15 @@ def test_repr_of_a_remainder_reads_as_python_percent_and_parses_back():
     for e, text in [(x % y * 2, "x % y * 2.0"), (x * y % 2, "x * y % 2.0"), (x % (y * 2), "x % (y * 2.0)")]:
         assert repr(e) == text
         assert sg.parse(text) is e
+
+
+def test_to_dot_numbers_the_operands_of_every_elementwise_op_whose_order_matters():
+    # the ordered ops come from the op table (not commutative): xlogy too, which no list named
+    from symgrad.ops.registry import OPS
+
+    x, y = sg.scalars("x y")
+    for name, op in OPS.items():
+        if op.elementwise and op.arity == 2 and not op.boolean:
+            text = sg.to_dot(op.builder(x, y))
+            numbered = 'label="0"' in text and 'label="1"' in text
+            assert numbered == (not op.commutative), name

@@ -621,14 +621,13 @@ def test_scipy_special_functions_trace_to_ops(loss):
     assert not hasattr(scipy.special.logsumexp, "__symgrad_original__")  # scipy's own after the trace
 
 
-def test_scipy_xlogy_is_zero_where_x_is_zero_as_scipy():
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_scipy_xlogy_is_zero_where_x_is_zero_as_scipy(backend):
     import scipy.special
 
     x = np.array([0.0, 0.0, 0.0, 2.0, 0.0])
     y = np.array([0.0, 3.0, np.inf, 5.0, np.nan])
-    f = sg.compile(
-        sg.frontends.numpy_protocol.xlogy(sg.tensor("xa", (5,)), sg.tensor("ya", (5,))), backend="numpy"
-    )
+    f = sg.compile(sg.xlogy(sg.tensor("xa", (5,)), sg.tensor("ya", (5,))), backend=backend)
     np.testing.assert_array_equal(f(x, y), scipy.special.xlogy(x, y))
 
 
