@@ -162,9 +162,6 @@ _FUNCTIONS = {
     # the ops: every SymPy function the op table gives (OpDef.sympy)
     **{op.sympy: _from_op(op) for op in ops.OPS.values() if op.elementwise and op.sympy is not None},
     # composites
-    sympy.polygamma: lambda n, x: ops.polygamma(n, x),  # n: SymPy's Integer, converted to a constant
-    # log Γ: symgrad's gammaln is log|Γ|, equal for x > 0 (SymPy's loggamma is complex for x < 0)
-    sympy.loggamma: ops.gammaln,
     sympy.asinh: ew.arcsinh,
     sympy.acosh: ew.arccosh,
     sympy.atanh: ew.arctanh,

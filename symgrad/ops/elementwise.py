@@ -418,17 +418,18 @@ erf = unary("erf", lambda g, x, out: g * ((2 / math.sqrt(math.pi)) * exp(-square
 erfinv = unary("erfinv", lambda g, x, out: g * ((math.sqrt(math.pi) / 2) * exp(square(out))),
                 "d/dx erfinv(x) = sqrt(pi)/2 exp(erfinv(x)^2)", impl=_np_special("erfinv"),
                 lower="_rt.erfinv({0})", numpy="scipy.special.erfinv", sympy=sympy.erfinv, libm=True)
-# log|Γ(x)| (SciPy's gammaln); SymPy's loggamma is log Γ, which is complex for negative x: equal for
-# x > 0, and its real part elsewhere (see the README); to SymPy it is log(Abs(gamma(x))), exact
+# log|Γ(x)| (SciPy's gammaln). From SymPy's loggamma, which is log Γ: equal for x > 0 (for x < 0
+# loggamma is complex, and gammaln its real part); to SymPy as log(Abs(gamma(x))), equal everywhere
 gammaln = unary("gammaln", lambda g, x, out: g * digamma(x), "d/dx gammaln(x) = digamma(x)",
                 impl=_np_special("gammaln"), lower="_rt.gammaln({0})", numpy="scipy.special.gammaln",
-                libm=True, to_sympy=lambda a: sympy.log(sympy.Abs(sympy.gamma(a))))
+                libm=True, sympy=sympy.loggamma, to_sympy=lambda a: sympy.log(sympy.Abs(sympy.gamma(a))))
 digamma = unary("digamma", lambda g, x, out: g * polygamma(1, x), "d/dx digamma(x) = polygamma(1, x)",
                 impl=_np_special("digamma"), lower="_rt.digamma({0})",
                 numpy=("scipy.special.digamma", "scipy.special.psi"), sympy=sympy.digamma, libm=True)
 unary("polygamma", lambda g, x, out: g * polygamma(out.attrs["n"] + 1, x),
       "d/dx polygamma(n, x) = polygamma(n + 1, x)", impl=_np_polygamma, builder=polygamma,
-      lower="_rt.polygamma({n}, {0})", libm=True, to_sympy=lambda a, n: sympy.polygamma(n, a))
+      lower="_rt.polygamma({n}, {0})", libm=True, sympy=sympy.polygamma,
+      to_sympy=lambda a, n: sympy.polygamma(n, a))
 isfinite = unary("isfinite", None, "not differentiable", **_BOOL,
                  to_sympy=lambda a: sympy.And(sympy.Ne(a, sympy.oo), sympy.Ne(a, -sympy.oo)))
 logical_not = unary("logical_not", None, "not differentiable", **_BOOL, scalar="not {0}", sympy=sympy.Not)

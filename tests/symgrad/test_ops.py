@@ -528,9 +528,9 @@ def test_sympy_spelling_both_ways(op):
     symbols = {n: sympy.Symbol(n, real=True) for n in "xy"}
     conditions = {"p": symbols["x"] > 0.5, "q": symbols["y"] < 0.5}
     args = [conditions[n] if n in conditions else symbols[n] for n in _spelling_args(op)]
-    if opdef.sympy is not None:  # SymPy -> symgrad
-        e = sg.from_sympy(opdef.sympy(*args, evaluate=False))
-        assert e.op == op, (opdef.sympy, e.op)
+    if opdef.sympy is not None:  # SymPy -> symgrad (SymPy's arguments are the builder's: polygamma(n, x))
+        e = sg.from_sympy(opdef.sympy(*ATTRIBUTES.get(op, {}).values(), *args, evaluate=False))
+        assert e.op == op and e.attrs == ATTRIBUTES.get(op, {}), (opdef.sympy, e.op)
     if opdef.sympy is None and opdef.to_sympy is None:
         return
     # symgrad -> SymPy, evaluated by SymPy at points of the op's domain, against the truth
