@@ -127,9 +127,9 @@ class Emitter:
         if method is not None:
             return method(node, args)
         if op in _UNARY:
-            return _UNARY[op].format(*args)
+            return _UNARY[op].format(*args, **node.attrs)  # attributes by name: "_rt.polygamma({n}, {0})"
         if op in _BINARY:
-            return _BINARY[op].format(*args)
+            return _BINARY[op].format(*args, **node.attrs)
         raise UnsupportedError(f"the {self.backend} backend cannot lower op {op!r}")
 
     def np_dtype(self, dtype):

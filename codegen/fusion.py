@@ -744,7 +744,7 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
         if node.op == "cast":
             code = f"np.{node.dtype}({args[0]})"
         else:
-            code = SCALAR[node.op].format(*args)
+            code = SCALAR[node.op].format(*args, **node.attrs)
             if node.dtype == "float32" and any(
                 i.dtype != "float32" for i in node.inputs if not (node.op == "where" and i is node.inputs[0])
             ):
@@ -793,7 +793,7 @@ def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids)
                 code = (
                     f"np.{n.dtype}({args[0][0]})"
                     if n.op == "cast"
-                    else SCALAR[n.op].format(*(c for c, _ in args))
+                    else SCALAR[n.op].format(*(c for c, _ in args), **n.attrs)
                 )
                 varies = any(v for _, v in args)
                 tmp = em.namer.derive(n, [])

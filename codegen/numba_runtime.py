@@ -14,6 +14,8 @@ import numpy as np
 from numba.core import types
 from numba.extending import intrinsic, overload
 
+from .special import digamma, erfinv, gammaln, polygamma  # noqa: F401 (the special functions' lowerings)
+
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 

@@ -1,24 +1,44 @@
 """Helpers the numpy backend's generated code calls: the ops' own numpy definitions."""
 
+import string
+
 import numpy as np
 
 from symgrad.ops.registry import OPS
 
 
 def _scalar_out(fn):
-    def wrapped(*args):
-        out = np.asarray(fn(*args))
+    def wrapped(*args, **attrs):
+        out = np.asarray(fn(*args, **attrs))
         return out if out.ndim else out[()]
 
     wrapped.__name__ = fn.__name__
     return wrapped
 
 
+def _as_called(impl, template):
+    """``impl(*operands, **attrs)`` taking its arguments in the order the lowering ``template``
+    passes them ("_rt.polygamma({n}, {0})": the attribute n, then the operand)."""
+    fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    if all(f.isdigit() for f in fields):
+        return impl
+
+    operands = [k for _, k in sorted((int(f), k) for k, f in enumerate(fields) if f.isdigit())]
+    attrs = [(f, k) for k, f in enumerate(fields) if not f.isdigit()]
+
+    def called(*args):
+        return impl(*[args[k] for k in operands], **{f: args[k] for f, k in attrs})
+
+    called.__name__ = impl.__name__
+    return called
+
+
 # _rt.<name> for every op the table lowers to a runtime helper (sigmoid, erf, logaddexp, ...):
 # its numpy definition
 for _name, _op in OPS.items():
     if _op.lower.startswith(f"_rt.{_name}("):
-        globals()[_name] = _op.impl if isinstance(_op.impl, np.ufunc) else _scalar_out(_op.impl)
+        _impl = _op.impl if isinstance(_op.impl, np.ufunc) else _scalar_out(_op.impl)
+        globals()[_name] = _as_called(_impl, _op.lower)
 
 
 def first_max_mask(x, axes):

@@ -120,10 +120,12 @@ def _module_names(text):
     return names | {"np", "numba"}
 
 
-def _copy_definitions(module_name, used, prefix):
+def _copy_definitions(module_name, used, prefix, private=""):
     """The import lines and the source of the module-level statements of ``module_name`` that define ``used`` and
     everything they refer to (in the module's order), with its public names renamed
-    ``<prefix>_<name>``; and the names the copy defines."""
+    ``<prefix>_<name>`` (and its private ones ``<private><name>`` when ``private`` is given); and
+    the names the copy defines. A relative import (``from .special import erfinv``) is followed:
+    the sibling module's definitions are copied in its place, by the same rule."""
     import importlib
 
     module = importlib.import_module(module_name)
@@ -154,9 +156,29 @@ def _copy_definitions(module_name, used, prefix):
             if isinstance(sub, ast.Name) and sub.id in defines and defines[sub.id] != k:
                 todo.append(defines[sub.id])
     imports, pieces, defined = [], [], set()
+    imported = {}  # a name a relative import binds -> the name of its copy
     need_input_error = False
     for k in sorted(wanted):
         node = tree.body[k]
+        if isinstance(node, ast.ImportFrom) and node.level:
+            # from .<module> import name: the definitions of that sibling module the copy uses, copied
+            # (transitively) the same way; its private names get the module's name, so they cannot
+            # meet this module's
+            names = {a.asname or a.name: a.name for a in node.names}
+            used_here = set(names) & ({n for j in wanted for n in _names_in(tree.body[j])} | set(used))
+            package = module_name.rsplit(".", node.level)[0]
+            sub_private = f"_{node.module.rpartition('.')[2]}"
+            sub_imports, sub_text, sub_defined = _copy_definitions(
+                f"{package}.{node.module}", sorted(names[n] for n in used_here), prefix, private=sub_private
+            )
+            imports += [i for i in sub_imports if i not in imports]
+            pieces.append(sub_text)
+            defined |= sub_defined
+            # this module's name for each imported one: the copy's name of it
+            imported |= {
+                n: (sub_private if names[n].startswith("_") else f"{prefix}_") + names[n] for n in used_here
+            }
+            continue
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
                 "symgrad",
@@ -174,9 +196,12 @@ def _copy_definitions(module_name, used, prefix):
             continue
         defined |= set(_defined_by(node))
         pieces.append(node)
-    renames = {n: f"{prefix}_{n}" for n in defined if not n.startswith("_")}
+    own = {n for node in pieces if not isinstance(node, str) for n in _defined_by(node)}
+    renames = {n: f"{prefix}_{n}" if not n.startswith("_") else f"{private}{n}" for n in own}
+    renames.update(imported)
+    renames = {n: r for n, r in renames.items() if r != n}
     defined = {renames.get(n, n) for n in defined}
-    texts = [_renamed(src_lines, node, renames) for node in pieces]
+    texts = [node if isinstance(node, str) else _renamed(src_lines, node, renames) for node in pieces]
     if need_input_error:
         texts.insert(0, _INPUT_ERROR)
         defined.add("InputError")

@@ -190,7 +190,17 @@ def _sp_softplus(x, **kwargs):
     return ops.softplus(_expr(x))
 
 
+def _sp_polygamma(n, x):
+    if isinstance(n, Expr):
+        raise UnsupportedError(
+            "scipy.special.polygamma(n, x): the order n must be a Python int (it is an attribute of "
+            "the op), not a symbolic value"
+        )
+    return ops.polygamma(n, _expr(x))
+
+
 SCIPY_FUNCTIONS = {
+    "polygamma": (_sp_polygamma, "sg.polygamma(n, x)"),
     "logsumexp": (_sp_logsumexp, "sg.logsumexp(x, axis, keepdims)"),
     "softmax": (_sp_softmax, "sg.softmax(x, axis)"),
     "log_softmax": (_sp_log_softmax, "sg.log_softmax(x, axis)"),

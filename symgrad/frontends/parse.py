@@ -633,7 +633,7 @@ class _Parser:
                 name_token.column,
             )
         opener = self.open_bracket()
-        args, kwargs = [], {}
+        args, kwargs, columns = [], {}, []
         while not self.peek().is_op(")"):
             token = self.peek()
             if token.kind == "name" and self.peek(1).is_op("="):
@@ -649,18 +649,30 @@ class _Parser:
                         column,
                     )
                 kwargs[token.text] = value
+                columns.append(column)
             else:
                 if kwargs:
                     raise self.error("a positional argument cannot follow a keyword argument", token.column)
-                args.append(self.value()[0])
+                value, column = self.value()
+                args.append(value)
+                columns.append(column)
             if not self.peek().is_op(","):
                 break
             self.advance()
         self.close_bracket(opener, ")", "',' or ')'")
         try:
-            _SIGNATURES[name].bind(*args, **kwargs)
+            bound = _SIGNATURES[name].bind(*args, **kwargs)
         except TypeError as exc:
             raise self.error(f"{name}(): {exc}", name_token.column) from None
+        # a parameter annotated int (polygamma's order n) is an attribute of the op: a literal
+        column_of = dict(zip([*bound.signature.parameters][: len(args)] + list(kwargs), columns))
+        for param, value in bound.arguments.items():
+            if bound.signature.parameters[param].annotation is int and (type(value) is not int or value < 0):
+                raise self.error(
+                    f"{name}(): {param} must be a non-negative integer literal, got "
+                    f"{'an expression' if isinstance(value, Expr) else repr(value)}",
+                    column_of[param],
+                )
         return self.build(f"{name}(...)", name_token.column, FUNCTIONS[name], *args, **kwargs)
 
     def parenthesized(self):

@@ -332,7 +332,7 @@ def _one(node, *args):
 
 def _to_op(op):
     build = op.to_sympy or op.sympy
-    return lambda n, *a: build(*a)
+    return lambda n, *a: build(*a, **n.attrs)  # an attribute by name: polygamma's order n
 
 
 _TO_SYMPY = {

@@ -32,6 +32,7 @@ Conventions at non-smooth points (the subgradient each rule picks):
   ``c`` as a mask on every adjoint below the branch (see ``autodiff``).
 """
 
+import importlib
 import math
 
 import numpy as np
@@ -329,6 +330,40 @@ def _np_xlogy(x, y):
     return out.astype(np.result_type(x, y))
 
 
+def _np_special(name):
+    """scipy.special.<name> as an op's numpy definition, imported on the first call (SciPy's
+    import is paid only by a process that folds or runs such an op on the numpy backend); the
+    result in the float dtype of the last operand (a float32 operand gives float32)."""
+
+    def impl(*args):
+        out = getattr(importlib.import_module("scipy.special"), name)(*args)
+        dtype = np.result_type(args[-1])
+        return np.asarray(out, dtype=dtype if dtype.kind == "f" else np.float64)
+
+    impl.__name__ = name
+    return impl
+
+
+def _np_polygamma(x, n):
+    return _np_special("polygamma")(n, x)
+
+
+def polygamma(n: int, x):
+    """ψ^(n)(x), the n-th derivative of digamma (SciPy's ``polygamma(n, x)``), for an order ``n``
+    that is a non-negative Python integer (an attribute of the op, not an operand); ``n = 0`` is
+    ``digamma(x)``."""
+    if isinstance(n, Expr) and n.op == "constant" and n.ndim == 0 and n.dtype.startswith("int"):
+        n = int(n.value)  # SymPy's polygamma(Integer, x) converts its order to a constant
+    if isinstance(n, np.integer):
+        n = int(n)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise UnsupportedError(
+            f"polygamma(n, x): the order n must be a non-negative integer (a Python int), got {n!r:.60}"
+        )
+    x = _float(x)
+    return digamma(x) if n == 0 else make("polygamma", [x], n=n)
+
+
 def _sympy_trunc(x):
     return sympy.Piecewise((sympy.floor(x), x >= 0), (sympy.ceiling(x), True))
 
@@ -380,6 +415,21 @@ softplus = unary("softplus", lambda g, x, out: g * sigmoid(x), "d/dx softplus(x)
 erf = unary("erf", lambda g, x, out: g * ((2 / math.sqrt(math.pi)) * exp(-square(x))),
             "d/dx erf(x) = 2/sqrt(pi) exp(-x^2)", impl=_np_erf, lower="_rt.erf({0})",
             numpy="scipy.special.erf", sympy=sympy.erf, libm=True)
+erfinv = unary("erfinv", lambda g, x, out: g * ((math.sqrt(math.pi) / 2) * exp(square(out))),
+                "d/dx erfinv(x) = sqrt(pi)/2 exp(erfinv(x)^2)", impl=_np_special("erfinv"),
+                lower="_rt.erfinv({0})", numpy="scipy.special.erfinv", sympy=sympy.erfinv, libm=True)
+# log|Γ(x)| (SciPy's gammaln). From SymPy's loggamma, which is log Γ: equal for x > 0 (for x < 0
+# loggamma is complex, and gammaln its real part); to SymPy as log(Abs(gamma(x))), equal everywhere
+gammaln = unary("gammaln", lambda g, x, out: g * digamma(x), "d/dx gammaln(x) = digamma(x)",
+                impl=_np_special("gammaln"), lower="_rt.gammaln({0})", numpy="scipy.special.gammaln",
+                libm=True, sympy=sympy.loggamma, to_sympy=lambda a: sympy.log(sympy.Abs(sympy.gamma(a))))
+digamma = unary("digamma", lambda g, x, out: g * polygamma(1, x), "d/dx digamma(x) = polygamma(1, x)",
+                impl=_np_special("digamma"), lower="_rt.digamma({0})",
+                numpy=("scipy.special.digamma", "scipy.special.psi"), sympy=sympy.digamma, libm=True)
+unary("polygamma", lambda g, x, out: g * polygamma(out.attrs["n"] + 1, x),
+      "d/dx polygamma(n, x) = polygamma(n + 1, x)", impl=_np_polygamma, builder=polygamma,
+      lower="_rt.polygamma({n}, {0})", libm=True, sympy=sympy.polygamma,
+      to_sympy=lambda a, n: sympy.polygamma(n, a))
 isfinite = unary("isfinite", None, "not differentiable", **_BOOL,
                  to_sympy=lambda a: sympy.And(sympy.Ne(a, sympy.oo), sympy.Ne(a, -sympy.oo)))
 logical_not = unary("logical_not", None, "not differentiable", **_BOOL, scalar="not {0}", sympy=sympy.Not)

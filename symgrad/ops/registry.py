@@ -27,10 +27,12 @@ frontend, pass and backend derives its table from them:
 - spellings: ``builder`` (the public ``sg.<name>``), ``parse`` (the names a formula
   calls it by), ``numpy`` (the numpy or scipy ufuncs it traces from: objects, or
   ``"scipy.special.<name>"`` looked up once scipy.special is loaded), ``sympy`` (the
-  SymPy function it is, both ways), ``to_sympy`` (``(*args) -> SymPy`` when it is
-  not one SymPy function);
+  SymPy function it is, both ways: SymPy's arguments are the builder's), ``to_sympy``
+  (``(*operands, **attrs) -> SymPy`` when it is not one SymPy function; with ``sympy``
+  too, ``sympy`` is read from SymPy and ``to_sympy`` written);
 - lowering: ``lower``, the expression template (``"np.exp({0})"``, ``"{0} + {1}"``,
-  ``"_rt.erf({0})"``) both backends' per-op lowering formats with the operands (``_rt``
+  ``"_rt.erf({0})"``, ``"_rt.polygamma({n}, {0})"``) both backends' per-op lowering and
+  fused loops format with the operands and the node's attributes by name (``_rt``
   is the backend's runtime module: ``numpy_runtime`` derives ``_rt.<name>`` from
   ``impl``; ``numba_runtime`` defines it, on scalars and arrays); ``scalar``, the
   template inside a fused loop when it differs.

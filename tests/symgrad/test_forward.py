@@ -52,6 +52,9 @@ UNARY_DOMAIN = {
     "relu": (-2, 2),
     "softplus": (-4, 4),
     "erf": (-2, 2),
+    "erfinv": (-0.9, 0.9),
+    "gammaln": (0.3, 5),
+    "digamma": (0.3, 5),
 }
 
 # op -> (build from symbols, input arrays); every op with a differentiable input is here
@@ -74,6 +77,7 @@ CASES.update(
         "mod": (sg.mod, [np.array([[0.3, -1.3, 1.7], [-0.45, 0.8, 2.6]]), np.array([0.7, 1.1, 1.9])]),
         "fmod": (sg.fmod, [np.array([[0.3, -1.3, 1.7], [-0.45, 0.8, 2.6]]), np.array([0.7, 1.1, 1.9])]),
         "xlogy": (sg.xlogy, [_uniform(-2, 2, (2, 3)), _uniform(0.3, 3, (3,), 1)]),
+        "polygamma": (lambda a: sg.polygamma(2, a), [_uniform(0.3, 5, (2, 3))]),
         "where": (
             lambda a, b: sg.where(a > 0, a * 2, b),
             [_uniform(-2, 2, (2, 3), away=0.1), _uniform(-2, 2, (3,), 1)],

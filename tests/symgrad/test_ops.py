@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.special
 
 import symgrad as sg
 from symgrad.graph import dim_symbol, topo_order
@@ -114,6 +115,16 @@ def _sigmoid(x):
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
+# the builder of each op, as a function of its operands: polygamma's order n is an attribute
+# (polygamma(n, x)); the table-walking tests sample it at n = 1, and n = 2 below
+ATTRIBUTES = {"polygamma": {"n": 1}}
+
+
+def builder(op):
+    if op == "polygamma":
+        return lambda x: sg.polygamma(1, x)
+    return OPS[op].builder
+
 
 # ---------------------------------------------------------------- the registry
 
@@ -154,7 +165,7 @@ def _sample_graphs():
     }
     for name, op in OPS.items():  # every other elementwise op of the table, on M (and v)
         if op.elementwise and op.lower and name not in samples:
-            samples[name] = op.builder(*[M, v][: op.arity])
+            samples[name] = builder(name)(*[M, v][: op.arity])
     for name in "sum max min prod".split():
         samples[name] = getattr(sg, name)(M, axis=1)
     return samples
@@ -298,6 +309,10 @@ UNARY = {  # name: (plain numpy definition, domain)
     "relu": (lambda x: np.where(x > 0, x, 0.0), uniform(-2, 2, away=0.1)),
     "softplus": (lambda x: np.log(1 + np.exp(x)), uniform(-4, 4)),
     "erf": (_erf, uniform(-2, 2)),
+    "erfinv": (scipy.special.erfinv, uniform(-0.9, 0.9)),
+    "gammaln": (scipy.special.gammaln, uniform(0.3, 5)),
+    "digamma": (scipy.special.digamma, uniform(0.3, 5)),
+    "polygamma": (lambda x: scipy.special.polygamma(1, x), uniform(0.3, 5)),  # n = 1 (builder)
     "floor": (np.floor, off_jumps(-3, 3)),
     "ceil": (np.ceil, off_jumps(-3, 3)),
     "round": (np.round, off_jumps(-3, 3)),
@@ -321,14 +336,14 @@ def test_unary_table_covers_every_unary_op():
 def test_unary_vjp_matches_central_differences_numpy(op, shape):
     truth, domain = UNARY[op]
     x = domain(np.random.default_rng(0), shape)
-    check_vjp(getattr(sg, op), truth, [x], "numpy")
+    check_vjp(builder(op), truth, [x], "numpy")
 
 
 @pytest.mark.parametrize("op", sorted(UNARY))
 def test_unary_vjp_matches_central_differences_numba(op):
     truth, domain = UNARY[op]
     x = domain(np.random.default_rng(0), (2, 3))
-    check_vjp(getattr(sg, op), truth, [x], "numba")
+    check_vjp(builder(op), truth, [x], "numba")
 
 
 # ---------------------------------------------------------------- elementwise binary
@@ -427,7 +442,7 @@ def test_jvp_matches_central_differences(op, backend):
     arrays, truth = _operands(op, shapes)
     tangents = [np.random.default_rng(7).normal(size=a.shape) for a in arrays]
     symbols = [sg.tensor(NAMES[i], a.shape) for i, a in enumerate(arrays)]
-    out = OPS[op].builder(*symbols)
+    out = builder(op)(*symbols)
     f = sg.compile([out, sg.jvp(out, symbols, tangents)], inputs=symbols, backend=backend)
     value, tangent = f(*arrays)
     np.testing.assert_allclose(value, truth(*arrays), rtol=1e-12, atol=1e-12)
@@ -442,7 +457,7 @@ def test_numba_gives_numpy_value_on_scalars_arrays_and_float32(op):
         for dtype in ("float64", "float32"):
             xs = [a.astype(dtype) for a in arrays]
             symbols = [sg.tensor(NAMES[i], a.shape, dtype) for i, a in enumerate(xs)]
-            out = OPS[op].builder(*symbols)
+            out = builder(op)(*symbols)
             got = [np.asarray(sg.compile(out, inputs=symbols, backend=b)(*xs)) for b in BACKENDS]
             assert got[0].dtype == got[1].dtype == np.dtype(out.dtype), (op, dtype)
             rtol = 1e-5 if dtype == "float32" else 1e-13
@@ -482,10 +497,13 @@ def _spelling_args(op):
 @pytest.mark.parametrize("op", ELEMENTWISE)
 def test_every_parser_name_parses_to_the_op(op):
     assert OPS[op].parse, f"{op} has no parser name"
+    literals = "".join(f"{v}, " for v in ATTRIBUTES.get(op, {}).values())  # polygamma(1, x)
     for spelling in OPS[op].parse:
-        e = sg.parse(f"{spelling}({', '.join(_spelling_args(op))})", dtypes={"p": "bool", "q": "bool"})
-        assert e.op == op, (spelling, e.op)
-        assert sg.parse(spelling + "(x)" if OPS[op].arity == 1 else "x") is not None
+        e = sg.parse(
+            f"{spelling}({literals}{', '.join(_spelling_args(op))})", dtypes={"p": "bool", "q": "bool"}
+        )
+        assert e.op == op and e.attrs == ATTRIBUTES.get(op, {}), (spelling, e.op)
+        assert sg.parse(f"{spelling}({literals}x)" if OPS[op].arity == 1 else "x") is not None
 
 
 @pytest.mark.parametrize("op", ELEMENTWISE)
@@ -510,15 +528,15 @@ def test_sympy_spelling_both_ways(op):
     symbols = {n: sympy.Symbol(n, real=True) for n in "xy"}
     conditions = {"p": symbols["x"] > 0.5, "q": symbols["y"] < 0.5}
     args = [conditions[n] if n in conditions else symbols[n] for n in _spelling_args(op)]
-    if opdef.sympy is not None:  # SymPy -> symgrad
-        e = sg.from_sympy(opdef.sympy(*args, evaluate=False))
-        assert e.op == op, (opdef.sympy, e.op)
+    if opdef.sympy is not None:  # SymPy -> symgrad (SymPy's arguments are the builder's: polygamma(n, x))
+        e = sg.from_sympy(opdef.sympy(*ATTRIBUTES.get(op, {}).values(), *args, evaluate=False))
+        assert e.op == op and e.attrs == ATTRIBUTES.get(op, {}), (opdef.sympy, e.op)
     if opdef.sympy is None and opdef.to_sympy is None:
         return
     # symgrad -> SymPy, evaluated by SymPy at points of the op's domain, against the truth
     x, y = sg.scalar("x"), sg.scalar("y")
     values = {"x": x, "y": y, "p": x > 0.5, "q": y < 0.5}
-    expr = sg.to_sympy(opdef.builder(*[values[n] for n in _spelling_args(op)]))
+    expr = sg.to_sympy(builder(op)(*[values[n] for n in _spelling_args(op)]))
     fn = sympy.lambdify([symbols["x"], symbols["y"]], expr, modules=["scipy", "numpy"])
     if op in UNARY or op in BINARY:
         arrays, truth = _operands(op, [(4,)] * opdef.arity)
@@ -1217,3 +1235,53 @@ def test_a_misspelled_keyword_of_an_op_declaration_is_refused():
     with pytest.raises(TypeError, match=r"op 'not_an_op': unknown keyword\(s\) \['sympi'\]"):
         unary("not_an_op", None, "", sympi=None)
     assert "not_an_op" not in OPS
+
+
+# ---------------------------------------------------------------- special functions: polygamma's order
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_polygamma_of_each_order_and_its_derivative_match_scipy_and_central_differences(n, backend):
+    x = uniform(0.3, 5)(np.random.default_rng(n), (2, 3))
+    check_vjp(lambda a: sg.polygamma(n, a), lambda a: scipy.special.polygamma(n, a), [x], backend)
+    # the first and second derivatives are polygamma(n + 1), polygamma(n + 2): SciPy's values
+    s = sg.scalar("s")
+    e = sg.polygamma(n, s)
+    d1 = sg.grad(e, s)
+    f = sg.compile([e, d1, sg.grad(d1, s)], inputs=[s], backend=backend)
+    for point in (0.4, 1.7, 4.2):
+        want = [scipy.special.polygamma(k, point) for k in (n, n + 1, n + 2)]
+        np.testing.assert_allclose(f(point), want, rtol=1e-12)
+
+
+def test_polygamma_of_order_zero_is_digamma_and_keeps_float32():
+    x = sg.tensor("x", (3,), "float32")
+    assert sg.polygamma(0, x) is sg.digamma(x)
+    assert sg.polygamma(np.int64(2), x).attrs == {"n": 2} and sg.polygamma(2, x).dtype == "float32"
+    assert sg.polygamma(1, sg.tensor("k", (3,), "int64")).dtype == "float64"
+
+
+@pytest.mark.parametrize("n", [-1, 1.0, True, None, "1"])
+def test_polygamma_order_must_be_a_non_negative_int(n):
+    with pytest.raises(
+        sg.UnsupportedError, match=r"polygamma\(n, x\): the order n must be a non-negative integer"
+    ):
+        sg.polygamma(n, sg.scalar("x"))
+    with pytest.raises(sg.UnsupportedError, match="the order n must be a non-negative integer"):
+        sg.polygamma(sg.scalar("k"), sg.scalar("x"))
+
+
+def test_special_functions_from_sympy():
+    import sympy
+
+    x = sympy.Symbol("x", real=True)
+    e = sg.from_sympy(sympy.polygamma(3, x))
+    assert (e.op, e.attrs) == ("polygamma", {"n": 3})
+    assert sg.from_sympy(sympy.polygamma(0, x)).op == "digamma"
+    assert sg.from_sympy(sympy.digamma(x)).op == "digamma"
+    assert sg.from_sympy(sympy.erfinv(x)).op == "erfinv"
+    # SymPy's loggamma is log Γ (complex for x < 0); gammaln is log|Γ|: the same for x > 0
+    assert sg.from_sympy(sympy.loggamma(x)).op == "gammaln"
+    with pytest.raises(sg.UnsupportedError, match="the order n must be a non-negative integer"):
+        sg.from_sympy(sympy.polygamma(sympy.Symbol("k", integer=True), x))

@@ -39,7 +39,12 @@ UNARY = {  # name: (SymPy function, domain)
     "relu": (sympy.Max(X, 0), (0.1, 2)),
     "softplus": (sympy.log(1 + sympy.exp(X)), (-4, 4)),
     "erf": (sympy.erf(X), (-2, 2)),
+    "erfinv": (sympy.erfinv(X), (-0.9, 0.9)),
+    "gammaln": (sympy.loggamma(X), (0.3, 5)),  # log Γ = log|Γ| for x > 0
+    "digamma": (sympy.digamma(X), (0.3, 5)),
+    "polygamma": (sympy.polygamma(1, X), (0.3, 5)),  # n = 1 (BUILD); n = 2 below
 }
+BUILD = {"polygamma": lambda x: sg.polygamma(1, x), "polygamma2": lambda x: sg.polygamma(2, x)}
 # sign is piecewise constant: sympy says 2*DiracDelta(x); the central-difference tests pin its 0,
 # as they do for floor, ceil, round and trunc (SymPy leaves their derivatives unevaluated)
 PIECEWISE_CONSTANT = {"sign", "floor", "ceil", "round", "trunc"}
@@ -100,13 +105,13 @@ def _check_unary(names, backend, order):
     x = sg.scalar("x")
     outputs = []
     for name in names:
-        e = getattr(sg, name)(x)
+        e = BUILD[name](x) if name in BUILD else getattr(sg, name)(x)
         for _ in range(order):
             e = sg.grad(e, x)
         outputs.append(e)
     f = sg.compile(outputs, inputs=[x], backend=backend)
     for name, k in zip(names, range(len(names))):
-        expr, domain = UNARY[name]
+        expr, domain = {**UNARY, **MORE}[name]
         truth = _lambdify(X, sympy.diff(expr, X, order))
         for point in _points(domain, kinked=name in NEGATIVE_TOO):
             got = f(point)[k]
@@ -123,6 +128,16 @@ def test_unary_derivative_matches_sympy(op, backend):
 @pytest.mark.parametrize("op", sorted(set(UNARY) - {"abs", "relu", "neg"}))
 def test_unary_second_derivative_matches_sympy(op, backend):
     _check_unary([op], backend, 2)
+
+
+# more cases of the ops above: polygamma of another order
+MORE = {"polygamma2": (sympy.polygamma(2, X), (0.3, 5))}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("order", [1, 2])
+def test_polygamma_of_order_two_derivatives_match_sympy(order, backend):
+    _check_unary(["polygamma2"], backend, order)
 
 
 def _check_binary(name, backend, order):

@@ -203,6 +203,13 @@ def test_integer_literals_keep_their_type():
         ("1 + (2,)", 4, "tuple"),
         ("2[0]", 1, "only an expression can be indexed"),
         ("x + ...", 4, "'...'"),
+        # polygamma's order is an attribute of the op: a non-negative integer literal
+        ("polygamma(x, y)", 10, "n must be a non-negative integer literal, got an expression"),
+        ("polygamma(1.0, y)", 10, "n must be a non-negative integer literal, got 1.0"),
+        ("polygamma(-1, y)", 10, "got -1"),
+        ("polygamma(True, y)", 10, "got True"),
+        ("1 + polygamma(n=2.5, x=1.0)", 16, "got 2.5"),
+        ("polygamma(y)", 0, "polygamma()"),
     ],
 )
 def test_parse_error_points_at_the_offending_column(text, column, fragment):
@@ -622,3 +629,10 @@ def test_huge_integer_powers_and_literals_are_refused_quickly():
         sg.parse("1" + "0" * 90_000)
     assert sg.parse("1" + "0" * 90_000 + ".5").value == math.inf  # a float literal: inf, as Python's
     assert time.perf_counter() - start < 5
+
+
+def test_polygamma_order_literal_is_the_op_attribute_and_zero_is_digamma():
+    e = sg.parse("polygamma(2, x) + polygamma(3, x)")
+    assert sorted(n.attrs["n"] for n in sg.graph.topo_order([e]) if n.op == "polygamma") == [2, 3]
+    assert sg.parse("polygamma(0, x)").op == "digamma"
+    assert sg.parse("polygamma(1 + 1, x)").attrs == {"n": 2}  # a constant integer expression folds

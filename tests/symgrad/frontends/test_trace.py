@@ -592,6 +592,10 @@ def _central_gradient(f, x, h=1e-6):
         lambda sp, x: np.sum(sp.logit(sp.expit(x)) ** 2),
         lambda sp, x: np.sum(sp.xlogy(x, x**2 + 1)),
         lambda sp, x: np.sum(sp.xlog1py(x, x**2)),
+        lambda sp, x: np.sum(sp.erfinv(np.tanh(x) * 0.9) + sp.gammaln(x**2 + 0.3) + sp.psi(x**2 + 0.4)),
+        lambda sp, x: np.sum(
+            sp.digamma(x**2 + 0.5) * sp.polygamma(2, x**2 + 0.3) - sp.polygamma(0, x**2 + 1)
+        ),
     ],
     ids=[
         "logsumexp",
@@ -606,6 +610,8 @@ def _central_gradient(f, x, h=1e-6):
         "logit",
         "xlogy",
         "xlog1py",
+        "erfinv-gammaln-psi",
+        "digamma-polygamma",
     ],
 )
 def test_scipy_special_functions_trace_to_ops(loss):
@@ -713,3 +719,14 @@ def test_a_sparse_matrix_argument_is_refused_saying_toarray():
         sg.UnsupportedError, match=r"argument 'X' of <lambda> is a scipy.sparse csr_matrix: .*X.toarray\(\)"
     ):
         vg(np.ones(3), scipy.sparse.csr_matrix(np.eye(3)))
+
+
+def test_scipy_polygamma_traces_with_its_order_and_refuses_a_symbolic_order():
+    import scipy.special
+
+    x = np.array([0.4, 1.3, 3.7])
+    value, g = sg.value_and_grad(lambda v: np.sum(scipy.special.polygamma(3, v)), backend="numba")(x)
+    assert value == pytest.approx(np.sum(scipy.special.polygamma(3, x)), rel=1e-13)
+    np.testing.assert_allclose(g, scipy.special.polygamma(4, x), rtol=1e-12)
+    with pytest.raises(sg.UnsupportedError, match=r"polygamma\(n, x\): the order n must be a Python int"):
+        sg.value_and_grad(lambda v: np.sum(scipy.special.polygamma(v, 2.0)), backend="numpy")(x)
