@@ -31,7 +31,8 @@ from .schedule import (
 # the per-op expression templates, from the op table ("np.exp({0})", "{0} + {1}", "_rt.erf({0})")
 _UNARY = {name: op.lower for name, op in OPS.items() if op.lower and op.arity == 1}
 _BINARY = {name: op.lower for name, op in OPS.items() if op.lower and op.arity == 2}
-_VIEWS = {"symbol", "constant", "transpose", "broadcast_to", "reshape", "getitem", "stop_gradient"}
+# ops whose lowered value may share memory with an input or a constant: an output never returns one as it is
+_VIEWS = {name for name, op in OPS.items() if op.aliases}
 
 
 def _float_literal(v):
@@ -395,12 +396,7 @@ class Emitter:
         output_ids = {id(o) for o in outputs}
 
         def movable(n):
-            return (
-                n.ndim == 0
-                and n.op not in ("symbol", "constant")
-                and id(n) not in output_ids
-                and id(n) not in grouped
-            )
+            return n.ndim == 0 and not OPS[n.op].given and id(n) not in output_ids and id(n) not in grouped
 
         self.owner = branch_owners(
             nodes, users, movable, lambda u: u.op == "where" and u.ndim == 0 and id(u) not in grouped
@@ -563,7 +559,8 @@ class Emitter:
         return lines
 
 
-GATHER_OPS = ("take0", "scatter_add0", "take_last", "scatter_last")
+# ops with an operand of index values the kernel bounds-checks
+GATHER_OPS = {name for name, op in OPS.items() if op.index_operand}
 
 
 def branch_owners(nodes, users, movable, is_where):
@@ -599,7 +596,7 @@ def requirements(outputs):
         if node.op == "getitem":
             needs = node.attrs.get("requires", ())
             what = f"{node.inputs[0]!r:.40}[{key_text(node.attrs['key'])}]"
-        elif node.op in ("max", "min"):
+        elif OPS[node.op].needs_nonempty:
             # an empty slice has no maximum: every named reduced axis must have an element
             x = node.inputs[0]
             needs = [(x.shape[a], 1) for a in node.attrs["axes"] if not isinstance(x.shape[a], int)]

@@ -35,7 +35,7 @@ from .graph import broadcast_shapes
 from .ops import OPS, add, as_expr, broadcast_to, cast, constant, expand_dims, reshape, stack, sum_to
 from .ops import sum as sum_over, transpose
 from .ops import logical_and, logical_not, logical_or, where
-from .ops.registry import POINTWISE
+from .ops.registry import ALL, POINTWISE
 from .ops.structure import slice_grad
 
 
@@ -96,22 +96,9 @@ def _branch_mask(node, index, m):
     return c if m is None else logical_and(m, c)
 
 
-# ops linear in these inputs: the VJP moves and adds the adjoint without reading any value
-_MOVES_ADJOINT = {
-    "reshape": (0,),
-    "broadcast_to": (0,),
-    "transpose": (0,),
-    "getitem": (0,),
-    "slice_grad": (0,),
-    "take0": (0,),
-    "scatter_add0": (0,),
-    "take_last": (0,),
-    "scatter_last": (0,),
-    "sum": (0,),
-    "cast": (0,),
-    "concatenate": None,
-}
-_REDUCTIONS = ("max", "min", "prod")
+def _reads_values(opdef):
+    """A reduction whose VJP reads values (max, min, prod), not one that only moves the adjoint (sum)."""
+    return opdef.reduction and not opdef.moves_adjoint
 
 
 def _indicator(m, dtype, shape):
@@ -153,9 +140,9 @@ def _input_mask(m, node, index, inp, opdef):
         if inp.shape == node.shape and broadcast_shapes(m.shape, inp.shape) == inp.shape:
             return m
         hits = sum_to(_indicator(m, dtype, node.shape), inp.shape)
-    elif node.op in _MOVES_ADJOINT and index in (_MOVES_ADJOINT[node.op] or (index,)):
+    elif opdef.moves_adjoint == ALL or index in opdef.moves_adjoint:
         hits = opdef.vjp_rule(index)(_indicator(m, node.dtype, node.shape), *node.inputs, node)
-    elif node.op in _REDUCTIONS:
+    elif _reads_values(opdef):
         # the adjoint of x is a weight times the output's adjoint, repeated over the reduced axes
         hits = OPS["sum"].vjp_rule(0)(_indicator(m, dtype, node.shape), inp, node)
     elif node.op == "matmul":
@@ -216,7 +203,7 @@ def vjp(y, wrt, cotangent, notes=None):
                 contribution = where(m, contribution, 0)  # 0 * nan from the untaken branch -> 0
             m_in = _input_mask(_branch_mask(node, index, m), node, index, inp, opdef)
             contribution = sum_to(contribution, inp.shape)
-            if m_in is not None and m_in.ndim and (node.op in _REDUCTIONS or node.op == "matmul"):
+            if m_in is not None and m_in.ndim and (_reads_values(opdef) or node.op == "matmul"):
                 contribution = where(m_in, contribution, 0)
             if contribution.dtype != inp.dtype:
                 contribution = cast(contribution, inp.dtype)

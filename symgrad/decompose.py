@@ -40,40 +40,6 @@ from .ops import count as count_of
 from .printing import expr_str
 from .symbol_constructors import scalar, tensor
 
-# ops whose leading axis passes through unchanged when the input's does (the rest checked below)
-_ROW_PRESERVING = {
-    "sum",
-    "max",
-    "min",
-    "prod",
-    "argmax_mask",
-    "argmin_mask",
-    "prod_others",
-    "reshape",
-    "transpose",
-    "broadcast_to",
-    "getitem",
-    "concatenate",
-    "matmul",
-    "take0",
-    "take_last",
-    "arange",
-}
-# ops that are linear in each input, so a sum over rows may pass through them
-_LINEAR = {
-    "add",
-    "sub",
-    "neg",
-    "sum",
-    "reshape",
-    "transpose",
-    "broadcast_to",
-    "getitem",
-    "concatenate",
-    "sum_to",
-    "slice_grad",
-}
-
 
 def is_elementwise(op):
     return OPS[op].elementwise or op == "cast"
@@ -269,11 +235,11 @@ def _check_row_local(node, kinds, coupling):
                     f"onto another axis of {shape_str(node.shape)}",
                 )
         return
-    if op not in _ROW_PRESERVING:
+    if not OPS[op].keeps_rows:
         if rows:
             raise coupling(node, f"{op} mixes rows")
         return
-    if op in ("sum", "max", "min", "prod", "argmax_mask", "argmin_mask", "prod_others"):
+    if OPS[op].along_axes:
         if 0 in node.attrs["axes"]:
             raise coupling(node, f"{op} over the rows")
     elif op == "getitem":
@@ -298,7 +264,7 @@ def _check_row_local(node, kinds, coupling):
 
 def _sums_rows(node, kinds):
     """Is ``node`` (without the row dim) a sum over the rows of per-row terms?"""
-    if node.op in ("sum", "sum_to"):
+    if node.op == "sum":  # (sum_to builds a sum)
         return True
     if node.op == "matmul":
         a, b = node.inputs
@@ -308,7 +274,7 @@ def _sums_rows(node, kinds):
 
 
 def _coupling_reason(node):
-    if node.op in ("max", "min", "prod", "argmax_mask", "argmin_mask"):
+    if OPS[node.op].along_axes and not OPS[node.op].linear:
         return f"a {node.op} over the rows (only sums and means over rows split into blocks)"
     if node.op == "getitem":
         return "indexing selects some of the rows"
@@ -322,15 +288,15 @@ def _check_affine(node, kinds, coupling):
     a parameter term, a division by one, or a where with a condition on parameters only."""
     op = node.op
     n_sum = sum(k == "sum" for k in kinds)
-    if op in _LINEAR or (op == "cast" and is_float(node.dtype)):
+    if OPS[op].linear or (op == "cast" and is_float(node.dtype)):
         return
-    if op in ("mul", "matmul") and n_sum == 1:
+    if OPS[op].bilinear and n_sum == 1:
         return
     if op == "div" and kinds[1] != "sum":
         return
     if op == "where" and kinds[0] != "sum":
         return
-    if op in ("mul", "matmul"):
+    if OPS[op].bilinear:
         raise coupling(node, "a product of two sums over rows")
     raise coupling(
         node,

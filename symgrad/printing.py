@@ -4,22 +4,8 @@ from . import graph
 from .errors import SymgradError
 from .frontends.sympy_bridge import latex
 from .graph import shape_str, topo_order
+from .ops.registry import OPS
 
-_INFIX = {
-    "add": ("+", 1),
-    "sub": ("-", 1),
-    "mul": ("*", 2),
-    "div": ("/", 2),
-    "mod": ("%", 2),
-    "matmul": ("@", 2),
-    "pow": ("**", 4),
-    "less": ("<", 0),
-    "less_equal": ("<=", 0),
-    "greater": (">", 0),
-    "greater_equal": (">=", 0),
-    "equal": ("==", 0),
-    "not_equal": ("!=", 0),
-}
 _MAX_NODES = 400
 _MAX_CHARS = 300
 
@@ -58,8 +44,8 @@ def expr_str(root):
         elif node.op == "constant":
             s = _constant_str(node)
             prec = 3 if s.startswith("-") else 9  # binds like unary minus: (-2.0)**x
-        elif node.op in _INFIX:
-            sym, prec = _INFIX[node.op]
+        elif OPS[node.op].infix:
+            sym, prec = OPS[node.op].infix, OPS[node.op].precedence
             # comparisons chain in Python (a < b == c), so a comparison operand is parenthesised
             left, right = [
                 a if p > prec or (p == prec and k == 0 and node.op != "pow" and prec > 0) else f"({a})"

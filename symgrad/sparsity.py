@@ -28,7 +28,6 @@ from .errors import UnsupportedError
 from .graph import concrete, is_float, shape_str, size_of, topo_order
 from .ops.registry import OPS, POINTWISE
 
-_REDUCTIONS = ("sum", "max", "min", "prod")
 PROBE_LIMIT = 20_000_000  # input elements x output elements a probe may evaluate
 
 
@@ -98,7 +97,7 @@ def _local_pattern(node, index, rng):
         return sp.csr_matrix(
             (np.ones(source.size, dtype=bool), (np.arange(source.size), source)), shape=(source.size, n_in)
         )
-    if node.op in _REDUCTIONS:
+    if opdef.reduction:
         return _reduction_map(x.shape, node.attrs["axes"])
     if node.op == "prod_others":
         slices = _reduction_map(x.shape, node.attrs["axes"])

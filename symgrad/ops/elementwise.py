@@ -374,7 +374,7 @@ _BOOL = dict(float_only=False, infer=lambda inputs, attrs: (inputs[0].shape, "bo
 # rule(g, x, out): the adjoint of x given the adjoint g of out = op(x)
 # fmt: off
 neg = unary("neg", lambda g, x, out: -g, "d/dx -x = -1", float_only=False, lower="-{0}", numpy=np.negative,
-            parse=("neg", "negative"), to_sympy=lambda a: -a)
+            parse=("neg", "negative"), linear=True, to_sympy=lambda a: -a)
 abs = unary("abs", lambda g, x, out: g * sign(x), "d/dx |x| = sign(x), 0 at 0", float_only=False,
             numpy=(np.absolute, np.fabs), sympy=sympy.Abs)
 sign = unary("sign", None, "d/dx sign(x) = 0", float_only=False, sympy=sympy.sign)
@@ -451,6 +451,7 @@ register(
     builder=stop_gradient,
     parse=("stop_gradient",),
     to_sympy=lambda a: a,
+    aliases=True,
 )
 
 
@@ -469,6 +470,7 @@ register(
     vjp=(_cast_vjp,),
     jvp=(_cast_jvp,),
     note="d/dx cast(x) = 1",
+    moves_adjoint=(0,),
 )
 
 
@@ -491,18 +493,19 @@ def _pow_exponent_rule(g, a, b, out):
 
 # fmt: off
 binary("add", (lambda g, a, b, out: g, lambda g, a, b, out: g), "d(a+b) = da + db", commutative=True,
-       builder=add, lower="{0} + {1}", to_sympy=lambda a, b: a + b)
+       builder=add, lower="{0} + {1}", linear=True, infix="+", precedence=1, to_sympy=lambda a, b: a + b)
 binary("sub", (lambda g, a, b, out: g, lambda g, a, b, out: -g), "d(a-b) = da - db", builder=sub,
-       lower="{0} - {1}", numpy=np.subtract, parse=("sub", "subtract"), to_sympy=lambda a, b: a - b)
+       lower="{0} - {1}", numpy=np.subtract, parse=("sub", "subtract"), linear=True, infix="-", precedence=1,
+       to_sympy=lambda a, b: a - b)
 binary("mul", (lambda g, a, b, out: g * b, lambda g, a, b, out: g * a), "d(ab) = b da + a db",
        commutative=True, builder=mul, lower="{0} * {1}", numpy=np.multiply, parse=("mul", "multiply"),
-       to_sympy=lambda a, b: a * b)
+       bilinear=True, infix="*", precedence=2, to_sympy=lambda a, b: a * b)
 binary("div", (lambda g, a, b, out: g / b, lambda g, a, b, out: -(g * out) / b), "d(a/b) = da/b - (a/b) db/b",
-       infer=_float_binary, builder=div, lower="{0} / {1}", numpy=np.divide,
+       infer=_float_binary, builder=div, lower="{0} / {1}", infix="/", precedence=2, numpy=np.divide,
        parse=("div", "divide", "true_divide"), to_sympy=lambda a, b: a / b)
 binary("pow", (_pow_base_rule, _pow_exponent_rule), "d(a^b) = b a^(b-1) da + a^b log(a) db",
        infer=_float_binary, builder=pow, lower="{0} ** {1}", scalar="np.power({0}, {1})", numpy=np.power,
-       parse=("pow", "power"), libm=True, to_sympy=lambda a, b: a**b)
+       parse=("pow", "power"), libm=True, infix="**", precedence=4, to_sympy=lambda a, b: a**b)
 binary("maximum", (lambda g, a, b, out: where(a > b, g, 0), lambda g, a, b, out: where(a > b, 0, g)),
        "d max(a, b): to a where a > b, else to b", commutative=True, builder=maximum, sympy=sympy.Max)
 binary("minimum", (lambda g, a, b, out: where(a < b, g, 0), lambda g, a, b, out: where(a < b, 0, g)),
@@ -513,7 +516,8 @@ binary("logaddexp", (lambda g, a, b, out: g * sigmoid(a - b), lambda g, a, b, ou
        to_sympy=lambda a, b: sympy.log(sympy.exp(a) + sympy.exp(b)))
 binary("mod", (lambda g, a, b, out: g, lambda g, a, b, out: -(g * floor(a / b))),
        "d mod(a, b) = da - floor(a/b) db", builder=mod, lower="np.remainder({0}, {1})", numpy=np.remainder,
-       parse=("mod", "remainder"), libm=True, sympy=sympy.Mod)  # SymPy's Mod has the sign of b, as np.mod
+       parse=("mod", "remainder"), libm=True, infix="%", precedence=2,
+       sympy=sympy.Mod)  # SymPy's Mod has the sign of b, as np.mod
 binary("fmod", (lambda g, a, b, out: g, lambda g, a, b, out: -(g * trunc(a / b))),
        "d fmod(a, b) = da - trunc(a/b) db", builder=fmod, libm=True,
        to_sympy=lambda a, b: a - b * _sympy_trunc(a / b))
@@ -527,12 +531,14 @@ xlogy = binary("xlogy", (lambda g, x, y, out: g * log(y), lambda g, x, y, out: g
                to_sympy=lambda x, y: sympy.Piecewise((0, sympy.Eq(x, 0)), (x * sympy.log(y), True)))
 # comparisons and logic: not differentiable
 _COMPARE = dict(infer=_compare, note="not differentiable", boolean=True)
-binary("less", **_COMPARE, builder=less, lower="{0} < {1}", sympy=sympy.StrictLessThan)
-binary("less_equal", **_COMPARE, builder=less_equal, lower="{0} <= {1}", sympy=sympy.LessThan)
-binary("greater", **_COMPARE, builder=greater, lower="{0} > {1}", sympy=sympy.StrictGreaterThan)
-binary("greater_equal", **_COMPARE, builder=greater_equal, lower="{0} >= {1}", sympy=sympy.GreaterThan)
-binary("equal", **_COMPARE, builder=equal, lower="{0} == {1}", commutative=True, sympy=sympy.Equality)
-binary("not_equal", **_COMPARE, builder=not_equal, lower="{0} != {1}", commutative=True,
+binary("less", **_COMPARE, builder=less, lower="{0} < {1}", infix="<", sympy=sympy.StrictLessThan)
+binary("less_equal", **_COMPARE, builder=less_equal, lower="{0} <= {1}", infix="<=", sympy=sympy.LessThan)
+binary("greater", **_COMPARE, builder=greater, lower="{0} > {1}", infix=">", sympy=sympy.StrictGreaterThan)
+binary("greater_equal", **_COMPARE, builder=greater_equal, lower="{0} >= {1}", infix=">=",
+       sympy=sympy.GreaterThan)
+binary("equal", **_COMPARE, builder=equal, lower="{0} == {1}", infix="==", commutative=True,
+       sympy=sympy.Equality)
+binary("not_equal", **_COMPARE, builder=not_equal, lower="{0} != {1}", infix="!=", commutative=True,
        sympy=sympy.Unequality)
 binary("logical_and", infer=_logical, boolean=True, commutative=True, builder=logical_and,
        scalar="{0} and {1}", sympy=sympy.And)

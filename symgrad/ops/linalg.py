@@ -80,6 +80,10 @@ register(
     note="d(a @ b) = g @ b.T, a.T @ g",
     arity=2,
     lower="{0} @ {1}",
+    bilinear=True,
+    keeps_rows=True,
+    infix="@",
+    precedence=2,
 )
 
 

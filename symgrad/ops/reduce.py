@@ -95,6 +95,11 @@ register(
     (lambda g, x, out: _repeat(g, x, out),),
     jvp=(lambda t, x, out: _reduce_tangent(t, out),),
     note="d sum(x) = repeat(g) over the summed axes",
+    reduction=True,
+    along_axes=True,
+    linear=True,
+    moves_adjoint=(0,),
+    keeps_rows=True,
 )
 register(
     "max",
@@ -103,6 +108,10 @@ register(
     (lambda g, x, out: argmax_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
     jvp=(lambda t, x, out: _reduce_tangent(argmax_mask(x, out.attrs["axes"]) * t, out),),
     note="d max(x): to the first maximal element",
+    reduction=True,
+    along_axes=True,
+    keeps_rows=True,
+    needs_nonempty=True,
 )
 register(
     "min",
@@ -111,6 +120,10 @@ register(
     (lambda g, x, out: argmin_mask(x, out.attrs["axes"]) * _keep(g, x, out),),
     jvp=(lambda t, x, out: _reduce_tangent(argmin_mask(x, out.attrs["axes"]) * t, out),),
     note="d min(x): to the first minimal element",
+    reduction=True,
+    along_axes=True,
+    keeps_rows=True,
+    needs_nonempty=True,
 )
 register(
     "prod",
@@ -119,6 +132,9 @@ register(
     (lambda g, x, out: prod_others(x, out.attrs["axes"]) * _keep(g, x, out),),
     jvp=(lambda t, x, out: _reduce_tangent(prod_others(x, out.attrs["axes"]) * t, out),),
     note="d prod(x)/dx_i = product of the other elements",
+    reduction=True,
+    along_axes=True,
+    keeps_rows=True,
 )
 
 
@@ -189,12 +205,16 @@ register(
     _same_infer,
     lambda x, axes: _np_first_extreme_mask(x, axes, np.argmax).astype(x.dtype),
     note="one-hot of the first maximum along axes (zero derivative)",
+    along_axes=True,
+    keeps_rows=True,
 )
 register(
     "argmin_mask",
     _same_infer,
     lambda x, axes: _np_first_extreme_mask(x, axes, np.argmin).astype(x.dtype),
     note="one-hot of the first minimum along axes (zero derivative)",
+    along_axes=True,
+    keeps_rows=True,
 )
 # its Jacobian is symmetric (it is the Hessian of prod), so the VJP rule is also the JVP rule
 register(
@@ -204,6 +224,8 @@ register(
     (_prod_others_vjp,),
     jvp=(_prod_others_vjp,),
     note="product of the other elements along axes",
+    along_axes=True,
+    keeps_rows=True,
 )
 register(
     "dimsize",

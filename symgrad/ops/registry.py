@@ -36,6 +36,11 @@ frontend, pass and backend derives its table from them:
   is the backend's runtime module: ``numpy_runtime`` derives ``_rt.<name>`` from
   ``impl``; ``numba_runtime`` defines it, on scalars and arrays); ``scalar``, the
   template inside a fused loop when it differs.
+
+Any op's record also holds the traits passes ask it for instead of keeping lists of op
+names (``reduction``, ``along_axes``, ``linear``, ``bilinear``, ``moves_adjoint``,
+``keeps_rows``, ``given``, ``needs_nonempty``, ``aliases``, ``index_operand``, ``infix`` and
+``precedence``; see the fields), set by keyword where the op is registered.
 """
 
 import os
@@ -53,6 +58,9 @@ OPS = {}
 # jvp=POINTWISE: the op is elementwise and its VJP rules are pointwise factors, so the
 # same rules carry a tangent forward (the result broadcasts to the output's shape)
 POINTWISE = "pointwise"
+
+# moves_adjoint=ALL: the VJP moves the adjoint to every input without reading a value
+ALL = "all"
 
 # Largest constant (in elements) that folding will materialise; ``arange`` of a concrete
 # size is a constant up to this size too, and computed by the compiled function above it.
@@ -97,6 +105,21 @@ class OpDef:
     to_sympy: Optional[Callable] = None
     lower: str = ""
     scalar: str = ""
+    # traits of any op that passes ask the record for (instead of keeping a list of names)
+    reduction: bool = False  # reduces over attrs["axes"]: each output element is one slice of x
+    along_axes: bool = False  # works along attrs["axes"] (a reduction, argmax/argmin masks, prod_others)
+    linear: bool = False  # linear in every input (a sum over rows may pass through it)
+    bilinear: bool = False  # linear in each input when the other is fixed (mul, matmul)
+    moves_adjoint: object = ()  # inputs whose VJP moves the adjoint, reading no value (ALL: all)
+    keeps_rows: bool = (
+        False  # the leading axis passes through when the input's does (decompose checks the rest)
+    )
+    given: bool = False  # its value is given to the kernel (an input or a constant), not computed
+    needs_nonempty: bool = False  # a reduction with no value on an empty slice (max, min)
+    aliases: bool = False  # its lowered value may share memory with an input or a constant (a view)
+    index_operand: bool = False  # an operand holds index values the compiled kernel bounds-checks
+    infix: str = ""  # its operator in printed expressions ("+", "@", "<", ...)
+    precedence: int = 0  # the infix operator's binding strength in printed expressions
 
     def jvp_rule(self, index):
         """The JVP rule for input ``index``: callable(t, *inputs, out) or None."""
@@ -285,9 +308,17 @@ def one_like(node):
     return constant(1, node.dtype)
 
 
-register("symbol", infer=lambda inputs, attrs: (attrs["shape"], attrs["dtype"]), doc="a named input")
+register(
+    "symbol",
+    infer=lambda inputs, attrs: (attrs["shape"], attrs["dtype"]),
+    doc="a named input",
+    given=True,
+    aliases=True,
+)
 register(
     "constant",
     infer=lambda inputs, attrs: (attrs["value"].shape, attrs["value"].dtype.name),
     doc="a value embedded in the graph",
+    given=True,
+    aliases=True,
 )

@@ -22,7 +22,7 @@ from ..graph import (
     promote,
     shape_str,
 )
-from .registry import FOLD_LIMIT, register, make, as_expr, constant
+from .registry import ALL, FOLD_LIMIT, register, make, as_expr, constant
 from .elementwise import cast
 
 
@@ -140,6 +140,10 @@ register(
     (lambda g, x, out: reshape(g, x.shape),),
     jvp=_linear_jvp,
     note="d reshape = reshape back",
+    linear=True,
+    moves_adjoint=(0,),
+    keeps_rows=True,
+    aliases=True,
 )
 register(
     "broadcast_to",
@@ -148,6 +152,10 @@ register(
     (lambda g, x, out: sum_to(g, x.shape),),
     jvp=_linear_jvp,
     note="d repeat = sum over the repeated axes",
+    linear=True,
+    moves_adjoint=(0,),
+    keeps_rows=True,
+    aliases=True,
 )
 register(
     "transpose",
@@ -156,6 +164,10 @@ register(
     (lambda g, x, out: transpose(g, tuple(np.argsort(out.attrs["axes"]))),),
     jvp=_linear_jvp,
     note="d transpose = transpose back",
+    linear=True,
+    moves_adjoint=(0,),
+    keeps_rows=True,
+    aliases=True,
 )
 
 
@@ -314,6 +326,10 @@ register(
     (lambda g, x, out: slice_grad(g, out.attrs["key"], x.shape),),
     jvp=_linear_jvp,
     note="d x[key] = zeros with g written into [key]",
+    linear=True,
+    moves_adjoint=(0,),
+    keeps_rows=True,
+    aliases=True,
 )
 register(
     "slice_grad",
@@ -322,6 +338,8 @@ register(
     (lambda gg, g, out: _take_key(gg, out.attrs["key"], g.shape),),
     jvp=_linear_jvp,
     note="d scatter = gather",
+    linear=True,
+    moves_adjoint=(0,),
 )
 
 
@@ -407,6 +425,9 @@ register(
     vjp_variadic=_concat_vjp,
     jvp_variadic=_concat_jvp,
     note="d concatenate = the matching slice of g",
+    linear=True,
+    moves_adjoint=ALL,
+    keeps_rows=True,
 )
 
 
@@ -487,6 +508,9 @@ register(
     (lambda g, x, idx, out: scatter_add0(g, idx, x.shape[0]), None),
     jvp=(_linear_jvp, None),
     note="d x[idx] = scatter-add g into the rows idx",
+    moves_adjoint=(0,),
+    keeps_rows=True,
+    index_operand=True,
 )
 register(
     "scatter_add0",
@@ -495,6 +519,8 @@ register(
     (lambda gg, g, idx, out: make("take0", [gg, idx]), None),
     jvp=(_linear_jvp, None),
     note="d scatter-add = gather",
+    moves_adjoint=(0,),
+    index_operand=True,
 )
 
 
@@ -541,6 +567,9 @@ register(
     (lambda g, x, idx, out: make("scatter_last", [g, idx], size=x.shape[1]), None),
     jvp=(_linear_jvp, None),
     note="d take_along_axis = scatter-add g into the picked positions",
+    moves_adjoint=(0,),
+    keeps_rows=True,
+    index_operand=True,
 )
 register(
     "scatter_last",
@@ -549,6 +578,8 @@ register(
     (lambda gg, g, idx, out: make("take_last", [gg, idx]), None),
     jvp=(_linear_jvp, None),
     note="d scatter-add = gather",
+    moves_adjoint=(0,),
+    index_operand=True,
 )
 
 
@@ -584,7 +615,9 @@ def _arange_infer(inputs, attrs):
     return (attrs["n"],), "int64"
 
 
-register("arange", _arange_infer, lambda n: np.arange(n, dtype=np.int64), note="0, 1, ..., n-1")
+register(
+    "arange", _arange_infer, lambda n: np.arange(n, dtype=np.int64), note="0, 1, ..., n-1", keeps_rows=True
+)
 
 
 def arange(n):

@@ -132,7 +132,7 @@ def rewrite(op, inputs, attrs, shape, dtype):
         (x,) = inputs
         if x.dtype == dtype:
             return x
-    elif op in ("sum", "max", "min", "prod"):
+    elif opdef.reduction:
         (x,) = inputs
         if not attrs["axes"]:
             return x if x.dtype == dtype else ops.cast(x, dtype)

@@ -1285,3 +1285,210 @@ def test_special_functions_from_sympy():
     assert sg.from_sympy(sympy.loggamma(x)).op == "gammaln"
     with pytest.raises(sg.UnsupportedError, match="the order n must be a non-negative integer"):
         sg.from_sympy(sympy.polygamma(sympy.Symbol("k", integer=True), x))
+
+
+# ---------------------------------------------------------------- traits the passes ask the records for
+
+# The spec of which ops have each trait: the op-name sets the passes kept before the traits
+# (autodiff._MOVES_ADJOINT / _REDUCTIONS, sparsity._REDUCTIONS, decompose._ROW_PRESERVING / _LINEAR /
+# its reduction and product tests, printing._INFIX, emit._VIEWS / GATHER_OPS and its max/min and
+# symbol/constant tests, the simplifier's reduction rule).
+_REDUCTIONS = {"sum", "max", "min", "prod"}
+TRAIT_SPEC = {
+    "reduction": _REDUCTIONS,
+    "along_axes": _REDUCTIONS | {"argmax_mask", "argmin_mask", "prod_others"},
+    "linear": {"add", "sub", "neg", "sum", "reshape", "transpose", "broadcast_to", "getitem", "concatenate"}
+    | {"slice_grad"},
+    "bilinear": {"mul", "matmul"},
+    "keeps_rows": _REDUCTIONS
+    | {"argmax_mask", "argmin_mask", "prod_others", "reshape", "transpose", "broadcast_to", "getitem"}
+    | {"concatenate", "matmul", "take0", "take_last", "arange"},
+    "given": {"symbol", "constant"},
+    "needs_nonempty": {"max", "min"},
+    "aliases": {"symbol", "constant", "transpose", "broadcast_to", "reshape", "getitem", "stop_gradient"},
+    "index_operand": {"take0", "scatter_add0", "take_last", "scatter_last"},
+}
+MOVES_ADJOINT_SPEC = {
+    **dict.fromkeys(["reshape", "broadcast_to", "transpose", "getitem", "slice_grad", "take0"], (0,)),
+    **dict.fromkeys(["scatter_add0", "take_last", "scatter_last", "sum", "cast"], (0,)),
+    "concatenate": "all",
+}
+INFIX_SPEC = {
+    "add": ("+", 1),
+    "sub": ("-", 1),
+    "mul": ("*", 2),
+    "div": ("/", 2),
+    "mod": ("%", 2),
+    "matmul": ("@", 2),
+    "pow": ("**", 4),
+    "less": ("<", 0),
+    "less_equal": ("<=", 0),
+    "greater": (">", 0),
+    "greater_equal": (">=", 0),
+    "equal": ("==", 0),
+    "not_equal": ("!=", 0),
+}
+
+
+@pytest.mark.parametrize("trait", sorted(TRAIT_SPEC))
+def test_trait_is_declared_on_exactly_the_ops_the_passes_used(trait):
+    assert {name for name, op in OPS.items() if getattr(op, trait)} == TRAIT_SPEC[trait]
+
+
+def test_moves_adjoint_and_infix_traits_are_the_passes_old_tables():
+    assert {name: op.moves_adjoint for name, op in OPS.items() if op.moves_adjoint} == MOVES_ADJOINT_SPEC
+    assert {name: (op.infix, op.precedence) for name, op in OPS.items() if op.infix} == INFIX_SPEC
+
+
+def test_tables_the_passes_derive_are_the_old_sets():
+    from symgrad import autodiff
+    from symgrad.codegen import emit
+
+    assert {n for n, op in OPS.items() if autodiff._reads_values(op)} == {"max", "min", "prod"}
+    assert emit._VIEWS == TRAIT_SPEC["aliases"]
+    assert emit.GATHER_OPS == TRAIT_SPEC["index_operand"]
+
+
+@pytest.mark.parametrize("op", sorted(MOVES_ADJOINT_SPEC))
+def test_moves_adjoint_rules_read_no_value(op):
+    # the adjoint it sends to a moved input is built from the incoming adjoint (and index operands)
+    # alone: neither that input's value nor the output's enters it
+    node = _node_of(op)
+    g = sg.tensor("g_adjoint", shape=node.shape, dtype=node.dtype)
+    moved = range(len(node.inputs)) if OPS[op].moves_adjoint == "all" else OPS[op].moves_adjoint
+    for index in moved:
+        adjoint = OPS[op].vjp_rule(index)(g, *node.inputs, node)
+        used = {id(n) for n in topo_order([adjoint])}
+        assert id(node.inputs[index]) not in used and id(node) not in used, (op, index)
+
+
+def _values(node, rng):
+    return [np.array(i.value) if i.op == "constant" else rng.standard_normal(i.shape) for i in node.inputs]
+
+
+@pytest.mark.parametrize("op", sorted(TRAIT_SPEC["linear"] | TRAIT_SPEC["bilinear"]))
+def test_linear_and_bilinear_ops_are_linear_by_their_numpy_definition(op):
+    # linear: f(a x + y) = a f(x) + f(y) in all inputs at once; bilinear: in each input alone
+    rng = np.random.default_rng(3)
+    node, impl = _node_of(op), OPS[op].impl
+    x, y = _values(node, rng), _values(node, rng)
+    groups = [range(len(x))] if OPS[op].linear else [[k] for k in range(len(x))]
+    for moved in groups:
+        mixed = [1.5 * x[k] + y[k] if k in moved else x[k] for k in range(len(x))]
+        others = [y[k] if k in moved else x[k] for k in range(len(x))]
+        expected = 1.5 * impl(*x, **node.attrs) + impl(*others, **node.attrs)
+        np.testing.assert_allclose(impl(*mixed, **node.attrs), expected, rtol=1e-12, atol=1e-12)
+
+
+# modules that ask the op records instead of keeping op-name sets, and the one-op rules they keep:
+# (module, op) -> why that rule is about that op alone
+_CONVERTED = ["symgrad/autodiff.py", "symgrad/sparsity.py", "symgrad/decompose.py", "symgrad/printing.py"]
+_CONVERTED += ["symgrad/passes/simplify.py", "codegen/emit.py"]
+_LEAF = "a symbol has a name and a constant a value: reading them is about that leaf"
+_ONE_OP_RULES = {
+    ("symgrad/autodiff.py", "symbol"): _LEAF,
+    ("symgrad/autodiff.py", "constant"): _LEAF,
+    ("symgrad/autodiff.py", "where"): "where's branch masks (the NaN-safe where)",
+    ("symgrad/autodiff.py", "matmul"): "matmul's masked-operand rule (_matmul_hits)",
+    ("symgrad/sparsity.py", "constant"): _LEAF,
+    (
+        "symgrad/sparsity.py",
+        "cast",
+    ): "cast is elementwise in shape but no elementwise-table op (a dtype attr)",
+    ("symgrad/sparsity.py", "prod_others"): "prod_others' own pattern (slices times slices)",
+    ("symgrad/decompose.py", "symbol"): _LEAF,
+    (
+        "symgrad/decompose.py",
+        "cast",
+    ): "cast is elementwise in shape but no elementwise-table op (a dtype attr)",
+    ("symgrad/decompose.py", "dimsize"): "dimsize reads the row dim by name",
+    ("symgrad/decompose.py", "sum"): "the one op that sums rows into a per-block partial",
+    ("symgrad/decompose.py", "matmul"): "matmul's row rules (r @ X, X @ w)",
+    ("symgrad/decompose.py", "getitem"): "getitem's key decides which rows it keeps",
+    ("symgrad/decompose.py", "take0"): "take0 gathers rows by index",
+    ("symgrad/decompose.py", "take_last"): "take_last's row rule",
+    ("symgrad/decompose.py", "broadcast_to"): "broadcast_to's row rule (rows moved to another axis)",
+    ("symgrad/decompose.py", "concatenate"): "concatenate along axis 0",
+    ("symgrad/decompose.py", "div"): "division by a parameter term keeps a sum affine",
+    ("symgrad/decompose.py", "where"): "a where on a parameter condition keeps a sum affine",
+    ("symgrad/printing.py", "symbol"): _LEAF,
+    ("symgrad/printing.py", "constant"): _LEAF,
+    ("symgrad/printing.py", "pow"): "** is right-associative and printed without spaces",
+    ("symgrad/printing.py", "neg"): "the prefix minus",
+    ("symgrad/printing.py", "getitem"): "x[key] spelling",
+    ("codegen/emit.py", "symbol"): _LEAF,
+    ("codegen/emit.py", "constant"): _LEAF,
+    ("codegen/emit.py", "where"): "branch sinking into where's branches",
+    ("codegen/emit.py", "stop_gradient"): "stop_gradient lowers to its operand",
+    ("codegen/emit.py", "getitem"): "getitem's bounds (the slice's requires attr)",
+}
+# the simplifier's rewrites are rules of one op each (x * 1, -(-x), log1p(exp(x)), ...)
+_ONE_OP_RULES.update(
+    {
+        ("symgrad/passes/simplify.py", name): "a rewrite rule of this op"
+        for name in ["mul", "div", "sub", "add", "neg", "pow", "reshape", "transpose", "broadcast_to", "cast"]
+        + ["stop_gradient", "where", "log1p", "exp", "sigmoid", "sum", "constant"]
+    }
+)
+_ONE_OP_SETS = {
+    ("symgrad/passes/simplify.py", ("log", "log1p")): "the stable-log rewrites of log and log1p",
+    (
+        "symgrad/passes/simplify.py",
+        ("constant", "stop_gradient"),
+    ): "stop_gradient of these is the node itself",
+}
+
+
+def _op_name_uses(path):
+    """(sets, compares): literal collections of 2+ op names, and ``<x>.op == "<name>"`` / ``op == ...``."""
+    import ast
+
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    sets, compares = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Set, ast.Tuple, ast.List)) and len(node.elts) >= 2:
+            names = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+            if len(names) == len(node.elts) and all(isinstance(n, str) and n in OPS for n in names):
+                sets.add(tuple(names))
+        elif isinstance(node, ast.Dict) and len(node.keys) >= 2:
+            names = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+            if len(names) == len(node.keys) and all(isinstance(n, str) and n in OPS for n in names):
+                sets.add(tuple(names))
+        elif isinstance(node, ast.Compare):
+            left = node.left
+            if (isinstance(left, ast.Attribute) and left.attr == "op") or (
+                isinstance(left, ast.Name) and left.id == "op"
+            ):
+                for cmp, right in zip(node.ops, node.comparators):
+                    if isinstance(cmp, (ast.Eq, ast.NotEq)) and isinstance(right, ast.Constant):
+                        if right.value in OPS:
+                            compares.add(right.value)
+    return sets, compares
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", _CONVERTED)
+def test_converted_passes_keep_no_op_name_sets(path):
+    sets, compares = _op_name_uses(path)
+    assert {s for s in sets if (path, s) not in _ONE_OP_SETS} == set()
+    assert {c for c in compares if (path, c) not in _ONE_OP_RULES} == set()
+    # the allow-list holds only rules still in the module
+    assert {name for (p, name) in _ONE_OP_RULES if p == path} <= compares
+    assert {s for (p, s) in _ONE_OP_SETS if p == path} <= sets
+
+
+def test_the_op_name_check_sees_a_set_and_a_compare():
+    # the AST check itself: it would have flagged the sets the passes kept before
+    import ast
+
+    tree = ast.parse('_R = ("sum", "max")\nif node.op == "prod": pass\nif k == "prod": pass\n')
+    sets = [n for n in ast.walk(tree) if isinstance(n, ast.Tuple)]
+    assert len(sets) == 1
+    path = ROOT / "tests" / "symgrad" / "_op_name_probe.py"
+    try:
+        path.write_text(ast.unparse(tree), encoding="utf-8")
+        assert _op_name_uses("tests/symgrad/_op_name_probe.py") == ({("sum", "max")}, {"prod"})
+    finally:
+        path.unlink()
