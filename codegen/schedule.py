@@ -35,6 +35,7 @@ import keyword
 import sympy
 
 from symgrad.graph import topo_order
+from symgrad.ops.registry import OPS
 
 # the plain words the module's frame writes (imports, its functions, the entry's locals); the
 # Namer never hands them out. tests/codegen/test_identifiers.py checks that every name a
@@ -344,9 +345,7 @@ def _hoist(nodes, position, loops):
             if not all(
                 s[0] == "stacked"
                 or (s[0] == "slot" and s[1] in moved)
-                or (
-                    s[0] == "fixed" and (s[1].op in ("constant", "symbol") or position[id(s[1])] < loop.start)
-                )
+                or (s[0] == "fixed" and (OPS[s[1].op].given or position[id(s[1])] < loop.start))
                 for s in specs
             ):
                 continue

@@ -377,7 +377,7 @@ def _check_scalar_graph(order, what):
         if not _is_single_element(node):
             kind = f"the symbol {node.name!r}" if node.op == "symbol" else f"a {node.op!r} node"
             raise UnsupportedError(f"{what} handles scalar graphs; {kind} has shape {shape_str(node.shape)}")
-        if node.op not in _TO_SYMPY and node.op not in ("symbol", "constant"):
+        if node.op not in _TO_SYMPY and not ops.OPS[node.op].given:
             raise UnsupportedError(f"{what}: the op {node.op!r} has no SymPy form")
 
 

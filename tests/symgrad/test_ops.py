@@ -1383,7 +1383,8 @@ def test_linear_and_bilinear_ops_are_linear_by_their_numpy_definition(op):
 # modules that ask the op records instead of keeping op-name sets, and the one-op rules they keep:
 # (module, op) -> why that rule is about that op alone
 _CONVERTED = ["symgrad/autodiff.py", "symgrad/sparsity.py", "symgrad/decompose.py", "symgrad/printing.py"]
-_CONVERTED += ["symgrad/passes/simplify.py", "codegen/emit.py"]
+_CONVERTED += ["symgrad/passes/simplify.py", "codegen/emit.py", "codegen/schedule.py"]
+_CONVERTED += ["symgrad/frontends/sympy_bridge.py"]
 _LEAF = "a symbol has a name and a constant a value: reading them is about that leaf"
 _ONE_OP_RULES = {
     ("symgrad/autodiff.py", "symbol"): _LEAF,
@@ -1421,6 +1422,9 @@ _ONE_OP_RULES = {
     ("codegen/emit.py", "where"): "branch sinking into where's branches",
     ("codegen/emit.py", "stop_gradient"): "stop_gradient lowers to its operand",
     ("codegen/emit.py", "getitem"): "getitem's bounds (the slice's requires attr)",
+    ("symgrad/frontends/sympy_bridge.py", "symbol"): _LEAF,
+    ("symgrad/frontends/sympy_bridge.py", "constant"): _LEAF,
+    ("symgrad/frontends/sympy_bridge.py", "neg"): "SymPy's x + (-1)*y given back as a subtraction",
 }
 # the simplifier's rewrites are rules of one op each (x * 1, -(-x), log1p(exp(x)), ...)
 _ONE_OP_RULES.update(
@@ -1436,6 +1440,9 @@ _ONE_OP_SETS = {
         "symgrad/passes/simplify.py",
         ("constant", "stop_gradient"),
     ): "stop_gradient of these is the node itself",
+    # loop rolling matches both operand orders of add and mul only: the commutative trait holds
+    # more ops (maximum, equal, logic), and widening it would change which statements roll
+    ("codegen/schedule.py", ("add", "mul")): "the ops loop rolling matches in either operand order",
 }
 
 
