@@ -28,9 +28,6 @@ from .schedule import (
     shape_text,
 )
 
-# the per-op expression templates, from the op table ("np.exp({0})", "{0} + {1}", "_rt.erf({0})")
-_UNARY = {name: op.lower for name, op in OPS.items() if op.lower and op.arity == 1}
-_BINARY = {name: op.lower for name, op in OPS.items() if op.lower and op.arity == 2}
 # ops whose lowered value may share memory with an input or a constant: an output never returns one as it is
 _VIEWS = {name for name, op in OPS.items() if op.aliases}
 
@@ -127,10 +124,14 @@ class Emitter:
         method = getattr(self, "lower_" + op, None)
         if method is not None:
             return method(node, args)
-        if op in _UNARY:
-            return _UNARY[op].format(*args, **node.attrs)  # attributes by name: "_rt.polygamma({n}, {0})"
-        if op in _BINARY:
-            return _BINARY[op].format(*args, **node.attrs)
+        record = OPS[op]
+        # the op table's lowering: this backend's own, else the shared one; a template takes the
+        # operands by position and the attributes by name ("_rt.polygamma({n}, {0})")
+        rule = record.lowerings.get(self.backend) or record.lower
+        if callable(rule):
+            return rule(node, args)
+        if rule:
+            return rule.format(*args, **node.attrs)
         raise UnsupportedError(f"the {self.backend} backend cannot lower op {op!r}")
 
     def np_dtype(self, dtype):

@@ -36,7 +36,7 @@ def _as_called(impl, template):
 # _rt.<name> for every op the table lowers to a runtime helper (sigmoid, erf, logaddexp, ...):
 # its numpy definition
 for _name, _op in OPS.items():
-    if _op.lower.startswith(f"_rt.{_name}("):
+    if isinstance(_op.lower, str) and _op.lower.startswith(f"_rt.{_name}("):
         _impl = _op.impl if isinstance(_op.impl, np.ufunc) else _scalar_out(_op.impl)
         globals()[_name] = _as_called(_impl, _op.lower)
 

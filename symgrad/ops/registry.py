@@ -37,6 +37,12 @@ frontend, pass and backend derives its table from them:
   ``impl``; ``numba_runtime`` defines it, on scalars and arrays); ``scalar``, the
   template inside a fused loop when it differs.
 
+Any op (elementwise or not) may give its lowering the same way: ``lower`` is a template or a
+function ``(node, args) -> code`` (``args``: the operands' code; the node has the operands'
+shapes and dtypes as ``node.inputs``), and ``lowerings={"numba": ..., "numpy": ...}`` gives one
+backend's own spelling where it differs (numba's numpy lacks many keyword forms: call a
+``_rt.<helper>`` written in ``codegen/numba_runtime.py``). The emitters need no edit for it.
+
 Any op's record also holds the traits passes ask it for instead of keeping lists of op
 names (``reduction``, ``along_axes``, ``linear``, ``bilinear``, ``moves_adjoint``,
 ``keeps_rows``, ``given``, ``needs_nonempty``, ``aliases``, ``index_operand``, ``infix`` and
@@ -103,7 +109,10 @@ class OpDef:
     numpy: tuple = ()
     sympy: object = None
     to_sympy: Optional[Callable] = None
-    lower: str = ""
+    lower: object = (
+        ""  # a template "np.exp({0})" (operands by position, attributes by name) or (node, args) -> code
+    )
+    lowerings: dict = field(default_factory=dict)  # backend name -> a lowering of that backend alone
     scalar: str = ""
     # traits of any op that passes ask the record for (instead of keeping a list of names)
     reduction: bool = False  # reduces over attrs["axes"]: each output element is one slice of x
