@@ -59,7 +59,8 @@ def compile_graph(
         raise UnsupportedError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     start = time.perf_counter()
     emitter = BACKENDS[backend](notes)
-    source = emitter.module(list(outputs), list(output_names), list(inputs), primary, entry, title, structure)
+    arguments = (list(outputs), list(output_names), list(inputs), primary, entry, title, structure)
+    source = emitter.module(*arguments)
     statements = source.count("\n")
     if backend == "numba" and statements > max_statements():
         raise UnsupportedError(
@@ -104,5 +105,13 @@ def compile_graph(
     )
     if backend == "numba":
         compiled._build_signature = signature
+
+    def standalone_module():
+        # the same module printed for save(): see Emitter.standalone
+        printer = BACKENDS[backend](notes)
+        printer.standalone = True
+        return printer.module(*arguments)
+
+    compiled._standalone_module = standalone_module
     hold(compiled, module)  # its module leaves sys.modules when the last Compiled using it is gone
     return compiled

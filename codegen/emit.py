@@ -17,6 +17,7 @@ from symgrad.errors import UnsupportedError
 from symgrad.graph import dim_str, topo_order
 from symgrad.ops.registry import OPS
 from symgrad._version import __version__
+from . import branches, ir
 from .schedule import (
     Namer,
     comment_text,
@@ -64,10 +65,15 @@ class Emitter:
     runtime_module = "symgrad.codegen.numpy_runtime"
     module_imports = ()  # the generated module's imports of its backend's compiler (a subclass's)
     decorator = None
+    # printing for Compiled.save(): no branch for the argument kinds symgrad's hooks handle (they
+    # need symgrad), and the entry-point comment of a module nothing binds after compiling
+    standalone = False
 
     def __init__(self, notes=None):
         self.namer = Namer()
-        self.names = {}
+        self.names = {}  # id(given node) -> its parameter name, literal or global constant
+        self.bound = {}  # id(IR value) -> its name
+        self.value = {}  # id(node) -> the IR value standing for it after the passes
         self.globals = []
         # the rule notes of the derivative being compiled (autodiff.RuleNotes: .get(node) -> text
         # or None), shown as comments; nodes themselves carry none, so the source depends on this
@@ -112,8 +118,8 @@ class Emitter:
         return name
 
     def ref(self, node):
-        """How a statement refers to ``node``'s value."""
-        return self.names[id(node)]
+        """How the code refers to ``node``'s value (after the kernel's IR is printed)."""
+        return self.code(self.value[id(node)])
 
     # ------------------------------------------------------------ lowering
 
@@ -271,6 +277,7 @@ class Emitter:
             name = self.namer.claim(s.name)
             self.names[id(s)] = name
             params.append(name)
+        self.inputs = list(inputs)
         forward, backward = schedule(outputs, primary)
         dims = {}
         prelude = []
@@ -283,7 +290,7 @@ class Emitter:
         for node, oname in zip(outputs, output_names):
             if node.op not in _VIEWS and id(node) not in out_name_of:
                 out_name_of[id(node)] = self.namer.claim(oname)
-        body = self.body(forward, backward, out_name_of, outputs)
+        body = self.print_block(self.kernel_ir(forward, backward, out_name_of, outputs))
         # every array returned is a fresh buffer: never an input, a constant, a view of
         # them, or another output (compile([e, e]) and two equal gradients return two arrays)
         results = []
@@ -314,7 +321,9 @@ class Emitter:
         if not self.interpreted:
             lines += [
                 "# the entry point of the machine code compiled for the argument types call() checks",
-                "# (codegen binds it after compiling; until then, the dispatcher)",
+                "# (here: the dispatcher; it compiles on the first call and caches the machine code)"
+                if self.standalone
+                else "# (codegen binds it after compiling; until then, the dispatcher)",
                 "kernel_entry = kernel",
                 "",
                 "",
@@ -367,92 +376,220 @@ class Emitter:
         lines += [f"    return kernel({', '.join(params)})", "", ""]
         return lines
 
-    def body(self, forward, backward, out_name_of, outputs):
-        """The kernel's statements: the forward part, then the backward part."""
-        body = []
-        self.branch_plan(list(forward) + list(backward), outputs)
-        for part, nodes in (("forward", forward), ("backward", backward)):
-            stmts = []
-            for node in nodes:
-                stmts.extend(self.top_statement(node, out_name_of))
-            if stmts and backward:
-                body.append(f"# {part}")
-            body.extend(stmts)
-        return body
+    def kernel_ir(self, forward, backward, out_name_of, outputs):
+        """The kernel as IR after this backend's passes: straight-line statements, and in compiled
+        kernels the scalar statements only one branch of a scalar ``where`` reads moved into that
+        branch (``branches.sink``)."""
+        nodes = list(forward) + list(backward)
+        block, self.value = ir.build(nodes)
+        self.name_outputs(out_name_of)
+        if not self.interpreted:
+            block = branches.sink(block, outputs)
+        backward_ids = {id(n) for n in backward}
+        return ir.sectioned([(part_of(stmt, backward_ids), [stmt]) for stmt in block], bool(backward))
 
-    # ------------------------------------------------------------ only the taken branch
+    def name_outputs(self, out_name_of):
+        for value in self.value.values():
+            if isinstance(value, ir.Instr) and id(value.node) in out_name_of:
+                value.name = out_name_of[id(value.node)]
 
-    def branch_plan(self, nodes, outputs, grouped=()):
-        """Which scalar statements move inside a branch of a scalar ``where`` (see ``branch_owners``).
+    # ------------------------------------------------------------ printing the IR
 
-        Compiled kernels only: the interpreted numpy kernel evaluates whole arrays, where an
-        ``if`` cannot pick per element. ``grouped``: ids of nodes a fused loop computes."""
-        self.owner, self.owned = {}, {}
-        if self.interpreted:
-            return
-        users = {}
-        for n in nodes:
-            for i in n.inputs:
-                users.setdefault(id(i), []).append(n)
-        output_ids = {id(o) for o in outputs}
+    def name_of(self, v):
+        """The name of a value a statement binds, claimed when first needed."""
+        name = self.bound.get(id(v))
+        if name is not None:
+            return name
+        if isinstance(v, ir.If):
+            name = self.name_of(v.instr)
+        elif isinstance(v, ir.Instr):
+            if v.name:
+                name = v.name
+            elif v.scalar or v.naming is not None:
+                name = self.namer.derive(
+                    v.node, [self.short(o) for o in (v.naming if v.naming is not None else v.operands)]
+                )
+            else:
+                name = self.namer.derive(v.node, [self.code(o) for o in v.operands])
+        elif isinstance(v, ir.Var) and v.name:
+            name = v.name
+        elif isinstance(v, ir.Var) and v.derive is not None:
+            node, values = v.derive
+            name = self.namer.derive(node, [self.short(o) for o in values])
+        elif isinstance(v, (ir.Var, ir.LoopVar)):
+            name = self.namer.claim(self.short(v.like) + v.suffix if v.like is not None else v.hint)
+        else:
+            raise TypeError(f"{type(v).__name__} is not bound by a statement")
+        self.bound[id(v)] = name
+        return name
 
-        def movable(n):
-            return n.ndim == 0 and not OPS[n.op].given and id(n) not in output_ids and id(n) not in grouped
+    def short(self, v):
+        """A value's name for naming others (a stored array's without its ``_arr``)."""
+        if isinstance(v, ir.Elem):
+            v = v.array
+        if isinstance(v, ir.Given):
+            return self.code(v)
+        if not isinstance(v, (ir.Instr, ir.If, ir.Var, ir.LoopVar)):
+            return ""
+        name = self.name_of(v)
+        return name[:-4] if name.endswith("_arr") else name
 
-        self.owner = branch_owners(
-            nodes, users, movable, lambda u: u.op == "where" and u.ndim == 0 and id(u) not in grouped
-        )
-        for n in nodes:
-            if id(n) in self.owner:
-                self.owned.setdefault(self.owner[id(n)], []).append(n)
+    def code(self, v):
+        """The expression text of value ``v``."""
+        if isinstance(v, ir.Given):
+            node = v.node
+            if id(node) not in self.names:
+                if node.op == "symbol":
+                    raise KeyError(node)
+                self.names[id(node)] = self.literal(node) if node.ndim == 0 else self.constant_array(node)
+            return self.names[id(node)]
+        if isinstance(v, (ir.Instr, ir.If, ir.Var, ir.LoopVar)):
+            return self.name_of(v)
+        if isinstance(v, ir.Elem):
+            return f"{self.code(v.array)}[{', '.join(self.index_code(i) for i in v.index)}]"
+        if isinstance(v, ir.Guard):
+            conds = []
+            for index, start, length in v.conds:
+                i = self.index_code(index)
+                s = self.window_code(start)
+                conds.append(
+                    f"{i} < {dim_text(length)}" if s == "0" else f"{s} <= {i} < {s} + {dim_text(length)}"
+                )
+            return f"({self.code(v.value)} if {' and '.join(conds)} else {self.zero(v.dtype)})"
+        if isinstance(v, ir.Convert):
+            return f"np.{v.dtype}({self.code(v.value)})"
+        if isinstance(v, ir.AsType):
+            return f"{self.code(v.value)}.astype({self.np_dtype(v.dtype)})"
+        if isinstance(v, ir.Full):
+            return f"np.full({shape_text(v.shape)}, {self.code(v.value)})"
+        if isinstance(v, ir.Zero):
+            return self.zero(v.dtype)
+        if isinstance(v, ir.Apply):
+            record = OPS[v.op]
+            return (record.scalar or record.lower).format(*[self.code(o) for o in v.operands])
+        raise TypeError(f"cannot print a {type(v).__name__}")
 
-    def top_statement(self, node, out_name_of):
-        """``node``'s statements where the schedule puts it; none if a branch computes it."""
-        if id(node) in getattr(self, "owner", {}):
-            return []
-        return self.branch_statement(node, out_name_of)
+    def zero(self, dtype):
+        return "np.float32(0.0)" if dtype == "float32" else "0.0"
 
-    def branch_statement(self, node, out_name_of):
-        if node.op != "where" or not any((id(node), k) in self.owned for k in (1, 2)):
-            return self.statement(node, out_name_of)
-        blocks = []
-        for k in (1, 2):
-            block = []
-            for inner in self.owned.get((id(node), k), ()):
-                block.extend(self.branch_statement(inner, out_name_of))
-            blocks.append(block)
-        c, a, b = node.inputs
-        args = [self.ref(i) for i in node.inputs]
-        name = out_name_of.get(id(node)) or self.namer.derive(node, args)
-        self.names[id(node)] = name
-        comment = self.rule_comment(node)
-        lines = [f"if {args[0]}:{comment}"]
-        for k, head, block in ((1, None, blocks[0]), (2, "else:", blocks[1])):
-            value = args[k] if node.inputs[k].dtype == node.dtype else f"np.{node.dtype}({args[k]})"
-            if head:
-                lines.append(head)
-            lines += ["    " + line for line in block + [f"{name} = {value}"]]
+    def window_code(self, start):
+        if isinstance(start, ir.WindowStart):
+            start = start.value
+        if isinstance(start, int):
+            return str(start)
+        if isinstance(start, tuple) and start[0] == "end":
+            return f"max({dim_text(start[1])} - {start[2]}, 0)"
+        return dim_text(start)
+
+    def index_code(self, i):
+        if isinstance(i, ir.Shift):
+            s = self.code(i.start) if isinstance(i.start, ir.Value) else self.window_code(i.start)
+            return f"{self.index_code(i.index)} {'+' if i.sign > 0 else '-'} {s}"
+        if isinstance(i, ir.Affine):
+            step = self.index_code(i.index)
+            if i.direction == 1:
+                return step if i.t0 == 0 else f"{i.t0} + {step}"
+            if i.direction == -1:
+                return f"{i.t0} - {step}"
+            return f"{i.t0} + {i.direction} * {step}"
+        if isinstance(i, ir.Value):
+            return self.code(i)
+        return dim_text(i)
+
+    def note_text(self, note):
+        """The comment of a statement's ``note`` (see ``ir``): a str, or a node's rule comment."""
+        if note is None or note is False:
+            return ""
+        if isinstance(note, str):
+            return f"  # {note}"
+        return self.rule_comment(note)
+
+    def instr_comment(self, instr):
+        if instr.note is False:
+            return ""
+        if isinstance(instr.note, str):
+            return f"  # {instr.note}"
+        return self.rule_comment(instr.node)
+
+    def scalar_code(self, instr, args):
+        """One element of ``instr``'s op, in a fused loop (the op table's scalar spelling)."""
+        node = instr.node
+        if node.op == "cast":
+            return f"np.{node.dtype}({args[0]})"
+        record = OPS[node.op]
+        if instr.lanes and record.vector:
+            # on SIMD lanes: the runtime's arithmetic version (LLVM vectorises it; libm's it cannot)
+            code = f"_rt.v{node.op}({', '.join(args)})"
+        else:
+            code = (record.scalar or record.lower).format(*args, **node.attrs)
+        if node.dtype == "float32" and any(
+            i.dtype != "float32" for i in node.inputs if not (node.op == "where" and i is node.inputs[0])
+        ):
+            code = f"np.float32({code})"
+        return code
+
+    def print_block(self, block):
+        lines = []
+        for stmt in block:
+            lines.extend(self.print_statement(stmt))
         return lines
 
-    def statement(self, node, out_name_of):
-        if node.op == "symbol":
-            return []
-        if node.op == "constant":
-            self.names[id(node)] = self.literal(node) if node.ndim == 0 else self.constant_array(node)
-            return []
-        args = [self.ref(i) for i in node.inputs]
-        code = self.lower(node, args)
-        if isinstance(code, str) and node.op == "stop_gradient":
-            self.names[id(node)] = code
-            return []
-        name = out_name_of.get(id(node)) or self.namer.derive(node, args)
-        self.names[id(node)] = name
-        comment = self.rule_comment(node)
-        if isinstance(code, str):
-            return [f"{name} = {code}{comment}"]
-        lines = [line.format(out=name) for line in code]
-        lines[0] += comment
-        return lines
+    def print_statement(self, stmt):
+        if isinstance(stmt, ir.Instr):
+            args = [self.code(o) for o in stmt.operands]
+            code = self.scalar_code(stmt, args) if stmt.scalar else self.lower(stmt.node, args)
+            name = self.name_of(stmt)
+            comment = self.instr_comment(stmt)
+            if isinstance(code, str):
+                return [f"{name} = {code}{comment}"]
+            lines = [line.format(out=name) for line in code]
+            lines[0] += comment
+            return lines
+        if isinstance(stmt, ir.If):
+            name = self.name_of(stmt)
+            lines = [f"if {self.code(stmt.cond)}:{self.instr_comment(stmt.instr)}"]
+            for k, (block, value) in enumerate(zip(stmt.blocks, stmt.values)):
+                if k:
+                    lines.append("else:")
+                inner = self.print_block(block) + [f"{name} = {self.code(value)}"]
+                lines += ["    " + line for line in inner]
+            return lines
+        if isinstance(stmt, ir.For):
+            var = self.name_of(stmt.var)
+            if stmt.start is None:
+                bounds = self.index_code(stmt.stop)
+            else:
+                bounds = f"{self.index_code(stmt.start)}, {self.index_code(stmt.stop)}"
+                if stmt.step is not None:
+                    bounds += f", {stmt.step}"
+            note = f"  # {stmt.note}" if stmt.note else ""
+            head = f"for {var} in range({bounds}):{note}"
+            return [head] + ["    " + line for line in self.print_block(stmt.body)]
+        if isinstance(stmt, ir.Assign):
+            note = self.note_text(stmt.note)
+            return [f"{self.name_of(stmt.target)} = {self.code(stmt.value)}{note}"]
+        if isinstance(stmt, ir.Alloc):
+            t = stmt.target
+            note = self.note_text(stmt.note)
+            if not t.shape:
+                return [f"{self.name_of(t)} = 0.0{note}"]
+            fn = "np.zeros" if stmt.fill == "zeros" else "np.empty"
+            return [f"{self.name_of(t)} = {fn}({shape_text(t.shape)}, dtype={self.np_dtype(t.dtype)}){note}"]
+        if isinstance(stmt, ir.Store):
+            index = ", ".join(self.index_code(i) for i in stmt.index)
+            comment = self.note_text(stmt.note)
+            return [
+                f"{self.code(stmt.array)}[{index}] {'+=' if stmt.add else '='} {self.code(stmt.value)}{comment}"
+            ]
+        if isinstance(stmt, ir.Accum):
+            comment = self.note_text(stmt.note)
+            return [f"{self.code(stmt.target)} += {self.code(stmt.value)}{comment}"]
+        if isinstance(stmt, ir.Bound):
+            stop = self.index_code(stmt.stop)
+            return [f"{self.name_of(stmt.target)} = min({self.name_of(stmt.start)} + {stmt.size}, {stop})"]
+        if isinstance(stmt, ir.Note):
+            return [f"# {stmt.text}"]
+        raise TypeError(f"cannot print a {type(stmt).__name__}")
 
     # ------------------------------------------------------------ entry point
 
@@ -498,10 +635,11 @@ class Emitter:
                 )
                 # an argument kind symgrad's layers above handle (a Dask array stays lazy: the call
                 # is split over its row blocks by symgrad.dask_arrays); see runtime.register_array_hook
-                lines.append(f"        if _cv.hooked({p}):")
-                lines.append(
-                    f"            return _cv.call_hooked({entry}, ({''.join(q + ', ' for q in params)}))"
-                )
+                if not self.standalone:  # a saved module takes numpy arrays only
+                    lines.append(f"        if _cv.hooked({p}):")
+                    lines.append(
+                        f"            return _cv.call_hooked({entry}, ({''.join(q + ', ' for q in params)}))"
+                    )
                 lines.append(f"        {p} = _cv.array({p}, {label}, {s.ndim}, {s.dtype!r})")
         bound = set()
         for s, p in zip(inputs, params):
@@ -560,33 +698,17 @@ class Emitter:
         return lines
 
 
+def part_of(stmt, backward_ids):
+    """1 if the statement computes a node of the backward part, else 0 (a Note: None)."""
+    if isinstance(stmt, ir.If):
+        stmt = stmt.instr
+    if isinstance(stmt, ir.Instr):
+        return 1 if id(stmt.node) in backward_ids else 0
+    return None
+
+
 # ops with an operand of index values the kernel bounds-checks
 GATHER_OPS = {name for name, op in OPS.items() if op.index_operand}
-
-
-def branch_owners(nodes, users, movable, is_where):
-    """id(node) -> (id(where), branch) for the ``movable`` nodes only one branch of one
-    ``where`` (``is_where``) reads, directly or through other such nodes.
-
-    Such a node is computed inside that branch of an ``if``, so the branch the condition
-    does not take is never evaluated (``where(x > 0, log(x), -x)`` never calls log(-1)).
-    A node read by anything else (the other branch, the condition, a value kept for later)
-    is computed unconditionally. The innermost where owns a node. ``nodes`` in schedule order."""
-    owner = {}
-    for node in reversed(nodes):
-        if not movable(node):
-            continue
-        keys = set()
-        for u in users.get(id(node), ()):
-            if is_where(u) and node is not u.inputs[0] and (node is u.inputs[1]) != (node is u.inputs[2]):
-                keys.add((id(u), 1 if node is u.inputs[1] else 2))
-            else:
-                keys.add(owner.get(id(u)))
-            if len(keys) > 1:
-                break
-        if len(keys) == 1 and None not in keys:
-            owner[id(node)] = keys.pop()
-    return owner
 
 
 def requirements(outputs):

@@ -25,12 +25,11 @@ then used everywhere, as the numpy backend does).
 
 import heapq
 import os
-import re
 
 from symgrad.graph import dims_equal
 from symgrad.ops.registry import OPS
-from .emit import branch_owners
-from .schedule import dim_text, shape_text
+from . import branches, ir, tiling
+from .schedule import shape_text
 
 # scalar spellings, from the op table; numba runs numpy ufuncs on scalars with the array loops' semantics
 SCALAR = {
@@ -136,8 +135,8 @@ def _row_product(node):
 
 
 def _slice_window(node):
-    """For a ``slice_grad`` read through: per axis (start code, length dim) or None when the key is
-    not plain unit-step slices."""
+    """For a ``slice_grad`` read through: per axis (start, length dim) or None when the key is
+    not plain unit-step slices; the start is an int, a dim, or ("end", dim, k) for max(dim - k, 0)."""
     key = node.attrs["key"]
     g = node.inputs[0]
     if len(key) != node.ndim or g.ndim != node.ndim:
@@ -151,14 +150,14 @@ def _slice_window(node):
             window.append(None)
             continue
         if start is None:
-            code = "0"
+            code = 0
         elif isinstance(start, int) and start >= 0:
             # past the end the block is empty and never read, so no clamp is needed
-            code = str(start)
+            code = start
         elif isinstance(start, int):
-            code = f"max({dim_text(dim)} - {-start}, 0)"
+            code = ("end", dim, -start)  # max(dim - k, 0)
         else:
-            code = dim_text(start)
+            code = start
         window.append((code, g.shape[axis]))
     return window
 
@@ -522,8 +521,9 @@ class Plan:
         return ordered
 
 
-def fused_body(em, forward, backward, out_name_of, outputs):
-    """The kernel body with fused loops (``em`` is the emitter), or None to use the plain one."""
+def fuse(em, forward, backward, out_name_of, outputs):
+    """The kernel's IR with fused loops (``em``: the emitter, which keeps the value map), or
+    None to use the plain statements."""
     nodes = list(forward) + list(backward)
     plan = Plan(nodes, outputs)
     if not plan.groups:
@@ -537,7 +537,19 @@ def fused_body(em, forward, backward, out_name_of, outputs):
         for i in n.inputs:
             users.setdefault(id(i), []).append(n)
     output_ids = {id(o) for o in outputs}
-    em.branch_plan(nodes, outputs, grouped=set(plan.group_of))
+    block, value = ir.build(nodes)
+    em.value = value
+    em.name_outputs(out_name_of)
+    grouped = set(plan.group_of)
+    # outside the loops, the scalar statements one branch of a scalar where reads go in that branch
+    owner = branches.owners(
+        nodes,
+        users,
+        lambda n: n.ndim == 0 and not OPS[n.op].given and id(n) not in output_ids and id(n) not in grouped,
+        lambda u: u.op == "where" and u.ndim == 0 and id(u) not in grouped,
+    )
+    block = branches.sink([s for s in block if id(s.node) not in grouped], outputs, owner)
+    statement_of = {id(s.instr.node if isinstance(s, ir.If) else s.node): s for s in block}
 
     def read_only_in_loops(node):
         # a transparent node no one else reads is never built
@@ -547,22 +559,27 @@ def fused_body(em, forward, backward, out_name_of, outputs):
             and all(plan._member(u) for u in users.get(id(node), ()))
         )
 
-    body = []
-    current = None
-    count = 0
+    indices = []  # the loop indices, shared by every fused loop of the kernel
+
+    def loop_indices(rank):
+        while len(indices) < rank:
+            indices.append(ir.LoopVar("ijklmnpq"[len(indices)] if len(indices) < 8 else f"i{len(indices)}"))
+        return indices[:rank]
+
+    units, outside, count = [], [], 0
     for key, members, part in ordered:
         if key[0] == "n":
-            if read_only_in_loops(members[0]):
+            stmt = statement_of.get(id(members[0]))
+            if stmt is None or read_only_in_loops(members[0]):
                 continue
-            lines = em.top_statement(members[0], out_name_of)
+            outside.append(stmt)
+            units.append((part, [stmt]))
         else:
             count += 1
-            lines = _loop(em, plan, plan.groups[key[1]], count, out_name_of, output_ids, users, backward_ids)
-        if lines and backward and part != current:
-            body.append("# backward" if part else "# forward")
-            current = part
-        body.extend(lines)
-    return body
+            loop = _Loop(plan, plan.groups[key[1]], out_name_of, output_ids, users, backward_ids, value)
+            units.append((part, loop.build(count, loop_indices)))
+    ir.rebind(outside, value)
+    return ir.sectioned(units, bool(backward))
 
 
 def _used_outside(plan, gid, node, output_ids, users):
@@ -570,371 +587,277 @@ def _used_outside(plan, gid, node, output_ids, users):
     return id(node) in output_ids or any(plan.group_of.get(id(u)) != gid for u in users.get(id(node), ()))
 
 
-def _branch_owners(plan, group, members, output_ids, users, scatter_of):
-    """The members of ``group`` computed inside one branch of a ``where`` of the same loop
-    (``emit.branch_owners``); sums, scatters and values stored for after the loop stay outside."""
+class _Loop:
+    """The IR of one fused loop: allocations before it (``pre``), the loop nest, and what turns
+    its accumulators into values after it (``post``)."""
 
-    def movable(n):
-        return (
-            n.op not in ("sum", "matmul")
-            and id(n) not in scatter_of
-            and not _used_outside(plan, group.gid, n, output_ids, users)
-        )
+    def __init__(self, plan, group, out_name_of, output_ids, users, backward_ids, value):
+        self.plan, self.group = plan, group
+        self.out_name_of, self.output_ids, self.users = out_name_of, output_ids, users
+        self.backward_ids, self.value = backward_ids, value
+        self.scalar = {}  # id(member) -> the scalar value computing its element
+        self.pre, self.post = [], []
 
-    gid = group.gid
-    return branch_owners(
-        members, users, movable, lambda u: u.op == "where" and plan.group_of.get(id(u)) == gid
-    )
+    # ------------------------------------------------------------ reading elements
 
-
-def _loop(em, plan, group, number, out_name_of, output_ids, users, backward_ids):
-    shape = group.shape
-    rank = len(shape)
-    # an axis of length 1 needs no loop: its index is 0
-    index = ["0" if isinstance(d, int) and d == 1 else i for i, d in zip(em.loop_indices(rank), shape)]
-    gid = group.gid
-    members = sorted(
-        group.members + group.sums + [p[0] for p in group.row_products], key=lambda n: plan.order[id(n)]
-    )
-    products = {id(p[0]): p for p in group.row_products}
-    scatter_of = {}  # id(member) -> [(array name, window)] its value is added into
-    for root, leaves in group.scatter:
-        name = out_name_of.get(id(root)) or em.namer.derive(root, [])
-        em.names[id(root)] = name
-        for s in leaves:
-            scatter_of.setdefault(id(s.inputs[0]), []).append((name, _slice_window(s)))
-    scalar = {}  # id(member) -> its scalar temporary
-    pre, loop, post = [], [], []
-    for root, leaves in group.scatter:
-        pre.append(
-            f"{em.names[id(root)]} = np.zeros({shape_text(root.shape)}, dtype={em.np_dtype(root.dtype)})"
-            f"  # gradients of slices, accumulated by the loop"
-        )
-
-    def read(node, idx):
-        """Code reading ``node``'s element at ``idx`` (index code per axis of ``node``)."""
-        if id(node) in scalar:
-            return scalar[id(node)]
+    def read(self, node, idx):
+        """``node``'s element at ``idx`` (an index per axis of ``node``)."""
+        if id(node) in self.scalar:
+            return self.scalar[id(node)]
         if node.ndim == 0:
-            return em.ref(node)
-        if plan.see_through(node):
+            return ir.current(self.value, node)
+        if self.plan.see_through(node):
             src = node.inputs[0]
             if node.op == "broadcast_to":
                 lead = node.ndim - src.ndim
                 sub = [
-                    "0"
+                    0
                     if isinstance(d, int) and d == 1 and not (isinstance(o, int) and o == 1)
                     else idx[lead + k]
                     for k, (d, o) in enumerate(zip(src.shape, node.shape[lead:]))
                 ]
-                return read(src, sub)
-            window = _slice_window(node)
+                return self.read(src, sub)
             conds, sub = [], []
-            for k, w in enumerate(window):
+            for k, w in enumerate(_slice_window(node)):
                 if w is None:
                     sub.append(idx[k])
                     continue
                 start, length = w
-                if start == "0":
-                    conds.append(f"{idx[k]} < {dim_text(length)}")
-                    sub.append(idx[k])
-                else:
-                    conds.append(f"{start} <= {idx[k]} < {start} + {dim_text(length)}")
-                    sub.append(f"{idx[k]} - {start}")
-            zero = "np.float32(0.0)" if node.dtype == "float32" else "0.0"
-            inner = read(src, sub)
-            return f"({inner} if {' and '.join(conds)} else {zero})" if conds else inner
-        return f"{em.ref(node)}[{', '.join(idx)}]"
+                conds.append((idx[k], start, length))
+                sub.append(idx[k] if start == 0 else ir.Shift(idx[k], ir.WindowStart(start), -1))
+            inner = self.read(src, sub)
+            return ir.Guard(inner, tuple(conds), node.dtype) if conds else inner
+        return ir.Elem(ir.current(self.value, node), tuple(idx))
 
-    def at(node, idx, full):
-        """``node`` read at element ``idx`` of the shape ``full`` it broadcasts to: (code, idx used)."""
+    def at(self, node, idx, full):
+        """``node`` read at element ``idx`` of the shape ``full`` it broadcasts to: (value, idx used)."""
         lead = len(full) - node.ndim
         sub = [
-            "0" if isinstance(d, int) and d == 1 and not (isinstance(o, int) and o == 1) else idx[lead + k]
+            0 if isinstance(d, int) and d == 1 and not (isinstance(o, int) and o == 1) else idx[lead + k]
             for k, (d, o) in enumerate(zip(node.shape, full[lead:]))
         ]
-        return read(node, sub), sub
+        return self.read(node, sub), sub
 
-    def operand(node):
+    def operand(self, node):
         """``node`` read at the loop's element, for an input of a member of this loop's shape."""
-        return at(node, index, shape)[0]
+        return self.at(node, self.index, self.group.shape)[0]
 
-    def short(node):
-        name = scalar.get(id(node)) or em.names.get(id(node)) or ""
-        return name[:-4] if name.endswith("_arr") else name
+    def naming(self, node):
+        """The values a member's name is made from: its inputs' (none for one read through)."""
+        return [
+            self.scalar.get(id(i)) or (None if self.plan.see_through(i) else ir.current(self.value, i))
+            for i in node.inputs
+        ]
 
-    n_ops = len(group.members)
-    sums = len(group.sums)
-    what = f"{n_ops} elementwise op{'s' if n_ops != 1 else ''}"
-    if sums:
-        what += f" and {sums} sum{'s' if sums != 1 else ''}"
-    if products:
-        what += f" and {len(products)} transposed product{'s' if len(products) != 1 else ''}"
-    parts = {id(n) in backward_ids for n in members}
-    kind = "forward and backward" if len(parts) == 2 else ("backward" if True in parts else "forward")
-    head = f"# fused loop {number} ({kind}): {what} over {shape_text(shape)} elements"
-    owner = _branch_owners(plan, group, members, output_ids, users, scatter_of)
-    owned = {}  # (id(where), branch) -> its members, in schedule order
-    for node in members:
-        if id(node) in owner:
-            owned.setdefault(owner[id(node)], []).append(node)
+    # ------------------------------------------------------------ the loop
 
-    def emit(node, loop):
-        comment = em.rule_comment(node)
+    def build(self, number, loop_indices):
+        plan, group = self.plan, self.group
+        shape = group.shape
+        rank = len(shape)
+        # an axis of length 1 needs no loop: its index is 0
+        self.index = [0 if isinstance(d, int) and d == 1 else i for i, d in zip(loop_indices(rank), shape)]
+        members = sorted(
+            group.members + group.sums + [p[0] for p in group.row_products], key=lambda n: plan.order[id(n)]
+        )
+        self.products = {id(p[0]): p for p in group.row_products}
+        self.inner = (
+            loop_indices(rank + 1)[rank] if self.products or any(m.op == "matmul" for m in members) else None
+        )
+        self.scatter_of = {}  # id(member) -> [(array, window)] its value is added into
+        for root, leaves in group.scatter:
+            array = ir.Var(root.op, root.dtype, root.shape, name=self.out_name_of.get(id(root)))
+            self.value[id(root)] = array
+            self.pre.append(ir.Alloc(array, "zeros", note="gradients of slices, accumulated by the loop"))
+            for s in leaves:
+                self.scatter_of.setdefault(id(s.inputs[0]), []).append((array, _slice_window(s)))
+
+        n_ops, sums = len(group.members), len(group.sums)
+        what = f"{n_ops} elementwise op{'s' if n_ops != 1 else ''}"
+        if sums:
+            what += f" and {sums} sum{'s' if sums != 1 else ''}"
+        if self.products:
+            n = len(self.products)
+            what += f" and {n} transposed product{'s' if n != 1 else ''}"
+        parts = {id(n) in self.backward_ids for n in members}
+        kind = "forward and backward" if len(parts) == 2 else ("backward" if True in parts else "forward")
+        head = f"fused loop {number} ({kind}): {what} over {shape_text(shape)} elements"
+
+        def movable(n):
+            return (
+                n.op not in ("sum", "matmul")
+                and id(n) not in self.scatter_of
+                and not _used_outside(plan, group.gid, n, self.output_ids, self.users)
+            )
+
+        owner = branches.owners(
+            members,
+            self.users,
+            movable,
+            lambda u: u.op == "where" and plan.group_of.get(id(u)) == group.gid,
+        )
+        self.owned = {}  # (id(where), branch) -> its members, in schedule order
+        for node in members:
+            if id(node) in owner:
+                self.owned.setdefault(owner[id(node)], []).append(node)
+
+        section = None
+        chunks = []  # (member, its statements), in schedule order
+        for node in members:
+            if id(node) in owner:
+                continue
+            part = id(node) in self.backward_ids
+            stmts = []
+            if len(parts) == 2 and part != section:
+                stmts.append(ir.Note("backward" if part else "forward"))
+                section = part
+            self.emit(node, stmts)
+            chunks.append((node, stmts))
+        if rank == 1 and self.index[0] != 0:
+            tiled = tiling.tile(chunks, self.scalar, self.index[0], shape[0], self.pre)
+            if tiled is not None:
+                return [ir.Note(head + f", in tiles of {tiling.TILE}")] + self.pre + tiled + self.post
+        body = [stmt for _, stmts in chunks for stmt in stmts]
+        for i, d in reversed(list(zip(self.index, shape))):
+            if i != 0:
+                body = [ir.For(i, d, body)]
+        return [ir.Note(head)] + self.pre + body + self.post
+
+    # ------------------------------------------------------------ one member
+
+    def emit(self, node, loop):
         if node.op == "matmul":
-            (row_product if id(node) in products else dot_product)(node, loop, comment)
-            return
-        if node.op == "sum":
-            src = scalar[id(node.inputs[0])]
-            name = out_name_of.get(id(node)) or em.namer.derive(node, [src])
-            em.names[id(node)] = name
-            axes = node.attrs["axes"]
-            if len(axes) < rank:
-                # a partial sum: each element adds into its slot of the (zeroed) result
-                kept = [
-                    ("0" if k in axes else i)
-                    for k, i in enumerate(index)
-                    if node.attrs["keepdims"] or k not in axes
-                ]
-                if node.dtype == "float32":
-                    # float32 sums accumulate in float64, rounded once after the loop
-                    acc = em.namer.claim(f"{name}_acc")
-                    pre.append(f"{acc} = np.zeros({shape_text(node.shape)}, dtype=np.float64)")
-                    loop.append(f"{acc}[{', '.join(kept)}] += {src}{comment}")
-                    post.append(f"{name} = {acc}.astype(np.float32)")
-                    return
-                pre.append(f"{name} = np.zeros({shape_text(node.shape)}, dtype={em.np_dtype(node.dtype)})")
-                loop.append(f"{name}[{', '.join(kept)}] += {src}{comment}")
-            elif node.dtype == "float64" and not node.attrs["keepdims"]:
-                pre.append(f"{name} = 0.0")
-                loop.append(f"{name} += {src}{comment}")
-            else:
-                acc = em.namer.claim(f"{name}_acc")
-                pre.append(
-                    f"{acc} = 0.0  # float32 sums accumulate in float64"
-                    if node.dtype == "float32"
-                    else f"{acc} = 0.0"
-                )
-                loop.append(f"{acc} += {src}{comment}")
-                value = f"np.{node.dtype}({acc})" if node.dtype == "float32" else acc
-                post.append(
-                    f"{name} = np.full({shape_text(node.shape)}, {value})"
-                    if node.ndim
-                    else f"{name} = {value}"
-                )
-            return
-        name = em.namer.derive(node, [short(i) for i in node.inputs])
-        if node.op == "where" and ((id(node), 1) in owned or (id(node), 2) in owned):
+            (self.row_product if id(node) in self.products else self.dot_product)(node, loop)
+        elif node.op == "sum":
+            self.accumulate(node, loop)
+        elif node.op == "where" and ((id(node), 1) in self.owned or (id(node), 2) in self.owned):
             # only the branch the condition takes is computed: its own ops go inside the if
-            cond = operand(node.inputs[0])
-            scalar[id(node)] = name
-            for k, head_line in ((1, f"if {cond}:"), (2, "else:")):
+            instr = ir.Instr(node, [], scalar=True)
+            blocks = []
+            for k in (1, 2):
                 block = []
-                for inner in owned.get((id(node), k), ()):
-                    emit(inner, block)
-                value = operand(node.inputs[k])
-                if node.inputs[k].dtype != node.dtype:
-                    value = f"np.{node.dtype}({value})"
-                block.append(f"{name} = {value}")
-                loop.append(head_line + (comment if k == 1 else ""))
-                loop.extend("    " + line for line in block)
-            store(node, name, loop)
-            return
-        args = [operand(i) for i in node.inputs]
-        if node.op == "cast":
-            code = f"np.{node.dtype}({args[0]})"
+                for inner in self.owned.get((id(node), k), ()):
+                    self.emit(inner, block)
+                blocks.append(block)
+            instr.operands = [self.operand(i) for i in node.inputs]
+            instr.naming = self.naming(node)
+            self.scalar[id(node)] = instr
+            loop.append(branches.branch_if(instr, blocks))
+            self.store(node, instr, loop)
         else:
-            code = SCALAR[node.op].format(*args, **node.attrs)
-            if node.dtype == "float32" and any(
-                i.dtype != "float32" for i in node.inputs if not (node.op == "where" and i is node.inputs[0])
-            ):
-                code = f"np.float32({code})"
-        scalar[id(node)] = name
-        loop.append(f"{name} = {code}{comment}")
-        store(node, name, loop)
+            instr = ir.Instr(
+                node, [self.operand(i) for i in node.inputs], scalar=True, naming=self.naming(node)
+            )
+            self.scalar[id(node)] = instr
+            loop.append(instr)
+            self.store(node, instr, loop)
 
-    inner = em.loop_indices(rank + 1)[rank] if products or any(m.op == "matmul" for m in members) else None
+    def accumulate(self, node, loop):
+        src = self.scalar[id(node.inputs[0])]
+        result = ir.Var(
+            "sum", node.dtype, node.shape, name=self.out_name_of.get(id(node)), derive=(node, [src])
+        )
+        self.value[id(node)] = result
+        axes = node.attrs["axes"]
+        rank = len(self.group.shape)
+        if len(axes) < rank:
+            # a partial sum: each element adds into its slot of the (zeroed) result
+            kept = tuple(
+                (0 if k in axes else i)
+                for k, i in enumerate(self.index)
+                if node.attrs["keepdims"] or k not in axes
+            )
+            if node.dtype == "float32":
+                # float32 sums accumulate in float64, rounded once after the loop
+                acc = ir.Var("acc", "float64", node.shape, like=result, suffix="_acc")
+                self.pre.append(ir.Alloc(acc, "zeros"))
+                loop.append(ir.Store(acc, kept, src, add=True, note=node))
+                self.post.append(ir.Assign(result, ir.AsType(acc, "float32", node.shape)))
+                return
+            self.pre.append(ir.Alloc(result, "zeros"))
+            loop.append(ir.Store(result, kept, src, add=True, note=node))
+        elif node.dtype == "float64" and not node.attrs["keepdims"]:
+            self.pre.append(ir.Alloc(result, "zeros"))
+            loop.append(ir.Accum(result, src, note=node))
+        else:
+            acc = ir.Var("acc", "float64", (), like=result, suffix="_acc")
+            note = "float32 sums accumulate in float64" if node.dtype == "float32" else None
+            self.pre.append(ir.Alloc(acc, "zeros", note=note))
+            loop.append(ir.Accum(acc, src, note=node))
+            total = ir.Convert(acc, "float32") if node.dtype == "float32" else acc
+            self.post.append(ir.Assign(result, ir.Full(total, node.shape) if node.ndim else total))
 
-    def dot_product(node, loop, comment):
+    def dot_product(self, node, loop):
         # a @ v, element i: the dot product of a's row i with v, read while the row is in cache
         a, v = node.inputs
-        name = em.namer.derive(node, [short(a), short(v)])
-        row = at(a, [index[0], inner], a.shape)[0]
-        loop.append(f"{name} = 0.0{comment}")
-        loop.append(f"for {inner} in range({dim_text(a.shape[1])}):")
-        loop.append(f"    {name} += {row} * {at(v, [inner], v.shape)[0]}")
-        scalar[id(node)] = name
-        store(node, name, loop)
+        inner = self.inner
+        result = ir.Var("matmul", "float64", (), derive=(node, self.naming(node)))
+        row = self.at(a, [self.index[0], inner], a.shape)[0]
+        loop.append(ir.Assign(result, ir.Zero("float64"), note=node))
+        product = ir.Apply("mul", (row, self.at(v, [inner], v.shape)[0]))
+        loop.append(ir.For(inner, a.shape[1], [ir.Accum(result, product)]))
+        self.scalar[id(node)] = result
+        self.store(node, result, loop)
 
-    def row_product(node, loop, comment):
+    def row_product(self, node, loop):
         # A.T @ r accumulated row by row: g[j] += r_i * A[i, j], A's row read once while in cache;
         # A's elements computed inline (per row where they do not depend on j)
-        _, a, r, inline = products[id(node)]
-        name = out_name_of.get(id(node)) or em.namer.derive(node, [short(a), short(r)])
-        em.names[id(node)] = name
-        pre.append(f"{name} = np.zeros({shape_text(node.shape)}, dtype=np.float64)")
-        idx = [index[0], inner]
-        values = {}  # id(inline node) -> (code, reads the column index)
+        _, a, r, inline = self.products[id(node)]
+        inner = self.inner
+        result = ir.Var(
+            "matmul",
+            "float64",
+            node.shape,
+            name=self.out_name_of.get(id(node)),
+            derive=(node, self.naming(node)),
+        )
+        self.value[id(node)] = result
+        self.pre.append(ir.Alloc(result, "zeros"))
+        idx = [self.index[0], inner]
+        values = {}  # id(inline node) -> (value, whether it reads the column index)
 
-        def value(n):
+        def element(n):
             if id(n) in values:
                 return values[id(n)]
-            code, sub = at(n, idx, a.shape)
-            return code, inner in sub
+            v, sub = self.at(n, idx, a.shape)
+            return v, any(s is inner for s in sub)
 
         per_row, per_element = [], []
         for n in inline:
             if n.op == "reshape":
-                values[id(n)] = (scalar[id(n.inputs[0])], False)
+                values[id(n)] = (self.scalar[id(n.inputs[0])], False)
             elif n.op == "broadcast_to":
-                values[id(n)] = value(n.inputs[0])
+                values[id(n)] = element(n.inputs[0])
             else:
-                args = [value(i) for i in n.inputs]
-                code = (
-                    f"np.{n.dtype}({args[0][0]})"
-                    if n.op == "cast"
-                    else SCALAR[n.op].format(*(c for c, _ in args), **n.attrs)
-                )
+                args = [element(i) for i in n.inputs]
+                instr = ir.Instr(n, [v for v, _ in args], scalar=True, naming=[], note=False)
                 varies = any(v for _, v in args)
-                tmp = em.namer.derive(n, [])
-                (per_element if varies else per_row).append(f"{tmp} = {code}")
-                values[id(n)] = (tmp, varies)
+                (per_element if varies else per_row).append(instr)
+                values[id(n)] = (instr, varies)
         loop.extend(per_row)
-        loop.append(f"for {inner} in range({dim_text(a.shape[1])}):")
-        loop.extend("    " + line for line in per_element)
-        loop.append(f"    {name}[{inner}] += {scalar[id(r)]} * {value(a)[0]}{comment}")
-
-    def store(node, name, loop):
-        if _used_outside(plan, gid, node, output_ids, users):
-            array = out_name_of.get(id(node)) or em.namer.claim(f"{name}_arr")
-            em.names[id(node)] = array
-            pre.append(f"{array} = np.empty({shape_text(shape)}, dtype={em.np_dtype(node.dtype)})")
-            loop.append(f"{array}[{', '.join(index)}] = {name}")
-        for array, window in scatter_of.get(id(node), ()):
-            at = [i if w is None or w[0] == "0" else f"{i} + {w[0]}" for i, w in zip(index, window)]
-            loop.append(f"{array}[{', '.join(at)}] += {name}")
-
-    section = None
-    chunks = []  # (member, its lines), in schedule order
-    for node in members:
-        if id(node) in owner:
-            continue
-        part = id(node) in backward_ids
-        lines = []
-        if len(parts) == 2 and part != section:
-            lines.append("# backward" if part else "# forward")
-            section = part
-        emit(node, lines)
-        chunks.append((node, lines))
-    tiled = _tiles(em, chunks, scalar, index, shape, pre) if rank == 1 and index[0] != "0" else None
-    if tiled is not None:
-        return [head + f", in tiles of {TILE}"] + pre + tiled + post
-    loop = [line for _, lines in chunks for line in lines]
-    lines = [head] + pre
-    indent = ""
-    for i, d in zip(index, shape):
-        if i != "0":
-            lines.append(f"{indent}for {i} in range({dim_text(d)}):")
-            indent += "    "
-    lines += [indent + line for line in loop]
-    return lines + post
-
-
-# Tiles: a loop over rows that runs exp, log or log1p (the runtime's arithmetic
-# versions, which LLVM can put on SIMD lanes) next to work that keeps the loop scalar
-# (an inner loop of a row-wise product, a running sum, a branch) is cut into tiles of
-# TILE rows, and each tile into passes: the scalar passes and the vector passes each
-# loop over the tile's rows, handing values on through TILE-long buffers. Running sums
-# move to the last scalar pass; they add in the same row order as the untiled loop.
-TILE = 256
-# the ops the runtime has an arithmetic version of (op.vector)
-_VECTOR_OPS = {name for name, op in OPS.items() if op.vector}
-# ops whose scalar spelling is a libm call (op.libm): a loop with one of them runs at libm's
-# pace whatever is vectorised around it, and is left untiled
-_LIBM_OPS = {name for name, op in OPS.items() if op.libm}
-
-
-def _chunk_kind(node, lines):
-    if node.op == "sum":
-        return "sum"
-    if node.op in _LIBM_OPS:
-        return "libm"
-    if node.op == "matmul" or any(line.lstrip().startswith(("if ", "for ")) for line in lines):
-        return "scalar"
-    return "vector" if node.op in _VECTOR_OPS else None
-
-
-def _tiles(em, chunks, scalar, index, shape, pre):
-    """The lines of the tiled loop over ``chunks`` (see TILE), or None when tiling gains nothing."""
-    kinds = [_chunk_kind(node, lines) for node, lines in chunks]
-    if "vector" not in kinds or not ({"scalar", "sum"} & set(kinds)) or "libm" in kinds:
-        return None
-    passes = []  # [kind, [chunk, ...]]
-    sums = []
-    for chunk, kind in zip(chunks, kinds):
-        if kind == "sum":
-            sums.append(chunk)
-        elif passes and (kind is None or passes[-1][0] in (None, kind)):
-            passes[-1][1].append(chunk)
-            passes[-1][0] = passes[-1][0] or kind
-        else:
-            passes.append([kind, [chunk]])
-    if sums:
-        if passes and passes[-1][0] != "vector":
-            passes[-1][1].extend(sums)
-        else:
-            passes.append(["scalar", sums])
-    i = index[0]
-    start, stop = em.namer.claim(f"{i}0"), em.namer.claim(f"{i}1")
-    code = [[_code_only(line) for _, lines in chunk_list for line in lines] for _, chunk_list in passes]
-    defined_in = {}  # scalar name -> (pass number, member)
-    for k, (_, chunk_list) in enumerate(passes):
-        for node, _ in chunk_list:
-            if id(node) in scalar:
-                defined_in[scalar[id(node)]] = (k, node)
-    handed = {}  # scalar name -> its buffer
-    reads = [[] for _ in passes]
-    for name, (k, node) in defined_in.items():
-        word = re.compile(rf"\b{re.escape(name)}\b")
-        later = [j for j in range(k + 1, len(passes)) if any(word.search(c) for c in code[j])]
-        if not later:
-            continue
-        buffer = handed[name] = em.namer.claim(f"{name}_t")
-        pre.append(f"{buffer} = np.empty({TILE}, dtype={em.np_dtype(node.dtype)})")
-        for j in later:
-            reads[j].append(f"{name} = {buffer}[{i} - {start}]")
-    lines = [
-        f"for {start} in range(0, {dim_text(shape[0])}, {TILE}):",
-        f"    {stop} = min({start} + {TILE}, {dim_text(shape[0])})",
-    ]
-    for k, (kind, chunk_list) in enumerate(passes):
-        lines.append(
-            f"    for {i} in range({start}, {stop}):" + ("  # on SIMD lanes" if kind == "vector" else "")
+        product = ir.Apply("mul", (self.scalar[id(r)], element(a)[0]))
+        loop.append(
+            ir.For(
+                inner, a.shape[1], per_element + [ir.Store(result, (inner,), product, add=True, note=node)]
+            )
         )
-        body = list(reads[k])
-        for node, chunk_lines in chunk_list:
-            body.extend([_on_lanes(line) for line in chunk_lines] if kind == "vector" else chunk_lines)
-            name = scalar.get(id(node))
-            if name in handed:
-                body.append(f"{handed[name]}[{i} - {start}] = {name}")
-        lines.extend("        " + line for line in body)
-    return lines
 
-
-# in a vector pass, the runtime's arithmetic versions (``_rt.v<op>``, which LLVM can
-# vectorise) replace the vector ops' usual spellings (libm calls, which it cannot); one
-# element at a time, libm's are the faster
-_LANE_OF = {SCALAR[op].split("(")[0]: f"_rt.v{op}" for op in _VECTOR_OPS}
-_LANES = re.compile(
-    r"(?<![\w.])(" + "|".join(re.escape(f) for f in sorted(_LANE_OF, key=len, reverse=True)) + r")\("
-)
-
-
-def _on_lanes(line):
-    code, hash_, comment = line.partition("#")
-    return _LANES.sub(lambda m: _LANE_OF[m.group(1)] + "(", code) + hash_ + comment
-
-
-def _code_only(line):
-    """A generated line without its trailing comment (generated code has no strings)."""
-    return line.split("#", 1)[0]
+    def store(self, node, value, loop):
+        if _used_outside(self.plan, self.group.gid, node, self.output_ids, self.users):
+            array = ir.Var(
+                "arr",
+                node.dtype,
+                self.group.shape,
+                like=value,
+                suffix="_arr",
+                name=self.out_name_of.get(id(node)),
+            )
+            self.value[id(node)] = array
+            self.pre.append(ir.Alloc(array, "empty"))
+            loop.append(ir.Store(array, tuple(self.index), value))
+        for array, window in self.scatter_of.get(id(node), ()):
+            at = tuple(
+                i if w is None or w[0] == 0 else ir.Shift(i, ir.WindowStart(w[0]))
+                for i, w in zip(self.index, window)
+            )
+            loop.append(ir.Store(array, at, value, add=True))

@@ -6,7 +6,7 @@ lays the data out as a C-contiguous (rows, reduced) matrix and calls a helper
 in ``codegen.numba_runtime``.
 """
 
-from . import fusion
+from . import branches, fusion, ir, rolling
 from symgrad.ops.registry import OPS
 from .emit import Emitter
 from .schedule import find_loops, product_text, shape_text
@@ -41,20 +41,23 @@ class NumbaEmitter(Emitter):
     module_imports = ("import numba",)
     decorator = "@numba.njit(cache=True, nogil=True, error_model='numpy')"
 
-    def body(self, forward, backward, out_name_of, outputs):
-        fused = fusion.fused_body(self, forward, backward, out_name_of, outputs) if fusion.enabled() else None
+    def kernel_ir(self, forward, backward, out_name_of, outputs):
+        """The kernel's IR: fused loops (``fusion``), else the straight-line statements with
+        repeated runs rolled into loops (``rolling``) and scalar branches sunk (``branches``)."""
+        fused = fusion.fuse(self, forward, backward, out_name_of, outputs) if fusion.enabled() else None
         if fused is not None:
             return fused
         nodes = list(forward) + list(backward)
-        self.branch_plan(nodes, outputs)
-        owned = getattr(self, "owner", {})
+        owner = branches.plan(nodes, outputs)
+        owning = {key[0] for key in owner.values()}
 
         def rollable(node):
             return (
                 node.ndim == 0
                 and node.op in _LOOPABLE
                 and id(node) not in out_name_of
-                and id(node) not in owned
+                and id(node) not in owner
+                and id(node) not in owning
             )
 
         # the depth-first schedule, or creation order (also inputs first): a recurrence of several
@@ -68,123 +71,13 @@ class NumbaEmitter(Emitter):
                 best = (covered, order, loops)
         _, nodes, loops = best
         if not loops:
-            return super().body(forward, backward, out_name_of, outputs)
-        return self.rolled_body(nodes, len(forward), loops, out_name_of, bool(backward))
-
-    # ------------------------------------------------------------ rolled loops
-
-    def rolled_body(self, nodes, n_forward, loops, out_name_of, has_backward):
-        """The kernel's statements with each repeated run of scalar statements (a recurrence
-        written out) rolled back into a loop: numba's compile time grows with the statements
-        it sees, so a loop body compiled once replaces thousands of straight-line lines."""
-        body, part, p = [], None, 0
-        starts = {loop.start: k for k, loop in enumerate(loops)}
-        self._loop_arrays = {}
-        while p < len(nodes):
-            here = "backward" if p >= n_forward else "forward"
-            if p in starts:
-                lines = self.loop_statements(nodes, loops, starts[p])
-                p = loops[starts[p]].stop
-            else:
-                lines = self.top_statement(nodes[p], out_name_of)
-                p += 1
-            if lines and has_backward and here != part:
-                body.append(f"# {here}")
-                part = here
-            body.extend(lines)
-        return body
-
-    def loop_statements(self, nodes, loops, k):
-        """The ``for`` loop of ``loops[k]``: arrays for the values read after it, the values carried
-        in, the body; then every statement of the run is named by its loop variable (last
-        iteration) or array element."""
-        loop = loops[k]
-        members = loop.body(nodes) + [nodes[reader.start + j] for reader, j, _ in loop.extra]
-        operands = loop.operands + [specs for _, _, specs in loop.extra]
-        var, prev = [], {}
-        for j, node in enumerate(members):
-            hint = [
-                var[spec[1]]
-                if spec[0] in ("slot", "carried") and spec[1] < len(var)
-                else self._fixed(spec[1])
-                if spec[0] == "fixed"
-                else ""
-                for spec in operands[j]
-            ]
-            var.append(self.namer.derive(node, hint))
-        for j, specs in enumerate(operands):
-            for spec in specs:
-                # read after this iteration overwrote it: keep the previous value aside
-                if spec[0] == "carried" and spec[1] < j and spec[1] not in prev:
-                    prev[spec[1]] = self.namer.claim(var[spec[1]] + "_prev")
-        step = self.namer.claim("k")
-        lines = [
-            f"# {loop.period} statement{'s' if loop.period > 1 else ''} repeated {loop.count} times, "
-            "rolled into a loop"
-        ]
-        for j in sorted(loop.stored):
-            array = self.namer.claim(var[j] + "_all")
-            self._loop_arrays[(k, j)] = array
-            lines.append(f"{array} = np.empty({loop.count}, dtype={self.np_dtype(members[j].dtype)})")
-        initial = {}
-        for specs in operands:
-            for spec in specs:
-                if spec[0] == "carried":
-                    initial[spec[1]] = self._fixed(spec[2])
-        for j2, value in sorted(initial.items()):
-            lines.append(f"{prev.get(j2, var[j2])} = {value}")
-        lines.append(f"for {step} in range({loop.count}):")
-        for j, node in enumerate(members):
-            comment = self.rule_comment(node)
-            if j in loop.hoisted:
-                code = self._stacked(loop.hoisted[j], step)
-                comment = "  # computed in an earlier loop"
-            else:
-                args = []
-                for spec in operands[j]:
-                    if spec[0] == "fixed":
-                        args.append(self._fixed(spec[1]))
-                    elif spec[0] == "slot":
-                        args.append(var[spec[1]])
-                    elif spec[0] == "carried":
-                        args.append(prev.get(spec[1], var[spec[1]]))
-                    else:
-                        args.append(self._stacked(spec, step))
-                code = self.lower(node, args)
-            lines.append(f"    {var[j]} = {code}{comment}")
-            if j in loop.stored:
-                lines.append(f"    {self._loop_arrays[(k, j)]}[{step}] = {var[j]}")
-        lines += [f"    {name} = {var[j2]}" for j2, name in sorted(prev.items())]
-        for p in range(loop.start, loop.stop):
-            t, j = loop.place(p)
-            if t == loop.count - 1:
-                self.names[id(nodes[p])] = var[j]
-            elif j in loop.stored:
-                self.names[id(nodes[p])] = f"{self._loop_arrays[(k, j)]}[{t}]"
-        return lines
-
-    def _fixed(self, node):
-        """A value from before the loop (a constant first used later gets its literal now)."""
-        if id(node) not in self.names and node.op == "constant":
-            self.statement(node, {})
-        return self.ref(node)
-
-    def _stacked(self, spec, step):
-        """An earlier loop's value of body statement ``j2`` at iteration ``t0 + direction*step``."""
-        _, source, j2, t0, direction = spec
-        at = (
-            (step if t0 == 0 else f"{t0} + {step}")
-            if direction == 1
-            else (f"{t0} - {step}" if direction == -1 else f"{t0} + {direction} * {step}")
-        )
-        return f"{self._loop_arrays[(source, j2)]}[{at}]"
-
-    def loop_indices(self, rank):
-        """Loop index names, claimed once per kernel and reused by every fused loop."""
-        names = self.__dict__.setdefault("_loop_names", [])
-        while len(names) < rank:
-            names.append(self.namer.claim("ijklmnpq"[len(names)] if len(names) < 8 else f"i{len(names)}"))
-        return names[:rank]
+            return super().kernel_ir(forward, backward, out_name_of, outputs)
+        block, self.value = ir.build(nodes)
+        self.name_outputs(out_name_of)
+        block = branches.sink(block, outputs, owner)
+        statement_of = {id(s.instr.node if isinstance(s, ir.If) else s.node): s for s in block}
+        units = rolling.roll(nodes, len(forward), loops, self.value, statement_of)
+        return ir.sectioned(units, bool(backward))
 
     def _rows(self, node, arg):
         """``arg`` with the reduced axes moved last, as a (kept, reduced) C-contiguous matrix."""

@@ -7,11 +7,16 @@ modules' source together with the module-level definitions they need in turn, an
 renamed ``_rt_<name>`` / ``_cv_<name>`` (so they cannot meet a name of the generated
 code). ``InputError`` is defined in the file (a ``TypeError``). The file imports only
 numpy, numba and the standard library.
+
+The module text comes from the printer (``Emitter.standalone``: no branch for argument kinds
+symgrad's hooks handle, and the entry-point comment of a module nothing binds after compiling);
+this module only swaps the two imports for the helpers' definitions, renaming the attribute
+references to them token by token (``tokenize``: code tokens only, never strings or comments).
 """
 
 import ast
-import io
 import re
+import io
 import tokenize
 
 from symgrad._version import __version__
@@ -21,8 +26,6 @@ _IMPORTS = {
     "import symgrad.codegen.numba_runtime as _rt": ("symgrad.codegen.numba_runtime", "_rt"),
     "import symgrad.codegen.runtime as _cv": ("symgrad.codegen.runtime", "_cv"),
 }
-
-_BOUND_COMMENT = "# (codegen binds it after compiling; until then, the dispatcher)"
 
 _INPUT_ERROR = '''class InputError(TypeError):
     """A function of this module was called with arguments it cannot take."""'''
@@ -36,14 +39,11 @@ def standalone_source(compiled):
             f"with backend={compiled.backend!r}, whose generated code calls symgrad's own op "
             "definitions. Build it with backend='numba' to save it"
         )
-    lines = compiled.source.split("\n")
+    lines = compiled._standalone_module().split("\n")
     header_end = next(
         i for i, line in enumerate(lines) if line.strip() and not line.startswith(("#", "import "))
     )
     header, rest = lines[:header_end], "\n".join(lines[header_end:])
-    # a saved module takes numpy arrays only: the argument kinds symgrad's hooks handle (Dask
-    # arrays) need symgrad
-    rest = re.sub(r"\n +if _cv\.hooked\(\w+\):\n +return _cv\.call_hooked\([^\n]*\)", "", rest)
     sections = []
     kept_header = []
     taken = set()  # names the copied sections define at module level
@@ -74,9 +74,6 @@ def standalone_source(compiled):
     imports = sorted(
         (line for line in kept_header if line.strip() and not line.startswith("#")),
         key=lambda line: (line.startswith("from "), line),
-    )
-    rest = rest.replace(
-        _BOUND_COMMENT, "# (here: the dispatcher; it compiles on the first call and caches the machine code)"
     )
     body = (
         "\n".join(intro + comments + imports)

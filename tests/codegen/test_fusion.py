@@ -178,7 +178,7 @@ def _row_loop(source):
     lines = source.splitlines()
     heads = [k for k, l in enumerate(lines) if "# fused loop" in l and "transposed product" in l]
     assert len(heads) == 1, source
-    # a loop in tiles (fusion.TILE) is one loop over the tiles, with passes over each tile's rows
+    # a loop in tiles (tiling.TILE) is one loop over the tiles, with passes over each tile's rows
     start = next(
         k
         for k in range(heads[0], len(lines))
@@ -312,11 +312,11 @@ def test_products_past_the_small_size_or_of_symbolic_size_keep_blas():
     assert "small_matmul" not in vg.source
 
 
-# ---------------------------------------------------------------- tiles (fusion.TILE)
+# ---------------------------------------------------------------- tiles (tiling.TILE)
 
 
 def _tile_sizes():
-    from symgrad.codegen.fusion import TILE
+    from symgrad.codegen.tiling import TILE
 
     return (1, TILE - 1, TILE, TILE + 1, 2 * TILE + 3)
 

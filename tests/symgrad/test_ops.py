@@ -1385,6 +1385,8 @@ def test_linear_and_bilinear_ops_are_linear_by_their_numpy_definition(op):
 _CONVERTED = ["symgrad/autodiff.py", "symgrad/sparsity.py", "symgrad/decompose.py", "symgrad/printing.py"]
 _CONVERTED += ["symgrad/passes/simplify.py", "codegen/emit.py", "codegen/schedule.py"]
 _CONVERTED += ["symgrad/frontends/sympy_bridge.py"]
+_CONVERTED += ["codegen/ir.py", "codegen/branches.py", "codegen/rolling.py", "codegen/tiling.py"]
+_CONVERTED += ["codegen/fusion.py", "codegen/numba_backend.py"]
 _LEAF = "a symbol has a name and a constant a value: reading them is about that leaf"
 _ONE_OP_RULES = {
     ("symgrad/autodiff.py", "symbol"): _LEAF,
@@ -1418,10 +1420,24 @@ _ONE_OP_RULES = {
     ("symgrad/printing.py", "neg"): "the prefix minus",
     ("symgrad/printing.py", "getitem"): "x[key] spelling",
     ("codegen/emit.py", "symbol"): _LEAF,
-    ("codegen/emit.py", "constant"): _LEAF,
-    ("codegen/emit.py", "where"): "branch sinking into where's branches",
-    ("codegen/emit.py", "stop_gradient"): "stop_gradient lowers to its operand",
+    ("codegen/emit.py", "where"): "a scalar where's condition is no operand its dtype converts",
+    ("codegen/emit.py", "cast"): "cast's scalar spelling is its dtype (an attr, no template)",
     ("codegen/emit.py", "getitem"): "getitem's bounds (the slice's requires attr)",
+    ("codegen/ir.py", "symbol"): _LEAF,
+    ("codegen/ir.py", "stop_gradient"): "stop_gradient is its operand's value",
+    ("codegen/branches.py", "where"): "branch sinking is about where's branches",
+    ("codegen/tiling.py", "sum"): "a running sum moves to the last scalar pass of a tile",
+    ("codegen/tiling.py", "matmul"): "a dot product's inner loop keeps its pass scalar",
+    # the fused loop's own handling of single ops: how it reads through them or accumulates them
+    ("codegen/fusion.py", "sum"): "a sum is accumulated by the loop computing its operand",
+    ("codegen/fusion.py", "matmul"): "row-wise products (A @ v, A.T @ r) in the loop over A's rows",
+    ("codegen/fusion.py", "transpose"): "A.T @ r is spelled with a transpose of A",
+    ("codegen/fusion.py", "slice_grad"): "the adjoint of a slice is read through as a window",
+    ("codegen/fusion.py", "broadcast_to"): "a broadcast is read through with index arithmetic",
+    ("codegen/fusion.py", "reshape"): "an (n, 1) reshape of a loop value is read per row",
+    ("codegen/fusion.py", "cast"): "cast is elementwise in shape but no elementwise-table op",
+    ("codegen/fusion.py", "where"): "a where's branches own the members only they read",
+    ("codegen/fusion.py", "add"): "gradients of slices added up are accumulated in place",
     ("symgrad/frontends/sympy_bridge.py", "symbol"): _LEAF,
     ("symgrad/frontends/sympy_bridge.py", "constant"): _LEAF,
     ("symgrad/frontends/sympy_bridge.py", "neg"): "SymPy's x + (-1)*y given back as a subtraction",
@@ -1443,6 +1459,7 @@ _ONE_OP_SETS = {
     # loop rolling matches both operand orders of add and mul only: the commutative trait holds
     # more ops (maximum, equal, logic), and widening it would change which statements roll
     ("codegen/schedule.py", ("add", "mul")): "the ops loop rolling matches in either operand order",
+    ("codegen/fusion.py", ("sum", "matmul")): "accumulated members stay outside a where's branches",
 }
 
 

@@ -1,0 +1,522 @@
+"""The kernel IR: what a generated kernel computes, between the schedule and the text.
+
+A kernel is a list of statements (a block). Statements define or update values; values are
+what statements read. The passes (``codegen/fusion.py``, ``rolling.py``, ``branches.py``,
+``tiling.py``) rewrite blocks into blocks; a backend's printer (``codegen/emit.py``'s
+``Emitter`` and its subclasses) turns a block into source text, choosing every name and the
+spelling of every op. Nothing reads generated text back.
+
+Values
+    ``Given``    an input or a constant of the graph (a parameter, a literal, a module global)
+    ``Instr``    a statement computing one graph node from operand values: ``v = op(a, b)``.
+                 ``scalar``: one element of a fused loop (the op's scalar spelling);
+                 ``lanes``: inside a SIMD pass (the runtime's arithmetic twin of the op)
+    ``Var``      a local the statements below assign, allocate or accumulate into
+    ``LoopVar``  a ``For`` loop's index
+    ``Elem``     ``array[index]``: one element (or row) of an array value
+    ``Guard``    an element read inside a window, zero outside (the adjoint of a slice)
+    ``Convert``  a scalar converted to a dtype; ``AsType``/``Full``: array forms of it
+
+Statements
+    ``Instr``    (see above); ``If``: the value of a scalar ``where`` computed by the branch the
+    condition takes; ``For``: a counted loop over a block; ``Assign``/``Alloc``/``Store``/
+    ``Accum``: write a ``Var`` (or an element of one); ``Note``: a comment of the compiler's.
+
+Index expressions (``Elem``, ``Store``): a ``LoopVar``, an int, a graph dim, or ``Shift``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional, Union
+
+from symgrad.ops.registry import OPS
+
+Dim = Any  # an int or a SymPy expression over named dims (symgrad.graph's shapes)
+
+
+class Value:
+    """Something a statement reads."""
+
+    dtype: str
+    shape: tuple
+
+
+@dataclass(eq=False)
+class Given(Value):
+    """An input (``symbol``) or a constant node: the kernel is given it."""
+
+    node: Any
+
+    @property
+    def dtype(self) -> str:
+        return self.node.dtype
+
+    @property
+    def shape(self) -> tuple:
+        return self.node.shape
+
+
+@dataclass(eq=False)
+class Instr(Value):
+    """``name = <node's op>(operands)``: computes graph ``node`` from ``operands`` (Values standing
+    for ``node.inputs``, in order). ``name``: a fixed name (an output's); else the printer derives
+    one from the op and ``naming`` (values whose names it is built from; the operands when None).
+    ``note``: False for no rule comment; a str to replace it."""
+
+    node: Any
+    operands: list
+    scalar: bool = False
+    lanes: bool = False
+    name: Optional[str] = None
+    naming: Optional[list] = None
+    note: Any = None
+
+    @property
+    def dtype(self) -> str:
+        return self.node.dtype
+
+    @property
+    def shape(self) -> tuple:
+        return () if self.scalar else self.node.shape
+
+
+@dataclass(eq=False)
+class Var(Value):
+    """A local variable. Its name: ``name`` when given (an output's); else derived from
+    ``derive`` = (node, values) as an ``Instr``'s is; else the name of ``like``'s value followed
+    by ``suffix``; else ``hint`` (each made unique by the printer)."""
+
+    hint: str
+    dtype: str
+    shape: tuple = ()
+    like: Optional[Value] = None
+    suffix: str = ""
+    name: Optional[str] = None
+    derive: Optional[tuple] = None
+
+
+@dataclass(eq=False)
+class LoopVar(Value):
+    """A loop's index; named ``hint``, or ``like``'s name followed by ``suffix``."""
+
+    hint: str
+    dtype: str = "int64"
+    shape: tuple = ()
+    like: Optional[Value] = None
+    suffix: str = ""
+
+
+@dataclass(eq=False)
+class Apply(Value):
+    """``op`` of the table applied to scalar ``operands`` inline (no node, no statement of its
+    own): the product a dot-product loop accumulates."""
+
+    op: str
+    operands: tuple
+    dtype: str = "float64"
+    shape: tuple = ()
+
+
+@dataclass(eq=False)
+class Shift:
+    """``index + start`` (``sign`` 1) or ``index - start`` (``sign`` -1); ``start`` is a
+    ``WindowStart``."""
+
+    index: Any
+    start: Any
+    sign: int = 1
+
+    dtype = "int64"
+    shape = ()
+
+
+@dataclass(eq=False)
+class Affine:
+    """``t0 + direction*index``: an earlier rolled loop's iteration read by this one."""
+
+    t0: int
+    direction: int
+    index: Any
+
+
+@dataclass(eq=False)
+class WindowStart:
+    """Where a slice's block starts along an axis: ``int`` k >= 0, ``("end", dim, k)`` for
+    ``max(dim - k, 0)``, or a dim."""
+
+    value: Any
+
+
+@dataclass(eq=False)
+class Elem(Value):
+    array: Value
+    index: tuple
+    dtype: str = ""
+    shape: tuple = ()
+
+    def __post_init__(self):
+        if not self.dtype:
+            self.dtype = self.array.dtype
+
+
+@dataclass(eq=False)
+class Guard(Value):
+    """``value`` where every ``(index, start, length)`` of ``conds`` holds ``start <= index <
+    start + length``, else zero of ``dtype``."""
+
+    value: Value
+    conds: tuple
+    dtype: str
+    shape: tuple = ()
+
+
+@dataclass(eq=False)
+class Convert(Value):
+    value: Value
+    dtype: str
+    shape: tuple = ()
+
+
+@dataclass(eq=False)
+class AsType(Value):
+    value: Value
+    dtype: str
+    shape: tuple = ()
+
+
+@dataclass(eq=False)
+class Full(Value):
+    """An array of ``shape`` filled with the scalar ``value``."""
+
+    value: Value
+    shape: tuple
+    dtype: str = ""
+
+    def __post_init__(self):
+        if not self.dtype:
+            self.dtype = self.value.dtype
+
+
+@dataclass(eq=False)
+class Zero(Value):
+    """The scalar 0 of ``dtype`` (a float literal)."""
+
+    dtype: str
+    shape: tuple = ()
+
+
+# ---------------------------------------------------------------- statements
+
+
+@dataclass(eq=False)
+class Note:
+    """A comment line the compiler writes (never user text)."""
+
+    text: str
+
+
+# ``note`` of a statement: None (no comment), a str (that comment), or a graph node (the rule
+# comment of the derivative that built it, when the compile has rule notes)
+
+
+@dataclass(eq=False)
+class Assign:
+    """``target = value``; the target is a ``Var`` or re-binds the name of an ``Instr`` (a
+    rolled loop's carried value before the loop, a tile pass reloading a value from its buffer)."""
+
+    target: Value
+    value: Value
+    note: Any = None
+
+
+@dataclass(eq=False)
+class Alloc:
+    """``target = zeros/empty(shape)``; a scalar ``target`` of fill "zeros" is ``0.0``."""
+
+    target: Var
+    fill: str = "empty"
+    note: Any = None
+
+
+@dataclass(eq=False)
+class Store:
+    """``array[index] = value`` (``add``: ``+=``)."""
+
+    array: Value
+    index: tuple
+    value: Value
+    add: bool = False
+    note: Any = None  # the node whose rule comment the line carries
+
+
+@dataclass(eq=False)
+class Accum:
+    """``target += value``."""
+
+    target: Value
+    value: Value
+    note: Any = None
+
+
+@dataclass(eq=False)
+class If(Value):
+    """The value of the scalar ``where`` ``instr``: ``if cond: <then> v = a else: <orelse> v = b``,
+    where ``a``/``b`` are ``values`` and the blocks hold the statements only that branch reads."""
+
+    instr: Instr
+    cond: Value
+    blocks: tuple
+    values: tuple
+
+    @property
+    def dtype(self) -> str:
+        return self.instr.dtype
+
+    @property
+    def shape(self) -> tuple:
+        return self.instr.shape
+
+
+@dataclass(eq=False)
+class For:
+    """``for var in range(start, stop): body``; ``start`` None for ``range(stop)``; ``note``: a
+    comment on the ``for`` line; ``step`` for tiles."""
+
+    var: LoopVar
+    stop: Any
+    body: list = field(default_factory=list)
+    start: Any = None
+    step: Any = None
+    note: str = ""
+
+
+@dataclass(eq=False)
+class Bound:
+    """``var = min(start + size, stop)``: a tile's end."""
+
+    target: LoopVar
+    start: LoopVar
+    size: int
+    stop: Any
+
+
+Statement = Union[Instr, If, For, Assign, Alloc, Store, Accum, Note, Bound]
+
+
+# ---------------------------------------------------------------- walking
+
+
+def blocks_of(stmt) -> list:
+    """The blocks nested directly in ``stmt``."""
+    if isinstance(stmt, For):
+        return [stmt.body]
+    if isinstance(stmt, If):
+        return list(stmt.blocks)
+    return []
+
+
+def walk(block: list) -> Iterator:
+    """Every statement of ``block`` and its nested blocks, in text order."""
+    stack = [iter(block)]
+    while stack:
+        for stmt in stack[-1]:
+            yield stmt
+            inner = blocks_of(stmt)
+            if inner:
+                stack.extend(iter(b) for b in reversed(inner))
+            break
+        else:
+            stack.pop()
+
+
+def reads(stmt) -> list:
+    """The values ``stmt`` reads directly (not through nested blocks)."""
+    if isinstance(stmt, Instr):
+        return list(stmt.operands)
+    if isinstance(stmt, If):
+        return [stmt.cond, *stmt.values]
+    if isinstance(stmt, Assign):
+        return [stmt.value]
+    if isinstance(stmt, Store):
+        return [stmt.array, stmt.value, *stmt.index]
+    if isinstance(stmt, Accum):
+        return [stmt.value]
+    if isinstance(stmt, For):
+        return [v for v in (stmt.start, stmt.stop, stmt.step) if isinstance(v, Value)]
+    if isinstance(stmt, Bound):
+        return [stmt.start]
+    return []
+
+
+def leaves(value) -> Iterator[Value]:
+    """The values an expression value is built from, itself included (``Elem`` of ``Var`` ->
+    the ``Elem`` and the ``Var``, ...)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        yield v
+        if isinstance(v, Elem):
+            stack.append(v.array)
+            stack.extend(i for i in v.index if isinstance(i, (Value, Shift, Affine)))
+        elif isinstance(v, (Shift, Affine)):
+            stack.append(v.index)
+        elif isinstance(v, Guard):
+            stack.append(v.value)
+            stack.extend(c[0] for c in v.conds)
+        elif isinstance(v, (Convert, AsType, Full)):
+            stack.append(v.value)
+        elif isinstance(v, Apply):
+            stack.extend(v.operands)
+
+
+def defines(stmt) -> list:
+    """The values ``stmt`` binds."""
+    if isinstance(stmt, (Instr, If)):
+        return [stmt]
+    if isinstance(stmt, (Assign, Alloc)):
+        return [stmt.target]
+    if isinstance(stmt, For):
+        return [stmt.var]
+    if isinstance(stmt, Bound):
+        return [stmt.target]
+    return []
+
+
+def verify(block: list, given: tuple = ()) -> None:
+    """Check that every value is bound before a statement reads it (a value bound inside a loop
+    or branch is visible after it, as in Python). Raises AssertionError naming the statement."""
+    bound = {id(v) for v in given}
+    for stmt in walk(block):
+        # an If's branch values are bound in its blocks, which the walk visits after it
+        for v in reads(stmt) if not isinstance(stmt, If) else [stmt.cond]:
+            for leaf in leaves(v):
+                if isinstance(leaf, (Given, Zero, Shift, Affine)):
+                    continue
+                if isinstance(leaf, (Instr, If, Var, LoopVar)) and id(leaf) not in bound:
+                    raise AssertionError(f"{type(stmt).__name__} reads {leaf!r:.120} before it is bound")
+        for v in defines(stmt):
+            bound.add(id(v))
+        if isinstance(stmt, If):
+            bound.add(id(stmt.instr))
+    for stmt in walk(block):
+        if isinstance(stmt, If):
+            for v in stmt.values:
+                for leaf in leaves(v):
+                    if isinstance(leaf, (Instr, If, Var, LoopVar)) and id(leaf) not in bound:
+                        raise AssertionError(f"If's branch value {leaf!r:.120} is never bound")
+
+
+def dump(block: list, indent: str = "") -> str:
+    """A backend-free text of ``block`` for tests and debugging (op names, not spellings)."""
+    names = {}
+
+    def name(v):
+        if isinstance(v, Given):
+            return v.node.attrs.get("name", "const") if v.node.op == "symbol" else "const"
+        if isinstance(v, Elem):
+            return f"{name(v.array)}[{', '.join(name(i) for i in v.index)}]"
+        if isinstance(v, Shift):
+            return f"{name(v.index)}{'+' if v.sign > 0 else '-'}start"
+        if isinstance(v, Affine):
+            return f"{v.t0}{v.direction:+}*{name(v.index)}"
+        if isinstance(v, (Guard, Convert, AsType, Full)):
+            return f"{type(v).__name__.lower()}({name(v.value)})"
+        if isinstance(v, Zero):
+            return "0"
+        if isinstance(v, int):
+            return str(v)
+        if not isinstance(v, Value):
+            return str(v)
+        if id(v) not in names:
+            base = v.node.op if isinstance(v, Instr) else (v.instr.node.op if isinstance(v, If) else v.hint)
+            names[id(v)] = f"%{len(names)}:{base}"
+        return names[id(v)]
+
+    lines = []
+    for stmt in block:
+        if isinstance(stmt, Instr):
+            kind = "scalar " if stmt.scalar else ""
+            lines.append(f"{name(stmt)} = {kind}{stmt.node.op}({', '.join(name(o) for o in stmt.operands)})")
+        elif isinstance(stmt, If):
+            lines.append(f"{name(stmt)} = if {name(stmt.cond)}")
+            for block_k, v in zip(stmt.blocks, stmt.values):
+                lines.append(dump(block_k, indent + "  ") + f"\n{indent}  -> {name(v)}")
+        elif isinstance(stmt, For):
+            lines.append(f"for {name(stmt.var)} < {stmt.stop}:")
+            lines.append(dump(stmt.body, indent + "  "))
+        elif isinstance(stmt, Assign):
+            lines.append(f"{name(stmt.target)} := {name(stmt.value)}")
+        elif isinstance(stmt, Alloc):
+            lines.append(f"{name(stmt.target)} := {stmt.fill}{tuple(stmt.target.shape)}")
+        elif isinstance(stmt, Store):
+            op = "+=" if stmt.add else "="
+            lines.append(
+                f"{name(stmt.array)}[{', '.join(name(i) for i in stmt.index)}] {op} {name(stmt.value)}"
+            )
+        elif isinstance(stmt, Accum):
+            lines.append(f"{name(stmt.target)} += {name(stmt.value)}")
+        elif isinstance(stmt, Bound):
+            lines.append(f"{name(stmt.target)} := min({name(stmt.start)} + {stmt.size}, {stmt.stop})")
+        elif isinstance(stmt, Note):
+            lines.append(f"# {stmt.text}")
+    return "\n".join(indent + line for line in "\n".join(lines).split("\n") if line.strip())
+
+
+def build(nodes: list, sections: tuple = ()) -> tuple[list, dict]:
+    """The straight-line IR of scheduled ``nodes``: one ``Instr`` per computed node, a ``Given``
+    for inputs and constants, ``stop_gradient`` as its operand's value. ``sections``: (position,
+    note) pairs, a ``Note`` before the node at that position. Returns (block, value of each
+    node by id)."""
+    value = {}
+    block = []
+    starts = dict(sections)
+    for p, node in enumerate(nodes):
+        if p in starts:
+            block.append(Note(starts[p]))
+        if OPS[node.op].given:
+            value[id(node)] = Given(node)
+            continue
+        if node.op == "stop_gradient":
+            value[id(node)] = value[id(node.inputs[0])]
+            continue
+        instr = Instr(node, [value[id(i)] for i in node.inputs])
+        value[id(node)] = instr
+        block.append(instr)
+    return block, value
+
+
+def sectioned(units: list, has_backward: bool) -> list:
+    """Flatten ``(part, statements)`` units (part 0 forward, 1 backward, None either) into one
+    block, with a ``Note`` "forward"/"backward" where the part changes when the kernel has a
+    backward part."""
+    block, current = [], None
+    for part, stmts in units:
+        if stmts and has_backward and part is not None and part != current:
+            block.append(Note("backward" if part else "forward"))
+            current = part
+        block.extend(stmts)
+    return block
+
+
+def rebind(block: list, value: dict) -> None:
+    """Point the straight-line statements of ``block`` (``Instr``s and the ``If``s of wheres, and
+    what those hold) at the values ``value`` now gives their nodes' inputs (a pass moved some
+    into loops)."""
+    for stmt in walk(block):
+        if isinstance(stmt, If):
+            stmt.instr.operands = [current(value, i) for i in stmt.instr.node.inputs]
+            stmt.cond = stmt.instr.operands[0]
+            stmt.values = tuple(
+                Convert(v, old.dtype) if isinstance(old, Convert) else v
+                for v, old in zip(stmt.instr.operands[1:], stmt.values)
+            )
+        elif isinstance(stmt, Instr) and not stmt.scalar:
+            stmt.operands = [current(value, i) for i in stmt.node.inputs]
+
+
+def current(value: dict, node) -> Value:
+    """The IR value standing for ``node`` now (``stop_gradient`` is its operand's value)."""
+    while node.op == "stop_gradient":
+        node = node.inputs[0]
+    return value[id(node)]

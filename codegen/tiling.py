@@ -1,0 +1,93 @@
+"""Tiling and SIMD lanes (an IR pass on a fused loop over rows).
+
+A loop over rows that runs exp, log or log1p (the runtime's arithmetic versions, which LLVM can
+put on SIMD lanes) next to work that keeps the loop scalar (an inner loop of a row-wise product,
+a running sum, a branch) is cut into tiles of ``TILE`` rows, and each tile into passes: the
+scalar passes and the vector passes each loop over the tile's rows, handing values on through
+TILE-long buffers. Running sums move to the last scalar pass; they add in the same row order as
+the untiled loop. In a vector pass the ops with an arithmetic twin are marked ``lanes`` (the
+printer spells them ``_rt.v<op>``); one element at a time, libm's are the faster.
+
+Which values a later pass reads is found from the statements' operands, never from text.
+"""
+
+from symgrad.ops.registry import OPS
+from . import ir
+
+TILE = 256
+
+
+def chunk_kind(node, stmts):
+    """What a member's statements need: "sum" (a running sum), "libm" (a libm call: the loop runs
+    at its pace, tiling gains nothing), "scalar" (an inner loop or a branch), "vector" (an op
+    with an arithmetic twin), or None (anything else: it goes with its neighbours)."""
+    if node.op == "sum":
+        return "sum"
+    record = OPS[node.op]
+    if record.libm:
+        return "libm"
+    if node.op == "matmul" or any(isinstance(s, (ir.If, ir.For)) for s in stmts):
+        return "scalar"
+    return "vector" if record.vector else None
+
+
+def tile(chunks, scalar, index, length, pre):
+    """The statements of the tiled loop over ``chunks`` ((member, statements) in order), or None
+    when tiling gains nothing. ``scalar``: id(member) -> its element value; ``index``: the row
+    loop's index; ``pre``: where the buffers' allocations go."""
+    kinds = [chunk_kind(node, stmts) for node, stmts in chunks]
+    if "vector" not in kinds or not ({"scalar", "sum"} & set(kinds)) or "libm" in kinds:
+        return None
+    passes = []  # [kind, [chunk, ...]]
+    sums = []
+    for chunk, kind in zip(chunks, kinds):
+        if kind == "sum":
+            sums.append(chunk)
+        elif passes and (kind is None or passes[-1][0] in (None, kind)):
+            passes[-1][1].append(chunk)
+            passes[-1][0] = passes[-1][0] or kind
+        else:
+            passes.append([kind, [chunk]])
+    if sums:
+        if passes and passes[-1][0] != "vector":
+            passes[-1][1].extend(sums)
+        else:
+            passes.append(["scalar", sums])
+    start = ir.LoopVar("i0", like=index, suffix="0")
+    stop = ir.LoopVar("i1", like=index, suffix="1")
+    # which pass reads each value: the leaves of every statement's operands
+    read_in = []
+    for _, chunk_list in passes:
+        seen = set()
+        for stmt in ir.walk([s for _, stmts in chunk_list for s in stmts]):
+            for v in ir.reads(stmt):
+                seen.update(id(leaf) for leaf in ir.leaves(v))
+        read_in.append(seen)
+    handed = {}  # id(value) -> its buffer
+    reloads = [[] for _ in passes]
+    for k, (_, chunk_list) in enumerate(passes):
+        for node, _ in chunk_list:
+            value = scalar.get(id(node))
+            if value is None:
+                continue
+            later = [j for j in range(k + 1, len(passes)) if id(value) in read_in[j]]
+            if not later:
+                continue
+            buffer = handed[id(value)] = ir.Var("t", node.dtype, (TILE,), like=value, suffix="_t")
+            pre.append(ir.Alloc(buffer, "empty"))
+            for j in later:
+                reloads[j].append(ir.Assign(value, ir.Elem(buffer, (ir.Shift(index, start, -1),))))
+    body = [ir.Bound(stop, start, TILE, length)]
+    for k, (kind, chunk_list) in enumerate(passes):
+        stmts = list(reloads[k])
+        for node, chunk_stmts in chunk_list:
+            if kind == "vector":
+                for stmt in ir.walk(chunk_stmts):
+                    if isinstance(stmt, ir.Instr):
+                        stmt.lanes = True
+            stmts.extend(chunk_stmts)
+            value = scalar.get(id(node))
+            if value is not None and id(value) in handed:
+                stmts.append(ir.Store(handed[id(value)], (ir.Shift(index, start, -1),), value))
+        body.append(ir.For(index, stop, stmts, start=start, note="on SIMD lanes" if kind == "vector" else ""))
+    return [ir.For(start, length, body, start=0, step=TILE)]
