@@ -389,7 +389,9 @@ def _einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting=
     first, *rest = operands
     if isinstance(first, str):
         return ops.einsum(first, *[_with_dtype(x, dtype) for x in rest])
-    return ops.einsum(*[v if i % 2 else _with_dtype(v, dtype) for i, v in enumerate(operands)])
+    # interleaved: operand, sublist, operand, sublist, ..., and perhaps the output's sublist last
+    last = len(operands) - 1 if len(operands) % 2 else None
+    return ops.einsum(*[v if i % 2 or i == last else _with_dtype(v, dtype) for i, v in enumerate(operands)])
 
 
 def _tensordot(a, b, axes=2):
