@@ -466,3 +466,27 @@ def test_einsum_refuses_out_and_named_sizes_that_differ():
 def test_structure_errors_name_the_shapes(build, error, message):
     with pytest.raises(error, match=message):
         build()
+
+
+def test_parser_names_build_the_same_functions():
+    shapes = {"A": (3, 3), "B": (3, 3), "u": (3,), "v": (3,)}
+    text = (
+        "trace(A @ B) + sum(tril(A, -1)) + sum(cross(u, v)) + sum(kron(A, B)) + sum(tensordot(A, B, 1))"
+        " + inner(u, v) + sum(diag(u, 1)) + sum(diagonal(A, 1)) + sum(triu(B)) + sum(dot(A, u))"
+    )
+    e = sg.parse(text, shapes=shapes)
+    symbols = [sg.tensor(name, shape) for name, shape in shapes.items()]
+    a, b, u, v = _arrays(list(shapes.values()), seed=10)
+    want = (
+        np.trace(a @ b)
+        + np.sum(np.tril(a, -1))
+        + np.sum(np.cross(u, v))
+        + np.sum(np.kron(a, b))
+        + np.sum(np.tensordot(a, b, 1))
+        + np.inner(u, v)
+        + np.sum(np.diag(u, 1))
+        + np.sum(np.diagonal(a, 1))
+        + np.sum(np.triu(b))
+        + np.sum(np.dot(a, u))
+    )
+    np.testing.assert_allclose(sg.compile(e, inputs=symbols, backend="numpy")(a, b, u, v), want, rtol=1e-12)
