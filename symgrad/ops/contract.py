@@ -4,9 +4,10 @@
   diagonal), any number of operands. Labels only one operand has and the output lacks are
   summed first; the operands are then contracted two at a time, the pair whose result is
   smallest first (sizes of named dims guessed at ``_GUESS``), each pair as a transpose, a
-  reshape and one ``matmul`` (BLAS) over (batch, free, contracted) groups, or a broadcast
-  multiply when the pair shares no summed label. The gradient, the JVP and fusion come from
-  those ops.
+  reshape and one ``matmul`` (BLAS) over (batch, free, contracted) groups; a pair that shares no
+  summed label, or whose batch elements are dot or matrix-vector products, is a broadcast
+  multiply (summed over its last axes), which fusion makes one loop. The gradient, the JVP and
+  fusion come from those ops.
 - ``tensordot``, ``inner``, ``dot`` of any rank and ``matmul`` with any number of batch
   dimensions (numpy's broadcasting of them) are written on the same pairwise contraction or
   on the one-batch-dimension ``matmul`` op of ``linalg``.
@@ -234,13 +235,22 @@ def _contract_pair(a, la, b, lb, keep):
         [size[label] for label in free_a],
         [size[label] for label in free_b],
     )
+    labels = batch + free_a + free_b
+    if not summed or (batch and not (free_a and free_b)):
+        # an outer product per batch element, or a batch of dot products / matrix-vector products
+        # (too small for a BLAS call each): a broadcast multiply summed over the last axes, which
+        # fusion turns into one loop
+        a = _permute(a, [la.index(label) for label in batch + free_a + summed])
+        b = _permute(b, [lb.index(label) for label in batch + free_b + summed])
+        tail = tuple(size[label] for label in summed)
+        a = _reshape(a, tuple(dims[0]) + tuple(dims[1]) + (1,) * len(free_b) + tail)
+        b = _reshape(b, tuple(dims[0]) + (1,) * len(free_a) + tuple(dims[2]) + tail)
+        product = ew.mul(a, b)
+        if summed:
+            product = sum(product, tuple(range(product.ndim - len(summed), product.ndim)))
+        return product, labels
     a = _permute(a, [la.index(label) for label in batch + free_a + summed])
     b = _permute(b, [lb.index(label) for label in batch + summed + free_b])
-    labels = batch + free_a + free_b
-    if not summed:  # an outer product per batch element: a broadcast multiply
-        a = _reshape(a, tuple(dims[0]) + tuple(dims[1]) + (1,) * len(free_b))
-        b = _reshape(b, tuple(dims[0]) + (1,) * len(free_a) + tuple(dims[2]))
-        return ew.mul(a, b), labels
     k = dim_product([size[label] for label in summed])
     groups = [dim_product(d) for d in dims]
     # (batch, M, K) @ (batch, K, N); a side with no free label is a vector, no batch: 2-D

@@ -490,3 +490,17 @@ def test_parser_names_build_the_same_functions():
         + np.sum(np.dot(a, u))
     )
     np.testing.assert_allclose(sg.compile(e, inputs=symbols, backend="numpy")(a, b, u, v), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_structure_functions_with_named_sizes_serve_every_size(backend):
+    v, X, Y = sg.tensor("v", ("n",)), sg.tensor("X", ("n", "n")), sg.tensor("Y", ("m", "p"))
+    outs = [sg.diag(v, 2), sg.diag(v, -1), sg.trace(X, 1), sg.trace(X, -2), sg.tril(Y, 1), sg.triu(Y, -1)]
+    outs += [sg.kron(v, Y), sg.cross(v[:3], v[1:4]), sg.einsum("ij,j->i", X, v)]
+    f = sg.compile(outs, inputs=[v, X, Y], backend=backend)
+    for n, m, p in [(4, 3, 5), (6, 2, 2)]:
+        a, x, y = _arrays([(n,), (n, n), (m, p)], seed=n)
+        want = [np.diag(a, 2), np.diag(a, -1), np.trace(x, 1), np.trace(x, -2), np.tril(y, 1), np.triu(y, -1)]
+        want += [np.kron(a, y), np.cross(a[:3], a[1:4]), x @ a]
+        for got, expected in zip(f(a, x, y), want):
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
