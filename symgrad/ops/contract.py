@@ -25,7 +25,8 @@ import numpy as np
 import sympy
 
 from ..errors import ParseError, ShapeError, UnsupportedError
-from ..graph import broadcast_shapes, dim_product, dim_str, dims_equal, normalize_axes, shape_str
+from ..graph import broadcast_shapes, dim_product, dim_str, dims_equal, float_of, normalize_axes, promote
+from ..graph import shape_str
 from .registry import as_expr, constant
 from . import elementwise as ew
 from . import linalg
@@ -260,6 +261,13 @@ def _contract_pair(a, la, b, lb, keep):
     return _reshape(product, tuple(dims[0] + dims[1] + dims[2])), labels
 
 
+def _floats(operands):
+    """The operands in their common float dtype (integers and bools in float64, as matmul computes
+    them), so a contraction has one dtype whichever products it is lowered to."""
+    dtype = float_of(promote(*[x.dtype for x in operands]))
+    return [x if x.dtype == dtype else ew.cast(x, dtype) for x in operands]
+
+
 def _guess(d):
     if isinstance(d, int):
         return d
@@ -377,12 +385,13 @@ def _interleaved(args):
 def einsum(subscripts, *operands):
     """numpy's ``einsum``: ``"ij,jk->ik"``, implicit output (``"ij,jk"``), ``...``, repeated labels
     (``"ii->i"``, ``"ii"``), any number of operands; also the interleaved
-    ``einsum(a, [0, 1], b, [1, 2], [0, 2])`` form."""
+    ``einsum(a, [0, 1], b, [1, 2], [0, 2])`` form. Integer and bool operands are computed in
+    float64, as ``matmul`` computes them."""
     if not isinstance(subscripts, str):
         subscripts, operands = _interleaved((subscripts,) + operands)
-    operands = [as_expr(x) for x in operands]
     if not operands:
         raise _subscript_error("no operands given", subscripts)
+    operands = _floats([as_expr(x) for x in operands])
     terms, output = _parse_subscripts(subscripts, len(operands))
 
     # give the ellipsis dims labels of their own, right-aligned across operands (they broadcast)
@@ -468,7 +477,7 @@ def einsum(subscripts, *operands):
 def tensordot(a, b, axes=2):
     """numpy's ``tensordot``: sum over ``a``'s last ``axes`` and ``b``'s first, or over the pairs
     ``axes=(axes_a, axes_b)``."""
-    a, b = as_expr(a), as_expr(b)
+    a, b = _floats([as_expr(a), as_expr(b)])
     if isinstance(axes, (int, np.integer)) and not isinstance(axes, bool):
         k = int(axes)
         if k < 0 or k > min(a.ndim, b.ndim):

@@ -504,3 +504,47 @@ def test_structure_functions_with_named_sizes_serve_every_size(backend):
         want += [np.kron(a, y), np.cross(a[:3], a[1:4]), x @ a]
         for got, expected in zip(f(a, x, y), want):
             np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_einsum_keeps_float32_and_computes_integers_in_float64(backend):
+    A32, B32 = sg.tensor("A", (3, 4), dtype="float32"), sg.tensor("B", (4, 5), dtype="float32")
+    out32 = sg.einsum("ij,jk->ik", A32, B32)
+    assert out32.dtype == "float32"
+    a, b = (x.astype(np.float32) for x in _arrays([(3, 4), (4, 5)]))
+    got = sg.compile(out32, inputs=[A32, B32], backend=backend)(a, b)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, a @ b, rtol=1e-5)
+    # whichever product an integer contraction lowers to (matmul, or multiply and sum), it is float64
+    I, J = sg.tensor("I", (2, 3), dtype="int64"), sg.tensor("J", (2, 3), dtype="int64")
+    outs = [sg.einsum("ij,kj->ik", I, J), sg.einsum("ij,ij->i", I, J), sg.tensordot(I, J, 2)]
+    assert [o.dtype for o in outs] == ["float64"] * 3
+    i, j = np.arange(6).reshape(2, 3), np.arange(6).reshape(2, 3) - 2
+    for got, want in zip(
+        sg.compile(outs, inputs=[I, J], backend=backend)(i, j), [i @ j.T, (i * j).sum(1), np.sum(i * j)]
+    ):
+        np.testing.assert_array_equal(got, want)
+
+
+JVP_CASES = [
+    ("trace", lambda x: sg.trace(x, 1), lambda x: np.trace(x, 1), (4, 4)),
+    ("diag", lambda x: sg.diag(x[0], -1), lambda x: np.diag(x[0], -1), (2, 3)),
+    ("tril", lambda x: sg.tril(x, -1), lambda x: np.tril(x, -1), (3, 4)),
+    ("kron", lambda x: sg.kron(x, x), lambda x: np.kron(x, x), (2, 3)),
+    ("cross", lambda x: sg.cross(x, x[::-1]), lambda x: np.cross(x, x[::-1]), (2, 3)),
+    ("matmul_4d", lambda x: sg.reshape(x, (1, 2, 2, 3)) @ sg.reshape(x, (2, 1, 3, 2)), None, (2, 6)),
+    ("einsum_diag_sum", lambda x: sg.einsum("ii,ij->j", x, x), lambda x: np.einsum("ii,ij->j", x, x), (3, 3)),
+]
+
+
+@pytest.mark.parametrize("name, build, truth, shape", JVP_CASES, ids=[c[0] for c in JVP_CASES])
+def test_jvp_of_the_structure_functions_matches_central_differences(name, build, truth, shape):
+    if truth is None:
+        truth = lambda x: x.reshape(1, 2, 2, 3) @ x.reshape(2, 1, 3, 2)  # noqa: E731
+    x0, t0 = _arrays([shape, shape], seed=11)
+    X = sg.tensor("X", shape)
+    tangent = sg.compile(sg.jvp(build(X), X, t0), inputs=[X], backend="numpy")(x0)
+    h = 1e-6
+    np.testing.assert_allclose(
+        tangent, (truth(x0 + h * t0) - truth(x0 - h * t0)) / (2 * h), rtol=1e-6, atol=1e-8
+    )
