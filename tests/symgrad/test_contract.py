@@ -548,3 +548,27 @@ def test_jvp_of_the_structure_functions_matches_central_differences(name, build,
     np.testing.assert_allclose(
         tangent, (truth(x0 + h * t0) - truth(x0 - h * t0)) / (2 * h), rtol=1e-6, atol=1e-8
     )
+
+
+def _random_einsum(rng):
+    """Random subscripts over labels of fixed sizes: 1-3 operands of rank 0-3 (labels may repeat
+    within one), an explicit output (a random subset, in random order) or the implicit one."""
+    sizes = {"a": 2, "b": 3, "c": 4, "d": 2}
+    terms = ["".join(rng.choice(list(sizes), size=rng.integers(0, 4))) for _ in range(rng.integers(1, 4))]
+    used = sorted(set("".join(terms)))
+    subscripts = ",".join(terms)
+    if rng.random() < 0.7:
+        subscripts += "->" + "".join(rng.permutation([c for c in used if rng.random() < 0.5]))
+    return subscripts, [tuple(sizes[c] for c in term) for term in terms]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_einsum_value_and_gradient_match_numpy_and_differences(seed):
+    subscripts, shapes = _random_einsum(np.random.default_rng(seed))
+    arrays = _arrays(shapes, seed=seed)
+    symbols = [sg.tensor(f"x{i}", shape) for i, shape in enumerate(shapes)]
+    got = sg.compile(sg.einsum(subscripts, *symbols), inputs=symbols, backend="numpy")(*arrays)
+    np.testing.assert_allclose(
+        got, np.einsum(subscripts, *arrays), rtol=1e-12, atol=1e-12, err_msg=subscripts
+    )
+    _check_value_and_grad(lambda *xs: np.einsum(subscripts, *xs), arrays, "numpy")
