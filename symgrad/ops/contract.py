@@ -204,7 +204,7 @@ def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
     a0, a1, a2 = (getitem(a, (Ellipsis, i)) for i in range(3))
     b0, b1, b2 = (getitem(b, (Ellipsis, i)) for i in range(3))
     parts = [a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0]
-    rank = broadcast_shapes(a.shape[:-1], b.shape[:-1], what="cross operands").__len__() + 1
+    rank = len(broadcast_shapes(a.shape[:-1], b.shape[:-1], what="cross operands")) + 1
     (axc,) = normalize_axes(axisc, rank, where="cross axisc")
     return stack(parts, axis=axc)
 
@@ -432,9 +432,17 @@ def einsum(subscripts, *operands):
             if label not in counts:
                 raise _subscript_error(f"the output's {label!r} is in no operand", subscripts)
 
-    # each label's size, with numpy's broadcasting of size 1
+    # each label's size, with numpy's broadcasting of size 1 (across operands, not within one)
     size = {}
     for n, (labels, x) in enumerate(zip(expanded, operands)):
+        own = {}
+        for label, d in zip(labels, x.shape):
+            if label in own and not dims_equal(own[label], d):
+                raise ShapeError(
+                    f"einsum {subscripts!r}: operand {n} (shape {shape_str(x.shape)}) repeats subscript "
+                    f"{label!r} over dimensions of sizes {dim_str(own[label])} and {dim_str(d)}"
+                )
+            own[label] = d
         for label, d in zip(labels, x.shape):
             have = size.get(label)
             if have is None or _is_one(have):

@@ -375,6 +375,11 @@ def test_bad_subscript_error_points_at_its_column():
         ("...ij->...", [(2,)], r"operand 0 has shape \(2,\) but its subscripts '...ij' name 2 dimensions"),
         ("...i->i", [(2, 3)], r"the operands have '...' dimensions, so the output needs '...'"),
         ("...i,...i->...", [(2, 3), (4, 3)], r"subscript ... has size 2 in one operand and 4 in operand 1"),
+        (
+            "ii",
+            [(1, 3)],
+            r"operand 0 \(shape \(1, 3\)\) repeats subscript 'i' over dimensions of sizes 1 and 3",
+        ),
     ],
 )
 def test_einsum_shape_mismatch_raises_shape_error(subscripts, shapes, message):
