@@ -577,3 +577,14 @@ def test_random_einsum_value_and_gradient_match_numpy_and_differences(seed):
         got, np.einsum(subscripts, *arrays), rtol=1e-12, atol=1e-12, err_msg=subscripts
     )
     _check_value_and_grad(lambda *xs: np.einsum(subscripts, *xs), arrays, "numpy")
+
+
+def test_traced_einsum_with_a_constant_operand_differentiates_the_traced_one():
+    M = _weights((4, 4), seed=12)
+    x0 = RNG.standard_normal(4)
+    vg = sg.value_and_grad(
+        lambda x: np.einsum("i,ij,j->", x, M, x) + np.trace(M @ np.outer(x, x)), backend="numba"
+    )
+    value, grad = vg(x0)
+    np.testing.assert_allclose(value, 2 * x0 @ M @ x0, rtol=1e-12)
+    np.testing.assert_allclose(grad, 2 * (M + M.T) @ x0, rtol=1e-12)
