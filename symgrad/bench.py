@@ -55,6 +55,8 @@ NAMES = [
     "recur/1000",
     "ew/1e7",
     "xor",
+    "bilinear/4096",
+    "attention/256",
 ]
 PEERS = ["jax", "torch", "autograd", "sympy", "symengine", "pytensor", "casadi"]
 SCALARIZE_LIMIT = 1000  # SymEngine, CasADi: at most this many input elements, scalarized
@@ -104,12 +106,15 @@ def _size(text):
 
 
 class Workload:
-    def __init__(self, expr, wrt, inputs, args, by_hand, forward_by_hand, loss=None, fused=None, loop=None):
+    def __init__(
+        self, expr, wrt, inputs, args, by_hand, forward_by_hand, loss=None, fused=None, loop=None, twin=None
+    ):
         self.expr, self.wrt, self.inputs, self.args = expr, list(wrt), list(inputs), tuple(args)
         self.by_hand, self.forward_by_hand = by_hand, forward_by_hand
         self.loss = loss  # loss(xp, *args) for the peers; grads w.r.t. the first len(wrt) args
         self.fused = fused  # numba kernel: same (value, grads) contract as by_hand
         self.loop = loop  # (steps, rate): gradient descent through vg in a Python loop
+        self.twin = twin  # the same loss written another way in symgrad (einsum's: with matmul)
 
 
 def seed_by_hand(x, y):
@@ -335,6 +340,68 @@ def _xor(sg, _):
     )
 
 
+def _bilinear(sg, n):
+    """A bilinear regression, s_i = x_i^T W y_i, written with einsum; its twin with matmul."""
+    n, d = _size(n), 64
+    W, X = sg.tensor("W", ("d", "d")), sg.tensor("X", ("n", "d"))
+    Y, t = sg.tensor("Y", ("n", "d")), sg.tensor("t", ("n",))
+    expr = 0.5 * sg.mean((sg.einsum("nd,de,ne->n", X, W, Y) - t) ** 2)
+    twin = 0.5 * sg.mean((sg.sum((X @ W) * Y, axis=1) - t) ** 2)
+
+    def by_hand(W, X, Y, t):
+        r = np.sum((X @ W) * Y, axis=1) - t
+        g = (r / r.shape[0])[:, None] * Y
+        return 0.5 * np.mean(r * r), (X.T @ g, g @ W.T)
+
+    def loss(xp, W, X, Y, t):
+        return 0.5 * xp.mean((xp.einsum("nd,de,ne->n", X, W, Y) - t) ** 2)
+
+    rng = np.random.default_rng(0)
+    args = (rng.normal(size=(d, d)) / 8, rng.normal(size=(n, d)), rng.normal(size=(n, d)), rng.normal(size=n))
+    return Workload(expr, [W, X], [W, X, Y, t], args, by_hand, lambda *a: by_hand(*a)[0], loss, twin=twin)
+
+
+def _attention(sg, n):
+    """Multi-head softmax attention (8 heads of width 64 over n positions), written with einsum;
+    its twin with matmul."""
+    h, n, d = 8, _size(n), 64
+    Q, K, V = (sg.tensor(name, ("h", "n", "d")) for name in "QKV")
+    scale = 1 / np.sqrt(d)
+
+    def attend(scores, mix):
+        p = sg.softmax(scores(Q, K) * scale, axis=-1)
+        return 0.5 * sg.sum(mix(p, V) ** 2)
+
+    expr = attend(lambda q, k: sg.einsum("hqd,hkd->hqk", q, k), lambda p, v: sg.einsum("hqk,hkd->hqd", p, v))
+    twin = attend(lambda q, k: q @ sg.transpose(k, (0, 2, 1)), lambda p, v: p @ v)
+
+    def forward(Q, K, V):
+        S = Q @ K.transpose(0, 2, 1) * scale
+        E = np.exp(S - S.max(axis=-1, keepdims=True))
+        P = E / E.sum(axis=-1, keepdims=True)
+        return P, P @ V
+
+    def by_hand(Q, K, V):
+        P, O = forward(Q, K, V)
+        dP = O @ V.transpose(0, 2, 1)
+        dS = P * (dP - np.sum(dP * P, axis=-1, keepdims=True)) * scale
+        return 0.5 * np.sum(O * O), (dS @ K, dS.transpose(0, 2, 1) @ Q, P.transpose(0, 2, 1) @ O)
+
+    def loss(xp, Q, K, V):
+        s = xp.einsum("hqd,hkd->hqk", Q, K) * scale
+        if xp is _torch():
+            e = xp.exp(s - s.max(dim=-1, keepdim=True)[0])
+            p = e / e.sum(dim=-1, keepdim=True)
+        else:
+            e = xp.exp(s - xp.max(s, axis=-1, keepdims=True))
+            p = e / xp.sum(e, axis=-1, keepdims=True)
+        return 0.5 * xp.sum(xp.einsum("hqk,hkd->hqd", p, V) ** 2)
+
+    rng = np.random.default_rng(0)
+    args = tuple(rng.normal(size=(h, n, d)) for _ in range(3))
+    return Workload(expr, [Q, K, V], [Q, K, V], args, by_hand, lambda *a: forward(*a)[1], loss, twin=twin)
+
+
 MAKERS = {
     "seed_scalar": _seed,
     "rosen": _rosen,
@@ -343,6 +410,8 @@ MAKERS = {
     "logreg": _logreg,
     "recur": _recur,
     "xor": _xor,
+    "bilinear": _bilinear,
+    "attention": _attention,
 }
 
 
@@ -615,6 +684,11 @@ def run_case(name, repeat=7, peers=PEERS):
     rec["vg_over_numpy"] = rec["vg_s"] / rec["numpy_vg_s"]
     if isinstance(rec["fused_vg_s"], float):
         rec["vg_over_fused"] = rec["vg_s"] / rec["fused_vg_s"]
+    if w.twin is not None:
+        twin = sg.value_and_grad(w.twin, wrt=w.wrt, inputs=w.inputs)
+        rec["twin_agree"] = _agree(twin(*w.args), want)
+        rec["twin_vg_s"] = median_call_seconds(twin, *w.args, repeat=repeat)
+        rec["vg_over_twin"] = rec["vg_s"] / rec["twin_vg_s"]
     if w.loop:
         steps, rate = w.loop
         rec["loop_steps"] = steps
@@ -778,6 +852,13 @@ def table(records, peers=PEERS):
             f"{r['loop_s']:.3f} s (numpy by hand {r['numpy_loop_s']:.3f} s, "
             f"ratio {r['loop_s'] / r['numpy_loop_s']:.2f})"
         )
+    for r in records:
+        if "twin_vg_s" in r:
+            lines.append(
+                f"{r['workload']}: written with einsum {format_seconds(r['vg_s'])}, the same loss written "
+                f"with matmul {format_seconds(r['twin_vg_s'])}"
+                f"{'' if r['twin_agree'] else ' (MISMATCH)'}, ratio {r['vg_over_twin']:.2f}"
+            )
     ok = [r for r in records if "vg_over_forward" in r]
     if ok:
         lines.append(

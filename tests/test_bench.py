@@ -61,6 +61,39 @@ def test_every_reference_agrees_with_symgrad_on_small_sizes():
             assert bench._agree(w.fused(*w.args), want), name
 
 
+def test_einsum_workloads_and_their_matmul_twins_agree_with_the_references():
+    import symgrad as sg
+
+    for name in ("bilinear/30", "attention/5"):
+        w = bench.make_workload(sg, name)
+        want = w.by_hand(*w.args)
+        for expr in (w.expr, w.twin):
+            vg = sg.value_and_grad(expr, wrt=w.wrt, inputs=w.inputs, backend="numpy")
+            assert bench._agree(vg(*w.args), want), name
+
+
+def test_the_table_reports_einsum_against_its_matmul_twin():
+    record = {
+        "workload": "bilinear/9",
+        "agree": True,
+        "startup_s": 0.1,
+        "build_s": 0.2,
+        "forward_s": 1e-4,
+        "vg_s": 3e-4,
+        "numpy_vg_s": 2e-4,
+        "vg_over_numpy": 1.5,
+        "vg_over_forward": 3.0,
+        "twin_vg_s": 2.5e-4,
+        "twin_agree": True,
+        "vg_over_twin": 1.2,
+        "peers": {},
+    }
+    lines = bench.table([record], peers=[])
+    assert any(
+        line.startswith("bilinear/9: written with einsum") and line.endswith("ratio 1.20") for line in lines
+    )
+
+
 def test_module_entry_point_prints_help():
     out = subprocess.run(
         [sys.executable, "-m", "symgrad.bench", "--help"], capture_output=True, text=True, timeout=120

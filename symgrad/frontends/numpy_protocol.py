@@ -368,15 +368,63 @@ def _dot(a, b, out=None):
 
 
 def _inner(a, b):
-    a, b = _expr(a), _expr(b)
-    if a.ndim > 1 or b.ndim > 1:
-        raise UnsupportedError("np.inner of arrays with more than one dimension")
-    return ops.dot(a, b)
+    return ops.inner(_expr(a), _expr(b))
 
 
 def _outer(a, b, out=None):
     _no_out(out, "np.outer")
     return ops.outer(_expr(a), _expr(b))
+
+
+# contractions and matrix structure (symgrad/ops/contract.py)
+
+
+def _einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="safe"):
+    # ``optimize`` is accepted and not needed: the contraction order is always chosen
+    _no_out(out, "np.einsum")
+    if order not in ("K", "C", "A") or casting not in ("safe", "same_kind", "no", "equiv", "unsafe"):
+        raise UnsupportedError(f"np.einsum(..., order={order!r}, casting={casting!r}) on a symbolic value")
+    if not operands:
+        raise UnsupportedError("np.einsum on a symbolic value: no subscripts given")
+    first, *rest = operands
+    if isinstance(first, str):
+        return ops.einsum(first, *[_with_dtype(x, dtype) for x in rest])
+    # interleaved: operand, sublist, operand, sublist, ..., and perhaps the output's sublist last
+    last = len(operands) - 1 if len(operands) % 2 else None
+    return ops.einsum(*[v if i % 2 or i == last else _with_dtype(v, dtype) for i, v in enumerate(operands)])
+
+
+def _tensordot(a, b, axes=2):
+    return ops.tensordot(_expr(a), _expr(b), axes)
+
+
+def _kron(a, b):
+    return ops.kron(_expr(a), _expr(b))
+
+
+def _cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    return ops.cross(_expr(a), _expr(b), axisa, axisb, axisc, axis)
+
+
+def _trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    _no_out(out, "np.trace")
+    return ops.trace(_with_dtype(a, dtype), offset, axis1, axis2)
+
+
+def _diagonal(a, offset=0, axis1=0, axis2=1):
+    return ops.diagonal(_expr(a), offset, axis1, axis2)
+
+
+def _diag(v, k=0):
+    return ops.diag(_expr(v), k)
+
+
+def _tril(m, k=0):
+    return ops.tril(_expr(m), k)
+
+
+def _triu(m, k=0):
+    return ops.triu(_expr(m), k)
 
 
 def _transpose(a, axes=None):
@@ -545,6 +593,15 @@ FUNCTIONS = {
     np.dot: _dot,
     np.inner: _inner,
     np.outer: _outer,
+    np.einsum: _einsum,
+    np.tensordot: _tensordot,
+    np.kron: _kron,
+    np.cross: _cross,
+    np.trace: _trace,
+    np.diagonal: _diagonal,
+    np.diag: _diag,
+    np.tril: _tril,
+    np.triu: _triu,
     np.transpose: _transpose,
     np.swapaxes: _swapaxes,
     np.reshape: _reshape,

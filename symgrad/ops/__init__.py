@@ -29,7 +29,21 @@ from .elementwise import (  # the ones the operators below use
     logical_not,
 )
 from .reduce import sum, mean, max, min, prod, logsumexp, softmax, log_softmax, count
-from .linalg import matmul, dot, outer
+from .linalg import outer
+from .contract import (
+    einsum,
+    tensordot,
+    inner,
+    dot,
+    matmul,
+    kron,
+    cross,
+    trace,
+    diag,
+    diagonal,
+    tril,
+    triu,
+)
 from .structure import (
     reshape,
     expand_dims,
@@ -91,4 +105,6 @@ Expr.reshape = lambda self, *shape: reshape(self, shape[0] if len(shape) == 1 el
 Expr.transpose = lambda self, *axes: transpose(self, (axes[0] if len(axes) == 1 else axes) or None)
 Expr.astype = cast
 Expr.dot = dot
+Expr.trace = lambda self, offset=0, axis1=0, axis2=1: trace(self, offset, axis1, axis2)
+Expr.diagonal = lambda self, offset=0, axis1=0, axis2=1: diagonal(self, offset, axis1, axis2)
 Expr.__hash__ = lambda self: object.__hash__(self)
