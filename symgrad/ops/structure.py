@@ -228,6 +228,8 @@ def _slice_length(dim, start, stop, step, axis, requires):
         raise ShapeError("slice step cannot be zero")
     if isinstance(dim, int) and all(isinstance(v, int) or v is None for v in (start, stop)):
         return len(range(*slice(start, stop, step).indices(dim)))
+    if step == -1 and start is None and stop is None:
+        return dim  # the whole axis reversed (flip)
     if step != 1:
         raise UnsupportedError(f"a slice step of {step} on the symbolic dimension {dim_str(dim)}")
 
