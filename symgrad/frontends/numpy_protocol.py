@@ -751,9 +751,13 @@ def _builtin_extreme(name, combine, reduce):
             if len(args) == 1 and isinstance(items, Expr):
                 if kwargs:
                     raise UnsupportedError(f"{name}(x, {', '.join(kwargs)}=...) of a symbolic value")
-                if items.ndim == 0:
-                    raise UnsupportedError(f"{name}() of a scalar symbolic value: it is not a sequence")
-                return reduce(items, 0)  # over the first axis, as iterating x gives its rows
+                if items.ndim != 1:
+                    raise UnsupportedError(
+                        f"{name}() of a symbolic value of shape {shape_str(items.shape)}: Python's {name} "
+                        f"compares its elements one by one, so it takes a 1-d array (numpy refuses to "
+                        f"compare rows too); use np.{name}(x, axis=...)"
+                    )
+                return reduce(items, 0)
             if len(args) == 1 and not isinstance(items, (list, tuple)):
                 items = list(items)  # a generator: read once, then handed on
                 args = (items,)
