@@ -868,10 +868,10 @@ class _IndexUpdate:
         for an index array, the first is the pair (scatter-added v, how often each place is hit)."""
         x, key = self.x, self.key
         parts = key if isinstance(key, tuple) else (key,)
-        region = x[key]
-        v = self._value(v, region)
         if any(isinstance(k, (Expr, np.ndarray, list)) for k in parts):
             return self._scatter_indexed(v, parts)
+        region = x[key]
+        v = self._value(v, region)
         if region is x:
             return v, ops.broadcast_to(ops.constant(True), x.shape)
         where = structure._normalize_key(x, key)
@@ -891,6 +891,7 @@ class _IndexUpdate:
                 "along one axis (x.at[idx], x.at[:, idx]) is supported"
             )
         axis = at[0]
+        v = self._value(v, x[parts])
         idx = structure._int_index(parts[axis], "x.at[idx]")
         k = idx.ndim
         # v is shaped like x[idx] (the index dims at ``axis``): index dims first, then the adjoint of

@@ -200,9 +200,32 @@ def test_traced_array_values_match_numpy(name):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_numba_backend_values_and_gradients_of_every_case():
-    # one compiled function for all cases (numba compiles once): each case's loss on its own input
-    names = sorted(CASES)
+# the numba backend: the new ops' lowerings (cumsum, cumprod, argsort) and one case of each
+# composite's building blocks (reversed slices, gathers, scatters, concatenations, where)
+NUMBA_CASES = [
+    "cumsum_axis0",
+    "cumsum_axis1_3d",
+    "cumprod_flat",
+    "cumprod_axis0",
+    "sort_axis0",
+    "sort_flat",
+    "flip_axis1",
+    "rot90_k3_axes",
+    "roll_two_axes",
+    "pad_reflect",
+    "repeat_counts",
+    "select",
+    "linspace_arrays",
+    "fmax",
+    "sinc",
+    "gradient_2d",
+    "mixed_advanced_index",
+]
+
+
+def test_numba_backend_values_and_gradients():
+    # one compiled function for the cases (numba compiles once): each case's loss on its own input
+    names = NUMBA_CASES
     cases = [_case(n) for n in names]
 
     def total(*xs):
@@ -232,3 +255,230 @@ def test_gradients_match_jax(name):
         pytest.skip(f"JAX cannot run this case: {exc}")
     _, grad = sg.value_and_grad(_traced(fn, W), backend="numpy")(x)
     np.testing.assert_allclose(grad, jax_grad, rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- functional updates (x.at[...])
+
+
+def _np_at(x, key, op, v):
+    out = np.array(x, dtype=float)
+    if op == "set":
+        out[key] = v
+    elif op == "add":
+        np.add.at(out, key, v)
+    elif op == "multiply":
+        out[key] = out[key] * v
+    elif op == "divide":
+        out[key] = out[key] / v
+    elif op == "min":
+        out[key] = np.minimum(out[key], v)
+    else:
+        out[key] = np.maximum(out[key], v)
+    return out
+
+
+AT_CASES = {
+    "set_int": ((1,), "set", lambda x: x[0, 0] * 3),
+    "set_slice_row": ((slice(1, None), 2), "set", lambda x: x[0, :2] ** 2),
+    "set_scalar_number": ((0, slice(None, 2)), "set", lambda x: 5.0),
+    "add_slice": ((slice(None), slice(1, 3)), "add", lambda x: x[:, :2] * 2),
+    "multiply": ((2,), "multiply", lambda x: x[0] + 2),
+    "divide": ((slice(0, 2), 0), "divide", lambda x: x[2, 1:3] + 3),
+    "min": ((1,), "min", lambda x: x[2] * 0.5),
+    "max": ((0, slice(1, None)), "max", lambda x: -x[1, 1:]),
+    "add_index_array_repeats": ((np.array([0, 2, 0]),), "add", lambda x: x[:3] * 2),
+    "set_index_array_columns": ((slice(None), np.array([3, 1])), "set", lambda x: x[:, :2] ** 2),
+}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("name", sorted(AT_CASES))
+def test_functional_index_updates_match_numpy_assignment(name, backend):
+    if backend == "numba" and name not in ("set_slice_row", "add_index_array_repeats", "divide"):
+        pytest.skip("numba: one basic update, one division and one scatter suffice")
+    key, op, value = AT_CASES[name]
+    x0 = _input((3, 4))
+    W = RNG.normal(size=(3, 4))
+
+    def traced(x):
+        update = x.at[key if len(key) > 1 else key[0]]
+        return np.sum(getattr(update, op)(value(x)) * W)
+
+    def truth(x):
+        return float(np.sum(_np_at(x, key if len(key) > 1 else key[0], op, value(x)) * W))
+
+    v, g = sg.value_and_grad(traced, backend=backend)(x0)
+    np.testing.assert_allclose(v, truth(x0), rtol=1e-12)
+    np.testing.assert_allclose(g, _central_differences(truth, x0), rtol=1e-6, atol=1e-7)
+
+
+def test_at_get_is_indexing_and_set_keeps_infinities_outside_the_updated_place():
+    x = sg.tensor("x", ("n",))
+    assert x.at[1:].get() is x[1:]
+    f = sg.compile(x.at[0].set(2.0), backend="numpy")
+    np.testing.assert_array_equal(f(np.array([np.inf, -np.inf, np.nan])), [2.0, -np.inf, np.nan])
+
+
+def test_at_set_on_a_symbolic_length_checks_the_index_when_called():
+    x = sg.tensor("x", ("n",))
+    f = sg.compile(sg.sum(x.at[4].set(1.0)), backend="numpy")
+    assert f(np.zeros(5)) == 1.0
+    with pytest.raises(sg.InputError, match="n"):
+        f(np.zeros(3))
+
+
+# ---------------------------------------------------------------- symbolic sizes
+
+
+def test_array_functions_on_symbolic_sizes_serve_every_length():
+    X = sg.tensor("X", ("n", "d"))
+    outs = [
+        sg.cumsum(X, axis=0),
+        sg.cumprod(X, axis=1),
+        sg.sort(X, axis=0),
+        sg.argsort(X, axis=1),
+        sg.flip(X),
+        sg.roll(X, 2, axis=0),
+        sg.roll(X, -1, axis=1),
+        sg.pad(X, ((1, 2), (2, 0)), mode="reflect"),
+        sg.pad(X, 1, mode="edge"),
+        sg.tile(X, (2, 1)),
+        sg.repeat(X, 2, axis=1),
+        sg.linspace(X[0, 0], X[1, 0], X.shape[0]),
+        sg.gradient(X, axis=0),
+        sg.moveaxis(X, 0, 1),
+    ]
+    for backend in ("numpy", "numba"):
+        f = sg.compile(outs, backend=backend)
+        for n, d in ((4, 3), (7, 5)):
+            Xv = _input((n, d))
+            want = [
+                np.cumsum(Xv, axis=0),
+                np.cumprod(Xv, axis=1),
+                np.sort(Xv, axis=0),
+                np.argsort(Xv, axis=1, kind="stable"),
+                np.flip(Xv),
+                np.roll(Xv, 2, axis=0),
+                np.roll(Xv, -1, axis=1),
+                np.pad(Xv, ((1, 2), (2, 0)), mode="reflect"),
+                np.pad(Xv, 1, mode="edge"),
+                np.tile(Xv, (2, 1)),
+                np.repeat(Xv, 2, axis=1),
+                np.linspace(Xv[0, 0], Xv[1, 0], n),
+                np.gradient(Xv, axis=0),
+                np.moveaxis(Xv, 0, 1),
+            ]
+            for k, (got, expected) in enumerate(zip(f(Xv), want)):
+                np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-15, err_msg=f"{backend} {k}")
+
+
+def test_iterating_a_symbolic_length_traces_again_with_the_length_concrete():
+    vg = sg.value_and_grad(lambda x: builtins.sum(v * v for v in x), backend="numpy")
+    value, grad = vg(np.array([1.0, 2.0, 3.0]))
+    assert value == 14.0
+    np.testing.assert_array_equal(grad, [2.0, 4.0, 6.0])
+
+
+def test_argsort_is_stable_and_integer_with_no_gradient():
+    x = sg.tensor("x", (6,))
+    f = sg.compile(sg.argsort(x), backend="numba")
+    xv = np.array([2.0, 1.0, 2.0, 1.0, 0.0, 2.0])
+    got = f(xv)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, np.argsort(xv, kind="stable"))
+    (g,) = sg.grad(sg.sum(sg.cast(sg.argsort(x), "float64") * x), [x])
+    np.testing.assert_array_equal(
+        sg.compile(g, inputs=[x], backend="numpy")(xv), np.argsort(xv, kind="stable")
+    )
+
+
+@pytest.mark.parametrize("build", ["cumsum", "cumprod", "sort"])
+def test_forward_mode_and_second_derivatives_of_the_new_ops(build):
+    # JVP (forward Jacobian) = VJP (reverse Jacobian) = central differences; the Hessian of a
+    # cubic of the op's output agrees with central differences of the gradient
+    x = sg.tensor("x", (2, 4))
+    out = getattr(sg, build)(x, axis=1)
+    xv = np.abs(_input((2, 4))) + 0.5
+    fwd = sg.compile(sg.jacobian(out, [x], mode="forward")[0], inputs=[x], backend="numpy")(xv)
+    rev = sg.compile(sg.jacobian(out, [x], mode="reverse")[0], inputs=[x], backend="numpy")(xv)
+    value = getattr(np, build)
+    numeric = np.stack(
+        [_central_differences(lambda v, i=i: value(v, axis=1).ravel()[i], xv) for i in range(8)]
+    ).reshape(2, 4, 2, 4)
+    np.testing.assert_allclose(np.asarray(fwd).reshape(2, 4, 2, 4), numeric, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(rev).reshape(2, 4, 2, 4), numeric, rtol=1e-6, atol=1e-8)
+    W = RNG.normal(size=(2, 4))
+    loss = sg.sum(out**3 * W)
+    H = sg.compile(sg.hessian(loss, [x])[0][0], inputs=[x], backend="numpy")(xv)
+    (g,) = sg.grad(loss, [x])
+    grad = sg.compile(g, inputs=[x], backend="numpy")
+    numeric_h = np.stack([_central_differences(lambda v, i=i: grad(v).ravel()[i], xv) for i in range(8)])
+    np.testing.assert_allclose(np.asarray(H).reshape(8, 8), numeric_h.reshape(8, 8), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- what stays refused, and says why
+
+
+def _trace(fn, *args):
+    return sg.value_and_grad(fn, backend="numpy")(*args)
+
+
+REFUSED = [
+    (lambda x: np.sum(x[x > 0]), sg.UnsupportedError, r"bool mask .*use sg.where\(mask, x, 0\)"),
+    (lambda x: x[0] if x[0] > 0 else x[1], sg.UnsupportedError, r"truth value .*sg.where"),
+    (lambda x: np.sum(np.pad(x, 1, mode="linear_ramp")), sg.UnsupportedError, r"np.pad.*linear_ramp"),
+    (lambda x: np.sum(np.pad(x, 1, mode="edge", stat_length=2)), sg.UnsupportedError, r"stat_length"),
+    (lambda x: np.sum(np.repeat(x, np.sum(x))), sg.UnsupportedError, r"np.repeat with symbolic repeats"),
+    (lambda x: builtins.max(x, key=abs), sg.UnsupportedError, r"max\(x, key=...\) of a symbolic value"),
+    (lambda x: builtins.max([x[0], x[1]], key=abs), sg.UnsupportedError, r"max\(..., key=...\)"),
+    (lambda x: np.sum(np.r_[x, 0:3]), sg.UnsupportedError, r"np.r_\[...\] with a slice"),
+    (lambda x: np.sum(np.sort(x, kind="heapsort", order="f")), sg.UnsupportedError, r"np.sort\(..., order"),
+    (lambda x: np.sum(np.cumsum(x, out=x)), sg.UnsupportedError, r"np.cumsum\(..., out=...\)"),
+    (lambda x: np.sum(np.linspace(0, 1, x[0])), sg.UnsupportedError, r"operator.index .*static value"),
+    (lambda x: np.sum(np.gradient(x, np.arange(3.0))), sg.UnsupportedError, r"np.gradient with coordinate"),
+    (lambda x: np.sum(np.flip(x, 1)), sg.ShapeError, r"flip: axis 1 is out of range for rank 1"),
+    (lambda x: np.sum(np.split(x, 2)[0]), sg.ShapeError, r"split: an axis of length 3 does not split into 2"),
+    (lambda x: np.sum(np.pad(x, 5, mode="reflect")), sg.InputError, r"x\[1:6\] needs it to be at least 6"),
+    (lambda x: np.sum(np.select([x > 0], [x, x])), sg.ShapeError, r"select: 1 conditions for 2 choices"),
+    (
+        lambda x: np.sum(x.at[np.array([0]), np.array([0])].set(1.0)),
+        sg.UnsupportedError,
+        r"x.at\[...\] with this",
+    ),
+    (lambda x: np.sum(np.ptp(x)), sg.UnsupportedError, r"np.ptp is not supported on symbolic values"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(REFUSED)))
+def test_refused_constructs_say_what_to_write_instead(case):
+    fn, error, message = REFUSED[case]
+    with pytest.raises(error, match=message):
+        _trace(fn, np.array([0.5, -1.0, 2.0]))
+
+
+def test_refused_constructs_outside_a_trace():
+    X = sg.tensor("X", ("n", 3))
+    with pytest.raises(
+        sg.UnsupportedError, match=r"cannot iterate over an expression of shape \(n, 3\).*sg.scan"
+    ):
+        list(X)
+    with pytest.raises(sg.UnsupportedError, match=r"cannot iterate over an expression of shape \(\)"):
+        list(X[0, 0])
+    with pytest.raises(
+        sg.UnsupportedError, match=r"np.array_split into 2 sections of the symbolic dimension n"
+    ):
+        sg.array_split(X, 2)
+    with pytest.raises(sg.UnsupportedError, match=r"x.at\[...\] with this index"):
+        X.at[np.array([0]), np.array([1])].set(1.0)
+    with pytest.raises(
+        sg.UnsupportedError, match=r"this advanced-indexing pattern \(more than one index array"
+    ):
+        sg.tensor("Y", (3, 4))[np.array([0, 1]), np.array([1, 2])]
+    with pytest.raises(sg.ShapeError, match=r"repeat: repeats .* one int per element of axis 0"):
+        sg.repeat(X, [1, 2], axis=0)
+    with pytest.raises(sg.UnsupportedError, match=r"vstack of one array whose first dimension n is symbolic"):
+        sg.vstack(X)
+    with pytest.raises(sg.UnsupportedError, match=r"max\(\) of a symbolic value of shape \(n, 3\)"):
+        import symgrad.frontends.numpy_protocol as protocol
+
+        protocol._builtin_extreme("max", sg.maximum, sg.max)(builtins.max)(X)
