@@ -640,6 +640,21 @@ def _select(condlist, choicelist, default=0):
     return arrays.select([_expr(c) for c in condlist], [operand(c) for c in choicelist], operand(default))
 
 
+def _take(a, indices, axis=None, out=None, mode="raise"):
+    _no_out(out, "np.take")
+    if mode != "raise":
+        raise UnsupportedError(f"np.take(..., mode={mode!r}) on a symbolic value: only mode='raise'")
+    a = _expr(a)
+    return ops.take(ops.reshape(a, (-1,)) if axis is None else a, indices, 0 if axis is None else axis)
+
+
+def _take_along_axis(arr, indices, axis=-1):
+    arr = _expr(arr)
+    if axis is None:
+        return ops.take_along_axis(ops.reshape(arr, (-1,)), ops.reshape(_expr(indices), (-1,)), 0)
+    return ops.take_along_axis(arr, indices, axis)
+
+
 def _stacking(build):
     def stack_them(tup, *args, **kwargs):
         return build(tup if isinstance(tup, Expr) else [_expr(a) for a in tup], *args, **kwargs)
@@ -681,6 +696,8 @@ ARRAY_FUNCTIONS = {
     np.real: lambda val: arrays.real(_expr(val)),
     np.imag: lambda val: arrays.imag(_expr(val)),
     np.sinc: lambda x: arrays.sinc(_expr(x)),
+    np.take: _take,
+    np.take_along_axis: _take_along_axis,
     np.gradient: lambda f, *varargs, axis=None, edge_order=1: arrays.gradient(
         _expr(f), *varargs, axis=axis, edge_order=edge_order
     ),
@@ -983,6 +1000,15 @@ _METHODS = {
     "std": lambda self, axis=None, ddof=0, keepdims=False: _std(self, axis, ddof=ddof, keepdims=keepdims),
     "copy": lambda self: self,
     "swapaxes": _swapaxes,
+    # real data: its own real part and conjugate, a zero imaginary part
+    "real": property(arrays.real),
+    "imag": property(arrays.imag),
+    "conj": arrays.conjugate,
+    "conjugate": arrays.conjugate,
+    "cumsum": lambda self, axis=None, dtype=None: arrays.cumsum(self, axis, dtype),
+    "cumprod": lambda self, axis=None, dtype=None: arrays.cumprod(self, axis, dtype),
+    "argsort": lambda self, axis=-1: arrays.argsort(self, axis),
+    "repeat": lambda self, repeats, axis=None: arrays.repeat(self, repeats, axis),
 }
 
 

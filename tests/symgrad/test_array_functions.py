@@ -102,6 +102,25 @@ CASES = {
     "mod": (lambda xp, x: xp.mod(x, 0.7), (5,)),
     "fmod": (lambda xp, x: xp.fmod(x, 0.7), (5,)),
     "floor_ceil_round": (lambda xp, x: xp.floor(x) + xp.ceil(x) + xp.round(x) + x, (5,)),
+    "methods": (
+        lambda xp, x: (
+            x.real
+            + x.imag
+            + x.conj()
+            + x.conjugate()
+            + x.cumsum(axis=1)
+            + x.cumprod(0)
+            + xp.take(x, x.argsort(axis=1)[:, :2].ravel(), axis=1).sum(1, keepdims=True)
+            + x.repeat(1, axis=0)
+        ),
+        (3, 4),
+    ),
+    "take_and_take_along_axis": (
+        lambda xp, x: (
+            xp.take(x, [2, 0, 2]) + xp.take_along_axis(x, xp.array([[1, 0], [3, 3], [0, 2]]), 1).sum()
+        ),
+        (3, 4),
+    ),
     # Python constructs
     "np_array_of_scalars": (lambda xp, x: xp.array([x[0], x[1] * 2, 3.0]), (3,)),
     "np_array_nested": (lambda xp, x: xp.array([[x[0], x[1]], [x[2], 1.0]]), (3,)),
