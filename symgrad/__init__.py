@@ -47,6 +47,7 @@ from .ops.arrays import (  # numpy's array functions
     cumprod,
     argsort,
     sort,
+    top_k,
     flip,
     fliplr,
     flipud,

@@ -640,6 +640,17 @@ def _select(condlist, choicelist, default=0):
     return arrays.select([_expr(c) for c in condlist], [operand(c) for c in choicelist], operand(default))
 
 
+def _partition(name, build):
+    # a sorted array is one of the partitions numpy may return (its order is unspecified
+    # apart from the k-th element and the sides), so the full sort serves
+    def partition(a, kth, axis=-1, kind="introselect", order=None):
+        if order is not None:
+            raise UnsupportedError(f"{name}(..., order=...) on a symbolic value: it has no fields")
+        return build(_expr(a), axis)
+
+    return partition
+
+
 def _take(a, indices, axis=None, out=None, mode="raise"):
     _no_out(out, "np.take")
     if mode != "raise":
@@ -696,6 +707,8 @@ ARRAY_FUNCTIONS = {
     np.real: lambda val: arrays.real(_expr(val)),
     np.imag: lambda val: arrays.imag(_expr(val)),
     np.sinc: lambda x: arrays.sinc(_expr(x)),
+    np.partition: _partition("np.partition", arrays.sort),
+    np.argpartition: _partition("np.argpartition", arrays.argsort),
     np.take: _take,
     np.take_along_axis: _take_along_axis,
     np.gradient: lambda f, *varargs, axis=None, edge_order=1: arrays.gradient(
@@ -1012,6 +1025,13 @@ _METHODS = {
 }
 
 
+def _setitem_refused(self, key, value):
+    raise UnsupportedError(
+        f"assignment into a symbolic value (x[{key!r:.40}] = ...): expressions cannot change; "
+        "write x = x.at[...].set(value) (or .add, .multiply) for a new value with that part replaced"
+    )
+
+
 def _iter(self):
     """``for v in x``: the slices ``x[0], x[1], ...`` when the first axis has a concrete length."""
     refused = _refused_in_library(self, "iterates over its argument")
@@ -1032,6 +1052,7 @@ def _iter(self):
 def install():
     Expr.__iter__ = _iter
     Expr.at = property(IndexUpdates)
+    Expr.__setitem__ = _setitem_refused
     Expr.__array_ufunc__ = _array_ufunc
     Expr.__array_function__ = _array_function
     Expr.__array__ = _array

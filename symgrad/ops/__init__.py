@@ -50,6 +50,7 @@ from .arrays import (  # numpy's array functions (ops/arrays.py)
     cumprod,
     argsort,
     sort,
+    top_k,
     flip,
     fliplr,
     flipud,

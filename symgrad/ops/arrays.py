@@ -251,6 +251,23 @@ def sort(x, axis=-1):
     return take_along_axis(x, argsort(x, axis), axis)
 
 
+def top_k(x, k):
+    """The ``k`` largest values along the last axis, largest first, and their indices (as JAX's
+    ``lax.top_k``: at ties the lower index first); the gradient goes to the picked elements."""
+    x = as_expr(x)
+    k = _int_arg(k, "top_k: k")
+    if x.ndim == 0:
+        raise ShapeError("top_k of a scalar")
+    n = x.shape[-1]
+    if k < 0 or (isinstance(n, int) and k > n):
+        raise ShapeError(f"top_k: k = {k} for a last axis of length {n}")
+    # a stable sort of -x puts the larger values first and, among equal ones, the lower index
+    order = getitem(
+        argsort(ew.neg(x) if x.dtype != "bool" else ew.logical_not(x), -1), (Ellipsis, slice(0, k))
+    )
+    return take_along_axis(x, order, -1), order
+
+
 # ---------------------------------------------------------------- padding, tiling, repeating
 
 

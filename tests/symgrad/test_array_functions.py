@@ -121,6 +121,8 @@ CASES = {
         ),
         (3, 4),
     ),
+    "partition": (lambda xp, x: xp.sort(xp.partition(x, 2, axis=0), axis=0), (4, 3)),
+    "argpartition": (lambda xp, x: xp.sort(xp.take_along_axis(x, xp.argpartition(x, 1), -1)), (3, 4)),
     # Python constructs
     "np_array_of_scalars": (lambda xp, x: xp.array([x[0], x[1] * 2, 3.0]), (3,)),
     "np_array_nested": (lambda xp, x: xp.array([[x[0], x[1]], [x[2], 1.0]]), (3,)),
@@ -501,3 +503,29 @@ def test_refused_constructs_outside_a_trace():
         import symgrad.frontends.numpy_protocol as protocol
 
         protocol._builtin_extreme("max", sg.maximum, sg.max)(builtins.max)(X)
+
+
+def test_top_k_values_indices_and_gradient():
+    x = sg.tensor("x", (2, 5))
+    xv = np.array([[0.3, 2.0, -1.0, 2.0, 0.5], [1.0, 0.0, 4.0, -2.0, 3.0]])
+    values, indices = sg.top_k(x, 3)
+    W = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    (g,) = sg.grad(sg.sum(values * W), [x])
+    got_v, got_i, got_g = sg.compile([values, indices, g], inputs=[x], backend="numba")(xv)
+    want_i = np.array([[1, 3, 4], [2, 4, 0]])  # ties: the lower index first, as lax.top_k
+    np.testing.assert_array_equal(got_i, want_i)
+    np.testing.assert_array_equal(got_v, np.take_along_axis(xv, want_i, 1))
+    want_g = np.zeros_like(xv)
+    np.put_along_axis(want_g, want_i, W, 1)
+    np.testing.assert_array_equal(got_g, want_g)
+    with pytest.raises(sg.ShapeError, match="top_k: k = 6 for a last axis of length 5"):
+        sg.top_k(x, 6)
+
+
+def test_assignment_into_a_traced_value_points_to_at():
+    def f(x):
+        x[0] = 1.0
+        return np.sum(x)
+
+    with pytest.raises(sg.UnsupportedError, match=r"assignment into a symbolic value .*x.at\[...\].set"):
+        sg.value_and_grad(f, backend="numpy")(np.ones(3))
