@@ -272,6 +272,8 @@ def top_k(x, k):
 
 
 def _pairs(value, ndim, what):
+    if isinstance(value, Expr):  # one symbolic fill value for every side
+        return [(value, value)] * ndim
     try:
         arr = np.broadcast_to(np.asarray(value, dtype=object), (ndim, 2))
     except ValueError:

@@ -47,6 +47,7 @@ CASES = {
     "roll_two_axes": (lambda xp, x: xp.roll(x, (1, 2), axis=(0, 1)), (3, 4)),
     "pad_constant": (lambda xp, x: xp.pad(x, ((1, 2), (0, 1)), constant_values=0.5), (3, 4)),
     "pad_constant_int_width": (lambda xp, x: xp.pad(x, 2), (4,)),
+    "pad_traced_fill": (lambda xp, x: xp.pad(x[1:], (1, 2), constant_values=x[0]), (4,)),
     "pad_edge": (lambda xp, x: xp.pad(x, ((2, 1), (1, 0)), mode="edge"), (3, 4)),
     "pad_reflect": (lambda xp, x: xp.pad(x, ((2, 1), (1, 3)), mode="reflect"), (3, 4)),
     "pad_symmetric": (lambda xp, x: xp.pad(x, ((2, 1), (1, 3)), mode="symmetric"), (3, 4)),
