@@ -530,3 +530,26 @@ def test_assignment_into_a_traced_value_points_to_at():
 
     with pytest.raises(sg.UnsupportedError, match=r"assignment into a symbolic value .*x.at\[...\].set"):
         sg.value_and_grad(f, backend="numpy")(np.ones(3))
+
+
+@pytest.mark.parametrize(
+    "text, build",
+    [
+        ("cumsum(X, axis=0)", lambda X, v: sg.cumsum(X, axis=0)),
+        ("cumprod(v)", lambda X, v: sg.cumprod(v)),
+        ("sort(X, axis=0)", lambda X, v: sg.sort(X, axis=0)),
+        ("argsort(v)", lambda X, v: sg.argsort(v)),
+        ("flip(X, axis=1)", lambda X, v: sg.flip(X, 1)),
+        ("rot90(X, 3)", lambda X, v: sg.rot90(X, 3)),
+        ("roll(v, 2)", lambda X, v: sg.roll(v, 2)),
+        ("pad(X, ((1, 0), (0, 2)))", lambda X, v: sg.pad(X, ((1, 0), (0, 2)))),
+        ("tile(v, (2, 1))", lambda X, v: sg.tile(v, (2, 1))),
+        ("repeat(X, 2, axis=1)", lambda X, v: sg.repeat(X, 2, axis=1)),
+        ("moveaxis(X, 0, 1)", lambda X, v: sg.moveaxis(X, 0, 1)),
+        ("fmax(v, 0.5) + sinc(v) + degrees(v)", lambda X, v: sg.fmax(v, 0.5) + sg.sinc(v) + sg.degrees(v)),
+        ("linspace(0, 1, 5) * v[0]", lambda X, v: sg.linspace(0, 1, 5) * v[0]),
+    ],
+)
+def test_formulas_call_the_array_functions_by_their_numpy_names(text, build):
+    X, v = sg.tensor("X", ("n", 3)), sg.tensor("v", (3,))
+    assert sg.parse(text, shapes={"X": ("n", 3), "v": (3,)}) is build(X, v)
