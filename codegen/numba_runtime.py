@@ -15,6 +15,7 @@ from numba.core import types
 from numba.extending import intrinsic, overload
 
 from .special import digamma, erfinv, gammaln, polygamma  # noqa: F401 (the special functions' lowerings)
+from .array_kernels import argsort_last, cumprod_last, cumsum_last  # noqa: F401 (ops/arrays.py's lowerings)
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 

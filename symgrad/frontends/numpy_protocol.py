@@ -16,6 +16,7 @@ their own are written once, exactly: ``arcsinh``, ``arccosh``, ``arctanh``, ``hy
 Importing this module installs the protocol methods on ``Expr``.
 """
 
+import builtins
 import functools
 import inspect
 import math
@@ -28,6 +29,7 @@ from .. import ops
 from ..errors import UnsupportedError
 from ..graph import Expr, dim_product, normalize_axes, shape_str
 from ..ops.elementwise import arccosh, arcsinh, arctanh, cbrt, heaviside, hypot
+from ..ops import arrays, structure
 from ..ops.reduce import count
 
 
@@ -42,7 +44,23 @@ def operand(value):
         return value
     if isinstance(value, sympy.Expr):
         return size_value(value)
+    if holds_expr(value):
+        return stack_sequence(value)
     return ops.as_expr(value)
+
+
+def holds_expr(value):
+    """Is ``value`` a list or tuple (nested or not) holding a symbolic value?"""
+    return isinstance(value, (list, tuple)) and any(isinstance(v, Expr) or holds_expr(v) for v in value)
+
+
+def stack_sequence(values):
+    """A list or tuple holding symbolic values as one array, as ``np.array`` reads it: the
+    items (arrays of one shape, or lists of them) stacked along a new first axis; Python
+    numbers take the float dtype of the symbolic values."""
+    items = [stack_sequence(v) if holds_expr(v) else v for v in values]
+    like = next(v for v in items if isinstance(v, Expr))
+    return ops.stack([ops.as_expr(operand(v), like=like) for v in items], 0)
 
 
 # A compound size (``n - 1``, ``n*d``) is a SymPy expression, converted by the SymPy bridge; the
@@ -462,20 +480,12 @@ def _stack(arrays, axis=0, out=None, dtype=None, casting=None):
     return ops.stack([_with_dtype(a, dtype) for a in arrays], axis)
 
 
-def _at_least(a, rank):
-    a = _expr(a)
-    if a.ndim >= rank:
-        return a
-    return ops.reshape(a, (1,) * (rank - a.ndim) if a.ndim == 0 or rank == 1 else (1,) + a.shape)
-
-
 def _hstack(tup, dtype=None, casting=None):
-    arrays = [_at_least(_with_dtype(a, dtype), 1) for a in tup]
-    return ops.concatenate(arrays, 0 if arrays[0].ndim == 1 else 1)
+    return arrays.hstack(tup if isinstance(tup, Expr) else [_with_dtype(a, dtype) for a in tup])
 
 
 def _vstack(tup, dtype=None, casting=None):
-    return ops.concatenate([_at_least(_with_dtype(a, dtype), 2) for a in tup], 0)
+    return arrays.vstack(tup if isinstance(tup, Expr) else [_with_dtype(a, dtype) for a in tup])
 
 
 def _where(condition, x=None, y=None):
@@ -630,6 +640,388 @@ FUNCTIONS = {
 }
 
 
+# ---------------------------------------------------------------- array functions (ops/arrays.py)
+# numpy's signatures over the builders of ops/arrays.py; a parameter they do not take is refused
+# by name (issue 20: array functions and Python constructs on traced values).
+
+
+def _cumsum(a, axis=None, dtype=None, out=None):
+    _no_out(out, "np.cumsum")
+    return arrays.cumsum(_expr(a), axis, dtype)
+
+
+def _cumprod(a, axis=None, dtype=None, out=None):
+    _no_out(out, "np.cumprod")
+    return arrays.cumprod(_expr(a), axis, dtype)
+
+
+def _sort_options(name, kind, order, stable):
+    if order is not None:
+        raise UnsupportedError(f"{name}(..., order=...) on a symbolic value: it has no fields")
+    if kind not in (None, "stable", "mergesort", "quicksort", "heapsort") or stable is False:
+        raise UnsupportedError(f"{name}(..., kind={kind!r}, stable={stable!r}) on a symbolic value")
+
+
+def _sort(a, axis=-1, kind=None, order=None, *, stable=None):
+    _sort_options("np.sort", kind, order, stable)
+    return arrays.sort(_expr(a), axis)
+
+
+def _argsort(a, axis=-1, kind=None, order=None, *, stable=None):
+    _sort_options("np.argsort", kind, order, stable)
+    return arrays.argsort(_expr(a), axis)
+
+
+def _pad(array, pad_width, mode="constant", **kwargs):
+    extra = set(kwargs) - {"constant_values"}
+    if extra or callable(mode):
+        what = ", ".join(sorted(extra)) if extra else f"mode={mode!r}"
+        raise UnsupportedError(f"np.pad(..., {what}) on a symbolic value is not supported")
+    return arrays.pad(_expr(array), pad_width, mode, kwargs.get("constant_values", 0))
+
+
+def _linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0, *, device=None):
+    # num may be a size (x.shape[0]): the count is then known when the compiled function is called
+    return arrays.linspace(operand(start), operand(stop), num, endpoint, retstep, dtype, axis)
+
+
+def _nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    return arrays.nan_to_num(_expr(x), nan, posinf, neginf)
+
+
+def _append(arr, values, axis=None):
+    return arrays.append(_expr(arr), operand(values), axis)
+
+
+def _select(condlist, choicelist, default=0):
+    return arrays.select([_expr(c) for c in condlist], [operand(c) for c in choicelist], operand(default))
+
+
+def _partition(name, build):
+    # a sorted array is one of the partitions numpy may return (its order is unspecified
+    # apart from the k-th element and the sides), so the full sort serves
+    def partition(a, kth, axis=-1, kind="introselect", order=None):
+        if order is not None:
+            raise UnsupportedError(f"{name}(..., order=...) on a symbolic value: it has no fields")
+        return build(_expr(a), axis)
+
+    return partition
+
+
+def _take(a, indices, axis=None, out=None, mode="raise"):
+    _no_out(out, "np.take")
+    if mode != "raise":
+        raise UnsupportedError(f"np.take(..., mode={mode!r}) on a symbolic value: only mode='raise'")
+    a = _expr(a)
+    return ops.take(ops.reshape(a, (-1,)) if axis is None else a, indices, 0 if axis is None else axis)
+
+
+def _take_along_axis(arr, indices, axis=-1):
+    arr = _expr(arr)
+    if axis is None:
+        return ops.take_along_axis(ops.reshape(arr, (-1,)), ops.reshape(_expr(indices), (-1,)), 0)
+    return ops.take_along_axis(arr, indices, axis)
+
+
+def _stacking(build):
+    def stack_them(tup, *args, **kwargs):
+        return build(tup if isinstance(tup, Expr) else [_expr(a) for a in tup], *args, **kwargs)
+
+    return stack_them
+
+
+ARRAY_FUNCTIONS = {
+    np.cumsum: _cumsum,
+    np.cumprod: _cumprod,
+    np.sort: _sort,
+    np.argsort: _argsort,
+    np.flip: lambda m, axis=None: arrays.flip(_expr(m), axis),
+    np.fliplr: lambda m: arrays.fliplr(_expr(m)),
+    np.flipud: lambda m: arrays.flipud(_expr(m)),
+    np.rot90: lambda m, k=1, axes=(0, 1): arrays.rot90(_expr(m), k, axes),
+    np.roll: lambda a, shift, axis=None: arrays.roll(_expr(a), shift, axis),
+    np.pad: _pad,
+    np.tile: lambda A, reps: arrays.tile(_expr(A), reps),
+    np.repeat: lambda a, repeats, axis=None: arrays.repeat(_expr(a), repeats, axis),
+    np.split: lambda ary, indices_or_sections, axis=0: arrays.split(_expr(ary), indices_or_sections, axis),
+    np.array_split: lambda ary, indices_or_sections, axis=0: arrays.array_split(
+        _expr(ary), indices_or_sections, axis
+    ),
+    np.hsplit: lambda ary, indices_or_sections: arrays.hsplit(_expr(ary), indices_or_sections),
+    np.vsplit: lambda ary, indices_or_sections: arrays.vsplit(_expr(ary), indices_or_sections),
+    np.dsplit: lambda ary, indices_or_sections: arrays.dsplit(_expr(ary), indices_or_sections),
+    np.moveaxis: lambda a, source, destination: arrays.moveaxis(_expr(a), source, destination),
+    np.rollaxis: lambda a, axis, start=0: arrays.rollaxis(_expr(a), axis, start),
+    np.atleast_1d: lambda *arys: arrays.atleast_1d(*[_expr(a) for a in arys]),
+    np.atleast_2d: lambda *arys: arrays.atleast_2d(*[_expr(a) for a in arys]),
+    np.atleast_3d: lambda *arys: arrays.atleast_3d(*[_expr(a) for a in arys]),
+    np.column_stack: _stacking(arrays.column_stack),
+    np.dstack: _stacking(arrays.dstack),
+    np.append: _append,
+    np.select: _select,
+    np.linspace: _linspace,
+    np.nan_to_num: _nan_to_num,
+    np.real: lambda val: arrays.real(_expr(val)),
+    np.imag: lambda val: arrays.imag(_expr(val)),
+    np.sinc: lambda x: arrays.sinc(_expr(x)),
+    np.partition: _partition("np.partition", arrays.sort),
+    np.argpartition: _partition("np.argpartition", arrays.argsort),
+    np.take: _take,
+    np.take_along_axis: _take_along_axis,
+    np.gradient: lambda f, *varargs, axis=None, edge_order=1: arrays.gradient(
+        _expr(f), *varargs, axis=axis, edge_order=edge_order
+    ),
+}
+if hasattr(np, "row_stack"):  # deprecated in numpy 2.0
+    ARRAY_FUNCTIONS[np.row_stack] = _vstack
+FUNCTIONS.update(ARRAY_FUNCTIONS)
+UFUNCS.update(
+    {
+        np.fmax: lambda a, b: arrays.fmax(_expr(a), _expr(b)),
+        np.fmin: lambda a, b: arrays.fmin(_expr(a), _expr(b)),
+        np.degrees: arrays.degrees,
+        np.radians: arrays.radians,
+        np.isnan: arrays.isnan,
+        np.conjugate: arrays.conjugate,
+    }
+)
+
+
+# ---------------------------------------------------------------- Python constructs on traced values
+# numpy's dispatch never sees a list of traced values (np.mean([x, y]), np.array([x, y])) nor
+# the builtins max/min/sum; while a function is traced, frontends/trace.py swaps these module
+# attributes for routers (made here) that build the graph when a traced value is in the call and
+# call the original otherwise. Code that bound them before (``from numpy import mean``) is not
+# routed.
+
+
+def _from_library(depth=2):
+    """Is the caller (``depth`` frames up) numpy's or scipy's own code? Their conversions of a
+    traced value stay refused (with the message of ``Expr.__array__``)."""
+    module = sys._getframe(depth).f_globals.get("__name__", "")
+    return module.split(".")[0] in ("numpy", "scipy")
+
+
+def _array_router(name, original):
+    def array(obj, *args, **kwargs):
+        if (isinstance(obj, Expr) or holds_expr(obj)) and not _from_library():
+            dtype = kwargs.pop("dtype", args[0] if args else None)
+            ndmin = kwargs.pop("ndmin", 0)
+            out = _with_dtype(operand(obj), dtype)
+            return ops.reshape(out, (1,) * (ndmin - out.ndim) + out.shape) if ndmin > out.ndim else out
+        return original(obj, *args, **kwargs)
+
+    return functools.update_wrapper(array, original)
+
+
+def _sequence_router(func, original):
+    """A numpy function of FUNCTIONS whose first argument is a list holding traced values (or,
+    for the joining functions, one traced array standing for the sequence of its rows)."""
+    impl = FUNCTIONS[func]
+    name = function_name(func)
+
+    def route(*args, **kwargs):
+        if args and (holds_expr(args[0]) or (func in _JOINING and isinstance(args[0], Expr))):
+            return _call(name, impl, args, kwargs)
+        return original(*args, **kwargs)
+
+    return functools.update_wrapper(route, original)
+
+
+_JOINING = {np.hstack, np.vstack, np.column_stack, np.dstack, np.stack, np.concatenate}
+
+
+def _builtin_extreme(name, combine, reduce):
+    def make(original):
+        def extreme(*args, **kwargs):
+            items = args[0] if len(args) == 1 else args
+            if len(args) == 1 and isinstance(items, Expr):
+                if kwargs:
+                    raise UnsupportedError(f"{name}(x, {', '.join(kwargs)}=...) of a symbolic value")
+                if items.ndim != 1:
+                    raise UnsupportedError(
+                        f"{name}() of a symbolic value of shape {shape_str(items.shape)}: Python's {name} "
+                        f"compares its elements one by one, so it takes a 1-d array (numpy refuses to "
+                        f"compare rows too); use np.{name}(x, axis=...)"
+                    )
+                return reduce(items, 0)
+            if len(args) == 1 and not isinstance(items, (list, tuple)):
+                items = list(items)  # a generator: read once, then handed on
+                args = (items,)
+            if any(isinstance(v, Expr) for v in items):
+                if kwargs.get("key") is not None:
+                    raise UnsupportedError(
+                        f"{name}(..., key=...) of symbolic values: the key's result cannot be compared "
+                        f"when the graph is built; use np.{name}imum or sg.where"
+                    )
+                if not items:
+                    return original(*args, **kwargs)
+                return functools.reduce(combine, items)
+            return original(*args, **kwargs)
+
+        return functools.update_wrapper(extreme, original)
+
+    return make
+
+
+def _builtin_sum(original):
+    def total(iterable, /, start=0):
+        if isinstance(iterable, Expr):
+            if iterable.ndim == 0:
+                raise UnsupportedError("sum() of a scalar symbolic value: it is not a sequence")
+            out = ops.sum(iterable, 0)
+            return out if isinstance(start, (int, float)) and start == 0 else start + out
+        return original(iterable, start)
+
+    return functools.update_wrapper(total, original)
+
+
+class _Concatenator:
+    """np.r_ / np.c_ that join traced values (arrays and numbers; no slices or directives)."""
+
+    def __init__(self, original, columns):
+        self.__symgrad_original__ = original
+        self._columns = columns
+
+    def __getitem__(self, key):
+        items = key if isinstance(key, tuple) else (key,)
+        if not any(isinstance(v, Expr) or holds_expr(v) for v in items):
+            return self.__symgrad_original__[key]
+        name = "np.c_" if self._columns else "np.r_"
+        for v in items:
+            if isinstance(v, (slice, str)):
+                raise UnsupportedError(
+                    f"{name}[...] with a slice or a string directive next to symbolic values; "
+                    "use np.concatenate, np.arange or np.linspace"
+                )
+        like = next(_expr(v) for v in items if isinstance(v, Expr) or holds_expr(v))
+        parts = [ops.as_expr(operand(v), like=like) for v in items]
+        if self._columns:
+            cols = [ops.reshape(p, (p.shape[0], 1)) if p.ndim == 1 else arrays.atleast_2d(p) for p in parts]
+            return ops.concatenate(cols, -1)
+        return ops.concatenate([arrays.atleast_1d(p) for p in parts], 0)
+
+    def __len__(self):
+        return 0
+
+
+def trace_patches():
+    """(module, name, make_wrapper) for what a trace swaps (see above)."""
+    out = [(np, "array", functools.partial(_array_router, "np.array"))]
+    out.append((np, "asarray", functools.partial(_array_router, "np.asarray")))
+    for func in FUNCTIONS:
+        module = np.linalg if getattr(func, "__module__", "") == "numpy.linalg" else np
+        name = getattr(func, "__name__", None)
+        if name and getattr(module, name, None) is func and not isinstance(func, np.ufunc):
+            out.append((module, name, functools.partial(_sequence_router, func)))
+    out.append((builtins, "max", _builtin_extreme("max", ops.maximum, ops.max)))
+    out.append((builtins, "min", _builtin_extreme("min", ops.minimum, ops.min)))
+    out.append((builtins, "sum", _builtin_sum))
+    out.append((np, "r_", lambda original: _Concatenator(original, False)))
+    out.append((np, "c_", lambda original: _Concatenator(original, True)))
+    return out
+
+
+# ---------------------------------------------------------------- functional updates (x.at[i].set(v))
+
+
+class IndexUpdates:
+    """``x.at[key]``, as in JAX: ``.set(v)``, ``.add(v)``, ``.multiply(v)``, ``.divide(v)``,
+    ``.min(v)``, ``.max(v)`` return a new array equal to ``x`` but at ``x[key]``; ``.get()`` is
+    ``x[key]``. ``key`` is basic indexing (ints, slices, None, ...), or one integer array along
+    one axis (``.add`` accumulates repeated indices; ``.set`` with repeated indices averages)."""
+
+    def __init__(self, x):
+        self._x = x
+
+    def __getitem__(self, key):
+        return _IndexUpdate(self._x, key)
+
+
+class _IndexUpdate:
+    def __init__(self, x, key):
+        self.x, self.key = x, key
+
+    def get(self):
+        return self.x[self.key]
+
+    def _value(self, v, region):
+        v = ops.as_expr(operand(v), like=self.x)
+        v = v if v.dtype == self.x.dtype else ops.cast(v, self.x.dtype)
+        return ops.broadcast_to(v, region.shape)
+
+    def _scatter(self, v):
+        """(``v`` written into ``x[key]``'s place in zeros of x's shape, the bool mask of that place);
+        for an index array, the first is the pair (scatter-added v, how often each place is hit)."""
+        x, key = self.x, self.key
+        parts = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(k, (Expr, np.ndarray, list)) for k in parts):
+            return self._scatter_indexed(v, parts)
+        region = x[key]
+        v = self._value(v, region)
+        if region is x:
+            return v, ops.broadcast_to(ops.constant(True), x.shape)
+        where = structure._normalize_key(x, key)
+        # the mask is read from the region, so the region's bounds checks stay in the graph
+        inside = ops.logical_or(ops.equal(region, region), ops.not_equal(region, region))
+        return structure.slice_grad(v, where, x.shape), structure.slice_grad(inside, where, x.shape)
+
+    def _scatter_indexed(self, v, parts):
+        x = self.x
+        at = [i for i, k in enumerate(parts) if isinstance(k, (Expr, np.ndarray, list))]
+        full = slice(None)
+        if len(at) != 1 or any(
+            not (isinstance(k, slice) and k == full) for i, k in enumerate(parts) if i != at[0]
+        ):
+            raise UnsupportedError(
+                "x.at[...] with this index: only basic indexing (ints, slices) or one integer array "
+                "along one axis (x.at[idx], x.at[:, idx]) is supported"
+            )
+        axis = at[0]
+        v = self._value(v, x[parts])
+        idx = structure._int_index(parts[axis], "x.at[idx]")
+        k = idx.ndim
+        # v is shaped like x[idx] (the index dims at ``axis``): index dims first, then the adjoint of
+        # the gather (a scatter-add along the first axis), then x's axis back in its place
+        order = tuple(range(axis, axis + k)) + tuple(i for i in range(v.ndim) if not axis <= i < axis + k)
+        moved = ops.transpose(v, order)
+        inverse = tuple(int(i) for i in np.argsort((axis,) + tuple(i for i in range(x.ndim) if i != axis)))
+        n = x.shape[axis]
+        added = ops.transpose(structure.scatter_add0(moved, idx, n), inverse)
+        ones = ops.broadcast_to(ops.constant(1, x.dtype), moved.shape)
+        hits = ops.transpose(structure.scatter_add0(ones, idx, n), inverse)
+        return (added, hits), ops.greater(hits, 0)
+
+    def set(self, v):
+        scattered, mask = self._scatter(v)
+        if isinstance(scattered, tuple):  # an index array: repeated indices average
+            added, hits = scattered
+            return ops.where(mask, added / ops.maximum(hits, 1), self.x)
+        return ops.where(mask, scattered, self.x)
+
+    def add(self, v):
+        scattered, mask = self._scatter(v)
+        return self.x + (scattered[0] if isinstance(scattered, tuple) else scattered)
+
+    def _combine(self, v, combine, outside):
+        scattered, mask = self._scatter(v)
+        if isinstance(scattered, tuple):
+            raise UnsupportedError("x.at[idx] with an index array supports .set, .add and .get only")
+        return combine(self.x, ops.where(mask, scattered, outside))
+
+    def multiply(self, v):
+        return self._combine(v, ops.mul, 1)
+
+    def divide(self, v):
+        return self._combine(v, ops.div, 1)
+
+    def min(self, v):
+        return self._combine(v, ops.minimum, np.inf)
+
+    def max(self, v):
+        return self._combine(v, ops.maximum, -np.inf)
+
+
 def function_name(func):
     module = getattr(func, "__module__", None) or "numpy"
     if module == "numpy" or module.startswith("numpy."):
@@ -678,21 +1070,46 @@ _METHODS = {
     "std": lambda self, axis=None, ddof=0, keepdims=False: _std(self, axis, ddof=ddof, keepdims=keepdims),
     "copy": lambda self: self,
     "swapaxes": _swapaxes,
+    # real data: its own real part and conjugate, a zero imaginary part
+    "real": property(arrays.real),
+    "imag": property(arrays.imag),
+    "conj": arrays.conjugate,
+    "conjugate": arrays.conjugate,
+    "cumsum": lambda self, axis=None, dtype=None: arrays.cumsum(self, axis, dtype),
+    "cumprod": lambda self, axis=None, dtype=None: arrays.cumprod(self, axis, dtype),
+    "argsort": lambda self, axis=-1: arrays.argsort(self, axis),
+    "repeat": lambda self, repeats, axis=None: arrays.repeat(self, repeats, axis),
 }
 
 
-def _iter_refused(self):
+def _setitem_refused(self, key, value):
+    raise UnsupportedError(
+        f"assignment into a symbolic value (x[{key!r:.40}] = ...): expressions cannot change; "
+        "write x = x.at[...].set(value) (or .add, .multiply) for a new value with that part replaced"
+    )
+
+
+def _iter(self):
+    """``for v in x``: the slices ``x[0], x[1], ...`` when the first axis has a concrete length."""
     refused = _refused_in_library(self, "iterates over its argument")
     if refused is not None:
         raise refused
-    return _graph_iter(self)
-
-
-_graph_iter = Expr.__iter__
+    if self.ndim == 0:
+        raise UnsupportedError("cannot iterate over an expression of shape () (a scalar)")
+    n = self.shape[0]
+    if not isinstance(n, int):
+        raise UnsupportedError(
+            f"cannot iterate over an expression of shape {shape_str(self.shape)}: its first dimension "
+            f"{n} is symbolic, so the number of steps is unknown when the graph is built; use np.* "
+            "functions over the axis, sg.scan for a loop, or a concrete size"
+        )
+    return (self[i] for i in range(n))
 
 
 def install():
-    Expr.__iter__ = _iter_refused
+    Expr.__iter__ = _iter
+    Expr.at = property(IndexUpdates)
+    Expr.__setitem__ = _setitem_refused
     Expr.__array_ufunc__ = _array_ufunc
     Expr.__array_function__ = _array_function
     Expr.__array__ = _array

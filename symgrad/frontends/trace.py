@@ -117,6 +117,8 @@ def _patches():
         for name in numpy_protocol.SCIPY_FUNCTIONS:
             if callable(getattr(special, name, None)):
                 out.append((special, name, functools.partial(numpy_protocol.scipy_router, name)))
+    # np.array/np.mean/... of lists of traced values, builtins max/min/sum, np.r_/np.c_
+    out.extend(numpy_protocol.trace_patches())
     return out
 
 

@@ -228,6 +228,8 @@ def _slice_length(dim, start, stop, step, axis, requires):
         raise ShapeError("slice step cannot be zero")
     if isinstance(dim, int) and all(isinstance(v, int) or v is None for v in (start, stop)):
         return len(range(*slice(start, stop, step).indices(dim)))
+    if step == -1 and start is None and stop is None:
+        return dim  # the whole axis reversed (flip)
     if step != 1:
         raise UnsupportedError(f"a slice step of {step} on the symbolic dimension {dim_str(dim)}")
 
@@ -666,7 +668,34 @@ def _advanced_getitem(x, key):
             )
         picked = take_along_axis(x, reshape(labels, (labels.shape[0], 1)), axis=1)
         return reshape(picked, (x.shape[0],))
+    if len(arrays) == 1:
+        return _mixed_getitem(x, key, arrays[0])
     raise UnsupportedError(
-        "this advanced-indexing pattern is not supported; use x[idx] or x[:, idx] with one integer "
-        "array, x[arange(n), labels], sg.take or sg.take_along_axis"
+        "this advanced-indexing pattern (more than one index array, other than x[arange(n), labels]) "
+        "is not supported; "
+        "index with one integer array at a time (x[idx][:, jdx]), or use sg.take / sg.take_along_axis"
     )
+
+
+def _mixed_getitem(x, key, at):
+    """x[3, 2:, idx]: one integer array among ints, slices, None and ``...``, with numpy's
+    placement of the result's index dims (where the array and the ints are, when they are
+    adjacent; first, when a slice separates them). The basic part is a slice, the array a take."""
+    dots = [i for i, k in enumerate(key) if k is Ellipsis]
+    if len(dots) > 1:
+        raise ShapeError("an index can only have a single ellipsis ('...')")
+    if dots:
+        i, spread = dots[0], x.ndim - sum(1 for k in key if k is not None and k is not Ellipsis)
+        key = key[:i] + (slice(None),) * spread + key[i + 1 :]
+        at = at + spread - 1 if at > i else at
+    basic = tuple(slice(None) if i == at else k for i, k in enumerate(key))
+    y = getitem(x, basic)
+    makes_dim = [k is None or isinstance(k, slice) for k in key]
+    pos = sum(makes_dim[:at])
+    out = take(y, key[at], axis=pos)
+    advanced = [i for i, k in enumerate(key) if i == at or not makes_dim[i]]
+    if advanced == list(range(advanced[0], advanced[-1] + 1)) or pos == 0:
+        return out
+    k = out.ndim - y.ndim + 1  # the index array's dims
+    order = tuple(range(pos, pos + k)) + tuple(i for i in range(out.ndim) if not pos <= i < pos + k)
+    return transpose(out, order)

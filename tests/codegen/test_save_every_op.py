@@ -161,6 +161,7 @@ def _cases():
         + sg.sum(sg.stop_gradient(x) * y)
         + sg.sum(sg.cast(sg.cast(x, "float32") * 1.5, "float64"))
         + sg.sum(sg.arange(x.shape[0]) * x)
+        + sg.sum(sg.cumsum(M, axis=0) * sg.cumprod(M, axis=1) * sg.sort(M, axis=0))
     )
     gathers = sg.sum(x[idx] ** 2) + sg.sum(sg.take_along_axis(M, lab[:, None], axis=1) ** 2)
     labv = np.array([0, 2, 1, 1, 0])

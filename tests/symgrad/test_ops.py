@@ -162,6 +162,9 @@ def _sample_graphs():
             sg.sum(sg.take_along_axis(M, np.array([[2], [0]]), axis=1) * sg.reshape(v[:2], (2, 1))), M
         ),
         "arange": sg.arange(u.shape[0]),
+        "cumsum": sg.cumsum(M, axis=1),
+        "cumprod": sg.cumprod(M, axis=1),
+        "argsort": sg.argsort(M, axis=1),
     }
     for name, op in OPS.items():  # every other elementwise op of the table, on M (and v)
         if op.elementwise and op.lower and name not in samples:
@@ -201,6 +204,8 @@ NON_DIFFERENTIABLE = {
     ("scatter_add0", 1),
     ("take_last", 1),
     ("scatter_last", 1),
+    # integer indices of the sorted order
+    ("argsort", 0),
 }
 NO_NUMPY_DEFINITION = {"symbol", "constant", "dimsize"}  # inputs, embedded values, runtime sizes
 

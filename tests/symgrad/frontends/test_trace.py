@@ -395,8 +395,8 @@ def test_numpy_function_on_a_traced_value_computes_what_numpy_computes(fn):
 @pytest.mark.parametrize(
     "call, name",
     [
-        (lambda x: np.cumsum(x), "np.cumsum"),
-        (lambda x: np.sort(x), "np.sort"),
+        (lambda x: np.unique(x), "np.unique"),
+        (lambda x: np.ptp(x), "np.ptp"),
         (lambda x: np.spacing(x), "np.spacing"),
         (lambda x: np.multiply.accumulate(x), "np.multiply.accumulate"),
         (lambda x: np.linalg.inv(x), "np.linalg.inv"),
@@ -421,9 +421,15 @@ def test_python_control_flow_on_a_traced_value_says_to_use_where():
     assert any("np.where" in note for note in getattr(info.value, "__notes__", ["np.where"]))
 
 
-def test_converting_a_traced_value_to_an_array_is_an_unsupported_error():
+def test_converting_a_symbolic_value_to_an_array_is_an_unsupported_error():
+    # in a traced function np.asarray(x) / np.array(x) is x itself; outside a trace (and in numpy's
+    # or scipy's own code) a conversion is refused: there are no numbers yet
+    value, grad = sg.value_and_grad(lambda x: np.sum(np.asarray(x) * np.array(x)), backend="numpy")(
+        np.ones(2)
+    )
+    assert value == 2.0 and list(grad) == [2.0, 2.0]
     with pytest.raises(sg.UnsupportedError, match="np.asarray"):
-        sg.value_and_grad(lambda x: np.sum(np.asarray(x)), backend="numpy")(np.ones(2))
+        np.asarray(sg.tensor("x_asarray", (2,)))
 
 
 def test_bad_uses_name_the_problem():
@@ -656,7 +662,7 @@ def test_scipy_functions_that_cannot_take_a_symbolic_value_say_so_by_name():
     with pytest.raises(sg.UnsupportedError, match=r"logsumexp\(\.\.\., b=\.\.\.\) on a symbolic value"):
         sg.value_and_grad(lambda x: scipy.special.logsumexp(x, b=2.0), backend="numpy")(np.ones(3))
     with pytest.raises(sg.UnsupportedError, match="cannot iterate over an expression of shape"):
-        list(x)  # not from scipy: the general message
+        list(sg.tensor("x_sp_n", ("n",)))  # not from scipy: the general message (a symbolic length)
 
 
 # ---------------------------------------------------------------- containers and sparse arguments
