@@ -55,6 +55,8 @@ from .api import (
     check_grad,
     jvp,
     jacobian,
+    jacfwd,
+    jacrev,
     jacobian_mode,
     hessian,
     hvp,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import api, autodiff, sparsity
+from . import api, autodiff, pytree, sparsity
 from .codegen import runtime
 from .errors import InputError, UnsupportedError
 from .graph import Expr, concrete, size_of, shape_str
@@ -254,7 +254,7 @@ class ScipyProblem:
         """(value, gradient) at ``x``: for ``minimize(..., jac=True)``. ``args`` are the inputs
         not fixed in ``scipy(...)``, in input order (minimize's ``args=``)."""
         value, grads = self.vg(**self._kwargs(x, args))
-        grads = (grads,) if not isinstance(grads, tuple) else grads
+        grads = pytree.flatten(grads)[0]  # one gradient, a tuple of them or a pytree
         result = float(value), self._flat(grads)
         self._last = (np.array(x, dtype=np.float64), args, result)
         return result
