@@ -280,7 +280,21 @@ class ScipyProblem:
         return self.fun(x, *args)
 
     def hess(self, x: ArrayLike, *args: Any) -> np.ndarray:
-        """The dense Hessian at ``x``, an (n, n) float64 array."""
+        """The dense Hessian at ``x``, an (n, n) float64 array.
+
+        With concrete ``wrt`` sizes it is one compiled function; with symbolic sizes (which
+        the data fixes only at the call) it is one Hessian-vector product per column, each
+        compiled once for every size, mirrored to be exactly symmetric."""
+        if not all(concrete(w.shape) for w in self.wrt):
+            x = np.asarray(x, dtype=np.float64)
+            n = x.size
+            columns = np.empty((n, n))
+            unit = np.zeros(n)
+            for j in range(n):
+                unit[j] = 1.0
+                columns[:, j] = self.hessp(x, unit, *args)
+                unit[j] = 0.0
+            return (columns + columns.T) / 2
         if self._hess is None:
             loss = self.vg.outputs[0]
             blocks = api.hessian(loss, self.wrt)
