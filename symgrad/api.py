@@ -228,7 +228,7 @@ def grad(
     argnums: int | Sequence[int] | None = None,
     has_aux: bool = False,
     backend: str | None = None,
-) -> Any:
+) -> Expr | list[Expr] | TracedFunction | Callable[[Callable[..., Any]], TracedFunction]:
     """Symbolic gradient of a scalar expression: an Expr per symbol (a list gives a list).
 
     Given a Python function (or used as a decorator), as ``jax.grad``: a function returning the
@@ -246,7 +246,14 @@ def grad(
     return autodiff.grad(expr, wrt_list[0] if single else wrt_list)
 
 
-def vjp(expr: Any, *args: Any, has_aux: bool = False, backend: str | None = None) -> Any:
+def vjp(
+    expr: Any,
+    *args: Any,
+    wrt: Wrt | None = None,
+    cotangent: ExprLike | None = None,
+    has_aux: bool = False,
+    backend: str | None = None,
+) -> Any:
     """Symbolic vector-Jacobian product ``vjp(expr, wrt, cotangent)``: the adjoint of each ``wrt``
     symbol given ``expr``'s adjoint.
 
@@ -256,12 +263,13 @@ def vjp(expr: Any, *args: Any, has_aux: bool = False, backend: str | None = None
     if _is_function(expr):
         return _function_vjp(expr, args, has_aux, backend)
     _refuse_function_options("vjp", None, has_aux)
-    if len(args) != 2:
+    given = list(args) + [v for v in (wrt, cotangent) if v is not None]
+    if len(given) != 2:
         raise UnsupportedError(
-            f"vjp(expr, wrt, cotangent) takes an expression, the symbols and a cotangent; got {len(args) + 1} "
-            "arguments (vjp(fn, *primals) takes a Python function)"
+            "vjp(expr, wrt, cotangent) takes an expression, the symbols and a cotangent; got "
+            f"{len(given) + 1} arguments (vjp(fn, *primals) takes a Python function)"
         )
-    wrt, cotangent = args
+    wrt, cotangent = given
     expr = as_expr(expr)
     wrt_list, single = _wrt_list(wrt, "vjp")
     _check_one_symbol_per_name(expr, wrt_list)
@@ -491,8 +499,11 @@ def _resolve_inputs(outputs, inputs, where, extra=()):
     return inputs
 
 
+_DECORATOR = object()  # compile(backend=...) with no function yet: a decorator
+
+
 def compile(
-    outputs: Any = None,
+    outputs: Any = _DECORATOR,
     inputs: Expr | Sequence[Expr] | None = None,
     *,
     backend: str | None = None,
@@ -507,13 +518,16 @@ def compile(
 
     Given a Python function (or used as a decorator), as ``jax.jit``: the function traced on
     its arguments and compiled, returning its output's structure."""
-    if outputs is None or _is_function(outputs):
+    if outputs is _DECORATOR or _is_function(outputs):
         if inputs is not None:
             raise UnsupportedError(
                 "compile: a traced function's parameters are its inputs; inputs= is for expressions, "
                 f"got {inputs!r:.60}"
             )
-        return _traced("compile", outputs, None, None, False, backend, "compile")
+        fn = None if outputs is _DECORATOR else outputs
+        return _traced("compile", fn, None, None, False, backend, "compile")
+    if outputs is None:
+        _as_output(outputs, "compile")  # the error naming what was given
     if isinstance(outputs, (list, tuple)) and pytree.numbers_only(outputs) and outputs:
         leaves, treedef = list(outputs), pytree.TreeDef("tuple", None, [pytree.LEAF] * len(outputs))
     else:

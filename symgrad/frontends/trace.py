@@ -718,6 +718,10 @@ class TracedFunction:
                 arguments[name] = {k: next(it) for k in arguments[name]}
             else:
                 arguments[name] = next(it)
+        for name, param in self._signature.parameters.items():
+            # a default left as it was is not passed (numpy's ufuncs refuse some explicit defaults)
+            if name in arguments and param.default is not param.empty and arguments[name] is param.default:
+                del arguments[name]
         call = inspect.BoundArguments(self._signature, arguments)
         return self._fn(*call.args, **call.kwargs)
 
