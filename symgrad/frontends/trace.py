@@ -454,7 +454,7 @@ class TracedFunction:
         return {a % n for a in self._argnums} if n else set()
 
     def _wrt_treedefs(self, args, kwargs):
-        _, tops, _ = self._flatten(args, kwargs)
+        _, tops, _, _ = self._flatten(args, kwargs)
         return [pytree.flatten(tops[a % len(tops)][1], numbers_leaf=True)[1] for a in self._argnums]
 
     def for_check_grad(self, args, kwargs):
@@ -468,10 +468,11 @@ class TracedFunction:
     def _resolve(self, args, kwargs):
         """((Compiled, output treedef or None), leaves, numeric leaf values) serving this call,
         tracing and compiling if needed; None when an argument holds a symgrad expression."""
-        bound, tops, leaves = self._flatten(args, kwargs)
+        bound, tops, leaves, structure = self._flatten(args, kwargs)
         if any(isinstance(leaf.value, Expr) for leaf in leaves):
             return None
         key, classes = self._classify(leaves, len(tops))
+        key = key + structure if structure else key
         numeric = [leaf.value for leaf in leaves if leaf.kind != "static"]
         plan = self._plans.get(key)
         entry = None if plan is None else self._cache.get(self._full_key(key, plan, classes))
@@ -500,8 +501,8 @@ class TracedFunction:
     # ------------------------------------------------------------ arguments
 
     def _flatten(self, args, kwargs):
-        """The call's top-level arguments (label, value) in parameter order, their leaves, and
-        how to call ``fn`` again."""
+        """How to call ``fn`` again, the call's top-level arguments (label, value) in parameter
+        order, their leaves, and the structure of those that are pytrees."""
         if self._signature is None:
             if kwargs:
                 raise UnsupportedError(
@@ -523,12 +524,15 @@ class TracedFunction:
                     tops.extend((k, v) for k, v in value.items())
                 else:
                     tops.append((name, value))
-        leaves = []
+        leaves, structure = [], []
         for t, (label, value) in enumerate(tops):
             if type(value) is np.ndarray or isinstance(value, (float, int)):
                 leaves.append(_Leaf(label, t, value))
                 continue
-            values, paths, _ = pytree.flatten_with_paths(value, numbers_leaf=True)
+            values, paths, treedef = pytree.flatten_with_paths(value, numbers_leaf=True)
+            if not treedef.is_leaf:
+                # the structure is part of what the trace saw (a tuple is not a list, None is not ())
+                structure.append((t, treedef))
             leaves.extend(
                 _Leaf("_".join([label] + [str(p) for p in path]), t, v) for v, path in zip(values, paths)
             )
@@ -537,7 +541,7 @@ class TracedFunction:
             if not leaf.label.isidentifier() or leaf.label.startswith("__") or leaf.label in used:
                 leaf.label = f"arg{i}"
             used.add(leaf.label)
-        return bound, tops, leaves
+        return bound, tops, leaves, tuple(structure)
 
     def _classify(self, leaves, ntops):
         """Give each leaf its kind, dtype and shape pattern; return the cache key."""

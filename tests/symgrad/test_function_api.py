@@ -493,3 +493,13 @@ def test_symbols_gives_one_symbol_for_one_name_as_sympy():
     assert sg.symbols("r s") == sg.scalars("r s") and len(sg.symbols("r, s")) == 2
     assert sg.symbols("r,") == (r,) and isinstance(sympy.symbols("r,"), tuple)
     assert sg.symbols(["r"]) == (r,)
+
+
+def test_the_structure_of_a_pytree_argument_is_part_of_the_trace_signature():
+    # the function can tell a tuple from a list and None from a value: each traces on its own
+    f = sg.compile(lambda p: p[1] * (2 if isinstance(p, tuple) else 3))
+    assert f((1.0, np.ones(2)))[0] == 2.0 and f([1.0, np.ones(2)])[0] == 3.0
+    assert f((1.0, np.ones(2)))[0] == 2.0
+    g = sg.compile(lambda x, scale=None: x if scale is None else x * scale)
+    assert g(2.0) == 2.0 and g(2.0, 3.0) == 6.0 and g(2.0, None) == 2.0
+    assert f.compile_count == 2 and g.compile_count == 2
