@@ -1,13 +1,19 @@
-"""Tracing plain numpy code: ``sg.value_and_grad(fn, argnums=...)`` on a Python function.
+"""Tracing plain numpy code: ``sg.grad(fn)``, ``sg.value_and_grad(fn)``, ``sg.jacobian(fn)``,
+``sg.hessian(fn)`` and ``sg.compile(fn)`` on a Python function.
 
 On a call, each array or number argument is replaced by a symbol standing for
 it, named after the function's parameter (``W``, ``b``, ``X``; ``args0``,
 ``args1`` for ``*args``), and the function runs once on those symbols: numpy
-calls on them build the graph (``numpy_protocol``). The graph's value and
-gradient with respect to the ``argnums`` parameters are compiled, and the
-compiled function is called with the actual arguments. ``argnums`` counts the
-function's parameters in order (an int gives one gradient, a tuple a tuple of
-gradients, as in JAX); it defaults to 0.
+calls on them build the graph (``numpy_protocol``). An argument may be a pytree
+(nested tuples, lists, dicts, namedtuples, dataclasses; ``symgrad.pytree``):
+each leaf is a symbol named after its path (``params_W``, ``layers_0_b``). The
+transformation (``symgrad.transforms``: the gradient with respect to the
+``argnums`` arguments, a Jacobian, a Hessian, or the output itself) is applied
+to what the function returned, the result is compiled, and the compiled function
+is called with the actual leaves. ``argnums`` counts the function's parameters
+in order (an int gives one result, a tuple a tuple, as in JAX); it defaults to 0.
+Called with symgrad expressions instead (inside another trace: ``sg.grad(sg.grad(f))``),
+the transformation is applied symbolically and expressions come back.
 
 Sizes are symbolic, so one trace and one compile serve every batch size. Each
 axis of an array argument is a named dim, and axes of equal size share one
@@ -21,9 +27,10 @@ A trace is cached per signature of the arguments: each argument's rank and
 dtype, and which of the axes are equal to one another or to 1 (so a batch
 size that happens to equal the feature count, or is 1, traces again; any other
 batch size reuses the compiled function). Python floats and ints are scalar
-symbols (an int differentiated becomes float64); ``bool``, ``None``, strings
-and other hashable values are static: the trace sees the value itself and the
-cache keys on it.
+symbols (an int differentiated becomes float64); ``bool``, strings and other
+hashable values are static: the trace sees the value itself and the cache keys
+on it. ``None`` is an empty pytree, as in JAX; a pytree's structure is part of
+the key too.
 
 Some code needs a size as a number: ``range(X.shape[1])``, ``np.arange(K)``
 compared with a symbolic axis, ``np.eye(d)``. When tracing on symbolic sizes
@@ -34,6 +41,12 @@ the function may run a few times on its first call; it should not have side
 effects that matter. Branching on a symbolic size compares a SymPy symbol:
 ``X.shape[0] > 5`` fails (and makes that size concrete), but ``X.shape[0] == 5``
 is silently False; write such code with the size as a static argument.
+
+A call of arrays and numbers only, given positionally, goes through a small generated
+dispatcher for the most recent signature: it checks each argument's type and dtype and
+that the sizes of different classes of axes still differ and are not 1, then calls the
+compiled entry, which checks the rest; any other call (keywords, pytrees, another
+signature, an entry's InputError) takes the full path above.
 
 Random numbers cannot be drawn inside a traced function (they would be drawn once
 and compiled in as constants): ``np.random.*``, a ``Generator``/``RandomState`` the
