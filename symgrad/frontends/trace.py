@@ -749,7 +749,7 @@ TracedValueAndGrad = TracedFunction
 
 def _dispatcher(compiled, unflat, leaves, slow):
     """A ``__call__`` for calls shaped like ``leaves`` (arrays and numbers, positional): generated
-    code checking each argument's type, dtype and rank, and that the sizes of different classes
+    code checking each argument's type and dtype, and that the sizes of different classes
     of equal axes are still different and not 1 (else the function traces again, as a call with
     those sizes would), then calling the compiled entry; anything else goes to ``slow``."""
     n = len(leaves)
@@ -768,16 +768,18 @@ def _dispatcher(compiled, unflat, leaves, slow):
         if type(value) is float or type(value) is int:
             checks.append(f"type({a}) is {type(value).__name__}")
         elif type(value) is np.ndarray:
+            # the rank is the entry's check (a shape index out of range is an IndexError here)
             namespace[f"_d{i}"] = value.dtype
-            checks.append(f"type({a}) is _nd and {a}.dtype is _d{i} and {a}.ndim == {value.ndim}")
+            checks.append(f"type({a}) is _nd and {a}.dtype is _d{i}")
             for axis, c in enumerate(leaf.shape):
                 if c is not None and c not in sizes:
-                    sizes[c] = f"{a}.shape[{axis}]"
+                    sizes[c] = (f"_s{len(sizes)}", f"{a}.shape[{axis}]")
         else:
             return None
-    reps = list(sizes.values())
-    checks.extend(f"{r} != 1" for r in reps)
-    checks.extend(f"{r} != {s}" for k, r in enumerate(reps) for s in reps[k + 1 :])
+    # each class's size once (the first axis of it), not 1, and unlike every other class's
+    checks.extend(f"({name} := {size}) != 1" for name, size in sizes.values())
+    names = [name for name, _ in sizes.values()]
+    checks.extend(f"{r} != {s}" for k, r in enumerate(names) for s in names[k + 1 :])
     call = f"_entry({', '.join(numeric)})"
     if unflat is not None:
         call = f"_unflatten(_td, {call})"
@@ -785,11 +787,11 @@ def _dispatcher(compiled, unflat, leaves, slow):
     given = ", ".join(f"a{i}" for i in range(n))
     lines = [
         f"def __call__(self, {params + ', /, ' if n else ''}*more, **kw):",
-        f"    if not more and not kw and {' and '.join(checks) or 'True'}:",
-        "        try:",
+        "    try:",
+        f"        if not more and not kw and {' and '.join(checks) or 'True'}:",
         f"            return {call}",
-        "        except _IE:",
-        "            pass",
+        "    except (_IE, IndexError):",
+        "        pass",
         f"    return _slow(self, tuple(a for a in ({given}{',' if n == 1 else ''}) if a is not _M) + more, kw)",
     ]
     exec("\n".join(lines), namespace)  # noqa: S102  (generated from types and indices only)
