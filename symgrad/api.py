@@ -165,8 +165,8 @@ def _jvp_helper(fn, backend):
 def _function_jvp(fn, primals, tangents, backend):
     if transforms.has_expr(primals, tangents):
         return transforms.jvp_symbolic(fn, primals, tangents, getattr(fn, "__name__", "fn"))
-    primals = transforms._tuple(primals, "primals", "jvp")
-    tangents = transforms._tuple(tangents, "tangents", "jvp")
+    primals = transforms.as_tuple(primals, "primals", "jvp")
+    tangents = transforms.as_tuple(tangents, "tangents", "jvp")
     return _jvp_helper(fn, backend or DEFAULT_BACKEND)(primals, tangents)
 
 
@@ -177,7 +177,7 @@ def _function_vjp(fn, primals, has_aux, backend):
         out = fn(*primals)
         aux = None
         if has_aux:
-            out, aux = transforms._split_aux(transforms.Spec("grad", has_aux=True), out, name)
+            out, aux = transforms.split_aux(transforms.Spec("grad", has_aux=True), out, name)
 
         def vjp_fn(cotangent):
             return transforms.vjp_symbolic(fn, primals, cotangent, name, has_aux)
@@ -189,7 +189,7 @@ def _function_vjp(fn, primals, has_aux, backend):
     out = forward(*primals)
     aux = None
     if has_aux:
-        out, aux = transforms._split_aux(transforms.Spec("grad", has_aux=True), out, name)
+        out, aux = transforms.split_aux(transforms.Spec("grad", has_aux=True), out, name)
     call = _weak_call(fn)
 
     def vjp_of(primals, cotangent):

@@ -140,7 +140,7 @@ def _expr_leaf(value, where, name):
     )
 
 
-def _split_aux(spec, out, name):
+def split_aux(spec, out, name):
     if not spec.has_aux:
         return out, None
     if not isinstance(out, (tuple, list)) or len(out) != 2:
@@ -213,7 +213,7 @@ def evaluate(spec: Spec, out: Any, wrt_trees: list[Any], name: str, notes=None) 
             ],
         )
         return Result(spec, tree, title, [], False)
-    out, aux = _split_aux(spec, out, name)
+    out, aux = split_aux(spec, out, name)
     wrt, treedefs = [], []
     for t in wrt_trees:
         leaves, td = flatten(t)
@@ -394,7 +394,7 @@ def _tangents_like(primal_tree, tangents, what, where):
     return out
 
 
-def _tuple(value, what, where):
+def as_tuple(value, what, where):
     if not isinstance(value, (tuple, list)):
         raise UnsupportedError(
             f"{where}: {what} must be a tuple or list with one entry per argument of the function "
@@ -405,8 +405,8 @@ def _tuple(value, what, where):
 
 def jvp_symbolic(fn: Any, primals: Any, tangents: Any, name: str) -> tuple[Any, Any]:
     """``(fn(*primals), the tangent of its output)``, as Exprs (forward mode)."""
-    primals = _tuple(primals, "primals", "jvp")
-    tangents = _tuple(tangents, "tangents", "jvp")
+    primals = as_tuple(primals, "primals", "jvp")
+    tangents = as_tuple(tangents, "tangents", "jvp")
     if len(tangents) != len(primals):
         raise UnsupportedError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     positions = list(range(len(primals)))
@@ -427,7 +427,7 @@ def vjp_symbolic(fn: Any, primals: Any, cotangent: Any, name: str, has_aux: bool
     new_args, trees, mapping = _stand_ins(list(primals), {}, positions, name)
     out = fn(*new_args)
     if has_aux:
-        out = _split_aux(Spec("grad", has_aux=True), out, name)[0]
+        out = split_aux(Spec("grad", has_aux=True), out, name)[0]
     leaves, td = flatten(out)
     ys = [autodiff.float_expr(_expr_leaf(v, "vjp", name), "vjp") for v in leaves]
     c_leaves, c_td = flatten(cotangent, True)

@@ -419,6 +419,9 @@ def test_call_overhead_path_falls_back_for_other_signatures():
     assert vg(x=np.ones(2))[0] == 2.0  # keywords
     assert vg(2.0)[0] == 4.0 and vg(np.float64(2.0))[0] == 4.0
     assert vg.compile_count == 4
+    vg(np.ones(3))
+    assert vg(np.array(3.0))[0] == 9.0  # a lower rank than the dispatcher's: traced as a scalar
+    assert vg.compile_count == 4
 
 
 # ---------------------------------------------------------------- errors
