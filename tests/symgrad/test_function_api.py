@@ -506,3 +506,13 @@ def test_the_structure_of_a_pytree_argument_is_part_of_the_trace_signature():
     g = sg.compile(lambda x, scale=None: x if scale is None else x * scale)
     assert g(2.0) == 2.0 and g(2.0, 3.0) == 6.0 and g(2.0, None) == 2.0
     assert f.compile_count == 2 and g.compile_count == 2
+
+
+def test_scipy_hess_works_when_the_data_fixes_symbolic_sizes():
+    w, X = sg.tensor("w", ("d",)), sg.tensor("X", ("n", "d"))
+    vg = sg.value_and_grad(sg.sum(sg.exp(X @ w)) + sg.sum(w**4), wrt=w, inputs=[w, X])
+    Xd, x = RNG.normal(size=(5, 3)), RNG.normal(size=3)
+    H = vg.scipy(X=Xd).hess(x)
+    # d2/dw2: X^T diag(exp(X w)) X + diag(12 w^2)
+    np.testing.assert_allclose(H, (Xd.T * np.exp(Xd @ x)) @ Xd + np.diag(12 * x**2), rtol=1e-12)
+    assert np.array_equal(H, H.T)
