@@ -108,6 +108,8 @@ from .api import (
     check_grad,
     jvp,
     jacobian,
+    jacfwd,
+    jacrev,
     jacobian_mode,
     hessian,
     hvp,

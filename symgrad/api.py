@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Union, overload
 
+import weakref
+
 import numpy as np
 
 from .errors import InputError, ShapeError, UnsupportedError
@@ -17,15 +19,14 @@ from .graph import (
 )
 from .ops import as_expr
 from .symbol_constructors import tensor, scalar, scalars, symbols  # noqa: F401  (the symbol constructors, re-exported)
-from . import autodiff, sparsity
+from . import autodiff, pytree, sparsity, transforms
 from .codegen import compile_graph
-from .frontends.trace import traced_value_and_grad
+from .frontends.trace import TracedFunction, traced
 
 if TYPE_CHECKING:  # for the hints only: importing these here would load the compiler and SciPy
     import scipy.sparse
 
     from .codegen.runtime import Compiled
-    from .frontends.trace import TracedValueAndGrad
     from .graph import Dim
 
 # what the functions take as an expression: an Expr, or a number or array (a constant)
@@ -39,22 +40,236 @@ DEFAULT_BACKEND = "numba"
 # ---------------------------------------------------------------- symbolic derivatives
 
 
+# ---------------------------------------------------------------- functions, as JAX takes them
+
+
+def _is_function(f):
+    return callable(f) and not isinstance(f, Expr)
+
+
+def _function_spec(kind, fn, second, argnums, has_aux, where, mode="auto", default=0):
+    """The transforms.Spec of ``kind`` for a Python function: the second positional argument is
+    argnums (as in JAX), or argnums= is."""
+    if second is not None:
+        if argnums is not None:
+            raise UnsupportedError(
+                f"{where}: with a function, the second positional argument is argnums; "
+                f"got both {second!r:.40} and argnums={argnums!r:.40}"
+            )
+        argnums = second
+    if kind == "compile":
+        return transforms.Spec("compile")
+    nums, single = transforms.check_argnums(default if argnums is None else argnums, where, fn)
+    return transforms.Spec(kind, nums, single, has_aux, mode)
+
+
+def _traced(kind, fn, second, argnums, has_aux, backend, where, mode="auto"):
+    spec = _function_spec(kind, fn, second, argnums, has_aux, where, mode)
+    if fn is None:  # a decorator with arguments
+        return lambda f: traced(f, _compile_result, spec, backend or DEFAULT_BACKEND)
+    return traced(fn, _compile_result, spec, backend or DEFAULT_BACKEND)
+
+
+def _refuse_function_options(where, argnums, has_aux):
+    if argnums is not None or has_aux:
+        raise UnsupportedError(
+            f"{where}: argnums and has_aux are for Python functions; with an expression, pass wrt="
+        )
+
+
+def _compile_result(result, inputs, backend):
+    """How a traced function compiles what its transformation gave (a transforms.Result):
+    (the Compiled, None); the Compiled returns the result's structure."""
+    if result.plain:
+        # a value_and_grad of plain arguments: the expression API's own compile
+        wrt = result.wrt[0] if result.spec.single else result.wrt
+        return _value_and_grad_expr(result.outputs[0], wrt, inputs, backend), None
+    kind = result.spec.kind
+    primary = len(result.outputs) if kind == "compile" else 1 if kind == "value_and_grad" else 0
+    compiled = _compile_tree(
+        result.outputs,
+        result.treedef,
+        result.names,
+        inputs,
+        backend,
+        result.title,
+        notes=result.notes,
+        primary=primary,
+    )
+    return compiled, None
+
+
+def _compile_tree(outputs, treedef, names, inputs, backend, title, notes=None, primary=None):
+    """Compile ``outputs`` (the leaves of ``treedef``) so that a call returns that structure:
+    built in the generated entry's return statement when it can be, else unflattened after it."""
+    if treedef.kind == "tuple" and all(c.is_leaf for c in treedef.children):
+        code = "out"  # the kernel's tuple as it is
+    else:
+        code = pytree.structure_code(treedef, [f"out[{i}]" for i in range(len(outputs))])
+    compiled = compile_graph(
+        outputs,
+        inputs,
+        output_names=names,
+        structure=code or "out",
+        primary=len(outputs) if primary is None else primary,
+        backend=backend or DEFAULT_BACKEND,
+        title=title,
+        notes=notes,
+    )
+    if code is None:
+        entry = compiled._entry
+
+        def unflattened(*args):
+            return pytree.unflatten(treedef, entry(*args))
+
+        compiled._entry = unflattened  # the Compiled calls this: the structure holds a type by name
+    return compiled
+
+
+# per function: the traced helpers sg.jvp / sg.vjp / sg.hvp compile for it (held weakly)
+_helpers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _helper(fn, key, make):
+    try:
+        table = _helpers.setdefault(fn, {})
+    except TypeError:  # not weakly referable: made for this call alone
+        return make()
+    found = table.get(key)
+    if found is None:
+        found = table[key] = make()
+    return found
+
+
+def _weak_call(fn):
+    """A call of ``fn`` that does not keep it alive (the helpers above are values of a weak table)."""
+    try:
+        ref = weakref.ref(fn)
+    except TypeError:
+        return fn
+    return lambda *args, **kwargs: ref()(*args, **kwargs)
+
+
+def _jvp_helper(fn, backend):
+    name = getattr(fn, "__name__", "fn")
+    call = _weak_call(fn)
+
+    def jvp_of(primals, tangents):
+        return transforms.jvp_symbolic(call, primals, tangents, name)
+
+    return _helper(
+        fn, ("jvp", backend), lambda: traced(jvp_of, _compile_result, transforms.Spec("compile"), backend)
+    )
+
+
+def _function_jvp(fn, primals, tangents, backend):
+    if transforms.has_expr(primals, tangents):
+        return transforms.jvp_symbolic(fn, primals, tangents, getattr(fn, "__name__", "fn"))
+    primals = transforms.as_tuple(primals, "primals", "jvp")
+    tangents = transforms.as_tuple(tangents, "tangents", "jvp")
+    return _jvp_helper(fn, backend or DEFAULT_BACKEND)(primals, tangents)
+
+
+def _function_vjp(fn, primals, has_aux, backend):
+    backend = backend or DEFAULT_BACKEND
+    name = getattr(fn, "__name__", "fn")
+    if transforms.has_expr(primals):
+        out = fn(*primals)
+        aux = None
+        if has_aux:
+            out, aux = transforms.split_aux(transforms.Spec("grad", has_aux=True), out, name)
+
+        def vjp_fn(cotangent):
+            return transforms.vjp_symbolic(fn, primals, cotangent, name, has_aux)
+
+        return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+    forward = _helper(
+        fn, ("compile", backend), lambda: traced(fn, _compile_result, transforms.Spec("compile"), backend)
+    )
+    out = forward(*primals)
+    aux = None
+    if has_aux:
+        out, aux = transforms.split_aux(transforms.Spec("grad", has_aux=True), out, name)
+    call = _weak_call(fn)
+
+    def vjp_of(primals, cotangent):
+        return transforms.vjp_symbolic(call, primals, cotangent, name, has_aux)
+
+    helper = _helper(
+        fn,
+        ("vjp", backend, has_aux),
+        lambda: traced(vjp_of, _compile_result, transforms.Spec("compile"), backend),
+    )
+
+    def vjp_fn(cotangent):
+        """The cotangent of each primal (a tuple) given the output's cotangent."""
+        return helper(tuple(primals), cotangent)
+
+    return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+# ---------------------------------------------------------------- symbolic derivatives
+
+
 @overload
 def grad(expr: ExprLike, wrt: Expr) -> Expr: ...
 @overload
 def grad(expr: ExprLike, wrt: Sequence[Expr]) -> list[Expr]: ...
+@overload
+def grad(
+    expr: Callable[..., Any], wrt: int | Sequence[int] | None = None, **options: Any
+) -> TracedFunction: ...
 
 
-def grad(expr: ExprLike, wrt: Wrt) -> Expr | list[Expr]:
-    """Symbolic gradient of a scalar expression: an Expr per symbol (a list gives a list)."""
+def grad(
+    expr: ExprLike | Callable[..., Any] | None = None,
+    wrt: Wrt | int | Sequence[int] | None = None,
+    *,
+    argnums: int | Sequence[int] | None = None,
+    has_aux: bool = False,
+    backend: str | None = None,
+) -> Expr | list[Expr] | TracedFunction | Callable[[Callable[..., Any]], TracedFunction]:
+    """Symbolic gradient of a scalar expression: an Expr per symbol (a list gives a list).
+
+    Given a Python function (or used as a decorator), as ``jax.grad``: a function returning the
+    gradient with respect to the ``argnums`` arguments (the second positional argument is
+    argnums), in their pytree structure; ``has_aux=True`` when the function returns
+    ``(loss, aux)``, then the call returns ``(gradient, aux)``."""
+    if expr is None or _is_function(expr):
+        return _traced("grad", expr, wrt, argnums, has_aux, backend, "grad")
+    _refuse_function_options("grad", argnums, has_aux)
+    if wrt is None:
+        raise UnsupportedError("grad(expr): say which symbols to differentiate, grad(expr, wrt)")
     expr = as_expr(expr)
     wrt_list, single = _wrt_list(wrt, "grad")
     _check_one_symbol_per_name(expr, wrt_list)
     return autodiff.grad(expr, wrt_list[0] if single else wrt_list)
 
 
-def vjp(expr: ExprLike, wrt: Wrt, cotangent: ExprLike) -> Expr | list[Expr]:
-    """Symbolic vector-Jacobian product: the adjoint of each ``wrt`` symbol given ``expr``'s adjoint."""
+def vjp(
+    expr: Any,
+    *args: Any,
+    wrt: Wrt | None = None,
+    cotangent: ExprLike | None = None,
+    has_aux: bool = False,
+    backend: str | None = None,
+) -> Any:
+    """Symbolic vector-Jacobian product ``vjp(expr, wrt, cotangent)``: the adjoint of each ``wrt``
+    symbol given ``expr``'s adjoint.
+
+    Given a Python function, as ``jax.vjp``: ``vjp(fn, *primals)`` returns ``(out, vjp_fn)``
+    (``(out, vjp_fn, aux)`` with ``has_aux=True``); ``vjp_fn(cotangent)`` returns a tuple with
+    the cotangent of each primal, in its pytree structure."""
+    if _is_function(expr):
+        return _function_vjp(expr, args, has_aux, backend)
+    _refuse_function_options("vjp", None, has_aux)
+    given = list(args) + [v for v in (wrt, cotangent) if v is not None]
+    if len(given) != 2:
+        raise UnsupportedError(
+            "vjp(expr, wrt, cotangent) takes an expression, the symbols and a cotangent; got "
+            f"{len(given) + 1} arguments (vjp(fn, *primals) takes a Python function)"
+        )
+    wrt, cotangent = given
     expr = as_expr(expr)
     wrt_list, single = _wrt_list(wrt, "vjp")
     _check_one_symbol_per_name(expr, wrt_list)
@@ -102,12 +317,15 @@ def _per_symbol(values, wrt_list, single, where, what):
     return out
 
 
-def jvp(
-    expr: ExprLike | Sequence[ExprLike], wrt: Wrt, tangents: ExprLike | Sequence[ExprLike]
-) -> Expr | list[Expr]:
+def jvp(expr: Any, wrt: Any, tangents: Any, *, backend: str | None = None) -> Any:
     """Symbolic Jacobian-vector product (forward mode): the tangent of ``expr`` when each
     ``wrt`` symbol moves along its tangent. ``expr`` may be a list of expressions
-    (which gives a list); tangents are Exprs or arrays shaped like their symbols."""
+    (which gives a list); tangents are Exprs or arrays shaped like their symbols.
+
+    Given a Python function, as ``jax.jvp``: ``jvp(fn, primals, tangents)`` (tuples, one entry
+    per argument, each a pytree) returns ``(fn(*primals), the output's tangent)``."""
+    if _is_function(expr):
+        return _function_jvp(expr, wrt, tangents, backend)
     many = isinstance(expr, (list, tuple))
     exprs = [autodiff.float_expr(e, "jvp") for e in (expr if many else [expr])]
     wrt_list, single = _wrt_list(wrt, "jvp")
@@ -118,14 +336,31 @@ def jvp(
     return result if many else result[0]
 
 
-def jacobian(expr: ExprLike, wrt: Wrt, mode: str = "auto") -> Expr | list[Expr]:
+def jacobian(
+    expr: Any = None,
+    wrt: Any = None,
+    mode: str = "auto",
+    *,
+    argnums: int | Sequence[int] | None = None,
+    has_aux: bool = False,
+    backend: str | None = None,
+) -> Any:
     """Symbolic Jacobian: ``d expr / d w`` of shape ``expr.shape + w.shape`` per symbol.
 
     ``mode="forward"`` builds one JVP per input element, ``"reverse"`` one VJP per
     output element; ``"auto"`` picks forward when the total input size is smaller than
     the output size and reverse otherwise (the seeds' rule). With symbolic sizes it
     picks the side whose size is concrete (``sg.jacobian_mode`` tells which and the
-    sizes compared). The graph has O(N * passes) nodes for an N-node expression."""
+    sizes compared). The graph has O(N * passes) nodes for an N-node expression.
+
+    Given a Python function, as ``jax.jacfwd``/``jax.jacrev``: a function returning, for each
+    leaf of the output, the Jacobian with respect to the ``argnums`` arguments in their pytree
+    structure (shape ``out.shape + arg.shape``)."""
+    if expr is None or _is_function(expr):
+        return _traced("jacobian", expr, wrt, argnums, has_aux, backend, "jacobian", mode)
+    _refuse_function_options("jacobian", argnums, has_aux)
+    if wrt is None:
+        raise UnsupportedError("jacobian(expr): say which symbols to differentiate, jacobian(expr, wrt)")
     expr = autodiff.float_expr(expr, "jacobian")
     wrt_list, single = _wrt_list(wrt, "jacobian")
     _check_one_symbol_per_name(expr, wrt_list)
@@ -143,15 +378,34 @@ def jacobian_mode(expr: ExprLike, wrt: Wrt) -> tuple[str, Dim, Dim]:
 def hessian(expr: ExprLike, wrt: Expr) -> Expr: ...
 @overload
 def hessian(expr: ExprLike, wrt: Sequence[Expr]) -> list[list[Expr]]: ...
+@overload
+def hessian(
+    expr: Callable[..., Any], wrt: int | Sequence[int] | None = None, **options: Any
+) -> TracedFunction: ...
 
 
-def hessian(expr: ExprLike, wrt: Wrt) -> Expr | list[list[Expr]]:
+def hessian(
+    expr: Any = None,
+    wrt: Any = None,
+    *,
+    argnums: int | Sequence[int] | None = None,
+    has_aux: bool = False,
+    backend: str | None = None,
+) -> Any:
     """Symbolic Hessian of a scalar, forward over reverse (the JVP of the gradient graph).
 
     A single symbol gives one Expr of shape ``w.shape + w.shape``; a list gives blocks
     ``H[i][j]`` of shape ``wi.shape + wj.shape``. The Hessian is exactly symmetric and
     each off-diagonal entry is computed once (the blocks above the diagonal are
-    transposes of those below). Input sizes must be concrete."""
+    transposes of those below). Input sizes must be concrete.
+
+    Given a Python function, as ``jax.hessian``: a function returning ``H[i][j]`` over the
+    ``argnums`` arguments, nested in their pytree structure (outer ``i``, inner ``j``)."""
+    if expr is None or _is_function(expr):
+        return _traced("hessian", expr, wrt, argnums, has_aux, backend, "hessian")
+    _refuse_function_options("hessian", argnums, has_aux)
+    if wrt is None:
+        raise UnsupportedError("hessian(expr): say which symbols to differentiate, hessian(expr, wrt)")
     expr = autodiff.scalar_loss(expr, "hessian")
     wrt_list, single = _wrt_list(wrt, "hessian")
     _check_one_symbol_per_name(expr, wrt_list)
@@ -159,9 +413,20 @@ def hessian(expr: ExprLike, wrt: Wrt) -> Expr | list[list[Expr]]:
     return blocks[0][0] if single else blocks
 
 
-def hvp(expr: ExprLike, wrt: Wrt, vectors: ExprLike | Sequence[ExprLike]) -> Expr | list[Expr]:
+def hvp(expr: Any, wrt: Any, vectors: Any, *, backend: str | None = None) -> Any:
     """Symbolic Hessian-vector product ``H v`` of a scalar, without forming H: the JVP of
-    the gradient graph (forward over reverse), a small constant times one gradient."""
+    the gradient graph (forward over reverse), a small constant times one gradient.
+
+    Given a Python function, ``hvp(fn, primals, tangents)`` is JAX's documented
+    ``jvp(grad(fn), primals, tangents)[1]``: H v for the first argument, in its structure."""
+    if _is_function(expr):
+        backend = backend or DEFAULT_BACKEND
+        g = _helper(
+            expr,
+            ("grad", backend),
+            lambda: traced(expr, _compile_result, transforms.Spec("grad", (0,), True), backend),
+        )
+        return _function_jvp(g, wrt, vectors, backend)[1]
     expr = autodiff.scalar_loss(expr, "hvp")
     wrt_list, single = _wrt_list(wrt, "hvp")
     _check_one_symbol_per_name(expr, wrt_list)
@@ -182,14 +447,6 @@ def hessian_sparsity(expr: ExprLike, wrt: Wrt) -> scipy.sparse.csr_matrix:
 
 
 # ---------------------------------------------------------------- compiling
-
-
-def _as_outputs(outputs, where):
-    if isinstance(outputs, (list, tuple)):
-        if not outputs:
-            raise UnsupportedError(f"{where}: no outputs given")
-        return [_as_output(o, where) for o in outputs], True
-    return [_as_output(outputs, where)], False
 
 
 def _as_output(o, where):
@@ -242,29 +499,46 @@ def _resolve_inputs(outputs, inputs, where, extra=()):
     return inputs
 
 
+_DECORATOR = object()  # compile(backend=...) with no function yet: a decorator
+
+
 def compile(
-    outputs: ExprLike | Sequence[ExprLike],
+    outputs: Any = _DECORATOR,
     inputs: Expr | Sequence[Expr] | None = None,
     *,
     backend: str | None = None,
     name: str = "f",
-) -> Compiled:
-    """Compile one expression (returns one value) or a list of them (returns a tuple).
+) -> Any:
+    """Compile one expression (returns one value), or any nested structure of them (tuples,
+    lists, dicts, namedtuples, dataclasses: returns that structure, with lists as tuples), such
+    as the blocks ``sg.hessian(e, [x, y])`` gives.
 
     ``inputs`` gives the argument order (default: the free symbols sorted by name,
-    digit runs as numbers: ``x2`` before ``x10``) and may add symbols the outputs do not use."""
-    outs, many = _as_outputs(outputs, "compile")
+    digit runs as numbers: ``x2`` before ``x10``) and may add symbols the outputs do not use.
+
+    Given a Python function (or used as a decorator), as ``jax.jit``: the function traced on
+    its arguments and compiled, returning its output's structure."""
+    if outputs is _DECORATOR or _is_function(outputs):
+        if inputs is not None:
+            raise UnsupportedError(
+                "compile: a traced function's parameters are its inputs; inputs= is for expressions, "
+                f"got {inputs!r:.60}"
+            )
+        fn = None if outputs is _DECORATOR else outputs
+        return _traced("compile", fn, None, None, False, backend, "compile")
+    if outputs is None:
+        _as_output(outputs, "compile")  # the error naming what was given
+    if isinstance(outputs, (list, tuple)) and pytree.numbers_only(outputs) and outputs:
+        leaves, treedef = list(outputs), pytree.TreeDef("tuple", None, [pytree.LEAF] * len(outputs))
+    else:
+        leaves, treedef = pytree.flatten(outputs)
+    if not leaves:
+        raise UnsupportedError(f"compile: no outputs given in {outputs!r:.60}")
+    outs = [_as_output(o, "compile") for o in leaves]
     ins = _resolve_inputs(outs, inputs, "compile")
-    structure = "out" if many else "out[0]"
-    names = [f"out{i}" for i in range(len(outs))] if many else ["out"]
-    return compile_graph(
-        outs,
-        ins,
-        output_names=names,
-        structure=structure,
-        primary=len(outs),
-        backend=backend or DEFAULT_BACKEND,
-        title=f"compile({name})",
+    names = ["out"] if treedef.is_leaf else [f"out{i}" for i in range(len(outs))]
+    return _compile_tree(
+        outs, pytree.lists_as_tuples(treedef), names, ins, backend, f"compile({name})", primary=len(outs)
     )
 
 
@@ -307,7 +581,8 @@ def value_and_grad(
     *,
     backend: str | None = None,
     argnums: int | Sequence[int] | None = None,
-) -> Compiled | TracedValueAndGrad | Callable[[Callable[..., Any]], TracedValueAndGrad]:
+    has_aux: bool = False,
+) -> Any:
     """Compile a scalar loss and its gradient: ``vg(*args) -> (value, grads)``.
 
     ``wrt`` as a list or tuple gives a tuple of gradients; a single symbol gives one.
@@ -316,42 +591,36 @@ def value_and_grad(
     Called with a Python function instead of an expression (or as a decorator with
     ``argnums``), the function is traced on symbolic stand-ins of its arguments; then
     the second positional argument is ``argnums``, as in JAX:
-    ``sg.value_and_grad(fn, 1)`` differentiates ``fn``'s second parameter."""
+    ``sg.value_and_grad(fn, 1)`` differentiates ``fn``'s second parameter. Arguments may be
+    pytrees (gradients come back in their structure); with ``has_aux=True`` the function
+    returns ``(loss, aux)`` and the call ``((value, aux), grads)``."""
     if isinstance(expr, Expr) or isinstance(expr, (int, float)):
-        if argnums is not None:
+        if argnums is not None or has_aux:
             raise UnsupportedError(
-                "value_and_grad: argnums is for tracing Python functions; with an expression, pass wrt="
+                "value_and_grad: argnums and has_aux are for tracing Python functions; "
+                "with an expression, pass wrt="
             )
         if wrt is None:
             raise UnsupportedError("value_and_grad(expr): say which symbols to differentiate, wrt=[...]")
         return _value_and_grad_expr(expr, wrt, inputs, backend)
     if expr is None or callable(expr):
-        if wrt is not None:
-            if argnums is not None:
-                raise UnsupportedError(
-                    f"value_and_grad: with a function, the second positional argument is argnums; "
-                    f"got both {wrt!r:.40} and argnums={argnums!r:.40}"
-                )
-            argnums = wrt  # JAX's value_and_grad(fun, argnums)
         if inputs is not None:
             raise UnsupportedError(
                 "value_and_grad: a traced function takes (fn, argnums); inputs= is for expressions "
                 f"(the function's parameters are its inputs), got {inputs!r:.60}"
             )
-        argnums = 0 if argnums is None else argnums
-        if expr is None:
-            return lambda fn: traced_value_and_grad(
-                fn, _traced_compile, argnums=argnums, backend=backend or DEFAULT_BACKEND
-            )
-        return traced_value_and_grad(
-            expr, _traced_compile, argnums=argnums, backend=backend or DEFAULT_BACKEND
-        )
+        return _traced("value_and_grad", expr, wrt, argnums, has_aux, backend, "value_and_grad")
     raise UnsupportedError(f"value_and_grad: expected an expression or a function, got {type(expr).__name__}")
 
 
-def _traced_compile(out, wrt, inputs, backend):
-    """How a traced function (frontends.trace) compiles the loss it traced."""
-    return value_and_grad(out, wrt=wrt, inputs=inputs, backend=backend)
+def jacfwd(expr: Any = None, wrt: Any = None, **options: Any) -> Any:
+    """``sg.jacobian(..., mode="forward")``: one JVP per input element (JAX's ``jacfwd``)."""
+    return jacobian(expr, wrt, "forward", **options)
+
+
+def jacrev(expr: Any = None, wrt: Any = None, **options: Any) -> Any:
+    """``sg.jacobian(..., mode="reverse")``: one VJP per output element (JAX's ``jacrev``)."""
+    return jacobian(expr, wrt, "reverse", **options)
 
 
 def value_grad_and_hessian(
@@ -415,6 +684,9 @@ def check_grad(vg: Compiled, *args: Any, eps: float | None = None, **kwargs: Any
 
     The error returned is ``max |g - numeric| / max(1, |numeric|)`` over every element
     of every ``wrt`` input; expect about 1e-9 or less for a correct float64 gradient."""
+    if isinstance(vg, TracedFunction):
+        vg, args = vg.for_check_grad(args, kwargs)
+        kwargs = {}
     if not hasattr(vg, "inputs") or not hasattr(vg, "output_names") or vg.output_names[0] != "value":
         raise UnsupportedError("check_grad takes a function made by sg.value_and_grad")
     bound = vg._bind(args, kwargs)
@@ -422,8 +694,7 @@ def check_grad(vg: Compiled, *args: Any, eps: float | None = None, **kwargs: Any
     values = [np.array(a, dtype=s.dtype, copy=True) for a, s in zip(bound, vg.inputs)]
     value, grads = vg(*values)
     wrt_names = [n[2:] for n in vg.output_names[1:]]
-    if not isinstance(grads, tuple):
-        grads = (grads,)
+    grads = pytree.flatten(grads)[0]  # a tuple of gradients, one, or a pytree of them
     worst = 0.0
     for name, g in zip(wrt_names, grads):
         k = vg.input_names.index(name)

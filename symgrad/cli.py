@@ -1,4 +1,4 @@
-"""The ``symgrad`` command: ``symgrad demo`` and ``symgrad bench``."""
+"""The ``symgrad`` command: ``symgrad demo``, ``symgrad bench``, ``symgrad cache``, ``--version``."""
 
 import argparse
 import os
@@ -77,6 +77,21 @@ def demo(out=None):
     say("Run it again: the second process loads the machine code from the cache.")
 
 
+# what each command does, for `symgrad --help` and `symgrad <command> --help` (plain text: argparse
+# prints it as it is)
+COMMANDS = {
+    "demo": "compile the seed loss z = x*y + sin(x) and a small MLP, print the generated source "
+    "and time a call next to numpy by hand",
+    "bench": "time building, a forward call and a value-and-grad call on the benchmark losses "
+    "against numpy by hand, hand-fused loops and the peers that are installed "
+    "(JAX, PyTorch, autograd, SymPy); symgrad bench --help lists its options",
+    "cache": "the on-disk cache of generated modules and machine code: symgrad cache info shows "
+    "where it is, its size and its cap (SYMGRAD_CACHE_DIR, SYMGRAD_CACHE_MAX_BYTES); "
+    "symgrad cache clear empties it",
+}
+DESCRIPTION = "compile a loss to a fast function returning its value and exact gradient"
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
@@ -84,19 +99,17 @@ def main(argv=None):
         from . import bench
 
         return bench.main(argv[1:], prog="symgrad bench")
-    parser = argparse.ArgumentParser(prog="symgrad", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="compile the seed loss and a small MLP, print source and timings")
-    sub.add_parser(
-        "bench",
-        help="build, forward and value-and-grad times against numpy by hand, "
-        "hand-fused loops and the peers that are installed (symgrad bench --help)",
+    parser = argparse.ArgumentParser(prog="symgrad", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"symgrad {sg.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    sub.add_parser("demo", help=COMMANDS["demo"], description=COMMANDS["demo"])
+    sub.add_parser("bench", help=COMMANDS["bench"], description=COMMANDS["bench"])
+    cache = sub.add_parser("cache", help=COMMANDS["cache"], description=COMMANDS["cache"])
+    cache.add_argument(
+        "action",
+        choices=["info", "clear"],
+        help="info: the directory, its size, the number of modules and the cap; clear: delete it all",
     )
-    cache = sub.add_parser(
-        "cache",
-        help="where compiled code is cached, its size and cap (SYMGRAD_CACHE_MAX_BYTES); clear it",
-    )
-    cache.add_argument("action", choices=["info", "clear"])
     args = parser.parse_args(argv)
     if args.command == "cache":
         if args.action == "clear":

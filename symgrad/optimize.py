@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import api, autodiff, sparsity
+from . import api, autodiff, pytree, sparsity
 from .codegen import runtime
 from .errors import InputError, UnsupportedError
 from .graph import Expr, concrete, size_of, shape_str
@@ -254,7 +254,7 @@ class ScipyProblem:
         """(value, gradient) at ``x``: for ``minimize(..., jac=True)``. ``args`` are the inputs
         not fixed in ``scipy(...)``, in input order (minimize's ``args=``)."""
         value, grads = self.vg(**self._kwargs(x, args))
-        grads = (grads,) if not isinstance(grads, tuple) else grads
+        grads = pytree.flatten(grads)[0]  # one gradient, a tuple of them or a pytree
         result = float(value), self._flat(grads)
         self._last = (np.array(x, dtype=np.float64), args, result)
         return result
@@ -280,7 +280,21 @@ class ScipyProblem:
         return self.fun(x, *args)
 
     def hess(self, x: ArrayLike, *args: Any) -> np.ndarray:
-        """The dense Hessian at ``x``, an (n, n) float64 array."""
+        """The dense Hessian at ``x``, an (n, n) float64 array.
+
+        With concrete ``wrt`` sizes it is one compiled function; with symbolic sizes (which
+        the data fixes only at the call) it is one Hessian-vector product per column, each
+        compiled once for every size, mirrored to be exactly symmetric."""
+        if not all(concrete(w.shape) for w in self.wrt):
+            x = np.asarray(x, dtype=np.float64)
+            n = x.size
+            columns = np.empty((n, n))
+            unit = np.zeros(n)
+            for j in range(n):
+                unit[j] = 1.0
+                columns[:, j] = self.hessp(x, unit, *args)
+                unit[j] = 0.0
+            return (columns + columns.T) / 2
         if self._hess is None:
             loss = self.vg.outputs[0]
             blocks = api.hessian(loss, self.wrt)

@@ -37,5 +37,11 @@ def scalars(names: str | Iterable[str], dtype: Any = "float64") -> tuple[Expr, .
     return tuple(scalar(n, dtype) for n in names)
 
 
-def symbols(names: str | Iterable[str], dtype: Any = "float64") -> tuple[Expr, ...]:
+def symbols(names: str | Iterable[str], dtype: Any = "float64") -> Expr | tuple[Expr, ...]:
+    """Scalars as SymPy's ``symbols`` gives them: one name gives one symbol (``r = sg.symbols("r")``),
+    several names (separated by spaces or commas), a trailing comma or a list give a tuple."""
+    if isinstance(names, str):
+        text = names.strip()
+        if text and "," not in text and not any(c.isspace() for c in text):
+            return scalar(text, dtype)
     return scalars(names, dtype)

@@ -1,13 +1,19 @@
-"""Tracing plain numpy code: ``sg.value_and_grad(fn, argnums=...)`` on a Python function.
+"""Tracing plain numpy code: ``sg.grad(fn)``, ``sg.value_and_grad(fn)``, ``sg.jacobian(fn)``,
+``sg.hessian(fn)`` and ``sg.compile(fn)`` on a Python function.
 
 On a call, each array or number argument is replaced by a symbol standing for
 it, named after the function's parameter (``W``, ``b``, ``X``; ``args0``,
 ``args1`` for ``*args``), and the function runs once on those symbols: numpy
-calls on them build the graph (``numpy_protocol``). The graph's value and
-gradient with respect to the ``argnums`` parameters are compiled, and the
-compiled function is called with the actual arguments. ``argnums`` counts the
-function's parameters in order (an int gives one gradient, a tuple a tuple of
-gradients, as in JAX); it defaults to 0.
+calls on them build the graph (``numpy_protocol``). An argument may be a pytree
+(nested tuples, lists, dicts, namedtuples, dataclasses; ``symgrad.pytree``):
+each leaf is a symbol named after its path (``params_W``, ``layers_0_b``). The
+transformation (``symgrad.transforms``: the gradient with respect to the
+``argnums`` arguments, a Jacobian, a Hessian, or the output itself) is applied
+to what the function returned, the result is compiled, and the compiled function
+is called with the actual leaves. ``argnums`` counts the function's parameters
+in order (an int gives one result, a tuple a tuple, as in JAX); it defaults to 0.
+Called with symgrad expressions instead (inside another trace: ``sg.grad(sg.grad(f))``),
+the transformation is applied symbolically and expressions come back.
 
 Sizes are symbolic, so one trace and one compile serve every batch size. Each
 axis of an array argument is a named dim, and axes of equal size share one
@@ -21,9 +27,10 @@ A trace is cached per signature of the arguments: each argument's rank and
 dtype, and which of the axes are equal to one another or to 1 (so a batch
 size that happens to equal the feature count, or is 1, traces again; any other
 batch size reuses the compiled function). Python floats and ints are scalar
-symbols (an int differentiated becomes float64); ``bool``, ``None``, strings
-and other hashable values are static: the trace sees the value itself and the
-cache keys on it.
+symbols (an int differentiated becomes float64); ``bool``, strings and other
+hashable values are static: the trace sees the value itself and the cache keys
+on it. ``None`` is an empty pytree, as in JAX; a pytree's structure is part of
+the key too.
 
 Some code needs a size as a number: ``range(X.shape[1])``, ``np.arange(K)``
 compared with a symbolic axis, ``np.eye(d)``. When tracing on symbolic sizes
@@ -34,6 +41,12 @@ the function may run a few times on its first call; it should not have side
 effects that matter. Branching on a symbolic size compares a SymPy symbol:
 ``X.shape[0] > 5`` fails (and makes that size concrete), but ``X.shape[0] == 5``
 is silently False; write such code with the size as a static argument.
+
+A call of arrays and numbers only, given positionally, goes through a small generated
+dispatcher for the most recent signature: it checks each argument's type and dtype and
+that the sizes of different classes of axes still differ and are not 1, then calls the
+compiled entry, which checks the rest; any other call (keywords, pytrees, another
+signature, an entry's InputError) takes the full path above.
 
 Random numbers cannot be drawn inside a traced function (they would be drawn once
 and compiled in as constants): ``np.random.*``, a ``Generator``/``RandomState`` the
@@ -51,9 +64,10 @@ import types
 
 import numpy as np
 
-from ..errors import ShapeError, SymgradError, UnsupportedError
+from .. import pytree, transforms
+from ..autodiff import RuleNotes
+from ..errors import InputError, SymgradError, UnsupportedError
 from ..graph import Expr, as_dtype, is_float, shape_str
-from ..ops import as_expr
 from ..symbol_constructors import tensor
 from . import numpy_protocol  # installs numpy's protocols on Expr
 
@@ -224,20 +238,6 @@ def _generator_state(g):
     return pickle.dumps(bits.state)
 
 
-def _numbers_only(value):
-    """A list or tuple (nested or not) of plain numbers: read as an array when differentiated."""
-    if isinstance(value, dict):
-        return False
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, (list, tuple)):
-            stack.extend(v)
-        elif isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            return False
-    return True
-
-
 def _hashable(value):
     try:
         hash(value)
@@ -247,12 +247,13 @@ def _hashable(value):
 
 
 class _Leaf:
-    """One argument of a call: its label, where it goes back, and how it is traced."""
+    """One array, number or static value among a call's arguments (a leaf of their pytrees):
+    its label (the symbol's name), which top-level argument it belongs to, and how it is traced."""
 
-    __slots__ = ("label", "path", "value", "kind", "dtype", "shape")
+    __slots__ = ("label", "top", "value", "kind", "dtype", "shape")
 
-    def __init__(self, label, path, value):
-        self.label, self.path, self.value = label, path, value
+    def __init__(self, label, top, value):
+        self.label, self.top, self.value = label, top, value
         self.kind = self.dtype = self.shape = None
 
 
@@ -261,62 +262,63 @@ def is_dask(value):
     return type(value).__module__.startswith("dask.") and hasattr(value, "chunks")
 
 
-def traced_value_and_grad(fn, compile, argnums=0, backend="numba"):
-    """``fn`` traced on symbolic stand-ins of its arguments, compiled with its gradient by
-    ``compile(out, wrt, inputs, backend)`` (the public API's value_and_grad of an expression)."""
-    return TracedValueAndGrad(fn, compile, argnums, backend)
+def traced(fn, compile, spec, backend="numba"):
+    """``fn`` transformed by ``spec`` (a ``transforms.Spec``), traced on symbolic stand-ins of its
+    arguments and compiled by ``compile(result, inputs, backend) -> (Compiled, unflatten)``
+    (the public API's compile of a ``transforms.Result``)."""
+    return TracedFunction(fn, compile, spec, backend)
 
 
-class TracedValueAndGrad:
-    """Call it like ``fn``; it returns ``(value, gradient)`` or ``(value, (gradients...))``.
+class _Missing:
+    def __repr__(self):
+        return "<no argument>"
 
-    ``.source`` is the generated source of the most recent call's compiled
-    function and ``.compiled_for(*args)`` the compiled function serving
-    ``args`` (call that one directly in a hot loop: it skips the signature
-    lookup). ``.trace_count`` counts the runs of ``fn`` on symbols and
-    ``.compile_count`` the compiled functions made."""
 
-    def __init__(self, fn, compile, argnums=0, backend="numba"):
+_MISSING = _Missing()
+_STATIC_SINGLETONS = (True, False, None)
+
+
+class TracedFunction:
+    """A Python function, transformed (value_and_grad, grad, jacobian, hessian) or only compiled,
+    traced on symbolic stand-ins of its arguments: call it like ``fn``.
+
+    Arguments are pytrees (nested tuples, lists, dicts, namedtuples, dataclasses) of arrays and
+    numbers; derivatives come back in the structure of the differentiated arguments. Called
+    with symgrad expressions (inside another trace, as in ``sg.grad(sg.grad(f))``) it returns
+    expressions. It has what a ``Compiled`` has, for the most recent call's compiled function:
+    ``.source``, ``.kernel``, ``.inputs`` (the leaves of the arguments, in order; static values
+    are not inputs), ``.outputs``, ``.compiles``, ``.save(path)``; and ``.scipy(*args)``,
+    ``.compiled_for(*args)`` (the Compiled serving ``args``, taking the leaves), ``.trace_count``
+    (runs of ``fn`` on symbols) and ``.compile_count``.
+
+    A call of arrays and numbers only, positionally, goes through a dispatcher generated for the
+    last signature seen: it checks each argument's type and dtype and that no two classes of
+    equal axes have become equal or 1, then calls the compiled entry (which checks the rest)."""
+
+    def __init__(self, fn, compile, spec, backend="numba"):
         if not callable(fn):
-            raise UnsupportedError(f"value_and_grad: {fn!r:.60} is not a function")
-        functools.update_wrapper(self, fn)
+            raise UnsupportedError(f"{spec.kind}: {fn!r:.60} is not a function")
+        functools.update_wrapper(self, fn, updated=())
         self._fn = fn
+        self._spec = spec
         self._name = getattr(fn, "__name__", type(fn).__name__)
         try:
             self._signature = inspect.signature(fn)
         except (TypeError, ValueError):
             self._signature = None
-        self._single = not isinstance(argnums, (tuple, list))
-        argnums = (argnums,) if self._single else tuple(argnums)
-        if not argnums:
-            raise UnsupportedError("value_and_grad: argnums is empty; say which arguments to differentiate")
-        for a in argnums:
-            if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
-                raise UnsupportedError(self._not_an_argnum(a))
-        self._argnums = tuple(int(a) for a in argnums)
-        if len(set(self._argnums)) != len(self._argnums):
-            raise UnsupportedError(f"value_and_grad: argnums {self._argnums} repeats an argument")
-        self._check_arity()
+        self._argnums = spec.argnums
+        self._single = spec.single
+        if spec.differentiates:
+            self._check_arity()
         self._backend = backend
         self._build = compile
         self._plans = {}  # argument signature -> dim classes that must be concrete
-        self._cache = {}  # (signature, sizes of the concrete classes) -> Compiled
-        # the same for calls of arrays and numbers only, keyed without binding the signature
-        self._fast_plans, self._fast = {}, {}
-        self._positional = self._positional_count()
+        self._cache = {}  # (signature, sizes of the concrete classes) -> (Compiled, output treedef)
+        self._dispatchers = {}  # id(Compiled) -> the class whose __call__ dispatches to it
         self._lock = threading.RLock()
         self._last = None
         self.trace_count = 0
         self.compile_count = 0
-
-    def _not_an_argnum(self, a):
-        message = (
-            f"value_and_grad: argnums must be an int or a tuple of ints (positions of "
-            f"{self._name}'s parameters, as in JAX), got {a!r:.60}"
-        )
-        if isinstance(a, str) and self._signature is not None and a in self._signature.parameters:
-            message += f"; {a!r} is parameter {list(self._signature.parameters).index(a)}"
-        return message
 
     def _check_arity(self):
         """argnums out of range for a function of a fixed number of parameters is refused now,
@@ -332,101 +334,180 @@ class TracedValueAndGrad:
             if not -n <= a < n:
                 names = ", ".join(self._signature.parameters)
                 raise UnsupportedError(
-                    f"value_and_grad: argnums {a} is out of range for {self._name}, which takes "
+                    f"{self._spec.kind}: argnums {a} is out of range for {self._name}, which takes "
                     f"{n} argument{'' if n == 1 else 's'} ({names})"
                 )
-
-    def _positional_count(self):
-        """How many arguments a call of only positional arguments binds one to one, or -1."""
-        if self._signature is None:
-            return -1
-        kinds = [p.kind for p in self._signature.parameters.values()]
-        plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        return len(kinds) if all(k in plain for k in kinds) else -1
 
     def __get__(self, instance, owner=None):
         # decorating a method: the instance is the first (static) argument
         return self if instance is None else functools.partial(self, instance)
 
     def __repr__(self):
-        return (
-            f"<symgrad traced value_and_grad of {getattr(self._fn, '__qualname__', self._fn)}, "
-            f"argnums={self._argnums[0] if self._single else self._argnums}, "
-            f"{len(self._cache)} compiled>"
+        head = (
+            f"<symgrad traced {self._spec.describe(getattr(self._fn, '__qualname__', self._name))}: "
+            f"{len(self._cache)} compiled, {self.trace_count} trace{'' if self.trace_count == 1 else 's'}"
         )
+        if self._last is None:
+            return head + " (not called yet: a call traces and compiles it)>"
+        last = repr(self._last[0]).replace("\n", "\n  ")
+        return f"{head}\n  most recent call: {last}>"
 
     # ------------------------------------------------------------ calling
 
     def __call__(self, *args, **kwargs):
-        fast = None if kwargs or len(args) != self._positional else self._fast_key(args)
-        if fast is not None:
-            plan = self._fast_plans.get(fast[0])
-            if plan is not None:
-                compiled = self._fast.get((fast[0], tuple(fast[1][c] for c in plan)))
-                if compiled is not None:
-                    self._last = compiled
-                    return compiled(*args)
-        compiled, numeric, plan = self._lookup(args, kwargs)
-        if fast is not None:
-            self._fast_plans[fast[0]] = plan
-            self._fast[(fast[0], tuple(fast[1][c] for c in plan))] = compiled
-        return compiled(*numeric)
+        return self._slow_call(args, kwargs)
 
-    @staticmethod
-    def _fast_key(args):
-        """For a call with only arrays and numbers: the argument signature (dtypes and which
-        axes are equal or 1) and the size of each class of equal axes, without binding."""
-        sizes = {}
-        key = []
-        for a in args:
-            kind = type(a)
-            if kind is np.ndarray:
-                key.append(
-                    (a.dtype, tuple(None if d == 1 else sizes.setdefault(d, len(sizes)) for d in a.shape))
-                )
-            elif kind is float or kind is int:
-                key.append(kind)
-            else:
-                return None
-        return tuple(key), list(sizes)
+    def _slow_call(self, args, kwargs):
+        found = self._resolve(args, kwargs)
+        if found is None:  # symgrad values: the transformation, symbolically
+            return transforms.call_symbolic(self._spec, self._fn, args, kwargs, self._name)
+        (compiled, unflat), leaves, numeric = found
+        if not kwargs and len(leaves) == len(args) and all(leaf.value is a for leaf, a in zip(leaves, args)):
+            self._install_dispatcher(compiled, unflat, leaves)
+        out = compiled(*numeric)
+        return out if unflat is None else pytree.unflatten(unflat, out)
+
+    def _install_dispatcher(self, compiled, unflat, leaves):
+        cls = self._dispatchers.get(id(compiled))
+        if cls is None:
+            dispatch = _dispatcher(compiled, unflat, leaves, TracedFunction._slow_call)
+            if dispatch is None:
+                return
+            cls = self._dispatchers[id(compiled)] = type(
+                "TracedFunction", (TracedFunction,), {"__call__": dispatch, "__module__": __name__}
+            )
+        if self.__class__ is not cls:
+            self.__class__ = cls
 
     def compiled_for(self, *args, **kwargs):
         """The Compiled function serving these arguments (tracing and compiling if needed);
-        its inputs are the array and number arguments, in order."""
-        compiled, _, _ = self._lookup(args, kwargs)
-        return compiled
+        its inputs are the array and number leaves of the arguments, in order."""
+        return self._numeric(args, kwargs)[0][0]
 
-    @property
-    def source(self):
+    def _numeric(self, args, kwargs):
+        found = self._resolve(args, kwargs)
+        if found is None:
+            raise UnsupportedError(
+                f"{self._name}: this needs arrays and numbers as arguments, not symgrad expressions"
+            )
+        return found
+
+    # ------------------------------------------------------------ what a Compiled has
+
+    def _current(self, what):
         if self._last is None:
             raise UnsupportedError(
                 f"{self._name} has not been traced yet: call it once (tracing "
-                "needs the arguments' ranks and dtypes), then read .source"
+                f"needs the arguments' ranks and dtypes), then read .{what}"
             )
-        return self._last.source
+        return self._last[0]
 
-    def _lookup(self, args, kwargs):
-        bound, leaves = self._flatten(args, kwargs)
-        key, classes = self._classify(leaves)
+    @property
+    def source(self):
+        return self._current("source").source
+
+    @property
+    def kernel(self):
+        return self._current("kernel").kernel
+
+    @property
+    def kernel_checked(self):
+        return self._current("kernel_checked").kernel_checked
+
+    @property
+    def inputs(self):
+        return self._current("inputs").inputs
+
+    @property
+    def input_names(self):
+        return self._current("input_names").input_names
+
+    @property
+    def outputs(self):
+        return self._current("outputs").outputs
+
+    @property
+    def output_names(self):
+        return self._current("output_names").output_names
+
+    @property
+    def compiles(self):
+        """Every machine-code compile of every compiled function this traced function made."""
+        return [record for compiled, _ in list(self._cache.values()) for record in compiled.compiles]
+
+    def save(self, path):
+        """Save the most recent call's compiled function (``Compiled.save``); the saved module's
+        ``call`` takes the leaves of the arguments in ``.inputs`` order and returns the outputs
+        as a flat tuple when the result holds namedtuples or dataclasses."""
+        return self._current("save()").save(path)
+
+    def scipy(self, *args, **kwargs):
+        """A SciPy problem (``Compiled.scipy``) for a traced ``value_and_grad``: give every
+        argument, as in a call; the differentiated ones are the starting point (``p.x0``, packed)
+        and the others are held fixed. ``p.pack(tree)`` and ``p.unpack(x)`` convert between the
+        differentiated arguments' structure and SciPy's flat vector."""
+        self._check_value_and_grad("scipy()")
+        (compiled, _), leaves, _ = self._numeric(args, kwargs)
+        wrt_tops = self._wrt_tops(leaves)
+        fixed = {
+            leaf.label: leaf.value for leaf in leaves if leaf.kind != "static" and leaf.top not in wrt_tops
+        }
+        treedefs = self._wrt_treedefs(args, kwargs)
+        problem = compiled.scipy(**fixed)
+        start = [leaf.value for leaf in leaves if leaf.top in wrt_tops]
+        return TreeProblem(problem, treedefs, self._single, start)
+
+    def _check_value_and_grad(self, what):
+        if self._spec.kind != "value_and_grad" or self._spec.has_aux:
+            raise UnsupportedError(
+                f"{what} takes a function made by sg.value_and_grad without has_aux; this is "
+                f"{self._spec.describe(self._name)}"
+            )
+
+    def _wrt_tops(self, leaves):
+        n = (max(leaf.top for leaf in leaves) + 1) if leaves else 0
+        return {a % n for a in self._argnums} if n else set()
+
+    def _wrt_treedefs(self, args, kwargs):
+        _, tops, _, _ = self._flatten(args, kwargs)
+        return [pytree.flatten(tops[a % len(tops)][1], numbers_leaf=True)[1] for a in self._argnums]
+
+    def for_check_grad(self, args, kwargs):
+        """The Compiled serving this call and its argument leaves (``sg.check_grad``)."""
+        self._check_value_and_grad("check_grad")
+        found = self._numeric(args, kwargs)
+        return found[0][0], found[2]
+
+    # ------------------------------------------------------------ resolving a call
+
+    def _resolve(self, args, kwargs):
+        """((Compiled, output treedef or None), leaves, numeric leaf values) serving this call,
+        tracing and compiling if needed; None when an argument holds a symgrad expression."""
+        bound, tops, leaves, structure = self._flatten(args, kwargs)
+        if any(isinstance(leaf.value, Expr) for leaf in leaves):
+            return None
+        key, classes = self._classify(leaves, len(tops))
+        key = key + structure if structure else key
         numeric = [leaf.value for leaf in leaves if leaf.kind != "static"]
         plan = self._plans.get(key)
-        compiled = None if plan is None else self._cache.get(self._full_key(key, plan, classes))
-        if compiled is None:
+        entry = None if plan is None else self._cache.get(self._full_key(key, plan, classes))
+        if entry is None:
             with self._lock:
                 plan = self._plans.get(key)
                 graph = None
                 if plan is None:
-                    plan, graph = self._plan(bound, leaves, classes)
+                    plan, graph = self._plan(bound, tops, leaves, classes)
                     self._plans[key] = plan
                 full_key = self._full_key(key, plan, classes)
-                compiled = self._cache.get(full_key)
-                if compiled is None:
+                entry = self._cache.get(full_key)
+                if entry is None:
                     if graph is None:
-                        graph = self._trace_or_explain(bound, leaves, classes, set(plan))
-                    compiled = self._compile(*graph)
-                    self._cache[full_key] = compiled
-        self._last = compiled
-        return compiled, numeric, plan
+                        graph = self._trace_or_explain(bound, tops, leaves, classes, set(plan))
+                    self.compile_count += 1
+                    entry = self._build(*graph, self._backend)
+                    self._cache[full_key] = entry
+        self._last = entry
+        return entry, leaves, numeric
 
     @staticmethod
     def _full_key(key, plan, classes):
@@ -435,69 +516,71 @@ class TracedValueAndGrad:
     # ------------------------------------------------------------ arguments
 
     def _flatten(self, args, kwargs):
-        """The call's arguments as leaves in parameter order, and how to call ``fn`` again."""
+        """How to call ``fn`` again, the call's top-level arguments (label, value) in parameter
+        order, their leaves, and the structure of those that are pytrees."""
         if self._signature is None:
             if kwargs:
                 raise UnsupportedError(
                     f"{self._name}: keyword arguments need a function whose signature inspect can read"
                 )
-            return None, [_Leaf(f"arg{i}", (i,), v) for i, v in enumerate(args)]
-        try:
-            bound = self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{self._name}{self._signature}: {exc}") from None
-        bound.apply_defaults()
-        leaves = []
-        for name, value in bound.arguments.items():
-            kind = self._signature.parameters[name].kind
-            if kind is inspect.Parameter.VAR_POSITIONAL:
-                leaves.extend(_Leaf(f"{name}{i}", (name, i), v) for i, v in enumerate(value))
-            elif kind is inspect.Parameter.VAR_KEYWORD:
-                leaves.extend(_Leaf(k, (name, k), v) for k, v in value.items())
-            else:
-                leaves.append(_Leaf(name, (name,), value))
+            bound, tops = None, [(f"arg{i}", v) for i, v in enumerate(args)]
+        else:
+            try:
+                bound = self._signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{self._name}{self._signature}: {exc}") from None
+            bound.apply_defaults()
+            tops = []
+            for name, value in bound.arguments.items():
+                kind = self._signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_POSITIONAL:
+                    tops.extend((f"{name}{i}", v) for i, v in enumerate(value))
+                elif kind is inspect.Parameter.VAR_KEYWORD:
+                    tops.extend((k, v) for k, v in value.items())
+                else:
+                    tops.append((name, value))
+        leaves, structure = [], []
+        for t, (label, value) in enumerate(tops):
+            if type(value) is np.ndarray or isinstance(value, (float, int)):
+                leaves.append(_Leaf(label, t, value))
+                continue
+            values, paths, treedef = pytree.flatten_with_paths(value, numbers_leaf=True)
+            if not treedef.is_leaf:
+                # the structure is part of what the trace saw (a tuple is not a list, None is not ())
+                structure.append((t, treedef))
+            leaves.extend(
+                _Leaf("_".join([label] + [str(p) for p in path]), t, v) for v, path in zip(values, paths)
+            )
         used = set()
         for i, leaf in enumerate(leaves):
             if not leaf.label.isidentifier() or leaf.label.startswith("__") or leaf.label in used:
                 leaf.label = f"arg{i}"
             used.add(leaf.label)
-        return bound, leaves
+        return bound, tops, leaves, tuple(structure)
 
-    def _classify(self, leaves):
+    def _classify(self, leaves, ntops):
         """Give each leaf its kind, dtype and shape pattern; return the cache key."""
-        n = len(leaves)
         wrt = set()
-        for a in self._argnums:
-            if not -n <= a < n:
-                raise UnsupportedError(
-                    f"value_and_grad: argnums {a} is out of range for "
-                    f"{self._name}, called with {n} argument(s)"
-                )
-            wrt.add(a % n)
+        if self._spec.differentiates:
+            for a in self._argnums:
+                if not -ntops <= a < ntops:
+                    raise UnsupportedError(
+                        f"{self._spec.kind}: argnums {a} is out of range for "
+                        f"{self._name}, called with {ntops} argument(s)"
+                    )
+                wrt.add(a % ntops)
         classes = {}
         key = []
-        for i, leaf in enumerate(leaves):
+        for leaf in leaves:
             value = leaf.value
+            differentiated = leaf.top in wrt
             where = f"argument {leaf.label!r} of {self._name}"
-            if isinstance(value, Expr):
-                raise UnsupportedError(
-                    f"{where} is a symgrad expression; a traced function takes "
-                    "numbers and arrays (for expressions use "
-                    "sg.value_and_grad(expr, wrt=...))"
-                )
             if hasattr(value, "tocsr"):
                 raise UnsupportedError(
                     f"{where} is a scipy.sparse {type(value).__name__}: sparse matrices are not "
                     f"supported; pass {leaf.label}.toarray()"
                 )
-            if isinstance(value, (list, tuple, dict)) and not _numbers_only(value):
-                if i in wrt or not _hashable(value):
-                    raise UnsupportedError(
-                        f"{where} is a {type(value).__name__} holding arrays or other objects; "
-                        "tuples, lists and dicts of arrays (pytrees) are not supported yet: "
-                        "pass each array as its own argument"
-                    )
-            if i in wrt and isinstance(value, (list, tuple)):
+            if differentiated and isinstance(value, (list, tuple)):
                 try:
                     value = leaf.value = np.asarray(value, dtype=np.float64)
                 except ValueError as exc:  # ragged nesting
@@ -511,7 +594,7 @@ class TracedValueAndGrad:
                         "call .compute_chunk_sizes() on it first"
                     )
                 dtype = as_dtype(value.dtype, where=where)
-                if i in wrt and not is_float(dtype):
+                if differentiated and not is_float(dtype):
                     raise UnsupportedError(
                         f"{where} is differentiated (argnums) but has dtype "
                         f"{dtype}; only float arguments get gradients"
@@ -522,20 +605,18 @@ class TracedValueAndGrad:
                 )
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 leaf.kind, leaf.shape = "scalar", ()
-                leaf.dtype = "float64" if (isinstance(value, float) or i in wrt) else "int64"
+                leaf.dtype = "float64" if (isinstance(value, float) or differentiated) else "int64"
             else:
-                if i in wrt:
+                if differentiated:
                     raise UnsupportedError(
                         f"{where} is differentiated (argnums) but is a "
                         f"{type(value).__name__}, not a float array or number"
                     )
-                try:
-                    hash(value)
-                except TypeError:
+                if not _hashable(value):
                     raise UnsupportedError(
                         f"{where} is a {type(value).__name__}: neither an array, a number nor a "
                         "hashable value the trace can depend on"
-                    ) from None
+                    )
                 leaf.kind = "static"
                 key.append((leaf.label, "static", type(value), value))
                 continue
@@ -553,27 +634,27 @@ class TracedValueAndGrad:
 
     # ------------------------------------------------------------ tracing
 
-    def _plan(self, bound, leaves, classes):
+    def _plan(self, bound, tops, leaves, classes):
         """Which dim classes must be concrete numbers: none if the function traces on symbolic
         sizes; otherwise as few as tracing allows, found one class at a time."""
         try:
-            return (), self._trace(bound, leaves, classes, set())
+            return (), self._trace(bound, tops, leaves, classes, set())
         except Exception:
             if not classes:
-                return (), self._trace_or_explain(bound, leaves, classes, set())
+                return (), self._trace_or_explain(bound, tops, leaves, classes, set())
         concrete = set(range(len(classes)))
-        graph = self._trace_or_explain(bound, leaves, classes, concrete)
+        graph = self._trace_or_explain(bound, tops, leaves, classes, concrete)
         for c in range(len(classes)):
             try:
-                graph = self._trace(bound, leaves, classes, concrete - {c})
+                graph = self._trace(bound, tops, leaves, classes, concrete - {c})
             except Exception:
                 continue
             concrete.discard(c)
         return tuple(sorted(concrete)), graph
 
-    def _trace_or_explain(self, bound, leaves, classes, concrete):
+    def _trace_or_explain(self, bound, tops, leaves, classes, concrete):
         try:
-            return self._trace(bound, leaves, classes, concrete)
+            return self._trace(bound, tops, leaves, classes, concrete)
         except SymgradError as exc:
             if hasattr(exc, "add_note"):
                 exc.add_note(f"while tracing {self._name}({self._describe(leaves, classes, concrete)})")
@@ -595,20 +676,22 @@ class TracedValueAndGrad:
             for leaf in leaves
         )
 
-    def _trace(self, bound, leaves, classes, concrete):
-        """Run the function on symbols; the dim classes in ``concrete`` are their sizes."""
+    def _trace(self, bound, tops, leaves, classes, concrete):
+        """Run the function on symbols (the dim classes in ``concrete`` are their sizes) and
+        apply the transformation: (transforms.Result, the input symbols)."""
         symbols = {
             leaf.label: tensor(leaf.label, self._shape(leaf, classes, concrete), leaf.dtype)
             for leaf in leaves
             if leaf.kind != "static"
         }
         stand_ins = [symbols[leaf.label] if leaf.kind != "static" else leaf.value for leaf in leaves]
+        values = self._tops_with(tops, leaves, stand_ins)
         self.trace_count += 1
         generators = _reachable_generators(self._fn, leaves)
         before = [_generator_state(g) for g in generators]
         with _trace_patches():
             try:
-                out = self._call_with(bound, leaves, stand_ins)
+                out = self._call_with(bound, tops, values)
             except Exception as exc:
                 where = _random_frame(exc.__traceback__)
                 if where is None or isinstance(exc, _RandomNumbersInTrace):
@@ -620,47 +703,140 @@ class TracedValueAndGrad:
                     f"{self._name} drew random numbers from {type(g).__name__} {g!r:.60} while it was "
                     f"traced; {_NOISE_HINT}"
                 )
-        if isinstance(out, (tuple, list)):
-            raise UnsupportedError(
-                f"{self._name} returned a {type(out).__name__}; value_and_grad needs the "
-                "function to return one scalar (auxiliary outputs are not supported)"
-            )
-        out = as_expr(out)
-        if out.shape != ():
-            raise ShapeError(
-                f"{self._name} returned a value of shape {shape_str(out.shape)}; "
-                "value_and_grad needs a scalar (reduce it with np.sum or np.mean)"
-            )
-        if not is_float(out.dtype):
-            raise UnsupportedError(
-                f"{self._name} returned a value of dtype {out.dtype}; value_and_grad needs a float"
-            )
-        wrt = [symbols[leaves[a % len(leaves)].label] for a in self._argnums]
+        wrt_trees = [values[a % len(values)] for a in self._argnums] if self._spec.differentiates else []
+        notes = RuleNotes()  # this compile's rule comments (nodes carry none)
+        result = transforms.evaluate(self._spec, out, wrt_trees, self._name, notes)
+        result.notes = notes
         inputs = [symbols[leaf.label] for leaf in leaves if leaf.kind != "static"]
-        return out, wrt, inputs
+        return result, inputs
 
-    def _compile(self, out, wrt, inputs):
-        self.compile_count += 1
-        return self._build(out, wrt[0] if self._single else wrt, inputs, self._backend)
+    @staticmethod
+    def _tops_with(tops, leaves, values):
+        """Each top-level argument rebuilt with ``values`` (one per leaf) in place of its leaves."""
+        per_top = [[] for _ in tops]
+        for leaf, v in zip(leaves, values):
+            per_top[leaf.top].append(v)
+        out = []
+        for (label, value), vs in zip(tops, per_top):
+            if type(value) is np.ndarray or isinstance(value, (float, int)):
+                out.append(vs[0])
+            else:
+                out.append(pytree.unflatten(pytree.flatten(value, numbers_leaf=True)[1], vs))
+        return out
 
-    def _call_with(self, bound, leaves, values):
+    def _call_with(self, bound, tops, values):
         if bound is None:
             return self._fn(*values)
         arguments = dict(bound.arguments)
-        kinds = {name: self._signature.parameters[name].kind for name in arguments}
-        for name, kind in kinds.items():
+        it = iter(values)
+        for name in list(arguments):
+            kind = self._signature.parameters[name].kind
             if kind is inspect.Parameter.VAR_POSITIONAL:
-                arguments[name] = list(arguments[name])
+                arguments[name] = tuple(next(it) for _ in arguments[name])
             elif kind is inspect.Parameter.VAR_KEYWORD:
-                arguments[name] = dict(arguments[name])
-        for leaf, value in zip(leaves, values):
-            if len(leaf.path) == 1:
-                arguments[leaf.path[0]] = value
+                arguments[name] = {k: next(it) for k in arguments[name]}
             else:
-                name, index = leaf.path
-                arguments[name][index] = value
-        for name, kind in kinds.items():
-            if kind is inspect.Parameter.VAR_POSITIONAL:
-                arguments[name] = tuple(arguments[name])
+                arguments[name] = next(it)
+        for name, param in self._signature.parameters.items():
+            # a default left as it was is not passed (numpy's ufuncs refuse some explicit defaults)
+            if name in arguments and param.default is not param.empty and arguments[name] is param.default:
+                del arguments[name]
         call = inspect.BoundArguments(self._signature, arguments)
         return self._fn(*call.args, **call.kwargs)
+
+
+# the old name, kept for code that imported it
+TracedValueAndGrad = TracedFunction
+
+
+def _dispatcher(compiled, unflat, leaves, slow):
+    """A ``__call__`` for calls shaped like ``leaves`` (arrays and numbers, positional): generated
+    code checking each argument's type and dtype, and that the sizes of different classes
+    of equal axes are still different and not 1 (else the function traces again, as a call with
+    those sizes would), then calling the compiled entry; anything else goes to ``slow``."""
+    n = len(leaves)
+    namespace = {"_M": _MISSING, "_entry": compiled._entry, "_nd": np.ndarray, "_IE": InputError}
+    namespace.update({"_slow": slow, "_unflatten": pytree.unflatten, "_td": unflat})
+    checks, sizes, numeric = [], {}, []
+    for i, leaf in enumerate(leaves):
+        a = f"a{i}"
+        value = leaf.value
+        if leaf.kind == "static":
+            if not any(value is s for s in _STATIC_SINGLETONS):
+                return None
+            checks.append(f"{a} is {value!r}")
+            continue
+        numeric.append(a)
+        if type(value) is float or type(value) is int:
+            checks.append(f"type({a}) is {type(value).__name__}")
+        elif type(value) is np.ndarray:
+            # the rank is the entry's check (a shape index out of range is an IndexError here)
+            namespace[f"_d{i}"] = value.dtype
+            checks.append(f"type({a}) is _nd and {a}.dtype is _d{i}")
+            for axis, c in enumerate(leaf.shape):
+                if c is not None and c not in sizes:
+                    sizes[c] = (f"_s{len(sizes)}", f"{a}.shape[{axis}]")
+        else:
+            return None
+    # each class's size once (the first axis of it), not 1, and unlike every other class's
+    checks.extend(f"({name} := {size}) != 1" for name, size in sizes.values())
+    names = [name for name, _ in sizes.values()]
+    checks.extend(f"{r} != {s}" for k, r in enumerate(names) for s in names[k + 1 :])
+    call = f"_entry({', '.join(numeric)})"
+    if unflat is not None:
+        call = f"_unflatten(_td, {call})"
+    params = ", ".join(f"a{i}=_M" for i in range(n))
+    given = ", ".join(f"a{i}" for i in range(n))
+    lines = [
+        f"def __call__(self, {params + ', /, ' if n else ''}*more, **kw):",
+        "    try:",
+        f"        if not more and not kw and {' and '.join(checks) or 'True'}:",
+        f"            return {call}",
+        "    except (_IE, IndexError):",
+        "        pass",
+        f"    return _slow(self, tuple(a for a in ({given}{',' if n == 1 else ''}) if a is not _M) + more, kw)",
+    ]
+    exec("\n".join(lines), namespace)  # noqa: S102  (generated from types and indices only)
+    return namespace["__call__"]
+
+
+class TreeProblem:
+    """``vg.scipy(*args)`` of a traced value_and_grad: the SciPy problem of its compiled function
+    (``fun``, ``jac``, ``hess``, ``hessp``, ``value``), with ``pack``/``unpack`` in the structure of
+    the differentiated arguments and ``x0``, the packed starting point."""
+
+    def __init__(self, problem, treedefs, single, start):
+        self.problem = problem
+        self._treedefs = treedefs
+        self._single = single
+        self.x0 = problem.pack(*start)
+
+    def __getattr__(self, name):
+        return getattr(self.problem, name)
+
+    def __call__(self, x, *args):
+        return self.problem.fun(x, *args)
+
+    def pack(self, *trees):
+        """The differentiated arguments (as many as argnums names) as SciPy's flat vector."""
+        if len(trees) != len(self._treedefs):
+            raise InputError(
+                f"pack() takes {len(self._treedefs)} argument{'s' if len(self._treedefs) != 1 else ''} "
+                f"(the differentiated ones), got {len(trees)}"
+            )
+        leaves = []
+        for tree, td in zip(trees, self._treedefs):
+            values, got = pytree.flatten(tree, numbers_leaf=True)
+            if got != td:
+                raise InputError(f"pack(): expected the structure {td}, got {got}")
+            leaves.extend(values)
+        return self.problem.pack(*leaves)
+
+    def unpack(self, x):
+        """SciPy's flat vector as the differentiated arguments, in their structure."""
+        parts = self.problem.unpack(x)
+        trees, start = [], 0
+        for td in self._treedefs:
+            trees.append(pytree.unflatten(td, parts[start : start + td.num_leaves]))
+            start += td.num_leaves
+        return trees[0] if self._single else tuple(trees)

@@ -2,6 +2,8 @@
 
 import inspect
 import os
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,8 @@ PUBLIC = [
     api.vjp,
     api.jvp,
     api.jacobian,
+    api.jacfwd,
+    api.jacrev,
     api.jacobian_mode,
     api.hessian,
     api.hvp,
@@ -63,7 +67,8 @@ def test_public_functions_annotate_every_parameter_and_the_return(fn):
 
 def test_the_hints_resolve_to_the_types_they_name():
     hints = inspect.get_annotations(api.grad, eval_str=True)
-    assert hints["return"] == sg.Expr | list[sg.Expr]
+    traced = sg.api.TracedFunction
+    assert hints["return"] == sg.Expr | list[sg.Expr] | traced | Callable[[Callable[..., Any]], traced]
     assert inspect.get_annotations(graph.Expr.ndim.fget, eval_str=True)["return"] is int
 
 
