@@ -32,7 +32,7 @@ def test_readme_has_the_tour():
 
 
 def test_readme_python_blocks_run_in_order():
-    namespace = {"__name__": "readme"}
+    namespace = {"__name__": "__main__"}  # as a script pasted from the README runs
     exec("import numpy as np\nimport symgrad as sg\n", namespace)
     for block in BLOCKS:
         for marker, setup in SETUP.items():
