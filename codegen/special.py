@@ -386,6 +386,466 @@ def polygamma_scalar(n, x):
     return sign * scale * (acc + _hurwitz(s, x + m))
 
 
+# ---------------------------------------------------------------- ndtr, log_ndtr
+# ndtr(x) = erfc(-x / sqrt(2)) / 2. The argument is formed in double-double: z_hi + z_lo =
+# -x / sqrt(2) to ~2^-106 (Dekker's exact product of x and the two-part 1 / sqrt(2)), and
+# erfc(z_hi + z_lo) = erfc(z_hi) - z_lo (2 / sqrt(pi)) exp(-z_hi^2) to first order: in the far
+# left tail erfc's condition number is ~2 z^2 (1500 at x = -38), so the rounding of x / sqrt(2)
+# alone would cost that many ulp (SciPy's ndtr keeps that error). x >= 0: 1 - erfc(x / sqrt(2)) / 2,
+# where erfc(...) / 2 <= 1/2 and the subtraction loses nothing.
+_SQRT1_2_HI = 0.7071067811865476
+_SQRT1_2_LO = -4.833646656726457e-17  # 1/sqrt(2) - _SQRT1_2_HI
+_SPLIT = 134217729.0  # 2^27 + 1, Dekker's splitter
+_LOG_SQRT_2PI = 0.9189385332046728  # log(2 pi) / 2
+
+
+@numba.njit(**_JIT)
+def _two_product(a, b):
+    """(p, e) with p = fl(a b) and p + e = a b exactly (Dekker), for |a|, |b| < 2^995."""
+    p = a * b
+    t = _SPLIT * a
+    a_hi = t - (t - a)
+    a_lo = a - a_hi
+    t = _SPLIT * b
+    b_hi = t - (t - b)
+    b_lo = b - b_hi
+    e = ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    return p, e
+
+
+@numba.njit(**_JIT)
+def _half_erfc_scaled(s):
+    """erfc(s / sqrt(2)) / 2 for s >= 0 (finite, s < 40), the argument in double-double."""
+    hi, e = _two_product(s, _SQRT1_2_HI)
+    lo = e + s * _SQRT1_2_LO
+    z = hi + lo
+    lo = lo - (z - hi)  # z + lo = s / sqrt(2), z the rounded sum
+    return 0.5 * (math.erfc(z) - lo * (_TWO_OVER_SQRT_PI * math.exp(-z * z)))
+
+
+@numba.njit(**_JIT)
+def ndtr_scalar(x):
+    """The standard normal CDF Φ(x) of a float64."""
+    if x != x:
+        return x
+    if x < 0.0:
+        if x < -40.0:  # Φ(-40) = 3.7e-350: below the subnormals
+            return 0.0
+        return _half_erfc_scaled(-x)
+    if x > 40.0:
+        return 1.0
+    return 1.0 - _half_erfc_scaled(x)
+
+
+# log Φ(x): x >= 0: log1p(-Φ(-x)), Φ(-x) <= 1/2 to its relative accuracy. -20 <= x < 0:
+# log(Φ(x)), Φ(x) <= 1/2 (the log keeps Φ's relative accuracy). x < -20 (Φ < 3e-89, and
+# underflowing below -38.5): the asymptotic series
+#   log Φ(x) = -x^2/2 - log(-x) - log(2 pi)/2 + log(1 + sum_k (-1)^k (2k-1)!! / x^2k),
+# k = 1..10: at x = -20 the first omitted term is 21!! / 400^11 = 3e-19.
+_LOG_NDTR_TERMS = 10
+
+
+@numba.njit(**_JIT)
+def log_ndtr_scalar(x):
+    """log Φ(x) of a float64, accurate in both tails (x = -1e5 too)."""
+    if x != x:
+        return x
+    if x >= 0.0:
+        return math.log1p(-ndtr_scalar(-x))
+    if x >= -20.0:
+        return math.log(ndtr_scalar(x))
+    if x == -math.inf:
+        return x
+    z = 1.0 / (x * x)
+    term = 1.0
+    series = 0.0
+    for k in range(1, _LOG_NDTR_TERMS + 1):
+        term *= -(2.0 * k - 1.0) * z
+        series += term
+    return ((-0.5 * x * x) - math.log(-x)) - _LOG_SQRT_2PI + math.log1p(series)
+
+
+# ---------------------------------------------------------------- ndtri, erfcinv
+# ndtri(p), the inverse of Φ: Wichura's algorithm AS 241 (PPND16, Applied Statistics 37 (1988)
+# 477-484), relative error about 1e-16: |p - 1/2| <= 0.425: q A(r) / B(r), r = 0.180625 - q^2,
+# q = p - 1/2 (exact); else r = sqrt(-log(min(p, 1 - p))) (1 - p exact for p > 1/2), and
+# C(r - 1.6) / D(r - 1.6) for r <= 5, E(r - 5) / F(r - 5) above, with the sign of q. The
+# tails are then refined by one Halley step on Φ(x) = min(p, 1 - p) (Φ of the lower tail is
+# accurate to its relative precision, see ndtr): for f = Φ(x) - t, f' = φ(x), f'' = -x φ(x),
+# x -= u / (1 + x u / 2), u = f / φ(x). Below t = 1e-300 φ(x) nears the subnormals and the step
+# is skipped (AS 241 alone is within a few ulp there).
+_AS241_A = (  # A(r), coefficients of r^0 .. r^7
+    3.3871328727963666080,
+    1.3314166789178437745e2,
+    1.9715909503065514427e3,
+    1.3731693765509461125e4,
+    4.5921953931549871457e4,
+    6.7265770927008700853e4,
+    3.3430575583588128105e4,
+    2.5090809287301226727e3,
+)
+_AS241_B = (
+    1.0,
+    4.2313330701600911252e1,
+    6.8718700749205790830e2,
+    5.3941960214247511077e3,
+    2.1213794301586595867e4,
+    3.9307895800092710610e4,
+    2.8729085735721942674e4,
+    5.2264952788528545610e3,
+)
+_AS241_C = (
+    1.42343711074968357734,
+    4.63033784615654529590,
+    5.76949722146069140550,
+    3.64784832476320460504,
+    1.27045825245236838258,
+    2.41780725177450611770e-1,
+    2.27238449892691845833e-2,
+    7.74545014278341407640e-4,
+)
+_AS241_D = (
+    1.0,
+    2.05319162663775882187,
+    1.67638483018380384940,
+    6.89767334985100004550e-1,
+    1.48103976427480074590e-1,
+    1.51986665636164571966e-2,
+    5.47593808499534494600e-4,
+    1.05075007164441684324e-9,
+)
+_AS241_E = (
+    6.65790464350110377720,
+    5.46378491116411436990,
+    1.78482653991729133580,
+    2.96560571828504891230e-1,
+    2.65321895265761230930e-2,
+    1.24266094738807843860e-3,
+    2.71155556874348757815e-5,
+    2.01033439929228813265e-7,
+)
+_AS241_F = (
+    1.0,
+    5.99832206555887937690e-1,
+    1.36929880922735805310e-1,
+    1.48753612908506148525e-2,
+    7.86869131145613259100e-4,
+    1.84631831751005468180e-5,
+    1.42151175831644588870e-7,
+    2.04426310338993978564e-15,
+)
+_AS241 = np.array([_AS241_A, _AS241_B, _AS241_C, _AS241_D, _AS241_E, _AS241_F])
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+_LN2 = math.log(2.0)
+
+
+@numba.njit(**_JIT)
+def _rational(row, r):
+    """_AS241[row](r) / _AS241[row + 1](r), each of degree 7 (Horner)."""
+    c = _AS241
+    num = c[row, 7]
+    den = c[row + 1, 7]
+    for k in range(6, -1, -1):
+        num = num * r + c[row, k]
+        den = den * r + c[row + 1, k]
+    return num / den
+
+
+@numba.njit(**_JIT)
+def ndtri_scalar(p):
+    """The inverse of the standard normal CDF of a float64 probability p."""
+    if not (p > 0.0 and p < 1.0):  # 0, 1, outside [0, 1], nan
+        if p == 0.0:
+            return -math.inf
+        if p == 1.0:
+            return math.inf
+        return math.nan
+    q = p - 0.5
+    if abs(q) <= 0.425:
+        return q * _rational(0, 0.180625 - q * q)
+    t = p if q < 0.0 else 1.0 - p  # the tail probability, exact
+    r = math.sqrt(-math.log(t))
+    if r <= 5.0:
+        x = -_rational(2, r - 1.6)
+    else:
+        x = -_rational(4, r - 5.0)
+    if t > 1e-300:  # x < 0: one Halley step on Φ(x) = t
+        u = (ndtr_scalar(x) - t) / (math.exp(-0.5 * x * x) / _SQRT_2PI)
+        x = x - u / (1.0 + 0.5 * x * u)
+    return x if q < 0.0 else -x
+
+
+@numba.njit(**_JIT)
+def erfcinv_scalar(y):
+    """The inverse of erfc of a float64 y in [0, 2]: -ndtri(y / 2) / sqrt(2) (y / 2 is exact)."""
+    if not (y >= 0.0 and y <= 2.0):
+        return math.nan
+    if 0.0 < y < 2e-300:  # y / 2 may be a subnormal that lost bits: AS 241's tail on log(y) - log 2
+        r = math.sqrt(_LN2 - math.log(y))
+        return _rational(4, r - 5.0) * _SQRT1_2_HI
+    return -ndtri_scalar(0.5 * y) * _SQRT1_2_HI
+
+
+# ---------------------------------------------------------------- logit
+# logit(p) = log(p / (1 - p)). For 1/4 <= p <= 3/4 the ratio is near 1 and its log cancels:
+# log1p((2p - 1) / (1 - p)), 2p - 1 exact there (Sterbenz). Elsewhere log(p / (1 - p)), the ratio
+# away from 1 (1 - p is exact for p >= 1/2, and rounds once below).
+
+
+@numba.njit(**_JIT)
+def logit_scalar(p):
+    """log(p / (1 - p)) of a float64: -inf at 0, inf at 1, nan outside [0, 1]."""
+    if not (p >= 0.0 and p <= 1.0):
+        return math.nan
+    if p == 1.0:
+        return math.inf
+    if 0.25 <= p <= 0.75:
+        return math.log1p((2.0 * p - 1.0) / (1.0 - p))
+    return math.log(p / (1.0 - p))
+
+
+# ---------------------------------------------------------------- i0e, i1e
+# The exponentially scaled modified Bessel functions i0e(x) = exp(-|x|) I0(x) and
+# i1e(x) = exp(-|x|) I1(x), as Chebyshev series (in the form Cephes uses): for |x| <= 8, i0e(|x|)
+# and i1e(x) / x in t = |x| / 4 - 1; above, sqrt(|x|) i0e and sqrt(|x|) i1e(|x|) in t = 16 / |x| - 1
+# (smooth in 1/|x|, to 1/sqrt(2 pi) as |x| -> inf). The coefficients are the Chebyshev
+# interpolants at 64 nodes computed with mpmath at 40 digits, truncated where they fall below
+# 1e-19 (relative to values of order 0.1 .. 1); summed by Clenshaw's recurrence.
+_I0E_SMALL = (  # i0e(x), 0 <= x <= 8, in t = x/4 - 1: c_0 .. c_30
+    0.33839763720473803,
+    -0.3046826723431984,
+    0.17162090152220877,
+    -0.09490109704804764,
+    0.04930528423967071,
+    -0.02373741480589947,
+    0.010546460394594998,
+    -0.004324309995050576,
+    0.0016394756169413357,
+    -0.0005763755745385824,
+    0.00018850288509584165,
+    -5.754195010082104e-05,
+    1.6448448070728896e-05,
+    -4.4167383584587505e-06,
+    1.1173875391201037e-06,
+    -2.670793853940612e-07,
+    6.046995022541919e-08,
+    -1.300025009986248e-08,
+    2.6598237246823866e-09,
+    -5.189795601635263e-10,
+    9.675809035373237e-11,
+    -1.726826291441556e-11,
+    2.95505266312964e-12,
+    -4.856446783111929e-13,
+    7.676185498604936e-14,
+    -1.1685332877993451e-14,
+    1.715391285555133e-15,
+    -2.431279846547955e-16,
+    3.3307945188222384e-17,
+    -4.4153416464793395e-18,
+    5.669178006921496e-19,
+)
+_I1E_SMALL = (  # i1e(x) / x, 0 <= x <= 8, in t = x/4 - 1: c_0 .. c_29
+    0.12629359322181682,
+    -0.17641651835783406,
+    0.1026436586898471,
+    -0.05294598120809499,
+    0.024726449030626516,
+    -0.010564084894626197,
+    0.004156422944312888,
+    -0.0015135724506312532,
+    0.0005122859561685758,
+    -0.00016176081582589674,
+    4.781565107550054e-05,
+    -1.3273163656039436e-05,
+    3.4702513081376785e-06,
+    -8.568720264695455e-07,
+    2.0032947535521353e-07,
+    -4.445059128796328e-08,
+    9.381537386495773e-09,
+    -1.8872497517228294e-09,
+    3.625590281552117e-10,
+    -6.663489723502027e-11,
+    1.1736186298890901e-11,
+    -1.9839743977649436e-12,
+    3.223793365945575e-13,
+    -5.042185504727912e-14,
+    7.600684294735408e-15,
+    -1.1055969477353862e-15,
+    1.5536319577362005e-16,
+    -2.111421214358166e-17,
+    2.7779141127610464e-18,
+    -3.541581772542136e-19,
+)
+_I0E_LARGE = (  # sqrt(x) i0e(x), x > 8, in t = 16/x - 1: c_0 .. c_28
+    0.4022452055070544,
+    0.0033691164782556943,
+    6.889758346916825e-05,
+    2.8913705208347567e-06,
+    2.0489185894690638e-07,
+    2.266668990498178e-08,
+    3.3962320257083865e-09,
+    4.94060238822497e-10,
+    1.1889147107846439e-11,
+    -3.1499165279632416e-11,
+    -1.3215811840447713e-11,
+    -1.7941785315068062e-12,
+    7.180124451383666e-13,
+    3.8527783827421426e-13,
+    1.54008621752141e-14,
+    -4.150569347287222e-14,
+    -9.554846698828307e-15,
+    3.8116806693526224e-15,
+    1.7725601330565263e-15,
+    -3.425485619677219e-16,
+    -2.8276239805165836e-16,
+    3.461222867697461e-17,
+    4.46562142029676e-17,
+    -4.830504485944182e-18,
+    -7.233180487874754e-18,
+    9.921475412173699e-19,
+    1.193650890845982e-18,
+    -2.4887098371508075e-19,
+    -1.938426454160906e-19,
+)
+_I1E_LARGE = (  # sqrt(x) i1e(x), x > 8, in t = 16/x - 1: c_0 .. c_28
+    0.38928811750914005,
+    -0.009761097491361469,
+    -0.00011058893876262371,
+    -3.882564808877691e-06,
+    -2.512236237870209e-07,
+    -2.6314688468895196e-08,
+    -3.835380385964237e-09,
+    -5.589743462196584e-10,
+    -1.8974958123505413e-11,
+    3.2526035830154884e-11,
+    1.4125807436613782e-11,
+    2.0356285441470896e-12,
+    -7.198551776245908e-13,
+    -4.0835511110921974e-13,
+    -2.1015418427726643e-14,
+    4.272440016711951e-14,
+    1.0420276984128802e-14,
+    -3.8144030724370075e-15,
+    -1.8803547755107825e-15,
+    3.3082023109209285e-16,
+    2.96262899764595e-16,
+    -3.209525921993424e-17,
+    -4.6503053684893586e-17,
+    4.414348323071708e-18,
+    7.517296310842105e-18,
+    -9.314178867326884e-19,
+    -1.242193275194891e-18,
+    2.4142767194548486e-19,
+    2.0269443840532852e-19,
+)
+_I0E_SMALL_C = np.array(_I0E_SMALL)
+_I1E_SMALL_C = np.array(_I1E_SMALL)
+_I0E_LARGE_C = np.array(_I0E_LARGE)
+_I1E_LARGE_C = np.array(_I1E_LARGE)
+
+
+@numba.njit(**_JIT)
+def _clenshaw(c, t):
+    """sum_k c[k] T_k(t), |t| <= 1."""
+    b0 = 0.0
+    b1 = 0.0
+    t2 = 2.0 * t
+    for k in range(c.size - 1, 0, -1):
+        b0, b1 = t2 * b0 - b1 + c[k], b0
+    return t * b0 - b1 + c[0]
+
+
+@numba.njit(**_JIT)
+def i0e_scalar(x):
+    """exp(-|x|) I0(x) of a float64."""
+    a = abs(x)
+    if a <= 8.0:
+        return _clenshaw(_I0E_SMALL_C, 0.25 * a - 1.0)
+    if a == math.inf:
+        return 0.0
+    return _clenshaw(_I0E_LARGE_C, 16.0 / a - 1.0) / math.sqrt(a)  # also nan
+
+
+@numba.njit(**_JIT)
+def i1e_scalar(x):
+    """exp(-|x|) I1(x) of a float64 (odd: the sign of x, -0.0 too)."""
+    a = abs(x)
+    if a <= 8.0:
+        return x * _clenshaw(_I1E_SMALL_C, 0.25 * a - 1.0)
+    if a == math.inf:
+        return math.copysign(0.0, x)
+    return math.copysign(_clenshaw(_I1E_LARGE_C, 16.0 / a - 1.0) / math.sqrt(a), x)  # also nan
+
+
+# ---------------------------------------------------------------- betaln, xlog1py
+# betaln(a, b) = log|B(a, b)| = gammaln(a) + gammaln(b) - gammaln(a + b). Summing the three
+# loses everything the large terms cancel (betaln(1e10, 0.5): gammaln(1e10) = 2.2e11, the answer
+# -10.9, 6 digits lost), so for a, b > 0, with p = min(a, b), q = max(a, b) (the method of
+# R's lbeta): Stirling's series log Γ(x) = (x - 1/2) log x - x + log(2 pi)/2 + ω(x), and
+#   p >= 10: -log(q)/2 + log(2 pi)/2 + ω(p) + ω(q) - ω(p+q) + (p - 1/2) log(p/(p+q))
+#            + q log1p(-p/(p+q));
+#   q >= 10 > p: gammaln(p) + ω(q) - ω(p+q) + p - p log(p+q) + (q - 1/2) log1p(-p/(p+q));
+#   both < 10: log(Γ(p) (Γ(q) / Γ(p+q))) (gammaln's sum for p < 1e-300, where Γ(p) overflows).
+# ω(x) = sum_k B_2k / (2k (2k-1) x^(2k-1)), k = 1..8, for x >= 10 (the next term < 2e-18).
+# Negative arguments: the sum of gammaln (log|B|, SciPy's values at the poles).
+_STIRLING = (  # B_2k / (2k (2k - 1)), k = 1..8
+    1.0 / 12.0,
+    -1.0 / 360.0,
+    1.0 / 1260.0,
+    -1.0 / 1680.0,
+    1.0 / 1188.0,
+    -691.0 / 360360.0,
+    1.0 / 156.0,
+    -3617.0 / 122400.0,
+)
+(_S1, _S2, _S3, _S4, _S5, _S6, _S7, _S8) = _STIRLING
+
+
+@numba.njit(**_JIT)
+def _stirling_tail(x):
+    """ω(x) = log Γ(x) - ((x - 1/2) log x - x + log(2 pi)/2), x >= 10."""
+    z = 1.0 / (x * x)
+    s = _S8 * z + _S7
+    s = s * z + _S6
+    s = s * z + _S5
+    s = s * z + _S4
+    s = s * z + _S3
+    s = s * z + _S2
+    s = s * z + _S1
+    return s / x
+
+
+@numba.njit(**_JIT)
+def betaln_scalar(a, b):
+    """log|B(a, b)| of two float64."""
+    if a != a or b != b:
+        return math.nan
+    p = min(a, b)
+    q = max(a, b)
+    if not p > 0.0 or q == math.inf:  # a pole or negative argument, or an infinite one
+        if p > 0.0:
+            return -math.inf  # B(p, inf) = 0
+        return gammaln_scalar(a) + gammaln_scalar(b) - gammaln_scalar(a + b)
+    if p >= 10.0:
+        corr = _stirling_tail(p) + _stirling_tail(q) - _stirling_tail(p + q)
+        r = p / (p + q)
+        return (-0.5 * math.log(q) + _LOG_SQRT_2PI + corr) + (p - 0.5) * math.log(r) + q * math.log1p(-r)
+    if q >= 10.0:
+        corr = _stirling_tail(q) - _stirling_tail(p + q)
+        return (math.lgamma(p) + corr) + (p - p * math.log(p + q)) + (q - 0.5) * math.log1p(-p / (p + q))
+    if p < 1e-300:
+        return math.lgamma(p) + math.lgamma(q) - math.lgamma(p + q)
+    return math.log(math.gamma(p) * (math.gamma(q) / math.gamma(p + q)))
+
+
+@numba.njit(**_JIT)
+def xlog1py_scalar(x, y):
+    """x log1p(y), 0 where x == 0 (unless y is nan), as scipy.special.xlog1py."""
+    if x == 0.0 and y == y:
+        return 0.0
+    return x * math.log1p(y)
+
+
 # ---------------------------------------------------------------- the functions generated code calls
 
 
@@ -431,6 +891,49 @@ def _unary(name, scalar, reference):
 erfinv = _unary("erfinv", erfinv_scalar, "erfinv")
 gammaln = _unary("gammaln", gammaln_scalar, "gammaln")
 digamma = _unary("digamma", digamma_scalar, "digamma")
+ndtr = _unary("ndtr", ndtr_scalar, "ndtr")
+log_ndtr = _unary("log_ndtr", log_ndtr_scalar, "log_ndtr")
+ndtri = _unary("ndtri", ndtri_scalar, "ndtri")
+erfcinv = _unary("erfcinv", erfcinv_scalar, "erfcinv")
+logit = _unary("logit", logit_scalar, "logit")
+i0e = _unary("i0e", i0e_scalar, "i0e")
+i1e = _unary("i1e", i1e_scalar, "i1e")
+
+
+def _binary(name, scalar, reference):
+    """``name`` of two floats or float arrays (broadcast as numpy does; float32 when both are
+    float32, else float64): SciPy's function named ``reference`` in plain Python; in numba code
+    ``scalar`` per element, computed in float64."""
+
+    def function(a, b):
+        return getattr(_scipy_special(), reference)(a, b)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = scalar.py_func.__doc__
+
+    @overload(function, jit_options=dict(nogil=True, error_model="numpy"))
+    def _typed(a, b):
+        kinds = [t.dtype if isinstance(t, types.Array) else t for t in (a, b)]
+        if not all(isinstance(t, types.Float) for t in kinds):
+            return None
+        dtype = np.float32 if all(t == types.float32 for t in kinds) else np.float64
+        if not any(isinstance(t, types.Array) for t in (a, b)):
+            return lambda a, b: dtype(scalar(np.float64(a), np.float64(b)))
+
+        def on_arrays(a, b):
+            x, y = np.broadcast_arrays(np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64))
+            out = np.empty(x.shape, dtype=dtype)
+            for index in np.ndindex(x.shape):
+                out[index] = scalar(x[index], y[index])
+            return out
+
+        return on_arrays
+
+    return function
+
+
+betaln = _binary("betaln", betaln_scalar, "betaln")
+xlog1py = _binary("xlog1py", xlog1py_scalar, "xlog1py")
 
 
 def _polygamma_reference(n, x):

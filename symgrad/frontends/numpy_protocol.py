@@ -127,17 +127,6 @@ UFUNCS = {
 UFUNC_REDUCTIONS = {np.add: ops.sum, np.multiply: ops.prod, np.maximum: ops.max, np.minimum: ops.min}
 
 
-def _not_nan(y):
-    return ops.less_equal(ops.abs(y), np.inf)  # False only for nan
-
-
-def xlog1py(x, y):
-    """x * log1p(y), 0 where x == 0 (unless y is nan), as scipy.special.xlog1py."""
-    x, y = _expr(x), _expr(y)
-    zero = ops.logical_and(ops.equal(x, 0), _not_nan(y))
-    return ops.where(zero, 0.0, x * ops.log1p(ops.where(zero, 0.0, y)))
-
-
 def _scipy_ufuncs():
     """scipy.special's ufuncs that are ops, when scipy.special is loaded (it is, if one is used)."""
     special = sys.modules.get("scipy.special")
@@ -155,8 +144,6 @@ def _scipy_ufuncs():
         # composites
         special.erfc: lambda x: 1.0 - ops.erf(x),
         special.log_expit: lambda x: -ops.softplus(-_expr(x)),
-        special.logit: lambda x: ops.log(x) - ops.log1p(-_expr(x)),
-        special.xlog1py: xlog1py,
     }
 
 
