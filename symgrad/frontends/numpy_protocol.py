@@ -153,14 +153,12 @@ def _scipy_ufuncs():
 
 
 def _sp_logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
-    if b is not None:
-        raise UnsupportedError(
-            "scipy.special.logsumexp(..., b=...) on a symbolic value is not supported; "
-            "for b > 0 write sg.logsumexp(a + np.log(b), axis)"
-        )
     if return_sign:
-        raise UnsupportedError("scipy.special.logsumexp(..., return_sign=True) on a symbolic value")
-    return ops.logsumexp(_expr(a), axis, keepdims)
+        raise UnsupportedError(
+            "scipy.special.logsumexp(..., return_sign=True) on a symbolic value is not supported: "
+            "the sign is not differentiable; without it a slice whose weighted sum is negative gives nan"
+        )
+    return ops.logsumexp(_expr(a), axis, keepdims, b=b)
 
 
 def _sp_softmax(x, axis=None):
@@ -188,7 +186,7 @@ def _sp_polygamma(n, x):
 
 SCIPY_FUNCTIONS = {
     "polygamma": (_sp_polygamma, "sg.polygamma(n, x)"),
-    "logsumexp": (_sp_logsumexp, "sg.logsumexp(x, axis, keepdims)"),
+    "logsumexp": (_sp_logsumexp, "sg.logsumexp(x, axis, keepdims, b=b)"),
     "softmax": (_sp_softmax, "sg.softmax(x, axis)"),
     "log_softmax": (_sp_log_softmax, "sg.log_softmax(x, axis)"),
     "softplus": (_sp_softplus, "sg.softplus(x)"),
