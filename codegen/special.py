@@ -759,6 +759,8 @@ def _clenshaw(c, t):
 def i0e_scalar(x):
     """exp(-|x|) I0(x) of a float64."""
     a = abs(x)
+    if a < 1e-6:  # 1 - a + 3a^2/4 - 5a^3/12 ...: exactly 1 at 0 (the series' sum is an ulp below)
+        return (1.0 - a) + 0.75 * a * a
     if a <= 8.0:
         return _clenshaw(_I0E_SMALL_C, 0.25 * a - 1.0)
     if a == math.inf:
@@ -825,10 +827,12 @@ def betaln_scalar(a, b):
     if not p > 0.0 or q == math.inf:  # a pole or negative argument, or an infinite one
         if p > 0.0:
             return -math.inf  # B(p, inf) = 0
+        if p == 0.0 or p == -math.inf:  # SciPy's inf (B(0, 0) too)
+            return math.inf
         return gammaln_scalar(a) + gammaln_scalar(b) - gammaln_scalar(a + b)
     if p >= 10.0:
         corr = _stirling_tail(p) + _stirling_tail(q) - _stirling_tail(p + q)
-        r = p / (p + q)
+        r = p / (p + q) if p + q < math.inf else 1.0 / (1.0 + q / p)  # p + q may overflow
         return (-0.5 * math.log(q) + _LOG_SQRT_2PI + corr) + (p - 0.5) * math.log(r) + q * math.log1p(-r)
     if q >= 10.0:
         corr = _stirling_tail(q) - _stirling_tail(p + q)

@@ -388,7 +388,10 @@ BINARY = {  # name: (plain numpy definition, sampler of both operands)
     "mod": (lambda a, b: a - b * np.floor(a / b), _off_remainder_jumps),
     "fmod": (lambda a, b: a - b * np.trunc(a / b), _off_remainder_jumps),
     "xlogy": (lambda a, b: a * np.log(b), lambda r, sa, sb: (r.uniform(-2, 2, sa), r.uniform(0.3, 3, sb))),
-    "xlog1py": (lambda a, b: a * np.log1p(b), lambda r, sa, sb: (r.uniform(-2, 2, sa), r.uniform(-0.7, 3, sb))),
+    "xlog1py": (
+        lambda a, b: a * np.log1p(b),
+        lambda r, sa, sb: (r.uniform(-2, 2, sa), r.uniform(-0.7, 3, sb)),
+    ),
     "betaln": (scipy.special.betaln, lambda r, sa, sb: (r.uniform(0.3, 5, sa), r.uniform(0.3, 5, sb))),
 }
 BINARY_SHAPES = [
