@@ -369,6 +369,23 @@ _INV_SQRT_2PI = 1 / _SQRT_2PI
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+# φ(x)/Φ(x) = -x / S(x) for x < -20, S = 1 + sum_k (-1)^k (2k-1)!! / x^2k (log_ndtr's series, k = 1..10)
+_MILLS_SERIES = (-1.0, 3.0, -15.0, 105.0, -945.0, 10395.0, -135135.0, 2027025.0, -34459425.0, 654729075.0)
+
+
+def _log_ndtr_slope(x, out):
+    """d/dx log Φ(x) = φ(x)/Φ(x): exp(-x^2/2 - log Φ(x)) / sqrt(2 pi) (neither underflows nor
+    divides 0 by 0) for x >= -20; below, where that difference of two large terms would keep only
+    an absolute accuracy (1e-13 relative at x = -40, 6e-11 at -1000), -x / S(x) from the
+    asymptotic series of Φ, to an ulp or two (and its own derivative as accurate)."""
+    tail = x < -20
+    z = 1 / square(where(tail, x, -20.0))
+    s = _MILLS_SERIES[-1]
+    for c in reversed(_MILLS_SERIES[:-1]):
+        s = s * z + c
+    return where(tail, -x / (1 + z * s), exp((-0.5 * square(x) - out) - _LOG_SQRT_2PI))
+
+
 def _i1e_slope(x, out):
     """i1e'(x) = i0e(x) - i1e(x) (sign(x) + 1/x), and its limit 1/2 at x = 0."""
     at_zero = x == 0
@@ -449,13 +466,12 @@ unary("polygamma", lambda g, x, out: g * polygamma(out.attrs["n"] + 1, x),
       "d/dx polygamma(n, x) = polygamma(n + 1, x)", impl=_np_polygamma, builder=polygamma,
       lower="_rt.polygamma({n}, {0})", libm=True, sympy=sympy.polygamma,
       to_sympy=lambda a, n: sympy.polygamma(n, a))
-# the normal distribution: its CDF Φ (ndtr), log Φ (log_ndtr, accurate far into the left tail: its
-# derivative φ/Φ is exp(-x^2/2 - log Φ(x)) / sqrt(2 pi), which neither underflows nor divides 0 by 0),
-# Φ's inverse (ndtri) and erfc's (erfcinv)
+# the normal distribution: its CDF Φ (ndtr), log Φ (log_ndtr, accurate far into the left tail, and so is
+# its derivative φ/Φ: see _log_ndtr_slope), Φ's inverse (ndtri) and erfc's (erfcinv)
 ndtr = unary("ndtr", lambda g, x, out: g * (_INV_SQRT_2PI * exp(-0.5 * square(x))),
              "d/dx ndtr(x) = exp(-x^2/2) / sqrt(2 pi)", impl=_np_special("ndtr"), lower="_rt.ndtr({0})",
              numpy="scipy.special.ndtr", libm=True, to_sympy=lambda a: sympy.erfc(-a / sympy.sqrt(2)) / 2)
-log_ndtr = unary("log_ndtr", lambda g, x, out: g * exp((-0.5 * square(x) - out) - _LOG_SQRT_2PI),
+log_ndtr = unary("log_ndtr", lambda g, x, out: g * _log_ndtr_slope(x, out),
                  "d/dx log_ndtr(x) = exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi)", impl=_np_special("log_ndtr"),
                  lower="_rt.log_ndtr({0})", numpy="scipy.special.log_ndtr", libm=True,
                  to_sympy=lambda a: sympy.log(sympy.erfc(-a / sympy.sqrt(2)) / 2))
