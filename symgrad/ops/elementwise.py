@@ -392,6 +392,13 @@ def _i1e_slope(x, out):
     return where(at_zero, 0.5, i0e(x) - out * (sign(x) + 1 / where(at_zero, 1.0, x)))
 
 
+def _np_betaln(a, b):
+    """SciPy's betaln in the float dtype of both operands (float32 only when both are)."""
+    out = _np_special("betaln")(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    dtype = np.result_type(a, b)
+    return out.astype(dtype if dtype.kind == "f" else np.float64)
+
+
 def _np_xlog1py(x, y):
     x, y = np.asarray(x), np.asarray(y)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -601,7 +608,7 @@ xlog1py = binary("xlog1py", (lambda g, x, y, out: g * log1p(y),
 betaln = binary("betaln", (lambda g, a, b, out: g * (digamma(a) - digamma(a + b)),
                            lambda g, a, b, out: g * (digamma(b) - digamma(a + b))),
                 "d betaln(a, b) = (digamma(a) - digamma(a+b)) da + (digamma(b) - digamma(a+b)) db",
-                float_only=True, infer=_float_binary, commutative=True, impl=_np_special("betaln"),
+                float_only=True, infer=_float_binary, commutative=True, impl=_np_betaln,
                 lower="_rt.betaln({0}, {1})", libm=True, numpy="scipy.special.betaln",
                 to_sympy=lambda a, b: sympy.log(sympy.Abs(sympy.beta(a, b))))
 # comparisons and logic: not differentiable

@@ -262,3 +262,15 @@ def test_softmax_and_log_softmax_over_tuple_axes_trace(axis, backend):
         return np.sum(sp.softmax(x, axis=axis) * weight) + np.sum(sp.log_softmax(x, axis=axis) * weight**2)
 
     _check(loss, [x], backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_operand_special_functions_promote_mixed_float_dtypes_as_numpy(backend):
+    a, b = sg.tensor("a", (3,), "float32"), sg.tensor("b", (3,))
+    av, bv = np.array([0.5, 2.0, 7.0], dtype=np.float32), np.array([3.0, 0.25, 1e7])
+    for name in ["betaln", "xlog1py"]:
+        mixed = sg.compile(getattr(sg, name)(a, b), inputs=[a, b], backend=backend)(av, bv)
+        assert mixed.dtype == np.float64
+        np.testing.assert_allclose(mixed, getattr(sp, name)(av.astype(np.float64), bv), rtol=1e-14)
+        single = sg.compile(getattr(sg, name)(a, a), inputs=[a], backend=backend)(av)
+        assert single.dtype == np.float32
