@@ -448,7 +448,6 @@ tanh = unary("tanh", lambda g, x, out: g * (1 - square(out)), "d/dx tanh(x) = 1 
 # s (1 - s) spelled s(x) s(-x): 1 - s would round to 0 where s is within 1e-16 of 1
 sigmoid = unary("sigmoid", lambda g, x, out: g * (out * sigmoid(-x)), "d/dx sigmoid(x) = s(x) s(-x)",
                 impl=_np_sigmoid, lower="_rt.sigmoid({0})", numpy="scipy.special.expit", vector=True,
-                parse=("sigmoid", "expit"),
                 to_sympy=lambda a: 1 / (1 + sympy.exp(-a)))
 relu = unary("relu", lambda g, x, out: where(x > 0, g, 0), "d/dx relu(x) = [x > 0], 0 at 0", float_only=False,
              impl=_np_relu, lower="_rt.relu({0})", to_sympy=lambda a: sympy.Max(a, 0))

@@ -452,6 +452,7 @@ def _loop2(kernel):
     return run
 
 
+_RNG2 = np.random.default_rng(19)  # its own: _RNG's draws above stay as they were
 _ndtr = _loop1(special.ndtr)
 _log_ndtr = _loop1(special.log_ndtr)
 _ndtri = _loop1(special.ndtri)
@@ -489,21 +490,21 @@ def _sample(x, k, seed=0):
 
 _X_NORMAL = np.concatenate(
     [
-        _RNG.uniform(-38.4, 9, 40_000),
+        _RNG2.uniform(-38.4, 9, 40_000),
         -np.logspace(-300, np.log10(38.4), 10_000),
         np.logspace(-300, np.log10(9), 5_000),
-        -37.5 - _RNG.uniform(0, 1, 1_000),  # Φ subnormal
+        -37.5 - _RNG2.uniform(0, 1, 1_000),  # Φ subnormal
     ]
 )
 
 
-def test_ndtr_within_2_ulp_of_mpmath_through_the_left_tail():
+def test_ndtr_within_3_ulp_of_mpmath_through_the_left_tail():
     # the argument x / sqrt(2) is formed in double-double: SciPy rounds it, and its error grows as
     # x^2 (5e12 ulp near -37.7 in the subnormals, ~1000 ulp at -20)
     x = _sample(_X_NORMAL, 1500)
-    assert _ulps(_ndtr(x), _mp40(mpmath.ncdf, x)).max() <= 2
+    assert _ulps(_ndtr(x), _mp40(mpmath.ncdf, x)).max() <= 3
     tail = np.linspace(-37.4, -20, 200)
-    assert _ulps(_ndtr(tail), _mp40(mpmath.ncdf, tail)).max() <= 2
+    assert _ulps(_ndtr(tail), _mp40(mpmath.ncdf, tail)).max() <= 3
     assert _ulps(sp.ndtr(tail), _mp40(mpmath.ncdf, tail)).max() > 100  # SciPy's own error there
 
 
@@ -521,8 +522,8 @@ def test_log_ndtr_within_2_ulp_of_mpmath_in_both_tails():
         [
             _sample(_X_NORMAL, 800),
             -np.logspace(1.3, 150, 300),
-            -_RNG.uniform(20, 60, 200),
-            _RNG.uniform(0, 38, 200),
+            -_RNG2.uniform(20, 60, 200),
+            _RNG2.uniform(0, 38, 200),
         ]
     )
     assert _ulps(_log_ndtr(x), _mp40(_mp_log_ndtr, x)).max() <= 2
@@ -535,17 +536,17 @@ def test_log_ndtr_agrees_with_scipy():
     x = np.concatenate([_X_NORMAL[_X_NORMAL < 1], -np.logspace(1, 5, 2_000)])
     assert _ulps(_log_ndtr(x), sp.log_ndtr(x)).max() <= 4
     # the right tail, where SciPy is up to ~1000 ulp off (log1p(-erfc / 2)): to its accuracy
-    x = np.concatenate([_RNG.uniform(1, 5, 5_000), np.linspace(5, 37, 500)])  # above: subnormal
+    x = np.concatenate([_RNG2.uniform(1, 5, 5_000), np.linspace(5, 37, 500)])  # above: subnormal
     want = sp.log_ndtr(x)
     _within(_log_ndtr(x), want, (2e-13 + 4 * (1 + x * x) * EPS) * np.abs(want))
 
 
 _P = np.concatenate(
     [
-        _RNG.uniform(0, 1, 40_000),
+        _RNG2.uniform(0, 1, 40_000),
         np.logspace(-323, -0.31, 10_000),  # the left tail, to the subnormals
         1 - np.logspace(-16, -0.31, 5_000),  # the right tail, to 1 - 1.1e-16
-        0.5 + _RNG.uniform(-1e-9, 1e-9, 1_000),  # near the zero at 1/2
+        0.5 + _RNG2.uniform(-1e-9, 1e-9, 1_000),  # near the zero at 1/2
     ]
 )
 
@@ -576,16 +577,17 @@ def test_logit_within_2_ulp_of_mpmath_and_scipy():
 
 
 _X_BESSEL = np.concatenate(
-    [_RNG.uniform(-30, 30, 40_000), np.logspace(-320, 300, 10_000) * _RNG.choice([-1, 1], 10_000)]
+    [_RNG2.uniform(-30, 30, 40_000), np.logspace(-320, 300, 10_000) * _RNG2.choice([-1, 1], 10_000)]
 )
 
 
 @pytest.mark.parametrize("order, loop", [(0, _i0e), (1, _i1e)], ids=["i0e", "i1e"])
-def test_scaled_bessel_within_7_ulp_of_mpmath_and_10_of_scipy(order, loop):
-    # 7 at worst just above |x| = 8, where the series change (SciPy's Cephes: 7 there too)
-    x = np.concatenate([_sample(_X_BESSEL, 1500), np.linspace(7.9, 8.1, 41), -np.linspace(7.9, 8.1, 41)])
+def test_scaled_bessel_within_3_ulp_of_mpmath_and_10_of_scipy(order, loop):
+    # (SciPy's Cephes series is itself up to ~9 ulp off below |x| = 8)
+    edges = np.concatenate([np.linspace(1.9, 2.1, 41), np.linspace(7.9, 8.1, 41), [1e-6, 9.9e-7, 0.0]])
+    x = np.concatenate([_sample(_X_BESSEL, 1500), edges, -edges])
     want = _mp40(lambda v: mpmath.besseli(order, v) * mpmath.exp(-abs(v)), x)
-    assert _ulps(loop(x), want).max() <= 7
+    assert _ulps(loop(x), want).max() <= 3
     reference = sp.i0e if order == 0 else sp.i1e
     x = _X_BESSEL[np.abs(_X_BESSEL) > 1e-300]  # SciPy's i1e of a subnormal rounds differently
     assert _ulps(loop(x), reference(x)).max() <= 10

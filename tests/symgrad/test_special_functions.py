@@ -71,7 +71,7 @@ def test_the_traced_functions_are_the_ops_not_composites():
     x = sg.tensor("x", (3,))
     for name in "ndtr log_ndtr ndtri erfcinv logit i0e i1e".split():
         assert getattr(sp, name)(x).op == name
-    assert sp.expit(x).op == "sigmoid" and sg.parse("expit(x)").op == "sigmoid"
+    assert sp.expit(x).op == "sigmoid"
     assert sp.betaln(x, x).op == "betaln" and sp.xlog1py(x, x).op == "xlog1py"
 
 
