@@ -594,13 +594,14 @@ def test_scaled_bessel_within_3_ulp_of_mpmath_and_10_of_scipy(order, loop):
 
 
 def _mp_betaln(a, b):
-    with mpmath.workdps(50):
-        return np.array(
-            [
-                float(mpmath.log(abs(mpmath.beta(mpmath.mpf(float(p)), mpmath.mpf(float(q))))))
-                for p, q in zip(a, b)
-            ]
-        )
+    """log|B(a, b)| as the sum of mpmath's log Γ, with the digits it cancels added to its precision."""
+    out = []
+    for p, q in zip(a, b):
+        p, q = float(p), float(q)
+        with mpmath.workdps(40 + max(0, int(math.log10(max(abs(p), abs(q), 1.0))))):
+            x, y = mpmath.mpf(p), mpmath.mpf(q)
+            out.append(float(mpmath.re(mpmath.loggamma(x) + mpmath.loggamma(y) - mpmath.loggamma(x + y))))
+    return np.array(out)
 
 
 def test_betaln_to_mpmath_where_the_sum_of_gammaln_cancels():
@@ -749,3 +750,36 @@ def test_new_kernels_derivative_rules_by_central_differences():
     rule = _i0e(x) - _i1e(x) * (np.sign(x) + 1 / x)
     np.testing.assert_allclose(_central(_i1e, x, h), rule, rtol=1e-7, atol=1e-10)
     assert abs((_i1e(np.array([h]))[0] - _i1e(np.array([-h]))[0]) / (2 * h) - 0.5) < 1e-5  # i1e'(0)
+
+
+@_settings
+@given(st.floats(-1e6, 40.0))
+def test_ndtr_and_log_ndtr_hypothesis(x):
+    a = np.array([x])
+    assert _ulps(_log_ndtr(a), _mp40(_mp_log_ndtr, a))[0] <= 2
+    if x > -37:  # Φ normal (above the subnormals)
+        assert _ulps(_ndtr(a), _mp40(mpmath.ncdf, a))[0] <= 3
+
+
+@_settings
+@given(st.floats(0.0, 1.0, exclude_min=True, exclude_max=True))
+def test_ndtri_hypothesis_round_trips_through_ndtr(p):
+    x = _ndtri(np.array([p]))
+    assert _ulps(x, _mp40(_mp_ndtri, [p]))[0] <= 5
+
+
+@_settings
+@given(st.floats(0.0, 700.0), st.floats(-1e300, 1e300))
+def test_i0e_i1e_and_logit_hypothesis(x, y):
+    a = np.array([x, -x])
+    assert _ulps(_i0e(a), sp.i0e(a)).max() <= 10 and _ulps(_i1e(a), sp.i1e(a)).max() <= 10
+    p = np.array([abs(y) / 1e300])
+    assert _ulps(_logit(p), sp.logit(p))[0] <= 2
+
+
+@_settings
+@given(st.floats(1e-300, 1e300), st.floats(1e-300, 1e300))
+def test_betaln_hypothesis(a, b):
+    want = _mp_betaln([a], [b])
+    got = _betaln(np.array([a]), np.array([b]))
+    _within(got, want, 6 * np.spacing(np.abs(want)) + 1.5e-15)
