@@ -14,7 +14,21 @@ import numpy as np
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-from .special import digamma, erfinv, gammaln, polygamma  # noqa: F401 (the special functions' lowerings)
+from .special import (  # noqa: F401 (the special functions' lowerings)
+    betaln,
+    digamma,
+    erfcinv,
+    erfinv,
+    gammaln,
+    i0e,
+    i1e,
+    log_ndtr,
+    logit,
+    ndtr,
+    ndtri,
+    polygamma,
+    xlog1py,
+)
 from .array_kernels import argsort_last, cumprod_last, cumsum_last  # noqa: F401 (ops/arrays.py's lowerings)
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")

@@ -145,17 +145,6 @@ UFUNCS = {
 UFUNC_REDUCTIONS = {np.add: ops.sum, np.multiply: ops.prod, np.maximum: ops.max, np.minimum: ops.min}
 
 
-def _not_nan(y):
-    return ops.less_equal(ops.abs(y), np.inf)  # False only for nan
-
-
-def xlog1py(x, y):
-    """x * log1p(y), 0 where x == 0 (unless y is nan), as scipy.special.xlog1py."""
-    x, y = _expr(x), _expr(y)
-    zero = ops.logical_and(ops.equal(x, 0), _not_nan(y))
-    return ops.where(zero, 0.0, x * ops.log1p(ops.where(zero, 0.0, y)))
-
-
 def _scipy_ufuncs():
     """scipy.special's ufuncs that are ops, when scipy.special is loaded (it is, if one is used)."""
     special = sys.modules.get("scipy.special")
@@ -173,8 +162,6 @@ def _scipy_ufuncs():
         # composites
         special.erfc: lambda x: 1.0 - ops.erf(x),
         special.log_expit: lambda x: -ops.softplus(-_expr(x)),
-        special.logit: lambda x: ops.log(x) - ops.log1p(-_expr(x)),
-        special.xlog1py: xlog1py,
     }
 
 
@@ -184,14 +171,12 @@ def _scipy_ufuncs():
 
 
 def _sp_logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
-    if b is not None:
-        raise UnsupportedError(
-            "scipy.special.logsumexp(..., b=...) on a symbolic value is not supported; "
-            "for b > 0 write sg.logsumexp(a + np.log(b), axis)"
-        )
     if return_sign:
-        raise UnsupportedError("scipy.special.logsumexp(..., return_sign=True) on a symbolic value")
-    return ops.logsumexp(_expr(a), axis, keepdims)
+        raise UnsupportedError(
+            "scipy.special.logsumexp(..., return_sign=True) on a symbolic value is not supported: "
+            "the sign is not differentiable; without it a slice whose weighted sum is negative gives nan"
+        )
+    return ops.logsumexp(_expr(a), axis, keepdims, b=b)
 
 
 def _sp_softmax(x, axis=None):
@@ -219,7 +204,7 @@ def _sp_polygamma(n, x):
 
 SCIPY_FUNCTIONS = {
     "polygamma": (_sp_polygamma, "sg.polygamma(n, x)"),
-    "logsumexp": (_sp_logsumexp, "sg.logsumexp(x, axis, keepdims)"),
+    "logsumexp": (_sp_logsumexp, "sg.logsumexp(x, axis, keepdims, b=b)"),
     "softmax": (_sp_softmax, "sg.softmax(x, axis)"),
     "log_softmax": (_sp_log_softmax, "sg.log_softmax(x, axis)"),
     "softplus": (_sp_softplus, "sg.softplus(x)"),

@@ -364,6 +364,48 @@ def polygamma(n: int, x):
     return digamma(x) if n == 0 else make("polygamma", [x], n=n)
 
 
+_SQRT_2PI = math.sqrt(2 * math.pi)
+_INV_SQRT_2PI = 1 / _SQRT_2PI
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+# φ(x)/Φ(x) = -x / S(x) for x < -20, S = 1 + sum_k (-1)^k (2k-1)!! / x^2k (log_ndtr's series, k = 1..10)
+_MILLS_SERIES = (-1.0, 3.0, -15.0, 105.0, -945.0, 10395.0, -135135.0, 2027025.0, -34459425.0, 654729075.0)
+
+
+def _log_ndtr_slope(x, out):
+    """d/dx log Φ(x) = φ(x)/Φ(x): exp(-x^2/2 - log Φ(x)) / sqrt(2 pi) (neither underflows nor
+    divides 0 by 0) for x >= -20; below, where that difference of two large terms would keep only
+    an absolute accuracy (1e-13 relative at x = -40, 6e-11 at -1000), -x / S(x) from the
+    asymptotic series of Φ, to an ulp or two (and its own derivative as accurate)."""
+    tail = x < -20
+    z = 1 / square(where(tail, x, -20.0))
+    s = _MILLS_SERIES[-1]
+    for c in reversed(_MILLS_SERIES[:-1]):
+        s = s * z + c
+    return where(tail, -x / (1 + z * s), exp((-0.5 * square(x) - out) - _LOG_SQRT_2PI))
+
+
+def _i1e_slope(x, out):
+    """i1e'(x) = i0e(x) - i1e(x) (sign(x) + 1/x), and its limit 1/2 at x = 0."""
+    at_zero = x == 0
+    return where(at_zero, 0.5, i0e(x) - out * (sign(x) + 1 / where(at_zero, 1.0, x)))
+
+
+def _np_betaln(a, b):
+    """SciPy's betaln in the float dtype of both operands (float32 only when both are)."""
+    out = _np_special("betaln")(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    dtype = np.result_type(a, b)
+    return out.astype(dtype if dtype.kind == "f" else np.float64)
+
+
+def _np_xlog1py(x, y):
+    x, y = np.asarray(x), np.asarray(y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where((x == 0) & ~np.isnan(y), 0.0, x * np.log1p(y))
+    return out.astype(np.result_type(x, y))
+
+
 def _sympy_trunc(x):
     return sympy.Piecewise((sympy.floor(x), x >= 0), (sympy.ceiling(x), True))
 
@@ -430,6 +472,33 @@ unary("polygamma", lambda g, x, out: g * polygamma(out.attrs["n"] + 1, x),
       "d/dx polygamma(n, x) = polygamma(n + 1, x)", impl=_np_polygamma, builder=polygamma,
       lower="_rt.polygamma({n}, {0})", libm=True, sympy=sympy.polygamma,
       to_sympy=lambda a, n: sympy.polygamma(n, a))
+# the normal distribution: its CDF Φ (ndtr), log Φ (log_ndtr, accurate far into the left tail, and so is
+# its derivative φ/Φ: see _log_ndtr_slope), Φ's inverse (ndtri) and erfc's (erfcinv)
+ndtr = unary("ndtr", lambda g, x, out: g * (_INV_SQRT_2PI * exp(-0.5 * square(x))),
+             "d/dx ndtr(x) = exp(-x^2/2) / sqrt(2 pi)", impl=_np_special("ndtr"), lower="_rt.ndtr({0})",
+             numpy="scipy.special.ndtr", libm=True, to_sympy=lambda a: sympy.erfc(-a / sympy.sqrt(2)) / 2)
+log_ndtr = unary("log_ndtr", lambda g, x, out: g * _log_ndtr_slope(x, out),
+                 "d/dx log_ndtr(x) = exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi)", impl=_np_special("log_ndtr"),
+                 lower="_rt.log_ndtr({0})", numpy="scipy.special.log_ndtr", libm=True,
+                 to_sympy=lambda a: sympy.log(sympy.erfc(-a / sympy.sqrt(2)) / 2))
+ndtri = unary("ndtri", lambda g, x, out: g * (_SQRT_2PI * exp(0.5 * square(out))),
+              "d/dp ndtri(p) = sqrt(2 pi) exp(ndtri(p)^2 / 2)", impl=_np_special("ndtri"),
+              lower="_rt.ndtri({0})", numpy="scipy.special.ndtri", libm=True,
+              to_sympy=lambda a: sympy.sqrt(2) * sympy.erfinv(2 * a - 1))
+erfcinv = unary("erfcinv", lambda g, x, out: g * (-(math.sqrt(math.pi) / 2) * exp(square(out))),
+                "d/dy erfcinv(y) = -sqrt(pi)/2 exp(erfcinv(y)^2)", impl=_np_special("erfcinv"),
+                lower="_rt.erfcinv({0})", numpy="scipy.special.erfcinv", libm=True, sympy=sympy.erfcinv)
+logit = unary("logit", lambda g, x, out: g / (x * (1 - x)), "d/dp logit(p) = 1 / (p (1 - p))",
+              impl=_np_special("logit"), lower="_rt.logit({0})", numpy="scipy.special.logit", libm=True,
+              to_sympy=lambda a: sympy.log(a / (1 - a)))
+# exp(-|x|) I0(x) and exp(-|x|) I1(x); i1e'(0) = 1/2, the limit of i0e - i1e (sign(x) + 1/x)
+i0e = unary("i0e", lambda g, x, out: g * (i1e(x) - sign(x) * out), "d/dx i0e(x) = i1e(x) - sign(x) i0e(x)",
+            impl=_np_special("i0e"), lower="_rt.i0e({0})", numpy="scipy.special.i0e", libm=True,
+            to_sympy=lambda a: sympy.besseli(0, a) * sympy.exp(-sympy.Abs(a)))
+i1e = unary("i1e", lambda g, x, out: g * _i1e_slope(x, out),
+            "d/dx i1e(x) = i0e(x) - i1e(x) (sign(x) + 1/x), 1/2 at 0", impl=_np_special("i1e"),
+            lower="_rt.i1e({0})", numpy="scipy.special.i1e", libm=True,
+            to_sympy=lambda a: sympy.besseli(1, a) * sympy.exp(-sympy.Abs(a)))
 isfinite = unary("isfinite", None, "not differentiable", **_BOOL,
                  to_sympy=lambda a: sympy.And(sympy.Ne(a, sympy.oo), sympy.Ne(a, -sympy.oo)))
 logical_not = unary("logical_not", None, "not differentiable", **_BOOL, scalar="not {0}", sympy=sympy.Not)
@@ -529,6 +598,18 @@ xlogy = binary("xlogy", (lambda g, x, y, out: g * log(y), lambda g, x, y, out: g
                "d xlogy(x, y) = log(y) dx + x/y dy", float_only=True, infer=_float_binary, impl=_np_xlogy,
                lower="_rt.xlogy({0}, {1})", libm=True, numpy="scipy.special.xlogy",
                to_sympy=lambda x, y: sympy.Piecewise((0, sympy.Eq(x, 0)), (x * sympy.log(y), True)))
+xlog1py = binary("xlog1py", (lambda g, x, y, out: g * log1p(y),
+                            lambda g, x, y, out: g * where(x == 0, 0, x / (1 + y))),
+                 "d xlog1py(x, y) = log1p(y) dx + x/(1+y) dy", float_only=True, infer=_float_binary,
+                 impl=_np_xlog1py, lower="_rt.xlog1py({0}, {1})", libm=True, numpy="scipy.special.xlog1py",
+                 to_sympy=lambda x, y: sympy.Piecewise((0, sympy.Eq(x, 0)), (x * sympy.log(1 + y), True)))
+# log|B(a, b)|, accurate where the gammaln terms cancel (one a large): its own kernel, not their sum
+betaln = binary("betaln", (lambda g, a, b, out: g * (digamma(a) - digamma(a + b)),
+                           lambda g, a, b, out: g * (digamma(b) - digamma(a + b))),
+                "d betaln(a, b) = (digamma(a) - digamma(a+b)) da + (digamma(b) - digamma(a+b)) db",
+                float_only=True, infer=_float_binary, commutative=True, impl=_np_betaln,
+                lower="_rt.betaln({0}, {1})", libm=True, numpy="scipy.special.betaln",
+                to_sympy=lambda a, b: sympy.log(sympy.Abs(sympy.beta(a, b))))
 # comparisons and logic: not differentiable
 _COMPARE = dict(infer=_compare, note="not differentiable", boolean=True)
 binary("less", **_COMPARE, builder=less, lower="{0} < {1}", infix="<", sympy=sympy.StrictLessThan)

@@ -15,7 +15,7 @@
 import numpy as np
 
 from ..errors import ShapeError, UnsupportedError
-from ..graph import dim_product, normalize_axes
+from ..graph import broadcast_shapes, dim_product, normalize_axes
 from . import registry
 from .registry import register, make, as_expr, constant, count  # noqa: F401  (count, re-exported)
 from . import elementwise as ew
@@ -290,16 +290,27 @@ def _shift(x, axes):
     return ew.where(ew.isfinite(m), m, 0)
 
 
-def logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))) over ``axis``, shifted by the max so it never overflows."""
+def logsumexp(x, axis=None, keepdims=False, b=None):
+    """log(sum(exp(x))) over ``axis``, shifted by the max so it never overflows.
+
+    ``b``: weights, log(sum(b exp(x))) as SciPy's ``logsumexp(x, axis, b=b)``: ``b`` broadcasts
+    with ``x`` (a scalar, an array or an expression), entries with ``b == 0`` are left out (also of
+    the shift, as SciPy and JAX do), and a slice whose weighted sum is negative gives nan (SciPy's
+    value without ``return_sign``; its gradient is nan there too)."""
     x = ew._float(as_expr(x))
+    if b is not None:
+        b = as_expr(b)
+        broadcast_shapes(x.shape, b.shape, what="logsumexp(a, b=...): a and b")
+        x = ew.where(ew.not_equal(b, 0), x, -np.inf)  # shaped as a and b broadcast
     axes = normalize_axes(axis, x.ndim, where=f"logsumexp(axis={axis!r})")
     m = _shift(x, axes)
-    total = sum(ew.exp(x - m), axes, keepdims=True)
+    terms = ew.exp(x - m)
+    total = sum(terms if b is None else b * terms, axes, keepdims=True)
     # an all -inf slice sums to 0: log(0) = -inf is the right value, but the derivative
     # of log, 1/0, would meet exp(-inf) = 0 as inf * 0 = nan; such slices get no gradient
     positive = total > 0
-    out = ew.where(positive, ew.log(ew.where(positive, total, 1)), -np.inf) + m
+    empty = -np.inf if b is None else ew.where(ew.equal(total, 0), -np.inf, np.nan)
+    out = ew.where(positive, ew.log(ew.where(positive, total, 1)), empty) + m
     if keepdims:
         return out
     return reshape(out, _reduced_shape(x.shape, axes, False))

@@ -113,6 +113,13 @@ def _cases():
         + sg.gammaln(x)
         + sg.digamma(x)
         + sg.polygamma(2, x)
+        + sg.ndtr(y)
+        + sg.log_ndtr(y)
+        + sg.ndtri(0.5 + 0.4 * y)
+        + sg.erfcinv(1 + 0.8 * y)
+        + sg.logit(0.5 + 0.4 * y)
+        + sg.i0e(y)
+        + sg.i1e(y)
         + sg.floor(3 * y)
         + sg.ceil(3 * y)
         + sg.round(3 * y)
@@ -133,6 +140,8 @@ def _cases():
         + sg.round(y * 3)
         + sg.trunc(y * 3)
         + sg.xlogy(y, x)
+        + sg.xlog1py(y, x)
+        + sg.betaln(x, x + 1)
     )
     logic = sg.where(
         sg.logical_or(

@@ -55,6 +55,13 @@ UNARY_DOMAIN = {
     "erfinv": (-0.9, 0.9),
     "gammaln": (0.3, 5),
     "digamma": (0.3, 5),
+    "ndtr": (-3, 3),
+    "log_ndtr": (-3, 3),
+    "ndtri": (0.05, 0.95),
+    "erfcinv": (0.1, 1.9),
+    "logit": (0.05, 0.95),
+    "i0e": (-4, 4),  # away from the kink at 0 (_uniform's away=0.1)
+    "i1e": (-4, 4),
 }
 
 # op -> (build from symbols, input arrays); every op with a differentiable input is here
@@ -78,6 +85,8 @@ CASES.update(
         "fmod": (sg.fmod, [np.array([[0.3, -1.3, 1.7], [-0.45, 0.8, 2.6]]), np.array([0.7, 1.1, 1.9])]),
         "xlogy": (sg.xlogy, [_uniform(-2, 2, (2, 3)), _uniform(0.3, 3, (3,), 1)]),
         "polygamma": (lambda a: sg.polygamma(2, a), [_uniform(0.3, 5, (2, 3))]),
+        "xlog1py": (sg.xlog1py, [_uniform(-2, 2, (2, 3)), _uniform(-0.7, 3, (3,), 1)]),
+        "betaln": (sg.betaln, [_uniform(0.3, 5, (2, 3)), _uniform(0.3, 5, (3,), 1)]),
         "where": (
             lambda a, b: sg.where(a > 0, a * 2, b),
             [_uniform(-2, 2, (2, 3), away=0.1), _uniform(-2, 2, (3,), 1)],

@@ -318,6 +318,13 @@ UNARY = {  # name: (plain numpy definition, domain)
     "gammaln": (scipy.special.gammaln, uniform(0.3, 5)),
     "digamma": (scipy.special.digamma, uniform(0.3, 5)),
     "polygamma": (lambda x: scipy.special.polygamma(1, x), uniform(0.3, 5)),  # n = 1 (builder)
+    "ndtr": (scipy.special.ndtr, uniform(-3, 3)),
+    "log_ndtr": (scipy.special.log_ndtr, uniform(-3, 3)),  # the far tail: test_special_functions
+    "ndtri": (scipy.special.ndtri, uniform(0.05, 0.95)),
+    "erfcinv": (scipy.special.erfcinv, uniform(0.1, 1.9)),
+    "logit": (scipy.special.logit, uniform(0.05, 0.95)),
+    "i0e": (scipy.special.i0e, uniform(-4, 4, away=0.2)),  # |x| inside: a kink at 0
+    "i1e": (scipy.special.i1e, uniform(-4, 4, away=0.2)),
     "floor": (np.floor, off_jumps(-3, 3)),
     "ceil": (np.ceil, off_jumps(-3, 3)),
     "round": (np.round, off_jumps(-3, 3)),
@@ -386,6 +393,11 @@ BINARY = {  # name: (plain numpy definition, sampler of both operands)
     "mod": (lambda a, b: a - b * np.floor(a / b), _off_remainder_jumps),
     "fmod": (lambda a, b: a - b * np.trunc(a / b), _off_remainder_jumps),
     "xlogy": (lambda a, b: a * np.log(b), lambda r, sa, sb: (r.uniform(-2, 2, sa), r.uniform(0.3, 3, sb))),
+    "xlog1py": (
+        lambda a, b: a * np.log1p(b),
+        lambda r, sa, sb: (r.uniform(-2, 2, sa), r.uniform(-0.7, 3, sb)),
+    ),
+    "betaln": (scipy.special.betaln, lambda r, sa, sb: (r.uniform(0.3, 5, sa), r.uniform(0.3, 5, sb))),
 }
 BINARY_SHAPES = [
     ((), ()),

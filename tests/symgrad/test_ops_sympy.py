@@ -43,12 +43,20 @@ UNARY = {  # name: (SymPy function, domain)
     "gammaln": (sympy.loggamma(X), (0.3, 5)),  # log Γ = log|Γ| for x > 0
     "digamma": (sympy.digamma(X), (0.3, 5)),
     "polygamma": (sympy.polygamma(1, X), (0.3, 5)),  # n = 1 (BUILD); n = 2 below
+    "ndtr": (sympy.erfc(-X / sympy.sqrt(2)) / 2, (-3, 3)),
+    "log_ndtr": (sympy.log(sympy.erfc(-X / sympy.sqrt(2)) / 2), (-3, 3)),  # SymPy: 2 - erfc(-z), cancels
+    "ndtri": (sympy.sqrt(2) * sympy.erfinv(2 * X - 1), (0.05, 0.95)),
+    "erfcinv": (sympy.erfcinv(X), (0.1, 1.9)),
+    "logit": (sympy.log(X / (1 - X)), (0.05, 0.95)),
+    # exp(-|x|) by branches (the derivative of Abs brings DiracDelta); both signs (NEGATIVE_TOO)
+    "i0e": (sympy.besseli(0, X) * sympy.Piecewise((sympy.exp(-X), X >= 0), (sympy.exp(X), True)), (0.2, 4)),
+    "i1e": (sympy.besseli(1, X) * sympy.Piecewise((sympy.exp(-X), X >= 0), (sympy.exp(X), True)), (0.2, 4)),
 }
 BUILD = {"polygamma": lambda x: sg.polygamma(1, x), "polygamma2": lambda x: sg.polygamma(2, x)}
 # sign is piecewise constant: sympy says 2*DiracDelta(x); the central-difference tests pin its 0,
 # as they do for floor, ceil, round and trunc (SymPy leaves their derivatives unevaluated)
 PIECEWISE_CONSTANT = {"sign", "floor", "ceil", "round", "trunc"}
-NEGATIVE_TOO = {"neg", "abs", "relu"}  # kinked ops: test both sides of the kink
+NEGATIVE_TOO = {"neg", "abs", "relu", "i0e", "i1e"}  # kinked ops: test both sides of the kink
 
 BINARY = {  # name: (SymPy function of a, b, domain of a, domain of b)
     "add": (A + B, (-2, 2), (-2, 2)),
@@ -68,6 +76,8 @@ BINARY = {  # name: (SymPy function of a, b, domain of a, domain of b)
         (1.0, 1.15),
     ),
     "xlogy": (A * sympy.log(B), (-2, 2), (0.3, 3)),
+    "xlog1py": (A * sympy.log(1 + B), (-2, 2), (-0.7, 3)),
+    "betaln": (sympy.log(sympy.beta(A, B)), (0.3, 5), (0.3, 5)),
 }
 # SymPy leaves floor'(x) (and Mod's partials) as Derivative/Subs objects: 0 wherever they exist
 
@@ -169,7 +179,7 @@ def test_binary_partial_derivatives_match_sympy(op, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("op", ["mul", "div", "pow", "arctan2", "logaddexp", "xlogy"])
+@pytest.mark.parametrize("op", ["mul", "div", "pow", "arctan2", "logaddexp", "xlogy", "xlog1py", "betaln"])
 def test_binary_second_derivatives_match_sympy(op, backend):
     _check_binary(op, backend, 2)
 

@@ -659,8 +659,12 @@ def test_scipy_functions_that_cannot_take_a_symbolic_value_say_so_by_name():
     vg = sg.value_and_grad(lambda x: logsumexp(x), backend="numpy")  # bound before the trace
     with pytest.raises(sg.UnsupportedError, match=r"scipy.special.logsumexp on a symbolic value"):
         vg(np.ones(3))
-    with pytest.raises(sg.UnsupportedError, match=r"logsumexp\(\.\.\., b=\.\.\.\) on a symbolic value"):
-        sg.value_and_grad(lambda x: scipy.special.logsumexp(x, b=2.0), backend="numpy")(np.ones(3))
+    with pytest.raises(
+        sg.UnsupportedError, match=r"logsumexp\(\.\.\., return_sign=True\) on a symbolic value .*the sign"
+    ):
+        sg.value_and_grad(lambda x: scipy.special.logsumexp(x, return_sign=True)[0], backend="numpy")(
+            np.ones(3)
+        )
     with pytest.raises(sg.UnsupportedError, match="cannot iterate over an expression of shape"):
         list(sg.tensor("x_sp_n", ("n",)))  # not from scipy: the general message (a symbolic length)
 
