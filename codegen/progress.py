@@ -2,8 +2,8 @@
 
 A build (``compile_graph``, and a traced function's trace-then-compile) runs inside
 ``building(title)``. Nothing is printed for a build shorter than ``announce_after`` seconds;
-a longer one prints one line to stderr when that time has passed (a timer thread: the build
-itself does no extra work) saying what is compiling, then ``done in X s`` when it ends. A build
+a longer one prints one line to stderr when that time has passed (one watching thread for all
+builds: a build only puts itself on its heap) saying what is compiling, then ``done in X s`` when it ends. A build
 nested in another (the compile of a traced function) joins the outer one, so a build prints at
 most two lines. Every build records the seconds of each phase (``trace``, ``emit``, ``load``,
 ``numba compile``); ``compile_graph`` hands them to the ``Compiled`` it makes.
@@ -13,6 +13,9 @@ The settings (``verbose``: 0 silent, 1 the two lines, 2 the done line also lists
 function reading them with ``install_settings``; until then the defaults hold.
 """
 
+import heapq
+import itertools
+import os
 import sys
 import threading
 import time
@@ -50,11 +53,8 @@ class Build:
         self.announced = False
         self.finished = False
         self._lock = threading.Lock()
-        self._timer = None
         if verbose > 0:
-            self._timer = threading.Timer(announce_after, self._announce)
-            self._timer.daemon = True
-            self._timer.start()
+            _WATCHER.watch(self, self.start + announce_after)
 
     @contextmanager
     def measure(self, phase):
@@ -87,8 +87,6 @@ class Build:
 
     def finish(self, failed=False):
         seconds = time.perf_counter() - self.start
-        if self._timer is not None:
-            self._timer.cancel()
         with self._lock:
             self.finished = True
             if self.verbose == 0:
@@ -107,6 +105,45 @@ class Build:
             end = "failed after" if failed else "done in"
             tail = f" ({'; '.join(detail)})" if detail else ""
             self._write(f"symgrad: {self.title} {end} {seconds:.1f} s{tail}")
+
+
+class _Watcher:
+    """One daemon thread for every build: it sleeps until the earliest build's announce time and
+    announces the builds still running then. A build only pushes (time, build) on a heap:
+    starting a thread per build would cost more than a small build itself."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._heap = []
+        self._order = itertools.count()
+        self._pid = None  # the process whose thread runs (a forked child starts its own)
+
+    def watch(self, build, when):
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._order), build))
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="symgrad-build-report", daemon=True).start()
+            elif self._heap[0][2] is build:
+                self._cond.notify()
+
+    def _run(self):
+        with self._cond:
+            while True:
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                when, _, build = self._heap[0]
+                wait = when - time.perf_counter()
+                if wait > 0 and not build.finished:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                if not build.finished:
+                    build._announce()
+
+
+_WATCHER = _Watcher()
 
 
 def current():

@@ -160,3 +160,24 @@ def test_a_bad_environment_variable_is_named_when_a_build_reads_it(monkeypatch):
         sg.value_and_grad(sg.sum(x * x), wrt=x, backend="numpy")
     with sg.config(verbose=0):  # an explicit setting does not read it
         sg.value_and_grad(sg.sum(x * x), wrt=x, backend="numpy")
+
+
+def test_the_watching_thread_announces_a_build_still_running():
+    import threading
+
+    written = threading.Event()
+
+    class Stream(io.StringIO):
+        def write(self, text):
+            n = super().write(text)
+            written.set()
+            return n
+
+    out = Stream()
+    build = progress.Build("slow", 1, 0.0, out)
+    build.lines = 7
+    with build.measure("numba compile"):
+        assert written.wait(60)  # the build is still running: the watcher wrote the line
+        assert out.getvalue() == "symgrad: compiling slow, 7 generated lines (numba compile) ...\n"
+    build.finish()
+    assert len(out.getvalue().splitlines()) == 2
