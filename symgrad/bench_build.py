@@ -300,7 +300,7 @@ def measure(name, *, repeat=DEFAULT_REPEAT, timeout=600.0, jax=None, process=_pr
                 "agree": all(r["agree"] for r in ok),
                 "runs": len(ok),
             }
-            for key in ("lines", "cache", "scan", "value", "grad_norm"):
+            for key in ("lines", "cache", "phases", "scan", "value", "grad_norm"):
                 if key in ok[-1]:
                     rec[kind][key] = ok[-1][key]
     cold, jx = rec["cold"], rec["jax"]
@@ -313,7 +313,7 @@ def measure(name, *, repeat=DEFAULT_REPEAT, timeout=600.0, jax=None, process=_pr
 
 
 def table(records):
-    cols = ["program", "lines", "cold build", "warm build", "import", "jax build", "cold/jax"]
+    cols = ["program", "lines", "cold build", "warm build", "numba import", "jax build", "cold/jax"]
     rows = [cols]
     for r in records:
         cold, warm, jx = r["cold"], r["warm"], r["jax"]
