@@ -102,6 +102,7 @@ def test_each_repeat_builds_cold_then_warm_on_the_same_fresh_cache_and_jax_besid
         "build",
         "warm",
         "build",
+        "numba",
         "import",
         "jax",
         "build",
