@@ -11,6 +11,7 @@ from symgrad.errors import UnsupportedError
 from symgrad.graph import topo_order
 from .numba_backend import NumbaEmitter
 from .numpy_backend import NumpyEmitter
+from .progress import building
 from .runtime import Compiled, drop_compiled_caches, hold, load_module
 
 BACKENDS = {"numba": NumbaEmitter, "numpy": NumpyEmitter}
@@ -54,41 +55,55 @@ def compile_graph(
     """Emit, load and (for numba) compile the module computing ``outputs`` from ``inputs``.
 
     ``notes`` (``symgrad.autodiff.RuleNotes``, from the derivative call that built the outputs)
-    gives the rule comments; without it the source has none."""
+    gives the rule comments; without it the source has none. A build longer than a second says
+    so on stderr (``progress.building``); the ``Compiled`` keeps the seconds of each phase in
+    ``build_phases``."""
     if backend not in BACKENDS:
         raise UnsupportedError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    with building(title) as build:
+        compiled = _compile(
+            build, outputs, inputs, output_names, structure, primary, backend, title, entry, notes
+        )
+    return compiled
+
+
+def _compile(build, outputs, inputs, output_names, structure, primary, backend, title, entry, notes):
     start = time.perf_counter()
     emitter = BACKENDS[backend](notes)
     arguments = (list(outputs), list(output_names), list(inputs), primary, entry, title, structure)
-    source = emitter.module(*arguments)
+    with build.measure("emit"):
+        source = emitter.module(*arguments)
     statements = source.count("\n")
+    build.lines = statements
     if backend == "numba" and statements > max_statements():
         raise UnsupportedError(
             f"the generated module has {statements} lines, more than numba compiles in reasonable "
             f"time (the limit is {max_statements()}, set by SYMGRAD_MAX_STATEMENTS); use "
             "backend='numpy' for this graph, or an hvp/vjp instead of a dense derivative"
         )
-    module, existed = load_module(source, backend)
+    with build.measure("load"):
+        module, existed = load_module(source, backend)
     cache_state = "source cached" if existed else "new"
     if backend == "numba":
         # the stats count over the dispatcher's life; what this compile did is the difference
         stats = module.kernel.stats
         hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
         signature = _numba_signature(inputs)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                module.kernel.compile(signature)
-        except Exception:
-            # a truncated or corrupt numba cache file: drop it, import afresh, compile again
-            if not drop_compiled_caches(module.__name__):
-                raise
-            module, _ = load_module(source, backend, fresh=True)
-            stats = module.kernel.stats
-            hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                module.kernel.compile(signature)
+        with build.measure("numba compile"):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    module.kernel.compile(signature)
+            except Exception:
+                # a truncated or corrupt numba cache file: drop it, import afresh, compile again
+                if not drop_compiled_caches(module.__name__):
+                    raise
+                module, _ = load_module(source, backend, fresh=True)
+                stats = module.kernel.stats
+                hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    module.kernel.compile(signature)
         # call() has checked the argument types, so it calls this overload's machine code directly
         module.kernel_entry = module.kernel.overloads[signature].entry_point
         stats = module.kernel.stats
@@ -103,6 +118,7 @@ def compile_graph(
     compiled = Compiled(
         source, module, entry, inputs, outputs, output_names, backend, title, seconds, nodes, cache_state
     )
+    compiled.build_phases = dict(build.phases)  # a traced function's build includes its trace
     if backend == "numba":
         compiled._build_signature = signature
 

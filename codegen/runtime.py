@@ -650,6 +650,7 @@ class Compiled:
     backend: str
     title: str
     build_seconds: float
+    build_phases: dict[str, float]  # seconds per phase: (trace,) emit, load, numba compile
     graph_nodes: int
     cache_state: str
 
@@ -679,6 +680,7 @@ class Compiled:
         self.backend = backend
         self.title = title
         self.build_seconds = build_seconds
+        self.build_phases: dict[str, float] = {}
         self.graph_nodes = graph_nodes
         self.cache_state = cache_state
         self._names = [s.name for s in inputs]
@@ -689,7 +691,9 @@ class Compiled:
         """Every machine-code compile of this function, each with its cause. A call from Python
         never adds one: the entry converts arguments to the built types, and sizes are not part
         of a signature, so a new batch size compiles nothing. Only a call of ``.kernel`` from
-        numba code with other argument types adds an entry, naming the arguments that differ."""
+        numba code with other argument types adds an entry, naming the arguments that differ.
+        The build's record has ``seconds`` (the compile) and ``phases`` (seconds per phase,
+        including the trace of a traced function)."""
         built = getattr(self, "_build_signature", None)
         if built is None:
             return []
@@ -699,6 +703,7 @@ class Compiled:
                 "cause": "build",
                 "cache": self.cache_state,
                 "seconds": self.build_seconds,
+                "phases": dict(self.build_phases),
             }
         ]
         for sig in self.kernel.signatures:
@@ -715,6 +720,7 @@ class Compiled:
                     "cause": "called from numba code with new types: " + "; ".join(new),
                     "cache": None,
                     "seconds": None,
+                    "phases": None,
                 }
             )
         return records

@@ -81,6 +81,7 @@ from .printing import expr_str as _expr_str  # installs how an Expr prints (repr
 from .draw import to_dot, draw
 from .optimize import sparse_hessian  # and Compiled.scipy()
 from . import dask_arrays as _dask_arrays  # Dask arrays as arguments: a runtime hook
+from .settings import config  # what builds print (and the report's settings, for the compiler)
 
 negative = neg
 power = pow

@@ -21,6 +21,7 @@ from .ops import as_expr
 from .symbol_constructors import tensor, scalar, scalars, symbols  # noqa: F401  (the symbol constructors, re-exported)
 from . import autodiff, pytree, sparsity, transforms
 from .codegen import compile_graph
+from .codegen.progress import building
 from .frontends.trace import TracedFunction, traced
 
 if TYPE_CHECKING:  # for the hints only: importing these here would load the compiler and SciPy
@@ -550,25 +551,27 @@ def _value_and_grad_expr(expr, wrt, inputs, backend):
     autodiff._check_wrt(wrt_list, "value_and_grad")
     expr = autodiff.scalar_loss(expr, "value_and_grad")
     ins = _resolve_inputs([expr], inputs, "value_and_grad", extra=wrt_list)
-    notes = autodiff.RuleNotes()  # this gradient's rule comments (nodes carry none)
-    grads = autodiff.grad(expr, wrt_list, notes)
-    names = ["value"] + [f"d_{w.name}" for w in wrt_list]
-    if single:
-        structure = "out[0], out[1]"
-    else:
-        inner = ", ".join(f"out[{i + 1}]" for i in range(len(wrt_list)))
-        structure = f"out[0], ({inner}{',' if len(wrt_list) == 1 else ''})"
     title = f"value_and_grad(wrt=[{', '.join(w.name for w in wrt_list)}])"
-    compiled = compile_graph(
-        [expr] + grads,
-        ins,
-        output_names=names,
-        structure=structure,
-        primary=1,
-        backend=backend or DEFAULT_BACKEND,
-        title=title,
-        notes=notes,
-    )
+    with building(title) as build:  # the differentiation and the compile are one build
+        notes = autodiff.RuleNotes()  # this gradient's rule comments (nodes carry none)
+        with build.measure("differentiate"):
+            grads = autodiff.grad(expr, wrt_list, notes)
+        names = ["value"] + [f"d_{w.name}" for w in wrt_list]
+        if single:
+            structure = "out[0], out[1]"
+        else:
+            inner = ", ".join(f"out[{i + 1}]" for i in range(len(wrt_list)))
+            structure = f"out[0], ({inner}{',' if len(wrt_list) == 1 else ''})"
+        compiled = compile_graph(
+            [expr] + grads,
+            ins,
+            output_names=names,
+            structure=structure,
+            primary=1,
+            backend=backend or DEFAULT_BACKEND,
+            title=title,
+            notes=notes,
+        )
     # what a call with arrays handled above the compiler needs (symgrad.dask_arrays, a runtime hook)
     compiled._differentiated = (list(wrt_list), single)
     return compiled

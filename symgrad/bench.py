@@ -21,6 +21,7 @@ graph), which loads numba's registries and SciPy's BLAS; ``build`` is per functi
     symgrad bench                         # every workload
     symgrad bench rosen/1e6 seed_scalar   # a subset ("rosen" selects every size)
     symgrad bench --json out.json         # also write the raw numbers
+    symgrad bench --suite build [programs] # build latency, cold and warm, beside JAX (bench_build.py)
     python -m symgrad.bench ...           # the same
 """
 
@@ -39,7 +40,7 @@ import numpy as np
 import symgrad as sg
 from symgrad.graph import topo_order
 
-from . import bench_dask
+from . import bench_build, bench_dask
 
 
 NAMES = [
@@ -871,7 +872,20 @@ def add_arguments(parser):
     parser.add_argument("workloads", nargs="*", help=f"workload names (default: all): {', '.join(NAMES)}")
     parser.add_argument("--json", metavar="PATH", help="write the raw numbers as JSON")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case (default 600)")
-    parser.add_argument("--repeat", type=int, default=7, help="timed runs per measurement (default 7)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed runs per measurement (default 7; --suite build: builds per cell, default 3)",
+    )
+    parser.add_argument(
+        "--suite",
+        choices=["calls", "build"],
+        default="calls",
+        help="calls (default): the workloads' build, forward and value-and-grad times; build: "
+        f"cold and warm builds of {', '.join(bench_build.NAMES)}, each in a fresh process, beside "
+        "JAX's jit build (symgrad bench --suite build [programs])",
+    )
     parser.add_argument(
         "--peers",
         default=",".join(PEERS),
@@ -890,18 +904,25 @@ def add_arguments(parser):
 
 def run_from_arguments(args):
     """What ``symgrad bench`` does with its parsed arguments."""
+    if args.suite == "build":
+        return bench_build.run(
+            args.workloads,
+            repeat=args.repeat or bench_build.DEFAULT_REPEAT,
+            timeout=args.timeout,
+            json_path=args.json,
+        )
     if args.dask:
         return bench_dask.run(
             rows=args.rows,
             chunk=args.chunk,
-            repeat=args.repeat,
+            repeat=args.repeat or 7,
             workers=tuple(int(k) for k in args.workers.split(",") if k),
         )
     return run(
         args.workloads,
         json_path=args.json,
         timeout=args.timeout,
-        repeat=args.repeat,
+        repeat=args.repeat or 7,
         peers=peers_of(args.peers),
     )
 
@@ -918,9 +939,14 @@ def main(argv=None, prog="python -m symgrad.bench"):
     )
     add_arguments(parser)
     parser.add_argument("--case", help=argparse.SUPPRESS)  # one workload, in this process, as JSON
+    parser.add_argument("--build-case", help=argparse.SUPPRESS)  # one build-suite build, as JSON
+    parser.add_argument("--system", default="symgrad", help=argparse.SUPPRESS)  # of --build-case
     args = parser.parse_args(argv)
     if args.case:
-        print(json.dumps(run_case(args.case, repeat=args.repeat, peers=peers_of(args.peers))))
+        print(json.dumps(run_case(args.case, repeat=args.repeat or 7, peers=peers_of(args.peers))))
+        return 0
+    if args.build_case:
+        print(json.dumps(bench_build.build_case(args.build_case, args.system)))
         return 0
     run_from_arguments(args)
     return 0

@@ -84,7 +84,8 @@ COMMANDS = {
     "and time a call next to numpy by hand",
     "bench": "time building, a forward call and a value-and-grad call on the benchmark losses "
     "against numpy by hand, hand-fused loops and the peers that are installed "
-    "(JAX, PyTorch, autograd, SymPy); symgrad bench --help lists its options",
+    "(JAX, PyTorch, autograd, SymPy); symgrad bench --suite build times cold and warm builds "
+    "of the loop and model programs beside JAX's; symgrad bench --help lists its options",
     "cache": "the on-disk cache of generated modules and machine code: symgrad cache info shows "
     "where it is, its size and its cap (SYMGRAD_CACHE_DIR, SYMGRAD_CACHE_MAX_BYTES); "
     "symgrad cache clear empties it",

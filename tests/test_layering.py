@@ -6,10 +6,10 @@ symgrad has three layers; a module may import the layers below it, never those a
   helpers next to them: ``printing``, ``symbol_constructors``, ``sparsity``, ``decompose``, ``draw``);
 - the compiler, ``symgrad.codegen`` (the repository's ``codegen/`` folder): from symgrad it
   imports only ``graph``, ``errors``, ``ops`` and ``_version``;
-- the public API: ``api``, ``optimize``, ``dask_arrays``, ``cli``, which wire in SciPy and Dask
+- the public API: ``api``, ``optimize``, ``dask_arrays``, ``settings``, ``cli``, which wire in SciPy and Dask
   through the runtime's hooks (``register_array_hook``), never the other way round.
 
-The benchmark harness (``bench``, ``bench_dask``) is no part of the library: only ``symgrad
+The benchmark harness (``bench``, ``bench_dask``, ``bench_build``) is no part of the library: only ``symgrad
 bench`` (``cli``) loads it, inside the function that runs it.
 
 An import inside a function hides an edge from this picture, so none may name a symgrad module
@@ -27,9 +27,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LANGUAGE = ("graph", "errors", "ops", "passes", "autodiff", "frontends")
 # the helpers next to the language, held to the same rule
 LANGUAGE += ("printing", "symbol_constructors", "sparsity", "decompose", "draw", "pytree", "transforms")
-ABOVE_LANGUAGE = ("codegen", "api", "optimize", "dask_arrays", "cli", "bench", "bench_dask")
+ABOVE_LANGUAGE = (
+    "codegen",
+    "api",
+    "optimize",
+    "dask_arrays",
+    "settings",
+    "cli",
+    "bench",
+    "bench_dask",
+    "bench_build",
+)
 COMPILER_MAY_IMPORT = ("graph", "errors", "ops", "_version")
-HARNESS = ("symgrad.bench", "symgrad.bench_dask")
+HARNESS = ("symgrad.bench", "symgrad.bench_dask", "symgrad.bench_build")
 
 # (module, imported module): function-local imports of symgrad's own modules, each with its reason
 LOCAL_SYMGRAD_ALLOWED = {
@@ -336,6 +346,10 @@ def test_importing_symgrad_fills_every_registration_point_of_the_layers_below():
     assert numpy_protocol._compound_size is sympy_bridge.size_expr
     assert runtime._scipy_problem is optimize.ScipyProblem
     assert (trace.is_dask, dask_arrays.call_entry) in runtime._array_hooks
+    from symgrad import settings
+    from symgrad.codegen import progress
+
+    assert progress._settings is settings.current and trace._building is progress.building
     # and they work: x * 1 is x, an Expr prints as its formula, a size n - 1 is a node
     x = sg.tensor("x", ("n",))
     assert x * 1 is x and repr(sg.sin(x) + 1) == "sin(x) + 1.0"

@@ -262,6 +262,29 @@ def is_dask(value):
     return type(value).__module__.startswith("dask.") and hasattr(value, "chunks")
 
 
+class _Unreported:
+    """A build nobody reports on (until the compiler's progress report is installed)."""
+
+    @staticmethod
+    def measure(phase):
+        return contextlib.nullcontext()
+
+
+def _unreported(title):
+    return contextlib.nullcontext(_Unreported)
+
+
+_building = _unreported  # title -> context manager of a build; see install_build_report
+
+
+def install_build_report(building):
+    """Let ``building(title)`` (a context manager giving an object with ``measure(phase)``, as
+    ``symgrad.codegen.progress.building``) report a traced function's trace and compile as one
+    build: the compile joins it."""
+    global _building
+    _building = building
+
+
 def traced(fn, compile, spec, backend="numba"):
     """``fn`` transformed by ``spec`` (a ``transforms.Spec``), traced on symbolic stand-ins of its
     arguments and compiled by ``compile(result, inputs, backend) -> (Compiled, unflatten)``
@@ -492,17 +515,20 @@ class TracedFunction:
         plan = self._plans.get(key)
         entry = None if plan is None else self._cache.get(self._full_key(key, plan, classes))
         if entry is None:
-            with self._lock:
+            title = self._spec.describe(getattr(self._fn, "__qualname__", self._name))
+            with self._lock, _building(title) as build:
                 plan = self._plans.get(key)
                 graph = None
                 if plan is None:
-                    plan, graph = self._plan(bound, tops, leaves, classes)
+                    with build.measure("trace"):
+                        plan, graph = self._plan(bound, tops, leaves, classes)
                     self._plans[key] = plan
                 full_key = self._full_key(key, plan, classes)
                 entry = self._cache.get(full_key)
                 if entry is None:
                     if graph is None:
-                        graph = self._trace_or_explain(bound, tops, leaves, classes, set(plan))
+                        with build.measure("trace"):
+                            graph = self._trace_or_explain(bound, tops, leaves, classes, set(plan))
                     self.compile_count += 1
                     entry = self._build(*graph, self._backend)
                     self._cache[full_key] = entry

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import symgrad as sg
-from symgrad import api, errors, graph, optimize, symbol_constructors
+from symgrad import api, errors, graph, optimize, settings, symbol_constructors
 from symgrad.codegen import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -33,6 +33,7 @@ PUBLIC = [
     api.value_grad_and_hessian,
     optimize.sparse_hessian,
     api.check_grad,
+    settings.config,
     graph.user_name,
     graph.as_shape,
     errors.ParseError.__init__,

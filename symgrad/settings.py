@@ -1,0 +1,96 @@
+"""``symgrad.config``: the settings of the library as a whole.
+
+- ``verbose``: what a build says on stderr. 0 nothing; 1 (the default) a build longer than
+  ``announce_after`` seconds prints one line saying what is compiling (title, generated lines),
+  then ``done in X s``; 2 the done line also gives the seconds of each phase (trace, emit, load,
+  numba compile). The environment variable ``SYMGRAD_VERBOSE`` sets it when ``config`` has not.
+- ``announce_after``: seconds a build runs before it says so (default 1.0).
+
+The compiler does not import this module: importing it installs the function the compiler's
+progress report reads (``codegen.progress.install_settings``), and gives the tracer the report
+(``frontends.trace.install_build_report``) so that a traced function's trace and compile are one
+build.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from .codegen import progress
+from .errors import InputError
+from .frontends import trace
+
+ENV = "SYMGRAD_VERBOSE"
+_LEVELS = (0, 1, 2)
+_explicit: dict[str, Any] = {}  # what config() was given; the rest comes from the environment/defaults
+
+
+def _check_verbose(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in _LEVELS:
+        raise InputError(f"{where}: verbose must be 0 (silent), 1 (default) or 2 (phases), got {value!r}")
+    return value
+
+
+def _check_announce_after(value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and value >= 0)
+    ):
+        raise InputError(f"symgrad.config: announce_after must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _verbose_from_environment() -> int:
+    text = os.environ.get(ENV)
+    if text is None or not text.strip():
+        return progress.DEFAULTS["verbose"]
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = text
+    return _check_verbose(value, f"environment variable {ENV}={text!r}")
+
+
+def current() -> dict[str, Any]:
+    """The settings in force: those given to ``config``, else the environment's, else the defaults."""
+    return {
+        "verbose": _explicit["verbose"] if "verbose" in _explicit else _verbose_from_environment(),
+        "announce_after": _explicit.get("announce_after", progress.DEFAULTS["announce_after"]),
+    }
+
+
+class Settings(dict):
+    """The settings in force after a ``config`` call; as a context manager, the block runs with
+    them and the settings given before are back afterwards."""
+
+    def __init__(self, now: dict[str, Any], before: dict[str, Any]) -> None:
+        super().__init__(now)
+        self._before = before
+
+    def __enter__(self) -> Settings:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _explicit.clear()
+        _explicit.update(self._before)
+
+
+def config(*, verbose: int | None = None, announce_after: float | None = None) -> Settings:
+    """Set what symgrad's builds print (``verbose`` 0, 1 or 2; ``announce_after`` seconds) and
+    return the settings now in force. ``with sg.config(verbose=0): ...`` sets them for a block.
+    An argument left at None keeps its setting."""
+    checked = {}
+    if verbose is not None:
+        checked["verbose"] = _check_verbose(verbose, "symgrad.config")
+    if announce_after is not None:
+        checked["announce_after"] = _check_announce_after(announce_after)
+    before = dict(_explicit)
+    _explicit.update(checked)
+    return Settings(current(), before)
+
+
+progress.install_settings(current)
+trace.install_build_report(progress.building)

@@ -1,0 +1,142 @@
+"""`symgrad bench --suite build`: the programs are right (value against numpy, gradient against
+central differences) and the harness builds each in fresh processes and prints the table. No
+time is asserted."""
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import bench_build, cli
+
+SMALL = {"seed": None, "rosen": 6, "mlp": 5, "gmm": 9, "rnn/3": None, "euler": 12}
+
+
+def central(loss, args, argnums, h=1e-6):
+    """Central differences of loss(np, *args) with respect to the arguments ``argnums``."""
+    out = []
+    for k in argnums:
+        base = np.asarray(args[k], dtype=np.float64)
+        g = np.zeros(base.shape)
+        for i in np.ndindex(base.shape):
+            up, down = base.copy(), base.copy()
+            up[i] += h
+            down[i] -= h
+            lo = list(args)
+            hi = list(args)
+            hi[k], lo[k] = (up if base.ndim else float(up)), (down if base.ndim else float(down))
+            g[i] = (loss(np, *hi) - loss(np, *lo)) / (2 * h)
+        out.append(g)
+    return out
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_every_program_value_and_gradient_agree_with_numpy_and_central_differences(name):
+    program = bench_build.make_program(name, size=SMALL[name])
+    vg = sg.value_and_grad(program.traced_function(), program.argnums, backend="numpy")
+    value, grads = vg(*program.args)
+    assert np.isclose(value, program.loss(np, *program.args), rtol=1e-12)
+    argnums = program.argnums if isinstance(program.argnums, tuple) else (program.argnums,)
+    grads = grads if isinstance(program.argnums, tuple) else (grads,)
+    for got, want in zip(grads, central(program.loss, program.args, argnums)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_full_size_programs_are_the_issues():
+    mlp = bench_build.make_program("mlp")
+    assert [a.shape for a in mlp.args[:4]] == [(784, 128), (128,), (128, 10), (10,)]
+    assert mlp.args[4].shape == (64, 784)
+    rnn = bench_build.make_program("rnn/50")
+    assert rnn.args[1].shape == (8, 8) and rnn.args[4].shape[0] == 50 and rnn.scan is not None
+    euler = bench_build.make_program("euler")
+    assert euler.args[2].shape == (200,) and euler.scan is not None
+    assert bench_build.select(["rnn"]) == ["rnn/10", "rnn/20", "rnn/50"]
+    assert bench_build.select(["rnn/100", "seed"]) == ["rnn/100", "seed"]
+    assert bench_build.select([]) == bench_build.NAMES
+
+
+def test_an_unknown_program_is_named():
+    with pytest.raises(SystemExit, match="unknown build program 'lstm'; choose from seed, rosen"):
+        bench_build.select(["lstm"])
+
+
+def _fake(builds):
+    """A process runner that records its calls and returns made-up records (no subprocess)."""
+    calls = []
+
+    def process(name, system, cache, timeout):
+        calls.append((name, system, cache))
+        seconds = builds[system] if len(calls) % 3 != 2 or system == "jax" else builds["warm"]
+        return {
+            "program": name,
+            "system": system,
+            "build_s": seconds,
+            "import_s": 0.4,
+            "agree": True,
+            "value": 2.5,
+            "grad_norm": 1.5,
+            **(
+                {"lines": 42, "cache": "compiled, saved to cache"} if system == "symgrad" else {"scan": False}
+            ),
+        }
+
+    return process, calls
+
+
+def test_each_repeat_builds_cold_then_warm_on_the_same_fresh_cache_and_jax_beside():
+    process, calls = _fake({"symgrad": 2.0, "warm": 0.5, "jax": 1.0})
+    rec = bench_build.measure("seed", repeat=3, jax=True, process=process)
+    assert [c[1] for c in calls] == ["symgrad", "symgrad", "jax"] * 3
+    cold_caches = [c[2] for c in calls[0::3]]
+    assert [c[2] for c in calls[1::3]] == cold_caches and len(set(cold_caches)) == 3
+    assert rec["cold"]["build_s"] == 2.0 and rec["warm"]["build_s"] == 0.5 and rec["jax"]["build_s"] == 1.0
+    assert rec["cold_over_jax"] == 2.0 and rec["jax"]["agree"] and rec["cold"]["lines"] == 42
+    (header, rule, row) = bench_build.table([rec])
+    assert header.split() == [
+        "program",
+        "lines",
+        "cold",
+        "build",
+        "warm",
+        "build",
+        "numba",
+        "import",
+        "jax",
+        "build",
+        "cold/jax",
+    ]
+    assert row.split() == ["seed", "42", "2.000", "s", "0.500", "s", "0.400", "s", "1.000", "s", "2.00"]
+
+
+def test_a_failed_build_and_an_absent_jax_show_in_their_cells():
+    def process(name, system, cache, timeout):
+        return {"error": "timed out after 5 s"}
+
+    rec = bench_build.measure("euler", repeat=1, jax=False, process=process)
+    assert rec["cold"]["status"] == "error: timed out after 5 s" and rec["jax"] == {"status": "absent"}
+    row = bench_build.table([rec])[2]
+    assert row.startswith("euler") and "error: timed out after 5 s" in row and row.rstrip().endswith("-")
+
+
+def test_symgrad_bench_suite_build_runs_programs_in_fresh_processes_and_prints_the_table(tmp_path):
+    path = tmp_path / "build.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert (
+            cli.main(["bench", "--suite", "build", "seed", "--repeat", "1", "--json", str(path)]) is not None
+        )
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("build suite: median of 1 run(s) per cell, each build in a fresh process")
+    assert lines[1].split()[:3] == ["program", "lines", "cold"]
+    (row,) = [line for line in lines if line.startswith("seed")]
+    (rec,) = json.loads(path.read_text())["records"]
+    assert rec["program"] == "seed" and rec["cold"]["status"] == "ok" and rec["warm"]["status"] == "ok"
+    assert rec["cold"]["agree"] and rec["warm"]["agree"] and "MISMATCH" not in row
+    # the second process found what the first compiled
+    assert rec["cold"]["cache"] == "compiled, saved to cache"
+    assert rec["warm"]["cache"] == "machine code loaded from cache"
+    assert rec["cold"]["lines"] == rec["warm"]["lines"] > 0
+    assert rec["jax"]["status"] in ("ok", "absent")
