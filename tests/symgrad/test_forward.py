@@ -120,6 +120,8 @@ CASES.update(
             lambda a: make("scatter_last", [a, sg.constant(IDX_LAST)], size=3),
             [_uniform(-2, 2, (2, 2))],
         ),
+        "cumsum": (lambda a: sg.cumsum(a, axis=0), [_uniform(-2, 2, (2, 3))]),
+        "cumprod": (lambda a: sg.cumprod(a, axis=1), [_uniform(0.5, 2, (2, 3))]),
     }
 )
 
