@@ -15,6 +15,7 @@ from numba.core import types
 from numba.extending import intrinsic, overload
 
 from .special import digamma, erfinv, gammaln, polygamma  # noqa: F401 (the special functions' lowerings)
+from .linalg_kernels import solve_triangular  # noqa: F401 (the triangular solve's lowering)
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 

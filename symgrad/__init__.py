@@ -42,6 +42,7 @@ from .ops import (
     take_along_axis,
     arange,
 )
+from .ops import linalg  # sg.linalg: solve, inv, det, slogdet, cholesky, eigh, svd, qr, norm, ...
 from .passes import simplify as _simplify  # installs the rewrites every node is built through
 from .api import (
     tensor,

@@ -117,6 +117,11 @@ def _patches():
         for name in numpy_protocol.SCIPY_FUNCTIONS:
             if callable(getattr(special, name, None)):
                 out.append((special, name, functools.partial(numpy_protocol.scipy_router, name)))
+    scipy_linalg = sys.modules.get("scipy.linalg")
+    if scipy_linalg is not None:
+        for name in numpy_protocol.SCIPY_LINALG_FUNCTIONS:
+            if callable(getattr(scipy_linalg, name, None)):
+                out.append((scipy_linalg, name, functools.partial(numpy_protocol.scipy_linalg_router, name)))
     return out
 
 
