@@ -47,9 +47,24 @@ def _backward_rows(t, x, start, stop):
 
 
 @numba.njit(**_JIT)
+def _solve_vector(t, x, lower):
+    """x <- T^-1 x in place for one right-hand side: each unknown a dot product with a row of t."""
+    n = t.shape[0]
+    for step in range(n):
+        i = step if lower else n - 1 - step
+        s = x[i, 0]
+        for j in range(0, i) if lower else range(i + 1, n):
+            s -= t[i, j] * x[j, 0]
+        x[i, 0] = s / t[i, i]
+
+
+@numba.njit(**_JIT)
 def _solve_rows(t, x, lower):
     """x <- T^-1 x in place, T the lower (upper) triangle of C-contiguous t."""
     n = t.shape[0]
+    if x.shape[1] == 1:
+        _solve_vector(t, x, lower)
+        return
     if x.shape[1] < _BLOCK // 4:
         if lower:
             _forward_rows(t, x, 0, n)
