@@ -239,8 +239,10 @@ def _outer_or_matmul(a, b):
 
 
 def _inv_t(a):
-    """inv(A).T, by one solve against A.T (the derivative of log|det A|)."""
-    return solve(_t(a), eye(a.shape[0], a.dtype))
+    """inv(A).T, the derivative of log|det A|. It is the gradient itself, so it is formed: by
+    LAPACK's inverse from the LU factors (getri: 4/3 n^3 flops), cheaper than solving against
+    the n columns of the identity (getrs: 2 n^3)."""
+    return _t(inv(a))
 
 
 # ---------------------------------------------------------------- solve, inv, det, slogdet
