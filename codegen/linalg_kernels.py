@@ -2,8 +2,9 @@
 
 numba's ``np.linalg`` has solve, inv, det, slogdet, cholesky, eigh, svd and qr (LAPACK through
 SciPy), which the ops lower to directly; it has no triangular solve, so
-``solve_triangular(a, b, lower, trans)`` is here: scipy.linalg.solve_triangular's meaning
-(only the lower or upper triangle of ``a`` is read; ``trans`` 1 solves with its transpose).
+``solve_triangular(a, b, lower, trans, unit)`` is here: scipy.linalg.solve_triangular's meaning
+(only the lower or upper triangle of ``a`` is read, without its diagonal when ``unit``;
+``trans`` 1 solves with its transpose).
 Substitution runs row by row over the right-hand sides (the inner loop is contiguous); with
 many right-hand sides it goes by blocks of rows, and the update of a block by the rows already
 solved is one matrix product (BLAS), so a solve with n right-hand sides runs at matmul's pace.
@@ -19,7 +20,7 @@ _BLOCK = 64
 
 
 @numba.njit(**_JIT)
-def _forward_rows(t, x, start, stop):
+def _forward_rows(t, x, start, stop, unit):
     """Rows start..stop of x solved in place against lower t (earlier rows' terms already out)."""
     k = x.shape[1]
     for i in range(start, stop):
@@ -27,13 +28,14 @@ def _forward_rows(t, x, start, stop):
             f = t[i, j]
             for c in range(k):
                 x[i, c] -= f * x[j, c]
-        d = t[i, i]
-        for c in range(k):
-            x[i, c] /= d
+        if not unit:
+            d = t[i, i]
+            for c in range(k):
+                x[i, c] /= d
 
 
 @numba.njit(**_JIT)
-def _backward_rows(t, x, start, stop):
+def _backward_rows(t, x, start, stop, unit):
     """Rows stop-1..start of x solved in place against upper t (later rows' terms already out)."""
     k = x.shape[1]
     for i in range(stop - 1, start - 1, -1):
@@ -41,13 +43,14 @@ def _backward_rows(t, x, start, stop):
             f = t[i, j]
             for c in range(k):
                 x[i, c] -= f * x[j, c]
-        d = t[i, i]
-        for c in range(k):
-            x[i, c] /= d
+        if not unit:
+            d = t[i, i]
+            for c in range(k):
+                x[i, c] /= d
 
 
 @numba.njit(**_JIT)
-def _solve_vector(t, x, lower):
+def _solve_vector(t, x, lower, unit):
     """x <- T^-1 x in place for one right-hand side: each unknown a dot product with a row of t."""
     n = t.shape[0]
     for step in range(n):
@@ -55,68 +58,70 @@ def _solve_vector(t, x, lower):
         s = x[i, 0]
         for j in range(0, i) if lower else range(i + 1, n):
             s -= t[i, j] * x[j, 0]
-        x[i, 0] = s / t[i, i]
+        x[i, 0] = s if unit else s / t[i, i]
 
 
 @numba.njit(**_JIT)
-def _solve_rows(t, x, lower):
+def _solve_rows(t, x, lower, unit):
     """x <- T^-1 x in place, T the lower (upper) triangle of C-contiguous t."""
     n = t.shape[0]
     if x.shape[1] == 1:
-        _solve_vector(t, x, lower)
+        _solve_vector(t, x, lower, unit)
         return
     if x.shape[1] < _BLOCK // 4:
         if lower:
-            _forward_rows(t, x, 0, n)
+            _forward_rows(t, x, 0, n, unit)
         else:
-            _backward_rows(t, x, 0, n)
+            _backward_rows(t, x, 0, n, unit)
         return
     if lower:
         for start in range(0, n, _BLOCK):
             stop = min(start + _BLOCK, n)
             if start > 0:
                 x[start:stop] -= np.ascontiguousarray(t[start:stop, :start]) @ x[:start]
-            _forward_rows(t, x, start, stop)
+            _forward_rows(t, x, start, stop, unit)
     else:
         top = ((n - 1) // _BLOCK) * _BLOCK if n > 0 else 0
         for start in range(top, -1, -_BLOCK):
             stop = min(start + _BLOCK, n)
             if stop < n:
                 x[start:stop] -= np.ascontiguousarray(t[start:stop, stop:]) @ x[stop:]
-            _backward_rows(t, x, start, stop)
+            _backward_rows(t, x, start, stop, unit)
 
 
 @numba.njit(**_JIT)
-def _solve_transposed_vector(t, x, lower):
+def _solve_transposed_vector(t, x, lower, unit):
     """x <- T^-T x in place for one right-hand side, reading t by rows (no transposed copy)."""
     n = t.shape[0]
     if lower:  # T^T is upper: the last unknown first, then out of the rows above
         for i in range(n - 1, -1, -1):
-            x[i, 0] /= t[i, i]
+            if not unit:
+                x[i, 0] /= t[i, i]
             v = x[i, 0]
             for j in range(i):
                 x[j, 0] -= t[i, j] * v
     else:  # T^T is lower
         for i in range(n):
-            x[i, 0] /= t[i, i]
+            if not unit:
+                x[i, 0] /= t[i, i]
             v = x[i, 0]
             for j in range(i + 1, n):
                 x[j, 0] -= t[i, j] * v
 
 
 @numba.njit(**_JIT)
-def solve_triangular(a, b, lower, trans):
+def solve_triangular(a, b, lower, trans, unit):
     """x with op(T) x = b, T the lower (upper) triangle of square ``a``, op the transpose when
-    ``trans`` is 1; ``b`` a vector or a matrix of right-hand sides. A zero on the diagonal
-    gives inf/nan (scipy raises LinAlgError)."""
+    ``trans`` is 1, the diagonal taken as ones (not read) when ``unit``; ``b`` a vector or a
+    matrix of right-hand sides. A zero on the diagonal gives inf/nan (scipy raises LinAlgError)."""
     n = a.shape[0]
     x = np.ascontiguousarray(b).copy()
     k = x.size // n if n > 0 else 0
     rows = x.reshape((n, k))
     if trans and k == 1:
-        _solve_transposed_vector(np.ascontiguousarray(a), rows, lower)
+        _solve_transposed_vector(np.ascontiguousarray(a), rows, lower, unit)
     elif trans:
-        _solve_rows(np.ascontiguousarray(a.T), rows, not lower)
+        _solve_rows(np.ascontiguousarray(a.T), rows, not lower, unit)
     else:
-        _solve_rows(np.ascontiguousarray(a), rows, lower)
+        _solve_rows(np.ascontiguousarray(a), rows, lower, unit)
     return x

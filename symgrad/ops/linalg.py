@@ -343,22 +343,22 @@ def slogdet(a):
 # ---------------------------------------------------------------- triangular solves, cholesky
 
 
-def _np_solve_triangular(a, b, lower, trans):
+def _np_solve_triangular(a, b, lower, trans, unit):
     linalg = importlib.import_module("scipy.linalg")
-    return linalg.solve_triangular(a, b, trans=trans, lower=lower, check_finite=False)
+    return linalg.solve_triangular(a, b, trans=trans, lower=lower, unit_diagonal=unit, check_finite=False)
 
 
 def _tri_solve_vjp_a(g, a, b, out):
-    lower, trans = out.attrs["lower"], out.attrs["trans"]
-    gb = solve_triangular(a, g, lower=lower, trans=1 - trans)
+    lower, trans, unit = out.attrs["lower"], out.attrs["trans"], out.attrs["unit"]
+    gb = solve_triangular(a, g, 1 - trans, lower, unit)
     grad = -(_outer_or_matmul(out, gb) if trans else _outer_or_matmul(gb, out))
-    return _tri(grad, lower)  # the other triangle is not read
+    return _tri(grad, lower, strict=unit)  # the other triangle (and a unit diagonal) is not read
 
 
 def _tri_solve_jvp_a(t, a, b, out):
-    lower, trans = out.attrs["lower"], out.attrs["trans"]
-    t = _tri(t, lower)
-    return -solve_triangular(a, matmul(_t(t) if trans else t, out), lower=lower, trans=trans)
+    lower, trans, unit = out.attrs["lower"], out.attrs["trans"], out.attrs["unit"]
+    t = _tri(t, lower, strict=unit)
+    return -solve_triangular(a, matmul(_t(t) if trans else t, out), trans, lower, unit)
 
 
 register(
@@ -367,35 +367,39 @@ register(
     _np_solve_triangular,
     (
         _tri_solve_vjp_a,
-        lambda g, a, b, out: solve_triangular(a, g, lower=out.attrs["lower"], trans=1 - out.attrs["trans"]),
+        lambda g, a, b, out: solve_triangular(
+            a, g, 1 - out.attrs["trans"], out.attrs["lower"], out.attrs["unit"]
+        ),
     ),
     jvp=(
         _tri_solve_jvp_a,
-        lambda t, a, b, out: solve_triangular(a, t, lower=out.attrs["lower"], trans=out.attrs["trans"]),
+        lambda t, a, b, out: solve_triangular(
+            a, t, out.attrs["trans"], out.attrs["lower"], out.attrs["unit"]
+        ),
     ),
     note="x = op(T)^-1 b, T a triangle of A: db = op(T)^-T g, dT = -db x^T (transposed if op is)",
     arity=2,
-    lower="_rt.solve_triangular({0}, {1}, {lower}, {trans})",
+    lower="_rt.solve_triangular({0}, {1}, {lower}, {trans}, {unit})",
 )
 
 
 def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False):
     """``scipy.linalg.solve_triangular``: x with ``op(T) @ x = b``, T the lower (``lower=True``)
-    or upper triangle of ``a`` (the other is not read), op the transpose for ``trans`` 1 or
-    "T" (scipy's default ``lower=False``)."""
+    or upper triangle of ``a`` (the other is not read; nor the diagonal, taken as ones, with
+    ``unit_diagonal``), op the transpose for ``trans`` 1 or "T" (scipy's default ``lower=False``)."""
     a, b = _float(a), _float(b)
-    codes = {0: 0, 1: 1, "N": 0, "T": 1, "C": 1}
+    codes = {0: 0, 1: 1, 2: 1, "N": 0, "T": 1, "C": 1}  # (2, "C": the conjugate transpose)
     if isinstance(trans, bool) or trans not in codes:
         raise UnsupportedError(
             f"scipy.linalg.solve_triangular(..., trans={trans!r}): trans must be 0, 1, 2, 'N', 'T' or 'C'"
         )
-    if unit_diagonal:
-        raise UnsupportedError(
-            "scipy.linalg.solve_triangular(..., unit_diagonal=True) on a symbolic value is not supported"
-        )
     dtype = promote(a.dtype, b.dtype)
     return make(
-        "solve_triangular", [ew.cast(a, dtype), ew.cast(b, dtype)], lower=bool(lower), trans=codes[trans]
+        "solve_triangular",
+        [ew.cast(a, dtype), ew.cast(b, dtype)],
+        lower=bool(lower),
+        trans=codes[trans],
+        unit=bool(unit_diagonal),
     )
 
 

@@ -93,6 +93,19 @@ CASES = {
         for kind in ("vector", "matrix")
     },
     **{
+        f"solve_triangular_{'lower' if lower else 'upper'}_unit_trans{trans}": (
+            lambda a, b, lower=lower, trans=trans: LA.solve_triangular(
+                a, b, trans, lower, unit_diagonal=True
+            ),
+            lambda a, b, lower=lower, trans=trans: scipy.linalg.solve_triangular(
+                a, b, trans=trans, lower=lower, unit_diagonal=True
+            ),
+            lambda r: [r.normal(size=(4, 4)) * 0.3, r.normal(size=(4, 2))],
+        )
+        for lower in (True, False)
+        for trans in (0, 1)
+    },
+    **{
         f"cho_solve_{'lower' if lower else 'upper'}": (
             lambda x, b, lower=lower: LA.cho_solve(LA.cho_factor(_spd_sg(x), lower=lower), b),
             lambda x, b, lower=lower: scipy.linalg.cho_solve(
@@ -173,6 +186,7 @@ NUMBA_CASES = [
     "solve_triangular_lower_trans0_vector",
     "solve_triangular_upper_trans1_matrix",
     "solve_triangular_lower_trans1_vector",
+    "solve_triangular_upper_unit_trans1",
     "cho_solve_lower",
     "cho_solve_upper",
     "eigh_vectors",
@@ -284,21 +298,23 @@ def test_symbolic_sizes_serve_every_n(backend):
             np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("unit", [False, True])
 @pytest.mark.parametrize("lower", [True, False])
 @pytest.mark.parametrize("trans", [0, 1])
-def test_numba_triangular_kernel_matches_scipy_blocked_and_unblocked(lower, trans):
+def test_numba_triangular_kernel_matches_scipy_blocked_and_unblocked(lower, trans, unit):
     from symgrad.codegen.linalg_kernels import solve_triangular
 
     rng = np.random.default_rng(3)
     for n, k in ((0, 3), (1, 1), (7, 1), (7, 5), (130, 1), (130, 20), (200, 70)):
-        a = rng.normal(size=(n, n)) + 4 * np.sqrt(n + 1) * np.eye(n)
+        # off the diagonal small enough that a unit-diagonal solve does not grow
+        a = rng.normal(size=(n, n)) * (0.5 / np.sqrt(n + 1)) + 4 * np.eye(n)
         for b in (rng.normal(size=(n, k)), rng.normal(size=n)):
-            got = solve_triangular(a, b, lower, trans)
-            want = scipy.linalg.solve_triangular(a, b, lower=lower, trans=trans)
+            got = solve_triangular(a, b, lower, trans, unit)
+            want = scipy.linalg.solve_triangular(a, b, lower=lower, trans=trans, unit_diagonal=unit)
             assert got.shape == b.shape
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=f"n={n} k={k}")
         # a non-contiguous operand (a transposed view) gives the same
-        got = solve_triangular(a.T, np.asfortranarray(rng.normal(size=(n, k))), lower, trans)
+        got = solve_triangular(a.T, np.asfortranarray(rng.normal(size=(n, k))), lower, trans, unit)
         assert got.shape == (n, k)
 
 
@@ -558,11 +574,6 @@ def test_jax_agrees_when_importable():
             r"np.linalg.qr of shape \(3, 4\): only a matrix with at least as many rows as columns",
         ),
         (lambda: LA.qr(sg.tensor("a", (4, 3)), mode="complete"), UnsupportedError, r"mode='complete'"),
-        (
-            lambda: LA.solve_triangular(sg.tensor("a", (3, 3)), sg.tensor("b", (3,)), unit_diagonal=True),
-            UnsupportedError,
-            r"unit_diagonal=True",
-        ),
         (
             lambda: LA.solve_triangular(sg.tensor("a", (3, 3)), sg.tensor("b", (3,)), trans="X"),
             UnsupportedError,
