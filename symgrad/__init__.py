@@ -53,6 +53,7 @@ from .ops import (
     arange,
 )
 from .ops.arrays import *  # noqa: F403  (numpy's array functions: arrays.__all__)
+from .ops import linalg  # sg.linalg: solve, inv, det, slogdet, cholesky, eigh, svd, qr, norm, ...
 from .passes import simplify as _simplify  # installs the rewrites every node is built through
 from .api import (
     tensor,

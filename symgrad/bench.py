@@ -58,6 +58,7 @@ NAMES = [
     "xor",
     "bilinear/4096",
     "attention/256",
+    "gp/500",
 ]
 PEERS = ["jax", "torch", "autograd", "sympy", "symengine", "pytensor", "casadi"]
 SCALARIZE_LIMIT = 1000  # SymEngine, CasADi: at most this many input elements, scalarized
@@ -403,6 +404,61 @@ def _attention(sg, n):
     return Workload(expr, [Q, K, V], [Q, K, V], args, by_hand, lambda *a: forward(*a)[1], loss, twin=twin)
 
 
+def _gp(sg, n):
+    """A Gaussian process's negative log marginal likelihood (RBF kernel, noise) in its three log
+    parameters: cholesky, cho_solve and slogdet of the n x n kernel matrix."""
+    n = _size(n or 500)
+    logp, x, y = sg.tensor("log_params", (3,)), sg.tensor("x", ("n",)), sg.tensor("y", ("n",))
+
+    def loss(xp, log_params, x, y):
+        p = xp.exp(log_params)
+        d2 = (x[:, None] - x[None, :]) ** 2
+        k = p[0] * xp.exp(-0.5 * d2 / p[1] ** 2) + (p[2] + 1e-6) * _eye(xp, x.shape[0])
+        low = xp.linalg.cholesky(k)
+        alpha = _cho_solve(xp, low, y)
+        return 0.5 * xp.sum(y * alpha) + 0.5 * xp.linalg.slogdet(k)[1]  # + n log(2 pi) / 2
+
+    def by_hand(log_params, x, y):
+        import scipy.linalg
+
+        amp, ell, noise = np.exp(log_params)
+        d2 = (x[:, None] - x[None, :]) ** 2
+        e = np.exp(-0.5 * d2 / ell**2)
+        k = amp * e + (noise + 1e-6) * np.eye(x.shape[0])
+        low = scipy.linalg.cholesky(k, lower=True)
+        alpha = scipy.linalg.cho_solve((low, True), y)
+        value = 0.5 * y @ alpha + np.sum(np.log(np.diag(low)))
+        dk = 0.5 * (scipy.linalg.cho_solve((low, True), np.eye(x.shape[0])) - np.outer(alpha, alpha))
+        grad = np.array([np.sum(dk * e) * amp, np.sum(dk * e * d2) * amp / ell**2, np.trace(dk) * noise])
+        return value, (grad,)
+
+    expr = loss(sg, logp, x, y)
+    rng = np.random.default_rng(0)
+    xs = np.sort(rng.uniform(0, 10, n))
+    args = (np.array([0.0, 0.0, -2.0]), xs, np.sin(xs) + 0.1 * rng.normal(size=n))
+    return Workload(expr, [logp], [logp, x, y], args, by_hand, lambda *a: by_hand(*a)[0], loss)
+
+
+def _eye(xp, n):
+    """The identity in the array module ``xp`` (symgrad's builder: sg.linalg.eye)."""
+    return sg.linalg.eye(n) if xp is sg else xp.eye(n)
+
+
+def _cho_solve(xp, low, b):
+    """scipy.linalg.cho_solve((low, True), b) in the array module ``xp`` (or its SciPy)."""
+    if xp is sg:
+        return sg.linalg.cho_solve((low, True), b)
+    module = getattr(xp, "__name__", "")
+    if module.startswith("jax"):
+        return importlib.import_module("jax.scipy.linalg").cho_solve((low, True), b)
+    if module == "torch":
+        return xp.cholesky_solve(b[:, None], low)[:, 0]
+    if module.startswith("autograd"):
+        solve_triangular = importlib.import_module("autograd.scipy.linalg").solve_triangular
+        return solve_triangular(low, solve_triangular(low, b, lower=True), lower=True, trans=1)
+    raise NotImplementedError(f"cho_solve in {module or xp!r}")
+
+
 MAKERS = {
     "seed_scalar": _seed,
     "rosen": _rosen,
@@ -413,6 +469,7 @@ MAKERS = {
     "xor": _xor,
     "bilinear": _bilinear,
     "attention": _attention,
+    "gp": _gp,
 }
 
 

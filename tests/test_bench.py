@@ -52,7 +52,7 @@ def test_every_reference_agrees_with_symgrad_on_small_sizes():
     # the numpy references (and fused loops) are what the bench checks everything against
     import symgrad as sg
 
-    for name in ("seed_scalar", "rosen/20", "ew/50", "mlp/3", "logreg/40", "recur/5", "xor"):
+    for name in ("seed_scalar", "rosen/20", "ew/50", "mlp/3", "logreg/40", "recur/5", "xor", "gp/30"):
         w = bench.make_workload(sg, name)
         want = w.by_hand(*w.args)
         vg = sg.value_and_grad(w.expr, wrt=w.wrt, inputs=w.inputs, backend="numpy")

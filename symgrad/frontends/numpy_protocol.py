@@ -30,6 +30,7 @@ from ..errors import UnsupportedError
 from ..graph import Expr, dim_product, normalize_axes, shape_str
 from ..ops.elementwise import arccosh, arcsinh, arctanh, cbrt, heaviside, hypot
 from ..ops import arrays, structure
+from ..ops import linalg
 from ..ops.reduce import count
 
 
@@ -235,6 +236,10 @@ def library_caller():
             if special is not None and hasattr(special, name):
                 hint = SCIPY_FUNCTIONS.get(name, (None, None))[1]
                 return f"scipy.special.{name}", hint
+        if module.startswith("scipy.linalg"):
+            name = frame.f_code.co_name
+            if name in SCIPY_LINALG_FUNCTIONS:
+                return f"scipy.linalg.{name}", SCIPY_LINALG_FUNCTIONS[name][1]
         frame = frame.f_back
     return None
 
@@ -525,17 +530,148 @@ def _diff(a, n=1, axis=-1):
 
 
 def _norm(x, ord=None, axis=None, keepdims=False):
-    x = _expr(x)
-    if ord in (None, 2, "fro") and (ord != 2 or x.ndim == 1 or isinstance(axis, int)):
-        return ops.sqrt(ops.sum(ops.square(x), axis, keepdims))
-    if ord == 1 and (x.ndim == 1 or isinstance(axis, int)):
-        return ops.sum(ops.abs(x), axis, keepdims)
-    if ord == np.inf and (x.ndim == 1 or isinstance(axis, int)):
-        return ops.max(ops.abs(x), axis, keepdims)
+    return linalg.norm(_expr(x), ord, axis, keepdims)
+
+
+# np.linalg's and scipy.linalg's decompositions and solves (symgrad/ops/linalg.py), with their
+# parameters
+
+
+def _linalg_cholesky(a, /, *, upper=False):
+    return linalg.cholesky(_expr(a), lower=not upper)
+
+
+def _pinv(a, *args, **kwargs):
     raise UnsupportedError(
-        f"np.linalg.norm(..., ord={ord!r}) of shape {shape_str(x.shape)}: only "
-        "the 2-norm, 1-norm and max-norm of vectors and the Frobenius norm"
+        "np.linalg.pinv on a symbolic value is not supported (its rank cut-off has no derivative); "
+        "for a matrix of full column rank write np.linalg.solve(A.T @ A, A.T)"
     )
+
+
+def _sp_solve_triangular(
+    a, b, trans=0, lower=False, unit_diagonal=False, overwrite_b=False, check_finite=True
+):
+    return linalg.solve_triangular(_expr(a), _expr(b), trans, lower, unit_diagonal)
+
+
+def _sp_cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
+    return linalg.cho_factor(_expr(a), lower)
+
+
+def _sp_cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
+    c, lower = c_and_lower
+    return linalg.cho_solve((_expr(c), lower), _expr(b))
+
+
+def _sp_cholesky(a, lower=False, overwrite_a=False, check_finite=True):
+    return linalg.cholesky(_expr(a), lower=lower)
+
+
+def _sp_solve(
+    a,
+    b,
+    lower=False,
+    overwrite_a=False,
+    overwrite_b=False,
+    check_finite=True,
+    assume_a=None,
+    transposed=False,
+):
+    # every assume_a ('gen', 'sym', 'pos', ...) has one solution; the general solve computes it
+    a = _expr(a)
+    return linalg.solve(ops.transpose(a) if transposed else a, _expr(b))
+
+
+def _sp_inv(a, overwrite_a=False, check_finite=True):
+    return linalg.inv(_expr(a))
+
+
+def _sp_det(a, overwrite_a=False, check_finite=True):
+    return linalg.det(_expr(a))
+
+
+def _sp_eigh(
+    a,
+    b=None,
+    *,
+    lower=True,
+    eigvals_only=False,
+    overwrite_a=False,
+    overwrite_b=False,
+    type=1,
+    check_finite=True,
+    subset_by_index=None,
+    subset_by_value=None,
+    driver=None,
+):
+    if b is not None or subset_by_index is not None or subset_by_value is not None:
+        raise UnsupportedError(
+            "scipy.linalg.eigh(a, b) (the generalized problem) or a subset of eigenvalues on a symbolic "
+            "value is not supported"
+        )
+    if not lower:
+        raise UnsupportedError(
+            "scipy.linalg.eigh(..., lower=False) on a symbolic value: only the lower triangle"
+        )
+    w, v = linalg.eigh(_expr(a))
+    return w if eigvals_only else (w, v)
+
+
+def _sp_svd(
+    a, full_matrices=True, compute_uv=True, overwrite_a=False, check_finite=True, lapack_driver="gesdd"
+):
+    return linalg.svd(_expr(a), full_matrices, compute_uv)
+
+
+def _sp_qr(a, overwrite_a=False, lwork=None, mode="full", pivoting=False, check_finite=True):
+    if pivoting:
+        raise UnsupportedError("scipy.linalg.qr(..., pivoting=True) on a symbolic value is not supported")
+    a = _expr(a)
+    square = a.ndim == 2 and a.shape[0] == a.shape[1]
+    if mode == "economic" or (mode in ("full", "r") and square):
+        return linalg.qr(a, "r" if mode == "r" else "reduced")
+    raise UnsupportedError(
+        f"scipy.linalg.qr(..., mode={mode!r}) of shape {shape_str(a.shape)} on a symbolic value: "
+        "only mode='economic' (or a square matrix) is supported"
+    )
+
+
+def _sp_norm(a, ord=None, axis=None, keepdims=False, check_finite=True):
+    return linalg.norm(_expr(a), ord, axis, keepdims)
+
+
+# scipy.linalg's functions that build ops (while a function is traced, scipy.linalg.<name> routes
+# a symbolic argument here: scipy_linalg_router), each with how to write it outside a trace
+SCIPY_LINALG_FUNCTIONS = {
+    "solve_triangular": (_sp_solve_triangular, "sg.linalg.solve_triangular(a, b, trans, lower)"),
+    "cho_factor": (_sp_cho_factor, "sg.linalg.cho_factor(a, lower)"),
+    "cho_solve": (_sp_cho_solve, "sg.linalg.cho_solve((c, lower), b)"),
+    "cholesky": (_sp_cholesky, "sg.linalg.cholesky(a, lower)"),
+    "solve": (_sp_solve, "sg.linalg.solve(a, b)"),
+    "inv": (_sp_inv, "sg.linalg.inv(a)"),
+    "det": (_sp_det, "sg.linalg.det(a)"),
+    "eigh": (_sp_eigh, "sg.linalg.eigh(a)"),
+    "svd": (_sp_svd, "sg.linalg.svd(a, full_matrices=False)"),
+    "qr": (_sp_qr, "sg.linalg.qr(a)"),
+    "norm": (_sp_norm, "sg.linalg.norm(a, ord, axis)"),
+}
+
+
+def scipy_linalg_router(name, original):
+    """scipy.linalg.<name> that builds the ops when an argument is symbolic, else calls scipy."""
+    impl = SCIPY_LINALG_FUNCTIONS[name][0]
+
+    def symbolic(value):
+        return isinstance(value, Expr) or (
+            isinstance(value, tuple) and any(isinstance(v, Expr) for v in value)  # cho_solve's (c, lower)
+        )
+
+    def route(*args, **kwargs):
+        if any(symbolic(v) for v in args) or any(symbolic(v) for v in kwargs.values()):
+            return _call(f"scipy.linalg.{name}", impl, args, kwargs)
+        return original(*args, **kwargs)
+
+    return functools.update_wrapper(route, original)
 
 
 def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, *, device=None):
@@ -611,6 +747,18 @@ FUNCTIONS = {
     np.around: _round,
     np.diff: _diff,
     np.linalg.norm: _norm,
+    np.linalg.solve: lambda a, b: linalg.solve(_expr(a), _expr(b)),
+    np.linalg.inv: lambda a: linalg.inv(_expr(a)),
+    np.linalg.det: lambda a: linalg.det(_expr(a)),
+    np.linalg.slogdet: lambda a: linalg.slogdet(_expr(a)),
+    np.linalg.cholesky: _linalg_cholesky,
+    np.linalg.eigh: lambda a, UPLO="L": linalg.eigh(_expr(a), UPLO),
+    np.linalg.eigvalsh: lambda a, UPLO="L": linalg.eigvalsh(_expr(a), UPLO),
+    np.linalg.svd: lambda a, full_matrices=True, compute_uv=True, hermitian=False: linalg.svd(
+        _expr(a), full_matrices, compute_uv, hermitian
+    ),
+    np.linalg.qr: lambda a, mode="reduced": linalg.qr(_expr(a), mode),
+    np.linalg.pinv: _pinv,
     np.expand_dims: _expand_dims,
     np.squeeze: _squeeze,
     np.broadcast_to: _broadcast_to,

@@ -133,6 +133,11 @@ def _patches():
                 out.append((special, name, functools.partial(numpy_protocol.scipy_router, name)))
     # np.array/np.mean/... of lists of traced values, builtins max/min/sum, np.r_/np.c_
     out.extend(numpy_protocol.trace_patches())
+    scipy_linalg = sys.modules.get("scipy.linalg")
+    if scipy_linalg is not None:
+        for name in numpy_protocol.SCIPY_LINALG_FUNCTIONS:
+            if callable(getattr(scipy_linalg, name, None)):
+                out.append((scipy_linalg, name, functools.partial(numpy_protocol.scipy_linalg_router, name)))
     return out
 
 

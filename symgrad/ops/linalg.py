@@ -1,17 +1,22 @@
-"""Linear algebra: matmul (``@``, vector-matrix and batched), dot, outer.
+"""Linear algebra: matmul (``@``, vector-matrix and batched), dot, outer; the decompositions and
+solves (solve, inv, det, slogdet, cholesky, solve_triangular, cho_factor/cho_solve, eigh, svd, qr)
+and norm.
 
 The matmul backward rule is the seeds' ``dx = dy @ W.T``, ``dW = x.T @ dy``;
 the 1-D cases are the same rule with the vector as a row or a column, and a
 batch dimension that was broadcast is summed away.
 """
 
+import importlib
+
 import numpy as np
 
 from ..errors import ShapeError, UnsupportedError
-from ..graph import broadcast_shapes, dim_str, dims_equal, float_of, promote, shape_str
+from ..graph import broadcast_shapes, dim_str, dims_equal, float_of, normalize_axes, promote, shape_str
 from .registry import register, make, as_expr
 from . import elementwise as ew
-from .structure import expand_dims, reshape, sum_to, transpose
+from .reduce import max as max_, min as min_, sum as sum_
+from .structure import arange, expand_dims, reshape, sum_to, transpose
 
 
 def _swap_last(x):
@@ -122,3 +127,703 @@ def outer(a, b):
     if b.ndim != 1:
         b = reshape(b, (-1,))
     return ew.mul(expand_dims(a, 1), expand_dims(b, 0))
+
+
+# ================================================================ decompositions and solves
+# np.linalg's solve, inv, det, slogdet, cholesky, eigh, svd, qr and scipy.linalg's
+# solve_triangular, each an op of one 2-D operand (batches over leading dimensions are refused);
+# cho_factor, cho_solve and norm are composites. Every rule is written with the ops, so
+# derivatives of derivatives work, and the rules solve against the matrix or its factor
+# instead of forming an inverse wherever the result is not itself an inverse.
+#
+# Conventions (as JAX's): cholesky and eigh read one triangle of their operand (numpy's
+# lower), so their derivatives are those of the function of the symmetric part (A + A.T)/2:
+# the gradient is symmetric and the directional derivative uses the tangent's symmetric part.
+# eigh's and svd's vector derivatives hold 1/(w_j - w_i) (1/(s_j^2 - s_i^2)) factors: at
+# repeated eigen/singular values they are inf/nan, as JAX's are; functions of the values alone
+# (sum(w), logdet, nuclear norm) have finite derivatives there.
+
+
+def _float(a):
+    a = as_expr(a)
+    dtype = float_of(a.dtype)
+    return a if a.dtype == dtype else ew.cast(a, dtype)
+
+
+def _matrix(a, what, square=True):
+    """Check that ``a`` is one (square) matrix; the error names ``what`` and the shape."""
+    if a.ndim < 2:
+        raise ShapeError(f"{what} of shape {shape_str(a.shape)}: the operand must be a 2-D matrix")
+    if a.ndim > 2:
+        raise UnsupportedError(
+            f"{what} of shape {shape_str(a.shape)}: batches over leading dimensions are not "
+            "supported; apply it to each 2-D matrix"
+        )
+    if square and not dims_equal(a.shape[0], a.shape[1]):
+        raise ShapeError(
+            f"{what} of shape {shape_str(a.shape)}: the matrix must be square "
+            f"({dim_str(a.shape[0])} != {dim_str(a.shape[1])})"
+        )
+
+
+def _square_infer(what, out):
+    """The infer rule of an op of one square matrix; ``out(a)`` is the result's shape."""
+
+    def infer(inputs, attrs):
+        (a,) = inputs
+        _matrix(a, what)
+        return out(a), a.dtype
+
+    return infer
+
+
+def _solve_infer(what):
+    def infer(inputs, attrs):
+        a, b = inputs
+        _matrix(a, what)
+        if b.ndim not in (1, 2):
+            raise (ShapeError if b.ndim == 0 else UnsupportedError)(
+                f"{what} of shapes {shape_str(a.shape)} and {shape_str(b.shape)}: the right-hand side "
+                "must be a vector or a matrix (batches are not supported)"
+            )
+        if not dims_equal(a.shape[0], b.shape[0]):
+            raise ShapeError(
+                f"{what} of shapes {shape_str(a.shape)} and {shape_str(b.shape)}: the right-hand "
+                f"side has {dim_str(b.shape[0])} rows, the matrix {dim_str(a.shape[0])}"
+            )
+        return b.shape, promote(a.dtype, b.dtype)
+
+    return infer
+
+
+def _t(x):
+    return x if x.ndim < 2 else _swap_last(x)
+
+
+def _index_grid(n):
+    i = arange(n)
+    return expand_dims(i, 1), expand_dims(i, 0)
+
+
+def eye(n, dtype="float64"):
+    """The identity matrix of size ``n`` (an int or a symbolic dimension)."""
+    i, j = _index_grid(n)
+    return ew.cast(ew.equal(i, j), dtype)
+
+
+def _tri(x, lower, strict=False):
+    """The lower (upper) triangle of square ``x``, zeros elsewhere (the diagonal unless strict)."""
+    i, j = _index_grid(x.shape[-1])
+    if lower:
+        keep = ew.greater(i, j) if strict else ew.greater_equal(i, j)
+    else:
+        keep = ew.less(i, j) if strict else ew.less_equal(i, j)
+    return ew.where(keep, x, 0.0)
+
+
+def _diagonal(x):
+    return sum_(x * eye(x.shape[-1], x.dtype), axis=-1)
+
+
+def _trace(x):
+    return sum_(x * eye(x.shape[-1], x.dtype))
+
+
+def _sym(x):
+    return (x + _t(x)) * 0.5
+
+
+def _outer_or_matmul(a, b):
+    """a b^T for vectors (their outer product) or matrices."""
+    return outer(a, b) if a.ndim == 1 else matmul(a, _t(b))
+
+
+def _inv_t(a):
+    """inv(A).T, the derivative of log|det A|. It is the gradient itself, so it is formed: by
+    LAPACK's inverse from the LU factors (getri: 4/3 n^3 flops), cheaper than solving against
+    the n columns of the identity (getrs: 2 n^3)."""
+    return _t(inv(a))
+
+
+# ---------------------------------------------------------------- solve, inv, det, slogdet
+
+
+def _solve_vjp_a(g, a, b, out):
+    return -_outer_or_matmul(solve(_t(a), g), out)  # -A^-T g x^T
+
+
+register(
+    "solve",
+    _solve_infer("np.linalg.solve"),
+    np.linalg.solve,
+    (_solve_vjp_a, lambda g, a, b, out: solve(_t(a), g)),
+    jvp=(lambda t, a, b, out: -solve(a, matmul(t, out)), lambda t, a, b, out: solve(a, t)),
+    note="x = A^-1 b: db = A^-T g, dA = -db x^T",
+    arity=2,
+    lower="np.linalg.solve({0}, {1})",
+)
+
+
+def solve(a, b):
+    """``np.linalg.solve``: x with ``a @ x = b`` (b a vector or a matrix of right-hand sides)."""
+    a, b = _float(a), _float(b)
+    dtype = promote(a.dtype, b.dtype)
+    return make("solve", [ew.cast(a, dtype), ew.cast(b, dtype)])
+
+
+register(
+    "inv",
+    _square_infer("np.linalg.inv", lambda a: a.shape),
+    np.linalg.inv,
+    lambda g, a, out: -matmul(_t(out), matmul(g, _t(out))),
+    jvp=lambda t, a, out: -matmul(out, matmul(t, out)),
+    note="d inv(A) = -inv(A) dA inv(A): dA = -inv(A)^T g inv(A)^T",
+    arity=1,
+    lower="np.linalg.inv({0})",
+)
+
+
+def inv(a):
+    """``np.linalg.inv``. To apply an inverse to a vector or matrix, ``solve`` is cheaper and
+    more accurate."""
+    return make("inv", [_float(a)])
+
+
+register(
+    "det",
+    _square_infer("np.linalg.det", lambda a: ()),
+    np.linalg.det,
+    lambda g, a, out: (g * out) * _inv_t(a),
+    jvp=lambda t, a, out: out * _trace(solve(a, t)),
+    note="d det(A) = det(A) tr(A^-1 dA): dA = g det(A) A^-T",
+    arity=1,
+    lower="np.linalg.det({0})",
+)
+
+
+def det(a):
+    """``np.linalg.det``. Its gradient det(A) A^-T is not defined where A is singular."""
+    return make("det", [_float(a)])
+
+
+def _np_logabsdet(a):
+    return np.linalg.slogdet(a)[1]
+
+
+def _np_detsign(a):
+    return np.linalg.slogdet(a)[0]
+
+
+register(
+    "logabsdet",
+    _square_infer("np.linalg.slogdet", lambda a: ()),
+    _np_logabsdet,
+    lambda g, a, out: g * _inv_t(a),
+    jvp=lambda t, a, out: _trace(solve(a, t)),
+    note="d log|det A| = tr(A^-1 dA): dA = g A^-T",
+    arity=1,
+    lower="np.linalg.slogdet({0})[1]",
+)
+register(
+    "detsign",
+    _square_infer("np.linalg.slogdet", lambda a: ()),
+    _np_detsign,
+    note="the sign of det(A): piecewise constant, no derivative",
+    arity=1,
+    lower="np.linalg.slogdet({0})[0]",
+)
+
+
+def slogdet(a):
+    """``np.linalg.slogdet``: (sign, log|det a|); only the second has a derivative, A^-T."""
+    a = _float(a)
+    return make("detsign", [a]), make("logabsdet", [a])
+
+
+# ---------------------------------------------------------------- triangular solves, cholesky
+
+
+def _np_solve_triangular(a, b, lower, trans, unit):
+    linalg = importlib.import_module("scipy.linalg")
+    return linalg.solve_triangular(a, b, trans=trans, lower=lower, unit_diagonal=unit, check_finite=False)
+
+
+def _tri_solve_vjp_a(g, a, b, out):
+    lower, trans, unit = out.attrs["lower"], out.attrs["trans"], out.attrs["unit"]
+    gb = solve_triangular(a, g, 1 - trans, lower, unit)
+    grad = -(_outer_or_matmul(out, gb) if trans else _outer_or_matmul(gb, out))
+    return _tri(grad, lower, strict=unit)  # the other triangle (and a unit diagonal) is not read
+
+
+def _tri_solve_jvp_a(t, a, b, out):
+    lower, trans, unit = out.attrs["lower"], out.attrs["trans"], out.attrs["unit"]
+    t = _tri(t, lower, strict=unit)
+    return -solve_triangular(a, matmul(_t(t) if trans else t, out), trans, lower, unit)
+
+
+register(
+    "solve_triangular",
+    _solve_infer("scipy.linalg.solve_triangular"),
+    _np_solve_triangular,
+    (
+        _tri_solve_vjp_a,
+        lambda g, a, b, out: solve_triangular(
+            a, g, 1 - out.attrs["trans"], out.attrs["lower"], out.attrs["unit"]
+        ),
+    ),
+    jvp=(
+        _tri_solve_jvp_a,
+        lambda t, a, b, out: solve_triangular(
+            a, t, out.attrs["trans"], out.attrs["lower"], out.attrs["unit"]
+        ),
+    ),
+    note="x = op(T)^-1 b, T a triangle of A: db = op(T)^-T g, dT = -db x^T (transposed if op is)",
+    arity=2,
+    lower="_rt.solve_triangular({0}, {1}, {lower}, {trans}, {unit})",
+)
+
+
+def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False):
+    """``scipy.linalg.solve_triangular``: x with ``op(T) @ x = b``, T the lower (``lower=True``)
+    or upper triangle of ``a`` (the other is not read; nor the diagonal, taken as ones, with
+    ``unit_diagonal``), op the transpose for ``trans`` 1 or "T" (scipy's default ``lower=False``)."""
+    a, b = _float(a), _float(b)
+    codes = {0: 0, 1: 1, 2: 1, "N": 0, "T": 1, "C": 1}  # (2, "C": the conjugate transpose)
+    if isinstance(trans, bool) or trans not in codes:
+        raise UnsupportedError(
+            f"scipy.linalg.solve_triangular(..., trans={trans!r}): trans must be 0, 1, 2, 'N', 'T' or 'C'"
+        )
+    dtype = promote(a.dtype, b.dtype)
+    return make(
+        "solve_triangular",
+        [ew.cast(a, dtype), ew.cast(b, dtype)],
+        lower=bool(lower),
+        trans=codes[trans],
+        unit=bool(unit_diagonal),
+    )
+
+
+_PHI_NOTE = "Phi(X): the lower triangle of X with its diagonal halved"
+
+
+def _phi(x):
+    i, j = _index_grid(x.shape[-1])
+    return ew.where(ew.greater(i, j), x, ew.where(ew.equal(i, j), x * 0.5, 0.0))
+
+
+def _cholesky_vjp(g, a, out):
+    # Murray (2016): dA = sym(L^-T Phi(L^T G) L^-1), with triangular solves
+    low = out
+    m = _phi(matmul(_t(low), g))
+    left = solve_triangular(low, m, lower=True, trans=1)  # L^-T M
+    return _sym(_t(solve_triangular(low, _t(left), lower=True, trans=1)))  # (L^-T M) L^-1
+
+
+def _cholesky_jvp(t, a, out):
+    # dL = L Phi(L^-1 sym(dA) L^-T)
+    low = out
+    y = solve_triangular(low, _sym(t), lower=True)  # L^-1 dA
+    return matmul(low, _phi(_t(solve_triangular(low, _t(y), lower=True))))
+
+
+register(
+    "cholesky",
+    _square_infer("np.linalg.cholesky", lambda a: a.shape),
+    np.linalg.cholesky,
+    _cholesky_vjp,
+    jvp=_cholesky_jvp,
+    note="A = L L^T: dA = sym(L^-T Phi(L^T g) L^-1), " + _PHI_NOTE,
+    arity=1,
+    lower="np.linalg.cholesky({0})",
+)
+
+
+def cholesky(a, lower=True):
+    """The Cholesky factor of a symmetric positive definite ``a``: lower L with a = L L^T
+    (numpy's; ``lower=False``: the upper U = L^T with a = U^T U, scipy.linalg's default)."""
+    low = make("cholesky", [_float(a)])
+    return low if lower else _t(low)
+
+
+def cho_factor(a, lower=False):
+    """``scipy.linalg.cho_factor``: (c, lower). The triangle scipy leaves unspecified is zero here."""
+    return cholesky(a, lower=lower), bool(lower)
+
+
+def cho_solve(c_and_lower, b):
+    """``scipy.linalg.cho_solve((c, lower), b)``: x with ``a @ x = b`` from a's Cholesky factor."""
+    c, lower = c_and_lower
+    if lower:
+        return solve_triangular(c, solve_triangular(c, b, lower=True), lower=True, trans=1)
+    return solve_triangular(c, solve_triangular(c, b, lower=False, trans=1), lower=False)
+
+
+# ---------------------------------------------------------------- eigh
+
+
+def _np_eigh_w(a):
+    return np.linalg.eigvalsh(a)
+
+
+def _np_eigh_v(a):
+    return np.linalg.eigh(a)[1]
+
+
+def _eigh_parts(a):
+    return make("eigh_w", [a]), make("eigh_v", [a])
+
+
+def _eigh_f(w):
+    """F_ij = 1 / (w_j - w_i) off the diagonal, 0 on it (JAX's; inf at repeated eigenvalues)."""
+    one = eye(w.shape[0], w.dtype)
+    return 1.0 / (one + expand_dims(w, 0) - expand_dims(w, 1)) - one
+
+
+def _eigh_w_vjp(g, a, out):
+    _, v = _eigh_parts(a)
+    return matmul(v * expand_dims(g, 0), _t(v))  # V diag(g) V^T
+
+
+def _eigh_v_vjp(g, a, out):
+    w, v = _eigh_parts(a)
+    return _sym(matmul(v, matmul(_eigh_f(w) * matmul(_t(v), g), _t(v))))  # V (F o V^T G) V^T
+
+
+def _eigh_w_jvp(t, a, out):
+    _, v = _eigh_parts(a)
+    return sum_(v * matmul(_sym(t), v), axis=0)  # diag(V^T dA V)
+
+
+def _eigh_v_jvp(t, a, out):
+    w, v = _eigh_parts(a)
+    return matmul(v, _eigh_f(w) * matmul(_t(v), matmul(_sym(t), v)))
+
+
+_EIGH = _square_infer("np.linalg.eigh", lambda a: a.shape)
+register(
+    "eigh_w",
+    _square_infer("np.linalg.eigh", lambda a: a.shape[:1]),
+    _np_eigh_w,
+    _eigh_w_vjp,
+    jvp=_eigh_w_jvp,
+    note="dw = diag(V^T dA V): dA = V diag(g) V^T",
+    arity=1,
+    lower="np.linalg.eigvalsh({0})",  # no vectors: cheaper when only the values are needed
+)
+register(
+    "eigh_v",
+    _EIGH,
+    _np_eigh_v,
+    _eigh_v_vjp,
+    jvp=_eigh_v_jvp,
+    note="dV = V (F o V^T dA V), F_ij = 1/(w_j - w_i): dA = sym(V (F o V^T G) V^T)",
+    arity=1,
+    lower="np.linalg.eigh({0})[1]",
+)
+
+
+def eigh(a, UPLO="L"):
+    """``np.linalg.eigh`` of a symmetric ``a``: (w, V), eigenvalues ascending and orthonormal
+    eigenvectors (columns). Derivatives as JAX's: of the symmetric part; the vectors' are
+    inf/nan at repeated eigenvalues."""
+    if UPLO != "L":
+        raise UnsupportedError(f"np.linalg.eigh(..., UPLO={UPLO!r}) on a symbolic value: only 'L'")
+    return _eigh_parts(_float(a))
+
+
+def eigvalsh(a, UPLO="L"):
+    """``np.linalg.eigvalsh``: the eigenvalues of a symmetric ``a``, ascending."""
+    return eigh(a, UPLO)[0]
+
+
+# ---------------------------------------------------------------- svd
+
+
+def _svd_k(a, what):
+    _matrix(a, what, square=False)
+    m, n = a.shape
+    if dims_equal(m, n):
+        return m
+    if isinstance(m, int) and isinstance(n, int):
+        return min(m, n)
+    raise UnsupportedError(
+        f"{what} of shape {shape_str(a.shape)}: the number of singular values min({dim_str(m)}, "
+        f"{dim_str(n)}) must be known when the graph is built; give the matrix concrete sizes "
+        "(or a square one)"
+    )
+
+
+def _svd_infer(part):
+    def infer(inputs, attrs):
+        (a,) = inputs
+        k = _svd_k(a, "np.linalg.svd")
+        m, n = a.shape
+        return {"u": (m, k), "s": (k,), "vt": (k, n)}[part], a.dtype
+
+    return infer
+
+
+def _np_svd(part):
+    def impl(a):
+        u, s, vt = np.linalg.svd(a, full_matrices=False)
+        return {"u": u, "s": s, "vt": vt}[part]
+
+    impl.__name__ = f"svd_{part}"
+    return impl
+
+
+def _svd_parts(a):
+    return make("svd_u", [a]), make("svd_s", [a]), make("svd_vt", [a])
+
+
+def _svd_f(s):
+    """F_ij = 1 / (s_j^2 - s_i^2) off the diagonal, 0 on it (JAX's)."""
+    one = eye(s.shape[0], s.dtype)
+    sj, si = expand_dims(s, 0), expand_dims(s, 1)
+    return 1.0 / (one + (sj + si) * (sj - si)) - one
+
+
+def _svd_s_vjp(g, a, out):
+    u, _, vt = _svd_parts(a)
+    return matmul(u * expand_dims(g, 0), vt)  # U diag(g) V^T
+
+
+def _svd_u_vjp(g, a, out):
+    u, s, vt = _svd_parts(a)
+    j = _svd_f(s) * matmul(_t(u), g)
+    inner = matmul((j + _t(j)) * expand_dims(s, 0), vt)  # U (J + J^T) S V^T
+    rest = (g - matmul(u, matmul(_t(u), g))) / expand_dims(s, 0)  # (I - U U^T) G S^-1 (m > k)
+    return matmul(u, inner) + matmul(rest, vt)
+
+
+def _svd_vt_vjp(g, a, out):
+    u, s, vt = _svd_parts(a)
+    k = _svd_f(s) * matmul(vt, _t(g))  # F o (V^T G_V), G_V = g^T
+    inner = expand_dims(s, 1) * (k + _t(k))  # S (K + K^T)
+    rest = (g - matmul(matmul(g, _t(vt)), vt)) / expand_dims(s, 1)  # S^-1 G_V^T (I - V V^T) (n > k)
+    return matmul(u, matmul(inner, vt) + rest)
+
+
+def _svd_tangents(t, a):
+    u, s, vt = _svd_parts(a)
+    ds = matmul(_t(u), matmul(t, _t(vt)))  # U^T dA V
+    return u, s, vt, ds
+
+
+def _svd_s_jvp(t, a, out):
+    _, _, _, ds = _svd_tangents(t, a)
+    return _diagonal(ds)
+
+
+def _svd_u_jvp(t, a, out):
+    u, s, vt, ds = _svd_tangents(t, a)
+    dss = ds * expand_dims(s, 0)
+    dav = matmul(t, _t(vt))
+    return matmul(u, _svd_f(s) * (dss + _t(dss))) + (dav - matmul(u, matmul(_t(u), dav))) / expand_dims(s, 0)
+
+
+def _svd_vt_jvp(t, a, out):
+    u, s, vt, ds = _svd_tangents(t, a)
+    sds = expand_dims(s, 1) * ds
+    v = _t(vt)
+    dahu = matmul(_t(t), u)
+    dv = matmul(v, _svd_f(s) * (sds + _t(sds))) + (dahu - matmul(v, matmul(vt, dahu))) / expand_dims(s, 0)
+    return _t(dv)
+
+
+for _part, _vjp, _jvp, _note in (
+    ("u", _svd_u_vjp, _svd_u_jvp, "dU = U (F o (dS S + S dS^T)) + (I - U U^T) dA V S^-1, dS = U^T dA V"),
+    ("s", _svd_s_vjp, _svd_s_jvp, "ds = diag(U^T dA V): dA = U diag(g) V^T"),
+    ("vt", _svd_vt_vjp, _svd_vt_jvp, "dV = V (F o (S dS + dS^T S)) + (I - V V^T) dA^T U S^-1"),
+):
+    register(
+        f"svd_{_part}",
+        _svd_infer(_part),
+        _np_svd(_part),
+        _vjp,
+        jvp=_jvp,
+        note=_note,
+        arity=1,
+        lower=f"np.linalg.svd({{0}}, full_matrices=False)[{'u s vt'.split().index(_part)}]",
+    )
+
+
+def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+    """``np.linalg.svd``: (U, s, Vt), the reduced factors (numpy's ``full_matrices=False``; a full
+    U or Vt of a non-square matrix is refused). Derivatives as JAX's: U's and Vt's are inf/nan at
+    repeated singular values, and at a zero one."""
+    a = _float(a)
+    k = _svd_k(a, "np.linalg.svd")
+    if hermitian:
+        raise UnsupportedError("np.linalg.svd(..., hermitian=True) on a symbolic value is not supported")
+    if not compute_uv:
+        return make("svd_s", [a])
+    if full_matrices and not (dims_equal(k, a.shape[0]) and dims_equal(k, a.shape[1])):
+        raise UnsupportedError(
+            f"np.linalg.svd of shape {shape_str(a.shape)} with full_matrices=True on a symbolic value: "
+            "only the reduced factors are supported; pass full_matrices=False"
+        )
+    return _svd_parts(a)
+
+
+# ---------------------------------------------------------------- qr
+
+
+def _qr_infer(part):
+    def infer(inputs, attrs):
+        (a,) = inputs
+        _matrix(a, "np.linalg.qr", square=False)
+        m, n = a.shape
+        if not dims_equal(m, n) and not (isinstance(m, int) and isinstance(n, int) and m >= n):
+            raise UnsupportedError(
+                f"np.linalg.qr of shape {shape_str(a.shape)}: only a matrix with at least as many rows "
+                "as columns, known when the graph is built, is supported (its R is square)"
+            )
+        return ((m, n) if part == "q" else (n, n)), a.dtype
+
+    return infer
+
+
+def _np_qr_q(a):
+    return np.linalg.qr(a)[0]
+
+
+def _np_qr_r(a):
+    return np.linalg.qr(a)[1]
+
+
+def _copyltu(m):
+    """The symmetric matrix with m's lower triangle."""
+    return _tri(m, True) + _t(_tri(m, True, strict=True))
+
+
+def _qr_grad(q, r, gq, gr):
+    # Walter & Lehmann / Townsend: dA = (gQ + Q copyltu(M)) R^-T, M = R gR^T - gQ^T Q
+    m = 0.0
+    if gr is not None:
+        m = matmul(r, _t(gr))
+    if gq is not None:
+        m = m - matmul(_t(gq), q)
+    b = matmul(q, _copyltu(m))
+    if gq is not None:
+        b = b + gq
+    return _t(solve_triangular(r, _t(b), lower=False))  # B R^-T
+
+
+def _qr_jvp(t, a, part):
+    # JAX's: dQ = Q (dO - Q^T dA R^-1) + dA R^-1, dR = (Q^T dA R^-1 - dO) R, dO skew
+    q, r = make("qr_q", [a]), make("qr_r", [a])
+    dar = _t(solve_triangular(r, _t(t), lower=False, trans=1))  # dA R^-1
+    qdar = matmul(_t(q), dar)
+    low = _tri(qdar, True, strict=True)
+    do = low - _t(low)
+    if part == "q":
+        return matmul(q, do - qdar) + dar
+    return matmul(qdar - do, r)
+
+
+register(
+    "qr_q",
+    _qr_infer("q"),
+    _np_qr_q,
+    lambda g, a, out: _qr_grad(out, make("qr_r", [a]), g, None),
+    jvp=lambda t, a, out: _qr_jvp(t, a, "q"),
+    note="A = Q R: dA = (gQ + Q copyltu(-gQ^T Q)) R^-T",
+    arity=1,
+    lower="np.linalg.qr({0})[0]",
+)
+register(
+    "qr_r",
+    _qr_infer("r"),
+    _np_qr_r,
+    lambda g, a, out: _qr_grad(make("qr_q", [a]), out, None, g),
+    jvp=lambda t, a, out: _qr_jvp(t, a, "r"),
+    note="A = Q R: dA = Q copyltu(R gR^T) R^-T",
+    arity=1,
+    lower="np.linalg.qr({0})[1]",
+)
+
+
+def qr(a, mode="reduced"):
+    """``np.linalg.qr`` (mode 'reduced' or 'r') of an m x n matrix with m >= n: (Q, R)."""
+    a = _float(a)
+    if mode not in ("reduced", "r"):
+        raise UnsupportedError(
+            f"np.linalg.qr(..., mode={mode!r}) on a symbolic value: only 'reduced' and 'r'"
+        )
+    q, r = make("qr_q", [a]), make("qr_r", [a])
+    return r if mode == "r" else (q, r)
+
+
+# ---------------------------------------------------------------- norm
+
+
+def _vector_norm(x, ord, axis, keepdims):
+    if ord is None or ord == 2:
+        return ew.sqrt(sum_(ew.square(x), axis, keepdims))
+    if isinstance(ord, str):
+        raise UnsupportedError(
+            f"np.linalg.norm(..., ord={ord!r}) of a vector: invalid norm order for vectors"
+        )
+    if ord == np.inf:
+        return max_(ew.abs(x), axis, keepdims)
+    if ord == -np.inf:
+        return min_(ew.abs(x), axis, keepdims)
+    if ord == 0:
+        return sum_(ew.cast(ew.not_equal(x, 0.0), x.dtype), axis, keepdims)  # no derivative
+    if ord == 1:
+        return sum_(ew.abs(x), axis, keepdims)
+    return ew.pow(sum_(ew.pow(ew.abs(x), float(ord)), axis, keepdims), 1.0 / float(ord))
+
+
+def _matrix_norm(x, ord, axes, keepdims):
+    row, col = axes
+    if ord in (None, "fro"):
+        out = ew.sqrt(sum_(ew.square(x), axes))
+    elif ord in ("nuc", 2, -2):
+        if x.ndim != 2:
+            raise UnsupportedError(
+                f"np.linalg.norm(..., ord={ord!r}) of shape {shape_str(x.shape)}: batches are not supported"
+            )
+        s = svd(x if (row, col) == (0, 1) else _t(x), compute_uv=False)
+        out = sum_(s) if ord == "nuc" else (max_(s) if ord == 2 else min_(s))
+    elif ord in (1, -1, np.inf, -np.inf):
+        summed, over = (row, col) if ord in (1, -1) else (col, row)
+        sums = sum_(ew.abs(x), summed, keepdims=True)
+        out = (max_ if ord > 0 else min_)(sums, (summed, over))
+    else:
+        raise UnsupportedError(
+            f"np.linalg.norm(..., ord={ord!r}) of a matrix: invalid norm order for matrices"
+        )
+    if keepdims:
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+        out = reshape(out, shape)
+    return out
+
+
+def norm(x, ord=None, axis=None, keepdims=False):
+    """``np.linalg.norm``: vector norms (ord None, 2, 1, inf, -inf, 0 (a count: no derivative), or
+    any p: sum(|x|^p)^(1/p)) and matrix norms (None/'fro', 'nuc', 2, -2 (by the singular
+    values), 1, -1, inf, -inf). |x|' at 0 is 0, as abs's."""
+    x = _float(x)
+    if axis is None:
+        if ord is None:
+            return (
+                _vector_norm(reshape(x, (-1,)), None, 0, False)
+                if not keepdims
+                else _vector_norm(x, None, None, True)
+            )
+        if x.ndim == 1:
+            return _vector_norm(x, ord, 0, keepdims)
+        if x.ndim == 2:
+            return _matrix_norm(x, ord, (0, 1), keepdims)
+        raise ShapeError(
+            f"np.linalg.norm(..., ord={ord!r}) of shape {shape_str(x.shape)}: give axis for an array "
+            "of more than two dimensions"
+        )
+    axes = normalize_axes(axis, x.ndim, where="np.linalg.norm")
+    if isinstance(axis, (tuple, list)) and len(axes) == 2:
+        return _matrix_norm(x, ord, tuple(int(a) % x.ndim for a in axis), keepdims)
+    if len(axes) != 1:
+        raise ShapeError(f"np.linalg.norm(..., axis={axis!r}): give one axis or two")
+    return _vector_norm(x, ord, axes[0], keepdims)

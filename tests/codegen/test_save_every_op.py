@@ -173,6 +173,29 @@ def _cases():
         + sg.sum(sg.cumsum(M, axis=0) * sg.cumprod(M, axis=1) * sg.sort(M, axis=0))
     )
     gathers = sg.sum(x[idx] ** 2) + sg.sum(sg.take_along_axis(M, lab[:, None], axis=1) ** 2)
+    A = sg.tensor("A", ("n", "n"))
+    Av = rng.normal(size=(5, 5)) + 5 * np.eye(5)
+    spd = A @ A.T + 3 * sg.linalg.eye(A.shape[0])
+    sign, logabs = sg.linalg.slogdet(A)
+    u, s, vt = sg.linalg.svd(A, full_matrices=False)
+    q, r = sg.linalg.qr(A)
+    # sign-free functions of eigen- and singular vectors (numba's LAPACK and numpy's may pick
+    # different signs)
+    linalg = (
+        sg.sum(sg.linalg.solve(A, y) ** 2)
+        + sg.sum(sg.linalg.inv(A))
+        + sg.linalg.det(A) * 1e-3
+        + sign * logabs
+        + sg.sum(sg.linalg.cholesky(spd) ** 2 * x)
+        + sg.sum(sg.linalg.solve_triangular(A, y, lower=True) ** 2)
+        + sg.sum(sg.linalg.eigh(spd)[0] * x)
+        + sg.sum(sg.linalg.eigh(spd)[1] ** 2 * y)
+        + sg.sum(s * x)
+        + sg.sum(u**2 @ y)
+        + sg.sum(vt**2 @ y)
+        + sg.sum(q**3)
+        + sg.sum(r**2)
+    )
     labv = np.array([0, 2, 1, 1, 0])
     idxv = np.array([0, 4, -1, 2])
     float_args = [xv, yv]
@@ -183,6 +206,7 @@ def _cases():
         "op_reductions": ([reductions], [M, x], [M, x], [Mv, xv]),
         "op_structure": ([structure], [M, x, y], [M, x, y], [Mv, xv, yv]),
         "op_gathers": ([gathers], [x, M, idx, lab], [x, M], [xv, Mv, idxv, labv]),
+        "op_linalg": ([linalg], [A, x, y], [A, x, y], [Av, xv, yv]),
         "op_logaddexp_loss": (None, None, None, None),  # the README's Dask loss, added below
     }
 

@@ -29,6 +29,16 @@ def _distinct(shape, seed=0):
     return ((np.random.default_rng(seed).permutation(size) - size / 2) * 0.3).reshape(shape)
 
 
+def _well(k, shape=None):
+    """A well-conditioned matrix: k on the diagonal, uniform values in [-1, 1] elsewhere."""
+    shape = shape or (k, k)
+    return _uniform(-1, 1, shape, seed=3) + k * np.eye(*shape)
+
+
+def _spd(a):
+    return a @ a.T + a.shape[0] * sg.linalg.eye(a.shape[0])
+
+
 UNARY_DOMAIN = {
     "neg": (-2, 2),
     "abs": (-2, 2),
@@ -122,6 +132,24 @@ CASES.update(
         ),
         "cumsum": (lambda a: sg.cumsum(a, axis=0), [_uniform(-2, 2, (2, 3))]),
         "cumprod": (lambda a: sg.cumprod(a, axis=1), [_uniform(0.5, 2, (2, 3))]),
+        # decompositions and solves (tests/symgrad/test_linalg_decomp.py checks them against numpy)
+        "solve": (sg.linalg.solve, [_well(3), _uniform(-2, 2, (3, 2), 1)]),
+        "inv": (sg.linalg.inv, [_well(3)]),
+        "det": (sg.linalg.det, [_well(3)]),
+        "logabsdet": (lambda a: sg.linalg.slogdet(a)[1], [_well(3)]),
+        "cholesky": (lambda a: sg.linalg.cholesky(_spd(a)), [_uniform(-2, 2, (3, 3))]),
+        "solve_triangular": (
+            lambda a, b: sg.linalg.solve_triangular(a, b, lower=True, trans=1),
+            [_well(3), _uniform(-2, 2, (3,), 1)],
+        ),
+        # eigen- and singular vectors are defined up to sign: their squares are not
+        "eigh_w": (lambda a: sg.linalg.eigh(_spd(a))[0], [_uniform(-2, 2, (3, 3))]),
+        "eigh_v": (lambda a: sg.linalg.eigh(_spd(a))[1] ** 2, [_uniform(-2, 2, (3, 3))]),
+        "svd_u": (lambda a: sg.linalg.svd(a, full_matrices=False)[0] ** 2, [_uniform(-2, 2, (4, 3))]),
+        "svd_s": (lambda a: sg.linalg.svd(a, compute_uv=False), [_uniform(-2, 2, (3, 4))]),
+        "svd_vt": (lambda a: sg.linalg.svd(a, full_matrices=False)[2] ** 2, [_uniform(-2, 2, (3, 4))]),
+        "qr_q": (lambda a: sg.linalg.qr(a)[0], [_well(3, (4, 3))]),
+        "qr_r": (lambda a: sg.linalg.qr(a)[1], [_well(3, (4, 3))]),
     }
 )
 

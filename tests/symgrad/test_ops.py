@@ -134,6 +134,7 @@ def _sample_graphs():
     v = sg.tensor("v", (3,))
     M = sg.tensor("M", (2, 3))
     u = sg.tensor("u", ("n",))
+    spd = M @ M.T + np.eye(2)  # symmetric positive definite, for the decompositions
     samples = {
         "symbol": v,
         "constant": v * np.arange(3.0),
@@ -165,6 +166,21 @@ def _sample_graphs():
         "cumsum": sg.cumsum(M, axis=1),
         "cumprod": sg.cumprod(M, axis=1),
         "argsort": sg.argsort(M, axis=1),
+        # decompositions and solves (tests/symgrad/test_linalg_decomp.py checks them in depth)
+        "solve": sg.linalg.solve(spd, M),
+        "inv": sg.linalg.inv(spd),
+        "det": sg.linalg.det(spd),
+        "logabsdet": sg.linalg.slogdet(spd)[1],
+        "detsign": sg.linalg.slogdet(spd)[0],
+        "cholesky": sg.linalg.cholesky(spd),
+        "solve_triangular": sg.linalg.solve_triangular(spd, M, lower=True),
+        "eigh_w": sg.linalg.eigh(spd)[0],
+        "eigh_v": sg.linalg.eigh(spd)[1],
+        "svd_u": sg.linalg.svd(M, full_matrices=False)[0],
+        "svd_s": sg.linalg.svd(M, full_matrices=False)[1],
+        "svd_vt": sg.linalg.svd(M, full_matrices=False)[2],
+        "qr_q": sg.linalg.qr(M.T)[0],
+        "qr_r": sg.linalg.qr(M.T)[1],
     }
     for name, op in OPS.items():  # every other elementwise op of the table, on M (and v)
         if op.elementwise and op.lower and name not in samples:
@@ -197,6 +213,8 @@ NON_DIFFERENTIABLE = {
     # one-hot masks of the arg-extremum: piecewise constant (they only appear in max/min VJPs)
     ("argmax_mask", 0),
     ("argmin_mask", 0),
+    # the sign of a determinant: piecewise constant
+    ("detsign", 0),
     # the condition of where selects, it is not a value
     ("where", 0),
     # integer indices select, they are not values

@@ -1,0 +1,127 @@
+"""Linear-algebra kernels for the numba backend: the triangular solve.
+
+numba's ``np.linalg`` has solve, inv, det, slogdet, cholesky, eigh, svd and qr (LAPACK through
+SciPy), which the ops lower to directly; it has no triangular solve, so
+``solve_triangular(a, b, lower, trans, unit)`` is here: scipy.linalg.solve_triangular's meaning
+(only the lower or upper triangle of ``a`` is read, without its diagonal when ``unit``;
+``trans`` 1 solves with its transpose).
+Substitution runs row by row over the right-hand sides (the inner loop is contiguous); with
+many right-hand sides it goes by blocks of rows, and the update of a block by the rows already
+solved is one matrix product (BLAS), so a solve with n right-hand sides runs at matmul's pace.
+"""
+
+import numba
+import numpy as np
+
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
+
+# rows per block of the blocked substitution (and the fewest right-hand sides that use it)
+_BLOCK = 64
+
+
+@numba.njit(**_JIT)
+def _forward_rows(t, x, start, stop, unit):
+    """Rows start..stop of x solved in place against lower t (earlier rows' terms already out)."""
+    k = x.shape[1]
+    for i in range(start, stop):
+        for j in range(start, i):
+            f = t[i, j]
+            for c in range(k):
+                x[i, c] -= f * x[j, c]
+        if not unit:
+            d = t[i, i]
+            for c in range(k):
+                x[i, c] /= d
+
+
+@numba.njit(**_JIT)
+def _backward_rows(t, x, start, stop, unit):
+    """Rows stop-1..start of x solved in place against upper t (later rows' terms already out)."""
+    k = x.shape[1]
+    for i in range(stop - 1, start - 1, -1):
+        for j in range(i + 1, stop):
+            f = t[i, j]
+            for c in range(k):
+                x[i, c] -= f * x[j, c]
+        if not unit:
+            d = t[i, i]
+            for c in range(k):
+                x[i, c] /= d
+
+
+@numba.njit(**_JIT)
+def _solve_vector(t, x, lower, unit):
+    """x <- T^-1 x in place for one right-hand side: each unknown a dot product with a row of t."""
+    n = t.shape[0]
+    for step in range(n):
+        i = step if lower else n - 1 - step
+        s = x[i, 0]
+        for j in range(0, i) if lower else range(i + 1, n):
+            s -= t[i, j] * x[j, 0]
+        x[i, 0] = s if unit else s / t[i, i]
+
+
+@numba.njit(**_JIT)
+def _solve_rows(t, x, lower, unit):
+    """x <- T^-1 x in place, T the lower (upper) triangle of C-contiguous t."""
+    n = t.shape[0]
+    if x.shape[1] == 1:
+        _solve_vector(t, x, lower, unit)
+        return
+    if x.shape[1] < _BLOCK // 4:
+        if lower:
+            _forward_rows(t, x, 0, n, unit)
+        else:
+            _backward_rows(t, x, 0, n, unit)
+        return
+    if lower:
+        for start in range(0, n, _BLOCK):
+            stop = min(start + _BLOCK, n)
+            if start > 0:
+                x[start:stop] -= np.ascontiguousarray(t[start:stop, :start]) @ x[:start]
+            _forward_rows(t, x, start, stop, unit)
+    else:
+        top = ((n - 1) // _BLOCK) * _BLOCK if n > 0 else 0
+        for start in range(top, -1, -_BLOCK):
+            stop = min(start + _BLOCK, n)
+            if stop < n:
+                x[start:stop] -= np.ascontiguousarray(t[start:stop, stop:]) @ x[stop:]
+            _backward_rows(t, x, start, stop, unit)
+
+
+@numba.njit(**_JIT)
+def _solve_transposed_vector(t, x, lower, unit):
+    """x <- T^-T x in place for one right-hand side, reading t by rows (no transposed copy)."""
+    n = t.shape[0]
+    if lower:  # T^T is upper: the last unknown first, then out of the rows above
+        for i in range(n - 1, -1, -1):
+            if not unit:
+                x[i, 0] /= t[i, i]
+            v = x[i, 0]
+            for j in range(i):
+                x[j, 0] -= t[i, j] * v
+    else:  # T^T is lower
+        for i in range(n):
+            if not unit:
+                x[i, 0] /= t[i, i]
+            v = x[i, 0]
+            for j in range(i + 1, n):
+                x[j, 0] -= t[i, j] * v
+
+
+@numba.njit(**_JIT)
+def solve_triangular(a, b, lower, trans, unit):
+    """x with op(T) x = b, T the lower (upper) triangle of square ``a``, op the transpose when
+    ``trans`` is 1, the diagonal taken as ones (not read) when ``unit``; ``b`` a vector or a
+    matrix of right-hand sides. A zero on the diagonal gives inf/nan (scipy raises LinAlgError)."""
+    n = a.shape[0]
+    x = np.ascontiguousarray(b).copy()
+    k = x.size // n if n > 0 else 0
+    rows = x.reshape((n, k))
+    if trans and k == 1:
+        _solve_transposed_vector(np.ascontiguousarray(a), rows, lower, unit)
+    elif trans:
+        _solve_rows(np.ascontiguousarray(a.T), rows, not lower, unit)
+    else:
+        _solve_rows(np.ascontiguousarray(a), rows, lower, unit)
+    return x
