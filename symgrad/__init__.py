@@ -96,6 +96,7 @@ from .ops.arrays import (  # numpy's array functions
     gradient,
 )
 from .passes import simplify as _simplify  # installs the rewrites every node is built through
+from .custom import custom_vjp, custom_jvp  # user-defined derivative rules
 from .api import (
     tensor,
     scalar,

@@ -129,6 +129,16 @@ def builder(op):
 # ---------------------------------------------------------------- the registry
 
 
+@sg.custom_jvp
+def _custom_softplus(x):
+    return sg.softplus(x)
+
+
+_custom_softplus.defjvp(
+    lambda primals, tangents: (sg.softplus(primals[0]), tangents[0] * sg.sigmoid(primals[0]))
+)
+
+
 def _sample_graphs():
     """One small graph per registered op that contains a node of that op."""
     v = sg.tensor("v", (3,))
@@ -139,6 +149,7 @@ def _sample_graphs():
         "constant": v * np.arange(3.0),
         "where": sg.where(M > 0, M, v),
         "stop_gradient": sg.stop_gradient(v) * v,
+        "custom": _custom_softplus(M) * v,  # a function with a user's derivative rule (sg.custom_jvp)
         "cast": sg.cast(M, "float32"),
         "isfinite": sg.isfinite(M),
         "logical_not": sg.logical_not(M > 0),
