@@ -6,6 +6,8 @@ import numpy as np
 
 from symgrad.ops.registry import OPS
 
+from .user_ops import FUNCTIONS, vectorized  # the user's functions (sg.register_op): __getattr__ below
+
 
 def _scalar_out(fn):
     def wrapped(*args, **attrs):
@@ -81,3 +83,12 @@ def scatter_last(g, idx, n):
     rows = np.repeat(np.arange(g.shape[0]), g.shape[1])
     np.add.at(out, (rows, _check(idx, n).reshape(-1)), g.reshape(-1))
     return out
+
+
+def __getattr__(name):
+    """A user's function registered with ``sg.register_op`` (``user_ops``): vectorised over arrays."""
+    entry = FUNCTIONS.get(name)
+    if entry is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    op, fn, arity = entry
+    return vectorized(fn, arity)

@@ -36,7 +36,7 @@ LANGUAGE += (
     "transforms",
     "custom",
 )
-ABOVE_LANGUAGE = ("codegen", "api", "optimize", "dask_arrays", "cli", "bench", "bench_dask")
+ABOVE_LANGUAGE = ("codegen", "api", "extend", "optimize", "dask_arrays", "cli", "bench", "bench_dask")
 COMPILER_MAY_IMPORT = ("graph", "errors", "ops", "_version")
 HARNESS = ("symgrad.bench", "symgrad.bench_dask")
 
