@@ -16,7 +16,7 @@ from numba.extending import intrinsic, overload
 
 from .special import digamma, erfinv, gammaln, polygamma  # noqa: F401 (the special functions' lowerings)
 from .array_kernels import argsort_last, cumprod_last, cumsum_last  # noqa: F401 (ops/arrays.py's lowerings)
-from .user_ops import FUNCTIONS, vectorized  # the user's functions (sg.register_op): __getattr__ below
+from .user_ops import on_install, vectorized  # the user's functions (sg.register_op): _install_user
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -631,14 +631,12 @@ def scatter_last(g, idx, n):
     return out
 
 
-def __getattr__(name):
+def _install_user(attr, fn, arity):
     """A user's function registered with ``sg.register_op`` (``user_ops``), made elementwise for
-    numba code on its first use (generated code calls it as ``_rt.<name>``)."""
-    entry = FUNCTIONS.get(name)
-    if entry is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    op, fn, arity = entry
-    make = _elementwise if arity == 1 else _elementwise2
-    function = make(name, fn, vectorized(fn, arity))
-    globals()[name] = function
-    return function
+    numba code as ``_rt.<attr>`` (its overload registered now, before a kernel calling it compiles)."""
+    if attr not in globals():
+        make = _elementwise if arity == 1 else _elementwise2
+        globals()[attr] = make(attr, fn, vectorized(fn, arity))
+
+
+on_install(_install_user)

@@ -18,6 +18,18 @@ from .schedule import identifier
 # attribute -> (the op's name, the Python function, the number of operands)
 FUNCTIONS = {}
 
+# what a runtime module does with each function installed, before any kernel calls it (the numba
+# runtime registers its overload: numba types a call only with overloads registered before the
+# compile starts)
+_LISTENERS = []
+
+
+def on_install(listener):
+    """Call ``listener(attr, fn, arity)`` for every function installed, those already in first."""
+    _LISTENERS.append(listener)
+    for attr, (_, fn, arity) in list(FUNCTIONS.items()):
+        listener(attr, fn, arity)
+
 
 def python_function(fn):
     """The Python function of ``fn`` (a numba dispatcher's ``py_func``, else ``fn``)."""
@@ -33,6 +45,8 @@ def attribute(name, fn):
 
 def install(attr, name, fn, arity):
     FUNCTIONS[attr] = (name, python_function(fn), arity)
+    for listener in _LISTENERS:
+        listener(attr, python_function(fn), arity)
 
 
 def remove(attr):
