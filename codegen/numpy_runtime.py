@@ -6,7 +6,7 @@ import numpy as np
 
 from symgrad.ops.registry import OPS
 
-from .user_ops import FUNCTIONS, vectorized  # the user's functions (sg.register_op): __getattr__ below
+from .user_ops import on_install, vectorized  # the user's functions (sg.register_op): _install_user
 
 
 def _scalar_out(fn):
@@ -85,10 +85,9 @@ def scatter_last(g, idx, n):
     return out
 
 
-def __getattr__(name):
-    """A user's function registered with ``sg.register_op`` (``user_ops``): vectorised over arrays."""
-    entry = FUNCTIONS.get(name)
-    if entry is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    op, fn, arity = entry
-    return vectorized(fn, arity)
+def _install_user(attr, fn, arity):
+    """A user's function registered with ``sg.register_op`` (``user_ops``): ``_rt.<attr>``, vectorised."""
+    globals()[attr] = vectorized(fn, arity)
+
+
+on_install(_install_user)

@@ -15,7 +15,6 @@ references to them token by token (``tokenize``: code tokens only, never strings
 """
 
 import ast
-import dis
 import inspect
 import math
 import re
@@ -133,29 +132,19 @@ def _user_definition(attr, prefix):
     if not isinstance(node, ast.FunctionDef):
         raise UnsupportedError(f"{what}, whose source is not one def statement")
     imports = ["import numba"]
-    codes, seen = [code], set()
-    while codes:
-        c = codes.pop()
-        codes += [k for k in c.co_consts if inspect.iscode(k)]
-        for instr in dis.get_instructions(c):
-            if instr.opname != "LOAD_GLOBAL" or instr.argval in seen:
-                continue
-            name = instr.argval
-            seen.add(name)
-            if name not in fn.__globals__:
-                continue  # a builtin (range, abs, float)
-            value = fn.__globals__[name]
-            known = next(
-                (line for module, line in _USER_GLOBALS.values() if value is (module or numba)), None
+    for name in user_ops.global_names(code):
+        if name not in fn.__globals__:
+            continue  # a builtin (range, abs, float)
+        value = fn.__globals__[name]
+        known = next((line for module, line in _USER_GLOBALS.values() if value is (module or numba)), None)
+        if known is None:
+            raise UnsupportedError(
+                f"{what}, which reads the global {name!r} ({type(value).__name__}); save() copies a "
+                "function that reads only the modules math, numpy and numba"
             )
-            if known is None or not name.isidentifier():
-                raise UnsupportedError(
-                    f"{what}, which reads the global {name!r} ({type(value).__name__}); save() copies a "
-                    "function that reads only the modules math, numpy and numba"
-                )
-            line = known if known.split()[-1] == name else f"{known} as {name}"
-            if line not in imports:
-                imports.append(line)
+        line = known if known.split()[-1] == name else f"{known} as {name}"
+        if line not in imports:
+            imports.append(line)
     lines = source.split("\n")[node.lineno - 1 : node.end_lineno]
     scalar = f"{prefix}_{attr}_scalar"
     lines[0] = re.sub(rf"^def\s+{re.escape(node.name)}\b", f"def {scalar}", lines[0])

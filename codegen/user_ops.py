@@ -8,6 +8,7 @@ a changed function is another attribute, so a generated module (and numba's mach
 cached beside it) is never reused for a function it was not compiled with.
 """
 
+import dis
 import hashlib
 import marshal
 
@@ -37,10 +38,41 @@ def python_function(fn):
 
 
 def attribute(name, fn):
-    """The runtime attribute generated code calls for the op ``name`` computed by ``fn``."""
-    code = python_function(fn).__code__
-    fingerprint = hashlib.sha256(marshal.dumps(code) + name.encode("utf-8")).hexdigest()[:12]
+    """The runtime attribute generated code calls for the op ``name`` computed by ``fn``: its name
+    as an identifier and a fingerprint of what numba compiles into the kernel's machine code (the
+    function's code, the numbers and strings it reads from globals and closure cells, the code of
+    the jitted functions it calls), so that a kernel cached on disk is reused only for the same."""
+    py = python_function(fn)
+    parts = [name.encode("utf-8"), marshal.dumps(py.__code__)]
+    cells = [c.cell_contents for c in (py.__closure__ or ()) if _filled(c)]
+    values = cells + [py.__globals__[n] for n in global_names(py.__code__) if n in py.__globals__]
+    for value in values:
+        if isinstance(value, (int, float, complex, str, bytes, bool)):
+            parts.append(repr(value).encode("utf-8"))
+        elif hasattr(value, "py_func"):
+            parts.append(marshal.dumps(value.py_func.__code__))
+    fingerprint = hashlib.sha256(b"\0".join(parts)).hexdigest()[:12]
     return f"user_{identifier(name)}_{fingerprint}"
+
+
+def _filled(cell):
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def global_names(code):
+    """The globals ``code`` (and the code nested in it) reads, in order."""
+    names, codes = [], [code]
+    while codes:
+        c = codes.pop()
+        codes += [k for k in c.co_consts if isinstance(k, type(code))]
+        for instr in dis.get_instructions(c):
+            if instr.opname == "LOAD_GLOBAL" and instr.argval not in names:
+                names.append(instr.argval)
+    return names
 
 
 def install(attr, name, fn, arity):

@@ -57,6 +57,14 @@ UNARY_DOMAIN = {
     "digamma": (0.3, 5),
 }
 
+
+@sg.custom_vjp
+def _custom_product(a, b):
+    return a * b
+
+
+_custom_product.defvjp(lambda a, b: (a * b, (a, b)), lambda res, g: (g * res[1], g * res[0]))
+
 # op -> (build from symbols, input arrays); every op with a differentiable input is here
 CASES = {
     name: (lambda a, _n=name: getattr(sg, _n)(a), [_uniform(*dom, (2, 3), away=0.1)])
@@ -110,6 +118,11 @@ CASES.update(
         "scatter_last": (
             lambda a: make("scatter_last", [a, sg.constant(IDX_LAST)], size=3),
             [_uniform(-2, 2, (2, 2))],
+        ),
+        # a user's VJP rule, linear in the cotangent: forward mode is its transpose
+        "custom": (
+            lambda a, b: _custom_product(sg.sin(a), b),
+            [_uniform(-2, 2, (2, 3)), _uniform(-2, 2, (2, 3), 1)],
         ),
     }
 )

@@ -1321,7 +1321,8 @@ TRAIT_SPEC = {
     | {"concatenate", "matmul", "take0", "take_last", "arange"},
     "given": {"symbol", "constant"},
     "needs_nonempty": {"max", "min"},
-    "aliases": {"symbol", "constant", "transpose", "broadcast_to", "reshape", "getitem", "stop_gradient"},
+    "aliases": {"symbol", "constant", "transpose", "broadcast_to", "reshape", "getitem", "stop_gradient"}
+    | {"custom"},
     "index_operand": {"take0", "scatter_add0", "take_last", "scatter_last"},
 }
 MOVES_ADJOINT_SPEC = {
@@ -1349,6 +1350,14 @@ INFIX_SPEC = {
 @pytest.mark.parametrize("trait", sorted(TRAIT_SPEC))
 def test_trait_is_declared_on_exactly_the_ops_the_passes_used(trait):
     assert {name for name, op in OPS.items() if getattr(op, trait)} == TRAIT_SPEC[trait]
+
+
+def test_value_of_is_declared_on_the_ops_whose_value_is_an_operand():
+    # ir.build computes nothing for them (stop_gradient's operand, a custom call's primal result)
+    assert {name: op.value_of for name, op in OPS.items() if op.value_of is not None} == {
+        "stop_gradient": 0,
+        "custom": "n",
+    }
 
 
 def test_moves_adjoint_and_infix_traits_are_the_passes_old_tables():
