@@ -87,6 +87,7 @@ def test_clipped_gradient_from_traced_numpy_code_and_its_hessian(backend):
     Hv = sg.compile(H, backend=backend)(wv)
     # separable: the Hessian is diagonal, its diagonal the derivative of each gradient entry
     np.testing.assert_allclose(Hv, np.diag(central(lambda v: np.sum(_clip_grad_truth(v)), wv)), atol=1e-6)
+    np.testing.assert_allclose(sg.hessian(loss, backend=backend)(wv), Hv, rtol=1e-12)
 
 
 def test_clipped_gradient_has_no_forward_mode():
@@ -210,6 +211,8 @@ def test_log1pexp_forward_mode_hessian_and_tracing(backend):
         return 2 * v * _sigmoid(v * v)
 
     np.testing.assert_allclose(H, np.diag(central(lambda v: np.sum(grad_truth(v)), wv)), atol=1e-6)
+    # the function API traces the same function: sg.hessian(fn)
+    np.testing.assert_allclose(sg.hessian(loss, backend=backend)(wv), H, rtol=1e-12)
 
 
 def test_custom_jvp_nondiff_argnums_are_static():

@@ -1449,7 +1449,6 @@ _ONE_OP_RULES = {
     ("codegen/emit.py", "cast"): "cast's scalar spelling is its dtype (an attr, no template)",
     ("codegen/emit.py", "getitem"): "getitem's bounds (the slice's requires attr)",
     ("codegen/ir.py", "symbol"): _LEAF,
-    ("codegen/ir.py", "stop_gradient"): "stop_gradient is its operand's value",
     ("codegen/branches.py", "where"): "branch sinking is about where's branches",
     ("codegen/tiling.py", "sum"): "a running sum moves to the last scalar pass of a tile",
     ("codegen/tiling.py", "matmul"): "a dot product's inner loop keeps its pass scalar",
