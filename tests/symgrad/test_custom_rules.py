@@ -215,6 +215,26 @@ def test_log1pexp_forward_mode_hessian_and_tracing(backend):
     np.testing.assert_allclose(sg.hessian(loss, backend=backend)(wv), H, rtol=1e-12)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_users_rule_is_the_derivative_not_the_primal_functions(backend):
+    # a rule that deliberately differs from the function's own derivative: both modes and the
+    # second derivative follow the rule (d/dx = 2 cos x, d2/dx2 = -2 sin x), not sin's
+    @sg.custom_jvp
+    def sin_rule_doubled(x):
+        return sg.sin(x)
+
+    sin_rule_doubled.defjvp(lambda p, t: (sg.sin(p[0]), 2.0 * sg.cos(p[0]) * t[0]))
+    x = sg.scalar("x")
+    y = sin_rule_doubled(x)
+    f = sg.compile(
+        [y, sg.grad(y, x), sg.jvp(y, [x], [sg.constant(1.0)]), sg.hessian(y, [x])[0][0]], backend=backend
+    )
+    value, g, t, h = f(0.4)
+    np.testing.assert_allclose(
+        [value, g, t, h], [np.sin(0.4), 2 * np.cos(0.4), 2 * np.cos(0.4), -2 * np.sin(0.4)]
+    )
+
+
 def test_custom_jvp_nondiff_argnums_are_static():
     # a static first argument (JAX's nondiff_argnums) comes first in the rule's arguments
     def f(k, x):
