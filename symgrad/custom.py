@@ -86,6 +86,10 @@ class _Custom:
         # part of the node's structural fingerprint: the same text in every process
         return f"<{self.kind} {self.name}>"
 
+    def call_text(self, static, args):
+        """How a call prints: the function's name and its arguments in order."""
+        return f"{self.name}({', '.join(self._merge([repr(v) for v in static], args))})"
+
     def _split(self, args, kwargs):
         if kwargs:
             raise UnsupportedError(

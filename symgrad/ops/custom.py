@@ -39,6 +39,11 @@ def _jvp(index, t, *args):
     return node.attrs["rule"].jvp_input(node, index, t)
 
 
+def _show(node, args):
+    """A call prints as the decorated function's call: ``log1pexp(x)``."""
+    return node.attrs["rule"].call_text(node.attrs["static"], args[: node.attrs["n"]])
+
+
 def custom_call(rule, args, out, residuals=(), static=(), tree=None):
     """The node of one call of ``rule`` (a decorated function) on the Exprs ``args``, valued ``out``."""
     return make("custom", [*args, out, *residuals], rule=rule, n=len(args), static=static, tree=tree)
@@ -54,4 +59,5 @@ register(
     doc="a call of a function with user-defined derivative rules (sg.custom_vjp, sg.custom_jvp)",
     value_of="n",
     aliases=True,
+    show=_show,
 )

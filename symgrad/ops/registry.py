@@ -132,6 +132,7 @@ class OpDef:
     # the node's value is one operand's, so the compiler computes nothing for it (stop_gradient,
     # custom): that operand's index, or the name of the attribute holding it
     value_of: object = None
+    show: Optional[Callable] = None  # (node, operand texts) -> its printed text, when not op(operands, attrs)
     user: str = ""  # registered by a user (sg.register_op): the runtime attribute generated code calls
 
     def value_operand(self, node):

@@ -189,6 +189,12 @@ def test_log1pexp_gradient_is_the_rule_and_finite_for_large_inputs(backend):
     np.testing.assert_allclose(g[:3], central(lambda v: np.sum(_log1pexp_np(v)), xv[:3]), rtol=1e-6)
 
 
+def test_a_custom_call_prints_as_the_functions_call():
+    x = sg.tensor("x", (3,))
+    assert repr(sg.sum(log1pexp(x * 2.0))) == "sum(log1pexp(x * 2.0))"
+    assert repr(clip_gradient(x)) == "clip_gradient(x)"
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_log1pexp_forward_mode_hessian_and_tracing(backend):
     def loss(w):
