@@ -465,7 +465,7 @@ def dump(block: list, indent: str = "") -> str:
 
 def build(nodes: list, sections: tuple = ()) -> tuple[list, dict]:
     """The straight-line IR of scheduled ``nodes``: one ``Instr`` per computed node, a ``Given``
-    for inputs and constants, ``stop_gradient`` as its operand's value. ``sections``: (position,
+    for inputs and constants, ``stop_gradient`` and ``custom`` as an operand's value (``value_of``). ``sections``: (position,
     note) pairs, a ``Note`` before the node at that position. Returns (block, value of each
     node by id)."""
     value = {}
@@ -477,8 +477,9 @@ def build(nodes: list, sections: tuple = ()) -> tuple[list, dict]:
         if OPS[node.op].given:
             value[id(node)] = Given(node)
             continue
-        if node.op == "stop_gradient":
-            value[id(node)] = value[id(node.inputs[0])]
+        passed = OPS[node.op].value_operand(node)
+        if passed is not None:  # stop_gradient, custom: an operand's value
+            value[id(node)] = value[id(passed)]
             continue
         instr = Instr(node, [value[id(i)] for i in node.inputs])
         value[id(node)] = instr
@@ -516,7 +517,7 @@ def rebind(block: list, value: dict) -> None:
 
 
 def current(value: dict, node) -> Value:
-    """The IR value standing for ``node`` now (``stop_gradient`` is its operand's value)."""
-    while node.op == "stop_gradient":
-        node = node.inputs[0]
+    """The IR value standing for ``node`` now (``stop_gradient`` and ``custom`` are an operand's value)."""
+    while OPS[node.op].value_of is not None:
+        node = OPS[node.op].value_operand(node)
     return value[id(node)]

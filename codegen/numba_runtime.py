@@ -31,6 +31,7 @@ from .special import (  # noqa: F401 (the special functions' lowerings)
 )
 from .array_kernels import argsort_last, cumprod_last, cumsum_last  # noqa: F401 (ops/arrays.py's lowerings)
 from .linalg_kernels import solve_triangular  # noqa: F401 (the triangular solve's lowering)
+from .user_ops import on_install, vectorized  # the user's functions (sg.register_op): _install_user
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -643,3 +644,14 @@ def scatter_last(g, idx, n):
             i = _checked(idx[r, k], n)
             out[r, i] += g[r, k]
     return out
+
+
+def _install_user(attr, fn, arity):
+    """A user's function registered with ``sg.register_op`` (``user_ops``), made elementwise for
+    numba code as ``_rt.<attr>`` (its overload registered now, before a kernel calling it compiles)."""
+    if attr not in globals():
+        make = _elementwise if arity == 1 else _elementwise2
+        globals()[attr] = make(attr, fn, vectorized(fn, arity))
+
+
+on_install(_install_user)

@@ -6,6 +6,8 @@ import numpy as np
 
 from symgrad.ops.registry import OPS
 
+from .user_ops import on_install, vectorized  # the user's functions (sg.register_op): _install_user
+
 
 def _scalar_out(fn):
     def wrapped(*args, **attrs):
@@ -81,3 +83,11 @@ def scatter_last(g, idx, n):
     rows = np.repeat(np.arange(g.shape[0]), g.shape[1])
     np.add.at(out, (rows, _check(idx, n).reshape(-1)), g.reshape(-1))
     return out
+
+
+def _install_user(attr, fn, arity):
+    """A user's function registered with ``sg.register_op`` (``user_ops``): ``_rt.<attr>``, vectorised."""
+    globals()[attr] = vectorized(fn, arity)
+
+
+on_install(_install_user)

@@ -15,12 +15,19 @@ references to them token by token (``tokenize``: code tokens only, never strings
 """
 
 import ast
+import inspect
+import math
 import re
 import io
+import textwrap
 import tokenize
+
+import numpy as np
 
 from symgrad._version import __version__
 from symgrad.errors import UnsupportedError
+
+from . import user_ops
 
 _IMPORTS = {
     "import symgrad.codegen.numba_runtime as _rt": ("symgrad.codegen.numba_runtime", "_rt"),
@@ -54,6 +61,15 @@ def standalone_source(compiled):
             continue
         module_name, prefix = _IMPORTS[line.strip()]
         rest, used = _flatten_attributes(rest, prefix)
+        users = [u for u in used if u in user_ops.FUNCTIONS]
+        used = [u for u in used if u not in user_ops.FUNCTIONS]
+        for attr in users:  # a user's op (sg.register_op): its function's source
+            imports, text = _user_definition(attr, prefix)
+            kept_header += [i for i in imports if i not in kept_header]
+            taken.add(f"{prefix}_{attr}")
+            sections.append(
+                f"# ---- the function of the op {user_ops.FUNCTIONS[attr][0]!r} (sg.register_op)\n{text}"
+            )
         if not used:
             continue
         imports, text, defined = _copy_definitions(module_name, used, prefix)
@@ -84,6 +100,58 @@ def standalone_source(compiled):
     )
     compile(body, "<standalone>", "exec")  # a bug here must not reach the user's file
     return body
+
+
+# the globals a copied user function may read: the modules the standalone file imports itself
+_USER_GLOBALS = {
+    "math": (math, "import math"),
+    "numpy": (np, "import numpy"),
+    "numba": (None, "import numba"),
+}
+
+
+def _user_definition(attr, prefix):
+    """The import lines and the text defining ``<prefix>_<attr>``: the Python source of the
+    function a user registered (``sg.register_op``), decorators dropped, renamed
+    ``<prefix>_<attr>_scalar``, made elementwise with ``numba.vectorize``. The function may read
+    no global but the modules ``math``, ``numpy`` and ``numba`` (under any name) and no closure
+    variable: anything else cannot be copied, and save() refuses naming the op."""
+    import numba
+
+    op, fn, arity = user_ops.FUNCTIONS[attr]
+    what = f"cannot save: the op {op!r} (sg.register_op) computes with {fn.__qualname__}"
+    code = fn.__code__
+    if code.co_freevars:
+        raise UnsupportedError(f"{what}, which reads the closure variables {list(code.co_freevars)}")
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        raise UnsupportedError(f"{what}, whose source text is not available to copy") from None
+    tree = ast.parse(source)
+    node = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(node, ast.FunctionDef):
+        raise UnsupportedError(f"{what}, whose source is not one def statement")
+    imports = ["import numba"]
+    for name in user_ops.global_names(code):
+        if name not in fn.__globals__:
+            continue  # a builtin (range, abs, float)
+        value = fn.__globals__[name]
+        known = next((line for module, line in _USER_GLOBALS.values() if value is (module or numba)), None)
+        if known is None:
+            raise UnsupportedError(
+                f"{what}, which reads the global {name!r} ({type(value).__name__}); save() copies a "
+                "function that reads only the modules math, numpy and numba"
+            )
+        line = known if known.split()[-1] == name else f"{known} as {name}"
+        if line not in imports:
+            imports.append(line)
+    lines = source.split("\n")[node.lineno - 1 : node.end_lineno]
+    scalar = f"{prefix}_{attr}_scalar"
+    lines[0] = re.sub(rf"^def\s+{re.escape(node.name)}\b", f"def {scalar}", lines[0])
+    floats = ", ".join(["float64"] * arity), ", ".join(["float32"] * arity)
+    signatures = [f"float64({floats[0]})", f"float32({floats[1]})"]
+    text = "\n".join(lines) + f"\n\n\n{prefix}_{attr} = numba.vectorize({signatures!r})({scalar})"
+    return imports, text
 
 
 def _flatten_attributes(text, prefix):

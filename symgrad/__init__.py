@@ -16,6 +16,7 @@ if not _os.path.isdir(_os.path.join(__path__[0], "codegen")) and _os.path.isfile
 
 from .errors import SymgradError, ParseError, ShapeError, InputError, UnsupportedError
 from .graph import Expr
+from .ops.registry import OPS as _OPS
 from .ops.elementwise import *  # noqa: F403  (every elementwise op's builder: elementwise.__all__)
 from .ops.elementwise import neg, sub, mul, div, pow  # the numpy names below
 from .ops import (
@@ -55,6 +56,7 @@ from .ops import (
 from .ops.arrays import *  # noqa: F403  (numpy's array functions: arrays.__all__)
 from .ops import linalg  # sg.linalg: solve, inv, det, slogdet, cholesky, eigh, svd, qr, norm, ...
 from .passes import simplify as _simplify  # installs the rewrites every node is built through
+from .custom import custom_vjp, custom_jvp  # user-defined derivative rules
 from .api import (
     tensor,
     scalar,
@@ -81,6 +83,7 @@ from .frontends.parse import parse
 from .printing import expr_str as _expr_str  # installs how an Expr prints (repr, LaTeX)
 from .draw import to_dot, draw
 from .optimize import sparse_hessian  # and Compiled.scipy()
+from .extend import register_op, unregister_op  # a user's own elementwise op
 from . import dask_arrays as _dask_arrays  # Dask arrays as arguments: a runtime hook
 from .settings import config  # what builds print (and the report's settings, for the compiler)
 
@@ -90,3 +93,11 @@ multiply = mul
 divide = div
 subtract = sub
 true_divide = div
+
+
+def __getattr__(name):
+    """``sg.<name>`` of an op a user registered (``sg.register_op``)."""
+    op = _OPS.get(name)
+    if op is not None and op.user:
+        return op.builder
+    raise AttributeError(f"module 'symgrad' has no attribute {name!r}")

@@ -68,6 +68,11 @@ class RuleNotes:
         return len(self._by_id)
 
 
+class NoForwardRule(UnsupportedError):
+    """An op has no forward-mode (JVP) rule at this node: a user's VJP rule that is not linear
+    in its cotangent (``sg.custom_vjp``). ``hessian`` then differentiates in reverse twice."""
+
+
 def _check_wrt(wrt, where):
     for w in wrt:
         if not isinstance(w, Expr):
@@ -397,6 +402,15 @@ def hessian(y, wrt, notes=None):
     _check_wrt(wrt, "hessian")
     sizes = [_concrete_size(w.shape, f"hessian: input {w.name}") for w in wrt]
     grads = grad(y, list(wrt), notes)
+    try:
+        return _hessian_forward(grads, wrt, sizes, y.dtype, notes)
+    except NoForwardRule:
+        # a user's reverse rule with no forward mode (a clipped gradient): reverse over reverse,
+        # one VJP of the gradient per element of it
+        return [jacobian(g, list(wrt), mode="reverse", notes=notes) for g in grads]
+
+
+def _hessian_forward(grads, wrt, sizes, dtype, notes):
     k = len(wrt)
     blocks = [[None] * k for _ in range(k)]
     for j, wj in enumerate(wrt):
@@ -409,7 +423,7 @@ def hessian(y, wrt, notes=None):
         for i in range(j, k):
             wi = wrt[i]
             if sizes[j] == 0:
-                blocks[i][j] = zeros(wi.shape + wj.shape, y.dtype)
+                blocks[i][j] = zeros(wi.shape + wj.shape, dtype)
                 continue
             cols = columns[i]
             block = stack(cols, axis=-1) if wi.ndim else stack(cols)

@@ -55,6 +55,8 @@ def expr_str(root):
         elif node.op == "neg":
             a, p = args[0]
             s, prec = (f"-{a}" if p > 2 else f"-({a})"), 3
+        elif OPS[node.op].show is not None:
+            s, prec = OPS[node.op].show(node, [a for a, _ in args]), 9
         elif node.op == "getitem":
             a, p = args[0]
             s, prec = f"{a if p == 9 else '(' + a + ')'}[{_key_str(node.attrs['key'])}]", 9

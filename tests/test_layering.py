@@ -26,10 +26,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LANGUAGE = ("graph", "errors", "ops", "passes", "autodiff", "frontends")
 # the helpers next to the language, held to the same rule
-LANGUAGE += ("printing", "symbol_constructors", "sparsity", "decompose", "draw", "pytree", "transforms")
+LANGUAGE += (
+    "printing",
+    "symbol_constructors",
+    "sparsity",
+    "decompose",
+    "draw",
+    "pytree",
+    "transforms",
+    "custom",
+)
 ABOVE_LANGUAGE = (
     "codegen",
     "api",
+    "extend",
     "optimize",
     "dask_arrays",
     "settings",

@@ -204,6 +204,18 @@ CONSTANTS = {"pi": math.pi, "e": math.e}
 
 _SIGNATURES = {name: inspect.signature(fn) for name, fn in FUNCTIONS.items()}
 
+
+def install_function(name, builder):
+    """Let formulas call ``name(...)`` as ``builder`` (a user's op, ``sg.register_op``)."""
+    FUNCTIONS[name] = builder
+    _SIGNATURES[name] = inspect.signature(builder)
+
+
+def remove_function(name):
+    FUNCTIONS.pop(name, None)
+    _SIGNATURES.pop(name, None)
+
+
 _BINARY = {
     "<": operator.lt,
     "<=": operator.le,

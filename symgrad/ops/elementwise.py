@@ -521,6 +521,7 @@ register(
     parse=("stop_gradient",),
     to_sympy=lambda a: a,
     aliases=True,
+    value_of=0,
 )
 
 

@@ -129,6 +129,18 @@ class OpDef:
     index_operand: bool = False  # an operand holds index values the compiled kernel bounds-checks
     infix: str = ""  # its operator in printed expressions ("+", "@", "<", ...)
     precedence: int = 0  # the infix operator's binding strength in printed expressions
+    # the node's value is one operand's, so the compiler computes nothing for it (stop_gradient,
+    # custom): that operand's index, or the name of the attribute holding it
+    value_of: object = None
+    show: Optional[Callable] = None  # (node, operand texts) -> its printed text, when not op(operands, attrs)
+    user: str = ""  # registered by a user (sg.register_op): the runtime attribute generated code calls
+
+    def value_operand(self, node):
+        """The operand whose value is ``node``'s (``value_of``), or None: ``node`` is computed."""
+        k = self.value_of
+        if k is None:
+            return None
+        return node.inputs[node.attrs[k] if isinstance(k, str) else k]
 
     def jvp_rule(self, index):
         """The JVP rule for input ``index``: callable(t, *inputs, out) or None."""

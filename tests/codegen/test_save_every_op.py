@@ -168,6 +168,7 @@ def _cases():
         + sg.sum(M[1:, :2] ** 2)
         + sg.sum(sg.concatenate([x, y * 2]) ** 2)
         + sg.sum(sg.stop_gradient(x) * y)
+        + sg.sum(_custom_softplus(x) * y)
         + sg.sum(sg.cast(sg.cast(x, "float32") * 1.5, "float64"))
         + sg.sum(sg.arange(x.shape[0]) * x)
         + sg.sum(sg.cumsum(M, axis=0) * sg.cumprod(M, axis=1) * sg.sort(M, axis=0))
@@ -209,6 +210,16 @@ def _cases():
         "op_linalg": ([linalg], [A, x, y], [A, x, y], [Av, xv, yv]),
         "op_logaddexp_loss": (None, None, None, None),  # the README's Dask loss, added below
     }
+
+
+@sg.custom_jvp
+def _custom_softplus(x):
+    return sg.softplus(x)
+
+
+_custom_softplus.defjvp(
+    lambda primals, tangents: (sg.softplus(primals[0]), tangents[0] * sg.sigmoid(primals[0]))
+)
 
 
 def test_every_op_of_the_registry_saves_a_module_that_runs_without_symgrad(tmp_path):

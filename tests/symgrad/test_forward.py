@@ -74,6 +74,14 @@ UNARY_DOMAIN = {
     "i1e": (-4, 4),
 }
 
+
+@sg.custom_vjp
+def _custom_product(a, b):
+    return a * b
+
+
+_custom_product.defvjp(lambda a, b: (a * b, (a, b)), lambda res, g: (g * res[1], g * res[0]))
+
 # op -> (build from symbols, input arrays); every op with a differentiable input is here
 CASES = {
     name: (lambda a, _n=name: getattr(sg, _n)(a), [_uniform(*dom, (2, 3), away=0.1)])
@@ -150,6 +158,11 @@ CASES.update(
         "svd_vt": (lambda a: sg.linalg.svd(a, full_matrices=False)[2] ** 2, [_uniform(-2, 2, (3, 4))]),
         "qr_q": (lambda a: sg.linalg.qr(a)[0], [_well(3, (4, 3))]),
         "qr_r": (lambda a: sg.linalg.qr(a)[1], [_well(3, (4, 3))]),
+        # a user's VJP rule, linear in the cotangent: forward mode is its transpose
+        "custom": (
+            lambda a, b: _custom_product(sg.sin(a), b),
+            [_uniform(-2, 2, (2, 3)), _uniform(-2, 2, (2, 3), 1)],
+        ),
     }
 )
 

@@ -129,6 +129,16 @@ def builder(op):
 # ---------------------------------------------------------------- the registry
 
 
+@sg.custom_jvp
+def _custom_softplus(x):
+    return sg.softplus(x)
+
+
+_custom_softplus.defjvp(
+    lambda primals, tangents: (sg.softplus(primals[0]), tangents[0] * sg.sigmoid(primals[0]))
+)
+
+
 def _sample_graphs():
     """One small graph per registered op that contains a node of that op."""
     v = sg.tensor("v", (3,))
@@ -140,6 +150,7 @@ def _sample_graphs():
         "constant": v * np.arange(3.0),
         "where": sg.where(M > 0, M, v),
         "stop_gradient": sg.stop_gradient(v) * v,
+        "custom": _custom_softplus(M) * v,  # a function with a user's derivative rule (sg.custom_jvp)
         "cast": sg.cast(M, "float32"),
         "isfinite": sg.isfinite(M),
         "logical_not": sg.logical_not(M > 0),
@@ -1340,7 +1351,8 @@ TRAIT_SPEC = {
     | {"concatenate", "matmul", "take0", "take_last", "arange"},
     "given": {"symbol", "constant"},
     "needs_nonempty": {"max", "min"},
-    "aliases": {"symbol", "constant", "transpose", "broadcast_to", "reshape", "getitem", "stop_gradient"},
+    "aliases": {"symbol", "constant", "transpose", "broadcast_to", "reshape", "getitem", "stop_gradient"}
+    | {"custom"},
     "index_operand": {"take0", "scatter_add0", "take_last", "scatter_last"},
 }
 MOVES_ADJOINT_SPEC = {
@@ -1368,6 +1380,14 @@ INFIX_SPEC = {
 @pytest.mark.parametrize("trait", sorted(TRAIT_SPEC))
 def test_trait_is_declared_on_exactly_the_ops_the_passes_used(trait):
     assert {name for name, op in OPS.items() if getattr(op, trait)} == TRAIT_SPEC[trait]
+
+
+def test_value_of_is_declared_on_the_ops_whose_value_is_an_operand():
+    # ir.build computes nothing for them (stop_gradient's operand, a custom call's primal result)
+    assert {name: op.value_of for name, op in OPS.items() if op.value_of is not None} == {
+        "stop_gradient": 0,
+        "custom": "n",
+    }
 
 
 def test_moves_adjoint_and_infix_traits_are_the_passes_old_tables():
@@ -1459,7 +1479,6 @@ _ONE_OP_RULES = {
     ("codegen/emit.py", "cast"): "cast's scalar spelling is its dtype (an attr, no template)",
     ("codegen/emit.py", "getitem"): "getitem's bounds (the slice's requires attr)",
     ("codegen/ir.py", "symbol"): _LEAF,
-    ("codegen/ir.py", "stop_gradient"): "stop_gradient is its operand's value",
     ("codegen/branches.py", "where"): "branch sinking is about where's branches",
     ("codegen/tiling.py", "sum"): "a running sum moves to the last scalar pass of a tile",
     ("codegen/tiling.py", "matmul"): "a dot product's inner loop keeps its pass scalar",
