@@ -31,8 +31,8 @@ def _small_product(a, b):
 _LOOPABLE = {name for name, op in OPS.items() if op.elementwise and op.lower} | {"cast"}
 
 
-def _serial(node):
-    return node.serial
+def _given_first(node):
+    return (not OPS[node.op].given, node.serial)
 
 
 class NumbaEmitter(Emitter):
@@ -54,7 +54,7 @@ class NumbaEmitter(Emitter):
         def rollable(node):
             return (
                 node.ndim == 0
-                and node.op in _LOOPABLE
+                and (node.op in _LOOPABLE or node.op == "getitem")
                 and id(node) not in out_name_of
                 and id(node) not in owner
                 and id(node) not in owning
@@ -63,7 +63,9 @@ class NumbaEmitter(Emitter):
         # the depth-first schedule, or creation order (also inputs first): a recurrence of several
         # states is built step by step, so its creation order repeats where depth-first may not
         best = (0, nodes, [])
-        by_creation = sorted(forward, key=_serial) + sorted(backward, key=_serial)
+        # (inputs and constants first: a constant an earlier graph made has an older serial, and
+        # one inside the first step would keep that step out of the loop)
+        by_creation = sorted(forward, key=_given_first) + sorted(backward, key=_given_first)
         for order in (nodes, by_creation):
             loops = find_loops(order, rollable, barriers=(len(forward),))
             covered = sum(loop.period * loop.count for loop in loops)

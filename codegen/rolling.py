@@ -91,8 +91,13 @@ def _loop(nodes, loops, k, value, arrays):
                     args.append(prev.get(spec[1], body[spec[1]]))
                 else:
                     args.append(_stacked(arrays, spec, step))
-            body[j].operands = args
-            inner.append(body[j])
+            if j in loop.index:
+                # a per-step read of an array: the element this iteration's statement read
+                index = tuple(ir.Affine(t0, d, step) if d else t0 for t0, d in loop.index[j])
+                inner.append(ir.Assign(body[j], ir.Elem(args[0], index)))
+            else:
+                body[j].operands = args
+                inner.append(body[j])
         if j in loop.stored:
             inner.append(ir.Store(arrays[(k, j)], (step,), body[j]))
     inner += [ir.Assign(target, body[j2]) for j2, target in sorted(prev.items())]

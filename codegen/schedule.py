@@ -174,13 +174,16 @@ class Loop:
       ("stacked", loop, j2, t0, step) statement ``j2`` of an earlier loop's iteration ``t0 + step*t``
     ``stored``: the body statements whose every value is kept in an array (read after the loop
     at an iteration other than the last, or stacked by a later loop); statement ``period + e``
-    is ``extra[e]``, moved here from a later loop."""
+    is ``extra[e]``, moved here from a later loop. ``index``: body statement -> ((t0, step), ...)
+    for a scalar ``getitem`` (its array a "fixed" operand) reading index ``t0 + step*t`` along
+    each axis in iteration ``t`` (a per-step input ``obs[t]``)."""
 
     def __init__(self, start, period, count, operands):
         self.start, self.period, self.count, self.operands = start, period, count, operands
         self.stored = set()
         self.extra = []  # (later loop, its body statement, operands here): see _hoist
         self.hoisted = {}  # body statement -> ("stacked", ...) of the earlier loop that computes it
+        self.index = {}
 
     @property
     def stop(self):
@@ -246,15 +249,36 @@ def find_loops(nodes, rollable, barriers=()):
 
 
 def _kind(node):
-    """What must be equal for two statements to be the same line of a loop body."""
+    """What must be equal for two statements to be the same line of a loop body (for a scalar
+    ``getitem``, not its index: ``_run_at`` checks that it advances by a fixed step)."""
     if node.shape != ():
         return None
+    if node.op == "getitem":
+        index = _index(node)
+        return None if index is None else ("getitem", node.dtype, len(index))
     try:
         attrs = tuple(sorted(node.attrs.items()))
         hash(attrs)
     except TypeError:
         return None
     return (node.op, node.dtype, len(node.inputs), attrs)
+
+
+def _index(node):
+    """The element a scalar ``getitem`` reads, as non-negative ints (None: not a single element
+    of concrete place, e.g. a negative index on a named dim)."""
+    key = node.attrs.get("key", ())
+    if not all(k[0] == "i" and isinstance(k[1], int) for k in key):
+        return None
+    index = []
+    for k, dim in zip(key, node.inputs[0].shape):
+        i = k[1]
+        if i < 0:
+            if not isinstance(dim, int):
+                return None
+            i += dim
+        index.append(i)
+    return tuple(index)
 
 
 def _refs(nodes, position, p, swap):
@@ -271,6 +295,12 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
     for j in range(period):
         refs = _refs(nodes, position, second + j, False)
         steps.append([r - r0 for r0, r in zip(first[j], refs)])
+    # a getitem's index: where it starts and its step along each axis
+    index = {}
+    for j in range(period):
+        if nodes[start + j].op == "getitem":
+            i0, i1 = _index(nodes[start + j]), _index(nodes[second + j])
+            index[j] = tuple((a, b - a) for a, b in zip(i0, i1))
     # where each operand comes from, and how many iterations that allows (before walking them)
     count = (limit - start) // period
     operands = []
@@ -286,14 +316,20 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
     done = 2
     while done < count:
         base = start + done * period
-        if head != kind[base : base + period] or not all(
-            _follows(nodes, position, base + j, first[j], steps[j], done) for j in range(period)
+        if (
+            head != kind[base : base + period]
+            or not all(_follows(nodes, position, base + j, first[j], steps[j], done) for j in range(period))
+            or not all(
+                _index(nodes[base + j]) == tuple(t0 + step * done for t0, step in index[j]) for j in index
+            )
         ):
             break
         done += 1
     if done < ROLL_MIN_COUNT:
         return None
-    return Loop(start, period, done, operands)
+    loop = Loop(start, period, done, operands)
+    loop.index = index
+    return loop
 
 
 def _follows(nodes, position, p, first, steps, t):

@@ -217,3 +217,97 @@ def test_random_recurrences_roll_to_the_same_numbers(seed):
         want_value, want_grads = straight(*args)
         assert np.allclose(value, want_value, rtol=1e-12, atol=1e-14)
         assert all(np.allclose(g, w, rtol=1e-12, atol=1e-14) for g, w in zip(grads, want_grads))
+
+
+# ---------------------------------------------------------------- per-step reads of an input array
+
+
+def _euler_with_observations(steps, names, obs_shape=None, index=lambda i: i):
+    """x <- x + 0.01 a sin(x); L <- L + (x - obs[i])^2: the Euler integrator fitted to data."""
+    a, x0 = sg.scalars(names)
+    obs = sg.tensor(f"obs_{names.split()[0]}", obs_shape or (steps,))
+    x, loss = x0, 0.0
+    for i in range(steps):
+        x = x + 0.01 * a * sg.sin(x)
+        loss = loss + (x - obs[index(i)]) ** 2
+    return loss, a, x0, obs
+
+
+def _euler_reference(a, x0, obs, steps, index=lambda i: i):
+    x, loss = x0, 0.0
+    for i in range(steps):
+        x = x + 0.01 * a * np.sin(x)
+        loss += (x - obs[index(i)]) ** 2
+    return loss
+
+
+def test_per_step_reads_of_an_input_array_roll_and_match_numpy_and_central_differences():
+    steps = 200
+    loss, a, x0, obs = _euler_with_observations(steps, "a_obs x0_obs")
+    rolled = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs])
+    straight = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs], backend="numpy")
+    assert re.search(r"obs_a_obs\[1 \+ k\w*\]", rolled.source), rolled.source
+    data = np.sin(np.linspace(0.0, 3.0, steps)) + 0.7
+    for av, xv in [(1.3, 0.7), (-0.4, 2.1)]:
+        value, grads = rolled(av, xv, data)
+        want_value, want_grads = straight(av, xv, data)
+        assert _close(value, want_value)
+        assert all(_close(g, w) for g, w in zip(grads, want_grads))
+        assert abs(value - _euler_reference(av, xv, data, steps)) <= 1e-12 * abs(value)
+        h = 1e-6
+        for g, bump in zip(grads, [(h, 0.0), (0.0, h)]):
+            up = _euler_reference(av + bump[0], xv + bump[1], data, steps)
+            down = _euler_reference(av - bump[0], xv - bump[1], data, steps)
+            assert abs(g - (up - down) / (2 * h)) <= 1e-6 * max(1.0, abs(g))
+
+
+def test_euler_with_observations_has_the_same_kernel_length_at_every_depth():
+    lengths = {}
+    for steps in (200, 400):
+        loss, a, x0, obs = _euler_with_observations(steps, f"a_{steps} x0_{steps}")
+        vg = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs])
+        lengths[steps] = len(_kernel_lines(vg.source))
+        assert lengths[steps] < 120, vg.source
+    assert abs(lengths[200] - lengths[400]) <= 3, lengths
+
+
+def test_per_step_reads_along_a_named_dim_check_its_length_once():
+    # obs has n >= 200 elements: one check of the largest index, not one per step
+    steps = 200
+    a, x0 = sg.scalars("a_n x0_n")
+    obs = sg.tensor("obs_n", ("n",))
+    x, loss = x0, 0.0
+    for i in range(steps):
+        x = x + 0.01 * a * sg.sin(x)
+        loss = loss + (x - obs[i]) ** 2
+    vg = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs])
+    assert len(vg.source.splitlines()) < 200
+    data = np.linspace(0.0, 1.0, steps + 5)
+    assert _close(vg(1.3, 0.7, data)[0], _euler_reference(1.3, 0.7, data, steps))
+    with pytest.raises(
+        sg.errors.InputError, match=r"dimension n is 199 .*obs_n\[199\] needs it to be at least 200"
+    ):
+        vg(1.3, 0.7, np.ones(steps - 1))
+
+
+@pytest.mark.parametrize(
+    "index, shape",
+    [
+        (lambda i: (7 * i) % 200, (200,)),  # advances by 7, wraps around: no single step
+        (lambda i: i * i % 200, (200,)),  # a step that grows
+        (lambda i: -1 - i, (200,)),  # negative indices: obs[199 - i]
+        (lambda i: (i, i % 2), (200, 2)),  # two axes, one of which alternates
+        (lambda i: (199 - i, 1), (200, 2)),  # two axes, one advancing backwards
+    ],
+)
+def test_an_index_without_a_fixed_step_is_not_rolled_into_a_wrong_loop(index, shape):
+    steps = 200
+    loss, a, x0, obs = _euler_with_observations(steps, "a_ix x0_ix", obs_shape=shape, index=index)
+    vg = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs])
+    data = np.cos(np.linspace(0.0, 5.0, int(np.prod(shape)))).reshape(shape)
+    value, grads = vg(0.9, 0.4, data)
+    assert abs(value - _euler_reference(0.9, 0.4, data, steps, index)) <= 1e-12 * abs(value)
+    want_value, want_grads = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs], backend="numpy")(
+        0.9, 0.4, data
+    )
+    assert all(_close(g, w) for g, w in zip(grads, want_grads))
