@@ -79,6 +79,7 @@ class NumbaEmitter(Emitter):
         block = branches.sink(block, outputs, owner)
         statement_of = {id(s.instr.node if isinstance(s, ir.If) else s.node): s for s in block}
         units = rolling.roll(nodes, len(forward), loops, self.value, statement_of)
+        units = rolling.stack_scalars(units, out_name_of)
         return ir.sectioned(units, bool(backward))
 
     def _rows(self, node, arg):

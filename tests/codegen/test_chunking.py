@@ -311,3 +311,54 @@ def test_an_index_without_a_fixed_step_is_not_rolled_into_a_wrong_loop(index, sh
         0.9, 0.4, data
     )
     assert all(_close(g, w) for g, w in zip(grads, want_grads))
+
+
+# ---------------------------------------------------------------- per-step outputs (a stack of the states)
+
+
+def _states(steps, names):
+    a, x0 = sg.scalars(names)
+    x, xs = x0, [x0]
+    for _ in range(steps):
+        x = x + 0.01 * a * sg.sin(x)
+        xs.append(x)
+    return a, x0, xs
+
+
+def _states_reference(a, x0, steps):
+    xs = [x0]
+    for _ in range(steps):
+        xs.append(xs[-1] + 0.01 * a * np.sin(xs[-1]))
+    return np.array(xs)
+
+
+@pytest.mark.parametrize(
+    "pick",
+    [
+        lambda xs: xs,  # every state in order
+        lambda xs: xs[::-1],  # backwards
+        lambda xs: xs[::2] + xs[5:60] + [xs[3], xs[3], xs[-1]],  # strided, then a run, then repeats
+    ],
+)
+def test_a_stack_of_per_step_values_is_copied_by_a_loop_and_matches(pick):
+    steps = 200
+    a, x0, xs = _states(steps, "a_st x0_st")
+    picked = pick(xs)
+    f = sg.compile([sg.stack(picked)], inputs=[a, x0])
+    (got,) = f(1.3, 0.7)
+    want = pick(list(_states_reference(1.3, 0.7, steps)))
+    assert np.allclose(got, want, rtol=1e-13, atol=0)
+    (straight,) = sg.compile([sg.stack(picked)], inputs=[a, x0], backend="numpy")(1.3, 0.7)
+    assert np.array_equal(got, straight)
+
+
+def test_a_stack_of_the_states_has_the_same_kernel_length_at_every_depth():
+    lengths = {}
+    for steps in (100, 400):
+        a, x0, xs = _states(steps, f"a_s{steps} x0_s{steps}")
+        f = sg.compile([sg.stack(xs), xs[-1] * 2.0], inputs=[a, x0])
+        lengths[steps] = len(_kernel_lines(f.source))
+        out, last = f(0.4, -1.2)
+        assert np.allclose(out, _states_reference(0.4, -1.2, steps), rtol=1e-13, atol=0)
+        assert last == 2.0 * out[-1]
+    assert lengths[100] == lengths[400] and lengths[100] < 40, lengths
