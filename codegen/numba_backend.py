@@ -31,6 +31,10 @@ def _small_product(a, b):
 _LOOPABLE = {name for name, op in OPS.items() if op.elementwise and op.lower} | {"cast"}
 
 
+def _given(node):
+    return not OPS[node.op].given
+
+
 def _given_first(node):
     return (not OPS[node.op].given, node.serial)
 
@@ -60,13 +64,14 @@ class NumbaEmitter(Emitter):
                 and id(node) not in owning
             )
 
-        # the depth-first schedule, or creation order (also inputs first): a recurrence of several
-        # states is built step by step, so its creation order repeats where depth-first may not
+        # the depth-first schedule, or creation order: a recurrence of several states is built
+        # step by step, so its creation order repeats where depth-first may not. Inputs and
+        # constants first in both (they are no statements): a step's own constant (data a traced
+        # loop read, or one an earlier graph made, with an older serial) must not break the period
         best = (0, nodes, [])
-        # (inputs and constants first: a constant an earlier graph made has an older serial, and
-        # one inside the first step would keep that step out of the loop)
+        depth_first = sorted(forward, key=_given) + sorted(backward, key=_given)
         by_creation = sorted(forward, key=_given_first) + sorted(backward, key=_given_first)
-        for order in (nodes, by_creation):
+        for order in (depth_first, by_creation):
             loops = find_loops(order, rollable, barriers=(len(forward),))
             covered = sum(loop.period * loop.count for loop in loops)
             if covered > best[0]:

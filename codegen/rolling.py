@@ -9,6 +9,10 @@ the body overwrites before it reads them. After the loop a node is its body valu
 iteration) or an element of its array.
 """
 
+import numpy as np
+
+from symgrad.ops.registry import constant
+
 from . import ir
 
 
@@ -89,6 +93,9 @@ def _loop(nodes, loops, k, value, arrays):
                     args.append(body[spec[1]])
                 elif spec[0] == "carried":
                     args.append(prev.get(spec[1], body[spec[1]]))
+                elif spec[0] == "varying":
+                    values = np.array([c.value for c in spec[1]], dtype=spec[1][0].dtype)
+                    args.append(ir.Elem(ir.Given(constant(values)), (step,)))
                 else:
                     args.append(_stacked(arrays, spec, step))
             if j in loop.index:

@@ -172,6 +172,7 @@ class Loop:
       ("slot", j2)                    statement ``j2`` of this iteration
       ("carried", j2, node)           statement ``j2`` of the previous iteration (``node`` before the first)
       ("stacked", loop, j2, t0, step) statement ``j2`` of an earlier loop's iteration ``t0 + step*t``
+      ("varying", constants)          the scalar constant node ``constants[t]``
     ``stored``: the body statements whose every value is kept in an array (read after the loop
     at an iteration other than the last, or stacked by a later loop); statement ``period + e``
     is ``extra[e]``, moved here from a later loop. ``index``: body statement -> ((t0, step), ...)
@@ -294,7 +295,16 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
     steps = []
     for j in range(period):
         refs = _refs(nodes, position, second + j, False)
-        steps.append([r - r0 for r0, r in zip(first[j], refs)])
+        # a scalar constant that differs from one iteration to the next (data a traced loop
+        # read from a numpy array, ``0.001 * k``): read from an array of the per-step values
+        steps.append(
+            [
+                None
+                if r != r0 and _scalar_constant(nodes[r0]) and _scalar_constant(nodes[r], nodes[r0])
+                else r - r0
+                for r0, r in zip(first[j], refs)
+            ]
+        )
     # a getitem's index: where it starts and its step along each axis
     index = {}
     for j in range(period):
@@ -307,6 +317,9 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
     for j in range(period):
         specs = []
         for r0, step in zip(first[j], steps[j]):
+            if step is None:
+                specs.append(("varying", []))
+                continue
             spec, count = _classify(nodes, r0, step, start, period, count, loops)
             if spec is None:
                 return None
@@ -314,19 +327,31 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
         operands.append(specs)
     head = kind[start : start + period]
     done = 2
+    swapped = [
+        [False] * period,
+        [_follows(nodes, position, second + j, first[j], steps[j], 1) for j in range(period)],
+    ]
+    if not all(o is not None for o in swapped[1]):
+        return None
     while done < count:
         base = start + done * period
-        if (
-            head != kind[base : base + period]
-            or not all(_follows(nodes, position, base + j, first[j], steps[j], done) for j in range(period))
-            or not all(
-                _index(nodes[base + j]) == tuple(t0 + step * done for t0, step in index[j]) for j in index
-            )
+        if head != kind[base : base + period]:
+            break
+        orders = [_follows(nodes, position, base + j, first[j], steps[j], done) for j in range(period)]
+        if None in orders or not all(
+            _index(nodes[base + j]) == tuple(t0 + step * done for t0, step in index[j]) for j in index
         ):
             break
+        swapped.append(orders)
         done += 1
     if done < ROLL_MIN_COUNT:
         return None
+    for j, specs in enumerate(operands):
+        for k, spec in enumerate(specs):
+            if spec[0] == "varying":
+                for t in range(done):
+                    inputs = nodes[start + t * period + j].inputs
+                    spec[1].append((inputs[::-1] if swapped[t][j] else inputs)[k])
     loop = Loop(start, period, done, operands)
     loop.index = index
     return loop
@@ -334,11 +359,26 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
 
 def _follows(nodes, position, p, first, steps, t):
     """Does statement ``p`` (iteration ``t``) read what the steps predict (either operand
-    order for a commutative op)?"""
-    want = [r0 + s * t for r0, s in zip(first, steps)]
-    if _refs(nodes, position, p, False) == want:
+    order for a commutative op; a step None: a scalar constant like the first iteration's)?
+    False: in order; True: swapped; None: no."""
+    want = [None if s is None else r0 + s * t for r0, s in zip(first, steps)]
+
+    def same(refs):
+        return all(
+            r == w if w is not None else _scalar_constant(nodes[r], nodes[r0])
+            for r, w, r0 in zip(refs, want, first)
+        )
+
+    if same(_refs(nodes, position, p, False)):
+        return False
+    if nodes[p].op in _COMMUTATIVE and same(_refs(nodes, position, p, True)):
         return True
-    return nodes[p].op in _COMMUTATIVE and _refs(nodes, position, p, True) == want
+    return None
+
+
+def _scalar_constant(node, like=None):
+    """Is ``node`` a scalar constant (of ``like``'s dtype)?"""
+    return node.op == "constant" and node.shape == () and (like is None or node.dtype == like.dtype)
 
 
 def _classify(nodes, r0, step, start, period, count, loops):

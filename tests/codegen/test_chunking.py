@@ -362,3 +362,54 @@ def test_a_stack_of_the_states_has_the_same_kernel_length_at_every_depth():
         assert np.allclose(out, _states_reference(0.4, -1.2, steps), rtol=1e-13, atol=0)
         assert last == 2.0 * out[-1]
     assert lengths[100] == lengths[400] and lengths[100] < 40, lengths
+
+
+# ---------------------------------------------------------------- per-step constants
+
+
+def _traced_euler(steps, data):
+    def loss(a, x0):
+        x, total = x0, 0.0
+        for i in range(steps):
+            x = x + 0.01 * a * np.sin(x)
+            total = total + (x - data[i]) ** 2  # data[i]: a different constant in every step
+        return total
+
+    return loss
+
+
+def test_per_step_constants_of_a_traced_loop_roll_and_match():
+    lengths = {}
+    for steps in (200, 400):
+        data = np.cos(np.linspace(0.0, 2.0, steps))
+        loss = _traced_euler(steps, data)
+        vg = sg.value_and_grad(loss, (0, 1))
+        value, grads = vg(1.3, 0.7)
+        assert abs(value - _euler_reference(1.3, 0.7, data, steps)) <= 1e-12 * value
+        h = 1e-6
+        for g, bump in zip(grads, [(h, 0.0), (0.0, h)]):
+            up = _euler_reference(1.3 + bump[0], 0.7 + bump[1], data, steps)
+            down = _euler_reference(1.3 - bump[0], 0.7 - bump[1], data, steps)
+            assert abs(g - (up - down) / (2 * h)) <= 1e-6 * max(1.0, abs(g))
+        lengths[steps] = len(vg.source.splitlines())
+    assert abs(lengths[200] - lengths[400]) <= 3 and lengths[200] < 200, lengths
+
+
+def test_per_step_constants_in_either_operand_order_keep_their_places():
+    # x <- c_k + x*w (then x*w + c_k): the constants are read in the order the steps had them
+    x0, w = sg.scalars("x0_c w_c")
+    x = x0
+    rng = np.random.default_rng(3)
+    constants = rng.normal(size=150)
+    for k, c in enumerate(constants):
+        x = sg.tanh(float(c) + x * w) if k % 2 else sg.tanh(x * w + float(c))
+    vg = sg.value_and_grad(x, wrt=[x0, w])
+    want = sg.value_and_grad(x, wrt=[x0, w], backend="numpy")
+    value, grads = vg(0.2, 0.9)
+    want_value, want_grads = want(0.2, 0.9)
+    assert _close(value, want_value) and all(_close(g, v) for g, v in zip(grads, want_grads))
+    ref = 0.2
+    for c in constants:
+        ref = np.tanh(ref * 0.9 + c)
+    assert abs(value - ref) <= 1e-13
+    assert " in range(" in vg.source
