@@ -727,7 +727,9 @@ def requirements(outputs):
         else:
             continue
         for dim, minimum in needs:
-            key = (str(dim), minimum)
-            if key not in seen:
+            # one check per dim, of the largest minimum (it implies the others): a loop over
+            # xs[0] ... xs[T - 1] is one check, not T
+            key = str(dim)
+            if key not in seen or minimum > seen[key][1]:
                 seen[key] = (dim, minimum, what)
     return list(seen.values())

@@ -31,8 +31,12 @@ def _small_product(a, b):
 _LOOPABLE = {name for name, op in OPS.items() if op.elementwise and op.lower} | {"cast"}
 
 
-def _serial(node):
-    return node.serial
+def _given(node):
+    return not OPS[node.op].given
+
+
+def _given_first(node):
+    return (not OPS[node.op].given, node.serial)
 
 
 class NumbaEmitter(Emitter):
@@ -54,17 +58,20 @@ class NumbaEmitter(Emitter):
         def rollable(node):
             return (
                 node.ndim == 0
-                and node.op in _LOOPABLE
+                and (node.op in _LOOPABLE or node.op == "getitem")
                 and id(node) not in out_name_of
                 and id(node) not in owner
                 and id(node) not in owning
             )
 
-        # the depth-first schedule, or creation order (also inputs first): a recurrence of several
-        # states is built step by step, so its creation order repeats where depth-first may not
+        # the depth-first schedule, or creation order: a recurrence of several states is built
+        # step by step, so its creation order repeats where depth-first may not. Inputs and
+        # constants first in both (they are no statements): a step's own constant (data a traced
+        # loop read, or one an earlier graph made, with an older serial) must not break the period
         best = (0, nodes, [])
-        by_creation = sorted(forward, key=_serial) + sorted(backward, key=_serial)
-        for order in (nodes, by_creation):
+        depth_first = sorted(forward, key=_given) + sorted(backward, key=_given)
+        by_creation = sorted(forward, key=_given_first) + sorted(backward, key=_given_first)
+        for order in (depth_first, by_creation):
             loops = find_loops(order, rollable, barriers=(len(forward),))
             covered = sum(loop.period * loop.count for loop in loops)
             if covered > best[0]:
@@ -77,6 +84,7 @@ class NumbaEmitter(Emitter):
         block = branches.sink(block, outputs, owner)
         statement_of = {id(s.instr.node if isinstance(s, ir.If) else s.node): s for s in block}
         units = rolling.roll(nodes, len(forward), loops, self.value, statement_of)
+        units = rolling.stack_scalars(units, out_name_of)
         return ir.sectioned(units, bool(backward))
 
     def _rows(self, node, arg):

@@ -172,15 +172,19 @@ class Loop:
       ("slot", j2)                    statement ``j2`` of this iteration
       ("carried", j2, node)           statement ``j2`` of the previous iteration (``node`` before the first)
       ("stacked", loop, j2, t0, step) statement ``j2`` of an earlier loop's iteration ``t0 + step*t``
+      ("varying", constants)          the scalar constant node ``constants[t]``
     ``stored``: the body statements whose every value is kept in an array (read after the loop
     at an iteration other than the last, or stacked by a later loop); statement ``period + e``
-    is ``extra[e]``, moved here from a later loop."""
+    is ``extra[e]``, moved here from a later loop. ``index``: body statement -> ((t0, step), ...)
+    for a scalar ``getitem`` (its array a "fixed" operand) reading index ``t0 + step*t`` along
+    each axis in iteration ``t`` (a per-step input ``obs[t]``)."""
 
     def __init__(self, start, period, count, operands):
         self.start, self.period, self.count, self.operands = start, period, count, operands
         self.stored = set()
         self.extra = []  # (later loop, its body statement, operands here): see _hoist
         self.hoisted = {}  # body statement -> ("stacked", ...) of the earlier loop that computes it
+        self.index = {}
 
     @property
     def stop(self):
@@ -246,15 +250,36 @@ def find_loops(nodes, rollable, barriers=()):
 
 
 def _kind(node):
-    """What must be equal for two statements to be the same line of a loop body."""
+    """What must be equal for two statements to be the same line of a loop body (for a scalar
+    ``getitem``, not its index: ``_run_at`` checks that it advances by a fixed step)."""
     if node.shape != ():
         return None
+    if node.op == "getitem":
+        index = _index(node)
+        return None if index is None else ("getitem", node.dtype, len(index))
     try:
         attrs = tuple(sorted(node.attrs.items()))
         hash(attrs)
     except TypeError:
         return None
     return (node.op, node.dtype, len(node.inputs), attrs)
+
+
+def _index(node):
+    """The element a scalar ``getitem`` reads, as non-negative ints (None: not a single element
+    of concrete place, e.g. a negative index on a named dim)."""
+    key = node.attrs.get("key", ())
+    if not all(k[0] == "i" and isinstance(k[1], int) for k in key):
+        return None
+    index = []
+    for k, dim in zip(key, node.inputs[0].shape):
+        i = k[1]
+        if i < 0:
+            if not isinstance(dim, int):
+                return None
+            i += dim
+        index.append(i)
+    return tuple(index)
 
 
 def _refs(nodes, position, p, swap):
@@ -270,13 +295,31 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
     steps = []
     for j in range(period):
         refs = _refs(nodes, position, second + j, False)
-        steps.append([r - r0 for r0, r in zip(first[j], refs)])
+        # a scalar constant that differs from one iteration to the next (data a traced loop
+        # read from a numpy array, ``0.001 * k``): read from an array of the per-step values
+        steps.append(
+            [
+                None
+                if r != r0 and _scalar_constant(nodes[r0]) and _scalar_constant(nodes[r], nodes[r0])
+                else r - r0
+                for r0, r in zip(first[j], refs)
+            ]
+        )
+    # a getitem's index: where it starts and its step along each axis
+    index = {}
+    for j in range(period):
+        if nodes[start + j].op == "getitem":
+            i0, i1 = _index(nodes[start + j]), _index(nodes[second + j])
+            index[j] = tuple((a, b - a) for a, b in zip(i0, i1))
     # where each operand comes from, and how many iterations that allows (before walking them)
     count = (limit - start) // period
     operands = []
     for j in range(period):
         specs = []
         for r0, step in zip(first[j], steps[j]):
+            if step is None:
+                specs.append(("varying", []))
+                continue
             spec, count = _classify(nodes, r0, step, start, period, count, loops)
             if spec is None:
                 return None
@@ -284,25 +327,58 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
         operands.append(specs)
     head = kind[start : start + period]
     done = 2
+    swapped = [
+        [False] * period,
+        [_follows(nodes, position, second + j, first[j], steps[j], 1) for j in range(period)],
+    ]
+    if not all(o is not None for o in swapped[1]):
+        return None
     while done < count:
         base = start + done * period
-        if head != kind[base : base + period] or not all(
-            _follows(nodes, position, base + j, first[j], steps[j], done) for j in range(period)
+        if head != kind[base : base + period]:
+            break
+        orders = [_follows(nodes, position, base + j, first[j], steps[j], done) for j in range(period)]
+        if None in orders or not all(
+            _index(nodes[base + j]) == tuple(t0 + step * done for t0, step in index[j]) for j in index
         ):
             break
+        swapped.append(orders)
         done += 1
     if done < ROLL_MIN_COUNT:
         return None
-    return Loop(start, period, done, operands)
+    for j, specs in enumerate(operands):
+        for k, spec in enumerate(specs):
+            if spec[0] == "varying":
+                for t in range(done):
+                    inputs = nodes[start + t * period + j].inputs
+                    spec[1].append((inputs[::-1] if swapped[t][j] else inputs)[k])
+    loop = Loop(start, period, done, operands)
+    loop.index = index
+    return loop
 
 
 def _follows(nodes, position, p, first, steps, t):
     """Does statement ``p`` (iteration ``t``) read what the steps predict (either operand
-    order for a commutative op)?"""
-    want = [r0 + s * t for r0, s in zip(first, steps)]
-    if _refs(nodes, position, p, False) == want:
+    order for a commutative op; a step None: a scalar constant like the first iteration's)?
+    False: in order; True: swapped; None: no."""
+    want = [None if s is None else r0 + s * t for r0, s in zip(first, steps)]
+
+    def same(refs):
+        return all(
+            r == w if w is not None else _scalar_constant(nodes[r], nodes[r0])
+            for r, w, r0 in zip(refs, want, first)
+        )
+
+    if same(_refs(nodes, position, p, False)):
+        return False
+    if nodes[p].op in _COMMUTATIVE and same(_refs(nodes, position, p, True)):
         return True
-    return nodes[p].op in _COMMUTATIVE and _refs(nodes, position, p, True) == want
+    return None
+
+
+def _scalar_constant(node, like=None):
+    """Is ``node`` a scalar constant (of ``like``'s dtype)?"""
+    return node.op == "constant" and node.shape == () and (like is None or node.dtype == like.dtype)
 
 
 def _classify(nodes, r0, step, start, period, count, loops):

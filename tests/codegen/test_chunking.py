@@ -217,3 +217,199 @@ def test_random_recurrences_roll_to_the_same_numbers(seed):
         want_value, want_grads = straight(*args)
         assert np.allclose(value, want_value, rtol=1e-12, atol=1e-14)
         assert all(np.allclose(g, w, rtol=1e-12, atol=1e-14) for g, w in zip(grads, want_grads))
+
+
+# ---------------------------------------------------------------- per-step reads of an input array
+
+
+def _euler_with_observations(steps, names, obs_shape=None, index=lambda i: i):
+    """x <- x + 0.01 a sin(x); L <- L + (x - obs[i])^2: the Euler integrator fitted to data."""
+    a, x0 = sg.scalars(names)
+    obs = sg.tensor(f"obs_{names.split()[0]}", obs_shape or (steps,))
+    x, loss = x0, 0.0
+    for i in range(steps):
+        x = x + 0.01 * a * sg.sin(x)
+        loss = loss + (x - obs[index(i)]) ** 2
+    return loss, a, x0, obs
+
+
+def _euler_reference(a, x0, obs, steps, index=lambda i: i):
+    x, loss = x0, 0.0
+    for i in range(steps):
+        x = x + 0.01 * a * np.sin(x)
+        loss += (x - obs[index(i)]) ** 2
+    return loss
+
+
+def test_per_step_reads_of_an_input_array_roll_and_match_numpy_and_central_differences():
+    steps = 200
+    loss, a, x0, obs = _euler_with_observations(steps, "a_obs x0_obs")
+    rolled = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs])
+    straight = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs], backend="numpy")
+    assert re.search(r"obs_a_obs\[1 \+ k\w*\]", rolled.source), rolled.source
+    data = np.sin(np.linspace(0.0, 3.0, steps)) + 0.7
+    for av, xv in [(1.3, 0.7), (-0.4, 2.1)]:
+        value, grads = rolled(av, xv, data)
+        want_value, want_grads = straight(av, xv, data)
+        assert _close(value, want_value)
+        assert all(_close(g, w) for g, w in zip(grads, want_grads))
+        assert abs(value - _euler_reference(av, xv, data, steps)) <= 1e-12 * abs(value)
+        h = 1e-6
+        for g, bump in zip(grads, [(h, 0.0), (0.0, h)]):
+            up = _euler_reference(av + bump[0], xv + bump[1], data, steps)
+            down = _euler_reference(av - bump[0], xv - bump[1], data, steps)
+            assert abs(g - (up - down) / (2 * h)) <= 1e-6 * max(1.0, abs(g))
+
+
+def test_euler_with_observations_has_the_same_kernel_length_at_every_depth():
+    lengths = {}
+    for steps in (200, 400):
+        loss, a, x0, obs = _euler_with_observations(steps, f"a_{steps} x0_{steps}")
+        vg = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs])
+        lengths[steps] = len(_kernel_lines(vg.source))
+        assert lengths[steps] < 120, vg.source
+    assert abs(lengths[200] - lengths[400]) <= 3, lengths
+
+
+def test_per_step_reads_along_a_named_dim_check_its_length_once():
+    # obs has n >= 200 elements: one check of the largest index, not one per step
+    steps = 200
+    a, x0 = sg.scalars("a_n x0_n")
+    obs = sg.tensor("obs_n", ("n",))
+    x, loss = x0, 0.0
+    for i in range(steps):
+        x = x + 0.01 * a * sg.sin(x)
+        loss = loss + (x - obs[i]) ** 2
+    vg = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs])
+    assert len(vg.source.splitlines()) < 200
+    data = np.linspace(0.0, 1.0, steps + 5)
+    assert _close(vg(1.3, 0.7, data)[0], _euler_reference(1.3, 0.7, data, steps))
+    with pytest.raises(
+        sg.errors.InputError, match=r"dimension n is 199 .*obs_n\[199\] needs it to be at least 200"
+    ):
+        vg(1.3, 0.7, np.ones(steps - 1))
+
+
+@pytest.mark.parametrize(
+    "index, shape",
+    [
+        (lambda i: (7 * i) % 200, (200,)),  # advances by 7, wraps around: no single step
+        (lambda i: i * i % 200, (200,)),  # a step that grows
+        (lambda i: -1 - i, (200,)),  # negative indices: obs[199 - i]
+        (lambda i: (i, i % 2), (200, 2)),  # two axes, one of which alternates
+        (lambda i: (199 - i, 1), (200, 2)),  # two axes, one advancing backwards
+    ],
+)
+def test_an_index_without_a_fixed_step_is_not_rolled_into_a_wrong_loop(index, shape):
+    steps = 200
+    loss, a, x0, obs = _euler_with_observations(steps, "a_ix x0_ix", obs_shape=shape, index=index)
+    vg = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs])
+    data = np.cos(np.linspace(0.0, 5.0, int(np.prod(shape)))).reshape(shape)
+    value, grads = vg(0.9, 0.4, data)
+    assert abs(value - _euler_reference(0.9, 0.4, data, steps, index)) <= 1e-12 * abs(value)
+    want_value, want_grads = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs], backend="numpy")(
+        0.9, 0.4, data
+    )
+    assert all(_close(g, w) for g, w in zip(grads, want_grads))
+
+
+# ---------------------------------------------------------------- per-step outputs (a stack of the states)
+
+
+def _states(steps, names):
+    a, x0 = sg.scalars(names)
+    x, xs = x0, [x0]
+    for _ in range(steps):
+        x = x + 0.01 * a * sg.sin(x)
+        xs.append(x)
+    return a, x0, xs
+
+
+def _states_reference(a, x0, steps):
+    xs = [x0]
+    for _ in range(steps):
+        xs.append(xs[-1] + 0.01 * a * np.sin(xs[-1]))
+    return np.array(xs)
+
+
+@pytest.mark.parametrize(
+    "pick",
+    [
+        lambda xs: xs,  # every state in order
+        lambda xs: xs[::-1],  # backwards
+        lambda xs: xs[::2] + xs[5:60] + [xs[3], xs[3], xs[-1]],  # strided, then a run, then repeats
+    ],
+)
+def test_a_stack_of_per_step_values_is_copied_by_a_loop_and_matches(pick):
+    steps = 200
+    a, x0, xs = _states(steps, "a_st x0_st")
+    picked = pick(xs)
+    f = sg.compile([sg.stack(picked)], inputs=[a, x0])
+    (got,) = f(1.3, 0.7)
+    want = pick(list(_states_reference(1.3, 0.7, steps)))
+    assert np.allclose(got, want, rtol=1e-13, atol=0)
+    (straight,) = sg.compile([sg.stack(picked)], inputs=[a, x0], backend="numpy")(1.3, 0.7)
+    assert np.array_equal(got, straight)
+
+
+def test_a_stack_of_the_states_has_the_same_kernel_length_at_every_depth():
+    lengths = {}
+    for steps in (100, 400):
+        a, x0, xs = _states(steps, f"a_s{steps} x0_s{steps}")
+        f = sg.compile([sg.stack(xs), xs[-1] * 2.0], inputs=[a, x0])
+        lengths[steps] = len(_kernel_lines(f.source))
+        out, last = f(0.4, -1.2)
+        assert np.allclose(out, _states_reference(0.4, -1.2, steps), rtol=1e-13, atol=0)
+        assert last == 2.0 * out[-1]
+    assert lengths[100] == lengths[400] and lengths[100] < 40, lengths
+
+
+# ---------------------------------------------------------------- per-step constants
+
+
+def _traced_euler(steps, data):
+    def loss(a, x0):
+        x, total = x0, 0.0
+        for i in range(steps):
+            x = x + 0.01 * a * np.sin(x)
+            total = total + (x - data[i]) ** 2  # data[i]: a different constant in every step
+        return total
+
+    return loss
+
+
+def test_per_step_constants_of_a_traced_loop_roll_and_match():
+    lengths = {}
+    for steps in (200, 400):
+        data = np.cos(np.linspace(0.0, 2.0, steps))
+        loss = _traced_euler(steps, data)
+        vg = sg.value_and_grad(loss, (0, 1))
+        value, grads = vg(1.3, 0.7)
+        assert abs(value - _euler_reference(1.3, 0.7, data, steps)) <= 1e-12 * value
+        h = 1e-6
+        for g, bump in zip(grads, [(h, 0.0), (0.0, h)]):
+            up = _euler_reference(1.3 + bump[0], 0.7 + bump[1], data, steps)
+            down = _euler_reference(1.3 - bump[0], 0.7 - bump[1], data, steps)
+            assert abs(g - (up - down) / (2 * h)) <= 1e-6 * max(1.0, abs(g))
+        lengths[steps] = len(vg.source.splitlines())
+    assert abs(lengths[200] - lengths[400]) <= 3 and lengths[200] < 200, lengths
+
+
+def test_per_step_constants_in_either_operand_order_keep_their_places():
+    # x <- c_k + x*w (then x*w + c_k): the constants are read in the order the steps had them
+    x0, w = sg.scalars("x0_c w_c")
+    x = x0
+    rng = np.random.default_rng(3)
+    constants = rng.normal(size=150)
+    for k, c in enumerate(constants):
+        x = sg.tanh(float(c) + x * w) if k % 2 else sg.tanh(x * w + float(c))
+    vg = sg.value_and_grad(x, wrt=[x0, w])
+    want = sg.value_and_grad(x, wrt=[x0, w], backend="numpy")
+    value, grads = vg(0.2, 0.9)
+    want_value, want_grads = want(0.2, 0.9)
+    assert _close(value, want_value) and all(_close(g, v) for g, v in zip(grads, want_grads))
+    ref = 0.2
+    for c in constants:
+        ref = np.tanh(ref * 0.9 + c)
+    assert abs(value - ref) <= 1e-13
+    assert " in range(" in vg.source

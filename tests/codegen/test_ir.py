@@ -160,3 +160,31 @@ def test_chunk_kinds_come_from_the_op_table():
     assert tiling.chunk_kind(sg.sin(x), []) == "libm"
     assert tiling.chunk_kind(x * 2.0, []) is None
     assert tiling.chunk_kind(sg.sum(x), []) == "sum"
+
+
+def test_rolling_reads_a_per_step_element_through_an_affine_index():
+    x, a = sg.scalars("x a")
+    obs = sg.tensor("obs", (100,))
+    v, loss = x, 0.0
+    for i in range(100):
+        v = v + a * sg.sin(v)
+        loss = loss + (v - obs[i]) ** 2
+    nodes = schedule([loss], 1)[0]
+    loops = find_loops(
+        nodes, lambda n: n.ndim == 0 and n.op in ("sin", "mul", "add", "sub", "square", "getitem")
+    )
+    (loop,) = loops
+    ((j, index),) = loop.index.items()
+    t0 = nodes[loop.start + j].attrs["key"][0][1]
+    assert index == ((t0, 1),) and loop.count >= 90
+    block, value = ir.build(nodes)
+    statement_of = {id(s.node): s for s in block}
+    rolled = ir.sectioned(rolling.roll(nodes, len(nodes), loops, value, statement_of), False)
+    (for_,) = [s for s in rolled if isinstance(s, ir.For)]
+    (read,) = [s for s in for_.body if isinstance(s, ir.Assign) and isinstance(s.value, ir.Elem)]
+    assert read.value.array.node is obs
+    (affine,) = read.value.index
+    assert (affine.t0, affine.direction, affine.index) == (t0, 1, for_.var)
+    # the read is an Assign of the element, not a getitem instruction
+    assert "getitem" not in {s.node.op for s in _instrs(for_.body)}
+    ir.verify(rolled)
