@@ -286,6 +286,7 @@ def test_traced_function_gradient_matches_central_differences_numba(name):
     _check_value_and_grad(fn, _arrays(shapes, seed=8), "numba")
 
 
+@pytest.mark.slow
 def test_builders_match_numpy_with_named_sizes():
     A = sg.tensor("A", ("b", "h", "n", "k"))
     B = sg.tensor("B", ("h", "k", "m"))

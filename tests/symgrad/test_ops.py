@@ -1482,6 +1482,12 @@ _ONE_OP_RULES = {
     ("codegen/branches.py", "where"): "branch sinking is about where's branches",
     ("codegen/tiling.py", "sum"): "a running sum moves to the last scalar pass of a tile",
     ("codegen/tiling.py", "matmul"): "a dot product's inner loop keeps its pass scalar",
+    # loop rolling's per-step reads, constants and stacks (codegen/schedule.py, rolling.py)
+    ("codegen/schedule.py", "getitem"): "a scalar getitem of an array rolls as a per-step element read",
+    ("codegen/schedule.py", "constant"): "a constant differing per step is read from an array of them",
+    ("codegen/rolling.py", "concatenate"): "a stack of per-step scalars is stored into its array",
+    ("codegen/rolling.py", "reshape"): "the (1,) reshapes of those scalars are dropped",
+    ("codegen/numba_backend.py", "getitem"): "a scalar getitem may be a statement of a rolled loop",
     # the fused loop's own handling of single ops: how it reads through them or accumulates them
     ("codegen/fusion.py", "sum"): "a sum is accumulated by the loop computing its operand",
     ("codegen/fusion.py", "matmul"): "row-wise products (A @ v, A.T @ r) in the loop over A's rows",
