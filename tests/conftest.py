@@ -21,12 +21,14 @@ def symgrad_cache_dir(tmp_path_factory):
 
 
 # ---------------------------------------------------------------- slow cases, sampled in CI
-# Each of these compiles a numba kernel per case (linear algebra, contractions, array
-# functions, special functions, custom rules through numba): together they take longer than
-# the rest of the suite. With CI=true (the .ci/run job) a third of them run, a different third
+# Each of these compiles a numba kernel per case (the op table's walks, linear algebra,
+# contractions, array functions, special functions, custom rules through numba): together they
+# take longer than the rest of the suite. The walk that lowers every op in every backend
+# (test_op_lowers_in_every_backend) always runs in full. With CI=true (the .ci/run job) a third of them run, a different third
 # each day (by the UTC date), so every case runs within three days; SYMGRAD_FULL_TESTS=1 (or no
 # CI variable: a developer's run) runs them all. The numpy-backend twins always run.
 SLOW_NUMBA_CASES = (
+    "tests/symgrad/test_ops.py",
     "tests/symgrad/test_linalg_decomp.py",
     "tests/symgrad/test_contract.py",
     "tests/symgrad/test_array_functions.py",
@@ -42,6 +44,8 @@ def pytest_configure(config):
 
 def _is_slow(item):
     path = item.nodeid.split("::")[0]
+    if "test_op_lowers_in_every_backend" in item.nodeid:
+        return False
     return item.get_closest_marker("slow") is not None or (
         path in SLOW_NUMBA_CASES and "numba" in item.nodeid
     )
