@@ -611,7 +611,20 @@ class Emitter:
             f"def {entry}({signature}):",
             '    """Check and convert the arguments, then run the kernel."""',
             f"    if more or named{' or ' + missing if missing else ''}:",
-            f"        return _cv.call_by_name({entry}, {literal(self.title)}, "
+        ]
+        if params:
+            # a call by keyword binds here, one dict lookup per argument; anything left over (an
+            # unknown name, a name given twice, a missing argument) is reported by call_by_name
+            lines.append("        if named and not more:")
+            for s, p in zip(inputs, params):
+                lines.append(f"            if {p} is _cv.MISSING:")
+                lines.append(f"                {p} = named.pop({literal(s.name)}, _cv.MISSING)")
+            lines.append(f"        if more or named{' or ' + missing if missing else ''}:")
+            indent = "            "
+        else:
+            indent = "        "
+        lines += [
+            f"{indent}return _cv.call_by_name({entry}, {literal(self.title)}, "
             f"({''.join(literal(s.name) + ', ' for s in inputs)}), ({''.join(p + ', ' for p in params)}), "
             "more, named)",
         ]
@@ -623,7 +636,8 @@ class Emitter:
                     # 1/0 and 10.0**400 and turn (-8.0)**(1/3) complex
                     lines.append(f"    {p} = _cv.numpy_scalar({p}, {label}, {s.dtype!r})")
                 elif s.dtype == "float64":
-                    lines.append(f"    if type({p}) is not float:")
+                    # a Python float or a numpy float64 goes to the machine code as it is
+                    lines.append(f"    if type({p}) is not float and type({p}) is not _cv.float64_scalar:")
                     lines.append(f"        {p} = _cv.scalar({p}, {label}, 'float64')")
                 else:
                     lines.append(f"    {p} = _cv.scalar({p}, {label}, {s.dtype!r})")

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # for the hints only
     from symgrad.graph import Expr
 
 ndarray = np.ndarray
+float64_scalar = np.float64  # a float subclass the compiled entry point reads as it reads a float
 float64 = np.dtype("float64")
 float32 = np.dtype("float32")
 int64 = np.dtype("int64")
@@ -72,8 +73,19 @@ def kind_ok(value_kind, dtype):
     return value_kind == "b"
 
 
+# scalar kinds float() converts to the same float64 value a kernel computes with
+_EXACT_FLOAT64 = frozenset([np.float64, np.float32, np.float16, np.ndarray])
+_INT64_LIMIT = 2**63
+
+
 def scalar(value, name, dtype):
     """A scalar argument as a value of ``dtype``, or InputError naming the argument."""
+    if dtype == "float64" and type(value) in _EXACT_FLOAT64:
+        # the common kinds (Python floats come in unconverted), without the checks below
+        if type(value) is not np.ndarray or (value.dtype is float64 and not value.ndim):
+            return float(value)
+    if dtype == "float64" and type(value) is int and -_INT64_LIMIT <= value < _INT64_LIMIT:
+        return float(value)
     if isinstance(value, np.ndarray):
         if isinstance(value, np.ma.MaskedArray):
             raise masked_error(value, name)
@@ -122,6 +134,14 @@ def array(value, name, ndim, dtype):
     An ndarray subclass is read as the plain array of its data (``np.asarray``): a ``np.matrix``
     or ``np.memmap`` holds nothing else the result depends on. A masked array is refused: its
     mask would be ignored."""
+    if (
+        type(value) is np.ndarray
+        and value.dtype == dtype
+        and value.ndim == ndim
+        and value.flags.c_contiguous
+        and value.flags.aligned
+    ):
+        return value  # read-only, or the call gave it by keyword: nothing to convert
     if type(value) is not np.ndarray and isinstance(value, np.ndarray):
         if isinstance(value, np.ma.MaskedArray):
             raise masked_error(value, name)
@@ -166,10 +186,12 @@ def masked_error(value, name):
 
 def call_by_name(entry, title, names, given, more, named):
     """A call of a generated entry that was not plain positional: bind it by name, then call."""
-    positional = list(given[: next((k for k, v in enumerate(given) if v is MISSING), len(given))])
+    n = next((k for k, v in enumerate(given) if v is MISSING), len(given))
     if more:
-        positional = list(given) + list(more)
-    return entry(*bind(title, names, positional, named))
+        return entry(*bind(title, names, list(given) + list(more), named))
+    # the values after the first missing one were given by name (the entry took them out of named)
+    by_name = {names[k]: given[k] for k in range(n, len(given)) if given[k] is not MISSING}
+    return entry(*bind(title, names, list(given[:n]), {**by_name, **named}))
 
 
 def bind(title, names, args, kwargs):

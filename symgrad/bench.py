@@ -22,6 +22,7 @@ graph), which loads numba's registries and SciPy's BLAS; ``build`` is per functi
     symgrad bench rosen/1e6 seed_scalar   # a subset ("rosen" selects every size)
     symgrad bench --json out.json         # also write the raw numbers
     symgrad bench --suite build [programs] # build latency, cold and warm, beside JAX (bench_build.py)
+    symgrad bench --suite args             # each argument kind's call against the fastest (bench_args.py)
     python -m symgrad.bench ...           # the same
 """
 
@@ -40,7 +41,7 @@ import numpy as np
 import symgrad as sg
 from symgrad.graph import topo_order
 
-from . import bench_build, bench_dask
+from . import bench_args, bench_build, bench_dask
 
 
 NAMES = [
@@ -937,11 +938,12 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--suite",
-        choices=["calls", "build"],
+        choices=["calls", "build", "args"],
         default="calls",
         help="calls (default): the workloads' build, forward and value-and-grad times; build: "
         f"cold and warm builds of {', '.join(bench_build.NAMES)}, each in a fresh process, beside "
-        "JAX's jit build (symgrad bench --suite build [programs])",
+        "JAX's jit build (symgrad bench --suite build [programs]); args: each argument kind "
+        "(numpy scalars, 0-d arrays, keywords, read-only and integer arrays) against the fastest",
     )
     parser.add_argument(
         "--peers",
@@ -968,6 +970,8 @@ def run_from_arguments(args):
             timeout=args.timeout,
             json_path=args.json,
         )
+    if args.suite == "args":
+        return bench_args.run(repeat=args.repeat or bench_args.DEFAULT_REPEAT, json_path=args.json)
     if args.dask:
         return bench_dask.run(
             rows=args.rows,

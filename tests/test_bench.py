@@ -4,9 +4,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from symgrad import bench
+from symgrad import bench, bench_args
 
 
 def test_bench_runs_a_tiny_workload_and_writes_the_json_fields(tmp_path):
@@ -172,3 +173,22 @@ def test_the_new_peers_agree_through_run_case():
 def test_a_peer_that_cannot_be_imported_is_absent(peer, monkeypatch):
     monkeypatch.setitem(sys.modules, peer, None)  # None in sys.modules: importing it raises ImportError
     assert _peer_result(peer, "seed_scalar") == {"status": "absent"}
+
+
+def test_args_suite_calls_every_kind_with_the_reference_result_and_prints_ratios():
+    rows = bench_args.cases()
+    reference = {}
+    for function, kind, fn, args, kwargs in rows:
+        value, grads = fn(*args, **kwargs)
+        if kind in ("ints", "int64 array"):
+            continue  # other numbers
+        first = reference.setdefault(function, (value, grads))
+        assert value == pytest.approx(first[0], rel=1e-6)
+        np.testing.assert_allclose(
+            np.concatenate([np.ravel(g) for g in grads]),
+            np.concatenate([np.ravel(g) for g in first[1]]),
+            rtol=1e-6,
+        )
+    assert {"seed", "rosen/1e3"} == set(reference)
+    records = [{"function": "seed", "kind": "keywords", "seconds": 2e-6, "ratio": 1.5}]
+    assert bench_args.table(records)[-1] == "| seed | keywords | 2.00 µs | 1.50 |"

@@ -1,0 +1,123 @@
+"""Every ordinary way of calling a compiled function gives the positional float call's result:
+numpy scalars, 0-d arrays, keywords in any mix; what cannot bind is an InputError naming it."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+
+BACKENDS = ["numpy", "numba"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def vg3(request):
+    x, y, z = sg.scalars("x y z")
+    return sg.value_and_grad(x * y + sg.sin(x) * z, wrt=[x, y, z], inputs=[x, y, z], backend=request.param)
+
+
+def expected(x, y, z):
+    return x * y + math.sin(x) * z, (y + math.cos(x) * z, x, math.sin(x))
+
+
+def close(got, want):
+    value, grads = got
+    assert value == pytest.approx(want[0], rel=1e-15)
+    assert grads == pytest.approx(want[1], rel=1e-15)
+
+
+ARGS = (0.7, -1.3, 2.5)
+KINDS = {
+    "float": float,
+    "np.float64": np.float64,
+    "np.float32": np.float32,
+    "0-d array": np.array,
+    "0-d float32 array": lambda v: np.array(v, dtype=np.float32),
+    "int": lambda v: int(round(v * 10)),
+    "np.int64": lambda v: np.int64(round(v * 10)),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_scalar_argument_kinds_give_the_float_result(vg3, kind):
+    args = [KINDS[kind](v) for v in ARGS]
+    close(vg3(*args), expected(*[float(a) for a in args]))
+
+
+@pytest.mark.parametrize("n_positional", [0, 1, 2, 3])
+def test_any_mix_of_positional_and_keyword_arguments_binds_the_same(vg3, n_positional):
+    names = ("x", "y", "z")
+    for order in itertools.permutations(range(n_positional, 3)):
+        named = {names[k]: ARGS[k] for k in order}
+        close(vg3(*ARGS[:n_positional], **named), expected(*ARGS))
+
+
+def test_a_keyword_call_leaves_the_callers_dict_alone(vg3):
+    named = {"x": 0.7, "y": -1.3, "z": 2.5}
+    vg3(**named)
+    assert named == {"x": 0.7, "y": -1.3, "z": 2.5}
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda f: f(0.7, -1.3, x=2.5), "got argument 'x' twice"),
+        (lambda f: f(0.7, y=-1.3, q=1.0, z=2.5), "unexpected argument 'q'; its inputs are x, y, z"),
+        (lambda f: f(y=-1.3, z=2.5), "missing argument 'x'"),
+        (lambda f: f(0.7, z=2.5), "missing argument 'y'"),
+        (lambda f: f(z=1.0), "missing arguments 'x', 'y'"),
+        (lambda f: f(0.7, -1.3, 2.5, 4.0), r"takes 3 arguments \(x, y, z\), got 4"),
+        (lambda f: f(0.7, -1.3, 2.5, 4.0, x=1.0), r"takes 3 arguments \(x, y, z\), got 4"),
+    ],
+)
+def test_arguments_that_cannot_bind_are_input_errors_naming_them(vg3, call, message):
+    with pytest.raises(sg.InputError, match=message):
+        call(vg3)
+
+
+def test_a_name_given_by_keyword_and_again_in_its_compatibility_form_is_twice():
+    # the symbol's name is stored NFKC-normalised; the full-width form reaches the entry unnormalised
+    n, m = sg.scalars("n m")
+    f = sg.compile(n - m, inputs=[n, m], backend="numpy")
+    assert f(**{"ｎ": 5.0, "m": 1.0}) == 4.0
+    with pytest.raises(sg.InputError, match="got argument 'n' twice"):
+        f(**{"n": 5.0, "ｎ": 5.0, "m": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1.5", "argument 'x' must be a float64 scalar, got str"),
+        (np.array([0.7]), r"argument 'x' must be a scalar, got an array of shape \(1,\)"),
+        (np.array(1 + 2j), "argument 'x' must be a float64 scalar, got complex128"),
+        (None, "argument 'x' must be a float64 scalar, got NoneType"),
+        (10**400, "argument 'x' must be a float64 scalar, got object"),
+    ],
+)
+def test_scalar_arguments_of_the_wrong_kind_are_input_errors(vg3, value, message):
+    with pytest.raises(sg.InputError, match=message):
+        vg3(value, -1.3, 2.5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_array_argument_kinds_give_the_float64_array_result(backend):
+    x = sg.tensor("x", ("n",))
+    vg = sg.value_and_grad(sg.sum(x[1:] * x[:-1] + sg.sin(x[:-1])), wrt=[x], backend=backend)
+    a = np.linspace(-1.0, 1.0, 7)
+    want_value = np.sum(a[1:] * a[:-1] + np.sin(a[:-1]))
+    want_grad = np.zeros(7)
+    want_grad[:-1] += a[1:] + np.cos(a[:-1])
+    want_grad[1:] += a[:-1]
+    read_only = a.copy()
+    read_only.flags.writeable = False
+    for arg in [a, read_only, np.repeat(a, 2)[::2], a.tolist(), np.asfortranarray(a)]:
+        value, (grad,) = vg(arg)
+        assert value == pytest.approx(want_value, rel=1e-14)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-14)
+    value, (grad,) = vg(x=read_only)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-14)
+    assert not read_only.flags.writeable and np.array_equal(read_only, a)
+    ints = np.arange(-3, 4)
+    np.testing.assert_allclose(vg(ints)[0], np.sum(ints[1:] * ints[:-1] + np.sin(ints[:-1])), rtol=1e-14)
