@@ -262,7 +262,7 @@ _PIO2_1 = 1.5707963267341256  # pi/2 rounded to 33 bits
 _PIO2_2 = 6.077100506303966e-11  # the rest, to 33 bits
 _PIO2_3 = 2.0222662487111665e-21  # the rest, to 33 bits
 _PIO2_4 = 8.4784276603689e-32  # the rest, to 53 bits (what is left is below 1e-48)
-_TRIG_LIMIT = 823549.6609468432  # 2^19 pi/2: |n| <= 2^19 + 1, well inside the exact range
+_TRIG_LIMIT = 2.0**19 * math.pi / 2  # |n| <= 2^19 + 1, well inside the exact range
 _S = tuple((-1.0) ** k / math.factorial(2 * k + 1) for k in range(1, 9))  # sin: -1/3!, 1/5!, ..., 1/17!
 _C = tuple((-1.0) ** k / math.factorial(2 * k) for k in range(2, 9))  # cos: 1/4!, -1/6!, ..., 1/16!
 _TANH_P = (
