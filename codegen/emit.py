@@ -79,6 +79,9 @@ class Emitter:
         # or None), shown as comments; nodes themselves carry none, so the source depends on this
         # compile's graph and notes alone
         self.notes = notes
+        # printing a pass on lanes with a range flag (tiling's For.far): its name; False while
+        # printing that pass again on libm; None elsewhere
+        self._far = None
 
     def rule_comment(self, node):
         """``"  # <the rule that built node>"``, or "" when no rule note names it."""
@@ -517,7 +520,7 @@ class Emitter:
         if node.op == "cast":
             return f"np.{node.dtype}({args[0]})"
         record = OPS[node.op]
-        if instr.lanes and record.vector:
+        if instr.lanes and record.on_lanes(node) and self._far is not False:
             # on SIMD lanes: the runtime's arithmetic version (LLVM vectorises it; libm's it cannot)
             code = f"_rt.v{node.op}({', '.join(args)})"
         else:
@@ -541,6 +544,9 @@ class Emitter:
             name = self.name_of(stmt)
             comment = self.instr_comment(stmt)
             if isinstance(code, str):
+                if self._far and stmt.lanes and OPS[stmt.node.op].lanes_range:
+                    # the twin holds over a range only: note an operand beyond it
+                    return [f"{name} = {code}{comment}", f"{self._far} |= _rt.v{stmt.node.op}_far({args[0]})"]
                 return [f"{name} = {code}{comment}"]
             lines = [line.format(out=name) for line in code]
             lines[0] += comment
@@ -564,7 +570,16 @@ class Emitter:
                     bounds += f", {stmt.step}"
             note = f"  # {stmt.note}" if stmt.note else ""
             head = f"for {var} in range({bounds}):{note}"
-            return [head] + ["    " + line for line in self.print_block(stmt.body)]
+            if stmt.far is None:
+                return [head] + ["    " + line for line in self.print_block(stmt.body)]
+            far = self.name_of(stmt.far)
+            outer, self._far = self._far, far
+            lines = [f"{far} = False", head] + ["    " + line for line in self.print_block(stmt.body)]
+            self._far = False  # the same statements again, on libm
+            again = self.print_block(stmt.body)
+            self._far = outer
+            lines += [f"if {far}:  # an operand beyond the range of the arithmetic versions: again on libm"]
+            return lines + [f"    for {var} in range({bounds}):"] + ["        " + line for line in again]
         if isinstance(stmt, ir.Assign):
             note = self.note_text(stmt.note)
             return [f"{self.name_of(stmt.target)} = {self.code(stmt.value)}{note}"]

@@ -281,7 +281,9 @@ class If(Value):
 @dataclass(eq=False)
 class For:
     """``for var in range(start, stop): body``; ``start`` None for ``range(stop)``; ``note``: a
-    comment on the ``for`` line; ``step`` for tiles."""
+    comment on the ``for`` line; ``step`` for tiles. ``far``: a pass on SIMD lanes whose ops'
+    arithmetic twins hold over a range only (their record's ``lanes_range``): the bool ``far``
+    says an operand was beyond it, and then the loop runs again with the scalar spellings."""
 
     var: LoopVar
     stop: Any
@@ -289,6 +291,7 @@ class For:
     start: Any = None
     step: Any = None
     note: str = ""
+    far: Optional[Var] = None
 
 
 @dataclass(eq=False)
@@ -377,7 +380,7 @@ def defines(stmt) -> list:
     if isinstance(stmt, (Assign, Alloc)):
         return [stmt.target]
     if isinstance(stmt, For):
-        return [stmt.var]
+        return [stmt.var] + ([stmt.far] if stmt.far is not None else [])
     if isinstance(stmt, Bound):
         return [stmt.target]
     return []
@@ -443,7 +446,8 @@ def dump(block: list, indent: str = "") -> str:
             for block_k, v in zip(stmt.blocks, stmt.values):
                 lines.append(dump(block_k, indent + "  ") + f"\n{indent}  -> {name(v)}")
         elif isinstance(stmt, For):
-            lines.append(f"for {name(stmt.var)} < {stmt.stop}:")
+            far = f" (again unless {name(stmt.far)})" if stmt.far is not None else ""
+            lines.append(f"for {name(stmt.var)} < {stmt.stop}:{far}")
             lines.append(dump(stmt.body, indent + "  "))
         elif isinstance(stmt, Assign):
             lines.append(f"{name(stmt.target)} := {name(stmt.value)}")

@@ -233,6 +233,269 @@ def _log1p64(x):
     return out
 
 
+# ---------------------------------------------------------------- sin, cos, tan, tanh, arctan, erf, pow in arithmetic
+# The same idea as exp and log above, for the rest of the elementwise functions a fused loop
+# calls: argument reduction plus a polynomial, in arithmetic and selects only, so a vector
+# pass of a tile (``tiling``) runs them on SIMD lanes. Each is within 2 ulp of numpy (libm)
+# on its whole domain and keeps libm's special values (signed zeros, subnormals, inf, nan);
+# float32 goes through the float64 kernel and rounds once. tests/codegen/test_vector_math.py
+# measures them.
+#
+# sin, cos (and tan): x = n pi/2 + r, n = round(x 2/pi), with pi/2 in a Cody-Waite split of
+# three 33-bit parts and a 53-bit tail (each n * part is exact for |n| < 2^20, and the sums
+# are carried as two doubles, r = hi + lo, so a cancellation near a multiple of pi/2 keeps 53
+# good bits); sin and cos of |r| <= pi/4 as their Taylor polynomials (to r^17 and r^16: the
+# remainders are below 2^-62 relative), picked and signed by n mod 4. They hold for |x| up to
+# 2^19 pi/2 only (no Payne-Hanek reduction here; a call to libm inside would keep LLVM from
+# vectorising the loop): v<op>_far(x) says x is beyond it (or inf), and the tiled loop runs such a
+# tile's pass again on libm (tiling: the ops' record says ``lanes_range``). sin, cos, tan are
+# inlined by numba (too large for LLVM to inline once their leaves are).
+# tanh: for |x| < 0.9 x + x^3 P(x^2), P fitted below; above, 1 - 2 / (exp(2|x|) + 1) on the
+# arithmetic exp. arctan: |x| reduced to |t| <= 7/16 around 0, 1/2, 1, 3/2 and infinity (as
+# fdlibm does, t = (|x| - c) / (1 + c |x|), or -1/|x|), atan(c) in two parts plus
+# t + t^3 Q(t^2). P and Q are least-squares fits of relative error at 400 Chebyshev nodes in
+# 50-digit arithmetic (mpmath), rounded to float64: max relative error 1.3e-17 and 8.7e-18
+# (2^-53 is 1.1e-16). The split of pi/2 and atan(c)'s two parts are the same arithmetic:
+# tests/codegen/test_vector_math.py re-derives every constant here.
+_TWO_OVER_PI = 0.6366197723675814
+_PIO2_1 = 1.5707963267341256  # pi/2 rounded to 33 bits
+_PIO2_2 = 6.077100506303966e-11  # the rest, to 33 bits
+_PIO2_3 = 2.0222662487111665e-21  # the rest, to 33 bits
+_PIO2_4 = 8.4784276603689e-32  # the rest, to 53 bits (what is left is below 1e-48)
+_TRIG_LIMIT = 2.0**19 * math.pi / 2  # |n| <= 2^19 + 1, well inside the exact range
+_S = tuple((-1.0) ** k / math.factorial(2 * k + 1) for k in range(1, 9))  # sin: -1/3!, 1/5!, ..., 1/17!
+_C = tuple((-1.0) ** k / math.factorial(2 * k) for k in range(2, 9))  # cos: 1/4!, -1/6!, ..., 1/16!
+_TANH_P = (
+    -0.33333333333332965,
+    0.1333333333329268,
+    -0.05396825395237456,
+    0.021869488220560084,
+    -0.008863231789029726,
+    0.0035920991592119657,
+    -0.001455681217526506,
+    0.0005894500928657519,
+    -0.00023755068890290098,
+    9.375188056316518e-05,
+    -3.46161336862638e-05,
+    1.087883674448358e-05,
+    -2.467477884735063e-06,
+    2.890296528802959e-07,
+)
+_ATAN_Q = (
+    -0.33333333333332893,
+    0.19999999999867113,
+    -0.14285714271731004,
+    0.1111111037325344,
+    -0.09090886352439195,
+    0.07691864404663165,
+    -0.06660958601302765,
+    0.058328556472632534,
+    -0.04974109053328455,
+    0.036470903026744904,
+    -0.01622839251961969,
+)
+_ATAN_HI = (0.4636476090008061, 0.7853981633974483, 0.982793723247329, 1.5707963267948966)
+_ATAN_LO = (2.2698777452961687e-17, 3.061616997868383e-17, 1.3903311031230998e-17, 6.123233995736766e-17)
+
+
+@numba.njit(**_LEAF)
+def _two_sum(a, b):
+    """s + e = a + b exactly, s = fl(a + b) (Knuth's TwoSum: no ordering of |a|, |b| needed)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+@numba.njit(**_LEAF)
+def _reduce_pi2(x):
+    """(hi, lo, q): x = n pi/2 + hi + lo with |hi + lo| <= pi/4 (a little more from rounding n),
+    q = n mod 4; exact enough for |x| <= _TRIG_LIMIT."""
+    t = x * _TWO_OVER_PI + _ROUND
+    n = t - _ROUND
+    q = _bits(t) & 3
+    a = x - n * _PIO2_1  # exact: n * _PIO2_1 has at most 53 bits, and is within a factor 2 of x
+    r, e1 = _two_sum(a, -(n * _PIO2_2))
+    r, e2 = _two_sum(r, -(n * _PIO2_3))
+    hi, e3 = _two_sum(r, (e1 + e2) - n * _PIO2_4)
+    return hi, e3, q
+
+
+@numba.njit(**_LEAF)
+def _sin_poly(hi, lo, z):
+    p = _S[7] * z + _S[6]
+    p = p * z + _S[5]
+    p = p * z + _S[4]
+    p = p * z + _S[3]
+    p = p * z + _S[2]
+    p = p * z + _S[1]
+    p = p * z + _S[0]
+    # sin(hi + lo) = sin(hi) + lo cos(hi), cos(hi) = 1 - z/2 to the accuracy lo needs
+    return hi + (hi * z * p + (lo - 0.5 * z * lo))
+
+
+@numba.njit(**_LEAF)
+def _cos_poly(hi, lo, z):
+    p = _C[6] * z + _C[5]
+    p = p * z + _C[4]
+    p = p * z + _C[3]
+    p = p * z + _C[2]
+    p = p * z + _C[1]
+    p = p * z + _C[0]
+    half_z = 0.5 * z
+    w = 1.0 - half_z
+    # cos(hi + lo) = cos(hi) - lo sin(hi); (1 - w) - half_z is the rounding error of w
+    return w + (((1.0 - w) - half_z) + (z * z * p - hi * lo))
+
+
+def _sincos64(x):
+    """(sin x, cos x), sharing the reduction."""
+    hi, lo, q = _reduce_pi2(x)
+    z = hi * hi
+    s = _sin_poly(hi, lo, z)
+    c = _cos_poly(hi, lo, z)
+    sin_x = c if q & 1 else s
+    cos_x = s if q & 1 else c
+    sin_x = -sin_x if q & 2 else sin_x
+    cos_x = -cos_x if (q + 1) & 2 else cos_x
+    if x == 0.0:
+        sin_x = x  # keeps -0.0
+    return sin_x, cos_x
+
+
+def _sin64(x):
+    hi, lo, q = _reduce_pi2(x)
+    z = hi * hi
+    out = _cos_poly(hi, lo, z) if q & 1 else _sin_poly(hi, lo, z)
+    out = -out if q & 2 else out
+    if x == 0.0:
+        out = x  # keeps -0.0
+    return out
+
+
+def _cos64(x):
+    hi, lo, q = _reduce_pi2(x)
+    z = hi * hi
+    out = _sin_poly(hi, lo, z) if q & 1 else _cos_poly(hi, lo, z)
+    out = -out if (q + 1) & 2 else out
+    return out
+
+
+@numba.njit(**_LEAF)
+def _two_prod(a, b):
+    """p + e = a b exactly, p = fl(a b) (Dekker's product on Veltkamp's halves: no FMA needed)."""
+    p = a * b
+    c = 134217729.0 * a  # 2^27 + 1
+    ah = c - (c - a)
+    al = a - ah
+    c = 134217729.0 * b
+    bh = c - (c - b)
+    bl = b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _tan64(x):
+    hi, lo, q = _reduce_pi2(x)
+    z = hi * hi
+    # sin r = hi + ts and cos r = w + tc as two doubles each (the polynomials' own sums)
+    p = _S[7] * z + _S[6]
+    p = p * z + _S[5]
+    p = p * z + _S[4]
+    p = p * z + _S[3]
+    p = p * z + _S[2]
+    p = p * z + _S[1]
+    p = p * z + _S[0]
+    ts = hi * z * p + (lo - 0.5 * z * lo)
+    p = _C[6] * z + _C[5]
+    p = p * z + _C[4]
+    p = p * z + _C[3]
+    p = p * z + _C[2]
+    p = p * z + _C[1]
+    p = p * z + _C[0]
+    half_z = 0.5 * z
+    w = 1.0 - half_z
+    tc = ((1.0 - w) - half_z) + (z * z * p - hi * lo)
+    odd = q & 1
+    num_h, num_l, den_h, den_l = (w, tc, hi, ts) if odd else (hi, ts, w, tc)
+    den = den_h + den_l
+    t0 = (num_h + num_l) / den
+    # one correction step: t0 + (num - t0 den) / den, the product t0 den_h exact
+    ph, pl = _two_prod(t0, den_h)
+    out = t0 + (((num_h - ph) - pl) + (num_l - t0 * den_l)) / den
+    out = -out if odd else out
+    if x == 0.0:
+        out = x  # keeps -0.0
+    return out
+
+
+@numba.njit(**_LEAF)
+def _tanh64(x):
+    a = abs(x)
+    z = a * a
+    p = _TANH_P[13] * z + _TANH_P[12]
+    p = p * z + _TANH_P[11]
+    p = p * z + _TANH_P[10]
+    p = p * z + _TANH_P[9]
+    p = p * z + _TANH_P[8]
+    p = p * z + _TANH_P[7]
+    p = p * z + _TANH_P[6]
+    p = p * z + _TANH_P[5]
+    p = p * z + _TANH_P[4]
+    p = p * z + _TANH_P[3]
+    p = p * z + _TANH_P[2]
+    p = p * z + _TANH_P[1]
+    p = p * z + _TANH_P[0]
+    small = a + a * z * p
+    large = 1.0 - 2.0 / (_exp64(a + a) + 1.0)  # exp overflows to inf past 355: 1 - 0
+    return math.copysign(small if a < 0.9 else large, x)
+
+
+@numba.njit(**_LEAF)
+def _atan64(x):
+    a = abs(x)
+    # t = (a - c) / (1 + c a) around c = 0, 1/2, 1, 3/2; -1/a beyond 39/16 (and for nan)
+    if a < 0.4375:
+        num, den, base_hi, base_lo = a, 1.0, 0.0, 0.0
+    elif a < 0.6875:
+        num, den, base_hi, base_lo = 2.0 * a - 1.0, 2.0 + a, _ATAN_HI[0], _ATAN_LO[0]
+    elif a < 1.1875:
+        num, den, base_hi, base_lo = a - 1.0, a + 1.0, _ATAN_HI[1], _ATAN_LO[1]
+    elif a < 2.4375:
+        num, den, base_hi, base_lo = a - 1.5, 1.0 + 1.5 * a, _ATAN_HI[2], _ATAN_LO[2]
+    else:
+        num, den, base_hi, base_lo = -1.0, a, _ATAN_HI[3], _ATAN_LO[3]
+    t = num / den
+    z = t * t
+    p = _ATAN_Q[10] * z + _ATAN_Q[9]
+    p = p * z + _ATAN_Q[8]
+    p = p * z + _ATAN_Q[7]
+    p = p * z + _ATAN_Q[6]
+    p = p * z + _ATAN_Q[5]
+    p = p * z + _ATAN_Q[4]
+    p = p * z + _ATAN_Q[3]
+    p = p * z + _ATAN_Q[2]
+    p = p * z + _ATAN_Q[1]
+    p = p * z + _ATAN_Q[0]
+    out = base_hi + ((t * z * p + base_lo) + t)
+    return math.copysign(out, x)
+
+
+# pow's exponents that are sqrt forms (the constants pow's record lets onto lanes: elementwise.py
+# POW_ON_LANES), with np.power's values at -0.0 and -inf; any other exponent is libm's pow
+@numba.njit(**_LEAF)
+def _pow64(a, b):
+    """a ** b, in sqrt for b = 0.5, -0.5, 1.5 (within 1 ulp)."""
+    u = a + 0.0  # -0.0 becomes +0.0, as pow has it
+    if b == 0.5:
+        out = math.inf if a == -math.inf else math.sqrt(u)
+    elif b == -0.5:
+        out = 0.0 if a == -math.inf else 1.0 / math.sqrt(u)
+    elif b == 1.5:
+        out = math.inf if a == -math.inf else u * math.sqrt(u)
+    else:
+        out = math.pow(a, b)
+    return out
+
+
 def _sigmoid(x):
     """1 / (1 + exp(-x)), without overflow for large |x|.
 
@@ -311,6 +574,20 @@ vlog = _elementwise("vlog", _log64, np.log, inline=True)
 vlog1p = _elementwise("vlog1p", _log1p64, np.log1p, inline=True)
 vsigmoid = _elementwise("vsigmoid", _vsigmoid, _np(_sigmoid), inline=True)
 vsoftplus = _elementwise("vsoftplus", _vsoftplus, _np(_softplus), inline=True)
+vsin = _elementwise("vsin", _sin64, np.sin, inline=True)
+vcos = _elementwise("vcos", _cos64, np.cos, inline=True)
+vtan = _elementwise("vtan", _tan64, np.tan, inline=True)
+vtanh = _elementwise("vtanh", _tanh64, np.tanh, inline=True)
+
+
+@numba.njit(**_INLINE)
+def vsin_far(x):
+    """Whether x is beyond the range of vsin, vcos and vtan (|x| > 2^19 pi/2, or inf): libm's then."""
+    return abs(x) > _TRIG_LIMIT
+
+
+vcos_far = vtan_far = vsin_far
+varctan = _elementwise("varctan", _atan64, np.arctan, inline=True)
 
 _LOG2 = math.log(2.0)
 _logaddexp_element = numba.njit(nogil=True, error_model="numpy")(_logaddexp_scalar)
@@ -344,6 +621,20 @@ overload(logaddexp, jit_options=dict(nogil=True, error_model="numpy"))(
 overload(vlogaddexp, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
     _logaddexp_overload(_vlogaddexp_element)
 )
+
+
+def vpow(a, b):
+    """a ** b for loops on SIMD lanes (sqrt forms, see _pow64); numpy's in plain Python."""
+    return np.power(a, b)
+
+
+@overload(vpow, jit_options=dict(nogil=True, error_model="numpy"), inline="always")
+def _vpow_typed(a, b):
+    if isinstance(a, types.Float) and isinstance(b, types.Float):
+        if a == types.float32 and b == types.float32:
+            return lambda a, b: np.float32(_pow64(np.float64(a), np.float64(b)))
+        return lambda a, b: _pow64(np.float64(a), np.float64(b))
+    return lambda a, b: np.power(a, b)
 
 
 def _elementwise2(name, scalar, numpy_impl):

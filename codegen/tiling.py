@@ -1,8 +1,8 @@
 """Tiling and SIMD lanes (an IR pass on a fused loop over rows).
 
-A loop over rows that runs exp, log or log1p (the runtime's arithmetic versions, which LLVM can
-put on SIMD lanes) next to work that keeps the loop scalar (an inner loop of a row-wise product,
-a running sum, a branch) is cut into tiles of ``TILE`` rows, and each tile into passes: the
+A loop over rows that runs exp, log, sin, tanh, ... (the ops whose record says ``vector``: the
+runtime's arithmetic versions, which LLVM can put on SIMD lanes) next to work that keeps the
+loop scalar (an inner loop of a row-wise product, a running sum, a branch) is cut into tiles of ``TILE`` rows, and each tile into passes: the
 scalar passes and the vector passes each loop over the tile's rows, handing values on through
 TILE-long buffers. Running sums move to the last scalar pass; they add in the same row order as
 the untiled loop. In a vector pass the ops with an arithmetic twin are marked ``lanes`` (the
@@ -24,11 +24,12 @@ def chunk_kind(node, stmts):
     if node.op == "sum":
         return "sum"
     record = OPS[node.op]
-    if record.libm:
+    lanes = record.on_lanes(node)
+    if record.libm and not lanes:
         return "libm"
     if node.op == "matmul" or any(isinstance(s, (ir.If, ir.For)) for s in stmts):
         return "scalar"
-    return "vector" if record.vector else None
+    return "vector" if lanes else None
 
 
 def tile(chunks, scalar, index, length, pre):
@@ -81,13 +82,23 @@ def tile(chunks, scalar, index, length, pre):
     for k, (kind, chunk_list) in enumerate(passes):
         stmts = list(reloads[k])
         for node, chunk_stmts in chunk_list:
-            if kind == "vector":
-                for stmt in ir.walk(chunk_stmts):
-                    if isinstance(stmt, ir.Instr):
-                        stmt.lanes = True
             stmts.extend(chunk_stmts)
             value = scalar.get(id(node))
             if value is not None and id(value) in handed:
                 stmts.append(ir.Store(handed[id(value)], (ir.Shift(index, start, -1),), value))
-        body.append(ir.For(index, stop, stmts, start=start, note="on SIMD lanes" if kind == "vector" else ""))
+        far = _on_lanes(stmts, index) if kind == "vector" else None
+        note = "on SIMD lanes" if kind == "vector" else ""
+        body.append(ir.For(index, stop, stmts, start=start, note=note, far=far))
     return [ir.For(start, length, body, start=0, step=TILE)]
+
+
+def _on_lanes(stmts, index):
+    """Mark a vector pass's instructions ``lanes``; the pass's ``far`` flag when an op's twin holds
+    over a range only (the pass runs again on libm for a tile that went beyond it), or None.
+    A pass that adds into memory cannot run twice: its ranged ops stay libm's there."""
+    instrs = [s for s in ir.walk(stmts) if isinstance(s, ir.Instr)]
+    ranged = [s for s in instrs if OPS[s.node.op].lanes_range]
+    twice = not any(isinstance(s, ir.Accum) or (isinstance(s, ir.Store) and s.add) for s in ir.walk(stmts))
+    for s in instrs:
+        s.lanes = twice or s not in ranged
+    return ir.Var("far", "bool") if ranged and twice else None

@@ -431,20 +431,22 @@ square = unary("square", lambda g, x, out: g * (2 * x), "d/dx x^2 = 2x", float_o
                to_sympy=lambda a: a**2)
 reciprocal = unary("reciprocal", lambda g, x, out: -g * square(out), "d/dx 1/x = -1/x^2",
                    impl=lambda x: 1 / x, to_sympy=lambda a: 1 / a)
-sin = unary("sin", lambda g, x, out: g * cos(x), "d/dx sin(x) = cos(x)", sympy=sympy.sin, libm=True)
-cos = unary("cos", lambda g, x, out: -(g * sin(x)), "d/dx cos(x) = -sin(x)", sympy=sympy.cos, libm=True)
+sin = unary("sin", lambda g, x, out: g * cos(x), "d/dx sin(x) = cos(x)", sympy=sympy.sin, vector=True,
+            lanes_range=True)
+cos = unary("cos", lambda g, x, out: -(g * sin(x)), "d/dx cos(x) = -sin(x)", sympy=sympy.cos,
+            vector=True, lanes_range=True)
 tan = unary("tan", lambda g, x, out: g * (1 + square(out)), "d/dx tan(x) = 1 + tan^2(x)", sympy=sympy.tan,
-            libm=True)
+            vector=True, lanes_range=True)
 arcsin = unary("arcsin", lambda g, x, out: g / sqrt(1 - square(x)), "d/dx arcsin(x) = 1/sqrt(1-x^2)",
                sympy=sympy.asin, libm=True)
 arccos = unary("arccos", lambda g, x, out: -g / sqrt(1 - square(x)), "d/dx arccos(x) = -1/sqrt(1-x^2)",
                sympy=sympy.acos, libm=True)
 arctan = unary("arctan", lambda g, x, out: g / (1 + square(x)), "d/dx arctan(x) = 1/(1+x^2)",
-               sympy=sympy.atan, libm=True)
+               sympy=sympy.atan, vector=True)
 sinh = unary("sinh", lambda g, x, out: g * cosh(x), "d/dx sinh(x) = cosh(x)", sympy=sympy.sinh, libm=True)
 cosh = unary("cosh", lambda g, x, out: g * sinh(x), "d/dx cosh(x) = sinh(x)", sympy=sympy.cosh, libm=True)
 tanh = unary("tanh", lambda g, x, out: g * (1 - square(out)), "d/dx tanh(x) = 1 - tanh^2(x)",
-             sympy=sympy.tanh, libm=True)
+             sympy=sympy.tanh, vector=True)
 # s (1 - s) spelled s(x) s(-x): 1 - s would round to 0 where s is within 1e-16 of 1
 sigmoid = unary("sigmoid", lambda g, x, out: g * (out * sigmoid(-x)), "d/dx sigmoid(x) = s(x) s(-x)",
                 impl=_np_sigmoid, lower="_rt.sigmoid({0})", numpy="scipy.special.expit", vector=True,
@@ -548,6 +550,18 @@ register(
 # rule(g, a, b, out) for each operand; broadcasting is undone by the autodiff pass.
 
 
+# the constant exponents whose power the numba runtime spells in sqrt (its vpow): on SIMD lanes
+POW_ON_LANES = (0.5, -0.5, 1.5)
+
+
+def _pow_on_lanes(node):
+    """Whether pow ``node`` has a vector twin: its exponent is one constant of POW_ON_LANES."""
+    b = node.inputs[1]
+    if not OPS[b.op].given or "value" not in b.attrs or b.attrs["value"].size != 1:
+        return False
+    return float(b.attrs["value"].reshape(())) in POW_ON_LANES
+
+
 def _pow_base_rule(g, a, b, out):
     # d/da a^b = b a^(b-1); defined as 0 where b == 0 (else 0 * 0^-1 = nan at a == 0)
     if b.op == "constant" and np.all(b.value != 0):
@@ -575,7 +589,8 @@ binary("div", (lambda g, a, b, out: g / b, lambda g, a, b, out: -(g * out) / b),
        parse=("div", "divide", "true_divide"), to_sympy=lambda a, b: a / b)
 binary("pow", (_pow_base_rule, _pow_exponent_rule), "d(a^b) = b a^(b-1) da + a^b log(a) db",
        infer=_float_binary, builder=pow, lower="{0} ** {1}", scalar="np.power({0}, {1})", numpy=np.power,
-       parse=("pow", "power"), libm=True, infix="**", precedence=4, to_sympy=lambda a, b: a**b)
+       parse=("pow", "power"), libm=True, vector=_pow_on_lanes, infix="**", precedence=4,
+       to_sympy=lambda a, b: a**b)
 binary("maximum", (lambda g, a, b, out: where(a > b, g, 0), lambda g, a, b, out: where(a > b, 0, g)),
        "d max(a, b): to a where a > b, else to b", commutative=True, builder=maximum, sympy=sympy.Max)
 binary("minimum", (lambda g, a, b, out: where(a < b, g, 0), lambda g, a, b, out: where(a < b, 0, g)),

@@ -23,7 +23,8 @@ frontend, pass and backend derives its table from them:
 - traits: ``elementwise``, ``arity``, ``boolean`` (the result is bool: comparisons,
   logic, isfinite), ``libm`` (its scalar spelling is a call LLVM cannot vectorise, so a
   fused loop holding it runs at that call's pace), ``vector`` (the numba runtime has an
-  arithmetic twin ``v<name>`` a loop can run on SIMD lanes);
+  arithmetic twin ``v<name>`` a loop can run on SIMD lanes: True, or a predicate of the node
+  when only some operands have one, such as pow's constant exponents; ask ``on_lanes(node)``);
 - spellings: ``builder`` (the public ``sg.<name>``), ``parse`` (the names a formula
   calls it by), ``numpy`` (the numpy or scipy ufuncs it traces from: objects, or
   ``"scipy.special.<name>"`` looked up once scipy.special is loaded), ``sympy`` (the
@@ -103,7 +104,10 @@ class OpDef:
     arity: Optional[int] = None
     boolean: bool = False
     libm: bool = False
-    vector: bool = False
+    vector: object = False  # True, or node -> bool (see on_lanes)
+    # the arithmetic twin holds for |x| up to a bound only (no Payne-Hanek reduction): the runtime's
+    # v<name>_far(x) says x is beyond it, and a pass on lanes that met one runs again on libm
+    lanes_range: bool = False
     builder: Optional[Callable] = None
     parse: tuple = ()
     numpy: tuple = ()
@@ -134,6 +138,11 @@ class OpDef:
     value_of: object = None
     show: Optional[Callable] = None  # (node, operand texts) -> its printed text, when not op(operands, attrs)
     user: str = ""  # registered by a user (sg.register_op): the runtime attribute generated code calls
+
+    def on_lanes(self, node):
+        """Whether ``node`` (of this op) has the numba runtime's arithmetic twin ``v<name>``, which a
+        loop runs on SIMD lanes (``vector``: True, or a predicate of the node)."""
+        return bool(self.vector(node) if callable(self.vector) else self.vector)
 
     def value_operand(self, node):
         """The operand whose value is ``node``'s (``value_of``), or None: ``node`` is computed."""

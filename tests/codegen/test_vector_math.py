@@ -304,3 +304,197 @@ def test_llvm_vectorises_a_loop_of_them(loop):
     # no exp or log left for the machine code to call (LLVM's vector intrinsics for them
     # become one libm call per lane)
     assert not re.search(r"@(llvm\.)?(exp|log|log1p)(\.v\d+f64|\.f64)?\(", ir)
+
+
+# ---------------------------------------------------------------- sin, cos, tan, tanh, arctan, pow's sqrt forms
+# Their arithmetic versions (vsin, vcos, vtan, vtanh, varctan, vpow) run in the SIMD passes of
+# fused loops; sin, cos and tan hold for |x| <= 2^19 pi/2 (vsin_far says beyond), and a tile
+# with an operand beyond runs its pass again on libm. Checked against numpy at random points
+# over the whole domain (log-uniform magnitudes, both signs) and at the edges, one element at a
+# time in a numba loop and through compiled functions on both backends, float64 and float32.
+
+_TRIG_LIMIT = 2**19 * math.pi / 2
+_MORE = {
+    "sin": (rt.vsin, np.sin, "sin"),
+    "cos": (rt.vcos, np.cos, "cos"),
+    "tan": (rt.vtan, np.tan, "tan"),
+    "tanh": (rt.vtanh, np.tanh, "tanh"),
+    "arctan": (rt.varctan, np.arctan, "arctan"),
+}
+_more_rng = np.random.default_rng(23)
+_HALF_PI_MULTIPLES = (np.arange(-5000, 5001) * (np.pi / 2))[:, None]
+_EDGES = np.concatenate(
+    [
+        [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, -2.2250738585072014e-308, 1e-310, -1e-310],
+        [np.inf, -np.inf, np.nan, 1e300, -1e300, np.finfo(np.float64).max, -np.finfo(np.float64).max],
+        [_TRIG_LIMIT, np.nextafter(_TRIG_LIMIT, np.inf), -_TRIG_LIMIT, 1e6, 2.0**52, 2.0**60],
+        [0.4375, 0.6875, 1.1875, 2.4375, 0.9, -0.9, np.nextafter(0.9, 0), 22.0, 355.0, 400.0],
+        # multiples of pi/2 (the double nearest, and its neighbours): where the reduction cancels most
+        (_HALF_PI_MULTIPLES * (1 + np.array([-2.3e-16, -1.2e-16, 0.0, 1.2e-16, 2.3e-16]))).ravel(),
+        # the double nearest a multiple of pi/2 below 2^19 pi/2 (6381956970095103 2^-797 is the
+        # nearest of all doubles, far beyond: libm's)
+        [np.pi / 2, np.nextafter(np.pi / 2, 0), np.pi, 6381956970095103 * 2.0**797],
+    ]
+)
+
+
+def _whole_domain(n):
+    """n random float64 of log-uniform magnitude over the whole range, both signs."""
+    mags = np.exp(_more_rng.uniform(np.log(5e-324), np.log(1.7e308), n))
+    return mags * _more_rng.choice([-1.0, 1.0], n)
+
+
+_MORE_DATA = np.concatenate(
+    [_whole_domain(100_000), _more_rng.uniform(-20, 20, 50_000), _more_rng.normal(size=10_000), _EDGES]
+)
+
+
+def _within(name, x):
+    """The points the arithmetic version itself holds for (sin/cos/tan: |x| <= 2^19 pi/2, or nan)."""
+    return x[~(np.abs(x) > _TRIG_LIMIT)] if name in ("sin", "cos", "tan") else x
+
+
+_MORE_LOOPS = {name: _loop_of(fn) for name, (fn, _, _) in _MORE.items()}
+
+
+def _check_ulps(name, x, got, want, limit=2.0):
+    err = _ulps(got, want)
+    worst = int(np.argmax(err))
+    assert err[worst] <= limit, f"{name}({x[worst]!r}) = {got[worst]!r}, numpy says {want[worst]!r}"
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    exact = ~np.isnan(want) & ((want == 0) | np.isinf(want))
+    assert np.array_equal(got[exact], want[exact])
+    assert np.array_equal(np.signbit(got[exact]), np.signbit(want[exact])), "a zero's sign differs"
+
+
+@pytest.mark.parametrize("name", sorted(_MORE))
+def test_the_arithmetic_trig_tanh_arctan_are_within_two_ulp_of_numpy(name):
+    x = _within(name, _MORE_DATA)
+    with np.errstate(all="ignore"):
+        want = _MORE[name][1](x)
+    _check_ulps(name, x, _MORE_LOOPS[name](x), want)
+
+
+@pytest.mark.parametrize("name", sorted(_MORE))
+def test_their_float32_rounds_within_two_ulp(name):
+    x = _within(name, _MORE_DATA[np.abs(_MORE_DATA) < 3e38]).astype(np.float32)
+    with np.errstate(all="ignore"):
+        want = _MORE[name][1](x.astype(np.float64)).astype(np.float32)
+    got = _MORE_LOOPS[name](x)
+    assert got.dtype == np.float32
+    _check_ulps(name, x, got, want)
+
+
+def test_the_far_flag_is_the_reduction_range():
+    @numba.njit(error_model="numpy")
+    def far(a):
+        return np.array([rt.vsin_far(v) for v in a])
+
+    x = np.array(
+        [0.0, 1.0, -_TRIG_LIMIT, _TRIG_LIMIT, np.nextafter(_TRIG_LIMIT, np.inf), -1e300, np.inf, np.nan]
+    )
+    np.testing.assert_array_equal(far(x), [False, False, False, False, True, True, True, False])
+
+
+@pytest.mark.parametrize("exponent", [0.5, -0.5, 1.5])
+def test_pow_sqrt_forms_are_within_two_ulp_with_powers_special_values(exponent):
+    @numba.njit(error_model="numpy")
+    def loop(a, b):
+        out = np.empty_like(a)
+        for i in range(a.size):
+            out[i] = rt.vpow(a[i], b)
+        return out
+
+    x = np.concatenate([np.abs(_MORE_DATA), _MORE_DATA[:1000], _EDGES])
+    with np.errstate(all="ignore"):
+        # pow's values (C99's, libm's, as numba's np.power has them): numpy's power by a scalar
+        # 0.5 is sqrt instead (-0.0 at -0.0, nan at -inf); by an array of 0.5, pow's
+        want = np.power(x, np.full_like(x, exponent))
+    _check_ulps(f"pow(x, {exponent})", x, loop(x, exponent), want)
+
+
+@numba.njit(error_model="numpy")
+def _loop_trig(a):
+    out = np.empty_like(a)
+    for i in range(a.size):
+        out[i] = rt.vsin(a[i]) + rt.vcos(a[i]) + rt.vtan(a[i]) + rt.vtanh(a[i]) + rt.varctan(a[i])
+    return out
+
+
+def test_llvm_vectorises_a_loop_of_the_trig_functions():
+    _loop_trig(np.ones(64))
+    ir = "\n".join(_loop_trig.inspect_llvm().values())
+    assert re.search(r"fmul [^\n]*<\d+ x double>", ir), "the loop was not vectorised"
+    assert not re.search(r"@(llvm\.)?(sin|cos|tan|tanh|atan|exp)(\.v\d+f64|\.f64)?\(", ir)
+
+
+def test_the_constants_are_rederived():
+    """The 33-bit split of pi/2, atan's two-part bases and the Taylor coefficients, from mpmath."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 60
+    rest = mpmath.pi / 2
+    for part, bits in zip((rt._PIO2_1, rt._PIO2_2, rt._PIO2_3, rt._PIO2_4), (33, 33, 33, 53)):
+        m, e = mpmath.frexp(rest)
+        assert part == float(mpmath.ldexp(mpmath.nint(mpmath.ldexp(m, bits)), e - bits))
+        rest -= mpmath.mpf(part)
+    assert abs(rest) < 1e-48
+    for c, hi, lo in zip(
+        (mpmath.atan(0.5), mpmath.pi / 4, mpmath.atan(1.5), mpmath.pi / 2), rt._ATAN_HI, rt._ATAN_LO
+    ):
+        assert hi == float(c) and lo == float(c - mpmath.mpf(hi))
+    assert rt._S[0] == -1 / 6 and rt._C[0] == 1 / 24 and rt._TRIG_LIMIT == _TRIG_LIMIT
+
+
+def _elementwise_and_sum(sg, fn, x):
+    """f(x) elementwise and the sum of it: the loop is tiled (the sum), f on lanes."""
+    y = fn(x)
+    return [y, sg.sum(y)]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_compiled_functions_match_numpy_over_the_whole_domain(backend, dtype):
+    import symgrad as sg
+
+    x = sg.tensor("x", ("n",), dtype=dtype)
+    fns = {
+        "sin": sg.sin,
+        "cos": sg.cos,
+        "tan": sg.tan,
+        "tanh": sg.tanh,
+        "arctan": sg.arctan,
+        "sqrt form": lambda v: v**0.5,
+    }
+    outs = []
+    for fn in fns.values():
+        outs += _elementwise_and_sum(sg, fn, x)
+    f = sg.compile(outs, [x], backend=backend)
+    if backend == "numba":
+        source = f.source
+        assert all(f"_rt.v{op}(" in source for op in ("sin", "cos", "tan", "tanh", "arctan", "pow"))
+        assert "again on libm" in source
+    # the huge and special values sit in tiles of their own and in tiles of ordinary values
+    data = np.concatenate([_MORE_DATA[:20_000], _EDGES, _more_rng.uniform(-10, 10, 5000), _EDGES[::-1]])
+    if dtype == "float32":
+        data = data[np.abs(data) < 3e38].astype(np.float32)
+    got = f(data)
+    refs = {"sin": np.sin, "cos": np.cos, "tan": np.tan, "tanh": np.tanh, "arctan": np.arctan}
+    for k, name in enumerate(fns):
+        with np.errstate(all="ignore"):
+            if name == "sqrt form":  # numba's np.power is libm's pow; numpy's x ** 0.5 is sqrt
+                e = 0.5 if backend == "numpy" else np.full(data.shape, 0.5)
+                want = np.power(data.astype(np.float64), e).astype(dtype)
+            else:
+                want = refs[name](data.astype(np.float64))
+                if backend == "numba" and name == "tan":
+                    # beyond 2^19 pi/2 the kernel is libm's; at the double nearest a multiple of
+                    # pi/2, 6381956970095103 2^797 (tan about -2e18), numpy's tan is 14 ulp from libm's
+                    far = np.abs(data) > _TRIG_LIMIT
+                    want[far] = [
+                        math.tan(v) if math.isfinite(v) else math.nan for v in data[far].astype(np.float64)
+                    ]
+                want = want.astype(dtype)
+        assert got[2 * k].dtype == np.dtype(dtype)
+        # a float32 tile with a far operand runs again on libm's float32 tanf, up to 3 ulp from the
+        # rounded float64 value near tan's poles
+        _check_ulps(name, data, got[2 * k], want, limit=4.0 if (dtype, name) == ("float32", "tan") else 2.0)
