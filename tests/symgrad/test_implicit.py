@@ -280,3 +280,39 @@ def test_a_residual_of_the_wrong_shape_and_a_closure_over_a_traced_value_are_ref
 def test_a_callback_missing_from_the_process_is_a_clear_error():
     with pytest.raises(sg.UnsupportedError, match=r"calls back into the Python function 'root_x_nowhere'"):
         run("root_x_nowhere", ())
+
+
+def test_a_root_inside_the_residual_of_another_root():
+    # y*(x, a): y^3 + y = x a per element; x*(a, b): x + y*(x, a) = b
+    def inner(y, x, a):
+        return y**3 + y - x * a
+
+    def outer(x, a, b):
+        return x + sg.root(inner, np.zeros(2), x, a) - b
+
+    def loss(p):
+        return np.sum(sg.root(outer, np.zeros(2), p[:2], p[2:]) ** 2)
+
+    def scipy_loss(p):
+        a, b = p[:2], p[2:]
+
+        def F(x):
+            return x + scipy.optimize.root(lambda y: y**3 + y - x * a, np.zeros(2), tol=1e-14).x - b
+
+        return np.sum(scipy.optimize.root(F, np.zeros(2), tol=1e-14).x ** 2)
+
+    p0 = np.array([0.5, 1.5, 1.0, 2.0])
+    np.testing.assert_allclose(sg.grad(loss, backend="numpy")(p0), central(scipy_loss, p0), rtol=1e-6)
+
+
+def test_root_of_symbols_in_the_expression_api():
+    k = sg.tensor("k", (2,))
+    x = sg.root(lambda x, k: x**3 + k * x - 1, np.zeros(2), k)
+    assert repr(x).startswith("root(") and repr(x).endswith("<lambda>, k)")
+    value, grad = sg.value_and_grad(sg.sum(x**2), wrt=k, backend="numpy")(np.array([1.0, 2.0]))
+
+    def scipy_loss(k):
+        return np.sum(scipy.optimize.root(lambda x: x**3 + k * x - 1, np.zeros(2), tol=1e-14).x ** 2)
+
+    np.testing.assert_allclose(value, scipy_loss(np.array([1.0, 2.0])), rtol=1e-10)
+    np.testing.assert_allclose(grad, central(scipy_loss, np.array([1.0, 2.0])), rtol=1e-6)
