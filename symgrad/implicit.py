@@ -27,7 +27,8 @@ method name (root and fixed_point; default ``"hybr"``), a ``scipy.optimize.minim
 (argmin; default ``"BFGS"``, the gradient given), ``"newton"`` (Newton's iteration on F with the
 exact Jacobian, step halving while the residual grows), ``"iterate"`` (fixed_point's default:
 x <- T(x)), or a function ``method(fun, x0, jac) -> x`` (or a result with ``.x``) of flat
-vectors (for argmin, ``fun`` is the objective and ``jac`` its gradient). Called on numbers,
+vectors (for argmin, ``fun`` is the objective and ``jac`` its gradient). ``sg.custom_root(F)``
+decorates a solver of your own (jaxopt's spelling). Called on numbers,
 ``sg.root`` solves at once and returns an array. Called on symgrad values (inside
 ``sg.grad`` / ``sg.value_and_grad`` / ``sg.jit``-style ``sg.compile`` of a Python function, or
 with symbols), it returns an expression whose value the compiled function computes by calling
@@ -46,6 +47,7 @@ function). A compiled function that solves cannot be ``save()``d standalone.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import threading
@@ -99,6 +101,7 @@ class _Implicit:
         self.shape, self.dtype, self.n = tuple(shape), dtype, size_of(shape)
         self.x = tensor(f"_{kind}{k}_x", shape, dtype)
         self.theta = [tensor(f"_{kind}{k}_p{i}", s, d) for i, (s, d) in enumerate(theta_like)]
+        self.tree = tree
         params = pytree.unflatten(tree, list(self.theta))
         out = fn(self.x, *params)
         self.objective = None
@@ -197,7 +200,10 @@ class _Implicit:
         method = self.method
         detail = ""
         with np.errstate(all="ignore"):
-            if callable(method):
+            if isinstance(method, _UserSolver):
+                found = method.solver(start.reshape(shape), *pytree.unflatten(self.tree, list(theta)))
+                x = np.asarray(found, dtype=np.float64).reshape(n)
+            elif callable(method):
                 if self.kind == "argmin":
                     obj = self._compiled("objective")
                     found = method(lambda v: float(obj(v.reshape(shape), *theta)), start, residual)
@@ -295,8 +301,16 @@ class _Implicit:
         return np.asarray(result.x, dtype=np.float64).reshape(x.shape), str(result.message)
 
 
+class _UserSolver:
+    """The solver a ``custom_root`` decorates: ``solver(x0, *params) -> x`` on numbers."""
+
+    def __init__(self, solver):
+        self.solver = solver
+        self.__qualname__ = _fn_name(solver)
+
+
 def _method_name(method):
-    return getattr(method, "__qualname__", None) or repr(method) if callable(method) else repr(method)
+    return repr(method) if isinstance(method, str) else getattr(method, "__qualname__", None) or repr(method)
 
 
 def _signature(kind, x_like, theta_like, tree, method, tol, maxiter, options):
@@ -314,7 +328,7 @@ def _implicit(kind, fn, x0, params, method, tol, maxiter, options):
     if not callable(fn):
         raise UnsupportedError(f"sg.{kind}: the first argument must be a function, got {type(fn).__name__}")
     method = _DEFAULT_METHOD[kind] if method is None else method
-    if not callable(method) and not isinstance(method, str):
+    if not callable(method) and not isinstance(method, (str, _UserSolver)):
         raise UnsupportedError(f"{where}: method must be a name or a function, got {type(method).__name__}")
     if method == "iterate" and kind != "fixed_point":
         raise UnsupportedError(f"{where}: method 'iterate' is fixed_point's; use 'newton' or a SciPy method")
@@ -373,4 +387,33 @@ def argmin(f, x0, *params, method=None, tol=1e-8, maxiter=None, options=None) ->
     return _implicit("argmin", f, x0, params, method, tol, maxiter, options)
 
 
-__all__ = ["root", "fixed_point", "argmin"]
+def custom_root(F, *, tol=1e-8):
+    """jaxopt's ``custom_root``: make a solver of your own differentiable by the implicit
+    function theorem on its optimality condition ``F(x, *params) = 0``::
+
+        @sg.custom_root(F)
+        def solve(x0, *params):          # numbers in, numbers out: any numeric code
+            ...
+            return x
+
+        x = solve(x0, theta)             # in a traced function: dx/dθ = -(∂F/∂x)^-1 ∂F/∂θ
+
+    The decorated function takes the same arguments; it is ``sg.root(F, x0, *params)`` with
+    your solver as the method (called with x0 and the parameters, in their pytree structure,
+    as numpy values), its result checked against ``tol`` (max |F|) like SciPy's."""
+    if not callable(F):
+        raise UnsupportedError(f"sg.custom_root: F must be a function, got {type(F).__name__}")
+
+    def decorate(solver):
+        method = _UserSolver(solver)
+
+        @functools.wraps(solver)
+        def solved(x0, *params):
+            return _implicit("root", F, x0, params, method, tol, None, None)
+
+        return solved
+
+    return decorate
+
+
+__all__ = ["root", "fixed_point", "argmin", "custom_root"]

@@ -316,3 +316,34 @@ def test_root_of_symbols_in_the_expression_api():
 
     np.testing.assert_allclose(value, scipy_loss(np.array([1.0, 2.0])), rtol=1e-10)
     np.testing.assert_allclose(grad, central(scipy_loss, np.array([1.0, 2.0])), rtol=1e-6)
+
+
+def test_custom_root_differentiates_a_users_own_solver():
+    def F(x, k):
+        return x**3 + k * x - 1.0
+
+    @sg.custom_root(F)
+    def bisection(x0, k):  # the user's numeric solver: numbers in, numbers out
+        lo, hi = np.full_like(x0, -5.0), np.full_like(x0, 5.0)
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            below = mid**3 + k * mid - 1.0 < 0
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        return (lo + hi) / 2
+
+    k0 = np.array([0.5, 2.0, 4.0])
+    assert bisection.__name__ == "bisection"
+    np.testing.assert_allclose(F(bisection(np.zeros(3), k0), k0), 0, atol=1e-12)  # on numbers
+
+    def scipy_loss(k):
+        return np.sum(np.arange(1.0, 4.0) * scipy.optimize.root(F, np.zeros(3), args=(k,), tol=1e-14).x)
+
+    g = sg.grad(lambda k: np.sum(np.arange(1.0, 4.0) * bisection(np.zeros(3), k)), backend="numpy")
+    np.testing.assert_allclose(g(k0), central(scipy_loss, k0), rtol=1e-6)
+
+    @sg.custom_root(F)
+    def wrong(x0, k):
+        return x0 + 0.1
+
+    with pytest.raises(sg.SolverError, match=r"sg.root\(.*F\): the solver .*wrong did not converge: max \|F"):
+        wrong(np.zeros(3), k0)
