@@ -180,8 +180,10 @@ class _Implicit:
         f = self._numeric.get(what)
         if f is None:
             graph = {"residual": self.flat, "jacobian": self.jac, "objective": self.objective}[what]
-            f = compile_graph_of(graph, inputs=[self.x, *self.theta], backend="numpy")
-            self._numeric[what] = f
+            # the plain kernel (numpy backend: a Python function of numpy values): the solver's
+            # loop calls it directly, on arguments __call__ has converted once
+            kernel = compile_graph_of(graph, inputs=[self.x, *self.theta], backend="numpy").kernel
+            f = self._numeric[what] = lambda *args: kernel(*args)[0]
         return f
 
     def __call__(self, x0, *theta):
@@ -189,6 +191,7 @@ class _Implicit:
         shape, n = self.shape, self.n
         dtype = np.dtype(self.dtype)
         F, J = self._compiled("residual"), self._compiled("jacobian")
+        theta = [_numeric(value, t.dtype) for value, t in zip(theta, self.theta)]
 
         def residual(v):
             return np.asarray(F(np.asarray(v, dtype=dtype).reshape(shape), *theta), dtype=np.float64)
@@ -206,7 +209,11 @@ class _Implicit:
             elif callable(method):
                 if self.kind == "argmin":
                     obj = self._compiled("objective")
-                    found = method(lambda v: float(obj(v.reshape(shape), *theta)), start, residual)
+                    found = method(
+                        lambda v: float(obj(np.asarray(v, dtype=dtype).reshape(shape), *theta)),
+                        start,
+                        residual,
+                    )
                 else:
                     found = method(residual, start, jacobian)
                 x = np.asarray(getattr(found, "x", found), dtype=np.float64).reshape(n)
@@ -285,12 +292,12 @@ class _Implicit:
         import scipy.optimize
 
         obj = self._compiled("objective")
-        shape = self.shape
+        shape, dtype = self.shape, np.dtype(self.dtype)
         options = dict(self.options)
         if self.maxiter is not None:
             options.setdefault("maxiter", self.maxiter)
         result = scipy.optimize.minimize(
-            lambda v: float(obj(v.reshape(shape), *theta)),
+            lambda v: float(obj(np.asarray(v, dtype=dtype).reshape(shape), *theta)),
             x,
             jac=gradient,
             hess=hessian if str(self.method).lower() in _MINIMIZE_USES_HESS else None,
@@ -299,6 +306,13 @@ class _Implicit:
             options=options,
         )
         return np.asarray(result.x, dtype=np.float64).reshape(x.shape), str(result.message)
+
+
+def _numeric(value, dtype):
+    """An argument as the numpy backend's kernel takes it (its entry's conversion): an array of
+    the built dtype, a numpy scalar for a scalar (IEEE arithmetic, never a ZeroDivisionError)."""
+    value = np.asarray(value, dtype=dtype)
+    return np.ascontiguousarray(value) if value.ndim else value[()]
 
 
 class _UserSolver:
@@ -311,6 +325,17 @@ class _UserSolver:
 
 def _method_name(method):
     return repr(method) if isinstance(method, str) else getattr(method, "__qualname__", None) or repr(method)
+
+
+def _like(value):
+    """(shape, dtype) of a value as the graph holds it (a number or array as its constant)."""
+    if isinstance(value, Expr):
+        return value.shape, value.dtype
+    arr = np.asarray(value)
+    if arr.dtype.name in ("float32", "float64", "bool") or arr.dtype.kind in "iu":
+        return arr.shape, arr.dtype.name
+    constant = as_expr(arr)  # the constant's own rule (float16 -> float64, errors for the rest)
+    return constant.shape, constant.dtype
 
 
 def _signature(kind, x_like, theta_like, tree, method, tol, maxiter, options):
@@ -334,18 +359,12 @@ def _implicit(kind, fn, x0, params, method, tol, maxiter, options):
         raise UnsupportedError(f"{where}: method 'iterate' is fixed_point's; use 'newton' or a SciPy method")
     leaves, tree = pytree.flatten(tuple(params))
     symbolic = isinstance(x0, Expr) or any(isinstance(leaf, Expr) for leaf in leaves)
-    if isinstance(x0, Expr):
-        x_expr = x0
-    else:
-        x_num = np.asarray(x0)
-        x_expr = as_expr(x_num if x_num.dtype.kind == "f" else x_num.astype(np.float64))
-    if not is_float(x_expr.dtype):
-        x_expr = x_expr.astype("float64")
-    if x_expr.ndim > 2:
-        raise UnsupportedError(f"{where}: x0 has {x_expr.ndim} axes; the unknown must have at most 2")
-    thetas = [leaf if isinstance(leaf, Expr) else as_expr(np.asarray(leaf)) for leaf in leaves]
-    x_like = (x_expr.shape, x_expr.dtype)
-    theta_like = [(t.shape, t.dtype) for t in thetas]
+    x_shape, x_dtype = _like(x0)
+    x_dtype = x_dtype if is_float(x_dtype) else "float64"
+    if len(x_shape) > 2:
+        raise UnsupportedError(f"{where}: x0 has {len(x_shape)} axes; the unknown must have at most 2")
+    x_like = (x_shape, x_dtype)
+    theta_like = [_like(leaf) for leaf in leaves]
     signature = _signature(kind, x_like, theta_like, tree, method, tol, maxiter, options)
     implicit = None
     with _lock:
@@ -361,8 +380,11 @@ def _implicit(kind, fn, x0, params, method, tol, maxiter, options):
             with _lock:
                 per_fn[signature] = implicit
     if not symbolic:
-        return implicit(np.asarray(x0, dtype=x_expr.dtype), *[np.asarray(leaf) for leaf in leaves])
-    out = host_call(implicit, [x_expr, *thetas], x_expr.shape, x_expr.dtype)
+        return implicit(x0, *leaves)
+    x_expr = as_expr(x0) if isinstance(x0, Expr) else as_expr(np.asarray(x0, dtype=x_dtype))
+    x_expr = x_expr if x_expr.dtype == x_dtype else x_expr.astype(x_dtype)
+    thetas = [as_expr(leaf) for leaf in leaves]
+    out = host_call(implicit, [x_expr, *thetas], x_shape, x_dtype)
     if not any(is_float(t.dtype) for t in thetas):
         return out
     return custom_call(implicit, thetas, out)
