@@ -87,7 +87,9 @@ class _Implicit:
 
     def __init__(self, kind, fn, x_like, theta_like, tree, method, tol, maxiter, options):
         k = next(_count)
-        self.kind, self.fn, self.name = kind, fn, _fn_name(fn)
+        # fn is not kept: the cache holds this object weakly keyed by fn, so a function that
+        # goes away takes its entry with it
+        self.kind, self.name = kind, _fn_name(fn)
         self.key = f"{kind}_{k}_{re.sub(r'[^0-9A-Za-z_]', '_', self.name)}"
         self.method, self.tol, self.options = method, float(tol), dict(options or {})
         self.maxiter = maxiter

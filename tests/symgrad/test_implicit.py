@@ -347,3 +347,22 @@ def test_custom_root_differentiates_a_users_own_solver():
 
     with pytest.raises(sg.SolverError, match=r"sg.root\(.*F\): the solver .*wrong did not converge: max \|F"):
         wrong(np.zeros(3), k0)
+
+
+def test_the_solver_of_a_function_that_goes_away_is_not_kept():
+    import gc
+    import weakref
+
+    from symgrad import implicit
+
+    def make():
+        return lambda x, k: x**3 + k * x - 1.0
+
+    F = make()
+    x = sg.root(F, np.zeros(2), np.array([1.0, 2.0]))
+    np.testing.assert_allclose(x**3 + np.array([1.0, 2.0]) * x, 1.0, atol=1e-9)
+    assert F in implicit._CACHE
+    ref = weakref.ref(F)
+    del F
+    gc.collect()
+    assert ref() is None
