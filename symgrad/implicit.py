@@ -28,16 +28,22 @@ method name (root and fixed_point; default ``"hybr"``), a ``scipy.optimize.minim
 exact Jacobian, step halving while the residual grows), ``"iterate"`` (fixed_point's default:
 x <- T(x)), or a function ``method(fun, x0, jac) -> x`` (or a result with ``.x``) of flat
 vectors (for argmin, ``fun`` is the objective and ``jac`` its gradient). ``sg.custom_root(F)``
-decorates a solver of your own (jaxopt's spelling). Called on numbers,
-``sg.root`` solves at once and returns an array. Called on symgrad values (inside
-``sg.grad`` / ``sg.value_and_grad`` / ``sg.jit``-style ``sg.compile`` of a Python function, or
-with symbols), it returns an expression whose value the compiled function computes by calling
-the solver back from its kernel (op ``host_call``; the numba backend leaves machine code for the
-call under ``numba.objmode``) at every call. No derivative ever goes through the solver's
-iterations: the derivative is the implicit function theorem's, ``dx*/dθ = -(∂F/∂x)^-1 ∂F/∂θ``,
-built in the graph language (op ``custom``): reverse mode solves once with (∂F/∂x)^T per
-cotangent, forward mode once with ∂F/∂x per tangent. Both are ordinary graphs of x*, so
-second derivatives (Hessians, gradients of gradients) come from the same rule.
+decorates a solver of your own (jaxopt's spelling).
+
+Called on numbers, ``sg.root`` solves at once and returns an array. Called on symgrad values
+(inside ``sg.grad`` / ``sg.value_and_grad`` / ``sg.hessian`` / ``sg.compile`` of a Python
+function, or with symbols), it returns an expression whose value the compiled function computes
+by calling the solver back from its kernel at every call (op ``host_call``; the numba backend
+leaves machine code for the call under ``numba.objmode``). When the solves dominate a call, as
+they usually do, ``backend="numpy"`` builds in a fraction of a second and runs as fast.
+
+No derivative ever goes through the solver's iterations: it is the implicit function
+theorem's, ``dx*/dθ = -(∂F/∂x)^-1 ∂F/∂θ``, built in the graph language (op ``custom``):
+reverse mode solves once with (∂F/∂x)^T per cotangent, forward mode once with ∂F/∂x per
+tangent, in the compiled function. Both are ordinary graphs of x*, so second derivatives
+(Hessians, gradients of gradients) come from the same rule. ∂F/∂x is formed as a dense
+matrix (n forward passes), so the unknown needs a concrete size (at most 2 axes). F is traced
+once per function object and argument shapes: define it once, not as a new lambda per call.
 
 **Errors.** After the solve, ``max |F(x*)|`` must be at most ``tol`` (default 1e-8) and
 ∂F/∂x at x* invertible (condition number below 1e12); else a ``SolverError`` naming the
