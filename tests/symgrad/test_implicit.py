@@ -146,6 +146,8 @@ def test_numba_backend_runs_the_solver_from_the_kernel_and_refuses_save(tmp_path
     np.testing.assert_allclose(value, scipy_loss(2.0), rtol=1e-10)
     np.testing.assert_allclose(grad, central(scipy_loss, 2.0), rtol=1e-6)
     assert "_rt.host_call_float64_0(" in vg.source
+    with pytest.raises(sg.SolverError, match=r"did not converge: max \|F\(x, θ\)\| = nan"):
+        vg(np.nan)  # raised in the solver, through the kernel's object-mode call
     with pytest.raises(sg.UnsupportedError, match="cannot save: its kernel calls back into Python"):
         vg.save(tmp_path / "root.py")
 
