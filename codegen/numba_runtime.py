@@ -30,6 +30,14 @@ from .special import (  # noqa: F401 (the special functions' lowerings)
     xlog1py,
 )
 from .array_kernels import argsort_last, cumprod_last, cumsum_last  # noqa: F401 (ops/arrays.py's lowerings)
+from .callback_kernels import (  # noqa: F401 (the host_call op's lowerings: sg.root's solver)
+    host_call_float32_0,
+    host_call_float32_1,
+    host_call_float32_2,
+    host_call_float64_0,
+    host_call_float64_1,
+    host_call_float64_2,
+)
 from .linalg_kernels import solve_triangular  # noqa: F401 (the triangular solve's lowering)
 from .user_ops import on_install, vectorized  # the user's functions (sg.register_op): _install_user
 

@@ -4,6 +4,7 @@ import string
 
 import numpy as np
 
+from symgrad.ops.callback import run as host_call  # noqa: F401 (the host_call op's lowering: sg.root's solver)
 from symgrad.ops.registry import OPS
 
 from .user_ops import on_install, vectorized  # the user's functions (sg.register_op): _install_user

@@ -26,6 +26,7 @@ import numpy as np
 
 from symgrad._version import __version__
 from symgrad.errors import UnsupportedError
+from symgrad.ops.callback import NUMBA_HELPERS
 
 from . import user_ops
 
@@ -61,6 +62,11 @@ def standalone_source(compiled):
             continue
         module_name, prefix = _IMPORTS[line.strip()]
         rest, used = _flatten_attributes(rest, prefix)
+        if set(used) & NUMBA_HELPERS:
+            raise UnsupportedError(
+                f"{compiled.title}: cannot save: its kernel calls back into Python while it runs (the "
+                "solver of sg.root, sg.fixed_point or sg.argmin), which a standalone file cannot hold"
+            )
         users = [u for u in used if u in user_ops.FUNCTIONS]
         used = [u for u in used if u not in user_ops.FUNCTIONS]
         for attr in users:  # a user's op (sg.register_op): its function's source

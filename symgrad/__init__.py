@@ -14,7 +14,7 @@ if not _os.path.isdir(_os.path.join(__path__[0], "codegen")) and _os.path.isfile
 ):
     __path__.append(_root)
 
-from .errors import SymgradError, ParseError, ShapeError, InputError, UnsupportedError
+from .errors import SymgradError, ParseError, ShapeError, InputError, UnsupportedError, SolverError
 from .graph import Expr
 from .ops.registry import OPS as _OPS
 from .ops.elementwise import *  # noqa: F403  (every elementwise op's builder: elementwise.__all__)
@@ -83,6 +83,12 @@ from .frontends.parse import parse
 from .printing import expr_str as _expr_str  # installs how an Expr prints (repr, LaTeX)
 from .draw import to_dot, draw
 from .optimize import sparse_hessian  # and Compiled.scipy()
+from .implicit import (
+    root,
+    fixed_point,
+    argmin,
+    custom_root,
+)  # solutions of equations, differentiated implicitly
 from .extend import register_op, unregister_op  # a user's own elementwise op
 from . import dask_arrays as _dask_arrays  # Dask arrays as arguments: a runtime hook
 from .settings import config  # what builds print (and the report's settings, for the compiler)

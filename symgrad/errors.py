@@ -32,3 +32,8 @@ class InputError(SymgradError, TypeError):
 
 class UnsupportedError(SymgradError, NotImplementedError):
     """A construct symgrad cannot handle; the message names it."""
+
+
+class SolverError(SymgradError, RuntimeError):
+    """A numerical solve symgrad runs (``sg.root``, ``sg.fixed_point``, ``sg.argmin``) failed: it
+    did not converge (the message names the residual) or its Jacobian is singular."""

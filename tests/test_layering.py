@@ -41,6 +41,7 @@ ABOVE_LANGUAGE = (
     "api",
     "extend",
     "optimize",
+    "implicit",
     "dask_arrays",
     "settings",
     "cli",

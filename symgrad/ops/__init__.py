@@ -31,6 +31,7 @@ from .elementwise import (  # the ones the operators below use
 from .reduce import sum, mean, max, min, prod, logsumexp, softmax, log_softmax, count
 from .linalg import outer
 from .custom import custom_call  # the generic op of user-defined derivative rules
+from .callback import host_call  # a value Python computes at run time (sg.root's solver)
 from .contract import (
     einsum,
     tensordot,

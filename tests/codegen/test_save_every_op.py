@@ -222,6 +222,10 @@ _custom_softplus.defjvp(
 )
 
 
+# ops whose modules save() refuses, and why (tests/symgrad/test_implicit.py checks the refusal)
+CANNOT_SAVE = {"host_call": "the kernel calls a Python callable back (sg.root's solver) while it runs"}
+
+
 def test_every_op_of_the_registry_saves_a_module_that_runs_without_symgrad(tmp_path):
     cases = _cases()
     rng = np.random.default_rng(6)
@@ -247,7 +251,7 @@ def test_every_op_of_the_registry_saves_a_module_that_runs_without_symgrad(tmp_p
         }
     w0, X0, y0 = payload["op_logaddexp_loss"]["args"]
     payload["op_logaddexp_loss"]["bad_args_for_kernel_checked"] = [w0, X0, y0[:-1]]  # one label short
-    assert set(OPS) - seen == set(), f"ops no case builds: {sorted(set(OPS) - seen)}"
+    assert set(OPS) - seen == set(CANNOT_SAVE), f"ops no case builds: {sorted(set(OPS) - seen)}"
     (tmp_path / "cases.json").write_text(json.dumps(payload))
     (tmp_path / "driver_main.py").write_text(DRIVER)
     run = subprocess.run(

@@ -151,6 +151,8 @@ def _sample_graphs():
         "where": sg.where(M > 0, M, v),
         "stop_gradient": sg.stop_gradient(v) * v,
         "custom": _custom_softplus(M) * v,  # a function with a user's derivative rule (sg.custom_jvp)
+        # a value Python computes at run time: sg.root's solver (tests/symgrad/test_implicit.py)
+        "host_call": sg.root(lambda x, p: x**3 + x - p, np.zeros(3), v),
         "cast": sg.cast(M, "float32"),
         "isfinite": sg.isfinite(M),
         "logical_not": sg.logical_not(M > 0),
@@ -235,6 +237,9 @@ NON_DIFFERENTIABLE = {
     ("scatter_last", 1),
     # integer indices of the sorted order
     ("argsort", 0),
+    # a value Python computes (sg.root's solver): the custom node around it differentiates
+    ("host_call", 0),
+    ("host_call", 1),
 }
 NO_NUMPY_DEFINITION = {"symbol", "constant", "dimsize"}  # inputs, embedded values, runtime sizes
 
