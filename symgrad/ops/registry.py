@@ -134,6 +134,12 @@ class OpDef:
     value_of: object = None
     show: Optional[Callable] = None  # (node, operand texts) -> its printed text, when not op(operands, attrs)
     user: str = ""  # registered by a user (sg.register_op): the runtime attribute generated code calls
+    # how sg.vmap maps the op over a leading batch axis: a rule (node, args, batched) -> Expr, where
+    # args are the operands rebuilt (those with batched[i] carry the batch as a new leading axis)
+    # and the result is node's value for every example, batch axis first; or a string, the reason
+    # vmap refuses the op. None: the generic rule of its traits (symgrad/batching.py: elementwise
+    # ops broadcast the batch axis, ops along attrs["axes"] shift them by one)
+    batch: object = None
 
     def value_operand(self, node):
         """The operand whose value is ``node``'s (``value_of``), or None: ``node`` is computed."""
