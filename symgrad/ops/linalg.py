@@ -114,10 +114,10 @@ def _batch_matmul(node, args, batched):
         operands.append(reshape(x, (flat,) + x.shape[-2:]))
     out = matmul(*operands)
     out = reshape(out, full + out.shape[-2:])
-    if rb == 1:
-        out = reshape(out, out.shape[:-1])
     if ra == 1:
         out = reshape(out, out.shape[:-2] + out.shape[-1:])
+    if rb == 1:
+        out = reshape(out, out.shape[:-1])
     return out
 
 

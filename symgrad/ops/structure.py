@@ -179,6 +179,9 @@ def _batch_getitem(node, args, batched):
 
 def _batch_slice_grad(node, args, batched):
     (g,) = args
+    region = sum(1 for k in node.attrs["key"] if k[0] != "i")  # the rank g broadcasts to
+    if g.ndim - 1 < region:
+        g = reshape(g, g.shape[:1] + (1,) * (region - g.ndim + 1) + g.shape[1:])
     return make("slice_grad", [g], key=(_WHOLE,) + node.attrs["key"], shape=g.shape[:1] + node.attrs["shape"])
 
 
