@@ -1511,7 +1511,7 @@ _CONVERTED += ["symgrad/passes/simplify.py", "codegen/emit.py", "codegen/schedul
 _CONVERTED += ["symgrad/frontends/sympy_bridge.py"]
 _CONVERTED += ["codegen/ir.py", "codegen/branches.py", "codegen/rolling.py", "codegen/tiling.py"]
 _CONVERTED += ["codegen/fusion.py", "codegen/numba_backend.py"]
-_CONVERTED += ["symgrad/batching.py", "symgrad/transforms.py"]
+_CONVERTED += ["symgrad/batching.py"]
 _LEAF = "a symbol has a name and a constant a value: reading them is about that leaf"
 _ONE_OP_RULES = {
     ("symgrad/autodiff.py", "symbol"): _LEAF,
