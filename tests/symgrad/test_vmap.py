@@ -179,6 +179,18 @@ def test_vmap_of_hessian_and_of_hessian_vector_products():
         return sg.jvp(sg.grad(f), (x,), (v,))[1]
 
     np.testing.assert_allclose(sg.vmap(hvp, backend="numpy")(X, V), np.einsum("bij,bj->bi", H, V), rtol=1e-10)
+    hvp2 = sg.vmap(lambda x, v: sg.hvp(f, (x,), (v,)), backend="numpy")
+    np.testing.assert_allclose(hvp2(X, V), np.einsum("bij,bj->bi", H, V), rtol=1e-10)
+
+
+def test_jacobian_of_vmap_is_block_diagonal():
+    X = RNG.normal(size=(3, 2))
+    J = sg.jacobian(sg.vmap(np.sin), backend="numpy")(X)
+    want = np.zeros((3, 2, 3, 2))
+    for i in range(3):
+        for k in range(2):
+            want[i, k, i, k] = np.cos(X[i, k])
+    np.testing.assert_allclose(J, want, rtol=1e-12)
 
 
 def test_vmap_of_vjp():
