@@ -47,6 +47,11 @@ Any op's record also holds the traits passes ask it for instead of keeping lists
 names (``reduction``, ``along_axes``, ``linear``, ``bilinear``, ``moves_adjoint``,
 ``keeps_rows``, ``given``, ``needs_nonempty``, ``aliases``, ``index_operand``, ``infix`` and
 ``precedence``; see the fields), set by keyword where the op is registered.
+
+``batch`` is how ``sg.vmap`` maps the op over a leading batch axis (``symgrad/batching.py``):
+a rule ``(node, args, batched) -> Expr``, or a string saying why vmap refuses the op; left
+None, an elementwise op broadcasts the batch axis and an op along ``attrs["axes"]`` shifts
+its axes by one.
 """
 
 import os
