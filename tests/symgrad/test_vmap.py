@@ -287,6 +287,10 @@ def test_vmap_errors_name_what_was_wrong():
         UnsupportedError, match=r"in_axes\[0\] at the top level the axes \{'W': 0\} do not match"
     ):
         sg.vmap(lambda p: p, in_axes=({"W": 0},), backend="numpy")(A)
+    with pytest.raises(UnsupportedError, match=r"in_axes must be an int, None, or a tuple .* got a dict"):
+        sg.vmap(lambda a: a, in_axes={"a": 0})
+    with pytest.raises(UnsupportedError, match=r"vmap: 3 is not a function"):
+        sg.vmap(3)
     with pytest.raises(UnsupportedError, match=r"pass the arguments by position .* keyword argument\(s\) a"):
         sg.vmap(lambda a: a)(a=A)
 
