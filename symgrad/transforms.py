@@ -558,7 +558,7 @@ def vmap_symbolic(fn: Any, in_axes: Any, out_axes: Any, args: tuple, name: str) 
     batched = batching.batch(exprs, mapping, size)
     results = []
     for e, b, path, axis in zip(exprs, batched, paths, leaf_axes(out_axes, out, "out_axes", where)):
-        label = f"output {''.join(f'[{k!r}]' for k in path) or ''}".rstrip()
+        label = "output" + "".join(f"[{k!r}]" for k in path)
         if axis is None:
             if b is not None:
                 raise UnsupportedError(
