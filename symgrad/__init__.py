@@ -76,6 +76,7 @@ from .api import (
     hvp,
     hessian_sparsity,
     value_grad_and_hessian,
+    vmap,
 )
 from .frontends import numpy_protocol as _numpy_protocol  # noqa: F401  (np.* on Expr)
 from .frontends.sympy_bridge import from_sympy, to_sympy, latex

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Union, overload
 
+import inspect
 import weakref
 
 import numpy as np
@@ -207,6 +208,94 @@ def _function_vjp(fn, primals, has_aux, backend):
         return helper(tuple(primals), cotangent)
 
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+# ---------------------------------------------------------------- vmap
+
+
+def _positional_signature(fn):
+    """A signature of positional-only parameters named as ``fn``'s (so the traced symbols carry
+    its parameter names), or None when ``fn`` has defaults, ``*args`` or an unreadable signature."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind not in positional or p.default is not p.empty for p in params):
+        return None
+    return inspect.Signature([p.replace(kind=inspect.Parameter.POSITIONAL_ONLY) for p in params])
+
+
+class VmapFunction:
+    """``sg.vmap(fn, in_axes, out_axes)``: ``fn`` mapped over an axis of its arguments.
+
+    Called with arrays, it traces ``fn`` once on one example's symbols, rebuilds the graph for
+    a batch whose size is a symbolic dim of its own (``symgrad.batching``) and compiles it: one
+    compile serves every batch size. Called with symgrad values (inside another transformation,
+    or a nested vmap) it returns the batched expressions. The traced function's record is here
+    too: ``.source``, ``.compile_count``, ``.trace_count``, ``.compiles``, ``.compiled_for``."""
+
+    def __init__(self, fn, in_axes, out_axes, backend):
+        if not callable(fn):
+            raise UnsupportedError(f"vmap: {fn!r:.60} is not a function")
+        transforms.check_axes(in_axes, "in_axes", "vmap")
+        transforms.check_axes(out_axes, "out_axes", "vmap")
+        if isinstance(in_axes, dict):
+            raise UnsupportedError(
+                "vmap: in_axes must be an int, None, or a tuple with one entry per positional argument "
+                "(as in JAX), got a dict"
+            )
+        self._fn, self._in_axes, self._out_axes = fn, in_axes, out_axes
+        self.__name__ = name = getattr(fn, "__name__", type(fn).__name__)
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+        def batched(*args):
+            return transforms.vmap_symbolic(fn, in_axes, out_axes, args, name)
+
+        batched.__name__ = batched.__qualname__ = f"vmap({name})"
+        signature = _positional_signature(fn)
+        if signature is not None:
+            batched.__signature__ = signature
+        self._traced = traced(
+            batched, _compile_result, transforms.Spec("compile"), backend or DEFAULT_BACKEND, self._leaf_axes
+        )
+
+    def _leaf_axes(self, args):
+        where = f"vmap({self.__name__})"
+        per_arg = transforms.arg_axes(self._in_axes, len(args), where)
+        return [
+            a
+            for value, axes in zip(args, per_arg)
+            for a in transforms.leaf_axes(axes, value, "in_axes", where)
+        ]
+
+    def __call__(self, *args, **kwargs):
+        if kwargs:
+            raise UnsupportedError(
+                f"vmap({self.__name__}): pass the arguments by position (in_axes counts positional "
+                f"arguments); got keyword argument(s) {', '.join(sorted(kwargs))}"
+            )
+        return self._traced(*args)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._traced, name)
+
+    def __repr__(self):
+        return f"<symgrad vmap({self.__name__}, in_axes={self._in_axes!r}, out_axes={self._out_axes!r})>"
+
+
+def vmap(
+    fn: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0, *, backend: str | None = None
+) -> VmapFunction:
+    """JAX's ``vmap``: ``fn`` mapped over axis ``in_axes`` of its arguments, the results stacked
+    along ``out_axes``. ``in_axes``: an int (every argument), None (not mapped: the same for
+    every example), or a tuple with one entry per positional argument, each an int, None or a
+    pytree of them matching that argument; negative axes count from the end. Composes with
+    every transformation: ``sg.vmap(sg.grad(loss), in_axes=(None, 0, 0))`` is the per-example
+    gradient. The batch size is a symbolic dim, so one compile serves every batch size."""
+    return VmapFunction(fn, in_axes, out_axes, backend)
 
 
 # ---------------------------------------------------------------- symbolic derivatives

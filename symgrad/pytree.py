@@ -157,6 +157,33 @@ def unflatten(treedef: TreeDef, leaves: Any) -> Any:
     return build(treedef)
 
 
+def prefix_leaves(prefix: Any, tree: Any, is_value: Any, numbers_leaf: bool = False) -> list[Any]:
+    """One value per leaf of ``tree``, read from ``prefix``, a tree prefix of it (as JAX reads
+    ``in_axes``): where ``is_value(prefix)`` it applies to the whole subtree, else the prefix's
+    node must match the tree's (kind and keys) and each child gives its own subtree's values.
+    Raises ValueError naming the path where they differ."""
+    out = []
+    stack = [(prefix, tree, ())]
+    while stack:
+        p, t, path = stack.pop()
+        if is_value(p):
+            out.extend([p] * flatten(t, numbers_leaf)[1].num_leaves)
+            continue
+        mine, theirs = _children(p, False), _children(t, numbers_leaf)
+        if mine is None or theirs is None or mine[:2] != theirs[:2] or len(mine[2]) != len(theirs[2]):
+            where = "".join(f"[{k!r}]" for k in path) or "the top level"
+            raise ValueError(
+                f"at {where} the axes {p!r:.60} do not match the structure of the value ({_what_tree(t)})"
+            )
+        for label, pc, tc in reversed(list(zip(theirs[3], mine[2], theirs[2]))):
+            stack.append((pc, tc, path + (label,)))
+    return out
+
+
+def _what_tree(t):
+    return repr(flatten(t)[1]) if not hasattr(t, "shape") else f"an array of shape {tuple(t.shape)}"
+
+
 def tree_map(fn: Any, tree: Any) -> Any:
     leaves, treedef = flatten(tree)
     return unflatten(treedef, [fn(leaf) for leaf in leaves])

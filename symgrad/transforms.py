@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from . import autodiff
+from . import autodiff, batching
 from .errors import ShapeError, UnsupportedError
-from .graph import Expr, is_float, shape_str, topo_order
+from .graph import Expr, dim_str, dims_equal, is_float, shape_str, topo_order
 from .ops import as_expr
 from .ops.registry import make
-from .pytree import flatten, flatten_with_paths, unflatten
+from .ops.structure import broadcast_to, transpose
+from .pytree import flatten, flatten_with_paths, prefix_leaves, unflatten
 from .symbol_constructors import tensor
 
 KINDS = ("compile", "value_and_grad", "grad", "jacobian", "hessian")
@@ -453,4 +454,132 @@ def vjp_symbolic(fn: Any, primals: Any, cotangent: Any, name: str, has_aux: bool
     return tuple(result)
 
 
-__all__ = ["Spec", "evaluate", "call_symbolic", "jvp_symbolic", "vjp_symbolic", "substitute", "has_expr"]
+# ---------------------------------------------------------------- vmap
+
+
+def is_axis(value: Any) -> bool:
+    """An entry of in_axes/out_axes that applies to a whole subtree: an int or None."""
+    return value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, bool))
+
+
+def check_axes(axes: Any, what: str, where: str) -> None:
+    """Refuse an in_axes/out_axes holding anything but ints and None (in a pytree)."""
+    leaves = [axes] if is_axis(axes) else flatten(axes)[0]
+    for leaf in leaves:
+        if not is_axis(leaf):
+            raise UnsupportedError(
+                f"{where}: {what} must be an int, None, or a pytree of them (as in JAX), "
+                f"got {leaf!r:.60} in {axes!r:.80}"
+            )
+
+
+def arg_axes(in_axes: Any, nargs: int, where: str) -> list[Any]:
+    """``in_axes`` as one axes prefix per positional argument."""
+    if is_axis(in_axes):
+        return [in_axes] * nargs
+    if not isinstance(in_axes, (tuple, list)):
+        raise UnsupportedError(
+            f"{where}: in_axes must be an int, None, or a tuple with one entry per positional argument "
+            f"(as in JAX), got a {type(in_axes).__name__}"
+        )
+    if len(in_axes) != nargs:
+        raise UnsupportedError(
+            f"{where}: in_axes has {len(in_axes)} entries but the function was called with "
+            f"{nargs} positional argument{'' if nargs == 1 else 's'}"
+        )
+    return list(in_axes)
+
+
+def leaf_axes(axes: Any, value: Any, what: str, where: str) -> list[Any]:
+    """One axis (or None) per leaf of ``value``, ``axes`` being a tree prefix of it."""
+    try:
+        return prefix_leaves(axes, value, is_axis, numbers_leaf=True)
+    except ValueError as exc:
+        raise UnsupportedError(f"{where}: {what} {exc}") from None
+
+
+def _axis_index(axis, rank, what, where):
+    if not -rank <= axis < rank:
+        raise ShapeError(
+            f"{where}: {what} {axis} is out of range for {rank} dimension{'' if rank == 1 else 's'}"
+        )
+    return int(axis) % rank
+
+
+def _move_axis(x, source, dest):
+    if source == dest:
+        return x
+    order = [a for a in range(x.ndim) if a != source]
+    order.insert(dest, source)
+    return transpose(x, tuple(order))
+
+
+def vmap_symbolic(fn: Any, in_axes: Any, out_axes: Any, args: tuple, name: str) -> Any:
+    """``fn`` mapped over an axis of its arguments (``sg.vmap``), on symgrad values: ``fn`` runs
+    once on one example's stand-in symbols and its graph is rebuilt for the whole batch
+    (``symgrad.batching``). The batch axis of each output is at ``out_axes``."""
+    where = f"vmap({name})"
+    args = list(args)
+    size, first, mapping, new_args = None, None, {}, []
+    for p, (value, axes) in enumerate(zip(args, arg_axes(in_axes, len(args), where))):
+        leaves, paths, td = flatten_with_paths(value, True)
+        per_leaf = leaf_axes(axes, value, f"in_axes[{p}]" if not is_axis(in_axes) else "in_axes", where)
+        stand_ins = []
+        for leaf, path, axis in zip(leaves, paths, per_leaf):
+            if axis is None:
+                stand_ins.append(leaf)
+                continue
+            label = f"argument {p}{''.join(f'[{k!r}]' for k in path)}"
+            e = as_expr(np.asarray(leaf) if isinstance(leaf, (list, tuple)) else leaf)
+            if e.ndim == 0:
+                raise ShapeError(
+                    f"{where}: in_axes maps axis {axis} of {label}, a scalar; use None for an argument "
+                    "that is not mapped"
+                )
+            moved = _move_axis(e, _axis_index(axis, e.ndim, "in_axes", f"{where}, {label}"), 0)
+            if size is None:
+                size, first = moved.shape[0], label
+            elif not dims_equal(size, moved.shape[0]):
+                raise ShapeError(
+                    f"{where}: the mapped axes have different sizes: {dim_str(size)} in {first}, "
+                    f"{dim_str(moved.shape[0])} in {label}"
+                )
+            stand_in = _fresh_symbol(moved.shape[1:], moved.dtype)
+            mapping[id(stand_in)] = moved
+            stand_ins.append(stand_in)
+        new_args.append(unflatten(td, stand_ins))
+    if size is None:
+        raise UnsupportedError(
+            f"{where}: in_axes maps no argument (every entry is None); map at least one axis"
+        )
+    out = fn(*new_args)
+    leaves, paths, td = flatten_with_paths(out)
+    exprs = [_expr_leaf(v, "vmap", name) for v in leaves]
+    batched = batching.batch(exprs, mapping, size)
+    results = []
+    for e, b, path, axis in zip(exprs, batched, paths, leaf_axes(out_axes, out, "out_axes", where)):
+        label = "output" + "".join(f"[{k!r}]" for k in path)
+        if axis is None:
+            if b is not None:
+                raise UnsupportedError(
+                    f"{where}: out_axes is None for {label}, but it depends on the mapped arguments "
+                    "(None is for an output that is the same for every example)"
+                )
+            results.append(e)
+            continue
+        if b is None:  # the same for every example: repeated along the batch axis, as JAX does
+            b = broadcast_to(e, (size,) + e.shape)
+        results.append(_move_axis(b, 0, _axis_index(axis, b.ndim, "out_axes", f"{where}, {label}")))
+    return unflatten(td, results)
+
+
+__all__ = [
+    "Spec",
+    "evaluate",
+    "call_symbolic",
+    "jvp_symbolic",
+    "vjp_symbolic",
+    "substitute",
+    "has_expr",
+    "vmap_symbolic",
+]

@@ -62,6 +62,29 @@ def test_every_reference_agrees_with_symgrad_on_small_sizes():
             assert bench._agree(w.fused(*w.args), want), name
 
 
+def test_per_example_workloads_agree_with_their_numpy_references_and_jax():
+    # the per-example gradients (sg.vmap of sg.grad) against the numpy-by-hand backward
+    import numpy as np
+
+    import symgrad as sg
+
+    for name in ("pe_logreg/40", "pe_mlp/3"):
+        w = bench.make_workload(sg, name)
+        pe = w.per_example
+        want = w.by_hand(*w.args)
+        loss = lambda *a, w=w: w.loss(np, *a)  # noqa: E731
+        grads = sg.vmap(sg.grad(loss, argnums=pe.argnums), in_axes=pe.in_axes, backend="numpy")
+        assert bench._agree(bench._only_grads(grads(*w.args)), want), name
+        values = sg.vmap(loss, in_axes=pe.in_axes, backend="numpy")(*w.args)
+        np.testing.assert_allclose(values, want[0], rtol=1e-12, err_msg=name)
+        try:
+            made = bench._peer("jax", w)
+        except ImportError:
+            continue
+        build, wrap = made
+        assert bench._agree(wrap(build())(*w.args), want), name
+
+
 def test_einsum_workloads_and_their_matmul_twins_agree_with_the_references():
     import symgrad as sg
 

@@ -35,6 +35,7 @@ LANGUAGE += (
     "pytree",
     "transforms",
     "custom",
+    "batching",
 )
 ABOVE_LANGUAGE = (
     "codegen",

@@ -255,11 +255,26 @@ class _Leaf:
     """One array, number or static value among a call's arguments (a leaf of their pytrees):
     its label (the symbol's name), which top-level argument it belongs to, and how it is traced."""
 
-    __slots__ = ("label", "top", "value", "kind", "dtype", "shape")
+    __slots__ = ("label", "top", "value", "kind", "dtype", "shape", "mapped")
 
     def __init__(self, label, top, value):
         self.label, self.top, self.value = label, top, value
-        self.kind = self.dtype = self.shape = None
+        self.kind = self.dtype = self.shape = self.mapped = None
+
+
+class _MappedSize(int):
+    """The size of an axis sg.vmap maps over, as a key of the classes of equal axes: its own
+    class whatever its size (1 too, and equal to another axis or not), so one trace serves every
+    batch size."""
+
+    def __eq__(self, other):
+        return type(other) is _MappedSize and int(self) == int(other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(("mapped", int(self)))
 
 
 def is_dask(value):
@@ -290,11 +305,13 @@ def install_build_report(building):
     _building = building
 
 
-def traced(fn, compile, spec, backend="numba"):
+def traced(fn, compile, spec, backend="numba", mapped=None):
     """``fn`` transformed by ``spec`` (a ``transforms.Spec``), traced on symbolic stand-ins of its
     arguments and compiled by ``compile(result, inputs, backend) -> (Compiled, unflatten)``
-    (the public API's compile of a ``transforms.Result``)."""
-    return TracedFunction(fn, compile, spec, backend)
+    (the public API's compile of a ``transforms.Result``). ``mapped(args)``, for sg.vmap, gives
+    the axis each leaf of the positional arguments is mapped over (or None): that axis is a
+    symbolic size of its own for every batch size."""
+    return TracedFunction(fn, compile, spec, backend, mapped)
 
 
 class _Missing:
@@ -323,7 +340,7 @@ class TracedFunction:
     last signature seen: it checks each argument's type and dtype and that no two classes of
     equal axes have become equal or 1, then calls the compiled entry (which checks the rest)."""
 
-    def __init__(self, fn, compile, spec, backend="numba"):
+    def __init__(self, fn, compile, spec, backend="numba", mapped=None):
         if not callable(fn):
             raise UnsupportedError(f"{spec.kind}: {fn!r:.60} is not a function")
         functools.update_wrapper(self, fn, updated=())
@@ -344,6 +361,7 @@ class TracedFunction:
         self._cache = {}  # (signature, sizes of the concrete classes) -> (Compiled, output treedef)
         self._dispatchers = {}  # id(Compiled) -> the class whose __call__ dispatches to it
         self._lock = threading.RLock()
+        self._mapped = mapped
         self._last = None
         self.trace_count = 0
         self.compile_count = 0
@@ -514,6 +532,8 @@ class TracedFunction:
         bound, tops, leaves, structure = self._flatten(args, kwargs)
         if any(isinstance(leaf.value, Expr) for leaf in leaves):
             return None
+        if self._mapped is not None:
+            self._mark_mapped(tops, leaves)
         key, classes = self._classify(leaves, len(tops))
         key = key + structure if structure else key
         numeric = [leaf.value for leaf in leaves if leaf.kind != "static"]
@@ -539,6 +559,20 @@ class TracedFunction:
                     self._cache[full_key] = entry
         self._last = entry
         return entry, leaves, numeric
+
+    def _mark_mapped(self, tops, leaves):
+        """Set each array leaf's mapped axis (sg.vmap's in_axes); axes the trace will refuse
+        (out of range, structures that differ) are left unmarked for it to explain."""
+        try:
+            axes = self._mapped([value for _, value in tops])
+        except SymgradError:
+            return
+        if len(axes) != len(leaves):
+            return
+        for leaf, axis in zip(leaves, axes):
+            ndim = getattr(leaf.value, "ndim", 0)
+            if axis is not None and ndim and -ndim <= axis < ndim:
+                leaf.mapped = int(axis) % ndim
 
     @staticmethod
     def _full_key(key, plan, classes):
@@ -632,7 +666,8 @@ class TracedFunction:
                     )
                 leaf.kind, leaf.dtype = ("array" if value.ndim else "scalar"), dtype
                 leaf.shape = tuple(
-                    self._dim_class(classes, d, leaf.label, axis) for axis, d in enumerate(np.shape(value))
+                    self._dim_class(classes, d, leaf.label, axis, axis == leaf.mapped)
+                    for axis, d in enumerate(np.shape(value))
                 )
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 leaf.kind, leaf.shape = "scalar", ()
@@ -656,9 +691,11 @@ class TracedFunction:
         return tuple(key), [(name, size) for size, (index, name) in ordered]
 
     @staticmethod
-    def _dim_class(classes, size, label, axis):
+    def _dim_class(classes, size, label, axis, mapped=False):
         """The class of an axis: None for size 1, else an index shared by all axes of this size,
-        named after the first of them."""
+        named after the first of them; an axis sg.vmap maps over is a class of its own."""
+        if mapped:
+            return classes.setdefault(_MappedSize(size), (len(classes), f"{label}_{axis}"))[0]
         if size == 1:
             return None
         return classes.setdefault(int(size), (len(classes), f"{label}_{axis}"))[0]
@@ -696,7 +733,7 @@ class TracedFunction:
     @staticmethod
     def _shape(leaf, classes, concrete):
         return tuple(
-            1 if c is None else classes[c][1] if c in concrete else classes[c][0] for c in leaf.shape
+            1 if c is None else int(classes[c][1]) if c in concrete else classes[c][0] for c in leaf.shape
         )
 
     def _describe(self, leaves, classes, concrete):
@@ -805,7 +842,7 @@ def _dispatcher(compiled, unflat, leaves, slow):
             namespace[f"_d{i}"] = value.dtype
             checks.append(f"type({a}) is _nd and {a}.dtype is _d{i}")
             for axis, c in enumerate(leaf.shape):
-                if c is not None and c not in sizes:
+                if c is not None and c not in sizes and axis != leaf.mapped:
                     sizes[c] = (f"_s{len(sizes)}", f"{a}.shape[{axis}]")
         else:
             return None

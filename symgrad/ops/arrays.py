@@ -159,6 +159,11 @@ def _reverse_cumsum_last(g):
     return _reverse_last(_cumsum_last(_reverse_last(g)))
 
 
+def _along_last_axis(node, args, batched):
+    """Batching rule of an op along the last axis (any leading axes): the same op."""
+    return make(node.op, args, **node.attrs)
+
+
 register(
     "cumsum",
     _same_infer,
@@ -168,6 +173,7 @@ register(
     note="d cumsum = the reversed cumulative sum of g",
     lower="np.cumsum({0}, axis=-1)",
     lowerings={"numba": "_rt.cumsum_last({0})"},
+    batch=_along_last_axis,
 )
 
 
@@ -185,6 +191,7 @@ register(
     note="d cumprod: d out_j = out_j sum_{i <= j} dx_i / x_i",
     lower="np.cumprod({0}, axis=-1)",
     lowerings={"numba": "_rt.cumprod_last({0})"},
+    batch=_along_last_axis,
 )
 
 _WIDE = {"bool": "int64", "int8": "int64", "int16": "int64", "int32": "int64", "uint8": "uint64"}
@@ -224,6 +231,7 @@ register(
     note="integer indices: not differentiable",
     lower="np.argsort({0}, axis=-1, kind='stable')",
     lowerings={"numba": "_rt.argsort_last({0})"},
+    batch=_along_last_axis,
 )
 
 

@@ -60,4 +60,8 @@ register(
     value_of="n",
     aliases=True,
     show=_show,
+    batch=(
+        "sg.custom_vjp / sg.custom_jvp rules are Python functions written for one example's shapes; "
+        "vmap cannot rebuild them for a batch"
+    ),
 )

@@ -543,6 +543,7 @@ register(
     jvp=(_cast_jvp,),
     note="d/dx cast(x) = 1",
     moves_adjoint=(0,),
+    batch=lambda node, args, batched: make("cast", args, **node.attrs),
 )
 
 

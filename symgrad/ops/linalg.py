@@ -12,11 +12,20 @@ import importlib
 import numpy as np
 
 from ..errors import ShapeError, UnsupportedError
-from ..graph import broadcast_shapes, dim_str, dims_equal, float_of, normalize_axes, promote, shape_str
+from ..graph import (
+    broadcast_shapes,
+    dim_product,
+    dim_str,
+    dims_equal,
+    float_of,
+    normalize_axes,
+    promote,
+    shape_str,
+)
 from .registry import register, make, as_expr
 from . import elementwise as ew
 from .reduce import max as max_, min as min_, sum as sum_
-from .structure import arange, expand_dims, reshape, sum_to, transpose
+from .structure import arange, broadcast_to, expand_dims, reshape, sum_to, transpose
 
 
 def _swap_last(x):
@@ -76,6 +85,42 @@ def _matmul_vjp_b(g, a, b, out):
     return sum_to(matmul(_swap_last(a), g), b.shape)  # dW = x.T @ dy
 
 
+def _batch_matmul(node, args, batched):
+    """vmap of ``a @ b``: one product when one side is a plain matrix or vector (the batch joins
+    the other side's rows), else a stacked (batched) product over batch x per-example stacks."""
+    (a, b), (ba, bb) = args, batched
+    ra, rb = a.ndim - ba, b.ndim - bb  # one example's ranks
+    if ba and not bb and rb <= 2:  # every example's rows against one matrix or vector
+        rows = matmul(reshape(a, (dim_product(a.shape[:-1]), a.shape[-1])), b)
+        return reshape(rows, a.shape[:-1] + b.shape[1:])
+    if bb and not ba and rb == 1 and ra <= 2:  # one matrix times each example's vector
+        return matmul(b, _swap_last(a) if ra == 2 else a)
+    if bb and not ba and ra <= 2 and b.ndim <= 3:  # a broadcasts over the batch of b
+        return matmul(a, b)
+    size = (a if ba else b).shape[0]
+    if ra == 1:
+        a = expand_dims(a, a.ndim - 1)  # (1, n)
+    if rb == 1:
+        b = expand_dims(b, b.ndim)  # (n, 1)
+    stack = broadcast_shapes(a.shape[ba:-2], b.shape[bb:-2], what="matmul batch dimensions")
+    full = (size,) + stack
+    flat = dim_product(full)
+    operands = []
+    for x, is_batched in ((a, ba), (b, bb)):
+        if is_batched:  # its stack dims line up after the batch axis
+            x = reshape(x, x.shape[:1] + (1,) * (len(full) + 2 - x.ndim) + x.shape[1:])
+        if x.shape[:-2] != full:
+            x = broadcast_to(x, full + x.shape[-2:])
+        operands.append(reshape(x, (flat,) + x.shape[-2:]))
+    out = matmul(*operands)
+    out = reshape(out, full + out.shape[-2:])
+    if ra == 1:
+        out = reshape(out, out.shape[:-2] + out.shape[-1:])
+    if rb == 1:
+        out = reshape(out, out.shape[:-1])
+    return out
+
+
 register(
     "matmul",
     _matmul_infer,
@@ -89,6 +134,7 @@ register(
     keeps_rows=True,
     infix="@",
     precedence=2,
+    batch=_batch_matmul,
 )
 
 
@@ -252,6 +298,9 @@ def _solve_vjp_a(g, a, b, out):
     return -_outer_or_matmul(solve(_t(a), g), out)  # -A^-T g x^T
 
 
+# vmap refuses the factorisations and solves: their kernels take one 2-D matrix (no stacks yet)
+_ONE_MATRIX = "its kernel takes one 2-D matrix; a stack of matrices (one per example) is not supported yet"
+
 register(
     "solve",
     _solve_infer("np.linalg.solve"),
@@ -261,6 +310,7 @@ register(
     note="x = A^-1 b: db = A^-T g, dA = -db x^T",
     arity=2,
     lower="np.linalg.solve({0}, {1})",
+    batch=_ONE_MATRIX,
 )
 
 
@@ -280,6 +330,7 @@ register(
     note="d inv(A) = -inv(A) dA inv(A): dA = -inv(A)^T g inv(A)^T",
     arity=1,
     lower="np.linalg.inv({0})",
+    batch=_ONE_MATRIX,
 )
 
 
@@ -298,6 +349,7 @@ register(
     note="d det(A) = det(A) tr(A^-1 dA): dA = g det(A) A^-T",
     arity=1,
     lower="np.linalg.det({0})",
+    batch=_ONE_MATRIX,
 )
 
 
@@ -323,6 +375,7 @@ register(
     note="d log|det A| = tr(A^-1 dA): dA = g A^-T",
     arity=1,
     lower="np.linalg.slogdet({0})[1]",
+    batch=_ONE_MATRIX,
 )
 register(
     "detsign",
@@ -331,6 +384,7 @@ register(
     note="the sign of det(A): piecewise constant, no derivative",
     arity=1,
     lower="np.linalg.slogdet({0})[0]",
+    batch=_ONE_MATRIX,
 )
 
 
@@ -380,6 +434,7 @@ register(
     note="x = op(T)^-1 b, T a triangle of A: db = op(T)^-T g, dT = -db x^T (transposed if op is)",
     arity=2,
     lower="_rt.solve_triangular({0}, {1}, {lower}, {trans}, {unit})",
+    batch=_ONE_MATRIX,
 )
 
 
@@ -435,6 +490,7 @@ register(
     note="A = L L^T: dA = sym(L^-T Phi(L^T g) L^-1), " + _PHI_NOTE,
     arity=1,
     lower="np.linalg.cholesky({0})",
+    batch=_ONE_MATRIX,
 )
 
 
@@ -509,6 +565,7 @@ register(
     note="dw = diag(V^T dA V): dA = V diag(g) V^T",
     arity=1,
     lower="np.linalg.eigvalsh({0})",  # no vectors: cheaper when only the values are needed
+    batch=_ONE_MATRIX,
 )
 register(
     "eigh_v",
@@ -519,6 +576,7 @@ register(
     note="dV = V (F o V^T dA V), F_ij = 1/(w_j - w_i): dA = sym(V (F o V^T G) V^T)",
     arity=1,
     lower="np.linalg.eigh({0})[1]",
+    batch=_ONE_MATRIX,
 )
 
 
@@ -645,6 +703,7 @@ for _part, _vjp, _jvp, _note in (
         note=_note,
         arity=1,
         lower=f"np.linalg.svd({{0}}, full_matrices=False)[{'u s vt'.split().index(_part)}]",
+        batch=_ONE_MATRIX,
     )
 
 
@@ -731,6 +790,7 @@ register(
     note="A = Q R: dA = (gQ + Q copyltu(-gQ^T Q)) R^-T",
     arity=1,
     lower="np.linalg.qr({0})[0]",
+    batch=_ONE_MATRIX,
 )
 register(
     "qr_r",
@@ -741,6 +801,7 @@ register(
     note="A = Q R: dA = Q copyltu(R gR^T) R^-T",
     arity=1,
     lower="np.linalg.qr({0})[1]",
+    batch=_ONE_MATRIX,
 )
 
 

@@ -232,6 +232,7 @@ register(
     lambda inputs, attrs: ((), attrs["dtype"]),
     None,
     note="the number of elements in the given dims, known when called",
+    batch="it has no operands, so it never reads a batched value",
 )
 
 

@@ -48,6 +48,11 @@ Any op's record also holds the traits passes ask it for instead of keeping lists
 names (``reduction``, ``along_axes``, ``linear``, ``bilinear``, ``moves_adjoint``,
 ``keeps_rows``, ``given``, ``needs_nonempty``, ``aliases``, ``index_operand``, ``infix`` and
 ``precedence``; see the fields), set by keyword where the op is registered.
+
+``batch`` is how ``sg.vmap`` maps the op over a leading batch axis (``symgrad/batching.py``):
+a rule ``(node, args, batched) -> Expr``, or a string saying why vmap refuses the op; left
+None, an elementwise op broadcasts the batch axis and an op along ``attrs["axes"]`` shifts
+its axes by one.
 """
 
 import os
@@ -138,6 +143,12 @@ class OpDef:
     value_of: object = None
     show: Optional[Callable] = None  # (node, operand texts) -> its printed text, when not op(operands, attrs)
     user: str = ""  # registered by a user (sg.register_op): the runtime attribute generated code calls
+    # how sg.vmap maps the op over a leading batch axis: a rule (node, args, batched) -> Expr, where
+    # args are the operands rebuilt (those with batched[i] carry the batch as a new leading axis)
+    # and the result is node's value for every example, batch axis first; or a string, the reason
+    # vmap refuses the op. None: the generic rule of its traits (symgrad/batching.py: elementwise
+    # ops broadcast the batch axis, ops along attrs["axes"] shift them by one)
+    batch: object = None
 
     def on_lanes(self, node):
         """Whether ``node`` (of this op) has the numba runtime's arithmetic twin ``v<name>``, which a

@@ -22,8 +22,8 @@ from ..graph import (
     promote,
     shape_str,
 )
-from .registry import ALL, FOLD_LIMIT, register, make, as_expr, constant
-from .elementwise import cast
+from .registry import ALL, FOLD_LIMIT, register, make, as_expr, constant, count
+from .elementwise import add, cast, less, mul, where
 
 
 # ---------------------------------------------------------------- reshape / broadcast / transpose
@@ -133,6 +133,116 @@ def _linear_jvp(t, *args):
     return make(out.op, [t] + list(out.inputs[1:]), **out.attrs)
 
 
+# ---------------------------------------------------------------- batching rules (sg.vmap)
+# rule(node, args, batched): node's value for every example, the batch axis first; args are the
+# operands, those with batched[i] carrying the batch as a new leading axis (symgrad/batching.py)
+
+_WHOLE = ("s", None, None, None)  # a key part keeping a whole axis
+
+
+def batch_size(args, batched):
+    """The batch size: the leading dim of any batched operand."""
+    return next(a.shape[0] for a, b in zip(args, batched) if b)
+
+
+def batched_operand(x, is_batched, size):
+    """An operand with the batch axis: an unbatched one is repeated along it."""
+    return x if is_batched else broadcast_to(x, (size,) + x.shape)
+
+
+def _batch_reshape(node, args, batched):
+    (x,) = args
+    return reshape(x, x.shape[:1] + node.attrs["shape"])
+
+
+def _batch_broadcast_to(node, args, batched):
+    (x,) = args
+    lined_up = reshape(x, x.shape[:1] + (1,) * (node.ndim - x.ndim + 1) + x.shape[1:])
+    return broadcast_to(lined_up, x.shape[:1] + node.attrs["shape"])
+
+
+def _batch_transpose(node, args, batched):
+    return make("transpose", args, axes=(0,) + tuple(a + 1 for a in node.attrs["axes"]))
+
+
+def _batch_getitem(node, args, batched):
+    (x,) = args
+    attrs = node.attrs
+    return make(
+        "getitem",
+        [x],
+        key=(_WHOLE,) + attrs["key"],
+        out_shape=x.shape[:1] + attrs["out_shape"],
+        requires=attrs["requires"],
+    )
+
+
+def _batch_slice_grad(node, args, batched):
+    (g,) = args
+    region = sum(1 for k in node.attrs["key"] if k[0] != "i")  # the rank g broadcasts to
+    if g.ndim - 1 < region:
+        g = reshape(g, g.shape[:1] + (1,) * (region - g.ndim + 1) + g.shape[1:])
+    return make("slice_grad", [g], key=(_WHOLE,) + node.attrs["key"], shape=g.shape[:1] + node.attrs["shape"])
+
+
+def _batch_concatenate(node, args, batched):
+    size = batch_size(args, batched)
+    xs = [batched_operand(x, b, size) for x, b in zip(args, batched)]
+    return make("concatenate", xs, axis=node.attrs["axis"] + 1)
+
+
+def _row_offsets(idx, size, rows):
+    """Each example's indices into its own block of ``size * rows`` stacked rows (negative
+    indices wrapped first): idx + example * rows. ``idx`` is batched."""
+    n = count([rows], "int64")
+    idx = where(less(idx, 0), add(idx, n), idx)
+    offsets = reshape(mul(arange(size), n), (size,) + (1,) * (idx.ndim - 1))
+    return add(idx, offsets)
+
+
+def _move_first_after(x, k):
+    """(B, a1..ak, rest) -> (a1..ak, B, rest)."""
+    return transpose(x, tuple(range(1, k + 1)) + (0,) + tuple(range(k + 1, x.ndim)))
+
+
+def _move_to_front(x, k):
+    """(a1..ak, B, rest) -> (B, a1..ak, rest)."""
+    return transpose(x, (k,) + tuple(range(k)) + tuple(range(k + 1, x.ndim)))
+
+
+def _batch_take0(node, args, batched):
+    x, idx = args
+    if not batched[0]:  # one table, each example's indices
+        return make("take0", [x, idx])
+    size, rows = x.shape[0], x.shape[1]
+    if not batched[1]:  # each example's table, the same indices: gather along axis 1
+        return _move_to_front(make("take0", [_move_first_after(x, 1), idx]), idx.ndim)
+    flat = reshape(x, (size * rows,) + x.shape[2:])
+    return make("take0", [flat, _row_offsets(idx, size, rows)])
+
+
+def _batch_scatter_add0(node, args, batched):
+    g, idx = args
+    rows = node.attrs["size"]
+    if not batched[1]:  # the same indices for every example: scatter along axis 1
+        k = idx.ndim
+        out = make("scatter_add0", [_move_first_after(g, k), idx], size=rows)
+        return _move_to_front(out, 1)
+    size = idx.shape[0]
+    g = batched_operand(g, batched[0], size)
+    out = make("scatter_add0", [g, _row_offsets(idx, size, rows)], size=size * rows)
+    return reshape(out, (size, rows) + out.shape[1:])
+
+
+def _batch_rows(node, args, batched):
+    """take_last / scatter_last work on (rows, k) pairs: the batch joins the rows."""
+    size = batch_size(args, batched)
+    pairs = [batched_operand(a, b, size) for a, b in zip(args, batched)]
+    flat = [reshape(a, (size * a.shape[1],) + a.shape[2:]) for a in pairs]
+    out = make(node.op, flat, **node.attrs)
+    return reshape(out, (size,) + node.shape)
+
+
 register(
     "reshape",
     _reshape_infer,
@@ -144,6 +254,7 @@ register(
     moves_adjoint=(0,),
     keeps_rows=True,
     aliases=True,
+    batch=_batch_reshape,
 )
 register(
     "broadcast_to",
@@ -156,6 +267,7 @@ register(
     moves_adjoint=(0,),
     keeps_rows=True,
     aliases=True,
+    batch=_batch_broadcast_to,
 )
 register(
     "transpose",
@@ -168,6 +280,7 @@ register(
     moves_adjoint=(0,),
     keeps_rows=True,
     aliases=True,
+    batch=_batch_transpose,
 )
 
 
@@ -332,6 +445,7 @@ register(
     moves_adjoint=(0,),
     keeps_rows=True,
     aliases=True,
+    batch=_batch_getitem,
 )
 register(
     "slice_grad",
@@ -342,6 +456,7 @@ register(
     note="d scatter = gather",
     linear=True,
     moves_adjoint=(0,),
+    batch=_batch_slice_grad,
 )
 
 
@@ -430,6 +545,7 @@ register(
     linear=True,
     moves_adjoint=ALL,
     keeps_rows=True,
+    batch=_batch_concatenate,
 )
 
 
@@ -513,6 +629,7 @@ register(
     moves_adjoint=(0,),
     keeps_rows=True,
     index_operand=True,
+    batch=_batch_take0,
 )
 register(
     "scatter_add0",
@@ -523,6 +640,7 @@ register(
     note="d scatter-add = gather",
     moves_adjoint=(0,),
     index_operand=True,
+    batch=_batch_scatter_add0,
 )
 
 
@@ -572,6 +690,7 @@ register(
     moves_adjoint=(0,),
     keeps_rows=True,
     index_operand=True,
+    batch=_batch_rows,
 )
 register(
     "scatter_last",
@@ -582,6 +701,7 @@ register(
     note="d scatter-add = gather",
     moves_adjoint=(0,),
     index_operand=True,
+    batch=_batch_rows,
 )
 
 
@@ -618,7 +738,12 @@ def _arange_infer(inputs, attrs):
 
 
 register(
-    "arange", _arange_infer, lambda n: np.arange(n, dtype=np.int64), note="0, 1, ..., n-1", keeps_rows=True
+    "arange",
+    _arange_infer,
+    lambda n: np.arange(n, dtype=np.int64),
+    note="0, 1, ..., n-1",
+    keeps_rows=True,
+    batch="it has no operands, so it never reads a batched value",
 )
 
 

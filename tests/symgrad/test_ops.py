@@ -17,6 +17,8 @@ import pytest
 import scipy.special
 
 import symgrad as sg
+from symgrad import batching
+from symgrad.errors import UnsupportedError
 from symgrad.graph import dim_symbol, topo_order
 from symgrad.ops import reduce as reduce_ops, structure as structure_ops
 from symgrad.ops.registry import OPS
@@ -320,6 +322,73 @@ def test_every_op_sample_computes_its_numpy_definition():
         np.testing.assert_allclose(
             value, expected, rtol=1e-6 if value.dtype == np.float32 else 1e-13, err_msg=name
         )
+
+
+# ---------------------------------------------------------------- batching (sg.vmap)
+
+# the ops vmap refuses (their record's ``batch`` is the reason, shown in the error), and why
+BATCH_REFUSED = {
+    # no operands: never batched
+    "arange": "no operands",
+    "dimsize": "no operands",
+    # the user's rules are Python functions of one example's shapes
+    "custom": "custom_vjp",
+    # the kernels take one 2-D matrix (a stack per example is future work)
+    **dict.fromkeys(
+        "solve inv det logabsdet detsign solve_triangular cholesky eigh_w eigh_v svd_u svd_s svd_vt qr_q "
+        "qr_r".split(),
+        "one 2-D matrix",
+    ),
+}
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_every_op_has_a_batching_rule_or_a_reasoned_refusal(op):
+    rule = batching.rule_for(OPS[op])
+    if OPS[op].given:
+        assert rule is None  # a symbol or constant has no operands to batch
+    elif op in BATCH_REFUSED:
+        assert isinstance(rule, str) and BATCH_REFUSED[op] in rule, (op, rule)
+    else:
+        assert callable(rule), f"{op} has no batching rule: give it batch= or list it in BATCH_REFUSED"
+
+
+_SAMPLE_VALUES = {"v": (3,), "M": (2, 3), "u": (5,)}
+
+
+@pytest.mark.parametrize("mapped", ["v M u", "M", "v", "u"])
+def test_every_batching_rule_matches_a_loop_over_examples(mapped):
+    # each op's sample graph batched over the mapped inputs (a leading axis of symbolic size),
+    # compiled once, against the graph evaluated example by example with the numpy definitions
+    rng = np.random.default_rng(1)
+    size = 3
+    symbols = {"v": sg.tensor("v", (3,)), "M": sg.tensor("M", (2, 3)), "u": sg.tensor("u", ("n",))}
+    stacked = {k: sg.tensor(f"batched_{k}", ("b",) + s.shape) for k, s in symbols.items()}
+    mapping = {id(symbols[k]): stacked[k] for k in mapped.split()}
+    names = [n for n in sorted(SAMPLES) if BATCH_REFUSED.get(n, "no operands") == "no operands"]
+    batched = batching.batch([SAMPLES[n] for n in names], mapping, stacked["v"].shape[0])
+    names, outputs = zip(*[(n, b) for n, b in zip(names, batched) if b is not None])
+    values = {k: rng.uniform(0.2, 0.9, s) for k, s in _SAMPLE_VALUES.items()}
+    values.update({f"batched_{k}": rng.uniform(0.2, 0.9, (size,) + s) for k, s in _SAMPLE_VALUES.items()})
+    inputs = list(symbols.values()) + list(stacked.values())
+    f = sg.compile(list(outputs), inputs=inputs, backend="numpy")
+    got = f(*[values[s.name] for s in inputs])
+    for i in range(size):
+        env = {k: values[f"batched_{k}"][i] if k in mapped.split() else values[k] for k in symbols}
+        want = _evaluate_with_definitions([SAMPLES[n] for n in names], env)
+        for name, g, w in zip(names, got, want):
+            g = np.asarray(g)
+            assert g.shape == (size,) + w.shape, name
+            np.testing.assert_allclose(g[i], w, rtol=1e-6 if w.dtype == np.float32 else 1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("op", sorted(n for n in BATCH_REFUSED if n not in ("arange", "dimsize")))
+def test_refused_ops_raise_naming_the_op_and_vmap(op):
+    node = _node_of(op)
+    operand = node.inputs[0]
+    stacked = sg.tensor("stacked", ("b",) + operand.shape, operand.dtype)
+    with pytest.raises(UnsupportedError, match=rf"vmap: the op '{op}' cannot be batched: "):
+        batching.batch([node], {id(operand): stacked}, stacked.shape[0])
 
 
 # ---------------------------------------------------------------- elementwise unary
@@ -1447,6 +1516,7 @@ _CONVERTED += ["symgrad/passes/simplify.py", "codegen/emit.py", "codegen/schedul
 _CONVERTED += ["symgrad/frontends/sympy_bridge.py"]
 _CONVERTED += ["codegen/ir.py", "codegen/branches.py", "codegen/rolling.py", "codegen/tiling.py"]
 _CONVERTED += ["codegen/fusion.py", "codegen/numba_backend.py"]
+_CONVERTED += ["symgrad/batching.py"]
 _LEAF = "a symbol has a name and a constant a value: reading them is about that leaf"
 _ONE_OP_RULES = {
     ("symgrad/autodiff.py", "symbol"): _LEAF,

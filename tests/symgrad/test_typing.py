@@ -31,6 +31,7 @@ PUBLIC = [
     api.compile,
     api.value_and_grad,
     api.value_grad_and_hessian,
+    api.vmap,
     optimize.sparse_hessian,
     api.check_grad,
     settings.config,
