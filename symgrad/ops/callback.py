@@ -64,6 +64,7 @@ register(
         )
     },
     show=lambda node, args: f"{node.attrs['fn'].key}({', '.join(args)})",
+    batch="its Python callable solves for one example's shapes (sg.root inside sg.vmap is not supported yet)",
 )
 
 

@@ -333,6 +333,8 @@ BATCH_REFUSED = {
     "dimsize": "no operands",
     # the user's rules are Python functions of one example's shapes
     "custom": "custom_vjp",
+    # a Python solver called back for one example's shapes
+    "host_call": "one example's shapes",
     # the kernels take one 2-D matrix (a stack per example is future work)
     **dict.fromkeys(
         "solve inv det logabsdet detsign solve_triangular cholesky eigh_w eigh_v svd_u svd_s svd_vt qr_q "
