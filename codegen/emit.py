@@ -383,7 +383,7 @@ class Emitter:
         nodes = list(forward) + list(backward)
         block, self.value = ir.build(nodes)
         self.name_outputs(out_name_of)
-        if not self.interpreted:
+        if not self.interpreted and not has_loops(nodes):
             block = branches.sink(block, outputs)
         backward_ids = {id(n) for n in backward}
         return ir.sectioned([(part_of(stmt, backward_ids), [stmt]) for stmt in block], bool(backward))
@@ -696,6 +696,12 @@ class Emitter:
                 lines.append(f"    out = ({', '.join(boxed)},)")
         lines.append(f"    return {structure}")
         return lines
+
+
+def has_loops(nodes):
+    """Does the schedule hold a loop (a tuple-valued node, ``sg.scan``)? The passes that plan on
+    straight-line statements (fusion, rolling, branch sinking) leave such a kernel as it is."""
+    return any(OPS[n.op].tuple_valued for n in nodes)
 
 
 def part_of(stmt, backward_ids):

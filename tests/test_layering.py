@@ -35,6 +35,7 @@ LANGUAGE += (
     "pytree",
     "transforms",
     "custom",
+    "loops",
 )
 ABOVE_LANGUAGE = (
     "codegen",

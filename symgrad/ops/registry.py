@@ -134,6 +134,14 @@ class OpDef:
     value_of: object = None
     show: Optional[Callable] = None  # (node, operand texts) -> its printed text, when not op(operands, attrs)
     user: str = ""  # registered by a user (sg.register_op): the runtime attribute generated code calls
+    # a node with several results (a loop, sg.scan): its own shape and dtype are nominal, each
+    # result is a ``part`` node reading it. Autodiff keeps one adjoint (tangent) per result and asks
+    # ``tuple_vjp(node, {result index: cotangent}) -> [adjoint per input or None]`` (``tuple_jvp(node,
+    # [tangent per input or None]) -> [tangent per result or None]``) once for all of them
+    tuple_valued: bool = False
+    tuple_vjp: Optional[Callable] = None
+    tuple_jvp: Optional[Callable] = None
+    part: bool = False  # the node is result attrs["index"] of its tuple-valued operand
 
     def value_operand(self, node):
         """The operand whose value is ``node``'s (``value_of``), or None: ``node`` is computed."""
