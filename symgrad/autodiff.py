@@ -245,7 +245,7 @@ def vjp_outputs(ys, cotangents, wrt, notes=None):
 def _tuple_vjp(node, opdef, parts, depends, adjoint, mask):
     """The adjoints a tuple-valued node (a loop) sends its inputs, from its rule given the
     adjoint of each of its results (no NaN-safe mask crosses it)."""
-    contributions = opdef.tuple_vjp(node, parts)
+    contributions = opdef.tuple_vjp(node, parts, [id(i) in depends for i in node.inputs])
     for inp, contribution in zip(node.inputs, contributions):
         if contribution is None or id(inp) not in depends or not is_float(inp.dtype):
             continue

@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional
 from . import autodiff
 from .errors import ShapeError, UnsupportedError
 from .graph import Expr, as_dim, dim_str, dims_equal, is_float, shape_str, topo_order
-from .ops import as_expr, broadcast_to, constant, logical_and, where as select
+from .ops import as_expr, broadcast_to, concatenate, constant, logical_and, reshape, where as select
 from .ops.registry import make, register
 from .pytree import flatten, unflatten
 from .symbol_constructors import tensor
@@ -182,8 +182,9 @@ def _zeros(like):
     return broadcast_to(constant(0, like.dtype), like.shape)
 
 
-def _scan_vjp(node, cotangents):
-    """One reverse scan for every cotangent (see the module docstring)."""
+def _scan_vjp(node, cotangents, needed):
+    """One reverse scan for every cotangent (see the module docstring); the ``xs`` and constants
+    whose adjoint is not ``needed`` get none."""
     body, init, xs, consts = _split(node)
     length, reverse = node.attrs["length"], node.attrs["reverse"]
     nc = len(body.carry)
@@ -198,8 +199,9 @@ def _scan_vjp(node, cotangents):
     n_out = len(body.outputs)
     carries = [make("part", [stacked], index=n_out + k) for k in range(nc)]
     float_carry = [k for k in range(nc) if is_float(body.carry[k].dtype)]
-    float_x = [k for k in range(len(xs)) if is_float(body.xs[k].dtype)]
-    float_const = [k for k in range(len(consts)) if is_float(body.consts[k].dtype)]
+    nx = len(xs)
+    float_x = [k for k in range(nx) if is_float(body.xs[k].dtype) and needed[nc + k]]
+    float_const = [k for k in range(len(consts)) if is_float(body.consts[k].dtype) and needed[nc + nx + k]]
     ys_cot = [k for k in range(len(body.ys)) if cotangents.get(nc + k) is not None]
     carry_cot = [cotangents.get(k) for k in range(nc)]
     init_rev = [carry_cot[k] if carry_cot[k] is not None else _zeros(body.carry[k]) for k in float_carry]
@@ -365,21 +367,23 @@ def scan(
     ``reverse=True`` runs from the last step to the first (``ys[t]`` still belongs to ``xs[t]``).
 
     The loop stays a loop in the graph and in ``.source``, whatever its length (a symbolic
-    length: one compile serves every T). Reverse mode stores the carry entering every step:
-    ``T * size(carry)`` extra elements, plus the stacked ``xs`` cotangents. ``checkpoint`` is
-    reserved for storing only every k-th carry and recomputing the others (not implemented yet).
+    length: one compile serves every T).
+
+    Memory of reverse mode: by default the forward loop stores the carry entering every step,
+    ``T * size(carry)`` elements (besides the stacked ``xs`` cotangents the gradient returns).
+    ``checkpoint=k`` (a loop of known length) stores only the carry entering every k-th step,
+    ``ceil(T/k) * size(carry)``, and the reverse pass recomputes one block of ``k`` carries at a
+    time from it (``k * size(carry)`` more): about one more forward pass of compute for
+    ``(T/k + k) * size(carry)`` memory, least at ``k ~ sqrt(T)``. The values are the same.
     """
     where = "scan"
-    if checkpoint is not None:
-        raise UnsupportedError(
-            "scan: checkpoint= (recomputing carries in reverse mode) is not supported yet; "
-            "reverse mode stores every step's carry"
-        )
     if not callable(f):
         raise UnsupportedError(f"{where}: f must be a function (carry, x) -> (carry, y), got {f!r:.60}")
     init_leaves, init_td = _leaves(init, "init", where)
     xs_leaves, xs_td = _leaves(xs, "xs", where)
     n = _length(xs_leaves, length, where)
+    if checkpoint is not None:
+        return _checkpointed(f, init, xs_leaves, xs_td, n, reverse, checkpoint)
     y_td = []
 
     def step(carry_ph, x_ph):
@@ -403,6 +407,58 @@ def scan(
 
     final, ys = scan_leaves(step, init_leaves, xs_leaves, n, reverse, where=where)
     return unflatten(init_td, final), unflatten(y_td[0], ys)
+
+
+def _checkpointed(f, init, xs_leaves, xs_td, n, reverse, k):
+    """``scan`` with ``checkpoint=k``: an outer scan over blocks of ``k`` steps whose body is an
+    inner scan of one block. Reverse mode then stores the carry entering each block (the outer
+    loop's), and recomputes one block's carries from it (the inner loop's VJP, inside the outer
+    reverse step). The steps past ``n`` that fill the last block leave the carry as it is."""
+    where = "scan"
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise UnsupportedError(f"{where}: checkpoint must be a positive int (steps per block), got {k!r:.60}")
+    if not isinstance(n, int):
+        raise UnsupportedError(
+            f"{where}: checkpoint= needs a length known when the graph is built; this loop's length is "
+            f"{dim_str(n)} (give the loop a fixed length, or leave checkpoint=None to store every carry)"
+        )
+    blocks = max(-(-n // k), 1) if n else 0
+    pad = blocks * k - n
+    blocked = []
+    for x in xs_leaves:
+        rest = tuple(x.shape[1:])
+        if pad:
+            x = concatenate([x, broadcast_to(constant(0, x.dtype), (pad,) + rest)], axis=0)
+        blocked.append(reshape(x, (blocks, k) + rest))
+    step = -1 if reverse else 1
+
+    def inner(state, x):
+        carry, t = state
+        new_carry, y = f(carry, x)
+        if pad:  # the steps that fill the last block keep the carry
+            old, td = flatten(carry)
+            new = [as_expr(v, like=o) for v, o in zip(flatten(new_carry)[0], old)]
+            new_carry = unflatten(td, [select(t < n, v, o) for v, o in zip(new, old)])
+        return (new_carry, t + step), y
+
+    def block(state, x):
+        return scan(inner, state, None if x is None else unflatten(xs_td, x), length=k, reverse=reverse)
+
+    first = constant(blocks * k - 1 if reverse else 0, "int64")
+    xs_blocks = unflatten(xs_td, blocked) if xs_leaves else None
+    (carry, _), ys = scan(
+        lambda state, x: block(state, None if x is None else flatten(x)[0]),
+        (init, first),
+        xs_blocks,
+        length=blocks,
+        reverse=reverse,
+    )
+    ys_leaves, ys_td = flatten(ys)
+    flat = []
+    for y in ys_leaves:
+        y = reshape(y, (blocks * k,) + tuple(y.shape[2:]))
+        flat.append(y[:n] if pad else y)
+    return carry, unflatten(ys_td, flat)
 
 
 def fori_loop(lower: Any, upper: Any, body_fun: Callable, init_val: Any) -> Any:

@@ -136,7 +136,8 @@ class OpDef:
     user: str = ""  # registered by a user (sg.register_op): the runtime attribute generated code calls
     # a node with several results (a loop, sg.scan): its own shape and dtype are nominal, each
     # result is a ``part`` node reading it. Autodiff keeps one adjoint (tangent) per result and asks
-    # ``tuple_vjp(node, {result index: cotangent}) -> [adjoint per input or None]`` (``tuple_jvp(node,
+    # ``tuple_vjp(node, {result index: cotangent}, [whether each input needs its adjoint]) -> [adjoint
+    # per input or None]`` (``tuple_jvp(node,
     # [tangent per input or None]) -> [tangent per result or None]``) once for all of them
     tuple_valued: bool = False
     tuple_vjp: Optional[Callable] = None
