@@ -416,3 +416,16 @@ def test_checkpoint_errors():
         sg.scan(lambda c, x: (c * x, None), c0, sg.tensor("xs", ("T",)), checkpoint=4)
     with pytest.raises(UnsupportedError, match="checkpoint must be a positive int"):
         sg.scan(lambda c, x: (c * x, None), c0, sg.tensor("xs", (8,)), checkpoint=0)
+
+
+@pytest.mark.slow
+def test_numba_scan_with_a_float32_carry():
+    vg = sg.value_and_grad(rnn_scan, argnums=0)
+    args32 = _rnn_args(5, np.float32)
+    value, g = vg(*args32)
+    assert g.dtype == np.float32
+    args64 = [a.astype(np.float64) for a in args32]
+    assert float(value) == pytest.approx(rnn_numpy(*args64), rel=1e-5)
+    np.testing.assert_allclose(
+        g, central(lambda W: rnn_numpy(W, *args64[1:]), args64[0]), rtol=1e-3, atol=1e-5
+    )
