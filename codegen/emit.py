@@ -676,7 +676,7 @@ class Emitter:
         # compiled backends call the machine code built for exactly the checked types
         # (kernel_entry, bound after compiling), skipping the dispatcher's type resolution
         call = f"{'kernel' if self.interpreted else 'kernel_entry'}({', '.join(params)})"
-        if any(n.op in GATHER_OPS for n in topo_order(outputs)):
+        if any(n.op in GATHER_OPS for n in with_loop_bodies(outputs)):
             # index values are data: the kernel checks them and raises IndexError, shown as InputError
             call = f"_cv.checked_indices({call.split('(')[0]}{''.join(', ' + p for p in params)})"
         if self.interpreted:
@@ -704,6 +704,21 @@ def has_loops(nodes):
     return any(OPS[n.op].tuple_valued for n in nodes)
 
 
+def with_loop_bodies(outputs):
+    """The nodes the kernel computes: ``topo_order`` of the outputs and of every loop body in it
+    (a gather or a slice inside a loop needs the entry's checks as much as one outside)."""
+    found, pending, seen = [], [list(outputs)], set()
+    while pending:
+        for node in topo_order(pending.pop()):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            found.append(node)
+            if OPS[node.op].tuple_valued:
+                pending.append(list(node.attrs["body"].outputs))
+    return found
+
+
 def part_of(stmt, backward_ids):
     """1 if the statement computes a node of the backward part, else 0 (a Note: None)."""
     if isinstance(stmt, ir.If):
@@ -721,7 +736,7 @@ def requirements(outputs):
     """(dim, minimum, what) for every slice or index whose bounds need a large enough dim, and
     every named axis a max or min reduces (at least 1)."""
     seen = {}
-    for node in topo_order(outputs):
+    for node in with_loop_bodies(outputs):
         if node.op == "getitem":
             needs = node.attrs.get("requires", ())
             what = f"{node.inputs[0]!r:.40}[{key_text(node.attrs['key'])}]"

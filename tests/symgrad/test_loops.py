@@ -429,3 +429,14 @@ def test_numba_scan_with_a_float32_carry():
     np.testing.assert_allclose(
         g, central(lambda W: rnn_numpy(W, *args64[1:]), args64[0]), rtol=1e-3, atol=1e-5
     )
+
+
+def test_an_index_read_inside_a_loop_is_checked_by_the_entry():
+    W, idx = sg.tensor("W", (5,)), sg.tensor("idx", ("T",), dtype="int64")
+    c, _ = sg.scan(lambda c, i: (c * 0.5 + W[i], None), sg.scalar("c0"), idx)
+    vg = sg.value_and_grad(c, wrt=[W], backend="numpy")
+    value, (dW,) = vg(np.arange(5.0), 0.0, np.array([1, 4, 2]))
+    assert value == pytest.approx((1 * 0.5 + 4) * 0.5 + 2)
+    np.testing.assert_allclose(dW, [0, 0.25, 1, 0, 0.5])
+    with pytest.raises(sg.InputError, match="out of range for the axis it indexes"):
+        vg(np.arange(5.0), 0.0, np.array([1, 7, 2]))
