@@ -440,3 +440,22 @@ def test_an_index_read_inside_a_loop_is_checked_by_the_entry():
     np.testing.assert_allclose(dW, [0, 0.25, 1, 0, 0.5])
     with pytest.raises(sg.InputError, match="out of range for the axis it indexes"):
         vg(np.arange(5.0), 0.0, np.array([1, 7, 2]))
+
+
+def test_second_derivatives_through_a_checkpointed_scan_agree_with_the_plain_one():
+    W, h0, xs = sg.tensor("W", (3, 3)), sg.tensor("h0", (3,)), sg.tensor("xs", (7, 3))
+
+    def loss(checkpoint):
+        def step(h, x):
+            h = sg.tanh(W @ h + x)
+            return h, sg.sum(h * h)
+
+        h, ys = sg.scan(step, h0, xs, checkpoint=checkpoint)
+        return sg.sum(h) + sg.sum(ys)
+
+    args = [RNG.normal(size=(3, 3)) * 0.5, RNG.normal(size=3), RNG.normal(size=(7, 3))]
+    plain, checkpointed = (
+        sg.compile(sg.hessian(loss(k), [h0])[0][0], inputs=[W, h0, xs], backend="numpy")(*args)
+        for k in (None, 3)
+    )
+    np.testing.assert_allclose(checkpointed, plain, rtol=0, atol=1e-12)
