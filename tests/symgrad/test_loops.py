@@ -459,3 +459,28 @@ def test_second_derivatives_through_a_checkpointed_scan_agree_with_the_plain_one
         for k in (None, 3)
     )
     np.testing.assert_allclose(checkpointed, plain, rtol=0, atol=1e-12)
+
+
+def test_scan_agrees_with_jax_lax_scan():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+
+    def make(xp, scan):
+        def loss(W, c0, xs):
+            def step(c, x):
+                h, s = c
+                h = xp.tanh(W @ h + x)
+                return (h, s + xp.sum(h)), h * s
+
+            (h, s), ys = scan(step, (c0, 0.0), xs, reverse=True)
+            return xp.sum(h) + s + xp.sum(ys**2)
+
+        return loss
+
+    args = [RNG.normal(size=(3, 3)) * 0.5, RNG.normal(size=3), RNG.normal(size=(6, 3))]
+    ours = sg.value_and_grad(make(np, sg.scan), argnums=(0, 1, 2), backend="numpy")(*args)
+    theirs = jax.value_and_grad(make(jnp, jax.lax.scan), argnums=(0, 1, 2))(*args)
+    assert ours[0] == pytest.approx(float(theirs[0]), rel=1e-12)
+    for a, b in zip(ours[1], theirs[1]):
+        np.testing.assert_allclose(a, np.asarray(b), rtol=1e-10, atol=1e-12)
