@@ -386,7 +386,13 @@ class Emitter:
         if not self.interpreted and not has_loops(nodes):
             block = branches.sink(block, outputs)
         backward_ids = {id(n) for n in backward}
-        return ir.sectioned([(part_of(stmt, backward_ids), [stmt]) for stmt in block], bool(backward))
+        parts = [part_of(stmt, backward_ids) for stmt in block]
+        # a loop's carries and stacks are set up just before its For: they belong to its part
+        for k in range(len(block) - 1, 0, -1):
+            if parts[k] is not None and isinstance(block[k - 1], (ir.Assign, ir.Alloc)):
+                if isinstance(block[k], (ir.For, ir.Assign, ir.Alloc)) and parts[k - 1] is None:
+                    parts[k - 1] = parts[k]
+        return ir.sectioned([(part, [stmt]) for part, stmt in zip(parts, block)], bool(backward))
 
     def name_outputs(self, out_name_of):
         for value in self.value.values():
@@ -723,7 +729,7 @@ def part_of(stmt, backward_ids):
     """1 if the statement computes a node of the backward part, else 0 (a Note: None)."""
     if isinstance(stmt, ir.If):
         stmt = stmt.instr
-    if isinstance(stmt, ir.Instr):
+    if isinstance(stmt, ir.Instr) or (isinstance(stmt, ir.For) and stmt.node is not None):
         return 1 if id(stmt.node) in backward_ids else 0
     return None
 

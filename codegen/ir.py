@@ -290,6 +290,7 @@ class For:
     start: Any = None
     step: Any = None
     note: str = ""
+    node: Any = None  # the loop node (sg.scan) it computes, for a loop's For
 
 
 @dataclass(eq=False)
@@ -486,6 +487,7 @@ def build(nodes: list, sections: tuple = (), value: Optional[dict] = None) -> tu
             loop = wider.get(id(node), node)
             if id(loop) not in value:
                 statements, value[id(loop)] = build_loop(loop, [value[id(i)] for i in loop.inputs])
+                statements[-1].node = node  # the For computes the loop scheduled here
                 block.extend(statements)
             value[id(node)] = value[id(loop)]
             continue
@@ -543,9 +545,9 @@ def build_loop(node, operands: list) -> tuple[list, list]:
         updates.append(Assign(var, new))
     inner.extend(updates)
     if node.attrs["reverse"]:
-        loop = For(t, -1, inner, start=_minus_one(length), step=-1, note="scan, last step first")
+        loop = For(t, -1, inner, start=_minus_one(length), step=-1, note="scan, last step first", node=node)
     else:
-        loop = For(t, length, inner, note="scan")
+        loop = For(t, length, inner, note="scan", node=node)
     statements.append(loop)
     return statements, carry + ys
 
