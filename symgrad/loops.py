@@ -75,6 +75,10 @@ class Body:
     def __hash__(self):
         return hash(self._key)
 
+    def __str__(self):
+        counts = (len(self.carry), len(self.xs), len(self.consts), len(self.ys))
+        return "<body: {} carry, {} xs, {} const, {} ys>".format(*counts)
+
     def __repr__(self):
         # the same text in every process (a node's digest hashes it): structural fingerprints
         parts = [len(self.carry), len(self.xs), len(self.consts), self.level]
