@@ -286,6 +286,7 @@ class Emitter:
                 if not isinstance(d, int) and d.is_Symbol and d.name not in dims:
                     dims[d.name] = (p, axis)
                     prelude.append(f"{dim_identifier(d.name)} = {p}.shape[{axis}]")
+        check_loop_lengths(outputs, dims, title)
         out_name_of = {}
         for node, oname in zip(outputs, output_names):
             if node.op not in _VIEWS and id(node) not in out_name_of:
@@ -723,6 +724,21 @@ def with_loop_bodies(outputs):
             if OPS[node.op].tuple_valued:
                 pending.append(list(node.attrs["body"].outputs))
     return found
+
+
+def check_loop_lengths(outputs, dims, title):
+    """Every loop's trip count must be known when the kernel runs: an int, or dims of the inputs."""
+    for node in with_loop_bodies(outputs):
+        length = node.attrs.get("length") if OPS[node.op].tuple_valued else None
+        if length is None or isinstance(length, int):
+            continue
+        missing = sorted(sym.name for sym in length.free_symbols if sym.name not in dims)
+        if missing:
+            raise UnsupportedError(
+                f"{title}: a loop's length {dim_str(length)} is unknown when it runs: no input has an "
+                f"axis of size {', '.join(missing)}; give length= as an int or as an input's size "
+                "(x.shape[0])"
+            )
 
 
 def part_of(stmt, backward_ids):

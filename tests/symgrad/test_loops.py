@@ -347,6 +347,11 @@ def test_errors_name_what_is_wrong():
         sg.while_loop(lambda c: c, lambda c: c + 1, c0, max_steps=3)
     with pytest.raises(UnsupportedError, match="fori_loop: upper is a computed value"):
         sg.fori_loop(0, c0, lambda i, c: c, c0)
+    c, _ = sg.scan(lambda c, x: (c * 0.5, None), c0, length="T")
+    with pytest.raises(
+        UnsupportedError, match="a loop's length T is unknown when it runs: no input has an axis of size T"
+    ):
+        sg.compile(c, backend="numpy")
     c, _ = sg.scan(lambda c, x: (c * c0, None), c0, length=3)
     with pytest.raises(UnsupportedError, match="sparsity through the loop scan"):
         sg.hessian_sparsity(c, [c0])
