@@ -289,6 +289,7 @@ class Emitter:
                 if not isinstance(d, int) and d.is_Symbol and d.name not in dims:
                     dims[d.name] = (p, axis)
                     prelude.append(f"{dim_identifier(d.name)} = {p}.shape[{axis}]")
+        check_loop_lengths(outputs, dims, title)
         out_name_of = {}
         for node, oname in zip(outputs, output_names):
             if node.op not in _VIEWS and id(node) not in out_name_of:
@@ -386,10 +387,16 @@ class Emitter:
         nodes = list(forward) + list(backward)
         block, self.value = ir.build(nodes)
         self.name_outputs(out_name_of)
-        if not self.interpreted:
+        if not self.interpreted and not has_loops(nodes):
             block = branches.sink(block, outputs)
         backward_ids = {id(n) for n in backward}
-        return ir.sectioned([(part_of(stmt, backward_ids), [stmt]) for stmt in block], bool(backward))
+        parts = [part_of(stmt, backward_ids) for stmt in block]
+        # a loop's carries and stacks are set up just before its For: they belong to its part
+        for k in range(len(block) - 1, 0, -1):
+            if parts[k] is not None and isinstance(block[k - 1], (ir.Assign, ir.Alloc)):
+                if isinstance(block[k], (ir.For, ir.Assign, ir.Alloc)) and parts[k - 1] is None:
+                    parts[k - 1] = parts[k]
+        return ir.sectioned([(part, [stmt]) for part, stmt in zip(parts, block)], bool(backward))
 
     def name_outputs(self, out_name_of):
         for value in self.value.values():
@@ -705,7 +712,7 @@ class Emitter:
         # compiled backends call the machine code built for exactly the checked types
         # (kernel_entry, bound after compiling), skipping the dispatcher's type resolution
         call = f"{'kernel' if self.interpreted else 'kernel_entry'}({', '.join(params)})"
-        if any(n.op in GATHER_OPS for n in topo_order(outputs)):
+        if any(n.op in GATHER_OPS for n in with_loop_bodies(outputs)):
             # index values are data: the kernel checks them and raises IndexError, shown as InputError
             call = f"_cv.checked_indices({call.split('(')[0]}{''.join(', ' + p for p in params)})"
         if self.interpreted:
@@ -727,11 +734,47 @@ class Emitter:
         return lines
 
 
+def has_loops(nodes):
+    """Does the schedule hold a loop (a tuple-valued node, ``sg.scan``)? The passes that plan on
+    straight-line statements (fusion, rolling, branch sinking) leave such a kernel as it is."""
+    return any(OPS[n.op].tuple_valued for n in nodes)
+
+
+def with_loop_bodies(outputs):
+    """The nodes the kernel computes: ``topo_order`` of the outputs and of every loop body in it
+    (a gather or a slice inside a loop needs the entry's checks as much as one outside)."""
+    found, pending, seen = [], [list(outputs)], set()
+    while pending:
+        for node in topo_order(pending.pop()):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            found.append(node)
+            if OPS[node.op].tuple_valued:
+                pending.append(list(node.attrs["body"].outputs))
+    return found
+
+
+def check_loop_lengths(outputs, dims, title):
+    """Every loop's trip count must be known when the kernel runs: an int, or dims of the inputs."""
+    for node in with_loop_bodies(outputs):
+        length = node.attrs.get("length") if OPS[node.op].tuple_valued else None
+        if length is None or isinstance(length, int):
+            continue
+        missing = sorted(sym.name for sym in length.free_symbols if sym.name not in dims)
+        if missing:
+            raise UnsupportedError(
+                f"{title}: a loop's length {dim_str(length)} is unknown when it runs: no input has an "
+                f"axis of size {', '.join(missing)}; give length= as an int or as an input's size "
+                "(x.shape[0])"
+            )
+
+
 def part_of(stmt, backward_ids):
     """1 if the statement computes a node of the backward part, else 0 (a Note: None)."""
     if isinstance(stmt, ir.If):
         stmt = stmt.instr
-    if isinstance(stmt, ir.Instr):
+    if isinstance(stmt, ir.Instr) or (isinstance(stmt, ir.For) and stmt.node is not None):
         return 1 if id(stmt.node) in backward_ids else 0
     return None
 
@@ -744,7 +787,7 @@ def requirements(outputs):
     """(dim, minimum, what) for every slice or index whose bounds need a large enough dim, and
     every named axis a max or min reduces (at least 1)."""
     seen = {}
-    for node in topo_order(outputs):
+    for node in with_loop_bodies(outputs):
         if node.op == "getitem":
             needs = node.attrs.get("requires", ())
             what = f"{node.inputs[0]!r:.40}[{key_text(node.attrs['key'])}]"

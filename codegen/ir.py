@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Union
 
+from symgrad.graph import topo_order
 from symgrad.ops.registry import OPS
 
 Dim = Any  # an int or a SymPy expression over named dims (symgrad.graph's shapes)
@@ -292,6 +293,7 @@ class For:
     step: Any = None
     note: str = ""
     far: Optional[Var] = None
+    node: Any = None  # the loop node (sg.scan) it computes, for a loop's For
 
 
 @dataclass(eq=False)
@@ -467,18 +469,36 @@ def dump(block: list, indent: str = "") -> str:
     return "\n".join(indent + line for line in "\n".join(lines).split("\n") if line.strip())
 
 
-def build(nodes: list, sections: tuple = ()) -> tuple[list, dict]:
+def build(nodes: list, sections: tuple = (), value: Optional[dict] = None) -> tuple[list, dict]:
     """The straight-line IR of scheduled ``nodes``: one ``Instr`` per computed node, a ``Given``
-    for inputs and constants, ``stop_gradient`` and ``custom`` as an operand's value (``value_of``). ``sections``: (position,
-    note) pairs, a ``Note`` before the node at that position. Returns (block, value of each
-    node by id)."""
-    value = {}
+    for inputs and constants, ``stop_gradient`` and ``custom`` as an operand's value (``value_of``),
+    and a loop (a tuple-valued node, ``sg.scan``) as a ``For`` block (``build_loop``). ``sections``:
+    (position, note) pairs, a ``Note`` before the node at that position. ``value``: the values
+    some nodes already have (a loop body's placeholders). Returns (block, value of each node by id)."""
+    value = {} if value is None else value
     block = []
     starts = dict(sections)
+    wider = _wider_loops(nodes)
     for p, node in enumerate(nodes):
         if p in starts:
             block.append(Note(starts[p]))
-        if OPS[node.op].given:
+        if id(node) in value:
+            continue
+        record = OPS[node.op]
+        if record.tuple_valued:
+            # a loop another one extends (reverse mode's forward loop, stacking the carries too)
+            # runs once, as the wider one, here
+            loop = wider.get(id(node), node)
+            if id(loop) not in value:
+                statements, value[id(loop)] = build_loop(loop, [value[id(i)] for i in loop.inputs])
+                statements[-1].node = node  # the For computes the loop scheduled here
+                block.extend(statements)
+            value[id(node)] = value[id(loop)]
+            continue
+        if record.part and OPS[node.inputs[0].op].tuple_valued:
+            value[id(node)] = value[id(node.inputs[0])][node.attrs["index"]]
+            continue
+        if record.given:
             value[id(node)] = Given(node)
             continue
         passed = OPS[node.op].value_operand(node)
@@ -489,6 +509,77 @@ def build(nodes: list, sections: tuple = ()) -> tuple[list, dict]:
         value[id(node)] = instr
         block.append(instr)
     return block, value
+
+
+def build_loop(node, operands: list) -> tuple[list, list]:
+    """The statements of a loop node (``sg.scan``: ``node.attrs["body"]``, a ``symgrad.loops.Body``)
+    and the values of its results: the carry leaves are ``Var``s assigned before a ``For`` over the
+    trip count and re-assigned at the end of each step; each ``ys`` leaf is a ``Var`` array the
+    step ``Store``s into. Inside, the body graph's statements (``build`` of its schedule) read
+    the carry ``Var``s, the step's ``xs[t]`` (an ``Elem``) and the constants."""
+    body, length = node.attrs["body"], node.attrs["length"]
+    nc, nx = len(body.carry), len(body.xs)
+    init, xs, consts = operands[:nc], operands[nc : nc + nx], operands[nc + nx :]
+    statements = []
+    carry = [Var("carry", p.dtype, p.shape) for p in body.carry]
+    for var, start in zip(carry, init):
+        statements.append(Assign(var, start))
+    ys = [Var("ys", y.dtype, (length,) + y.shape) for y in body.ys]
+    for var in ys:
+        statements.append(Alloc(var))
+    t = LoopVar("t")
+    seed = {id(p): v for p, v in zip(body.carry, carry)}
+    seed.update({id(p): Elem(x, (t,), shape=p.shape) for p, x in zip(body.xs, xs)})
+    seed.update({id(p): c for p, c in zip(body.consts, consts)})
+    from_graph = [n for n in topo_order(list(body.outputs)) if id(n) not in seed]
+    inner, value = build(from_graph, value=seed)
+    results = [value[id(o)] for o in body.outputs]
+    for var, y in zip(ys, results[nc:]):
+        inner.append(Store(var, (t,), y))
+    # every new carry is computed before any carry is overwritten: one that is another's old
+    # value (a swap) is copied first
+    updates = []
+    for var, new in zip(carry, results[:nc]):
+        if new is var:
+            continue
+        if any(new is c for c in carry):
+            copy = Var("carry", var.dtype, var.shape)
+            inner.append(Assign(copy, new))
+            new = copy
+        updates.append(Assign(var, new))
+    inner.extend(updates)
+    if node.attrs["reverse"]:
+        loop = For(t, -1, inner, start=_minus_one(length), step=-1, note="scan, last step first", node=node)
+    else:
+        loop = For(t, length, inner, note="scan", node=node)
+    statements.append(loop)
+    return statements, carry + ys
+
+
+def _wider_loops(nodes) -> dict:
+    """{id(loop): a loop of the same inputs, trip count and placeholders whose body computes the
+    same results and more after them}: the narrower one reads its results from the wider one."""
+    groups = {}
+    for n in nodes:
+        if OPS[n.op].tuple_valued:
+            body = n.attrs["body"]
+            key = (tuple(map(id, n.inputs)), str(n.attrs["length"]), n.attrs["reverse"])
+            key += (tuple(map(id, body.carry + body.xs + body.consts)),)
+            groups.setdefault(key, []).append(n)
+    wider = {}
+    for loops in groups.values():
+        for n in loops:
+            outs = n.attrs["body"].outputs
+            for m in loops:
+                more = m.attrs["body"].outputs
+                if len(more) > len(outs) and all(a is b for a, b in zip(outs, more)):
+                    if id(n) not in wider or len(more) > len(wider[id(n)].attrs["body"].outputs):
+                        wider[id(n)] = m
+    return wider
+
+
+def _minus_one(length):
+    return length - 1
 
 
 def sectioned(units: list, has_backward: bool) -> list:

@@ -8,7 +8,7 @@ in ``codegen.numba_runtime``.
 
 from . import branches, fusion, ir, rolling
 from symgrad.ops.registry import OPS
-from .emit import Emitter
+from .emit import Emitter, has_loops
 from .schedule import find_loops, product_text, shape_text
 
 SMALL_PRODUCT = 512  # multiply-adds: up to this many, a product of concrete shape is a loop
@@ -48,6 +48,8 @@ class NumbaEmitter(Emitter):
     def kernel_ir(self, forward, backward, out_name_of, outputs):
         """The kernel's IR: fused loops (``fusion``), else the straight-line statements with
         repeated runs rolled into loops (``rolling``) and scalar branches sunk (``branches``)."""
+        if has_loops(list(forward) + list(backward)):
+            return super().kernel_ir(forward, backward, out_name_of, outputs)
         fused = fusion.fuse(self, forward, backward, out_name_of, outputs) if fusion.enabled() else None
         if fused is not None:
             return fused

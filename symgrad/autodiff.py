@@ -165,13 +165,20 @@ def vjp(y, wrt, cotangent, notes=None):
     """The vector-Jacobian product: adjoints of each symbol in ``wrt`` given ``y``'s adjoint.
 
     ``notes`` (a ``RuleNotes``) records which rule built each adjoint node."""
+    return vjp_outputs([y], [cotangent], wrt, notes)
+
+
+def vjp_outputs(ys, cotangents, wrt, notes=None):
+    """``vjp`` of several outputs at once: the adjoints of ``wrt`` given one cotangent per output
+    (None: zero), in one reverse pass (a loop body's step, ``symgrad.loops``)."""
     _check_wrt(wrt, "vjp")
-    if cotangent.shape != y.shape:
-        raise ShapeError(
-            f"vjp: cotangent of shape {shape_str(cotangent.shape)} does not match "
-            f"the output's shape {shape_str(y.shape)}"
-        )
-    order = topo_order([y])
+    for y, cotangent in zip(ys, cotangents):
+        if cotangent is not None and cotangent.shape != y.shape:
+            raise ShapeError(
+                f"vjp: cotangent of shape {shape_str(cotangent.shape)} does not match "
+                f"the output's shape {shape_str(y.shape)}"
+            )
+    order = topo_order(list(ys))
     forward = {id(n) for n in order}
     wanted = {id(w) for w in wrt}
     # only nodes that depend on some wrt symbol carry an adjoint
@@ -180,13 +187,24 @@ def vjp(y, wrt, cotangent, notes=None):
         if id(node) in wanted or any(id(i) in depends for i in node.inputs):
             depends.add(id(node))
     adjoint, mask = {}, {}  # mask[id]: outside it the adjoint is exactly 0 (None: no mask)
-    if id(y) in depends:
-        adjoint[id(y)] = cotangent
+    for y, cotangent in zip(ys, cotangents):
+        if cotangent is not None and id(y) in depends:
+            previous = adjoint.get(id(y))
+            adjoint[id(y)] = cotangent if previous is None else add(previous, cotangent)
     for node in reversed(order):
         g = adjoint.get(id(node))
         if g is None or not node.inputs:
             continue
         opdef = OPS[node.op]
+        if opdef.part and OPS[node.inputs[0].op].tuple_valued:
+            # one adjoint per result of a tuple-valued node, handed to its rule all at once
+            parts = adjoint.setdefault(id(node.inputs[0]), {})
+            k = node.attrs["index"]
+            parts[k] = g if k not in parts else add(parts[k], g)
+            continue
+        if opdef.tuple_valued:
+            _tuple_vjp(node, opdef, g, depends, adjoint, mask)
+            continue
         m = mask.get(id(node))
         for index, inp in enumerate(node.inputs):
             if id(inp) not in depends or not is_float(inp.dtype):
@@ -222,6 +240,21 @@ def vjp(y, wrt, cotangent, notes=None):
                 m_prev = mask.get(id(inp))
                 mask[id(inp)] = None if m_prev is None or m_in is None else logical_or(m_prev, m_in)
     return [adjoint.get(id(w)) if id(w) in adjoint else zeros(w.shape, w.dtype) for w in wrt]
+
+
+def _tuple_vjp(node, opdef, parts, depends, adjoint, mask):
+    """The adjoints a tuple-valued node (a loop) sends its inputs, from its rule given the
+    adjoint of each of its results (no NaN-safe mask crosses it)."""
+    contributions = opdef.tuple_vjp(node, parts, [id(i) in depends for i in node.inputs])
+    for inp, contribution in zip(node.inputs, contributions):
+        if contribution is None or id(inp) not in depends or not is_float(inp.dtype):
+            continue
+        contribution = sum_to(contribution, inp.shape)
+        if contribution.dtype != inp.dtype:
+            contribution = cast(contribution, inp.dtype)
+        previous = adjoint.get(id(inp))
+        adjoint[id(inp)] = contribution if previous is None else add(previous, contribution)
+        mask[id(inp)] = None
 
 
 def float_expr(y, where):
@@ -280,9 +313,23 @@ def jvp(outputs, wrt, tangents, notes=None):
     order = topo_order(list(outputs))
     forward = {id(n) for n in order}
     for node in order:
-        if not node.inputs or id(node) in tangent or not is_float(node.dtype):
+        if not node.inputs or id(node) in tangent:
             continue
         opdef = OPS[node.op]
+        if opdef.tuple_valued:
+            # a loop: its rule gives the tangent of every result at once
+            given = [tangent.get(id(i)) for i in node.inputs]
+            if any(t is not None for t in given):
+                tangent[id(node)] = opdef.tuple_jvp(node, given)
+            continue
+        if opdef.part and OPS[node.inputs[0].op].tuple_valued:
+            results = tangent.get(id(node.inputs[0]))
+            t = None if results is None else results[node.attrs["index"]]
+            if t is not None and is_float(node.dtype):
+                tangent[id(node)] = t
+            continue
+        if not is_float(node.dtype):
+            continue
         total = None
         for index, inp in enumerate(node.inputs):
             t = tangent.get(id(inp))

@@ -34,6 +34,8 @@ import numpy as np
 import symgrad as sg
 
 NAMES = ["seed", "rosen", "mlp", "gmm", "rnn/10", "rnn/20", "rnn/50", "euler"]
+# the loop programs written with sg.scan (the spelling a JAX user would choose) instead of a Python loop
+NAMES += ["rnn_scan/50", "euler_scan"]
 DEFAULT_REPEAT = 3
 
 
@@ -112,16 +114,39 @@ def euler_scan(jax, a, x0, obs):
     return loss
 
 
+def rnn_sg_scan(xp, Wx, Wh, b, w_out, xs, ys):
+    def step(carry, inp):
+        h, loss = carry
+        x, y = inp
+        h = xp.tanh(x @ Wx + h @ Wh + b)
+        return (h, loss + (h @ w_out - y) ** 2), None
+
+    (_, loss), _ = sg.scan(step, (xp.zeros(Wh.shape[0]), 0.0), (xs, ys))
+    return loss
+
+
+def euler_sg_scan(xp, a, x0, obs):
+    def step(carry, o):
+        x, loss = carry
+        x = x + 0.01 * a * xp.sin(x)
+        return (x, loss + (x - o) ** 2), None
+
+    (_, loss), _ = sg.scan(step, (x0, 0.0 * x0), obs)
+    return loss
+
+
 class Program:
     """A build-suite program: its loss over ``xp``, arguments, which are differentiated, and
-    (for loops) the JAX scan spelling."""
+    (for loops) the JAX scan spelling; ``traced``: symgrad's own spelling when it is not ``loss``
+    (``sg.scan``), ``loss`` staying the numpy reference."""
 
-    def __init__(self, name, loss, args, argnums, scan=None):
+    def __init__(self, name, loss, args, argnums, scan=None, traced=None):
         self.name, self.loss, self.args, self.argnums, self.scan = name, loss, tuple(args), argnums, scan
+        self.traced = traced
 
     def traced_function(self):
         """``loss`` with numpy bound, named after the program (the name the build report shows)."""
-        loss = self.loss
+        loss = self.traced or self.loss
 
         def program(*args):
             return loss(np, *args)
@@ -155,6 +180,12 @@ def make_program(name, size=None):
         return Program(
             name, gmm, (np.array([-0.5, 1.0]), np.array([0.1, -0.2]), np.array([0.3, -0.1]), x), (0, 1, 2)
         )
+    if family == "rnn_scan":
+        program = make_program(f"rnn/{arg or 50}", size)
+        return Program(name, rnn, program.args, program.argnums, rnn_scan, rnn_sg_scan)
+    if family == "euler_scan":
+        program = make_program("euler", size)
+        return Program(name, euler, program.args, program.argnums, euler_scan, euler_sg_scan)
     if family == "rnn":
         steps, hidden, d = int(arg or 10), 8, 4
         args = (
@@ -183,7 +214,7 @@ def select(names):
     chosen = []
     for n in names:
         matches = [m for m in NAMES if m == n or m.split("/")[0] == n]
-        if not matches and n.split("/")[0] in ("rnn",):
+        if not matches and n.split("/")[0] in ("rnn", "rnn_scan"):
             matches = [n]  # another T, e.g. rnn/100
         if not matches:
             raise SystemExit(f"unknown build program {n!r}; choose from {', '.join(NAMES)}")

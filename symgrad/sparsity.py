@@ -128,6 +128,11 @@ def jacobian_sparsity(outputs, wrt):
         if not node.inputs or id(node) in deps or not is_float(node.dtype):
             continue
         opdef = OPS[node.op]
+        if opdef.tuple_valued and any(id(i) in deps for i in node.inputs):
+            raise UnsupportedError(
+                f"sparsity through the loop {node.op} (sg.scan, fori_loop, while_loop) is not supported: "
+                "its pattern depends on the trip count; use a dense hessian or hvp"
+            )
         total = None
         for index, inp in enumerate(node.inputs):
             dep = deps.get(id(inp))

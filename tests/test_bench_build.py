@@ -13,6 +13,7 @@ import symgrad as sg
 from symgrad import bench_build, cli
 
 SMALL = {"seed": None, "rosen": 6, "mlp": 5, "gmm": 9, "rnn/3": None, "euler": 12}
+SMALL.update({"rnn_scan/3": None, "euler_scan": 12})  # the loops written with sg.scan
 
 
 def central(loss, args, argnums, h=1e-6):

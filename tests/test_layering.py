@@ -36,6 +36,7 @@ LANGUAGE += (
     "transforms",
     "custom",
     "batching",
+    "loops",
 )
 ABOVE_LANGUAGE = (
     "codegen",

@@ -149,6 +149,15 @@ class OpDef:
     # vmap refuses the op. None: the generic rule of its traits (symgrad/batching.py: elementwise
     # ops broadcast the batch axis, ops along attrs["axes"] shift them by one)
     batch: object = None
+    # a node with several results (a loop, sg.scan): its own shape and dtype are nominal, each
+    # result is a ``part`` node reading it. Autodiff keeps one adjoint (tangent) per result and asks
+    # ``tuple_vjp(node, {result index: cotangent}, [whether each input needs its adjoint]) -> [adjoint
+    # per input or None]`` (``tuple_jvp(node,
+    # [tangent per input or None]) -> [tangent per result or None]``) once for all of them
+    tuple_valued: bool = False
+    tuple_vjp: Optional[Callable] = None
+    tuple_jvp: Optional[Callable] = None
+    part: bool = False  # the node is result attrs["index"] of its tuple-valued operand
 
     def on_lanes(self, node):
         """Whether ``node`` (of this op) has the numba runtime's arithmetic twin ``v<name>``, which a

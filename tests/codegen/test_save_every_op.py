@@ -174,6 +174,8 @@ def _cases():
         + sg.sum(sg.cumsum(M, axis=0) * sg.cumprod(M, axis=1) * sg.sort(M, axis=0))
     )
     gathers = sg.sum(x[idx] ** 2) + sg.sum(sg.take_along_axis(M, lab[:, None], axis=1) ** 2)
+    carry, stacked = sg.scan(lambda c, row: (sg.tanh(c * y[0] + row), sg.sum(c * row)), x[:3], M)
+    loop = sg.sum(carry) + sg.sum(stacked**2)
     A = sg.tensor("A", ("n", "n"))
     Av = rng.normal(size=(5, 5)) + 5 * np.eye(5)
     spd = A @ A.T + 3 * sg.linalg.eye(A.shape[0])
@@ -208,6 +210,8 @@ def _cases():
         "op_structure": ([structure], [M, x, y], [M, x, y], [Mv, xv, yv]),
         "op_gathers": ([gathers], [x, M, idx, lab], [x, M], [xv, Mv, idxv, labv]),
         "op_linalg": ([linalg], [A, x, y], [A, x, y], [Av, xv, yv]),
+        # a loop (sg.scan) over the rows of M, carrying a vector and stacking a scalar per step
+        "op_loop": ([loop], [M, x, y], [M, x], [Mv, xv, yv]),
         "op_logaddexp_loss": (None, None, None, None),  # the README's Dask loss, added below
     }
 

@@ -196,6 +196,9 @@ def _sample_graphs():
         "svd_vt": sg.linalg.svd(M, full_matrices=False)[2],
         "qr_q": sg.linalg.qr(M.T)[0],
         "qr_r": sg.linalg.qr(M.T)[1],
+        # a loop (sg.scan): the final carry and the stacked ys, each a part of the scan node
+        "scan": sg.scan(lambda c, x: (c * x + 0.5, sg.sum(c)), v, M)[0],
+        "part": sg.scan(lambda c, x: (c * x + 0.5, sg.sum(c)), v, M)[1],
     }
     for name, op in OPS.items():  # every other elementwise op of the table, on M (and v)
         if op.elementwise and op.lower and name not in samples:
@@ -244,6 +247,9 @@ NON_DIFFERENTIABLE = {
     ("host_call", 1),
 }
 NO_NUMPY_DEFINITION = {"symbol", "constant", "dimsize"}  # inputs, embedded values, runtime sizes
+# a loop's definition is its body graph run step by step (_run_loop below), not a numpy function
+# (a numpy definition would also fold a loop over constants into a constant as it is built)
+NO_NUMPY_DEFINITION |= {"scan", "part"}
 
 
 def _node_of(op):
@@ -263,6 +269,11 @@ def test_op_has_shape_rule_numpy_definition_and_vjp_rules(op):
     assert callable(opdef.infer)
     assert (opdef.impl is None) == (op in NO_NUMPY_DEFINITION), f"{op}: numpy definition"
     node = _node_of(op)
+    if opdef.tuple_valued:  # a loop: one rule for all its inputs and results
+        assert callable(opdef.tuple_vjp) and callable(opdef.tuple_jvp), op
+        return
+    if opdef.part:  # a result of a loop: autodiff hands its adjoint to the loop's rule
+        return
     for index in range(len(node.inputs)):
         rule = opdef.vjp_rule(index)
         if (op, index) in NON_DIFFERENTIABLE:
@@ -298,9 +309,32 @@ def _evaluate_with_definitions(outputs, env):
             values[id(node)] = OPS["arange"].impl(
                 n=int(node.attrs["n"].subs({dim_symbol("n"): env["u"].shape[0]}))
             )
+        elif OPS[node.op].tuple_valued:
+            values[id(node)] = _run_loop(node, [values[id(i)] for i in node.inputs], env)
+        elif OPS[node.op].part:
+            values[id(node)] = values[id(node.inputs[0])][node.attrs["index"]]
         else:
             values[id(node)] = OPS[node.op].impl(*[values[id(i)] for i in node.inputs], **node.attrs)
     return [values[id(o)] for o in outputs]
+
+
+def _run_loop(node, operands, env):
+    """A scan node's results: its body evaluated with the definitions, one step at a time."""
+    body = node.attrs["body"]
+    nc, nx = len(body.carry), len(body.xs)
+    carry, xs, consts = operands[:nc], operands[nc : nc + nx], operands[nc + nx :]
+    steps = len(xs[0]) if xs else int(node.attrs["length"])
+    ys = []
+    for t in reversed(range(steps)) if node.attrs["reverse"] else range(steps):
+        names = {
+            p.name: v for p, v in zip(body.carry + body.xs + body.consts, carry + [x[t] for x in xs] + consts)
+        }
+        out = _evaluate_with_definitions(list(body.outputs), {**env, **names})
+        carry, y = out[:nc], out[nc:]
+        ys.append((t, y))
+    ys.sort(key=lambda item: item[0])
+    stacked = [np.array([y[k] for _, y in ys]) for k in range(len(body.ys))]
+    return list(carry) + stacked
 
 
 def test_every_op_sample_computes_its_numpy_definition():
@@ -335,6 +369,9 @@ BATCH_REFUSED = {
     "custom": "custom_vjp",
     # a Python solver called back for one example's shapes
     "host_call": "one example's shapes",
+    # a loop's body graph is built for one example (batching the body is future work)
+    "scan": "sg.vmap of a loop",
+    "part": "sg.vmap of a loop",
     # the kernels take one 2-D matrix (a stack per example is future work)
     **dict.fromkeys(
         "solve inv det logabsdet detsign solve_triangular cholesky eigh_w eigh_v svd_u svd_s svd_vt qr_q "
