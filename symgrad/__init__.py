@@ -82,7 +82,7 @@ from .frontends.sympy_bridge import from_sympy, to_sympy, latex
 from .frontends.parse import parse
 from .printing import expr_str as _expr_str  # installs how an Expr prints (repr, LaTeX)
 from .draw import to_dot, draw
-from .optimize import sparse_hessian  # and Compiled.scipy()
+from .optimize import sparse_hessian, sparse_jacobian, jacobian_sparsity  # and Compiled.scipy()
 from .extend import register_op, unregister_op  # a user's own elementwise op
 from . import dask_arrays as _dask_arrays  # Dask arrays as arguments: a runtime hook
 from .settings import config  # what builds print (and the report's settings, for the compiler)

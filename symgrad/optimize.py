@@ -19,6 +19,7 @@ compiled the first time they are used.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,8 @@ from . import api, autodiff, pytree, sparsity
 from .codegen import runtime
 from .errors import InputError, UnsupportedError
 from .graph import Expr, concrete, size_of, shape_str
-from .ops import concatenate, constant, reshape
+from .frontends import trace
+from .ops import as_expr, concatenate, constant, reshape, stack
 
 if TYPE_CHECKING:  # for the hints only
     import scipy.sparse as sp
@@ -106,6 +108,300 @@ class SparseHessian:
         products = np.array(self.compiled(*args, **kwargs), dtype=np.float64).reshape(-1, self._n)
         data = products[self.colors[self._cols], self._rows] if self._rows.size else np.zeros(0)
         return sp.csr_matrix((data, (self._rows, self._cols)), shape=(self._n, self._n))
+
+
+# ---------------------------------------------------------------- sparse Jacobians
+
+
+def _jacobian_plan(expr, wrt, where):
+    """``expr`` (a float Expr) and ``wrt`` (a symbol or a list) checked as the sparse
+    Jacobian functions take them, and ``wrt`` as a list."""
+    expr = autodiff.float_expr(expr, where)
+    wrt_list, _ = api._wrt_list(wrt, where)
+    api._check_one_symbol_per_name(expr, wrt_list)
+    autodiff._check_wrt(wrt_list, where)
+    for w in [expr] + wrt_list:
+        if not concrete(w.shape):
+            what = "the output" if w is expr else f"input {w.name}"
+            raise UnsupportedError(
+                f"{where}: {what} has symbolic shape {shape_str(w.shape)}; a sparsity pattern "
+                "needs concrete sizes (give the dimensions as numbers)"
+            )
+    return expr, wrt_list
+
+
+def _trace_at(fn, args, argnums, where):
+    """``fn`` run on symbols of the concrete shapes of ``args``: (its output, the symbols of
+    the array and number arguments in order, the differentiated one, the numeric positions).
+    Other arguments (strings, None, ...) are passed through as they are."""
+    if not isinstance(argnums, int) or isinstance(argnums, bool):
+        raise UnsupportedError(
+            f"{where}: argnums must be one int (the argument of the vector x), got {argnums!r}"
+        )
+    if not -len(args) <= argnums < len(args):
+        raise UnsupportedError(
+            f"{where}: argnums {argnums} is out of range for a call with {len(args)} argument(s)"
+        )
+    argnums %= len(args)
+    try:
+        names = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        names = []
+    stand_ins, symbols, numeric = [], [], []
+    for k, value in enumerate(args):
+        if isinstance(value, (np.ndarray, np.generic, float, int)) and not isinstance(value, bool):
+            array = np.asarray(value)
+            dtype = "float64" if k == argnums and array.dtype.kind != "f" else array.dtype
+            name = names[k] if k < len(names) and names[k].isidentifier() else f"arg{k}"
+            symbol = api.tensor(name, array.shape, dtype)
+            stand_ins.append(symbol)
+            symbols.append(symbol)
+            numeric.append(k)
+        elif k == argnums:
+            raise UnsupportedError(
+                f"{where}: argument {k} of {getattr(fn, '__name__', fn)!r} is differentiated but is a "
+                f"{type(value).__name__}, not a float array"
+            )
+        else:
+            stand_ins.append(value)
+    with trace._trace_patches():
+        out = fn(*stand_ins)
+    if isinstance(out, (list, tuple, dict)):
+        raise UnsupportedError(
+            f"{where}: {getattr(fn, '__name__', fn)!r} returned a {type(out).__name__}; the sparse "
+            "Jacobian needs one array (the residual vector)"
+        )
+    return as_expr(out), symbols, stand_ins[argnums], numeric
+
+
+def jacobian_sparsity(fun: Any, wrt: Any = None, *args: Any, argnums: int = 0) -> sp.csr_matrix:
+    """The structural non-zero pattern of a Jacobian: a boolean ``scipy.sparse.csr_matrix``
+    with one row per output element and one column per ``wrt`` element (flattened in C
+    order and concatenated). An entry outside the pattern is zero at every point.
+
+    ``jacobian_sparsity(expr, wrt)`` for an expression (``wrt`` a symbol or a list of
+    them); ``jacobian_sparsity(fn, *example_args, argnums=0)`` for a Python function,
+    traced at the shapes of the example arguments (the pattern holds for those sizes)."""
+    if api._is_function(fun):
+        out, _, x, _ = _trace_at(fun, (wrt, *args), argnums, "jacobian_sparsity")
+        expr, wrt_list = _jacobian_plan(out, x, "jacobian_sparsity")
+    else:
+        if args:
+            raise UnsupportedError(
+                f"jacobian_sparsity(expr, wrt): {len(args)} extra argument(s); example arguments "
+                "are for a Python function"
+            )
+        if wrt is None:
+            raise UnsupportedError("jacobian_sparsity(expr): say which symbols, jacobian_sparsity(expr, wrt)")
+        expr, wrt_list = _jacobian_plan(fun, wrt, "jacobian_sparsity")
+    return sparsity.jacobian_sparsity([expr], wrt_list)
+
+
+def sparse_jacobian(
+    fun: Any,
+    wrt: Any = None,
+    inputs: Expr | Sequence[Expr] | None = None,
+    *,
+    argnums: int = 0,
+    backend: str | None = None,
+) -> SparseJacobian | SparseJacobianOfFunction:
+    """Compile the Jacobian of a vector function as a sparse matrix: a call returns a
+    ``scipy.sparse.csr_matrix`` (output elements x ``wrt`` elements).
+
+    The structural pattern (``sg.jacobian_sparsity``) is coloured by columns (one forward
+    JVP pass per colour) or by rows (one reverse VJP pass per colour), whichever needs
+    fewer colours; every pass and the value are one compiled kernel, whose compressed
+    Jacobian is scattered into the CSR data through precomputed indices. A banded
+    Jacobian of any size costs its bandwidth in passes.
+
+    ``sparse_jacobian(expr, wrt, inputs=None)`` for an expression; ``sparse_jacobian(fn,
+    argnums=0)`` for a Python function: traced (and compiled) at the shapes of each new
+    call's arguments, as ``sg.jacobian(fn)``. See ``SparseJacobian`` for ``.fun``/``.jac``
+    (``scipy.optimize.least_squares``) and ``.value_and_jacobian``."""
+    if api._is_function(fun):
+        if inputs is not None:
+            raise UnsupportedError(
+                "sparse_jacobian: a function's parameters are its inputs; inputs= is for expressions"
+            )
+        if wrt is not None:
+            argnums = wrt  # the second positional argument of a function is argnums, as in sg.jacobian
+        return SparseJacobianOfFunction(fun, argnums, backend or api.DEFAULT_BACKEND)
+    if wrt is None:
+        raise UnsupportedError("sparse_jacobian(expr): say which symbols, sparse_jacobian(expr, wrt)")
+    expr, wrt_list = _jacobian_plan(fun, wrt, "sparse_jacobian")
+    return SparseJacobian(expr, wrt_list, inputs, backend=backend or api.DEFAULT_BACKEND)
+
+
+class _LastPoint:
+    """``fun``/``jac`` for ``scipy.optimize`` from ``value_and_jacobian``: SciPy asks for the
+    value and then the Jacobian at one point, which one kernel call gives (the last point and
+    its arguments are remembered; a new point or other argument objects compute again)."""
+
+    _last: tuple[np.ndarray, tuple[Any, ...], Any, Any] | None = None
+
+    def value_and_jacobian(self, *args: Any) -> tuple[Any, sp.csr_matrix]:
+        raise NotImplementedError
+
+    def _at(self, x, args):
+        last = self._last
+        if (
+            last is not None
+            and np.array_equal(last[0], x)
+            and len(args) == len(last[1])
+            and all(a is b for a, b in zip(args, last[1]))
+        ):
+            return last[2], last[3]
+        value, jac = self.value_and_jacobian(x, *args)
+        self._last = (np.array(x, dtype=np.float64), args, value, jac)
+        return value, jac
+
+    def fun(self, x: ArrayLike, *args: Any) -> Any:
+        """The value at ``x`` (the first input; ``args`` are the others, in input order)."""
+        return self._at(x, args)[0]
+
+    def jac(self, x: ArrayLike, *args: Any) -> sp.csr_matrix:
+        """The Jacobian at ``x`` (from the last ``fun`` call when it was at the same point)."""
+        return self._at(x, args)[1]
+
+
+class SparseJacobian(_LastPoint):
+    """A compiled sparse Jacobian: ``sj(*args)`` returns a ``scipy.sparse.csr_matrix``.
+
+    ``.mode`` is ``"forward"`` (columns coloured: no two columns of one colour share a row,
+    and one JVP along the sum of a colour's unit vectors gives each of their non-zeros) or
+    ``"reverse"`` (rows coloured, one VJP per colour); ``.colors``, ``.pattern``,
+    ``.passes`` and ``.compiled`` (value and compressed Jacobian, one kernel) show the plan.
+
+    For ``scipy.optimize``: ``sj.fun(x, *args)`` is the value, ``sj.jac(x, *args)`` the
+    Jacobian at the same point from the same kernel call (the last point is remembered),
+    so ``least_squares(sj.fun, x0, jac=sj.jac, jac_sparsity=sj.pattern)`` computes each
+    point once; ``sj.value_and_jacobian(*args)`` returns both."""
+
+    def __init__(
+        self,
+        expr: Expr,
+        wrt: Sequence[Expr],
+        inputs: Expr | Sequence[Expr] | None = None,
+        backend: str | None = None,
+    ) -> None:
+        self.wrt = list(wrt)
+        self.output_shape = tuple(expr.shape)
+        self.pattern = sparsity.jacobian_sparsity([expr], self.wrt)
+        self.pattern.sort_indices()
+        self.mode, self.colors = sparsity.jacobian_coloring(self.pattern)
+        self.passes = int(self.colors.max()) + 1 if self.colors.size else 0
+        m, n = self.pattern.shape
+        offsets = np.cumsum([0] + [size_of(w.shape) for w in self.wrt])
+        passes = []
+        for c in range(self.passes):
+            chosen = (self.colors == c).astype(np.float64)
+            if self.mode == "forward":
+                directions = [
+                    constant(chosen[offsets[k] : offsets[k + 1]].reshape(w.shape), w.dtype)
+                    for k, w in enumerate(self.wrt)
+                ]
+                passes.append(reshape(autodiff.jvp([expr], self.wrt, directions)[0], (m,)))
+            else:
+                adjoints = autodiff.vjp(expr, self.wrt, constant(chosen.reshape(expr.shape), expr.dtype))
+                flat = [reshape(a, (size_of(w.shape),)) for a, w in zip(adjoints, self.wrt)]
+                passes.append(concatenate(flat) if len(flat) > 1 else flat[0])
+        width = m if self.mode == "forward" else n
+        compressed = stack(passes) if passes else constant(np.zeros((0, width)))
+        self.compiled = api.compile(
+            [expr, compressed],
+            inputs=api._resolve_inputs([expr], inputs, "sparse_jacobian", extra=self.wrt),
+            backend=backend,
+            name="sparse_jacobian",
+        )
+        # data[k] of the CSR entry (i, j) is compressed[colour, i] (forward: the colour of
+        # column j) or compressed[colour, j] (reverse: the colour of row i), flattened
+        rows = np.repeat(np.arange(m), np.diff(self.pattern.indptr))
+        cols = self.pattern.indices
+        if self.mode == "forward":
+            self._take = self.colors[cols] * m + rows
+        else:
+            self._take = self.colors[rows] * n + cols
+        self.shape = (m, n)
+        # every matrix a call returns shares these (read-only: the pattern is canonical, so SciPy
+        # never sorts or merges them in place)
+        self._indices, self._indptr = self.pattern.indices.copy(), self.pattern.indptr.copy()
+        self._indices.flags.writeable = self._indptr.flags.writeable = False
+
+    @property
+    def inputs(self) -> tuple[Expr, ...]:
+        return self.compiled.inputs
+
+    @property
+    def source(self) -> str:
+        return self.compiled.source
+
+    def _csr(self, compressed):
+        import scipy.sparse as sp  # scipy loads only when a sparse Jacobian is used
+
+        data = compressed.reshape(-1).take(self._take)
+        return sp.csr_matrix((data, self._indices, self._indptr), shape=self.shape, copy=False)
+
+    def value_and_jacobian(self, *args: Any, **kwargs: Any) -> tuple[Any, sp.csr_matrix]:
+        """(the value, the Jacobian as CSR) from one kernel call."""
+        value, compressed = self.compiled(*args, **kwargs)
+        return value, self._csr(np.asarray(compressed, dtype=np.float64))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> sp.csr_matrix:
+        return self.value_and_jacobian(*args, **kwargs)[1]
+
+
+class SparseJacobianOfFunction(_LastPoint):
+    """``sg.sparse_jacobian(fn, argnums)``: called like ``fn``, returns the Jacobian of its
+    (array) output with respect to argument ``argnums`` as CSR. Each new combination of
+    argument shapes and dtypes (and non-array arguments) is traced and compiled once into a
+    ``SparseJacobian``; ``.for_args(*args)`` returns that object (its pattern, colours,
+    source). ``.fun``/``.jac``/``.value_and_jacobian`` are as on ``SparseJacobian``."""
+
+    def __init__(self, fn: Any, argnums: int, backend: str) -> None:
+        if not callable(fn):
+            raise UnsupportedError(f"sparse_jacobian: {fn!r:.60} is not a function")
+        self._fn = fn
+        self._argnums = argnums
+        self._backend = backend
+        self._cache: dict[Any, tuple[SparseJacobian, list[int]]] = {}
+
+    @staticmethod
+    def _key(args):
+        key = []
+        for a in args:
+            if isinstance(a, (np.ndarray, np.generic, float, int)) and not isinstance(a, bool):
+                a = np.asarray(a)
+                key.append(("array", a.shape, a.dtype.str))
+            else:
+                try:
+                    hash(a)
+                except TypeError:
+                    raise UnsupportedError(
+                        f"sparse_jacobian: an argument of type {type(a).__name__} is neither an array, "
+                        "a number nor a hashable value the trace can depend on"
+                    ) from None
+                key.append(("static", type(a), a))
+        return tuple(key)
+
+    def _entry(self, args):
+        key = self._key(args)
+        found = self._cache.get(key)
+        if found is None:
+            out, symbols, x, numeric = _trace_at(self._fn, args, self._argnums, "sparse_jacobian")
+            expr, wrt_list = _jacobian_plan(out, x, "sparse_jacobian")
+            found = self._cache[key] = (SparseJacobian(expr, wrt_list, symbols, self._backend), numeric)
+        return found
+
+    def for_args(self, *args: Any) -> SparseJacobian:
+        """The ``SparseJacobian`` serving a call with these arguments."""
+        return self._entry(args)[0]
+
+    def value_and_jacobian(self, *args: Any) -> tuple[Any, sp.csr_matrix]:
+        sj, numeric = self._entry(args)
+        return sj.value_and_jacobian(*[args[k] for k in numeric])
+
+    def __call__(self, *args: Any) -> sp.csr_matrix:
+        return self.value_and_jacobian(*args)[1]
 
 
 class ScipyProblem:
