@@ -628,5 +628,60 @@ class ScipyProblem:
             kwargs[d.name] = part
         return self._flat(self._hessp(**kwargs))
 
+    # -------------------------------------------------------- constraints
+
+    def constraint(
+        self, g: ExprLike, type: str = "ineq", *, args: tuple[Any, ...] = (), sparse: bool = False
+    ) -> dict[str, Any]:
+        """A constraint for ``minimize(..., constraints=[...])``: ``g`` (an expression of the
+        inputs, any shape) ``>= 0`` elementwise (``type="ineq"``) or ``== 0`` (``"eq"``), as
+        SciPy's dict ``{"type", "fun", "jac", "args"}``. The Jacobian with respect to the flat
+        vector is a compiled sparse Jacobian (``sg.sparse_jacobian``), given as a dense array
+        (SLSQP takes no other) or with ``sparse=True`` as CSR; the value and the Jacobian at
+        one point come from one kernel call. ``args`` are the inputs not fixed in
+        ``scipy(...)``, in input order (SciPy passes ``minimize``'s ``args=`` to the objective
+        only)."""
+        if type not in ("eq", "ineq"):
+            raise UnsupportedError(f"constraint: type must be 'eq' or 'ineq', got {type!r}")
+        jac = self._constraint_jacobian(g, "constraint")
+        dense = jac.jac if sparse else lambda x, *more: jac.jac(x, *more).toarray()
+        return {"type": type, "fun": jac.fun, "jac": dense, "args": tuple(args)}
+
+    def nonlinear_constraint(self, g: ExprLike, lb: ArrayLike, ub: ArrayLike) -> Any:
+        """``scipy.optimize.NonlinearConstraint(fun, lb, ub, jac=...)`` for ``lb <= g <= ub``
+        with the sparse (CSR) Jacobian, for ``method="trust-constr"``. Every input that is not
+        differentiated must have been fixed in ``scipy(...)`` (SciPy passes no ``args`` here)."""
+        import scipy.optimize  # scipy loads only when a constraint is made
+
+        if self.late:
+            raise InputError(
+                f"nonlinear_constraint: the inputs {', '.join(self.late)} are not fixed; "
+                "give them to scipy(...) (trust-constr passes no args to constraints)"
+            )
+        jac = self._constraint_jacobian(g, "nonlinear_constraint")
+        return scipy.optimize.NonlinearConstraint(jac.fun, lb, ub, jac=jac.jac)
+
+    def _constraint_jacobian(self, g, where):
+        missing = [w.name for w in self.wrt if not concrete(w.shape)]
+        if missing:
+            raise UnsupportedError(
+                f"{where}: {', '.join(missing)} has a symbolic shape; a sparse constraint Jacobian "
+                "needs concrete sizes"
+            )
+        expr, wrt_list = _jacobian_plan(g, self.wrt, where)
+        sj = SparseJacobian(expr, wrt_list, list(self.vg.inputs), backend=self.vg.backend)
+        return _FlatConstraint(self, sj)
+
+
+class _FlatConstraint(_LastPoint):
+    """A constraint's value (flattened) and sparse Jacobian on the optimiser's flat vector."""
+
+    def __init__(self, problem: ScipyProblem, sj: SparseJacobian) -> None:
+        self.problem, self.sparse_jacobian = problem, sj
+
+    def value_and_jacobian(self, x: ArrayLike, *args: Any) -> tuple[Any, sp.csr_matrix]:
+        value, jac = self.sparse_jacobian.value_and_jacobian(**self.problem._kwargs(x, args))
+        return np.asarray(value, dtype=np.float64).reshape(-1), jac
+
 
 runtime.install_scipy_problem(ScipyProblem)  # Compiled.scipy() builds one

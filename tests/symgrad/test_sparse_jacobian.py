@@ -9,7 +9,7 @@ import scipy.sparse
 from scipy.optimize import least_squares
 
 import symgrad as sg
-from symgrad.errors import UnsupportedError
+from symgrad.errors import InputError, UnsupportedError
 
 RNG = np.random.default_rng(7)
 
@@ -190,3 +190,64 @@ def test_errors_name_what_is_wrong():
         sg.sparse_jacobian(sg.tensor("k", (3,), dtype="int64") * 2, x)
     with pytest.raises(UnsupportedError, match=r"inputs= is for expressions"):
         sg.sparse_jacobian(reaction_diffusion, inputs=[x])
+
+
+@pytest.mark.filterwarnings("ignore:delta_grad == 0.0")  # trust-constr's quasi-Newton on a linear constraint
+def test_constraint_jacobians_for_minimize_match_hand_written_ones():
+    from scipy.optimize import minimize
+
+    n = 8
+    x, a = sg.tensor("x", (n,)), sg.tensor("a", (n,))
+    p = sg.value_and_grad(sg.sum((x - a) ** 2), wrt=x, backend="numpy").scipy()
+    a0 = RNG.normal(size=n)
+    # increasing by at least 0.1 (a bidiagonal Jacobian) and on a sphere; a is not fixed: args
+    steps = p.constraint(x[1:] - x[:-1] - 0.1, args=(a0,))
+    sphere = p.constraint(sg.sum(x**2) - 3.0, "eq", args=(a0,))
+    x0 = np.linspace(-1.0, 1.0, n)
+    J = steps["jac"](x0, a0)
+    assert isinstance(J, np.ndarray) and J.shape == (n - 1, n)
+    np.testing.assert_allclose(J, central_jacobian(lambda v: v[1:] - v[:-1], x0), atol=1e-8)
+    np.testing.assert_allclose(sphere["jac"](x0, a0), [2 * x0], rtol=1e-12)
+    ours = minimize(p.fun, x0, args=(a0,), jac=True, method="SLSQP", constraints=[steps, sphere])
+    hand = [
+        {
+            "type": "ineq",
+            "fun": lambda v: v[1:] - v[:-1] - 0.1,
+            "jac": lambda v: np.eye(n)[1:] - np.eye(n)[:-1],
+        },
+        {"type": "eq", "fun": lambda v: np.sum(v**2) - 3.0, "jac": lambda v: 2 * v},
+    ]
+    theirs = minimize(
+        lambda v, a: (np.sum((v - a) ** 2), 2 * (v - a)),
+        x0,
+        args=(a0,),
+        jac=True,
+        method="SLSQP",
+        constraints=hand,
+    )
+    assert ours.success and theirs.success and ours.nit == theirs.nit
+    np.testing.assert_allclose(ours.x, theirs.x, rtol=1e-9, atol=1e-12)
+    # trust-constr with the CSR Jacobian reaches the same point
+    fixed = sg.value_and_grad(sg.sum((x - a) ** 2), wrt=x, backend="numpy").scipy(a=a0)
+    constraints = [
+        fixed.nonlinear_constraint(x[1:] - x[:-1], 0.1, np.inf),
+        fixed.nonlinear_constraint(sg.sum(x**2), 3.0, 3.0),
+    ]
+    assert scipy.sparse.issparse(constraints[0].jac(x0))
+    trust = minimize(
+        fixed.fun, x0, jac=True, hessp=fixed.hessp, method="trust-constr", constraints=constraints
+    )
+    np.testing.assert_allclose(trust.x, theirs.x, atol=1e-3)  # trust-constr's own tolerance
+
+
+def test_constraint_errors_name_what_is_wrong():
+    x, a = sg.tensor("x", (3,)), sg.tensor("a", (3,))
+    p = sg.value_and_grad(sg.sum((x - a) ** 2), wrt=x, backend="numpy").scipy()
+    with pytest.raises(UnsupportedError, match=r"constraint: type must be 'eq' or 'ineq', got 'le'"):
+        p.constraint(x[0], "le")
+    with pytest.raises(InputError, match=r"nonlinear_constraint: the inputs a are not fixed"):
+        p.nonlinear_constraint(x[0], 0.0, 1.0)
+    y = sg.tensor("y", ("n",))
+    q = sg.value_and_grad(sg.sum(y**2), wrt=y, backend="numpy").scipy()
+    with pytest.raises(UnsupportedError, match=r"constraint: y has a symbolic shape"):
+        q.constraint(y[0])
