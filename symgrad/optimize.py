@@ -210,7 +210,8 @@ def sparse_jacobian(
 
     The structural pattern (``sg.jacobian_sparsity``) is coloured by columns (one forward
     JVP pass per colour) or by rows (one reverse VJP pass per colour), whichever needs
-    fewer colours; every pass and the value are one compiled kernel, whose compressed
+    fewer colours, or split between both sides when that needs fewer still (an arrow
+    pattern: 3 passes); every pass and the value are one compiled kernel, whose compressed
     Jacobian is scattered into the CSR data through precomputed indices. A banded
     Jacobian of any size costs its bandwidth in passes.
 
@@ -269,8 +270,12 @@ class SparseJacobian(_LastPoint):
 
     ``.mode`` is ``"forward"`` (columns coloured: no two columns of one colour share a row,
     and one JVP along the sum of a colour's unit vectors gives each of their non-zeros) or
-    ``"reverse"`` (rows coloured, one VJP per colour); ``.colors``, ``.pattern``,
-    ``.passes`` and ``.compiled`` (value and compressed Jacobian, one kernel) show the plan.
+    ``"reverse"`` (rows coloured, one VJP per colour), or, when one side needs more than
+    three colours and splitting helps, ``"bidirectional"`` (the densest rows by reverse
+    passes and the rest by forward passes, or the mirror: ``sparsity.bidirectional_coloring``;
+    ``.colors`` is then (column colours, row colours), -1 where a side has no pass);
+    ``.colors``, ``.pattern``, ``.passes`` and ``.compiled`` (the value and the compressed
+    Jacobian, one kernel) show the plan.
 
     For ``scipy.optimize``: ``sj.fun(x, *args)`` is the value, ``sj.jac(x, *args)`` the
     Jacobian at the same point from the same kernel call (the last point is remembered),
@@ -291,36 +296,55 @@ class SparseJacobian(_LastPoint):
         self.mode, self.colors = sparsity.jacobian_coloring(self.pattern)
         self.passes = int(self.colors.max()) + 1 if self.colors.size else 0
         m, n = self.pattern.shape
+        column_colors = self.colors if self.mode == "forward" else np.full(n, -1)
+        row_colors = self.colors if self.mode == "reverse" else np.full(m, -1)
+        side = self.mode
+        if self.passes > 3:  # a dense row or column: try both sides at once
+            split = sparsity.bidirectional_coloring(self.pattern)
+            if split is not None:
+                count = sum(int(c.max()) + 1 for c in split[:2] if (c >= 0).any())
+                if count < self.passes:
+                    column_colors, row_colors, side = split
+                    self.mode, self.passes, self.colors = "bidirectional", count, split[:2]
         offsets = np.cumsum([0] + [size_of(w.shape) for w in self.wrt])
-        passes = []
-        for c in range(self.passes):
-            chosen = (self.colors == c).astype(np.float64)
-            if self.mode == "forward":
-                directions = [
-                    constant(chosen[offsets[k] : offsets[k + 1]].reshape(w.shape), w.dtype)
-                    for k, w in enumerate(self.wrt)
-                ]
-                passes.append(reshape(autodiff.jvp([expr], self.wrt, directions)[0], (m,)))
-            else:
-                adjoints = autodiff.vjp(expr, self.wrt, constant(chosen.reshape(expr.shape), expr.dtype))
-                flat = [reshape(a, (size_of(w.shape),)) for a, w in zip(adjoints, self.wrt)]
-                passes.append(concatenate(flat) if len(flat) > 1 else flat[0])
-        width = m if self.mode == "forward" else n
-        compressed = stack(passes) if passes else constant(np.zeros((0, width)))
+        forward, reverse = [], []
+        for c in range(int(column_colors.max()) + 1 if (column_colors >= 0).any() else 0):
+            chosen = (column_colors == c).astype(np.float64)
+            directions = [
+                constant(chosen[offsets[k] : offsets[k + 1]].reshape(w.shape), w.dtype)
+                for k, w in enumerate(self.wrt)
+            ]
+            forward.append(reshape(autodiff.jvp([expr], self.wrt, directions)[0], (m,)))
+        for c in range(int(row_colors.max()) + 1 if (row_colors >= 0).any() else 0):
+            chosen = (row_colors == c).astype(np.float64)
+            adjoints = autodiff.vjp(expr, self.wrt, constant(chosen.reshape(expr.shape), expr.dtype))
+            flat = [reshape(a, (size_of(w.shape),)) for a, w in zip(adjoints, self.wrt)]
+            reverse.append(concatenate(flat) if len(flat) > 1 else flat[0])
+        # the compressed Jacobian: forward passes (colours x m), then reverse passes (colours x n)
+        compressed = [stack(passes) for passes in (forward, reverse) if passes]
+        if not compressed:
+            compressed = [constant(np.zeros((0, m)))]
         self.compiled = api.compile(
-            [expr, compressed],
+            [expr, *compressed],
             inputs=api._resolve_inputs([expr], inputs, "sparse_jacobian", extra=self.wrt),
             backend=backend,
             name="sparse_jacobian",
         )
-        # data[k] of the CSR entry (i, j) is compressed[colour, i] (forward: the colour of
-        # column j) or compressed[colour, j] (reverse: the colour of row i), flattened
+        # data[k] of the CSR entry (i, j) is forward[colour of column j, i] or, flattened after
+        # the forward passes, reverse[colour of row i, j]
         rows = np.repeat(np.arange(m), np.diff(self.pattern.indptr))
         cols = self.pattern.indices
-        if self.mode == "forward":
-            self._take = self.colors[cols] * m + rows
+        if side == "rows":
+            by_reverse = row_colors[rows] >= 0
+        elif side == "columns":
+            by_reverse = column_colors[cols] < 0
         else:
-            self._take = self.colors[rows] * n + cols
+            by_reverse = np.full(rows.size, side == "reverse")
+        self._take = np.where(
+            by_reverse,
+            len(forward) * m + row_colors[rows] * n + cols,
+            column_colors[cols] * m + rows,
+        ).astype(np.intp)
         self.shape = (m, n)
         # every matrix a call returns shares these (read-only: the pattern is canonical, so SciPy
         # never sorts or merges them in place)
@@ -338,13 +362,16 @@ class SparseJacobian(_LastPoint):
     def _csr(self, compressed):
         import scipy.sparse as sp  # scipy loads only when a sparse Jacobian is used
 
-        data = compressed.reshape(-1).take(self._take)
+        if len(compressed) == 1:
+            data = compressed[0].reshape(-1).take(self._take)
+        else:  # both sides (bidirectional): forward passes, then reverse passes
+            data = np.concatenate([c.reshape(-1) for c in compressed]).take(self._take)
         return sp.csr_matrix((data, self._indices, self._indptr), shape=self.shape, copy=False)
 
     def value_and_jacobian(self, *args: Any, **kwargs: Any) -> tuple[Any, sp.csr_matrix]:
         """(the value, the Jacobian as CSR) from one kernel call."""
-        value, compressed = self.compiled(*args, **kwargs)
-        return value, self._csr(np.asarray(compressed, dtype=np.float64))
+        value, *compressed = self.compiled(*args, **kwargs)
+        return value, self._csr(compressed)
 
     def __call__(self, *args: Any, **kwargs: Any) -> sp.csr_matrix:
         return self.value_and_jacobian(*args, **kwargs)[1]

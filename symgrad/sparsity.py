@@ -230,3 +230,35 @@ def jacobian_coloring(pattern):
     if count(columns) <= count(rows):
         return "forward", columns
     return "reverse", rows
+
+
+def bidirectional_coloring(pattern, tries=4):
+    """A direct bidirectional partition of the pattern, or None when it needs no fewer passes
+    than colouring one side: the densest rows are recovered by reverse passes (rows of one
+    colour share no column among them) and every other row by forward passes coloured on those
+    rows alone (columns of one colour share no such row); and the mirror, the densest columns
+    by forward passes and the rest by reverse. An arrow pattern (a dense row, a dense column
+    and the diagonal) takes 3 passes instead of n. Not a full star bicolouring: each entry is
+    read directly from one pass. Returns (column colours, row colours, side): -1 marks a line
+    no pass of its side serves; side "rows" means an entry in a coloured row comes from the
+    reverse pass of its row colour (the rest from forward passes), "columns" that an entry in
+    a coloured column comes from the forward pass of its column colour (the rest from reverse)."""
+    pattern = pattern.tocsr().astype(bool)
+    best = None
+    for flip in (False, True):
+        p = pattern.T.tocsr() if flip else pattern
+        counts = np.diff(p.indptr)
+        for k in sorted(set(np.unique(counts)[::-1][:tries].tolist()), reverse=True):
+            dense = counts >= k
+            if dense.all() or not dense.any():
+                continue
+            keep = np.flatnonzero(~dense)
+            by_rows = np.full(p.shape[0], -1, dtype=np.int64)
+            by_rows[dense] = color_rows(p[dense])
+            by_columns = color_columns(p[keep])
+            # columns that no kept row reads need no pass
+            by_columns[np.diff(p[keep].tocsc().indptr) == 0] = -1
+            total = int(by_rows.max()) + 1 + (int(by_columns.max()) + 1 if (by_columns >= 0).any() else 0)
+            if best is None or total < best[0]:
+                best = (total, (by_rows, by_columns, "columns") if flip else (by_columns, by_rows, "rows"))
+    return None if best is None else best[1]

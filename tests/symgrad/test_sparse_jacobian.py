@@ -106,6 +106,40 @@ def test_fewer_colours_side_is_chosen_and_the_count_is_minimal_for_known_structu
             assert (lines[sj.colors == c].sum(axis=0) <= 1).all()
 
 
+def arrow(x):
+    """An arrow pattern: a dense first row, a dense first column and the diagonal; colouring
+    either side alone needs one pass per element."""
+    return np.concatenate([np.sum(np.sin(x), keepdims=True), x[1:] ** 2 * x[0]])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_an_arrow_pattern_takes_three_bidirectional_passes(backend):
+    n = 30
+    x = sg.tensor("x", (n,))
+    sj = sg.sparse_jacobian(arrow(x), x, backend=backend)
+    assert (sj.mode, sj.passes) == ("bidirectional", 3)
+    x0 = RNG.uniform(0.5, 1.5, n)
+    value, J = sj.value_and_jacobian(x0)
+    np.testing.assert_allclose(value, arrow(x0), rtol=1e-13)
+    np.testing.assert_allclose(J.toarray(), central_jacobian(arrow, x0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(J.toarray() != 0, dense_pattern(arrow, n))
+
+
+def test_a_dense_column_split_off_to_forward_passes_the_rest_in_reverse():
+    # a pattern one column-coloured side needs 4 passes for; its dense column 3 by a forward
+    # pass and the other entries by reverse passes take 3
+    entries = [(0, 0), (1, 1), (1, 2), (1, 7), (2, 2), (3, 8), (4, 4), (6, 4), (7, 7), (7, 10)]
+    entries += [(i, 3) for i in range(12)] + [(i, i) for i in range(5, 12)]
+    M = np.zeros((12, 12))
+    for i, j in entries:
+        M[i, j] = RNG.uniform(1.0, 2.0)
+    x = sg.tensor("x", (12,))
+    sj = sg.sparse_jacobian(sg.constant(M) @ x + sg.sin(x), x, backend="numpy")
+    assert (sj.mode, sj.passes) == ("bidirectional", 3)
+    x0 = RNG.normal(size=12)
+    np.testing.assert_allclose(sj(x0).toarray(), M + np.diag(np.cos(x0)), rtol=1e-14)
+
+
 def test_tridiagonal_jacobian_of_10000_unknowns_in_three_passes_equals_the_hand_assembly():
     n = 10_000
     u = sg.tensor("u", (n,))
