@@ -84,7 +84,7 @@ from .frontends.sympy_bridge import from_sympy, to_sympy, latex
 from .frontends.parse import parse
 from .printing import expr_str as _expr_str  # installs how an Expr prints (repr, LaTeX)
 from .draw import to_dot, draw
-from .optimize import sparse_hessian  # and Compiled.scipy()
+from .optimize import sparse_hessian, sparse_jacobian, jacobian_sparsity  # and Compiled.scipy()
 from .implicit import (
     root,
     fixed_point,

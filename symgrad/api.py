@@ -441,7 +441,11 @@ def jacobian(
     output element; ``"auto"`` picks forward when the total input size is smaller than
     the output size and reverse otherwise (the seeds' rule). With symbolic sizes it
     picks the side whose size is concrete (``sg.jacobian_mode`` tells which and the
-    sizes compared). The graph has O(N * passes) nodes for an N-node expression.
+    sizes compared). The graph has O(N * passes) nodes for an N-node expression. With both
+    sizes symbolic (mode ``"whole"``) the Jacobian of a vector input, shape
+    ``expr.shape + w.shape`` in symbolic dims, is carried forward through elementwise ops,
+    sums, slices, concatenate and products with matrices that do not depend on ``w``; any
+    other op on the way is an UnsupportedError naming it.
 
     Given a Python function, as ``jax.jacfwd``/``jax.jacrev``: a function returning, for each
     leaf of the output, the Jacobian with respect to the ``argnums`` arguments in their pytree

@@ -32,10 +32,23 @@ import numpy as np
 from .errors import ShapeError, UnsupportedError
 from .graph import Expr, is_float, shape_str, size_of, topo_order
 from .graph import broadcast_shapes
-from .ops import OPS, add, as_expr, broadcast_to, cast, constant, expand_dims, reshape, stack, sum_to
+from .ops import (
+    OPS,
+    add,
+    as_expr,
+    broadcast_to,
+    cast,
+    concatenate,
+    constant,
+    expand_dims,
+    reshape,
+    stack,
+    sum_to,
+)
 from .ops import sum as sum_over, transpose
 from .ops import logical_and, logical_not, logical_or, where
 from .ops.registry import ALL, POINTWISE
+from .ops.linalg import eye
 from .ops.structure import slice_grad
 
 
@@ -378,7 +391,8 @@ def jacobian_mode(y, wrt):
 
     Forward mode costs one JVP per input element, reverse one VJP per output element
     (the seeds' rule: reverse when n > m). A symbolic size cannot be compared: the
-    side that is concrete is chosen (its pass count is known); both symbolic is an error."""
+    side that is concrete is chosen (its pass count is known); with both symbolic it is
+    ``"whole"``: the Jacobian is carried forward as one array (``_jacobian_whole``)."""
     n_in = 0
     for w in wrt:
         n_in = n_in + size_of(w.shape)
@@ -390,10 +404,87 @@ def jacobian_mode(y, wrt):
         return "forward", n_in, n_out
     if out_known:
         return "reverse", n_in, n_out
-    raise UnsupportedError(
-        f"jacobian: both the input size {n_in} and the output size {n_out} are "
-        "symbolic; give one side concrete dimensions"
-    )
+    # neither pass count is known: the Jacobian is carried forward whole (_jacobian_whole)
+    return "whole", n_in, n_out
+
+
+def _jacobian_whole(y, w, notes=None):
+    """d y / d w for sizes that are symbolic on both sides, where no pass count is known: each
+    node's Jacobian (shape ``node.shape + w.shape``, starting from the identity at ``w``) is
+    carried forward through the ops whose derivative stays an array expression of the same
+    ops: elementwise ops (their pointwise factor times the Jacobian), sums over axes, basic
+    slices and integer indices, concatenate, and products of a vector with a matrix that does
+    not depend on ``w``. Any other op on the path is refused, naming it."""
+    if w.ndim > 1:
+        raise UnsupportedError(
+            f"jacobian: {w.name} of shape {shape_str(w.shape)} and the output of shape "
+            f"{shape_str(y.shape)} both have symbolic sizes; without a concrete side the Jacobian is "
+            "built for vector inputs only (give one side concrete dimensions)"
+        )
+    extra = (1,) * w.ndim
+    jac = {id(w): eye(w.shape[0], w.dtype) if w.ndim else constant(1, w.dtype)}
+
+    def placed(j, inp, shape):
+        """The Jacobian ``j`` of ``inp`` aligned with an output of ``shape`` (leading axes added)."""
+        lead = len(shape) - inp.ndim
+        return reshape(j, (1,) * lead + tuple(j.shape)) if lead else j
+
+    for node in topo_order([y]):
+        if id(node) in jac or not any(id(i) in jac for i in node.inputs):
+            continue
+        if not is_float(node.dtype):
+            continue
+        opdef = OPS[node.op]
+        full = tuple(node.shape) + tuple(w.shape)
+        parts = []
+        for index, inp in enumerate(node.inputs):
+            j = jac.get(id(inp))
+            if j is None or opdef.jvp_rule(index) is None:
+                continue
+            if opdef.jvp == POINTWISE:
+                factor = opdef.vjp_rule(index)(constant(1, node.dtype), *node.inputs, node)
+                factor = reshape(factor, (1,) * (node.ndim - factor.ndim) + tuple(factor.shape) + extra)
+                parts.append(factor * placed(j, inp, node.shape))
+            elif opdef.reduction and opdef.linear:
+                parts.append(sum_over(j, axis=node.attrs["axes"], keepdims=node.attrs["keepdims"]))
+            elif node.op == "getitem" and all(k[0] in ("s", "i") for k in node.attrs["key"]):
+                key = tuple(slice(*k[1:]) if k[0] == "s" else k[1] for k in node.attrs["key"])
+                parts.append(j[key])
+            elif node.op == "concatenate":
+                blocks = [
+                    jac[id(i)] if id(i) in jac else zeros(tuple(i.shape) + tuple(w.shape), node.dtype)
+                    for i in node.inputs
+                ]
+                parts.append(concatenate(blocks, axis=node.attrs["axis"]))
+                break
+            elif node.op == "matmul" and inp.ndim == 1 and w.ndim == 1:
+                other = node.inputs[1 - index]
+                if id(other) in jac or other.ndim > 2:
+                    parts = None
+                    break
+                # d(A @ x) = A @ dx; d(x @ B) = B^T @ dx; d(x @ v) = v @ dx
+                parts.append(other @ j if index == 1 or other.ndim == 1 else transpose(other) @ j)
+            else:
+                parts = None
+                break
+        if parts is None:
+            raise UnsupportedError(
+                f"jacobian: the input size {size_of(w.shape)} and the output size {size_of(y.shape)} "
+                f"are both symbolic, and the Jacobian through {node.op} (shape {shape_str(node.shape)}) "
+                "cannot be written for every size; give one side concrete dimensions"
+            )
+        if not parts:
+            continue
+        total = parts[0]
+        for part in parts[1:]:
+            total = add(total, part)
+        if tuple(total.shape) != full:
+            total = broadcast_to(total, full)
+        if notes is not None and opdef.note:
+            notes.record(total, f"{node.op} (Jacobian): {opdef.note}")
+        jac[id(node)] = total
+    found = jac.get(id(y))
+    return found if found is not None else zeros(tuple(y.shape) + tuple(w.shape), y.dtype)
 
 
 def jacobian(y, wrt, mode="auto", notes=None):
@@ -408,6 +499,14 @@ def jacobian(y, wrt, mode="auto", notes=None):
     y = float_expr(y, "jacobian")
     if mode == "auto":
         mode = jacobian_mode(y, wrt)[0]
+    if mode == "whole":
+        blocks = []
+        for w in wrt:
+            if isinstance(size_of(w.shape), int):  # a concrete input: its columns by forward passes
+                blocks.extend(jacobian(y, [w], "forward", notes))
+            else:
+                blocks.append(_jacobian_whole(y, w, notes))
+        return blocks
     blocks = []
     if mode == "forward":
         for w in wrt:

@@ -62,6 +62,7 @@ NAMES = [
     "gp/500",
     "pe_logreg/1e4",
     "pe_mlp/64",
+    "rdjac/1e4",
 ]
 PEERS = ["jax", "torch", "autograd", "sympy", "symengine", "pytensor", "casadi"]
 SCALARIZE_LIMIT = 1000  # SymEngine, CasADi: at most this many input elements, scalarized
@@ -112,9 +113,23 @@ def _size(text):
 
 class Workload:
     def __init__(
-        self, expr, wrt, inputs, args, by_hand, forward_by_hand, loss=None, fused=None, loop=None, twin=None
+        self,
+        expr,
+        wrt,
+        inputs,
+        args,
+        by_hand,
+        forward_by_hand,
+        loss=None,
+        fused=None,
+        loop=None,
+        twin=None,
+        sparse_jacobian=False,
     ):
         self.expr, self.wrt, self.inputs, self.args = expr, list(wrt), list(inputs), tuple(args)
+        # the vector expr's Jacobian as CSR (sg.sparse_jacobian's value_and_jacobian) instead of a
+        # gradient: by_hand returns (value, (csr,)); no peer runs it
+        self.sparse_jacobian = sparse_jacobian
         self.by_hand, self.forward_by_hand = by_hand, forward_by_hand
         self.loss = loss  # loss(xp, *args) for the peers; grads w.r.t. the first len(wrt) args
         self.fused = fused  # numba kernel: same (value, grads) contract as by_hand
@@ -512,6 +527,44 @@ def _pe_mlp(sg, batch):
     return _per_example(loss, (0, 1, 2, 3), (None, None, None, None, 0, 0), args, by_hand)
 
 
+def _rdjac(sg, n):
+    """The Jacobian of a discretised 1-D reaction-diffusion residual, D u'' + r u (1 - u) with
+    u(0) = 1, u(1) = 0 (tridiagonal), as CSR; the reference fills the CSR data by hand in numpy
+    from index arrays made once, as a careful user would."""
+    import scipy.sparse
+
+    n = _size(n or 1e4)
+    u = sg.tensor("u", (n,))
+    h = 1.0 / (n - 1)
+    c, rate = 0.01 / h**2, 5.0
+
+    def residual(xp, u):
+        inner = c * (u[:-2] - 2 * u[1:-1] + u[2:]) + rate * u[1:-1] * (1 - u[1:-1])
+        return xp.concatenate([u[:1] - 1.0, inner, u[-1:]])
+
+    # CSR of the tridiagonal pattern: row 0 and n-1 hold their diagonal, row i (1..n-2) i-1, i, i+1
+    counts = np.full(n, 3)
+    counts[[0, -1]] = 1
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    rows = np.repeat(np.arange(n), counts)
+    offsets = np.concatenate([[0], np.tile([-1, 0, 1], n - 2), [0]])
+    indices = (rows + offsets).astype(np.int32)
+
+    def by_hand(u):
+        value = residual(np, u)
+        data = np.empty(3 * n - 4)
+        data[0] = data[-1] = 1.0
+        band = data[1:-1].reshape(n - 2, 3)
+        band[:, 0] = band[:, 2] = c
+        band[:, 1] = -2 * c + rate * (1 - 2 * u[1:-1])
+        return value, (scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, n)),)
+
+    arg = np.linspace(1.0, 0.0, n) + 0.1 * np.sin(np.linspace(0.0, 30.0, n))
+    return Workload(
+        residual(sg, u), [u], [u], (arg,), by_hand, lambda u: residual(np, u), sparse_jacobian=True
+    )
+
+
 def _eye(xp, n):
     """The identity in the array module ``xp`` (symgrad's builder: sg.linalg.eye)."""
     return sg.linalg.eye(n) if xp is sg else xp.eye(n)
@@ -545,6 +598,7 @@ MAKERS = {
     "gp": _gp,
     "pe_logreg": _pe_logreg,
     "pe_mlp": _pe_mlp,
+    "rdjac": _rdjac,
 }
 
 
@@ -795,14 +849,13 @@ def _agree(got, want):
     wg = wg if isinstance(wg, (tuple, list)) else (wg,)
     # a per-example workload's calls give the gradients alone (gv None): they are compared
     ok = gv is None or np.allclose(np.asarray(gv, dtype=float), wv, rtol=1e-6, atol=1e-12)
-    return bool(
-        ok
-        and len(gg) == len(wg)
-        and all(
-            np.allclose(np.asarray(a, dtype=float).reshape(np.shape(b)), b, rtol=1e-6, atol=1e-9)
-            for a, b in zip(gg, wg)
-        )
-    )
+    return bool(ok and len(gg) == len(wg) and all(_close(a, b) for a, b in zip(gg, wg)))
+
+
+def _close(a, b):
+    if hasattr(b, "tocsr"):  # a sparse Jacobian: every entry within 1e-6 of the largest
+        return hasattr(a, "tocsr") and a.shape == b.shape and abs(a - b).max() <= 1e-6 * abs(b).max()
+    return np.allclose(np.asarray(a, dtype=float).reshape(np.shape(b)), b, rtol=1e-6, atol=1e-9)
 
 
 # ---------------------------------------------------------------- one case (in its own process)
@@ -822,12 +875,22 @@ def run_case(name, repeat=7, peers=PEERS):
     if w.per_example is not None:
         return _run_per_example(rec, w, want, repeat, peers)
     start = time.perf_counter()
-    vg = sg.value_and_grad(w.expr, wrt=w.wrt, inputs=w.inputs)
-    rec["build_s"] = time.perf_counter() - start
-    rec["cache"] = vg.cache_state
-    rec["agree"] = _agree(vg(*w.args), want)
+    if w.sparse_jacobian:
+        sj = sg.sparse_jacobian(w.expr, w.wrt, w.inputs)
+        rec["build_s"] = time.perf_counter() - start
+        rec["cache"] = sj.compiled.cache_state
+        rec["jacobian_passes"], rec["jacobian_mode"] = sj.passes, sj.mode
+        vg = sj.value_and_jacobian
+        rec["agree"] = _agree((lambda v, j: (v, (j,)))(*vg(*w.args)), want)
+        rec["source_lines"] = sj.source.count("\n")
+        peers = []  # none of them builds sparse Jacobians
+    else:
+        vg = sg.value_and_grad(w.expr, wrt=w.wrt, inputs=w.inputs)
+        rec["build_s"] = time.perf_counter() - start
+        rec["cache"] = vg.cache_state
+        rec["agree"] = _agree(vg(*w.args), want)
+        rec["source_lines"] = vg.source.count("\n")
     forward = sg.compile(w.expr, inputs=w.inputs)
-    rec["source_lines"] = vg.source.count("\n")
     rec["forward_s"] = median_call_seconds(forward, *w.args, repeat=repeat)
     rec["vg_s"] = median_call_seconds(vg, *w.args, repeat=repeat)
     rec["numpy_vg_s"] = median_call_seconds(w.by_hand, *w.args, repeat=repeat)
@@ -1045,6 +1108,11 @@ def table(records, peers=PEERS):
             f"ratio {r['loop_s'] / r['numpy_loop_s']:.2f})"
         )
     for r in records:
+        if "jacobian_passes" in r:
+            lines.append(
+                f"{r['workload']}: vg is the value and the sparse Jacobian as CSR, "
+                f"{r['jacobian_passes']} coloured {r['jacobian_mode']} passes; numpy vg fills the same CSR by hand"
+            )
         if "twin_vg_s" in r:
             lines.append(
                 f"{r['workload']}: written with einsum {format_seconds(r['vg_s'])}, the same loss written "

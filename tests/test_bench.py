@@ -85,6 +85,33 @@ def test_per_example_workloads_agree_with_their_numpy_references_and_jax():
         assert bench._agree(wrap(build())(*w.args), want), name
 
 
+def test_sparse_jacobian_workload_reference_agrees_and_the_table_names_the_passes():
+    import symgrad as sg
+
+    w = bench.make_workload(sg, "rdjac/40")
+    value, (J,) = w.by_hand(*w.args)
+    sj = sg.sparse_jacobian(w.expr, w.wrt, w.inputs, backend="numpy")
+    got_value, got_J = sj.value_and_jacobian(*w.args)
+    assert bench._agree((got_value, (got_J,)), (value, (J,)))
+    assert not bench._agree((got_value, (got_J * 1.01,)), (value, (J,)))  # the check sees a wrong entry
+    assert sj.passes == 3 and J.nnz == 3 * 40 - 4
+    record = {
+        "workload": "rdjac/40",
+        "agree": True,
+        "startup_s": 0.1,
+        "build_s": 0.2,
+        "forward_s": 1e-5,
+        "vg_s": 1e-4,
+        "numpy_vg_s": 1e-4,
+        "vg_over_numpy": 1.0,
+        "vg_over_forward": 10.0,
+        "jacobian_passes": 3,
+        "jacobian_mode": "forward",
+        "peers": {},
+    }
+    assert any("3 coloured forward passes" in line for line in bench.table([record], peers=[]))
+
+
 def test_einsum_workloads_and_their_matmul_twins_agree_with_the_references():
     import symgrad as sg
 

@@ -318,5 +318,51 @@ def test_jvp_and_jacobian_errors_name_the_problem():
     with pytest.raises(UnsupportedError, match="wrt must be symbols"):
         sg.jvp(v * x, [x * 2], [1.0])
     n = sg.tensor("m", ("n",))
-    with pytest.raises(UnsupportedError, match="both the input size"):
-        sg.jacobian(n * 2.0, n)
+    with pytest.raises(
+        UnsupportedError,
+        match=r"the input size n and the output size n\*\*2 are both symbolic, and the Jacobian "
+        r"through reshape \(shape \(n, 1\)\) cannot be written for every size",
+    ):
+        sg.jacobian(sg.outer(n, n), n)
+    with pytest.raises(
+        UnsupportedError, match=r"jacobian: M of shape \(n, k\) and the output .* vector inputs only"
+    ):
+        M = sg.tensor("M", ("n", "k"))
+        sg.jacobian(M * 2.0, M)
+    with pytest.raises(UnsupportedError, match=r"input m has the symbolic size n; a Jacobian or Hessian"):
+        sg.jacobian(n * 2.0, n, mode="forward")
+
+
+def _central_columns(f, x0, eps=1e-6):
+    columns = []
+    for j in range(x0.size):
+        step = np.zeros_like(x0)
+        step[j] = eps
+        columns.append((np.asarray(f(x0 + step)) - np.asarray(f(x0 - step))) / (2 * eps))
+    return np.stack(columns, axis=-1)
+
+
+@pytest.mark.parametrize("which", ["elementwise", "stencil", "matvec", "vecmat", "dot", "mixed"])
+def test_jacobian_with_symbolic_sizes_on_both_sides_matches_central_differences_at_every_size(which):
+    x, A, c = sg.tensor("x", ("n",)), sg.tensor("A", ("m", "n")), sg.scalar("c")
+    built = {
+        "elementwise": lambda xp, x, A, c: xp.sin(x) * x + c,
+        "stencil": lambda xp, x, A, c: xp.concatenate(
+            [x[:1] - 1.0, x[:-2] - 2 * x[1:-1] + x[2:], x[-1:] * x[0]]
+        ),
+        "matvec": lambda xp, x, A, c: xp.tanh(A @ x) * xp.sum(x**2, axis=0),
+        "vecmat": lambda xp, x, A, c: xp.exp(x @ xp.transpose(A)),
+        "dot": lambda xp, x, A, c: (x @ xp.cos(x)) * c,
+        "mixed": lambda xp, x, A, c: xp.sum(A * xp.sin(x), axis=1) + x[2] * c,
+    }[which]
+    expr = built(sg, x, A, c)
+    J = sg.jacobian(expr, x)
+    assert J.shape == tuple(expr.shape) + tuple(x.shape)
+    if expr.ndim:  # both sizes symbolic (a scalar output has one reverse pass)
+        assert sg.jacobian_mode(expr, x)[0] == "whole"
+    f = sg.compile(J, inputs=[x, A, c], backend="numpy")
+    rng = np.random.default_rng(3)
+    for n, m in ((5, 4), (9, 2)):  # one compiled function, every size
+        x0, A0 = rng.normal(size=n), rng.normal(size=(m, n))
+        want = _central_columns(lambda v: built(np, v, A0, 0.3), x0)
+        np.testing.assert_allclose(f(x0, A0, 0.3), want, rtol=1e-6, atol=1e-7)

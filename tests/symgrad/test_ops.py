@@ -1561,7 +1561,18 @@ _ONE_OP_RULES = {
     ("symgrad/autodiff.py", "symbol"): _LEAF,
     ("symgrad/autodiff.py", "constant"): _LEAF,
     ("symgrad/autodiff.py", "where"): "where's branch masks (the NaN-safe where)",
-    ("symgrad/autodiff.py", "matmul"): "matmul's masked-operand rule (_matmul_hits)",
+    (
+        "symgrad/autodiff.py",
+        "matmul",
+    ): "matmul's masked-operand rule (_matmul_hits); a whole Jacobian's A @ J",
+    (
+        "symgrad/autodiff.py",
+        "getitem",
+    ): "a whole Jacobian (symbolic sizes) takes the slice's key on its leading axes",
+    (
+        "symgrad/autodiff.py",
+        "concatenate",
+    ): "a whole Jacobian (symbolic sizes) concatenates its inputs' Jacobians",
     ("symgrad/sparsity.py", "constant"): _LEAF,
     (
         "symgrad/sparsity.py",
