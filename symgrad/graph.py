@@ -214,6 +214,8 @@ def shape_str(shape):
 def dims_equal(a, b):
     if isinstance(a, int) and isinstance(b, int):
         return a == b
+    if a == b:  # the same expression (simplify is slow, and its first call imports sympy.physics)
+        return True
     return sympy.simplify(sympy.Integer(a) - b if isinstance(a, int) else a - b) == 0
 
 
