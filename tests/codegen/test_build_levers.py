@@ -133,3 +133,37 @@ def test_sums_along_some_axes_agree_with_numpy_and_go_through_the_cached_helper(
     for g, w in zip(got, sums(a, m)):
         assert g.shape == w.shape and g.dtype == w.dtype
         np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-13)
+
+
+def test_dims_equal_decides_polynomial_dims_without_simplify(monkeypatch):
+    import itertools
+
+    import sympy
+
+    from symgrad import graph
+
+    n, m = sympy.symbols("n m", positive=True, integer=True)
+    pairs = [
+        (n, 2),
+        (2, n),
+        (n, n),
+        (n * (m + 1), n * m + n),
+        (n - 1 + 1, n),
+        (n * m, m * n + 1),
+        (3, 3),
+        (n**2, n),
+    ]
+
+    def truth(a, b):  # equal at every size tried
+        return all(
+            int(sympy.sympify(a).subs({n: i, m: j})) == int(sympy.sympify(b).subs({n: i, m: j}))
+            for i, j in itertools.product(range(1, 6), repeat=2)
+        )
+
+    want = [truth(a, b) for a, b in pairs]
+
+    def no_simplify(*args, **kwargs):  # slow, and its first call imports sympy.physics
+        raise AssertionError("simplify called")
+
+    monkeypatch.setattr(sympy, "simplify", no_simplify)
+    assert [graph.dims_equal(a, b) for a, b in pairs] == want
