@@ -10,6 +10,7 @@ import warnings
 from symgrad.errors import UnsupportedError
 from symgrad.graph import topo_order
 from .numba_backend import NumbaEmitter
+from .numba_cache import load_cached
 from .numpy_backend import NumpyEmitter
 from .progress import building
 from .runtime import Compiled, drop_compiled_caches, hold, load_module
@@ -91,9 +92,11 @@ def _compile(build, outputs, inputs, output_names, structure, primary, backend, 
         signature = _numba_signature(inputs)
         with build.measure("numba compile"):
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    module.kernel.compile(signature)
+                # a second process loads the machine code without numba's start-up (numba_cache)
+                if not load_cached(module.kernel, signature):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        module.kernel.compile(signature)
             except Exception:
                 # a truncated or corrupt numba cache file: drop it, import afresh, compile again
                 if not drop_compiled_caches(module.__name__):

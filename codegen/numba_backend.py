@@ -8,8 +8,8 @@ in ``codegen.numba_runtime``.
 
 from . import branches, fusion, ir, rolling
 from symgrad.ops.registry import OPS
-from .emit import Emitter, has_loops
-from .schedule import find_loops, product_text, shape_text
+from .emit import Emitter, has_loops, key_text
+from .schedule import dim_text, find_loops, product_text, shape_text
 
 SMALL_PRODUCT = 512  # multiply-adds: up to this many, a product of concrete shape is a loop
 
@@ -124,12 +124,13 @@ class NumbaEmitter(Emitter):
             return self._reduce("_rt.sum_wide", "sum_rows_wide", node, args)
         if len(axes) == x.ndim:
             return self._reduce("np.sum", None, node, args)
-        text = args[0]
+        # each axis summed as the middle one of a (before, axis, after) array (numba_runtime.sum_middle)
+        text, shape = args[0], list(x.shape)
         for a in sorted(axes, reverse=True):
-            text = f"np.sum({text}, axis={a})"
-        if node.attrs["keepdims"]:
-            text = f"{text}.reshape({shape_text(node.shape)})"
-        return text
+            dims = f"({product_text(shape[:a])}, {dim_text(shape[a])}, {product_text(shape[a + 1 :])})"
+            text = f"_rt.sum_middle(np.ascontiguousarray({text}).reshape({dims}))"
+            shape = shape[:a] + shape[a + 1 :]
+        return f"{text}.reshape({shape_text(node.shape)})"
 
     def lower_max(self, node, args):
         return self._reduce("np.max", "max_rows", node, args)
@@ -177,6 +178,15 @@ class NumbaEmitter(Emitter):
         if node.inputs[0].ndim == 0:
             return f"np.full({shape_text(node.shape)}, {args[0]})"
         return f"np.broadcast_to({args[0]}, {shape_text(node.shape)})"
+
+    def lower_slice_grad(self, node, args):
+        if node.inputs[0].ndim == 0:
+            return super().lower_slice_grad(node, args)
+        # an array written into a slice goes through a cached helper (see numba_runtime.put)
+        return [
+            f"{{out}} = np.zeros({shape_text(node.shape)}, dtype={self.np_dtype(node.dtype)})",
+            f"_rt.put({{out}}[{key_text(node.attrs['key'])}], {args[0]})",
+        ]
 
     def lower_matmul(self, node, args):
         a, b = node.inputs

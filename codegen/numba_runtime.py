@@ -689,6 +689,17 @@ xlogy = _elementwise2("xlogy", _xlogy, np.vectorize(_xlogy, otypes=[np.float64])
 
 
 @numba.njit(**_JIT)
+def put(view, values):
+    """``view[...] = values``, ``values`` broadcast to the view's shape, element by element.
+    numba's own assignment of an array into a slice compiles its shape-mismatch message (string
+    formatting of the shapes) into every kernel that has one: seconds per kernel. This helper is
+    compiled once per type into numba's disk cache and loaded by every later kernel."""
+    src = np.broadcast_to(values, view.shape)
+    for idx in np.ndindex(view.shape):
+        view[idx] = src[idx]
+
+
+@numba.njit(**_JIT)
 def item(x):
     for v in x.flat:
         return v
@@ -759,6 +770,20 @@ def sum_wide(x):
     """The sum of a float32 array (any shape and layout), accumulated in float64, as float32."""
     c = np.ascontiguousarray(x)
     return np.float32(_sum_wide(c.reshape(c.size), 0, c.size))
+
+
+@numba.njit(**_JIT)
+def sum_middle(a):
+    """The sums over the middle axis of a C-contiguous (before, n, after) array, as (before, after).
+    numba's ``np.sum(x, axis=k)`` checks the axis with a formatted message, whose string code numba
+    compiles into every kernel that has one (seconds); this is compiled once into its disk cache."""
+    before, n, after = a.shape
+    out = np.zeros((before, after), dtype=a.dtype)
+    for i in range(before):
+        for j in range(n):
+            for k in range(after):
+                out[i, k] += a[i, j, k]
+    return out
 
 
 @numba.njit(**_JIT)

@@ -4,7 +4,9 @@ The programs are the ones issue 19 measured, each written as ordinary numpy code
 (``sg.value_and_grad(fn, argnums)``): the 784-128-10 MLP at batch 64, a 2-component Gaussian
 mixture's negative log-likelihood, an RNN of hidden size 8 over T = 10, 20 and 50 steps and an
 Euler integrator of 200 steps with a squared error to observations (both Python loops), the seed
-``x*y + sin(x)`` and ``rosen``.
+``x*y + sin(x)`` and ``rosen``; and ``small``, a set of small losses written in ordinary numpy
+(see "the small set" below), summarised by the median and 90th percentile of the symgrad/JAX
+build ratios.
 
 Each build runs in a process of its own: ``cold`` with an empty cache directory, ``warm`` in a
 second process with the cache the cold one filled. ``build`` is the seconds from the first call
@@ -16,6 +18,7 @@ Each number is the median over ``--repeat`` runs (default 3).
 
     symgrad bench --suite build                  # every program
     symgrad bench --suite build seed rnn/10      # some ("rnn" selects every T)
+    symgrad bench --suite build small/12         # 12 functions of the small set, evenly spaced
 """
 
 import importlib
@@ -33,7 +36,7 @@ import numpy as np
 
 import symgrad as sg
 
-NAMES = ["seed", "rosen", "mlp", "gmm", "rnn/10", "rnn/20", "rnn/50", "euler"]
+NAMES = ["seed", "rosen", "mlp", "gmm", "rnn/10", "rnn/20", "rnn/50", "euler", "small"]
 # the loop programs written with sg.scan (the spelling a JAX user would choose) instead of a Python loop
 NAMES += ["rnn_scan/50", "euler_scan"]
 DEFAULT_REPEAT = 3
@@ -135,6 +138,337 @@ def euler_sg_scan(xp, a, x0, obs):
     return loss
 
 
+# ---------------------------------------------------------------- the small set
+# Small losses as people write them in numpy (norms, softplus, logistic, Huber, polynomials, trig
+# mixes, reductions, products of small matrices, ...), each traced by symgrad and jitted by JAX with
+# the gradient of its first argument. They are built in batches, several functions per process
+# (each system its own processes; symgrad's with a fresh cache): each process first builds one
+# function that is not timed (numba's and JAX's start-up), then times each build of its batch,
+# from the first call of ``value_and_grad`` (or ``jax.jit(jax.value_and_grad(f))``) to its result.
+
+SMALL_BATCH = 10
+
+
+def small_args():
+    """The arguments the small set draws from: two 16-vectors, two 4x4 matrices, a 4-vector and a
+    scalar."""
+    rng = np.random.default_rng(1)
+    return {
+        "x": rng.uniform(-1, 1, 16),
+        "y": rng.uniform(-1, 1, 16),
+        "A": rng.normal(size=(4, 4)) * 0.5,
+        "B": rng.normal(size=(4, 4)) * 0.5,
+        "v": rng.uniform(-1, 1, 4),
+        "s": 0.7,
+    }
+
+
+def _sigmoid(xp, z):
+    return 1.0 / (1.0 + xp.exp(-z))
+
+
+SMALL_FUNCTIONS = {}  # name -> (loss(xp, *args), the names of its arguments in SMALL_ARGS)
+
+
+def small(*argnames):
+    """Put ``loss`` in the small set; its arguments are the named ones of ``small_args()``."""
+
+    def deco(fn):
+        SMALL_FUNCTIONS[fn.__name__] = (fn, argnames)
+        return fn
+
+    return deco
+
+
+@small("x")
+def l2_norm(xp, x):
+    return xp.sqrt(xp.sum(x * x))
+
+
+@small("x")
+def sq_norm(xp, x):
+    return xp.sum(x**2)
+
+
+@small("x")
+def l1_smooth(xp, x):
+    return xp.sum(xp.sqrt(x * x + 1e-6))
+
+
+@small("x")
+def softplus_sum(xp, x):
+    return xp.sum(xp.log1p(xp.exp(x)))
+
+
+@small("x", "y")
+def logistic_loss(xp, x, y):
+    return xp.mean(xp.log1p(xp.exp(-y * x)))
+
+
+@small("x", "y")
+def huber(xp, x, y):
+    r = xp.abs(x - y)
+    return xp.sum(xp.where(r < 1.0, 0.5 * r**2, r - 0.5))
+
+
+@small("x")
+def poly3(xp, x):
+    return xp.sum(1.0 + 2.0 * x - 0.5 * x**2 + 0.1 * x**3)
+
+
+@small("x")
+def trig_mix(xp, x):
+    return xp.sum(xp.sin(x) * xp.cos(2.0 * x))
+
+
+@small("x")
+def tanh_energy(xp, x):
+    return xp.sum(xp.tanh(x) ** 2)
+
+
+@small("x")
+def logsumexp(xp, x):
+    m = xp.max(x)
+    return m + xp.log(xp.sum(xp.exp(x - m)))
+
+
+@small("x")
+def entropy(xp, x):
+    p = xp.exp(x) / xp.sum(xp.exp(x))
+    return -xp.sum(p * xp.log(p))
+
+
+@small("x", "y")
+def mse(xp, x, y):
+    return xp.mean((x - y) ** 2)
+
+
+@small("x", "y")
+def cosine_sim(xp, x, y):
+    return xp.dot(x, y) / (xp.sqrt(xp.dot(x, x)) * xp.sqrt(xp.dot(y, y)))
+
+
+@small("A")
+def frobenius(xp, A):
+    return xp.sum(A * A)
+
+
+@small("A", "v")
+def quad_form(xp, A, v):
+    return v @ A @ v
+
+
+@small("A", "B")
+def matmul_trace(xp, A, B):
+    return xp.trace(A @ B)
+
+
+@small("A", "B")
+def matmul_sum(xp, A, B):
+    return xp.sum(xp.tanh(A @ B))
+
+
+@small("A", "v")
+def linear_lsq(xp, A, v):
+    return xp.sum((A @ v - 1.0) ** 2)
+
+
+@small("x")
+def gaussian_nll(xp, x):
+    return 0.5 * xp.sum(x**2) + 0.5 * x.shape[0] * math.log(2 * math.pi)
+
+
+@small("x")
+def rosen_small(xp, x):
+    return xp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+@small("x")
+def exp_decay(xp, x):
+    return xp.sum(xp.exp(-0.5 * x) * x)
+
+
+@small("x")
+def log_barrier(xp, x):
+    return -xp.sum(xp.log(2.0 - x)) - xp.sum(xp.log(x + 2.0))
+
+
+@small("x")
+def sigmoid_sum(xp, x):
+    return xp.sum(_sigmoid(xp, x))
+
+
+@small("x", "y")
+def bce(xp, x, y):
+    p = _sigmoid(xp, x)
+    t = (y > 0) * 1.0
+    return -xp.mean(t * xp.log(p) + (1.0 - t) * xp.log(1.0 - p))
+
+
+@small("x")
+def relu_sq(xp, x):
+    return xp.sum(xp.maximum(x, 0.0) ** 2)
+
+
+@small("x")
+def abs_sum(xp, x):
+    return xp.sum(xp.abs(x))
+
+
+@small("x")
+def variance(xp, x):
+    return xp.mean((x - xp.mean(x)) ** 2)
+
+
+@small("x")
+def std_norm(xp, x):
+    return xp.sqrt(xp.mean((x - xp.mean(x)) ** 2) + 1e-8)
+
+
+@small("x")
+def cubic_diff(xp, x):
+    return xp.sum((x[1:] - x[:-1]) ** 3)
+
+
+@small("x")
+def total_variation(xp, x):
+    return xp.sum(xp.sqrt((x[1:] - x[:-1]) ** 2 + 1e-4))
+
+
+@small("x")
+def arctan_sum(xp, x):
+    return xp.sum(xp.arctan(x))
+
+
+@small("x")
+def sinc_like(xp, x):
+    return xp.sum(xp.sin(x) / (1.0 + x**2))
+
+
+@small("x", "y")
+def weighted_sq(xp, x, y):
+    return xp.sum(xp.exp(y) * x**2)
+
+
+@small("x", "y")
+def logcosh(xp, x, y):
+    return xp.sum(xp.log(xp.cosh(x - y)))
+
+
+@small("x")
+def softmax_ce(xp, x):
+    m = xp.max(x)
+    return -(x[0] - m - xp.log(xp.sum(xp.exp(x - m))))
+
+
+@small("A")
+def row_softmax_ce(xp, A):
+    m = xp.max(A, axis=1, keepdims=True)
+    lse = m + xp.log(xp.sum(xp.exp(A - m), axis=1, keepdims=True))
+    return -xp.sum(A[:, 0:1] - lse)
+
+
+@small("A")
+def row_norms(xp, A):
+    return xp.sum(xp.sqrt(xp.sum(A**2, axis=1)))
+
+
+@small("A")
+def col_means_sq(xp, A):
+    return xp.sum(xp.mean(A, axis=0) ** 2)
+
+
+@small("A", "B")
+def elementwise_prod(xp, A, B):
+    return xp.sum(A * B * xp.sin(A))
+
+
+@small("A", "v")
+def mlp_tiny(xp, A, v):
+    return xp.sum(xp.tanh(A @ v) ** 2)
+
+
+@small("A", "B")
+def gram(xp, A, B):
+    return xp.sum((A.T @ A - B) ** 2)
+
+
+@small("x")
+def exp_mix(xp, x):
+    return xp.log(xp.sum(0.3 * xp.exp(-(x**2)) + 0.7 * xp.exp(-((x - 1.0) ** 2))))
+
+
+@small("x")
+def sqrt_sum(xp, x):
+    return xp.sum(xp.sqrt(x**2 + 1.0))
+
+
+@small("x", "y")
+def dot_tanh(xp, x, y):
+    return xp.tanh(xp.dot(x, y))
+
+
+@small("x")
+def geometric(xp, x):
+    return xp.sum(x**4 - 3.0 * x**2 + x)
+
+
+@small("x")
+def cos_energy(xp, x):
+    return xp.sum(1.0 - xp.cos(x[1:] - x[:-1]))
+
+
+@small("x")
+def log_prior(xp, x):
+    return xp.sum(-xp.log1p(x**2))
+
+
+@small("x", "y")
+def poisson_nll(xp, x, y):
+    return xp.sum(xp.exp(x) - xp.abs(y) * x)
+
+
+@small("x", "y")
+def pinball(xp, x, y):
+    r = y - x
+    return xp.sum(xp.maximum(0.3 * r, (0.3 - 1.0) * r))
+
+
+@small("x")
+def expm1_sum(xp, x):
+    return xp.sum(xp.expm1(0.1 * x))
+
+
+@small("A")
+def max_abs_row(xp, A):
+    return xp.sum(xp.max(xp.abs(A), axis=1))
+
+
+@small("x", "y")
+def clipped(xp, x, y):
+    return xp.sum(xp.clip(x - y, -1.0, 1.0) ** 2)
+
+
+@small("x")
+def cumulative(xp, x):
+    return xp.sum(xp.cumsum(x) ** 2)
+
+
+@small("A", "B")
+def outer_loss(xp, A, B):
+    return xp.sum(xp.outer(A[0], B[:, 0]) ** 2)
+
+
+@small("x", "s")
+def scaled_norm(xp, x, s):
+    return s * xp.sum(x**2) + xp.exp(s)
+
+
+@small("s", "x")
+def scalar_poly(xp, s, x):
+    return s**3 - 2.0 * s + xp.sin(s) * xp.sum(x)
+
+
 class Program:
     """A build-suite program: its loss over ``xp``, arguments, which are differentiated, and
     (for loops) the JAX scan spelling; ``traced``: symgrad's own spelling when it is not ``loss``
@@ -208,6 +542,15 @@ def make_program(name, size=None):
     raise SystemExit(f"unknown build program {name!r}; choose from {', '.join(NAMES)}")
 
 
+def small_names(sample=None):
+    """The small set's function names, or ``sample`` of them evenly spaced over the set."""
+    names = list(SMALL_FUNCTIONS)
+    if sample is None or sample >= len(names):
+        return names
+    step = len(names) / sample
+    return [names[int(k * step)] for k in range(sample)]
+
+
 def select(names):
     if not names:
         return list(NAMES)
@@ -216,6 +559,12 @@ def select(names):
         matches = [m for m in NAMES if m == n or m.split("/")[0] == n]
         if not matches and n.split("/")[0] in ("rnn", "rnn_scan"):
             matches = [n]  # another T, e.g. rnn/100
+        if not matches and n.split("/")[0] == "small" and n.split("/")[1:2] != [""]:
+            if not n.split("/")[1].isdigit() or int(n.split("/")[1]) < 1:
+                raise SystemExit(
+                    f"small/N takes a number of functions (1 to {len(SMALL_FUNCTIONS)}), not {n!r}"
+                )
+            matches = [n]  # a sample, e.g. small/12
         if not matches:
             raise SystemExit(f"unknown build program {n!r}; choose from {', '.join(NAMES)}")
         chosen += [m for m in matches if m not in chosen]
@@ -231,9 +580,54 @@ def _flat(tree):
     return [np.asarray(tree, dtype=np.float64)]
 
 
+def build_small(names, system):
+    """Build the small set's functions ``names`` in this process with ``system`` after one untimed
+    build: a JSON-able record with each function's seconds and whether its value is numpy's."""
+    start = time.perf_counter()
+    if system == "symgrad":
+        sg.config(verbose=0)
+        importlib.import_module("numba")
+        imported = time.perf_counter() - start
+
+        def build(loss, args):
+            def function(*a):
+                return loss(np, *a)
+
+            function.__name__ = function.__qualname__ = loss.__name__
+            return sg.value_and_grad(function, 0)(*args)
+
+    elif system == "jax":
+        jax = importlib.import_module("jax")
+        jax.config.update("jax_enable_x64", True)
+        imported = time.perf_counter() - start
+
+        def build(loss, args):
+            fn = jax.jit(jax.value_and_grad(lambda *a: loss(jax.numpy, *a)))
+            return jax.block_until_ready(fn(*args))
+
+    else:
+        raise SystemExit(f"unknown system {system!r}: symgrad or jax")
+    pool = small_args()
+    build(seed, (0.7, -1.3))  # start-up, not timed
+    builds = []
+    for name in names:
+        loss, argnames = SMALL_FUNCTIONS[name]
+        args = tuple(pool[a] for a in argnames)
+        start = time.perf_counter()
+        value, _ = build(loss, args)
+        seconds = time.perf_counter() - start
+        want = loss(np, *args)
+        agree = bool(np.isclose(float(value), want, rtol=1e-9, atol=1e-12))
+        builds.append({"name": name, "build_s": seconds, "value": float(value), "agree": agree})
+    return {"program": "small", "system": system, "import_s": imported, "builds": builds}
+
+
 def build_case(name, system):
     """Import ``system`` (symgrad or jax), build the program's value and gradient, call it once:
-    a JSON-able record with the seconds, generated lines (symgrad) and the value and gradient."""
+    a JSON-able record with the seconds, generated lines (symgrad) and the value and gradient.
+    ``small:a,b,c`` builds those functions of the small set in this process (``build_small``)."""
+    if name.startswith("small:"):
+        return build_small(name.partition(":")[2].split(","), system)
     program = make_program(name)
     start = time.perf_counter()
     if system == "symgrad":
@@ -343,6 +737,85 @@ def measure(name, *, repeat=DEFAULT_REPEAT, timeout=600.0, jax=None, process=_pr
     return rec
 
 
+def measure_small(name="small", *, repeat=DEFAULT_REPEAT, timeout=600.0, jax=None, process=_process):
+    """The small set (``small/N``: N of its functions) in batches of ``SMALL_BATCH`` per process,
+    symgrad with a fresh cache and JAX beside it: each function's median build over ``repeat``, its
+    symgrad/JAX ratio, and the median and 90th percentile of the ratios."""
+    jax = jax_importable() if jax is None else jax
+    sample = name.partition("/")[2]
+    names = small_names(int(sample) if sample else None)
+    batches = [names[k : k + SMALL_BATCH] for k in range(0, len(names), SMALL_BATCH)]
+    times = {system: {n: [] for n in names} for system in ("symgrad", "jax")}
+    agree = {n: True for n in names}
+    errors = []
+    systems = ["symgrad"] + (["jax"] if jax else [])
+    for _ in range(repeat):
+        for batch in batches:
+            for system in systems:
+                case = "small:" + ",".join(batch)
+                if system == "symgrad":
+                    with tempfile.TemporaryDirectory(prefix="symgrad-build-bench-") as cache:
+                        got = process(case, system, cache, timeout)
+                else:
+                    got = process(case, system, tempfile.gettempdir(), timeout)
+                if "error" in got:
+                    errors.append(f"{system} {batch[0]}..: {got['error']}")
+                    continue
+                for b in got["builds"]:
+                    times[system][b["name"]].append(b["build_s"])
+                    agree[b["name"]] = agree[b["name"]] and b["agree"]
+    functions = []
+    for n in names:
+        row = {"name": n, "agree": agree[n]}
+        for system in systems:
+            if times[system][n]:
+                row[f"{system}_s"] = statistics.median(times[system][n])
+        if "symgrad_s" in row and "jax_s" in row:
+            row["ratio"] = row["symgrad_s"] / row["jax_s"]
+        functions.append(row)
+    rec = {"program": name, "count": len(names), "functions": functions, "errors": errors, "runs": repeat}
+    built = [f["symgrad_s"] for f in functions if "symgrad_s" in f]
+    if built:
+        rec["symgrad_median_s"] = statistics.median(built)
+    if jax:
+        jax_built = [f["jax_s"] for f in functions if "jax_s" in f]
+        ratios = [f["ratio"] for f in functions if "ratio" in f]
+        if jax_built:
+            rec["jax_median_s"] = statistics.median(jax_built)
+        if ratios:
+            rec["ratio_median"] = statistics.median(ratios)
+            rec["ratio_p90"] = float(np.percentile(ratios, 90))
+    else:
+        rec["jax"] = {"status": "absent"}
+    return rec
+
+
+def small_lines(rec):
+    """The small set's summary lines."""
+    head = (
+        f"{rec['program']}: {rec['count']} small functions, cold cache, each build after an untimed one "
+        f"in its process ({SMALL_BATCH} per process), median of {rec['runs']} run(s)"
+    )
+    lines = [head]
+    mismatch = [f["name"] for f in rec["functions"] if not f["agree"]]
+    sg_text = f"symgrad median {rec['symgrad_median_s']:.3f} s" if "symgrad_median_s" in rec else "symgrad -"
+    if rec.get("jax", {}).get("status") == "absent":
+        lines.append(f"  {sg_text}; JAX is not installed: no ratios")
+    else:
+        jax_text = f"JAX median {rec['jax_median_s']:.3f} s" if "jax_median_s" in rec else "JAX -"
+        ratio = (
+            f"symgrad/JAX median {rec['ratio_median']:.2f}, p90 {rec['ratio_p90']:.2f}"
+            if "ratio_median" in rec
+            else "symgrad/JAX -"
+        )
+        lines.append(f"  {sg_text}, {jax_text}; {ratio}")
+    if mismatch:
+        lines.append(f"  MISMATCH (value differs from numpy): {', '.join(mismatch)}")
+    for e in rec["errors"]:
+        lines.append(f"  error: {e[:120]}")
+    return lines
+
+
 def table(records):
     cols = ["program", "lines", "cold build", "warm build", "numba import", "jax build", "cold/jax"]
     rows = [cols]
@@ -386,7 +859,10 @@ def run(names=None, *, repeat=DEFAULT_REPEAT, timeout=600.0, json_path=None, out
         if progress is not None:
             progress.write(f"\r[{k}/{len(names)}] {name:<8} building ...   ")
             progress.flush()
-        records.append(measure(name, repeat=repeat, timeout=timeout, jax=jax))
+        if name.split("/")[0] == "small":
+            records.append(measure_small(name, repeat=repeat, timeout=timeout, jax=jax))
+        else:
+            records.append(measure(name, repeat=repeat, timeout=timeout, jax=jax))
     if progress is not None:
         progress.write("\r" + " " * 40 + "\r")
         progress.flush()
@@ -394,8 +870,14 @@ def run(names=None, *, repeat=DEFAULT_REPEAT, timeout=600.0, json_path=None, out
         f"build suite: median of {repeat} run(s) per cell, each build in a fresh process"
         + ("" if jax else "; JAX is not installed")
     )
-    for line in table(records):
-        out(line)
+    programs = [r for r in records if "functions" not in r]
+    if programs:
+        for line in table(programs):
+            out(line)
+    for rec in records:
+        if "functions" in rec:
+            for line in small_lines(rec):
+                out(line)
     if json_path:
         with open(json_path, "w", encoding="utf-8") as fh:
             json.dump({"suite": "build", "records": records, "python": sys.version.split()[0]}, fh, indent=1)

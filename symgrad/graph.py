@@ -214,6 +214,13 @@ def shape_str(shape):
 def dims_equal(a, b):
     if isinstance(a, int) and isinstance(b, int):
         return a == b
+    if a == b:  # the same expression (simplify is slow, and its first call imports sympy.physics)
+        return True
+    diff = sympy.expand(sympy.Integer(a) - b if isinstance(a, int) else a - b)
+    if diff == 0:
+        return True
+    if diff.is_number or diff.is_polynomial():  # a polynomial that expands to non-zero is not zero
+        return False
     return sympy.simplify(sympy.Integer(a) - b if isinstance(a, int) else a - b) == 0
 
 

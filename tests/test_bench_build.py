@@ -141,3 +141,90 @@ def test_symgrad_bench_suite_build_runs_programs_in_fresh_processes_and_prints_t
     assert rec["warm"]["cache"] == "machine code loaded from cache"
     assert rec["cold"]["lines"] == rec["warm"]["lines"] > 0
     assert rec["jax"]["status"] in ("ok", "absent")
+
+
+# ---------------------------------------------------------------- the small set
+
+
+def test_the_small_set_has_50_functions_each_right_against_numpy_and_central_differences():
+    assert len(bench_build.SMALL_FUNCTIONS) >= 50
+    pool = bench_build.small_args()
+    for name, (loss, argnames) in bench_build.SMALL_FUNCTIONS.items():
+        args = tuple(pool[a] for a in argnames)
+        vg = sg.value_and_grad(lambda *a, loss=loss: loss(np, *a), 0, backend="numpy")
+        value, grad = vg(*args)
+        assert np.isclose(value, loss(np, *args), rtol=1e-12), name
+        (want,) = central(loss, args, (0,))
+        np.testing.assert_allclose(grad, want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_small_samples_are_spread_over_the_set_and_bad_samples_are_named():
+    names = list(bench_build.SMALL_FUNCTIONS)
+    assert bench_build.small_names() == names
+    sample = bench_build.small_names(5)
+    assert len(sample) == 5 and sample[0] == names[0] and sample[-1] in names[len(names) // 2 :]
+    assert bench_build.select(["small/7", "seed"]) == ["small/7", "seed"]
+    assert "small" in bench_build.select([])
+    with pytest.raises(SystemExit, match="small/N takes a number of functions"):
+        bench_build.select(["small/x"])
+
+
+def _fake_small(jax_seconds):
+    calls = []
+
+    def process(name, system, cache, timeout):
+        calls.append((name, system))
+        names = name.partition(":")[2].split(",")
+        builds = [
+            {"name": n, "build_s": 0.2 if system == "symgrad" else jax_seconds, "value": 1.0, "agree": True}
+            for n in names
+        ]
+        return {"program": "small", "system": system, "import_s": 0.3, "builds": builds}
+
+    return process, calls
+
+
+def test_the_small_set_is_built_in_batches_beside_jax_with_median_and_p90_ratios():
+    process, calls = _fake_small(0.1)
+    rec = bench_build.measure_small("small/23", repeat=1, jax=True, process=process)
+    assert [c[1] for c in calls] == ["symgrad", "jax"] * 3  # batches of 10, 10, 3
+    assert sum(len(c[0].partition(":")[2].split(",")) for c in calls[::2]) == 23
+    assert rec["count"] == 23 and len(rec["functions"]) == 23 and rec["errors"] == []
+    f = rec["functions"][0]
+    assert set(f) == {"name", "agree", "symgrad_s", "jax_s", "ratio"} and f["ratio"] == pytest.approx(2.0)
+    assert rec["ratio_median"] == pytest.approx(2.0) and rec["ratio_p90"] == pytest.approx(2.0)
+    assert rec["symgrad_median_s"] == 0.2 and rec["jax_median_s"] == 0.1
+    lines = bench_build.small_lines(rec)
+    assert lines[0].startswith("small/23: 23 small functions, cold cache")
+    assert "symgrad/JAX median 2.00, p90 2.00" in lines[1]
+
+
+def test_without_jax_the_small_set_has_no_ratios_and_says_so():
+    process, calls = _fake_small(0.1)
+    rec = bench_build.measure_small("small/3", repeat=2, jax=False, process=process)
+    assert [c[1] for c in calls] == ["symgrad", "symgrad"]
+    assert rec["jax"] == {"status": "absent"} and "ratio_median" not in rec
+    assert all("ratio" not in f and "jax_s" not in f for f in rec["functions"])
+    assert "JAX is not installed: no ratios" in bench_build.small_lines(rec)[1]
+
+
+def test_a_failed_batch_is_reported_and_left_out_of_the_ratios():
+    def process(name, system, cache, timeout):
+        return {"error": "boom"} if system == "jax" else _fake_small(0.1)[0](name, system, cache, timeout)
+
+    rec = bench_build.measure_small("small/2", repeat=1, jax=True, process=process)
+    assert rec["errors"] == ["jax l2_norm..: boom"] and "ratio_median" not in rec
+    assert any("error: jax l2_norm..: boom" in line for line in bench_build.small_lines(rec))
+
+
+@pytest.mark.slow
+def test_symgrad_bench_suite_build_small_builds_real_functions_in_a_fresh_process(tmp_path):
+    path = tmp_path / "small.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        cli.main(["bench", "--suite", "build", "small/2", "--repeat", "1", "--json", str(path)])
+    (rec,) = json.loads(path.read_text())["records"]
+    assert rec["count"] == 2 and rec["errors"] == []
+    for f in rec["functions"]:
+        assert f["agree"] and f["symgrad_s"] > 0
+    assert out.getvalue().splitlines()[1].startswith("small/2: 2 small functions")
