@@ -93,6 +93,8 @@ class NumbaEmitter(Emitter):
                 and id(node) not in owning
             )
 
+        stacked = rolling.stack_rows(nodes)
+
         def array_statement(node):
             # a statement computing from arrays (a matmul, an elementwise op on vectors, a
             # reduction, a row xs[t]): one line of source, the same in every iteration
@@ -104,6 +106,7 @@ class NumbaEmitter(Emitter):
                 and id(node) not in out_name_of
                 and id(node) not in owner
                 and id(node) not in owning
+                and id(node) not in stacked
             )
 
         rolled = _find_loops(

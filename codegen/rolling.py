@@ -111,7 +111,10 @@ def _loop(nodes, loops, k, value, arrays):
                     # the adjoint of a per-step read: zeros, the step's row written
                     inner += [ir.Alloc(body[j], "zeros"), ir.Store(body[j], index, args[0])]
                 else:
-                    # a per-step read of an array: the element (row) this iteration's statement read
+                    # a per-step read of an array: the element (row, block) this iteration's
+                    # statement read
+                    key = node.attrs["key"]
+                    index = tuple(ir.Span(i) if key[p][0] == "s" else i for p, i in enumerate(index))
                     inner.append(ir.Assign(body[j], ir.Elem(args[0], index)))
             else:
                 body[j].operands = args
@@ -135,7 +138,9 @@ def _indices(rank):
 
 def _element(v, at):
     """The element ``at`` of array value ``v`` (a row of an earlier loop's array read as one index)."""
-    return ir.Elem(v.array, (*v.index, *at)) if isinstance(v, ir.Elem) else ir.Elem(v, tuple(at))
+    if isinstance(v, ir.Elem) and not any(isinstance(i, ir.Span) for i in v.index):
+        return ir.Elem(v.array, (*v.index, *at))
+    return ir.Elem(v, tuple(at))
 
 
 def _nest(idx, shape, body):
@@ -322,16 +327,37 @@ def stack_scalars(units, keep):
     ]
 
 
+def stack_row(node):
+    """Is ``node`` a reshape adding a leading axis of length 1 (``np.stack``'s, of a scalar or a
+    row)?"""
+    return node.op == "reshape" and node.shape == (1, *node.inputs[0].shape)
+
+
+def stack_rows(nodes):
+    """The ids of the reshapes of ``nodes`` only stacks read: they stay out of rolled loops (the
+    stack stores their operands)."""
+    users = {}
+    for n in nodes:
+        for i in n.inputs:
+            users.setdefault(id(i), []).append(n)
+    return {
+        id(n)
+        for n in nodes
+        if stack_row(n)
+        and all(u.op == "concatenate" and u.attrs.get("axis") == 0 for u in users.get(id(n), [0]))
+    }
+
+
 def _scalar_stack(stmt):
+    """Is ``stmt`` a stack of per-step values (a ``concatenate`` along axis 0 of scalars or rows
+    reshaped to a leading axis of length 1)?"""
     node = stmt.node
-    if node.op != "concatenate" or node.ndim != 1 or node.attrs.get("axis") != 0:
+    if node.op != "concatenate" or node.attrs.get("axis") != 0:
         return False
     return all(
         isinstance(o, ir.Instr)
         and not o.scalar
-        and o.node.op == "reshape"
-        and o.node.shape == (1,)
-        and o.node.inputs[0].ndim == 0
+        and stack_row(o.node)
         and o.dtype == node.dtype
         and len(o.operands) == 1
         for o in stmt.operands
@@ -339,7 +365,16 @@ def _scalar_stack(stmt):
 
 
 def _stores(stmt, scalars):
-    """``stmt``'s array allocated, then each scalar stored at its place."""
+    """``stmt``'s array allocated, then each scalar (row) stored at its place (a row copied
+    element by element: numba compiles a row assignment slowly)."""
+    row = tuple(stmt.node.shape[1:])
+    idx = _indices(len(row) + 1)[1:] if row else []
+
+    def store(at, value):
+        if not row:
+            return ir.Store(stmt, (at,), value)
+        return _nest(idx, row, [ir.Store(stmt, (at, *idx), _element(value, idx))])
+
     out = [ir.Alloc(stmt, "empty")]
     i = 0
     while i < len(scalars):
@@ -349,10 +384,10 @@ def _stores(stmt, scalars):
             k = ir.LoopVar("k")
             t0, direction = first.index[0], second.index[0] - first.index[0]
             copy = ir.Elem(first.array, (ir.Affine(t0, direction, k),))
-            out.append(ir.For(k, run, [ir.Store(stmt, (ir.Affine(i, 1, k),), copy)]))
+            out.append(ir.For(k, run, [store(ir.Affine(i, 1, k), copy)]))
             i += run
         else:
-            out.append(ir.Store(stmt, (i,), scalars[i]))
+            out.append(store(i, scalars[i]))
             i += 1
     return out
 

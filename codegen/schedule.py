@@ -209,6 +209,8 @@ def find_loops(nodes, rollable, barriers=(), min_statements=ROLL_MIN_STATEMENTS)
     if len(nodes) < min_statements:
         return []
     position = {id(n): p for p, n in enumerate(nodes)}
+    refs = [[position[id(i)] for i in n.inputs] for n in nodes]
+    index_of = {p: key_index(n) for p, n in enumerate(nodes) if keyed(n) is not None}
     numbers = {}  # each kind of statement as a small int (fast to compare)
     kind = []
     for n in nodes:
@@ -236,7 +238,7 @@ def find_loops(nodes, rollable, barriers=(), min_statements=ROLL_MIN_STATEMENTS)
             need = max(ROLL_MIN_COUNT, -(-min_statements // period))
             if p + need * period > limit or head != kind[p + (need - 1) * period : p + need * period]:
                 continue
-            loop = _run_at(nodes, position, kind, p, period, limit, loops)
+            loop = _run_at(nodes, refs, index_of, kind, p, period, limit, loops)
             if loop and loop.count * period >= min_statements:
                 found = loop
                 break
@@ -257,7 +259,8 @@ def _kind(node):
     if keyed(node) is not None:
         index = key_index(node)
         shapes = (node.shape, node.inputs[0].shape)
-        return None if index is None else (node.op, node.dtype, len(index), shapes)
+        pattern = tuple(k[0] for k in node.attrs["key"])
+        return None if index is None else (node.op, node.dtype, pattern, shapes)
     try:
         attrs = tuple(sorted(node.attrs.items()))
         hash(attrs)
@@ -283,9 +286,9 @@ def key_index(node):
     bounds)."""
     key = node.attrs.get("key", ())
     ints = 0
-    while ints < len(key) and key[ints][0] == "i":
+    while ints < len(key) and (key[ints][0] == "i" or (node.op == "getitem" and _unit_slice(key[ints]))):
         ints += 1
-    if not all(k[0] == "i" and isinstance(k[1], int) for k in key[:ints]):
+    if not all(isinstance(k[1], int) for k in key[:ints]):
         return None
     if not all(k == ("s", None, None, None) for k in key[ints:]):
         return None
@@ -301,39 +304,43 @@ def key_index(node):
     return tuple(index)
 
 
-def _refs(nodes, position, p, swap):
-    """The schedule positions of statement ``p``'s operands."""
-    inputs = nodes[p].inputs[::-1] if swap else nodes[p].inputs
-    return [position[id(i)] for i in inputs]
+def _unit_slice(k):
+    """Is key entry ``k`` the slice ``a:a + 1`` (``a`` >= 0): one step's block of a stack's adjoint?"""
+    return (
+        k[0] == "s"
+        and isinstance(k[1], int)
+        and isinstance(k[2], int)
+        and k[1] >= 0
+        and k[2] == k[1] + 1
+        and k[3] in (None, 1)
+    )
 
 
-def _run_at(nodes, position, kind, start, period, limit, loops):
+def _refs(refs, p, swap):
+    """The schedule positions of statement ``p``'s operands (``refs``: those of every statement)."""
+    return refs[p][::-1] if swap else refs[p]
+
+
+def _run_at(nodes, refs, index_of, kind, start, period, limit, loops):
     """The longest valid loop of ``period`` statements starting at ``start``, or None."""
-    first = [_refs(nodes, position, start + j, False) for j in range(period)]
+    first = [_refs(refs, start + j, False) for j in range(period)]
     second = start + period
-    steps = []
+    # where each operand comes from, and how many iterations that allows (before walking them);
+    # statement by statement, so that a run that cannot be stops at its first misfit
+    count = (limit - start) // period
+    steps, operands = [], []
     for j in range(period):
-        refs = _refs(nodes, position, second + j, False)
         # a scalar constant that differs from one iteration to the next (data a traced loop
         # read from a numpy array, ``0.001 * k``): read from an array of the per-step values
+        these = _refs(refs, second + j, False)
         steps.append(
             [
                 None
                 if r != r0 and _scalar_constant(nodes[r0]) and _scalar_constant(nodes[r], nodes[r0])
                 else r - r0
-                for r0, r in zip(first[j], refs)
+                for r0, r in zip(first[j], these)
             ]
         )
-    # a getitem's index: where it starts and its step along each axis
-    index = {}
-    for j in range(period):
-        if keyed(nodes[start + j]) is not None:
-            i0, i1 = key_index(nodes[start + j]), key_index(nodes[second + j])
-            index[j] = tuple((a, b - a) for a, b in zip(i0, i1))
-    # where each operand comes from, and how many iterations that allows (before walking them)
-    count = (limit - start) // period
-    operands = []
-    for j in range(period):
         specs = []
         for r0, step in zip(first[j], steps[j]):
             if step is None:
@@ -344,11 +351,17 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
                 return None
             specs.append(spec)
         operands.append(specs)
+    # a getitem's index: where it starts and its step along each axis
+    index = {}
+    for j in range(period):
+        if start + j in index_of:
+            i0, i1 = index_of[start + j], index_of[second + j]
+            index[j] = tuple((a, b - a) for a, b in zip(i0, i1))
     head = kind[start : start + period]
     done = 2
     swapped = [
         [False] * period,
-        [_follows(nodes, position, second + j, first[j], steps[j], 1) for j in range(period)],
+        [_follows(nodes, refs, second + j, first[j], steps[j], 1) for j in range(period)],
     ]
     if not all(o is not None for o in swapped[1]):
         return None
@@ -356,9 +369,9 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
         base = start + done * period
         if head != kind[base : base + period]:
             break
-        orders = [_follows(nodes, position, base + j, first[j], steps[j], done) for j in range(period)]
+        orders = [_follows(nodes, refs, base + j, first[j], steps[j], done) for j in range(period)]
         if None in orders or not all(
-            key_index(nodes[base + j]) == tuple(t0 + step * done for t0, step in index[j]) for j in index
+            index_of[base + j] == tuple(t0 + step * done for t0, step in index[j]) for j in index
         ):
             break
         swapped.append(orders)
@@ -376,7 +389,7 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
     return loop
 
 
-def _follows(nodes, position, p, first, steps, t):
+def _follows(nodes, refs, p, first, steps, t):
     """Does statement ``p`` (iteration ``t``) read what the steps predict (either operand
     order for a commutative op; a step None: a scalar constant like the first iteration's)?
     False: in order; True: swapped; None: no."""
@@ -388,9 +401,9 @@ def _follows(nodes, position, p, first, steps, t):
             for r, w, r0 in zip(refs, want, first)
         )
 
-    if same(_refs(nodes, position, p, False)):
+    if same(_refs(refs, p, False)):
         return False
-    if nodes[p].op in _COMMUTATIVE and same(_refs(nodes, position, p, True)):
+    if nodes[p].op in _COMMUTATIVE and same(_refs(refs, p, True)):
         return True
     return None
 
