@@ -344,7 +344,8 @@ def stack_rows(nodes):
         id(n)
         for n in nodes
         if stack_row(n)
-        and all(u.op == "concatenate" and u.attrs.get("axis") == 0 for u in users.get(id(n), [0]))
+        and users.get(id(n))
+        and all(u.op == "concatenate" and u.attrs.get("axis") == 0 for u in users[id(n)])
     }
 
 

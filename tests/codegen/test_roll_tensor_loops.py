@@ -14,7 +14,9 @@ import pytest
 
 import symgrad as sg
 from symgrad.autodiff import grad
+from symgrad.codegen import ir
 from symgrad.codegen.numba_backend import NumbaEmitter
+from symgrad.codegen.schedule import schedule
 
 H, D = 8, 4
 
@@ -183,3 +185,14 @@ def test_per_step_outputs_collected_with_np_stack_roll_and_match(fn):
 def test_a_loop_whose_steps_differ_gives_the_unrolled_numbers():
     vg = _check(differing_steps, 16, rolls=False)
     assert "rolled into a loop" not in vg.source
+
+
+@pytest.mark.parametrize("stack", [False, True], ids=["running sum", "sg.stack"])
+def test_the_rolled_kernel_binds_every_value_before_reading_it(stack):
+    outputs, inputs = _rnn_graph(12, stack)
+    forward, backward = schedule(outputs, 1)
+    block = NumbaEmitter().kernel_ir(
+        forward, backward, {id(o): f"out{k}" for k, o in enumerate(outputs)}, outputs
+    )
+    assert any(isinstance(s, ir.For) and s.stop >= 8 for s in block)
+    ir.verify(block, tuple(ir.Given(s) for s in inputs))
