@@ -38,10 +38,11 @@ _LOOPABLE = {name for name, op in OPS.items() if op.elementwise and op.lower} | 
 def _find_loops(forward, backward, rollable, min_statements=ROLL_MIN_STATEMENTS, shortest=False):
     """(score, schedule, loops): the depth-first schedule or creation order, the one whose
     repeated runs cover more statements (``shortest``: the one whose rolled kernel has fewer
-    statements, so that the choice does not change with the trip count). A recurrence of several states is built step by step,
-    so its creation order repeats where depth-first may not. Inputs and constants first in both
-    (they are no statements): a step's own constant (data a traced loop read, or one an earlier
-    graph made, with an older serial) must not break the period."""
+    statements, so that the choice does not change with the trip count). A recurrence of
+    several states is built step by step, so its creation order repeats where depth-first may
+    not. Inputs and constants first in both (they are no statements): a step's own constant
+    (data a traced loop read, or one an earlier graph made, with an older serial) must not
+    break the period."""
     best = (-len(forward) - len(backward) if shortest else 0, list(forward) + list(backward), [])
     depth_first = sorted(forward, key=_given) + sorted(backward, key=_given)
     by_creation = sorted(forward, key=_given_first) + sorted(backward, key=_given_first)

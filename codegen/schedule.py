@@ -200,8 +200,8 @@ class Loop:
 
 
 def find_loops(nodes, rollable, barriers=(), min_statements=ROLL_MIN_STATEMENTS):
-    """Runs of ``nodes`` (a schedule) that repeat one body of scalar statements, as ``Loop``s in
-    order; a run never crosses a position in ``barriers``. ``rollable(node)`` says whether a
+    """Runs of ``nodes`` (a schedule) that repeat one body of statements (scalars, or arrays of
+    one shape in every iteration), as ``Loop``s in order; a run never crosses a position in ``barriers``. ``rollable(node)`` says whether a
     statement may be part of a loop body. Operands must move by a fixed step from one iteration
     to the next (or stay the same), so the loop does the same operations on the same operands as
     the straight-line statements, and gets the same numbers (``_hoist`` may compute a value in an
