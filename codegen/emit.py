@@ -492,6 +492,9 @@ class Emitter:
         return dim_text(start)
 
     def index_code(self, i):
+        if isinstance(i, ir.Span):
+            start = self.index_code(i.start)
+            return f"{start}:{start} + 1"
         if isinstance(i, ir.Shift):
             s = self.code(i.start) if isinstance(i.start, ir.Value) else self.window_code(i.start)
             return f"{self.index_code(i.index)} {'+' if i.sign > 0 else '-'} {s}"
@@ -790,6 +793,8 @@ def requirements(outputs):
     for node in with_loop_bodies(outputs):
         if node.op == "getitem":
             needs = node.attrs.get("requires", ())
+            if not needs:
+                continue  # (the repr below walks the operand's graph: a T-step loop's, T times)
             what = f"{node.inputs[0]!r:.40}[{key_text(node.attrs['key'])}]"
         elif OPS[node.op].needs_nonempty:
             # an empty slice has no maximum: every named reduced axis must have an element

@@ -142,6 +142,14 @@ class Affine:
 
 
 @dataclass(eq=False)
+class Span:
+    """``start:start + 1`` in an index: the one-long slice a rolled loop's per-step read
+    ``g[t:t + 1]`` takes (the adjoint of a stack), keeping the axis."""
+
+    start: Any
+
+
+@dataclass(eq=False)
 class WindowStart:
     """Where a slice's block starts along an axis: ``int`` k >= 0, ``("end", dim, k)`` for
     ``max(dim - k, 0)``, or a dim."""
@@ -363,9 +371,11 @@ def leaves(value) -> Iterator[Value]:
         yield v
         if isinstance(v, Elem):
             stack.append(v.array)
-            stack.extend(i for i in v.index if isinstance(i, (Value, Shift, Affine)))
+            stack.extend(i for i in v.index if isinstance(i, (Value, Shift, Affine, Span)))
         elif isinstance(v, (Shift, Affine)):
             stack.append(v.index)
+        elif isinstance(v, Span):
+            stack.append(v.start)
         elif isinstance(v, Guard):
             stack.append(v.value)
             stack.extend(c[0] for c in v.conds)
@@ -396,7 +406,7 @@ def verify(block: list, given: tuple = ()) -> None:
         # an If's branch values are bound in its blocks, which the walk visits after it
         for v in reads(stmt) if not isinstance(stmt, If) else [stmt.cond]:
             for leaf in leaves(v):
-                if isinstance(leaf, (Given, Zero, Shift, Affine)):
+                if isinstance(leaf, (Given, Zero, Shift, Affine, Span)):
                     continue
                 if isinstance(leaf, (Instr, If, Var, LoopVar)) and id(leaf) not in bound:
                     raise AssertionError(f"{type(stmt).__name__} reads {leaf!r:.120} before it is bound")
@@ -425,6 +435,8 @@ def dump(block: list, indent: str = "") -> str:
             return f"{name(v.index)}{'+' if v.sign > 0 else '-'}start"
         if isinstance(v, Affine):
             return f"{v.t0}{v.direction:+}*{name(v.index)}"
+        if isinstance(v, Span):
+            return f"{name(v.start)}:+1"
         if isinstance(v, (Guard, Convert, AsType, Full)):
             return f"{type(v).__name__.lower()}({name(v.value)})"
         if isinstance(v, Zero):

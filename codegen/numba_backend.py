@@ -9,8 +9,12 @@ in ``codegen.numba_runtime``.
 from . import branches, fusion, ir, rolling
 from symgrad.ops.registry import OPS
 from .emit import Emitter, has_loops, key_text
-from .schedule import dim_text, find_loops, product_text, shape_text
+from .schedule import ROLL_MIN_STATEMENTS, dim_text, find_loops, keyed, product_text, shape_text
 
+# a loop of array statements (a traced loop with tensor state) rolls from this many statements:
+# numba compiles an array statement in ~0.1 s, and every run that grows with the trip count must
+# roll for the source to be independent of it (a gradient's running sum is one or two a step)
+ROLL_MIN_ARRAY_STATEMENTS = 4
 SMALL_PRODUCT = 512  # multiply-adds: up to this many, a product of concrete shape is a loop
 
 
@@ -31,6 +35,33 @@ def _small_product(a, b):
 _LOOPABLE = {name for name, op in OPS.items() if op.elementwise and op.lower} | {"cast"}
 
 
+def _find_loops(forward, backward, rollable, min_statements=ROLL_MIN_STATEMENTS, shortest=False):
+    """(score, schedule, loops): the depth-first schedule or creation order, the one whose
+    repeated runs cover more statements (``shortest``: the one whose rolled kernel has fewer
+    statements, so that the choice does not change with the trip count). A recurrence of
+    several states is built step by step, so its creation order repeats where depth-first may
+    not. Inputs and constants first in both (they are no statements): a step's own constant
+    (data a traced loop read, or one an earlier graph made, with an older serial) must not
+    break the period."""
+    best = (-len(forward) - len(backward) if shortest else 0, list(forward) + list(backward), [])
+    depth_first = sorted(forward, key=_given) + sorted(backward, key=_given)
+    by_creation = sorted(forward, key=_given_first) + sorted(backward, key=_given_first)
+    for order in (depth_first, by_creation):
+        loops = find_loops(order, rollable, barriers=(len(forward),), min_statements=min_statements)
+        covered = sum(loop.period * loop.count for loop in loops)
+        if shortest:
+            # minus the statements left: those outside the loops, and each loop's body once
+            covered = -len(order) + sum((loop.count - 1) * loop.period - len(loop.extra) for loop in loops)
+        if covered > best[0]:
+            best = (covered, order, loops)
+    return best
+
+
+def _extra(nodes, loop):
+    """The statements moved into ``loop`` from later loops."""
+    return [nodes[reader.start + j] for reader, j, _ in loop.extra]
+
+
 def _given(node):
     return not OPS[node.op].given
 
@@ -46,13 +77,13 @@ class NumbaEmitter(Emitter):
     decorator = "@numba.njit(cache=True, nogil=True, error_model='numpy')"
 
     def kernel_ir(self, forward, backward, out_name_of, outputs):
-        """The kernel's IR: fused loops (``fusion``), else the straight-line statements with
-        repeated runs rolled into loops (``rolling``) and scalar branches sunk (``branches``)."""
+        """The kernel's IR: a traced loop of array statements (tensor state, ``xs[t]``) rolled
+        into loops when its steps repeat (``rolling``); else fused loops (``fusion``), else the
+        straight-line statements with repeated scalar runs rolled into loops; scalar branches
+        sunk (``branches``)."""
         if has_loops(list(forward) + list(backward)):
+            # a kernel with a structured loop (sg.scan) is printed straight: no fusion, rolling or sinking
             return super().kernel_ir(forward, backward, out_name_of, outputs)
-        fused = fusion.fuse(self, forward, backward, out_name_of, outputs) if fusion.enabled() else None
-        if fused is not None:
-            return fused
         nodes = list(forward) + list(backward)
         owner = branches.plan(nodes, outputs)
         owning = {key[0] for key in owner.values()}
@@ -66,19 +97,33 @@ class NumbaEmitter(Emitter):
                 and id(node) not in owning
             )
 
-        # the depth-first schedule, or creation order: a recurrence of several states is built
-        # step by step, so its creation order repeats where depth-first may not. Inputs and
-        # constants first in both (they are no statements): a step's own constant (data a traced
-        # loop read, or one an earlier graph made, with an older serial) must not break the period
-        best = (0, nodes, [])
-        depth_first = sorted(forward, key=_given) + sorted(backward, key=_given)
-        by_creation = sorted(forward, key=_given_first) + sorted(backward, key=_given_first)
-        for order in (depth_first, by_creation):
-            loops = find_loops(order, rollable, barriers=(len(forward),))
-            covered = sum(loop.period * loop.count for loop in loops)
-            if covered > best[0]:
-                best = (covered, order, loops)
-        _, nodes, loops = best
+        stacked = rolling.stack_rows(nodes)
+
+        def array_statement(node):
+            # a statement computing from arrays (a matmul, an elementwise op on vectors, a
+            # reduction, a row xs[t]): one line of source, the same in every iteration
+            record = OPS[node.op]
+            return (
+                not record.given
+                and record.value_of is None
+                and (any(i.ndim > 0 for i in node.inputs) or keyed(node) is not None)
+                and id(node) not in out_name_of
+                and id(node) not in owner
+                and id(node) not in owning
+                and id(node) not in stacked
+            )
+
+        rolled = _find_loops(
+            forward, backward, lambda n: rollable(n) or array_statement(n), ROLL_MIN_ARRAY_STATEMENTS, True
+        )
+        if not any(
+            not rollable(n) for loop in rolled[2] for n in loop.body(rolled[1]) + _extra(rolled[1], loop)
+        ):
+            fused = fusion.fuse(self, forward, backward, out_name_of, outputs) if fusion.enabled() else None
+            if fused is not None:
+                return fused
+            rolled = _find_loops(forward, backward, rollable)
+        _, nodes, loops = rolled
         if not loops:
             return super().kernel_ir(forward, backward, out_name_of, outputs)
         block, self.value = ir.build(nodes)
@@ -87,7 +132,10 @@ class NumbaEmitter(Emitter):
         statement_of = {id(s.instr.node if isinstance(s, ir.If) else s.node): s for s in block}
         units = rolling.roll(nodes, len(forward), loops, self.value, statement_of)
         units = rolling.stack_scalars(units, out_name_of)
-        return ir.sectioned(units, bool(backward))
+        block = ir.sectioned(units, bool(backward))
+        if any(n.ndim for loop in loops for n in loop.body(nodes)):
+            block = rolling.scalarize(block, lambda n: n.op in _LOOPABLE and id(n) not in out_name_of)
+        return block
 
     def _rows(self, node, arg):
         """``arg`` with the reduced axes moved last, as a (kept, reduced) C-contiguous matrix."""

@@ -11,9 +11,10 @@ iteration) or an element of its array.
 
 import numpy as np
 
-from symgrad.ops.registry import constant
+from symgrad.ops.registry import OPS, constant
 
 from . import ir
+from .schedule import key_index, keyed
 
 
 def roll(nodes, n_forward, loops, value, statement_of):
@@ -67,7 +68,9 @@ def _loop(nodes, loops, k, value, arrays):
         )
     ]
     for j in sorted(loop.stored):
-        array = arrays[(k, j)] = ir.Var("all", members[j].dtype, (loop.count,), like=body[j], suffix="_all")
+        # an array statement's values as the rows of one array
+        shape = (loop.count, *members[j].shape)
+        array = arrays[(k, j)] = ir.Var("all", members[j].dtype, shape, like=body[j], suffix="_all")
         stmts.append(ir.Alloc(array, "empty"))
     initial = {}
     for specs in operands:
@@ -75,6 +78,10 @@ def _loop(nodes, loops, k, value, arrays):
             if spec[0] == "carried":
                 initial[spec[1]] = ir.current(value, spec[2])
     for j2, init in sorted(initial.items()):
+        if members[j2].ndim and (isinstance(init, ir.Given) or OPS[init.node.op].aliases):
+            # a carried array starts as a fresh one of the type the body makes (a constant is
+            # a read-only global to numba, a view may have another layout)
+            init = ir.AsType(init, members[j2].dtype, members[j2].shape)
         stmts.append(ir.Assign(prev.get(j2, body[j2]), init))
     inner = []
     for j, node in enumerate(members):
@@ -99,9 +106,16 @@ def _loop(nodes, loops, k, value, arrays):
                 else:
                     args.append(_stacked(arrays, spec, step))
             if j in loop.index:
-                # a per-step read of an array: the element this iteration's statement read
                 index = tuple(ir.Affine(t0, d, step) if d else t0 for t0, d in loop.index[j])
-                inner.append(ir.Assign(body[j], ir.Elem(args[0], index)))
+                if keyed(node) == node.shape:
+                    # the adjoint of a per-step read: zeros, the step's row written
+                    inner += [ir.Alloc(body[j], "zeros"), ir.Store(body[j], index, args[0])]
+                else:
+                    # a per-step read of an array: the element (row, block) this iteration's
+                    # statement read
+                    key = node.attrs["key"]
+                    index = tuple(ir.Span(i) if key[p][0] == "s" else i for p, i in enumerate(index))
+                    inner.append(ir.Assign(body[j], ir.Elem(args[0], index)))
             else:
                 body[j].operands = args
                 inner.append(body[j])
@@ -116,6 +130,149 @@ def _loop(nodes, loops, k, value, arrays):
         elif j in loop.stored:
             value[id(nodes[p])] = ir.Elem(arrays[(k, j)], (t,))
     return stmts
+
+
+def _indices(rank):
+    return [ir.LoopVar("ijklmnpq"[a] if a < 8 else f"i{a}") for a in range(rank)]
+
+
+def _element(v, at):
+    """The element ``at`` of array value ``v`` (a row of an earlier loop's array read as one index)."""
+    if isinstance(v, ir.Elem) and not any(isinstance(i, ir.Span) for i in v.index):
+        return ir.Elem(v.array, (*v.index, *at))
+    return ir.Elem(v, tuple(at))
+
+
+def _nest(idx, shape, body):
+    stmt = ir.For(idx[-1], shape[-1], body)
+    for var, dim in reversed(list(zip(idx[:-1], shape[:-1]))):
+        stmt = ir.For(var, dim, [stmt])
+    return stmt
+
+
+def scalarize(block, loopable):
+    """Write the elementwise statements of array values (``loopable(node)``) of ``block`` and the
+    loops in it as loops of the ops' scalar spellings, one loop for each run of consecutive ones
+    of one shape, and a rolled loop's store of an array row as a copy loop: numba compiles an
+    array expression or a row assignment in ~0.15 s (seconds for the first row assignment), a
+    loop of scalar code in a fraction of that. Operands broadcast as numpy does; a statement
+    read outside its run (or by itself, a running sum) stays an array (allocated, its elements
+    stored), one read only later in its run is a scalar. Returns the new block."""
+    runs = {}  # id(block) -> [(a run of elementwise statements?, statements)]
+    member = {}  # id(statement) -> (its run, its place in it)
+
+    def plan(stmts):
+        found, run = [], []
+        for stmt in stmts:
+            if isinstance(stmt, ir.For):
+                plan(stmt.body)
+            if isinstance(stmt, ir.Instr) and not stmt.scalar and stmt.node.ndim and loopable(stmt.node):
+                if run and run[0].node.shape != stmt.node.shape:
+                    found.append((True, run))
+                    run = []
+                run.append(stmt)
+            elif _row_store(stmt) and any(stmt.value is m for m in run):
+                run.append(stmt)
+            else:
+                if run:
+                    found.append((True, run))
+                    run = []
+                found.append((False, [stmt]))
+        if run:
+            found.append((True, run))
+        runs[id(stmts)] = found
+        for looped, r in found:
+            if looped:
+                for p, m in enumerate(r):
+                    member[id(m)] = (id(r), p)
+
+    plan(block)
+    read = set()  # the values read other than as an earlier statement of the reader's run
+    for stmt in ir.walk(block):
+        mine = member.get(id(stmt))
+        for v in ir.reads(stmt):
+            theirs = member.get(id(v))
+            if mine and theirs and theirs[0] == mine[0] and theirs[1] < mine[1]:
+                continue
+            read.update(id(leaf) for leaf in ir.leaves(v))
+
+    def rewrite(stmts):
+        out = []
+        for looped, r in runs[id(stmts)]:
+            if looped:
+                out += _run_loop(r, read)
+                continue
+            stmt = r[0]
+            if isinstance(stmt, ir.For):
+                stmt.body = rewrite(stmt.body)
+            if _row_write(stmt):
+                # the adjoint of a read xs[t]: zeros, the row written as a copy loop below
+                out.append(ir.Alloc(stmt, "zeros"))
+                stmt = ir.Store(stmt, key_index(stmt.node), stmt.operands[0])
+            if _row_store(stmt):
+                idx = _indices(len(stmt.value.shape))
+                store = ir.Store(stmt.array, (*stmt.index, *idx), _element(stmt.value, idx))
+                stmt = _nest(idx, stmt.value.shape, [store])
+            out.append(stmt)
+        return out
+
+    return rewrite(block)
+
+
+def _row_write(stmt):
+    node = getattr(stmt, "node", None)
+    return (
+        isinstance(stmt, ir.Instr)
+        and not stmt.scalar
+        and keyed(node) == node.shape
+        and node.inputs[0].ndim > 0
+        and key_index(node) is not None
+    )
+
+
+def _row_store(stmt):
+    return isinstance(stmt, ir.Store) and not stmt.add and bool(getattr(stmt.value, "shape", ()))
+
+
+def _run_loop(run, read):
+    """One loop nest computing the elementwise statements of ``run`` (and its row stores)."""
+    shape = run[0].node.shape
+    idx = _indices(len(shape))
+    scalar_of, before, inner, after = {}, [], [], []
+    seen = set()  # what the statements so far read as arrays
+    for stmt in run:
+        if isinstance(stmt, ir.Instr):
+            seen.update(id(leaf) for v in stmt.operands for leaf in ir.leaves(v))
+        if isinstance(stmt, ir.Store):
+            inner.append(ir.Store(stmt.array, (*stmt.index, *idx), scalar_of[id(stmt.value)]))
+            continue
+        node = stmt.node
+        operands = []
+        for v, i in zip(stmt.operands, node.inputs):
+            if id(v) in scalar_of:
+                operands.append(scalar_of[id(v)])
+            elif not i.shape:
+                operands.append(v)
+            else:
+                lead = node.ndim - i.ndim
+                at = [0 if d == 1 and shape[lead + a] != 1 else idx[lead + a] for a, d in enumerate(i.shape)]
+                operands.append(_element(v, at))
+        element = ir.Instr(
+            node, operands, scalar=True, naming=stmt.naming or list(stmt.operands), note=stmt.note
+        )
+        scalar_of[id(stmt)] = element
+        inner.append(element)
+        if id(stmt) in read:
+            # a value a rolled loop carries, read as last iteration's by itself (a running sum) or
+            # an earlier statement of the run: written into a new array, bound after the loop
+            own = id(stmt) in seen
+            target = ir.Var("new", node.dtype, shape, like=stmt, suffix="_new") if own else stmt
+            stmt.note = False
+            before.append(ir.Alloc(target, "empty"))
+            inner.append(ir.Store(target, tuple(idx), element))
+            if own:
+                after.append(ir.Assign(stmt, target))
+    return before + [_nest(idx, shape, inner)] + after
 
 
 def _stacked(arrays, spec, step):
@@ -170,16 +327,38 @@ def stack_scalars(units, keep):
     ]
 
 
+def stack_row(node):
+    """Is ``node`` a reshape adding a leading axis of length 1 (``np.stack``'s, of a scalar or a
+    row)?"""
+    return node.op == "reshape" and node.shape == (1, *node.inputs[0].shape)
+
+
+def stack_rows(nodes):
+    """The ids of the reshapes of ``nodes`` only stacks read: they stay out of rolled loops (the
+    stack stores their operands)."""
+    users = {}
+    for n in nodes:
+        for i in n.inputs:
+            users.setdefault(id(i), []).append(n)
+    return {
+        id(n)
+        for n in nodes
+        if stack_row(n)
+        and users.get(id(n))
+        and all(u.op == "concatenate" and u.attrs.get("axis") == 0 for u in users[id(n)])
+    }
+
+
 def _scalar_stack(stmt):
+    """Is ``stmt`` a stack of per-step values (a ``concatenate`` along axis 0 of scalars or rows
+    reshaped to a leading axis of length 1)?"""
     node = stmt.node
-    if node.op != "concatenate" or node.ndim != 1 or node.attrs.get("axis") != 0:
+    if node.op != "concatenate" or node.attrs.get("axis") != 0:
         return False
     return all(
         isinstance(o, ir.Instr)
         and not o.scalar
-        and o.node.op == "reshape"
-        and o.node.shape == (1,)
-        and o.node.inputs[0].ndim == 0
+        and stack_row(o.node)
         and o.dtype == node.dtype
         and len(o.operands) == 1
         for o in stmt.operands
@@ -187,7 +366,16 @@ def _scalar_stack(stmt):
 
 
 def _stores(stmt, scalars):
-    """``stmt``'s array allocated, then each scalar stored at its place."""
+    """``stmt``'s array allocated, then each scalar (row) stored at its place (a row copied
+    element by element: numba compiles a row assignment slowly)."""
+    row = tuple(stmt.node.shape[1:])
+    idx = _indices(len(row) + 1)[1:] if row else []
+
+    def store(at, value):
+        if not row:
+            return ir.Store(stmt, (at,), value)
+        return _nest(idx, row, [ir.Store(stmt, (at, *idx), _element(value, idx))])
+
     out = [ir.Alloc(stmt, "empty")]
     i = 0
     while i < len(scalars):
@@ -197,10 +385,10 @@ def _stores(stmt, scalars):
             k = ir.LoopVar("k")
             t0, direction = first.index[0], second.index[0] - first.index[0]
             copy = ir.Elem(first.array, (ir.Affine(t0, direction, k),))
-            out.append(ir.For(k, run, [ir.Store(stmt, (ir.Affine(i, 1, k),), copy)]))
+            out.append(ir.For(k, run, [store(ir.Affine(i, 1, k), copy)]))
             i += run
         else:
-            out.append(ir.Store(stmt, (i,), scalars[i]))
+            out.append(store(i, scalars[i]))
             i += 1
     return out
 

@@ -176,8 +176,9 @@ class Loop:
     ``stored``: the body statements whose every value is kept in an array (read after the loop
     at an iteration other than the last, or stacked by a later loop); statement ``period + e``
     is ``extra[e]``, moved here from a later loop. ``index``: body statement -> ((t0, step), ...)
-    for a scalar ``getitem`` (its array a "fixed" operand) reading index ``t0 + step*t`` along
-    each axis in iteration ``t`` (a per-step input ``obs[t]``)."""
+    for a ``getitem`` (its array a "fixed" operand) reading index ``t0 + step*t`` along each
+    leading axis in iteration ``t`` (a per-step input ``obs[t]``, a row ``xs[t]``), or a
+    ``slice_grad`` writing there (the adjoint of that read)."""
 
     def __init__(self, start, period, count, operands):
         self.start, self.period, self.count, self.operands = start, period, count, operands
@@ -198,16 +199,18 @@ class Loop:
         return divmod(position - self.start, self.period)
 
 
-def find_loops(nodes, rollable, barriers=()):
-    """Runs of ``nodes`` (a schedule) that repeat one body of scalar statements, as ``Loop``s in
-    order; a run never crosses a position in ``barriers``. ``rollable(node)`` says whether a
+def find_loops(nodes, rollable, barriers=(), min_statements=ROLL_MIN_STATEMENTS):
+    """Runs of ``nodes`` (a schedule) that repeat one body of statements (scalars, or arrays of
+    one shape in every iteration), as ``Loop``s in order; a run never crosses a position in ``barriers``. ``rollable(node)`` says whether a
     statement may be part of a loop body. Operands must move by a fixed step from one iteration
     to the next (or stay the same), so the loop does the same operations on the same operands as
     the straight-line statements, and gets the same numbers (``_hoist`` may compute a value in an
-    earlier loop than the one that reads it)."""
-    if len(nodes) < ROLL_MIN_STATEMENTS:
+    earlier loop than the one that reads it). A loop covers at least ``min_statements``."""
+    if len(nodes) < min_statements:
         return []
     position = {id(n): p for p, n in enumerate(nodes)}
+    refs = [[position[id(i)] for i in n.inputs] for n in nodes]
+    index_of = {p: key_index(n) for p, n in enumerate(nodes) if keyed(n) is not None}
     numbers = {}  # each kind of statement as a small int (fast to compare)
     kind = []
     for n in nodes:
@@ -232,11 +235,11 @@ def find_loops(nodes, rollable, barriers=()):
             head = kind[p : p + period]
             if None in head or head != kind[p + period : p + 2 * period]:
                 continue
-            need = max(ROLL_MIN_COUNT, -(-ROLL_MIN_STATEMENTS // period))
+            need = max(ROLL_MIN_COUNT, -(-min_statements // period))
             if p + need * period > limit or head != kind[p + (need - 1) * period : p + need * period]:
                 continue
-            loop = _run_at(nodes, position, kind, p, period, limit, loops)
-            if loop and loop.count * period >= ROLL_MIN_STATEMENTS:
+            loop = _run_at(nodes, refs, index_of, kind, p, period, limit, loops)
+            if loop and loop.count * period >= min_statements:
                 found = loop
                 break
         if found is None:
@@ -250,29 +253,48 @@ def find_loops(nodes, rollable, barriers=()):
 
 
 def _kind(node):
-    """What must be equal for two statements to be the same line of a loop body (for a scalar
-    ``getitem``, not its index: ``_run_at`` checks that it advances by a fixed step)."""
-    if node.shape != ():
-        return None
-    if node.op == "getitem":
-        index = _index(node)
-        return None if index is None else ("getitem", node.dtype, len(index))
+    """What must be equal for two statements to be the same line of a loop body (for a
+    ``getitem``, not its index: ``_run_at`` checks that it advances by a fixed step). A statement
+    of an array value repeats with its shape (the same text computes it in every iteration)."""
+    if keyed(node) is not None:
+        index = key_index(node)
+        shapes = (node.shape, node.inputs[0].shape)
+        pattern = tuple(k[0] for k in node.attrs["key"])
+        return None if index is None else (node.op, node.dtype, pattern, shapes)
     try:
         attrs = tuple(sorted(node.attrs.items()))
         hash(attrs)
     except TypeError:
         return None
-    return (node.op, node.dtype, len(node.inputs), attrs)
+    return (node.op, node.dtype, len(node.inputs), attrs, node.shape)
 
 
-def _index(node):
-    """The element a scalar ``getitem`` reads, as non-negative ints (None: not a single element
-    of concrete place, e.g. a negative index on a named dim)."""
+def keyed(node):
+    """The shape the key of a ``getitem`` (its operand's) or a ``slice_grad`` (its own: the
+    adjoint of a per-step read ``xs[t]`` writes row t) indexes; None for other ops."""
+    if node.op == "getitem":
+        return node.inputs[0].shape
+    if node.op == "slice_grad":
+        return node.shape
+    return None
+
+
+def key_index(node):
+    """Where a ``getitem`` reads (a ``slice_grad`` writes), as non-negative ints along the
+    leading axes: an element, or a row (the whole of the axes after them, ``xs[t]``), of
+    concrete place (None: anything else, e.g. a negative index on a named dim, or a slice with
+    bounds)."""
     key = node.attrs.get("key", ())
-    if not all(k[0] == "i" and isinstance(k[1], int) for k in key):
+    ints = 0
+    while ints < len(key) and (key[ints][0] == "i" or (node.op == "getitem" and _unit_slice(key[ints]))):
+        ints += 1
+    if not all(isinstance(k[1], int) for k in key[:ints]):
         return None
+    if not all(k == ("s", None, None, None) for k in key[ints:]):
+        return None
+    key = key[:ints]
     index = []
-    for k, dim in zip(key, node.inputs[0].shape):
+    for k, dim in zip(key, keyed(node)):
         i = k[1]
         if i < 0:
             if not isinstance(dim, int):
@@ -282,39 +304,43 @@ def _index(node):
     return tuple(index)
 
 
-def _refs(nodes, position, p, swap):
-    """The schedule positions of statement ``p``'s operands."""
-    inputs = nodes[p].inputs[::-1] if swap else nodes[p].inputs
-    return [position[id(i)] for i in inputs]
+def _unit_slice(k):
+    """Is key entry ``k`` the slice ``a:a + 1`` (``a`` >= 0): one step's block of a stack's adjoint?"""
+    return (
+        k[0] == "s"
+        and isinstance(k[1], int)
+        and isinstance(k[2], int)
+        and k[1] >= 0
+        and k[2] == k[1] + 1
+        and k[3] in (None, 1)
+    )
 
 
-def _run_at(nodes, position, kind, start, period, limit, loops):
+def _refs(refs, p, swap):
+    """The schedule positions of statement ``p``'s operands (``refs``: those of every statement)."""
+    return refs[p][::-1] if swap else refs[p]
+
+
+def _run_at(nodes, refs, index_of, kind, start, period, limit, loops):
     """The longest valid loop of ``period`` statements starting at ``start``, or None."""
-    first = [_refs(nodes, position, start + j, False) for j in range(period)]
+    first = [_refs(refs, start + j, False) for j in range(period)]
     second = start + period
-    steps = []
+    # where each operand comes from, and how many iterations that allows (before walking them);
+    # statement by statement, so that a run that cannot be stops at its first misfit
+    count = (limit - start) // period
+    steps, operands = [], []
     for j in range(period):
-        refs = _refs(nodes, position, second + j, False)
         # a scalar constant that differs from one iteration to the next (data a traced loop
         # read from a numpy array, ``0.001 * k``): read from an array of the per-step values
+        these = _refs(refs, second + j, False)
         steps.append(
             [
                 None
                 if r != r0 and _scalar_constant(nodes[r0]) and _scalar_constant(nodes[r], nodes[r0])
                 else r - r0
-                for r0, r in zip(first[j], refs)
+                for r0, r in zip(first[j], these)
             ]
         )
-    # a getitem's index: where it starts and its step along each axis
-    index = {}
-    for j in range(period):
-        if nodes[start + j].op == "getitem":
-            i0, i1 = _index(nodes[start + j]), _index(nodes[second + j])
-            index[j] = tuple((a, b - a) for a, b in zip(i0, i1))
-    # where each operand comes from, and how many iterations that allows (before walking them)
-    count = (limit - start) // period
-    operands = []
-    for j in range(period):
         specs = []
         for r0, step in zip(first[j], steps[j]):
             if step is None:
@@ -325,11 +351,17 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
                 return None
             specs.append(spec)
         operands.append(specs)
+    # a getitem's index: where it starts and its step along each axis
+    index = {}
+    for j in range(period):
+        if start + j in index_of:
+            i0, i1 = index_of[start + j], index_of[second + j]
+            index[j] = tuple((a, b - a) for a, b in zip(i0, i1))
     head = kind[start : start + period]
     done = 2
     swapped = [
         [False] * period,
-        [_follows(nodes, position, second + j, first[j], steps[j], 1) for j in range(period)],
+        [_follows(nodes, refs, second + j, first[j], steps[j], 1) for j in range(period)],
     ]
     if not all(o is not None for o in swapped[1]):
         return None
@@ -337,9 +369,9 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
         base = start + done * period
         if head != kind[base : base + period]:
             break
-        orders = [_follows(nodes, position, base + j, first[j], steps[j], done) for j in range(period)]
+        orders = [_follows(nodes, refs, base + j, first[j], steps[j], done) for j in range(period)]
         if None in orders or not all(
-            _index(nodes[base + j]) == tuple(t0 + step * done for t0, step in index[j]) for j in index
+            index_of[base + j] == tuple(t0 + step * done for t0, step in index[j]) for j in index
         ):
             break
         swapped.append(orders)
@@ -357,7 +389,7 @@ def _run_at(nodes, position, kind, start, period, limit, loops):
     return loop
 
 
-def _follows(nodes, position, p, first, steps, t):
+def _follows(nodes, refs, p, first, steps, t):
     """Does statement ``p`` (iteration ``t``) read what the steps predict (either operand
     order for a commutative op; a step None: a scalar constant like the first iteration's)?
     False: in order; True: swapped; None: no."""
@@ -369,9 +401,9 @@ def _follows(nodes, position, p, first, steps, t):
             for r, w, r0 in zip(refs, want, first)
         )
 
-    if same(_refs(nodes, position, p, False)):
+    if same(_refs(refs, p, False)):
         return False
-    if nodes[p].op in _COMMUTATIVE and same(_refs(nodes, position, p, True)):
+    if nodes[p].op in _COMMUTATIVE and same(_refs(refs, p, True)):
         return True
     return None
 
@@ -416,6 +448,8 @@ def _hoist(nodes, position, loops):
             node = nodes[reader.start + j]
             if len(source) != 1 or not all(n.dtype in ("float32", "float64") for n in (node, *node.inputs)):
                 continue
+            if keyed(node) == node.shape:
+                continue  # the adjoint of a read xs[t] is as large as xs: kept for every step, T times that
             k, t0, direction = source.pop()
             loop = loops[k]
             if not all(

@@ -1610,6 +1610,10 @@ _ONE_OP_RULES = {
     # loop rolling's per-step reads, constants and stacks (codegen/schedule.py, rolling.py)
     ("codegen/schedule.py", "getitem"): "a scalar getitem of an array rolls as a per-step element read",
     ("codegen/schedule.py", "constant"): "a constant differing per step is read from an array of them",
+    (
+        "codegen/schedule.py",
+        "slice_grad",
+    ): "the adjoint of a per-step read xs[t] rolls as a per-step row write",
     ("codegen/rolling.py", "concatenate"): "a stack of per-step scalars is stored into its array",
     ("codegen/rolling.py", "reshape"): "the (1,) reshapes of those scalars are dropped",
     ("codegen/numba_backend.py", "getitem"): "a scalar getitem may be a statement of a rolled loop",
