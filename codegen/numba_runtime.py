@@ -30,7 +30,7 @@ from .special import (  # noqa: F401 (the special functions' lowerings)
     xlog1py,
 )
 from .array_kernels import argsort_last, cumprod_last, cumsum_last  # noqa: F401 (ops/arrays.py's lowerings)
-from .linalg_kernels import solve_triangular  # noqa: F401 (the triangular solve's lowering)
+from .linalg_kernels import cho_inverse, cho_logdet, cho_solve, solve_triangular  # noqa: F401 (ops/linalg.py's lowerings)
 from .user_ops import on_install, vectorized  # the user's functions (sg.register_op): _install_user
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")

@@ -12,8 +12,17 @@ import importlib
 import numpy as np
 
 from ..errors import ShapeError, UnsupportedError
-from ..graph import broadcast_shapes, dim_str, dims_equal, float_of, normalize_axes, promote, shape_str
-from .registry import register, make, as_expr
+from ..graph import (
+    broadcast_shapes,
+    dim_str,
+    dims_equal,
+    float_of,
+    normalize_axes,
+    promote,
+    shape_str,
+    topo_order,
+)
+from .registry import OPS, register, make, as_expr, constant
 from . import elementwise as ew
 from .reduce import max as max_, min as min_, sum as sum_
 from .structure import arange, expand_dims, reshape, sum_to, transpose
@@ -394,6 +403,12 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False):
             f"scipy.linalg.solve_triangular(..., trans={trans!r}): trans must be 0, 1, 2, 'N', 'T' or 'C'"
         )
     dtype = promote(a.dtype, b.dtype)
+    if b.op == "solve_triangular" and b.inputs[0] is a and not unit_diagonal and not b.attrs["unit"]:
+        # scipy's cho_solve spelled out, L^-T (L^-1 b) or U^-1 (U^-T b), for the factor of a matrix
+        pair = (bool(lower), codes[trans], b.attrs["lower"], b.attrs["trans"])
+        factored = _factor_of(a, bool(lower)) if pair in ((True, 1, True, 0), (False, 0, False, 1)) else None
+        if factored is not None:
+            return cho_solve_factor(factored, a if lower else a.inputs[0], b.inputs[1])
     return make(
         "solve_triangular",
         [ew.cast(a, dtype), ew.cast(b, dtype)],
@@ -453,6 +468,10 @@ def cho_factor(a, lower=False):
 def cho_solve(c_and_lower, b):
     """``scipy.linalg.cho_solve((c, lower), b)``: x with ``a @ x = b`` from a's Cholesky factor."""
     c, lower = c_and_lower
+    c = as_expr(c)
+    a = _factor_of(c, lower)
+    if a is not None:  # the factor of a: the derivative for a, none through the factor
+        return cho_solve_factor(a, c if lower else c.inputs[0], b)
     if lower:
         return solve_triangular(c, solve_triangular(c, b, lower=True), lower=True, trans=1)
     return solve_triangular(c, solve_triangular(c, b, lower=False, trans=1), lower=False)
@@ -827,3 +846,229 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if len(axes) != 1:
         raise ShapeError(f"np.linalg.norm(..., axis={axis!r}): give one axis or two")
     return _vector_norm(x, ord, axes[0], keepdims)
+
+
+# ================================================================ through a Cholesky factor
+# (the factor operand has no rule: None)
+# cho_solve, cho_inverse and cho_logdet take the matrix A and its factor L = cholesky(A) and
+# compute A^-1 b, A^-1 and log det A from L. Their derivatives are written for A (as functions of
+# its symmetric part, cholesky's convention) and none goes through L, which is a function of A:
+# the gradient of b^T A^-1 b or of log det A is an outer product and A^-1, without cholesky's
+# own backward pass (a product and two triangular solves of n x n matrices). They are built when
+# the factor is given (scipy's cho_solve of a cholesky, the pair of triangular solves it is
+# spelled with) and by ``share_factor`` below, for every solve, inverse and determinant of a
+# symmetric matrix whose factor the same function computes.
+
+
+def _np_cho_solve(a, low, b):
+    linalg = importlib.import_module("scipy.linalg")
+    return linalg.cho_solve((low, True), b, check_finite=False)
+
+
+def _np_cho_inverse(a, low):
+    lapack = importlib.import_module("scipy.linalg.lapack")
+    out, info = lapack.dpotri(np.asarray(low, dtype=np.float64), lower=1)
+    out = np.tril(out) + np.tril(out, -1).T
+    return out.astype(low.dtype, copy=False)
+
+
+def _np_cho_logdet(a, low):
+    return 2.0 * np.sum(np.log(np.diagonal(low)))
+
+
+def _factor_infer(what, out):
+    def infer(inputs, attrs):
+        a, low = inputs[:2]
+        _matrix(a, what)
+        if len(inputs) == 3:
+            return _solve_infer(what)([a, inputs[2]], attrs)
+        return out(a), a.dtype
+
+    return infer
+
+
+def _cho_solve_vjp_a(g, a, low, b, out):
+    return -_sym(_outer_or_matmul(cho_solve_factor(a, low, g), out))  # -sym(A^-1 g x^T)
+
+
+register(
+    "cho_solve",
+    _factor_infer("scipy.linalg.cho_solve", None),
+    _np_cho_solve,
+    (_cho_solve_vjp_a, None, lambda g, a, low, b, out: cho_solve_factor(a, low, g)),
+    jvp=(
+        lambda t, a, low, b, out: -cho_solve_factor(a, low, matmul(_sym(t), out)),
+        None,
+        lambda t, a, low, b, out: cho_solve_factor(a, low, t),
+    ),
+    note="x = A^-1 b from L = cholesky(A): db = A^-1 g, dA = -sym(db x^T) (none through L)",
+    arity=3,
+    lower="_rt.cho_solve({0}, {1}, {2})",
+)
+register(
+    "cho_inverse",
+    _factor_infer("np.linalg.inv", lambda a: a.shape),
+    _np_cho_inverse,
+    (lambda g, a, low, out: -_sym(matmul(out, matmul(g, out))), None),
+    jvp=(lambda t, a, low, out: -matmul(out, matmul(_sym(t), out)), None),
+    note="A^-1 from L = cholesky(A) (symmetric): dA = -sym(A^-1 g A^-1) (none through L)",
+    arity=2,
+    lower="_rt.cho_inverse({0}, {1})",
+)
+register(
+    "cho_logdet",
+    _factor_infer("np.linalg.slogdet", lambda a: ()),
+    _np_cho_logdet,
+    (lambda g, a, low, out: g * make("cho_inverse", [a, low]), None),
+    jvp=(lambda t, a, low, out: sum_(make("cho_inverse", [a, low]) * t), None),
+    note="log det A = 2 sum log diag L, L = cholesky(A): dA = g A^-1 (none through L)",
+    arity=2,
+    lower="_rt.cho_logdet({0}, {1})",
+)
+
+
+def cho_solve_factor(a, low, b):
+    """A^-1 b for symmetric positive definite ``a`` given ``low = cholesky(a)``."""
+    b = _float(b)
+    if b.dtype != low.dtype:
+        b = ew.cast(b, promote(b.dtype, low.dtype))
+    return make("cho_solve", [a, low, b])
+
+
+def _factor_of(c, lower):
+    """A when ``c`` is the factor cholesky(A) (``lower``) or its transpose (upper), else None."""
+    if not lower and c.op == "transpose" and c.inputs[0].op == "cholesky":
+        c = c.inputs[0]
+    elif not lower or c.op != "cholesky":
+        return None
+    return c.inputs[0]
+
+
+# ---------------------------------------------------------------- symmetric structure
+
+_SYM, _ANTI = "sym", "anti"
+_EVEN = frozenset({"square", "abs", "cos", "cosh"})  # f(-x) = f(x): f of an antisymmetric matrix
+
+
+def _vector_axis(node):
+    """(v, axis) when ``node`` is vector v as a column (axis 1: v[:, None]) or a row (axis 0)."""
+    if node.ndim != 2:
+        return None
+    if node.op == "reshape" and node.inputs[0].ndim == 1:
+        ones = [isinstance(d, int) and d == 1 for d in node.shape]
+        if ones[1] and not ones[0]:
+            return node.inputs[0], 1
+        if ones[0] and not ones[1]:
+            return node.inputs[0], 0
+    if node.op == "getitem" and node.inputs[0].ndim == 1:
+        key = node.attrs["key"]
+        full = ("s", None, None, None)
+        if key == (full, ("n",)):
+            return node.inputs[0], 1
+        if key == (("n",), full):
+            return node.inputs[0], 0
+    return None
+
+
+def _classify(node, kinds):
+    """_SYM, _ANTI or None for a square matrix ``node``, its inputs' kinds in ``kinds``."""
+    op, ins = node.op, node.inputs
+    if op == "cho_inverse":
+        return _SYM
+    if op == "transpose" and node.ndim == 2:
+        return kinds.get(id(ins[0]))
+    if op == "inv":
+        return _SYM if kinds.get(id(ins[0])) == _SYM else None
+    if op == "matmul" and len(ins) == 2:
+        x, y = ins
+        if (y.op == "transpose" and y.inputs[0] is x) or (x.op == "transpose" and x.inputs[0] is y):
+            return _SYM  # X X^T, X^T X
+        return None
+    if op == "cast":
+        return kinds.get(id(ins[0]))
+    if not OPS[op].elementwise:
+        return None
+    if len(ins) == 2:
+        x, y = ins
+        if (y.op == "transpose" and y.inputs[0] is x) or (x.op == "transpose" and x.inputs[0] is y):
+            if OPS[op].commutative:
+                return _SYM  # X + X^T, X * X^T
+        vx, vy = _vector_axis(x), _vector_axis(y)
+        if vx and vy and vx[0] is vy[0] and vx[1] != vy[1]:  # f(v_i, v_j)
+            if OPS[op].commutative:
+                return _SYM
+            return _ANTI if op == "sub" else None
+    flat = [all(isinstance(d, int) and d == 1 for d in i.shape) for i in ins]
+    seen = [kinds.get(id(i)) if not f else "flat" for i, f in zip(ins, flat)]
+    if any(k is None for k in seen):
+        return None
+    if all(k in (_SYM, "flat") for k in seen):
+        return _SYM
+    anti = sum(k == _ANTI for k in seen)
+    if len(ins) == 1:
+        return _SYM if op in _EVEN else (_ANTI if op == "neg" else None)
+    if op == "pow" and seen[1] == "flat" and ins[1].op == "constant":
+        power = float(np.asarray(ins[1].attrs["value"]))
+        return _SYM if power.is_integer() and power % 2 == 0 else None
+    if op in ("mul", "div") and anti == 2:
+        return _SYM
+    if op in ("mul", "div") and anti == 1 and _SYM not in seen:
+        return _ANTI
+    if op in ("add", "sub") and anti == 2:
+        return _ANTI
+    return None
+
+
+def is_symmetric(x):
+    """Whether the square matrix ``x`` is symmetric by construction (A^T = A for every value of
+    its inputs): built from symmetric pieces (the identity, f(v_i, v_j) for a commutative f,
+    even functions of v_i - v_j, X X^T, X + X^T, an inverse of one) by elementwise ops."""
+    if x.ndim != 2 or not dims_equal(x.shape[0], x.shape[1]):
+        return False
+    kinds = {}
+    for node in topo_order([x]):
+        if node.ndim == 2 and dims_equal(node.shape[0], node.shape[1]):
+            kind = _classify(node, kinds)
+            if kind is not None:
+                kinds[id(node)] = kind
+    return kinds.get(id(x)) == _SYM
+
+
+def share_factor(outputs):
+    """``outputs`` with each solve, inverse, log-determinant, determinant sign and determinant of a
+    symmetric matrix (``is_symmetric``) whose Cholesky factor they also compute taken from that
+    factor (one factorisation instead of an LU besides it; an inverse from the factor is half
+    the work of LU's). The values are the same: a matrix whose Cholesky factor exists is positive
+    definite, or the function fails at the factorisation either way."""
+    order = topo_order(list(outputs))
+    factors = {id(n.inputs[0]): n for n in order if n.op == "cholesky"}
+    if not factors:
+        return list(outputs)
+    new = {}
+    for node in order:
+        inputs = [new.get(id(i), i) for i in node.inputs]
+        matrix = node.inputs[0] if node.inputs else None
+        if matrix is not None and matrix.op == "transpose" and matrix.ndim == 2:
+            matrix = matrix.inputs[0]  # (A^T = A for a symmetric A)
+        low = factors.get(id(matrix)) if matrix is not None else None
+        rebuilt = None
+        if low is not None and node.op in ("logabsdet", "detsign", "det", "inv", "solve"):
+            a, low = new.get(id(matrix), matrix), new.get(id(low), low)
+            if is_symmetric(matrix):
+                if node.op == "logabsdet":
+                    rebuilt = make("cho_logdet", [a, low])
+                elif node.op == "detsign":
+                    rebuilt = constant(1.0, node.dtype)
+                elif node.op == "det":
+                    rebuilt = ew.exp(make("cho_logdet", [a, low]))
+                elif node.op == "inv":
+                    rebuilt = make("cho_inverse", [a, low])
+                else:
+                    rebuilt = make("cho_solve", [a, low, inputs[1]])
+        elif node.op == "transpose" and node.ndim == 2 and inputs[0].op == "cho_inverse":
+            rebuilt = inputs[0]
+        if rebuilt is None and any(x is not y for x, y in zip(inputs, node.inputs)):
+            rebuilt = make(node.op, inputs, **node.attrs)
+        if rebuilt is not None:
+            new[id(node)] = rebuilt
+    return [new.get(id(o), o) for o in outputs]

@@ -19,7 +19,7 @@ import scipy.special
 import symgrad as sg
 from symgrad.graph import dim_symbol, topo_order
 from symgrad.ops import reduce as reduce_ops, structure as structure_ops
-from symgrad.ops.registry import OPS
+from symgrad.ops.registry import OPS, make
 from symgrad.codegen.numba_backend import NumbaEmitter
 from symgrad.codegen.numpy_backend import NumpyEmitter
 
@@ -192,6 +192,10 @@ def _sample_graphs():
         "svd_vt": sg.linalg.svd(M, full_matrices=False)[2],
         "qr_q": sg.linalg.qr(M.T)[0],
         "qr_r": sg.linalg.qr(M.T)[1],
+        # through the Cholesky factor (tests/symgrad/test_cholesky_sharing.py)
+        "cho_solve": sg.linalg.cho_solve((sg.linalg.cholesky(spd), True), M),
+        "cho_inverse": make("cho_inverse", [spd, sg.linalg.cholesky(spd)]),
+        "cho_logdet": make("cho_logdet", [spd, sg.linalg.cholesky(spd)]),
     }
     for name, op in OPS.items():  # every other elementwise op of the table, on M (and v)
         if op.elementwise and op.lower and name not in samples:
@@ -226,6 +230,10 @@ NON_DIFFERENTIABLE = {
     ("argmin_mask", 0),
     # the sign of a determinant: piecewise constant
     ("detsign", 0),
+    # the Cholesky factor of the matrix operand: the derivative is the matrix's, none through it
+    ("cho_solve", 1),
+    ("cho_inverse", 1),
+    ("cho_logdet", 1),
     # the condition of where selects, it is not a value
     ("where", 0),
     # integer indices select, they are not values
