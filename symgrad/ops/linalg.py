@@ -1,6 +1,6 @@
 """Linear algebra: matmul (``@``, vector-matrix and batched), dot, outer; the decompositions and
-solves (solve, inv, det, slogdet, cholesky, solve_triangular, cho_factor/cho_solve, eigh, svd, qr)
-and norm.
+solves (solve, inv, det, slogdet, cholesky, solve_triangular, cho_factor/cho_solve, eigh, svd, qr,
+pinv) and norm.
 
 The matmul backward rule is the seeds' ``dx = dy @ W.T``, ``dW = x.T @ dy``;
 the 1-D cases are the same rule with the vector as a row or a column, and a
@@ -772,6 +772,78 @@ def qr(a, mode="reduced"):
         )
     q, r = make("qr_q", [a]), make("qr_r", [a])
     return r if mode == "r" else (q, r)
+
+
+# ---------------------------------------------------------------- pinv
+
+
+def _pinv_infer(inputs, attrs):
+    (a,) = inputs
+    _matrix(a, "np.linalg.pinv", square=False)
+    return (a.shape[1], a.shape[0]), a.dtype
+
+
+def _np_pinv(a, rcond):
+    return np.linalg.pinv(a, rcond=rcond)
+
+
+def _pinv_vjp(g, a, out):
+    # Golub & Pereyra's derivative (JAX's), transposed: with P = A+, Q = I - A P, R = I - P A,
+    # dA = -P^T g P^T + Q g^T P P^T + P^T P g^T R
+    p, pt, gt = out, _t(out), _t(g)
+    q = eye(a.shape[0], a.dtype) - matmul(a, p)
+    r = eye(a.shape[1], a.dtype) - matmul(p, a)
+    return (
+        -matmul(pt, matmul(g, pt))
+        + matmul(matmul(q, gt), matmul(p, pt))
+        + matmul(matmul(pt, p), matmul(gt, r))
+    )
+
+
+def _pinv_jvp(t, a, out):
+    # dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P
+    p, pt, tt = out, _t(out), _t(t)
+    q = eye(a.shape[0], a.dtype) - matmul(a, p)
+    r = eye(a.shape[1], a.dtype) - matmul(p, a)
+    return (
+        -matmul(p, matmul(t, p)) + matmul(matmul(p, pt), matmul(tt, q)) + matmul(r, matmul(tt, matmul(pt, p)))
+    )
+
+
+register(
+    "pinv",
+    _pinv_infer,
+    _np_pinv,
+    _pinv_vjp,
+    jvp=_pinv_jvp,
+    note="P = A+: dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P (where the rank is constant)",
+    arity=1,
+    lower="np.linalg.pinv({0}, {rcond!r})",
+)
+
+
+def pinv(a, rcond=None, hermitian=False, *, rtol=None):
+    """``np.linalg.pinv``: the Moore-Penrose pseudo-inverse (singular values below ``rcond``
+    times the largest are taken as zero; numpy's default 1e-15). Its derivative is the one of a
+    matrix of constant rank (Golub & Pereyra, as JAX's); where a singular value crosses the
+    cut-off the pseudo-inverse jumps and has none."""
+    a = _float(a)
+    if hermitian:
+        raise UnsupportedError("np.linalg.pinv(..., hermitian=True) on a symbolic value is not supported")
+    if rcond is not None and rtol is not None:
+        raise UnsupportedError("np.linalg.pinv: give rcond or rtol, not both")
+    cut = rcond if rcond is not None else rtol
+    if cut is None:
+        cut = 1e-15
+    if (
+        isinstance(cut, (np.ndarray, list, tuple))
+        and np.ndim(cut) > 0
+        or not isinstance(cut, (int, float, np.floating, np.integer))
+    ):
+        raise UnsupportedError(
+            f"np.linalg.pinv(..., rcond={cut!r}) on a symbolic value: rcond must be one number"
+        )
+    return make("pinv", [a], rcond=float(cut))
 
 
 # ---------------------------------------------------------------- norm

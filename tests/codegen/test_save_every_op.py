@@ -192,6 +192,7 @@ def _cases():
         + sg.sum(sg.linalg.cho_solve((sg.linalg.cholesky(spd), True), y) * y)  # through the factor:
         + sg.linalg.slogdet(spd)[1]  # cho_solve, cho_logdet
         + sg.sum(sg.linalg.inv(spd)) * 1e-2  # and cho_inverse
+        + sg.sum(sg.linalg.pinv(A) * 1e-2)
         + sg.sum(sg.linalg.solve_triangular(A, y, lower=True) ** 2)
         + sg.sum(sg.linalg.eigh(spd)[0] * x)
         + sg.sum(sg.linalg.eigh(spd)[1] ** 2 * y)

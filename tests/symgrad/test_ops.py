@@ -192,6 +192,7 @@ def _sample_graphs():
         "svd_vt": sg.linalg.svd(M, full_matrices=False)[2],
         "qr_q": sg.linalg.qr(M.T)[0],
         "qr_r": sg.linalg.qr(M.T)[1],
+        "pinv": sg.linalg.pinv(M),
         # through the Cholesky factor (tests/symgrad/test_cholesky_sharing.py)
         "cho_solve": sg.linalg.cho_solve((sg.linalg.cholesky(spd), True), M),
         "cho_inverse": make("cho_inverse", [spd, sg.linalg.cholesky(spd)]),
