@@ -1047,6 +1047,9 @@ def _classify(node, kinds):
     op, ins = node.op, node.inputs
     if op == "cho_inverse":
         return _SYM
+    if op == "constant":  # (an identity of concrete size is folded to one)
+        value = np.asarray(node.attrs["value"])
+        return _SYM if np.array_equal(value, value.T) else None
     if op == "transpose" and node.ndim == 2:
         return kinds.get(id(ins[0]))
     if op == "inv":

@@ -175,6 +175,7 @@ def test_is_symmetric_by_construction():
         t + t.T,
         LA.inv(t + t.T),
         sg.where(LA.eye(x.shape[0]) > 0.5, t @ t.T, 1.0),
+        sg.tensor("c", (3, 3)) @ sg.tensor("c", (3, 3)).T + 4.0 * LA.eye(3),  # a folded identity
     ]
     not_symmetric = [
         diff,
@@ -186,6 +187,7 @@ def test_is_symmetric_by_construction():
         LA.inv(t),
         diff**3,
         t + t.T + sg.tril(t),
+        sg.tensor("c", (2, 2)) + np.array([[0.0, 1.0], [2.0, 0.0]]),
     ]
     assert [is_symmetric(e) for e in symmetric] == [True] * len(symmetric)
     assert [is_symmetric(e) for e in not_symmetric] == [False] * len(not_symmetric)
