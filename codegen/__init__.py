@@ -9,6 +9,7 @@ import warnings
 
 from symgrad.errors import UnsupportedError
 from symgrad.graph import topo_order
+from symgrad.ops.linalg import share_factor
 from .numba_backend import NumbaEmitter
 from .numba_cache import load_cached
 from .numpy_backend import NumpyEmitter
@@ -71,6 +72,7 @@ def compile_graph(
 def _compile(build, outputs, inputs, output_names, structure, primary, backend, title, entry, notes):
     start = time.perf_counter()
     emitter = BACKENDS[backend](notes)
+    outputs = share_factor(outputs)  # one Cholesky factorisation for every use of the matrix
     arguments = (list(outputs), list(output_names), list(inputs), primary, entry, title, structure)
     with build.measure("emit"):
         source = emitter.module(*arguments)

@@ -38,7 +38,7 @@ from .callback_kernels import (  # noqa: F401 (the host_call op's lowerings: sg.
     host_call_float64_1,
     host_call_float64_2,
 )
-from .linalg_kernels import solve_triangular  # noqa: F401 (the triangular solve's lowering)
+from .linalg_kernels import cho_inverse, cho_logdet, cho_solve, solve_triangular  # noqa: F401 (ops/linalg.py's lowerings)
 from .user_ops import on_install, vectorized  # the user's functions (sg.register_op): _install_user
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")

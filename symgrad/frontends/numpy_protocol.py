@@ -541,11 +541,8 @@ def _linalg_cholesky(a, /, *, upper=False):
     return linalg.cholesky(_expr(a), lower=not upper)
 
 
-def _pinv(a, *args, **kwargs):
-    raise UnsupportedError(
-        "np.linalg.pinv on a symbolic value is not supported (its rank cut-off has no derivative); "
-        "for a matrix of full column rank write np.linalg.solve(A.T @ A, A.T)"
-    )
+def _pinv(a, rcond=None, hermitian=False, *, rtol=None):
+    return linalg.pinv(_expr(a), rcond, hermitian, rtol=rtol)
 
 
 def _sp_solve_triangular(

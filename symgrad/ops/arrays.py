@@ -714,9 +714,60 @@ def _diff_along(f, axis, h, edge_order):
     return concatenate([first, interior, last], axis)
 
 
+def _diff_along_coordinates(f, axis, x, edge_order):
+    """numpy's gradient along ``axis`` at the concrete coordinates ``x`` (non-uniform spacing):
+    its second-order differences inside and at the ends (``edge_order`` 2), first-order ones at
+    the ends (1); the weights are numbers, so it is linear in ``f``."""
+    n = f.shape[axis]
+    if not isinstance(n, int) or x.shape != (n,):
+        raise ShapeError(
+            f"gradient: coordinates of shape {x.shape} for axis {axis} of length {n} "
+            "(they must be one value per element, and the axis' length known)"
+        )
+    if n < edge_order + 1:
+        raise ShapeError(
+            f"gradient: axis {axis} of length {n} is too short for edge_order={edge_order} "
+            f"(it needs at least {edge_order + 1} values)"
+        )
+    dx = np.diff(x)
+    shape = [1] * f.ndim
+
+    def weights(w):
+        shape[axis] = w.size
+        return constant(np.reshape(w, shape), f.dtype)
+
+    def at(key):
+        return _block(f, axis, key)
+
+    dx1, dx2 = dx[:-1], dx[1:]
+    interior = (
+        weights(-dx2 / (dx1 * (dx1 + dx2))) * at(slice(None, -2))
+        + weights((dx2 - dx1) / (dx1 * dx2)) * at(slice(1, -1))
+        + weights(dx1 / (dx2 * (dx1 + dx2))) * at(slice(2, None))
+    )
+    if edge_order == 1:
+        first = (at(slice(1, 2)) - at(slice(0, 1))) / float(dx[0])
+        last = (at(slice(-1, None)) - at(slice(-2, -1))) / float(dx[-1])
+    else:
+        d1, d2 = float(dx[0]), float(dx[1])
+        first = (
+            (-(2.0 * d1 + d2) / (d1 * (d1 + d2))) * at(slice(0, 1))
+            + ((d1 + d2) / (d1 * d2)) * at(slice(1, 2))
+            + (-d1 / (d2 * (d1 + d2))) * at(slice(2, 3))
+        )
+        d1, d2 = float(dx[-2]), float(dx[-1])
+        last = (
+            (d2 / (d1 * (d1 + d2))) * at(slice(-3, -2))
+            + (-(d2 + d1) / (d1 * d2)) * at(slice(-2, -1))
+            + ((2.0 * d2 + d1) / (d2 * (d1 + d2))) * at(slice(-1, None))
+        )
+    return concatenate([first, interior, last], axis)
+
+
 def gradient(f, *varargs, axis=None, edge_order=1):
-    """numpy's ``gradient`` with uniform spacing (one scalar per axis, or none: 1): central
-    differences inside, one-sided differences of ``edge_order`` 1 or 2 at the ends."""
+    """numpy's ``gradient``: one spacing per axis (or one for all, or none: 1), each a scalar
+    or an array of concrete coordinates (non-uniform spacing); central differences inside,
+    one-sided differences of ``edge_order`` 1 or 2 at the ends, numpy's formulas."""
     f = as_expr(f)
     if not is_float(f.dtype):
         f = ew.cast(f, "float64")
@@ -731,13 +782,17 @@ def gradient(f, *varargs, axis=None, edge_order=1):
         spacing = list(varargs)
     else:
         raise ShapeError(f"gradient: {len(varargs)} spacings for {len(axes)} axes")
-    for h in spacing:
-        if isinstance(h, (np.ndarray, list, tuple)) and np.ndim(h) > 0:
+    out = []
+    for a, h in zip(axes, spacing):
+        if isinstance(h, Expr):
             raise UnsupportedError(
-                "np.gradient with coordinate arrays (non-uniform spacing) on a symbolic value; "
-                "give one scalar spacing per axis"
+                "np.gradient with traced coordinates or spacing: give concrete numbers (the "
+                "spacing is a constant of the difference formula, not a differentiated value)"
             )
-    out = [_diff_along(f, a, h, edge_order) for a, h in zip(axes, spacing)]
+        if isinstance(h, (np.ndarray, list, tuple)) and np.ndim(h) > 0:
+            out.append(_diff_along_coordinates(f, a, np.asarray(h, dtype=np.float64), edge_order))
+        else:
+            out.append(_diff_along(f, a, h, edge_order))
     return out[0] if len(out) == 1 else out
 
 

@@ -1,6 +1,6 @@
 """Linear algebra: matmul (``@``, vector-matrix and batched), dot, outer; the decompositions and
-solves (solve, inv, det, slogdet, cholesky, solve_triangular, cho_factor/cho_solve, eigh, svd, qr)
-and norm.
+solves (solve, inv, det, slogdet, cholesky, solve_triangular, cho_factor/cho_solve, eigh, svd, qr,
+pinv) and norm.
 
 The matmul backward rule is the seeds' ``dx = dy @ W.T``, ``dW = x.T @ dy``;
 the 1-D cases are the same rule with the vector as a row or a column, and a
@@ -21,8 +21,9 @@ from ..graph import (
     normalize_axes,
     promote,
     shape_str,
+    topo_order,
 )
-from .registry import register, make, as_expr
+from .registry import OPS, register, make, as_expr, constant
 from . import elementwise as ew
 from .reduce import max as max_, min as min_, sum as sum_
 from .structure import arange, broadcast_to, expand_dims, reshape, sum_to, transpose
@@ -449,6 +450,12 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False):
             f"scipy.linalg.solve_triangular(..., trans={trans!r}): trans must be 0, 1, 2, 'N', 'T' or 'C'"
         )
     dtype = promote(a.dtype, b.dtype)
+    if b.op == "solve_triangular" and b.inputs[0] is a and not unit_diagonal and not b.attrs["unit"]:
+        # scipy's cho_solve spelled out, L^-T (L^-1 b) or U^-1 (U^-T b), for the factor of a matrix
+        pair = (bool(lower), codes[trans], b.attrs["lower"], b.attrs["trans"])
+        factored = _factor_of(a, bool(lower)) if pair in ((True, 1, True, 0), (False, 0, False, 1)) else None
+        if factored is not None:
+            return cho_solve_factor(factored, a if lower else a.inputs[0], b.inputs[1])
     return make(
         "solve_triangular",
         [ew.cast(a, dtype), ew.cast(b, dtype)],
@@ -509,6 +516,10 @@ def cho_factor(a, lower=False):
 def cho_solve(c_and_lower, b):
     """``scipy.linalg.cho_solve((c, lower), b)``: x with ``a @ x = b`` from a's Cholesky factor."""
     c, lower = c_and_lower
+    c = as_expr(c)
+    a = _factor_of(c, lower)
+    if a is not None:  # the factor of a: the derivative for a, none through the factor
+        return cho_solve_factor(a, c if lower else c.inputs[0], b)
     if lower:
         return solve_triangular(c, solve_triangular(c, b, lower=True), lower=True, trans=1)
     return solve_triangular(c, solve_triangular(c, b, lower=False, trans=1), lower=False)
@@ -816,6 +827,79 @@ def qr(a, mode="reduced"):
     return r if mode == "r" else (q, r)
 
 
+# ---------------------------------------------------------------- pinv
+
+
+def _pinv_infer(inputs, attrs):
+    (a,) = inputs
+    _matrix(a, "np.linalg.pinv", square=False)
+    return (a.shape[1], a.shape[0]), a.dtype
+
+
+def _np_pinv(a, rcond):
+    return np.linalg.pinv(a, rcond=rcond)
+
+
+def _pinv_vjp(g, a, out):
+    # Golub & Pereyra's derivative (JAX's), transposed: with P = A+, Q = I - A P, R = I - P A,
+    # dA = -P^T g P^T + Q g^T P P^T + P^T P g^T R
+    p, pt, gt = out, _t(out), _t(g)
+    q = eye(a.shape[0], a.dtype) - matmul(a, p)
+    r = eye(a.shape[1], a.dtype) - matmul(p, a)
+    return (
+        -matmul(pt, matmul(g, pt))
+        + matmul(matmul(q, gt), matmul(p, pt))
+        + matmul(matmul(pt, p), matmul(gt, r))
+    )
+
+
+def _pinv_jvp(t, a, out):
+    # dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P
+    p, pt, tt = out, _t(out), _t(t)
+    q = eye(a.shape[0], a.dtype) - matmul(a, p)
+    r = eye(a.shape[1], a.dtype) - matmul(p, a)
+    return (
+        -matmul(p, matmul(t, p)) + matmul(matmul(p, pt), matmul(tt, q)) + matmul(r, matmul(tt, matmul(pt, p)))
+    )
+
+
+register(
+    "pinv",
+    batch=_ONE_MATRIX,
+    _pinv_infer,
+    _np_pinv,
+    _pinv_vjp,
+    jvp=_pinv_jvp,
+    note="P = A+: dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P (where the rank is constant)",
+    arity=1,
+    lower="np.linalg.pinv({0}, {rcond!r})",
+)
+
+
+def pinv(a, rcond=None, hermitian=False, *, rtol=None):
+    """``np.linalg.pinv``: the Moore-Penrose pseudo-inverse (singular values below ``rcond``
+    times the largest are taken as zero; numpy's default 1e-15). Its derivative is the one of a
+    matrix of constant rank (Golub & Pereyra, as JAX's); where a singular value crosses the
+    cut-off the pseudo-inverse jumps and has none."""
+    a = _float(a)
+    if hermitian:
+        raise UnsupportedError("np.linalg.pinv(..., hermitian=True) on a symbolic value is not supported")
+    if rcond is not None and rtol is not None:
+        raise UnsupportedError("np.linalg.pinv: give rcond or rtol, not both")
+    cut = rcond if rcond is not None else rtol
+    if cut is None:
+        cut = 1e-15
+    if (
+        isinstance(cut, (np.ndarray, list, tuple))
+        and np.ndim(cut) > 0
+        or not isinstance(cut, (int, float, np.floating, np.integer))
+    ):
+        raise UnsupportedError(
+            f"np.linalg.pinv(..., rcond={cut!r}) on a symbolic value: rcond must be one number"
+        )
+    return make("pinv", [a], rcond=float(cut))
+
+
 # ---------------------------------------------------------------- norm
 
 
@@ -888,3 +972,235 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if len(axes) != 1:
         raise ShapeError(f"np.linalg.norm(..., axis={axis!r}): give one axis or two")
     return _vector_norm(x, ord, axes[0], keepdims)
+
+
+# ================================================================ through a Cholesky factor
+# (the factor operand has no rule: None)
+# cho_solve, cho_inverse and cho_logdet take the matrix A and its factor L = cholesky(A) and
+# compute A^-1 b, A^-1 and log det A from L. Their derivatives are written for A (as functions of
+# its symmetric part, cholesky's convention) and none goes through L, which is a function of A:
+# the gradient of b^T A^-1 b or of log det A is an outer product and A^-1, without cholesky's
+# own backward pass (a product and two triangular solves of n x n matrices). They are built when
+# the factor is given (scipy's cho_solve of a cholesky, the pair of triangular solves it is
+# spelled with) and by ``share_factor`` below, for every solve, inverse and determinant of a
+# symmetric matrix whose factor the same function computes.
+
+
+def _np_cho_solve(a, low, b):
+    linalg = importlib.import_module("scipy.linalg")
+    return linalg.cho_solve((low, True), b, check_finite=False)
+
+
+def _np_cho_inverse(a, low):
+    lapack = importlib.import_module("scipy.linalg.lapack")
+    out, info = lapack.dpotri(np.asarray(low, dtype=np.float64), lower=1)
+    out = np.tril(out) + np.tril(out, -1).T
+    return out.astype(low.dtype, copy=False)
+
+
+def _np_cho_logdet(a, low):
+    return 2.0 * np.sum(np.log(np.diagonal(low)))
+
+
+def _factor_infer(what, out):
+    def infer(inputs, attrs):
+        a, low = inputs[:2]
+        _matrix(a, what)
+        if len(inputs) == 3:
+            return _solve_infer(what)([a, inputs[2]], attrs)
+        return out(a), a.dtype
+
+    return infer
+
+
+def _cho_solve_vjp_a(g, a, low, b, out):
+    return -_sym(_outer_or_matmul(cho_solve_factor(a, low, g), out))  # -sym(A^-1 g x^T)
+
+
+register(
+    "cho_solve",
+    batch=_ONE_MATRIX,
+    _factor_infer("scipy.linalg.cho_solve", None),
+    _np_cho_solve,
+    (_cho_solve_vjp_a, None, lambda g, a, low, b, out: cho_solve_factor(a, low, g)),
+    jvp=(
+        lambda t, a, low, b, out: -cho_solve_factor(a, low, matmul(_sym(t), out)),
+        None,
+        lambda t, a, low, b, out: cho_solve_factor(a, low, t),
+    ),
+    note="x = A^-1 b from L = cholesky(A): db = A^-1 g, dA = -sym(db x^T) (none through L)",
+    arity=3,
+    lower="_rt.cho_solve({0}, {1}, {2})",
+)
+register(
+    "cho_inverse",
+    batch=_ONE_MATRIX,
+    _factor_infer("np.linalg.inv", lambda a: a.shape),
+    _np_cho_inverse,
+    (lambda g, a, low, out: -_sym(matmul(out, matmul(g, out))), None),
+    jvp=(lambda t, a, low, out: -matmul(out, matmul(_sym(t), out)), None),
+    note="A^-1 from L = cholesky(A) (symmetric): dA = -sym(A^-1 g A^-1) (none through L)",
+    arity=2,
+    lower="_rt.cho_inverse({0}, {1})",
+)
+register(
+    "cho_logdet",
+    batch=_ONE_MATRIX,
+    _factor_infer("np.linalg.slogdet", lambda a: ()),
+    _np_cho_logdet,
+    (lambda g, a, low, out: g * make("cho_inverse", [a, low]), None),
+    jvp=(lambda t, a, low, out: sum_(make("cho_inverse", [a, low]) * t), None),
+    note="log det A = 2 sum log diag L, L = cholesky(A): dA = g A^-1 (none through L)",
+    arity=2,
+    lower="_rt.cho_logdet({0}, {1})",
+)
+
+
+def cho_solve_factor(a, low, b):
+    """A^-1 b for symmetric positive definite ``a`` given ``low = cholesky(a)``."""
+    b = _float(b)
+    if b.dtype != low.dtype:
+        b = ew.cast(b, promote(b.dtype, low.dtype))
+    return make("cho_solve", [a, low, b])
+
+
+def _factor_of(c, lower):
+    """A when ``c`` is the factor cholesky(A) (``lower``) or its transpose (upper), else None."""
+    if not lower and c.op == "transpose" and c.inputs[0].op == "cholesky":
+        c = c.inputs[0]
+    elif not lower or c.op != "cholesky":
+        return None
+    return c.inputs[0]
+
+
+# ---------------------------------------------------------------- symmetric structure
+
+_SYM, _ANTI = "sym", "anti"
+_EVEN = frozenset({"square", "abs", "cos", "cosh"})  # f(-x) = f(x): f of an antisymmetric matrix
+
+
+def _vector_axis(node):
+    """(v, axis) when ``node`` is vector v as a column (axis 1: v[:, None]) or a row (axis 0)."""
+    if node.ndim != 2:
+        return None
+    if node.op == "reshape" and node.inputs[0].ndim == 1:
+        ones = [isinstance(d, int) and d == 1 for d in node.shape]
+        if ones[1] and not ones[0]:
+            return node.inputs[0], 1
+        if ones[0] and not ones[1]:
+            return node.inputs[0], 0
+    if node.op == "getitem" and node.inputs[0].ndim == 1:
+        key = node.attrs["key"]
+        full = ("s", None, None, None)
+        if key == (full, ("n",)):
+            return node.inputs[0], 1
+        if key == (("n",), full):
+            return node.inputs[0], 0
+    return None
+
+
+def _classify(node, kinds):
+    """_SYM, _ANTI or None for a square matrix ``node``, its inputs' kinds in ``kinds``."""
+    op, ins = node.op, node.inputs
+    if op == "cho_inverse":
+        return _SYM
+    if op == "constant":  # (an identity of concrete size is folded to one)
+        value = np.asarray(node.attrs["value"])
+        return _SYM if np.array_equal(value, value.T) else None
+    if op == "transpose" and node.ndim == 2:
+        return kinds.get(id(ins[0]))
+    if op == "inv":
+        return _SYM if kinds.get(id(ins[0])) == _SYM else None
+    if op == "matmul" and len(ins) == 2:
+        x, y = ins
+        if (y.op == "transpose" and y.inputs[0] is x) or (x.op == "transpose" and x.inputs[0] is y):
+            return _SYM  # X X^T, X^T X
+        return None
+    if op == "cast":
+        return kinds.get(id(ins[0]))
+    if not OPS[op].elementwise:
+        return None
+    if len(ins) == 2:
+        x, y = ins
+        if (y.op == "transpose" and y.inputs[0] is x) or (x.op == "transpose" and x.inputs[0] is y):
+            if OPS[op].commutative:
+                return _SYM  # X + X^T, X * X^T
+        vx, vy = _vector_axis(x), _vector_axis(y)
+        if vx and vy and vx[0] is vy[0] and vx[1] != vy[1]:  # f(v_i, v_j)
+            if OPS[op].commutative:
+                return _SYM
+            return _ANTI if op == "sub" else None
+    flat = [all(isinstance(d, int) and d == 1 for d in i.shape) for i in ins]
+    seen = [kinds.get(id(i)) if not f else "flat" for i, f in zip(ins, flat)]
+    if any(k is None for k in seen):
+        return None
+    if all(k in (_SYM, "flat") for k in seen):
+        return _SYM
+    anti = sum(k == _ANTI for k in seen)
+    if len(ins) == 1:
+        return _SYM if op in _EVEN else (_ANTI if op == "neg" else None)
+    if op == "pow" and seen[1] == "flat" and ins[1].op == "constant":
+        power = float(np.asarray(ins[1].attrs["value"]))
+        return _SYM if power.is_integer() and power % 2 == 0 else None
+    if op in ("mul", "div") and anti == 2:
+        return _SYM
+    if op in ("mul", "div") and anti == 1 and _SYM not in seen:
+        return _ANTI
+    if op in ("add", "sub") and anti == 2:
+        return _ANTI
+    return None
+
+
+def is_symmetric(x):
+    """Whether the square matrix ``x`` is symmetric by construction (A^T = A for every value of
+    its inputs): built from symmetric pieces (the identity, f(v_i, v_j) for a commutative f,
+    even functions of v_i - v_j, X X^T, X + X^T, an inverse of one) by elementwise ops."""
+    if x.ndim != 2 or not dims_equal(x.shape[0], x.shape[1]):
+        return False
+    kinds = {}
+    for node in topo_order([x]):
+        if node.ndim == 2 and dims_equal(node.shape[0], node.shape[1]):
+            kind = _classify(node, kinds)
+            if kind is not None:
+                kinds[id(node)] = kind
+    return kinds.get(id(x)) == _SYM
+
+
+def share_factor(outputs):
+    """``outputs`` with each solve, inverse, log-determinant, determinant sign and determinant of a
+    symmetric matrix (``is_symmetric``) whose Cholesky factor they also compute taken from that
+    factor (one factorisation instead of an LU besides it; an inverse from the factor is half
+    the work of LU's). The values are the same: a matrix whose Cholesky factor exists is positive
+    definite, or the function fails at the factorisation either way."""
+    order = topo_order(list(outputs))
+    factors = {id(n.inputs[0]): n for n in order if n.op == "cholesky"}
+    if not factors:
+        return list(outputs)
+    new = {}
+    for node in order:
+        inputs = [new.get(id(i), i) for i in node.inputs]
+        matrix = node.inputs[0] if node.inputs else None
+        if matrix is not None and matrix.op == "transpose" and matrix.ndim == 2:
+            matrix = matrix.inputs[0]  # (A^T = A for a symmetric A)
+        low = factors.get(id(matrix)) if matrix is not None else None
+        rebuilt = None
+        if low is not None and node.op in ("logabsdet", "detsign", "det", "inv", "solve"):
+            a, low = new.get(id(matrix), matrix), new.get(id(low), low)
+            if is_symmetric(matrix):
+                if node.op == "logabsdet":
+                    rebuilt = make("cho_logdet", [a, low])
+                elif node.op == "detsign":
+                    rebuilt = constant(1.0, node.dtype)
+                elif node.op == "det":
+                    rebuilt = ew.exp(make("cho_logdet", [a, low]))
+                elif node.op == "inv":
+                    rebuilt = make("cho_inverse", [a, low])
+                else:
+                    rebuilt = make("cho_solve", [a, low, inputs[1]])
+        elif node.op == "transpose" and node.ndim == 2 and inputs[0].op == "cho_inverse":
+            rebuilt = inputs[0]
+        if rebuilt is None and any(x is not y for x, y in zip(inputs, node.inputs)):
+            rebuilt = make(node.op, inputs, **node.attrs)
+        if rebuilt is not None:
+            new[id(node)] = rebuilt
+    return [new.get(id(o), o) for o in outputs]

@@ -553,3 +553,25 @@ def test_assignment_into_a_traced_value_points_to_at():
 def test_formulas_call_the_array_functions_by_their_numpy_names(text, build):
     X, v = sg.tensor("X", ("n", 3)), sg.tensor("v", (3,))
     assert sg.parse(text, shapes={"X": ("n", 3), "v": (3,)}) is build(X, v)
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+def test_gradient_at_coordinates_matches_numpy_and_central_differences(edge_order):
+    # non-uniform spacing: numpy's second-order weights inside (and at the ends for edge_order 2)
+    x = np.array([0.0, 0.3, 1.0, 1.2, 2.5, 3.1])
+    a = np.random.default_rng(7).normal(size=(6, 4))
+
+    def call(v):
+        by_coords = np.gradient(v, x, 0.5, edge_order=edge_order)
+        return by_coords[0] + np.gradient(v, [0.0, 1.0, 3.0, 3.5], axis=1, edge_order=edge_order)
+
+    np.testing.assert_allclose(sg.compile(call, backend="numpy")(a), call(a), rtol=1e-12, atol=1e-12)
+    vg = sg.value_and_grad(lambda v: np.sum(call(v) ** 2), backend="numpy")
+    assert sg.check_grad(vg.compiled_for(a), a) < 1e-7
+
+
+def test_gradient_refuses_traced_coordinates_and_wrong_lengths():
+    with pytest.raises(sg.UnsupportedError, match=r"np.gradient with traced coordinates"):
+        sg.value_and_grad(lambda v, x: np.sum(np.gradient(v, x)), backend="numpy")(np.ones(4), np.arange(4.0))
+    with pytest.raises(sg.ShapeError, match=r"gradient: coordinates of shape \(3,\) for axis 0 of length 4"):
+        sg.value_and_grad(lambda v: np.sum(np.gradient(v, np.arange(3.0))), backend="numpy")(np.ones(4))

@@ -164,6 +164,10 @@ CASES = {
         )
         for ord in (None, "fro", "nuc", 2, -2, 1, -1, np.inf, -np.inf)
     },
+    **{
+        f"pinv_{m}x{n}": (LA.pinv, np.linalg.pinv, lambda r, m=m, n=n: [r.normal(size=(m, n))])
+        for m, n in ((4, 3), (3, 4), (3, 3))
+    },
     "norm_axis_keepdims": (
         lambda x: LA.norm(x, 3, axis=0, keepdims=True),
         lambda x: np.linalg.norm(x, 3, axis=0, keepdims=True),
@@ -198,6 +202,7 @@ NUMBA_CASES = [
     "qr_r_4x3",
     "norm_matrix_nuc",
     "norm_vector_3",
+    "pinv_3x4",
 ]
 
 
@@ -246,7 +251,7 @@ def test_every_linalg_op_runs_on_numba_in_the_cases():
     from symgrad.graph import topo_order
 
     new_ops = {"solve", "inv", "det", "logabsdet", "cholesky", "solve_triangular"}
-    new_ops |= {"eigh_w", "eigh_v", "svd_u", "svd_s", "svd_vt", "qr_q", "qr_r"}
+    new_ops |= {"eigh_w", "eigh_v", "svd_u", "svd_s", "svd_vt", "qr_q", "qr_r", "pinv"}
     seen = set()
     for name in NUMBA_CASES:
         build, _, make = CASES[name]
@@ -589,9 +594,19 @@ def test_bad_operands_are_refused_naming_the_function_and_shapes(build, error, m
         build()
 
 
-def test_pinv_and_unsupported_scipy_forms_are_refused_when_traced():
-    with pytest.raises(UnsupportedError, match=r"np.linalg.pinv on a symbolic value is not supported"):
-        sg.value_and_grad(lambda a: np.sum(np.linalg.pinv(a)))(np.eye(3))
+def test_pinv_traces_and_its_unsupported_forms_are_refused():
+    a = np.random.default_rng(4).normal(size=(4, 3))
+    vg = sg.value_and_grad(lambda a: np.sum(np.linalg.pinv(a, rcond=1e-10) ** 2), backend="numpy")
+    value, g = vg(a)
+    assert value == pytest.approx(np.sum(np.linalg.pinv(a) ** 2), rel=1e-12)
+    assert sg.check_grad(vg.compiled_for(a), a) < 1e-6
+    with pytest.raises(UnsupportedError, match=r"np.linalg.pinv\(..., hermitian=True\)"):
+        sg.value_and_grad(lambda a: np.sum(np.linalg.pinv(a, hermitian=True)))(np.eye(3))
+    with pytest.raises(UnsupportedError, match=r"rcond must be one number"):
+        sg.value_and_grad(lambda a: np.sum(np.linalg.pinv(a, np.ones(3))))(np.eye(3))
+
+
+def test_unsupported_scipy_forms_are_refused_when_traced():
     with pytest.raises(UnsupportedError, match=r"scipy.linalg.eigh\(a, b\)"):
         sg.value_and_grad(lambda a: np.sum(scipy.linalg.eigh(a, np.eye(3))[0]))(np.eye(3))
     with pytest.raises(UnsupportedError, match=r"scipy.linalg.qr\(..., mode='full'\) of shape \(4, 3\)"):

@@ -21,7 +21,7 @@ from symgrad import batching
 from symgrad.errors import UnsupportedError
 from symgrad.graph import dim_symbol, topo_order
 from symgrad.ops import reduce as reduce_ops, structure as structure_ops
-from symgrad.ops.registry import OPS
+from symgrad.ops.registry import OPS, make
 from symgrad.codegen.numba_backend import NumbaEmitter
 from symgrad.codegen.numpy_backend import NumpyEmitter
 
@@ -199,6 +199,11 @@ def _sample_graphs():
         # a loop (sg.scan): the final carry and the stacked ys, each a part of the scan node
         "scan": sg.scan(lambda c, x: (c * x + 0.5, sg.sum(c)), v, M)[0],
         "part": sg.scan(lambda c, x: (c * x + 0.5, sg.sum(c)), v, M)[1],
+        "pinv": sg.linalg.pinv(M),
+        # through the Cholesky factor (tests/symgrad/test_cholesky_sharing.py)
+        "cho_solve": sg.linalg.cho_solve((sg.linalg.cholesky(spd), True), M),
+        "cho_inverse": make("cho_inverse", [spd, sg.linalg.cholesky(spd)]),
+        "cho_logdet": make("cho_logdet", [spd, sg.linalg.cholesky(spd)]),
     }
     for name, op in OPS.items():  # every other elementwise op of the table, on M (and v)
         if op.elementwise and op.lower and name not in samples:
@@ -233,6 +238,10 @@ NON_DIFFERENTIABLE = {
     ("argmin_mask", 0),
     # the sign of a determinant: piecewise constant
     ("detsign", 0),
+    # the Cholesky factor of the matrix operand: the derivative is the matrix's, none through it
+    ("cho_solve", 1),
+    ("cho_inverse", 1),
+    ("cho_logdet", 1),
     # the condition of where selects, it is not a value
     ("where", 0),
     # integer indices select, they are not values
@@ -375,7 +384,7 @@ BATCH_REFUSED = {
     # the kernels take one 2-D matrix (a stack per example is future work)
     **dict.fromkeys(
         "solve inv det logabsdet detsign solve_triangular cholesky eigh_w eigh_v svd_u svd_s svd_vt qr_q "
-        "qr_r".split(),
+        "qr_r pinv cho_solve cho_inverse cho_logdet".split(),
         "one 2-D matrix",
     ),
 }
