@@ -865,7 +865,6 @@ def _pinv_jvp(t, a, out):
 
 register(
     "pinv",
-    batch=_ONE_MATRIX,
     _pinv_infer,
     _np_pinv,
     _pinv_vjp,
@@ -873,6 +872,7 @@ register(
     note="P = A+: dP = -P dA P + P P^T dA^T (I - A P) + (I - P A) dA^T P^T P (where the rank is constant)",
     arity=1,
     lower="np.linalg.pinv({0}, {rcond!r})",
+    batch=_ONE_MATRIX,
 )
 
 
@@ -1019,7 +1019,6 @@ def _cho_solve_vjp_a(g, a, low, b, out):
 
 register(
     "cho_solve",
-    batch=_ONE_MATRIX,
     _factor_infer("scipy.linalg.cho_solve", None),
     _np_cho_solve,
     (_cho_solve_vjp_a, None, lambda g, a, low, b, out: cho_solve_factor(a, low, g)),
@@ -1031,10 +1030,10 @@ register(
     note="x = A^-1 b from L = cholesky(A): db = A^-1 g, dA = -sym(db x^T) (none through L)",
     arity=3,
     lower="_rt.cho_solve({0}, {1}, {2})",
+    batch=_ONE_MATRIX,
 )
 register(
     "cho_inverse",
-    batch=_ONE_MATRIX,
     _factor_infer("np.linalg.inv", lambda a: a.shape),
     _np_cho_inverse,
     (lambda g, a, low, out: -_sym(matmul(out, matmul(g, out))), None),
@@ -1042,10 +1041,10 @@ register(
     note="A^-1 from L = cholesky(A) (symmetric): dA = -sym(A^-1 g A^-1) (none through L)",
     arity=2,
     lower="_rt.cho_inverse({0}, {1})",
+    batch=_ONE_MATRIX,
 )
 register(
     "cho_logdet",
-    batch=_ONE_MATRIX,
     _factor_infer("np.linalg.slogdet", lambda a: ()),
     _np_cho_logdet,
     (lambda g, a, low, out: g * make("cho_inverse", [a, low]), None),
@@ -1053,6 +1052,7 @@ register(
     note="log det A = 2 sum log diag L, L = cholesky(A): dA = g A^-1 (none through L)",
     arity=2,
     lower="_rt.cho_logdet({0}, {1})",
+    batch=_ONE_MATRIX,
 )
 
 
