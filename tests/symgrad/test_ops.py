@@ -433,10 +433,14 @@ def test_every_batching_rule_matches_a_loop_over_examples(mapped):
 @pytest.mark.parametrize("op", sorted(n for n in BATCH_REFUSED if n not in ("arange", "dimsize")))
 def test_refused_ops_raise_naming_the_op_and_vmap(op):
     node = _node_of(op)
-    operand = node.inputs[0]
-    stacked = sg.tensor("stacked", ("b",) + operand.shape, operand.dtype)
+    # every operand mapped (a sample's later operand may itself be a refused op of the first:
+    # cho_inverse(A, cholesky(A)))
+    mapped = {
+        id(operand): sg.tensor(f"stacked{k}", ("b",) + operand.shape, operand.dtype)
+        for k, operand in enumerate(node.inputs)
+    }
     with pytest.raises(UnsupportedError, match=rf"vmap: the op '{op}' cannot be batched: "):
-        batching.batch([node], {id(operand): stacked}, stacked.shape[0])
+        batching.batch([node], mapped, dim_symbol("b"))
 
 
 # ---------------------------------------------------------------- elementwise unary
