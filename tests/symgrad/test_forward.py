@@ -158,6 +158,20 @@ CASES.update(
         "svd_vt": (lambda a: sg.linalg.svd(a, full_matrices=False)[2] ** 2, [_uniform(-2, 2, (3, 4))]),
         "qr_q": (lambda a: sg.linalg.qr(a)[0], [_well(3, (4, 3))]),
         "qr_r": (lambda a: sg.linalg.qr(a)[1], [_well(3, (4, 3))]),
+        "pinv": (sg.linalg.pinv, [_uniform(-2, 2, (4, 3))]),
+        # through a Cholesky factor the function computes (a symmetric tangent: _spd's)
+        "cho_solve": (
+            lambda a, b: sg.linalg.cho_solve((sg.linalg.cholesky(_spd(a)), True), b),
+            [_uniform(-2, 2, (3, 3)), _uniform(-2, 2, (3, 2), 1)],
+        ),
+        "cho_inverse": (
+            lambda a: make("cho_inverse", [_spd(a), sg.linalg.cholesky(_spd(a))]),
+            [_uniform(-2, 2, (3, 3))],
+        ),
+        "cho_logdet": (
+            lambda a: make("cho_logdet", [_spd(a), sg.linalg.cholesky(_spd(a))]),
+            [_uniform(-2, 2, (3, 3))],
+        ),
         # a user's VJP rule, linear in the cotangent: forward mode is its transpose
         "custom": (
             lambda a, b: _custom_product(sg.sin(a), b),
