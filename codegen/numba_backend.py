@@ -113,10 +113,18 @@ class NumbaEmitter(Emitter):
                 and id(node) not in stacked
             )
 
-        rolled = _find_loops(
-            forward, backward, lambda n: rollable(n) or array_statement(n), ROLL_MIN_ARRAY_STATEMENTS, True
-        )
-        if not any(
+        rolled = None
+        if any(array_statement(n) and not rollable(n) for n in nodes):
+            # only a program with array statements can have a loop of them (a scalar recurrence
+            # skips this search: its runs are found once, below)
+            rolled = _find_loops(
+                forward,
+                backward,
+                lambda n: rollable(n) or array_statement(n),
+                ROLL_MIN_ARRAY_STATEMENTS,
+                True,
+            )
+        if rolled is None or not any(
             not rollable(n) for loop in rolled[2] for n in loop.body(rolled[1]) + _extra(rolled[1], loop)
         ):
             fused = fusion.fuse(self, forward, backward, out_name_of, outputs) if fusion.enabled() else None
