@@ -26,7 +26,7 @@ from ..graph import (
 from .registry import OPS, register, make, as_expr, constant
 from . import elementwise as ew
 from .reduce import max as max_, min as min_, sum as sum_
-from .structure import arange, broadcast_to, expand_dims, reshape, sum_to, transpose
+from .structure import arange, broadcast_to, expand_dims, reshape, stack, sum_to, transpose
 
 
 def _swap_last(x):
@@ -197,6 +197,43 @@ def _float(a):
     return a if a.dtype == dtype else ew.cast(a, dtype)
 
 
+def _per_matrix(fn, what, operands, cores):
+    """``fn`` applied to each matrix of a stack, as numpy's linalg functions take ``(..., m, n)``:
+    the operands with dimensions before their last ``cores[i]`` (all the same, and of concrete
+    size) are taken apart along them, the others are shared, and the results (each part of a
+    tuple result) are stacked back in front of their own shapes. Each matrix is then an op of
+    its own, with its own derivative rules."""
+    leads = [tuple(x.shape[: x.ndim - c]) if x.ndim > c else () for x, c in zip(operands, cores)]
+    lead = next(lead for lead in leads if lead)
+    shapes = ", ".join(shape_str(x.shape) for x in operands)
+    for other in leads:
+        if other and (len(other) != len(lead) or not all(dims_equal(p, q) for p, q in zip(other, lead))):
+            raise ShapeError(f"{what} of shapes {shapes}: the stacks' leading dimensions differ")
+    if not all(isinstance(d, int) for d in lead):
+        raise UnsupportedError(
+            f"{what} of shape{'s' if len(operands) > 1 else ''} {shapes}: a stack of matrices needs "
+            f"leading dimensions of concrete size, not {shape_str(lead)}; apply it to each 2-D matrix"
+        )
+    if 0 in lead:
+        raise UnsupportedError(f"{what} of shape{'s' if len(operands) > 1 else ''} {shapes}: an empty stack")
+    results = [
+        fn(*[x[index] if leads[k] else x for k, x in enumerate(operands)]) for index in np.ndindex(*lead)
+    ]
+
+    def restack(items):
+        return reshape(stack(items, axis=0), lead + tuple(items[0].shape))
+
+    if isinstance(results[0], tuple):
+        return tuple(restack([r[k] for r in results]) for k in range(len(results[0])))
+    return restack(results)
+
+
+def _stacked(a, *more):
+    """Whether the matrix ``a`` (or a right-hand side in ``more``: (operand, core rank)) holds a
+    stack of matrices."""
+    return as_expr(a).ndim > 2 or any(as_expr(b).ndim > core for b, core in more)
+
+
 def _matrix(a, what, square=True):
     """Check that ``a`` is one (square) matrix; the error names ``what`` and the shape."""
     if a.ndim < 2:
@@ -316,8 +353,11 @@ register(
 
 
 def solve(a, b):
-    """``np.linalg.solve``: x with ``a @ x = b`` (b a vector or a matrix of right-hand sides)."""
+    """``np.linalg.solve``: x with ``a @ x = b`` (b a vector or a matrix of right-hand sides; a
+    stack (..., n, n) of matrices with a vector, or a stack (..., n, k) of right-hand sides)."""
     a, b = _float(a), _float(b)
+    if _stacked(a, (b, 2)):
+        return _per_matrix(solve, "np.linalg.solve", [a, b], [2, 1 if b.ndim == 1 else 2])
     dtype = promote(a.dtype, b.dtype)
     return make("solve", [ew.cast(a, dtype), ew.cast(b, dtype)])
 
@@ -338,6 +378,8 @@ register(
 def inv(a):
     """``np.linalg.inv``. To apply an inverse to a vector or matrix, ``solve`` is cheaper and
     more accurate."""
+    if _stacked(a):
+        return _per_matrix(inv, "np.linalg.inv", [_float(a)], [2])
     return make("inv", [_float(a)])
 
 
@@ -356,6 +398,8 @@ register(
 
 def det(a):
     """``np.linalg.det``. Its gradient det(A) A^-T is not defined where A is singular."""
+    if _stacked(a):
+        return _per_matrix(det, "np.linalg.det", [_float(a)], [2])
     return make("det", [_float(a)])
 
 
@@ -392,6 +436,8 @@ register(
 def slogdet(a):
     """``np.linalg.slogdet``: (sign, log|det a|); only the second has a derivative, A^-T."""
     a = _float(a)
+    if _stacked(a):
+        return _per_matrix(slogdet, "np.linalg.slogdet", [a], [2])
     return make("detsign", [a]), make("logabsdet", [a])
 
 
@@ -504,6 +550,8 @@ register(
 def cholesky(a, lower=True):
     """The Cholesky factor of a symmetric positive definite ``a``: lower L with a = L L^T
     (numpy's; ``lower=False``: the upper U = L^T with a = U^T U, scipy.linalg's default)."""
+    if _stacked(a):
+        return _per_matrix(lambda m: cholesky(m, lower), "np.linalg.cholesky", [_float(a)], [2])
     low = make("cholesky", [_float(a)])
     return low if lower else _t(low)
 
@@ -597,6 +645,8 @@ def eigh(a, UPLO="L"):
     inf/nan at repeated eigenvalues."""
     if UPLO != "L":
         raise UnsupportedError(f"np.linalg.eigh(..., UPLO={UPLO!r}) on a symbolic value: only 'L'")
+    if _stacked(a):
+        return _per_matrix(eigh, "np.linalg.eigh", [_float(a)], [2])
     return _eigh_parts(_float(a))
 
 
@@ -723,6 +773,8 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     U or Vt of a non-square matrix is refused). Derivatives as JAX's: U's and Vt's are inf/nan at
     repeated singular values, and at a zero one."""
     a = _float(a)
+    if _stacked(a):
+        return _per_matrix(lambda m: svd(m, full_matrices, compute_uv, hermitian), "np.linalg.svd", [a], [2])
     k = _svd_k(a, "np.linalg.svd")
     if hermitian:
         raise UnsupportedError("np.linalg.svd(..., hermitian=True) on a symbolic value is not supported")
@@ -819,6 +871,8 @@ register(
 def qr(a, mode="reduced"):
     """``np.linalg.qr`` (mode 'reduced' or 'r') of an m x n matrix with m >= n: (Q, R)."""
     a = _float(a)
+    if _stacked(a):
+        return _per_matrix(lambda m: qr(m, mode), "np.linalg.qr", [a], [2])
     if mode not in ("reduced", "r"):
         raise UnsupportedError(
             f"np.linalg.qr(..., mode={mode!r}) on a symbolic value: only 'reduced' and 'r'"
@@ -882,6 +936,8 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=None):
     matrix of constant rank (Golub & Pereyra, as JAX's); where a singular value crosses the
     cut-off the pseudo-inverse jumps and has none."""
     a = _float(a)
+    if _stacked(a):
+        return _per_matrix(lambda m: pinv(m, rcond, hermitian, rtol=rtol), "np.linalg.pinv", [a], [2])
     if hermitian:
         raise UnsupportedError("np.linalg.pinv(..., hermitian=True) on a symbolic value is not supported")
     if rcond is not None and rtol is not None:

@@ -555,9 +555,25 @@ def test_jax_agrees_when_importable():
             r"np.linalg.inv of shape \(3,\): the operand must be a 2-D matrix",
         ),
         (
-            lambda: LA.det(sg.tensor("a", (2, 3, 3))),
+            lambda: LA.det(sg.tensor("a", ("b", 3, 3))),
             UnsupportedError,
-            r"np.linalg.det of shape \(2, 3, 3\): batches over leading dimensions are not supported",
+            r"np.linalg.det of shape \(b, 3, 3\): a stack of matrices needs leading dimensions of "
+            r"concrete size, not \(b,\)",
+        ),
+        (
+            lambda: LA.solve(sg.tensor("a", (2, 3, 3)), sg.tensor("b", (4, 3, 1))),
+            ShapeError,
+            r"np.linalg.solve of shapes \(2, 3, 3\), \(4, 3, 1\): the stacks' leading dimensions differ",
+        ),
+        (
+            lambda: LA.inv(sg.tensor("a", (0, 3, 3))),
+            UnsupportedError,
+            r"np.linalg.inv of shape \(0, 3, 3\): an empty stack",
+        ),
+        (
+            lambda: LA.cholesky(sg.tensor("a", (2, 3, 4))),
+            ShapeError,
+            r"np.linalg.cholesky of shape \(3, 4\): the matrix must be square",
         ),
         (
             lambda: LA.cholesky(sg.tensor("a", ("n", "m"))),
@@ -624,3 +640,66 @@ def test_scipy_linalg_imported_by_name_is_refused_naming_it():
         UnsupportedError, match=r"scipy.linalg.cho_solve on a symbolic value.*sg.linalg.cho_solve"
     ):
         sg.value_and_grad(loss)(np.eye(3) * 2, np.ones(3))
+
+
+# ---------------------------------------------------------------- stacks of matrices
+
+
+def _stack_loss(A, b):
+    S = A @ np.swapaxes(A, -1, -2)
+    return (
+        np.sum(np.linalg.solve(A, b) ** 2)
+        + np.sum(np.linalg.solve(A, b[0, 0, :, 0]) ** 2)
+        + np.sum(np.linalg.slogdet(S)[1])
+        + np.sum(np.sin(np.linalg.inv(A)))
+        + np.sum(np.linalg.det(A))
+        + np.sum(np.linalg.cholesky(S))
+        + np.sum(np.linalg.eigh(S)[0] ** 2)
+        + np.sum(np.linalg.svd(A, compute_uv=False))
+        + np.sum(np.linalg.qr(A)[1] ** 2)
+        + np.sum(np.linalg.pinv(A) ** 2)
+    )
+
+
+def _small_stack_loss(A, b):
+    return np.sum(np.linalg.solve(A, b) ** 2) + np.sum(np.linalg.slogdet(A)[1])
+
+
+@pytest.mark.parametrize(
+    ("backend", "loss", "lead"),
+    [("numpy", _stack_loss, (2, 2)), pytest.param("numba", _small_stack_loss, (2,), marks=pytest.mark.slow)],
+)
+def test_stacks_of_matrices_match_numpy_and_central_differences(backend, loss, lead):
+    rng = np.random.default_rng(5)
+    A0 = rng.normal(size=lead + (3, 3)) + 3 * np.eye(3)
+    b0 = rng.normal(size=lead + (3, 2))
+    vg = sg.value_and_grad(loss, argnums=(0, 1), backend=backend)
+    value, (dA, db) = vg(A0, b0)
+    assert value == pytest.approx(loss(A0, b0), rel=1e-12)
+    h = 1e-6
+    for arg, grad in ((0, dA), (1, db)):
+        for index in [(0,) * len(lead) + (0, 0), (1,) * len(lead) + (2, 1), (0,) * len(lead) + (1, 0)]:
+            up, down = [A0.copy(), b0.copy()], [A0.copy(), b0.copy()]
+            up[arg][index] += h
+            down[arg][index] -= h
+            numeric = (loss(*up) - loss(*down)) / (2 * h)
+            assert grad[index] == pytest.approx(numeric, rel=1e-5, abs=1e-6)
+
+
+def test_a_stack_with_a_shared_matrix_and_its_parts_keep_numpys_shapes():
+    rng = np.random.default_rng(6)
+    A = sg.tensor("A", (3, 3))
+    B = sg.tensor("B", (4, 3, 2))
+    S = sg.tensor("S", (2, 3, 3))
+    outs = [LA.solve(A, B), *LA.eigh(S), *LA.slogdet(S), *LA.svd(S, full_matrices=False), LA.qr(S, mode="r")]
+    f = sg.compile(outs, inputs=[A, B, S], backend="numpy")
+    a0, b0 = rng.normal(size=(3, 3)) + 3 * np.eye(3), rng.normal(size=(4, 3, 2))
+    s0 = rng.normal(size=(2, 3, 3))
+    s0 = s0 @ np.swapaxes(s0, -1, -2) + np.eye(3)
+    got = f(a0, b0, s0)
+    want = [np.linalg.solve(a0, b0), *np.linalg.eigh(s0), *np.linalg.slogdet(s0)]
+    for g, w in zip(got[:5], want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+    u, sv, vt = np.linalg.svd(s0, full_matrices=False)
+    np.testing.assert_allclose(got[6], sv, rtol=1e-12)
+    assert got[5].shape == u.shape and got[7].shape == vt.shape and got[8].shape == (2, 3, 3)
