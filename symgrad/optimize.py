@@ -241,7 +241,8 @@ class _LastPoint:
     _last: tuple[np.ndarray, tuple[Any, ...], Any, Any] | None = None
 
     def value_and_jacobian(self, *args: Any) -> tuple[Any, sp.csr_matrix]:
-        raise NotImplementedError
+        """(value, Jacobian) at ``args``: each subclass computes it (one kernel call)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define value_and_jacobian")
 
     def _at(self, x, args):
         last = self._last

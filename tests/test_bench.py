@@ -242,3 +242,18 @@ def test_args_suite_calls_every_kind_with_the_reference_result_and_prints_ratios
     assert {"seed", "rosen/1e3"} == set(reference)
     records = [{"function": "seed", "kind": "keywords", "seconds": 2e-6, "ratio": 1.5}]
     assert bench_args.table(records)[-1] == "| seed | keywords | 2.00 µs | 1.50 |"
+
+
+def test_a_peer_without_a_spelling_the_loss_needs_is_n_a_not_an_error(monkeypatch):
+    import types
+
+    stand_in = types.SimpleNamespace(__name__="pytensor.tensor")
+    with pytest.raises(bench.PeerLacks, match="no cho_solve in 'pytensor.tensor'"):
+        bench._cho_solve(stand_in, None, None)
+
+    def build():
+        return bench._cho_solve(stand_in, None, None)
+
+    monkeypatch.setattr(bench, "_peer", lambda peer, w: (build, lambda f: f))
+    w = bench.make_workload(bench.sg, "seed_scalar")
+    assert bench._measure_peer("pytensor", w, None, 1) == {"status": "n/a"}
