@@ -30,6 +30,7 @@ is the body graph's statements: ``.source`` shows one loop whatever the trip cou
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any, Callable, Optional
 
@@ -88,6 +89,19 @@ class Body:
 _tracing = threading.local()
 
 
+@contextlib.contextmanager
+def recording_lengths():
+    """Collect the trip count of every loop built in this thread while the context is open
+    (nested ones and those of derivatives too): the tracer learns from it which argument axes
+    are loop lengths (``frontends/trace.py``: such an axis stays symbolic at size 1)."""
+    previous = getattr(_tracing, "lengths", None)
+    _tracing.lengths = found = []
+    try:
+        yield found
+    finally:
+        _tracing.lengths = previous
+
+
 def _level(minimum=1):
     return max(getattr(_tracing, "level", 0) + 1, minimum)
 
@@ -137,6 +151,9 @@ def scan_leaves(step, init, xs, length, reverse=False, level=1, where="scan"):
     """The loop over leaves: ``step(carry leaves, x leaves) -> (new carry leaves, y leaves)``
     called once on placeholders. Returns (final carry leaves, stacked ys leaves)."""
     level = _level(level)
+    recorded = getattr(_tracing, "lengths", None)
+    if recorded is not None:
+        recorded.append(length)
     carry_ph, x_ph, new_carry, ys = _body_step(level, init, xs, step)
     for k, (c, new) in enumerate(zip(carry_ph, new_carry)):
         if new.shape != c.shape:
@@ -526,4 +543,4 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any, max_steps:
     return val
 
 
-__all__ = ["scan", "fori_loop", "while_loop", "scan_leaves", "Body"]
+__all__ = ["scan", "fori_loop", "while_loop", "scan_leaves", "Body", "recording_lengths"]

@@ -64,7 +64,7 @@ import types
 
 import numpy as np
 
-from .. import pytree, transforms
+from .. import loops, pytree, transforms
 from ..autodiff import RuleNotes
 from ..errors import InputError, SymgradError, UnsupportedError
 from ..graph import Expr, as_dtype, is_float, shape_str
@@ -358,6 +358,7 @@ class TracedFunction:
         self._backend = backend
         self._build = compile
         self._plans = {}  # argument signature -> dim classes that must be concrete
+        self._loop_axes = set()  # (leaf label, axis): a loop's length, a class of its own even at size 1
         self._cache = {}  # (signature, sizes of the concrete classes) -> (Compiled, output treedef)
         self._dispatchers = {}  # id(Compiled) -> the class whose __call__ dispatches to it
         self._lock = threading.RLock()
@@ -416,7 +417,7 @@ class TracedFunction:
     def _install_dispatcher(self, compiled, unflat, leaves):
         cls = self._dispatchers.get(id(compiled))
         if cls is None:
-            dispatch = _dispatcher(compiled, unflat, leaves, TracedFunction._slow_call)
+            dispatch = _dispatcher(compiled, unflat, leaves, TracedFunction._slow_call, self._loop_axes)
             if dispatch is None:
                 return
             cls = self._dispatchers[id(compiled)] = type(
@@ -547,6 +548,15 @@ class TracedFunction:
                 if plan is None:
                     with build.measure("trace"):
                         plan, graph = self._plan(bound, tops, leaves, classes)
+                        grown = self._loop_axes_at_one(bound, tops, leaves, plan, classes, graph)
+                    if grown is not None:
+                        # the trace of any other length serves this call: its signature and plan
+                        self._loop_axes |= grown[0]
+                        key, classes = self._classify(leaves, len(tops))
+                        key = key + structure if structure else key
+                        plan = self._plans.get(key)
+                        graph = None if plan is not None else grown[2]
+                        plan = grown[1] if plan is None else plan
                     self._plans[key] = plan
                 full_key = self._full_key(key, plan, classes)
                 entry = self._cache.get(full_key)
@@ -623,8 +633,10 @@ class TracedFunction:
             used.add(leaf.label)
         return bound, tops, leaves, tuple(structure)
 
-    def _classify(self, leaves, ntops):
-        """Give each leaf its kind, dtype and shape pattern; return the cache key."""
+    def _classify(self, leaves, ntops, loop_axes=None):
+        """Give each leaf its kind, dtype and shape pattern; return the cache key. The axes in
+        ``loop_axes`` (default: those learnt to be loop lengths) get a class even at size 1."""
+        loop_axes = self._loop_axes if loop_axes is None else loop_axes
         wrt = set()
         if self._spec.differentiates:
             for a in self._argnums:
@@ -666,7 +678,9 @@ class TracedFunction:
                     )
                 leaf.kind, leaf.dtype = ("array" if value.ndim else "scalar"), dtype
                 leaf.shape = tuple(
-                    self._dim_class(classes, d, leaf.label, axis, axis == leaf.mapped)
+                    self._dim_class(
+                        classes, d, leaf.label, axis, axis == leaf.mapped, (leaf.label, axis) in loop_axes
+                    )
                     for axis, d in enumerate(np.shape(value))
                 )
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -691,16 +705,60 @@ class TracedFunction:
         return tuple(key), [(name, size) for size, (index, name) in ordered]
 
     @staticmethod
-    def _dim_class(classes, size, label, axis, mapped=False):
-        """The class of an axis: None for size 1, else an index shared by all axes of this size,
-        named after the first of them; an axis sg.vmap maps over is a class of its own."""
+    def _dim_class(classes, size, label, axis, mapped=False, loop=False):
+        """The class of an axis: None for size 1 (it may broadcast) unless it is a ``loop``
+        length, else an index shared by all axes of this size, named after the first of them;
+        an axis sg.vmap maps over is a class of its own."""
         if mapped:
             return classes.setdefault(_MappedSize(size), (len(classes), f"{label}_{axis}"))[0]
-        if size == 1:
+        if size == 1 and not loop:
             return None
         return classes.setdefault(int(size), (len(classes), f"{label}_{axis}"))[0]
 
     # ------------------------------------------------------------ tracing
+
+    def _loop_axes_at_one(self, bound, tops, leaves, plan, classes, graph):
+        """A call whose trace built a loop of length 1 from an argument axis of size 1 (``xs`` of
+        one step): that axis made symbolic, so that the compile of every other length serves it.
+        The leading size-1 axes are tried together, then each dropped when the loop does without
+        it; they are kept only if the function traces with them symbolic, a loop's length is
+        their dim and every output has the shape of the size-1 trace (nothing squeezed or
+        broadcast them away). Returns (axes, plan, graph) of that signature, or None."""
+        if not any(isinstance(n, int) and n == 1 for n in graph[0].loop_lengths):
+            return None
+        candidates = {
+            (leaf.label, 0)
+            for leaf in leaves
+            if leaf.kind == "array" and leaf.shape[0] is None and (leaf.label, 0) not in self._loop_axes
+        }
+        concrete_names = {classes[c][0] for c in plan}
+        truth = [o.shape for o in graph[0].outputs], graph[0].treedef
+
+        def attempt(axes):
+            _, trial = self._classify(leaves, len(tops), self._loop_axes | axes)
+            ones = [name for name, size in trial if size == 1]
+            if not ones:
+                return None
+            concrete = {k for k, (name, _) in enumerate(trial) if name in concrete_names}
+            try:
+                found = self._trace(bound, tops, leaves, trial, concrete)
+            except Exception:
+                return None
+            name = ones[0]
+            if not any(getattr(n, "name", None) == name for n in found[0].loop_lengths):
+                return None
+            shapes = [tuple(_at_one(d, name) for d in o.shape) for o in found[0].outputs]
+            if (shapes, found[0].treedef) != truth:
+                return None
+            return axes, tuple(sorted(concrete)), found
+
+        best = attempt(candidates) if candidates else None
+        if best is not None:
+            for axis in sorted(candidates):
+                smaller = attempt(best[0] - {axis}) if len(best[0]) > 1 else None
+                best = smaller or best
+        self._classify(leaves, len(tops))  # the leaves' shapes as the call's signature has them
+        return best
 
     def _plan(self, bound, tops, leaves, classes):
         """Which dim classes must be concrete numbers: none if the function traces on symbolic
@@ -757,7 +815,7 @@ class TracedFunction:
         self.trace_count += 1
         generators = _reachable_generators(self._fn, leaves)
         before = [_generator_state(g) for g in generators]
-        with _trace_patches():
+        with loops.recording_lengths() as lengths, _trace_patches():
             try:
                 out = self._call_with(bound, tops, values)
             except Exception as exc:
@@ -775,6 +833,7 @@ class TracedFunction:
         notes = RuleNotes()  # this compile's rule comments (nodes carry none)
         result = transforms.evaluate(self._spec, out, wrt_trees, self._name, notes)
         result.notes = notes
+        result.loop_lengths = tuple(lengths)  # the trip count of every loop the function built
         inputs = [symbols[leaf.label] for leaf in leaves if leaf.kind != "static"]
         return result, inputs
 
@@ -813,15 +872,24 @@ class TracedFunction:
         return self._fn(*call.args, **call.kwargs)
 
 
+def _at_one(dim, name):
+    """``dim`` with the dim called ``name`` set to 1."""
+    if not hasattr(dim, "free_symbols"):
+        return dim
+    dim = dim.subs({s: 1 for s in dim.free_symbols if s.name == name})
+    return int(dim) if dim.is_number else dim
+
+
 # the old name, kept for code that imported it
 TracedValueAndGrad = TracedFunction
 
 
-def _dispatcher(compiled, unflat, leaves, slow):
+def _dispatcher(compiled, unflat, leaves, slow, loop_axes=frozenset()):
     """A ``__call__`` for calls shaped like ``leaves`` (arrays and numbers, positional): generated
     code checking each argument's type and dtype, and that the sizes of different classes
-    of equal axes are still different and not 1 (else the function traces again, as a call with
-    those sizes would), then calling the compiled entry; anything else goes to ``slow``."""
+    of equal axes are still different and not 1 (a loop length in ``loop_axes`` may be 1) (else
+    the function traces again, as a call with those sizes would), then calling the compiled
+    entry; anything else goes to ``slow``."""
     n = len(leaves)
     namespace = {"_M": _MISSING, "_entry": compiled._entry, "_nd": np.ndarray, "_IE": InputError}
     namespace.update({"_slow": slow, "_unflatten": pytree.unflatten, "_td": unflat})
@@ -843,12 +911,15 @@ def _dispatcher(compiled, unflat, leaves, slow):
             checks.append(f"type({a}) is _nd and {a}.dtype is _d{i}")
             for axis, c in enumerate(leaf.shape):
                 if c is not None and c not in sizes and axis != leaf.mapped:
-                    sizes[c] = (f"_s{len(sizes)}", f"{a}.shape[{axis}]")
+                    sizes[c] = (f"_s{len(sizes)}", f"{a}.shape[{axis}]", (leaf.label, axis) in loop_axes)
         else:
             return None
     # each class's size once (the first axis of it), not 1, and unlike every other class's
-    checks.extend(f"({name} := {size}) != 1" for name, size in sizes.values())
-    names = [name for name, _ in sizes.values()]
+    checks.extend(
+        f"({name} := {size}) != 1" if not loop else f"({name} := {size}) >= 0"
+        for name, size, loop in sizes.values()
+    )
+    names = [name for name, _, _ in sizes.values()]
     checks.extend(f"{r} != {s}" for k, r in enumerate(names) for s in names[k + 1 :])
     call = f"_entry({', '.join(numeric)})"
     if unflat is not None:
