@@ -33,6 +33,7 @@ import bisect
 import keyword
 
 import sympy
+from sympy.printing.str import StrPrinter
 
 from symgrad.graph import topo_order
 from symgrad.ops.registry import OPS
@@ -134,12 +135,23 @@ class Namer:
         return self.claim(node.op)
 
 
+class _DimPrinter(StrPrinter):
+    """SymPy's text of a dim, with ``floor(p/q)`` as Python's integer division ``(p)//(q)``."""
+
+    def _print_floor(self, expr):
+        num, den = sympy.fraction(sympy.together(expr.args[0]))
+        return f"(({self._print(num)})//{self._print(den)})" if den.is_Integer else f"(({num})//({den}))"
+
+
 def dim_text(dim):
     """A dimension as code: ints as literals, named dims as ``dim_n`` variables."""
     if isinstance(dim, int):
         return str(dim)
     renamed = dim.xreplace({s: sympy.Symbol(dim_identifier(s.name)) for s in dim.free_symbols})
-    return f"({renamed})" if not renamed.is_Symbol else str(renamed)
+    if renamed.is_Symbol:
+        return str(renamed)
+    text = _DimPrinter().doprint(renamed)
+    return text if isinstance(renamed, sympy.floor) else f"({text})"
 
 
 def shape_text(shape):

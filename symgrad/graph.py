@@ -160,7 +160,8 @@ def dim_symbol(name):
 
 # what a dimension expression may be built of: the shapes symgrad derives are polynomials in
 # named dims; anything else (a user-made sympy.Function, a Float) is refused where it arrives
-_DIM_PARTS = (sympy.Symbol, sympy.Integer, sympy.Rational, sympy.Add, sympy.Mul, sympy.Pow)
+# sympy.floor: the number of blocks of a checkpointed loop of symbolic length (symgrad/loops.py)
+_DIM_PARTS = (sympy.Symbol, sympy.Integer, sympy.Rational, sympy.Add, sympy.Mul, sympy.Pow, sympy.floor)
 
 
 def as_dim(d, where="shape"):

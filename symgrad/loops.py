@@ -34,11 +34,13 @@ import contextlib
 import threading
 from typing import Any, Callable, Optional
 
+import sympy
+
 from . import autodiff
 from .errors import ShapeError, UnsupportedError
 from .graph import Expr, as_dim, dim_str, dims_equal, is_float, shape_str, topo_order
 from .ops import as_expr, broadcast_to, concatenate, constant, logical_and, reshape, where as select
-from .ops.registry import make, register
+from .ops.registry import count, make, register
 from .pytree import flatten, unflatten
 from .symbol_constructors import tensor
 from .transforms import substitute
@@ -394,8 +396,8 @@ def scan(
 
     Memory of reverse mode: by default the forward loop stores the carry entering every step,
     ``T * size(carry)`` elements (besides the stacked ``xs`` cotangents the gradient returns).
-    ``checkpoint=k`` (a loop of known length) stores only the carry entering every k-th step,
-    ``ceil(T/k) * size(carry)``, and the reverse pass recomputes one block of ``k`` carries at a
+    ``checkpoint=k`` stores only the carry entering every k-th step, ``ceil(T/k) * size(carry)``
+    (for a symbolic length the number of blocks is computed when the kernel runs), and the reverse pass recomputes one block of ``k`` carries at a
     time from it (``k * size(carry)`` more): about one more forward pass of compute for
     ``(T/k + k) * size(carry)`` memory, least at ``k ~ sqrt(T)``. The values are the same.
     """
@@ -436,21 +438,21 @@ def _checkpointed(f, init, xs_leaves, xs_td, n, reverse, k):
     """``scan`` with ``checkpoint=k``: an outer scan over blocks of ``k`` steps whose body is an
     inner scan of one block. Reverse mode then stores the carry entering each block (the outer
     loop's), and recomputes one block's carries from it (the inner loop's VJP, inside the outer
-    reverse step). The steps past ``n`` that fill the last block leave the carry as it is."""
+    reverse step). The steps past ``n`` that fill the last block leave the carry as it is. A
+    symbolic ``n`` has ``floor((n + k - 1) / k)`` blocks, a dim the kernel computes when it runs."""
     where = "scan"
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise UnsupportedError(f"{where}: checkpoint must be a positive int (steps per block), got {k!r:.60}")
-    if not isinstance(n, int):
-        raise UnsupportedError(
-            f"{where}: checkpoint= needs a length known when the graph is built; this loop's length is "
-            f"{dim_str(n)} (give the loop a fixed length, or leave checkpoint=None to store every carry)"
-        )
-    blocks = max(-(-n // k), 1) if n else 0
+    if isinstance(n, int):
+        blocks = max(-(-n // k), 1) if n else 0
+    else:  # a symbolic length: the number of blocks is computed when the kernel runs
+        blocks = as_dim(sympy.floor((n + k - 1) / k), where)
     pad = blocks * k - n
+    padded = not isinstance(pad, int) or pad > 0
     blocked = []
     for x in xs_leaves:
         rest = tuple(x.shape[1:])
-        if pad:
+        if padded:
             x = concatenate([x, broadcast_to(constant(0, x.dtype), (pad,) + rest)], axis=0)
         blocked.append(reshape(x, (blocks, k) + rest))
     step = -1 if reverse else 1
@@ -458,16 +460,17 @@ def _checkpointed(f, init, xs_leaves, xs_td, n, reverse, k):
     def inner(state, x):
         carry, t = state
         new_carry, y = f(carry, x)
-        if pad:  # the steps that fill the last block keep the carry
+        if padded:  # the steps that fill the last block keep the carry
             old, td = flatten(carry)
             new = [as_expr(v, like=o) for v, o in zip(flatten(new_carry)[0], old)]
-            new_carry = unflatten(td, [select(t < n, v, o) for v, o in zip(new, old)])
+            last = count([n], "int64")
+            new_carry = unflatten(td, [select(t < last, v, o) for v, o in zip(new, old)])
         return (new_carry, t + step), y
 
     def block(state, x):
         return scan(inner, state, None if x is None else unflatten(xs_td, x), length=k, reverse=reverse)
 
-    first = constant(blocks * k - 1 if reverse else 0, "int64")
+    first = count([blocks * k], "int64") - 1 if reverse else constant(0, "int64")
     xs_blocks = unflatten(xs_td, blocked) if xs_leaves else None
     (carry, _), ys = scan(
         lambda state, x: block(state, None if x is None else flatten(x)[0]),
@@ -480,7 +483,7 @@ def _checkpointed(f, init, xs_leaves, xs_td, n, reverse, k):
     flat = []
     for y in ys_leaves:
         y = reshape(y, (blocks * k,) + tuple(y.shape[2:]))
-        flat.append(y[:n] if pad else y)
+        flat.append(y[:n] if padded else y)
     return carry, unflatten(ys_td, flat)
 
 

@@ -722,7 +722,7 @@ class TracedFunction:
         one step): that axis made symbolic, so that the compile of every other length serves it.
         The leading size-1 axes are tried together, then each dropped when the loop does without
         it; they are kept only if the function traces with them symbolic, a loop's length is
-        their dim and every output has the shape of the size-1 trace (nothing squeezed or
+        made of their dim and every output has the shape of the size-1 trace (nothing squeezed or
         broadcast them away). Returns (axes, plan, graph) of that signature, or None."""
         if not any(isinstance(n, int) and n == 1 for n in graph[0].loop_lengths):
             return None
@@ -745,7 +745,8 @@ class TracedFunction:
             except Exception:
                 return None
             name = ones[0]
-            if not any(getattr(n, "name", None) == name for n in found[0].loop_lengths):
+            lengths = found[0].loop_lengths
+            if not any(name in {s.name for s in getattr(n, "free_symbols", ())} for n in lengths):
                 return None
             shapes = [tuple(_at_one(d, name) for d in o.shape) for o in found[0].outputs]
             if (shapes, found[0].treedef) != truth:

@@ -116,3 +116,84 @@ def test_numba_scan_at_length_one_reuses_the_machine_code_of_every_length():
             g, central(lambda W: rnn_numpy(W, *args[1:]), args[0]), rtol=1e-6, atol=1e-7
         )
     assert len(vg.compiles) == 1
+
+
+# ---------------------------------------------------------------- item 2: checkpoint= over a symbolic length
+
+
+def _checkpoint_loss(W, h0, xs, checkpoint, reverse):
+    def step(h, x):
+        h = sg.tanh(W @ h + x)
+        return h, sg.sum(h * h)
+
+    h, ys = sg.scan(step, h0, xs, reverse=reverse, checkpoint=checkpoint)
+    return sg.sum(h) + sg.sum(ys * ys)
+
+
+@pytest.mark.parametrize("k, reverse", [(3, False), (3, True), (1, False), (4, True)])
+def test_checkpointed_reverse_mode_over_a_symbolic_length_agrees_with_storing_every_carry(k, reverse):
+    W, h0, xs = sg.tensor("W", (3, 3)), sg.tensor("h0", (3,)), sg.tensor("xs", ("T", 3))
+    plain = sg.value_and_grad(_checkpoint_loss(W, h0, xs, None, reverse), wrt=[W, h0, xs], backend="numpy")
+    blocked = sg.value_and_grad(_checkpoint_loss(W, h0, xs, k, reverse), wrt=[W, h0, xs], backend="numpy")
+    for T in (0, 1, 2, 3, 4, 5, 11):  # empty, shorter than a block, whole blocks, a partial last block
+        args = [RNG.normal(size=(3, 3)) * 0.5, RNG.normal(size=3), RNG.normal(size=(T, 3))]
+        (v1, g1), (v2, g2) = plain(*args), blocked(*args)
+        assert v2 == pytest.approx(v1, abs=1e-12)
+        for a, b in zip(g1, g2):
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
+
+
+def test_checkpointed_scan_of_symbolic_length_stores_one_carry_per_block():
+    W, h0, xs = sg.tensor("W", (3, 3)), sg.tensor("h0", (3,)), sg.tensor("xs", ("T", 3))
+    source = sg.value_and_grad(_checkpoint_loss(W, h0, xs, 4, False), wrt=[W], backend="numpy").source
+    # the carries kept: one per block of 4 steps, the number of blocks computed from T when it runs
+    assert "np.empty((((dim_T + 3)//4), 3)" in source
+    assert "np.empty((dim_T, 3)" not in source
+
+
+def test_traced_checkpointed_scan_matches_the_python_loop_with_one_compile():
+    def f(W, U, h0, xs):
+        def step(h, x):
+            h = np.tanh(W @ h + U @ x)
+            return h, np.sum(h**2)
+
+        h, ys = sg.scan(step, h0, xs, checkpoint=4)
+        return np.sum(h) + np.sum(ys)
+
+    vg = sg.value_and_grad(f, argnums=(0, 3), backend="numpy")
+    for T in (1, 7, 50):
+        args = _rnn_args(T)
+        value, (gW, gx) = vg(*args)
+        assert value == pytest.approx(rnn_numpy(*args), rel=1e-12)
+        np.testing.assert_allclose(
+            gW, central(lambda w: rnn_numpy(w, *args[1:]), args[0]), rtol=1e-6, atol=1e-7
+        )
+        np.testing.assert_allclose(
+            gx, central(lambda x: rnn_numpy(*args[:3], x), args[3]), rtol=1e-6, atol=1e-7
+        )
+    assert vg.compile_count == 1
+
+
+def test_checkpoint_of_a_symbolic_length_refuses_a_bad_block_size():
+    c0, xs = sg.scalar("c0"), sg.tensor("xs", ("T",))
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(
+            sg.UnsupportedError, match=r"scan: checkpoint must be a positive int \(steps per block\)"
+        ):
+            sg.scan(lambda c, x: (c * x, None), c0, xs, checkpoint=bad)
+
+
+@pytest.mark.slow
+def test_numba_checkpointed_scan_over_a_symbolic_length():
+    W, h0, xs = sg.tensor("W", (3, 3)), sg.tensor("h0", (3,)), sg.tensor("xs", ("T", 3))
+    plain = sg.value_and_grad(
+        _checkpoint_loss(W, h0, xs, None, False), wrt=[W, xs], inputs=[W, h0, xs], backend="numpy"
+    )
+    blocked = sg.value_and_grad(_checkpoint_loss(W, h0, xs, 3, False), wrt=[W, xs], inputs=[W, h0, xs])
+    for T in (0, 1, 7):
+        args = [RNG.normal(size=(3, 3)) * 0.5, RNG.normal(size=3), RNG.normal(size=(T, 3))]
+        (v1, g1), (v2, g2) = plain(*args), blocked(*args)
+        assert float(v2) == pytest.approx(v1, abs=1e-12)
+        for a, b in zip(g1, g2):
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
+    assert len(blocked.compiles) == 1
