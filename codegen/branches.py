@@ -82,16 +82,33 @@ def plan(nodes, outputs):
     output_ids = {id(o) for o in outputs}
 
     def movable(n):
-        return n.ndim == 0 and not OPS[n.op].given and id(n) not in output_ids
+        # a loop (sg.scan: its For and the carries assigned before it) and its results stay put
+        record = OPS[n.op]
+        return (
+            n.ndim == 0
+            and not record.given
+            and not record.tuple_valued
+            and not record.part
+            and id(n) not in output_ids
+        )
 
     return owners(nodes, users, movable, lambda u: u.op == "where" and u.ndim == 0)
 
 
+def _statement_nodes(block):
+    """The graph nodes ``block``'s statements compute: its ``Instr``s' and its loops' (a ``For``
+    of a loop node reads the loop's inputs, which therefore stay outside any branch)."""
+    return [
+        s.node for s in block if isinstance(s, ir.Instr) or (isinstance(s, ir.For) and s.node is not None)
+    ]
+
+
 def sink(block, outputs, owner=None):
-    """``block`` (straight-line ``Instr``s) with the scalar statements one branch of a scalar
-    ``where`` reads moved into that branch (``owner``: ``plan``'s map, computed when None)."""
+    """``block`` (straight-line ``Instr``s, and loops' ``For``s, which stay where they are) with
+    the scalar statements one branch of a scalar ``where`` reads moved into that branch
+    (``owner``: ``plan``'s map, computed when None)."""
     if owner is None:
-        owner = plan([s.node for s in block if isinstance(s, ir.Instr)], outputs)
+        owner = plan(_statement_nodes(block), outputs)
     if not owner:
         return block
     return nest(
@@ -100,3 +117,20 @@ def sink(block, outputs, owner=None):
         lambda node, stmts: stmts,
         lambda node, stmts, blocks: [branch_if(stmts[0], blocks)],
     )
+
+
+def sink_in_loops(block):
+    """``block`` with ``sink`` applied inside the body of every loop's ``For`` (``sg.scan``), at
+    every depth: the values the body's carry updates and stacked stores read are its outputs."""
+    for stmt in ir.walk(block):
+        if isinstance(stmt, ir.For) and stmt.node is not None and OPS[stmt.node.op].tuple_valued:
+            kept = [
+                leaf.node
+                for s in stmt.body
+                if isinstance(s, (ir.Assign, ir.Store))
+                for v in ir.reads(s)
+                for leaf in ir.leaves(v)
+                if isinstance(leaf, ir.Instr)
+            ]
+            stmt.body[:] = sink(stmt.body, kept)
+    return block

@@ -387,8 +387,9 @@ class Emitter:
         nodes = list(forward) + list(backward)
         block, self.value = ir.build(nodes)
         self.name_outputs(out_name_of)
-        if not self.interpreted and not has_loops(nodes):
-            block = branches.sink(block, outputs)
+        if not self.interpreted:
+            # around and inside a loop's For (sg.scan) too
+            block = branches.sink_in_loops(branches.sink(block, outputs))
         backward_ids = {id(n) for n in backward}
         parts = [part_of(stmt, backward_ids) for stmt in block]
         # a loop's carries and stacks are set up just before its For: they belong to its part
@@ -739,7 +740,8 @@ class Emitter:
 
 def has_loops(nodes):
     """Does the schedule hold a loop (a tuple-valued node, ``sg.scan``)? The passes that plan on
-    straight-line statements (fusion, rolling, branch sinking) leave such a kernel as it is."""
+    straight-line statements (fusion, rolling) leave such a kernel as it is; branch sinking
+    works around and inside its loops (``branches.sink_in_loops``)."""
     return any(OPS[n.op].tuple_valued for n in nodes)
 
 

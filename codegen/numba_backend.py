@@ -82,7 +82,7 @@ class NumbaEmitter(Emitter):
         straight-line statements with repeated scalar runs rolled into loops; scalar branches
         sunk (``branches``)."""
         if has_loops(list(forward) + list(backward)):
-            # a kernel with a structured loop (sg.scan) is printed straight: no fusion, rolling or sinking
+            # a kernel with a structured loop (sg.scan): no fusion or rolling; branches sink (Emitter)
             return super().kernel_ir(forward, backward, out_name_of, outputs)
         nodes = list(forward) + list(backward)
         owner = branches.plan(nodes, outputs)
