@@ -57,7 +57,7 @@ from .ops.arrays import *  # noqa: F403  (numpy's array functions: arrays.__all_
 from .ops import linalg  # sg.linalg: solve, inv, det, slogdet, cholesky, eigh, svd, qr, norm, ...
 from .passes import simplify as _simplify  # installs the rewrites every node is built through
 from .custom import custom_vjp, custom_jvp  # user-defined derivative rules
-from .loops import scan, fori_loop, while_loop  # loops that stay loops (the scan op)
+from .loops import scan, fold, fori_loop, while_loop  # loops that stay loops (the scan op)
 from .api import (
     tensor,
     scalar,

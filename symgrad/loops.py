@@ -487,6 +487,55 @@ def _checkpointed(f, init, xs_leaves, xs_td, n, reverse, k):
     return carry, unflatten(ys_td, flat)
 
 
+def fold(
+    body: Any,
+    carry: Expr,
+    init: Any,
+    x: Optional[Expr] = None,
+    xs: Any = None,
+    length: Any = None,
+    history: bool = False,
+) -> Expr:
+    """The recurrence ``carry = body`` from ``init``, once per row ``x`` of ``xs`` (or ``length``
+    times): the final carry, or with ``history=True`` the carry after every step, stacked along
+    a new leading axis. ``carry`` and ``x`` are symbols ``body`` reads (the step's carry and row):
+    a loop written as one expression, the string parser's form of ``scan``:
+    ``sg.parse("fold(tanh(W @ h + x), h, h0, x, xs)", shapes={...})``."""
+    where = "fold"
+    for name, v in (("carry", carry), ("x", x)):
+        if v is not None and (not isinstance(v, Expr) or v.op != "symbol"):
+            raise UnsupportedError(
+                f"{where}: {name} must be a name (the symbol the body reads for it), got {v!r:.60}"
+            )
+    if (x is None) != (xs is None):
+        raise UnsupportedError(f"{where}: give x and xs together (the name of one step's row, and the rows)")
+    if not isinstance(history, bool):
+        raise UnsupportedError(f"{where}: history must be True or False, got {history!r:.60}")
+    body = as_expr(body)
+    init = as_expr(init, like=carry)
+    if init.shape != carry.shape:
+        raise ShapeError(
+            f"{where}: init has shape {shape_str(init.shape)} but the carry {carry.attrs['name']} has "
+            f"{shape_str(carry.shape)}"
+        )
+    xs = None if xs is None else as_expr(xs)
+    if xs is not None and (xs.ndim == 0 or xs.shape[1:] != x.shape):
+        raise ShapeError(
+            f"{where}: a row of xs has shape {shape_str(xs.shape[1:])} but x ({x.attrs['name']}) has "
+            f"{shape_str(x.shape)}"
+        )
+
+    def step(c, row):
+        mapping = {id(carry): c}
+        if x is not None:
+            mapping[id(x)] = row
+        new = substitute([body], mapping)[0]
+        return new, (new if history else None)
+
+    final, stacked = scan(step, init, xs, length=length)
+    return stacked if history else final
+
+
 def fori_loop(lower: Any, upper: Any, body_fun: Callable, init_val: Any) -> Any:
     """``for i in range(lower, upper): val = body_fun(i, val)`` as one loop (``jax.lax.fori_loop``);
     ``i`` is an int64 scalar. ``upper - lower`` may be a symbolic size (``x.shape[0]``)."""
@@ -546,4 +595,4 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val: Any, max_steps:
     return val
 
 
-__all__ = ["scan", "fori_loop", "while_loop", "scan_leaves", "Body", "recording_lengths"]
+__all__ = ["scan", "fold", "fori_loop", "while_loop", "scan_leaves", "Body", "recording_lengths"]

@@ -56,6 +56,10 @@ Meaning of names and values:
   ``np.max(X, 1)`` (a second positional argument that is an axis literal on an array
   means the axis; write ``maximum(X, 1)`` to clamp). ``a % b`` is ``mod(a, b)``, numpy's
   remainder with the sign of ``b`` (Python's ``%`` on two numbers, which agrees).
+- A loop is ``fold(body, h, h0, x, xs)``: the recurrence ``h = body`` from ``h0``, one step per
+  row ``x`` of ``xs`` (``fold(body, h, h0, length=10)`` without rows); the final ``h``, or every
+  step's with ``history=True``. ``h`` and ``x`` are names the body reads (declare their shapes
+  in ``shapes``), e.g. ``fold(tanh(W @ h + x), h, h0, x, xs)``; ``xs`` may have a symbolic length.
 - Tuples may only be function arguments; ``None`` may only be an argument or a
   subscript (``x[None]``).
 - The one attribute is ``.T`` (transpose), as on numpy arrays; any other
@@ -88,7 +92,7 @@ import operator
 import re
 from collections.abc import Mapping
 
-from .. import ops
+from .. import loops, ops
 from ..errors import ParseError, SymgradError, UnsupportedError
 from ..graph import Expr
 from ..symbol_constructors import tensor
@@ -198,6 +202,8 @@ FUNCTIONS = {
     "real": ops.real,
     "imag": ops.imag,
     "conjugate": ops.conjugate,
+    # a loop written as one expression (sg.fold, the formula form of sg.scan)
+    "fold": loops.fold,
 }
 
 CONSTANTS = {"pi": math.pi, "e": math.e}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
+from symgrad.errors import ShapeError
 
 RNG = np.random.default_rng(21)
 
@@ -197,3 +198,67 @@ def test_numba_checkpointed_scan_over_a_symbolic_length():
         for a, b in zip(g1, g2):
             np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
     assert len(blocked.compiles) == 1
+
+
+# ---------------------------------------------------------------- item 4: the parser's loop, fold(...)
+
+_SHAPES = {"W": (3, 3), "h": (3,), "h0": (3,), "x": (3,), "xs": ("T", 3)}
+
+
+def _fold_truth(W, h0, xs):
+    h, hs = h0, []
+    for x in xs:
+        h = np.tanh(W @ h + x)
+        hs.append(h)
+    return h, hs
+
+
+def test_parsed_fold_is_the_python_loop_with_its_gradient_for_every_length():
+    loss = sg.parse("sum(fold(tanh(W @ h + x), h, h0, x, xs) ** 2)", shapes=_SHAPES)
+    W = sg.tensor("W", (3, 3))
+    vg = sg.value_and_grad(
+        loss, wrt=[W], inputs=[W, sg.tensor("h0", (3,)), sg.tensor("xs", ("T", 3))], backend="numpy"
+    )
+
+    def truth(W0, h00, X):
+        return np.sum(_fold_truth(W0, h00, X)[0] ** 2)
+
+    for T in (0, 1, 7, 50):
+        W0, h00, X = RNG.normal(size=(3, 3)) * 0.5, RNG.normal(size=3), RNG.normal(size=(T, 3))
+        value, (gW,) = vg(W0, h00, X)
+        assert value == pytest.approx(truth(W0, h00, X), rel=1e-12)
+        np.testing.assert_allclose(gW, central(lambda w: truth(w, h00, X), W0), rtol=1e-6, atol=1e-7)
+    assert vg.source.count("for t") == 2  # one loop forward, one reverse: the same text for every T
+
+
+def test_parsed_fold_with_history_and_a_fixed_length():
+    hs = sg.parse("fold(tanh(W @ h + x), h, h0, x, xs, history=True)", shapes=_SHAPES)
+    run = sg.compile(hs, inputs=[sg.tensor(n, _SHAPES[n]) for n in ("W", "h0", "xs")], backend="numpy")
+    W0, h00, X = RNG.normal(size=(3, 3)) * 0.5, RNG.normal(size=3), RNG.normal(size=(4, 3))
+    np.testing.assert_allclose(run(W0, h00, X), np.array(_fold_truth(W0, h00, X)[1]), rtol=1e-13)
+    # no rows: length= steps of c = c / 2 + a
+    c = sg.parse("fold(c / 2 + a, c, c0, length=5)")
+    f = sg.compile(c, inputs=[sg.scalar("a"), sg.scalar("c0")], backend="numpy")
+    expected = 1.0
+    for _ in range(5):
+        expected = expected / 2 + 0.3
+    assert float(f(0.3, 1.0)) == pytest.approx(expected, rel=1e-15)
+
+
+def test_parsed_fold_errors_name_what_is_wrong():
+    with pytest.raises(sg.UnsupportedError, match=r"fold: carry must be a name \(the symbol the body reads"):
+        sg.parse("fold(h + 1, h * 2, h0, length=3)")
+    with pytest.raises(sg.UnsupportedError, match=r"fold: x must be a name"):
+        sg.parse("fold(h + x, h, h0, x + 1, xs)", shapes={"xs": ("T",)})
+    with pytest.raises(sg.UnsupportedError, match="fold: give x and xs together"):
+        sg.parse("fold(h + x, h, h0, x)")
+    with pytest.raises(ShapeError, match=r"fold: init has shape \(\) but the carry h has \(3,\)"):
+        sg.parse("fold(h + x, h, h0, x, xs)", shapes={"h": (3,), "x": (3,), "xs": ("T", 3)})
+    with pytest.raises(ShapeError, match=r"fold: a row of xs has shape \(2,\) but x \(x\) has \(3,\)"):
+        sg.parse("fold(h + x, h, h0, x, xs)", shapes={"h": (3,), "h0": (3,), "x": (3,), "xs": ("T", 2)})
+    with pytest.raises(ShapeError, match=r"changes the shape of carry leaf 0 from \(\) to \(3,\)"):
+        sg.parse("fold(h * v, h, h0, length=3)", shapes={"v": (3,)})
+    with pytest.raises(sg.UnsupportedError, match="fold: history must be True or False"):
+        sg.parse("fold(h, h, h0, length=3, history=2)")
+    with pytest.raises(sg.ParseError, match="lambda"):
+        sg.parse("fold(lambda h: h, h, h0, length=3)")
