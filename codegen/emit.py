@@ -739,9 +739,9 @@ class Emitter:
 
 
 def has_loops(nodes):
-    """Does the schedule hold a loop (a tuple-valued node, ``sg.scan``)? The passes that plan on
-    straight-line statements (fusion, rolling) leave such a kernel as it is; branch sinking
-    works around and inside its loops (``branches.sink_in_loops``)."""
+    """Does the schedule hold a loop (a tuple-valued node, ``sg.scan``)? Rolling leaves such a
+    kernel as it is; fusion works on the statements around its loops (what a loop reads stays a
+    statement of its own) and branch sinking around and inside them (``branches.sink_in_loops``)."""
     return any(OPS[n.op].tuple_valued for n in nodes)
 
 

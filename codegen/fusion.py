@@ -198,6 +198,8 @@ class Plan:
         reach = {}  # id(node) -> frozenset of raw gids the node depends on
         empty = frozenset()
         paired = _transposed_operands(nodes)
+        # what a loop (sg.scan) reads stays a statement of its own: its For reads that value
+        self.loop_read = {id(i) for n in nodes if OPS[n.op].tuple_valued for i in n.inputs}
         for node in nodes:
             deps = empty
             for i in node.inputs:
@@ -205,7 +207,9 @@ class Plan:
                 if r:
                     deps = deps | r if deps else r
             gid = None
-            if _elementwise(node):
+            if id(node) in self.loop_read:
+                pass
+            elif _elementwise(node):
                 gid = self._join(node, reach)
             elif _matvec(node) and id(node.inputs[0]) in paired:
                 # a loop of its own over a's rows, which the elementwise ops reading it join
@@ -541,14 +545,34 @@ def fuse(em, forward, backward, out_name_of, outputs):
     em.value = value
     em.name_outputs(out_name_of)
     grouped = set(plan.group_of)
+    if grouped & plan.loop_read:
+        return None  # (a fold of scatters or row products took a value a loop reads)
+    # a loop of sg.scan: the carries assigned and the stacks allocated before its For, with it
+    loop_of, prelude, plain = {}, [], []
+    for s in block:
+        if isinstance(s, (ir.Assign, ir.Alloc)):
+            prelude.append(s)
+        elif isinstance(s, ir.For):
+            loop_of[id(s.node)], prelude = prelude + [s], []
+        else:
+            plain.append(s)
+
+    def movable(n):
+        record = OPS[n.op]
+        return (
+            n.ndim == 0
+            and not record.given
+            and not record.tuple_valued
+            and not record.part
+            and id(n) not in output_ids
+            and id(n) not in grouped
+        )
+
     # outside the loops, the scalar statements one branch of a scalar where reads go in that branch
     owner = branches.owners(
-        nodes,
-        users,
-        lambda n: n.ndim == 0 and not OPS[n.op].given and id(n) not in output_ids and id(n) not in grouped,
-        lambda u: u.op == "where" and u.ndim == 0 and id(u) not in grouped,
+        nodes, users, movable, lambda u: u.op == "where" and u.ndim == 0 and id(u) not in grouped
     )
-    block = branches.sink([s for s in block if id(s.node) not in grouped], outputs, owner)
+    block = branches.sink([s for s in plain if id(s.node) not in grouped], outputs, owner)
     statement_of = {id(s.instr.node if isinstance(s, ir.If) else s.node): s for s in block}
 
     def read_only_in_loops(node):
@@ -568,7 +592,9 @@ def fuse(em, forward, backward, out_name_of, outputs):
 
     units, outside, count = [], [], 0
     for key, members, part in ordered:
-        if key[0] == "n":
+        if key[0] == "n" and id(members[0]) in loop_of:
+            units.append((part, loop_of[id(members[0])]))
+        elif key[0] == "n":
             stmt = statement_of.get(id(members[0]))
             if stmt is None or read_only_in_loops(members[0]):
                 continue
@@ -579,7 +605,13 @@ def fuse(em, forward, backward, out_name_of, outputs):
             loop = _Loop(plan, plan.groups[key[1]], out_name_of, output_ids, users, backward_ids, value)
             units.append((part, loop.build(count, loop_indices)))
     ir.rebind(outside, value)
-    return ir.sectioned(units, bool(backward))
+    fused = ir.sectioned(units, bool(backward))
+    if loop_of:
+        try:  # a loop's results are read after its For (sg.scan's; never expected to fail)
+            ir.verify(fused)
+        except AssertionError:
+            return None
+    return fused
 
 
 def _used_outside(plan, gid, node, output_ids, users):

@@ -82,7 +82,11 @@ class NumbaEmitter(Emitter):
         straight-line statements with repeated scalar runs rolled into loops; scalar branches
         sunk (``branches``)."""
         if has_loops(list(forward) + list(backward)):
-            # a kernel with a structured loop (sg.scan): no fusion or rolling; branches sink (Emitter)
+            # a kernel with a structured loop (sg.scan): the statements around its For fuse, and
+            # branches sink around and inside it; no rolling
+            fused = fusion.fuse(self, forward, backward, out_name_of, outputs) if fusion.enabled() else None
+            if fused is not None:
+                return branches.sink_in_loops(fused)
             return super().kernel_ir(forward, backward, out_name_of, outputs)
         nodes = list(forward) + list(backward)
         owner = branches.plan(nodes, outputs)

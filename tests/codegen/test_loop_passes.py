@@ -1,10 +1,13 @@
-"""The compiler's passes around and inside a loop's For (sg.scan): scalar branch sinking."""
+"""The compiler's passes around and inside a loop's For (sg.scan): scalar branch sinking, and
+fusion of the elementwise statements before and after it (numba backend)."""
 
 import numpy as np
 import pytest
 
 import symgrad as sg
 from symgrad.codegen import branches, ir
+from symgrad.codegen.numba_backend import NumbaEmitter
+from symgrad.codegen.schedule import schedule
 from symgrad.graph import topo_order
 
 
@@ -85,3 +88,74 @@ def test_numba_kernel_with_a_scan_sinks_branches_with_the_numbers_unchanged():
     loop = source[source.index("for t in range") : source.index("carry = where")]
     assert "if greater" in loop  # the step's branch: sqrt(x) only where x > 0
     assert source.count("\n    if ") >= 2  # before and after the loop, at the kernel's top level
+
+
+# ---------------------------------------------------------------- fusion around a loop
+
+RNG = np.random.default_rng(7)
+
+
+def around(W, U, b, h0, X):
+    """Elementwise work before a scan (its xs) and after it (on its ys and final carry)."""
+    xs = np.tanh(X @ U.T + b) * 0.5 + np.exp(-(X[:, :1] ** 2))
+
+    def step(h, x):
+        h = np.tanh(W @ h + x)
+        return h, np.sum(h**2)
+
+    h, ys = sg.scan(step, h0, xs)
+    return np.sum(np.exp(-ys) * np.log1p(ys * ys) + ys) + np.sum(np.sin(h) * h)
+
+
+def around_truth(W, U, b, h0, X):
+    xs = np.tanh(X @ U.T + b) * 0.5 + np.exp(-(X[:, :1] ** 2))
+    h, ys = h0, []
+    for x in xs:
+        h = np.tanh(W @ h + x)
+        ys.append(np.sum(h**2))
+    ys = np.array(ys)
+    return np.sum(np.exp(-ys) * np.log1p(ys * ys) + ys) + np.sum(np.sin(h) * h)
+
+
+def _around_graph():
+    names = ("W", "U", "b", "h0", "X")
+    shapes = [("n", "n"), ("n", "d"), ("n",), ("n",), ("T", "d")]
+    inputs = [sg.tensor(k, s) for k, s in zip(names, shapes)]
+    loss = around(*inputs)
+    return [loss, *sg.grad(loss, inputs)], inputs
+
+
+def test_the_statements_around_a_scan_fuse_and_the_kernel_binds_every_value_before_reading_it():
+    outputs, inputs = _around_graph()
+    forward, backward = schedule(outputs, 1)
+    block = NumbaEmitter().kernel_ir(
+        forward, backward, {id(o): f"out{k}" for k, o in enumerate(outputs)}, outputs
+    )
+    ir.verify(block, tuple(ir.Given(s) for s in inputs))
+    scans = [s for s in block if isinstance(s, ir.For) and s.node is not None]
+    fused = [s for s in ir.walk(block) if isinstance(s, ir.For) and s.node is None]
+    assert len(scans) == 2 and fused  # the forward and the reverse loop, and fused loops around them
+    names = ["value"] + [f"d_{s.name}" for s in inputs]
+    source = NumbaEmitter().module(outputs, names, inputs, 1, "call", "around", "out")
+    assert source.count("# fused loop") >= 4 and source.count("# scan") == 2
+
+
+@pytest.mark.slow
+def test_numba_fused_statements_around_a_scan_keep_the_numbers():
+    vg = sg.value_and_grad(around, argnums=(0, 1, 2, 3, 4))
+    for T in (1, 6, 40):
+        args = [RNG.normal(size=(4, 4)) * 0.5, RNG.normal(size=(4, 3)), RNG.normal(size=4)]
+        args += [RNG.normal(size=4), RNG.normal(size=(T, 3))]
+        value, grads = vg(*args)
+        assert float(value) == pytest.approx(around_truth(*args), rel=1e-12)
+        for k in (0, 4):  # W, and X (through the work before the loop)
+            x0 = args[k]
+            num = np.zeros_like(x0)
+            for i in np.ndindex(*x0.shape):
+                e = np.zeros_like(x0)
+                e[i] = 1e-6
+                up = around_truth(*args[:k], x0 + e, *args[k + 1 :])
+                down = around_truth(*args[:k], x0 - e, *args[k + 1 :])
+                num[i] = (up - down) / 2e-6
+            np.testing.assert_allclose(grads[k], num, rtol=1e-6, atol=1e-7)
+    assert "# fused loop" in vg.source and len(vg.compiles) == 1
