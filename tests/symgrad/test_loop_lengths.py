@@ -175,6 +175,19 @@ def test_traced_checkpointed_scan_matches_the_python_loop_with_one_compile():
     assert vg.compile_count == 1
 
 
+def test_second_derivatives_through_a_checkpointed_scan_of_symbolic_length():
+    W, h0, xs = sg.tensor("W", (3, 3)), sg.tensor("h0", (3,)), sg.tensor("xs", ("T", 3))
+    plain, blocked = (
+        sg.compile(
+            sg.hessian(_checkpoint_loss(W, h0, xs, k, False), [h0])[0][0], inputs=[W, h0, xs], backend="numpy"
+        )
+        for k in (None, 3)
+    )
+    for T in (1, 7):
+        args = [RNG.normal(size=(3, 3)) * 0.5, RNG.normal(size=3), RNG.normal(size=(T, 3))]
+        np.testing.assert_allclose(blocked(*args), plain(*args), rtol=0, atol=1e-12)
+
+
 def test_checkpoint_of_a_symbolic_length_refuses_a_bad_block_size():
     c0, xs = sg.scalar("c0"), sg.tensor("xs", ("T",))
     for bad in (0, -2, 2.5, True):
