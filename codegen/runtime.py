@@ -852,6 +852,11 @@ def run_blocks(kernel, args):
     ``numba.prange``) on the threads ``install_threads``'s reader gives, at most numba's. The first
     call compiles it (a parallel compile, seconds; numba's disk cache keeps it). Its bits do not
     depend on the threads (codegen/threads.py)."""
+    # numba's OpenMP threads sleep while they wait for work, unless the user chose otherwise:
+    # spinning ones take the core from the thread they wait for on a busy machine (rosen/1e6 on 2
+    # threads, 4 other processes running: 56 ms spinning, 7 ms sleeping; 10 ms on 1 thread).
+    # libgomp reads it when it starts, with numba's first parallel loop
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # numba: heavy optional import (see tests/test_layering.py); only numba kernels come here
     import numba
 
