@@ -457,6 +457,8 @@ def dump(block: list, indent: str = "") -> str:
             return f"{type(v).__name__.lower()}({name(v.value)})"
         if isinstance(v, Zero):
             return "0"
+        if isinstance(v, Formula):
+            return v.template.format(*[name(o) for o in v.operands])
         if isinstance(v, int):
             return str(v)
         if not isinstance(v, Value):
@@ -477,7 +479,8 @@ def dump(block: list, indent: str = "") -> str:
                 lines.append(dump(block_k, indent + "  ") + f"\n{indent}  -> {name(v)}")
         elif isinstance(stmt, For):
             far = f" (again unless {name(stmt.far)})" if stmt.far is not None else ""
-            lines.append(f"for {name(stmt.var)} < {stmt.stop}:{far}")
+            threads = " (on the threads)" if stmt.parallel else ""
+            lines.append(f"for {name(stmt.var)} < {name(stmt.stop)}:{far}{threads}")
             lines.append(dump(stmt.body, indent + "  "))
         elif isinstance(stmt, Assign):
             lines.append(f"{name(stmt.target)} := {name(stmt.value)}")
