@@ -76,6 +76,20 @@ def test_column_sums_and_short_calls():
     np.testing.assert_allclose(_on(2, f, small)[0], np.sum(np.exp(small) * small, axis=0), rtol=1e-13)
 
 
+def test_float32_sum_through_a_where_same_bits():
+    # a float32 sum accumulates in float64 per block; the branches of a where are copied per block
+    x = sg.tensor("x", ("n",), dtype="float32")
+    vg = sg.value_and_grad(sg.sum(sg.where(x > 0, sg.log1p(x * x), sg.sin(x))), wrt=[x])
+    a = np.random.default_rng(3).normal(size=ROWS).astype(np.float32)
+    one, two = _on(1, vg, a), _on(2, vg, a)
+    assert type(one[0]) is np.float32
+    assert one[0].tobytes() == two[0].tobytes() and one[1][0].tobytes() == two[1][0].tobytes()
+    a64 = a.astype(np.float64)
+    assert math.isclose(one[0], math.fsum(np.where(a64 > 0, np.log1p(a64 * a64), np.sin(a64))), rel_tol=1e-6)
+    grad = np.where(a64 > 0, 2 * a64 / (1 + a64 * a64), np.cos(a64))
+    np.testing.assert_allclose(one[1][0], grad, rtol=1e-5, atol=1e-6)
+
+
 def test_numpy_backend_ignores_threads():
     x = sg.tensor("x", ("n",))
     f = sg.compile(sg.sum(sg.sin(x)), backend="numpy")
