@@ -25,6 +25,7 @@ then used everywhere, as the numpy backend does).
 
 import heapq
 import os
+from dataclasses import dataclass
 
 from symgrad.graph import dims_equal
 from symgrad.ops.registry import OPS
@@ -614,6 +615,16 @@ def fuse(em, forward, backward, out_name_of, outputs):
     return fused
 
 
+@dataclass(eq=False)
+class RowLoop:
+    """What the threads pass (``codegen/threads.py``) reads of a fused loop's outer ``For`` (its
+    ``fused``): the row index (the tile loop's rows when tiled) and the statements before the
+    loop that allocate what it writes and accumulates."""
+
+    row: ir.LoopVar
+    pre: list
+
+
 def _used_outside(plan, gid, node, output_ids, users):
     """Is the member ``node``'s value read after the loop (so it is stored to an array)?"""
     return id(node) in output_ids or any(plan.group_of.get(id(u)) != gid for u in users.get(id(node), ()))
@@ -748,11 +759,14 @@ class _Loop:
         if rank == 1 and self.index[0] != 0:
             tiled = tiling.tile(chunks, self.scalar, self.index[0], shape[0], self.pre)
             if tiled is not None:
+                tiled[0].fused = RowLoop(self.index[0], list(self.pre))
                 return [ir.Note(head + f", in tiles of {tiling.TILE}")] + self.pre + tiled + self.post
         body = [stmt for _, stmts in chunks for stmt in stmts]
         for i, d in reversed(list(zip(self.index, shape))):
             if i != 0:
                 body = [ir.For(i, d, body)]
+        if self.index[0] != 0:
+            body[0].fused = RowLoop(self.index[0], list(self.pre))
         return [ir.Note(head)] + self.pre + body + self.post
 
     # ------------------------------------------------------------ one member

@@ -208,6 +208,18 @@ class Full(Value):
 
 
 @dataclass(eq=False)
+class Formula(Value):
+    """Integer arithmetic of a pass's own loops, inline: ``template`` (a pass's text, never user
+    text) formatted with the printed ``operands`` (index values, dims, ints). The threads pass's
+    block count, block start and per-block partial buffers."""
+
+    template: str
+    operands: tuple
+    dtype: str = "int64"
+    shape: tuple = ()
+
+
+@dataclass(eq=False)
 class Zero(Value):
     """The scalar 0 of ``dtype`` (a float literal)."""
 
@@ -302,6 +314,8 @@ class For:
     note: str = ""
     far: Optional[Var] = None
     node: Any = None  # the loop node (sg.scan) it computes, for a loop's For
+    parallel: bool = False  # its iterations run on the threads (numba.prange; threads.py)
+    fused: Any = None  # a fused loop's row loop: its ``fusion.RowLoop`` (what threads.py reads)
 
 
 @dataclass(eq=False)
@@ -383,6 +397,8 @@ def leaves(value) -> Iterator[Value]:
             stack.append(v.value)
         elif isinstance(v, Apply):
             stack.extend(v.operands)
+        elif isinstance(v, Formula):
+            stack.extend(o for o in v.operands if isinstance(o, Value))
 
 
 def defines(stmt) -> list:
@@ -441,6 +457,8 @@ def dump(block: list, indent: str = "") -> str:
             return f"{type(v).__name__.lower()}({name(v.value)})"
         if isinstance(v, Zero):
             return "0"
+        if isinstance(v, Formula):
+            return v.template.format(*[name(o) for o in v.operands])
         if isinstance(v, int):
             return str(v)
         if not isinstance(v, Value):
@@ -461,7 +479,8 @@ def dump(block: list, indent: str = "") -> str:
                 lines.append(dump(block_k, indent + "  ") + f"\n{indent}  -> {name(v)}")
         elif isinstance(stmt, For):
             far = f" (again unless {name(stmt.far)})" if stmt.far is not None else ""
-            lines.append(f"for {name(stmt.var)} < {stmt.stop}:{far}")
+            threads = " (on the threads)" if stmt.parallel else ""
+            lines.append(f"for {name(stmt.var)} < {name(stmt.stop)}:{far}{threads}")
             lines.append(dump(stmt.body, indent + "  "))
         elif isinstance(stmt, Assign):
             lines.append(f"{name(stmt.target)} := {name(stmt.value)}")

@@ -6,9 +6,9 @@ lays the data out as a C-contiguous (rows, reduced) matrix and calls a helper
 in ``codegen.numba_runtime``.
 """
 
-from . import branches, fusion, ir, rolling
+from . import branches, fusion, ir, rolling, threads
 from symgrad.ops.registry import OPS
-from .emit import Emitter, has_loops, key_text
+from .emit import GATHER_OPS, Emitter, has_loops, key_text, with_loop_bodies
 from .schedule import ROLL_MIN_STATEMENTS, dim_text, find_loops, keyed, product_text, shape_text
 
 # a loop of array statements (a traced loop with tensor state) rolls from this many statements:
@@ -75,6 +75,19 @@ class NumbaEmitter(Emitter):
     runtime_module = "symgrad.codegen.numba_runtime"
     module_imports = ("import numba",)
     decorator = "@numba.njit(cache=True, nogil=True, error_model='numpy')"
+    # numba parallelises the prange loops alone (no array expression, reduction or allocation
+    # becomes parallel: their results would depend on the threads)
+    blocks_decorator = (
+        f"@numba.njit(cache=True, nogil=True, error_model='numpy', parallel={threads.PARALLEL})"
+    )
+    parallel_range = "numba.prange"
+
+    def row_blocks(self, kernel, outputs):
+        """The kernel with its long fused loops in row blocks on the threads (``threads.block``);
+        None for a kernel that checks index values (an IndexError raised inside a parallel loop)."""
+        if any(n.op in GATHER_OPS for n in with_loop_bodies(outputs)):
+            return None
+        return threads.block(kernel)
 
     def kernel_ir(self, forward, backward, out_name_of, outputs):
         """The kernel's IR: a traced loop of array statements (tensor state, ``xs[t]``) rolled

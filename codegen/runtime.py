@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import types
+import warnings
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,8 @@ from symgrad._version import __version__
 from symgrad.errors import InputError, UnsupportedError
 from symgrad.graph import shape_str, topo_order
 
+from .numba_cache import load_cached
+from .progress import building
 from .standalone import standalone_source
 
 if TYPE_CHECKING:  # for the hints only
@@ -828,6 +831,54 @@ def checked_indices(kernel, *args):
             "an integer index passed to the compiled function is out of range for the "
             "axis it indexes (valid: -size <= index < size)"
         ) from None
+
+
+def _all_threads():
+    return None
+
+
+_threads = _all_threads  # () -> the threads row blocks run on (None: all numba has); install_threads
+
+
+def install_threads(read):
+    """Let ``read()`` (an int >= 1, or None for every thread numba has) say how many threads the
+    row blocks of a long fused loop run on (``symgrad.config(threads=...)``)."""
+    global _threads
+    _threads = read
+
+
+def run_blocks(kernel, args):
+    """Run ``kernel`` (a generated ``kernel_blocks``: long fused loops in row blocks under
+    ``numba.prange``) on the threads ``install_threads``'s reader gives, at most numba's. The first
+    call compiles it (a parallel compile, seconds; numba's disk cache keeps it). Its bits do not
+    depend on the threads (codegen/threads.py)."""
+    # numba's OpenMP threads sleep while they wait for work, unless the user chose otherwise:
+    # spinning ones take the core from the thread they wait for on a busy machine (rosen/1e6 on 2
+    # threads, 4 other processes running: 56 ms spinning, 7 ms sleeping; 10 ms on 1 thread).
+    # libgomp reads it when it starts, with numba's first parallel loop
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # numba: heavy optional import (see tests/test_layering.py); only numba kernels come here
+    import numba
+
+    if not kernel.overloads:
+        signature = tuple(numba.typeof(a) for a in args)
+        with building("row blocks for threads") as build, build.measure("numba compile"):
+            if not load_cached(kernel, signature):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    kernel.compile(signature)
+    wanted = _threads()
+    most = numba.config.NUMBA_NUM_THREADS
+    count = most if wanted is None else min(wanted, most)
+    if numba.get_num_threads() != count:
+        numba.set_num_threads(count)
+    # blocks are handed out one at a time: on a busy machine a thread that gets less of a core
+    # takes fewer (which blocks a thread runs never changes the bits: each has its own partials)
+    chunk = numba.set_parallel_chunksize(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_parallel_chunksize(chunk)
 
 
 # ---------------------------------------------------------------- hooks for the layers above

@@ -42,7 +42,19 @@ from symgrad.ops.registry import OPS
 # Namer never hands them out. tests/codegen/test_identifiers.py checks that every name a
 # generated module reads or binds is a Namer name, underscored, a dim, Python's, or in here.
 FRAME_NAMES = frozenset(
-    {"np", "numba", "math", "kernel", "kernel_entry", "kernel_checked", "call", "more", "named", "out"}
+    {
+        "np",
+        "numba",
+        "math",
+        "kernel",
+        "kernel_entry",
+        "kernel_checked",
+        "kernel_blocks",
+        "call",
+        "more",
+        "named",
+        "out",
+    }
 )
 PYTHON_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
 

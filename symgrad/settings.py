@@ -5,9 +5,14 @@
   then ``done in X s``; 2 the done line also gives the seconds of each phase (trace, emit, load,
   numba compile). The environment variable ``SYMGRAD_VERBOSE`` sets it when ``config`` has not.
 - ``announce_after``: seconds a build runs before it says so (default 1.0).
+- ``threads``: how many threads a call runs the row blocks of a long fused loop on (numba
+  backend; a loop of at least ``codegen.threads.MIN_ROWS`` rows), at most numba's
+  ``NUMBA_NUM_THREADS``. The default (None) is all of them. The results have the same bits
+  whatever the count. The environment variable ``SYMGRAD_THREADS`` sets it when ``config`` has not.
 
 The compiler does not import this module: importing it installs the function the compiler's
-progress report reads (``codegen.progress.install_settings``), and gives the tracer the report
+progress report reads (``codegen.progress.install_settings``) and the one its row blocks read
+(``codegen.runtime.install_threads``), and gives the tracer the report
 (``frontends.trace.install_build_report``) so that a traced function's trace and compile are one
 build.
 """
@@ -18,11 +23,12 @@ import math
 import os
 from typing import Any
 
-from .codegen import progress
+from .codegen import progress, runtime
 from .errors import InputError
 from .frontends import trace
 
 ENV = "SYMGRAD_VERBOSE"
+THREADS_ENV = "SYMGRAD_THREADS"
 _LEVELS = (0, 1, 2)
 _explicit: dict[str, Any] = {}  # what config() was given; the rest comes from the environment/defaults
 
@@ -43,6 +49,30 @@ def _check_announce_after(value: Any) -> float:
     return float(value)
 
 
+def _check_threads(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(
+            f"{where}: threads must be an int >= 1 (the threads a long loop runs on), got {value!r}"
+        )
+    return value
+
+
+def _threads_from_environment() -> int | None:
+    text = os.environ.get(THREADS_ENV)
+    if text is None or not text.strip():
+        return None
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = text
+    return _check_threads(value, f"environment variable {THREADS_ENV}={text!r}")
+
+
+def threads() -> int | None:
+    """The threads in force for row blocks: ``config``'s, else ``SYMGRAD_THREADS``, else None (all)."""
+    return _explicit["threads"] if "threads" in _explicit else _threads_from_environment()
+
+
 def _verbose_from_environment() -> int:
     text = os.environ.get(ENV)
     if text is None or not text.strip():
@@ -59,6 +89,7 @@ def current() -> dict[str, Any]:
     return {
         "verbose": _explicit["verbose"] if "verbose" in _explicit else _verbose_from_environment(),
         "announce_after": _explicit.get("announce_after", progress.DEFAULTS["announce_after"]),
+        "threads": threads(),
     }
 
 
@@ -78,11 +109,16 @@ class Settings(dict):
         _explicit.update(self._before)
 
 
-def config(*, verbose: int | None = None, announce_after: float | None = None) -> Settings:
-    """Set what symgrad's builds print (``verbose`` 0, 1 or 2; ``announce_after`` seconds) and
-    return the settings now in force. ``with sg.config(verbose=0): ...`` sets them for a block.
-    An argument left at None keeps its setting."""
+def config(
+    *, verbose: int | None = None, announce_after: float | None = None, threads: int | None = None
+) -> Settings:
+    """Set what symgrad's builds print (``verbose`` 0, 1 or 2; ``announce_after`` seconds) and how
+    many threads a long fused loop runs on (``threads``, numba backend), and return the settings
+    now in force. ``with sg.config(verbose=0): ...`` sets them for a block. An argument left at
+    None keeps its setting."""
     checked = {}
+    if threads is not None:
+        checked["threads"] = _check_threads(threads, "symgrad.config")
     if verbose is not None:
         checked["verbose"] = _check_verbose(verbose, "symgrad.config")
     if announce_after is not None:
@@ -93,4 +129,5 @@ def config(*, verbose: int | None = None, announce_after: float | None = None) -
 
 
 progress.install_settings(current)
+runtime.install_threads(threads)
 trace.install_build_report(progress.building)

@@ -25,6 +25,18 @@ def _both(loss, wrt, inputs, args, rtol=1e-12):
     return fused
 
 
+def _plain(source):
+    """The module without the version of the kernel run in row blocks on threads (the same
+    loops, cut into blocks: tests/codegen/test_threads.py)."""
+    head, sep, rest = source.partition("# kernel() with its fused loops cut into row blocks")
+    if not sep:
+        return source
+    return (
+        head
+        + rest[rest.index("@numba.njit(cache=True, nogil=True, error_model='numpy')\ndef kernel_checked") :]
+    )
+
+
 def _loop_count(source):
     return source.count("# fused loop")
 
@@ -37,7 +49,7 @@ def test_rosenbrock_is_one_loop_with_its_gradient_accumulated_in_place():
     loss = sg.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
     for n in (1, 2, 7, 300):
         vg = _both(loss, x, [x], (rng.uniform(-1, 1, n),))
-    src = vg.source
+    src = _plain(vg.source)
     assert _loop_count(src) == 1
     # the only array the kernel allocates is the gradient itself
     assert src.count("np.empty(") == 0 and src.count("np.zeros(") == 1
@@ -50,9 +62,9 @@ def test_sum_of_an_elementwise_chain_allocates_nothing():
     vg = _both(loss, x, [x], (rng.normal(size=1000),))
     # one loop computes the value and the gradient; the gradient is the only array of n elements
     # (the loop runs on SIMD lanes in tiles: the sum's terms wait in one tile-long buffer)
-    assert _loop_count(vg.source) == 1
-    assert vg.source.count("np.empty((dim_n,)") == 1 and "np.zeros(" not in vg.source
-    assert vg.source.count("np.empty(") == 2 and vg.source.count("np.empty((256,)") == 1
+    assert _loop_count(_plain(vg.source)) == 1
+    assert _plain(vg.source).count("np.empty((dim_n,)") == 1 and "np.zeros(" not in _plain(vg.source)
+    assert _plain(vg.source).count("np.empty(") == 2 and _plain(vg.source).count("np.empty((256,)") == 1
 
 
 def test_broadcasting_operands_are_read_with_index_arithmetic():
@@ -63,14 +75,14 @@ def test_broadcasting_operands_are_read_with_index_arithmetic():
     loss = sg.sum(sg.tanh(X * b + c) * s + sg.sigmoid(X - b) ** 2)
     args = (rng.normal(size=(5, 3)), rng.normal(size=3), rng.normal(size=(5, 1)), 0.7)
     vg = _both(loss, [X, b, c, s], [X, b, c, s], args)
-    assert _loop_count(vg.source) >= 1
-    assert "[i, j]" in vg.source
+    assert _loop_count(_plain(vg.source)) >= 1
+    assert "[i, j]" in _plain(vg.source)
 
 
 def test_rank_zero_graphs_stay_straight_line_code():
     x, y = sg.scalars("x y")
     vg = _both(x * y + sg.sin(x) * sg.exp(y), [x, y], [x, y], (0.7, -1.3))
-    assert _loop_count(vg.source) == 0
+    assert _loop_count(_plain(vg.source)) == 0
 
 
 def test_float32_loops_keep_float32():
@@ -83,7 +95,7 @@ def test_float32_loops_keep_float32():
     assert np.asarray(v1).dtype == np.float32 and g1.dtype == np.float32
     np.testing.assert_allclose(v1, v2, rtol=1e-5)
     np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-6)
-    assert _loop_count(fused.source) >= 1
+    assert _loop_count(_plain(fused.source)) >= 1
 
 
 def test_where_comparisons_and_relu_fuse():
@@ -92,7 +104,7 @@ def test_where_comparisons_and_relu_fuse():
     loss = sg.sum(sg.where(x > y, x * y, sg.relu(x) - y) + sg.maximum(x, 0.1 * y))
     args = (rng.normal(size=40), rng.normal(size=40))
     vg = _both(loss, [x, y], [x, y], args)
-    assert _loop_count(vg.source) >= 1
+    assert _loop_count(_plain(vg.source)) >= 1
 
 
 def test_values_used_outside_the_loop_are_stored_once():
@@ -132,7 +144,7 @@ def test_disabling_fusion_gives_the_per_op_code(monkeypatch):
     monkeypatch.setenv("SYMGRAD_FUSION", "0")
     x = sg.tensor("x", ("n",))
     vg = _both(sg.sum(sg.exp(x) * x), x, [x], (rng.normal(size=10),))
-    assert _loop_count(vg.source) == 0
+    assert _loop_count(_plain(vg.source)) == 0
 
 
 def test_partial_sums_accumulate_in_the_loop_without_the_summand_array():
@@ -145,7 +157,7 @@ def test_partial_sums_accumulate_in_the_loop_without_the_summand_array():
     vg = _both(
         loss, [X, b, c], [X, b, c], (rng.normal(size=(7, 4)), rng.normal(size=4), rng.normal(size=(7, 1)))
     )
-    assert "] += " in vg.source
+    assert "] += " in _plain(vg.source)
     x32 = sg.tensor("x", ("n", "d"), dtype="float32")
     loss32 = sg.sum(sg.sum(sg.square(x32) * 0.5, axis=1) * sg.sum(sg.sin(x32), axis=1))
     fused = sg.value_and_grad(loss32, wrt=x32)
@@ -164,7 +176,7 @@ def test_nested_where_branches_are_computed_inside_their_ifs_with_the_same_numbe
     loss = sg.sum(sg.where(x > 0, inner, sg.exp(-x) * y)) + sg.sum(sg.where(x < 2, x * y, 0) ** 2)
     data = np.array([-1.5, -0.2, 0.0, 0.3, 1.0, 2.5, 4.0])
     vg = _both(loss, [x, y], [x, y], (data, rng.normal(size=(3, 1))))
-    lines = vg.source.splitlines()
+    lines = _plain(vg.source).splitlines()
     depth = [len(l) - len(l.lstrip()) for l in lines]
     # the inner where is computed only inside the outer one's if: an if directly inside an if
     assert any(
@@ -212,7 +224,7 @@ def test_logistic_regression_reads_X_once_in_one_loop_over_the_rows():
     loss = sg.mean(sg.logaddexp(0, -y * (X @ w))) + 1e-3 * sg.sum(w * w)
     for n, d in ((1, 1), (7, 3), (200, 16)):
         vg = _both(loss, [w], [w, X, y], _logreg_args(n, d))
-    src = vg.source
+    src = _plain(vg.source)
     # no BLAS product and no full-size copy of X: both products are inner loops of the row loop
     assert " @ " not in _kernel_code(src)
     assert "np.empty((dim_n, dim_d)" not in src
@@ -229,7 +241,7 @@ def test_least_squares_gradient_accumulates_the_transposed_product_in_the_row_lo
     w = sg.tensor("w", ("d",))
     loss = sg.sum((X @ w - t) ** 2)
     vg = _both(loss, [w, t], [w, X, t], (rng.normal(size=5), rng.normal(size=(40, 5)), rng.normal(size=40)))
-    assert "[j] += " in _row_loop(vg.source) and " @ " not in _kernel_code(vg.source)
+    assert "[j] += " in _row_loop(_plain(vg.source)) and " @ " not in _kernel_code(_plain(vg.source))
 
 
 def test_the_row_product_stores_z_when_it_is_an_output_too():
@@ -244,7 +256,7 @@ def test_the_row_product_stores_z_when_it_is_an_output_too():
     for a, b in zip(fused(*args), plain(*args)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(fused(*args)[1], args[1] @ args[0], rtol=1e-12)
-    assert "[j] += " in _row_loop(fused.source)
+    assert "[j] += " in _row_loop(_plain(fused.source))
 
 
 def test_r_at_X_spelling_is_accumulated_in_the_row_loop():
@@ -255,7 +267,7 @@ def test_r_at_X_spelling_is_accumulated_in_the_row_loop():
     loss = sg.sum((r @ X) * v)
     args = (rng.normal(size=4), rng.normal(size=(25, 4)), rng.normal(size=4))
     vg = _both(loss, [w, v], [w, X, v], args)
-    assert "[j] += " in _row_loop(vg.source)
+    assert "[j] += " in _row_loop(_plain(vg.source))
 
 
 def test_row_products_with_fusion_disabled_give_the_same_numbers(monkeypatch):
@@ -265,7 +277,7 @@ def test_row_products_with_fusion_disabled_give_the_same_numbers(monkeypatch):
     w = sg.tensor("w", ("d",))
     loss = sg.mean(sg.logaddexp(0, -y * (X @ w))) + 1e-3 * sg.sum(w * w)
     vg = _both(loss, [w], [w, X, y], _logreg_args(50, 6))
-    assert _loop_count(vg.source) == 0 and "X @ w" in vg.source
+    assert _loop_count(_plain(vg.source)) == 0 and "X @ w" in _plain(vg.source)
 
 
 def test_a_wide_concrete_matrix_keeps_blas():
@@ -278,7 +290,7 @@ def test_a_wide_concrete_matrix_keeps_blas():
         [w, X, t],
         (rng.normal(size=300), rng.normal(size=(8, 300)), rng.normal(size=8)),
     )
-    assert "transposed product" not in vg.source and " @ " in _kernel_code(vg.source)
+    assert "transposed product" not in _plain(vg.source) and " @ " in _kernel_code(_plain(vg.source))
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -296,7 +308,7 @@ def test_small_concrete_products_are_loops_with_blas_numbers(dtype):
     )
     args = [rng.normal(size=s).astype(dtype) for s in ((3, 4), (4, 2), (4,), (3,))]
     vg = _both(loss, [A, B, v, u], [A, B, v, u], args, rtol=1e-12 if dtype == "float64" else 1e-5)
-    src = vg.source
+    src = _plain(vg.source)
     assert src.count("_rt.small_matmul(") >= 4
     code = [line.split("#")[0] for line in src.split("def call")[0].splitlines()]
     assert not [line for line in code if " @ " in line]
@@ -308,10 +320,10 @@ def test_products_past_the_small_size_or_of_symbolic_size_keep_blas():
     side = int(round(SMALL_PRODUCT ** (1 / 3))) + 2  # side**3 multiply-adds > SMALL_PRODUCT
     A, B = sg.tensor("A", (side, side)), sg.tensor("B", (side, side))
     vg = _both(sg.sum(sg.tanh(A @ B)), [A, B], [A, B], [rng.normal(size=(side, side))] * 2)
-    assert "small_matmul" not in vg.source and " @ " in vg.source
+    assert "small_matmul" not in _plain(vg.source) and " @ " in _plain(vg.source)
     C, D = sg.tensor("C", ("m", 3)), sg.tensor("D", (3, 2))
     vg = _both(sg.sum(sg.tanh(C @ D)), [C, D], [C, D], [rng.normal(size=(2, 3)), rng.normal(size=(3, 2))])
-    assert "small_matmul" not in vg.source
+    assert "small_matmul" not in _plain(vg.source)
 
 
 # ---------------------------------------------------------------- tiles (tiling.TILE)
@@ -330,7 +342,7 @@ def test_logistic_regression_runs_exp_and_log1p_in_vector_passes_over_tiles():
     loss = sg.mean(sg.logaddexp(0, -y * (X @ w))) + 1e-3 * sg.sum(w * w)
     for n in _tile_sizes():
         vg = _both(loss, [w], [w, X, y], _logreg_args(n, 5), rtol=1e-13)
-    body = _row_loop(vg.source)
+    body = _row_loop(_plain(vg.source))
     passes = [line.strip() for line in body.splitlines() if line.strip().startswith("for i in range(i0, i1)")]
     # the dot product, then logaddexp and its sigmoid on SIMD lanes, then the transposed product
     assert len(passes) == 3 and passes[1].endswith("# on SIMD lanes")
@@ -347,8 +359,12 @@ def test_a_sum_of_exp_and_log1p_is_tiled_and_adds_the_rows_in_order():
     loss = sg.sum(sg.exp(x) * x + sg.log1p(x * x)) + sg.sum(sg.log(1 + x * x))
     for n in _tile_sizes():
         vg = _both(loss, x, [x], (rng.normal(size=n),), rtol=1e-13)
-    assert "in tiles of" in vg.source and "# on SIMD lanes" in vg.source
-    assert "_rt.vexp(" in vg.source and "_rt.vlog1p(" in vg.source and "_rt.vlog(" in vg.source
+    assert "in tiles of" in _plain(vg.source) and "# on SIMD lanes" in _plain(vg.source)
+    assert (
+        "_rt.vexp(" in _plain(vg.source)
+        and "_rt.vlog1p(" in _plain(vg.source)
+        and "_rt.vlog(" in _plain(vg.source)
+    )
     # the tiled sum adds x's terms in row order: exactly the untiled loop's sum
     a = rng.normal(size=1000)
     terms = np.exp(a) * a + np.log1p(a * a)
@@ -370,11 +386,15 @@ def test_tiles_keep_float32_and_outputs_stored_for_after_the_loop():
         for got, want in zip(fused(a), plain(a)):
             assert np.asarray(got).dtype == np.asarray(want).dtype == np.float32
             np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6)
-    assert "in tiles of" in fused.source and "dtype=np.float32)" in fused.source
+    assert "in tiles of" in _plain(fused.source) and "dtype=np.float32)" in _plain(fused.source)
 
 
 def test_a_loop_with_a_libm_call_is_not_tiled():
     x = sg.tensor("x", ("n",))
     loss = sg.sum(sg.exp(x) * sg.sinh(x))  # sinh: libm's, with no arithmetic twin on lanes
     vg = _both(loss, x, [x], (rng.normal(size=300),))
-    assert "in tiles of" not in vg.source and "np.exp(" in vg.source and "_rt.v" not in vg.source
+    assert (
+        "in tiles of" not in _plain(vg.source)
+        and "np.exp(" in _plain(vg.source)
+        and "_rt.v" not in _plain(vg.source)
+    )

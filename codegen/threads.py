@@ -1,0 +1,227 @@
+"""Row blocks on threads (an IR pass on a kernel's fused loops; numba backend).
+
+``block`` gives a second version of a kernel whose fused row loops (``fusion``: the outer
+``For`` carrying a ``RowLoop``) are cut into blocks of ``BLOCK`` rows, the blocks run by a
+``numba.prange`` loop on the threads ``symgrad.config(threads=...)`` sets. The result has the
+same bits whatever the number of threads:
+
+- the partition depends on the row count alone (``BLOCK`` rows a block, the last one shorter),
+  never on the threads;
+- what a loop accumulates over rows (a running sum, a sum over the row axis, a transposed
+  product ``A.T @ r``) is accumulated per block into its own slot of a partial buffer, and the
+  partials are added after the blocks, in block order;
+- a scatter into rows near the row (``d_x[i + 1] += ...``, the adjoint of a slice) touches the
+  next block's first rows: such a loop runs the even blocks, then the odd ones, so each element
+  receives its additions in one fixed order;
+- the tiles' buffers are each block's own.
+
+A loop the pass cannot prove independent across blocks (it writes an array or a local set before
+it in another way) stays as it was, in both versions. The generated entry calls this version
+(``kernel_blocks``) only when a loop has at least ``MIN_ROWS`` rows: below, the plain kernel runs,
+on one thread, as before.
+"""
+
+from dataclasses import replace
+
+from . import ir
+from .tiling import TILE
+
+BLOCK = 16384  # rows a block: a multiple of TILE, so a block's tiles are the plain loop's
+# rows from which the entry runs the blocked kernel; measured (rosen, logreg, ew value and grad on
+# 2 threads): below it a parallel launch costs about what the second core saves
+MIN_ROWS = 131072
+PARALLEL = (
+    "{'prange': True, 'comprehension': False, 'reduction': False, 'inplace_binop': False, "
+    "'setitem': False, 'numpy': False, 'stencil': False, 'fusion': False}"
+)
+
+
+def block(kernel):
+    """(the blocked kernel's IR, the row counts of its blocked loops), or None when no fused loop
+    of ``kernel`` may have ``MIN_ROWS`` rows and be cut into blocks."""
+    plans = {}
+    moved = set()  # ids of the allocations of tile buffers: each block allocates its own
+    for stmt in kernel:
+        if isinstance(stmt, ir.For) and stmt.fused is not None and _may_be_long(stmt.stop):
+            plan = _plan(stmt)
+            if plan is not None:
+                plans[id(stmt)] = plan
+                moved.update(id(s) for s in plan.buffers)
+    if not plans:
+        return None
+    out, extents = [], []
+    for stmt in kernel:
+        if id(stmt) in moved:
+            continue
+        if id(stmt) in plans:
+            out.extend(_blocked(stmt, plans[id(stmt)]))
+            extents.append(stmt.stop)
+        else:
+            out.append(stmt)
+    return out, extents
+
+
+def _may_be_long(stop):
+    return not isinstance(stop, int) or stop >= MIN_ROWS
+
+
+class _Plan:
+    def __init__(self):
+        self.buffers = []  # Allocs of the tiles' buffers
+        self.sums = []  # scalar Vars the loop accumulates into
+        self.partial = []  # arrays the loop adds into at indices that are not the row's
+        self.phases = False  # whether some Store adds into a row near the row (i + k)
+
+
+def _plan(loop):
+    """What blocking ``loop`` takes, or None when its blocks would not be independent."""
+    row, pre = loop.fused.row, loop.fused.pre
+    allocated = {id(s.target): s for s in pre if isinstance(s, ir.Alloc)}
+    buffers = {}
+    plan = _Plan()
+    for stmt in ir.walk(loop.body):
+        if isinstance(stmt, ir.Accum):
+            if id(stmt.target) in allocated:
+                if stmt.target.shape or allocated[id(stmt.target)].fill != "zeros":
+                    return None
+                if stmt.target not in plan.sums:
+                    plan.sums.append(stmt.target)
+        elif isinstance(stmt, (ir.Assign, ir.Alloc)):
+            if id(stmt.target) in allocated:
+                return None
+        elif isinstance(stmt, ir.Store):
+            target = stmt.array
+            if id(target) not in allocated:
+                return None
+            kind = _store_kind(stmt, row)
+            if kind == "buffer" and target.shape == (TILE,):
+                buffers[id(target)] = allocated[id(target)]
+            elif kind == "row":
+                pass
+            elif kind == "near" and stmt.add:
+                plan.phases = True
+            elif kind == "across" and stmt.add and allocated[id(target)].fill == "zeros":
+                if target not in plan.partial:
+                    plan.partial.append(target)
+            else:
+                return None
+    if any(t in plan.partial for t in buffers):
+        return None
+    plan.buffers = list(buffers.values())
+    return plan
+
+
+def _store_kind(stmt, row):
+    """ "row" (the index holds the row: no other row writes there), "near" (``row + k``, k a small
+    int: the next block's first rows), "buffer" (``row - tile start``: a tile's buffer), "across"
+    (the row is not in the index: every row adds there), or None."""
+    if any(i is row for i in stmt.index):
+        return "row"
+    kinds = set()
+    for i in stmt.index:
+        if isinstance(i, ir.Shift) and i.index is row:
+            start = i.start
+            if isinstance(start, ir.LoopVar) and i.sign < 0:
+                kinds.add("buffer")
+            elif isinstance(start, ir.WindowStart) and isinstance(start.value, int) and i.sign > 0:
+                if not 0 < start.value < BLOCK:
+                    return None
+                kinds.add("near")
+            else:
+                return None
+        elif any(leaf is row for leaf in _index_leaves(i)):
+            return None
+    if not kinds:
+        return "across"
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _index_leaves(i):
+    if isinstance(i, (ir.Shift, ir.Affine)):
+        yield from _index_leaves(i.index)
+    elif isinstance(i, ir.Span):
+        yield from _index_leaves(i.start)
+    elif isinstance(i, ir.Value):
+        yield from ir.leaves(i)
+    else:
+        yield i
+
+
+def _blocked(loop, plan):
+    """The statements running ``loop`` block by block (see the module's doc)."""
+    rows = loop.stop
+    nblocks = ir.Var("nblocks", "int64")
+    stmts = [
+        ir.Note(f"in blocks of {BLOCK} rows on the threads (symgrad.config(threads=...)), the partial sums")
+    ]
+    stmts.append(
+        ir.Note(
+            "added in block order"
+            + (
+                "; even blocks, then odd ones (a block adds into the next one's first rows)"
+                if plan.phases
+                else ""
+            )
+        )
+    )
+    stmts += [
+        ir.Assign(nblocks, ir.Formula(f"({{0}} + {BLOCK - 1}) // {BLOCK}", (rows,))),
+    ]
+    partial_of = {}
+    for target in plan.sums + plan.partial:
+        p = ir.Var("partial", target.dtype, like=target, suffix="_p")
+        partial_of[id(target)] = p
+        if target.shape:
+            code = f"np.zeros(({{0}},) + {{1}}.shape, dtype=np.{target.dtype})"
+            stmts.append(
+                ir.Assign(p, ir.Formula(code, (nblocks, target), target.dtype, (None,) + target.shape))
+            )
+        else:
+            stmts.append(ir.Assign(p, ir.Formula(f"np.zeros({{0}}, dtype=np.{target.dtype})", (nblocks,))))
+    h = ir.LoopVar("blk")
+    if plan.phases:
+        phase = ir.LoopVar("phase")
+        b = ir.Var("block", "int64")
+        inner = [ir.Assign(b, ir.Formula("2 * {0} + {1}", (h, phase)))]
+    else:
+        b, inner = h, []
+    lo = ir.LoopVar("lo", like=loop.fused.row, suffix="_lo")
+    hi = ir.LoopVar("hi", like=loop.fused.row, suffix="_hi")
+    inner += [ir.Assign(lo, ir.Formula(f"{{0}} * {BLOCK}", (b,))), ir.Bound(hi, lo, BLOCK, rows)]
+    inner += list(plan.buffers)
+    own = {}
+    for target in plan.sums:
+        own[id(target)] = ir.Var("sum", target.dtype, like=target, suffix="_b")
+        inner.append(ir.Alloc(own[id(target)], "zeros"))
+    body = _rewrite(loop.body, own, partial_of, b, rows, hi)
+    inner.append(replace(loop, stop=hi, start=lo, body=body, fused=None))
+    for target in plan.sums:
+        inner.append(ir.Store(partial_of[id(target)], (b,), own[id(target)]))
+    if plan.phases:
+        half = ir.Formula("({0} + 1 - {1}) // 2", (nblocks, phase))
+        stmts.append(ir.For(phase, 2, [ir.For(h, half, inner, parallel=True)]))
+    else:
+        stmts.append(ir.For(h, nblocks, inner, parallel=True))
+    if partial_of:
+        c = ir.LoopVar("blk")
+        adds = [ir.Accum(t, ir.Elem(partial_of[id(t)], (c,))) for t in plan.sums + plan.partial]
+        stmts.append(ir.For(c, nblocks, adds))
+    return stmts
+
+
+def _rewrite(block, own, partial_of, b, rows, hi):
+    """A copy of ``block`` adding into each block's own accumulators, the tiles ending at ``hi``."""
+    out = []
+    for stmt in block:
+        if isinstance(stmt, ir.Accum) and id(stmt.target) in own:
+            stmt = replace(stmt, target=own[id(stmt.target)])
+        elif isinstance(stmt, ir.Store) and id(stmt.array) in partial_of:
+            stmt = replace(stmt, array=partial_of[id(stmt.array)], index=(b,) + tuple(stmt.index))
+        elif isinstance(stmt, ir.Bound) and stmt.stop is rows:
+            stmt = replace(stmt, stop=hi)
+        elif isinstance(stmt, ir.For):
+            stmt = replace(stmt, body=_rewrite(stmt.body, own, partial_of, b, rows, hi))
+        elif isinstance(stmt, ir.If):
+            stmt = replace(stmt, blocks=tuple(_rewrite(k, own, partial_of, b, rows, hi) for k in stmt.blocks))
+        out.append(stmt)
+    return out

@@ -1,0 +1,130 @@
+"""Long fused loops in row blocks on threads (codegen/threads.py): the same bits on 1 and 2
+threads, the values numpy's, and sg.config(threads=...) / SYMGRAD_THREADS checked."""
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.codegen import threads
+from symgrad.errors import InputError
+
+ROWS = threads.MIN_ROWS + 3 * threads.BLOCK + 17  # several blocks, the last one short
+
+
+def _on(count, fn, *args):
+    with sg.config(threads=count):
+        return fn(*args)
+
+
+def _same_bits(a, b):
+    va, ga = a
+    vb, gb = b
+    assert np.float64(va).tobytes() == np.float64(vb).tobytes()
+    for x, y in zip(ga, gb):
+        assert x.tobytes() == y.tobytes()
+
+
+def test_rosenbrock_same_bits_on_one_and_two_threads():
+    # a running sum and scatters into the row and the next one (the slices' adjoints): blocks
+    # run even, then odd, and the partial sums add in block order
+    x = sg.tensor("x", ("n",))
+    vg = sg.value_and_grad(sg.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2), wrt=[x])
+    assert "numba.prange" in vg.source and "def kernel_blocks(x):" in vg.source
+    xs = np.random.default_rng(0).uniform(-1, 1, ROWS + 1)
+    one, two = _on(1, vg, xs), _on(2, vg, xs)
+    _same_bits(one, two)
+    a, b = xs[1:] - xs[:-1] ** 2, 1 - xs[:-1]
+    g = np.zeros_like(xs)
+    g[1:] += 200 * a
+    g[:-1] += -400 * a * xs[:-1] - 2 * b
+    assert math.isclose(one[0], math.fsum(100 * a * a + b * b), rel_tol=1e-12)
+    np.testing.assert_allclose(one[1][0], g, rtol=1e-12, atol=1e-12)
+
+
+def test_logistic_regression_same_bits_on_one_and_two_threads():
+    # a tiled loop with a dot product per row and a transposed product X.T @ r: per-block partial
+    # arrays, added in block order
+    w, X, y = sg.tensor("w", ("d",)), sg.tensor("X", ("n", "d")), sg.tensor("y", ("n",))
+    vg = sg.value_and_grad(sg.mean(sg.logaddexp(0.0, -y * (X @ w))) + 1e-3 * sg.dot(w, w), wrt=[w])
+    rng = np.random.default_rng(1)
+    args = (rng.normal(size=4) * 0.3, rng.normal(size=(ROWS, 4)), rng.choice([-1.0, 1.0], ROWS))
+    one, two = _on(1, vg, *args), _on(2, vg, *args)
+    _same_bits(one, two)
+    wv, Xv, yv = args
+    m = -yv * (Xv @ wv)
+    assert math.isclose(one[0], np.mean(np.logaddexp(0.0, m)) + 1e-3 * (wv @ wv), rel_tol=1e-12)
+    grad = Xv.T @ (-yv * (0.5 * (1 + np.tanh(0.5 * m))) / ROWS) + 2e-3 * wv
+    np.testing.assert_allclose(one[1][0], grad, rtol=1e-10, atol=1e-14)
+
+
+def test_column_sums_and_short_calls():
+    # a sum over the row axis (a partial array per block) and a row-wise output; a call with few
+    # rows runs the plain kernel and agrees with numpy too
+    A = sg.tensor("A", ("n", 3))
+    f = sg.compile([sg.sum(sg.exp(A) * A, axis=0), sg.tanh(A) * 2.0])
+    assert "numba.prange" in f.source
+    a = np.random.default_rng(2).normal(size=(ROWS, 3))
+    one, two = _on(1, f, a), _on(2, f, a)
+    for p, q in zip(one, two):
+        assert p.tobytes() == q.tobytes()
+    np.testing.assert_allclose(one[0], np.sum(np.exp(a) * a, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(one[1], np.tanh(a) * 2.0, rtol=1e-15)
+    small = a[:100]
+    np.testing.assert_allclose(_on(2, f, small)[0], np.sum(np.exp(small) * small, axis=0), rtol=1e-13)
+
+
+def test_float32_sum_through_a_where_same_bits():
+    # a float32 sum accumulates in float64 per block; the branches of a where are copied per block
+    x = sg.tensor("x", ("n",), dtype="float32")
+    vg = sg.value_and_grad(sg.sum(sg.where(x > 0, sg.log1p(x * x), sg.sin(x))), wrt=[x])
+    a = np.random.default_rng(3).normal(size=ROWS).astype(np.float32)
+    one, two = _on(1, vg, a), _on(2, vg, a)
+    assert type(one[0]) is np.float32
+    assert one[0].tobytes() == two[0].tobytes() and one[1][0].tobytes() == two[1][0].tobytes()
+    a64 = a.astype(np.float64)
+    assert math.isclose(one[0], math.fsum(np.where(a64 > 0, np.log1p(a64 * a64), np.sin(a64))), rel_tol=1e-6)
+    grad = np.where(a64 > 0, 2 * a64 / (1 + a64 * a64), np.cos(a64))
+    np.testing.assert_allclose(one[1][0], grad, rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_backend_ignores_threads():
+    x = sg.tensor("x", ("n",))
+    f = sg.compile(sg.sum(sg.sin(x)), backend="numpy")
+    assert "prange" not in f.source
+    xs = np.linspace(0, 1, 1000)
+    assert math.isclose(_on(2, f, xs), math.fsum(np.sin(xs)), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2", [2]])
+def test_config_threads_refuses_what_is_not_a_count(bad):
+    with pytest.raises(
+        InputError,
+        match=re.escape("symgrad.config: threads must be an int >= 1") + ".*got " + re.escape(repr(bad)),
+    ):
+        sg.config(threads=bad)
+
+
+def test_config_threads_sets_and_restores():
+    before = sg.config()["threads"]
+    with sg.config(threads=1) as now:
+        assert now["threads"] == 1
+    assert sg.config()["threads"] == before
+
+
+@pytest.mark.parametrize("text", ["0", "two", "-1", "1.5"])
+def test_environment_threads_refused_naming_the_variable(monkeypatch, text):
+    monkeypatch.setenv("SYMGRAD_THREADS", text)
+    with pytest.raises(
+        InputError, match=re.escape(f"environment variable SYMGRAD_THREADS={text!r}: threads must be")
+    ):
+        sg.config()
+
+
+def test_environment_threads_read(monkeypatch):
+    monkeypatch.setenv("SYMGRAD_THREADS", " 2 ")
+    assert sg.config()["threads"] == 2
+    with sg.config(threads=1) as now:  # config wins over the environment
+        assert now["threads"] == 1
