@@ -18,6 +18,7 @@ from symgrad.graph import dim_str, topo_order
 from symgrad.ops.registry import OPS
 from symgrad._version import __version__
 from . import branches, ir
+from .runtime import DIRECT_SCALARS
 from .schedule import (
     Namer,
     comment_text,
@@ -626,7 +627,9 @@ class Emitter:
     def entry_function(self, inputs, params, dims, outputs, structure, entry):
         # plain positional calls (the hot path) bind directly; anything else (keywords, a wrong
         # count) is bound by name in _cv.call_by_name, which raises InputError naming the problem
-        missing = " or ".join(f"{p} is _cv.MISSING" for p in params)
+        # positional arguments fill the parameters in order: when the last one is given, all are
+        missing = f"{params[-1]} is _cv.MISSING" if params else ""
+        missing_any = " or ".join(f"{p} is _cv.MISSING" for p in params)
         signature = (
             ", ".join(f"{p}=_cv.MISSING" for p in params) + ", /, *more, **named"
             if params
@@ -644,7 +647,7 @@ class Emitter:
             for s, p in zip(inputs, params):
                 lines.append(f"            if {p} is _cv.MISSING:")
                 lines.append(f"                {p} = named.pop({literal(s.name)}, _cv.MISSING)")
-            lines.append(f"        if more or named{' or ' + missing if missing else ''}:")
+            lines.append(f"        if more or named{' or ' + missing_any if missing_any else ''}:")
             indent = "            "
         else:
             indent = "        "
@@ -660,17 +663,14 @@ class Emitter:
                     # numpy scalars follow IEEE as machine code does; Python floats raise on
                     # 1/0 and 10.0**400 and turn (-8.0)**(1/3) complex
                     lines.append(f"    {p} = _cv.numpy_scalar({p}, {label}, {s.dtype!r})")
-                elif s.dtype == "float64":
-                    # a Python float or a numpy float64 goes to the machine code as it is
-                    lines.append(f"    if type({p}) is not float and type({p}) is not _cv.float64_scalar:")
-                    lines.append(f"        {p} = _cv.scalar({p}, {label}, 'float64')")
                 else:
-                    lines.append(f"    {p} = _cv.scalar({p}, {label}, {s.dtype!r})")
+                    lines += direct_scalar_lines(p, label, s.dtype)
             else:
-                # carray: C-contiguous, aligned and writeable, as the compiled code's types assume
+                # C-contiguous and aligned (flags 0x101), as the compiled code's types assume; a
+                # read-only array goes to the machine code as it is (a kernel never writes its inputs)
                 lines.append(
                     f"    if type({p}) is not _cv.ndarray or {p}.dtype is not _cv.{s.dtype} "
-                    f"or {p}.ndim != {s.ndim} or not {p}.flags.carray:"
+                    f"or {p}.ndim != {s.ndim} or {p}.flags.num & 257 != 257:"
                 )
                 # an argument kind symgrad's layers above handle (a Dask array stays lazy: the call
                 # is split over its row blocks by symgrad.dask_arrays); see runtime.register_array_hook
@@ -735,6 +735,36 @@ class Emitter:
                 lines.append(f"    out = ({', '.join(boxed)},)")
         lines.append(f"    return {structure}")
         return lines
+
+
+def direct_scalar_lines(p, label, dtype):
+    """The entry's lines for the scalar parameter ``p`` of a compiled kernel: the kinds the machine
+    code reads as ``runtime.scalar`` would convert them (``runtime.DIRECT_SCALARS``; a Python int
+    in the int64 range; a 0-d float64 array for a float64) go to it as they are, with no call;
+    anything else is converted or refused by ``runtime.scalar``."""
+    convert = f"{p} = _cv.scalar({p}, {label}, {dtype!r})"
+    if dtype not in DIRECT_SCALARS:
+        return [f"    {convert}"]
+    direct = f"type({p}) not in _cv.direct_{dtype}"
+    if dtype == "bool" or dtype == "float32":
+        return [f"    if {direct}:", f"        {convert}"]
+    in_range = [
+        f"    {'if' if dtype == 'int64' else 'elif'} type({p}) is int:",
+        f"        if not -9223372036854775808 <= {p} < 9223372036854775808:",
+        f"            {convert}",
+    ]
+    if dtype == "int64":
+        return in_range + [f"    elif {direct}:", f"        {convert}"]
+    # float64: a Python float costs one test, the other direct kinds two
+    return (
+        [f"    if type({p}) is not float and {direct}:"]
+        + ["    " + line.replace("elif", "if", 1) for line in in_range[:1]]
+        + ["    " + line for line in in_range[1:]]
+        + [
+            f"        elif type({p}) is not _cv.ndarray or {p}.dtype is not _cv.float64 or {p}.ndim:",
+            f"            {convert}",
+        ]
+    )
 
 
 def has_loops(nodes):
