@@ -664,7 +664,7 @@ class Emitter:
                     # 1/0 and 10.0**400 and turn (-8.0)**(1/3) complex
                     lines.append(f"    {p} = _cv.numpy_scalar({p}, {label}, {s.dtype!r})")
                 else:
-                    lines += direct_scalar_lines(p, label, s.dtype)
+                    lines += direct_scalar_lines(p, label, s.dtype, self.standalone)
             else:
                 # C-contiguous and aligned (flags 0x101), as the compiled code's types assume; a
                 # read-only array goes to the machine code as it is (a kernel never writes its inputs)
@@ -737,29 +737,33 @@ class Emitter:
         return lines
 
 
-def direct_scalar_lines(p, label, dtype):
+def direct_scalar_lines(p, label, dtype, typed_by_kind=False):
     """The entry's lines for the scalar parameter ``p`` of a compiled kernel: the kinds the machine
-    code reads as ``runtime.scalar`` would convert them (``runtime.DIRECT_SCALARS``; a Python int
+    code reads as ``runtime.scalar`` would convert them (``runtime.direct_<dtype>``; a Python int
     in the int64 range; a 0-d float64 array for a float64) go to it as they are, with no call;
-    anything else is converted or refused by ``runtime.scalar``."""
+    anything else is converted or refused by ``runtime.scalar``. ``typed_by_kind``: the kernel is
+    numba's dispatcher (a saved module), which would compile a new version for another kind, so
+    only the kinds numba types as ``dtype`` go as they are (``runtime.typed_<dtype>``)."""
     convert = f"{p} = _cv.scalar({p}, {label}, {dtype!r})"
     if dtype not in DIRECT_SCALARS:
         return [f"    {convert}"]
-    direct = f"type({p}) not in _cv.direct_{dtype}"
-    if dtype == "bool" or dtype == "float32":
+    direct = f"type({p}) not in _cv.{'typed' if typed_by_kind else 'direct'}_{dtype}"
+    if dtype in ("bool", "float32"):
         return [f"    if {direct}:", f"        {convert}"]
     in_range = [
-        f"    {'if' if dtype == 'int64' else 'elif'} type({p}) is int:",
-        f"        if not -9223372036854775808 <= {p} < 9223372036854775808:",
-        f"            {convert}",
+        f"if type({p}) is int:",
+        f"    if not -9223372036854775808 <= {p} < 9223372036854775808:",
+        f"        {convert}",
     ]
     if dtype == "int64":
-        return in_range + [f"    elif {direct}:", f"        {convert}"]
+        return ["    " + line for line in in_range] + [f"    elif {direct}:", f"        {convert}"]
     # float64: a Python float costs one test, the other direct kinds two
+    lines = [f"    if type({p}) is not float and {direct}:"]
+    if typed_by_kind:  # numba types a Python int as int64 or uint64, a 0-d array as an array
+        return lines + [f"        {convert}"]
     return (
-        [f"    if type({p}) is not float and {direct}:"]
-        + ["    " + line.replace("elif", "if", 1) for line in in_range[:1]]
-        + ["    " + line for line in in_range[1:]]
+        lines
+        + ["        " + line for line in in_range]
         + [
             f"        elif type({p}) is not _cv.ndarray or {p}.dtype is not _cv.float64 or {p}.ndim:",
             f"            {convert}",

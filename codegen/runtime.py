@@ -70,7 +70,14 @@ direct_float64 = frozenset(
 direct_float32 = frozenset([np.float32, np.float16])
 direct_int64 = frozenset([np.bool_, _builtin_bool, *_NUMPY_INTS])
 direct_bool = frozenset([np.bool_, _builtin_bool])
-DIRECT_SCALARS = ("float64", "float32", "int64", "bool")  # the dtypes with a direct_<dtype> set
+# a saved module calls numba's dispatcher, which compiles a version for each argument type: there
+# only the kinds numba types as the parameter's dtype go as they are (a Python float, checked in
+# the entry, too)
+typed_float64 = frozenset([np.float64])
+typed_float32 = frozenset([np.float32])
+typed_int64 = frozenset([np.int64])
+typed_bool = frozenset([np.bool_, _builtin_bool])
+DIRECT_SCALARS = ("float64", "float32", "int64", "bool")  # the dtypes with direct_ and typed_ sets
 _load_lock = threading.Lock()
 
 

@@ -233,3 +233,19 @@ def test_scalars_of_a_kind_the_parameter_cannot_take_keep_their_error(
     args[position] = value
     with pytest.raises(sg.InputError, match=message):
         typed[backend](*args)
+
+
+def test_a_saved_module_compiles_one_version_whatever_scalar_kinds_it_is_given(typed, tmp_path):
+    # a saved module calls numba's dispatcher, which would compile a float32 (less precise)
+    # version for np.float32 arguments: there only the kinds typed as the parameter go as they are
+    import importlib.util
+
+    path = typed["numba"].save(tmp_path / "typed_kinds.py")
+    spec = importlib.util.spec_from_file_location("typed_kinds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for x in [0.7, np.float64(0.7), np.float32(0.7), np.int32(-7), 3, np.array(0.7)]:
+        for n, b in [(2, True), (np.int32(2), np.True_), (np.uint8(2), np.array(False))]:
+            got = module.call(x, np.float16(1.5), n, b)
+            assert got == pytest.approx(_truth(x, 1.5, n, b), rel=1e-15), (x, n, b)
+    assert len(module.kernel.signatures) == 1
