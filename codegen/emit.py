@@ -628,34 +628,32 @@ class Emitter:
         # plain positional calls (the hot path) bind directly; anything else (keywords, a wrong
         # count) is bound by name in _cv.call_by_name, which raises InputError naming the problem
         # positional arguments fill the parameters in order: when the last one is given, all are
-        missing = f"{params[-1]} is _cv.MISSING" if params else ""
-        missing_any = " or ".join(f"{p} is _cv.MISSING" for p in params)
+        missing = f" or {params[-1]} is _cv.MISSING" if params else ""
         signature = (
             ", ".join(f"{p}=_cv.MISSING" for p in params) + ", /, *more, **named"
             if params
             else "*more, **named"
         )
+        by_name = (
+            f"return _cv.call_by_name({entry}, {literal(self.title)}, "
+            f"({''.join(literal(s.name) + ', ' for s in inputs)}), ({''.join(p + ', ' for p in params)}), "
+            "more, named)"
+        )
         lines = [
             f"def {entry}({signature}):",
             '    """Check and convert the arguments, then run the kernel."""',
-            f"    if more or named{' or ' + missing if missing else ''}:",
+            f"    if more or named{missing}:",
         ]
         if params:
-            # a call by keyword binds here, one dict lookup per argument; anything left over (an
-            # unknown name, a name given twice, a missing argument) is reported by call_by_name
-            lines.append("        if named and not more:")
+            # a call by keyword binds here, one dict lookup per argument not given by position;
+            # what cannot bind (a missing argument, an unknown name, a name given twice, one
+            # argument too many) is reported by call_by_name, which takes the popped ones as named
+            lines.append("        try:")
             for s, p in zip(inputs, params):
                 lines.append(f"            if {p} is _cv.MISSING:")
-                lines.append(f"                {p} = named.pop({literal(s.name)}, _cv.MISSING)")
-            lines.append(f"        if more or named{' or ' + missing_any if missing_any else ''}:")
-            indent = "            "
-        else:
-            indent = "        "
-        lines += [
-            f"{indent}return _cv.call_by_name({entry}, {literal(self.title)}, "
-            f"({''.join(literal(s.name) + ', ' for s in inputs)}), ({''.join(p + ', ' for p in params)}), "
-            "more, named)",
-        ]
+                lines.append(f"                {p} = named.pop({literal(s.name)})")
+            lines += ["        except KeyError:", f"            {by_name}", "        if more or named:"]
+        lines.append(f"            {by_name}" if params else f"        {by_name}")
         for s, p in zip(inputs, params):
             label = literal(s.name)
             if s.ndim == 0:
@@ -683,20 +681,20 @@ class Emitter:
         bound = set()
         for s, p in zip(inputs, params):
             for axis, d in enumerate(s.shape):
+                # len() reads axis 0 without making the shape tuple (p is an ndarray of its rank here)
+                size = f"len({p})" if axis == 0 else f"{p}.shape[{axis}]"
                 if isinstance(d, int):
-                    lines.append(f"    if {p}.shape[{axis}] != {d}:")
-                    lines.append(
-                        f"        raise _cv.fixed_dim_error({literal(s.name)}, {axis}, {p}.shape[{axis}], {d})"
-                    )
+                    lines.append(f"    if {size} != {d}:")
+                    lines.append(f"        raise _cv.fixed_dim_error({literal(s.name)}, {axis}, {size}, {d})")
                 elif d.is_Symbol and d.name not in bound and dims.get(d.name) == (p, axis):
                     bound.add(d.name)
-                    lines.append(f"    {dim_identifier(d.name)} = {p}.shape[{axis}]")
+                    lines.append(f"    {dim_identifier(d.name)} = {size}")
                 else:
                     first_p, first_axis = dims[d.name] if d.is_Symbol else (None, None)
                     first_sym = next(x.name for x, q in zip(inputs, params) if q == first_p)
-                    lines.append(f"    if {p}.shape[{axis}] != {dim_text(d)}:")
+                    lines.append(f"    if {size} != {dim_text(d)}:")
                     lines.append(
-                        f"        raise _cv.dim_error({literal(s.name)}, {axis}, {p}.shape[{axis}], "
+                        f"        raise _cv.dim_error({literal(s.name)}, {axis}, {size}, "
                         f"{literal(d.name)}, {literal(first_sym)}, {first_axis}, {dim_text(d)})"
                     )
         name_of_param = {p: s.name for s, p in zip(inputs, params)}
