@@ -755,18 +755,16 @@ def direct_scalar_lines(p, label, dtype, typed_by_kind=False):
     ]
     if dtype == "int64":
         return ["    " + line for line in in_range] + [f"    elif {direct}:", f"        {convert}"]
-    # float64: a Python float costs one test, the other direct kinds two
-    lines = [f"    if type({p}) is not float and {direct}:"]
     if typed_by_kind:  # numba types a Python int as int64 or uint64, a 0-d array as an array
-        return lines + [f"        {convert}"]
-    return (
-        lines
-        + ["        " + line for line in in_range]
-        + [
-            f"        elif type({p}) is not _cv.ndarray or {p}.dtype is not _cv.float64 or {p}.ndim:",
-            f"            {convert}",
-        ]
-    )
+        return [f"    if type({p}) is not float and {direct}:", f"        {convert}"]
+    # float64: a Python float and a numpy float64 (a float subclass) cost one test; numba reads a
+    # float subclass with float(), as runtime.scalar would
+    return [
+        f"    if not isinstance({p}, float) and {direct}:",
+        *["        " + line for line in in_range],
+        f"        elif type({p}) is not _cv.ndarray or {p}.dtype is not _cv.float64 or {p}.ndim:",
+        f"            {convert}",
+    ]
 
 
 def has_loops(nodes):
