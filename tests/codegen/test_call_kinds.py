@@ -148,8 +148,12 @@ def _truth(x, s, n, b):
     )
 
 
+class _Float(float):
+    """A float subclass: read with float(), as numpy's float64 is."""
+
+
 FLOAT64_KINDS = [
-    0.7, np.float64(0.7), np.float32(0.7), np.float16(0.7), np.int8(-7), np.int16(7), np.int32(-7),
+    0.7, _Float(0.7), np.float64(0.7), np.float32(0.7), np.float16(0.7), np.int8(-7), np.int16(7), np.int32(-7),
     np.int64(7), np.uint8(7), np.uint16(7), np.uint32(7), np.uint64(2**64 - 1), True, np.True_,
     3, I64 - 1, -I64, I64, np.array(0.7), np.array(7), np.array(0.7, dtype=np.float32),
 ]  # fmt: skip
@@ -192,7 +196,7 @@ def test_the_common_kinds_reach_the_machine_code_without_a_conversion_call(typed
     monkeypatch.setattr(runtime, "scalar", refuse)
     monkeypatch.setattr(runtime, "array", refuse)
     f = typed["numba"]
-    for x in [0.7, np.float64(0.7), np.float32(0.7), np.int64(7), np.uint64(7), 3, -I64, True, np.array(0.7)]:
+    for x in [0.7, _Float(0.7), np.float64(0.7), np.float32(0.7), np.int64(7), 3, -I64, True, np.array(0.7)]:
         f(x, np.float32(1.5), 2, True)
     for n in [5, I64 - 1, -I64, np.int32(5), np.True_]:
         f(0.7, np.float16(1.5), n, np.True_)
