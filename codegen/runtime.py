@@ -60,9 +60,10 @@ MISSING = _Missing()
 # The scalar kinds a generated entry passes to the machine code as they are, per parameter dtype:
 # numba reads a float parameter with PyNumber_Float (what float() does), an int one with
 # PyNumber_Long (int()) and a bool one with PyObject_IsTrue (bool()), which give each of these
-# kinds exactly the value ``scalar`` converts it to. (A Python float for a float64, a Python int
-# in the int64 range and a 0-d float64 array are tested in the entry itself: see
-# emit.direct_scalar_lines.) Anything else goes through ``scalar``, which converts or refuses it.
+# kinds exactly the value ``scalar`` converts it to. (A float or float subclass, numpy's float64
+# among them, for a float64, a Python int in the int64 range and a 0-d float64 array are tested in
+# the entry itself: see emit.direct_scalar_lines.) Anything else goes through ``scalar``, which
+# converts or refuses it.
 _NUMPY_INTS = [np.int64, np.int32, np.int16, np.int8, np.uint32, np.uint16, np.uint8]
 direct_float64 = frozenset(
     [np.float64, np.float32, np.float16, np.uint64, np.bool_, _builtin_bool, *_NUMPY_INTS]
