@@ -18,6 +18,7 @@ from symgrad.graph import dim_str, topo_order
 from symgrad.ops.registry import OPS
 from symgrad._version import __version__
 from . import branches, ir
+from .runtime import DIRECT_SCALARS
 from .threads import MIN_ROWS
 from .schedule import (
     Namer,
@@ -661,33 +662,33 @@ class Emitter:
     def entry_function(self, inputs, params, dims, outputs, structure, entry):
         # plain positional calls (the hot path) bind directly; anything else (keywords, a wrong
         # count) is bound by name in _cv.call_by_name, which raises InputError naming the problem
-        missing = " or ".join(f"{p} is _cv.MISSING" for p in params)
+        # positional arguments fill the parameters in order: when the last one is given, all are
+        missing = f" or {params[-1]} is _cv.MISSING" if params else ""
         signature = (
             ", ".join(f"{p}=_cv.MISSING" for p in params) + ", /, *more, **named"
             if params
             else "*more, **named"
         )
+        by_name = (
+            f"return _cv.call_by_name({entry}, {literal(self.title)}, "
+            f"({''.join(literal(s.name) + ', ' for s in inputs)}), ({''.join(p + ', ' for p in params)}), "
+            "more, named)"
+        )
         lines = [
             f"def {entry}({signature}):",
             '    """Check and convert the arguments, then run the kernel."""',
-            f"    if more or named{' or ' + missing if missing else ''}:",
+            f"    if more or named{missing}:",
         ]
         if params:
-            # a call by keyword binds here, one dict lookup per argument; anything left over (an
-            # unknown name, a name given twice, a missing argument) is reported by call_by_name
-            lines.append("        if named and not more:")
+            # a call by keyword binds here, one dict lookup per argument not given by position;
+            # what cannot bind (a missing argument, an unknown name, a name given twice, one
+            # argument too many) is reported by call_by_name, which takes the popped ones as named
+            lines.append("        try:")
             for s, p in zip(inputs, params):
                 lines.append(f"            if {p} is _cv.MISSING:")
-                lines.append(f"                {p} = named.pop({literal(s.name)}, _cv.MISSING)")
-            lines.append(f"        if more or named{' or ' + missing if missing else ''}:")
-            indent = "            "
-        else:
-            indent = "        "
-        lines += [
-            f"{indent}return _cv.call_by_name({entry}, {literal(self.title)}, "
-            f"({''.join(literal(s.name) + ', ' for s in inputs)}), ({''.join(p + ', ' for p in params)}), "
-            "more, named)",
-        ]
+                lines.append(f"                {p} = named.pop({literal(s.name)})")
+            lines += ["        except KeyError:", f"            {by_name}", "        if more or named:"]
+        lines.append(f"            {by_name}" if params else f"        {by_name}")
         for s, p in zip(inputs, params):
             label = literal(s.name)
             if s.ndim == 0:
@@ -695,17 +696,14 @@ class Emitter:
                     # numpy scalars follow IEEE as machine code does; Python floats raise on
                     # 1/0 and 10.0**400 and turn (-8.0)**(1/3) complex
                     lines.append(f"    {p} = _cv.numpy_scalar({p}, {label}, {s.dtype!r})")
-                elif s.dtype == "float64":
-                    # a Python float or a numpy float64 goes to the machine code as it is
-                    lines.append(f"    if type({p}) is not float and type({p}) is not _cv.float64_scalar:")
-                    lines.append(f"        {p} = _cv.scalar({p}, {label}, 'float64')")
                 else:
-                    lines.append(f"    {p} = _cv.scalar({p}, {label}, {s.dtype!r})")
+                    lines += direct_scalar_lines(p, label, s.dtype, self.standalone)
             else:
-                # carray: C-contiguous, aligned and writeable, as the compiled code's types assume
+                # C-contiguous and aligned (flags 0x101), as the compiled code's types assume; a
+                # read-only array goes to the machine code as it is (a kernel never writes its inputs)
                 lines.append(
                     f"    if type({p}) is not _cv.ndarray or {p}.dtype is not _cv.{s.dtype} "
-                    f"or {p}.ndim != {s.ndim} or not {p}.flags.carray:"
+                    f"or {p}.ndim != {s.ndim} or {p}.flags.num & 257 != 257:"
                 )
                 # an argument kind symgrad's layers above handle (a Dask array stays lazy: the call
                 # is split over its row blocks by symgrad.dask_arrays); see runtime.register_array_hook
@@ -718,20 +716,20 @@ class Emitter:
         bound = set()
         for s, p in zip(inputs, params):
             for axis, d in enumerate(s.shape):
+                # len() reads axis 0 without making the shape tuple (p is an ndarray of its rank here)
+                size = f"len({p})" if axis == 0 else f"{p}.shape[{axis}]"
                 if isinstance(d, int):
-                    lines.append(f"    if {p}.shape[{axis}] != {d}:")
-                    lines.append(
-                        f"        raise _cv.fixed_dim_error({literal(s.name)}, {axis}, {p}.shape[{axis}], {d})"
-                    )
+                    lines.append(f"    if {size} != {d}:")
+                    lines.append(f"        raise _cv.fixed_dim_error({literal(s.name)}, {axis}, {size}, {d})")
                 elif d.is_Symbol and d.name not in bound and dims.get(d.name) == (p, axis):
                     bound.add(d.name)
-                    lines.append(f"    {dim_identifier(d.name)} = {p}.shape[{axis}]")
+                    lines.append(f"    {dim_identifier(d.name)} = {size}")
                 else:
                     first_p, first_axis = dims[d.name] if d.is_Symbol else (None, None)
                     first_sym = next(x.name for x, q in zip(inputs, params) if q == first_p)
-                    lines.append(f"    if {p}.shape[{axis}] != {dim_text(d)}:")
+                    lines.append(f"    if {size} != {dim_text(d)}:")
                     lines.append(
-                        f"        raise _cv.dim_error({literal(s.name)}, {axis}, {p}.shape[{axis}], "
+                        f"        raise _cv.dim_error({literal(s.name)}, {axis}, {size}, "
                         f"{literal(d.name)}, {literal(first_sym)}, {first_axis}, {dim_text(d)})"
                     )
         name_of_param = {p: s.name for s, p in zip(inputs, params)}
@@ -790,6 +788,38 @@ def _at_least(dim, rows):
         if offset.is_Integer:
             return f"{dim_text(symbol)} >= {rows - int(offset)}"
     return f"{dim_text(dim)} >= {rows}"
+
+
+def direct_scalar_lines(p, label, dtype, typed_by_kind=False):
+    """The entry's lines for the scalar parameter ``p`` of a compiled kernel: the kinds the machine
+    code reads as ``runtime.scalar`` would convert them (``runtime.direct_<dtype>``; a Python int
+    in the int64 range; a 0-d float64 array for a float64) go to it as they are, with no call;
+    anything else is converted or refused by ``runtime.scalar``. ``typed_by_kind``: the kernel is
+    numba's dispatcher (a saved module), which would compile a new version for another kind, so
+    only the kinds numba types as ``dtype`` go as they are (``runtime.typed_<dtype>``)."""
+    convert = f"{p} = _cv.scalar({p}, {label}, {dtype!r})"
+    if dtype not in DIRECT_SCALARS:
+        return [f"    {convert}"]
+    direct = f"type({p}) not in _cv.{'typed' if typed_by_kind else 'direct'}_{dtype}"
+    if dtype in ("bool", "float32"):
+        return [f"    if {direct}:", f"        {convert}"]
+    in_range = [
+        f"if type({p}) is int:",
+        f"    if not -9223372036854775808 <= {p} < 9223372036854775808:",
+        f"        {convert}",
+    ]
+    if dtype == "int64":
+        return ["    " + line for line in in_range] + [f"    elif {direct}:", f"        {convert}"]
+    if typed_by_kind:  # numba types a Python int as int64 or uint64, a 0-d array as an array
+        return [f"    if type({p}) is not float and {direct}:", f"        {convert}"]
+    # float64: a Python float and a numpy float64 (a float subclass) cost one test; numba reads a
+    # float subclass with float(), as runtime.scalar would
+    return [
+        f"    if not isinstance({p}, float) and {direct}:",
+        *["        " + line for line in in_range],
+        f"        elif type({p}) is not _cv.ndarray or {p}.dtype is not _cv.float64 or {p}.ndim:",
+        f"            {convert}",
+    ]
 
 
 def has_loops(nodes):

@@ -121,3 +121,135 @@ def test_array_argument_kinds_give_the_float64_array_result(backend):
     assert not read_only.flags.writeable and np.array_equal(read_only, a)
     ints = np.arange(-3, 4)
     np.testing.assert_allclose(vg(ints)[0], np.sum(ints[1:] * ints[:-1] + np.sin(ints[:-1])), rtol=1e-14)
+
+
+# ---- the kinds a compiled entry passes to the machine code as they are (runtime.direct_<dtype>)
+
+I64 = 2**63
+
+
+@pytest.fixture(scope="module")
+def typed():
+    """One numba function of a float64, a float32, an int64 and a bool scalar, and its numpy twin."""
+    x, s = sg.scalar("x"), sg.scalar("s", dtype="float32")
+    n, b = sg.scalar("n", dtype="int64"), sg.scalar("b", dtype="bool")
+    outputs = [x * 3.0 + sg.sin(x), s * s, n * 3, sg.where(b, x, -x)]
+    return {backend: sg.compile(outputs, inputs=[x, s, n, b], backend=backend) for backend in BACKENDS}
+
+
+def _truth(x, s, n, b):
+    # independent of symgrad: what float(), np.float32, int() and bool() make of each value
+    x = float(x)
+    return (
+        x * 3.0 + math.sin(x),
+        np.float32(s) * np.float32(s),
+        (int(n) * 3 + I64) % 2**64 - I64,
+        x if b else -x,
+    )
+
+
+class _Float(float):
+    """A float subclass: read with float(), as numpy's float64 is."""
+
+
+FLOAT64_KINDS = [
+    0.7, _Float(0.7), np.float64(0.7), np.float32(0.7), np.float16(0.7), np.int8(-7), np.int16(7), np.int32(-7),
+    np.int64(7), np.uint8(7), np.uint16(7), np.uint32(7), np.uint64(2**64 - 1), True, np.True_,
+    3, I64 - 1, -I64, I64, np.array(0.7), np.array(7), np.array(0.7, dtype=np.float32),
+]  # fmt: skip
+INT64_KINDS = [
+    5,
+    I64 - 1,
+    -I64,
+    True,
+    np.True_,
+    np.int64(-5),
+    np.int32(5),
+    np.uint8(5),
+    np.uint32(5),
+    np.array(5),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_scalar_kind_gives_the_value_float_int_and_bool_make_of_it(typed, backend):
+    f = typed[backend]
+    for x in FLOAT64_KINDS:
+        assert f(x, 1.5, 2, True) == pytest.approx(_truth(x, 1.5, 2, True), rel=1e-15), repr(x)
+    for n in INT64_KINDS:
+        got = f(0.5, 1.5, n, False)
+        assert got[2] == (int(n) * 3 + I64) % 2**64 - I64, repr(n)  # int64 arithmetic wraps
+    for s in [np.float32(1.1), np.float16(1.5), 1.1, 2, np.float64(1.1)]:
+        assert f(0.5, s, 2, True)[1] == _truth(0.5, s, 2, True)[1], repr(s)
+    for b in [True, False, np.True_, np.False_, np.array(True)]:
+        assert f(0.5, 1.5, 2, b)[3] == (0.5 if b else -0.5), repr(b)
+
+
+def test_the_common_kinds_reach_the_machine_code_without_a_conversion_call(typed, monkeypatch):
+    # each kind the entry tests for itself goes to the kernel as it is: runtime.scalar and
+    # runtime.array are never called (a read-only array included: the kernel never writes it)
+    from symgrad.codegen import runtime
+
+    def refuse(*args):
+        raise AssertionError(f"converted in Python: {args!r}")
+
+    monkeypatch.setattr(runtime, "scalar", refuse)
+    monkeypatch.setattr(runtime, "array", refuse)
+    f = typed["numba"]
+    for x in [0.7, _Float(0.7), np.float64(0.7), np.float32(0.7), np.int64(7), 3, -I64, True, np.array(0.7)]:
+        f(x, np.float32(1.5), 2, True)
+    for n in [5, I64 - 1, -I64, np.int32(5), np.True_]:
+        f(0.7, np.float16(1.5), n, np.True_)
+    x = sg.tensor("x", ("n",))
+    g = sg.value_and_grad(sg.sum(x[1:] * x[:-1]), wrt=[x])
+    a = np.linspace(-1.0, 1.0, 5)
+    a.flags.writeable = False
+    value, (grad,) = g(a)
+    assert value == pytest.approx(float(np.sum(a[1:] * a[:-1])), rel=1e-15)
+    np.testing.assert_array_equal(grad, np.r_[a[1:], 0.0] + np.r_[0.0, a[:-1]])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("position", "value", "message"),
+    [
+        (0, "1.5", "argument 'x' must be a float64 scalar, got str"),
+        (0, np.array("1.5"), "argument 'x' must be a float64 scalar, got str_"),
+        (0, np.array(None, dtype=object), "argument 'x' must be a float64 scalar, got NoneType"),
+        (0, np.complex128(1.5), "argument 'x' must be a float64 scalar, got complex128"),
+        (0, np.array([0.7]), r"argument 'x' must be a scalar, got an array of shape \(1,\)"),
+        (0, 10**400, "argument 'x' must be a float64 scalar, got object"),
+        (0, -(I64 * 4), "argument 'x' must be a float64 scalar, got object"),
+        (2, I64, "argument 'n': 9223372036854775808 does not fit in int64"),
+        (2, -I64 - 1, "argument 'n' must be an int64 scalar, got object -9223372036854775809"),
+        (2, np.uint64(I64), "argument 'n': 9223372036854775808 does not fit in int64"),
+        (2, 1.5, "argument 'n' must be an int64 scalar, got float64 1.5"),
+        (2, np.float64(2.0), r"argument 'n' must be an int64 scalar, got float64 np.float64\(2.0\)"),
+        (3, 1, "argument 'b' must be a bool scalar, got int64 1"),
+        (3, 1.0, "argument 'b' must be a bool scalar, got float64 1.0"),
+        (1, "x", "argument 's' must be a float32 scalar, got str"),
+    ],
+)
+def test_scalars_of_a_kind_the_parameter_cannot_take_keep_their_error(
+    typed, backend, position, value, message
+):
+    args = [0.7, np.float32(1.5), 2, True]
+    args[position] = value
+    with pytest.raises(sg.InputError, match=message):
+        typed[backend](*args)
+
+
+def test_a_saved_module_compiles_one_version_whatever_scalar_kinds_it_is_given(typed, tmp_path):
+    # a saved module calls numba's dispatcher, which would compile a float32 (less precise)
+    # version for np.float32 arguments: there only the kinds typed as the parameter go as they are
+    import importlib.util
+
+    path = typed["numba"].save(tmp_path / "typed_kinds.py")
+    spec = importlib.util.spec_from_file_location("typed_kinds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for x in [0.7, np.float64(0.7), np.float32(0.7), np.int32(-7), 3, np.array(0.7)]:
+        for n, b in [(2, True), (np.int32(2), np.True_), (np.uint8(2), np.array(False))]:
+            got = module.call(x, np.float16(1.5), n, b)
+            assert got == pytest.approx(_truth(x, 1.5, n, b), rel=1e-15), (x, n, b)
+    assert len(module.kernel.signatures) == 1
