@@ -5,6 +5,12 @@
   then ``done in X s``; 2 the done line also gives the seconds of each phase (trace, emit, load,
   numba compile). The environment variable ``SYMGRAD_VERBOSE`` sets it when ``config`` has not.
 - ``announce_after``: seconds a build runs before it says so (default 1.0).
+- ``compile``: when a numba build returns. ``"background"`` (the default): as soon as the graph,
+  its derivative and the numpy backend's twin of the kernel are ready; the first calls run on
+  that twin while numba compiles the same module in a background thread, and the function then
+  switches to numba's machine code (``vg.wait()`` waits for it; ``.kernel``, ``save()`` and
+  ``.cache_state`` wait by themselves). ``"sync"``: the build returns when numba's machine code is
+  ready. The environment variable ``SYMGRAD_COMPILE`` sets it when ``config`` has not.
 
 The compiler does not import this module: importing it installs the function the compiler's
 progress report reads (``codegen.progress.install_settings``), and gives the tracer the report
@@ -23,6 +29,7 @@ from .errors import InputError
 from .frontends import trace
 
 ENV = "SYMGRAD_VERBOSE"
+COMPILE_ENV = "SYMGRAD_COMPILE"
 _LEVELS = (0, 1, 2)
 _explicit: dict[str, Any] = {}  # what config() was given; the rest comes from the environment/defaults
 
@@ -43,6 +50,22 @@ def _check_announce_after(value: Any) -> float:
     return float(value)
 
 
+def _check_compile(value: Any, where: str) -> str:
+    if not isinstance(value, str) or value not in progress.COMPILE_MODES:
+        raise InputError(
+            f"{where}: compile must be 'background' (numpy first, numba in a background thread) or "
+            f"'sync' (wait for numba), got {value!r}"
+        )
+    return value
+
+
+def _compile_from_environment() -> str:
+    text = os.environ.get(COMPILE_ENV)
+    if text is None or not text.strip():
+        return progress.DEFAULTS["compile"]
+    return _check_compile(text.strip().lower(), f"environment variable {COMPILE_ENV}={text!r}")
+
+
 def _verbose_from_environment() -> int:
     text = os.environ.get(ENV)
     if text is None or not text.strip():
@@ -59,6 +82,7 @@ def current() -> dict[str, Any]:
     return {
         "verbose": _explicit["verbose"] if "verbose" in _explicit else _verbose_from_environment(),
         "announce_after": _explicit.get("announce_after", progress.DEFAULTS["announce_after"]),
+        "compile": _explicit["compile"] if "compile" in _explicit else _compile_from_environment(),
     }
 
 
@@ -78,11 +102,16 @@ class Settings(dict):
         _explicit.update(self._before)
 
 
-def config(*, verbose: int | None = None, announce_after: float | None = None) -> Settings:
+def config(
+    *, verbose: int | None = None, announce_after: float | None = None, compile: str | None = None
+) -> Settings:
     """Set what symgrad's builds print (``verbose`` 0, 1 or 2; ``announce_after`` seconds) and
-    return the settings now in force. ``with sg.config(verbose=0): ...`` sets them for a block.
-    An argument left at None keeps its setting."""
+    when a numba build returns (``compile``: "background" or "sync"), and return the settings now
+    in force. ``with sg.config(verbose=0): ...`` sets them for a block. An argument left at None
+    keeps its setting."""
     checked = {}
+    if compile is not None:
+        checked["compile"] = _check_compile(compile, "symgrad.config")
     if verbose is not None:
         checked["verbose"] = _check_verbose(verbose, "symgrad.config")
     if announce_after is not None:

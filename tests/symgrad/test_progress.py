@@ -19,6 +19,7 @@ from symgrad.codegen import progress
 def fresh_settings(monkeypatch):
     monkeypatch.setattr(settings, "_explicit", {})
     monkeypatch.delenv("SYMGRAD_VERBOSE", raising=False)
+    monkeypatch.delenv("SYMGRAD_COMPILE", raising=False)
 
 
 def _loss():
@@ -56,7 +57,11 @@ def test_a_fast_build_is_silent_and_verbose_0_silences_a_slow_one(capsys):
     with sg.config(verbose=0, announce_after=0):
         sg.value_and_grad(loss, wrt=x, backend="numpy")
     assert _report(capsys.readouterr().err) == []
-    assert settings.current() == {"verbose": 1, "announce_after": 3600.0}  # the block's settings are gone
+    assert settings.current() == {
+        "verbose": 1,
+        "announce_after": 3600.0,
+        "compile": "background",
+    }  # the block's settings are gone
 
 
 def test_the_environment_variable_sets_verbose_and_config_wins(capsys, monkeypatch):
