@@ -181,7 +181,7 @@ def _background(build, emitter, source, outputs, inputs, arguments, notes, title
     name = module_name(source, "numba")
     namespace = types.ModuleType(name)
     namespace.__dict__.update(np=runtime.np, _cv=runtime)
-    job = tiers.NumbaJob(title, compile_numba, namespace.__dict__, build.start, setting("verbose"))
+    job = tiers.NumbaJob(build.title, compile_numba, namespace.__dict__, build.start, setting("verbose"))
     job.namespace_module, job.numpy_module = namespace, twin
     namespace.kernel_entry = tiers.first_tier(twin.kernel, inputs, outputs, job)
     filename = f"<symgrad entry of {name}>"

@@ -86,7 +86,7 @@ def test_a_traced_function_reports_one_build_and_records_its_phases(capsys):
     def loss(w, data):
         return np.sum((data @ w - 1.0) ** 2)
 
-    sg.config(announce_after=0, verbose=2)
+    sg.config(announce_after=0, verbose=2, compile="sync")  # the build's phases include numba's
     vg = sg.value_and_grad(loss, backend="numba")
     w, data = np.array([0.5, -1.0]), np.array([[1.0, 2.0], [3.0, 4.0], [0.5, 0.25]])
     value, grad = vg(w, data)
