@@ -6,6 +6,7 @@
 
 import time
 import types
+from contextlib import contextmanager, nullcontext
 import warnings
 import weakref
 
@@ -123,10 +124,18 @@ def _compile(build, outputs, inputs, output_names, structure, primary, backend, 
     return compiled
 
 
-def _compile_numba(module, source, signature, measure):
+@contextmanager
+def _numba_warnings_silenced():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _compile_numba(module, source, signature, measure, silenced=_numba_warnings_silenced):
     """Compile ``module``'s kernel for ``signature`` (or load it from numba's disk cache) and bind
     ``kernel_entry`` to its machine code: (the module, what the cache did). ``measure(phase)``
-    times a phase."""
+    times a phase; ``silenced()`` keeps numba's warnings from the user (catch_warnings swaps the
+    process's filters: the background worker passes ``contextlib.nullcontext``, see tiers)."""
     # the stats count over the dispatcher's life; what this compile did is the difference
     stats = module.kernel.stats
     hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
@@ -134,8 +143,7 @@ def _compile_numba(module, source, signature, measure):
         try:
             # a second process loads the machine code without numba's start-up (numba_cache)
             if not load_cached(module.kernel, signature):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                with silenced():
                     module.kernel.compile(signature)
         except Exception:
             # a truncated or corrupt numba cache file: drop it, import afresh, compile again
@@ -144,8 +152,7 @@ def _compile_numba(module, source, signature, measure):
             module, _ = load_module(source, "numba", fresh=True)
             stats = module.kernel.stats
             hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with silenced():
                 module.kernel.compile(signature)
     # call() has checked the argument types, so it calls this overload's machine code directly
     module.kernel_entry = module.kernel.overloads[signature].entry_point
@@ -174,7 +181,7 @@ def _background(build, emitter, source, outputs, inputs, arguments, notes, title
         measure = runtime.phase_timer(phases)
         with measure("load"):
             module, _ = load_module(source, "numba")
-        module, cache_state = _compile_numba(module, source, signature, measure)
+        module, cache_state = _compile_numba(module, source, signature, measure, nullcontext)
         hold(owner, module)
         return module, cache_state, phases
 
