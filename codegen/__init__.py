@@ -167,14 +167,18 @@ def _compile_numba(module, source, signature, measure, silenced=_numba_warnings_
 def _background(build, emitter, source, outputs, inputs, arguments, notes, title):
     """The first tier of a background build (see ``tiers``): the numpy twin loaded and the numba
     module's entry run from its text, calling the twin; the numba compile queued for the worker
-    thread. None when the numpy backend cannot build this graph (the build then waits for numba)."""
+    thread. None when the numpy backend cannot build this graph or this process has the machine
+    code already (the build then waits for numba, or needs not)."""
+    name = module_name(source, "numba")
+    signature = _numba_signature(inputs)
+    if runtime.has_overload(name, signature):
+        return None
     with build.measure("numpy twin"):
         try:
             twin_source = NumpyEmitter(notes).module(*arguments)
             twin, _ = load_module(twin_source, "numpy")
         except Exception:
             return None
-    signature = _numba_signature(inputs)
 
     def compile_numba(owner):
         phases = {}
@@ -185,7 +189,6 @@ def _background(build, emitter, source, outputs, inputs, arguments, notes, title
         hold(owner, module)
         return module, cache_state, phases
 
-    name = module_name(source, "numba")
     namespace = types.ModuleType(name)
     namespace.__dict__.update(np=runtime.np, _cv=runtime)
     job = tiers.NumbaJob(build.title, compile_numba, namespace.__dict__, build.start, setting("verbose"))

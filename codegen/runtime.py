@@ -627,6 +627,14 @@ def _lend(modname):
         return module
 
 
+def has_overload(modname, signature):
+    """Whether this process holds the module ``modname`` with machine code for ``signature``."""
+    with _holders_lock:
+        module = _modules.get(modname)
+    kernel = getattr(module, "kernel", None)
+    return kernel is not None and tuple(signature) in getattr(kernel, "overloads", {})
+
+
 def hold(owner, module):
     """Hand the loan of ``module`` from ``load_module`` to ``owner`` (a Compiled): the module
     stays in ``sys.modules`` until the last owner is collected, then leaves it, so a process that
