@@ -190,6 +190,18 @@ def _work():
                 _state["running"] = None
 
 
+def _after_fork_in_child():
+    # the parent's worker may have held the lock at the fork; the child's first wait() or
+    # submit() starts its own worker, which runs the parent's running job again (numba's own
+    # compiler lock is numba's: a fork in the middle of a compile leaves the child's held)
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def pending():
     """Background compiles queued or running in this process (for tests)."""
     with _lock:
