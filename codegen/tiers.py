@@ -11,6 +11,11 @@ runs wholly on one tier, nothing else in the call path changes, and the entry co
 after a sync build. If numba fails, ``kernel_entry`` becomes a function raising numba's error, so
 the next call (or ``wait()``) raises what a sync build would have raised.
 
+numba's type inference is Python and shares the GIL with the caller: a program that does
+nothing but call the function would slow numba down as much as numba slows its calls, so once
+the first tier's calls take more than half of the time since the build (after a quarter of a
+second), a call waits for numba instead (``FIRST_TIER_SHARE``, ``FIRST_TIER_FLOOR``).
+
 The two tiers compute the same expressions; numba's fused loops may add in another order, so the
 first calls' results may differ from numba's in the last bits. If the numpy twin raises (an index
 out of range, say), the call waits for numba and numba's machine code decides what it does.
@@ -95,15 +100,29 @@ class NumbaJob:
             raise self.error.with_traceback(self._traceback)
 
 
+# When the calls themselves become the program's work (a loop calling the function), the first
+# tier costs more than it gives: numba's compile is Python (type inference) sharing the GIL with
+# the calls, so both slow down (measured: an RNN's calls 4x slower and numba ready 2.5x later).
+# Once the first tier's calls have taken more than FIRST_TIER_FLOOR seconds and more than
+# FIRST_TIER_SHARE of the time since the build began, a call waits for numba instead.
+FIRST_TIER_FLOOR = 0.25
+FIRST_TIER_SHARE = 0.5
+
+
 def first_tier(numpy_kernel, inputs, outputs, job):
     """The numba module's ``kernel_entry`` until numba is ready: the numpy twin's kernel with
     scalars as numpy scalars (IEEE arithmetic, as machine code), scalar results as numba boxes
     them (Python float, int, bool) and arrays C-contiguous of the built dtype."""
     scalars = [(k, np.dtype(s.dtype).type) for k, s in enumerate(inputs) if s.ndim == 0]
     boxes = [(o.ndim == 0, np.dtype(o.dtype)) for o in outputs]
+    spent = [0.0]  # seconds in this tier's calls
 
     def kernel_entry(*args):
         given = args
+        begin = time.perf_counter()
+        if spent[0] > FIRST_TIER_FLOOR and spent[0] > FIRST_TIER_SHARE * (begin - job.started):
+            job.wait()  # a loop of calls: numba's machine code, as soon as the GIL lets it finish
+            return job.namespace["kernel_entry"](*given)
         if scalars:
             args = list(args)
             for k, kind in scalars:
@@ -111,6 +130,7 @@ def first_tier(numpy_kernel, inputs, outputs, job):
         try:
             with np.errstate(all="ignore"):
                 out = numpy_kernel(*args)
+            spent[0] += time.perf_counter() - begin
             return tuple(
                 np.asarray(o).item() if scalar else np.ascontiguousarray(o, dtype)
                 for o, (scalar, dtype) in zip(out, boxes)

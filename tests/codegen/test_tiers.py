@@ -159,6 +159,21 @@ def test_an_index_out_of_range_on_the_first_tier_is_numbas_input_error(gate):
     assert f.tier == "numba"
 
 
+def test_a_loop_of_calls_waits_for_numba_instead_of_sharing_the_gil_with_it(gate, monkeypatch):
+    # the first tier serves calls while they take a small share of the time since the build;
+    # with no share allowed, the second call waits for numba's machine code
+    monkeypatch.setattr(tiers, "FIRST_TIER_FLOOR", 0.0)
+    monkeypatch.setattr(tiers, "FIRST_TIER_SHARE", 0.0)
+    x = sg.tensor("x", ("n",))
+    f = sg.compile(sg.sum(sg.cosh(x) * x))
+    data = np.linspace(-2, 2, 9)
+    want = np.sum(np.cosh(data) * data)
+    assert np.isclose(f(data), want, rtol=1e-13) and f.tier == "numpy"
+    threading.Timer(0.05, gate.set).start()
+    assert np.isclose(f(data), want, rtol=1e-13)
+    assert f.tier == "numba"
+
+
 def _unsupported_op():
     def bad(x):  # numba cannot type type(x).__name__; plain Python runs it
         return x + len(type(x).__name__)
