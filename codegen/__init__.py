@@ -88,9 +88,10 @@ def _compile(build, outputs, inputs, output_names, structure, primary, backend, 
             f"time (the limit is {max_statements()}, set by SYMGRAD_MAX_STATEMENTS); use "
             "backend='numpy' for this graph, or an hvp/vjp instead of a dense derivative"
         )
+    graph = topo_order(list(outputs))
     job = None
     if backend == "numba" and setting("compile") == "background":
-        job = _background(build, emitter, source, outputs, inputs, arguments, notes, title)
+        job = _background(build, emitter, source, graph, inputs, arguments, notes)
     if job is not None:
         module, cache_state = job.namespace_module, None
     else:
@@ -100,7 +101,7 @@ def _compile(build, outputs, inputs, output_names, structure, primary, backend, 
         if backend == "numba":
             module, cache_state = _compile_numba(module, source, _numba_signature(inputs), build.measure)
     seconds = time.perf_counter() - start
-    nodes = len(topo_order(list(outputs)))
+    nodes = len(graph)
     compiled = Compiled(
         source, module, entry, inputs, outputs, output_names, backend, title, seconds, nodes, cache_state, job
     )
@@ -164,11 +165,15 @@ def _compile_numba(module, source, signature, measure, silenced=_numba_warnings_
     return module, "already compiled in this process"
 
 
-def _background(build, emitter, source, outputs, inputs, arguments, notes, title):
+def _background(build, emitter, source, graph, inputs, arguments, notes):
     """The first tier of a background build (see ``tiers``): the numpy twin loaded and the numba
     module's entry run from its text, calling the twin; the numba compile queued for the worker
-    thread. None when the numpy backend cannot build this graph or this process has the machine
-    code already (the build then waits for numba, or needs not)."""
+    thread. None when the numpy backend cannot build this graph, when it holds float32 values
+    (numba's reductions of them add in float64, numpy's in float32: the first calls would be
+    less exact), or when this process has the machine code already (the build then waits for
+    numba, or needs not)."""
+    if any(node.dtype == "float32" for node in graph):
+        return None
     name = module_name(source, "numba")
     signature = _numba_signature(inputs)
     if runtime.has_overload(name, signature):
@@ -193,7 +198,7 @@ def _background(build, emitter, source, outputs, inputs, arguments, notes, title
     namespace.__dict__.update(np=runtime.np, _cv=runtime)
     job = tiers.NumbaJob(build.title, compile_numba, namespace.__dict__, build.start, setting("verbose"))
     job.namespace_module, job.numpy_module = namespace, twin
-    namespace.kernel_entry = tiers.first_tier(twin.kernel, inputs, outputs, job)
+    namespace.kernel_entry = tiers.first_tier(twin.kernel, inputs, arguments[0], job)
     filename = f"<symgrad entry of {name}>"
     exec(compile(emitter.entry_source, filename, "exec", dont_inherit=True), namespace.__dict__)
     return job

@@ -174,6 +174,16 @@ def test_a_loop_of_calls_waits_for_numba_instead_of_sharing_the_gil_with_it(gate
     assert f.tier == "numba"
 
 
+def test_a_float32_graph_waits_for_numba_whose_sums_add_in_float64():
+    x = sg.tensor("x", ("n",), dtype="float32")
+    f = sg.compile(sg.sum(x * x))
+    (record,) = f.compiles
+    assert record["first_tier"] == "numba" and record["compile"] == "sync" and f.tier == "numba"
+    data = (1 + np.linspace(-1, 1, 1001) * 1e-3).astype(np.float32)
+    want = float(np.sum(data.astype(np.float64) ** 2))
+    assert abs(float(f(data)) - want) <= 2 * np.spacing(np.float32(want))
+
+
 def _unsupported_op():
     def bad(x):  # numba cannot type type(x).__name__; plain Python runs it
         return x + len(type(x).__name__)
