@@ -5,7 +5,10 @@
 """
 
 import time
+import types
+from contextlib import contextmanager, nullcontext
 import warnings
+import weakref
 
 from symgrad.errors import UnsupportedError
 from symgrad.graph import topo_order
@@ -13,8 +16,9 @@ from symgrad.ops.linalg import share_factor
 from .numba_backend import NumbaEmitter
 from .numba_cache import load_cached
 from .numpy_backend import NumpyEmitter
-from .progress import building
-from .runtime import Compiled, drop_compiled_caches, hold, load_module
+from . import runtime, tiers
+from .progress import building, setting
+from .runtime import Compiled, drop_compiled_caches, hold, load_module, module_name
 
 BACKENDS = {"numba": NumbaEmitter, "numpy": NumpyEmitter}
 
@@ -84,48 +88,26 @@ def _compile(build, outputs, inputs, output_names, structure, primary, backend, 
             f"time (the limit is {max_statements()}, set by SYMGRAD_MAX_STATEMENTS); use "
             "backend='numpy' for this graph, or an hvp/vjp instead of a dense derivative"
         )
-    with build.measure("load"):
-        module, existed = load_module(source, backend)
-    cache_state = "source cached" if existed else "new"
-    if backend == "numba":
-        # the stats count over the dispatcher's life; what this compile did is the difference
-        stats = module.kernel.stats
-        hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
-        signature = _numba_signature(inputs)
-        with build.measure("numba compile"):
-            try:
-                # a second process loads the machine code without numba's start-up (numba_cache)
-                if not load_cached(module.kernel, signature):
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        module.kernel.compile(signature)
-            except Exception:
-                # a truncated or corrupt numba cache file: drop it, import afresh, compile again
-                if not drop_compiled_caches(module.__name__):
-                    raise
-                module, _ = load_module(source, backend, fresh=True)
-                stats = module.kernel.stats
-                hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    module.kernel.compile(signature)
-        # call() has checked the argument types, so it calls this overload's machine code directly
-        module.kernel_entry = module.kernel.overloads[signature].entry_point
-        stats = module.kernel.stats
-        if sum(stats.cache_hits.values()) > hits:
-            cache_state = "machine code loaded from cache"
-        elif sum(stats.cache_misses.values()) > misses:
-            cache_state = "compiled, saved to cache"
-        else:
-            cache_state = "already compiled in this process"
+    graph = topo_order(list(outputs))
+    job = None
+    if backend == "numba" and setting("compile") == "background":
+        job = _background(build, emitter, source, graph, inputs, arguments, notes)
+    if job is not None:
+        module, cache_state = job.namespace_module, None
+    else:
+        with build.measure("load"):
+            module, existed = load_module(source, backend)
+        cache_state = "source cached" if existed else "new"
+        if backend == "numba":
+            module, cache_state = _compile_numba(module, source, _numba_signature(inputs), build.measure)
     seconds = time.perf_counter() - start
-    nodes = len(topo_order(list(outputs)))
+    nodes = len(graph)
     compiled = Compiled(
-        source, module, entry, inputs, outputs, output_names, backend, title, seconds, nodes, cache_state
+        source, module, entry, inputs, outputs, output_names, backend, title, seconds, nodes, cache_state, job
     )
     compiled.build_phases = dict(build.phases)  # a traced function's build includes its trace
     if backend == "numba":
-        compiled._build_signature = signature
+        compiled._build_signature = _numba_signature(inputs)
 
     def standalone_module():
         # the same module printed for save(): see Emitter.standalone
@@ -134,5 +116,89 @@ def _compile(build, outputs, inputs, output_names, structure, primary, backend, 
         return printer.module(*arguments)
 
     compiled._standalone_module = standalone_module
-    hold(compiled, module)  # its module leaves sys.modules when the last Compiled using it is gone
+    if job is None:
+        hold(compiled, module)  # its module leaves sys.modules when the last Compiled using it is gone
+    else:
+        hold(compiled, job.numpy_module)
+        job.owner = weakref.ref(compiled)
+        tiers.submit(job)
     return compiled
+
+
+@contextmanager
+def _numba_warnings_silenced():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _compile_numba(module, source, signature, measure, silenced=_numba_warnings_silenced):
+    """Compile ``module``'s kernel for ``signature`` (or load it from numba's disk cache) and bind
+    ``kernel_entry`` to its machine code: (the module, what the cache did). ``measure(phase)``
+    times a phase; ``silenced()`` keeps numba's warnings from the user (catch_warnings swaps the
+    process's filters: the background worker passes ``contextlib.nullcontext``, see tiers)."""
+    # the stats count over the dispatcher's life; what this compile did is the difference
+    stats = module.kernel.stats
+    hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
+    with measure("numba compile"):
+        try:
+            # a second process loads the machine code without numba's start-up (numba_cache)
+            if not load_cached(module.kernel, signature):
+                with silenced():
+                    module.kernel.compile(signature)
+        except Exception:
+            # a truncated or corrupt numba cache file: drop it, import afresh, compile again
+            if not drop_compiled_caches(module.__name__):
+                raise
+            module, _ = load_module(source, "numba", fresh=True)
+            stats = module.kernel.stats
+            hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
+            with silenced():
+                module.kernel.compile(signature)
+    # call() has checked the argument types, so it calls this overload's machine code directly
+    module.kernel_entry = module.kernel.overloads[signature].entry_point
+    stats = module.kernel.stats
+    if sum(stats.cache_hits.values()) > hits:
+        return module, "machine code loaded from cache"
+    if sum(stats.cache_misses.values()) > misses:
+        return module, "compiled, saved to cache"
+    return module, "already compiled in this process"
+
+
+def _background(build, emitter, source, graph, inputs, arguments, notes):
+    """The first tier of a background build (see ``tiers``): the numpy twin loaded and the numba
+    module's entry run from its text, calling the twin; the numba compile queued for the worker
+    thread. None when the numpy backend cannot build this graph, when it holds float32 values
+    (numba's reductions of them add in float64, numpy's in float32: the first calls would be
+    less exact), or when this process has the machine code already (the build then waits for
+    numba, or needs not)."""
+    if any(node.dtype == "float32" for node in graph):
+        return None
+    name = module_name(source, "numba")
+    signature = _numba_signature(inputs)
+    if runtime.has_overload(name, signature):
+        return None
+    with build.measure("numpy twin"):
+        try:
+            twin_source = NumpyEmitter(notes).module(*arguments)
+            twin, _ = load_module(twin_source, "numpy")
+        except Exception:
+            return None
+
+    def compile_numba(owner):
+        phases = {}
+        measure = runtime.phase_timer(phases)
+        with measure("load"):
+            module, _ = load_module(source, "numba")
+        module, cache_state = _compile_numba(module, source, signature, measure, nullcontext)
+        hold(owner, module)
+        return module, cache_state, phases
+
+    namespace = types.ModuleType(name)
+    namespace.__dict__.update(np=runtime.np, _cv=runtime)
+    job = tiers.NumbaJob(build.title, compile_numba, namespace.__dict__, build.start, setting("verbose"))
+    job.namespace_module, job.numpy_module = namespace, twin
+    namespace.kernel_entry = tiers.first_tier(twin.kernel, inputs, arguments[0], job)
+    filename = f"<symgrad entry of {name}>"
+    exec(compile(emitter.entry_source, filename, "exec", dont_inherit=True), namespace.__dict__)
+    return job

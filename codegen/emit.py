@@ -360,7 +360,10 @@ class Emitter:
             lines += ["    " + l for l in prelude + blocked_body]
             lines += ["", ""]
         lines += self.checked_kernel(inputs, params, outputs)
-        lines += self.entry_function(inputs, params, dims, outputs, structure, entry)
+        entry_lines = self.entry_function(inputs, params, dims, outputs, structure, entry)
+        # the entry alone, at its line in the module: codegen/tiers.py runs it before the module loads
+        self.entry_source = "\n" * len(lines) + "\n".join(entry_lines) + "\n"
+        lines += entry_lines
         return "\n".join(lines) + "\n"
 
     def checked_kernel(self, inputs, params, outputs):

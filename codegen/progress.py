@@ -21,7 +21,8 @@ import threading
 import time
 from contextlib import contextmanager
 
-DEFAULTS = {"verbose": 1, "announce_after": 1.0}
+DEFAULTS = {"verbose": 1, "announce_after": 1.0, "compile": "background"}
+COMPILE_MODES = ("background", "sync")  # see symgrad/settings.py and codegen/tiers.py
 
 
 def _defaults():
@@ -33,9 +34,15 @@ _current = threading.local()
 
 
 def install_settings(read):
-    """Let ``read()`` (a dict with ``verbose`` and ``announce_after``) decide what builds print."""
+    """Let ``read()`` (a dict with ``verbose``, ``announce_after`` and ``compile``) decide what
+    builds print and when a numba build returns."""
     global _settings
     _settings = read
+
+
+def setting(name):
+    """The value of one setting in force (the defaults until ``install_settings``)."""
+    return _settings().get(name, DEFAULTS[name])
 
 
 class Build:

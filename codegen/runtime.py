@@ -20,6 +20,7 @@ import types
 import warnings
 import weakref
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -566,8 +567,7 @@ def load_module(source, backend, fresh=False):
     ``sys.modules`` (numba finds it there when it loads machine code from its cache) while the
     caller holds it: give it to ``hold``."""
     data = source.encode("utf-8")
-    digest = hashlib.sha256(library_versions().encode() + b"\0" + data).hexdigest()[:24]
-    modname = f"symgrad_{backend}_{digest}"
+    modname = module_name(source, backend)
     with _load_lock:
         root = cache_dir()
         path = os.path.join(root, modname + ".py")
@@ -592,6 +592,28 @@ def load_module(source, backend, fresh=False):
         if not existed:
             evict(root)
         return module, existed
+
+
+def module_name(source, backend):
+    """The name ``load_module`` gives the module of ``source``: the hash of its text and of the
+    library versions."""
+    data = source.encode("utf-8")
+    digest = hashlib.sha256(library_versions().encode() + b"\0" + data).hexdigest()[:24]
+    return f"symgrad_{backend}_{digest}"
+
+
+def phase_timer(phases):
+    """``measure(phase)``, a context manager adding the seconds of ``phase`` to ``phases``."""
+
+    @contextmanager
+    def measure(phase):
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            phases[phase] = phases.get(phase, 0.0) + time.perf_counter() - begin
+
+    return measure
 
 
 def _run_source(modname, path, source):
@@ -628,6 +650,14 @@ def _lend(modname):
             return None
         sys.modules[modname] = module
         return module
+
+
+def has_overload(modname, signature):
+    """Whether this process holds the module ``modname`` with machine code for ``signature``."""
+    with _holders_lock:
+        module = _modules.get(modname)
+    kernel = getattr(module, "kernel", None)
+    return kernel is not None and tuple(signature) in getattr(kernel, "overloads", {})
 
 
 def hold(owner, module):
@@ -686,20 +716,22 @@ def generated_modules():
 
 class Compiled:
     """A compiled function: call it, read ``.source``, reach the numba dispatcher as ``.kernel``
-    (no checks) or ``.kernel_checked`` (the entry's size checks, raising ValueError)."""
+    (no checks) or ``.kernel_checked`` (the entry's size checks, raising ValueError).
+
+    After a background build (``symgrad.config(compile="background")``, codegen/tiers.py) the
+    first calls run on the numpy twin of the kernel while numba compiles; ``wait()`` returns once
+    numba's machine code runs, and ``.kernel``, ``.kernel_checked``, ``.cache_state`` and
+    ``save()`` wait by themselves. ``.tier`` says which kernel runs now."""
 
     source: str  # the generated module, exactly what was imported and compiled
-    kernel: Any  # the numba dispatcher (numba backend) or the plain function (numpy backend)
-    kernel_checked: Any
     inputs: tuple[Expr, ...]  # the symbols, in call order
     outputs: tuple[Expr, ...]
     output_names: tuple[str, ...]
     backend: str
     title: str
-    build_seconds: float
+    build_seconds: float  # until the build returned (a background build: its first tier ready)
     build_phases: dict[str, float]  # seconds per phase: (trace,) emit, load, numba compile
     graph_nodes: int
-    cache_state: str
 
     def __init__(
         self,
@@ -713,14 +745,16 @@ class Compiled:
         title: str,
         build_seconds: float,
         graph_nodes: int,
-        cache_state: str,
+        cache_state: str | None,
+        job: Any = None,
     ) -> None:
         self.source = source
-        self._module = module
+        # a background numba compile (codegen.tiers.NumbaJob): ``module`` is then the namespace
+        # the entry runs in, and the numba module comes from the job when it is ready
+        self._job = job
+        self._ready_module = None if job is not None else module
+        self._cache_state = cache_state
         self._entry = getattr(module, entry)
-        self.kernel = module.kernel
-        # the kernel after the entry's size checks (ValueError), for numba code: see emit.checked_kernel
-        self.kernel_checked = module.kernel_checked
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
         self.output_names = tuple(output_names)
@@ -729,9 +763,48 @@ class Compiled:
         self.build_seconds = build_seconds
         self.build_phases: dict[str, float] = {}
         self.graph_nodes = graph_nodes
-        self.cache_state = cache_state
         self._names = [s.name for s in inputs]
         self._index = {s.name: i for i, s in enumerate(inputs)}
+
+    def wait(self) -> Compiled:
+        """Return this function once numba's machine code runs its calls (at once after a sync
+        build or on the numpy backend); raise the error numba's compile raised, if it failed."""
+        job = self._job
+        if job is not None and self._ready_module is None:
+            job.wait()
+            self._cache_state = job.cache_state
+            self.build_phases.update(job.phases)
+            self._ready_module = job.module
+        return self
+
+    @property
+    def tier(self) -> str:
+        """The kernel that runs a call now: "numba" (machine code) or "numpy" (the numpy backend,
+        or a background build's first tier while numba compiles)."""
+        if self.backend != "numba":
+            return "numpy"
+        job = self._job
+        return "numpy" if job is not None and (job.module is None) else "numba"
+
+    @property
+    def _module(self) -> types.ModuleType:
+        return self.wait()._ready_module
+
+    @property
+    def kernel(self) -> Any:
+        """The numba dispatcher (numba backend; waits for a background compile) or the plain
+        function (numpy backend)."""
+        return self._module.kernel
+
+    @property
+    def kernel_checked(self) -> Any:
+        """The kernel after the entry's size checks (ValueError), for numba code: see emit.checked_kernel."""
+        return self._module.kernel_checked
+
+    @property
+    def cache_state(self) -> str:
+        """What the build did with the caches (waits for a background numba compile)."""
+        return self.wait()._cache_state
 
     @property
     def compiles(self) -> list[dict[str, Any]]:
@@ -739,20 +812,39 @@ class Compiled:
         never adds one: the entry converts arguments to the built types, and sizes are not part
         of a signature, so a new batch size compiles nothing. Only a call of ``.kernel`` from
         numba code with other argument types adds an entry, naming the arguments that differ.
-        The build's record has ``seconds`` (the compile) and ``phases`` (seconds per phase,
-        including the trace of a traced function)."""
+        The build's record has ``seconds`` (the build, until it returned) and ``phases`` (seconds
+        per phase, including the trace of a traced function), ``compile`` ("sync" or
+        "background"), ``first_tier`` (the kernel that ran the first calls: "numpy" or "numba"),
+        ``numba_ready_s`` (seconds from the start of the build until numba's machine code ran
+        the calls; None while it compiles in the background), ``numba_s`` (the background load
+        and compile) and ``tier`` (the kernel running now). Reading it does not wait."""
         built = getattr(self, "_build_signature", None)
         if built is None:
             return []
-        records = [
-            {
-                "signature": ", ".join(f"{s.name}: {t}" for s, t in zip(self.inputs, built)),
-                "cause": "build",
-                "cache": self.cache_state,
-                "seconds": self.build_seconds,
-                "phases": dict(self.build_phases),
-            }
-        ]
+        job = self._job
+        record = {
+            "signature": ", ".join(f"{s.name}: {t}" for s, t in zip(self.inputs, built)),
+            "cause": "build",
+            "cache": self._cache_state,
+            "seconds": self.build_seconds,
+            "phases": dict(self.build_phases),
+            "compile": "sync" if job is None else "background",
+            "first_tier": "numba" if job is None else "numpy",
+            "numba_ready_s": self.build_seconds,
+            "numba_s": None,
+            "tier": self.tier,
+        }
+        if job is not None:
+            done = job.finished.is_set()
+            record["cache"] = job.cache_state if done else "numba compiling in the background"
+            if job.error is not None:
+                record["cache"] = f"numba failed: {type(job.error).__name__}"
+            record["phases"].update(job.phases)
+            record["numba_ready_s"] = job.ready_at - job.started if done and job.error is None else None
+            record["numba_s"] = sum(job.phases.values()) if done and job.error is None else None
+        records = [record]
+        if self.tier != "numba":
+            return records  # nobody has had the dispatcher yet: no other signature
         for sig in self.kernel.signatures:
             if tuple(sig) == tuple(built):
                 continue
@@ -811,6 +903,7 @@ class Compiled:
         """Write the generated module to ``path`` as a standalone file that imports only numpy
         and numba (symgrad's helpers it calls are copied in), so ``import loss_grad;
         loss_grad.call(...)`` works without symgrad. Numba backend only. Returns the path."""
+        self.wait()
         text = standalone_source(self)
         path = os.path.abspath(os.fspath(path))
         _write_atomically(path, text.encode("utf-8"))
@@ -825,7 +918,8 @@ class Compiled:
             f"<symgrad.Compiled {self.title}\n  inputs:  {ins}\n  outputs: {outs}\n"
             f"  graph: {self.graph_nodes} nodes after CSE ({_tree_size(self.outputs)} as a tree "
             f"without sharing); source: {self.source.count(chr(10))} lines\n"
-            f"  backend: {self.backend}; cache: {self.cache_state}; build: {self.build_seconds:.3f} s>"
+            f"  backend: {self.backend}; cache: {self.compiles[0]['cache'] if self.compiles else self._cache_state}; "
+            f"build: {self.build_seconds:.3f} s>"
         )
 
 

@@ -867,6 +867,7 @@ def _close(a, b):
 
 def run_case(name, repeat=7, peers=PEERS):
     """Measure one workload in this process; returns a JSON-able record."""
+    sg.config(compile="sync")  # call times are numba's machine code's, builds until it is ready
     w = make_workload(sg, name)
     rec = {"workload": name}
     want = w.by_hand(*w.args)

@@ -86,6 +86,7 @@ def table(records):
 
 
 def run(*, repeat=DEFAULT_REPEAT, json_path=None, out=print):
+    sg.config(compile="sync")  # the calls timed are numba's machine code's
     records = measure(repeat)
     for line in table(records):
         out(line)

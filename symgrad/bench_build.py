@@ -9,9 +9,13 @@ Euler integrator of 200 steps with a squared error to observations (both Python 
 build ratios.
 
 Each build runs in a process of its own: ``cold`` with an empty cache directory, ``warm`` in a
-second process with the cache the cold one filled. ``build`` is the seconds from the first call
-of the traced function to its return (trace, differentiation, code generation, numba's compile
-or its cache load), after ``import symgrad`` and numba's own start-up (timed apart, as ``import``).
+second process with the cache the cold one filled. ``first`` is the seconds from the first call
+of the traced function to its return (trace, differentiation, code generation and, with
+``compile="background"``, the default, the numpy twin that serves the first calls while numba
+compiles in a background thread; with ``SYMGRAD_COMPILE=sync``, numba's compile or its cache
+load); ``numba`` is the seconds from the same start until numba's machine code runs the calls
+(``vg.wait()`` returns). Both are after ``import symgrad`` and numba's own start-up (timed apart,
+as ``import``).
 JAX's ``jax.jit(jax.value_and_grad(f))`` first call is timed beside it when JAX is importable (the
 loops with ``lax.scan``, as a JAX user writes them), in a process of its own, with x64 enabled.
 Each number is the median over ``--repeat`` runs (default 3).
@@ -594,7 +598,8 @@ def build_small(names, system):
                 return loss(np, *a)
 
             function.__name__ = function.__qualname__ = loss.__name__
-            return sg.value_and_grad(function, 0)(*args)
+            vg = sg.value_and_grad(function, 0)
+            return vg(*args), vg.wait
 
     elif system == "jax":
         jax = importlib.import_module("jax")
@@ -603,22 +608,26 @@ def build_small(names, system):
 
         def build(loss, args):
             fn = jax.jit(jax.value_and_grad(lambda *a: loss(jax.numpy, *a)))
-            return jax.block_until_ready(fn(*args))
+            return jax.block_until_ready(fn(*args)), lambda: None
 
     else:
         raise SystemExit(f"unknown system {system!r}: symgrad or jax")
     pool = small_args()
-    build(seed, (0.7, -1.3))  # start-up, not timed
+    build(seed, (0.7, -1.3))[1]()  # start-up, not timed
     builds = []
     for name in names:
         loss, argnames = SMALL_FUNCTIONS[name]
         args = tuple(pool[a] for a in argnames)
         start = time.perf_counter()
-        value, _ = build(loss, args)
+        (value, _), wait = build(loss, args)
         seconds = time.perf_counter() - start
+        wait()  # numba ready (at once for JAX); the next build starts with no compile running
+        numba = time.perf_counter() - start
         want = loss(np, *args)
         agree = bool(np.isclose(float(value), want, rtol=1e-9, atol=1e-12))
-        builds.append({"name": name, "build_s": seconds, "value": float(value), "agree": agree})
+        builds.append(
+            {"name": name, "build_s": seconds, "numba_s": numba, "value": float(value), "agree": agree}
+        )
     return {"program": "small", "system": system, "import_s": imported, "builds": builds}
 
 
@@ -638,8 +647,19 @@ def build_case(name, system):
         vg = sg.value_and_grad(program.traced_function(), program.argnums)
         value, grad = vg(*program.args)
         build = time.perf_counter() - start
+        vg.wait()
+        numba = time.perf_counter() - start
+        again = vg(*program.args)  # numba's machine code: the same numbers to rounding
+        agree_tiers = bool(np.isclose(float(again[0]), float(value), rtol=1e-12, atol=1e-14))
         (record,) = vg.compiles
-        extra = {"lines": vg.source.count("\n"), "cache": record["cache"], "phases": record["phases"]}
+        extra = {
+            "lines": vg.source.count("\n"),
+            "cache": record["cache"],
+            "phases": record["phases"],
+            "numba_s": numba,
+            "first_tier": record["first_tier"],
+            "tiers_agree": agree_tiers,
+        }
     elif system == "jax":
         jax = importlib.import_module("jax")
         jax.config.update("jax_enable_x64", True)
@@ -660,7 +680,7 @@ def build_case(name, system):
         fn = jax.jit(jax.value_and_grad(f, argnums=program.argnums))
         value, grad = jax.block_until_ready(fn(*args))
         build = time.perf_counter() - start
-        extra = {"scan": program.scan is not None}
+        extra = {"scan": program.scan is not None, "numba_s": build}
     else:
         raise SystemExit(f"unknown system {system!r}: symgrad or jax")
     want = program.loss(np, *program.args)
@@ -721,16 +741,18 @@ def measure(name, *, repeat=DEFAULT_REPEAT, timeout=600.0, jax=None, process=_pr
             rec[kind] = {
                 "status": "ok",
                 "build_s": statistics.median(r["build_s"] for r in ok),
+                "numba_s": statistics.median(r.get("numba_s", r["build_s"]) for r in ok),
                 "import_s": statistics.median(r["import_s"] for r in ok),
-                "agree": all(r["agree"] for r in ok),
+                "agree": all(r["agree"] and r.get("tiers_agree", True) for r in ok),
                 "runs": len(ok),
             }
-            for key in ("lines", "cache", "phases", "scan", "value", "grad_norm"):
+            for key in ("lines", "cache", "phases", "scan", "value", "grad_norm", "first_tier"):
                 if key in ok[-1]:
                     rec[kind][key] = ok[-1][key]
     cold, jx = rec["cold"], rec["jax"]
     if cold.get("status") == "ok" and jx.get("status") == "ok":
         rec["cold_over_jax"] = cold["build_s"] / jx["build_s"]
+        rec["cold_numba_over_jax"] = cold["numba_s"] / jx["build_s"]
         # the two systems' value and gradient agree (a check of the programs, not of the timing)
         same = all(math.isclose(cold[k], jx[k], rel_tol=1e-6, abs_tol=1e-9) for k in ("value", "grad_norm"))
         jx["agree"] = jx["agree"] and same
@@ -745,7 +767,7 @@ def measure_small(name="small", *, repeat=DEFAULT_REPEAT, timeout=600.0, jax=Non
     sample = name.partition("/")[2]
     names = small_names(int(sample) if sample else None)
     batches = [names[k : k + SMALL_BATCH] for k in range(0, len(names), SMALL_BATCH)]
-    times = {system: {n: [] for n in names} for system in ("symgrad", "jax")}
+    times = {system: {n: [] for n in names} for system in ("symgrad", "jax", "numba")}
     agree = {n: True for n in names}
     errors = []
     systems = ["symgrad"] + (["jax"] if jax else [])
@@ -763,20 +785,24 @@ def measure_small(name="small", *, repeat=DEFAULT_REPEAT, timeout=600.0, jax=Non
                     continue
                 for b in got["builds"]:
                     times[system][b["name"]].append(b["build_s"])
+                    if system == "symgrad":
+                        times["numba"][b["name"]].append(b.get("numba_s", b["build_s"]))
                     agree[b["name"]] = agree[b["name"]] and b["agree"]
     functions = []
     for n in names:
         row = {"name": n, "agree": agree[n]}
-        for system in systems:
+        for system in systems + ["numba"]:
             if times[system][n]:
                 row[f"{system}_s"] = statistics.median(times[system][n])
         if "symgrad_s" in row and "jax_s" in row:
             row["ratio"] = row["symgrad_s"] / row["jax_s"]
+            row["numba_ratio"] = row["numba_s"] / row["jax_s"]
         functions.append(row)
     rec = {"program": name, "count": len(names), "functions": functions, "errors": errors, "runs": repeat}
     built = [f["symgrad_s"] for f in functions if "symgrad_s" in f]
     if built:
         rec["symgrad_median_s"] = statistics.median(built)
+        rec["numba_median_s"] = statistics.median(f["numba_s"] for f in functions if "numba_s" in f)
     if jax:
         jax_built = [f["jax_s"] for f in functions if "jax_s" in f]
         ratios = [f["ratio"] for f in functions if "ratio" in f]
@@ -785,6 +811,9 @@ def measure_small(name="small", *, repeat=DEFAULT_REPEAT, timeout=600.0, jax=Non
         if ratios:
             rec["ratio_median"] = statistics.median(ratios)
             rec["ratio_p90"] = float(np.percentile(ratios, 90))
+            numba_ratios = [f["numba_ratio"] for f in functions if "numba_ratio" in f]
+            rec["numba_ratio_median"] = statistics.median(numba_ratios)
+            rec["numba_ratio_p90"] = float(np.percentile(numba_ratios, 90))
     else:
         rec["jax"] = {"status": "absent"}
     return rec
@@ -798,13 +827,18 @@ def small_lines(rec):
     )
     lines = [head]
     mismatch = [f["name"] for f in rec["functions"] if not f["agree"]]
-    sg_text = f"symgrad median {rec['symgrad_median_s']:.3f} s" if "symgrad_median_s" in rec else "symgrad -"
+    sg_text = (
+        f"symgrad first result median {rec['symgrad_median_s']:.3f} s, numba ready {rec['numba_median_s']:.3f} s"
+        if "symgrad_median_s" in rec
+        else "symgrad -"
+    )
     if rec.get("jax", {}).get("status") == "absent":
         lines.append(f"  {sg_text}; JAX is not installed: no ratios")
     else:
         jax_text = f"JAX median {rec['jax_median_s']:.3f} s" if "jax_median_s" in rec else "JAX -"
         ratio = (
-            f"symgrad/JAX median {rec['ratio_median']:.2f}, p90 {rec['ratio_p90']:.2f}"
+            f"symgrad/JAX first result median {rec['ratio_median']:.2f}, p90 {rec['ratio_p90']:.2f}; "
+            f"numba ready median {rec['numba_ratio_median']:.2f}, p90 {rec['numba_ratio_p90']:.2f}"
             if "ratio_median" in rec
             else "symgrad/JAX -"
         )
@@ -817,15 +851,26 @@ def small_lines(rec):
 
 
 def table(records):
-    cols = ["program", "lines", "cold build", "warm build", "numba import", "jax build", "cold/jax"]
+    cols = [
+        "program",
+        "lines",
+        "cold first",
+        "cold numba",
+        "warm first",
+        "warm numba",
+        "numba import",
+        "jax build",
+        "first/jax",
+        "numba/jax",
+    ]
     rows = [cols]
     for r in records:
         cold, warm, jx = r["cold"], r["warm"], r["jax"]
 
-        def seconds(info):
+        def seconds(info, key="build_s"):
             if info.get("status") != "ok":
                 return info.get("status", "-")[:40]
-            return f"{info['build_s']:.3f} s" + ("" if info["agree"] else " (MISMATCH)")
+            return f"{info[key]:.3f} s" + ("" if info["agree"] else " (MISMATCH)")
 
         jax_text = seconds(jx) + (" (scan)" if jx.get("scan") else "")
         rows.append(
@@ -833,10 +878,13 @@ def table(records):
                 r["program"],
                 str(cold.get("lines", "-")),
                 seconds(cold),
+                seconds(cold, "numba_s"),
                 seconds(warm),
+                seconds(warm, "numba_s"),
                 f"{cold['import_s']:.3f} s" if cold.get("status") == "ok" else "-",
                 jax_text,
                 f"{r['cold_over_jax']:.2f}" if "cold_over_jax" in r else "-",
+                f"{r['cold_numba_over_jax']:.2f}" if "cold_numba_over_jax" in r else "-",
             ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]

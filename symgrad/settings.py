@@ -9,6 +9,12 @@
   backend; a loop of at least ``codegen.threads.MIN_ROWS`` rows), at most numba's
   ``NUMBA_NUM_THREADS``. The default (None) is all of them. The results have the same bits
   whatever the count. The environment variable ``SYMGRAD_THREADS`` sets it when ``config`` has not.
+- ``compile``: when a numba build returns. ``"background"`` (the default): as soon as the graph,
+  its derivative and the numpy backend's twin of the kernel are ready; the first calls run on
+  that twin while numba compiles the same module in a background thread, and the function then
+  switches to numba's machine code (``vg.wait()`` waits for it; ``.kernel``, ``save()`` and
+  ``.cache_state`` wait by themselves). ``"sync"``: the build returns when numba's machine code is
+  ready. The environment variable ``SYMGRAD_COMPILE`` sets it when ``config`` has not.
 
 The compiler does not import this module: importing it installs the function the compiler's
 progress report reads (``codegen.progress.install_settings``) and the one its row blocks read
@@ -29,6 +35,7 @@ from .frontends import trace
 
 ENV = "SYMGRAD_VERBOSE"
 THREADS_ENV = "SYMGRAD_THREADS"
+COMPILE_ENV = "SYMGRAD_COMPILE"
 _LEVELS = (0, 1, 2)
 _explicit: dict[str, Any] = {}  # what config() was given; the rest comes from the environment/defaults
 
@@ -57,6 +64,15 @@ def _check_threads(value: Any, where: str) -> int:
     return value
 
 
+def _check_compile(value: Any, where: str) -> str:
+    if not isinstance(value, str) or value not in progress.COMPILE_MODES:
+        raise InputError(
+            f"{where}: compile must be 'background' (numpy first, numba in a background thread) or "
+            f"'sync' (wait for numba), got {value!r}"
+        )
+    return value
+
+
 def _threads_from_environment() -> int | None:
     text = os.environ.get(THREADS_ENV)
     if text is None or not text.strip():
@@ -71,6 +87,13 @@ def _threads_from_environment() -> int | None:
 def threads() -> int | None:
     """The threads in force for row blocks: ``config``'s, else ``SYMGRAD_THREADS``, else None (all)."""
     return _explicit["threads"] if "threads" in _explicit else _threads_from_environment()
+
+
+def _compile_from_environment() -> str:
+    text = os.environ.get(COMPILE_ENV)
+    if text is None or not text.strip():
+        return progress.DEFAULTS["compile"]
+    return _check_compile(text.strip().lower(), f"environment variable {COMPILE_ENV}={text!r}")
 
 
 def _verbose_from_environment() -> int:
@@ -90,6 +113,7 @@ def current() -> dict[str, Any]:
         "verbose": _explicit["verbose"] if "verbose" in _explicit else _verbose_from_environment(),
         "announce_after": _explicit.get("announce_after", progress.DEFAULTS["announce_after"]),
         "threads": threads(),
+        "compile": _explicit["compile"] if "compile" in _explicit else _compile_from_environment(),
     }
 
 
@@ -110,15 +134,22 @@ class Settings(dict):
 
 
 def config(
-    *, verbose: int | None = None, announce_after: float | None = None, threads: int | None = None
+    *,
+    verbose: int | None = None,
+    announce_after: float | None = None,
+    threads: int | None = None,
+    compile: str | None = None,
 ) -> Settings:
-    """Set what symgrad's builds print (``verbose`` 0, 1 or 2; ``announce_after`` seconds) and how
-    many threads a long fused loop runs on (``threads``, numba backend), and return the settings
-    now in force. ``with sg.config(verbose=0): ...`` sets them for a block. An argument left at
-    None keeps its setting."""
+    """Set what symgrad's builds print (``verbose`` 0, 1 or 2; ``announce_after`` seconds), how
+    many threads a long fused loop runs on (``threads``, numba backend) and when a numba build
+    returns (``compile``: "background" or "sync"), and return the settings now in force.
+    ``with sg.config(verbose=0): ...`` sets them for a block. An argument left at None keeps its
+    setting."""
     checked = {}
     if threads is not None:
         checked["threads"] = _check_threads(threads, "symgrad.config")
+    if compile is not None:
+        checked["compile"] = _check_compile(compile, "symgrad.config")
     if verbose is not None:
         checked["verbose"] = _check_verbose(verbose, "symgrad.config")
     if announce_after is not None:

@@ -79,8 +79,11 @@ def _fake(builds):
             "agree": True,
             "value": 2.5,
             "grad_norm": 1.5,
+            # numba's machine code is ready after the first result (the numpy twin's) of a symgrad build
             **(
-                {"lines": 42, "cache": "compiled, saved to cache"} if system == "symgrad" else {"scan": False}
+                {"lines": 42, "cache": "compiled, saved to cache", "numba_s": seconds + 1.0}
+                if system == "symgrad"
+                else {"scan": False, "numba_s": seconds}
             ),
         }
 
@@ -94,22 +97,32 @@ def test_each_repeat_builds_cold_then_warm_on_the_same_fresh_cache_and_jax_besid
     cold_caches = [c[2] for c in calls[0::3]]
     assert [c[2] for c in calls[1::3]] == cold_caches and len(set(cold_caches)) == 3
     assert rec["cold"]["build_s"] == 2.0 and rec["warm"]["build_s"] == 0.5 and rec["jax"]["build_s"] == 1.0
-    assert rec["cold_over_jax"] == 2.0 and rec["jax"]["agree"] and rec["cold"]["lines"] == 42
+    assert rec["cold"]["numba_s"] == 3.0 and rec["warm"]["numba_s"] == 1.5
+    assert rec["cold_over_jax"] == 2.0 and rec["cold_numba_over_jax"] == 3.0
+    assert rec["jax"]["agree"] and rec["cold"]["lines"] == 42
     (header, rule, row) = bench_build.table([rec])
     assert header.split() == [
         "program",
         "lines",
         "cold",
-        "build",
+        "first",
+        "cold",
+        "numba",
         "warm",
-        "build",
+        "first",
+        "warm",
+        "numba",
         "numba",
         "import",
         "jax",
         "build",
-        "cold/jax",
+        "first/jax",
+        "numba/jax",
     ]
-    assert row.split() == ["seed", "42", "2.000", "s", "0.500", "s", "0.400", "s", "1.000", "s", "2.00"]
+    assert row.split() == (
+        ["seed", "42", "2.000", "s", "3.000", "s", "0.500", "s", "1.500", "s", "0.400", "s", "1.000", "s"]
+        + ["2.00", "3.00"]
+    )
 
 
 def test_a_failed_build_and_an_absent_jax_show_in_their_cells():
@@ -140,6 +153,8 @@ def test_symgrad_bench_suite_build_runs_programs_in_fresh_processes_and_prints_t
     assert rec["cold"]["cache"] == "compiled, saved to cache"
     assert rec["warm"]["cache"] == "machine code loaded from cache"
     assert rec["cold"]["lines"] == rec["warm"]["lines"] > 0
+    # the first result came from the numpy twin, then numba's machine code gave the same numbers
+    assert rec["cold"]["first_tier"] == "numpy" and rec["cold"]["numba_s"] >= rec["cold"]["build_s"]
     assert rec["jax"]["status"] in ("ok", "absent")
 
 
@@ -175,8 +190,9 @@ def _fake_small(jax_seconds):
     def process(name, system, cache, timeout):
         calls.append((name, system))
         names = name.partition(":")[2].split(",")
+        seconds = 0.2 if system == "symgrad" else jax_seconds
         builds = [
-            {"name": n, "build_s": 0.2 if system == "symgrad" else jax_seconds, "value": 1.0, "agree": True}
+            {"name": n, "build_s": seconds, "numba_s": 2 * seconds, "value": 1.0, "agree": True}
             for n in names
         ]
         return {"program": "small", "system": system, "import_s": 0.3, "builds": builds}
@@ -191,12 +207,15 @@ def test_the_small_set_is_built_in_batches_beside_jax_with_median_and_p90_ratios
     assert sum(len(c[0].partition(":")[2].split(",")) for c in calls[::2]) == 23
     assert rec["count"] == 23 and len(rec["functions"]) == 23 and rec["errors"] == []
     f = rec["functions"][0]
-    assert set(f) == {"name", "agree", "symgrad_s", "jax_s", "ratio"} and f["ratio"] == pytest.approx(2.0)
+    assert set(f) == {"name", "agree", "symgrad_s", "numba_s", "jax_s", "ratio", "numba_ratio"}
+    assert f["ratio"] == pytest.approx(2.0) and f["numba_ratio"] == pytest.approx(4.0)
     assert rec["ratio_median"] == pytest.approx(2.0) and rec["ratio_p90"] == pytest.approx(2.0)
-    assert rec["symgrad_median_s"] == 0.2 and rec["jax_median_s"] == 0.1
+    assert rec["numba_ratio_median"] == pytest.approx(4.0) and rec["numba_ratio_p90"] == pytest.approx(4.0)
+    assert rec["symgrad_median_s"] == 0.2 and rec["numba_median_s"] == 0.4 and rec["jax_median_s"] == 0.1
     lines = bench_build.small_lines(rec)
     assert lines[0].startswith("small/23: 23 small functions, cold cache")
-    assert "symgrad/JAX median 2.00, p90 2.00" in lines[1]
+    assert "symgrad first result median 0.200 s, numba ready 0.400 s" in lines[1]
+    assert "symgrad/JAX first result median 2.00, p90 2.00; numba ready median 4.00, p90 4.00" in lines[1]
 
 
 def test_without_jax_the_small_set_has_no_ratios_and_says_so():
@@ -204,7 +223,7 @@ def test_without_jax_the_small_set_has_no_ratios_and_says_so():
     rec = bench_build.measure_small("small/3", repeat=2, jax=False, process=process)
     assert [c[1] for c in calls] == ["symgrad", "symgrad"]
     assert rec["jax"] == {"status": "absent"} and "ratio_median" not in rec
-    assert all("ratio" not in f and "jax_s" not in f for f in rec["functions"])
+    assert all("ratio" not in f and "jax_s" not in f and "numba_ratio" not in f for f in rec["functions"])
     assert "JAX is not installed: no ratios" in bench_build.small_lines(rec)[1]
 
 

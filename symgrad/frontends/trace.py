@@ -482,6 +482,19 @@ class TracedFunction:
         """Every machine-code compile of every compiled function this traced function made."""
         return [record for compiled, _ in list(self._cache.values()) for record in compiled.compiles]
 
+    @property
+    def tier(self):
+        """The kernel the most recent call's compiled function runs now: "numba" or "numpy"
+        (``Compiled.tier``)."""
+        return self._current("tier").tier
+
+    def wait(self):
+        """Return this function once numba's machine code runs every compiled function it made
+        (``Compiled.wait``: a background build's first calls run on the numpy backend)."""
+        for compiled, _ in list(self._cache.values()):
+            compiled.wait()
+        return self
+
     def save(self, path):
         """Save the most recent call's compiled function (``Compiled.save``); the saved module's
         ``call`` takes the leaves of the arguments in ``.inputs`` order and returns the outputs

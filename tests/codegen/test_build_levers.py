@@ -35,6 +35,7 @@ SCRIPT = textwrap.dedent("""
     with event.install_recorder("numba:compile") as rec:
         vg = sg.value_and_grad(loss, argnums=0)
         value, grad = vg(mu, x)
+        vg.wait()  # numba's compile (in the background by default) is what this test records
     compiled = [getattr(e.data["dispatcher"], "py_func", None) for _, e in rec.buffer if e.is_start]
     put = numba_runtime.put.stats
     print(json.dumps({

@@ -19,6 +19,7 @@ from symgrad.codegen import progress
 def fresh_settings(monkeypatch):
     monkeypatch.setattr(settings, "_explicit", {})
     monkeypatch.delenv("SYMGRAD_VERBOSE", raising=False)
+    monkeypatch.delenv("SYMGRAD_COMPILE", raising=False)
 
 
 def _loss():
@@ -56,8 +57,12 @@ def test_a_fast_build_is_silent_and_verbose_0_silences_a_slow_one(capsys):
     with sg.config(verbose=0, announce_after=0):
         sg.value_and_grad(loss, wrt=x, backend="numpy")
     assert _report(capsys.readouterr().err) == []
-    # the block's settings are gone
-    assert settings.current() == {"verbose": 1, "announce_after": 3600.0, "threads": None}
+    assert settings.current() == {
+        "verbose": 1,
+        "announce_after": 3600.0,
+        "threads": None,
+        "compile": "background",
+    }  # the block's settings are gone
 
 
 def test_the_environment_variable_sets_verbose_and_config_wins(capsys, monkeypatch):
@@ -82,7 +87,7 @@ def test_a_traced_function_reports_one_build_and_records_its_phases(capsys):
     def loss(w, data):
         return np.sum((data @ w - 1.0) ** 2)
 
-    sg.config(announce_after=0, verbose=2)
+    sg.config(announce_after=0, verbose=2, compile="sync")  # the build's phases include numba's
     vg = sg.value_and_grad(loss, backend="numba")
     w, data = np.array([0.5, -1.0]), np.array([[1.0, 2.0], [3.0, 4.0], [0.5, 0.25]])
     value, grad = vg(w, data)

@@ -1,0 +1,275 @@
+"""A background build (``sg.config(compile="background")``, codegen/tiers.py) serves its first
+calls from the numpy backend's twin of the kernel while numba compiles, then switches to numba's
+machine code; ``sync`` waits for numba. No test times anything: a compile is held back by a gate
+the test opens, so which tier runs a call is decided by the test, not by the machine's speed."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import settings
+from symgrad.codegen import tiers
+from symgrad.errors import InputError
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings(monkeypatch):
+    monkeypatch.setattr(settings, "_explicit", {})
+    monkeypatch.delenv("SYMGRAD_COMPILE", raising=False)
+    monkeypatch.delenv("SYMGRAD_VERBOSE", raising=False)
+    sg.config(verbose=0)
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    """Background compiles wait until the test sets the returned event."""
+    opened = threading.Event()
+    run = tiers.NumbaJob.run
+
+    def held(job):
+        assert opened.wait(120), "the test never opened the gate"
+        run(job)
+
+    monkeypatch.setattr(tiers.NumbaJob, "run", held)
+    yield opened
+    opened.set()
+
+
+def _mlp_loss():
+    W = sg.tensor("W", ("d", "h"))
+    X = sg.tensor("X", ("n", "d"))
+    t = sg.tensor("t", ("n",))
+    s = sg.scalar("s")
+    loss = sg.sum((sg.tanh(X @ W).sum(axis=1) - t) ** 2) / s + sg.log1p(sg.exp(-s))
+    return loss, [W, s], [W, s, X, t]
+
+
+def _args(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(3, 4)) * 0.3, 1.7, rng.normal(size=(6, 3)), rng.normal(size=6)
+
+
+def _reference(W, s, X, t):
+    """The loss and its gradient by hand in numpy (an independent truth)."""
+    a = np.tanh(X @ W)
+    r = a.sum(axis=1) - t
+    value = np.sum(r**2) / s + np.log1p(np.exp(-s))
+    g = 2 * r / s
+    dW = X.T @ (g[:, None] * (1 - a**2))
+    ds = -np.sum(r**2) / s**2 - np.exp(-s) / (1 + np.exp(-s))
+    return value, dW, ds
+
+
+def test_first_calls_run_on_numpy_then_the_function_switches_to_numba(gate):
+    loss, wrt, ins = _mlp_loss()
+    vg = sg.value_and_grad(loss, wrt=wrt, inputs=ins)
+    assert vg.tier == "numpy"
+    (record,) = vg.compiles
+    assert record["compile"] == "background" and record["first_tier"] == "numpy"
+    assert record["numba_ready_s"] is None and record["tier"] == "numpy"
+    args = _args()
+    value, (dW, ds) = vg(*args)
+    want = _reference(*args)
+    # what numba's machine code returns: Python floats for scalars, C-contiguous float64 arrays
+    assert type(value) is float and type(ds) is float
+    assert dW.dtype == np.float64 and dW.flags.c_contiguous and dW.shape == (3, 4)
+    np.testing.assert_allclose(value, want[0], rtol=1e-12)
+    np.testing.assert_allclose(dW, want[1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ds, want[2], rtol=1e-12)
+    # the entry's checks run on the first tier too
+    with pytest.raises(InputError, match=r"argument 'X': dimension 1 is 5, but dimension 'd' is 3"):
+        vg(args[0], 1.0, np.ones((6, 5)), args[3])
+    gate.set()
+    assert vg.wait() is vg
+    assert vg.tier == "numba"
+    (record,) = vg.compiles
+    assert record["tier"] == "numba" and record["numba_ready_s"] >= record["seconds"]
+    assert record["cache"] == "compiled, saved to cache" and "numba compile" in record["phases"]
+    again = vg(*args)
+    # numba's fused loops may add in another order: equal to the first tier to rounding
+    np.testing.assert_allclose(again[0], value, rtol=1e-13)
+    np.testing.assert_allclose(again[1][0], dW, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(again[1][1], ds, rtol=1e-13)
+    assert type(again[0]) is float and type(again[1][1]) is float
+    # this process has the machine code now: building the same function again needs no first tier
+    same = sg.value_and_grad(loss, wrt=wrt, inputs=ins)
+    assert same.tier == "numba" and same.compiles[0]["first_tier"] == "numba"
+    assert same.cache_state == "already compiled in this process"
+
+
+def test_kernel_and_save_wait_for_numba(gate, tmp_path):
+    x = sg.tensor("x", ("n",))
+    f = sg.compile(sg.sum(sg.sin(x) * x))
+    assert f.tier == "numpy"
+    data = np.linspace(-1, 1, 7)
+    assert np.isclose(f(data), np.sum(np.sin(data) * data), rtol=1e-13)
+    threading.Timer(0.05, gate.set).start()
+    kernel = f.kernel  # waits for numba
+    assert f.tier == "numba"
+    assert kernel.signatures  # the dispatcher, compiled
+    assert np.isclose(kernel(data)[0], np.sum(np.sin(data) * data), rtol=1e-13)
+    path = f.save(tmp_path / "saved_sin.py")
+    assert "@numba.njit" in open(path).read()
+
+
+def test_sync_waits_for_numba_and_the_results_agree_with_the_first_tier():
+    loss, wrt, ins = _mlp_loss()
+    args = _args(1)
+    with sg.config(compile="sync"):
+        vg_sync = sg.value_and_grad(loss, wrt=wrt, inputs=ins)
+    assert vg_sync.tier == "numba" and vg_sync.compiles[0]["compile"] == "sync"
+    assert vg_sync.compiles[0]["numba_ready_s"] == vg_sync.compiles[0]["seconds"]
+    want = _reference(*args)
+    value, (dW, ds) = vg_sync(*args)
+    np.testing.assert_allclose([value, ds], [want[0], want[2]], rtol=1e-12)
+    np.testing.assert_allclose(dW, want[1], rtol=1e-12, atol=1e-14)
+
+
+def test_a_traced_function_waits_and_reports_both_tiers(gate):
+    def loss(w, x):
+        return np.sum(np.tanh(x @ w) ** 2)
+
+    vg = sg.value_and_grad(loss)
+    rng = np.random.default_rng(2)
+    w, x = rng.normal(size=3), rng.normal(size=(5, 3))
+    value, grad = vg(w, x)
+    a = np.tanh(x @ w)
+    np.testing.assert_allclose(value, np.sum(a**2), rtol=1e-13)
+    np.testing.assert_allclose(grad, x.T @ (2 * a * (1 - a**2)), rtol=1e-12)
+    assert [r["tier"] for r in vg.compiles] == ["numpy"]
+    gate.set()
+    vg.wait()
+    assert [r["tier"] for r in vg.compiles] == ["numba"]
+    np.testing.assert_allclose(vg(w, x)[1], grad, rtol=1e-12)
+
+
+def test_an_index_out_of_range_on_the_first_tier_is_numbas_input_error(gate):
+    x = sg.tensor("x", ("n",))
+    i = sg.scalar("i", dtype="int64")
+    f = sg.compile(x[i] * 2.0, inputs=[x, i])
+    threading.Timer(0.05, gate.set).start()
+    with pytest.raises(InputError, match="an integer index passed to the compiled function is out of range"):
+        f(np.ones(3), 7)
+    assert f.tier == "numba"
+
+
+def test_a_loop_of_calls_waits_for_numba_instead_of_sharing_the_gil_with_it(gate, monkeypatch):
+    # the first tier serves calls while they take a small share of the time since the build;
+    # with no share allowed, the second call waits for numba's machine code
+    monkeypatch.setattr(tiers, "FIRST_TIER_FLOOR", 0.0)
+    monkeypatch.setattr(tiers, "FIRST_TIER_SHARE", 0.0)
+    x = sg.tensor("x", ("n",))
+    f = sg.compile(sg.sum(sg.cosh(x) * x))
+    data = np.linspace(-2, 2, 9)
+    want = np.sum(np.cosh(data) * data)
+    assert np.isclose(f(data), want, rtol=1e-13) and f.tier == "numpy"
+    threading.Timer(0.05, gate.set).start()
+    assert np.isclose(f(data), want, rtol=1e-13)
+    assert f.tier == "numba"
+
+
+def test_a_float32_graph_waits_for_numba_whose_sums_add_in_float64():
+    x = sg.tensor("x", ("n",), dtype="float32")
+    f = sg.compile(sg.sum(x * x))
+    (record,) = f.compiles
+    assert record["first_tier"] == "numba" and record["compile"] == "sync" and f.tier == "numba"
+    data = (1 + np.linspace(-1, 1, 1001) * 1e-3).astype(np.float32)
+    want = float(np.sum(data.astype(np.float64) ** 2))
+    assert abs(float(f(data)) - want) <= 2 * np.spacing(np.float32(want))
+
+
+def _unsupported_op():
+    def bad(x):  # numba cannot type type(x).__name__; plain Python runs it
+        return x + len(type(x).__name__)
+
+    name = "tier_test_untypable"
+    if not hasattr(sg, name):
+        sg.register_op(name, bad, derivative=lambda x: 1.0 + 0.0 * x)
+    return getattr(sg, name)
+
+
+def test_a_failed_numba_compile_raises_the_sync_error_at_the_next_call_and_wait():
+    op = _unsupported_op()
+    x = sg.scalar("x")
+    with sg.config(compile="sync"):
+        with pytest.raises(Exception) as sync_error:
+            sg.compile(op(x) * 2.0)
+    f = sg.compile(op(x) * 3.0)
+    with pytest.raises(type(sync_error.value), match="No implementation of function") as waited:
+        f.wait()
+    assert type(waited.value) is type(sync_error.value)
+    with pytest.raises(type(sync_error.value), match="No implementation of function"):
+        f(1.0)
+    with pytest.raises(type(sync_error.value), match="No implementation of function"):
+        f.kernel  # noqa: B018
+    assert "numba failed" in f.compiles[0]["cache"] and f.compiles[0]["numba_ready_s"] is None
+
+
+@pytest.mark.parametrize("bad", ["fast", "", 1, True, None.__class__])
+def test_config_refuses_a_bad_compile_mode(bad):
+    with pytest.raises(InputError, match=r"symgrad.config: compile must be 'background' .* or 'sync'"):
+        sg.config(compile=bad)
+
+
+def test_the_environment_variable_sets_the_mode_and_config_wins(monkeypatch):
+    monkeypatch.setenv("SYMGRAD_COMPILE", "SYNC")
+    assert sg.config()["compile"] == "sync"
+    with sg.config(compile="background"):
+        assert sg.config()["compile"] == "background"
+    monkeypatch.setenv("SYMGRAD_COMPILE", "later")
+    with pytest.raises(InputError, match=r"environment variable SYMGRAD_COMPILE='later': compile must be"):
+        sg.config()
+    x = sg.scalar("x")
+    with pytest.raises(InputError, match="SYMGRAD_COMPILE='later'"):
+        sg.compile(sg.sin(x) * 5.0)
+
+
+def _run(code, env_extra=None):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def test_the_interpreter_exits_cleanly_with_a_compile_running(tmp_path):
+    # the compile starts only once the main thread has finished (the worst moment: the
+    # interpreter is shutting down); the process exits with its own status, no crash, no hang,
+    # and the compile that ran during the exit filled the disk cache
+    code = """
+        import threading
+        import numpy as np
+        import symgrad as sg
+        from symgrad.codegen import tiers
+        run = tiers.NumbaJob.run
+        def late(job):
+            threading.main_thread().join()
+            run(job)
+        tiers.NumbaJob.run = late
+        x = sg.tensor("x", ("n",))
+        f = sg.compile(sg.sum(sg.tanh(x) * sg.exp(-x)))
+        print(f.tier, float(f(np.ones(3))), tiers.pending(), flush=True)
+        raise SystemExit("stopped")
+        """
+    cache = str(tmp_path / "cache")
+    first = _run(code, {"SYMGRAD_CACHE_DIR": cache, "SYMGRAD_VERBOSE": "0"})
+    assert first.returncode == 1 and first.stderr.strip() == "stopped"
+    tier, value, pending = first.stdout.split()
+    assert tier == "numpy" and pending == "1"
+    assert float(value) == pytest.approx(3 * np.tanh(1.0) * np.exp(-1.0), rel=1e-13)
+    second = _run(
+        """
+        import symgrad as sg
+        x = sg.tensor("x", ("n",))
+        f = sg.compile(sg.sum(sg.tanh(x) * sg.exp(-x)))
+        print(f.cache_state)
+        """,
+        {"SYMGRAD_CACHE_DIR": cache, "SYMGRAD_VERBOSE": "0"},
+    )
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "machine code loaded from cache"
