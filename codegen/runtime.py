@@ -973,6 +973,8 @@ def run_blocks(kernel, args):
     # threads, 4 other processes running: 56 ms spinning, 7 ms sleeping; 10 ms on 1 thread).
     # libgomp reads it when it starts, with numba's first parallel loop
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if not hasattr(kernel, "overloads"):
+        return kernel(*args)  # a background build's first tier (codegen/tiers.py): the numpy twin
     # numba: heavy optional import (see tests/test_layering.py); only numba kernels come here
     import numba
 

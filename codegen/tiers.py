@@ -68,10 +68,10 @@ class NumbaJob:
             module, state, phases = self._compile(owner)
         except Exception as exc:
             self.error, self._traceback = exc, exc.__traceback__
-            self.namespace["kernel_entry"] = self._raise
+            self._bind(self._raise, self._raise)
         else:
             self.module, self.cache_state, self.phases = module, state, phases
-            self.namespace["kernel_entry"] = module.kernel_entry  # the switch
+            self._bind(module.kernel_entry, getattr(module, "kernel_blocks", None))  # the switch
         finally:
             del owner
             self.ready_at = time.perf_counter()
@@ -84,9 +84,16 @@ class NumbaJob:
 
     def cancel(self, reason):
         self.error = UnsupportedError(f"{self.title}: numba did not compile it: {reason}")
-        self.namespace["kernel_entry"] = self._raise
+        self._bind(self._raise, self._raise)
         self.ready_at = time.perf_counter()
         self.finished.set()
+
+    def _bind(self, entry, blocks):
+        """Point the entry's kernels at numba's (or at the error): ``kernel_entry``, and
+        ``kernel_blocks`` (the row blocks of long loops, codegen/threads.py) when the entry has one."""
+        if "kernel_blocks" in self.namespace and blocks is not None:
+            self.namespace["kernel_blocks"] = blocks
+        self.namespace["kernel_entry"] = entry
 
     def _raise(self, *args):
         raise self.error.with_traceback(self._traceback)

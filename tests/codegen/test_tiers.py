@@ -273,3 +273,30 @@ def test_the_interpreter_exits_cleanly_with_a_compile_running(tmp_path):
     )
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "machine code loaded from cache"
+
+
+def test_a_long_loop_on_the_first_tier_runs_the_twin_then_numbas_row_blocks(gate):
+    """A call long enough for the row blocks (codegen/threads.py) before numba is ready runs on
+    the numpy twin; once numba is bound, the same call runs its row blocks."""
+    from symgrad.codegen.threads import MIN_ROWS
+
+    x = sg.tensor("x", ("n",))
+    loss = sg.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    vg = sg.value_and_grad(loss, wrt=x)
+    assert "kernel_blocks" in vg.source
+    xs = np.random.default_rng(3).uniform(-1, 1, MIN_ROWS + 10)
+    a, b = xs[:-1], xs[1:]
+    want_value = np.sum(100.0 * (b - a**2) ** 2 + (1.0 - a) ** 2)
+    want = np.zeros_like(xs)
+    want[:-1] = -400.0 * a * (b - a**2) - 2.0 * (1.0 - a)
+    want[1:] += 200.0 * (b - a**2)
+    value, grad = vg(xs)
+    assert vg.tier == "numpy"
+    np.testing.assert_allclose(value, want_value, rtol=1e-12)
+    np.testing.assert_allclose(grad, want, rtol=1e-12, atol=1e-9)
+    gate.set()
+    vg.wait()
+    assert vg.tier == "numba"
+    value2, grad2 = vg(xs)
+    np.testing.assert_allclose(value2, want_value, rtol=1e-12)
+    np.testing.assert_allclose(grad2, want, rtol=1e-12, atol=1e-9)
