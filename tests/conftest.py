@@ -4,6 +4,12 @@ import zlib
 
 import pytest
 
+# A build's default is compile="background" (codegen/tiers.py): its first calls run on the numpy
+# twin while numba compiles. The suite tests numba's machine code, so its builds wait for numba
+# unless a test asks otherwise (tests/codegen/test_tiers.py tests the background builds; the
+# variable reaches the examples and README snippets the suite runs in subprocesses too).
+os.environ.setdefault("SYMGRAD_COMPILE", "sync")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def symgrad_cache_dir(tmp_path_factory):
