@@ -39,6 +39,8 @@ PARALLEL = (
 def block(kernel):
     """(the blocked kernel's IR, the row counts of its blocked loops), or None when no fused loop
     of ``kernel`` may have ``MIN_ROWS`` rows and be cut into blocks."""
+    if any(isinstance(stmt, ir.For) and stmt.node is not None for stmt in ir.walk(kernel)):
+        return None  # a kernel holding a loop of the graph (sg.scan) runs on one thread
     plans = {}
     moved = set()  # ids of the allocations of tile buffers: each block allocates its own
     for stmt in kernel:
