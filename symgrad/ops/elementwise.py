@@ -585,7 +585,7 @@ binary("sub", (lambda g, a, b, out: g, lambda g, a, b, out: -g), "d(a-b) = da - 
 binary("mul", (lambda g, a, b, out: g * b, lambda g, a, b, out: g * a), "d(ab) = b da + a db",
        commutative=True, builder=mul, lower="{0} * {1}", numpy=np.multiply, parse=("mul", "multiply"),
        bilinear=True, infix="*", precedence=2, to_sympy=lambda a, b: a * b)
-binary("div", (lambda g, a, b, out: g / b, lambda g, a, b, out: -(g / b) * out), "d(a/b) = da/b - (a/b) db/b",
+binary("div", (lambda g, a, b, out: g / b, lambda g, a, b, out: -(g * out) / b), "d(a/b) = da/b - (a/b) db/b",
        infer=_float_binary, builder=div, lower="{0} / {1}", infix="/", precedence=2, numpy=np.divide,
        parse=("div", "divide", "true_divide"), to_sympy=lambda a, b: a / b)
 binary("pow", (_pow_base_rule, _pow_exponent_rule), "d(a^b) = b a^(b-1) da + a^b log(a) db",
