@@ -163,6 +163,28 @@ def _slice_window(node):
     return window
 
 
+_MAX_CARRIED = 4  # at most this many rows' contributions wait in scalars (carry_scatters)
+
+
+def _unit_shift(i, index):
+    """The int s of a store index ``index + s`` (``index`` itself: 0), else None."""
+    if i is index:
+        return 0
+    if isinstance(i, ir.Shift) and i.index is index and i.sign == 1 and isinstance(i.start, ir.WindowStart):
+        s = i.start.value
+        return s if isinstance(s, int) and s >= 0 else None
+    return None
+
+
+def _reads_array(block, array):
+    """Does a statement of ``block`` read an element of ``array`` (other than a store into it)?"""
+    for stmt in ir.walk(block):
+        values = [stmt.value, *stmt.index] if isinstance(stmt, ir.Store) else ir.reads(stmt)
+        if any(leaf is array for v in values for leaf in ir.leaves(v)):
+            return True
+    return False
+
+
 def transparent(node):
     """Nodes a fused loop reads through instead of reading their (allocated) value."""
     if node.op == "broadcast_to":
@@ -762,12 +784,77 @@ class _Loop:
                 tiled[0].fused = RowLoop(self.index[0], list(self.pre))
                 return [ir.Note(head + f", in tiles of {tiling.TILE}")] + self.pre + tiled + self.post
         body = [stmt for _, stmts in chunks for stmt in stmts]
+        if rank == 1 and self.index[0] != 0:
+            body = self.carry_scatters(body, shape[0])
         for i, d in reversed(list(zip(self.index, shape))):
             if i != 0:
                 body = [ir.For(i, d, body)]
         if self.index[0] != 0:
             body[0].fused = RowLoop(self.index[0], list(self.pre))
         return [ir.Note(head)] + self.pre + body + self.post
+
+    def carry_scatters(self, body, length):
+        """A row loop's gradients of unit-step slices (``d_x[i + s] += c_s`` for a few shifts s)
+        written once per element instead: element ``i + min s`` is complete at row i, so it is
+        stored (``=``) from the row's contribution and the earlier rows' ones, which wait in
+        scalars carried from row to row; the last of them are stored after the loop. Each element
+        of ``d_x`` is then written once and never read back (no read-modify-write through memory
+        from one row to the next), and when the shifted blocks cover the whole array it is not
+        zeroed first (a second sweep over it). The sums add the contributions in the order the
+        ``+=`` did. ``body``: the loop's statements; ``length``: its row count."""
+        index = self.index[0]
+        for root, leaves in self.group.scatter:
+            array = self.value[id(root)]
+            if array.dtype != "float64":
+                continue
+            by_shift = {}  # shift -> the values stored at index + shift, in order
+            top = [s for s in body if isinstance(s, ir.Store) and s.array is array]
+            stores = [s for s in ir.walk(body) if isinstance(s, ir.Store) and s.array is array]
+            if not top or len(stores) != len(top) or _reads_array(body, array):
+                continue
+            for s in top:
+                shift = _unit_shift(s.index[0], index) if s.add and len(s.index) == 1 else None
+                if shift is None:
+                    break
+                by_shift.setdefault(shift, []).append(s.value)
+            else:
+                low, high = min(by_shift), max(by_shift)
+                if high - low > _MAX_CARRIED:
+                    continue
+                self._carry(array, root, body, top, by_shift, low, high, length)
+        return body
+
+    def _carry(self, array, root, body, top, by_shift, low, high, length):
+        index = self.index[0]
+        waiting = [  # waiting[k - 1]: what the rows so far add to element i + low + k
+            ir.Var("next", "float64", like=array, suffix="_next" + (str(k) if k > 1 else ""))
+            for k in range(1, high - low + 1)
+        ]
+        for v in waiting:
+            self.pre.append(ir.Alloc(v, "zeros"))
+
+        def plus(start, shift):
+            # start + this row's values at index + shift, added one by one as the += did
+            out = start
+            for v in by_shift.get(shift, ()):
+                out = v if out is None else ir.Apply("add", (out, v))
+            return out
+
+        for s in top:
+            body.remove(s)
+        at = index if low == 0 else ir.Shift(index, ir.WindowStart(low))
+        body.append(ir.Store(array, (at,), plus(waiting[0] if waiting else None, low)))
+        for k, v in enumerate(waiting, start=1):
+            value = plus(waiting[k] if k < len(waiting) else None, low + k)
+            body.append(ir.Assign(v, value if value is not None else ir.Zero("float64")))
+        for k, v in enumerate(waiting, start=1):
+            self.post.append(ir.Store(array, (length + low + k - 1,), v))
+        # no element outside [low, length + high) is written: only then may the array start empty
+        if low == 0 and dims_equal(root.shape[0], length + high):
+            for stmt in self.pre:
+                if isinstance(stmt, ir.Alloc) and stmt.target is array:
+                    stmt.fill = "empty"
+                    stmt.note = "gradients of slices, each element written once by the loop"
 
     # ------------------------------------------------------------ one member
 
