@@ -6,6 +6,9 @@ including inf, nan and signed zeros:
     x * 1 -> x        x * -1 -> -x       x / 1 -> x       x / -1 -> -x
     x - 0 -> x        x + (-0.0) -> x    -(-x) -> x
     x ** 1 -> x       x ** 2 -> square(x)                  x ** -1 -> reciprocal(x)
+    (x * c2) * c1 -> x * (c1 * c2)   scalar float64 constants, c2 = +-2**k (k >= 0) and
+                      |c1| >= 1: x * c2 is exact (or overflows exactly when x * (c1 * c2)
+                      does), so both round once to the same float (rosen's 100 * (2 * s))
     x ** 0 -> 1       (IEEE pow(x, 0) is 1 even for nan and inf; found by the fuzzer:
                        the rule 0 * x ** -1 gave nan at x = 0)
     reshape/transpose/broadcast_to/cast to what x already is -> x
@@ -62,6 +65,28 @@ def _unbroadcast_scalars(op, inputs, shape):
     return None
 
 
+def _float64_scalar(node):
+    """The value of a scalar float64 constant node, else None."""
+    if node.op != "constant" or node.dtype != "float64" or node.value.size != 1:
+        return None
+    return float(node.value.reshape(())[()])
+
+
+def _fold_scaled(x, c, shape, dtype):
+    """``(y * c2) * c1 -> y * (c1 * c2)`` when exact (see the module's list), else None."""
+    c1 = _float64_scalar(c)
+    if c1 is None or not abs(c1) >= 1 or not np.isfinite(c1) or x.op != "mul" or dtype != "float64":
+        return None
+    for y, k in (x.inputs, reversed(x.inputs)):
+        c2 = _float64_scalar(k)
+        if c2 is None or y.op == "constant" or not _keeps(y, shape, dtype) or c2 == 0:
+            continue
+        mantissa, _ = np.frexp(abs(c2))
+        if mantissa == 0.5 and abs(c2) >= 1 and np.isfinite(c1 * c2):
+            return make("mul", [y, ops.constant(c1 * c2, "float64")])
+    return None
+
+
 def rewrite(op, inputs, attrs, shape, dtype):
     """Return a simpler node equal to op(*inputs), or None."""
     opdef = ops.OPS[op]
@@ -78,6 +103,10 @@ def rewrite(op, inputs, attrs, shape, dtype):
                 return x
             if _keeps(x, shape, dtype) and _scalar_const(c, -1):
                 return ops.neg(x)
+        for x, c in ((a, b), (b, a)):
+            folded = _fold_scaled(x, c, shape, dtype)
+            if folded is not None:
+                return folded
     elif op == "div":
         a, b = inputs
         if _keeps(a, shape, dtype) and _scalar_const(b, 1):

@@ -52,3 +52,30 @@ def test_folding_reads_no_constant_above_the_bound(monkeypatch):
     total = sg.sum(sg.constant(large))
     assert total.op == "sum"  # left to the compiled function, which computes numpy's value
     assert sg.compile(total, backend="numpy")() == np.sum(large)
+
+
+def test_a_constant_times_a_power_of_two_times_x_is_one_multiply_with_numpys_bits():
+    # (x * 2**k) * c == x * (c * 2**k) in IEEE arithmetic when k >= 0 and |c| >= 1: x * 2**k is
+    # exact or overflows exactly when the folded product does (rosen's gradient 100 * (2 * s))
+    s = sg.scalar("s")
+    folded = [(s * 2.0) * 100.0, 100.0 * (2.0 * s), (s * -4.0) * 3.0, (s * 1.0 * 8.0) * -1.5]
+    assert [str(e) for e in folded] == ["s * 200.0", "s * 200.0", "s * -12.0", "s * -12.0"]
+    kept = {"(s*3)*100": (s * 3.0) * 100.0, "(s*2)*0.5": (s * 2.0) * 0.5, "(s*0.5)*100": (s * 0.5) * 100.0}
+    assert [str(e) for e in kept.values()] == ["s * 3.0 * 100.0", "s * 2.0 * 0.5", "s * 0.5 * 100.0"]
+    f = sg.compile(folded + list(kept.values()), backend="numpy")
+    literal = [
+        lambda v: (v * 2.0) * 100.0,
+        lambda v: 100.0 * (2.0 * v),
+        lambda v: (v * -4.0) * 3.0,
+        lambda v: (v * 1.0 * 8.0) * -1.5,
+        lambda v: (v * 3.0) * 100.0,
+        lambda v: (v * 2.0) * 0.5,
+        lambda v: (v * 0.5) * 100.0,
+    ]
+    values = [0.1, -0.0, 5e-324, 2.2250738585072014e-308, 1.7e306, 1e308, -np.inf, np.nan, 0.7 / 3]
+    with np.errstate(all="ignore"):
+        for v in values:
+            got = f(v)
+            for g, fn in zip(got, literal):
+                want = fn(np.float64(v))
+                assert np.float64(g).tobytes() == np.float64(want).tobytes(), (v, g, want)
