@@ -705,7 +705,9 @@ def jax_importable():
 
 def _process(name, system, cache, timeout):
     """One build in a fresh process: its record, or {"error": ...}."""
-    env = dict(os.environ, SYMGRAD_CACHE_DIR=cache)
+    # the default a new user gets: the first result from the numpy twin, numba in the background
+    # (whatever SYMGRAD_COMPILE the bench itself runs under)
+    env = dict(os.environ, SYMGRAD_CACHE_DIR=cache, SYMGRAD_COMPILE="background")
     cmd = [sys.executable, "-m", "symgrad.bench", "--build-case", name, "--system", system]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)

@@ -344,6 +344,8 @@ def _indent(line):
 
 
 def _line_with(source, text):
+    # the kernel's line (not its copy in row blocks for threads, codegen/threads.py)
+    source = source.partition("# kernel() with its fused loops cut into row blocks")[0]
     (line,) = [l for l in source.splitlines() if text in l]
     return line
 
