@@ -65,6 +65,8 @@ class Emitter:
     runtime_module = "symgrad.codegen.numpy_runtime"
     module_imports = ()  # the generated module's imports of its backend's compiler (a subclass's)
     decorator = None
+    # how an array a loop writes is allocated (ir.Alloc): its fill "empty" or "zeros"
+    alloc_empty, alloc_zeros = "np.empty", "np.zeros"
     # printing for Compiled.save(): no branch for the argument kinds symgrad's hooks handle (they
     # need symgrad), and the entry-point comment of a module nothing binds after compiling
     standalone = False
@@ -598,7 +600,7 @@ class Emitter:
             note = self.note_text(stmt.note)
             if not t.shape:
                 return [f"{self.name_of(t)} = 0.0{note}"]
-            fn = "np.zeros" if stmt.fill == "zeros" else "np.empty"
+            fn = self.alloc_zeros if stmt.fill == "zeros" else self.alloc_empty
             return [f"{self.name_of(t)} = {fn}({shape_text(t.shape)}, dtype={self.np_dtype(t.dtype)}){note}"]
         if isinstance(stmt, ir.Store):
             index = ", ".join(self.index_code(i) for i in stmt.index)

@@ -6,7 +6,7 @@ lays the data out as a C-contiguous (rows, reduced) matrix and calls a helper
 in ``codegen.numba_runtime``.
 """
 
-from . import branches, fusion, ir, rolling
+from . import branches, fusion, ir, placement, rolling
 from symgrad.ops.registry import OPS
 from .emit import Emitter, has_loops, key_text
 from .schedule import ROLL_MIN_STATEMENTS, dim_text, find_loops, keyed, product_text, shape_text
@@ -75,6 +75,8 @@ class NumbaEmitter(Emitter):
     runtime_module = "symgrad.codegen.numba_runtime"
     module_imports = ("import numba",)
     decorator = "@numba.njit(cache=True, nogil=True, error_model='numpy')"
+    # huge pages for a large array (codegen/memory_kernels.py): no 4 KiB page faults writing it
+    alloc_empty, alloc_zeros = "_rt.empty", "_rt.zeros"
 
     def kernel_ir(self, forward, backward, out_name_of, outputs):
         """The kernel's IR: a traced loop of array statements (tensor state, ``xs[t]``) rolled
@@ -129,7 +131,7 @@ class NumbaEmitter(Emitter):
         ):
             fused = fusion.fuse(self, forward, backward, out_name_of, outputs) if fusion.enabled() else None
             if fused is not None:
-                return fused
+                return placement.concatenate_in_place(fused, self.value)
             rolled = _find_loops(forward, backward, rollable)
         _, nodes, loops = rolled
         if not loops:
