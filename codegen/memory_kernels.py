@@ -1,12 +1,14 @@
 """How the numba backend's kernels allocate the arrays their fused loops write.
 
-numba takes an array's memory from ``malloc``; an array of several megabytes is a fresh
-``mmap`` every call, whose first touch faults once per 4 KiB page (a 51 MB per-example
-gradient: 12,500 faults, about half its kernel's time). numpy asks the kernel for huge pages
-on such an allocation (``madvise(MADV_HUGEPAGE)`` from 4 MiB, numpy's own threshold), so an
-array numpy makes faults once per 2 MiB. ``empty`` and ``zeros`` do the same for the generated
-code: the advice is given before the first write; an array under ``HUGE_BYTES`` costs one
-comparison more than ``np.empty``. Outside Linux the advice is skipped.
+numba takes an array's memory from ``malloc``. glibc's malloc serves an allocation of 32 MiB or
+more (its largest mmap threshold) with a fresh ``mmap`` every call, whose first touch faults
+once per 4 KiB page (a 51 MB per-example gradient: 12,500 faults, about half its kernel's
+time); a smaller one comes back from the heap after the first call, already mapped. numpy asks
+the kernel for huge pages on its large allocations (``madvise(MADV_HUGEPAGE)``), so an array
+numpy makes faults once per 2 MiB. ``empty`` and ``zeros`` do the same for the generated code,
+from ``HUGE_BYTES``: the advice is given before the first write; a smaller array costs one
+comparison more than ``np.empty`` (advising heap memory that is already mapped would only
+cost a system call). Outside Linux the advice is skipped.
 """
 
 import sys
@@ -17,7 +19,7 @@ from numba.core import types
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
-HUGE_BYTES = 1 << 22  # numpy's threshold for huge-page advice (4 MiB)
+HUGE_BYTES = 1 << 25  # 32 MiB: glibc's largest mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX, 64-bit)
 _PAGE = 4096
 _MADV_HUGEPAGE = 14  # Linux <sys/mman.h>
 _LINUX = sys.platform.startswith("linux")

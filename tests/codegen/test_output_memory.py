@@ -50,16 +50,16 @@ def test_a_returned_elementwise_product_is_a_loop_into_a_runtime_allocation():
 def test_a_large_output_faults_per_huge_page_not_per_4k_page():
     x, d = sg.tensor("x", ("n", "p")), sg.tensor("d", ("n", "q"))
     f = sg.compile(per_example_outer(x, d), inputs=[x, d])
-    X, D = RNG.normal(size=(32, 512)), RNG.normal(size=(32, 256))  # 32 MiB out
+    X, D = RNG.normal(size=(48, 512)), RNG.normal(size=(48, 256))  # 48 MiB out: a fresh mmap per call
     faults, out = _faults(f, X, D)
     np.testing.assert_array_equal(out, per_example_outer(X, D))
-    small_pages = out.nbytes // 4096  # 8192: what numba's own allocation costs
+    small_pages = out.nbytes // 4096  # 12288: what numba's own allocation costs
     # huge pages cover the 2 MiB-aligned part; the ends up to the next 2 MiB boundary are small pages
     assert faults < small_pages // 4, faults
 
 
 def test_runtime_empty_and_zeros_agree_with_numpy_at_every_size():
-    for shape in [(0,), (3,), (2, 3), (1 << 20,)]:  # the last is 8 MiB: advised
+    for shape in [(0,), (3,), (2, 3), (1 << 22,)]:  # the last is 32 MiB: advised
         a = memory_kernels.empty(shape, np.float64)
         z = memory_kernels.zeros(shape, np.float64)
         assert a.shape == z.shape == shape and a.dtype == z.dtype == np.float64
@@ -99,3 +99,14 @@ def test_mlp_per_example_gradients_on_numba_match_numpy_by_hand():
     assert (
         "out_0 = _rt.empty((dim_x_0, dim_W1_0, dim_W1_1)" in grads.compiled_for(W1, b1, W2, b2, X, Y).source
     )
+
+
+def test_cached_kernels_are_named_by_the_helper_modules_compiled_into_them_too():
+    # a kernel's machine code holds memory_kernels' (and special's, ...) compiled code: a change
+    # to any of them must give every cached module another name, not only numba_runtime.py's
+    from symgrad.codegen import runtime, special
+
+    sources = runtime._helper_sources()
+    for module in (memory_kernels, special):
+        with open(module.__file__, "rb") as fh:
+            assert fh.read() in sources
