@@ -71,6 +71,8 @@ class Emitter:
     # of the kernel and the spelling of its parallel loop; None: the kernel runs on one thread
     blocks_decorator = None
     parallel_range = None
+    # how an array a loop writes is allocated (ir.Alloc): its fill "empty" or "zeros"
+    alloc_empty, alloc_zeros = "np.empty", "np.zeros"
     # printing for Compiled.save(): no branch for the argument kinds symgrad's hooks handle (they
     # need symgrad), and the entry-point comment of a module nothing binds after compiling
     standalone = False
@@ -637,7 +639,7 @@ class Emitter:
             note = self.note_text(stmt.note)
             if not t.shape:
                 return [f"{self.name_of(t)} = 0.0{note}"]
-            fn = "np.zeros" if stmt.fill == "zeros" else "np.empty"
+            fn = self.alloc_zeros if stmt.fill == "zeros" else self.alloc_empty
             return [f"{self.name_of(t)} = {fn}({shape_text(t.shape)}, dtype={self.np_dtype(t.dtype)}){note}"]
         if isinstance(stmt, ir.Store):
             index = ", ".join(self.index_code(i) for i in stmt.index)

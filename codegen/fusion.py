@@ -254,14 +254,17 @@ class Plan:
                 self.users.setdefault(id(i), []).append(node)
         self._fold_scatters(nodes)
         self._fold_row_products(nodes, reach)
-        # a loop of one op with nothing read through gains nothing: leave it to the per-op lowering
+        # a loop of one op with nothing read through gains nothing: leave it to the per-op lowering,
+        # unless it computes an output (the loop writes an array the kernel allocates, on huge pages
+        # when large: see memory_kernels; numba's own array expression faults on every 4 KiB page)
         for gid in list(self.groups):
             g = self.groups[gid]
             if self.find(gid) != gid:
                 del self.groups[gid]
                 continue
             through = any(transparent(i) for m in g.members for i in m.inputs)
-            if g.size + len(g.scatter) < 2 and not through:
+            returned = any(id(m) in self.output_ids for m in g.members)
+            if g.size + len(g.scatter) < 2 and not through and not returned:
                 self.group_of = {k: v for k, v in self.group_of.items() if self.find(v) != gid}
                 del self.groups[gid]
         self.group_of = {k: self.find(v) for k, v in self.group_of.items()}

@@ -6,7 +6,7 @@ lays the data out as a C-contiguous (rows, reduced) matrix and calls a helper
 in ``codegen.numba_runtime``.
 """
 
-from . import branches, fusion, ir, rolling, threads
+from . import branches, fusion, ir, placement, rolling, threads
 from symgrad.ops.registry import OPS
 from .emit import GATHER_OPS, Emitter, has_loops, key_text, with_loop_bodies
 from .schedule import ROLL_MIN_STATEMENTS, dim_text, find_loops, keyed, product_text, shape_text
@@ -89,6 +89,9 @@ class NumbaEmitter(Emitter):
             return None
         return threads.block(kernel)
 
+    # huge pages for a large array (codegen/memory_kernels.py): no 4 KiB page faults writing it
+    alloc_empty, alloc_zeros = "_rt.empty", "_rt.zeros"
+
     def kernel_ir(self, forward, backward, out_name_of, outputs):
         """The kernel's IR: a traced loop of array statements (tensor state, ``xs[t]``) rolled
         into loops when its steps repeat (``rolling``); else fused loops (``fusion``), else the
@@ -146,7 +149,7 @@ class NumbaEmitter(Emitter):
         ):
             fused = fusion.fuse(self, forward, backward, out_name_of, outputs) if fusion.enabled() else None
             if fused is not None:
-                return fused
+                return placement.concatenate_in_place(fused, self.value)
             rolled = _find_loops(forward, backward, rollable)
         _, nodes, loops = rolled
         if not loops:

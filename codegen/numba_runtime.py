@@ -30,6 +30,7 @@ from .special import (  # noqa: F401 (the special functions' lowerings)
     xlog1py,
 )
 from .array_kernels import argsort_last, cumprod_last, cumsum_last  # noqa: F401 (ops/arrays.py's lowerings)
+from .memory_kernels import empty, zeros  # noqa: F401 (the fused loops' arrays: huge pages when large)
 from .callback_kernels import (  # noqa: F401 (the host_call op's lowerings: sg.root's solver)
     host_call_float32_0,
     host_call_float32_1,

@@ -508,14 +508,27 @@ def library_versions():
         except ImportError:
             numba_version, svml = "absent", "off"
         # numba's cache checks only the module's own file: a change to the helpers it calls
-        # must give the module another name
-        helpers = _read_bytes(os.path.join(os.path.dirname(__file__), "numba_runtime.py")) or b""
+        # must give the module another name (numba_runtime.py and the sibling modules it
+        # imports, whose functions are compiled into the kernels: special, memory_kernels, ...)
+        helpers = _helper_sources()
         _versions_text = (
             f"symgrad {__version__}; numba {numba_version}; numpy {np.__version__}; "
             f"python {sys.version.split()[0]} {sys.implementation.cache_tag}; "
             f"helpers {hashlib.sha256(helpers).hexdigest()[:12]}; svml {svml}"
         )
     return _versions_text
+
+
+def _helper_sources():
+    """The text of numba_runtime.py followed by that of each sibling module it imports."""
+    here = os.path.dirname(__file__)
+    text = _read_bytes(os.path.join(here, "numba_runtime.py")) or b""
+    parts = [text]
+    for line in text.decode("utf-8", "replace").splitlines():
+        if line.startswith("from .") and not line.startswith("from .."):
+            module = line[len("from .") :].split()[0]
+            parts.append(_read_bytes(os.path.join(here, module + ".py")) or b"")
+    return b"\0".join(parts)
 
 
 def _read_bytes(path):

@@ -344,7 +344,9 @@ def jvp(outputs, wrt, tangents, notes=None):
         if not is_float(node.dtype):
             continue
         total = None
-        for index, inp in enumerate(node.inputs):
+        if opdef.jvp_joint is not None:
+            total = opdef.jvp_joint(node, [tangent.get(id(i)) for i in node.inputs])
+        for index, inp in enumerate(node.inputs if total is None else ()):
             t = tangent.get(id(inp))
             if t is None:
                 continue

@@ -157,6 +157,11 @@ class OpDef:
     tuple_valued: bool = False
     tuple_vjp: Optional[Callable] = None
     tuple_jvp: Optional[Callable] = None
+    # the node's tangent from every input's at once, ``jvp_joint(node, [tangent per input or
+    # None]) -> tangent or None`` (None: sum the per-input rules' contributions as usual); for a
+    # linear op whose contributions are blocks of the output, so the tangent is built in one piece
+    # (concatenate: the concatenation of the tangents, not a sum of zero-padded blocks)
+    jvp_joint: Optional[Callable] = None
     part: bool = False  # the node is result attrs["index"] of its tuple-valued operand
 
     def on_lanes(self, node):

@@ -535,12 +535,21 @@ def _concat_jvp(index, t, *args):
     return slice_grad(t, _concat_block(index, inputs, out), out.shape)
 
 
+def _concat_jvp_joint(node, tangents):
+    # every input carries a tangent: their concatenation (one array, written block by block),
+    # not the sum of each written into zeros; otherwise the blocks (a lone one is read as a window)
+    if any(t is None for t in tangents):
+        return None
+    return concatenate(list(tangents), node.attrs["axis"])
+
+
 register(
     "concatenate",
     _concat_infer,
     lambda *xs, axis: np.concatenate(xs, axis=axis),
     vjp_variadic=_concat_vjp,
     jvp_variadic=_concat_jvp,
+    jvp_joint=_concat_jvp_joint,
     note="d concatenate = the matching slice of g",
     linear=True,
     moves_adjoint=ALL,

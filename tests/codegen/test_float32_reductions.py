@@ -73,7 +73,7 @@ def test_partial_float32_sums_plain_and_fused_match_fsum(monkeypatch, fusion):
     for name, (expr, truth) in exprs.items():
         f = sg.compile(expr, inputs=[X], backend="numba")
         if fusion == "1" and name == "fused rows":
-            assert "# fused loop" in f.source and "_acc = np.zeros(" in f.source
+            assert "# fused loop" in f.source and "_acc = _rt.zeros(" in f.source
         got = np.asarray(f(data))
         assert got.dtype == np.float32
         for g, w in zip(got, truth(data)):

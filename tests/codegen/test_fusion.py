@@ -53,7 +53,7 @@ def test_rosenbrock_is_one_loop_with_its_gradient_written_once_per_element():
     assert _loop_count(src) == 1
     # the only array the kernel allocates is the gradient itself, not zeroed: the two slices'
     # blocks cover it, and x[1:]'s contribution waits a row in a scalar (carry_scatters)
-    assert src.count("np.empty(") == 1 and src.count("np.zeros(") == 0
+    assert src.count("_rt.empty(") == 1 and src.count("_rt.zeros(") == 0
     assert "d_x[i] = d_x_next + " in src and "d_x[i + 1] += " not in src
 
 
@@ -64,8 +64,8 @@ def test_sum_of_an_elementwise_chain_allocates_nothing():
     # one loop computes the value and the gradient; the gradient is the only array of n elements
     # (the loop runs on SIMD lanes in tiles: the sum's terms wait in one tile-long buffer)
     assert _loop_count(_plain(vg.source)) == 1
-    assert _plain(vg.source).count("np.empty((dim_n,)") == 1 and "np.zeros(" not in _plain(vg.source)
-    assert _plain(vg.source).count("np.empty(") == 2 and _plain(vg.source).count("np.empty((256,)") == 1
+    assert _plain(vg.source).count("_rt.empty((dim_n,)") == 1 and "_rt.zeros(" not in _plain(vg.source)
+    assert _plain(vg.source).count("_rt.empty(") == 2 and _plain(vg.source).count("_rt.empty((256,)") == 1
 
 
 def test_broadcasting_operands_are_read_with_index_arithmetic():
@@ -228,12 +228,12 @@ def test_logistic_regression_reads_X_once_in_one_loop_over_the_rows():
     src = _plain(vg.source)
     # no BLAS product and no full-size copy of X: both products are inner loops of the row loop
     assert " @ " not in _kernel_code(src)
-    assert "np.empty((dim_n, dim_d)" not in src
+    assert "_rt.empty((dim_n, dim_d)" not in src
     body = _row_loop(src)
     assert "for j in range(dim_d):" in body and "X[i, j]" in body
     assert body.index("X[i, j] * w[j]") < body.rindex("[j] += ")
     # neither z nor the per-row coefficient is stored as an array
-    assert "np.empty((dim_n,)" not in src
+    assert "_rt.empty((dim_n,)" not in src
 
 
 def test_least_squares_gradient_accumulates_the_transposed_product_in_the_row_loop():

@@ -1568,7 +1568,7 @@ _CONVERTED += ["symgrad/passes/simplify.py", "codegen/emit.py", "codegen/schedul
 _CONVERTED += ["symgrad/frontends/sympy_bridge.py"]
 _CONVERTED += ["codegen/ir.py", "codegen/branches.py", "codegen/rolling.py", "codegen/tiling.py"]
 _CONVERTED += ["codegen/fusion.py", "codegen/numba_backend.py"]
-_CONVERTED += ["symgrad/batching.py"]
+_CONVERTED += ["symgrad/batching.py", "codegen/placement.py"]
 _LEAF = "a symbol has a name and a constant a value: reading them is about that leaf"
 _ONE_OP_RULES = {
     ("symgrad/autodiff.py", "symbol"): _LEAF,
@@ -1640,6 +1640,8 @@ _ONE_OP_RULES = {
     ("codegen/fusion.py", "cast"): "cast is elementwise in shape but no elementwise-table op",
     ("codegen/fusion.py", "where"): "a where's branches own the members only they read",
     ("codegen/fusion.py", "add"): "gradients of slices added up are accumulated in place",
+    ("codegen/placement.py", "concatenate"): "the pass writes a concatenate's operands in place",
+    ("codegen/placement.py", "reshape"): "an operand reshaped to add or drop unit axes is placed through it",
     ("symgrad/frontends/sympy_bridge.py", "symbol"): _LEAF,
     ("symgrad/frontends/sympy_bridge.py", "constant"): _LEAF,
     ("symgrad/frontends/sympy_bridge.py", "neg"): "SymPy's x + (-1)*y given back as a subtraction",
