@@ -184,18 +184,22 @@ def test_a_float32_graph_waits_for_numba_whose_sums_add_in_float64():
     assert abs(float(f(data)) - want) <= 2 * np.spacing(np.float32(want))
 
 
-def _unsupported_op():
-    def bad(x):  # numba cannot type type(x).__name__; plain Python runs it
+@pytest.fixture
+def unsupported_op():
+    """A user op numba cannot type (type(x).__name__; plain Python runs it), unregistered after
+    the test: the op table is the process's, and other test files check what it holds."""
+
+    def bad(x):
         return x + len(type(x).__name__)
 
     name = "tier_test_untypable"
-    if not hasattr(sg, name):
-        sg.register_op(name, bad, derivative=lambda x: 1.0 + 0.0 * x)
-    return getattr(sg, name)
+    op = sg.register_op(name, bad, derivative=lambda x: 1.0 + 0.0 * x)
+    yield op
+    sg.unregister_op(name)
 
 
-def test_a_failed_numba_compile_raises_the_sync_error_at_the_next_call_and_wait():
-    op = _unsupported_op()
+def test_a_failed_numba_compile_raises_the_sync_error_at_the_next_call_and_wait(unsupported_op):
+    op = unsupported_op
     x = sg.scalar("x")
     with sg.config(compile="sync"):
         with pytest.raises(Exception) as sync_error:
