@@ -68,6 +68,8 @@ class Emitter:
     # printing for Compiled.save(): no branch for the argument kinds symgrad's hooks handle (they
     # need symgrad), and the entry-point comment of a module nothing binds after compiling
     standalone = False
+    # the runtime has the op records' ``pair`` functions (sincos): print such pairs as one call
+    pairs = False
 
     def __init__(self, notes=None):
         self.namer = Namer()
@@ -534,7 +536,10 @@ class Emitter:
             # on SIMD lanes: the runtime's arithmetic version (LLVM vectorises it; libm's it cannot)
             code = f"_rt.v{node.op}({', '.join(args)})"
         else:
-            code = (record.scalar or record.lower).format(*args, **node.attrs)
+            own = record.lowerings.get(self.backend)
+            code = (record.scalar or (own if isinstance(own, str) else "") or record.lower).format(
+                *args, **node.attrs
+            )
         if node.dtype == "float32" and any(
             i.dtype != "float32" for i in node.inputs if not (node.op == "where" and i is node.inputs[0])
         ):
@@ -543,8 +548,26 @@ class Emitter:
 
     def print_block(self, block):
         lines = []
+        pairs = find_pairs(block) if self.pairs and self._far is not False else {}
+        skip = {id(b) for b in pairs.values()}
         for stmt in block:
-            lines.extend(self.print_statement(stmt))
+            if id(stmt) in skip:
+                continue
+            other = pairs.get(id(stmt))
+            lines.extend(self.print_statement(stmt) if other is None else self.print_pair(stmt, other))
+        return lines
+
+    def print_pair(self, first, second):
+        """``a, b = _rt.<pair function>(x)``: two scalar instructions of one operand (``find_pairs``)."""
+        arg = self.code(first.operands[0])
+        function = OPS[first.node.op].pair[1]
+        on_lanes = first.lanes and OPS[first.node.op].on_lanes(first.node)
+        call = f"_rt.{'v' if on_lanes else ''}{function}({arg})"
+        comments = [c[4:] for c in (self.instr_comment(first), self.instr_comment(second)) if c]
+        comment = f"  # {'; '.join(comments)}" if comments else ""
+        lines = [f"{self.name_of(first)}, {self.name_of(second)} = {call}{comment}"]
+        if on_lanes and self._far and OPS[first.node.op].lanes_range:
+            lines.append(f"{self._far} |= _rt.v{first.node.op}_far({arg})")
         return lines
 
     def print_statement(self, stmt):
@@ -735,6 +758,53 @@ class Emitter:
                 lines.append(f"    out = ({', '.join(boxed)},)")
         lines.append(f"    return {structure}")
         return lines
+
+
+def find_pairs(block):
+    """{id(first): second}: scalar instructions of ``block`` that one runtime call computes together
+    (the op records' ``pair``: sin and cos of one operand), ``second`` later in the block, with
+    nothing between them rebinding what the operand is built from (a rolled loop's carried value
+    is one IR value before and after the statement that updates it)."""
+    found = {}
+    taken = set()
+    for i, first in enumerate(block):
+        if not isinstance(first, ir.Instr) or not OPS[first.node.op].pair or first.shape != ():
+            continue
+        other_op = OPS[first.node.op].pair[0]
+        leaves = {id(v) for v in ir.leaves(first.operands[0])}
+        for second in block[i + 1 :]:
+            if (
+                isinstance(second, ir.Instr)
+                and id(second) not in taken
+                and second.node.op == other_op
+                and second.shape == ()
+                and second.lanes == first.lanes
+                and second.scalar == first.scalar
+                and second.dtype == first.dtype
+                and _same_value(second.operands[0], first.operands[0])
+            ):
+                found[id(first)] = second
+                taken.add(id(second))
+                break
+            inner = list(ir.walk([second]))
+            if any(id(v) in leaves for s in inner for v in ir.defines(s)) or any(
+                isinstance(s, ir.Store) and id(s.array) in leaves for s in inner
+            ):
+                break
+    return found
+
+
+def _same_value(a, b):
+    """Whether ``a`` and ``b`` are one value: the same IR value, or elements at the same index."""
+    if a is b:
+        return True
+    if isinstance(a, ir.Elem) and isinstance(b, ir.Elem):
+        return (
+            a.array is b.array
+            and len(a.index) == len(b.index)
+            and all(_same_value(i, j) for i, j in zip(a.index, b.index))
+        )
+    return type(a) is type(b) and isinstance(a, (ir.Shift, ir.Affine)) and vars(a) == vars(b)
 
 
 def has_loops(nodes):

@@ -75,6 +75,7 @@ class NumbaEmitter(Emitter):
     runtime_module = "symgrad.codegen.numba_runtime"
     module_imports = ("import numba",)
     decorator = "@numba.njit(cache=True, nogil=True, error_model='numpy')"
+    pairs = True
 
     def kernel_ir(self, forward, backward, out_name_of, outputs):
         """The kernel's IR: a traced loop of array statements (tensor state, ``xs[t]``) rolled

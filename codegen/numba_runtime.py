@@ -370,6 +370,36 @@ def _sincos64(x):
     return sin_x, cos_x
 
 
+# sin and cos in scalar code (a rolled recurrence, a loop that stays scalar): the same
+# polynomials, with branches a scalar loop may take: for |x| <= pi/4 no reduction and the
+# polynomial in Estrin's scheme (a shorter chain of dependent operations than Horner's: a
+# recurrence x = f(sin x) waits on it every step); up to 2^19 pi/2 the reduction above; beyond
+# it (and inf, nan) libm's. sincos computes both from one reduction.
+_PIO4 = math.pi / 4
+
+
+@numba.njit(**_LEAF)
+def _sin_near0(x):
+    """sin x for |x| <= pi/4 (and x != 0: -0.0 would come out +0.0)."""
+    z = x * x
+    z2 = z * z
+    p = (_S[0] + _S[1] * z + (_S[2] + _S[3] * z) * z2) + (_S[4] + _S[5] * z + (_S[6] + _S[7] * z) * z2) * (
+        z2 * z2
+    )
+    return x + x * z * p
+
+
+@numba.njit(**_LEAF)
+def _cos_near0(x):
+    """cos x for |x| <= pi/4."""
+    z = x * x
+    z2 = z * z
+    p = (_C[0] + _C[1] * z + (_C[2] + _C[3] * z) * z2) + (_C[4] + _C[5] * z + _C[6] * z2) * (z2 * z2)
+    half_z = 0.5 * z
+    w = 1.0 - half_z
+    return w + (((1.0 - w) - half_z) + z2 * p)
+
+
 def _sin64(x):
     hi, lo, q = _reduce_pi2(x)
     z = hi * hi
@@ -504,6 +534,78 @@ def _pow64(a, b):
     return out
 
 
+# erf: fdlibm's rational approximations (s_erf.c, within 1 ulp), on four ranges of |x| whose
+# coefficients a loop on lanes selects (all four padded to one degree: a zero leading coefficient
+# leaves a Horner sum as it was): x + x P(x^2)/Q(x^2) below 0.84375; erx + P(s)/Q(s), s = |x| - 1,
+# below 1.25; 1 - exp(-z^2 - 0.5625) exp((z - |x|)(z + |x|) + P(s)/Q(s)) / |x|, s = 1/x^2 and z
+# = |x| with its low 32 bits cleared (z^2 exact), below 1/0.35 and below 6 (two sets); +-1 beyond.
+_ERX = 8.45062911510467529297e-01
+_ERF_P = (
+    (1.28379167095512558561e-01, -3.25042107247001499370e-01, -2.84817495755985104766e-02,
+     -5.77027029648944159157e-03, -2.37630166566501626084e-05, 0.0, 0.0, 0.0),
+    (-2.36211856075265944077e-03, 4.14856118683748331666e-01, -3.72207876035701323847e-01,
+     3.18346619901161753674e-01, -1.10894694282396677476e-01, 3.54783043256182359371e-02,
+     -2.16637559486879084300e-03, 0.0),
+    (-9.86494403484714822705e-03, -6.93858572707181764372e-01, -1.05586262253232909814e01,
+     -6.23753324503260060396e01, -1.62396669462573470355e02, -1.84605092906711035994e02,
+     -8.12874355063065934246e01, -9.81432934416914548592e00),
+    (-9.86494292470009928597e-03, -7.99283237680523006574e-01, -1.77579549177547519889e01,
+     -1.60636384855821916062e02, -6.37566443368389627722e02, -1.02509513161107724954e03,
+     -4.83519191608651397019e02, 0.0),
+)  # fmt: skip
+_ERF_Q = (
+    (3.97917223959155352819e-01, 6.50222499887672944485e-02, 5.08130628187576562776e-03,
+     1.32494738004321644526e-04, -3.96022827877536812320e-06, 0.0, 0.0, 0.0),
+    (1.06420880400844228286e-01, 5.40397917702171048937e-01, 7.18286544141962662868e-02,
+     1.26171219808761642112e-01, 1.36370839120290507362e-02, 1.19844998467991074170e-02, 0.0, 0.0),
+    (1.96512716674392571292e01, 1.37657754143519042600e02, 4.34565877475229228821e02,
+     6.45387271733267880336e02, 4.29008140027567833386e02, 1.08635005541779435134e02,
+     6.57024977031928170135e00, -6.04244152148580987438e-02),
+    (3.03380607434824582924e01, 3.25792512996573918826e02, 1.53672958608443695994e03,
+     3.19985821950859553908e03, 2.55305040643316442583e03, 4.74528541206955367215e02,
+     -2.24409524465858183362e01, 0.0),
+)  # fmt: skip
+
+
+@numba.njit(**_LEAF)
+def _sel(b1, b2, b3, table, j):
+    """table[k][j] for the range k = b1 + b2 + b3 (b1 >= b2 >= b3): selects, which a loop puts on lanes."""
+    return table[3][j] if b3 else table[2][j] if b2 else table[1][j] if b1 else table[0][j]
+
+
+@numba.njit(**_LEAF)
+def _ratio(t, b1, b2, b3):
+    """P(t) / Q(t), the rational function of erf's range b1 + b2 + b3."""
+    n = _sel(b1, b2, b3, _ERF_P, 7) * t + _sel(b1, b2, b3, _ERF_P, 6)
+    n = n * t + _sel(b1, b2, b3, _ERF_P, 5)
+    n = n * t + _sel(b1, b2, b3, _ERF_P, 4)
+    n = n * t + _sel(b1, b2, b3, _ERF_P, 3)
+    n = n * t + _sel(b1, b2, b3, _ERF_P, 2)
+    n = n * t + _sel(b1, b2, b3, _ERF_P, 1)
+    n = n * t + _sel(b1, b2, b3, _ERF_P, 0)
+    d = _sel(b1, b2, b3, _ERF_Q, 7) * t + _sel(b1, b2, b3, _ERF_Q, 6)
+    d = d * t + _sel(b1, b2, b3, _ERF_Q, 5)
+    d = d * t + _sel(b1, b2, b3, _ERF_Q, 4)
+    d = d * t + _sel(b1, b2, b3, _ERF_Q, 3)
+    d = d * t + _sel(b1, b2, b3, _ERF_Q, 2)
+    d = d * t + _sel(b1, b2, b3, _ERF_Q, 1)
+    d = d * t + _sel(b1, b2, b3, _ERF_Q, 0)
+    return n / (d * t + 1.0)
+
+
+def _erf64(x):
+    a = abs(x)
+    b1, b2, b3 = a >= 0.84375, a >= 1.25, a >= 1 / 0.35
+    t = (1.0 / (a * a) if b2 else a - 1.0) if b1 else x * x
+    r = _ratio(t, b1, b2, b3)
+    z = _from_bits(_bits(a) & -4294967296)  # the low 32 bits cleared: z * z is exact
+    tail = _exp64(-z * z - 0.5625) * _exp64((z - a) * (z + a) + r) / a
+    big = 1.0 if a >= 6.0 else 1.0 - tail
+    far = big if b2 else _ERX + r
+    out = (far if x > 0.0 else -far) if b1 else x + x * r  # (copysign would keep the loop off lanes)
+    return x if x != x else out
+
+
 def _sigmoid(x):
     """1 / (1 + exp(-x)), without overflow for large |x|.
 
@@ -577,15 +679,101 @@ sigmoid = _elementwise("sigmoid", _sigmoid, _np(_sigmoid))
 softplus = _elementwise("softplus", _softplus, _np(_softplus))
 relu = _elementwise("relu", _relu, _np(_relu))
 erf = _elementwise("erf", _erf, _np(_erf))
+verf = _elementwise("verf", _erf64, _np(_erf), inline=True)
 vexp = _elementwise("vexp", _exp64, np.exp, inline=True)
 vlog = _elementwise("vlog", _log64, np.log, inline=True)
 vlog1p = _elementwise("vlog1p", _log1p64, np.log1p, inline=True)
 vsigmoid = _elementwise("vsigmoid", _vsigmoid, _np(_sigmoid), inline=True)
 vsoftplus = _elementwise("vsoftplus", _vsoftplus, _np(_softplus), inline=True)
-vsin = _elementwise("vsin", _sin64, np.sin, inline=True)
-vcos = _elementwise("vcos", _cos64, np.cos, inline=True)
+_sin_inline = numba.njit(**_INLINE)(_sin64)
+_cos_inline = numba.njit(**_INLINE)(_cos64)
+_sincos_inline = numba.njit(**_INLINE)(_sincos64)
+vsin = _elementwise("vsin", _sin_inline, np.sin, inline=True)
+vcos = _elementwise("vcos", _cos_inline, np.cos, inline=True)
 vtan = _elementwise("vtan", _tan64, np.tan, inline=True)
 vtanh = _elementwise("vtanh", _tanh64, np.tanh, inline=True)
+
+
+# Small enough for LLVM to inline them into the kernel (numba's inlining of their branches leaves
+# variables its SSA pass warns about); beyond pi/4 they call a function.
+
+
+@numba.njit(nogil=True, error_model="numpy")
+def _sincos_away(x):
+    """(sin x, cos x) for |x| > pi/4: reduced, or libm's beyond 2^19 pi/2 (and inf, nan)."""
+    if abs(x) <= _TRIG_LIMIT:
+        return _sincos_inline(x)
+    return math.sin(x), math.cos(x)
+
+
+@numba.njit(nogil=True, error_model="numpy")
+def _sin_away(x):
+    return _sin_inline(x) if abs(x) <= _TRIG_LIMIT else math.sin(x)
+
+
+@numba.njit(nogil=True, error_model="numpy")
+def _cos_away(x):
+    return _cos_inline(x) if abs(x) <= _TRIG_LIMIT else math.cos(x)
+
+
+@numba.njit(**_LEAF)
+def _ssin64(x):
+    """sin x in scalar code."""
+    if abs(x) <= _PIO4:
+        return x if x == 0.0 else _sin_near0(x)
+    return _sin_away(x)
+
+
+@numba.njit(**_LEAF)
+def _scos64(x):
+    """cos x in scalar code."""
+    return _cos_near0(x) if abs(x) <= _PIO4 else _cos_away(x)
+
+
+@numba.njit(**_LEAF)
+def _ssincos64(x):
+    """(sin x, cos x) in scalar code, one reduction for both."""
+    if abs(x) <= _PIO4:
+        return (x if x == 0.0 else _sin_near0(x)), _cos_near0(x)
+    return _sincos_away(x)
+
+
+sin = _elementwise("sin", _ssin64, np.sin, inline=True)
+cos = _elementwise("cos", _scos64, np.cos, inline=True)
+
+
+def sincos(x):
+    """(sin x, cos x) of a float, one argument reduction for both (scalar code); numpy's in plain Python."""
+    return np.sin(x), np.cos(x)
+
+
+def vsincos(x):
+    """(sin x, cos x) of a float for loops on SIMD lanes (see vsin_far); numpy's in plain Python."""
+    return np.sin(x), np.cos(x)
+
+
+def _sincos_overload(element):
+    def typed(x):
+        if not isinstance(x, types.Float):
+            return None
+        if x == types.float32:
+
+            def on_float32(x):
+                s, c = element(np.float64(x))
+                return np.float32(s), np.float32(c)
+
+            return on_float32
+        return lambda x: element(np.float64(x))
+
+    return typed
+
+
+overload(sincos, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
+    _sincos_overload(_ssincos64)
+)
+overload(vsincos, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
+    _sincos_overload(_sincos_inline)
+)
 
 
 @numba.njit(**_INLINE)

@@ -498,3 +498,162 @@ def test_compiled_functions_match_numpy_over_the_whole_domain(backend, dtype):
         # a float32 tile with a far operand runs again on libm's float32 tanf, up to 3 ulp from the
         # rounded float64 value near tan's poles
         _check_ulps(name, data, got[2 * k], want, limit=4.0 if (dtype, name) == ("float32", "tan") else 2.0)
+
+
+# ---------------------------------------------------------------- sin and cos in scalar code, sincos
+# Outside SIMD passes (a rolled recurrence, a loop kept scalar) the numba backend spells sin and
+# cos _rt.sin / _rt.cos: the arithmetic kernels with branches (no reduction for |x| <= pi/4, libm
+# beyond 2^19 pi/2), and _rt.sincos one reduction for both. Over the whole domain, far values too.
+
+_SCALAR_TRIG = {"sin": (rt.sin, np.sin), "cos": (rt.cos, np.cos)}
+
+
+@numba.njit(error_model="numpy")
+def _loop_sincos(a):
+    s, c = np.empty_like(a), np.empty_like(a)
+    for i in range(a.size):
+        s[i], c[i] = rt.sincos(a[i])
+    return s, c
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_scalar_sin_cos_and_sincos_are_within_two_ulp_of_numpy(dtype):
+    x = np.concatenate([_MORE_DATA, np.linspace(-1, 1, 20_001), _rng.uniform(-np.pi / 4, np.pi / 4, 20_000)])
+    if dtype == "float32":
+        x = x[np.abs(x) < 3e38]
+    x = x.astype(dtype)
+    s, c = _loop_sincos(x)
+    for name, got in (("sin", s), ("cos", c)):
+        with np.errstate(all="ignore"):
+            want = _SCALAR_TRIG[name][1](x.astype(np.float64)).astype(dtype)
+        assert got.dtype == np.dtype(dtype)
+        _check_ulps(f"sincos[{name}]", x, got, want)
+        _check_ulps(name, x, _loop_of(_SCALAR_TRIG[name][0])(x), want)
+    # in plain Python: numpy's
+    np.testing.assert_array_equal(rt.sin(x[:100]), np.sin(x[:100]))
+
+
+def test_scalar_recurrence_calls_the_arithmetic_sin_and_cos():
+    """recur's shape: x = sin(x) x + c, its gradient needs cos at every step."""
+    import symgrad as sg
+
+    x0, c = sg.scalars("x0 c")
+    x = x0
+    for _ in range(40):
+        x = sg.sin(x) * x + c
+    vg = sg.value_and_grad(x, wrt=[x0, c], backend="numba")
+    # sin and cos of one value: one call, one reduction (the rolled loop's body too)
+    assert "_rt.sincos(" in vg.source and "np.sin(" not in vg.source and "np.cos(" not in vg.source
+    loop = vg.source[vg.source.index("for k in range") :]
+    assert "_rt.sincos(" in loop[: loop.index("value =")]
+
+    def by_hand(x0, c):
+        xs = [x0]
+        for _ in range(40):
+            xs.append(math.sin(xs[-1]) * xs[-1] + c)
+        dx, dc = 1.0, 0.0
+        for xk in reversed(xs[:-1]):
+            dc += dx
+            dx *= math.cos(xk) * xk + math.sin(xk)
+        return xs[-1], dx, dc
+
+    for args in [
+        (0.3, 0.1),
+        (-0.7, 0.05),
+        (0.9, -0.3),
+        (1.2, 0.2),
+    ]:  # converging (the map is chaotic elsewhere)
+        value, (d_x0, d_c) = vg(*args)
+        want = by_hand(*args)
+        np.testing.assert_allclose([value, d_x0, d_c], want, rtol=1e-12, atol=1e-300)
+
+
+def test_a_fused_loop_pairs_sin_and_cos_of_one_operand_on_lanes():
+    import symgrad as sg
+
+    x = sg.tensor("x", ("n",))
+    vg = sg.value_and_grad(sg.sum(sg.exp(sg.sin(x)) * sg.tanh(x)), wrt=[x], backend="numba")
+    assert "_rt.vsincos(x[i])" in vg.source and "_rt.vsin_far(x[i])" in vg.source
+    data = np.concatenate([_MORE_DATA[:5000], _EDGES[np.isfinite(_EDGES)]])
+    value, (grad,) = vg(data)
+    with np.errstate(all="ignore"):
+        want = np.exp(np.sin(data)) * (np.cos(data) * np.tanh(data) + 1 - np.tanh(data) ** 2)
+    np.testing.assert_allclose(grad, want, rtol=1e-13, atol=1e-15)
+    assert math.isclose(value, math.fsum(np.exp(np.sin(data)) * np.tanh(data)), rel_tol=1e-12)
+
+
+def test_pairs_are_only_of_one_value():
+    """A rolled loop's carried value is one IR value before and after the statement that updates
+    it: sin before and cos after the update are of two values, not a pair."""
+    from symgrad.codegen import emit, ir
+
+    import symgrad as sg
+
+    a = sg.scalar("a")
+    v = ir.Given(a)
+    s = ir.Instr(sg.sin(a), [v], scalar=True)
+    c = ir.Instr(sg.cos(a), [v], scalar=True)
+    assert emit.find_pairs([s, c]) == {id(s): c}
+    assert emit.find_pairs([s, ir.Assign(v, s), c]) == {}
+    assert emit.find_pairs([c, s]) == {}
+
+
+# ---------------------------------------------------------------- erf
+# verf: fdlibm's rational approximations on four ranges, the range's coefficients selected per lane
+# (so a loop of it runs on SIMD lanes), its exp(-x^2) tail on the arithmetic exp; against libm's erf.
+
+_ERF_DATA = np.concatenate(
+    [
+        _more_rng.uniform(-7, 7, 100_000),
+        _whole_domain(50_000),
+        np.exp(_more_rng.uniform(np.log(5e-324), np.log(8), 50_000)),
+        [0.84375, 1.25, 1 / 0.35, 6.0, 5.921875, 2.0**-28, 2.0**-1022],
+        np.nextafter([0.84375, 1.25, 1 / 0.35, 6.0], 0),
+        -np.array([0.84375, 1.25, 1 / 0.35, 6.0]),
+        _EDGES,
+    ]
+)
+_loop_erf = _loop_of(rt.verf)
+
+
+def _libm_erf(x):
+    return np.array([math.erf(v) for v in x.astype(np.float64)])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_arithmetic_erf_is_within_two_ulp_of_libm(dtype):
+    x = _ERF_DATA[np.abs(_ERF_DATA) < 3e38] if dtype == "float32" else _ERF_DATA
+    x = x.astype(dtype)
+    got = _loop_erf(x)
+    assert got.dtype == np.dtype(dtype)
+    _check_ulps("erf", x, got, _libm_erf(x).astype(dtype))
+    # the special values: signed zeros, +-1 at +-inf, nan
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324], dtype=dtype)
+    np.testing.assert_array_equal(_loop_erf(special), _libm_erf(special).astype(dtype))
+    assert np.signbit(_loop_erf(special))[1]
+    # in plain Python: libm's
+    np.testing.assert_array_equal(rt.verf(x[:100]), _libm_erf(x[:100]).astype(dtype))
+
+
+def test_llvm_vectorises_a_loop_of_erf():
+    _loop_erf(np.ones(64))
+    ir = "\n".join(_loop_erf.inspect_llvm().values())
+    assert re.search(r"fmul [^\n]*<\d+ x double>", ir), "the loop was not vectorised"
+    assert not re.search(r"@(llvm\.)?(erf|exp)(\.v\d+f64|\.f64)?\(", ir)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_compiled_erf_matches_libm_and_its_gradient(backend):
+    import symgrad as sg
+
+    x = sg.tensor("x", ("n",))
+    vg = sg.value_and_grad(sg.sum(sg.erf(x) * x), wrt=[x], backend=backend)
+    if backend == "numba":
+        assert "_rt.verf(" in vg.source
+    data = np.concatenate([_ERF_DATA[:20_000], _ERF_DATA[-60:]])
+    data = data[np.isfinite(data) & (np.abs(data) < 1e150)]
+    value, (grad,) = vg(data)
+    erf = _libm_erf(data)
+    assert math.isclose(value, math.fsum(erf * data), rel_tol=1e-12)
+    want = erf + data * (2 / math.sqrt(math.pi)) * np.exp(-(data**2))
+    np.testing.assert_allclose(grad, want, rtol=1e-13, atol=1e-300)
