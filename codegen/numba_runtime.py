@@ -517,21 +517,127 @@ def _atan64(x):
     return math.copysign(out, x)
 
 
-# pow's exponents that are sqrt forms (the constants pow's record lets onto lanes: elementwise.py
-# POW_ON_LANES), with np.power's values at -0.0 and -inf; any other exponent is libm's pow
-@numba.njit(**_LEAF)
+# pow's exponents that are sqrt forms (elementwise.py POW_ON_LANES), with np.power's values at
+# -0.0 and -inf; any other exponent is _pow_general's (defined below)
 def _pow64(a, b):
-    """a ** b, in sqrt for b = 0.5, -0.5, 1.5 (within 1 ulp)."""
+    """a ** b, in sqrt for b = 0.5, -0.5, 1.5 (within 1 ulp), else exp(b log|a|) in two doubles."""
+    general = _pow_general_inline(a, b)  # first, unconditionally: a select of it goes on lanes, a branch not
     u = a + 0.0  # -0.0 becomes +0.0, as pow has it
-    if b == 0.5:
-        out = math.inf if a == -math.inf else math.sqrt(u)
-    elif b == -0.5:
-        out = 0.0 if a == -math.inf else 1.0 / math.sqrt(u)
-    elif b == 1.5:
-        out = math.inf if a == -math.inf else u * math.sqrt(u)
-    else:
-        out = math.pow(a, b)
-    return out
+    root = math.sqrt(u)
+    sqrt_form = (
+        (math.inf if a == -math.inf else root)
+        if b == 0.5
+        else (0.0 if a == -math.inf else 1.0 / root)
+        if b == -0.5
+        else (math.inf if a == -math.inf else u * root)
+    )
+    return sqrt_form if b == 0.5 or b == -0.5 or b == 1.5 else general
+
+
+# pow for any other exponent: |a|^b = exp(b log|a|), log|a| and the product in double-double
+# (the exponent's error is the result's relative error, and b log|a| reaches 745): log|a| =
+# k ln2 + 2 atanh(s), s = f / (2 + f), f = m - 1 as in _log_reduced, with s, 2 s^3 / 3 and the
+# sums in two doubles and 2 s^5 (1/5 + s^2/7 + ...) to s^27 (relative 2^-64) in one; exp of the
+# two-double exponent as _exp64 does, its low part added to the reduced argument. Then pow's
+# special values: signs of negative bases by integer exponents, nan for negative bases by others,
+# zeros, infinities, 1 ** anything, anything ** 0.
+_TWO52 = 4503599627370496.0  # 2^52
+_TWO_THIRDS_HI = 2.0 / 3.0
+_TWO_THIRDS_LO = 3.700743415417188e-17  # 2/3 - _TWO_THIRDS_HI
+_ATANH_TAIL = tuple(2.0 / (2 * j + 1) for j in range(2, 14))  # 2/5, 2/7, ..., 2/27
+
+
+@numba.njit(**_INLINE)  # too large for LLVM to inline along with its leaves
+def _log_dd(u):
+    """log(u) as two doubles (hi, lo), |lo| <= ulp(hi)/2, about 2^-64 relative, for a finite u > 0."""
+    subnormal = u < _TINY
+    v = u * _TWO54 if subnormal else u
+    bits = _bits(v) + (_ONE_BITS - _SQRT_HALF_BITS)
+    k = _from_bits(((bits >> 52) & 0x7FF) | _TWO52_BITS) - _TWO52_PLUS_BIAS - (54.0 if subnormal else 0.0)
+    f = _from_bits((bits & _MANTISSA) + _SQRT_HALF_BITS) - 1.0  # exact
+    den = 2.0 + f
+    den_lo = f - (den - 2.0)  # exact: 2 + f = den + den_lo
+    s = f / den
+    ph, pl = _two_prod(s, den)
+    s_lo = (((f - ph) - pl) - s * den_lo) / den
+    z = s * s
+    tail = _ATANH_TAIL[11] * z + _ATANH_TAIL[10]
+    tail = tail * z + _ATANH_TAIL[9]
+    tail = tail * z + _ATANH_TAIL[8]
+    tail = tail * z + _ATANH_TAIL[7]
+    tail = tail * z + _ATANH_TAIL[6]
+    tail = tail * z + _ATANH_TAIL[5]
+    tail = tail * z + _ATANH_TAIL[4]
+    tail = tail * z + _ATANH_TAIL[3]
+    tail = tail * z + _ATANH_TAIL[2]
+    tail = tail * z + _ATANH_TAIL[1]
+    tail = tail * z + _ATANH_TAIL[0]
+    tail = tail * (z * z * s)
+    # s^3 and 2 s^3 / 3 in two doubles
+    sq, sq_lo = _two_prod(s, s)
+    sq_lo += 2.0 * s * s_lo
+    cu, cu_lo = _two_prod(sq, s)
+    cu_lo += sq_lo * s + sq * s_lo
+    t, t_lo = _two_prod(cu, _TWO_THIRDS_HI)
+    t_lo += cu_lo * _TWO_THIRDS_HI + cu * _TWO_THIRDS_LO
+    h, e1 = _two_sum(2.0 * s, t)
+    lo = e1 + (2.0 * s_lo + t_lo + tail)
+    g, e2 = _two_sum(k * _LN2_HI, h)
+    lo = e2 + (lo + k * _LN2_LO)
+    hi = g + lo
+    return hi, lo - (hi - g)
+
+
+@numba.njit(**_LEAF)
+def _exp_dd(y, y_lo):
+    """exp(y + y_lo), |y_lo| <= ulp(y)/2, as _exp64 (y_lo ignored where y is clamped)."""
+    v = min(max(y, -746.0), 710.0)
+    low = y_lo if v == y else 0.0
+    t = v * _LOG2E + _ROUND
+    n = t - _ROUND
+    r = ((v - n * _LN2_HI) - n * _LN2_LO) + low
+    p = _E13 * r + _E12
+    p = p * r + _E11
+    p = p * r + _E10
+    p = p * r + _E9
+    p = p * r + _E8
+    p = p * r + _E7
+    p = p * r + _E6
+    p = p * r + _E5
+    p = p * r + _E4
+    p = p * r + _E3
+    p = p * r + _E2
+    p = p * r + 1.0
+    p = p * r + 1.0
+    biased = _bits(t) - _ROUND_BITS + 2048
+    half = (biased >> 1) - 1024
+    rest = biased - 2048 - half
+    return p * _from_bits((half + 1023) << 52) * _from_bits((rest + 1023) << 52)
+
+
+def _pow_general(a, b):
+    """a ** b for any float a, b, with pow's special values (C99, numpy's np.power on arrays)."""
+    u = abs(a)
+    finite = u < math.inf and u > 0.0
+    l_hi, l_lo = _log_dd(u if finite else 1.0)
+    y, e = _two_prod(b, l_hi)
+    y_lo = e + b * l_lo if abs(y) < 1e300 else 0.0  # (b = +-inf: y is +-inf or nan, no low part)
+    h = y + y_lo
+    r = _exp_dd(h, y_lo - (h - y))
+    # whether b is an integer, and an odd one, in arithmetic (adding 2^52 rounds to an integer)
+    t = abs(b)
+    whole = t >= _TWO52 or t == (t + _TWO52) - _TWO52  # also b = +-inf
+    h = 0.5 * t
+    odd = whole and t < 2.0 * _TWO52 and ((_bits(t) & 1) == 1 if t >= _TWO52 else h != (h + _TWO52) - _TWO52)
+    negative = _bits(a) < 0  # -0.0 too
+    # a = +-0 or +-inf: 0 or inf by the sign of b (and of ln|a|), the sign of a for odd b
+    edge = (math.inf if b < 0.0 else 0.0) if u == 0.0 else (0.0 if b < 0.0 else math.inf)
+    out = r if finite else edge
+    out = -out if negative and odd else out
+    out = math.nan if a < 0.0 and a > -math.inf and not whole else out
+    out = 1.0 if u == 1.0 and (b == math.inf or b == -math.inf) else out  # (-1) ** inf
+    out = a + b if a != a or b != b else out
+    return 1.0 if b == 0.0 or a == 1.0 else out
 
 
 # erf: fdlibm's rational approximations (s_erf.c, within 1 ulp), on four ranges of |x| whose
@@ -819,8 +925,12 @@ overload(vlogaddexp, jit_options=dict(nogil=True, error_model="numpy"), inline="
 )
 
 
+_pow_general_inline = numba.njit(**_INLINE)(_pow_general)
+_pow_inline = numba.njit(**_INLINE)(_pow64)
+
+
 def vpow(a, b):
-    """a ** b for loops on SIMD lanes (sqrt forms, see _pow64); numpy's in plain Python."""
+    """a ** b for loops on SIMD lanes (see _pow64); numpy's in plain Python."""
     return np.power(a, b)
 
 
@@ -828,8 +938,8 @@ def vpow(a, b):
 def _vpow_typed(a, b):
     if isinstance(a, types.Float) and isinstance(b, types.Float):
         if a == types.float32 and b == types.float32:
-            return lambda a, b: np.float32(_pow64(np.float64(a), np.float64(b)))
-        return lambda a, b: _pow64(np.float64(a), np.float64(b))
+            return lambda a, b: np.float32(_pow_inline(np.float64(a), np.float64(b)))
+        return lambda a, b: _pow_inline(np.float64(a), np.float64(b))
     return lambda a, b: np.power(a, b)
 
 

@@ -657,3 +657,94 @@ def test_compiled_erf_matches_libm_and_its_gradient(backend):
     assert math.isclose(value, math.fsum(erf * data), rel_tol=1e-12)
     want = erf + data * (2 / math.sqrt(math.pi)) * np.exp(-(data**2))
     np.testing.assert_allclose(grad, want, rtol=1e-13, atol=1e-300)
+
+
+# ---------------------------------------------------------------- pow with any exponent
+# vpow for an exponent other than the sqrt forms: exp(b log|a|) in two doubles, with pow's special
+# values (C99's, as numpy's np.power of arrays has them), against np.power of arrays (libm's pow).
+
+_pow_rng = np.random.default_rng(31)
+
+
+def _pow_data():
+    n = 60_000
+    a = np.concatenate(
+        [np.exp(_pow_rng.uniform(-745, 709, n)), _pow_rng.uniform(0, 3, n), _pow_rng.uniform(0.999, 1.001, n)]
+    )
+    b = np.concatenate(
+        [_pow_rng.uniform(-1, 1, n), _pow_rng.uniform(-60, 60, n), _pow_rng.uniform(-1e6, 1e6, n)]
+    )
+    with np.errstate(all="ignore"):
+        y = np.abs(b * np.log(a))
+        b = np.where(y > 740, b * (740 / y), b)  # most results finite, some over- and underflowing
+    # negative bases, by integer-valued exponents (a sign) and by others (nan)
+    negative = _pow_rng.random(a.size) < 0.3
+    b = np.where(negative & (_pow_rng.random(a.size) < 0.5), np.round(b), b)
+    a = np.where(negative, -a, a)
+    edges = [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, np.inf, -np.inf, np.nan, 5e-324, -5e-324, 3.0, -3.0]
+    edges += [1e300, -1e300, 1e-300, 0.9999999999999999, 1.0000000000000002, 2.0**53, 2.0**52 + 1]
+    exps = edges + [1.5, 2.5, -2.5, 1e20, -1e20, 1075.0, -1075.0, 2.0**52 + 1, -(2.0**53) - 2, 0.1, 7.0, -7.0]
+    grid_a, grid_b = np.meshgrid(edges, exps)
+    return np.concatenate([a, grid_a.ravel()]), np.concatenate([b, grid_b.ravel()])
+
+
+_POW_A, _POW_B = _pow_data()
+
+
+@numba.njit(error_model="numpy")
+def _loop_pow(a, b):
+    out = np.empty_like(a)
+    for i in range(a.size):
+        out[i] = rt.vpow(a[i], b[i])
+    return out
+
+
+def test_pow_with_any_exponent_is_within_two_ulp_with_powers_special_values():
+    with np.errstate(all="ignore"):
+        want = np.power(_POW_A, _POW_B)  # arrays: libm's pow, element by element
+    got = _loop_pow(_POW_A, _POW_B)
+    _check_ulps("pow", np.stack([_POW_A, _POW_B], axis=1).tolist(), got, want)
+    # 0 ** 0, nan ** 0, 1 ** nan, (-1) ** inf, 0 ** -1, (-0) ** -3, (-inf) ** 3, (-8) ** (1/3)
+    a = np.array([0.0, np.nan, 1.0, -1.0, 0.0, -0.0, -np.inf, -8.0, -np.inf])
+    b = np.array([0.0, 0.0, np.nan, np.inf, -1.0, -3.0, 3.0, 1 / 3, 0.5])
+    np.testing.assert_array_equal(
+        _loop_pow(a, b), [1.0, 1.0, 1.0, 1.0, np.inf, -np.inf, -np.inf, np.nan, np.inf]
+    )
+
+
+def test_llvm_vectorises_a_loop_of_pow():
+    _loop_pow(np.ones(64), np.ones(64))
+    ir = "\n".join(_loop_pow.inspect_llvm().values())
+    assert re.search(r"fmul [^\n]*<\d+ x double>", ir), "the loop was not vectorised"
+    assert not re.search(r"@(llvm\.)?(pow|exp|log)(\.v\d+f64|\.f64)?\(", ir)
+
+
+@pytest.mark.parametrize(
+    "backend, dtype",
+    [
+        ("numba", "float64"),
+        pytest.param("numba", "float32", marks=pytest.mark.slow),
+        ("numpy", "float64"),
+        ("numpy", "float32"),
+    ],
+)
+def test_compiled_pow_by_a_traced_or_fractional_exponent(backend, dtype):
+    import symgrad as sg
+
+    a, b = sg.tensor("a", ("n",), dtype=dtype), sg.tensor("b", ("n",), dtype=dtype)
+    outs = [a**b, sg.sum(a**b), a**2.5, sg.sum(a**2.5), a**3.0]
+    f = sg.compile(outs, [a, b], backend=backend)
+    if backend == "numba":
+        assert "_rt.vpow(a[i], b[i])" in f.source and re.search(r"_rt\.vpow\(a\[i\], [^)]*2\.5", f.source)
+        assert "vpow(a[i], 3.0)" not in f.source  # an integer exponent stays libm's
+    x, y = _POW_A, _POW_B
+    if dtype == "float32":
+        keep = (np.abs(x) < 3e38) & (np.abs(y) < 3e38)
+        x, y = x[keep].astype(np.float32), y[keep].astype(np.float32)
+    got = f(x, y)
+    with np.errstate(all="ignore"):
+        want = np.power(x.astype(np.float64), y.astype(np.float64)).astype(dtype)
+        want25 = np.power(x.astype(np.float64), np.full(x.shape, 2.5)).astype(dtype)
+    assert got[0].dtype == np.dtype(dtype)
+    _check_ulps("pow", x, got[0], want)
+    _check_ulps("pow(x, 2.5)", x, got[2], want25)
