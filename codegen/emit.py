@@ -764,47 +764,41 @@ def find_pairs(block):
     """{id(first): second}: scalar instructions of ``block`` that one runtime call computes together
     (the op records' ``pair``: sin and cos of one operand), ``second`` later in the block, with
     nothing between them rebinding what the operand is built from (a rolled loop's carried value
-    is one IR value before and after the statement that updates it)."""
-    found = {}
-    taken = set()
-    for i, first in enumerate(block):
-        if not isinstance(first, ir.Instr) or not OPS[first.node.op].pair or first.shape != ():
-            continue
-        other_op = OPS[first.node.op].pair[0]
-        leaves = {id(v) for v in ir.leaves(first.operands[0])}
-        for second in block[i + 1 :]:
-            if (
-                isinstance(second, ir.Instr)
-                and id(second) not in taken
-                and second.node.op == other_op
-                and second.shape == ()
-                and second.lanes == first.lanes
-                and second.scalar == first.scalar
-                and second.dtype == first.dtype
-                and _same_value(second.operands[0], first.operands[0])
-            ):
-                found[id(first)] = second
-                taken.add(id(second))
-                break
-            inner = list(ir.walk([second]))
-            if any(id(v) in leaves for s in inner for v in ir.defines(s)) or any(
-                isinstance(s, ir.Store) and id(s.array) in leaves for s in inner
-            ):
-                break
+    is one IR value before and after the statement that updates it). One pass over the block."""
+    partner = {r.pair[0]: name for name, r in OPS.items() if r.pair}
+    found, pending, by_leaf = {}, {}, {}
+    for stmt in block:
+        if isinstance(stmt, ir.Instr) and stmt.shape == () and stmt.operands:
+            record = OPS[stmt.node.op]
+            op = stmt.node.op if record.pair else partner.get(stmt.node.op)
+            if op is not None:
+                key = (op, _value_key(stmt.operands[0]), stmt.lanes, stmt.scalar, stmt.dtype)
+                if record.pair:
+                    if key not in pending:
+                        pending[key] = stmt
+                        for leaf in ir.leaves(stmt.operands[0]):
+                            by_leaf.setdefault(id(leaf), []).append(key)
+                elif key in pending:
+                    found[id(pending.pop(key))] = stmt
+        for inner in ir.walk([stmt]):
+            rebound = ir.defines(inner) + ([inner.array] if isinstance(inner, ir.Store) else [])
+            for value in rebound:
+                for key in by_leaf.pop(id(value), ()):
+                    pending.pop(key, None)
     return found
 
 
-def _same_value(a, b):
-    """Whether ``a`` and ``b`` are one value: the same IR value, or elements at the same index."""
-    if a is b:
-        return True
-    if isinstance(a, ir.Elem) and isinstance(b, ir.Elem):
-        return (
-            a.array is b.array
-            and len(a.index) == len(b.index)
-            and all(_same_value(i, j) for i, j in zip(a.index, b.index))
+def _value_key(v):
+    """A key equal for one value: the same IR value, or elements at the same index."""
+    if isinstance(v, ir.Elem):
+        return ("elem", id(v.array), tuple(_value_key(i) for i in v.index))
+    if isinstance(v, (ir.Shift, ir.Affine)):
+        return (type(v).__name__,) + tuple(
+            _value_key(x) if isinstance(x, (ir.Value, ir.Shift, ir.Affine)) else x for x in vars(v).values()
         )
-    return type(a) is type(b) and isinstance(a, (ir.Shift, ir.Affine)) and vars(a) == vars(b)
+    if isinstance(v, (int, str)):
+        return v
+    return id(v)
 
 
 def has_loops(nodes):
