@@ -748,3 +748,17 @@ def test_compiled_pow_by_a_traced_or_fractional_exponent(backend, dtype):
     assert got[0].dtype == np.dtype(dtype)
     _check_ulps("pow", x, got[0], want)
     _check_ulps("pow(x, 2.5)", x, got[2], want25)
+
+
+def test_a_loop_of_elementwise_ops_alone_runs_on_lanes():
+    """No sum or scalar work beside them: the loop is still tiled, each tile one pass on SIMD lanes
+    (and again on libm for a tile with an operand beyond the arithmetic versions' range)."""
+    import symgrad as sg
+
+    x = sg.tensor("x", ("n",))
+    f = sg.compile([sg.sin(x) * 2.0 + sg.erf(x)], [x], backend="numba")
+    assert "_rt.vsin(x[i])" in f.source and "_rt.verf(x[i])" in f.source and "again on libm" in f.source
+    data = np.concatenate([_MORE_DATA[:20_000], _EDGES])
+    with np.errstate(all="ignore"):
+        want = np.sin(data) * 2.0 + _libm_erf(data)
+    np.testing.assert_allclose(f(data)[0], want, rtol=4e-16, atol=4e-16)
