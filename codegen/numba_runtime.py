@@ -517,24 +517,26 @@ def _atan64(x):
     return math.copysign(out, x)
 
 
-# pow's exponents that are sqrt forms (elementwise.py POW_ON_LANES), with np.power's values at
-# -0.0 and -inf; any other exponent is _pow_general's (defined below)
+# pow's exponents that are sqrt forms (the constants pow's record lets onto lanes: elementwise.py
+# POW_ON_LANES), with np.power's values at -0.0 and -inf; any other exponent is libm's pow
+@numba.njit(**_LEAF)
 def _pow64(a, b):
-    """a ** b, in sqrt for b = 0.5, -0.5, 1.5 (within 1 ulp), else exp(b log|a|) in two doubles."""
-    general = _pow_general_inline(a, b)  # first, unconditionally: a select of it goes on lanes, a branch not
+    """a ** b, in sqrt for b = 0.5, -0.5, 1.5 (within 1 ulp)."""
     u = a + 0.0  # -0.0 becomes +0.0, as pow has it
-    root = math.sqrt(u)
-    sqrt_form = (
-        (math.inf if a == -math.inf else root)
-        if b == 0.5
-        else (0.0 if a == -math.inf else 1.0 / root)
-        if b == -0.5
-        else (math.inf if a == -math.inf else u * root)
-    )
-    return sqrt_form if b == 0.5 or b == -0.5 or b == 1.5 else general
+    if b == 0.5:
+        out = math.inf if a == -math.inf else math.sqrt(u)
+    elif b == -0.5:
+        out = 0.0 if a == -math.inf else 1.0 / math.sqrt(u)
+    elif b == 1.5:
+        out = math.inf if a == -math.inf else u * math.sqrt(u)
+    else:
+        out = math.pow(a, b)
+    return out
 
 
-# pow for any other exponent: |a|^b = exp(b log|a|), log|a| and the product in double-double
+# pow for any exponent (vpow_general; not yet what the compiler calls: numba's inlining of it
+# into a kernel costs ~20 s of build, see the note on vpow): |a|^b = exp(b log|a|), log|a| and the
+# product in double-double
 # (the exponent's error is the result's relative error, and b log|a| reaches 745): log|a| =
 # k ln2 + 2 atanh(s), s = f / (2 + f), f = m - 1 as in _log_reduced, with s, 2 s^3 / 3 and the
 # sums in two doubles and 2 s^5 (1/5 + s^2/7 + ...) to s^27 (relative 2^-64) in one; exp of the
@@ -926,11 +928,10 @@ overload(vlogaddexp, jit_options=dict(nogil=True, error_model="numpy"), inline="
 
 
 _pow_general_inline = numba.njit(**_INLINE)(_pow_general)
-_pow_inline = numba.njit(**_INLINE)(_pow64)
 
 
 def vpow(a, b):
-    """a ** b for loops on SIMD lanes (see _pow64); numpy's in plain Python."""
+    """a ** b for loops on SIMD lanes (sqrt forms, see _pow64); numpy's in plain Python."""
     return np.power(a, b)
 
 
@@ -938,9 +939,26 @@ def vpow(a, b):
 def _vpow_typed(a, b):
     if isinstance(a, types.Float) and isinstance(b, types.Float):
         if a == types.float32 and b == types.float32:
-            return lambda a, b: np.float32(_pow_inline(np.float64(a), np.float64(b)))
-        return lambda a, b: _pow_inline(np.float64(a), np.float64(b))
+            return lambda a, b: np.float32(_pow64(np.float64(a), np.float64(b)))
+        return lambda a, b: _pow64(np.float64(a), np.float64(b))
     return lambda a, b: np.power(a, b)
+
+
+def vpow_general(a, b):
+    """a ** b for any exponent, on SIMD lanes in a loop (_pow_general, within 1 ulp of libm's pow and
+    1.2x its speed on AVX-512); numpy's in plain Python. Not yet the lowering of pow: inlined into a
+    kernel it adds ~20 s to numba's build (its size under numba's inline="always"); a loop of it
+    needs the whole function inlined, which LLVM's inliner declines at this size."""
+    return np.power(a, b)
+
+
+@overload(vpow_general, jit_options=dict(nogil=True, error_model="numpy"), inline="always")
+def _vpow_general_typed(a, b):
+    if isinstance(a, types.Float) and isinstance(b, types.Float):
+        if a == types.float32 and b == types.float32:
+            return lambda a, b: np.float32(_pow_general_inline(np.float64(a), np.float64(b)))
+        return lambda a, b: _pow_general_inline(np.float64(a), np.float64(b))
+    return None
 
 
 def _elementwise2(name, scalar, numpy_impl):

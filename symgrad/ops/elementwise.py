@@ -557,14 +557,11 @@ POW_ON_LANES = (0.5, -0.5, 1.5)
 
 
 def _pow_on_lanes(node):
-    """Whether pow ``node`` runs on the vector twin: its exponent is not an integer constant (libm's
-    pow keeps those): a constant of POW_ON_LANES (sqrt), any other constant, or a traced exponent
-    (exp(b log|a|) in two doubles)."""
+    """Whether pow ``node`` has a vector twin: its exponent is one constant of POW_ON_LANES."""
     b = node.inputs[1]
-    if not OPS[b.op].given or "value" not in b.attrs:
-        return True
-    values = np.asarray(b.attrs["value"], dtype=np.float64)
-    return not np.all(values == np.floor(values))
+    if not OPS[b.op].given or "value" not in b.attrs or b.attrs["value"].size != 1:
+        return False
+    return float(b.attrs["value"].reshape(())) in POW_ON_LANES
 
 
 def _pow_base_rule(g, a, b, out):

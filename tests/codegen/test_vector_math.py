@@ -660,8 +660,9 @@ def test_compiled_erf_matches_libm_and_its_gradient(backend):
 
 
 # ---------------------------------------------------------------- pow with any exponent
-# vpow for an exponent other than the sqrt forms: exp(b log|a|) in two doubles, with pow's special
-# values (C99's, as numpy's np.power of arrays has them), against np.power of arrays (libm's pow).
+# vpow_general, pow for any exponent: exp(b log|a|) in two doubles, with pow's special values (C99's,
+# as numpy's np.power of arrays has them), against np.power of arrays (libm's pow). Not yet pow's
+# lowering (its build cost); compiled pow by a traced or fractional exponent is checked below.
 
 _pow_rng = np.random.default_rng(31)
 
@@ -695,7 +696,7 @@ _POW_A, _POW_B = _pow_data()
 def _loop_pow(a, b):
     out = np.empty_like(a)
     for i in range(a.size):
-        out[i] = rt.vpow(a[i], b[i])
+        out[i] = rt.vpow_general(a[i], b[i])
     return out
 
 
@@ -735,8 +736,7 @@ def test_compiled_pow_by_a_traced_or_fractional_exponent(backend, dtype):
     outs = [a**b, sg.sum(a**b), a**2.5, sg.sum(a**2.5), a**3.0]
     f = sg.compile(outs, [a, b], backend=backend)
     if backend == "numba":
-        assert "_rt.vpow(a[i], b[i])" in f.source and re.search(r"_rt\.vpow\(a\[i\], [^)]*2\.5", f.source)
-        assert "vpow(a[i], 3.0)" not in f.source  # an integer exponent stays libm's
+        assert "_rt.vpow(a[i], b[i])" not in f.source  # libm's pow (vpow_general is not wired yet)
     x, y = _POW_A, _POW_B
     if dtype == "float32":
         keep = (np.abs(x) < 3e38) & (np.abs(y) < 3e38)
