@@ -806,7 +806,7 @@ vtanh = _elementwise("vtanh", _tanh64, np.tanh, inline=True)
 # variables its SSA pass warns about); beyond pi/4 they call a function.
 
 
-@numba.njit(nogil=True, error_model="numpy")
+@numba.njit(**_JIT)  # called, not inlined: compiled once into numba's disk cache
 def _sincos_away(x):
     """(sin x, cos x) for |x| > pi/4: reduced, or libm's beyond 2^19 pi/2 (and inf, nan)."""
     if abs(x) <= _TRIG_LIMIT:
@@ -814,12 +814,12 @@ def _sincos_away(x):
     return math.sin(x), math.cos(x)
 
 
-@numba.njit(nogil=True, error_model="numpy")
+@numba.njit(**_JIT)  # called, not inlined: compiled once into numba's disk cache
 def _sin_away(x):
     return _sin_inline(x) if abs(x) <= _TRIG_LIMIT else math.sin(x)
 
 
-@numba.njit(nogil=True, error_model="numpy")
+@numba.njit(**_JIT)  # called, not inlined: compiled once into numba's disk cache
 def _cos_away(x):
     return _cos_inline(x) if abs(x) <= _TRIG_LIMIT else math.cos(x)
 
