@@ -76,6 +76,8 @@ class Emitter:
     # printing for Compiled.save(): no branch for the argument kinds symgrad's hooks handle (they
     # need symgrad), and the entry-point comment of a module nothing binds after compiling
     standalone = False
+    # the runtime has the op records' ``pair`` functions (sincos): print such pairs as one call
+    pairs = False
 
     def __init__(self, notes=None):
         self.namer = Namer()
@@ -574,7 +576,10 @@ class Emitter:
             # on SIMD lanes: the runtime's arithmetic version (LLVM vectorises it; libm's it cannot)
             code = f"_rt.v{node.op}({', '.join(args)})"
         else:
-            code = (record.scalar or record.lower).format(*args, **node.attrs)
+            own = record.lowerings.get(self.backend)
+            code = (record.scalar or (own if isinstance(own, str) else "") or record.lower).format(
+                *args, **node.attrs
+            )
         if node.dtype == "float32" and any(
             i.dtype != "float32" for i in node.inputs if not (node.op == "where" and i is node.inputs[0])
         ):
@@ -583,8 +588,26 @@ class Emitter:
 
     def print_block(self, block):
         lines = []
+        pairs = find_pairs(block) if self.pairs and self._far is not False else {}
+        skip = {id(b) for b in pairs.values()}
         for stmt in block:
-            lines.extend(self.print_statement(stmt))
+            if id(stmt) in skip:
+                continue
+            other = pairs.get(id(stmt))
+            lines.extend(self.print_statement(stmt) if other is None else self.print_pair(stmt, other))
+        return lines
+
+    def print_pair(self, first, second):
+        """``a, b = _rt.<pair function>(x)``: two scalar instructions of one operand (``find_pairs``)."""
+        arg = self.code(first.operands[0])
+        function = OPS[first.node.op].pair[1]
+        on_lanes = first.lanes and OPS[first.node.op].on_lanes(first.node)
+        call = f"_rt.{'v' if on_lanes else ''}{function}({arg})"
+        comments = [c[4:] for c in (self.instr_comment(first), self.instr_comment(second)) if c]
+        comment = f"  # {'; '.join(comments)}" if comments else ""
+        lines = [f"{self.name_of(first)}, {self.name_of(second)} = {call}{comment}"]
+        if on_lanes and self._far and OPS[first.node.op].lanes_range:
+            lines.append(f"{self._far} |= _rt.v{first.node.op}_far({arg})")
         return lines
 
     def print_statement(self, stmt):
@@ -825,6 +848,47 @@ def direct_scalar_lines(p, label, dtype, typed_by_kind=False):
         f"        elif type({p}) is not _cv.ndarray or {p}.dtype is not _cv.float64 or {p}.ndim:",
         f"            {convert}",
     ]
+
+
+def find_pairs(block):
+    """{id(first): second}: scalar instructions of ``block`` that one runtime call computes together
+    (the op records' ``pair``: sin and cos of one operand), ``second`` later in the block, with
+    nothing between them rebinding what the operand is built from (a rolled loop's carried value
+    is one IR value before and after the statement that updates it). One pass over the block."""
+    partner = {r.pair[0]: name for name, r in OPS.items() if r.pair}
+    found, pending, by_leaf = {}, {}, {}
+    for stmt in block:
+        if isinstance(stmt, ir.Instr) and stmt.shape == () and stmt.operands:
+            record = OPS[stmt.node.op]
+            op = stmt.node.op if record.pair else partner.get(stmt.node.op)
+            if op is not None:
+                key = (op, _value_key(stmt.operands[0]), stmt.lanes, stmt.scalar, stmt.dtype)
+                if record.pair:
+                    if key not in pending:
+                        pending[key] = stmt
+                        for leaf in ir.leaves(stmt.operands[0]):
+                            by_leaf.setdefault(id(leaf), []).append(key)
+                elif key in pending:
+                    found[id(pending.pop(key))] = stmt
+        for inner in ir.walk([stmt]):
+            rebound = ir.defines(inner) + ([inner.array] if isinstance(inner, ir.Store) else [])
+            for value in rebound:
+                for key in by_leaf.pop(id(value), ()):
+                    pending.pop(key, None)
+    return found
+
+
+def _value_key(v):
+    """A key equal for one value: the same IR value, or elements at the same index."""
+    if isinstance(v, ir.Elem):
+        return ("elem", id(v.array), tuple(_value_key(i) for i in v.index))
+    if isinstance(v, (ir.Shift, ir.Affine)):
+        return (type(v).__name__,) + tuple(
+            _value_key(x) if isinstance(x, (ir.Value, ir.Shift, ir.Affine)) else x for x in vars(v).values()
+        )
+    if isinstance(v, (int, str)):
+        return v
+    return id(v)
 
 
 def has_loops(nodes):

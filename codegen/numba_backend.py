@@ -92,6 +92,8 @@ class NumbaEmitter(Emitter):
     # huge pages for a large array (codegen/memory_kernels.py): no 4 KiB page faults writing it
     alloc_empty, alloc_zeros = "_rt.empty", "_rt.zeros"
 
+    pairs = True
+
     def kernel_ir(self, forward, backward, out_name_of, outputs):
         """The kernel's IR: a traced loop of array statements (tensor state, ``xs[t]``) rolled
         into loops when its steps repeat (``rolling``); else fused loops (``fusion``), else the

@@ -498,3 +498,267 @@ def test_compiled_functions_match_numpy_over_the_whole_domain(backend, dtype):
         # a float32 tile with a far operand runs again on libm's float32 tanf, up to 3 ulp from the
         # rounded float64 value near tan's poles
         _check_ulps(name, data, got[2 * k], want, limit=4.0 if (dtype, name) == ("float32", "tan") else 2.0)
+
+
+# ---------------------------------------------------------------- sin and cos in scalar code, sincos
+# Outside SIMD passes (a rolled recurrence, a loop kept scalar) the numba backend spells sin and
+# cos _rt.sin / _rt.cos: the arithmetic kernels with branches (no reduction for |x| <= pi/4, libm
+# beyond 2^19 pi/2), and _rt.sincos one reduction for both. Over the whole domain, far values too.
+
+_SCALAR_TRIG = {"sin": (rt.sin, np.sin), "cos": (rt.cos, np.cos)}
+
+
+@numba.njit(error_model="numpy")
+def _loop_sincos(a):
+    s, c = np.empty_like(a), np.empty_like(a)
+    for i in range(a.size):
+        s[i], c[i] = rt.sincos(a[i])
+    return s, c
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_scalar_sin_cos_and_sincos_are_within_two_ulp_of_numpy(dtype):
+    x = np.concatenate([_MORE_DATA, np.linspace(-1, 1, 20_001), _rng.uniform(-np.pi / 4, np.pi / 4, 20_000)])
+    if dtype == "float32":
+        x = x[np.abs(x) < 3e38]
+    x = x.astype(dtype)
+    s, c = _loop_sincos(x)
+    for name, got in (("sin", s), ("cos", c)):
+        with np.errstate(all="ignore"):
+            want = _SCALAR_TRIG[name][1](x.astype(np.float64)).astype(dtype)
+        assert got.dtype == np.dtype(dtype)
+        _check_ulps(f"sincos[{name}]", x, got, want)
+        _check_ulps(name, x, _loop_of(_SCALAR_TRIG[name][0])(x), want)
+    # in plain Python: numpy's
+    np.testing.assert_array_equal(rt.sin(x[:100]), np.sin(x[:100]))
+
+
+def test_scalar_recurrence_calls_the_arithmetic_sin_and_cos():
+    """recur's shape: x = sin(x) x + c, its gradient needs cos at every step."""
+    import symgrad as sg
+
+    x0, c = sg.scalars("x0 c")
+    x = x0
+    for _ in range(40):
+        x = sg.sin(x) * x + c
+    vg = sg.value_and_grad(x, wrt=[x0, c], backend="numba")
+    # sin and cos of one value: one call, one reduction (the rolled loop's body too)
+    assert "_rt.sincos(" in vg.source and "np.sin(" not in vg.source and "np.cos(" not in vg.source
+    loop = vg.source[vg.source.index("for k in range") :]
+    assert "_rt.sincos(" in loop[: loop.index("value =")]
+
+    def by_hand(x0, c):
+        xs = [x0]
+        for _ in range(40):
+            xs.append(math.sin(xs[-1]) * xs[-1] + c)
+        dx, dc = 1.0, 0.0
+        for xk in reversed(xs[:-1]):
+            dc += dx
+            dx *= math.cos(xk) * xk + math.sin(xk)
+        return xs[-1], dx, dc
+
+    for args in [
+        (0.3, 0.1),
+        (-0.7, 0.05),
+        (0.9, -0.3),
+        (1.2, 0.2),
+    ]:  # converging (the map is chaotic elsewhere)
+        value, (d_x0, d_c) = vg(*args)
+        want = by_hand(*args)
+        np.testing.assert_allclose([value, d_x0, d_c], want, rtol=1e-12, atol=1e-300)
+
+
+def test_a_fused_loop_pairs_sin_and_cos_of_one_operand_on_lanes():
+    import symgrad as sg
+
+    x = sg.tensor("x", ("n",))
+    vg = sg.value_and_grad(sg.sum(sg.exp(sg.sin(x)) * sg.tanh(x)), wrt=[x], backend="numba")
+    assert "_rt.vsincos(x[i])" in vg.source and "_rt.vsin_far(x[i])" in vg.source
+    data = np.concatenate([_MORE_DATA[:5000], _EDGES[np.isfinite(_EDGES)]])
+    value, (grad,) = vg(data)
+    with np.errstate(all="ignore"):
+        want = np.exp(np.sin(data)) * (np.cos(data) * np.tanh(data) + 1 - np.tanh(data) ** 2)
+    np.testing.assert_allclose(grad, want, rtol=1e-13, atol=1e-15)
+    assert math.isclose(value, math.fsum(np.exp(np.sin(data)) * np.tanh(data)), rel_tol=1e-12)
+
+
+def test_pairs_are_only_of_one_value():
+    """A rolled loop's carried value is one IR value before and after the statement that updates
+    it: sin before and cos after the update are of two values, not a pair."""
+    from symgrad.codegen import emit, ir
+
+    import symgrad as sg
+
+    a = sg.scalar("a")
+    v = ir.Given(a)
+    s = ir.Instr(sg.sin(a), [v], scalar=True)
+    c = ir.Instr(sg.cos(a), [v], scalar=True)
+    assert emit.find_pairs([s, c]) == {id(s): c}
+    assert emit.find_pairs([s, ir.Assign(v, s), c]) == {}
+    assert emit.find_pairs([c, s]) == {}
+
+
+# ---------------------------------------------------------------- erf
+# verf: fdlibm's rational approximations on four ranges, the range's coefficients selected per lane
+# (so a loop of it runs on SIMD lanes), its exp(-x^2) tail on the arithmetic exp; against libm's erf.
+
+_ERF_DATA = np.concatenate(
+    [
+        _more_rng.uniform(-7, 7, 100_000),
+        _whole_domain(50_000),
+        np.exp(_more_rng.uniform(np.log(5e-324), np.log(8), 50_000)),
+        [0.84375, 1.25, 1 / 0.35, 6.0, 5.921875, 2.0**-28, 2.0**-1022],
+        np.nextafter([0.84375, 1.25, 1 / 0.35, 6.0], 0),
+        -np.array([0.84375, 1.25, 1 / 0.35, 6.0]),
+        _EDGES,
+    ]
+)
+_loop_erf = _loop_of(rt.verf)
+
+
+def _libm_erf(x):
+    return np.array([math.erf(v) for v in x.astype(np.float64)])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_arithmetic_erf_is_within_two_ulp_of_libm(dtype):
+    x = _ERF_DATA[np.abs(_ERF_DATA) < 3e38] if dtype == "float32" else _ERF_DATA
+    x = x.astype(dtype)
+    got = _loop_erf(x)
+    assert got.dtype == np.dtype(dtype)
+    _check_ulps("erf", x, got, _libm_erf(x).astype(dtype))
+    # the special values: signed zeros, +-1 at +-inf, nan
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324], dtype=dtype)
+    np.testing.assert_array_equal(_loop_erf(special), _libm_erf(special).astype(dtype))
+    assert np.signbit(_loop_erf(special))[1]
+    # in plain Python: libm's
+    np.testing.assert_array_equal(rt.verf(x[:100]), _libm_erf(x[:100]).astype(dtype))
+
+
+def test_llvm_vectorises_a_loop_of_erf():
+    _loop_erf(np.ones(64))
+    ir = "\n".join(_loop_erf.inspect_llvm().values())
+    assert re.search(r"fmul [^\n]*<\d+ x double>", ir), "the loop was not vectorised"
+    assert not re.search(r"@(llvm\.)?(erf|exp)(\.v\d+f64|\.f64)?\(", ir)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_compiled_erf_matches_libm_and_its_gradient(backend):
+    import symgrad as sg
+
+    x = sg.tensor("x", ("n",))
+    vg = sg.value_and_grad(sg.sum(sg.erf(x) * x), wrt=[x], backend=backend)
+    if backend == "numba":
+        assert "_rt.verf(" in vg.source
+    data = np.concatenate([_ERF_DATA[:20_000], _ERF_DATA[-60:]])
+    data = data[np.isfinite(data) & (np.abs(data) < 1e150)]
+    value, (grad,) = vg(data)
+    erf = _libm_erf(data)
+    assert math.isclose(value, math.fsum(erf * data), rel_tol=1e-12)
+    want = erf + data * (2 / math.sqrt(math.pi)) * np.exp(-(data**2))
+    np.testing.assert_allclose(grad, want, rtol=1e-13, atol=1e-300)
+
+
+# ---------------------------------------------------------------- pow with any exponent
+# vpow_general, pow for any exponent: exp(b log|a|) in two doubles, with pow's special values (C99's,
+# as numpy's np.power of arrays has them), against np.power of arrays (libm's pow). Not yet pow's
+# lowering (its build cost); compiled pow by a traced or fractional exponent is checked below.
+
+_pow_rng = np.random.default_rng(31)
+
+
+def _pow_data():
+    n = 60_000
+    a = np.concatenate(
+        [np.exp(_pow_rng.uniform(-745, 709, n)), _pow_rng.uniform(0, 3, n), _pow_rng.uniform(0.999, 1.001, n)]
+    )
+    b = np.concatenate(
+        [_pow_rng.uniform(-1, 1, n), _pow_rng.uniform(-60, 60, n), _pow_rng.uniform(-1e6, 1e6, n)]
+    )
+    with np.errstate(all="ignore"):
+        y = np.abs(b * np.log(a))
+        b = np.where(y > 740, b * (740 / y), b)  # most results finite, some over- and underflowing
+    # negative bases, by integer-valued exponents (a sign) and by others (nan)
+    negative = _pow_rng.random(a.size) < 0.3
+    b = np.where(negative & (_pow_rng.random(a.size) < 0.5), np.round(b), b)
+    a = np.where(negative, -a, a)
+    edges = [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, np.inf, -np.inf, np.nan, 5e-324, -5e-324, 3.0, -3.0]
+    edges += [1e300, -1e300, 1e-300, 0.9999999999999999, 1.0000000000000002, 2.0**53, 2.0**52 + 1]
+    exps = edges + [1.5, 2.5, -2.5, 1e20, -1e20, 1075.0, -1075.0, 2.0**52 + 1, -(2.0**53) - 2, 0.1, 7.0, -7.0]
+    grid_a, grid_b = np.meshgrid(edges, exps)
+    return np.concatenate([a, grid_a.ravel()]), np.concatenate([b, grid_b.ravel()])
+
+
+_POW_A, _POW_B = _pow_data()
+
+
+@numba.njit(error_model="numpy")
+def _loop_pow(a, b):
+    out = np.empty_like(a)
+    for i in range(a.size):
+        out[i] = rt.vpow_general(a[i], b[i])
+    return out
+
+
+def test_pow_with_any_exponent_is_within_two_ulp_with_powers_special_values():
+    with np.errstate(all="ignore"):
+        want = np.power(_POW_A, _POW_B)  # arrays: libm's pow, element by element
+    got = _loop_pow(_POW_A, _POW_B)
+    _check_ulps("pow", np.stack([_POW_A, _POW_B], axis=1).tolist(), got, want)
+    # 0 ** 0, nan ** 0, 1 ** nan, (-1) ** inf, 0 ** -1, (-0) ** -3, (-inf) ** 3, (-8) ** (1/3)
+    a = np.array([0.0, np.nan, 1.0, -1.0, 0.0, -0.0, -np.inf, -8.0, -np.inf])
+    b = np.array([0.0, 0.0, np.nan, np.inf, -1.0, -3.0, 3.0, 1 / 3, 0.5])
+    np.testing.assert_array_equal(
+        _loop_pow(a, b), [1.0, 1.0, 1.0, 1.0, np.inf, -np.inf, -np.inf, np.nan, np.inf]
+    )
+
+
+def test_llvm_vectorises_a_loop_of_pow():
+    _loop_pow(np.ones(64), np.ones(64))
+    ir = "\n".join(_loop_pow.inspect_llvm().values())
+    assert re.search(r"fmul [^\n]*<\d+ x double>", ir), "the loop was not vectorised"
+    assert not re.search(r"@(llvm\.)?(pow|exp|log)(\.v\d+f64|\.f64)?\(", ir)
+
+
+@pytest.mark.parametrize(
+    "backend, dtype",
+    [
+        ("numba", "float64"),
+        pytest.param("numba", "float32", marks=pytest.mark.slow),
+        ("numpy", "float64"),
+        ("numpy", "float32"),
+    ],
+)
+def test_compiled_pow_by_a_traced_or_fractional_exponent(backend, dtype):
+    import symgrad as sg
+
+    a, b = sg.tensor("a", ("n",), dtype=dtype), sg.tensor("b", ("n",), dtype=dtype)
+    outs = [a**b, sg.sum(a**b), a**2.5, sg.sum(a**2.5), a**3.0]
+    f = sg.compile(outs, [a, b], backend=backend)
+    if backend == "numba":
+        assert "_rt.vpow(a[i], b[i])" not in f.source  # libm's pow (vpow_general is not wired yet)
+    x, y = _POW_A, _POW_B
+    if dtype == "float32":
+        keep = (np.abs(x) < 3e38) & (np.abs(y) < 3e38)
+        x, y = x[keep].astype(np.float32), y[keep].astype(np.float32)
+    got = f(x, y)
+    with np.errstate(all="ignore"):
+        want = np.power(x.astype(np.float64), y.astype(np.float64)).astype(dtype)
+        want25 = np.power(x.astype(np.float64), np.full(x.shape, 2.5)).astype(dtype)
+    assert got[0].dtype == np.dtype(dtype)
+    _check_ulps("pow", x, got[0], want)
+    _check_ulps("pow(x, 2.5)", x, got[2], want25)
+
+
+def test_a_loop_of_elementwise_ops_alone_runs_on_lanes():
+    """No sum or scalar work beside them: the loop is still tiled, each tile one pass on SIMD lanes
+    (and again on libm for a tile with an operand beyond the arithmetic versions' range)."""
+    import symgrad as sg
+
+    x = sg.tensor("x", ("n",))
+    f = sg.compile([sg.sin(x) * 2.0 + sg.erf(x)], [x], backend="numba")
+    assert "_rt.vsin(x[i])" in f.source and "_rt.verf(x[i])" in f.source and "again on libm" in f.source
+    data = np.concatenate([_MORE_DATA[:20_000], _EDGES])
+    with np.errstate(all="ignore"):
+        want = np.sin(data) * 2.0 + _libm_erf(data)
+    np.testing.assert_allclose(f(data)[0], want, rtol=4e-16, atol=4e-16)
