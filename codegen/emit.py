@@ -858,7 +858,7 @@ def find_pairs(block):
     partner = {r.pair[0]: name for name, r in OPS.items() if r.pair}
     found, pending, by_leaf = {}, {}, {}
     for stmt in block:
-        if isinstance(stmt, ir.Instr) and stmt.shape == () and stmt.operands:
+        if isinstance(stmt, ir.Instr) and stmt.shape == () and stmt.operands and _on_lanes(stmt):
             record = OPS[stmt.node.op]
             op = stmt.node.op if record.pair else partner.get(stmt.node.op)
             if op is not None:
@@ -876,6 +876,12 @@ def find_pairs(block):
                 for key in by_leaf.pop(id(value), ()):
                     pending.pop(key, None)
     return found
+
+
+def _on_lanes(stmt):
+    """Is ``stmt`` computed by its op's vector twin (a SIMD pass)? Only those pair: scalar code
+    calls libm, whose sin and cos numba compiles for free."""
+    return bool(stmt.lanes) and OPS[stmt.node.op].on_lanes(stmt.node)
 
 
 def _value_key(v):

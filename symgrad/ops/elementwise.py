@@ -431,11 +431,13 @@ square = unary("square", lambda g, x, out: g * (2 * x), "d/dx x^2 = 2x", float_o
                to_sympy=lambda a: a**2)
 reciprocal = unary("reciprocal", lambda g, x, out: -g * square(out), "d/dx 1/x = -1/x^2",
                    impl=lambda x: 1 / x, to_sympy=lambda a: 1 / a)
-# numba: scalar code (a recurrence) calls the runtime's arithmetic sin and cos, not libm's
+# on SIMD lanes, sin and cos of one operand are one vsincos call (one argument reduction); scalar
+# code calls libm: the runtime's arithmetic sin and cos (_rt.sin, _rt.cos, _rt.sincos), inlined by
+# numba, cost every kernel 0.1-0.3 s of type inference for a few ns a call
 sin = unary("sin", lambda g, x, out: g * cos(x), "d/dx sin(x) = cos(x)", sympy=sympy.sin, vector=True,
-            lanes_range=True, lowerings={"numba": "_rt.sin({0})"}, pair=("cos", "sincos"))
+            lanes_range=True, pair=("cos", "sincos"))
 cos = unary("cos", lambda g, x, out: -(g * sin(x)), "d/dx cos(x) = -sin(x)", sympy=sympy.cos,
-            vector=True, lanes_range=True, lowerings={"numba": "_rt.cos({0})"})
+            vector=True, lanes_range=True)
 tan = unary("tan", lambda g, x, out: g * (1 + square(out)), "d/dx tan(x) = 1 + tan^2(x)", sympy=sympy.tan,
             vector=True, lanes_range=True)
 arcsin = unary("arcsin", lambda g, x, out: g / sqrt(1 - square(x)), "d/dx arcsin(x) = 1/sqrt(1-x^2)",
@@ -459,7 +461,7 @@ softplus = unary("softplus", lambda g, x, out: g * sigmoid(x), "d/dx softplus(x)
                  to_sympy=lambda a: sympy.log(1 + sympy.exp(a)))
 erf = unary("erf", lambda g, x, out: g * ((2 / math.sqrt(math.pi)) * exp(-square(x))),
             "d/dx erf(x) = 2/sqrt(pi) exp(-x^2)", impl=_np_erf, lower="_rt.erf({0})",
-            numpy="scipy.special.erf", sympy=sympy.erf, libm=True, vector=True)
+            numpy="scipy.special.erf", sympy=sympy.erf, libm=True)
 erfinv = unary("erfinv", lambda g, x, out: g * ((math.sqrt(math.pi) / 2) * exp(square(out))),
                 "d/dx erfinv(x) = sqrt(pi)/2 exp(erfinv(x)^2)", impl=_np_special("erfinv"),
                 lower="_rt.erfinv({0})", numpy="scipy.special.erfinv", sympy=sympy.erfinv, libm=True)
