@@ -174,11 +174,9 @@ _TWO54 = 18014398509481984.0
 
 
 @numba.njit(**_LEAF)
-def _exp64(x):
-    v = min(max(x, -746.0), 710.0)  # exp is 0 below -745.14 and overflows past 709.79; nan passes
-    t = v * _LOG2E + _ROUND
-    n = t - _ROUND
-    r = (v - n * _LN2_HI) - n * _LN2_LO
+def _exp_reduced(t, r):
+    """exp(n ln2 + r), n held in the bits of t = n + _ROUND, |r| <= ln2/2: the polynomial, then
+    the scaling by 2^n in two halves (so a result near the subnormals is rounded once)."""
     p = _E13 * r + _E12
     p = p * r + _E11
     p = p * r + _E10
@@ -196,6 +194,14 @@ def _exp64(x):
     half = (biased >> 1) - 1024
     rest = biased - 2048 - half
     return p * _from_bits((half + 1023) << 52) * _from_bits((rest + 1023) << 52)
+
+
+@numba.njit(**_LEAF)
+def _exp64(x):
+    v = min(max(x, -746.0), 710.0)  # exp is 0 below -745.14 and overflows past 709.79; nan passes
+    t = v * _LOG2E + _ROUND
+    n = t - _ROUND
+    return _exp_reduced(t, (v - n * _LN2_HI) - n * _LN2_LO)
 
 
 @numba.njit(**_LEAF)
@@ -598,24 +604,7 @@ def _exp_dd(y, y_lo):
     low = y_lo if v == y else 0.0
     t = v * _LOG2E + _ROUND
     n = t - _ROUND
-    r = ((v - n * _LN2_HI) - n * _LN2_LO) + low
-    p = _E13 * r + _E12
-    p = p * r + _E11
-    p = p * r + _E10
-    p = p * r + _E9
-    p = p * r + _E8
-    p = p * r + _E7
-    p = p * r + _E6
-    p = p * r + _E5
-    p = p * r + _E4
-    p = p * r + _E3
-    p = p * r + _E2
-    p = p * r + 1.0
-    p = p * r + 1.0
-    biased = _bits(t) - _ROUND_BITS + 2048
-    half = (biased >> 1) - 1024
-    rest = biased - 2048 - half
-    return p * _from_bits((half + 1023) << 52) * _from_bits((rest + 1023) << 52)
+    return _exp_reduced(t, ((v - n * _LN2_HI) - n * _LN2_LO) + low)
 
 
 def _pow_general(a, b):
