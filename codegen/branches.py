@@ -80,19 +80,20 @@ def plan(nodes, outputs):
         for i in n.inputs:
             users.setdefault(id(i), []).append(n)
     output_ids = {id(o) for o in outputs}
+    return owners(nodes, users, lambda n: movable(n, output_ids), lambda u: u.op == "where" and u.ndim == 0)
 
-    def movable(n):
-        # a loop (sg.scan: its For and the carries assigned before it) and its results stay put
-        record = OPS[n.op]
-        return (
-            n.ndim == 0
-            and not record.given
-            and not record.tuple_valued
-            and not record.part
-            and id(n) not in output_ids
-        )
 
-    return owners(nodes, users, movable, lambda u: u.op == "where" and u.ndim == 0)
+def movable(n, output_ids):
+    """May the scalar statement of ``n`` move into a branch? Not an input, not an output, and not
+    a loop (sg.scan: its For and the carries assigned before it) or one of its results."""
+    record = OPS[n.op]
+    return (
+        n.ndim == 0
+        and not record.given
+        and not record.tuple_valued
+        and not record.part
+        and id(n) not in output_ids
+    )
 
 
 def _statement_nodes(block):

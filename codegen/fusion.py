@@ -583,20 +583,12 @@ def fuse(em, forward, backward, out_name_of, outputs):
         else:
             plain.append(s)
 
-    def movable(n):
-        record = OPS[n.op]
-        return (
-            n.ndim == 0
-            and not record.given
-            and not record.tuple_valued
-            and not record.part
-            and id(n) not in output_ids
-            and id(n) not in grouped
-        )
-
     # outside the loops, the scalar statements one branch of a scalar where reads go in that branch
     owner = branches.owners(
-        nodes, users, movable, lambda u: u.op == "where" and u.ndim == 0 and id(u) not in grouped
+        nodes,
+        users,
+        lambda n: branches.movable(n, output_ids) and id(n) not in grouped,
+        lambda u: u.op == "where" and u.ndim == 0 and id(u) not in grouped,
     )
     block = branches.sink([s for s in plain if id(s.node) not in grouped], outputs, owner)
     statement_of = {id(s.instr.node if isinstance(s, ir.If) else s.node): s for s in block}
