@@ -35,9 +35,9 @@ def demo(out=None):
     for line in vg.source.splitlines():
         say("   | " + line)
     say()
+    say(f"   build {build:.3f} s, {_ready(vg, start)}")
     t_sg = median_call_seconds(vg, 0.7, -1.3)
     t_np = median_call_seconds(seed_by_hand, 0.7, -1.3)
-    say(f"   build {build:.3f} s ({vg.cache_state})")
     say(f"   per call: symgrad {_fmt(t_sg)}   numpy by hand {_fmt(t_np)}   ratio {t_sg / t_np:.2f}")
     say()
 
@@ -69,12 +69,22 @@ def demo(out=None):
     err = max(float(np.max(np.abs(a - b))) for a, b in zip(grads, ref_grads))
     say(f"   loss {value:.6f} (by hand {ref_value:.6f}); max gradient difference {err:.1e}")
     say(f"   generated source: {mlp.source.count(chr(10))} lines, graph {mlp.graph_nodes} nodes")
+    say(f"   build {build:.3f} s, {_ready(mlp, start)}")
     t_sg = median_call_seconds(mlp, *args)
     t_np = median_call_seconds(mlp_by_hand, *args)
-    say(f"   build {build:.3f} s ({mlp.cache_state})")
     say(f"   per call: symgrad {_fmt(t_sg)}   numpy by hand {_fmt(t_np)}   ratio {t_sg / t_np:.2f}")
     say()
     say("Run it again: the second process loads the machine code from the cache.")
+
+
+def _ready(compiled, start):
+    """Wait for numba's machine code (the first calls ran on the numpy twin while it compiled,
+    sg.config(compile=...)) and say when it was ready and where it came from."""
+    tier = compiled.tier
+    compiled.wait()
+    if tier == "numba":
+        return f"numba's machine code at once ({compiled.cache_state})"
+    return f"numba's machine code {time.perf_counter() - start:.3f} s after it began ({compiled.cache_state})"
 
 
 # what each command does, for `symgrad --help` and `symgrad <command> --help` (plain text: argparse

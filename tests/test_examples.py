@@ -3,6 +3,7 @@ asserts hold; each checks its claim against numpy written by hand, SymPy or cent
 
 import importlib.util
 import pathlib
+import re
 import runpy
 
 import pytest
@@ -53,3 +54,19 @@ def test_demo_prints_source_and_timings():
     assert "def kernel(x, y):" in text
     assert "np.cos(x)" in text
     assert "numpy by hand" in text and "build" in text
+
+
+def test_demo_times_numbas_machine_code_after_a_background_build(monkeypatch):
+    """With the default background build, the demo's first results come from the numpy twin;
+    it waits for numba before timing calls, and says when numba's machine code was ready."""
+    from symgrad.cli import main
+    import io
+    import contextlib
+
+    monkeypatch.setenv("SYMGRAD_COMPILE", "background")
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(["demo"]) == 0
+    text = buffer.getvalue()
+    ready = re.findall(r"build \d\.\d+ s, numba's machine code (at once|\d+\.\d+ s after it began)", text)
+    assert len(ready) == 2, text
