@@ -27,39 +27,42 @@ def _same_bits(a, b):
         assert x.tobytes() == y.tobytes()
 
 
+def _stencil(shift, scale):
+    """sum(scale (x[shift:] - x[:-shift]^2)^2 + (1 - x[:-shift])^2): its value and gradient, and a
+    check of the same bits on 1 and 2 threads and of the numbers against numpy by hand."""
+    x = sg.tensor("x", ("n",))
+    lo, hi = x[:-shift], x[shift:]
+    vg = sg.value_and_grad(sg.sum(scale * (hi - lo**2) ** 2 + (1 - lo) ** 2), wrt=[x])
+
+    def check():
+        xs = np.random.default_rng(0).uniform(-1, 1, ROWS + shift)
+        one, two = _on(1, vg, xs), _on(2, vg, xs)
+        _same_bits(one, two)
+        a, b = xs[shift:] - xs[:-shift] ** 2, 1 - xs[:-shift]
+        g = np.zeros_like(xs)
+        g[shift:] += 2 * scale * a
+        g[:-shift] += -4 * scale * a * xs[:-shift] - 2 * b
+        assert math.isclose(one[0], math.fsum(scale * a * a + b * b), rel_tol=1e-12)
+        np.testing.assert_allclose(one[1][0], g, rtol=1e-12, atol=1e-12)
+
+    return vg, check
+
+
 def test_slice_gradients_far_apart_same_bits_on_one_and_two_threads():
     # a running sum and scatters into the row and one 6 rows on (the slices' adjoints, too far
     # apart to be carried in scalars): blocks run even, then odd, and the partial sums add in
     # block order
-    x = sg.tensor("x", ("n",))
-    vg = sg.value_and_grad(sg.sum((x[6:] - x[:-6] ** 2) ** 2 + (1 - x[:-6]) ** 2), wrt=[x])
+    vg, check = _stencil(6, 1.0)
     assert "numba.prange" in vg.source and "def kernel_blocks(x):" in vg.source
-    xs = np.random.default_rng(0).uniform(-1, 1, ROWS + 6)
-    one, two = _on(1, vg, xs), _on(2, vg, xs)
-    _same_bits(one, two)
-    a, b = xs[6:] - xs[:-6] ** 2, 1 - xs[:-6]
-    g = np.zeros_like(xs)
-    g[6:] += 2 * a
-    g[:-6] += -4 * a * xs[:-6] - 2 * b
-    assert math.isclose(one[0], math.fsum(a * a + b * b), rel_tol=1e-12)
-    np.testing.assert_allclose(one[1][0], g, rtol=1e-12, atol=1e-12)
+    check()
 
 
 def test_rosenbrock_gradient_carried_in_scalars_stays_on_one_thread():
     # rosen's slice gradients are written once per element, the next row's part carried in a
     # scalar from row to row (fusion.carry_scatters): its loop is not cut into blocks
-    x = sg.tensor("x", ("n",))
-    vg = sg.value_and_grad(sg.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2), wrt=[x])
+    vg, check = _stencil(1, 100.0)
     assert "d_x_next" in vg.source and "kernel_blocks" not in vg.source
-    xs = np.random.default_rng(0).uniform(-1, 1, ROWS + 1)
-    one, two = _on(1, vg, xs), _on(2, vg, xs)
-    _same_bits(one, two)
-    a, b = xs[1:] - xs[:-1] ** 2, 1 - xs[:-1]
-    g = np.zeros_like(xs)
-    g[1:] += 200 * a
-    g[:-1] += -400 * a * xs[:-1] - 2 * b
-    assert math.isclose(one[0], math.fsum(100 * a * a + b * b), rel_tol=1e-12)
-    np.testing.assert_allclose(one[1][0], g, rtol=1e-12, atol=1e-12)
+    check()
 
 
 def test_logistic_regression_same_bits_on_one_and_two_threads():
