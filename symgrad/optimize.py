@@ -19,6 +19,7 @@ compiled the first time they are used.
 
 from __future__ import annotations
 
+import abc
 import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -233,16 +234,16 @@ def sparse_jacobian(
     return SparseJacobian(expr, wrt_list, inputs, backend=backend or api.DEFAULT_BACKEND)
 
 
-class _LastPoint:
+class _LastPoint(abc.ABC):
     """``fun``/``jac`` for ``scipy.optimize`` from ``value_and_jacobian``: SciPy asks for the
     value and then the Jacobian at one point, which one kernel call gives (the last point and
     its arguments are remembered; a new point or other argument objects compute again)."""
 
     _last: tuple[np.ndarray, tuple[Any, ...], Any, Any] | None = None
 
+    @abc.abstractmethod
     def value_and_jacobian(self, *args: Any) -> tuple[Any, sp.csr_matrix]:
         """(value, Jacobian) at ``args``: each subclass computes it (one kernel call)."""
-        raise NotImplementedError(f"{type(self).__name__} does not define value_and_jacobian")
 
     def _at(self, x, args):
         last = self._last
