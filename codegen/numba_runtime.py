@@ -898,22 +898,25 @@ def vlogaddexp(a, b):
     return np.logaddexp(a, b)
 
 
-def _logaddexp_overload(element):
+def _float_pair_overload(element, other):
+    """The typing of a function of two floats computed by ``element`` in float64 (float32 when
+    both are float32); other operands get ``other`` (an implementation, or None: no match)."""
+
     def typed(a, b):
         if isinstance(a, types.Float) and isinstance(b, types.Float):
             if a == types.float32 and b == types.float32:
                 return lambda a, b: np.float32(element(np.float64(a), np.float64(b)))
             return lambda a, b: np.float64(element(np.float64(a), np.float64(b)))
-        return lambda a, b: np.logaddexp(a, b)
+        return other
 
     return typed
 
 
 overload(logaddexp, jit_options=dict(nogil=True, error_model="numpy"))(
-    _logaddexp_overload(_logaddexp_element)
+    _float_pair_overload(_logaddexp_element, lambda a, b: np.logaddexp(a, b))
 )
 overload(vlogaddexp, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
-    _logaddexp_overload(_vlogaddexp_element)
+    _float_pair_overload(_vlogaddexp_element, lambda a, b: np.logaddexp(a, b))
 )
 
 
@@ -925,13 +928,9 @@ def vpow(a, b):
     return np.power(a, b)
 
 
-@overload(vpow, jit_options=dict(nogil=True, error_model="numpy"), inline="always")
-def _vpow_typed(a, b):
-    if isinstance(a, types.Float) and isinstance(b, types.Float):
-        if a == types.float32 and b == types.float32:
-            return lambda a, b: np.float32(_pow64(np.float64(a), np.float64(b)))
-        return lambda a, b: _pow64(np.float64(a), np.float64(b))
-    return lambda a, b: np.power(a, b)
+overload(vpow, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
+    _float_pair_overload(_pow64, lambda a, b: np.power(a, b))
+)
 
 
 def vpow_general(a, b):
@@ -942,13 +941,9 @@ def vpow_general(a, b):
     return np.power(a, b)
 
 
-@overload(vpow_general, jit_options=dict(nogil=True, error_model="numpy"), inline="always")
-def _vpow_general_typed(a, b):
-    if isinstance(a, types.Float) and isinstance(b, types.Float):
-        if a == types.float32 and b == types.float32:
-            return lambda a, b: np.float32(_pow_general_inline(np.float64(a), np.float64(b)))
-        return lambda a, b: _pow_general_inline(np.float64(a), np.float64(b))
-    return None
+overload(vpow_general, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
+    _float_pair_overload(_pow_general_inline, None)
+)
 
 
 def _elementwise2(name, scalar, numpy_impl):
