@@ -706,6 +706,11 @@ def value_and_grad(
                 f"(the function's parameters are its inputs), got {inputs!r:.60}"
             )
         return _traced("value_and_grad", expr, wrt, argnums, has_aux, backend, "value_and_grad")
+    if isinstance(expr, str):
+        raise UnsupportedError(
+            f"value_and_grad: got the string {expr!r:.60}; parse it first: "
+            "sg.value_and_grad(sg.parse(text), wrt=[...])"
+        )
     raise UnsupportedError(f"value_and_grad: expected an expression or a function, got {type(expr).__name__}")
 
 

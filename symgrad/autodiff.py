@@ -88,6 +88,11 @@ class NoForwardRule(UnsupportedError):
 
 def _check_wrt(wrt, where):
     for w in wrt:
+        if isinstance(w, str):
+            raise UnsupportedError(
+                f"{where}: wrt must be symbols, got the name {w!r:.60}; pass the symbol itself "
+                f"(sg.scalar({w!r:.60}) is the same object as the {w:.60} in a parsed expression)"
+            )
         if not isinstance(w, Expr):
             raise UnsupportedError(f"{where}: wrt must be symbols, got {type(w).__name__} {w!r:.60}")
         if w.op != "symbol":

@@ -257,6 +257,20 @@ def test_wrt_missing_from_explicit_inputs_is_an_error_naming_it():
     assert "'z'" in str(info.value)
 
 
+def test_a_string_loss_or_wrt_name_is_an_error_saying_what_to_pass():
+    with pytest.raises(sg.UnsupportedError, match=r"got the string 'x\*y \+ sin\(x\)'; parse it first"):
+        sg.value_and_grad("x*y + sin(x)", wrt=["x"])
+    e = sg.parse("x*y + sin(x)")
+    with pytest.raises(sg.UnsupportedError, match=r"wrt must be symbols, got the name 'x'; pass the symbol"):
+        sg.value_and_grad(e, wrt=["x"], **NP)
+    with pytest.raises(sg.UnsupportedError, match=r"got the name 'y'"):
+        sg.grad(e, ["y"])
+    # what the message says works: the parsed x is the declared symbol
+    vg = sg.value_and_grad(e, wrt=[sg.scalar("x")], **NP)
+    value, (dx,) = vg(0.7, -1.3)
+    assert np.isclose(value, 0.7 * -1.3 + np.sin(0.7)) and np.isclose(dx, -1.3 + np.cos(0.7))
+
+
 @pytest.mark.parametrize("bad", ["expression", "string", "number"])
 def test_wrt_that_is_not_a_symbol_is_unsupported(bad):
     x, y = sg.scalars("x y")
