@@ -33,6 +33,7 @@ class TripCount:
         self.symbol = sympy.Symbol(name, integer=True, nonnegative=True)
         self.tied = tied
         self.arrays = arrays  # (id(array), axis): the arrays the loops read rows of, per step
+        self.stored = {}  # id(Var) -> rows: a tied loop's array of per-step values (see count_from_end)
 
     def at_end(self, v):
         """``v`` (an int position or count) counted from the end: ``symbol - (size - v)``."""
@@ -212,8 +213,28 @@ def _loop(nodes, loops, k, value, arrays, trip=None):
         if t == loop.count - 1:
             value[id(nodes[p])] = body[j]
         elif j in loop.stored:
-            value[id(nodes[p])] = ir.Elem(arrays[(k, j)], (trip.near_end(t, loop.count) if tied else t,))
+            value[id(nodes[p])] = ir.Elem(arrays[(k, j)], (t,))
+            if tied:
+                trip.stored[id(arrays[(k, j)])] = loop.count
     return stmts
+
+
+def count_from_end(block, trip):
+    """Point the reads of a tied loop's stored rows after it (``all[t]``) in the second half of
+    the rows at ``trip``'s count from the end (after ``stack_scalars`` has found its runs of
+    consecutive rows, which it reads as ints)."""
+    if trip is None or not trip.stored:
+        return
+    done = set()
+    for stmt in ir.walk(block):
+        for v in ir.reads(stmt):
+            for leaf in ir.leaves(v):
+                if not isinstance(leaf, ir.Elem) or id(leaf) in done or id(leaf.array) not in trip.stored:
+                    continue
+                done.add(id(leaf))
+                first = leaf.index[0]
+                if type(first) is int:
+                    leaf.index = (trip.near_end(first, trip.stored[id(leaf.array)]), *leaf.index[1:])
 
 
 def _indices(rank):
