@@ -61,7 +61,7 @@ def trip_count(nodes, loops, inputs, names):
                 if step and isinstance(shape[p], int):
                     sizes.add(shape[p])
                     found = True
-                    if node.op == "getitem":
+                    if node.shape != shape:  # a read of the array's rows (not the adjoint writing one)
                         sources.append((node.inputs[0], p))
         reads.append(found)
     if len(sizes) != 1:
