@@ -148,7 +148,11 @@ def _compile_numba(module, source, signature, measure, silenced=_numba_warnings_
                     module.kernel.compile(signature)
         except Exception:
             # a truncated or corrupt numba cache file: drop it, import afresh, compile again
-            if not drop_compiled_caches(module.__name__):
+            kernel = runtime.kernel_module(module)
+            dropped = drop_compiled_caches(module.__name__)
+            if kernel is not None:
+                dropped += drop_compiled_caches(kernel.__name__)
+            if not dropped:
                 raise
             module, _ = load_module(source, "numba", fresh=True)
             stats = module.kernel.stats
@@ -176,7 +180,8 @@ def _background(build, emitter, source, graph, inputs, arguments, notes):
         return None
     name = module_name(source, "numba")
     signature = _numba_signature(inputs)
-    if runtime.has_overload(name, signature):
+    # the machine code of its kernel is here already (this function at another loop length)
+    if runtime.has_overload(runtime.kernel_module_name(source) or name, signature):
         return None
     with build.measure("numpy twin"):
         try:

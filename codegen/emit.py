@@ -18,7 +18,7 @@ from symgrad.graph import dim_str, topo_order
 from symgrad.ops.registry import OPS
 from symgrad._version import __version__
 from . import branches, ir
-from .runtime import DIRECT_SCALARS
+from .runtime import DIRECT_SCALARS, KERNEL_END
 from .threads import MIN_ROWS
 from .schedule import (
     Namer,
@@ -85,6 +85,7 @@ class Emitter:
         self.bound = {}  # id(IR value) -> its name
         self.value = {}  # id(node) -> the IR value standing for it after the passes
         self.globals = []
+        self.trip = None  # the rolled loops' trip count read from an input's shape (rolling.TripCount)
         # the rule notes of the derivative being compiled (autodiff.RuleNotes: .get(node) -> text
         # or None), shown as comments; nodes themselves carry none, so the source depends on this
         # compile's graph and notes alone
@@ -305,6 +306,8 @@ class Emitter:
             if node.op not in _VIEWS and id(node) not in out_name_of:
                 out_name_of[id(node)] = self.namer.claim(oname)
         kernel = self.kernel_ir(forward, backward, out_name_of, outputs)
+        if self.trip is not None:
+            prelude.append(f"{dim_identifier(self.trip.name)} = {self.trip.param}.shape[{self.trip.axis}]")
         body = self.print_block(kernel)
         printed = len(body)
         # every array returned is a fresh buffer: never an input, a constant, a view of
@@ -345,7 +348,7 @@ class Emitter:
         lines += ["", ""]
         if not self.interpreted:
             lines += [
-                "# the entry point of the machine code compiled for the argument types call() checks",
+                KERNEL_END.rstrip("\n"),  # where the kernel's own module ends (runtime.load_module)
                 "# (here: the dispatcher; it compiles on the first call and caches the machine code)"
                 if self.standalone
                 else "# (codegen binds it after compiling; until then, the dispatcher)",
@@ -496,7 +499,7 @@ class Emitter:
         if isinstance(v, (ir.Instr, ir.If, ir.Var, ir.LoopVar)):
             return self.name_of(v)
         if isinstance(v, ir.Elem):
-            return f"{self.code(v.array)}[{', '.join(self.index_code(i) for i in v.index)}]"
+            return f"{self.code(v.array)}[{', '.join(self.position_code(i) for i in v.index)}]"
         if isinstance(v, ir.Guard):
             conds = []
             for index, start, length in v.conds:
@@ -542,14 +545,23 @@ class Emitter:
             return f"{self.index_code(i.index)} {'+' if i.sign > 0 else '-'} {s}"
         if isinstance(i, ir.Affine):
             step = self.index_code(i.index)
+            t0 = self.position_code(i.t0)
             if i.direction == 1:
-                return step if i.t0 == 0 else f"{i.t0} + {step}"
+                return step if i.t0 == 0 else f"{t0} + {step}"
             if i.direction == -1:
-                return f"{i.t0} - {step}"
-            return f"{i.t0} + {i.direction} * {step}"
+                return f"{t0} - {step}"
+            return f"{t0} + {i.direction} * {step}"
         if isinstance(i, ir.Value):
             return self.code(i)
         return dim_text(i)
+
+    def position_code(self, i):
+        """An index, or a loop's bound, standing alone (an item of ``a[...]``, ``range(...)``, the
+        left of ``+``/``-``): a sum of a dim and an int without parentheses."""
+        text = self.index_code(i)
+        if not isinstance(i, (int, ir.Value)) and getattr(i, "is_Add", False):
+            return text[1:-1] if text.startswith("(") and text.endswith(")") else text
+        return text
 
     def note_text(self, note):
         """The comment of a statement's ``note`` (see ``ir``): a str, or a node's rule comment."""
@@ -636,7 +648,7 @@ class Emitter:
         if isinstance(stmt, ir.For):
             var = self.name_of(stmt.var)
             if stmt.start is None:
-                bounds = self.index_code(stmt.stop)
+                bounds = self.position_code(stmt.stop)
             else:
                 bounds = f"{self.index_code(stmt.start)}, {self.index_code(stmt.stop)}"
                 if stmt.step is not None:

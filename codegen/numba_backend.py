@@ -160,11 +160,14 @@ class NumbaEmitter(Emitter):
         self.name_outputs(out_name_of)
         block = branches.sink(block, outputs, owner)
         statement_of = {id(s.instr.node if isinstance(s, ir.If) else s.node): s for s in block}
-        units = rolling.roll(nodes, len(forward), loops, self.value, statement_of)
+        # a loop over an input's rows counts in its length read at run time (one text for every T)
+        self.trip = rolling.trip_count(nodes, loops, getattr(self, "inputs", ()), self.names)
+        units = rolling.roll(nodes, len(forward), loops, self.value, statement_of, self.trip)
         units = rolling.stack_scalars(units, out_name_of)
         block = ir.sectioned(units, bool(backward))
         if any(n.ndim for loop in loops for n in loop.body(nodes)):
             block = rolling.scalarize(block, lambda n: n.op in _LOOPABLE and id(n) not in out_name_of)
+        rolling.count_from_end(block, self.trip)
         return block
 
     def _rows(self, node, arg):
@@ -256,6 +259,20 @@ class NumbaEmitter(Emitter):
         if node.inputs[0].ndim == 0:
             return f"np.full({shape_text(node.shape)}, {args[0]})"
         return f"np.broadcast_to({args[0]}, {shape_text(node.shape)})"
+
+    def lower_getitem(self, node, args):
+        # a row near the end of the rows a rolled loop steps over (the last step's xs[T - 1],
+        # outside the loop) is counted from their end too
+        trip, key = self.trip, node.attrs["key"]
+        if trip is None or not all(k[0] in "is" for k in key):  # a new axis: entries are not axes
+            return super().lower_getitem(node, args)
+        parts = []
+        for p, k in enumerate(key):
+            if k[0] == "i" and isinstance(k[1], int) and k[1] >= 0 and (id(node.inputs[0]), p) in trip.arrays:
+                parts.append(dim_text(trip.near_end(k[1], trip.size)).strip("()"))
+            else:
+                parts.append(key_text((k,)))
+        return f"{args[0]}[{', '.join(parts)}]"
 
     def lower_slice_grad(self, node, args):
         if node.inputs[0].ndim == 0:

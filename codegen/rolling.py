@@ -10,24 +10,99 @@ iteration) or an element of its array.
 """
 
 import numpy as np
+import sympy
 
 from symgrad.ops.registry import OPS, constant
 
 from . import ir
-from .schedule import key_index, keyed
+from .schedule import dim_text, key_index, keyed
 
 
-def roll(nodes, n_forward, loops, value, statement_of):
+class TripCount:
+    """The trip count of a traced loop over an input's rows (``for t in range(xs.shape[0])``)
+    read from that input's shape when the kernel runs: ``symbol`` (printed ``dim_<name>``,
+    bound to ``param.shape[axis]`` in the kernel's prelude) stands for ``size``, the length
+    this build was traced at. The rolled loops it drives (``tied``: their indices in the loop
+    list) count their iterations, allocate their arrays and index from the end in terms of it,
+    so their text is the same for every length and one numba compile serves them all. Every
+    number written so is equal to the one it replaces at ``size``, which the entry still checks
+    (the graph is the trace of this length)."""
+
+    def __init__(self, name, param, axis, size, tied, arrays):
+        self.name, self.param, self.axis, self.size = name, param, axis, size
+        self.symbol = sympy.Symbol(name, integer=True, nonnegative=True)
+        self.tied = tied
+        self.arrays = arrays  # (id(array), axis): the arrays the loops read rows of, per step
+        self.stored = {}  # id(Var) -> rows: a tied loop's array of per-step values (see count_from_end)
+
+    def at_end(self, v):
+        """``v`` (an int position or count) counted from the end: ``symbol - (size - v)``."""
+        return self.symbol + (v - self.size)
+
+    def near_end(self, v, length):
+        """Position ``v`` of a run of ``length`` steps: from the end in its second half."""
+        return self.at_end(v) if 2 * v >= length else v
+
+
+def trip_count(nodes, loops, inputs, names):
+    """The ``TripCount`` of ``loops`` (``schedule.Loop`` over ``nodes``), or None: the length of
+    the axis the loops read per step (``xs[t]``, ``obs[i]``), when they all read one length and
+    an input (``inputs``, named in the kernel by ``names``: id -> parameter) has an axis of it.
+    A loop is tied to it when it reads along that axis, or reads an array a tied loop stored."""
+    sizes, sources = set(), []
+    reads = []  # per loop: whether it reads along an axis per step
+    for loop in loops:
+        members = loop.body(nodes) + [nodes[reader.start + j] for reader, j, _ in loop.extra]
+        found = False
+        for j, axes in loop.index.items():
+            node = members[j]
+            shape = keyed(node)
+            for p, (_, step) in enumerate(axes):
+                if step and isinstance(shape[p], int):
+                    sizes.add(shape[p])
+                    found = True
+                    if node.shape != shape:  # a read of the array's rows (not the adjoint writing one)
+                        sources.append((node.inputs[0], p))
+        reads.append(found)
+    if len(sizes) != 1:
+        return None
+    (size,) = sizes
+    # the first input (in call order) the loops read rows of, else the first with an axis that long
+    read = {(id(s), p) for s, p in sources}
+    axes = [(s, p) for s in inputs if id(s) in names for p, d in enumerate(s.shape) if d == size]
+    candidates = [(s, p) for s, p in axes if (id(s), p) in read] + axes
+    if not candidates:
+        return None
+    given, axis = candidates[0]
+    taken = {sym.name for s in inputs for d in s.shape if not isinstance(d, int) for sym in d.free_symbols}
+    name = f"{names[id(given)]}_{axis}"
+    while name in taken:
+        name += "_steps"
+    tied = set()
+    for k, loop in enumerate(loops):
+        specs = [spec for specs in loop.operands for spec in specs]
+        specs += [spec for _, _, more in loop.extra for spec in more] + list(loop.hoisted.values())
+        stacked = any(spec[0] == "stacked" and spec[1] in tied for spec in specs)
+        if (reads[k] or stacked) and loop.count <= size:
+            tied.add(k)
+    if not tied:
+        return None
+    arrays = {(id(s), p) for s, p in sources if s.shape[p] == size}
+    return TripCount(name, names[id(given)], axis, size, tied, arrays)
+
+
+def roll(nodes, n_forward, loops, value, statement_of, trip=None):
     """(part, statements) units of the kernel: ``nodes`` (a schedule) with ``loops`` rolled.
     ``value``: id(node) -> IR value, updated for the nodes the loops compute; ``statement_of``:
-    id(node) -> the statement computing it outside loops (absent: none, e.g. moved into a branch)."""
+    id(node) -> the statement computing it outside loops (absent: none, e.g. moved into a branch);
+    ``trip``: the ``TripCount`` the loops it ties count in (None: they count in ints)."""
     units, arrays, p = [], {}, 0
     starts = {loop.start: k for k, loop in enumerate(loops)}
     outside = []
     while p < len(nodes):
         part = 1 if p >= n_forward else 0
         if p in starts:
-            units.append((part, _loop(nodes, loops, starts[p], value, arrays)))
+            units.append((part, _loop(nodes, loops, starts[p], value, arrays, trip)))
             p = loops[starts[p]].stop
             continue
         stmt = statement_of.get(id(nodes[p]))
@@ -40,8 +115,17 @@ def roll(nodes, n_forward, loops, value, statement_of):
     return units
 
 
-def _loop(nodes, loops, k, value, arrays):
+def _loop(nodes, loops, k, value, arrays, trip=None):
     loop = loops[k]
+    tied = trip is not None and k in trip.tied
+    count = trip.at_end(loop.count) if tied else loop.count
+
+    def stacked(spec):
+        # an earlier loop's array read backwards: from its end when that loop is tied too
+        if spec[4] < 0 and trip is not None and spec[1] in trip.tied:
+            spec = (*spec[:3], trip.at_end(spec[3]), spec[4])
+        return _stacked(arrays, spec, step)
+
     members = loop.body(nodes) + [nodes[reader.start + j] for reader, j, _ in loop.extra]
     operands = loop.operands + [specs for _, _, specs in loop.extra]
     body = [ir.Instr(node, []) for node in members]
@@ -62,14 +146,15 @@ def _loop(nodes, loops, k, value, arrays):
             if spec[0] == "carried" and spec[1] < j and spec[1] not in prev:
                 prev[spec[1]] = ir.Var("prev", members[spec[1]].dtype, like=body[spec[1]], suffix="_prev")
     step = ir.LoopVar("k")
+    times = f"{dim_text(count).strip('()')} times" if tied else f"{loop.count} times"
     stmts = [
         ir.Note(
-            f"{loop.period} statement{'s' if loop.period > 1 else ''} repeated {loop.count} times, rolled into a loop"
+            f"{loop.period} statement{'s' if loop.period > 1 else ''} repeated {times}, rolled into a loop"
         )
     ]
     for j in sorted(loop.stored):
         # an array statement's values as the rows of one array
-        shape = (loop.count, *members[j].shape)
+        shape = (count, *members[j].shape)
         array = arrays[(k, j)] = ir.Var("all", members[j].dtype, shape, like=body[j], suffix="_all")
         stmts.append(ir.Alloc(array, "empty"))
     initial = {}
@@ -86,11 +171,7 @@ def _loop(nodes, loops, k, value, arrays):
     inner = []
     for j, node in enumerate(members):
         if j in loop.hoisted:
-            inner.append(
-                ir.Assign(
-                    body[j], _stacked(arrays, loop.hoisted[j], step), note="computed in an earlier loop"
-                )
-            )
+            inner.append(ir.Assign(body[j], stacked(loop.hoisted[j]), note="computed in an earlier loop"))
         else:
             args = []
             for spec in operands[j]:
@@ -104,9 +185,13 @@ def _loop(nodes, loops, k, value, arrays):
                     values = np.array([c.value for c in spec[1]], dtype=spec[1][0].dtype)
                     args.append(ir.Elem(ir.Given(constant(values)), (step,)))
                 else:
-                    args.append(_stacked(arrays, spec, step))
+                    args.append(stacked(spec))
             if j in loop.index:
-                index = tuple(ir.Affine(t0, d, step) if d else t0 for t0, d in loop.index[j])
+                # a row read backwards (an adjoint's rows of xs) counts from the end of the rows
+                index = tuple(
+                    ir.Affine(trip.at_end(t0) if tied and d < 0 else t0, d, step) if d else t0
+                    for t0, d in loop.index[j]
+                )
                 if keyed(node) == node.shape:
                     # the adjoint of a per-step read: zeros, the step's row written
                     inner += [ir.Alloc(body[j], "zeros"), ir.Store(body[j], index, args[0])]
@@ -122,14 +207,34 @@ def _loop(nodes, loops, k, value, arrays):
         if j in loop.stored:
             inner.append(ir.Store(arrays[(k, j)], (step,), body[j]))
     inner += [ir.Assign(target, body[j2]) for j2, target in sorted(prev.items())]
-    stmts.append(ir.For(step, loop.count, inner))
+    stmts.append(ir.For(step, count, inner))
     for p in range(loop.start, loop.stop):
         t, j = loop.place(p)
         if t == loop.count - 1:
             value[id(nodes[p])] = body[j]
         elif j in loop.stored:
             value[id(nodes[p])] = ir.Elem(arrays[(k, j)], (t,))
+            if tied:
+                trip.stored[id(arrays[(k, j)])] = loop.count
     return stmts
+
+
+def count_from_end(block, trip):
+    """Point the reads of a tied loop's stored rows after it (``all[t]``) in the second half of
+    the rows at ``trip``'s count from the end (after ``stack_scalars`` has found its runs of
+    consecutive rows, which it reads as ints)."""
+    if trip is None or not trip.stored:
+        return
+    done = set()
+    for stmt in ir.walk(block):
+        for v in ir.reads(stmt):
+            for leaf in ir.leaves(v):
+                if not isinstance(leaf, ir.Elem) or id(leaf) in done or id(leaf.array) not in trip.stored:
+                    continue
+                done.add(id(leaf))
+                first = leaf.index[0]
+                if type(first) is int:
+                    leaf.index = (trip.near_end(first, trip.stored[id(leaf.array)]), *leaf.index[1:])
 
 
 def _indices(rank):

@@ -578,33 +578,79 @@ def load_module(source, backend, fresh=False):
     rewritten (numba needs it on disk: it keys its own cache by the file's time and size).
     ``fresh`` runs it again even if this process already has it. The module stays in
     ``sys.modules`` (numba finds it there when it loads machine code from its cache) while the
-    caller holds it: give it to ``hold``."""
-    data = source.encode("utf-8")
+    caller holds it: give it to ``hold``.
+
+    A numba module's kernel (the text up to ``KERNEL_END``: imports, constants, ``kernel``) is a
+    module of its own, named by the hash of that text alone, which the module's entry part runs
+    on: two modules that differ only in their entries' checks (a rolled loop's trip count read
+    from an input's shape, traced at two lengths) share one kernel, and numba's machine code of
+    it, in this process and in its disk cache."""
     modname = module_name(source, backend)
+    cut = kernel_end(source) if backend == "numba" else None
     with _load_lock:
-        root = cache_dir()
-        path = os.path.join(root, modname + ".py")
-        module = None if fresh else _lend(modname)
-        if module is not None:
-            _mark_used(path)
-            return module, True
-        existed = _read_bytes(path) == data
-        if not existed:
-            _write_atomically(path, data)
+        kernel = None
+        if cut is not None:
+            kernel, _ = _load_text(source[:cut], kernel_module_name(source), fresh)
         try:
-            module = _run_source(modname, path, source)
-        except Exception:
-            drop_compiled_caches(modname)
-            _write_atomically(path, data)
-            module = _run_source(modname, path, source)
-        with _holders_lock:
-            _modules[modname] = module
-            _holders[(modname, id(module))] = 1
-            sys.modules[modname] = module
+            return _load_text(source, modname, fresh, kernel, cut)
+        except BaseException:
+            if kernel is not None:
+                _release((kernel.__name__, id(kernel)), kernel)
+            raise
+
+
+def _load_text(source, modname, fresh, kernel=None, cut=None):
+    """``load_module`` of ``source`` as ``modname`` (the lock held); with ``kernel``, only the text
+    from ``cut`` on runs, on the kernel module's names (the module keeps its loan of ``kernel``)."""
+    data = source.encode("utf-8")
+    root = cache_dir()
+    path = os.path.join(root, modname + ".py")
+    module = None if fresh else _lend(modname)
+    if module is not None:
         _mark_used(path)
-        if not existed:
-            evict(root)
-        return module, existed
+        if kernel is not None:  # this module holds a loan of it already
+            _release((kernel.__name__, id(kernel)), kernel)
+        return module, True
+    existed = _read_bytes(path) == data
+    if not existed:
+        _write_atomically(path, data)
+    try:
+        module = _run_source(modname, path, source, kernel, cut)
+    except Exception:
+        drop_compiled_caches(modname)
+        _write_atomically(path, data)
+        module = _run_source(modname, path, source, kernel, cut)
+    with _holders_lock:
+        _modules[modname] = module
+        _holders[(modname, id(module))] = 1
+        sys.modules[modname] = module
+    _mark_used(path)
+    if not existed:
+        evict(root)
+    return module, existed
+
+
+# where a numba module's kernel ends and its entry begins (codegen/emit.py prints it there)
+KERNEL_END = "# the entry point of the machine code compiled for the argument types call() checks\n"
+
+
+def kernel_end(source):
+    """The offset of ``KERNEL_END`` in a module's ``source`` (after its kernel), or None."""
+    at = source.find("\ndef kernel(")
+    at = -1 if at < 0 else source.find("\n" + KERNEL_END, at)
+    return None if at < 0 else at + 1
+
+
+def kernel_module_name(source):
+    """The name of the module holding a numba module's kernel (the hash of the kernel's text),
+    or None for a module without that part."""
+    cut = kernel_end(source)
+    return None if cut is None else module_name(source[:cut], "numba")
+
+
+def kernel_module(module):
+    """The module whose kernel ``module`` (a numba module from ``load_module``) runs, or None."""
+    return vars(module).get("__symgrad_kernel__")
 
 
 def module_name(source, backend):
@@ -629,10 +675,15 @@ def phase_timer(phases):
     return measure
 
 
-def _run_source(modname, path, source):
+def _run_source(modname, path, source, kernel=None, cut=None):
     module = types.ModuleType(modname)
     module.__file__ = path  # numba's cache=True keeps its files in __pycache__ beside this path
     module.__loader__ = None
+    if kernel is not None:
+        # the entry part alone, at its lines of the file, on the kernel module's names
+        module.__dict__.update((k, v) for k, v in vars(kernel).items() if not k.startswith("__"))
+        module.__dict__["__symgrad_kernel__"] = kernel
+        source = "\n" * source.count("\n", 0, cut) + source[cut:]
     # compiled from the text, so nothing loaded comes from a .pyc (the filename is for
     # tracebacks and for numba, which reads the file's stamp)
     exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)
@@ -680,6 +731,9 @@ def hold(owner, module):
     an owner (a Dask worker's) stays."""
     with _holders_lock:
         sys.modules[module.__name__] = module
+        kernel = kernel_module(module)
+        if kernel is not None:
+            sys.modules[kernel.__name__] = kernel
     weakref.finalize(owner, _release, (module.__name__, id(module)), module)
 
 
@@ -701,6 +755,13 @@ def _release(key, module):
             for name, value in vars(module).items()
             if type(value).__module__.startswith("numba.") and hasattr(value, "overloads")
         ]
+        kernel = vars(module).pop("__symgrad_kernel__", None)
+        if kernel is not None:
+            # the kernel module's dispatchers are its own to let go (other modules may run them)
+            for name in [n for n in dispatchers if vars(module)[n].py_func.__globals__ is not vars(module)]:
+                dispatchers.remove(name)
+                vars(module).pop(name)
+            _release((kernel.__name__, id(kernel)), kernel)
         # the module stays in sys.modules while a dispatcher of it lives: numba imports the
         # module by name when it compiles (or loads from its cache) a new type, and would
         # otherwise cache the new machine code against a placeholder module no process has
