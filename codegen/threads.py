@@ -8,8 +8,8 @@ same bits whatever the number of threads:
 - the partition depends on the row count alone (``BLOCK`` rows a block, the last one shorter),
   never on the threads;
 - what a loop accumulates over rows (a running sum, a sum over the row axis, a transposed
-  product ``A.T @ r``) is accumulated per block into its own slot of a partial buffer, and the
-  partials are added after the blocks, in block order;
+  product ``A.T @ r``) is accumulated per block into the block's own scalar or array, stored to
+  its slot of a partial buffer, and the partials are added after the blocks, in block order;
 - a scatter into rows near the row (``d_x[i + 1] += ...``, the adjoint of a slice) touches the
   next block's first rows: such a loop runs the even blocks, then the odd ones, so each element
   receives its additions in one fixed order;
@@ -224,16 +224,21 @@ def _blocked(loop, plan):
     for target in plan.sums:
         own[id(target)] = ir.Var("sum", target.dtype, like=target, suffix="_b")
         inner.append(ir.Alloc(own[id(target)], "zeros"))
+    for target in plan.partial:
+        # a block's own array (not its row of the partial buffer: the rows of two blocks running
+        # at once may share a cache line, each += then taking it from the other core)
+        own[id(target)] = ir.Var("partial", target.dtype, target.shape, like=target, suffix="_b")
+        inner.append(ir.Alloc(own[id(target)], "zeros"))
     for v in plan.carried:
         carry[id(v)] = ir.Var("carried", v.dtype, like=v, suffix="_b")
         inner.append(ir.Alloc(carry[id(v)], "zeros"))
     if plan.carried:
         # the rows before the block's first once more, for the scalars they hand on
-        halo = _rewrite(_quiet(loop.body, plan.sums), own, partial_of, b, rows, hi, carry)
+        halo = _rewrite(_quiet(loop.body, plan.sums), own, rows, hi, carry)
         inner.append(_halo(loop, halo, lo, plan.halo))
-    body = _rewrite(loop.body, own, partial_of, b, rows, hi, carry)
+    body = _rewrite(loop.body, own, rows, hi, carry)
     inner.append(replace(loop, stop=hi, start=lo, body=body, fused=None))
-    for target in plan.sums:
+    for target in plan.sums + plan.partial:
         inner.append(ir.Store(partial_of[id(target)], (b,), own[id(target)]))
     if plan.phases:
         half = ir.Formula("({0} + 1 - {1}) // 2", (nblocks, phase))
@@ -282,26 +287,23 @@ def _swap(value, own):
     return value
 
 
-def _rewrite(block, own, partial_of, b, rows, hi, carry):
+def _rewrite(block, own, rows, hi, carry):
     """A copy of ``block`` adding into each block's own accumulators, handing on each block's own
     carried scalars (``carry``), the tiles ending at ``hi``."""
     out = []
     for stmt in block:
         if isinstance(stmt, ir.Accum) and id(stmt.target) in own:
             stmt = replace(stmt, target=own[id(stmt.target)])
-        elif isinstance(stmt, ir.Store) and id(stmt.array) in partial_of:
-            stmt = replace(stmt, array=partial_of[id(stmt.array)], index=(b,) + tuple(stmt.index))
-        elif isinstance(stmt, ir.Store) and carry:
-            stmt = replace(stmt, value=_swap(stmt.value, carry))
+        elif isinstance(stmt, ir.Store):
+            value = _swap(stmt.value, carry) if carry else stmt.value
+            stmt = replace(stmt, array=own.get(id(stmt.array), stmt.array), value=value)
         elif isinstance(stmt, ir.Assign) and id(stmt.target) in carry:
             stmt = replace(stmt, target=carry[id(stmt.target)], value=_swap(stmt.value, carry))
         elif isinstance(stmt, ir.Bound) and stmt.stop is rows:
             stmt = replace(stmt, stop=hi)
         elif isinstance(stmt, ir.For):
-            stmt = replace(stmt, body=_rewrite(stmt.body, own, partial_of, b, rows, hi, carry))
+            stmt = replace(stmt, body=_rewrite(stmt.body, own, rows, hi, carry))
         elif isinstance(stmt, ir.If):
-            stmt = replace(
-                stmt, blocks=tuple(_rewrite(k, own, partial_of, b, rows, hi, carry) for k in stmt.blocks)
-            )
+            stmt = replace(stmt, blocks=tuple(_rewrite(k, own, rows, hi, carry) for k in stmt.blocks))
         out.append(stmt)
     return out
