@@ -234,9 +234,9 @@ def _blocked(loop, plan):
         inner.append(ir.Alloc(carry[id(v)], "zeros"))
     if plan.carried:
         # the rows before the block's first once more, for the scalars they hand on
-        halo = _rewrite(_quiet(loop.body, plan.sums), own, rows, hi, carry)
+        halo = _rewrite(_quiet(loop.body, plan.sums), own, rows, hi, carry, loop.fused.row)
         inner.append(_halo(loop, halo, lo, plan.halo))
-    body = [_nonnegative(loop.var)] + _rewrite(loop.body, own, rows, hi, carry)
+    body = [_nonnegative(loop.var)] + _rewrite(loop.body, own, rows, hi, carry, loop.fused.row)
     inner.append(replace(loop, stop=hi, start=lo, body=body, fused=None))
     for target in plan.sums + plan.partial:
         inner.append(ir.Store(partial_of[id(target)], (b,), own[id(target)]))
@@ -294,9 +294,10 @@ def _swap(value, own):
     return value
 
 
-def _rewrite(block, own, rows, hi, carry):
+def _rewrite(block, own, rows, hi, carry, row):
     """A copy of ``block`` adding into each block's own accumulators, handing on each block's own
-    carried scalars (``carry``), the tiles ending at ``hi``."""
+    carried scalars (``carry``), the tiles ending at ``hi``, their loops over the rows (``row``)
+    telling LLVM the index is >= 0."""
     out = []
     for stmt in block:
         if isinstance(stmt, ir.Accum) and id(stmt.target) in own:
@@ -309,11 +310,11 @@ def _rewrite(block, own, rows, hi, carry):
         elif isinstance(stmt, ir.Bound) and stmt.stop is rows:
             stmt = replace(stmt, stop=hi)
         elif isinstance(stmt, ir.For):
-            body = _rewrite(stmt.body, own, rows, hi, carry)
-            if stmt.start is not None:
+            body = _rewrite(stmt.body, own, rows, hi, carry, row)
+            if stmt.start is not None and stmt.var is row:  # a tile's rows
                 body.insert(0, _nonnegative(stmt.var))
             stmt = replace(stmt, body=body)
         elif isinstance(stmt, ir.If):
-            stmt = replace(stmt, blocks=tuple(_rewrite(k, own, rows, hi, carry) for k in stmt.blocks))
+            stmt = replace(stmt, blocks=tuple(_rewrite(k, own, rows, hi, carry, row) for k in stmt.blocks))
         out.append(stmt)
     return out
