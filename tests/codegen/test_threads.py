@@ -92,6 +92,7 @@ def test_carried_scalars_at_block_boundaries(monkeypatch, rows_past):
     rosen, rosen_check = _stencil(1, 100.0)
     far, truth = _carried_stencil()
     assert "d_x_next_b" in rosen.source and "d_x_next2_b" in far.source
+    assert "if dim_n >= 2:" in rosen.source and "if dim_n >= 4:" in far.source  # blocks from 1 row
     B = threads.BLOCK
     for blocks in (1, 3):
         rows = blocks * B + rows_past
