@@ -25,7 +25,7 @@ then used everywhere, as the numpy backend does).
 
 import heapq
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from symgrad.graph import dims_equal
 from symgrad.ops.registry import OPS
@@ -636,10 +636,14 @@ def fuse(em, forward, backward, out_name_of, outputs):
 class RowLoop:
     """What the threads pass (``codegen/threads.py``) reads of a fused loop's outer ``For`` (its
     ``fused``): the row index (the tile loop's rows when tiled) and the statements before the
-    loop that allocate what it writes and accumulates."""
+    loop that allocate what it writes and accumulates; ``carried``: the scalars a row hands to the
+    next ones (``carry_scatters``), each a function of the last ``halo`` rows alone, so a block of
+    rows may start by running those rows again for them."""
 
     row: ir.LoopVar
     pre: list
+    carried: list = field(default_factory=list)
+    halo: int = 0
 
 
 def _used_outside(plan, gid, node, output_ids, users):
@@ -657,6 +661,7 @@ class _Loop:
         self.backward_ids, self.value = backward_ids, value
         self.scalar = {}  # id(member) -> the scalar value computing its element
         self.pre, self.post = [], []
+        self.carried, self.halo = [], 0  # carry_scatters' scalars, the rows they depend on
 
     # ------------------------------------------------------------ reading elements
 
@@ -785,7 +790,7 @@ class _Loop:
             if i != 0:
                 body = [ir.For(i, d, body)]
         if self.index[0] != 0:
-            body[0].fused = RowLoop(self.index[0], list(self.pre))
+            body[0].fused = RowLoop(self.index[0], list(self.pre), list(self.carried), self.halo)
         return [ir.Note(head)] + self.pre + body + self.post
 
     def carry_scatters(self, body, length):
@@ -827,6 +832,9 @@ class _Loop:
         ]
         for v in waiting:
             self.pre.append(ir.Alloc(v, "zeros"))
+        # at row i, waiting[k - 1] holds rows i - (high - low - k) .. i's values only
+        self.carried += waiting
+        self.halo = max(self.halo, high - low)
 
         def plus(start, shift):
             # start + this row's values at index + shift, added one by one as the += did

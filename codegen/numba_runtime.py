@@ -147,6 +147,23 @@ def _from_bits(typingctx, i):
     return types.float64(types.int64), _bitcast
 
 
+def _assume_nonnegative(context, builder, sig, args):
+    (i,) = args
+    builder.call(builder.module.declare_intrinsic("llvm.assume"), [builder.icmp_signed(">=", i, i.type(0))])
+    return i
+
+
+@intrinsic
+def nonnegative(typingctx, i):
+    """``i`` (an int64 >= 0), telling LLVM so: a row loop over ``range(lo, hi)`` (a row block,
+    codegen/threads.py) then indexes its arrays without the wraparound of negative indices, as
+    ``range(n)`` does (measured, rosen/1e6 in blocks on one thread: 1.45 ms without, 1.22 with,
+    the plain loop 1.19)."""
+    if i != types.int64:
+        return None
+    return types.int64(types.int64), _assume_nonnegative
+
+
 _INLINE = dict(nogil=True, error_model="numpy", inline="always")  # inlined by numba
 _LEAF = dict(nogil=True, error_model="numpy", fastmath={"contract"})  # inlined by LLVM; a*b+c as one FMA
 _LOG2E = 1.4426950408889634

@@ -8,12 +8,17 @@ same bits whatever the number of threads:
 - the partition depends on the row count alone (``BLOCK`` rows a block, the last one shorter),
   never on the threads;
 - what a loop accumulates over rows (a running sum, a sum over the row axis, a transposed
-  product ``A.T @ r``) is accumulated per block into its own slot of a partial buffer, and the
-  partials are added after the blocks, in block order;
+  product ``A.T @ r``) is accumulated per block into the block's own scalar or array, stored to
+  its slot of a partial buffer, and the partials are added after the blocks, in block order;
 - a scatter into rows near the row (``d_x[i + 1] += ...``, the adjoint of a slice) touches the
   next block's first rows: such a loop runs the even blocks, then the odd ones, so each element
   receives its additions in one fixed order;
-- the tiles' buffers are each block's own.
+- the tiles' buffers are each block's own;
+- the scalars a row hands to the next rows (``fusion.carry_scatters``: the next elements' slice
+  gradients) are each block's own too: they depend on the last few rows alone (the loop's
+  ``halo``), so a block starts by running those rows before its first again, their statements
+  that compute alone (no store, no sum), and after the blocks the last rows run so for the
+  values the loop leaves; the same arithmetic on the same rows gives the same bits.
 
 A loop the pass cannot prove independent across blocks (it writes an array or a local set before
 it in another way) stays as it was, in both versions. The generated entry calls this version
@@ -73,6 +78,8 @@ class _Plan:
         self.sums = []  # scalar Vars the loop accumulates into
         self.partial = []  # arrays the loop adds into at indices that are not the row's
         self.phases = False  # whether some Store adds into a row near the row (i + k)
+        self.carried = []  # scalars carried from row to row (fusion.RowLoop.carried)
+        self.halo = 0  # the rows before a block's first its carried scalars are computed from
 
 
 def _plan(loop):
@@ -81,7 +88,18 @@ def _plan(loop):
     allocated = {id(s.target): s for s in pre if isinstance(s, ir.Alloc)}
     buffers = {}
     plan = _Plan()
+    carried = {id(v): v for v in loop.fused.carried}
+    if carried:
+        if loop.start is not None or not 0 < loop.fused.halo < BLOCK:
+            return None
+        if any(isinstance(s, ir.For) and s.far is not None for s in ir.walk(loop.body)):
+            return None  # a block's own choice of arithmetic: a halo row would not repeat it
+        plan.carried, plan.halo = list(carried.values()), loop.fused.halo
+    written_once = {}  # id(array) -> its stores (=) into the row + k: each element by one row
     for stmt in ir.walk(loop.body):
+        if carried and not isinstance(stmt, (ir.Assign, ir.Store)):
+            if any(id(leaf) in carried for v in ir.reads(stmt) for leaf in ir.leaves(v)):
+                return None
         if isinstance(stmt, ir.Accum):
             if id(stmt.target) in allocated:
                 if stmt.target.shape or allocated[id(stmt.target)].fill != "zeros":
@@ -89,17 +107,22 @@ def _plan(loop):
                 if stmt.target not in plan.sums:
                     plan.sums.append(stmt.target)
         elif isinstance(stmt, (ir.Assign, ir.Alloc)):
-            if id(stmt.target) in allocated:
+            if id(stmt.target) in carried and stmt in loop.body:
+                if _swap(stmt.value, carried) is None:
+                    return None
+            elif id(stmt.target) in allocated:
                 return None
         elif isinstance(stmt, ir.Store):
             target = stmt.array
-            if id(target) not in allocated:
+            if id(target) not in allocated or _swap(stmt.value, carried) is None:
                 return None
             kind = _store_kind(stmt, row)
             if kind == "buffer" and target.shape == (TILE,):
                 buffers[id(target)] = allocated[id(target)]
             elif kind == "row":
                 pass
+            elif kind == "near" and not stmt.add:
+                written_once.setdefault(id(target), []).append(stmt)
             elif kind == "near" and stmt.add:
                 plan.phases = True
             elif kind == "across" and stmt.add and allocated[id(target)].fill == "zeros":
@@ -109,6 +132,12 @@ def _plan(loop):
                 return None
     if any(t in plan.partial for t in buffers):
         return None
+    for stores in written_once.values():
+        if len(stores) > 1 or any(
+            isinstance(s, ir.Store) and s.array is stores[0].array and s not in stores
+            for s in ir.walk(loop.body)
+        ):
+            return None  # the element of another store: two rows would write it
     plan.buffers = list(buffers.values())
     return plan
 
@@ -191,13 +220,25 @@ def _blocked(loop, plan):
     hi = ir.LoopVar("hi", like=loop.fused.row, suffix="_hi")
     inner += [ir.Assign(lo, ir.Formula(f"{{0}} * {BLOCK}", (b,))), ir.Bound(hi, lo, BLOCK, rows)]
     inner += list(plan.buffers)
-    own = {}
+    own, carry = {}, {}
     for target in plan.sums:
         own[id(target)] = ir.Var("sum", target.dtype, like=target, suffix="_b")
         inner.append(ir.Alloc(own[id(target)], "zeros"))
-    body = _rewrite(loop.body, own, partial_of, b, rows, hi)
+    for target in plan.partial:
+        # a block's own array (not its row of the partial buffer: the rows of two blocks running
+        # at once may share a cache line, each += then taking it from the other core)
+        own[id(target)] = ir.Var("partial", target.dtype, target.shape, like=target, suffix="_b")
+        inner.append(ir.Alloc(own[id(target)], "zeros"))
+    for v in plan.carried:
+        carry[id(v)] = ir.Var("carried", v.dtype, like=v, suffix="_b")
+        inner.append(ir.Alloc(carry[id(v)], "zeros"))
+    if plan.carried:
+        # the rows before the block's first once more, for the scalars they hand on
+        halo = _rewrite(_quiet(loop.body, plan.sums), own, rows, hi, carry, loop.fused.row)
+        inner.append(_halo(loop, halo, lo, plan.halo))
+    body = [_nonnegative(loop.var)] + _rewrite(loop.body, own, rows, hi, carry, loop.fused.row)
     inner.append(replace(loop, stop=hi, start=lo, body=body, fused=None))
-    for target in plan.sums:
+    for target in plan.sums + plan.partial:
         inner.append(ir.Store(partial_of[id(target)], (b,), own[id(target)]))
     if plan.phases:
         half = ir.Formula("({0} + 1 - {1}) // 2", (nblocks, phase))
@@ -208,22 +249,72 @@ def _blocked(loop, plan):
         c = ir.LoopVar("blk")
         adds = [ir.Accum(t, ir.Elem(partial_of[id(t)], (c,))) for t in plan.sums + plan.partial]
         stmts.append(ir.For(c, nblocks, adds))
+    if plan.carried:
+        # the last rows once more, for the values the loop leaves in its carried scalars
+        stmts.append(_halo(loop, _quiet(loop.body, plan.sums), rows, plan.halo))
     return stmts
 
 
-def _rewrite(block, own, partial_of, b, rows, hi):
-    """A copy of ``block`` adding into each block's own accumulators, the tiles ending at ``hi``."""
+def _nonnegative(var):
+    """``var = _rt.nonnegative(var)``: the row index of a loop over ``range(lo, hi)`` known to
+    LLVM as >= 0 (its arrays indexed without the wraparound of negative indices)."""
+    return ir.Assign(var, ir.Formula("_rt.nonnegative({0})", (var,)), note="for LLVM: no negative index")
+
+
+def _halo(loop, body, end, rows):
+    """``body`` run for the ``rows`` rows before ``end`` (fewer at the loop's start)."""
+    start = ir.Formula(f"max({{0}} - {rows}, 0)", (end,))
+    return ir.For(loop.var, end, [_nonnegative(loop.var)] + body, start=start)
+
+
+def _quiet(block, sums):
+    """``block`` without its stores and its additions into ``sums``: what computes scalars."""
+    out = []
+    for stmt in block:
+        if isinstance(stmt, ir.Store) or (isinstance(stmt, ir.Accum) and stmt.target in sums):
+            continue
+        if isinstance(stmt, ir.For):
+            stmt = replace(stmt, body=_quiet(stmt.body, sums))
+        elif isinstance(stmt, ir.If):
+            stmt = replace(stmt, blocks=tuple(_quiet(k, sums) for k in stmt.blocks))
+        out.append(stmt)
+    return out
+
+
+def _swap(value, own):
+    """``value`` reading ``own[id(v)]`` for each carried scalar v it reads (the sums
+    ``carry_scatters`` builds: ``Apply`` of ``add``), or None when it reads one another way."""
+    if id(value) in own:
+        return own[id(value)]
+    if isinstance(value, ir.Apply) and any(id(leaf) in own for leaf in ir.leaves(value)):
+        operands = tuple(_swap(o, own) for o in value.operands)
+        return None if None in operands else replace(value, operands=operands)
+    if any(id(leaf) in own for leaf in ir.leaves(value)):
+        return None
+    return value
+
+
+def _rewrite(block, own, rows, hi, carry, row):
+    """A copy of ``block`` adding into each block's own accumulators, handing on each block's own
+    carried scalars (``carry``), the tiles ending at ``hi``, their loops over the rows (``row``)
+    telling LLVM the index is >= 0."""
     out = []
     for stmt in block:
         if isinstance(stmt, ir.Accum) and id(stmt.target) in own:
             stmt = replace(stmt, target=own[id(stmt.target)])
-        elif isinstance(stmt, ir.Store) and id(stmt.array) in partial_of:
-            stmt = replace(stmt, array=partial_of[id(stmt.array)], index=(b,) + tuple(stmt.index))
+        elif isinstance(stmt, ir.Store):
+            value = _swap(stmt.value, carry) if carry else stmt.value
+            stmt = replace(stmt, array=own.get(id(stmt.array), stmt.array), value=value)
+        elif isinstance(stmt, ir.Assign) and id(stmt.target) in carry:
+            stmt = replace(stmt, target=carry[id(stmt.target)], value=_swap(stmt.value, carry))
         elif isinstance(stmt, ir.Bound) and stmt.stop is rows:
             stmt = replace(stmt, stop=hi)
         elif isinstance(stmt, ir.For):
-            stmt = replace(stmt, body=_rewrite(stmt.body, own, partial_of, b, rows, hi))
+            body = _rewrite(stmt.body, own, rows, hi, carry, row)
+            if stmt.start is not None and stmt.var is row:  # a tile's rows
+                body.insert(0, _nonnegative(stmt.var))
+            stmt = replace(stmt, body=body)
         elif isinstance(stmt, ir.If):
-            stmt = replace(stmt, blocks=tuple(_rewrite(k, own, partial_of, b, rows, hi) for k in stmt.blocks))
+            stmt = replace(stmt, blocks=tuple(_rewrite(k, own, rows, hi, carry, row) for k in stmt.blocks))
         out.append(stmt)
     return out

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad.codegen import threads
+from symgrad.codegen import emit, threads
 from symgrad.errors import InputError
 
 ROWS = threads.MIN_ROWS + 3 * threads.BLOCK + 17  # several blocks, the last one short
@@ -57,12 +57,80 @@ def test_slice_gradients_far_apart_same_bits_on_one_and_two_threads():
     check()
 
 
-def test_rosenbrock_gradient_carried_in_scalars_stays_on_one_thread():
+def test_rosenbrock_gradient_carried_in_scalars_same_bits_on_one_and_two_threads():
     # rosen's slice gradients are written once per element, the next row's part carried in a
-    # scalar from row to row (fusion.carry_scatters): its loop is not cut into blocks
+    # scalar from row to row (fusion.carry_scatters): each block computes it again from the row
+    # before its first (the halo), and the last rows run once more for the element after the loop
     vg, check = _stencil(1, 100.0)
-    assert "d_x_next" in vg.source and "kernel_blocks" not in vg.source
+    assert "d_x_next_b" in vg.source and "def kernel_blocks(x):" in vg.source
     check()
+
+
+def _carried_stencil():
+    """sum((x[3:] - x[1:-2]^2)^2 + x[1:-2]): its slice gradients go to rows i + 1 and i + 3, the
+    two rows on carried in scalars (a halo of two rows, the first store at i + 1)."""
+    x = sg.tensor("x", ("n",))
+    lo, hi = x[1:-2], x[3:]
+    vg = sg.value_and_grad(sg.sum((hi - lo**2) ** 2 + lo), wrt=[x])
+
+    def truth(xs):
+        a = xs[3:] - xs[1:-2] ** 2
+        g = np.zeros_like(xs)
+        g[3:] += 2 * a
+        g[1:-2] += -4 * a * xs[1:-2] + 1
+        return math.fsum(np.concatenate([a * a, xs[1:-2]])), g
+
+    return vg, truth
+
+
+@pytest.mark.parametrize("rows_past", [-1, 0, 1, 17])
+def test_carried_scalars_at_block_boundaries(monkeypatch, rows_past):
+    # every call runs the blocks (MIN_ROWS 1): loops of one block, one block and a row, several
+    # blocks and a short one; the bits on 1 and 2 threads the same, the numbers numpy's
+    monkeypatch.setattr(threads, "MIN_ROWS", 1)
+    monkeypatch.setattr(emit, "MIN_ROWS", 1)
+    rosen, rosen_check = _stencil(1, 100.0)
+    far, truth = _carried_stencil()
+    assert "d_x_next_b" in rosen.source and "d_x_next2_b" in far.source
+    assert "if dim_n >= 2:" in rosen.source and "if dim_n >= 4:" in far.source  # blocks from 1 row
+    B = threads.BLOCK
+    for blocks in (1, 3):
+        rows = blocks * B + rows_past
+        xs = np.random.default_rng(rows).uniform(-1.5, 1.5, rows + 3)
+        # rosen: rows + 1 elements
+        one, two = _on(1, rosen, xs[: rows + 1]), _on(2, rosen, xs[: rows + 1])
+        _same_bits(one, two)
+        r = xs[: rows + 1]
+        a, b = r[1:] - r[:-1] ** 2, 1 - r[:-1]
+        g = np.zeros_like(r)
+        g[1:] += 200 * a
+        g[:-1] += -400 * a * r[:-1] - 2 * b
+        assert math.isclose(one[0], math.fsum(100 * a * a + b * b), rel_tol=1e-12)
+        np.testing.assert_allclose(one[1][0], g, rtol=1e-12, atol=1e-12)
+        # rows + 3 elements, the first never written
+        one, two = _on(1, far, xs), _on(2, far, xs)
+        _same_bits(one, two)
+        value, grad = truth(xs)
+        assert math.isclose(one[0], value, rel_tol=1e-12)
+        np.testing.assert_allclose(one[1][0], grad, rtol=1e-12, atol=1e-12)
+        assert one[1][0][0] == 0.0
+
+
+def test_carried_gradient_matches_central_differences(monkeypatch):
+    monkeypatch.setattr(threads, "MIN_ROWS", 1)  # the kernel of the test above
+    monkeypatch.setattr(emit, "MIN_ROWS", 1)
+    far, _ = _carried_stencil()
+    n = 2 * threads.BLOCK + 20
+    xs = np.random.default_rng(4).uniform(-1, 1, n)
+    _, (grad,) = _on(2, far, xs)
+    for k in (0, 1, 2, threads.BLOCK, threads.BLOCK + 1, threads.BLOCK + 3, n - 1):
+        h = 1e-6
+        up, down = xs.copy(), xs.copy()
+        up[k] += h
+        down[k] -= h
+        # the two sums differ in one to three rows: their difference from those rows alone
+        diff = _on(1, far, up)[0] - _on(1, far, down)[0]
+        assert math.isclose(grad[k], diff / (2 * h), rel_tol=1e-4, abs_tol=1e-3)
 
 
 def test_logistic_regression_same_bits_on_one_and_two_threads():
