@@ -1,4 +1,4 @@
-"""sin and cos in a rolled loop's body (a scalar recurrence, recur's x = sin(x) x + c): the numba
+"""A scalar recurrence's kernel (recur's x = sin(x) x + c). In a rolled loop's body the numba
 backend calls the runtime's scalar arithmetic twins ``_rt.ssin`` / ``_rt.scos`` (the op record's
 ``serial``; cached functions, not inlined), whose latency on the recurrence's chain is below
 libm's call. They are checked against numpy within 1 ulp; the compiled recurrence against the
