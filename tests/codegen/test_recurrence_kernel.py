@@ -128,3 +128,16 @@ def test_recurrence_values_and_gradients_at_several_depths(depth):
             (forward(args[0], args[1] + h) - forward(args[0], args[1] - h)) / (2 * h),
         ]
         np.testing.assert_allclose([d_x0, d_c], central, rtol=1e-6, atol=1e-8)
+
+
+def test_a_float32_recurrence_keeps_libm_in_its_loops():
+    # the scalar twins are float64 functions: a float32 loop body calls numpy's float32 sin and cos
+    x0, c = sg.scalar("x0", dtype="float32"), sg.scalar("c", dtype="float32")
+    x = x0
+    for _ in range(40):
+        x = sg.sin(x) * x + c
+    vg = sg.value_and_grad(x, wrt=[x0, c], backend="numba")
+    assert "for k in range" in vg.source and "_rt.ssin(" not in vg.source and "_rt.scos(" not in vg.source
+    want = sg.value_and_grad(x, wrt=[x0, c], backend="numpy")(np.float32(0.3), np.float32(0.1))
+    got = vg(np.float32(0.3), np.float32(0.1))
+    np.testing.assert_allclose([got[0], *got[1]], [want[0], *want[1]], rtol=1e-5, atol=1e-30)
