@@ -625,7 +625,11 @@ class Emitter:
     def print_statement(self, stmt):
         if isinstance(stmt, ir.Instr):
             args = [self.code(o) for o in stmt.operands]
-            code = self.scalar_code(stmt, args) if stmt.scalar else self.lower(stmt.node, args)
+            if stmt.serial and OPS[stmt.node.op].serial and stmt.dtype == "float64" and stmt.shape == ():
+                # a rolled loop's body: the runtime's scalar arithmetic twin (a called function)
+                code = f"_rt.s{stmt.node.op}({', '.join(args)})"
+            else:
+                code = self.scalar_code(stmt, args) if stmt.scalar else self.lower(stmt.node, args)
             name = self.name_of(stmt)
             comment = self.instr_comment(stmt)
             if isinstance(code, str):

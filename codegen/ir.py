@@ -10,7 +10,8 @@ Values
     ``Given``    an input or a constant of the graph (a parameter, a literal, a module global)
     ``Instr``    a statement computing one graph node from operand values: ``v = op(a, b)``.
                  ``scalar``: one element of a fused loop (the op's scalar spelling);
-                 ``lanes``: inside a SIMD pass (the runtime's arithmetic twin of the op)
+                 ``lanes``: inside a SIMD pass (the runtime's arithmetic twin of the op);
+                 ``serial``: in a rolled loop's body (the runtime's scalar twin, op record's ``serial``)
     ``Var``      a local the statements below assign, allocate or accumulate into
     ``LoopVar``  a ``For`` loop's index
     ``Elem``     ``array[index]``: one element (or row) of an array value
@@ -69,6 +70,7 @@ class Instr(Value):
     operands: list
     scalar: bool = False
     lanes: bool = False
+    serial: bool = False
     name: Optional[str] = None
     naming: Optional[list] = None
     note: Any = None

@@ -853,6 +853,22 @@ def _ssincos64(x):
     return _sincos_away(x)
 
 
+@numba.njit(**_JIT)  # called, not inlined: compiled once into numba's disk cache
+def ssin(x):
+    """sin of a float64 in a rolled loop's body (the op record's ``serial``): for |x| <= pi/4 the
+    arithmetic kernel (a recurrence's chain of dependent statements waits for no libm call),
+    beyond it libm's (so that what the kernel links is small)."""
+    if abs(x) <= _PIO4:
+        return x if x == 0.0 else _sin_near0(x)
+    return math.sin(x)
+
+
+@numba.njit(**_JIT)  # called, not inlined: compiled once into numba's disk cache
+def scos(x):
+    """cos of a float64 in a rolled loop's body (see ssin)."""
+    return _cos_near0(x) if abs(x) <= _PIO4 else math.cos(x)
+
+
 sin = _elementwise("sin", _ssin64, np.sin, inline=True)
 cos = _elementwise("cos", _scos64, np.cos, inline=True)
 

@@ -203,6 +203,7 @@ def _loop(nodes, loops, k, value, arrays, trip=None):
                     inner.append(ir.Assign(body[j], ir.Elem(args[0], index)))
             else:
                 body[j].operands = args
+                body[j].serial = not node.ndim  # a scalar body statement: the op's scalar twin, if any
                 inner.append(body[j])
         if j in loop.stored:
             inner.append(ir.Store(arrays[(k, j)], (step,), body[j]))

@@ -433,11 +433,12 @@ reciprocal = unary("reciprocal", lambda g, x, out: -g * square(out), "d/dx 1/x =
                    impl=lambda x: 1 / x, to_sympy=lambda a: 1 / a)
 # on SIMD lanes, sin and cos of one operand are one vsincos call (one argument reduction); scalar
 # code calls libm: the runtime's arithmetic sin and cos (_rt.sin, _rt.cos, _rt.sincos), inlined by
-# numba, cost every kernel 0.1-0.3 s of type inference for a few ns a call
+# numba, cost every kernel 0.1-0.3 s of type inference for a few ns a call; a rolled loop's body
+# calls them as cached functions (_rt.ssin, _rt.scos: serial)
 sin = unary("sin", lambda g, x, out: g * cos(x), "d/dx sin(x) = cos(x)", sympy=sympy.sin, vector=True,
-            lanes_range=True, pair=("cos", "sincos"))
+            lanes_range=True, pair=("cos", "sincos"), serial=True)
 cos = unary("cos", lambda g, x, out: -(g * sin(x)), "d/dx cos(x) = -sin(x)", sympy=sympy.cos,
-            vector=True, lanes_range=True)
+            vector=True, lanes_range=True, serial=True)
 tan = unary("tan", lambda g, x, out: g * (1 + square(out)), "d/dx tan(x) = 1 + tan^2(x)", sympy=sympy.tan,
             vector=True, lanes_range=True)
 arcsin = unary("arcsin", lambda g, x, out: g / sqrt(1 - square(x)), "d/dx arcsin(x) = 1/sqrt(1-x^2)",

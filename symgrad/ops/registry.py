@@ -113,6 +113,10 @@ class OpDef:
     # the arithmetic twin holds for |x| up to a bound only (no Payne-Hanek reduction): the runtime's
     # v<name>_far(x) says x is beyond it, and a pass on lanes that met one runs again on libm
     lanes_range: bool = False
+    # the numba runtime has a scalar arithmetic twin s<name> of float64 (a cached function it calls,
+    # not inlined into the kernel: no type inference of its body) whose latency is below libm's
+    # call: a rolled loop's body calls it (a recurrence x = f(sin x) waits on it every step)
+    serial: bool = False
     # (other op, runtime function): a backend whose emitter says ``pairs`` computes this op and the
     # other of one operand in one call, ``_rt.<function>(x) -> (this, other)`` (``v<function>`` on
     # SIMD lanes): sin's ("cos", "sincos"), one argument reduction for both

@@ -1,0 +1,143 @@
+"""A scalar recurrence's kernel (recur's x = sin(x) x + c). In a rolled loop's body the numba
+backend calls the runtime's scalar arithmetic twins ``_rt.ssin`` / ``_rt.scos`` (the op record's
+``serial``; cached functions, not inlined), whose latency on the recurrence's chain is below
+libm's call. They are checked against numpy within 1 ulp; the compiled recurrence against the
+numpy backend's unrolled graph and central differences, at depths below and above the rolling
+threshold."""
+
+import math
+import re
+
+import numba
+import numpy as np
+import pytest
+
+import symgrad as sg
+import symgrad.codegen.numba_runtime as rt
+from symgrad.codegen.schedule import ROLL_MIN_STATEMENTS
+from symgrad.ops.registry import OPS
+
+
+@numba.njit(error_model="numpy")
+def _each(f, a):
+    out = np.empty_like(a)
+    for i in range(a.size):
+        out[i] = f(a[i])
+    return out
+
+
+def _points():
+    rng = np.random.default_rng(7)
+    pio4 = math.pi / 4
+    edges = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1e-300, 1e-8, -1e-8, 1.0, -1.0]
+    edges += [np.nextafter(pio4, s) for s in (0.0, 4.0)] + [pio4, -pio4, -np.nextafter(pio4, 4.0)]
+    edges += [2.0, -3.0, 100.0, 1e6, 1e22, -1e300, 1.7976931348623157e308, np.inf, -np.inf, np.nan]
+    return np.concatenate(
+        [edges, np.linspace(-1.0, 1.0, 20_001), rng.uniform(-pio4, pio4, 20_000), rng.uniform(-50, 50, 2_000)]
+    )
+
+
+@pytest.mark.parametrize("name", ["sin", "cos"])
+def test_serial_sin_and_cos_are_within_one_ulp_of_numpy(name):
+    x = _points()
+    got = _each(getattr(rt, "s" + name), x)
+    with np.errstate(invalid="ignore"):
+        want = getattr(np, name)(x)
+    same = np.isnan(got) == np.isnan(want)
+    assert same.all(), x[~same]
+    ok = ~np.isnan(want)
+    ulps = np.abs(got[ok] - want[ok]) / np.spacing(np.abs(want[ok]))
+    assert ulps.max() <= 1.0, (x[ok][ulps.argmax()], ulps.max())
+    if name == "sin":
+        # sin keeps the sign of zero (and of the smallest subnormals)
+        assert np.array_equal(np.signbit(got[:4]), np.signbit(x[:4]))
+
+
+def test_only_sin_and_cos_say_serial():
+    # the emitter spells a serial op _rt.s<name>: the runtime must have each
+    assert {name for name, op in OPS.items() if op.serial} == {"sin", "cos"}
+    for name in ("sin", "cos"):
+        assert isinstance(getattr(rt, "s" + name), numba.core.dispatcher.Dispatcher)
+
+
+def _recurrence(depth):
+    x0, c = sg.scalars("x0 c")
+    x = x0
+    for _ in range(depth):
+        x = sg.sin(x) * x + c
+    return x, x0, c
+
+
+def _loop_bodies(source):
+    """The text of each ``for`` loop's body of ``source``'s kernel (by indentation)."""
+    lines = source[source.index("def kernel(") : source.index("kernel_entry = ")].splitlines()
+    bodies = []
+    for i, line in enumerate(lines):
+        head = re.match(r"( *)for ", line)
+        if head:
+            body = []
+            for inner in lines[i + 1 :]:
+                if inner.strip() and len(inner) - len(inner.lstrip()) <= len(head.group(1)):
+                    break
+                body.append(inner)
+            bodies.append("\n".join(re.sub(r"#.*", "", b) for b in body))  # code, no comments
+    return bodies
+
+
+def test_a_rolled_recurrence_calls_no_libm_sin_or_cos_in_its_loops():
+    expr, x0, c = _recurrence(40)
+    vg = sg.value_and_grad(expr, wrt=[x0, c], backend="numba")
+    forward, backward, *rest = _loop_bodies(vg.source)
+    assert "_rt.ssin(" in forward and "_rt.scos(" in forward  # cos(x_t) for the reverse sweep
+    for body in (forward, backward, *rest):
+        assert not re.search(r"np\.(sin|cos)\(", body)
+    # the reverse sweep is arithmetic: its local derivatives come from the forward loop
+    assert not re.search(r"\.\w*(sin|cos)\w*\(", backward)
+    # outside the loops scalar code calls libm (no cached function linked for one call)
+    assert "np.sin(" in vg.source and "np.cos(" in vg.source
+
+
+def _by_hand(depth, x0, c):
+    xs = [x0]
+    for _ in range(depth):
+        xs.append(math.sin(xs[-1]) * xs[-1] + c)
+    dx, dc = 1.0, 0.0
+    for xk in reversed(xs[:-1]):
+        dc += dx
+        dx *= math.cos(xk) * xk + math.sin(xk)
+    return xs[-1], dx, dc
+
+
+# below the rolling threshold (3 statements a step), just above it, and deep
+@pytest.mark.parametrize("depth", [5, ROLL_MIN_STATEMENTS // 3 + 2, 200])
+def test_recurrence_values_and_gradients_at_several_depths(depth):
+    expr, x0, c = _recurrence(depth)
+    compiled = sg.value_and_grad(expr, wrt=[x0, c], backend="numba")
+    unrolled = sg.value_and_grad(expr, wrt=[x0, c], backend="numpy")
+    assert ("for k in range" in compiled.source) == (depth * 3 >= ROLL_MIN_STATEMENTS)
+    # converging maps (the map is chaotic elsewhere); beyond pi/4 (libm's branch), zero
+    for args in [(0.3, 0.1), (-0.7, 0.05), (0.9, -0.3), (1.2, 0.2), (2.5, 0.0), (0.0, 0.0)]:
+        value, (d_x0, d_c) = compiled(*args)
+        want_value, (want_x0, want_c) = unrolled(*args)
+        np.testing.assert_allclose([value, d_x0, d_c], [want_value, want_x0, want_c], rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose([value, d_x0, d_c], _by_hand(depth, *args), rtol=1e-12, atol=1e-300)
+        h = 1e-6
+        forward = lambda a, b: _by_hand(depth, a, b)[0]  # noqa: E731
+        central = [
+            (forward(args[0] + h, args[1]) - forward(args[0] - h, args[1])) / (2 * h),
+            (forward(args[0], args[1] + h) - forward(args[0], args[1] - h)) / (2 * h),
+        ]
+        np.testing.assert_allclose([d_x0, d_c], central, rtol=1e-6, atol=1e-8)
+
+
+def test_a_float32_recurrence_keeps_libm_in_its_loops():
+    # the scalar twins are float64 functions: a float32 loop body calls numpy's float32 sin and cos
+    x0, c = sg.scalar("x0", dtype="float32"), sg.scalar("c", dtype="float32")
+    x = x0
+    for _ in range(40):
+        x = sg.sin(x) * x + c
+    vg = sg.value_and_grad(x, wrt=[x0, c], backend="numba")
+    assert "for k in range" in vg.source and "_rt.ssin(" not in vg.source and "_rt.scos(" not in vg.source
+    want = sg.value_and_grad(x, wrt=[x0, c], backend="numpy")(np.float32(0.3), np.float32(0.1))
+    got = vg(np.float32(0.3), np.float32(0.1))
+    np.testing.assert_allclose([got[0], *got[1]], [want[0], *want[1]], rtol=1e-5, atol=1e-30)
