@@ -6,7 +6,11 @@ loop scalar (an inner loop of a row-wise product, a running sum, a branch) is cu
 scalar passes and the vector passes each loop over the tile's rows, handing values on through
 TILE-long buffers. Running sums move to the last scalar pass; they add in the same row order as
 the untiled loop. In a vector pass the ops with an arithmetic twin are marked ``lanes`` (the
-printer spells them ``_rt.v<op>``); one element at a time, libm's are the faster.
+printer spells them ``_rt.v<op>``); one element at a time, libm's are the faster. An op whose
+twin is too large to compile into every kernel (erf, pow by any exponent: its record's
+``vector`` says "tile") is a pass of its own: the pass before stores its operands in buffers, one
+``TileCall`` (``_rt.v<op>_tile``, compiled once into numba's disk cache) computes the tile in
+place, and the passes after read the value from the first buffer.
 
 Which values a later pass reads is found from the statements' operands, never from text.
 """
