@@ -692,6 +692,10 @@ class Emitter:
         if isinstance(stmt, ir.Bound):
             stop = self.index_code(stmt.stop)
             return [f"{self.name_of(stmt.target)} = min({self.name_of(stmt.start)} + {stmt.size}, {stop})"]
+        if isinstance(stmt, ir.TileCall):
+            # the op's compiled kernel over the tile, in place (numba_runtime's v<op>_tile)
+            args = ", ".join(self.code(b) for b in stmt.buffers)
+            return [f"_rt.v{stmt.node.op}_tile({args}, {self.code(stmt.count)}){self.note_text(stmt.note)}"]
         if isinstance(stmt, ir.Note):
             return [f"# {stmt.text}"]
         raise TypeError(f"cannot print a {type(stmt).__name__}")

@@ -330,7 +330,19 @@ class Bound:
     stop: Any
 
 
-Statement = Union[Instr, If, For, Assign, Alloc, Store, Accum, Note, Bound]
+@dataclass(eq=False)
+class TileCall:
+    """``node``'s op over a tile by the runtime's compiled kernel of it (the printer's
+    ``_rt.v<op>_tile``): ``buffers[0][:count] = op(buffers[0][:count], buffers[1][:count], ...)``,
+    in place. A pass on SIMD lanes whose op's twin is too large to compile into every kernel."""
+
+    node: Any
+    buffers: tuple
+    count: Value
+    note: Any = None
+
+
+Statement = Union[Instr, If, For, Assign, Alloc, Store, Accum, Note, Bound, TileCall]
 
 
 # ---------------------------------------------------------------- walking
@@ -375,6 +387,8 @@ def reads(stmt) -> list:
         return [v for v in (stmt.start, stmt.stop, stmt.step) if isinstance(v, Value)]
     if isinstance(stmt, Bound):
         return [stmt.start]
+    if isinstance(stmt, TileCall):
+        return [*stmt.buffers, stmt.count]
     return []
 
 
@@ -497,6 +511,9 @@ def dump(block: list, indent: str = "") -> str:
             lines.append(f"{name(stmt.target)} += {name(stmt.value)}")
         elif isinstance(stmt, Bound):
             lines.append(f"{name(stmt.target)} := min({name(stmt.start)} + {stmt.size}, {stmt.stop})")
+        elif isinstance(stmt, TileCall):
+            args = ", ".join(name(b) for b in stmt.buffers)
+            lines.append(f"{name(stmt.buffers[0])} := tile {stmt.node.op}({args}; {name(stmt.count)})")
         elif isinstance(stmt, Note):
             lines.append(f"# {stmt.text}")
     return "\n".join(indent + line for line in "\n".join(lines).split("\n") if line.strip())

@@ -558,8 +558,8 @@ def _pow64(a, b):
     return out
 
 
-# pow for any exponent (vpow_general; not yet what the compiler calls: numba's inlining of it
-# into a kernel costs ~20 s of build, see the note on vpow): |a|^b = exp(b log|a|), log|a| and the
+# pow for any exponent (vpow_general; kernels call it through vpow_tile, compiled once: numba's
+# inlining of it into a kernel costs seconds of build): |a|^b = exp(b log|a|), log|a| and the
 # product in double-double
 # (the exponent's error is the result's relative error, and b log|a| reaches 745): log|a| =
 # k ln2 + 2 atanh(s), s = f / (2 + f), f = m - 1 as in _log_reduced, with s, 2 s^3 / 3 and the
@@ -968,15 +968,37 @@ overload(vpow, jit_options=dict(nogil=True, error_model="numpy"), inline="always
 
 def vpow_general(a, b):
     """a ** b for any exponent, on SIMD lanes in a loop (_pow_general, within 1 ulp of libm's pow and
-    1.2x its speed on AVX-512); numpy's in plain Python. Not yet the lowering of pow: inlined into a
-    kernel it adds ~20 s to numba's build (its size under numba's inline="always"); a loop of it
-    needs the whole function inlined, which LLVM's inliner declines at this size."""
+    1.2x its speed on AVX-512); numpy's in plain Python. Kernels call it through vpow_tile: inlined
+    into a kernel it adds seconds to numba's build (its size under numba's inline="always"); a loop
+    of it needs the whole function inlined, which LLVM's inliner declines at this size."""
     return np.power(a, b)
 
 
 overload(vpow_general, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
     _float_pair_overload(_pow_general_inline, None)
 )
+
+
+# erf and pow by any exponent on SIMD lanes without their build cost: a tile's pass (tiling's
+# "tile" kind) stores the operands in the tile's buffers and calls one of these, which computes in
+# place over the first buffer. Each is compiled once per dtype into numba's disk cache and called,
+# not inlined, by every kernel: a kernel pays a call a tile (and LLVM's link of the compiled loop),
+# not numba's type inference of the polynomial (0.1-20 s a kernel, inlined). float32 buffers are
+# computed in float64 and rounded once.
+
+
+@numba.njit(**_JIT)
+def verf_tile(x, n):
+    """x[:n] = erf(x[:n]) (verf), on SIMD lanes."""
+    for k in range(n):
+        x[k] = verf(x[k])
+
+
+@numba.njit(**_JIT)
+def vpow_tile(a, b, n):
+    """a[:n] = a[:n] ** b[:n] (vpow_general: any exponent, pow's special values), on SIMD lanes."""
+    for k in range(n):
+        a[k] = vpow_general(a[k], b[k])
 
 
 def _elementwise2(name, scalar, numpy_impl):

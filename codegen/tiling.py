@@ -6,7 +6,11 @@ loop scalar (an inner loop of a row-wise product, a running sum, a branch) is cu
 scalar passes and the vector passes each loop over the tile's rows, handing values on through
 TILE-long buffers. Running sums move to the last scalar pass; they add in the same row order as
 the untiled loop. In a vector pass the ops with an arithmetic twin are marked ``lanes`` (the
-printer spells them ``_rt.v<op>``); one element at a time, libm's are the faster.
+printer spells them ``_rt.v<op>``); one element at a time, libm's are the faster. An op whose
+twin is too large to compile into every kernel (erf, pow by any exponent: its record's
+``vector`` says "tile") is a pass of its own: the pass before stores its operands in buffers, one
+``TileCall`` (``_rt.v<op>_tile``, compiled once into numba's disk cache) computes the tile in
+place, and the passes after read the value from the first buffer.
 
 Which values a later pass reads is found from the statements' operands, never from text.
 """
@@ -17,10 +21,18 @@ from . import ir
 TILE = 256
 
 
+def by_tile(node):
+    """Whether ``node``'s twin on lanes is a compiled tile kernel (its record's ``vector`` is, or
+    its predicate returns, "tile": the runtime's ``v<op>_tile``) rather than an inlined function."""
+    vector = OPS[node.op].vector
+    return (vector(node) if callable(vector) else vector) == "tile"
+
+
 def chunk_kind(node, stmts):
     """What a member's statements need: "sum" (a running sum), "libm" (a libm call: the loop runs
     at its pace, tiling gains nothing), "scalar" (an inner loop or a branch), "vector" (an op
-    with an arithmetic twin), or None (anything else: it goes with its neighbours)."""
+    with an arithmetic twin), "tile" (an op whose twin is a tile kernel: a pass of its own, one
+    call), or None (anything else: it goes with its neighbours)."""
     if node.op == "sum":
         return "sum"
     record = OPS[node.op]
@@ -29,6 +41,8 @@ def chunk_kind(node, stmts):
         return "libm"
     if node.op == "matmul" or any(isinstance(s, (ir.If, ir.For)) for s in stmts):
         return "scalar"
+    if lanes and by_tile(node):
+        return "tile"
     return "vector" if lanes else None
 
 
@@ -38,25 +52,35 @@ def tile(chunks, scalar, index, length, pre):
     loop's index; ``pre``: where the buffers' allocations go."""
     kinds = [chunk_kind(node, stmts) for node, stmts in chunks]
     # (a loop of elementwise ops alone is one vector pass a tile: the tiles keep the far flag's rerun short)
-    if "vector" not in kinds or "libm" in kinds:
+    if not {"vector", "tile"} & set(kinds) or "libm" in kinds:
         return None
+    start = ir.LoopVar("i0", like=index, suffix="0")
+    stop = ir.LoopVar("i1", like=index, suffix="1")
+    at = (ir.Shift(index, start, -1),)  # a row's slot in a tile's buffer
     passes = []  # [kind, [chunk, ...]]
     sums = []
     for chunk, kind in zip(chunks, kinds):
         if kind == "sum":
             sums.append(chunk)
+        elif kind == "tile":
+            staged, call, rest = _tile_call(chunk, scalar, at, start, stop, pre)
+            # the operands go into the buffers at the end of the pass before (or a pass of their own)
+            if passes and passes[-1][0] != "tile":
+                passes[-1][1].append((None, staged))
+            else:
+                passes.append([None, [(None, staged)]])
+            passes.append(["tile", [(chunk[0], [call])]])
+            passes.append([None, [(None, rest)]])  # what reads the value: the pass after
         elif passes and (kind is None or passes[-1][0] in (None, kind)):
             passes[-1][1].append(chunk)
             passes[-1][0] = passes[-1][0] or kind
         else:
             passes.append([kind, [chunk]])
     if sums:
-        if passes and passes[-1][0] != "vector":
+        if passes and passes[-1][0] not in ("vector", "tile"):
             passes[-1][1].extend(sums)
         else:
             passes.append(["scalar", sums])
-    start = ir.LoopVar("i0", like=index, suffix="0")
-    stop = ir.LoopVar("i1", like=index, suffix="1")
     # which pass reads each value: the leaves of every statement's operands
     read_in = []
     for _, chunk_list in passes:
@@ -67,30 +91,59 @@ def tile(chunks, scalar, index, length, pre):
         read_in.append(seen)
     handed = {}  # id(value) -> its buffer
     reloads = [[] for _ in passes]
-    for k, (_, chunk_list) in enumerate(passes):
-        for node, _ in chunk_list:
+    for k, (kind, chunk_list) in enumerate(passes):
+        for node, stmts in chunk_list:
             value = scalar.get(id(node))
             if value is None:
                 continue
             later = [j for j in range(k + 1, len(passes)) if id(value) in read_in[j]]
             if not later:
                 continue
-            buffer = handed[id(value)] = ir.Var("t", node.dtype, (TILE,), like=value, suffix="_t")
-            pre.append(ir.Alloc(buffer, "empty"))
+            if kind == "tile":  # the call leaves the value in its first buffer
+                buffer = handed[id(value)] = stmts[0].buffers[0]
+            else:
+                buffer = handed[id(value)] = ir.Var("t", node.dtype, (TILE,), like=value, suffix="_t")
+                pre.append(ir.Alloc(buffer, "empty"))
             for j in later:
-                reloads[j].append(ir.Assign(value, ir.Elem(buffer, (ir.Shift(index, start, -1),))))
+                reloads[j].append(ir.Assign(value, ir.Elem(buffer, at)))
     body = [ir.Bound(stop, start, TILE, length)]
     for k, (kind, chunk_list) in enumerate(passes):
+        if kind == "tile":
+            body.extend(chunk_list[0][1])
+            continue
         stmts = list(reloads[k])
         for node, chunk_stmts in chunk_list:
             stmts.extend(chunk_stmts)
             value = scalar.get(id(node))
             if value is not None and id(value) in handed:
-                stmts.append(ir.Store(handed[id(value)], (ir.Shift(index, start, -1),), value))
+                stmts.append(ir.Store(handed[id(value)], at, value))
+        if not stmts:
+            continue
         far = _on_lanes(stmts, index) if kind == "vector" else None
         note = "on SIMD lanes" if kind == "vector" else ""
         body.append(ir.For(index, stop, stmts, start=start, note=note, far=far))
     return [ir.For(start, length, body, start=0, step=TILE)]
+
+
+def _tile_call(chunk, scalar, at, start, stop, pre):
+    """A "tile" member as (the Stores of its operands into its buffers, its ``TileCall``, its other
+    statements: what stores its value). The buffers are of the member's dtype; the first one
+    receives the value."""
+    node, stmts = chunk
+    instr = scalar[id(node)]
+    buffers = []
+    staged = []
+    for k, operand in enumerate(instr.operands):
+        like = instr if k == 0 else operand
+        buffer = ir.Var("t", node.dtype, (TILE,), like=like, suffix="_t" if k == 0 else f"_t{k}")
+        pre.append(ir.Alloc(buffer, "empty"))
+        buffers.append(buffer)
+        staged.append(ir.Store(buffer, at, operand))
+    count = ir.Formula("{0} - {1}", (stop, start))
+    note = instr.node if instr.note is None else instr.note
+    call = ir.TileCall(node, tuple(buffers), count, note=note)
+    rest = [s for s in stmts if s is not instr]
+    return staged, call, rest
 
 
 def _on_lanes(stmts, index):

@@ -462,7 +462,7 @@ softplus = unary("softplus", lambda g, x, out: g * sigmoid(x), "d/dx softplus(x)
                  to_sympy=lambda a: sympy.log(1 + sympy.exp(a)))
 erf = unary("erf", lambda g, x, out: g * ((2 / math.sqrt(math.pi)) * exp(-square(x))),
             "d/dx erf(x) = 2/sqrt(pi) exp(-x^2)", impl=_np_erf, lower="_rt.erf({0})",
-            numpy="scipy.special.erf", sympy=sympy.erf, libm=True)
+            numpy="scipy.special.erf", sympy=sympy.erf, libm=True, vector="tile")
 erfinv = unary("erfinv", lambda g, x, out: g * ((math.sqrt(math.pi) / 2) * exp(square(out))),
                 "d/dx erfinv(x) = sqrt(pi)/2 exp(erfinv(x)^2)", impl=_np_special("erfinv"),
                 lower="_rt.erfinv({0})", numpy="scipy.special.erfinv", sympy=sympy.erfinv, libm=True)
@@ -560,11 +560,12 @@ POW_ON_LANES = (0.5, -0.5, 1.5)
 
 
 def _pow_on_lanes(node):
-    """Whether pow ``node`` has a vector twin: its exponent is one constant of POW_ON_LANES."""
+    """pow's twin on SIMD lanes: the inlined vpow (sqrt) when its exponent is one constant of
+    POW_ON_LANES, else the compiled tile kernel vpow_tile (any exponent)."""
     b = node.inputs[1]
     if not OPS[b.op].given or "value" not in b.attrs or b.attrs["value"].size != 1:
-        return False
-    return float(b.attrs["value"].reshape(())) in POW_ON_LANES
+        return "tile"
+    return True if float(b.attrs["value"].reshape(())) in POW_ON_LANES else "tile"
 
 
 def _pow_base_rule(g, a, b, out):

@@ -24,7 +24,8 @@ frontend, pass and backend derives its table from them:
   logic, isfinite), ``libm`` (its scalar spelling is a call LLVM cannot vectorise, so a
   fused loop holding it runs at that call's pace), ``vector`` (the numba runtime has an
   arithmetic twin ``v<name>`` a loop can run on SIMD lanes: True, or a predicate of the node
-  when only some operands have one, such as pow's constant exponents; ask ``on_lanes(node)``);
+  when only some operands have one, such as pow's constant exponents; ask ``on_lanes(node)``;
+  "tile" (or a predicate's "tile"): the twin is a compiled kernel over a tile, ``v<name>_tile``);
 - spellings: ``builder`` (the public ``sg.<name>``), ``parse`` (the names a formula
   calls it by), ``numpy`` (the numpy or scipy ufuncs it traces from: objects, or
   ``"scipy.special.<name>"`` looked up once scipy.special is loaded), ``sympy`` (the
@@ -109,7 +110,7 @@ class OpDef:
     arity: Optional[int] = None
     boolean: bool = False
     libm: bool = False
-    vector: object = False  # True, or node -> bool (see on_lanes)
+    vector: object = False  # True, "tile", or node -> either (see on_lanes)
     # the arithmetic twin holds for |x| up to a bound only (no Payne-Hanek reduction): the runtime's
     # v<name>_far(x) says x is beyond it, and a pass on lanes that met one runs again on libm
     lanes_range: bool = False

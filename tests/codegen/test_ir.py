@@ -150,6 +150,29 @@ def test_tiling_splits_vector_and_scalar_work_and_hands_values_on_through_buffer
     ir.verify(block)
 
 
+def test_a_tile_kernel_is_a_call_between_passes_over_its_staged_operands():
+    """erf (a "tile" op): its operand is stored into its buffer by the pass before, the call
+    computes the tile in place, and the pass after reloads the value from that buffer; a general
+    pow stages both operands (its exponent too) into buffers of its dtype."""
+    x, p = sg.tensor("x", ("n",)), sg.tensor("p", ("n",))
+    block = _fused([sg.sum(sg.exp(x) * sg.erf(x * 2.0)), sg.sum(x**p)])
+    ir.verify(block)
+    tiles = [s for s in ir.walk(block) if isinstance(s, ir.For) and s.step == tiling.TILE]
+    assert len(tiles) == 2, ir.dump(block)
+    for tile, (op, count) in zip(tiles, [("erf", 1), ("pow", 2)]):
+        (call,) = [s for s in tile.body if isinstance(s, ir.TileCall)]
+        assert call.node.op == op and len(call.buffers) == count
+        at = tile.body.index(call)
+        before, after = tile.body[at - 1], tile.body[at + 1]
+        staged = [s for s in before.body if isinstance(s, ir.Store) and s.array in call.buffers]
+        assert [s.array for s in staged] == list(call.buffers)
+        assert all(b.shape == (tiling.TILE,) and b.dtype == call.node.dtype for b in call.buffers)
+        (reload,) = [s for s in after.body if isinstance(s, ir.Assign) and s.value.array is call.buffers[0]]
+        assert reload.target.node is call.node
+        assert call.node.op not in {s.node.op for s in _instrs(tile.body)}  # computed by the call only
+    assert "tile erf(" in ir.dump(block)
+
+
 def OPS_vector(instr):
     return OPS[instr.node.op].vector
 
@@ -159,7 +182,8 @@ def test_chunk_kinds_come_from_the_op_table():
     assert tiling.chunk_kind(sg.exp(x), []) == "vector"
     assert tiling.chunk_kind(sg.sin(x), []) == "vector"
     assert tiling.chunk_kind(sg.arcsin(x), []) == "libm"
-    assert tiling.chunk_kind(x**0.5, []) == "vector" and tiling.chunk_kind(x**0.3, []) == "libm"
+    assert tiling.chunk_kind(x**0.5, []) == "vector" and tiling.chunk_kind(x**0.3, []) == "tile"
+    assert tiling.chunk_kind(sg.erf(x), []) == "tile" and tiling.chunk_kind(sg.gammaln(x), []) == "libm"
     assert tiling.chunk_kind(x * 2.0, []) is None
     assert tiling.chunk_kind(sg.sum(x), []) == "sum"
 

@@ -649,12 +649,15 @@ def test_llvm_vectorises_a_loop_of_erf():
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_compiled_erf_matches_libm_and_its_gradient(backend):
+    """numba: erf on SIMD lanes through the compiled tile kernel (verf_tile, called once a tile,
+    never inlined into the kernel), its derivative's exp on lanes beside it; numpy: libm's erf."""
     import symgrad as sg
 
     x = sg.tensor("x", ("n",))
     vg = sg.value_and_grad(sg.sum(sg.erf(x) * x), wrt=[x], backend=backend)
-    if backend == "numba":  # libm's erf: verf on lanes costs every kernel seconds of build
-        assert "_rt.erf(" in vg.source and "_rt.verf(" not in vg.source
+    if backend == "numba":
+        assert "_rt.verf_tile(erf_x_t, " in vg.source and "_rt.vexp(" in vg.source
+        assert "_rt.erf(" not in vg.source and "_rt.verf(" not in vg.source
     data = np.concatenate([_ERF_DATA[:20_000], _ERF_DATA[-60:]])
     data = data[np.isfinite(data) & (np.abs(data) < 1e150)]
     value, (grad,) = vg(data)
@@ -664,10 +667,58 @@ def test_compiled_erf_matches_libm_and_its_gradient(backend):
     np.testing.assert_allclose(grad, want, rtol=1e-13, atol=1e-300)
 
 
+@pytest.mark.parametrize(
+    "backend, dtype",
+    [("numba", "float64"), pytest.param("numba", "float32", marks=pytest.mark.slow), ("numpy", "float64")],
+)
+def test_compiled_erf_over_the_whole_domain_and_its_edges(backend, dtype):
+    """erf(x) as an array, erf(erf(x)) (one tile kernel's value staged into the next one's buffer)
+    and their sum: within 2 ulp of libm's erf at every point, its special values kept (the sign of
+    -0.0, -0.0 and subnormals, +-1 at +-inf, nan); huge and special values in tiles of their own
+    and among ordinary ones, and a last tile that is not full."""
+    import symgrad as sg
+
+    x = sg.tensor("x", ("n",), dtype=dtype)
+    f = sg.compile([sg.erf(x), sg.erf(sg.erf(x)), sg.sum(sg.erf(x))], [x], backend=backend)
+    if backend == "numba":
+        assert f.source.count("_rt.verf_tile(") >= 2 and "_rt.erf(" not in f.source.split("kernel_checked")[0]
+    data = np.concatenate([_ERF_DATA[:30_000], _EDGES, _ERF_DATA[-60:], _more_rng.uniform(-3, 3, 1001)])
+    if dtype == "float32":
+        data = data[~(np.abs(data) >= 3e38) | np.isinf(data)]  # (nan and +-inf kept)
+    data = data.astype(dtype)
+    erf, erf2, total = f(data)
+    want = _libm_erf(data).astype(dtype)
+    assert erf.dtype == np.dtype(dtype)
+    _check_ulps("erf", data, erf, want)
+    _check_ulps("erf(erf)", data, erf2, _libm_erf(want).astype(dtype))
+    assert math.isnan(total)  # _EDGES hold a nan
+    finite = ~np.isnan(data)
+    rel = 1e-6 if dtype == "float32" else 1e-12
+    assert math.isclose(f(data[finite])[2], math.fsum(want[finite].astype(np.float64)), rel_tol=rel)
+
+
+def test_erf_is_within_one_ulp_of_the_exact_value():
+    """Against mpmath's erf rounded to the nearest double (scipy.special.erf is itself up to 3 ulp
+    from it between 0.8 and 1: libm is the reference of the whole-domain tests)."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 40
+    x = np.concatenate(
+        [
+            _more_rng.uniform(-6, 6, 3000),
+            _more_rng.uniform(0.8, 1.0, 1000),
+            np.exp(_more_rng.uniform(-700, 1, 500)),
+        ]
+    )
+    exact = np.array([float(mpmath.erf(mpmath.mpf(v))) for v in x])
+    got = x.copy()
+    rt.verf_tile(got, got.size)
+    _check_ulps("erf", x, got, exact, limit=1.0)
+
+
 # ---------------------------------------------------------------- pow with any exponent
 # vpow_general, pow for any exponent: exp(b log|a|) in two doubles, with pow's special values (C99's,
-# as numpy's np.power of arrays has them), against np.power of arrays (libm's pow). Not yet pow's
-# lowering (its build cost); compiled pow by a traced or fractional exponent is checked below.
+# as numpy's np.power of arrays has them), against np.power of arrays (libm's pow). Compiled kernels
+# call it through vpow_tile (one call a tile, compiled once into numba's disk cache).
 
 _pow_rng = np.random.default_rng(31)
 
@@ -740,8 +791,9 @@ def test_compiled_pow_by_a_traced_or_fractional_exponent(backend, dtype):
     a, b = sg.tensor("a", ("n",), dtype=dtype), sg.tensor("b", ("n",), dtype=dtype)
     outs = [a**b, sg.sum(a**b), a**2.5, sg.sum(a**2.5), a**3.0]
     f = sg.compile(outs, [a, b], backend=backend)
-    if backend == "numba":
-        assert "_rt.vpow(a[i], b[i])" not in f.source  # libm's pow (vpow_general is not wired yet)
+    if backend == "numba":  # on lanes through the tile kernel (any exponent), never inlined
+        assert f.source.count("_rt.vpow_tile(") >= 3 and "vpow_general" not in f.source
+        assert "np.power(" not in f.source.split("kernel_checked")[0]
     x, y = _POW_A, _POW_B
     if dtype == "float32":
         keep = (np.abs(x) < 3e38) & (np.abs(y) < 3e38)
@@ -767,3 +819,52 @@ def test_a_loop_of_elementwise_ops_alone_runs_on_lanes():
     with np.errstate(all="ignore"):
         want = np.sin(data) * 2.0 + np.tanh(data)
     np.testing.assert_allclose(f(data)[0], want, rtol=4e-16, atol=4e-16)
+
+
+def test_pow_by_any_exponent_lets_the_rest_of_its_loop_onto_lanes():
+    """A general pow used to keep its whole loop on libm (sin and exp too); its tile kernel is a pass
+    of its own, the loop's other ops on lanes beside it (the gradient's log too). The
+    values against numpy (libm's pow for arrays), negative bases by fractional exponents nan."""
+    import symgrad as sg
+
+    x, p = sg.tensor("x", ("n",)), sg.tensor("p", ("n",))
+    loss = sg.sum(sg.exp(sg.sin(x)) * x**p)
+    vg = sg.value_and_grad(loss, wrt=[x, p], backend="numba")
+    kernel = vg.source.split("kernel_entry")[0]
+    assert "_rt.vsincos(x[i])" in kernel and "_rt.vexp(" in kernel and "_rt.vlog(" in kernel
+    # x ** p on its tile kernel; x ** (p - 1) sits in the branch of where(p == 0, ...): libm's
+    assert kernel.count("_rt.vpow_tile(") == 1 and kernel.count("np.power(") == 1
+    rng = np.random.default_rng(5)
+    xs = np.concatenate([rng.uniform(0.01, 3, 3000), [0.0, 1.0, 2.5, 1e-300]])
+    ps = np.concatenate([rng.uniform(-3, 3, 3000), [2.0, 0.5, -1.5, 0.5]])
+    value, (gx, gp) = vg(xs, ps)
+    e, xp = np.exp(np.sin(xs)), np.power(xs, ps)
+    assert math.isclose(value, math.fsum(e * xp), rel_tol=1e-12)
+    with np.errstate(all="ignore"):
+        terms = e * np.cos(xs) * xp, e * ps * np.power(xs, ps - 1)
+        want_p = e * xp * np.log(np.where(xs == 0, 1.0, xs))
+    # (the two terms of d/dx cancel in places: to 1e-12 of their size)
+    assert np.all(np.abs(gx - (terms[0] + terms[1])) <= 1e-12 * (np.abs(terms[0]) + np.abs(terms[1])))
+    np.testing.assert_allclose(gp, want_p, rtol=1e-12, atol=1e-300)
+    value, _ = vg(np.array([-2.0, 1.0]), np.array([0.5, 1.0]))
+    assert math.isnan(value)
+
+
+@pytest.mark.slow
+def test_tile_kernels_on_the_threads_have_buffers_of_their_own():
+    """Row blocks on two threads: each block allocates the tile kernels' buffers (a shared buffer
+    would mix the blocks' values); the same bits as on one thread and libm's erf."""
+    import symgrad as sg
+    from symgrad.codegen import threads
+
+    x = sg.tensor("x", ("n",))
+    f = sg.compile([sg.erf(x) * 2.0, sg.sum(sg.erf(x))], [x], backend="numba")
+    blocks = f.source[f.source.index("def kernel_blocks") : f.source.index("def kernel_checked")]
+    assert blocks.index("numba.prange") < blocks.index("erf_x_t = _rt.empty")
+    data = np.random.default_rng(2).uniform(-4, 4, threads.MIN_ROWS + 3 * threads.BLOCK + 17)
+    with sg.config(threads=1):
+        one = f(data)
+    with sg.config(threads=2):
+        two = f(data)
+    assert one[0].tobytes() == two[0].tobytes() and np.float64(one[1]) == np.float64(two[1])
+    _check_ulps("erf", data, two[0] / 2.0, _libm_erf(data))
