@@ -542,10 +542,11 @@ def _atan64(x):
 
 
 # pow's exponents that are sqrt forms (the constants pow's record lets onto lanes: elementwise.py
-# POW_ON_LANES), with np.power's values at -0.0 and -inf; any other exponent is libm's pow
+# POW_ON_LANES and small integers), with np.power's values at -0.0 and -inf; any other exponent is libm's pow
 @numba.njit(**_LEAF)
 def _pow64(a, b):
-    """a ** b, in sqrt for b = 0.5, -0.5, 1.5 (within 1 ulp)."""
+    """a ** b, in sqrt for b = 0.5, -0.5, 1.5 (within 1 ulp), in products for the integers -3 to 4
+    (elementwise.py POW_BY_PRODUCTS)."""
     u = a + 0.0  # -0.0 becomes +0.0, as pow has it
     if b == 0.5:
         out = math.inf if a == -math.inf else math.sqrt(u)
@@ -553,6 +554,16 @@ def _pow64(a, b):
         out = 0.0 if a == -math.inf else 1.0 / math.sqrt(u)
     elif b == 1.5:
         out = math.inf if a == -math.inf else u * math.sqrt(u)
+    elif b == math.floor(b) and -3.0 <= b <= 4.0:  # elementwise.py's POW_BY_PRODUCTS
+        # a small integer exponent: products by squaring (numba's a ** k; within 1 ulp away from
+        # overflow and underflow), folded to a few multiplications for a constant b
+        k, p, x = int(abs(b)), 1.0, a
+        while k:
+            if k & 1:
+                p *= x
+            x *= x
+            k >>= 1
+        out = p if b >= 0 else 1.0 / p
     else:
         out = math.pow(a, b)
     return out

@@ -559,13 +559,24 @@ register(
 POW_ON_LANES = (0.5, -0.5, 1.5)
 
 
+# the integer exponents the runtime's vpow spells in products (within 2 ulp of pow: more products,
+# or a reciprocal of more, round more often)
+POW_BY_PRODUCTS = (-3, 4)
+
+
 def _pow_on_lanes(node):
-    """pow's twin on SIMD lanes: the inlined vpow (sqrt) when its exponent is one constant of
-    POW_ON_LANES, else the compiled tile kernel vpow_tile (any exponent)."""
+    """pow's twin on SIMD lanes: the inlined vpow when its exponent is one constant of POW_ON_LANES
+    (sqrt) or an integer in POW_BY_PRODUCTS (products), else the compiled tile kernel vpow_tile
+    (any exponent)."""
     b = node.inputs[1]
     if not OPS[b.op].given or "value" not in b.attrs or b.attrs["value"].size != 1:
         return "tile"
-    return True if float(b.attrs["value"].reshape(())) in POW_ON_LANES else "tile"
+    k = float(b.attrs["value"].reshape(()))
+    return (
+        True
+        if k in POW_ON_LANES or (k.is_integer() and POW_BY_PRODUCTS[0] <= k <= POW_BY_PRODUCTS[1])
+        else "tile"
+    )
 
 
 def _pow_base_rule(g, a, b, out):
