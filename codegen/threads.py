@@ -29,7 +29,7 @@ on one thread, as before.
 from dataclasses import replace
 
 from . import ir
-from .tiling import TILE
+from .tiling import TILE, nonnegative
 
 BLOCK = 16384  # rows a block: a multiple of TILE, so a block's tiles are the plain loop's
 # rows from which the entry runs the blocked kernel; measured (rosen, logreg, ew value and grad on
@@ -236,7 +236,7 @@ def _blocked(loop, plan):
         # the rows before the block's first once more, for the scalars they hand on
         halo = _rewrite(_quiet(loop.body, plan.sums), own, rows, hi, carry, loop.fused.row)
         inner.append(_halo(loop, halo, lo, plan.halo))
-    body = [_nonnegative(loop.var)] + _rewrite(loop.body, own, rows, hi, carry, loop.fused.row)
+    body = [nonnegative(loop.var)] + _rewrite(loop.body, own, rows, hi, carry, loop.fused.row)
     inner.append(replace(loop, stop=hi, start=lo, body=body, fused=None))
     for target in plan.sums + plan.partial:
         inner.append(ir.Store(partial_of[id(target)], (b,), own[id(target)]))
@@ -255,16 +255,10 @@ def _blocked(loop, plan):
     return stmts
 
 
-def _nonnegative(var):
-    """``var = _rt.nonnegative(var)``: the row index of a loop over ``range(lo, hi)`` known to
-    LLVM as >= 0 (its arrays indexed without the wraparound of negative indices)."""
-    return ir.Assign(var, ir.Formula("_rt.nonnegative({0})", (var,)), note="for LLVM: no negative index")
-
-
 def _halo(loop, body, end, rows):
     """``body`` run for the ``rows`` rows before ``end`` (fewer at the loop's start)."""
     start = ir.Formula(f"max({{0}} - {rows}, 0)", (end,))
-    return ir.For(loop.var, end, [_nonnegative(loop.var)] + body, start=start)
+    return ir.For(loop.var, end, [nonnegative(loop.var)] + body, start=start)
 
 
 def _quiet(block, sums):
@@ -310,10 +304,7 @@ def _rewrite(block, own, rows, hi, carry, row):
         elif isinstance(stmt, ir.Bound) and stmt.stop is rows:
             stmt = replace(stmt, stop=hi)
         elif isinstance(stmt, ir.For):
-            body = _rewrite(stmt.body, own, rows, hi, carry, row)
-            if stmt.start is not None and stmt.var is row:  # a tile's rows
-                body.insert(0, _nonnegative(stmt.var))
-            stmt = replace(stmt, body=body)
+            stmt = replace(stmt, body=_rewrite(stmt.body, own, rows, hi, carry, row))
         elif isinstance(stmt, ir.If):
             stmt = replace(stmt, blocks=tuple(_rewrite(k, own, rows, hi, carry, row) for k in stmt.blocks))
         out.append(stmt)

@@ -121,8 +121,15 @@ def tile(chunks, scalar, index, length, pre):
             continue
         far = _on_lanes(stmts, index) if kind == "vector" else None
         note = "on SIMD lanes" if kind == "vector" else ""
-        body.append(ir.For(index, stop, stmts, start=start, note=note, far=far))
+        body.append(ir.For(index, stop, [nonnegative(index)] + stmts, start=start, note=note, far=far))
     return [ir.For(start, length, body, start=0, step=TILE)]
+
+
+def nonnegative(var):
+    """``var = _rt.nonnegative(var)``: the index of a loop over ``range(lo, hi)`` (a tile's rows, a
+    thread's block) known to LLVM as >= 0, so its arrays are indexed without the wraparound of
+    negative indices and the loop is unrolled and vectorised as ``range(n)``'s is."""
+    return ir.Assign(var, ir.Formula("_rt.nonnegative({0})", (var,)), note="for LLVM: no negative index")
 
 
 def _tile_call(chunk, scalar, at, start, stop, pre):
