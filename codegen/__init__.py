@@ -11,7 +11,6 @@ import warnings
 import weakref
 
 from symgrad.errors import UnsupportedError
-from symgrad.graph import topo_order
 from symgrad.ops.linalg import share_factor
 from .numba_backend import NumbaEmitter
 from .numba_cache import load_cached
@@ -88,7 +87,7 @@ def _compile(build, outputs, inputs, output_names, structure, primary, backend, 
             f"time (the limit is {max_statements()}, set by SYMGRAD_MAX_STATEMENTS); use "
             "backend='numpy' for this graph, or an hvp/vjp instead of a dense derivative"
         )
-    graph = topo_order(list(outputs))
+    graph = emitter.order  # topo_order(outputs), walked by the emitter
     job = None
     if backend == "numba" and setting("compile") == "background":
         job = _background(build, emitter, source, graph, inputs, arguments, notes)
@@ -185,7 +184,7 @@ def _background(build, emitter, source, graph, inputs, arguments, notes):
         return None
     with build.measure("numpy twin"):
         try:
-            twin_source = NumpyEmitter(notes).module(*arguments)
+            twin_source = NumpyEmitter(notes, rolled=emitter.rolled).module(*arguments)
             twin, _ = load_module(twin_source, "numpy")
         except Exception:
             return None

@@ -17,7 +17,7 @@ from symgrad.errors import UnsupportedError
 from symgrad.graph import dim_str, topo_order
 from symgrad.ops.registry import OPS
 from symgrad._version import __version__
-from . import branches, ir
+from . import branches, ir, rolling
 from .runtime import DIRECT_SCALARS, KERNEL_END
 from .threads import MIN_ROWS
 from .schedule import (
@@ -78,6 +78,9 @@ class Emitter:
     standalone = False
     # the runtime has the op records' ``pair`` functions (sincos): print such pairs as one call
     pairs = False
+    # the runs of repeated statements rolled into loops (``rolled_ir``): (the schedule, its
+    # forward part's length, its ``schedule.Loop``s, the branch owners of ``branches.plan``)
+    rolled = None
 
     def __init__(self, notes=None):
         self.namer = Namer()
@@ -293,6 +296,9 @@ class Emitter:
             params.append(name)
         self.inputs = list(inputs)
         forward, backward = schedule(outputs, primary)
+        self.order = forward + backward  # topo_order(outputs)
+        # every node the kernel computes, loop bodies included: walked once for the entry's checks
+        self.computed = with_loop_bodies(outputs, self.order)
         dims = {}
         prelude = []
         for s, p in zip(inputs, params):
@@ -300,7 +306,7 @@ class Emitter:
                 if not isinstance(d, int) and d.is_Symbol and d.name not in dims:
                     dims[d.name] = (p, axis)
                     prelude.append(f"{dim_identifier(d.name)} = {p}.shape[{axis}]")
-        check_loop_lengths(outputs, dims, title)
+        check_loop_lengths(self.computed, dims, title)
         out_name_of = {}
         for node, oname in zip(outputs, output_names):
             if node.op not in _VIEWS and id(node) not in out_name_of:
@@ -399,7 +405,7 @@ class Emitter:
                     why = f"must have length {dim_str(d)}"
                 checks.append(f"if {p}.shape[{axis}] != {dim_text(d)}:")
                 checks.append(f"    raise ValueError({head + f'argument {s.name!r}, axis {axis}: ' + why!r})")
-        for dim, minimum, what in requirements(outputs):
+        for dim, minimum, what in requirements(self.computed):
             where = ", ".join(
                 f"{sym.name} is axis {bound[sym.name][1]} of {bound[sym.name][0]!r}"
                 for sym in sorted(dim.free_symbols, key=str)
@@ -435,6 +441,20 @@ class Emitter:
                 if isinstance(block[k], (ir.For, ir.Assign, ir.Alloc)) and parts[k - 1] is None:
                     parts[k - 1] = parts[k]
         return ir.sectioned([(part, [stmt]) for part, stmt in zip(parts, block)], bool(backward))
+
+    def rolled_ir(self, out_name_of, outputs):
+        """The kernel's IR with the runs of ``self.rolled`` rolled into loops (``rolling.roll``),
+        the scalar statements one branch of a scalar ``where`` reads moved into it and stacks of
+        per-step scalars stored into their arrays; loops tied to ``self.trip`` (None: every loop
+        counts in numbers) count in that input's length."""
+        nodes, n_forward, loops, owner = self.rolled
+        block, self.value = ir.build(nodes)
+        self.name_outputs(out_name_of)
+        block = branches.sink(block, outputs, owner)
+        statement_of = {id(s.instr.node if isinstance(s, ir.If) else s.node): s for s in block}
+        units = rolling.roll(nodes, n_forward, loops, self.value, statement_of, self.trip)
+        units = rolling.stack_scalars(units, out_name_of)
+        return ir.sectioned(units, len(nodes) > n_forward)
 
     def row_blocks(self, kernel, outputs):
         """(the IR of the kernel running its long loops in row blocks on threads, their row
@@ -781,7 +801,7 @@ class Emitter:
                         f"{literal(d.name)}, {literal(first_sym)}, {first_axis}, {dim_text(d)})"
                     )
         name_of_param = {p: s.name for s, p in zip(inputs, params)}
-        for dim, minimum, what in requirements(outputs):
+        for dim, minimum, what in requirements(self.computed):
             where = ", ".join(
                 ("" if dim.is_Symbol else f"{sym.name} ")
                 + f"from axis {dims[sym.name][1]} of {name_of_param[dims[sym.name][0]]!r}"
@@ -796,7 +816,7 @@ class Emitter:
         # compiled backends call the machine code built for exactly the checked types
         # (kernel_entry, bound after compiling), skipping the dispatcher's type resolution
         call = f"{'kernel' if self.interpreted else 'kernel_entry'}({', '.join(params)})"
-        if any(n.op in GATHER_OPS for n in with_loop_bodies(outputs)):
+        if any(n.op in GATHER_OPS for n in self.computed):
             # index values are data: the kernel checks them and raises IndexError, shown as InputError
             call = f"_cv.checked_indices({call.split('(')[0]}{''.join(', ' + p for p in params)})"
         if self.interpreted:
@@ -924,24 +944,27 @@ def has_loops(nodes):
     return any(OPS[n.op].tuple_valued for n in nodes)
 
 
-def with_loop_bodies(outputs):
+def with_loop_bodies(outputs, order=None):
     """The nodes the kernel computes: ``topo_order`` of the outputs and of every loop body in it
-    (a gather or a slice inside a loop needs the entry's checks as much as one outside)."""
-    found, pending, seen = [], [list(outputs)], set()
+    (a gather or a slice inside a loop needs the entry's checks as much as one outside).
+    ``order``: ``topo_order(outputs)`` when the caller has it (the schedule's nodes, in order)."""
+    found, seen = [], set()
+    pending = [order if order is not None else topo_order(list(outputs))]
     while pending:
-        for node in topo_order(pending.pop()):
+        for node in pending.pop():
             if id(node) in seen:
                 continue
             seen.add(id(node))
             found.append(node)
             if OPS[node.op].tuple_valued:
-                pending.append(list(node.attrs["body"].outputs))
+                pending.append(topo_order(list(node.attrs["body"].outputs)))
     return found
 
 
-def check_loop_lengths(outputs, dims, title):
-    """Every loop's trip count must be known when the kernel runs: an int, or dims of the inputs."""
-    for node in with_loop_bodies(outputs):
+def check_loop_lengths(computed, dims, title):
+    """Every loop's trip count must be known when the kernel runs: an int, or dims of the inputs.
+    ``computed``: the kernel's nodes (``with_loop_bodies``)."""
+    for node in computed:
         length = node.attrs.get("length") if OPS[node.op].tuple_valued else None
         if length is None or isinstance(length, int):
             continue
@@ -967,11 +990,12 @@ def part_of(stmt, backward_ids):
 GATHER_OPS = {name for name, op in OPS.items() if op.index_operand}
 
 
-def requirements(outputs):
+def requirements(computed):
     """(dim, minimum, what) for every slice or index whose bounds need a large enough dim, and
-    every named axis a max or min reduces (at least 1)."""
+    every named axis a max or min reduces (at least 1), over ``computed``, the kernel's nodes
+    (``with_loop_bodies``)."""
     seen = {}
-    for node in with_loop_bodies(outputs):
+    for node in computed:
         if node.op == "getitem":
             needs = node.attrs.get("requires", ())
             if not needs:

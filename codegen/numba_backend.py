@@ -6,9 +6,9 @@ lays the data out as a C-contiguous (rows, reduced) matrix and calls a helper
 in ``codegen.numba_runtime``.
 """
 
-from . import branches, fusion, ir, placement, rolling, threads
+from . import branches, fusion, placement, rolling, threads
 from symgrad.ops.registry import OPS
-from .emit import GATHER_OPS, Emitter, has_loops, key_text, with_loop_bodies
+from .emit import GATHER_OPS, Emitter, has_loops, key_text
 from .schedule import ROLL_MIN_STATEMENTS, dim_text, find_loops, keyed, product_text, shape_text
 
 # a loop of array statements (a traced loop with tensor state) rolls from this many statements:
@@ -85,7 +85,7 @@ class NumbaEmitter(Emitter):
     def row_blocks(self, kernel, outputs):
         """The kernel with its long fused loops in row blocks on the threads (``threads.block``);
         None for a kernel that checks index values (an IndexError raised inside a parallel loop)."""
-        if any(n.op in GATHER_OPS for n in with_loop_bodies(outputs)):
+        if any(n.op in GATHER_OPS for n in self.computed):
             return None
         return threads.block(kernel)
 
@@ -156,15 +156,10 @@ class NumbaEmitter(Emitter):
         _, nodes, loops = rolled
         if not loops:
             return super().kernel_ir(forward, backward, out_name_of, outputs)
-        block, self.value = ir.build(nodes)
-        self.name_outputs(out_name_of)
-        block = branches.sink(block, outputs, owner)
-        statement_of = {id(s.instr.node if isinstance(s, ir.If) else s.node): s for s in block}
+        self.rolled = (nodes, len(forward), loops, owner)  # the first tier's twin rolls the same loops
         # a loop over an input's rows counts in its length read at run time (one text for every T)
         self.trip = rolling.trip_count(nodes, loops, getattr(self, "inputs", ()), self.names)
-        units = rolling.roll(nodes, len(forward), loops, self.value, statement_of, self.trip)
-        units = rolling.stack_scalars(units, out_name_of)
-        block = ir.sectioned(units, bool(backward))
+        block = self.rolled_ir(out_name_of, outputs)
         if any(n.ndim for loop in loops for n in loop.body(nodes)):
             block = rolling.scalarize(block, lambda n: n.op in _LOOPABLE and id(n) not in out_name_of)
         rolling.count_from_end(block, self.trip)

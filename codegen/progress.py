@@ -53,6 +53,7 @@ class Build:
         self.lines = None
         self.phases = {}
         self.phase = None
+        self._nested = 0.0  # seconds of the phases measured inside the one running
         self.verbose = verbose
         self.announce_after = announce_after
         self.stream = stream
@@ -65,13 +66,20 @@ class Build:
 
     @contextmanager
     def measure(self, phase):
-        """Time ``phase``; the seconds add up if the phase runs more than once."""
-        self.phase = phase
+        """Time ``phase``; the seconds add up if the phase runs more than once. A phase measured
+        inside another (a traced function's differentiation inside its trace) counts for itself
+        alone: the outer phase's seconds are the rest."""
+        outer, self.phase = self.phase, phase
+        self.phases.setdefault(phase, 0.0)  # listed in the order the phases begin
+        inner, self._nested = self._nested, 0.0
         start = time.perf_counter()
         try:
             yield
         finally:
-            self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            self.phases[phase] += seconds - self._nested
+            self._nested = inner + seconds
+            self.phase = outer if outer is not None else phase
 
     def _what(self):
         """What is compiling: the title, the generated lines once emitted, the phase running."""

@@ -110,10 +110,12 @@ def literal(text):
 def schedule(outputs, primary):
     """Nodes to compute, inputs before users: everything the first ``primary`` outputs
     need (the forward part), then what only the others need (the backward part)."""
-    forward = topo_order(outputs[:primary])
-    seen = {id(n) for n in forward}
-    backward = [n for n in topo_order(outputs) if id(n) not in seen]
-    return forward, backward
+    # one walk: topo_order visits the roots in turn, so the nodes the first ``primary`` need come
+    # first, and end with the last of those roots to finish
+    order = topo_order(list(outputs))
+    roots = {id(o) for o in outputs[:primary]}
+    end = max((p + 1 for p, n in enumerate(order) if id(n) in roots), default=0)
+    return order[:end], order[end:]
 
 
 class Namer:

@@ -85,7 +85,10 @@ def _compile_result(result, inputs, backend):
     if result.plain:
         # a value_and_grad of plain arguments: the expression API's own compile
         wrt = result.wrt[0] if result.spec.single else result.wrt
-        return _value_and_grad_expr(result.outputs[0], wrt, inputs, backend), None
+        # (the trace took the gradient: result.outputs are the value and the gradients)
+        return _value_and_grad_expr(
+            result.outputs[0], wrt, inputs, backend, result.outputs[1:], result.notes
+        ), None
     kind = result.spec.kind
     primary = len(result.outputs) if kind == "compile" else 1 if kind == "value_and_grad" else 0
     compiled = _compile_tree(
@@ -636,7 +639,8 @@ def compile(
     )
 
 
-def _value_and_grad_expr(expr, wrt, inputs, backend):
+def _value_and_grad_expr(expr, wrt, inputs, backend, grads=None, notes=None):
+    """``grads`` (with their rule ``notes``): the gradients of ``expr``, when the caller took them."""
     expr = as_expr(expr)
     wrt_list, single = _wrt_list(wrt, "value_and_grad")
     if not wrt_list:
@@ -646,9 +650,10 @@ def _value_and_grad_expr(expr, wrt, inputs, backend):
     ins = _resolve_inputs([expr], inputs, "value_and_grad", extra=wrt_list)
     title = f"value_and_grad(wrt=[{', '.join(w.name for w in wrt_list)}])"
     with building(title) as build:  # the differentiation and the compile are one build
-        notes = autodiff.RuleNotes()  # this gradient's rule comments (nodes carry none)
-        with build.measure("differentiate"):
-            grads = autodiff.grad(expr, wrt_list, notes)
+        if grads is None:
+            notes = autodiff.RuleNotes()  # this gradient's rule comments (nodes carry none)
+            with build.measure("differentiate"):
+                grads = autodiff.grad(expr, wrt_list, notes)
         names = ["value"] + [f"d_{w.name}" for w in wrt_list]
         if single:
             structure = "out[0], out[1]"

@@ -785,6 +785,8 @@ class TracedFunction:
         concrete = set(range(len(classes)))
         graph = self._trace_or_explain(bound, tops, leaves, classes, concrete)
         for c in range(len(classes)):
+            if concrete == {c}:
+                continue  # all symbolic: the first trace above failed
             try:
                 graph = self._trace(bound, tops, leaves, classes, concrete - {c})
             except Exception:
@@ -845,7 +847,12 @@ class TracedFunction:
                 )
         wrt_trees = [values[a % len(values)] for a in self._argnums] if self._spec.differentiates else []
         notes = RuleNotes()  # this compile's rule comments (nodes carry none)
-        result = transforms.evaluate(self._spec, out, wrt_trees, self._name, notes)
+        # the derivative is taken here, once: the compile is handed the result (api._compile_result)
+        with (
+            _building(self._name) as build,
+            build.measure("differentiate") if wrt_trees else contextlib.nullcontext(),
+        ):
+            result = transforms.evaluate(self._spec, out, wrt_trees, self._name, notes)
         result.notes = notes
         result.loop_lengths = tuple(lengths)  # the trip count of every loop the function built
         inputs = [symbols[leaf.label] for leaf in leaves if leaf.kind != "static"]

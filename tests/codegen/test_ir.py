@@ -217,3 +217,20 @@ def test_rolling_reads_a_per_step_element_through_an_affine_index():
     # the read is an Assign of the element, not a getitem instruction
     assert "getitem" not in {s.node.op for s in _instrs(for_.body)}
     ir.verify(rolled)
+
+
+def test_the_schedule_is_what_the_primary_outputs_need_then_the_rest_each_in_dependency_order():
+    from symgrad.graph import topo_order
+
+    a, b, x = sg.scalar("a"), sg.scalar("b"), sg.tensor("x", ("n",))
+    loss = sg.sum(sg.sin(x) * a)
+    others = [a * b, sg.exp(a), loss, a]  # shared nodes, an output of the first part, an input
+    for primary in range(len(others) + 2):
+        outputs = ([loss] + others)[: len(others) + 1]
+        forward, backward = schedule(outputs, primary)
+        need = {id(n) for n in topo_order(outputs[:primary])}
+        assert {id(n) for n in forward} == need and len(forward) == len(need)
+        rest = [n for n in topo_order(outputs) if id(n) not in need]
+        assert [id(n) for n in backward] == [id(n) for n in rest]
+        placed = {id(n): p for p, n in enumerate(forward + backward)}
+        assert all(placed[id(i)] < placed[id(n)] for n in forward + backward for i in n.inputs)

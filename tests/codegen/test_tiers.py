@@ -304,3 +304,83 @@ def test_a_long_loop_on_the_first_tier_runs_the_twin_then_numbas_row_blocks(gate
     value2, grad2 = vg(xs)
     np.testing.assert_allclose(value2, want_value, rtol=1e-12)
     np.testing.assert_allclose(grad2, want, rtol=1e-12, atol=1e-9)
+
+
+def _euler_numpy(a, x0, obs):
+    x, loss = x0, 0.0
+    for o in obs:
+        x = x + 0.01 * a * np.sin(x)
+        loss = loss + (x - o) ** 2
+    return loss
+
+
+def test_the_twin_of_a_rolled_loop_rolls_it_too_and_agrees_with_numba_and_central_differences(gate):
+    """A numba kernel whose Python loop rolled into a ``for`` has a twin with the same loop (not
+    the loop's hundreds of statements written out), giving numba's value and gradient."""
+    steps = 300
+    a, x0, obs = sg.scalar("a"), sg.scalar("x0"), sg.tensor("obs", (steps,))
+    x, loss = x0, 0.0
+    for i in range(steps):
+        x = x + 0.01 * a * sg.sin(x)
+        loss = loss + (x - obs[i]) ** 2
+    vg = sg.value_and_grad(loss, wrt=[a, x0], inputs=[a, x0, obs])
+    assert vg.tier == "numpy"
+    with open(vg._job.numpy_module.__file__, encoding="utf-8") as fh:
+        twin = fh.read()
+    # the loop written out is more than 5 lines a step; rolled, the twin is as short as the module
+    assert "rolled into a loop" in twin and twin.count("\n") < steps
+    data = 0.5 + np.random.default_rng(4).normal(size=steps) * 0.1
+    h = 1e-6
+    want = [
+        (_euler_numpy(1.1 + h, 0.4, data) - _euler_numpy(1.1 - h, 0.4, data)) / (2 * h),
+        (_euler_numpy(1.1, 0.4 + h, data) - _euler_numpy(1.1, 0.4 - h, data)) / (2 * h),
+    ]
+    value, grad = vg(1.1, 0.4, data)
+    assert vg.tier == "numpy"
+    np.testing.assert_allclose(value, _euler_numpy(1.1, 0.4, data), rtol=1e-12)
+    np.testing.assert_allclose(grad, want, rtol=1e-6)
+    gate.set()
+    vg.wait()
+    value2, grad2 = vg(1.1, 0.4, data)
+    np.testing.assert_allclose(value2, value, rtol=1e-13)
+    np.testing.assert_allclose(grad2, grad, rtol=1e-13)
+
+
+def test_the_twin_of_a_rolled_tensor_loop_keeps_its_array_statements(gate):
+    """A traced loop with tensor state rolls (``rolling``) in the twin too, its steps numpy array
+    statements; the value and gradient are numba's and the central differences'."""
+    steps = 120
+    W, h0, xs = sg.tensor("W", (3, 3)), sg.tensor("h0", (3,)), sg.tensor("xs", (steps, 3))
+    h, loss = h0, 0.0
+    for t in range(steps):
+        h = sg.tanh(W @ h + xs[t])
+        loss = loss + sg.sum(h * h)
+    vg = sg.value_and_grad(loss, wrt=W, inputs=[W, h0, xs])
+    with open(vg._job.numpy_module.__file__, encoding="utf-8") as fh:
+        twin = fh.read()
+    # each step written out is several array statements; rolled, the twin's length does not grow
+    assert "rolled into a loop" in twin and twin.count("\n") < 2 * steps
+
+    def reference(Wv, h0v, xv):
+        hv, total = h0v, 0.0
+        for t in range(steps):
+            hv = np.tanh(Wv @ hv + xv[t])
+            total += np.sum(hv * hv)
+        return total
+
+    rng = np.random.default_rng(5)
+    Wv, h0v, xv = rng.normal(size=(3, 3)) * 0.4, rng.normal(size=3), rng.normal(size=(steps, 3))
+    want = np.zeros_like(Wv)
+    for i in np.ndindex(3, 3):
+        e = np.zeros_like(Wv)
+        e[i] = 1e-6
+        want[i] = (reference(Wv + e, h0v, xv) - reference(Wv - e, h0v, xv)) / 2e-6
+    value, grad = vg(Wv, h0v, xv)
+    assert vg.tier == "numpy"
+    np.testing.assert_allclose(value, reference(Wv, h0v, xv), rtol=1e-12)
+    np.testing.assert_allclose(grad, want, rtol=1e-6, atol=1e-8)
+    gate.set()
+    vg.wait()
+    value2, grad2 = vg(Wv, h0v, xv)
+    np.testing.assert_allclose(value2, value, rtol=1e-12)
+    np.testing.assert_allclose(grad2, grad, rtol=1e-12, atol=1e-14)

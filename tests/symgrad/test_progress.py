@@ -127,6 +127,43 @@ def test_the_timer_announces_once_and_a_failed_build_says_so():
     assert out.getvalue().splitlines()[-1].startswith("symgrad: g failed after ")
 
 
+def test_a_phase_measured_inside_another_counts_for_itself_alone(monkeypatch):
+    clock = iter([0.0, 1.0, 3.0, 7.0, 10.0, 20.0, 21.0])  # a fake perf_counter: no timing
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    build = progress.Build("f", 0, 3600.0, io.StringIO())  # reads the clock once (0.0)
+    with build.measure("trace"):  # 1.0 .. 10.0
+        with build.measure("differentiate"):  # 3.0 .. 7.0
+            pass
+    with build.measure("trace"):  # 20.0 .. 21.0
+        pass
+    assert build.phases == {"trace": 5.0 + 1.0, "differentiate": 4.0}
+    assert list(build.phases) == ["trace", "differentiate"]
+
+
+def test_a_traced_value_and_grad_takes_the_derivative_once(monkeypatch):
+    from symgrad import autodiff
+
+    calls = []
+    grad = autodiff.grad
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return grad(*args, **kwargs)
+
+    monkeypatch.setattr(autodiff, "grad", counted)
+
+    def loss(w, x):
+        return np.sum(np.sin(x * w) ** 2)
+
+    vg = sg.value_and_grad(loss, backend="numpy")
+    w, x = 0.7, np.linspace(-1.0, 2.0, 5)
+    value, dw = vg(w, x)
+    assert np.isclose(value, np.sum(np.sin(x * w) ** 2), rtol=1e-13)
+    assert np.isclose(dw, np.sum(2 * np.sin(x * w) * np.cos(x * w) * x), rtol=1e-13)
+    assert len(calls) == 1
+    assert "# sin: d/dx sin(x) = cos(x)" in vg.source  # the rule comments of that one derivative
+
+
 def test_a_build_that_raises_reports_failure_and_leaves_no_build_running(capsys):
     x = sg.tensor("x", ("n",))
     sg.config(announce_after=0)

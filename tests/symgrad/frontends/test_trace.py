@@ -242,6 +242,22 @@ def test_new_batch_size_reuses_the_trace_and_the_compiled_function():
     assert [str(d) for d in first.inputs[2].shape] == ["X_0", "W_0"]
 
 
+def test_a_size_python_loops_over_is_traced_concrete_after_one_failed_symbolic_trace():
+    def f(a, xs):
+        total = 0.0
+        for i in range(xs.shape[0]):  # a Python int: the one size class must be concrete
+            total = total + np.sin(a * xs[i])
+        return total
+
+    vg = sg.value_and_grad(f, backend="numpy")
+    xs = RNG.normal(size=6)
+    value, da = vg(0.3, xs)
+    assert value == pytest.approx(np.sum(np.sin(0.3 * xs)), rel=1e-13)
+    assert da == pytest.approx(np.sum(xs * np.cos(0.3 * xs)), rel=1e-13)
+    # the symbolic trace that failed is not run again before the concrete one
+    assert vg.trace_count == 2
+
+
 def test_different_rank_traces_again():
     vg = sg.value_and_grad(lambda x: np.sum(x**2), backend="numpy")
     vg(RNG.normal(size=3))
