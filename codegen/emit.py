@@ -78,6 +78,8 @@ class Emitter:
     standalone = False
     # the runtime has the op records' ``pair`` functions (sincos): print such pairs as one call
     pairs = False
+    # the runtime has the ``serial`` ops' scalar twins ``s<op>``: print them in a rolled loop's body
+    serial = False
     # the runs of repeated statements rolled into loops (``rolled_ir``): (the schedule, its
     # forward part's length, its ``schedule.Loop``s, the branch owners of ``branches.plan``)
     rolled = None
@@ -645,7 +647,13 @@ class Emitter:
     def print_statement(self, stmt):
         if isinstance(stmt, ir.Instr):
             args = [self.code(o) for o in stmt.operands]
-            if stmt.serial and OPS[stmt.node.op].serial and stmt.dtype == "float64" and stmt.shape == ():
+            if (
+                self.serial
+                and stmt.serial
+                and OPS[stmt.node.op].serial
+                and stmt.dtype == "float64"
+                and stmt.shape == ()
+            ):
                 # a rolled loop's body: the runtime's scalar arithmetic twin (a called function)
                 code = f"_rt.s{stmt.node.op}({', '.join(args)})"
             else:

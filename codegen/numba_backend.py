@@ -93,6 +93,7 @@ class NumbaEmitter(Emitter):
     alloc_empty, alloc_zeros = "_rt.empty", "_rt.zeros"
 
     pairs = True
+    serial = True
 
     def kernel_ir(self, forward, backward, out_name_of, outputs):
         """The kernel's IR: a traced loop of array statements (tensor state, ``xs[t]``) rolled
