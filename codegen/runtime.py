@@ -64,21 +64,21 @@ MISSING = _Missing()
 # The scalar kinds a generated entry passes to the machine code as they are, per parameter dtype:
 # numba reads a float parameter with PyNumber_Float (what float() does), an int one with
 # PyNumber_Long (int()) and a bool one with PyObject_IsTrue (bool()), which give each of these
-# kinds exactly the value ``scalar`` converts it to. (A float or float subclass, numpy's float64
-# among them, for a float64, a Python int in the int64 range and a 0-d float64 array are tested in
-# the entry itself: see emit.direct_scalar_lines.) Anything else goes through ``scalar``, which
-# converts or refuses it.
+# kinds exactly the value ``scalar`` converts it to. The entry tests the type's membership first
+# (one set lookup: a Python float costs no more than with isinstance); a 0-d array of the
+# parameter's dtype, a Python int in the int64 range and (for a float64) a float subclass are
+# tested after it, in the entry itself: see emit.direct_scalar_lines. Anything else goes through
+# ``scalar``, which converts or refuses it.
 _NUMPY_INTS = [np.int64, np.int32, np.int16, np.int8, np.uint32, np.uint16, np.uint8]
 direct_float64 = frozenset(
-    [np.float64, np.float32, np.float16, np.uint64, np.bool_, _builtin_bool, *_NUMPY_INTS]
+    [float, np.float64, np.float32, np.float16, np.uint64, np.bool_, _builtin_bool, *_NUMPY_INTS]
 )
 direct_float32 = frozenset([np.float32, np.float16])
 direct_int64 = frozenset([np.bool_, _builtin_bool, *_NUMPY_INTS])
 direct_bool = frozenset([np.bool_, _builtin_bool])
 # a saved module calls numba's dispatcher, which compiles a version for each argument type: there
-# only the kinds numba types as the parameter's dtype go as they are (a Python float, checked in
-# the entry, too)
-typed_float64 = frozenset([np.float64])
+# only the kinds numba types as the parameter's dtype go as they are
+typed_float64 = frozenset([float, np.float64])
 typed_float32 = frozenset([np.float32])
 typed_int64 = frozenset([np.int64])
 typed_bool = frozenset([np.bool_, _builtin_bool])
