@@ -89,9 +89,20 @@ _load_lock = threading.Lock()
 # ---------------------------------------------------------------- argument conversion
 
 
+_DTYPES = {}  # dtype name -> np.dtype: np.dtype("float64") parses its text on every call
+
+
+def as_dtype(dtype):
+    """``np.dtype(dtype)`` for the name of a built dtype, from a table after the first time."""
+    found = _DTYPES.get(dtype)
+    if found is None:
+        found = _DTYPES[dtype] = np.dtype(dtype)
+    return found
+
+
 def kind_ok(value_kind, dtype):
     """May an array of numpy dtype kind ``value_kind`` be passed for an argument of ``dtype``?"""
-    target = np.dtype(dtype).kind
+    target = as_dtype(dtype).kind
     if target == "f":
         return value_kind in "fiub"
     if target in "iu":
@@ -160,9 +171,10 @@ def array(value, name, ndim, dtype):
     An ndarray subclass is read as the plain array of its data (``np.asarray``): a ``np.matrix``
     or ``np.memmap`` holds nothing else the result depends on. A masked array is refused: its
     mask would be ignored."""
+    target = as_dtype(dtype)
     if (
         type(value) is np.ndarray
-        and value.dtype == dtype
+        and value.dtype == target
         and value.ndim == ndim
         and value.flags.c_contiguous
         and value.flags.aligned
@@ -191,17 +203,20 @@ def array(value, name, ndim, dtype):
         )
     if not kind_ok(value.dtype.kind, dtype):
         raise InputError(f"argument {name!r} must hold {dtype} values, got dtype {value.dtype}")
-    if value.dtype != dtype:
-        if np.dtype(dtype).kind in "iu" and value.size:
+    if value.dtype != target:
+        if target.kind in "iu" and value.size:
             info = np.iinfo(dtype)
             if value.dtype.kind in "iu" and (value.min() < info.min or value.max() > info.max):
                 raise InputError(f"argument {name!r}: values do not fit in {dtype}")
-        return value.astype(dtype, order="C")  # a new array: C-ordered and aligned
+        # a new array, so aligned; in the order of value's strides ("K", much cheaper than "C"),
+        # so C-ordered when value is
+        converted = value.astype(target)
+        return converted if converted.flags.c_contiguous else np.ascontiguousarray(converted)
     # C-ordered and aligned, as the compiled entry point (called without the dispatcher's type
-    # checks) assumes; np.array copies into a new such array (np.require costs ~3x more)
+    # checks) assumes; a copy (order "C") is a new such array (np.require cost ~3x more)
     if value.flags.c_contiguous and value.flags.aligned:
         return value
-    return np.array(value, order="C")
+    return value.copy()
 
 
 def masked_error(value, name):

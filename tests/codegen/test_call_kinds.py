@@ -270,3 +270,24 @@ def test_a_saved_module_compiles_one_version_whatever_scalar_kinds_it_is_given(t
             got = module.call(x, np.float16(1.5), n, b)
             assert got == pytest.approx(_truth(x, 1.5, n, b), rel=1e-15), (x, n, b)
     assert len(module.kernel.signatures) == 1
+
+
+def test_two_d_arrays_of_any_layout_and_integer_dtype_give_numpys_result():
+    # converted arrays (another dtype, a layout that is not C-ordered) reach the machine code as
+    # new C-ordered arrays, whatever order the conversion would keep
+    X = sg.tensor("X", ("n", "d"))
+    f = sg.compile([sg.sum(sg.sin(X) * X[:, :1]), X * 2.0], inputs=[X])
+    base = np.arange(12).reshape(3, 4) - 5
+    layouts = [
+        base,
+        np.asfortranarray(base),
+        np.asfortranarray(base).astype(np.float64),
+        base.T.copy().T,
+        base[::-1, ::-1],
+        base.astype(np.float32)[:, ::-1],
+    ]
+    for arg in layouts:
+        want = np.asarray(arg, dtype=np.float64)
+        value, doubled = f(arg)
+        assert value == pytest.approx(float(np.sum(np.sin(want) * want[:, :1])), rel=1e-14)
+        np.testing.assert_array_equal(doubled, want * 2.0)
