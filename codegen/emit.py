@@ -739,11 +739,10 @@ class Emitter:
         # plain positional calls (the hot path) bind directly; anything else (keywords, a wrong
         # count) is bound by name in _cv.call_by_name, which raises InputError naming the problem
         # positional arguments fill the parameters in order: when the last one is given, all are
-        missing = f" or {params[-1]} is _cv.MISSING" if params else ""
+        read = {"MISSING"}  # the runtime's names the entry reads (as module globals: see entry_globals)
+        missing = f" or {params[-1]} is _MISSING" if params else ""
         signature = (
-            ", ".join(f"{p}=_cv.MISSING" for p in params) + ", /, *more, **named"
-            if params
-            else "*more, **named"
+            ", ".join(f"{p}=_MISSING" for p in params) + ", /, *more, **named" if params else "*more, **named"
         )
         by_name = (
             f"return _cv.call_by_name({entry}, {literal(self.title)}, "
@@ -761,7 +760,7 @@ class Emitter:
             # argument too many) is reported by call_by_name, which takes the popped ones as named
             lines.append("        try:")
             for s, p in zip(inputs, params):
-                lines.append(f"            if {p} is _cv.MISSING:")
+                lines.append(f"            if {p} is _MISSING:")
                 lines.append(f"                {p} = named.pop({literal(s.name)})")
             lines += ["        except KeyError:", f"            {by_name}", "        if more or named:"]
         lines.append(f"            {by_name}" if params else f"        {by_name}")
@@ -773,12 +772,13 @@ class Emitter:
                     # 1/0 and 10.0**400 and turn (-8.0)**(1/3) complex
                     lines.append(f"    {p} = _cv.numpy_scalar({p}, {label}, {s.dtype!r})")
                 else:
-                    lines += direct_scalar_lines(p, label, s.dtype, self.standalone)
+                    lines += direct_scalar_lines(p, label, s.dtype, self.standalone, read)
             else:
                 # C-contiguous and aligned (flags 0x101), as the compiled code's types assume; a
                 # read-only array goes to the machine code as it is (a kernel never writes its inputs)
+                read |= {"ndarray", s.dtype}
                 lines.append(
-                    f"    if type({p}) is not _cv.ndarray or {p}.dtype is not _cv.{s.dtype} "
+                    f"    if type({p}) is not _ndarray or {p}.dtype is not _{s.dtype} "
                     f"or {p}.ndim != {s.ndim} or {p}.flags.num & 257 != 257:"
                 )
                 # an argument kind symgrad's layers above handle (a Dask array stays lazy: the call
@@ -853,7 +853,7 @@ class Emitter:
             if any(b.startswith("np.") for b in boxed):
                 lines.append(f"    out = ({', '.join(boxed)},)")
         lines.append(f"    return {structure}")
-        return lines
+        return entry_globals(read) + lines
 
 
 def _at_least(dim, rows):
@@ -866,36 +866,63 @@ def _at_least(dim, rows):
     return f"{dim_text(dim)} >= {rows}"
 
 
-def direct_scalar_lines(p, label, dtype, typed_by_kind=False):
+def entry_globals(names):
+    """The module-level lines binding the runtime's ``names`` the entry reads on every call as
+    globals ``_<name>`` (``_ndarray = _cv.ndarray``): one dict lookup each, where ``_cv.<name>``
+    is two (a 0-d array's checks read three). They stand just above the entry, in its text."""
+    lines = [f"_{name} = _cv.{name}" for name in sorted(names)]
+    return lines + ["", ""] if lines else []
+
+
+def direct_scalar_lines(p, label, dtype, typed_by_kind=False, read=None):
     """The entry's lines for the scalar parameter ``p`` of a compiled kernel: the kinds the machine
-    code reads as ``runtime.scalar`` would convert them (``runtime.direct_<dtype>``; a Python int
-    in the int64 range; a 0-d float64 array for a float64) go to it as they are, with no call;
-    anything else is converted or refused by ``runtime.scalar``. ``typed_by_kind``: the kernel is
-    numba's dispatcher (a saved module), which would compile a new version for another kind, so
-    only the kinds numba types as ``dtype`` go as they are (``runtime.typed_<dtype>``)."""
+    code reads as ``runtime.scalar`` would convert them go to it as they are, with no call:
+    ``runtime.direct_<dtype>`` (one set lookup of the type, the Python float's test for a float64),
+    a 0-d array of the dtype (numba reads it with float(), int() or bool(), as ``scalar`` does), a
+    Python int in the int64 range and, for a float64, a float subclass. Anything else is converted
+    or refused by ``runtime.scalar``. ``typed_by_kind``: the kernel is numba's dispatcher (a saved
+    module), which would compile a new version for another kind, so only the kinds numba types as
+    ``dtype`` go as they are (``runtime.typed_<dtype>``). The runtime names the lines read are
+    added to ``read`` (bound as module globals by ``entry_globals``)."""
+    read = set() if read is None else read
     convert = f"{p} = _cv.scalar({p}, {label}, {dtype!r})"
     if dtype not in DIRECT_SCALARS:
         return [f"    {convert}"]
-    direct = f"type({p}) not in _cv.{'typed' if typed_by_kind else 'direct'}_{dtype}"
-    if dtype in ("bool", "float32"):
-        return [f"    if {direct}:", f"        {convert}"]
+    if typed_by_kind:
+        read.add(f"typed_{dtype}")
+        return [f"    if type({p}) not in _typed_{dtype}:", f"        {convert}"]
+    read |= {f"direct_{dtype}", "ndarray", dtype}
+    zero_d = [
+        f"if type({p}) is _ndarray:",
+        f"    if {p}.dtype is not _{dtype} or {p}.ndim:",
+        f"        {convert}",
+    ]
     in_range = [
         f"if type({p}) is int:",
         f"    if not -9223372036854775808 <= {p} < 9223372036854775808:",
         f"        {convert}",
     ]
-    if dtype == "int64":
-        return ["    " + line for line in in_range] + [f"    elif {direct}:", f"        {convert}"]
-    if typed_by_kind:  # numba types a Python int as int64 or uint64, a 0-d array as an array
-        return [f"    if type({p}) is not float and {direct}:", f"        {convert}"]
-    # float64: a Python float and a numpy float64 (a float subclass) cost one test; numba reads a
-    # float subclass with float(), as runtime.scalar would
-    return [
-        f"    if not isinstance({p}, float) and {direct}:",
-        *["        " + line for line in in_range],
-        f"        elif type({p}) is not _cv.ndarray or {p}.dtype is not _cv.float64 or {p}.ndim:",
-        f"            {convert}",
-    ]
+    if dtype == "int64":  # a Python int first: the common kind of an integer parameter
+        return [
+            *["    " + line for line in in_range],
+            f"    elif type({p}) not in _direct_{dtype}:",
+            *["        " + line for line in zero_d],
+            "        else:",
+            f"            {convert}",
+        ]
+    lines = [f"    if type({p}) not in _direct_{dtype}:", *["        " + line for line in zero_d]]
+    if dtype == "float64":
+        # numba reads a float subclass with float(), as runtime.scalar would
+        lines += ["        " + line for line in _elif(in_range)]
+        lines += [f"        elif not isinstance({p}, float):", f"            {convert}"]
+    else:
+        lines += ["        else:", f"            {convert}"]
+    return lines
+
+
+def _elif(lines):
+    """``lines`` (an ``if`` and its block) as an ``elif`` of the ``if`` above them."""
+    return ["el" + lines[0], *lines[1:]]
 
 
 def find_pairs(block):

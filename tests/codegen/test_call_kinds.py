@@ -168,6 +168,8 @@ INT64_KINDS = [
     np.uint8(5),
     np.uint32(5),
     np.array(5),
+    np.array(-5, dtype=np.int32),
+    np.array(True),
 ]
 
 
@@ -179,9 +181,11 @@ def test_every_scalar_kind_gives_the_value_float_int_and_bool_make_of_it(typed, 
     for n in INT64_KINDS:
         got = f(0.5, 1.5, n, False)
         assert got[2] == (int(n) * 3 + I64) % 2**64 - I64, repr(n)  # int64 arithmetic wraps
-    for s in [np.float32(1.1), np.float16(1.5), 1.1, 2, np.float64(1.1)]:
+    for s in [np.float32(1.1), np.float16(1.5), 1.1, 2, np.float64(1.1), np.array(1.1, dtype=np.float32)]:
         assert f(0.5, s, 2, True)[1] == _truth(0.5, s, 2, True)[1], repr(s)
-    for b in [True, False, np.True_, np.False_, np.array(True)]:
+    for s in [np.array(1.1), np.array(2), np.array(1.5, dtype=np.float16)]:
+        assert f(0.5, s, 2, True)[1] == _truth(0.5, s[()], 2, True)[1], repr(s)
+    for b in [True, False, np.True_, np.False_, np.array(True), np.array(False)]:
         assert f(0.5, 1.5, 2, b)[3] == (0.5 if b else -0.5), repr(b)
 
 
@@ -200,6 +204,10 @@ def test_the_common_kinds_reach_the_machine_code_without_a_conversion_call(typed
         f(x, np.float32(1.5), 2, True)
     for n in [5, I64 - 1, -I64, np.int32(5), np.True_]:
         f(0.7, np.float16(1.5), n, np.True_)
+    # a 0-d array of the parameter's dtype: numba reads it as float(), int() and bool() do
+    assert f(np.array(0.7), np.array(1.5, dtype=np.float32), np.array(-5), np.array(False)) == pytest.approx(
+        _truth(0.7, 1.5, -5, False), rel=1e-15
+    )
     x = sg.tensor("x", ("n",))
     g = sg.value_and_grad(sg.sum(x[1:] * x[:-1]), wrt=[x])
     a = np.linspace(-1.0, 1.0, 5)
@@ -228,6 +236,15 @@ def test_the_common_kinds_reach_the_machine_code_without_a_conversion_call(typed
         (3, 1, "argument 'b' must be a bool scalar, got int64 1"),
         (3, 1.0, "argument 'b' must be a bool scalar, got float64 1.0"),
         (1, "x", "argument 's' must be a float32 scalar, got str"),
+        # arrays that are not 0-d, or 0-d of a dtype the parameter cannot take
+        (1, np.ones(1, dtype=np.float32), r"argument 's' must be a scalar, got an array of shape \(1,\)"),
+        (1, np.array(1.5j, dtype=np.complex64), "argument 's' must be a float32 scalar, got complex64"),
+        (2, np.array([5]), r"argument 'n' must be a scalar, got an array of shape \(1,\)"),
+        (2, np.array(1.5), r"argument 'n' must be an int64 scalar, got float64 np.float64\(1.5\)"),
+        (2, np.array(I64, dtype=np.uint64), "argument 'n': 9223372036854775808 does not fit in int64"),
+        (3, np.ones((1, 1), dtype=bool), r"argument 'b' must be a scalar, got an array of shape \(1, 1\)"),
+        (3, np.array(1), r"argument 'b' must be a bool scalar, got int64 np.int64\(1\)"),
+        (3, np.array("True"), "argument 'b' must be a bool scalar, got str_"),
     ],
 )
 def test_scalars_of_a_kind_the_parameter_cannot_take_keep_their_error(
@@ -253,3 +270,24 @@ def test_a_saved_module_compiles_one_version_whatever_scalar_kinds_it_is_given(t
             got = module.call(x, np.float16(1.5), n, b)
             assert got == pytest.approx(_truth(x, 1.5, n, b), rel=1e-15), (x, n, b)
     assert len(module.kernel.signatures) == 1
+
+
+def test_two_d_arrays_of_any_layout_and_integer_dtype_give_numpys_result():
+    # converted arrays (another dtype, a layout that is not C-ordered) reach the machine code as
+    # new C-ordered arrays, whatever order the conversion would keep
+    X = sg.tensor("X", ("n", "d"))
+    f = sg.compile([sg.sum(sg.sin(X) * X[:, :1]), X * 2.0], inputs=[X])
+    base = np.arange(12).reshape(3, 4) - 5
+    layouts = [
+        base,
+        np.asfortranarray(base),
+        np.asfortranarray(base).astype(np.float64),
+        base.T.copy().T,
+        base[::-1, ::-1],
+        base.astype(np.float32)[:, ::-1],
+    ]
+    for arg in layouts:
+        want = np.asarray(arg, dtype=np.float64)
+        value, doubled = f(arg)
+        assert value == pytest.approx(float(np.sum(np.sin(want) * want[:, :1])), rel=1e-14)
+        np.testing.assert_array_equal(doubled, want * 2.0)

@@ -84,7 +84,7 @@ def test_inputs_lists_the_call_order(vg_numba):
     assert vg_numba.input_names == ("x", "y")
     f = sg.compile(e, inputs=[y, x])
     assert f.inputs == (y, x)
-    assert f.source.count("def call(y=_cv.MISSING, x=_cv.MISSING, /") == 1
+    assert f.source.count("def call(y=_MISSING, x=_MISSING, /") == 1
 
 
 def test_kernel_is_callable_from_the_users_own_njit_function():
