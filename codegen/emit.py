@@ -34,6 +34,11 @@ from .schedule import (
 # ops whose lowered value may share memory with an input or a constant: an output never returns one as it is
 _VIEWS = {name for name, op in OPS.items() if op.aliases}
 
+# the largest array (elements) a compiled kernel copies into an array the entry passes rather
+# than return it: numba boxes a returned array through a Python call (0.5-1 us, measured), the
+# entry's np.empty and the argument cost about 0.2 us, a copy of 256 doubles well under 0.1 us
+COPIED_OUTPUT = 256
+
 
 def _float_literal(v):
     v = float(v)
@@ -327,8 +332,15 @@ class Emitter:
                 body.append(f"{name} = {self.copy_output(node, ref)}")
                 ref = name
             results.append(ref)
-            if k not in passed_at:
-                returned.append(ref)
+            if k in passed_at:
+                continue
+            if self.copies_into_passed(node):
+                # a small array an instruction makes (a small product): copied into a passed one
+                target = ir.Var("out", node.dtype, node.shape, name=self.namer.claim(oname))
+                self.passed.append((k, ir.Alloc(target)))
+                body.append(f"{self.name_of(target)}[...] = {ref}")
+                continue
+            returned.append(ref)
         body.append(f"return ({', '.join(returned)},)" if returned else "return ()")
         self.out_params = [self.name_of(alloc.target) for _, alloc in self.passed]
         machine = "kernel_into" if self.passed else "kernel"
@@ -391,6 +403,14 @@ class Emitter:
         self.entry_source = "\n" * len(lines) + "\n".join(entry_lines) + "\n"
         lines += entry_lines
         return "\n".join(lines) + "\n"
+
+    def copies_into_passed(self, node):
+        """Does ``kernel_into`` copy the output ``node`` into an array the entry passes, rather
+        than return it? For an array of at most ``COPIED_OUTPUT`` elements (fixed shape): copying
+        it costs less than numba's boxing of a returned array."""
+        if self.interpreted or self.standalone or node.ndim == 0:
+            return False
+        return all(isinstance(d, int) for d in node.shape) and math.prod(node.shape) <= COPIED_OUTPUT
 
     def output_allocs(self, entry=False):
         """The lines allocating the arrays passed to ``kernel_into`` (a loop's ``Alloc``, moved):

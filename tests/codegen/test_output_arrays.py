@@ -151,3 +151,36 @@ def test_the_first_tier_fills_the_passed_arrays_until_numba_is_ready(monkeypatch
     assert vg.tier == "numba"
     value, (g,) = vg(data)
     np.testing.assert_allclose(g, 1.5 * _rosen_grad(data), rtol=1e-13)
+
+
+def test_a_small_fixed_size_product_gradient_is_copied_into_a_passed_array_not_returned():
+    # xor's network: the weight gradients are small products (an instruction, not a loop): the
+    # kernel copies them into arrays the entry passes, and returns the loss alone
+    W1, b1 = sg.tensor("W1", (2, 2)), sg.tensor("b1", (2,))
+    W2, X = sg.tensor("W2", (2, 1)), sg.tensor("X", (4, 2))
+    loss = 0.5 * sg.sum(sg.sigmoid(sg.sigmoid(X @ W1 + b1) @ W2) ** 2)
+    vg = sg.value_and_grad(loss, wrt=[W1, b1, W2], inputs=[W1, b1, W2, X], backend="numba")
+    rng = np.random.default_rng(3)
+    args = rng.normal(size=(2, 2)), rng.normal(size=2), rng.normal(size=(2, 1)), rng.normal(size=(4, 2))
+
+    def sig(z):
+        return 1 / (1 + np.exp(-z))
+
+    def f(W1, b1, W2, X):
+        return 0.5 * np.sum(sig(sig(X @ W1 + b1) @ W2) ** 2)
+
+    h = sig(args[3] @ args[0] + args[1])
+    o = sig(h @ args[2])
+    do = o * o * (1 - o)
+    dh = do @ args[2].T * h * (1 - h)
+    value, (dW1, db1, dW2) = vg(*args)
+    assert value == pytest.approx(f(*args), rel=1e-13)
+    np.testing.assert_allclose(dW1, args[3].T @ dh, rtol=1e-12)
+    np.testing.assert_allclose(db1, dh.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(dW2, h.T @ do, rtol=1e-12)
+    np.testing.assert_allclose(dW1, _central(lambda W: f(W, *args[1:]), args[0]), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(dW2, _central(lambda W: f(args[0], args[1], W, args[3]), args[2]), rtol=1e-6)
+    assert dW1.flags.c_contiguous and dW1.flags.owndata and dW2.shape == (2, 1)
+    machine = _section(vg.source, "def kernel_into(", "kernel_entry = kernel_into")
+    assert "    return (value,)\n" in machine  # no array leaves the machine code by its return
+    assert machine.count("[...] = ") == 2  # the two products, copied into the passed arrays
