@@ -22,13 +22,20 @@ from .runtime import Compiled, drop_compiled_caches, hold, load_module, module_n
 BACKENDS = {"numba": NumbaEmitter, "numpy": NumpyEmitter}
 
 
-def _numba_signature(inputs):
+def _numba_signature(inputs, emitter=None):
+    """numba's types of ``inputs`` (``kernel``'s signature); with the ``emitter`` that printed the
+    module, those of the machine code it calls (``kernel_into`` takes the arrays it fills after)."""
     import numba
 
     types = []
     for s in inputs:
         scalar = numba.from_dtype(__import__("numpy").dtype(s.dtype))
         types.append(scalar if s.ndim == 0 else numba.types.Array(scalar, s.ndim, "C"))
+    for _, alloc in getattr(emitter, "passed", ()):
+        t = alloc.target
+        types.append(
+            numba.types.Array(numba.from_dtype(__import__("numpy").dtype(t.dtype)), len(t.shape), "C")
+        )
     return tuple(types)
 
 
@@ -98,7 +105,8 @@ def _compile(build, outputs, inputs, output_names, structure, primary, backend, 
             module, existed = load_module(source, backend)
         cache_state = "source cached" if existed else "new"
         if backend == "numba":
-            module, cache_state = _compile_numba(module, source, _numba_signature(inputs), build.measure)
+            signature = _numba_signature(inputs, emitter)
+            module, cache_state = _compile_numba(module, source, signature, build.measure)
     seconds = time.perf_counter() - start
     nodes = len(graph)
     compiled = Compiled(
@@ -137,14 +145,14 @@ def _compile_numba(module, source, signature, measure, silenced=_numba_warnings_
     times a phase; ``silenced()`` keeps numba's warnings from the user (catch_warnings swaps the
     process's filters: the background worker passes ``contextlib.nullcontext``, see tiers)."""
     # the stats count over the dispatcher's life; what this compile did is the difference
-    stats = module.kernel.stats
+    stats = runtime.machine_kernel(module).stats
     hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
     with measure("numba compile"):
         try:
             # a second process loads the machine code without numba's start-up (numba_cache)
-            if not load_cached(module.kernel, signature):
+            if not load_cached(runtime.machine_kernel(module), signature):
                 with silenced():
-                    module.kernel.compile(signature)
+                    runtime.machine_kernel(module).compile(signature)
         except Exception:
             # a truncated or corrupt numba cache file: drop it, import afresh, compile again
             kernel = runtime.kernel_module(module)
@@ -154,13 +162,13 @@ def _compile_numba(module, source, signature, measure, silenced=_numba_warnings_
             if not dropped:
                 raise
             module, _ = load_module(source, "numba", fresh=True)
-            stats = module.kernel.stats
+            stats = runtime.machine_kernel(module).stats
             hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
             with silenced():
-                module.kernel.compile(signature)
+                runtime.machine_kernel(module).compile(signature)
     # call() has checked the argument types, so it calls this overload's machine code directly
-    module.kernel_entry = module.kernel.overloads[signature].entry_point
-    stats = module.kernel.stats
+    module.kernel_entry = runtime.machine_kernel(module).overloads[signature].entry_point
+    stats = runtime.machine_kernel(module).stats
     if sum(stats.cache_hits.values()) > hits:
         return module, "machine code loaded from cache"
     if sum(stats.cache_misses.values()) > misses:
@@ -178,7 +186,7 @@ def _background(build, emitter, source, graph, inputs, arguments, notes):
     if any(node.dtype == "float32" for node in graph):
         return None
     name = module_name(source, "numba")
-    signature = _numba_signature(inputs)
+    signature = _numba_signature(inputs, emitter)
     # the machine code of its kernel is here already (this function at another loop length)
     if runtime.has_overload(runtime.kernel_module_name(source) or name, signature):
         return None
@@ -202,7 +210,8 @@ def _background(build, emitter, source, graph, inputs, arguments, notes):
     namespace.__dict__.update(np=runtime.np, _cv=runtime)
     job = tiers.NumbaJob(build.title, compile_numba, namespace.__dict__, build.start, setting("verbose"))
     job.namespace_module, job.numpy_module = namespace, twin
-    namespace.kernel_entry = tiers.first_tier(twin.kernel, inputs, arguments[0], job)
+    passed = [k for k, _ in emitter.passed]
+    namespace.kernel_entry = tiers.first_tier(twin.kernel, inputs, arguments[0], job, passed)
     if "kernel_blocks" in emitter.entry_source:
         # a long loop's row blocks (codegen/threads.py) run on the twin too until numba is ready
         namespace.kernel_blocks = namespace.kernel_entry

@@ -738,8 +738,15 @@ def has_overload(modname, signature):
     """Whether this process holds the module ``modname`` with machine code for ``signature``."""
     with _holders_lock:
         module = _modules.get(modname)
-    kernel = getattr(module, "kernel", None)
+    kernel = None if module is None else machine_kernel(module)
     return kernel is not None and tuple(signature) in getattr(kernel, "overloads", {})
+
+
+def machine_kernel(module):
+    """The function of a generated module whose machine code ``call()`` runs: ``kernel_into``
+    (the output arrays its loops fill given after the inputs) when the module has one, else
+    ``kernel``."""
+    return getattr(module, "kernel_into", None) or getattr(module, "kernel", None)
 
 
 def hold(owner, module):
@@ -886,7 +893,14 @@ class Compiled:
     def kernel(self) -> Any:
         """The numba dispatcher (numba backend; waits for a background compile) or the plain
         function (numpy backend)."""
-        return self._module.kernel
+        module = self._module
+        kernel = module.kernel
+        built = getattr(self, "_build_signature", None)
+        if kernel is not machine_kernel(module) and built is not None and not kernel.signatures:
+            # the machine code call() runs is kernel_into's; kernel (allocating the arrays it
+            # fills) compiles when first asked for, for the built types
+            kernel.compile(built)
+        return kernel
 
     @property
     def kernel_checked(self) -> Any:
@@ -937,7 +951,7 @@ class Compiled:
         records = [record]
         if self.tier != "numba":
             return records  # nobody has had the dispatcher yet: no other signature
-        for sig in self.kernel.signatures:
+        for sig in self._module.kernel.signatures:
             if tuple(sig) == tuple(built):
                 continue
             new = [

@@ -50,6 +50,7 @@ FRAME_NAMES = frozenset(
         "kernel_entry",
         "kernel_checked",
         "kernel_blocks",
+        "kernel_into",
         "call",
         "more",
         "named",

@@ -116,12 +116,15 @@ FIRST_TIER_FLOOR = 0.25
 FIRST_TIER_SHARE = 0.5
 
 
-def first_tier(numpy_kernel, inputs, outputs, job):
+def first_tier(numpy_kernel, inputs, outputs, job, passed=()):
     """The numba module's ``kernel_entry`` until numba is ready: the numpy twin's kernel with
     scalars as numpy scalars (IEEE arithmetic, as machine code), scalar results as numba boxes
-    them (Python float, int, bool) and arrays C-contiguous of the built dtype."""
+    them (Python float, int, bool) and arrays C-contiguous of the built dtype. ``passed``: the
+    positions of the outputs the machine code (``kernel_into``) writes into arrays given after
+    the inputs: those are copied there, and the others returned."""
     scalars = [(k, np.dtype(s.dtype).type) for k, s in enumerate(inputs) if s.ndim == 0]
     boxes = [(o.ndim == 0, np.dtype(o.dtype)) for o in outputs]
+    count, passed = len(inputs), list(passed)
     spent = [0.0]  # seconds in this tier's calls
 
     def kernel_entry(*args):
@@ -136,11 +139,14 @@ def first_tier(numpy_kernel, inputs, outputs, job):
                 args[k] = kind(args[k])
         try:
             with np.errstate(all="ignore"):
-                out = numpy_kernel(*args)
+                out = numpy_kernel(*args[:count])
+            for k, into in zip(passed, args[count:]):
+                into[...] = out[k]
             spent[0] += time.perf_counter() - begin
             return tuple(
                 np.asarray(o).item() if scalar else np.ascontiguousarray(o, dtype)
-                for o, (scalar, dtype) in zip(out, boxes)
+                for k, (o, (scalar, dtype)) in enumerate(zip(out, boxes))
+                if k not in passed
             )
         except Exception:
             job.wait()

@@ -28,8 +28,9 @@ def _recurrence(depth, step=lambda x, c: sg.sin(x) * x + c, names="x0 c"):
 
 
 def _kernel_lines(source):
-    """The lines of the generated ``kernel`` function."""
-    body = source.split("def kernel(", 1)[1].split("\n\n\n", 1)[0]
+    """The lines of the generated kernel's machine code (``kernel_into`` when it fills arrays given)."""
+    head = "def kernel_into(" if "def kernel_into(" in source else "def kernel("
+    body = source.split(head, 1)[1].split("\n\n\n", 1)[0]
     return body.split("\n")
 
 

@@ -53,7 +53,7 @@ def test_slice_gradients_far_apart_same_bits_on_one_and_two_threads():
     # apart to be carried in scalars): blocks run even, then odd, and the partial sums add in
     # block order
     vg, check = _stencil(6, 1.0)
-    assert "numba.prange" in vg.source and "def kernel_blocks(x):" in vg.source
+    assert "numba.prange" in vg.source and "def kernel_blocks(x, d_x):" in vg.source
     check()
 
 

@@ -1,0 +1,186 @@
+"""A compiled kernel writes the output arrays its fused loops fill into arrays the entry allocates
+and passes (``kernel_into``), instead of returning them: numba boxes every array a kernel returns
+through a Python call. ``.kernel`` still takes the inputs alone and returns every output.
+
+Each case checks values and gradients against numpy by hand and central differences, and the
+generated source for where the arrays are allocated (no timing)."""
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad import settings
+from symgrad.codegen import tiers
+
+
+def _central(f, x, h=1e-6):
+    g = np.empty_like(x)
+    for k in range(x.size):
+        up, down = x.copy(), x.copy()
+        up.flat[k] += h
+        down.flat[k] -= h
+        g.flat[k] = (f(up) - f(down)) / (2 * h)
+    return g
+
+
+def _rosen():
+    x = sg.tensor("x", ("n",))
+    return x, sg.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+def _rosen_np(x):
+    return np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+def _rosen_grad(x):
+    a = x[1:] - x[:-1] ** 2
+    g = np.zeros_like(x)
+    g[1:] += 200 * a
+    g[:-1] += -400 * a * x[:-1] - 2 * (1 - x[:-1])
+    return g
+
+
+def _section(source, start, end):
+    return source[source.index(start) : source.index(end, source.index(start))]
+
+
+def test_a_loop_filled_gradient_is_allocated_by_the_entry_and_passed_to_the_machine_code():
+    x, loss = _rosen()
+    vg = sg.value_and_grad(loss, wrt=[x], backend="numba")
+    data = np.random.default_rng(0).uniform(-1, 1, 9)
+    value, (g,) = vg(data)
+    assert value == pytest.approx(_rosen_np(data), rel=1e-14)
+    np.testing.assert_allclose(g, _rosen_grad(data), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(g, _central(_rosen_np, data), rtol=1e-6, atol=1e-6)
+    src = vg.source
+    machine = _section(src, "def kernel_into(x, d_x):", "kernel_entry = kernel_into")
+    assert "d_x = " not in machine and "d_x[" in machine  # written, never allocated, there
+    assert "    return (value,)\n" in machine  # the array is not returned
+    entry = src[src.index("def call(") :]
+    assert "d_x = np.empty((dim_n,), np.float64)" in entry
+    assert "kernel_entry(x, d_x)" in entry
+
+
+def test_each_call_returns_fresh_arrays_and_a_summed_gradient_starts_from_zero_each_call():
+    # d_b is a sum over rows into a zero-filled array: a second call must not add to the first's
+    W, b, X = sg.tensor("W", ("d", "h")), sg.tensor("b", ("h",)), sg.tensor("X", ("n", "d"))
+    loss = sg.sum(sg.tanh(X @ W + b) ** 2)
+    vg = sg.value_and_grad(loss, wrt=[W, b], inputs=[W, b, X], backend="numba")
+    rng = np.random.default_rng(1)
+    args = rng.normal(size=(3, 4)) * 0.5, rng.normal(size=4) * 0.5, rng.normal(size=(5, 3))
+
+    def f(W, b, X):
+        return np.sum(np.tanh(X @ W + b) ** 2)
+
+    t = np.tanh(args[2] @ args[0] + args[1])
+    dz = 2 * t * (1 - t * t)
+    first = vg(*args)
+    second = vg(*args)
+    for value, (dW, db) in (first, second):
+        assert value == pytest.approx(f(*args), rel=1e-13)
+        np.testing.assert_allclose(dW, args[2].T @ dz, rtol=1e-12)
+        np.testing.assert_allclose(db, dz.sum(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(db, _central(lambda b: f(args[0], b, args[2]), args[1]), rtol=1e-6)
+    assert first[1][1] is not second[1][1]
+    first[1][1][:] = 0.0  # the caller owns the array: the next call does not see it
+    np.testing.assert_allclose(vg(*args)[1][1], dz.sum(axis=0), rtol=1e-12)
+    entry = vg.source[vg.source.index("def call(") :]
+    assert "d_b = np.zeros((dim_h,), np.float64)" in entry
+
+
+def test_the_kernel_still_takes_the_inputs_and_returns_every_output_from_numba_code():
+    x, loss = _rosen()
+    vg = sg.value_and_grad(loss, wrt=[x], backend="numba")
+    kernel = vg.kernel
+    assert kernel.signatures  # compiled for the built types when asked for
+
+    @numba.njit
+    def descend(x, steps, rate):
+        for _ in range(steps):
+            out = kernel(x)
+            x = x - rate * out[1]
+        return x
+
+    data = np.array([0.5, 0.2, -0.3])
+    want = data.copy()
+    for _ in range(3):
+        want = want - 1e-3 * _rosen_grad(want)
+    np.testing.assert_allclose(descend(data, 3, 1e-3), want, rtol=1e-13)
+    value, g = vg.kernel_checked(data)
+    assert value == pytest.approx(_rosen_np(data), rel=1e-14)
+    np.testing.assert_allclose(g, _rosen_grad(data), rtol=1e-13)
+
+
+def test_an_output_given_twice_is_two_arrays_and_a_saved_module_returns_its_arrays():
+    x = sg.tensor("x", ("n",))
+    y = sg.exp(x) * x
+    f = sg.compile([y, y], backend="numba")
+    data = np.linspace(-1, 1, 5)
+    a, b = f(data)
+    np.testing.assert_allclose(a, np.exp(data) * data, rtol=1e-15)
+    np.testing.assert_allclose(b, np.exp(data) * data, rtol=1e-15)
+    assert a is not b and not np.shares_memory(a, b)
+
+
+def test_the_first_tier_fills_the_passed_arrays_until_numba_is_ready(monkeypatch):
+    monkeypatch.setattr(settings, "_explicit", {})
+    monkeypatch.delenv("SYMGRAD_COMPILE", raising=False)
+    opened = threading.Event()
+    run = tiers.NumbaJob.run
+
+    def held(job):
+        assert opened.wait(120), "the test never opened the gate"
+        run(job)
+
+    monkeypatch.setattr(tiers.NumbaJob, "run", held)
+    try:
+        with sg.config(compile="background", verbose=0):
+            x, loss = _rosen()
+            vg = sg.value_and_grad(loss * 1.5, wrt=[x], backend="numba")
+        data = np.random.default_rng(2).uniform(-1, 1, 7)
+        assert vg.tier == "numpy"
+        value, (g,) = vg(data)
+        assert value == pytest.approx(1.5 * _rosen_np(data), rel=1e-14)
+        np.testing.assert_allclose(g, 1.5 * _rosen_grad(data), rtol=1e-13)
+    finally:
+        opened.set()
+    vg.wait()
+    assert vg.tier == "numba"
+    value, (g,) = vg(data)
+    np.testing.assert_allclose(g, 1.5 * _rosen_grad(data), rtol=1e-13)
+
+
+def test_a_small_fixed_size_product_gradient_is_copied_into_a_passed_array_not_returned():
+    # xor's network: the weight gradients are small products (an instruction, not a loop): the
+    # kernel copies them into arrays the entry passes, and returns the loss alone
+    W1, b1 = sg.tensor("W1", (2, 2)), sg.tensor("b1", (2,))
+    W2, X = sg.tensor("W2", (2, 1)), sg.tensor("X", (4, 2))
+    loss = 0.5 * sg.sum(sg.sigmoid(sg.sigmoid(X @ W1 + b1) @ W2) ** 2)
+    vg = sg.value_and_grad(loss, wrt=[W1, b1, W2], inputs=[W1, b1, W2, X], backend="numba")
+    rng = np.random.default_rng(3)
+    args = rng.normal(size=(2, 2)), rng.normal(size=2), rng.normal(size=(2, 1)), rng.normal(size=(4, 2))
+
+    def sig(z):
+        return 1 / (1 + np.exp(-z))
+
+    def f(W1, b1, W2, X):
+        return 0.5 * np.sum(sig(sig(X @ W1 + b1) @ W2) ** 2)
+
+    h = sig(args[3] @ args[0] + args[1])
+    o = sig(h @ args[2])
+    do = o * o * (1 - o)
+    dh = do @ args[2].T * h * (1 - h)
+    value, (dW1, db1, dW2) = vg(*args)
+    assert value == pytest.approx(f(*args), rel=1e-13)
+    np.testing.assert_allclose(dW1, args[3].T @ dh, rtol=1e-12)
+    np.testing.assert_allclose(db1, dh.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(dW2, h.T @ do, rtol=1e-12)
+    np.testing.assert_allclose(dW1, _central(lambda W: f(W, *args[1:]), args[0]), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(dW2, _central(lambda W: f(args[0], args[1], W, args[3]), args[2]), rtol=1e-6)
+    assert dW1.flags.c_contiguous and dW1.flags.owndata and dW2.shape == (2, 1)
+    machine = _section(vg.source, "def kernel_into(", "kernel_entry = kernel_into")
+    assert "    return (value,)\n" in machine  # no array leaves the machine code by its return
+    assert machine.count("[...] = ") == 2  # the two products, copied into the passed arrays
