@@ -791,8 +791,23 @@ def _release(key, module):
         # module by name when it compiles (or loads from its cache) a new type, and would
         # otherwise cache the new machine code against a placeholder module no process has
         left = [len(dispatchers)]
-        for name in dispatchers:
-            weakref.finalize(vars(module).pop(name), _dispatcher_gone, key, left)
+        # a dispatcher another calls by name (the .kernel wrapper calls kernel_into) stays in the
+        # globals while its caller lives: numba looks it up there when the caller compiles a type
+        callees = {
+            name: [n for n in vars(module)[name].py_func.__code__.co_names if n in dispatchers and n != name]
+            for name in dispatchers
+        }
+        called = {n for names in callees.values() for n in names}
+
+        def let_go(names):
+            for n in names:
+                if n in vars(module):
+                    dispatcher = vars(module).pop(n)
+                    weakref.finalize(dispatcher, _dispatcher_gone, key, left)
+                    if callees[n]:
+                        weakref.finalize(dispatcher, let_go, callees[n])
+
+        let_go([name for name in dispatchers if name not in called])
         if not dispatchers:
             _dispatcher_gone(key, [1])
 

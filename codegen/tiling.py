@@ -37,7 +37,7 @@ def chunk_kind(node, stmts):
         return "sum"
     record = OPS[node.op]
     lanes = record.on_lanes(node)
-    if record.libm and not lanes:
+    if record.calls_libm(node) and not lanes:
         return "libm"
     if node.op == "matmul" or any(isinstance(s, (ir.If, ir.For)) for s in stmts):
         return "scalar"

@@ -564,19 +564,30 @@ POW_ON_LANES = (0.5, -0.5, 1.5)
 POW_BY_PRODUCTS = (-3, 4)
 
 
-def _pow_on_lanes(node):
-    """pow's twin on SIMD lanes: the inlined vpow when its exponent is one constant of POW_ON_LANES
-    (sqrt) or an integer in POW_BY_PRODUCTS (products), else the compiled tile kernel vpow_tile
-    (any exponent)."""
+def _pow_exponent(node):
+    """pow ``node``'s exponent as a float when it is one constant, else None."""
     b = node.inputs[1]
     if not OPS[b.op].given or "value" not in b.attrs or b.attrs["value"].size != 1:
-        return "tile"
-    k = float(b.attrs["value"].reshape(()))
-    return (
-        True
-        if k in POW_ON_LANES or (k.is_integer() and POW_BY_PRODUCTS[0] <= k <= POW_BY_PRODUCTS[1])
-        else "tile"
-    )
+        return None
+    return float(b.attrs["value"].reshape(()))
+
+
+def _pow_by_products(node):
+    k = _pow_exponent(node)
+    return k is not None and k.is_integer() and POW_BY_PRODUCTS[0] <= k <= POW_BY_PRODUCTS[1]
+
+
+def _pow_on_lanes(node):
+    """pow's twin on SIMD lanes: the inlined vpow when its exponent is one constant of POW_ON_LANES
+    (sqrt), none for an integer in POW_BY_PRODUCTS (its scalar spelling, vpow's products, is
+    arithmetic LLVM vectorises where it stands), else the compiled tile kernel vpow_tile."""
+    if _pow_by_products(node):
+        return False
+    return True if _pow_exponent(node) in POW_ON_LANES else "tile"
+
+
+def _pow_calls_libm(node):
+    return not _pow_by_products(node)
 
 
 def _pow_base_rule(g, a, b, out):
@@ -605,8 +616,8 @@ binary("div", (lambda g, a, b, out: g / b, lambda g, a, b, out: -(g * out) / b),
        infer=_float_binary, builder=div, lower="{0} / {1}", infix="/", precedence=2, numpy=np.divide,
        parse=("div", "divide", "true_divide"), to_sympy=lambda a, b: a / b)
 binary("pow", (_pow_base_rule, _pow_exponent_rule), "d(a^b) = b a^(b-1) da + a^b log(a) db",
-       infer=_float_binary, builder=pow, lower="{0} ** {1}", scalar="np.power({0}, {1})", numpy=np.power,
-       parse=("pow", "power"), libm=True, vector=_pow_on_lanes, infix="**", precedence=4,
+       infer=_float_binary, builder=pow, lower="{0} ** {1}", scalar="_rt.vpow({0}, {1})", numpy=np.power,
+       parse=("pow", "power"), libm=_pow_calls_libm, vector=_pow_on_lanes, infix="**", precedence=4,
        to_sympy=lambda a, b: a**b)
 binary("maximum", (lambda g, a, b, out: where(a > b, g, 0), lambda g, a, b, out: where(a > b, 0, g)),
        "d max(a, b): to a where a > b, else to b", commutative=True, builder=maximum, sympy=sympy.Max)

@@ -109,7 +109,7 @@ class OpDef:
     elementwise: bool = False
     arity: Optional[int] = None
     boolean: bool = False
-    libm: bool = False
+    libm: object = False  # True, or node -> bool (see calls_libm)
     vector: object = False  # True, "tile", or node -> either (see on_lanes)
     # the arithmetic twin holds for |x| up to a bound only (no Payne-Hanek reduction): the runtime's
     # v<name>_far(x) says x is beyond it, and a pass on lanes that met one runs again on libm
@@ -172,6 +172,11 @@ class OpDef:
     # (concatenate: the concatenation of the tangents, not a sum of zero-padded blocks)
     jvp_joint: Optional[Callable] = None
     part: bool = False  # the node is result attrs["index"] of its tuple-valued operand
+
+    def calls_libm(self, node):
+        """Whether ``node``'s scalar spelling is a libm call (``libm``: True, or a predicate of the
+        node: pow by a small integer is products)."""
+        return bool(self.libm(node) if callable(self.libm) else self.libm)
 
     def on_lanes(self, node):
         """Whether ``node`` (of this op) has the numba runtime's arithmetic twin ``v<name>``, which a

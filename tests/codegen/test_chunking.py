@@ -89,7 +89,8 @@ def test_source_is_the_compiled_text_and_kernel_is_callable_from_njit_code():
     x0, c, states = _recurrence(300)
     vg = sg.value_and_grad(states[-1], wrt=[x0, c])
     with open(vg.kernel.py_func.__code__.co_filename, encoding="utf-8") as fh:
-        assert fh.read() == vg.source
+        kernel_text = fh.read()  # the kernel's module of its own: the source up to its end
+    assert vg.source.startswith(kernel_text) and "def kernel(" in kernel_text
     assert inspect.getsource(vg.kernel.py_func) in vg.source
     kernel = vg.kernel
 

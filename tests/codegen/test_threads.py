@@ -62,7 +62,7 @@ def test_rosenbrock_gradient_carried_in_scalars_same_bits_on_one_and_two_threads
     # scalar from row to row (fusion.carry_scatters): each block computes it again from the row
     # before its first (the halo), and the last rows run once more for the element after the loop
     vg, check = _stencil(1, 100.0)
-    assert "d_x_next_b" in vg.source and "def kernel_blocks(x):" in vg.source
+    assert "d_x_next_b" in vg.source and "def kernel_blocks(x, d_x):" in vg.source
     check()
 
 

@@ -23,10 +23,8 @@ def _central(f, x, h=1e-6):
 def _kernel(source):
     """The machine code's function, and the entry (which allocates the arrays ``kernel_into`` fills)."""
     head = "def kernel_into(" if "def kernel_into(" in source else "def kernel("
-    return (
-        source[source.index(head) : source.index("kernel_entry = kernel")]
-        + source[source.index("def call(") :]
-    )
+    start = source.index(head)
+    return source[start : source.index("\n\n\n", start)] + source[source.index("def call(") :]
 
 
 def _check(vg, f, grad, x):
