@@ -420,8 +420,10 @@ class Emitter:
     def copies_into_passed(self, node):
         """Does ``kernel_into`` copy the output ``node`` into an array the entry passes, rather
         than return it? For an array of at most ``COPIED_OUTPUT`` elements (fixed shape): copying
-        it costs less than numba's boxing of a returned array."""
-        if self.interpreted or self.standalone or node.ndim == 0:
+        it costs less than numba's boxing of a returned array. Not in a kernel whose loops count in
+        an input's length (``self.trip``): its text is the same for every length, whatever the
+        outputs' sizes at the traced one."""
+        if self.interpreted or self.standalone or node.ndim == 0 or self.trip is not None:
             return False
         return all(isinstance(d, int) for d in node.shape) and math.prod(node.shape) <= COPIED_OUTPUT
 
