@@ -351,7 +351,9 @@ class Emitter:
                 # a small array an instruction makes (a small product): copied into a passed one
                 target = ir.Var("out", node.dtype, node.shape, name=self.namer.claim(oname))
                 self.passed.append((k, ir.Alloc(target)))
-                body.append(f"{self.name_of(target)}[...] = {ref}")
+                # (through the runtime's put, compiled once: numba's own array assignment compiles
+                # its shape-mismatch message into the kernel, seconds of build)
+                body.append(f"_rt.put({self.name_of(target)}, {ref})")
                 continue
             returned.append(ref)
         body.append(f"return ({', '.join(returned)},)" if returned else "return ()")
