@@ -5,15 +5,12 @@ through a Python call. ``.kernel`` still takes the inputs alone and returns ever
 Each case checks values and gradients against numpy by hand and central differences, and the
 generated source for where the arrays are allocated (no timing)."""
 
-import threading
-
 import numba
 import numpy as np
 import pytest
 
 import symgrad as sg
 from symgrad import settings
-from symgrad.codegen import tiers
 
 
 def _central(f, x, h=1e-6):
@@ -125,17 +122,9 @@ def test_an_output_given_twice_is_two_arrays_and_a_saved_module_returns_its_arra
     assert a is not b and not np.shares_memory(a, b)
 
 
-def test_the_first_tier_fills_the_passed_arrays_until_numba_is_ready(monkeypatch):
+def test_the_first_tier_fills_the_passed_arrays_until_numba_is_ready(monkeypatch, gate):
     monkeypatch.setattr(settings, "_explicit", {})
     monkeypatch.delenv("SYMGRAD_COMPILE", raising=False)
-    opened = threading.Event()
-    run = tiers.NumbaJob.run
-
-    def held(job):
-        assert opened.wait(120), "the test never opened the gate"
-        run(job)
-
-    monkeypatch.setattr(tiers.NumbaJob, "run", held)
     try:
         with sg.config(compile="background", verbose=0):
             x, loss = _rosen()
@@ -146,7 +135,7 @@ def test_the_first_tier_fills_the_passed_arrays_until_numba_is_ready(monkeypatch
         assert value == pytest.approx(1.5 * _rosen_np(data), rel=1e-14)
         np.testing.assert_allclose(g, 1.5 * _rosen_grad(data), rtol=1e-13)
     finally:
-        opened.set()
+        gate.set()
     vg.wait()
     assert vg.tier == "numba"
     value, (g,) = vg(data)

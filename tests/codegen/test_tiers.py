@@ -26,21 +26,6 @@ def fresh_settings(monkeypatch):
     sg.config(verbose=0)
 
 
-@pytest.fixture
-def gate(monkeypatch):
-    """Background compiles wait until the test sets the returned event."""
-    opened = threading.Event()
-    run = tiers.NumbaJob.run
-
-    def held(job):
-        assert opened.wait(120), "the test never opened the gate"
-        run(job)
-
-    monkeypatch.setattr(tiers.NumbaJob, "run", held)
-    yield opened
-    opened.set()
-
-
 def _mlp_loss():
     W = sg.tensor("W", ("d", "h"))
     X = sg.tensor("X", ("n", "d"))

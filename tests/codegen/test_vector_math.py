@@ -396,21 +396,22 @@ def test_the_far_flag_is_the_reduction_range():
     np.testing.assert_array_equal(far(x), [False, False, False, False, True, True, True, False])
 
 
+@numba.njit(error_model="numpy")
+def _loop_vpow(a, b):
+    out = np.empty_like(a)
+    for i in range(a.size):
+        out[i] = rt.vpow(a[i], b)
+    return out
+
+
 @pytest.mark.parametrize("exponent", [0.5, -0.5, 1.5])
 def test_pow_sqrt_forms_are_within_two_ulp_with_powers_special_values(exponent):
-    @numba.njit(error_model="numpy")
-    def loop(a, b):
-        out = np.empty_like(a)
-        for i in range(a.size):
-            out[i] = rt.vpow(a[i], b)
-        return out
-
     x = np.concatenate([np.abs(_MORE_DATA), _MORE_DATA[:1000], _EDGES])
     with np.errstate(all="ignore"):
         # pow's values (C99's, libm's, as numba's np.power has them): numpy's power by a scalar
         # 0.5 is sqrt instead (-0.0 at -0.0, nan at -inf); by an array of 0.5, pow's
         want = np.power(x, np.full_like(x, exponent))
-    _check_ulps(f"pow(x, {exponent})", x, loop(x, exponent), want)
+    _check_ulps(f"pow(x, {exponent})", x, _loop_vpow(x, exponent), want)
 
 
 @pytest.mark.parametrize("exponent", [0.0, 1.0, 2.0, 3.0, 4.0, -1.0, -2.0, -3.0])
@@ -419,23 +420,16 @@ def test_pow_by_a_small_integer_is_products_within_two_ulp_away_from_subnormal_r
     pow wherever neither pow nor an intermediate product is subnormal (their rounding is coarser
     there), and pow's values at 0, -0, inf and nan everywhere."""
 
-    @numba.njit(error_model="numpy")
-    def loop(a, b):
-        out = np.empty_like(a)
-        for i in range(a.size):
-            out[i] = rt.vpow(a[i], b)
-        return out
-
     x = np.concatenate([_MORE_DATA, -_MORE_DATA[:1000], _EDGES])
     with np.errstate(all="ignore"):
         want = np.power(x, np.full_like(x, exponent))
         tiny = np.finfo(np.float64).tiny
         keep = ~((np.abs(want) < tiny) & (want != 0)) & ~(np.abs(x) ** abs(exponent) < tiny)
-    got = loop(x, exponent)
+    got = _loop_vpow(x, exponent)
     _check_ulps(f"pow(x, {exponent})", x[keep], got[keep], want[keep])
     edges = np.array([0.0, -0.0, np.inf, -np.inf, np.nan])
     with np.errstate(all="ignore"):
-        np.testing.assert_array_equal(loop(edges, exponent), np.power(edges, np.full(5, exponent)))
+        np.testing.assert_array_equal(_loop_vpow(edges, exponent), np.power(edges, np.full(5, exponent)))
 
 
 def test_pow_by_a_small_integer_keeps_its_loop_on_lanes():
