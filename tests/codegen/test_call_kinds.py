@@ -37,6 +37,8 @@ KINDS = {
     "0-d float32 array": lambda v: np.array(v, dtype=np.float32),
     "int": lambda v: int(round(v * 10)),
     "np.int64": lambda v: np.int64(round(v * 10)),
+    "0-d int array": lambda v: np.array(round(v * 10)),
+    "0-d bool array": lambda v: np.array(v > 0),
 }
 
 
@@ -52,6 +54,23 @@ def test_any_mix_of_positional_and_keyword_arguments_binds_the_same(vg3, n_posit
     for order in itertools.permutations(range(n_positional, 3)):
         named = {names[k]: ARGS[k] for k in order}
         close(vg3(*ARGS[:n_positional], **named), expected(*ARGS))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_scalar_kind_binds_by_keyword_in_any_order_and_mix(vg3, kind):
+    values = [KINDS[kind](v) for v in ARGS]
+    want = expected(*[float(v) for v in values])
+    names = ("x", "y", "z")
+    for n_positional in range(4):
+        for order in itertools.permutations(range(n_positional, 3)):
+            close(vg3(*values[:n_positional], **{names[k]: values[k] for k in order}), want)
+
+
+def test_arguments_of_different_kinds_mix_by_position_and_keyword(vg3):
+    # one call, three kinds: the machine code reads each as float() does
+    got = vg3(np.float64(0.7), z=np.array(2.5, dtype=np.float32), y=np.array(-13))
+    close(got, expected(0.7, -13.0, float(np.float32(2.5))))
+    close(vg3(np.array(0.7), np.float32(-1.3), z=3), expected(0.7, float(np.float32(-1.3)), 3.0))
 
 
 def test_a_keyword_call_leaves_the_callers_dict_alone(vg3):
@@ -70,6 +89,18 @@ def test_a_keyword_call_leaves_the_callers_dict_alone(vg3):
         (lambda f: f(z=1.0), "missing arguments 'x', 'y'"),
         (lambda f: f(0.7, -1.3, 2.5, 4.0), r"takes 3 arguments \(x, y, z\), got 4"),
         (lambda f: f(0.7, -1.3, 2.5, 4.0, x=1.0), r"takes 3 arguments \(x, y, z\), got 4"),
+        (lambda f: f(), "missing arguments 'x', 'y', 'z'"),
+        (lambda f: f(np.array(0.7), -1.3, 2.5, x=np.array(1.0)), "got argument 'x' twice"),
+        (lambda f: f(0.7, -1.3, z=2.5, y=1.0), "got argument 'y' twice"),
+        (lambda f: f(np.float64(0.7), y=-1.3, x=0.7, z=2.5), "got argument 'x' twice"),
+        (lambda f: f(0.7, -1.3, 2.5, q=1.0), "unexpected argument 'q'; its inputs are x, y, z"),
+        (lambda f: f(x=0.7, y=-1.3, z=2.5, w=1.0), "unexpected argument 'w'; its inputs are x, y, z"),
+        (lambda f: f(X=0.7, y=-1.3, z=2.5), "unexpected argument 'X'; its inputs are x, y, z"),
+        (
+            lambda f: f(np.array(0.7), np.float64(-1.3), 2.5, np.array(4.0)),
+            r"takes 3 arguments \(x, y, z\), got 4",
+        ),
+        (lambda f: f(0.7, -1.3, 2.5, 4.0, 5.0), r"takes 3 arguments \(x, y, z\), got 5"),
     ],
 )
 def test_arguments_that_cannot_bind_are_input_errors_naming_them(vg3, call, message):
@@ -101,6 +132,22 @@ def test_scalar_arguments_of_the_wrong_kind_are_input_errors(vg3, value, message
         vg3(value, -1.3, 2.5)
 
 
+@pytest.mark.parametrize(
+    ("named", "message"),
+    [
+        ({"x": "1.5", "y": -1.3, "z": 2.5}, "argument 'x' must be a float64 scalar, got str"),
+        ({"z": np.array([2.5]), "y": -1.3}, r"argument 'z' must be a scalar, got an array of shape \(1,\)"),
+        ({"y": np.array(1 + 2j), "z": 2.5}, "argument 'y' must be a float64 scalar, got complex128"),
+        ({"y": np.array("1.5"), "z": 2.5}, "argument 'y' must be a float64 scalar, got str_"),
+        ({"z": None, "y": -1.3}, "argument 'z' must be a float64 scalar, got NoneType"),
+    ],
+)
+def test_scalar_arguments_of_the_wrong_kind_by_keyword_are_input_errors_naming_them(vg3, named, message):
+    given = 3 - len(named)  # the rest by position
+    with pytest.raises(sg.InputError, match=message):
+        vg3(*ARGS[:given], **named)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_array_argument_kinds_give_the_float64_array_result(backend):
     x = sg.tensor("x", ("n",))
@@ -121,6 +168,16 @@ def test_array_argument_kinds_give_the_float64_array_result(backend):
     assert not read_only.flags.writeable and np.array_equal(read_only, a)
     ints = np.arange(-3, 4)
     np.testing.assert_allclose(vg(ints)[0], np.sum(ints[1:] * ints[:-1] + np.sin(ints[:-1])), rtol=1e-14)
+    for call, message in [
+        (lambda: vg(x=np.ones((2, 2))), r"argument 'x' must have rank 1, got an array of shape \(2, 2\)"),
+        (lambda: vg(x=np.array(0.7)), r"argument 'x' must have rank 1, got an array of shape \(\)"),
+        (lambda: vg(a, x=a), "got argument 'x' twice"),
+        (lambda: vg(y=a), "unexpected argument 'y'; its inputs are x"),
+        (lambda: vg(a, a), r"takes 1 argument \(x\), got 2"),
+        (lambda: vg(), "missing argument 'x'"),
+    ]:
+        with pytest.raises(sg.InputError, match=message):
+            call()
 
 
 # ---- the kinds a compiled entry passes to the machine code as they are (runtime.direct_<dtype>)
@@ -291,3 +348,4 @@ def test_two_d_arrays_of_any_layout_and_integer_dtype_give_numpys_result():
         value, doubled = f(arg)
         assert value == pytest.approx(float(np.sum(np.sin(want) * want[:, :1])), rel=1e-14)
         np.testing.assert_array_equal(doubled, want * 2.0)
+
