@@ -18,7 +18,7 @@ from symgrad.graph import dim_str, topo_order
 from symgrad.ops.registry import OPS
 from symgrad._version import __version__
 from . import branches, ir, rolling
-from .runtime import DIRECT_SCALARS, KERNEL_END
+from .runtime import DIRECT_SCALARS, KERNEL_END, RANK_READ_BY_KERNEL
 from .threads import MIN_ROWS
 from .schedule import (
     Namer,
@@ -829,6 +829,16 @@ class Emitter:
         # count) is bound by name in _cv.call_by_name, which raises InputError naming the problem
         # positional arguments fill the parameters in order: when the last one is given, all are
         read = {"MISSING"}  # the runtime's names the entry reads (as module globals: see entry_globals)
+        # scalars whose 0-d arrays the entry passes on without testing the rank: the machine code's
+        # read refuses another rank with a TypeError, which the entry turns into InputError
+        # (not on a long loop's row blocks, whose threads would raise it)
+        rank_by_kernel = [
+            (s, p)
+            for s, p in zip(inputs, params)
+            if s.ndim == 0
+            and s.dtype in RANK_READ_BY_KERNEL
+            and not (self.interpreted or self.standalone or self.row_extents)
+        ]
         missing = f" or {params[-1]} is _MISSING" if params else ""
         signature = (
             ", ".join(f"{p}=_MISSING" for p in params) + ", /, *more, **named" if params else "*more, **named"
@@ -861,7 +871,8 @@ class Emitter:
                     # 1/0 and 10.0**400 and turn (-8.0)**(1/3) complex
                     lines.append(f"    {p} = _cv.numpy_scalar({p}, {label}, {s.dtype!r})")
                 else:
-                    lines += direct_scalar_lines(p, label, s.dtype, self.standalone, read)
+                    rank = p not in {q for _, q in rank_by_kernel}
+                    lines += direct_scalar_lines(p, label, s.dtype, self.standalone, read, rank)
             else:
                 # C-contiguous and aligned (flags 0x101), as the compiled code's types assume; a
                 # read-only array goes to the machine code as it is (a kernel never writes its inputs)
@@ -931,6 +942,11 @@ class Emitter:
                 )
                 lines.append("    else:")
                 lines.append(f"        out = {call}")
+            elif rank_by_kernel:
+                # numba read an array of rank > 0 for a scalar: the InputError naming it
+                checks = "".join(f"({p}, {literal(s.name)}, {s.dtype!r}), " for s, p in rank_by_kernel)
+                lines += ["    try:", f"        out = {call}", "    except TypeError as error:"]
+                lines.append(f"        raise _cv.rank_refused(error, ({checks})) from None")
             else:
                 lines.append(f"    out = {call}")
             # machine code boxes every float scalar as a Python float (float64) and every int
@@ -985,7 +1001,7 @@ def entry_globals(names):
     return lines + ["", ""] if lines else []
 
 
-def direct_scalar_lines(p, label, dtype, typed_by_kind=False, read=None):
+def direct_scalar_lines(p, label, dtype, typed_by_kind=False, read=None, rank=True):
     """The entry's lines for the scalar parameter ``p`` of a compiled kernel: the kinds the machine
     code reads as ``runtime.scalar`` would convert them go to it as they are, with no call:
     ``runtime.direct_<dtype>`` (one set lookup of the type, the Python float's test for a float64),
@@ -994,7 +1010,9 @@ def direct_scalar_lines(p, label, dtype, typed_by_kind=False, read=None):
     or refused by ``runtime.scalar``. ``typed_by_kind``: the kernel is numba's dispatcher (a saved
     module), which would compile a new version for another kind, so only the kinds numba types as
     ``dtype`` go as they are (``runtime.typed_<dtype>``). The runtime names the lines read are
-    added to ``read`` (bound as module globals by ``entry_globals``)."""
+    added to ``read`` (bound as module globals by ``entry_globals``). ``rank=False``: a 0-d array's
+    rank is not tested (an array of any rank of the dtype goes on; the machine code's read refuses
+    it, see ``runtime.RANK_READ_BY_KERNEL``)."""
     read = set() if read is None else read
     convert = f"{p} = _cv.scalar({p}, {label}, {dtype!r})"
     if dtype not in DIRECT_SCALARS:
@@ -1005,7 +1023,7 @@ def direct_scalar_lines(p, label, dtype, typed_by_kind=False, read=None):
     read |= {f"direct_{dtype}", "ndarray", dtype}
     zero_d = [
         f"if type({p}) is _ndarray:",
-        f"    if {p}.dtype is not _{dtype} or {p}.ndim:",
+        f"    if {p}.dtype is not _{dtype}{f' or {p}.ndim' if rank else ''}:",
         f"        {convert}",
     ]
     in_range = [

@@ -83,6 +83,27 @@ typed_float32 = frozenset([np.float32])
 typed_int64 = frozenset([np.int64])
 typed_bool = frozenset([np.bool_, _builtin_bool])
 DIRECT_SCALARS = ("float64", "float32", "int64", "bool")  # the dtypes with direct_ and typed_ sets
+
+
+def _reads_refuse_arrays():
+    """Do float() and int() (numba's reads of a float and an int parameter) raise TypeError for
+    an array of rank > 0? NumPy 2 does (numba's entry then raises TypeError); NumPy 1.25-1.26
+    give a size-1 array's value with a DeprecationWarning. bool() takes a size-1 array in both."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for read, one in ((float, np.ones(1)), (int, np.ones(1, dtype=np.int64))):
+            try:
+                read(one)
+            except TypeError:
+                continue
+            return False
+    return True
+
+
+# the parameter dtypes whose 0-d arrays the entry tests for dtype alone: the machine code's read
+# refuses any other rank, and the entry's ``except TypeError`` names the argument (see
+# emit.direct_scalar_lines); a test of the rank costs a 0-d array's call ~10 %
+RANK_READ_BY_KERNEL = ("float64", "float32", "int64") if _reads_refuse_arrays() else ()
 _load_lock = threading.Lock()
 
 
@@ -148,6 +169,18 @@ def scalar(value, name, dtype):
             raise InputError(f"argument {name!r}: {value} does not fit in {dtype}")
         return np.dtype(dtype).type(value) if dtype != "int64" else int(value)
     return np.dtype(dtype).type(value)
+
+
+def rank_refused(error, checks):
+    """The InputError naming the scalar argument the machine code's read refused with ``error``
+    (an array of rank > 0: see ``RANK_READ_BY_KERNEL``), or ``error`` when each of the
+    (value, name, dtype) ``checks`` is a scalar of its parameter."""
+    for value, name, dtype in checks:
+        try:
+            scalar(value, name, dtype)
+        except InputError as refused:
+            return refused
+    return error
 
 
 def numpy_scalar(value, name, dtype):

@@ -136,6 +136,9 @@ def first_tier(numpy_kernel, inputs, outputs, job, passed=()):
         if scalars:
             args = list(args)
             for k, kind in scalars:
+                if type(args[k]) is np.ndarray and args[k].ndim:
+                    # as numba's read of a scalar refuses it (the entry names the argument)
+                    raise TypeError(f"a scalar argument is an array of rank {args[k].ndim}")
                 args[k] = kind(args[k])
         try:
             with np.errstate(all="ignore"):

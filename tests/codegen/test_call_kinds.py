@@ -349,3 +349,51 @@ def test_two_d_arrays_of_any_layout_and_integer_dtype_give_numpys_result():
         assert value == pytest.approx(float(np.sum(np.sin(want) * want[:, :1])), rel=1e-14)
         np.testing.assert_array_equal(doubled, want * 2.0)
 
+
+# ---- a scalar given as an array of rank > 0 (the machine code's read refuses it: runtime.RANK_READ_BY_KERNEL)
+
+
+@pytest.mark.parametrize("bad", [np.array([0.5]), np.ones((1, 1)), np.array([0.5, 1.5])])
+def test_a_scalar_given_as_an_array_of_rank_above_zero_is_an_input_error_naming_it(bad):
+    p, q = sg.scalars("p q")
+    f = sg.compile(p * q - sg.sin(q), inputs=[p, q])
+    shape = re_shape(bad.shape)
+    with pytest.raises(sg.InputError, match=rf"argument 'q' must be a scalar, got an array of shape {shape}"):
+        f(0.5, bad)
+    with pytest.raises(sg.InputError, match=rf"argument 'p' must be a scalar, got an array of shape {shape}"):
+        f(q=2.0, p=bad)
+    assert f(np.array(0.5), q=np.array(2.0)) == pytest.approx(0.5 * 2.0 - math.sin(2.0), rel=1e-15)
+
+
+def re_shape(shape):
+    return str(shape).replace("(", r"\(").replace(")", r"\)")
+
+
+def test_a_type_error_of_the_machine_code_not_about_an_argument_is_raised_as_it_was(monkeypatch):
+    p, q = sg.scalars("p q")
+    f = sg.compile(p * q + sg.cos(q), inputs=[p, q])
+    error = TypeError("raised by the kernel")
+
+    def kernel_entry(*args):
+        raise error
+
+    monkeypatch.setitem(f._entry.__globals__, "kernel_entry", kernel_entry)
+    with pytest.raises(TypeError) as raised:
+        f(np.array(0.5), 2.0)
+    assert raised.value is error
+    with pytest.raises(sg.InputError, match=r"argument 'q' must be a scalar, got an array of shape \(1,\)"):
+        f(0.5, np.array([2.0]))
+
+
+def test_where_float_reads_a_size_one_array_the_entry_tests_the_rank_itself(monkeypatch):
+    # NumPy 1.25-1.26: float(np.ones(1)) is 1.0 (with a DeprecationWarning), so numba's read
+    # would take a (1,)-array for a scalar: the entry tests a 0-d array's rank before the call
+    from symgrad.codegen import emit
+
+    monkeypatch.setattr(emit, "RANK_READ_BY_KERNEL", ())
+    p, q = sg.scalars("p q")
+    f = sg.compile(p * q - sg.tanh(q), inputs=[p, q])
+    assert "q.ndim" in f.source and "rank_refused" not in f.source
+    with pytest.raises(sg.InputError, match=r"argument 'q' must be a scalar, got an array of shape \(1,\)"):
+        f(0.5, np.array([2.0]))
+    assert f(np.array(0.5), np.array(2.0)) == pytest.approx(0.5 * 2.0 - math.tanh(2.0), rel=1e-15)

@@ -369,3 +369,24 @@ def test_the_twin_of_a_rolled_tensor_loop_keeps_its_array_statements(gate):
     value2, grad2 = vg(Wv, h0v, xv)
     np.testing.assert_allclose(value2, value, rtol=1e-12)
     np.testing.assert_allclose(grad2, grad, rtol=1e-12, atol=1e-14)
+
+
+def test_a_scalar_given_as_an_array_of_rank_one_is_an_input_error_on_either_tier(gate):
+    # the numba entry leaves a 0-d array's rank to the machine code's read, which refuses any
+    # other rank; the first tier refuses it the same way
+    u, v = sg.scalars("u v")
+    vg = sg.value_and_grad(u * sg.cos(v) + v * v, wrt=[u, v], inputs=[u, v])
+    assert vg.tier == "numpy"
+    for tier in ("numpy", "numba"):
+        if tier == "numba":
+            gate.set()
+            vg.wait()
+        assert vg.tier == tier
+        for bad, shape in [(np.array([0.5]), r"\(1,\)"), (np.ones((1, 1)), r"\(1, 1\)")]:
+            with pytest.raises(
+                InputError, match=rf"argument 'v' must be a scalar, got an array of shape {shape}"
+            ):
+                vg(0.3, bad)
+        value, (du, dv) = vg(np.array(0.3), v=np.array(0.5))
+        assert value == pytest.approx(0.3 * np.cos(0.5) + 0.25, rel=1e-15)
+        assert (du, dv) == pytest.approx((np.cos(0.5), -0.3 * np.sin(0.5) + 1.0), rel=1e-15)
