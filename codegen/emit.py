@@ -619,14 +619,18 @@ class Emitter:
             if v.name:
                 name = v.name
             elif v.scalar or v.naming is not None:
-                name = self.namer.derive(
-                    v.node, [self.short(o) for o in (v.naming if v.naming is not None else v.operands)]
-                )
+                names = [self.short(o) for o in (v.naming if v.naming is not None else v.operands)]
+                if self.trip is not None and _commutes(v):
+                    names.sort()  # (see print_statement)
+                name = self.namer.derive(v.node, names)
             elif len(v.operands) > 2:
                 # named by its op alone (Namer.derive): the operands (a stack's T rows) claim no names here
                 name = self.namer.claim(v.node.op)
             else:
-                name = self.namer.derive(v.node, [self.code(o) for o in v.operands])
+                names = [self.code(o) for o in v.operands]
+                if self.trip is not None and _commutes(v):
+                    names.sort()  # (see print_statement)
+                name = self.namer.derive(v.node, names)
         elif isinstance(v, ir.Var) and v.name:
             name = v.name
         elif isinstance(v, ir.Var) and v.derive is not None:
@@ -788,6 +792,14 @@ class Emitter:
     def print_statement(self, stmt):
         if isinstance(stmt, ir.Instr):
             args = [self.code(o) for o in stmt.operands]
+            if self.trip is not None and _commutes(stmt) and args[1] < args[0]:
+                # in a kernel of the trip count, a sum or product of two operands in the order of
+                # their text: the graph orders them by digests of its nodes, which differ with the
+                # traced length (the text would too); a + b and b + a are one float
+                args.reverse()
+                stmt.operands.reverse()
+                if stmt.naming is not None and len(stmt.naming) == 2:
+                    stmt.naming = stmt.naming[::-1]
             if (
                 self.serial
                 and stmt.serial
@@ -998,6 +1010,16 @@ class Emitter:
                 lines.append(f"    out = ({', '.join(boxed)},)")
         lines.append(f"    return {structure}")
         return entry_globals(read) + lines
+
+
+def _commutes(stmt):
+    """Is ``stmt`` an add or a mul whose two operands may trade places in its text (one dtype;
+    one shape, or elements of a fused loop)?"""
+    node = stmt.node
+    if node.op not in ("add", "mul") or len(stmt.operands) != 2:
+        return False
+    a, b = node.inputs
+    return a.dtype == b.dtype and (stmt.scalar or a.shape == b.shape)
 
 
 def passed_outputs(block, outputs, value):

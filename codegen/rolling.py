@@ -53,8 +53,18 @@ def trip_count(nodes, loops, inputs, names):
     """The ``TripCount`` of ``loops`` (``schedule.Loop`` over ``nodes``), or None: the length of
     the axis the loops read per step (``xs[t]``, ``obs[i]``), when they all read one length and
     an input (``inputs``, named in the kernel by ``names``: id -> parameter) has an axis of it.
-    A loop is tied to it when it reads along that axis, or reads an array a tied loop stored."""
+    A loop is tied to it when it reads along that axis, reads an array a tied loop stored, or
+    computes values a stack of that length collects."""
     sizes, sources = set(), []
+    # the statements whose values a stack of per-step values collects (``np.stack``): its length
+    collected = {}
+    for node in nodes:
+        if (
+            node.op == "concatenate"
+            and node.attrs.get("axis") == 0
+            and all(stack_row(i) for i in node.inputs)
+        ):
+            collected.update((id(i.inputs[0]), len(node.inputs)) for i in node.inputs)
     reads = []  # per loop: whether it reads along an axis per step
     for loop in loops:
         members = loop.body(nodes) + [nodes[reader.start + j] for reader, j, _ in loop.extra]
@@ -69,6 +79,9 @@ def trip_count(nodes, loops, inputs, names):
                     if node.shape != shape:  # a read of the array's rows (not the adjoint writing one)
                         sources.append((node.inputs[0], p))
         reads.append(found)
+        sizes.update(
+            collected[id(nodes[p])] for p in range(loop.start, loop.stop) if id(nodes[p]) in collected
+        )
     if len(sizes) != 1:
         return None
     (size,) = sizes
@@ -88,7 +101,8 @@ def trip_count(nodes, loops, inputs, names):
         specs = [spec for specs in loop.operands for spec in specs]
         specs += [spec for _, _, more in loop.extra for spec in more] + list(loop.hoisted.values())
         stacked = any(spec[0] == "stacked" and spec[1] in tied for spec in specs)
-        if (reads[k] or stacked) and loop.count <= size:
+        stacks = any(collected.get(id(nodes[p])) == size for p in range(loop.start, loop.stop))
+        if (reads[k] or stacked or stacks) and loop.count <= size:
             tied.add(k)
     if not tied:
         return None
@@ -164,10 +178,13 @@ def time_axes(nodes, loops, trip):
                         link(i, a, node, a)
             if axis == 0 and len(ins) == size and all(stack_row(i) for i in ins):
                 seeds.append((id(node), 0))
-        elif node.op == "matmul" and ins[0].ndim == 2 and ins[1].ndim == 2:
-            link(ins[0], 0, node, 0)
-            link(ins[1], 1, node, 1)
-            link(ins[0], 1, ins[1], 0)
+        elif node.op == "matmul" and ins[0].ndim <= 2 and ins[1].ndim <= 2 and ins[0].ndim + ins[1].ndim > 2:
+            a, b = ins
+            if a.ndim == 2:
+                link(a, 0, node, 0)
+            if b.ndim == 2:
+                link(b, 1, node, node.ndim - 1)
+            link(a, a.ndim - 1, b, 0)
         elif node.op == "transpose":
             for q, a in enumerate(node.attrs["axes"]):
                 link(ins[0], a, node, q)
