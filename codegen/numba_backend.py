@@ -185,7 +185,7 @@ class NumbaEmitter(Emitter):
         axes = node.attrs["axes"]
         if len(axes) == x.ndim:
             full = f"{fn}({args[0]})"
-            return f"np.full({shape_text(node.shape)}, {full})" if node.attrs["keepdims"] else full
+            return f"np.full({shape_text(self.dims(node))}, {full})" if node.attrs["keepdims"] else full
         rows, _ = self._rows(node, args[0])
         return f"_rt.{helper}({rows}).reshape({shape_text(self.dims(node))})"
 
@@ -232,7 +232,7 @@ class NumbaEmitter(Emitter):
     def _mask(self, helper, node, args):
         x = node.inputs[0]
         rows, perm = self._rows(node, args[0])
-        moved_shape = shape_text([x.shape[i] for i in perm])
+        moved_shape = shape_text([self.dims(x)[i] for i in perm])
         inverse = tuple(perm.index(i) for i in range(x.ndim))
         text = f"_rt.{helper}({rows}).reshape({moved_shape})"
         return text if inverse == tuple(range(x.ndim)) else f"np.transpose({text}, {inverse})"

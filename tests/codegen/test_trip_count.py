@@ -181,6 +181,7 @@ def test_a_stack_of_scalar_states_counts_in_the_trip_count():
         assert "concatenate[(dim_obs_0 - 1)] = " in kernel  # the last step's value, from the end
 
 
+@pytest.mark.slow
 def test_the_shortest_loops_that_roll_and_the_longest_that_do_not():
     # the RNN's gradient with d_xs rolls from T = 6 (a loop needs 4 steps); at 5 it stays
     # unrolled; either way the numbers are the unrolled graph's, and a wrong length is refused
