@@ -160,7 +160,7 @@ def test_a_gradient_with_respect_to_the_per_step_inputs_compiles_once_for_every_
     "fn, argnums, make_args, lengths",
     [
         (rnn_stack, (0, 1, 2, 3), _rnn_args, (10, 40)),
-        (rnn_states, (0, 1, 2, 3, 4), _rnn_args, (12, 30)),
+        pytest.param(rnn_states, (0, 1, 2, 3, 4), _rnn_args, (12, 30), marks=pytest.mark.slow),
     ],
     ids=["outputs", "states"],
 )
