@@ -97,6 +97,7 @@ class Emitter:
         self.bound = {}  # id(IR value) -> its name
         self.value = {}  # id(node) -> the IR value standing for it after the passes
         self.globals = []
+        self.kernel_locals = []  # lines the kernel runs after its prelude (constants in the trip count)
         self.trip = None  # the rolled loops' trip count read from an input's shape (rolling.TripCount)
         # the rule notes of the derivative being compiled (autodiff.RuleNotes: .get(node) -> text
         # or None), shown as comments; nodes themselves carry none, so the source depends on this
@@ -129,6 +130,16 @@ class Emitter:
     def constant_array(self, node):
         name = self.namer.claim("const")
         arr = node.value
+        dims = self.dims(node)
+        if dims is not node.shape and arr.dtype.kind in "fi" and arr.size and np.all(arr == arr.flat[0]):
+            # one value along the rolled loops' steps (an adjoint's ones): made in the kernel, in
+            # the trip count, so that the kernel's module is the same text for every length
+            v = arr.flat[0]
+            fill = _float_literal(v) if arr.dtype.kind == "f" else str(int(v))
+            self.kernel_locals.append(
+                f"{name} = np.full({shape_text(dims)}, {fill}, dtype={self.np_dtype(arr.dtype.name)})"
+            )
+            return name
         if arr.size == 0:
             # a literal list would lose the shape of an empty array ([] for (0, 1))
             text = f"{name} = np.zeros({shape_text(arr.shape)}, dtype={self.np_dtype(arr.dtype.name)})"
@@ -178,7 +189,7 @@ class Emitter:
         c, a, b = node.inputs
         if node.ndim == 0:
             return f"{args[1]} if {args[0]} else {args[2]}"
-        cond = args[0] if c.ndim else f"np.full({shape_text(node.shape)}, {args[0]})"
+        cond = args[0] if c.ndim else f"np.full({shape_text(self.dims(node))}, {args[0]})"
         return f"np.where({cond}, {args[1]}, {args[2]})"
 
     def lower_dimsize(self, node, args):
@@ -214,10 +225,10 @@ class Emitter:
         return f"_rt.prod_others({args[0]}, {tuple(node.attrs['axes'])})"
 
     def lower_reshape(self, node, args):
-        return f"np.reshape({args[0]}, {shape_text(node.shape)})"
+        return f"np.reshape({args[0]}, {shape_text(self.dims(node))})"
 
     def lower_broadcast_to(self, node, args):
-        return f"np.broadcast_to({args[0]}, {shape_text(node.shape)})"
+        return f"np.broadcast_to({args[0]}, {shape_text(self.dims(node))})"
 
     def lower_transpose(self, node, args):
         axes = node.attrs["axes"]
@@ -226,12 +237,44 @@ class Emitter:
         return f"np.transpose({args[0]}, {axes})"
 
     def lower_getitem(self, node, args):
-        return f"{args[0]}[{key_text(node.attrs['key'])}]"
+        return f"{args[0]}[{self.key_code(node, node.inputs[0])}]"
+
+    def dims(self, node):
+        """``node``'s shape as the kernel prints it: the axes that run over the steps of the
+        rolled loops' trip count (``rolling.time_axes``) as its symbol."""
+        return node.shape if self.trip is None else self.trip.dims.get(id(node), node.shape)
+
+    def key_code(self, node, whole):
+        """The key of ``node`` (a ``getitem`` of ``whole``, or a ``slice_grad`` writing into it)
+        as code: an int or a one-long slice along an axis of the trip count (``self.dims``) in the
+        second half of its steps counted from its end."""
+        key = node.attrs["key"]
+        dims = self.dims(whole)
+        if dims is whole.shape or not all(k[0] in "is" for k in key):  # a new axis: entries are not axes
+            return key_text(key)
+        trip, parts = self.trip, []
+        for p, k in enumerate(key):
+            if trip.timed(dims[p]) and k[0] == "i" and isinstance(k[1], int) and k[1] >= 0:
+                parts.append(dim_text(trip.near_end(k[1], trip.size)).strip("()"))
+            elif (
+                trip.timed(dims[p])
+                and k[0] == "s"
+                and k[3] in (None, 1)
+                and all(e is None or (isinstance(e, int) and e >= 0) for e in k[1:3])
+            ):
+                # a block of steps a:b (the adjoint of a stack reads g[t:t + 1])
+                ends = [
+                    "" if e is None else dim_text(trip.near_end(e, trip.size)).strip("()") for e in k[1:3]
+                ]
+                parts.append(":".join(ends))
+            else:
+                parts.append(key_text((k,)))
+        return ", ".join(parts)
 
     def lower_slice_grad(self, node, args):
         lines = [
-            f"{{out}} = np.zeros({shape_text(node.shape)}, dtype={self.np_dtype(node.dtype)})",
-            f"{{out}}[{key_text(node.attrs['key'])}] = {args[0]}",
+            f"{{out}} = np.zeros({shape_text(self.dims(node))}, dtype={self.np_dtype(node.dtype)})",
+            f"{{out}}[{self.key_code(node, node)}] = {args[0]}",
         ]
         return lines
 
@@ -390,7 +433,7 @@ class Emitter:
                 "# entry allocates them); it returns the other outputs",
             ]
         lines += self.kernel_header(machine, machine_params)
-        lines += ["    " + l for l in prelude + body]
+        lines += ["    " + l for l in prelude + self.kernel_locals + body]
         lines += ["", ""]
         if not self.interpreted:
             lines += [
@@ -410,7 +453,7 @@ class Emitter:
                 self.blocks_decorator,
                 f"def kernel_blocks({', '.join(machine_params)}):",
             ]
-            lines += ["    " + l for l in prelude + blocked_body]
+            lines += ["    " + l for l in prelude + self.kernel_locals + blocked_body]
             lines += ["", ""]
         lines += self.checked_kernel(inputs, params, outputs)
         entry_lines = self.entry_function(inputs, params, dims, outputs, structure, entry)
@@ -440,7 +483,11 @@ class Emitter:
             note = self.note_text(alloc.note)
             if entry:  # (numpy parses a dtype given by keyword in 0.1 us more)
                 fn = "np.zeros" if alloc.fill == "zeros" else "np.empty"
-                lines.append(f"{name} = {fn}({shape_text(t.shape)}, {self.np_dtype(t.dtype)}){note}")
+                # the entry is the traced length's (it has no trip count)
+                shape = [
+                    self.trip.size if self.trip is not None and self.trip.timed(d) else d for d in t.shape
+                ]
+                lines.append(f"{name} = {fn}({shape_text(shape)}, {self.np_dtype(t.dtype)}){note}")
                 continue
             lines.append(f"{name} = {fn}({shape_text(t.shape)}, dtype={self.np_dtype(t.dtype)})")
         return lines
@@ -544,7 +591,9 @@ class Emitter:
         block = branches.sink(block, outputs, owner)
         statement_of = {id(s.instr.node if isinstance(s, ir.If) else s.node): s for s in block}
         units = rolling.roll(nodes, n_forward, loops, self.value, statement_of, self.trip)
-        units = rolling.stack_scalars(units, out_name_of)
+        if self.trip is not None:
+            rolling.print_dims([s for _, stmts in units for s in stmts], self.trip)
+        units = rolling.stack_scalars(units, out_name_of, self.trip)
         return ir.sectioned(units, len(nodes) > n_forward)
 
     def row_blocks(self, kernel, outputs):
@@ -570,11 +619,18 @@ class Emitter:
             if v.name:
                 name = v.name
             elif v.scalar or v.naming is not None:
-                name = self.namer.derive(
-                    v.node, [self.short(o) for o in (v.naming if v.naming is not None else v.operands)]
-                )
+                names = [self.short(o) for o in (v.naming if v.naming is not None else v.operands)]
+                if self.trip is not None and _commutes(v):
+                    names.sort()  # (see print_statement)
+                name = self.namer.derive(v.node, names)
+            elif len(v.operands) > 2:
+                # named by its op alone (Namer.derive): the operands (a stack's T rows) claim no names here
+                name = self.namer.claim(v.node.op)
             else:
-                name = self.namer.derive(v.node, [self.code(o) for o in v.operands])
+                names = [self.code(o) for o in v.operands]
+                if self.trip is not None and _commutes(v):
+                    names.sort()  # (see print_statement)
+                name = self.namer.derive(v.node, names)
         elif isinstance(v, ir.Var) and v.name:
             name = v.name
         elif isinstance(v, ir.Var) and v.derive is not None:
@@ -736,6 +792,14 @@ class Emitter:
     def print_statement(self, stmt):
         if isinstance(stmt, ir.Instr):
             args = [self.code(o) for o in stmt.operands]
+            if self.trip is not None and _commutes(stmt) and args[1] < args[0]:
+                # in a kernel of the trip count, a sum or product of two operands in the order of
+                # their text: the graph orders them by digests of its nodes, which differ with the
+                # traced length (the text would too); a + b and b + a are one float
+                args.reverse()
+                stmt.operands.reverse()
+                if stmt.naming is not None and len(stmt.naming) == 2:
+                    stmt.naming = stmt.naming[::-1]
             if (
                 self.serial
                 and stmt.serial
@@ -962,6 +1026,16 @@ class Emitter:
                 lines.append(f"    out = ({', '.join(boxed)},)")
         lines.append(f"    return {structure}")
         return entry_globals(read) + lines
+
+
+def _commutes(stmt):
+    """Is ``stmt`` an add or a mul whose two operands may trade places in its text (one dtype;
+    one shape, or elements of a fused loop)?"""
+    node = stmt.node
+    if node.op not in ("add", "mul") or len(stmt.operands) != 2:
+        return False
+    a, b = node.inputs
+    return a.dtype == b.dtype and (stmt.scalar or a.shape == b.shape)
 
 
 def passed_outputs(block, outputs, value):

@@ -64,7 +64,8 @@ class Instr(Value):
     """``name = <node's op>(operands)``: computes graph ``node`` from ``operands`` (Values standing
     for ``node.inputs``, in order). ``name``: a fixed name (an output's); else the printer derives
     one from the op and ``naming`` (values whose names it is built from; the operands when None).
-    ``note``: False for no rule comment; a str to replace it."""
+    ``note``: False for no rule comment; a str to replace it. ``dims``: the shape to print, when
+    not the node's (a rolled loop's trip count for the axes that run over its steps)."""
 
     node: Any
     operands: list
@@ -74,6 +75,7 @@ class Instr(Value):
     name: Optional[str] = None
     naming: Optional[list] = None
     note: Any = None
+    dims: Optional[tuple] = None
 
     @property
     def dtype(self) -> str:
@@ -81,7 +83,7 @@ class Instr(Value):
 
     @property
     def shape(self) -> tuple:
-        return () if self.scalar else self.node.shape
+        return () if self.scalar else self.node.shape if self.dims is None else self.dims
 
 
 @dataclass(eq=False)

@@ -8,7 +8,7 @@ in ``codegen.numba_runtime``.
 
 from . import branches, fusion, placement, rolling, threads
 from symgrad.ops.registry import OPS
-from .emit import GATHER_OPS, Emitter, has_loops, key_text
+from .emit import GATHER_OPS, Emitter, has_loops
 from .schedule import ROLL_MIN_STATEMENTS, dim_text, find_loops, keyed, product_text, shape_text
 
 # a loop of array statements (a traced loop with tensor state) rolls from this many statements:
@@ -160,6 +160,8 @@ class NumbaEmitter(Emitter):
         self.rolled = (nodes, len(forward), loops, owner)  # the first tier's twin rolls the same loops
         # a loop over an input's rows counts in its length read at run time (one text for every T)
         self.trip = rolling.trip_count(nodes, loops, getattr(self, "inputs", ()), self.names)
+        if self.trip is not None:
+            rolling.time_axes(nodes, loops, self.trip)
         block = self.rolled_ir(out_name_of, outputs)
         if any(n.ndim for loop in loops for n in loop.body(nodes)):
             block = rolling.scalarize(block, lambda n: n.op in _LOOPABLE and id(n) not in out_name_of)
@@ -173,8 +175,9 @@ class NumbaEmitter(Emitter):
         keep = [i for i in range(x.ndim) if i not in axes]
         perm = tuple(keep + list(axes))
         moved = arg if perm == tuple(range(x.ndim)) else f"np.transpose({arg}, {perm})"
-        kept = product_text([x.shape[i] for i in keep])
-        reduced = product_text([x.shape[i] for i in axes])
+        shape = self.dims(x)
+        kept = product_text([shape[i] for i in keep])
+        reduced = product_text([shape[i] for i in axes])
         return f"np.ascontiguousarray({moved}).reshape(({kept}, {reduced}))", perm
 
     def _reduce(self, fn, helper, node, args):
@@ -182,9 +185,9 @@ class NumbaEmitter(Emitter):
         axes = node.attrs["axes"]
         if len(axes) == x.ndim:
             full = f"{fn}({args[0]})"
-            return f"np.full({shape_text(node.shape)}, {full})" if node.attrs["keepdims"] else full
+            return f"np.full({shape_text(self.dims(node))}, {full})" if node.attrs["keepdims"] else full
         rows, _ = self._rows(node, args[0])
-        return f"_rt.{helper}({rows}).reshape({shape_text(node.shape)})"
+        return f"_rt.{helper}({rows}).reshape({shape_text(self.dims(node))})"
 
     def _accumulate(self, node, args):
         """The operand in the dtype sum and prod accumulate in (numpy's int64 for narrow ints)."""
@@ -202,12 +205,12 @@ class NumbaEmitter(Emitter):
         if len(axes) == x.ndim:
             return self._reduce("np.sum", None, node, args)
         # each axis summed as the middle one of a (before, axis, after) array (numba_runtime.sum_middle)
-        text, shape = args[0], list(x.shape)
+        text, shape = args[0], list(self.dims(x))
         for a in sorted(axes, reverse=True):
             dims = f"({product_text(shape[:a])}, {dim_text(shape[a])}, {product_text(shape[a + 1 :])})"
             text = f"_rt.sum_middle(np.ascontiguousarray({text}).reshape({dims}))"
             shape = shape[:a] + shape[a + 1 :]
-        return f"{text}.reshape({shape_text(node.shape)})"
+        return f"{text}.reshape({shape_text(self.dims(node))})"
 
     def lower_max(self, node, args):
         return self._reduce("np.max", "max_rows", node, args)
@@ -229,7 +232,7 @@ class NumbaEmitter(Emitter):
     def _mask(self, helper, node, args):
         x = node.inputs[0]
         rows, perm = self._rows(node, args[0])
-        moved_shape = shape_text([x.shape[i] for i in perm])
+        moved_shape = shape_text([self.dims(x)[i] for i in perm])
         inverse = tuple(perm.index(i) for i in range(x.ndim))
         text = f"_rt.{helper}({rows}).reshape({moved_shape})"
         return text if inverse == tuple(range(x.ndim)) else f"np.transpose({text}, {inverse})"
@@ -246,37 +249,23 @@ class NumbaEmitter(Emitter):
     def lower_reshape(self, node, args):
         x = node.inputs[0]
         if x.ndim == 0:
-            return f"np.full({shape_text(node.shape)}, {args[0]})"
+            return f"np.full({shape_text(self.dims(node))}, {args[0]})"
         if node.ndim == 0:
             return f"_rt.item({args[0]})"
-        return f"np.ascontiguousarray({args[0]}).reshape({shape_text(node.shape)})"
+        return f"np.ascontiguousarray({args[0]}).reshape({shape_text(self.dims(node))})"
 
     def lower_broadcast_to(self, node, args):
         if node.inputs[0].ndim == 0:
-            return f"np.full({shape_text(node.shape)}, {args[0]})"
-        return f"np.broadcast_to({args[0]}, {shape_text(node.shape)})"
-
-    def lower_getitem(self, node, args):
-        # a row near the end of the rows a rolled loop steps over (the last step's xs[T - 1],
-        # outside the loop) is counted from their end too
-        trip, key = self.trip, node.attrs["key"]
-        if trip is None or not all(k[0] in "is" for k in key):  # a new axis: entries are not axes
-            return super().lower_getitem(node, args)
-        parts = []
-        for p, k in enumerate(key):
-            if k[0] == "i" and isinstance(k[1], int) and k[1] >= 0 and (id(node.inputs[0]), p) in trip.arrays:
-                parts.append(dim_text(trip.near_end(k[1], trip.size)).strip("()"))
-            else:
-                parts.append(key_text((k,)))
-        return f"{args[0]}[{', '.join(parts)}]"
+            return f"np.full({shape_text(self.dims(node))}, {args[0]})"
+        return f"np.broadcast_to({args[0]}, {shape_text(self.dims(node))})"
 
     def lower_slice_grad(self, node, args):
         if node.inputs[0].ndim == 0:
             return super().lower_slice_grad(node, args)
         # an array written into a slice goes through a cached helper (see numba_runtime.put)
         return [
-            f"{{out}} = np.zeros({shape_text(node.shape)}, dtype={self.np_dtype(node.dtype)})",
-            f"_rt.put({{out}}[{key_text(node.attrs['key'])}], {args[0]})",
+            f"{{out}} = np.zeros({shape_text(self.dims(node))}, dtype={self.np_dtype(node.dtype)})",
+            f"_rt.put({{out}}[{self.key_code(node, node)}], {args[0]})",
         ]
 
     def lower_matmul(self, node, args):

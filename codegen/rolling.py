@@ -34,10 +34,15 @@ class TripCount:
         self.tied = tied
         self.arrays = arrays  # (id(array), axis): the arrays the loops read rows of, per step
         self.stored = {}  # id(Var) -> rows: a tied loop's array of per-step values (see count_from_end)
+        self.axes, self.dims = {}, {}  # see time_axes
 
     def at_end(self, v):
         """``v`` (an int position or count) counted from the end: ``symbol - (size - v)``."""
         return self.symbol + (v - self.size)
+
+    def timed(self, dim):
+        """Is ``dim`` (of a shape) the trip count?"""
+        return isinstance(dim, sympy.Basic) and dim == self.symbol
 
     def near_end(self, v, length):
         """Position ``v`` of a run of ``length`` steps: from the end in its second half."""
@@ -48,8 +53,18 @@ def trip_count(nodes, loops, inputs, names):
     """The ``TripCount`` of ``loops`` (``schedule.Loop`` over ``nodes``), or None: the length of
     the axis the loops read per step (``xs[t]``, ``obs[i]``), when they all read one length and
     an input (``inputs``, named in the kernel by ``names``: id -> parameter) has an axis of it.
-    A loop is tied to it when it reads along that axis, or reads an array a tied loop stored."""
+    A loop is tied to it when it reads along that axis, reads an array a tied loop stored, or
+    computes values a stack of that length collects."""
     sizes, sources = set(), []
+    # the statements whose values a stack of per-step values collects (``np.stack``): its length
+    collected = {}
+    for node in nodes:
+        if (
+            node.op == "concatenate"
+            and node.attrs.get("axis") == 0
+            and all(stack_row(i) for i in node.inputs)
+        ):
+            collected.update((id(i.inputs[0]), len(node.inputs)) for i in node.inputs)
     reads = []  # per loop: whether it reads along an axis per step
     for loop in loops:
         members = loop.body(nodes) + [nodes[reader.start + j] for reader, j, _ in loop.extra]
@@ -64,6 +79,9 @@ def trip_count(nodes, loops, inputs, names):
                     if node.shape != shape:  # a read of the array's rows (not the adjoint writing one)
                         sources.append((node.inputs[0], p))
         reads.append(found)
+        sizes.update(
+            collected[id(nodes[p])] for p in range(loop.start, loop.stop) if id(nodes[p]) in collected
+        )
     if len(sizes) != 1:
         return None
     (size,) = sizes
@@ -83,12 +101,109 @@ def trip_count(nodes, loops, inputs, names):
         specs = [spec for specs in loop.operands for spec in specs]
         specs += [spec for _, _, more in loop.extra for spec in more] + list(loop.hoisted.values())
         stacked = any(spec[0] == "stacked" and spec[1] in tied for spec in specs)
-        if (reads[k] or stacked) and loop.count <= size:
+        stacks = any(collected.get(id(nodes[p])) == size for p in range(loop.start, loop.stop))
+        if (reads[k] or stacked or stacks) and loop.count <= size:
             tied.add(k)
     if not tied:
         return None
     arrays = {(id(s), p) for s, p in sources if s.shape[p] == size}
     return TripCount(name, names[id(given)], axis, size, tied, arrays)
+
+
+def time_axes(nodes, loops, trip):
+    """Set ``trip.axes`` (id(node) -> its axes that run over the steps, each ``trip.size`` long)
+    and ``trip.dims`` (id(node) -> its shape with those axes ``trip.symbol``): the axes of the
+    arrays a tied loop reads rows of (``xs``), of the adjoints writing one row a step (the
+    gradient with respect to ``xs``: ``slice_grad``) and of the stacks of per-step values
+    (``np.stack``), and every axis an op ties to one of them (elementwise ops, broadcasts,
+    reductions, rows, reshapes adding or dropping a leading 1, concatenations, products). The
+    kernel prints those axes' lengths (and the indices near their end) in the trip count, so its
+    text is the same for every length. Marking an axis wrongly costs a compile, never a number:
+    the entry checks that the trip count is ``size``."""
+    size = trip.size
+    parent = {}
+
+    def find(key):
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    def link(a, p, b, q):
+        if a.shape[p] == size and b.shape[q] == size:
+            parent[find((id(a), p))] = find((id(b), q))
+
+    seeds = [key for key in trip.arrays]
+    for k in trip.tied:
+        loop = loops[k]
+        for j, axes in loop.index.items():
+            for t in range(loop.count):
+                node = nodes[loop.start + t * loop.period + j]
+                if node.op == "slice_grad":
+                    seeds += [(id(node), p) for p, (_, step) in enumerate(axes) if step]
+    for node in nodes:
+        record, ins = OPS[node.op], node.inputs
+        if record.elementwise or node.op in ("where", "cast", "broadcast_to"):
+            for i in ins:
+                lead = node.ndim - i.ndim
+                for a in range(i.ndim):
+                    link(i, a, node, lead + a)
+        elif record.along_axes and "keepdims" in node.attrs:
+            axes = node.attrs["axes"]
+            kept = [a for a in range(ins[0].ndim) if node.attrs["keepdims"] or a not in axes]
+            for q, a in enumerate(kept):
+                if a not in axes:
+                    link(ins[0], a, node, q)
+        elif node.op in ("getitem", "slice_grad") and all(k[0] in "is" for k in node.attrs["key"]):
+            whole, piece = (ins[0], node) if node.op == "getitem" else (node, ins[0])
+            key = node.attrs["key"]
+            q = 0
+            for p in range(whole.ndim):
+                k = key[p] if p < len(key) else ("s", None, None, None)
+                if k[0] == "s":
+                    if k == ("s", None, None, None):
+                        link(whole, p, piece, q)
+                    q += 1
+        elif node.op == "reshape" and ins[0].ndim == node.ndim - 1 and node.shape == (1, *ins[0].shape):
+            for a in range(ins[0].ndim):
+                link(ins[0], a, node, a + 1)
+        elif node.op == "reshape" and ins[0].ndim == node.ndim + 1 and ins[0].shape == (1, *node.shape):
+            for a in range(node.ndim):
+                link(ins[0], a + 1, node, a)
+        elif node.op == "concatenate":
+            axis = node.attrs["axis"]
+            for i in ins:
+                for a in range(node.ndim):
+                    if a != axis:
+                        link(i, a, node, a)
+            if axis == 0 and len(ins) == size and all(stack_row(i) for i in ins):
+                seeds.append((id(node), 0))
+        elif node.op == "matmul" and ins[0].ndim <= 2 and ins[1].ndim <= 2 and ins[0].ndim + ins[1].ndim > 2:
+            a, b = ins
+            if a.ndim == 2:
+                link(a, 0, node, 0)
+            if b.ndim == 2:
+                link(b, 1, node, node.ndim - 1)
+            link(a, a.ndim - 1, b, 0)
+        elif node.op == "transpose":
+            for q, a in enumerate(node.attrs["axes"]):
+                link(ins[0], a, node, q)
+    timed = {find(key) for key in seeds}
+    trip.axes, trip.dims = {}, {}
+    for node in nodes:
+        axes = tuple(p for p, d in enumerate(node.shape) if d == size and find((id(node), p)) in timed)
+        if axes:
+            trip.axes[id(node)] = axes
+            trip.dims[id(node)] = tuple(trip.symbol if p in axes else d for p, d in enumerate(node.shape))
+
+
+def print_dims(block, trip):
+    """Give the statements of ``block`` computing arrays with axes of ``trip``'s steps
+    (``time_axes``) their shapes in its symbol (``ir.Instr.dims``)."""
+    for stmt in ir.walk(block):
+        for v in (stmt, getattr(stmt, "instr", None), getattr(stmt, "target", None)):
+            if isinstance(v, ir.Instr) and not v.scalar and id(v.node) in trip.dims:
+                v.dims = trip.dims[id(v.node)]
 
 
 def roll(nodes, n_forward, loops, value, statement_of, trip=None):
@@ -223,19 +338,30 @@ def _loop(nodes, loops, k, value, arrays, trip=None):
 def count_from_end(block, trip):
     """Point the reads of a tied loop's stored rows after it (``all[t]``) in the second half of
     the rows at ``trip``'s count from the end (after ``stack_scalars`` has found its runs of
-    consecutive rows, which it reads as ints)."""
-    if trip is None or not trip.stored:
+    consecutive rows, which it reads as ints), and so the int indices (reads and stores) along
+    an axis of ``trip.symbol`` (``time_axes``: a row of the gradient of ``xs``, of a stack)."""
+    if trip is None:
         return
     done = set()
     for stmt in ir.walk(block):
-        for v in ir.reads(stmt):
-            for leaf in ir.leaves(v):
-                if not isinstance(leaf, ir.Elem) or id(leaf) in done or id(leaf.array) not in trip.stored:
-                    continue
-                done.add(id(leaf))
-                first = leaf.index[0]
+        indexed = [stmt] if isinstance(stmt, ir.Store) else []
+        indexed += [leaf for v in ir.reads(stmt) for leaf in ir.leaves(v) if isinstance(leaf, ir.Elem)]
+        for leaf in indexed:
+            if id(leaf) in done:
+                continue
+            done.add(id(leaf))
+            first = leaf.index[0]
+            if id(leaf.array) in trip.stored:
                 if type(first) is int:
                     leaf.index = (trip.near_end(first, trip.stored[id(leaf.array)]), *leaf.index[1:])
+                continue
+            shape = getattr(leaf.array, "shape", ())
+            leaf.index = tuple(
+                trip.near_end(i, trip.size)
+                if type(i) is int and p < len(shape) and trip.timed(shape[p])
+                else i
+                for p, i in enumerate(leaf.index)
+            )
 
 
 def _indices(rank):
@@ -273,7 +399,7 @@ def scalarize(block, loopable):
             if isinstance(stmt, ir.For):
                 plan(stmt.body)
             if isinstance(stmt, ir.Instr) and not stmt.scalar and stmt.node.ndim and loopable(stmt.node):
-                if run and run[0].node.shape != stmt.node.shape:
+                if run and run[0].shape != stmt.shape:
                     found.append((True, run))
                     run = []
                 run.append(stmt)
@@ -342,7 +468,7 @@ def _row_store(stmt):
 
 def _run_loop(run, read):
     """One loop nest computing the elementwise statements of ``run`` (and its row stores)."""
-    shape = run[0].node.shape
+    shape = run[0].shape
     idx = _indices(len(shape))
     scalar_of, before, inner, after = {}, [], [], []
     seen = set()  # what the statements so far read as arrays
@@ -391,17 +517,17 @@ def _stacked(arrays, spec, step):
 STACK_MIN_RUN = 3
 
 
-def stack_scalars(units, keep):
+def stack_scalars(units, keep, trip=None):
     """Write each ``stack`` of scalars (a ``concatenate`` along axis 0 of scalars reshaped to
     (1,): per-step outputs collected in a Python loop) as stores into its array, a run of
     consecutive elements of a rolled loop's array as one copy loop, and drop the reshapes nothing
     else reads. ``units``: (part, statements) from ``roll``, rewritten in place; ``keep``: ids of
-    nodes that must stay (outputs)."""
+    nodes that must stay (outputs); ``trip``: the ``TripCount`` a stack of its length counts in."""
     rewritten = {}  # id(concatenate Instr) -> its statements
     for _, stmts in units:
         for stmt in stmts:
             if isinstance(stmt, ir.Instr) and not stmt.scalar and _scalar_stack(stmt):
-                rewritten[id(stmt)] = _stores(stmt, [o.operands[0] for o in stmt.operands])
+                rewritten[id(stmt)] = _stores(stmt, [o.operands[0] for o in stmt.operands], trip)
     if not rewritten:
         return units
     read = set()
@@ -471,10 +597,12 @@ def _scalar_stack(stmt):
     )
 
 
-def _stores(stmt, scalars):
+def _stores(stmt, scalars, trip=None):
     """``stmt``'s array allocated, then each scalar (row) stored at its place (a row copied
-    element by element: numba compiles a row assignment slowly)."""
-    row = tuple(stmt.node.shape[1:])
+    element by element: numba compiles a row assignment slowly). A stack of ``trip``'s length
+    (``stmt.shape[0]`` its symbol) counts its runs near its end from the end."""
+    row = tuple(stmt.shape[1:])
+    timed = trip is not None and trip.timed(stmt.shape[0])
     idx = _indices(len(row) + 1)[1:] if row else []
 
     def store(at, value):
@@ -490,8 +618,14 @@ def _stores(stmt, scalars):
             first, second = scalars[i], scalars[i + 1]
             k = ir.LoopVar("k")
             t0, direction = first.index[0], second.index[0] - first.index[0]
+            count, at = run, i
+            if timed:
+                rows = trip.stored.get(id(first.array))
+                if rows is not None and direction < 0:
+                    t0 = trip.near_end(t0, rows)
+                count, at = trip.near_end(run, trip.size), trip.near_end(i, trip.size)
             copy = ir.Elem(first.array, (ir.Affine(t0, direction, k),))
-            out.append(ir.For(k, run, [store(ir.Affine(i, 1, k), copy)]))
+            out.append(ir.For(k, count, [store(ir.Affine(at, 1, k), copy)]))
             i += run
         else:
             out.append(store(i, scalars[i]))

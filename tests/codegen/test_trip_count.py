@@ -114,6 +114,94 @@ def test_a_rolled_euler_integrator_compiles_once_for_every_length():
     assert [r["cache"] for r in records[1:]] == ["already compiled in this process"] * 2
 
 
+def rnn_stack(Wx, Wh, b, w_out, xs, ys):
+    """The RNN's per-step outputs collected with ``np.stack``, then their squared error."""
+    h, outs = np.zeros(Wh.shape[0]), []
+    for t in range(xs.shape[0]):
+        h = np.tanh(xs[t] @ Wx + h @ Wh + b)
+        outs.append(h @ w_out)
+    return np.sum((np.stack(outs) - ys) ** 2)
+
+
+def rnn_states(Wx, Wh, b, w_out, xs, ys):
+    """The RNN's hidden states stacked as rows (a (T, 8) array), then a weighted squared error."""
+    h, hs = np.zeros(Wh.shape[0]), []
+    for t in range(xs.shape[0]):
+        h = np.tanh(xs[t] @ Wx + h @ Wh + b)
+        hs.append(h)
+    return np.sum((np.stack(hs) @ w_out - ys) ** 2)
+
+
+def euler_stack(a, x0, obs):
+    """The Euler integrator's states collected with ``np.stack``, then their squared error."""
+    x, xs = x0, []
+    for i in range(obs.shape[0]):
+        x = x + 0.01 * a * np.sin(x)
+        xs.append(x)
+    return np.sum((np.stack(xs) - obs) ** 2)
+
+
+def test_a_gradient_with_respect_to_the_per_step_inputs_compiles_once_for_every_length():
+    # the reverse loop writes one row of d_xs a step: d_xs has the trip count's rows
+    vg, kernels, records = _builds(rnn, (0, 1, 2, 3, 4), _rnn_args, (10, 50))
+    assert kernels[0] == kernels[1]
+    assert "_rt.zeros((dim_xs_0, dim_Wx_0)" in kernels[0]
+    assert "[dim_xs_0 - 1, " in kernels[0]  # the last step's row, outside the loop, from the end
+    assert records[1]["cache"] == "already compiled in this process"
+    assert "numba compile" not in records[1]["phases"] or records[1]["phases"]["numba compile"] < 0.5
+    # each build's entry still checks the length it was traced at
+    with pytest.raises(InputError, match=r"argument 'xs': dimension 0 must be 10, got 11"):
+        vg.compiled_for(*_rnn_args(10))(*_rnn_args(11))
+    with pytest.raises(InputError, match=r"argument 'ys': dimension 0 must be 50, got 10"):
+        vg.compiled_for(*_rnn_args(50))(*_rnn_args(50)[:5], _rnn_args(10)[5])
+
+
+@pytest.mark.parametrize(
+    "fn, argnums, make_args, lengths",
+    [
+        (rnn_stack, (0, 1, 2, 3), _rnn_args, (10, 40)),
+        pytest.param(rnn_states, (0, 1, 2, 3, 4), _rnn_args, (12, 30), marks=pytest.mark.slow),
+    ],
+    ids=["outputs", "states"],
+)
+def test_a_stack_of_per_step_values_compiles_once_for_every_length(fn, argnums, make_args, lengths):
+    _, kernels, records = _builds(fn, argnums, make_args, lengths)
+    assert kernels[0] == kernels[1]
+    assert "concatenate = _rt.empty((dim_xs_0," in kernels[0]  # the stack's rows
+    assert records[1]["cache"] == "already compiled in this process"
+
+
+def test_a_stack_of_scalar_states_counts_in_the_trip_count():
+    # the scalar recurrence's stack and its adjoint's loop count in the length of obs; how the
+    # forward steps split into loops still depends on the length (the graph's order of a
+    # sum's operands), so the kernel is not one text for every length
+    _, kernels, _ = _builds(euler_stack, (0, 1), _euler_args, (16, 20))
+    for kernel in kernels:
+        assert "concatenate = _rt.empty((dim_obs_0,)" in kernel
+        assert "concatenate[(dim_obs_0 - 1)] = " in kernel  # the last step's value, from the end
+
+
+@pytest.mark.slow
+def test_the_shortest_loops_that_roll_and_the_longest_that_do_not():
+    # the RNN's gradient with d_xs rolls from T = 6 (a loop needs 4 steps); at 5 it stays
+    # unrolled; either way the numbers are the unrolled graph's, and a wrong length is refused
+    vg = sg.value_and_grad(rnn, (0, 1, 2, 3, 4))
+    for T, rolled in ((5, False), (6, True)):
+        args = _rnn_args(T)
+        value, grads = vg(*args)
+        _check(rnn, args, (0, 1, 2, 3, 4), value, grads)
+        assert ("rolled into a loop" in vg.compiled_for(*args).source) is rolled
+        with pytest.raises(InputError, match=rf"argument 'xs': dimension 0 must be {T}, got {T + 1}"):
+            vg.compiled_for(*args)(*_rnn_args(T + 1))
+    # the stacked outputs' loss rolls from T = 4
+    vg = sg.value_and_grad(rnn_stack, (0, 1, 2, 3))
+    for T, rolled in ((3, False), (4, True)):
+        args = _rnn_args(T)
+        value, grads = vg(*args)
+        _check(rnn_stack, args, (0, 1, 2, 3), value, grads)
+        assert ("rolled into a loop" in vg.compiled_for(*args).source) is rolled
+
+
 def _run(code, cache):
     env = dict(os.environ, SYMGRAD_CACHE_DIR=cache, SYMGRAD_COMPILE="sync", PYTHONPATH=os.getcwd())
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
