@@ -10,6 +10,7 @@ a scalar ``where`` computes the statements only one of its branches reads inside
 """
 
 import math
+import re
 
 import numpy as np
 
@@ -943,9 +944,18 @@ class Emitter:
                 for item, o in zip(items, outputs)
             ]
             if boxed != [f"out[{i}]" for i in range(len(outputs))]:
-                lines.append(f"    out = ({', '.join(boxed)},)")
+                if "'" in structure or '"' in structure or _WHOLE_OUT.search(structure):
+                    # (a structure with keys, or returning the tuple itself: built as it was)
+                    lines.append(f"    out = ({', '.join(boxed)},)")
+                else:
+                    # the returned structure reads each where it stands: no tuple built to be unpacked
+                    structure = _OUT_ITEM.sub(lambda m: boxed[int(m.group(1))], structure)
         lines.append(f"    return {structure}")
         return entry_globals(read) + lines
+
+
+_OUT_ITEM = re.compile(r"\bout\[(\d+)\]")
+_WHOLE_OUT = re.compile(r"\bout\b(?!\[\d+\])")
 
 
 def passed_outputs(block, outputs, value):
