@@ -10,6 +10,7 @@ a scalar ``where`` computes the statements only one of its branches reads inside
 """
 
 import math
+import re
 
 import numpy as np
 
@@ -327,7 +328,7 @@ class Emitter:
     def copy_output(self, node, ref):
         if node.ndim == 0:
             return ref
-        return f"np.ascontiguousarray({ref}).copy()"
+        return f"{ref}.copy()"  # C order, one copy (ascontiguousarray first copied a transpose twice)
 
     def kernel_header(self, name, params):
         lines = []
@@ -1023,7 +1024,12 @@ class Emitter:
                 for item, o in zip(items, outputs)
             ]
             if boxed != [f"out[{i}]" for i in range(len(outputs))]:
-                lines.append(f"    out = ({', '.join(boxed)},)")
+                if "'" in structure or '"' in structure or _WHOLE_OUT.search(structure):
+                    # (a structure with keys, or returning the tuple itself: built as it was)
+                    lines.append(f"    out = ({', '.join(boxed)},)")
+                else:
+                    # the returned structure reads each where it stands: no tuple built to be unpacked
+                    structure = _OUT_ITEM.sub(lambda m: boxed[int(m.group(1))], structure)
         lines.append(f"    return {structure}")
         return entry_globals(read) + lines
 
@@ -1036,6 +1042,10 @@ def _commutes(stmt):
         return False
     a, b = node.inputs
     return a.dtype == b.dtype and (stmt.scalar or a.shape == b.shape)
+
+
+_OUT_ITEM = re.compile(r"\bout\[(\d+)\]")
+_WHOLE_OUT = re.compile(r"\bout\b(?!\[\d+\])")
 
 
 def passed_outputs(block, outputs, value):

@@ -281,4 +281,4 @@ class NumbaEmitter(Emitter):
     def copy_output(self, node, ref):
         if node.ndim == 0:
             return ref
-        return f"np.ascontiguousarray({ref}).copy()"
+        return f"{ref}.copy()"  # C order, one copy (ascontiguousarray first copied a transpose twice)

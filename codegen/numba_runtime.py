@@ -1230,14 +1230,35 @@ def prod_others_rows(a):
 
 
 @numba.njit(**_JIT)
+def _transposed(x):
+    """Is 2-D ``x`` laid out as a transpose (Fortran order and not C order)?"""
+    return x.flags.f_contiguous and not x.flags.c_contiguous
+
+
+@numba.njit(**_JIT)
+def _matmul_into(x, y, out):
+    """out = x @ y by one BLAS call: an operand in Fortran order (a slice of a transposed batch,
+    q.T or p.T of a reverse pass) is passed as it is, BLAS transposing it as it reads it; only an
+    operand in neither order is copied. Same products as on C-order copies."""
+    if _transposed(x):
+        if _transposed(y):
+            np.dot(np.asfortranarray(x), np.asfortranarray(y), out)
+        else:
+            np.dot(np.asfortranarray(x), np.ascontiguousarray(y), out)
+    elif _transposed(y):
+        np.dot(np.ascontiguousarray(x), np.asfortranarray(y), out)
+    else:
+        np.dot(np.ascontiguousarray(x), np.ascontiguousarray(y), out)
+
+
+@numba.njit(**_JIT)
 def bmm(a, b):
-    """Batched matmul of 3-D operands (the batch of one broadcasts)."""
+    """Batched matmul of 3-D operands (the batch of one broadcasts), each product written into
+    its slice of the result (no temporary per batch)."""
     batch = max(a.shape[0], b.shape[0])
     out = np.empty((batch, a.shape[1], b.shape[2]), dtype=a.dtype)
     for k in range(batch):
-        out[k] = np.ascontiguousarray(a[k if a.shape[0] > 1 else 0]) @ np.ascontiguousarray(
-            b[k if b.shape[0] > 1 else 0]
-        )
+        _matmul_into(a[k if a.shape[0] > 1 else 0], b[k if b.shape[0] > 1 else 0], out[k])
     return out
 
 

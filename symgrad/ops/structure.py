@@ -269,11 +269,31 @@ register(
     aliases=True,
     batch=_batch_broadcast_to,
 )
+
+
+def _transpose_vjp(g, x, out):
+    """Transpose the adjoint back; an adjoint that is a product ``a @ b`` (the other operand's
+    adjoint of ``q @ k.T``: ``q.T @ g``) turned back is ``b.T @ a.T``, computed in the order it is
+    wanted instead of computed and then copied out of its transpose. The adjoint is this
+    transpose's alone (its one input), so no product is computed twice."""
+    back = tuple(int(a) for a in np.argsort(out.attrs["axes"]))
+    n = g.ndim
+    if (
+        g.op == "matmul"
+        and n >= 2
+        and back == tuple(range(n - 2)) + (n - 1, n - 2)
+        and all(i.ndim == n for i in g.inputs)
+    ):
+        a, b = g.inputs
+        return make("matmul", [transpose(b, back), transpose(a, back)])
+    return transpose(g, back)
+
+
 register(
     "transpose",
     lambda inputs, attrs: (tuple(inputs[0].shape[a] for a in attrs["axes"]), inputs[0].dtype),
     lambda x, axes: np.transpose(x, axes),
-    (lambda g, x, out: transpose(g, tuple(np.argsort(out.attrs["axes"]))),),
+    (_transpose_vjp,),
     jvp=_linear_jvp,
     note="d transpose = transpose back",
     linear=True,

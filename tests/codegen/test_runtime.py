@@ -433,3 +433,38 @@ def test_other_ndarray_subclasses_are_read_as_plain_arrays(fn, tmp_path):
         assert value == pytest.approx(want, rel=1e-13)
         np.testing.assert_allclose(dA, want_dA, rtol=1e-13)
         np.testing.assert_allclose(dw, want_dw, rtol=1e-13)
+
+
+def test_bmm_reads_transposed_and_strided_operands_as_they_are():
+    # a batch's slice of a transposed array is in Fortran order: BLAS reads it in place; a
+    # strided slice is copied; every product is written into its slice of the result
+    numba = pytest.importorskip("numba")
+    from symgrad.codegen import numba_runtime as _rt
+
+    @numba.njit
+    def products(a, b, s):
+        t = np.transpose
+        return (
+            _rt.bmm(a, t(b, (0, 2, 1))),
+            _rt.bmm(t(a, (0, 2, 1)), s),
+            _rt.bmm(t(s, (0, 2, 1)), t(t(a, (0, 2, 1)), (0, 2, 1))),
+            _rt.bmm(a[:, ::2, :], t(b, (0, 2, 1))[:1]),
+            _rt.bmm(a[:, :, :0], b[:, :0, :]),
+        )
+
+    rng = np.random.default_rng(2)
+    for dtype in (np.float64, np.float32):
+        a, b = rng.normal(size=(3, 6, 4)).astype(dtype), rng.normal(size=(3, 5, 4)).astype(dtype)
+        s = rng.normal(size=(3, 6, 7)).astype(dtype)
+        t = np.transpose
+        want = (
+            a @ t(b, (0, 2, 1)),
+            t(a, (0, 2, 1)) @ s,
+            t(s, (0, 2, 1)) @ a,
+            a[:, ::2, :] @ t(b, (0, 2, 1))[:1],
+            np.zeros((3, 6, 4), dtype),
+        )
+        tol = 1e-12 if dtype == np.float64 else 1e-5
+        for got, expected in zip(products(a, b, s), want):
+            assert got.dtype == dtype and got.flags.c_contiguous
+            np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)

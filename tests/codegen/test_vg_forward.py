@@ -86,3 +86,53 @@ def test_elements_no_slice_reaches_stay_zero():
     kernel = _kernel(vg.source)
     # stored once per element (no `+=`), into arrays zeroed first: element 0 is never stored
     assert "zeros((dim_n,)" in kernel and "+= " not in kernel.replace("value += ", "")
+
+
+def test_the_adjoint_of_a_transposed_operand_is_computed_in_its_own_order():
+    # k enters as k.T (attention's q @ k.T): its adjoint is (q.T @ g).T, computed as g.T @ q,
+    # not computed and then copied out of its transpose
+    q, k = sg.tensor("q", ("h", "n", "d")), sg.tensor("k", ("h", "m", "d"))
+    s = q @ sg.transpose(k, (0, 2, 1))
+    loss = sg.sum(sg.tanh(s) * s)
+
+    def f(q, k):
+        s = q @ np.transpose(k, (0, 2, 1))
+        return np.sum(np.tanh(s) * s)
+
+    def grad(q, k):
+        s = q @ np.transpose(k, (0, 2, 1))
+        t = np.tanh(s)
+        g = t + s * (1 - t * t)
+        return g @ k, np.transpose(g, (0, 2, 1)) @ q
+
+    vg = sg.value_and_grad(loss, wrt=[q, k])
+    rng = np.random.default_rng(5)
+    qv, kv = rng.normal(size=(2, 5, 3)), rng.normal(size=(2, 4, 3))
+    value, (dq, dk) = vg(qv, kv)
+    np.testing.assert_allclose(value, f(qv, kv), rtol=1e-12)
+    want_q, want_k = grad(qv, kv)
+    np.testing.assert_allclose(dq, want_q, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dk, want_k, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        dk.ravel(), _central(lambda x: f(qv, x.reshape(kv.shape)), kv.ravel()), rtol=1e-6, atol=1e-6
+    )
+    assert dk.flags.c_contiguous and dk.shape == kv.shape
+    kernel = _kernel(vg.source)
+    assert ".copy()" not in kernel  # no output copied out of a transposed view
+    assert kernel.count("_rt.bmm(") == 3  # s, then d_q and d_k: no product twice
+
+
+def test_a_2d_transposed_operand_gets_its_adjoint_from_one_product():
+    a, b = sg.tensor("a", ("n", "d")), sg.tensor("b", ("m", "d"))
+    loss = sg.sum(sg.sin(a @ b.T))
+
+    def grad_b(a, b):
+        return (np.cos(a @ b.T)).T @ a
+
+    vg = sg.value_and_grad(loss, wrt=[b], inputs=[a, b])
+    rng = np.random.default_rng(6)
+    av, bv = rng.normal(size=(6, 3)), rng.normal(size=(4, 3))
+    value, (db,) = vg(av, bv)
+    np.testing.assert_allclose(value, np.sum(np.sin(av @ bv.T)), rtol=1e-12)
+    np.testing.assert_allclose(db, grad_b(av, bv), rtol=1e-12, atol=1e-12)
+    assert ".copy()" not in _kernel(vg.source)
