@@ -144,6 +144,28 @@ def test_an_index_out_of_range_on_the_first_tier_is_numbas_input_error(gate):
     assert f.tier == "numba"
 
 
+def test_a_first_tier_that_raises_behind_the_closed_gate_fails_the_test_instead_of_hanging(gate, monkeypatch):
+    # the first tier waits for numba when its twin raises; the gate holds numba back, so the
+    # wait ends after gate.timeout with the test's failure (the twin's error as its context)
+    original = tiers.first_tier
+
+    def broken_twin(numpy_kernel, *rest):
+        def kernel(*args):
+            raise RuntimeError("the twin broke")
+
+        return original(kernel, *rest)
+
+    monkeypatch.setattr(tiers, "first_tier", broken_twin)
+    gate.timeout = 0.2
+    x = sg.tensor("x", ("n",))
+    f = sg.compile(sg.sum(x * x))
+    with pytest.raises(
+        pytest.fail.Exception, match=r"waited 0.2 s for numba while the test held the gate"
+    ) as failed:
+        f(np.ones(3))
+    assert isinstance(failed.value.__context__, RuntimeError)
+
+
 def test_a_loop_of_calls_waits_for_numba_instead_of_sharing_the_gil_with_it(gate, monkeypatch):
     # the first tier serves calls while they take a small share of the time since the build;
     # with no share allowed, the second call waits for numba's machine code
