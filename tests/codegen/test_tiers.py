@@ -286,6 +286,38 @@ def test_the_interpreter_exits_cleanly_with_a_compile_running(tmp_path):
     assert second.stdout.strip() == "machine code loaded from cache"
 
 
+def test_the_first_tier_runs_before_numba_is_imported_and_the_worker_imports_it(tmp_path):
+    # numba's import (0.5-1 s) is the worker's, not the build's: held back, numba stays
+    # unimported while the build returns and its first calls run on the twin
+    code = """
+        import sys, threading
+        import numpy as np
+        import symgrad as sg
+        from symgrad.codegen import tiers
+        opened, run = threading.Event(), tiers.NumbaJob.run
+        def held(job):
+            opened.wait()
+            run(job)
+        tiers.NumbaJob.run = held
+        x = sg.tensor("x", ("n",))
+        s = sg.scalar("s")
+        vg = sg.value_and_grad(sg.sum(sg.tanh(x * s) ** 2), wrt=[x, s])
+        first = vg(np.linspace(-1.0, 1.0, 5), 0.5)
+        print("numba" in sys.modules, vg.tier, first[0], flush=True)
+        opened.set()
+        vg.wait()
+        (record,) = vg.compiles
+        print("numba" in sys.modules, vg.tier, vg(np.linspace(-1.0, 1.0, 5), 0.5)[0], record["signature"])
+        """
+    done = _run(code, {"SYMGRAD_CACHE_DIR": str(tmp_path / "cache"), "SYMGRAD_VERBOSE": "0"})
+    assert done.returncode == 0, done.stderr
+    before, after = (line.split(maxsplit=3) for line in done.stdout.splitlines())
+    want = np.sum(np.tanh(np.linspace(-1.0, 1.0, 5) * 0.5) ** 2)
+    assert before[:2] == ["False", "numpy"] and float(before[2]) == pytest.approx(want, rel=1e-13)
+    assert after[:2] == ["True", "numba"] and float(after[2]) == pytest.approx(want, rel=1e-13)
+    assert after[3] == "x: array(float64, 1d, C), s: float64"
+
+
 def test_a_long_loop_on_the_first_tier_runs_the_twin_then_numbas_row_blocks(gate):
     """A call long enough for the row blocks (codegen/threads.py) before numba is ready runs on
     the numpy twin; once numba is bound, the same call runs its row blocks."""
