@@ -286,6 +286,31 @@ def test_the_interpreter_exits_cleanly_with_a_compile_running(tmp_path):
     assert second.stdout.strip() == "machine code loaded from cache"
 
 
+def test_numbas_compile_starts_once_the_first_call_has_returned(monkeypatch):
+    # numba's module load would share the GIL with the first call: the worker holds off until
+    # that call has returned (START_DELAY, here longer than any compile, is not what starts it)
+    monkeypatch.setattr(tiers, "START_DELAY", 600.0)
+    x = sg.tensor("x", ("n",))
+    f = sg.compile(sg.sum(sg.sinh(x) * x))
+    job = f._job
+    assert not job.go.is_set()
+    data = np.linspace(-1.0, 1.0, 7)
+    assert f(data) == pytest.approx(np.sum(np.sinh(data) * data), rel=1e-13)
+    assert job.go.is_set()
+    assert job.finished.wait(300) and f.tier == "numba"
+    assert f(data) == pytest.approx(np.sum(np.sinh(data) * data), rel=1e-13)
+
+
+def test_numbas_compile_starts_after_the_start_delay_without_a_call(monkeypatch):
+    monkeypatch.setattr(tiers, "START_DELAY", 0.01)
+    x = sg.tensor("x", ("n",))
+    f = sg.compile(sg.sum(sg.cosh(x) * x * x))
+    assert f._job.finished.wait(300) and not f._job.go.is_set()
+    assert f.tier == "numba"
+    data = np.linspace(-1.0, 1.0, 7)
+    assert f(data) == pytest.approx(np.sum(np.cosh(data) * data * data), rel=1e-13)
+
+
 def test_the_first_tier_runs_before_numba_is_imported_and_the_worker_imports_it(tmp_path):
     # numba's import (0.5-1 s) is the worker's, not the build's: held back, numba stays
     # unimported while the build returns and its first calls run on the twin
