@@ -227,8 +227,10 @@ def _work():
                 return
             job = _state["running"] = _jobs.popleft()
         try:
-            job.go.wait(START_DELAY)
             if threading.main_thread().is_alive():
+                # taken while the program runs: an exit during the wait still compiles it (as the
+                # compile running at exit, so the next process finds its machine code)
+                job.go.wait(START_DELAY)
                 job.run()
             else:
                 job.cancel("the interpreter exited first")
