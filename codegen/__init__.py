@@ -4,6 +4,7 @@
 ``Emitter`` subclass in its own module, listed in ``BACKENDS``.
 """
 
+import sys
 import time
 import types
 from contextlib import contextmanager, nullcontext
@@ -25,18 +26,7 @@ BACKENDS = {"numba": NumbaEmitter, "numpy": NumpyEmitter}
 def _numba_signature(inputs, emitter=None):
     """numba's types of ``inputs`` (``kernel``'s signature); with the ``emitter`` that printed the
     module, those of the machine code it calls (``kernel_into`` takes the arrays it fills after)."""
-    import numba
-
-    types = []
-    for s in inputs:
-        scalar = numba.from_dtype(__import__("numpy").dtype(s.dtype))
-        types.append(scalar if s.ndim == 0 else numba.types.Array(scalar, s.ndim, "C"))
-    for _, alloc in getattr(emitter, "passed", ()):
-        t = alloc.target
-        types.append(
-            numba.types.Array(numba.from_dtype(__import__("numpy").dtype(t.dtype)), len(t.shape), "C")
-        )
-    return tuple(types)
+    return runtime.numba_signature(inputs, [alloc.target for _, alloc in getattr(emitter, "passed", ())])
 
 
 def max_statements():
@@ -113,8 +103,6 @@ def _compile(build, outputs, inputs, output_names, structure, primary, backend, 
         source, module, entry, inputs, outputs, output_names, backend, title, seconds, nodes, cache_state, job
     )
     compiled.build_phases = dict(build.phases)  # a traced function's build includes its trace
-    if backend == "numba":
-        compiled._build_signature = _numba_signature(inputs)
 
     def standalone_module():
         # the same module printed for save(): see Emitter.standalone
@@ -185,11 +173,15 @@ def _background(build, emitter, source, graph, inputs, arguments, notes):
     numba, or needs not)."""
     if any(node.dtype == "float32" for node in graph):
         return None
-    name = module_name(source, "numba")
-    signature = _numba_signature(inputs, emitter)
-    # the machine code of its kernel is here already (this function at another loop length)
-    if runtime.has_overload(runtime.kernel_module_name(source) or name, signature):
-        return None
+    # the machine code of its kernel is here already (this function at another loop length);
+    # a process that has not imported numba has none, and the first tier needs no numba: the
+    # worker imports it (0.5-1 s), not the build
+    if "numba" in sys.modules:
+        name = module_name(source, "numba")
+        if runtime.has_overload(
+            runtime.kernel_module_name(source) or name, _numba_signature(inputs, emitter)
+        ):
+            return None
     with build.measure("numpy twin"):
         try:
             twin_source = NumpyEmitter(notes, rolled=emitter.rolled).module(*arguments)
@@ -202,10 +194,12 @@ def _background(build, emitter, source, graph, inputs, arguments, notes):
         measure = runtime.phase_timer(phases)
         with measure("load"):
             module, _ = load_module(source, "numba")
+        signature = _numba_signature(inputs, emitter)
         module, cache_state = _compile_numba(module, source, signature, measure, nullcontext)
         hold(owner, module)
         return module, cache_state, phases
 
+    name = module_name(source, "entry")  # the numba module's entry, run on the twin until numba is ready
     namespace = types.ModuleType(name)
     namespace.__dict__.update(np=runtime.np, _cv=runtime)
     job = tiers.NumbaJob(build.title, compile_numba, namespace.__dict__, build.start, setting("verbose"))

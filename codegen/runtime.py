@@ -545,8 +545,14 @@ def clear_cache():
 _versions_text = None
 
 
+def base_versions():
+    """The versions every generated module depends on (numba's aside): part of its name."""
+    return f"symgrad {__version__}; numpy {np.__version__}; python {sys.version.split()[0]} {sys.implementation.cache_tag}"
+
+
 def library_versions():
-    """The versions the cached machine code depends on; they are part of every module's name."""
+    """The versions the cached machine code depends on; they are part of every numba module's
+    name. It imports numba: a module of the numpy backend is named by ``base_versions``."""
     global _versions_text
     if _versions_text is None:
         try:
@@ -563,8 +569,7 @@ def library_versions():
         # imports, whose functions are compiled into the kernels: special, memory_kernels, ...)
         helpers = _helper_sources()
         _versions_text = (
-            f"symgrad {__version__}; numba {numba_version}; numpy {np.__version__}; "
-            f"python {sys.version.split()[0]} {sys.implementation.cache_tag}; "
+            f"{base_versions()}; numba {numba_version}; "
             f"helpers {hashlib.sha256(helpers).hexdigest()[:12]}; svml {svml}"
         )
     return _versions_text
@@ -706,10 +711,23 @@ def kernel_module(module):
 
 def module_name(source, backend):
     """The name ``load_module`` gives the module of ``source``: the hash of its text and of the
-    library versions."""
-    data = source.encode("utf-8")
-    digest = hashlib.sha256(library_versions().encode() + b"\0" + data).hexdigest()[:24]
+    library versions (``library_versions`` for the numba backend's, ``base_versions`` for the
+    others': naming a numpy module imports no numba)."""
+    versions = library_versions() if backend == "numba" else base_versions()
+    digest = hashlib.sha256(versions.encode() + b"\0" + source.encode("utf-8")).hexdigest()[:24]
     return f"symgrad_{backend}_{digest}"
+
+
+def numba_signature(inputs, passed=()):
+    """numba's types of ``inputs`` (``kernel``'s signature), then of the ``passed`` nodes (the
+    arrays ``kernel_into`` fills, given after the inputs)."""
+    import numba  # the numba backend's machine code only: not on a background build's first tier
+
+    def type_of(node, ndim):
+        scalar = numba.from_dtype(np.dtype(node.dtype))
+        return numba.types.Array(scalar, ndim, "C") if ndim else scalar
+
+    return tuple(type_of(s, s.ndim) for s in inputs) + tuple(type_of(t, len(t.shape)) for t in passed)
 
 
 def phase_timer(phases):
@@ -911,6 +929,7 @@ class Compiled:
         self.build_phases: dict[str, float] = {}
         self.graph_nodes = graph_nodes
         self._names = [s.name for s in inputs]
+        self._signature = None  # _build_signature's
         self._index = {s.name: i for i, s in enumerate(inputs)}
 
     def wait(self) -> Compiled:
@@ -938,12 +957,22 @@ class Compiled:
         return self.wait()._ready_module
 
     @property
+    def _build_signature(self) -> tuple[Any, ...] | None:
+        """numba's types of the inputs, the signature the numba backend compiles (None for the
+        numpy backend); computed when first asked for, so a background build imports no numba."""
+        if self.backend != "numba":
+            return None
+        if self._signature is None:
+            self._signature = numba_signature(self.inputs)
+        return self._signature
+
+    @property
     def kernel(self) -> Any:
         """The numba dispatcher (numba backend; waits for a background compile) or the plain
         function (numpy backend)."""
         module = self._module
         kernel = module.kernel
-        built = getattr(self, "_build_signature", None)
+        built = self._build_signature
         if kernel is not machine_kernel(module) and built is not None and not kernel.signatures:
             # the machine code call() runs is kernel_into's; kernel (allocating the arrays it
             # fills) compiles when first asked for, for the built types
@@ -972,7 +1001,7 @@ class Compiled:
         ``numba_ready_s`` (seconds from the start of the build until numba's machine code ran
         the calls; None while it compiles in the background), ``numba_s`` (the background load
         and compile) and ``tier`` (the kernel running now). Reading it does not wait."""
-        built = getattr(self, "_build_signature", None)
+        built = self._build_signature
         if built is None:
             return []
         job = self._job

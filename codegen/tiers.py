@@ -6,7 +6,8 @@ text and the numpy twin are ready. The ``Compiled`` calls the numba module's ent
 (argument checks and conversions, exactly as in ``.source``) from the first call on, run from its
 own text in a namespace of its own whose ``kernel_entry`` is ``first_tier``: the numpy twin, fed
 and boxed as numba's machine code is. A worker thread loads the numba module, compiles the kernel
-and then rebinds ``kernel_entry`` to the machine code. That one assignment is the switch: a call
+and then rebinds ``kernel_entry`` to the machine code; it starts once the first call has returned
+(``START_DELAY``: its Python work would hold that first result back). That one assignment is the switch: a call
 runs wholly on one tier, nothing else in the call path changes, and the entry costs what it costs
 after a sync build. If numba fails, ``kernel_entry`` becomes a function raising numba's error, so
 the next call (or ``wait()``) raises what a sync build would have raised.
@@ -51,6 +52,7 @@ class NumbaJob:
         self.verbose = verbose
         self.owner = None
         self.finished = threading.Event()
+        self.go = threading.Event()  # set once the first call has returned (see START_DELAY)
         self.module = None
         self.cache_state = None
         self.phases = {}
@@ -101,6 +103,7 @@ class NumbaJob:
     def wait(self):
         """Return once numba's machine code is bound; raise numba's error if it failed."""
         if not self.finished.is_set():
+            self.go.set()
             _start_worker()
             self.finished.wait()
         if self.error is not None:
@@ -114,6 +117,13 @@ class NumbaJob:
 # FIRST_TIER_SHARE of the time since the build began, a call waits for numba instead.
 FIRST_TIER_FLOOR = 0.25
 FIRST_TIER_SHARE = 0.5
+
+# The worker's load of the numba module (and numba's cache lookup) is Python too: run beside the
+# first call, which follows a traced function's build at once, it holds that call back (measured:
+# the MLP's warm first result 0.38-0.42 s with it, 0.10-0.29 s without). So a compile starts once
+# the first call has returned, a caller waits for numba, or START_DELAY seconds have passed
+# without a call.
+START_DELAY = 0.25
 
 
 def first_tier(numpy_kernel, inputs, outputs, job, passed=()):
@@ -146,7 +156,7 @@ def first_tier(numpy_kernel, inputs, outputs, job, passed=()):
             for k, into in zip(passed, args[count:]):
                 into[...] = out[k]
             spent[0] += time.perf_counter() - begin
-            return tuple(
+            result = tuple(
                 np.asarray(o).item() if scalar else np.ascontiguousarray(o, dtype)
                 for k, (o, (scalar, dtype)) in enumerate(zip(out, boxes))
                 if k not in passed
@@ -154,6 +164,9 @@ def first_tier(numpy_kernel, inputs, outputs, job, passed=()):
         except Exception:
             job.wait()
             return job.namespace["kernel_entry"](*given)
+        if not job.go.is_set():
+            job.go.set()  # the first result is out: numba's compile may start (START_DELAY)
+        return result
 
     return kernel_entry
 
@@ -218,6 +231,9 @@ def _work():
             job = _state["running"] = _jobs.popleft()
         try:
             if threading.main_thread().is_alive():
+                # taken while the program runs: an exit during the wait still compiles it (as the
+                # compile running at exit, so the next process finds its machine code)
+                job.go.wait(START_DELAY)
                 job.run()
             else:
                 job.cancel("the interpreter exited first")

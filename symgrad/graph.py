@@ -29,6 +29,11 @@ from typing import Any, NoReturn, Union
 import numpy as np
 import sympy
 
+# SymPy's Add imports sympy.tensor (with sympy.combinatorics, 0.05-0.1 s) the first time it adds
+# two terms: a dim's arithmetic (n - 1, a rolled loop's trip count) would pay it during a build,
+# on the way to the first result; it belongs with SymPy's own import
+import sympy.tensor.tensor  # noqa: F401
+
 from .errors import ShapeError, SymgradError, UnsupportedError
 
 # a dimension: a size, or a SymPy expression over dimension names (``n``, ``2*n + 1``)

@@ -368,3 +368,40 @@ def test_importing_symgrad_fills_every_registration_point_of_the_layers_below():
     assert x * 1 is x and repr(sg.sin(x) + 1) == "sin(x) + 1.0"
     f = sg.compile(np.divide(np.sum(x[1:]), x.shape[0] - 1), inputs=[x], backend="numpy")
     assert f(np.array([5.0, 1.0, 2.0, 6.0])) == 3.0
+
+
+def test_a_build_with_symbolic_dims_and_a_rolled_loop_imports_no_more_sympy(tmp_path):
+    # SymPy's Add imports sympy.tensor at its first sum: that belongs to import, not to a build
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "import symgrad as sg\n"
+        "before = {m for m in sys.modules if m.startswith('sympy')}\n"
+        "def euler(a, x0, obs):\n"
+        "    x, loss = x0, 0.0\n"
+        "    for o in obs:\n"
+        "        x = x + 0.01 * a * np.sin(x)\n"
+        "        loss = loss + (x - o) ** 2\n"
+        "    return loss\n"
+        "value, grad = sg.value_and_grad(euler, (0, 1))(1.0, 0.4, np.linspace(0.4, 0.6, 40))\n"
+        "x = sg.tensor('x', ('n',))\n"
+        "f = sg.compile(sg.sum((x[1:] - x[:-1]) ** 2), backend='numpy')\n"
+        "assert f(np.array([1.0, 3.0, 2.0])) == 5.0\n"
+        "new = sorted({m for m in sys.modules if m.startswith('sympy')} - before)\n"
+        "assert not new, new\n"
+        "print(value)\n"
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        SYMGRAD_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    x, loss = 0.4, 0.0
+    for o in np.linspace(0.4, 0.6, 40):
+        x = x + 0.01 * 1.0 * np.sin(x)
+        loss += (x - o) ** 2
+    assert np.isclose(float(done.stdout.split()[-1]), loss, rtol=1e-12)

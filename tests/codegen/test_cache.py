@@ -52,12 +52,17 @@ def _expected():
 
 def test_module_name_hashes_the_library_versions(monkeypatch):
     source = "# a module\nvalue = 1\n"
-    first, _ = runtime.load_module(source, "numpy")
+    first, _ = runtime.load_module(source, "numba")
+    numpy_name = runtime.module_name(source, "numpy")
     monkeypatch.setattr(runtime, "_versions_text", runtime.library_versions() + " (another numba)")
-    second, _ = runtime.load_module(source, "numpy")
+    second, _ = runtime.load_module(source, "numba")
     assert first.__name__ != second.__name__ and second.value == 1
     for lib in ("symgrad", "numba", "numpy", "python"):
         assert lib in runtime.library_versions()
+    # a numpy module holds no machine code: numba's version is not in its name
+    assert runtime.module_name(source, "numpy") == numpy_name
+    monkeypatch.setattr(runtime, "__version__", "0.0.0+another")
+    assert runtime.module_name(source, "numpy") != numpy_name
 
 
 def test_svml_and_plain_machine_code_never_share_a_module(monkeypatch):
@@ -69,7 +74,7 @@ def test_svml_and_plain_machine_code_never_share_a_module(monkeypatch):
         monkeypatch.setattr(numba.config, "USING_SVML", using, raising=False)
         monkeypatch.setattr(runtime, "_versions_text", None)
         assert ("svml on" if using else "svml off") in runtime.library_versions()
-        names.append(runtime.load_module("# a module\nvalue = 2\n", "numpy")[0].__name__)
+        names.append(runtime.load_module("# a module\nvalue = 2\n", "numba")[0].__name__)
     assert names[0] != names[1]
 
 

@@ -144,6 +144,28 @@ def test_an_index_out_of_range_on_the_first_tier_is_numbas_input_error(gate):
     assert f.tier == "numba"
 
 
+def test_a_first_tier_that_raises_behind_the_closed_gate_fails_the_test_instead_of_hanging(gate, monkeypatch):
+    # the first tier waits for numba when its twin raises; the gate holds numba back, so the
+    # wait ends after gate.timeout with the test's failure (the twin's error as its context)
+    original = tiers.first_tier
+
+    def broken_twin(numpy_kernel, *rest):
+        def kernel(*args):
+            raise RuntimeError("the twin broke")
+
+        return original(kernel, *rest)
+
+    monkeypatch.setattr(tiers, "first_tier", broken_twin)
+    gate.timeout = 0.2
+    x = sg.tensor("x", ("n",))
+    f = sg.compile(sg.sum(x * x))
+    with pytest.raises(
+        pytest.fail.Exception, match=r"waited 0.2 s for numba while the test held the gate"
+    ) as failed:
+        f(np.ones(3))
+    assert isinstance(failed.value.__context__, RuntimeError)
+
+
 def test_a_loop_of_calls_waits_for_numba_instead_of_sharing_the_gil_with_it(gate, monkeypatch):
     # the first tier serves calls while they take a small share of the time since the build;
     # with no share allowed, the second call waits for numba's machine code
@@ -262,6 +284,63 @@ def test_the_interpreter_exits_cleanly_with_a_compile_running(tmp_path):
     )
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "machine code loaded from cache"
+
+
+def test_numbas_compile_starts_once_the_first_call_has_returned(monkeypatch):
+    # numba's module load would share the GIL with the first call: the worker holds off until
+    # that call has returned (START_DELAY, here longer than any compile, is not what starts it)
+    monkeypatch.setattr(tiers, "START_DELAY", 600.0)
+    x = sg.tensor("x", ("n",))
+    f = sg.compile(sg.sum(sg.sinh(x) * x))
+    job = f._job
+    assert not job.go.is_set()
+    data = np.linspace(-1.0, 1.0, 7)
+    assert f(data) == pytest.approx(np.sum(np.sinh(data) * data), rel=1e-13)
+    assert job.go.is_set()
+    assert job.finished.wait(300) and f.tier == "numba"
+    assert f(data) == pytest.approx(np.sum(np.sinh(data) * data), rel=1e-13)
+
+
+def test_numbas_compile_starts_after_the_start_delay_without_a_call(monkeypatch):
+    monkeypatch.setattr(tiers, "START_DELAY", 0.01)
+    x = sg.tensor("x", ("n",))
+    f = sg.compile(sg.sum(sg.cosh(x) * x * x))
+    assert f._job.finished.wait(300) and not f._job.go.is_set()
+    assert f.tier == "numba"
+    data = np.linspace(-1.0, 1.0, 7)
+    assert f(data) == pytest.approx(np.sum(np.cosh(data) * data * data), rel=1e-13)
+
+
+def test_the_first_tier_runs_before_numba_is_imported_and_the_worker_imports_it(tmp_path):
+    # numba's import (0.5-1 s) is the worker's, not the build's: held back, numba stays
+    # unimported while the build returns and its first calls run on the twin
+    code = """
+        import sys, threading
+        import numpy as np
+        import symgrad as sg
+        from symgrad.codegen import tiers
+        opened, run = threading.Event(), tiers.NumbaJob.run
+        def held(job):
+            opened.wait()
+            run(job)
+        tiers.NumbaJob.run = held
+        x = sg.tensor("x", ("n",))
+        s = sg.scalar("s")
+        vg = sg.value_and_grad(sg.sum(sg.tanh(x * s) ** 2), wrt=[x, s])
+        first = vg(np.linspace(-1.0, 1.0, 5), 0.5)
+        print("numba" in sys.modules, vg.tier, first[0], flush=True)
+        opened.set()
+        vg.wait()
+        (record,) = vg.compiles
+        print("numba" in sys.modules, vg.tier, vg(np.linspace(-1.0, 1.0, 5), 0.5)[0], record["signature"])
+        """
+    done = _run(code, {"SYMGRAD_CACHE_DIR": str(tmp_path / "cache"), "SYMGRAD_VERBOSE": "0"})
+    assert done.returncode == 0, done.stderr
+    before, after = (line.split(maxsplit=3) for line in done.stdout.splitlines())
+    want = np.sum(np.tanh(np.linspace(-1.0, 1.0, 5) * 0.5) ** 2)
+    assert before[:2] == ["False", "numpy"] and float(before[2]) == pytest.approx(want, rel=1e-13)
+    assert after[:2] == ["True", "numba"] and float(after[2]) == pytest.approx(want, rel=1e-13)
+    assert after[3] == "x: array(float64, 1d, C), s: float64"
 
 
 def test_a_long_loop_on_the_first_tier_runs_the_twin_then_numbas_row_blocks(gate):
