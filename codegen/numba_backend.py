@@ -36,36 +36,17 @@ _LOOPABLE = {name for name, op in OPS.items() if op.elementwise and op.lower} | 
 
 
 def _find_loops(forward, backward, rollable, min_statements=ROLL_MIN_STATEMENTS, shortest=False):
-    """(score, schedule, loops): the depth-first schedule or the step order, the one whose
+    """(score, schedule, loops): the depth-first schedule or creation order, the one whose
     repeated runs cover more statements (``shortest``: the one whose rolled kernel has fewer
     statements, so that the choice does not change with the trip count). A recurrence of
-    several states repeats step by step, where depth-first may not: the step order sorts by
-    the longest path through a node (the step it belongs to, and its place in it), then
-    depth-first. Both depend on the graph alone, never on what the process built before (as
-    creation order, ``serial``, would: a node an earlier graph made keeps its old serial), so
-    one graph prints one text and its disk cache entry is found by every process. Inputs and
-    constants first in both (they are no statements)."""
+    several states is built step by step, so its creation order repeats where depth-first may
+    not. Inputs and constants first in both (they are no statements): a step's own constant
+    (data a traced loop read, or one an earlier graph made, with an older serial) must not
+    break the period."""
     best = (-len(forward) - len(backward) if shortest else 0, list(forward) + list(backward), [])
     depth_first = sorted(forward, key=_given) + sorted(backward, key=_given)
-    position = {id(node): k for k, node in enumerate(depth_first)}
-    # the step order: the forward part as late as each node can come (the longest path up to
-    # an output, greatest first: a step's statements just before the next step's), the
-    # backward part as early (the longest path down to an input, ``height``)
-    above = {}
-    for node in reversed(depth_first):
-        up = above.get(id(node), 0) + 1
-        for inp in node.inputs:
-            if above.get(id(inp), 0) < up:
-                above[id(inp)] = up
-
-    def late(node):
-        return (not OPS[node.op].given, -above.get(id(node), 0), position[id(node)])
-
-    def early(node):
-        return (not OPS[node.op].given, node.height, position[id(node)])
-
-    by_steps = sorted(forward, key=late) + sorted(backward, key=early)
-    for order in (depth_first, by_steps):
+    by_creation = sorted(forward, key=_given_first) + sorted(backward, key=_given_first)
+    for order in (depth_first, by_creation):
         loops = find_loops(order, rollable, barriers=(len(forward),), min_statements=min_statements)
         covered = sum(loop.period * loop.count for loop in loops)
         if shortest:
@@ -83,6 +64,10 @@ def _extra(nodes, loop):
 
 def _given(node):
     return not OPS[node.op].given
+
+
+def _given_first(node):
+    return (not OPS[node.op].given, node.serial)
 
 
 class NumbaEmitter(Emitter):

@@ -131,7 +131,8 @@ def test_rnn_value_and_gradient_match_the_unrolled_graph_and_central_differences
 
 def _rnn_graph(T, stack=False):
     """The RNN written with the builder API (no tracing): the loss and its gradients. (Symbols of
-    their own for each variant: nodes are interned, so the variants share no statement.)"""
+    their own for each variant: nodes are interned, and statements an earlier graph made are
+    older, which moves them in the creation order the rolling also tries.)"""
     tag = "_s" if stack else ""
     Wx, Wh, b, w, xs, ys = (
         sg.tensor("Wx" + tag, (D, H)),

@@ -167,68 +167,6 @@ def test_the_same_expression_gives_the_same_source_whatever_was_built_before():
     assert "np.cos(x)" in fresh[2] and not any(op.note and op.note in fresh[2] for op in OPS.values())
 
 
-RNN_SOURCE = textwrap.dedent("""
-    import os, sys
-    import numpy as np
-    import symgrad as sg
-
-    def rnn(*args):
-        Wx, Wh, w_out, xs, ys = args
-        h, loss = np.zeros(Wh.shape[0]), 0.0
-        for t in range(xs.shape[0]):
-            h = np.tanh(xs[t] @ Wx + h @ Wh)
-            loss = loss + (h @ w_out - ys[t]) ** 2
-        return loss
-
-    def outputs_backwards(*args):
-        # the same steps (the same interned nodes), made in another order: all states, then
-        # the errors from the last step to the first
-        Wx, Wh, w_out, xs, ys = args
-        h, hs = np.zeros(Wh.shape[0]), []
-        for t in range(xs.shape[0]):
-            h = np.tanh(xs[t] @ Wx + h @ Wh)
-            hs.append(h @ w_out)
-        return sum((hs[t] - ys[t]) ** 2 for t in reversed(range(xs.shape[0])))
-
-    rng = np.random.default_rng(3)
-    args = (rng.normal(size=(2, 3)), rng.normal(size=(3, 3)) * 0.5, rng.normal(size=3),
-            rng.normal(size=(12, 2)), rng.normal(size=12))
-    kept = []
-    if sys.argv[1] == "after":
-        kept.append(sg.value_and_grad(outputs_backwards, (0, 1, 2)))
-        kept[-1](*args)
-    vg = sg.value_and_grad(rnn, (0, 1, 2))
-    value, _ = vg(*args)
-    print(repr(value), vg.source, sep="\f", end="", flush=True)
-    os._exit(0)  # the source is all this test reads: no numba compile
-""")
-
-
-def test_a_rolled_recurrence_gives_the_same_source_whatever_the_process_built_before(tmp_path):
-    # the loop finder's schedules depend on the graph alone, not on the order its nodes were
-    # made in: a second process finds the first one's cache entry
-    def run(when):
-        env = dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path), SYMGRAD_COMPILE="background")
-        done = subprocess.run(
-            [sys.executable, "-c", RNN_SOURCE, when], capture_output=True, text=True, timeout=600, env=env
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        value, source = done.stdout.split("\f")
-        return float(value), source
-
-    (fresh_value, fresh), (after_value, after) = run("fresh"), run("after")
-    assert after == fresh
-    assert "for " in fresh  # the steps are a rolled loop
-    rng = np.random.default_rng(3)
-    Wx, Wh, w_out = rng.normal(size=(2, 3)), rng.normal(size=(3, 3)) * 0.5, rng.normal(size=3)
-    xs, ys = rng.normal(size=(12, 2)), rng.normal(size=12)
-    h, loss = np.zeros(3), 0.0
-    for t in range(12):
-        h = np.tanh(xs[t] @ Wx + h @ Wh)
-        loss += (h @ w_out - ys[t]) ** 2
-    assert fresh_value == pytest.approx(loss, rel=1e-12) and after_value == pytest.approx(loss, rel=1e-12)
-
-
 def test_second_process_loads_machine_code_from_cache(tmp_path, monkeypatch):
     # a fresh symbol name makes source this test session has not compiled before
     name = "x_" + uuid.uuid4().hex[:12]
