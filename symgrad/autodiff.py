@@ -309,13 +309,15 @@ def grad(y, wrt, notes=None):
 
 # value_and_grad of a scalar chain: with at most this many scalar inputs to differentiate
 # and a graph of scalar elementwise statements at least this deep, and no wider than
-# FORWARD_MAX_WIDTH statements per level of depth on average (a recurrence x = f(x, c) over
+# FORWARD_MAX_WIDTH statements per level of depth on average (one state x = f(x, c) over
 # many steps), the gradient is taken in forward mode: each input's tangent is computed beside
 # the value, step by step (one loop when the steps roll, nothing stored for a second pass),
-# where reverse mode walks the chain a second time, backwards, reading what the first stored
+# where reverse mode walks the chain a second time, backwards, reading what the first stored.
+# (Two states a step, a, b = b, f(a, b), are twice as wide: their tangents' loops start late,
+# after steps whose constants fold, and reverse mode's kernel is shorter.)
 FORWARD_MAX_INPUTS = 2
 FORWARD_MIN_HEIGHT = 64
-FORWARD_MAX_WIDTH = 2
+FORWARD_MAX_WIDTH = 1.5
 
 
 def gradient_mode(y, wrt):

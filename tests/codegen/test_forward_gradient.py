@@ -46,6 +46,11 @@ def test_gradient_mode_is_forward_for_a_deep_scalar_chain_of_one_or_two_inputs()
     assert autodiff.gradient_mode(deep * b, [x0, c, b]) == "reverse"
     # shallow: nothing to gain, and the reverse pass's text is the one users read
     assert autodiff.gradient_mode(_recurrence(5, x0, c), [x0, c]) == "reverse"
+    # two states a step (a, b = b, f(a, b)): twice as wide as one
+    a, b2 = x0, c
+    for _ in range(100):
+        a, b2 = b2, 0.5 * sg.sin(a) + 0.5 * b2
+    assert autodiff.gradient_mode(a * b2, [x0, c]) == "reverse"
     # wide: many statements a level (a sum of independent terms), not a chain
     wide = x0 * c
     for k in range(1, 400):
