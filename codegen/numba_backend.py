@@ -9,7 +9,7 @@ in ``codegen.numba_runtime``.
 from . import branches, fusion, placement, rolling, threads
 from symgrad.ops.registry import OPS
 from .emit import GATHER_OPS, Emitter, has_loops
-from .schedule import ROLL_MIN_STATEMENTS, dim_text, find_loops, keyed, product_text, shape_text
+from .schedule import ROLL_MIN_STATEMENTS, dim_text, find_loops, interleaved, keyed, product_text, shape_text
 
 # a loop of array statements (a traced loop with tensor state) rolls from this many statements:
 # numba compiles an array statement in ~0.1 s, and every run that grows with the trip count must
@@ -35,14 +35,16 @@ def _small_product(a, b):
 _LOOPABLE = {name for name, op in OPS.items() if op.elementwise and op.lower} | {"cast"}
 
 
-def _find_loops(forward, backward, rollable, min_statements=ROLL_MIN_STATEMENTS, shortest=False):
+def _find_loops(forward, backward, rollable, min_statements=ROLL_MIN_STATEMENTS, shortest=False, first=None):
     """(score, schedule, loops): the depth-first schedule or creation order, the one whose
     repeated runs cover more statements (``shortest``: the one whose rolled kernel has fewer
     statements, so that the choice does not change with the trip count). A recurrence of
     several states is built step by step, so its creation order repeats where depth-first may
     not. Inputs and constants first in both (they are no statements): a step's own constant
     (data a traced loop read, or one an earlier graph made, with an older serial) must not
-    break the period."""
+    break the period. ``first``: the forward part's first ``first`` statements are the first
+    output's; then the forward part interleaved along them (``schedule.interleaved``: a
+    tangent's step beside its value's) is tried too."""
     best = (-len(forward) - len(backward) if shortest else 0, list(forward) + list(backward), [])
     depth_first = sorted(forward, key=_given) + sorted(backward, key=_given)
     by_creation = sorted(forward, key=_given_first) + sorted(backward, key=_given_first)
@@ -54,12 +56,30 @@ def _find_loops(forward, backward, rollable, min_statements=ROLL_MIN_STATEMENTS,
             covered = -len(order) + sum((loop.count - 1) * loop.period - len(loop.extra) for loop in loops)
         if covered > best[0]:
             best = (covered, order, loops)
+    if first is not None and first < len(forward) and not shortest:
+        # the other outputs' chains stepped beside the first's: one loop (one pass over the
+        # chain, nothing stored for the next) where the orders above roll each chain alone; taken
+        # when it rolls into fewer loops that leave at most ``min_statements`` more outside
+        order = sorted(interleaved(forward, first), key=_given) + sorted(backward, key=_given)
+        loops = find_loops(order, rollable, barriers=(len(forward),), min_statements=min_statements)
+        covered = sum(loop.period * loop.count for loop in loops)
+        if loops and len(loops) < len(best[2]) and covered >= best[0] - min_statements:
+            best = (covered, order, loops)
     return best
 
 
 def _extra(nodes, loop):
     """The statements moved into ``loop`` from later loops."""
     return [nodes[reader.start + j] for reader, j, _ in loop.extra]
+
+
+def _first_output_statements(forward, outputs):
+    """How many statements of ``forward`` (a topological order from the outputs in turn) are
+    the first output's graph (None: the first output is not computed there)."""
+    for p, node in enumerate(forward):
+        if node is outputs[0]:
+            return p + 1
+    return None
 
 
 def _given(node):
@@ -153,7 +173,9 @@ class NumbaEmitter(Emitter):
             fused = fusion.fuse(self, forward, backward, out_name_of, outputs) if fusion.enabled() else None
             if fused is not None:
                 return placement.concatenate_in_place(fused, self.value)
-            rolled = _find_loops(forward, backward, rollable)
+            rolled = _find_loops(
+                forward, backward, rollable, first=_first_output_statements(forward, outputs)
+            )
         _, nodes, loops = rolled
         if not loops:
             return super().kernel_ir(forward, backward, out_name_of, outputs)

@@ -119,6 +119,20 @@ def schedule(outputs, primary):
     return order[:end], order[end:]
 
 
+def interleaved(nodes, first):
+    """``nodes`` (inputs before users) with each node after the first ``first`` moved up to
+    just after the last of those it reads, directly or through other such nodes: the tangent
+    of a forward-mode derivative computed at each step of the value's chain, beside it (a
+    recurrence and its tangents roll into one loop), instead of after the whole chain. Still
+    inputs before users; the first ``first`` keep their order, and so do the nodes moved to
+    one place."""
+    anchor = {}
+    for p, node in enumerate(nodes):
+        anchor[id(node)] = p if p < first else max((anchor.get(id(i), -1) for i in node.inputs), default=-1)
+    keys = sorted(range(len(nodes)), key=lambda p: (anchor[id(nodes[p])], p >= first, p))
+    return [nodes[p] for p in keys]
+
+
 class Namer:
     """Stable, unique, readable names derived from the expression (``sin_x``, ``mul_x_y``)."""
 

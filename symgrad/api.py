@@ -649,11 +649,16 @@ def _value_and_grad_expr(expr, wrt, inputs, backend, grads=None, notes=None):
     expr = autodiff.scalar_loss(expr, "value_and_grad")
     ins = _resolve_inputs([expr], inputs, "value_and_grad", extra=wrt_list)
     title = f"value_and_grad(wrt=[{', '.join(w.name for w in wrt_list)}])"
+    primary = 1  # the value's statements first, then the gradient's (reverse mode)
     with building(title) as build:  # the differentiation and the compile are one build
         if grads is None:
             notes = autodiff.RuleNotes()  # this gradient's rule comments (nodes carry none)
             with build.measure("differentiate"):
-                grads = autodiff.grad(expr, wrt_list, notes)
+                if autodiff.gradient_mode(expr, wrt_list) == "forward":
+                    grads = autodiff.grad_forward(expr, wrt_list, notes)
+                    primary = len(grads) + 1  # the tangents are computed beside the value
+                else:
+                    grads = autodiff.grad(expr, wrt_list, notes)
         names = ["value"] + [f"d_{w.name}" for w in wrt_list]
         if single:
             structure = "out[0], out[1]"
@@ -665,7 +670,7 @@ def _value_and_grad_expr(expr, wrt, inputs, backend, grads=None, notes=None):
             ins,
             output_names=names,
             structure=structure,
-            primary=1,
+            primary=primary,
             backend=backend or DEFAULT_BACKEND,
             title=title,
             notes=notes,

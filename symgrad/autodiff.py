@@ -307,6 +307,43 @@ def grad(y, wrt, notes=None):
 
 # ---------------------------------------------------------------- forward mode
 
+# value_and_grad of a scalar chain: with at most this many scalar inputs to differentiate
+# and a graph of scalar elementwise statements at least this deep, and no wider than
+# FORWARD_MAX_WIDTH statements per level of depth on average (one state x = f(x, c) over
+# many steps), the gradient is taken in forward mode: each input's tangent is computed beside
+# the value, step by step (one loop when the steps roll, nothing stored for a second pass),
+# where reverse mode walks the chain a second time, backwards, reading what the first stored.
+# (Two states a step, a, b = b, f(a, b), are twice as wide: their tangents' loops start late,
+# after steps whose constants fold, and reverse mode's kernel is shorter.)
+FORWARD_MAX_INPUTS = 2
+FORWARD_MIN_HEIGHT = 64
+FORWARD_MAX_WIDTH = 1.5
+
+
+def gradient_mode(y, wrt):
+    """``"forward"`` or ``"reverse"``: how ``value_and_grad`` differentiates the scalar ``y``
+    with respect to ``wrt`` (see FORWARD_MAX_INPUTS)."""
+    if len(wrt) > FORWARD_MAX_INPUTS or y.ndim or y.height < FORWARD_MIN_HEIGHT:
+        return "reverse"
+    if any(w.ndim or w.dtype != y.dtype for w in wrt):
+        return "reverse"  # (a tangent of y has y's dtype, a gradient its symbol's)
+    statements = 0
+    for node in topo_order([y]):
+        opdef = OPS[node.op]
+        if opdef.given:
+            continue
+        if node.ndim or not opdef.elementwise:
+            return "reverse"
+        statements += 1
+    return "forward" if statements <= FORWARD_MAX_WIDTH * y.height else "reverse"
+
+
+def grad_forward(y, wrt, notes=None):
+    """The gradient of the scalar ``y`` with respect to scalar symbols, in forward mode: one
+    JVP per symbol (a unit tangent on it, none on the others)."""
+    y = scalar_loss(y, "grad")
+    return [jvp([y], [w], [constant(1, w.dtype)], notes)[0] for w in wrt]
+
 
 def jvp(outputs, wrt, tangents, notes=None):
     """The Jacobian-vector product: the tangent of each output given a tangent per ``wrt`` symbol.

@@ -86,7 +86,9 @@ def _loop_bodies(source):
 
 def test_a_rolled_recurrence_calls_no_libm_sin_or_cos_in_its_loops():
     expr, x0, c = _recurrence(40)
-    vg = sg.value_and_grad(expr, wrt=[x0, c], backend="numba")
+    b = sg.scalar("b")
+    # three inputs: reverse mode (two or fewer step forward: tests/codegen/test_forward_gradient.py)
+    vg = sg.value_and_grad(expr * b, wrt=[x0, c, b], backend="numba")
     forward, backward, *rest = _loop_bodies(vg.source)
     assert "_rt.ssin(" in forward and "_rt.scos(" in forward  # cos(x_t) for the reverse sweep
     for body in (forward, backward, *rest):
