@@ -1056,6 +1056,7 @@ xlogy = _elementwise2("xlogy", _xlogy, np.vectorize(_xlogy, otypes=[np.float64])
 
 
 # ---------------------------------------------------------------- expm1, sinh, cosh, arcsin, arccos, arctan2, logit, xlogy
+# (and xlog1py)
 # The rest of the elementwise functions a fused loop calls libm for, in arithmetic and selects on
 # the kernels above (every branch computed, the right one selected per lane), each within 2 ulp
 # of numpy on its whole domain with its special values (tests/codegen/test_vector_math_more.py).
@@ -1064,18 +1065,22 @@ xlogy = _elementwise2("xlogy", _xlogy, np.vectorize(_xlogy, otypes=[np.float64])
 # below 2^-60 relative), then 2^n expm1(r) + (2^n - 1), both terms exact but the sum for |n| <= 58;
 # beyond 40 it is exp(x), below -40 it is -1 (e^-40 is below half an ulp of 1).
 # sinh and cosh: for |x| < 1 their Taylor polynomials (odd to x^19, even to x^20: remainders below
-# 2^-60 relative); below 22 (sinh t + t/(t + 1)) / 2 with t = expm1|x| (no cancellation of e^x and
-# e^-x) and (e + 1/e) / 2 with e = exp|x|; above, exp(|x|) / 2 as 2^(n-1) exp(r) (finite up to
+# 2^-60 relative); below 22 sinh as (t + t/(t + 1)) / 2 with t = expm1|x| (no cancellation of e^x
+# and e^-x) and cosh as (e + 1/e) / 2 with e = exp|x|; above, exp(|x|) / 2 as 2^(n-1) exp(r) (finite up to
 # 710.47, where exp itself has overflowed).
 # arcsin and arccos: fdlibm's (e_asin.c, e_acos.c, within 1 ulp): x + x R(x^2) for |x| < 1/2 and
 # pi/2 - 2 arcsin(sqrt((1 - |x|)/2)) above, with sqrt's value split in two parts; R is fdlibm's
 # rational function (its coefficients below). One R serves both ranges of a lane.
-# arctan2: arctan of min(|x|, |y|) / max(|x|, |y|) on the arithmetic arctan, then pi/2 minus or plus it
-# (|y| > |x|) or pi minus it (x < 0), the constants in two parts, and y's sign; C99's values at zeros and infinities (0/0 and inf/inf selected as 0 and pi/4).
+# arctan2: arctan of min(|x|, |y|) / max(|x|, |y|) on the arithmetic arctan, then pi/2 minus or plus
+# it (|y| > |x|) or pi minus it (x < 0), the constants in two parts, and y's sign; C99's values at
+# zeros and infinities (0/0 and inf/inf selected as 0 and pi/4).
 # logit: log(q) of q = p / (1 - p), with the rounding errors of 1 - p and of the quotient carried as
 # a relative correction added inside log (so near p = 1/2, where the log is near 0, the result keeps
 # its accuracy); -inf at 0, inf at 1, nan outside [0, 1].
-# xlogy and xlog1py: x log(y), x log1p(y) on the arithmetic log and log1p, 0 where x == 0 unless y is nan.
+# xlogy and xlog1py: x log(y) and x log1p(y), the log in two doubles (pow's _log_dd; log1p's rounding
+# error of 1 + y added to its low part) and the product's rounding error added back, so that the
+# result rounds about once (a log within 1 ulp times x would be up to 2.5 ulp off); 0 where x == 0
+# unless y is nan.
 _E14 = 1.0 / math.factorial(14)
 _EXPM1_LIMIT = 40.0
 _SINH_T = tuple(1.0 / math.factorial(2 * k + 1) for k in range(1, 10))  # 1/3!, 1/5!, ..., 1/19!
@@ -1296,14 +1301,83 @@ def vxlog1py(x, y):
     return xlog1py(x, y)
 
 
-for _function, _element, _other in (
-    (varctan2, _atan2_64, lambda y, x: np.arctan2(y, x)),
-    (vxlogy, _xlogy64, None),
-    (vxlog1py, _xlog1py64, None),
-):
-    overload(_function, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
-        _float_pair_overload(numba.njit(**_INLINE)(_element), _other)
-    )
+overload(varctan2, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
+    _float_pair_overload(numba.njit(**_INLINE)(_atan2_64), lambda y, x: np.arctan2(y, x))
+)
+overload(vxlogy, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
+    _float_pair_overload(numba.njit(**_INLINE)(_xlogy64), None)
+)
+overload(vxlog1py, jit_options=dict(nogil=True, error_model="numpy"), inline="always")(
+    _float_pair_overload(numba.njit(**_INLINE)(_xlog1py64), None)
+)
+
+
+# Kernels call them through tile kernels (tiling's "tile" kind, as erf's): inlined, each added 2 to
+# 7 s of numba's type inference to every kernel using it (n = 1e6 bench, one kernel an op); called,
+# a kernel pays a call a tile.
+
+
+@numba.njit(**_JIT)
+def vexpm1_tile(x, n):
+    """x[:n] = expm1(x[:n]) (vexpm1), on SIMD lanes."""
+    for k in range(n):
+        x[k] = vexpm1(x[k])
+
+
+@numba.njit(**_JIT)
+def vsinh_tile(x, n):
+    """x[:n] = sinh(x[:n]) (vsinh), on SIMD lanes."""
+    for k in range(n):
+        x[k] = vsinh(x[k])
+
+
+@numba.njit(**_JIT)
+def vcosh_tile(x, n):
+    """x[:n] = cosh(x[:n]) (vcosh), on SIMD lanes."""
+    for k in range(n):
+        x[k] = vcosh(x[k])
+
+
+@numba.njit(**_JIT)
+def varcsin_tile(x, n):
+    """x[:n] = arcsin(x[:n]) (varcsin), on SIMD lanes."""
+    for k in range(n):
+        x[k] = varcsin(x[k])
+
+
+@numba.njit(**_JIT)
+def varccos_tile(x, n):
+    """x[:n] = arccos(x[:n]) (varccos), on SIMD lanes."""
+    for k in range(n):
+        x[k] = varccos(x[k])
+
+
+@numba.njit(**_JIT)
+def vlogit_tile(x, n):
+    """x[:n] = logit(x[:n]) (vlogit), on SIMD lanes."""
+    for k in range(n):
+        x[k] = vlogit(x[k])
+
+
+@numba.njit(**_JIT)
+def varctan2_tile(y, x, n):
+    """y[:n] = arctan2(y[:n], x[:n]) (varctan2), on SIMD lanes."""
+    for k in range(n):
+        y[k] = varctan2(y[k], x[k])
+
+
+@numba.njit(**_JIT)
+def vxlogy_tile(x, y, n):
+    """x[:n] = xlogy(x[:n], y[:n]) (vxlogy), on SIMD lanes."""
+    for k in range(n):
+        x[k] = vxlogy(x[k], y[k])
+
+
+@numba.njit(**_JIT)
+def vxlog1py_tile(x, y, n):
+    """x[:n] = xlog1py(x[:n], y[:n]) (vxlog1py), on SIMD lanes."""
+    for k in range(n):
+        x[k] = vxlog1py(x[k], y[k])
 
 
 @numba.njit(**_JIT)
