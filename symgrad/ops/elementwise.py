@@ -643,13 +643,13 @@ binary("arctan2", (lambda g, a, b, out: g * b / (square(a) + square(b)),
        vector="tile", sympy=sympy.atan2)
 xlogy = binary("xlogy", (lambda g, x, y, out: g * log(y), lambda g, x, y, out: g * where(x == 0, 0, x / y)),
                "d xlogy(x, y) = log(y) dx + x/y dy", float_only=True, infer=_float_binary, impl=_np_xlogy,
-               lower="_rt.xlogy({0}, {1})", libm=True, vector="tile", numpy="scipy.special.xlogy",
+               lower="_rt.xlogy({0}, {1})", libm=True, vector=True, numpy="scipy.special.xlogy",
                to_sympy=lambda x, y: sympy.Piecewise((0, sympy.Eq(x, 0)), (x * sympy.log(y), True)))
 xlog1py = binary("xlog1py", (lambda g, x, y, out: g * log1p(y),
                             lambda g, x, y, out: g * where(x == 0, 0, x / (1 + y))),
                  "d xlog1py(x, y) = log1p(y) dx + x/(1+y) dy", float_only=True, infer=_float_binary,
                  impl=_np_xlog1py, lower="_rt.xlog1py({0}, {1})", libm=True,
-                 vector="tile", numpy="scipy.special.xlog1py",
+                 vector=True, numpy="scipy.special.xlog1py",
                  to_sympy=lambda x, y: sympy.Piecewise((0, sympy.Eq(x, 0)), (x * sympy.log(1 + y), True)))
 # log|B(a, b)|, accurate where the gammaln terms cancel (one a large): its own kernel, not their sum
 betaln = binary("betaln", (lambda g, a, b, out: g * (digamma(a) - digamma(a + b)),
