@@ -421,7 +421,7 @@ abs = unary("abs", lambda g, x, out: g * sign(x), "d/dx |x| = sign(x), 0 at 0", 
             numpy=(np.absolute, np.fabs), sympy=sympy.Abs)
 sign = unary("sign", None, "d/dx sign(x) = 0", float_only=False, sympy=sympy.sign)
 exp = unary("exp", lambda g, x, out: g * out, "d/dx exp(x) = exp(x)", sympy=sympy.exp, vector=True)
-expm1 = unary("expm1", lambda g, x, out: g * (out + 1), "d/dx expm1(x) = exp(x)", libm=True,
+expm1 = unary("expm1", lambda g, x, out: g * (out + 1), "d/dx expm1(x) = exp(x)", libm=True, vector="tile",
               to_sympy=lambda a: sympy.exp(a) - 1)
 log = unary("log", lambda g, x, out: g / x, "d/dx log(x) = 1/x", sympy=sympy.log, vector=True)
 log1p = unary("log1p", lambda g, x, out: g / (1 + x), "d/dx log1p(x) = 1/(1+x)", vector=True,
@@ -442,13 +442,15 @@ cos = unary("cos", lambda g, x, out: -(g * sin(x)), "d/dx cos(x) = -sin(x)", sym
 tan = unary("tan", lambda g, x, out: g * (1 + square(out)), "d/dx tan(x) = 1 + tan^2(x)", sympy=sympy.tan,
             vector=True, lanes_range=True)
 arcsin = unary("arcsin", lambda g, x, out: g / sqrt(1 - square(x)), "d/dx arcsin(x) = 1/sqrt(1-x^2)",
-               sympy=sympy.asin, libm=True)
+               sympy=sympy.asin, libm=True, vector="tile")
 arccos = unary("arccos", lambda g, x, out: -g / sqrt(1 - square(x)), "d/dx arccos(x) = -1/sqrt(1-x^2)",
-               sympy=sympy.acos, libm=True)
+               sympy=sympy.acos, libm=True, vector="tile")
 arctan = unary("arctan", lambda g, x, out: g / (1 + square(x)), "d/dx arctan(x) = 1/(1+x^2)",
                sympy=sympy.atan, vector=True)
-sinh = unary("sinh", lambda g, x, out: g * cosh(x), "d/dx sinh(x) = cosh(x)", sympy=sympy.sinh, libm=True)
-cosh = unary("cosh", lambda g, x, out: g * sinh(x), "d/dx cosh(x) = sinh(x)", sympy=sympy.cosh, libm=True)
+sinh = unary("sinh", lambda g, x, out: g * cosh(x), "d/dx sinh(x) = cosh(x)", sympy=sympy.sinh, libm=True,
+            vector="tile")
+cosh = unary("cosh", lambda g, x, out: g * sinh(x), "d/dx cosh(x) = sinh(x)", sympy=sympy.cosh, libm=True,
+            vector="tile")
 tanh = unary("tanh", lambda g, x, out: g * (1 - square(out)), "d/dx tanh(x) = 1 - tanh^2(x)",
              sympy=sympy.tanh, vector=True)
 # s (1 - s) spelled s(x) s(-x): 1 - s would round to 0 where s is within 1e-16 of 1
@@ -496,6 +498,7 @@ erfcinv = unary("erfcinv", lambda g, x, out: g * (-(math.sqrt(math.pi) / 2) * ex
                 lower="_rt.erfcinv({0})", numpy="scipy.special.erfcinv", libm=True, sympy=sympy.erfcinv)
 logit = unary("logit", lambda g, x, out: g / (x * (1 - x)), "d/dp logit(p) = 1 / (p (1 - p))",
               impl=_np_special("logit"), lower="_rt.logit({0})", numpy="scipy.special.logit", libm=True,
+              vector="tile",
               to_sympy=lambda a: sympy.log(a / (1 - a)))
 # exp(-|x|) I0(x) and exp(-|x|) I1(x); i1e'(0) = 1/2, the limit of i0e - i1e (sign(x) + 1/x)
 i0e = unary("i0e", lambda g, x, out: g * (i1e(x) - sign(x) * out), "d/dx i0e(x) = i1e(x) - sign(x) i0e(x)",
@@ -637,15 +640,16 @@ binary("fmod", (lambda g, a, b, out: g, lambda g, a, b, out: -(g * trunc(a / b))
 binary("arctan2", (lambda g, a, b, out: g * b / (square(a) + square(b)),
                    lambda g, a, b, out: -(g * a) / (square(a) + square(b))),
        "d atan2(a, b) = (b da - a db)/(a^2 + b^2)", infer=_float_binary, builder=arctan2, libm=True,
-       sympy=sympy.atan2)
+       vector="tile", sympy=sympy.atan2)
 xlogy = binary("xlogy", (lambda g, x, y, out: g * log(y), lambda g, x, y, out: g * where(x == 0, 0, x / y)),
                "d xlogy(x, y) = log(y) dx + x/y dy", float_only=True, infer=_float_binary, impl=_np_xlogy,
-               lower="_rt.xlogy({0}, {1})", libm=True, numpy="scipy.special.xlogy",
+               lower="_rt.xlogy({0}, {1})", libm=True, vector=True, numpy="scipy.special.xlogy",
                to_sympy=lambda x, y: sympy.Piecewise((0, sympy.Eq(x, 0)), (x * sympy.log(y), True)))
 xlog1py = binary("xlog1py", (lambda g, x, y, out: g * log1p(y),
                             lambda g, x, y, out: g * where(x == 0, 0, x / (1 + y))),
                  "d xlog1py(x, y) = log1p(y) dx + x/(1+y) dy", float_only=True, infer=_float_binary,
-                 impl=_np_xlog1py, lower="_rt.xlog1py({0}, {1})", libm=True, numpy="scipy.special.xlog1py",
+                 impl=_np_xlog1py, lower="_rt.xlog1py({0}, {1})", libm=True,
+                 vector=True, numpy="scipy.special.xlog1py",
                  to_sympy=lambda x, y: sympy.Piecewise((0, sympy.Eq(x, 0)), (x * sympy.log(1 + y), True)))
 # log|B(a, b)|, accurate where the gammaln terms cancel (one a large): its own kernel, not their sum
 betaln = binary("betaln", (lambda g, a, b, out: g * (digamma(a) - digamma(a + b)),
