@@ -5,6 +5,7 @@
 """
 
 import sys
+import threading
 import time
 import types
 from contextlib import contextmanager, nullcontext
@@ -127,6 +128,34 @@ def _numba_warnings_silenced():
         yield
 
 
+# numba's SSA pass recurses once per basic block along a variable's definitions: a kernel of
+# thousands of branches (the Jacobian of an unrolled RNN's stacked states, 5,600 lines) goes past
+# Python's default limit of 1,000 frames. Its frames are Python's own (no C stack in 3.11), so a
+# compile runs with room for this many
+COMPILE_RECURSION = 50_000
+_recursion = {"depth": 0, "saved": None}
+_recursion_lock = threading.Lock()
+
+
+@contextmanager
+def deep_recursion(limit=COMPILE_RECURSION):
+    """Python's recursion limit at least ``limit`` while numba compiles (restored when the last
+    compile of the process, on any thread, has finished)."""
+    with _recursion_lock:
+        if _recursion["depth"] == 0:
+            _recursion["saved"] = sys.getrecursionlimit()
+            if _recursion["saved"] < limit:
+                sys.setrecursionlimit(limit)
+        _recursion["depth"] += 1
+    try:
+        yield
+    finally:
+        with _recursion_lock:
+            _recursion["depth"] -= 1
+            if _recursion["depth"] == 0 and sys.getrecursionlimit() == max(_recursion["saved"], limit):
+                sys.setrecursionlimit(_recursion["saved"])
+
+
 def _compile_numba(module, source, signature, measure, silenced=_numba_warnings_silenced):
     """Compile ``module``'s kernel for ``signature`` (or load it from numba's disk cache) and bind
     ``kernel_entry`` to its machine code: (the module, what the cache did). ``measure(phase)``
@@ -135,7 +164,7 @@ def _compile_numba(module, source, signature, measure, silenced=_numba_warnings_
     # the stats count over the dispatcher's life; what this compile did is the difference
     stats = runtime.machine_kernel(module).stats
     hits, misses = sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
-    with measure("numba compile"):
+    with measure("numba compile"), deep_recursion():
         try:
             # a second process loads the machine code without numba's start-up (numba_cache)
             if not load_cached(runtime.machine_kernel(module), signature):

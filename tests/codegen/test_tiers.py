@@ -469,3 +469,26 @@ def test_a_scalar_given_as_an_array_of_rank_one_is_an_input_error_on_either_tier
         value, (du, dv) = vg(np.array(0.3), v=np.array(0.5))
         assert value == pytest.approx(0.3 * np.cos(0.5) + 0.25, rel=1e-15)
         assert (du, dv) == pytest.approx((np.cos(0.5), -0.3 * np.sin(0.5) + 1.0), rel=1e-15)
+
+
+def test_a_numba_compile_runs_with_a_deep_recursion_limit_and_restores_it():
+    # numba's SSA pass recurses once per basic block: a kernel of thousands of branches needs
+    # more than Python's default 1,000 frames
+    import sys
+
+    from symgrad.codegen import COMPILE_RECURSION, deep_recursion
+
+    before = sys.getrecursionlimit()
+    seen = []
+
+    def probe(depth):
+        return depth if depth == 0 else probe(depth - 1)
+
+    with deep_recursion():
+        seen.append(sys.getrecursionlimit())
+        with deep_recursion():  # a compile inside another (the worker beside the caller)
+            seen.append(sys.getrecursionlimit())
+        seen.append(sys.getrecursionlimit())
+        assert probe(min(COMPILE_RECURSION, 20_000) - 100) == 0
+    assert seen == [max(before, COMPILE_RECURSION)] * 3
+    assert sys.getrecursionlimit() == before
