@@ -1010,8 +1010,8 @@ class Emitter:
             elif rank_by_kernel:
                 # numba read an array of rank > 0 for a scalar: the InputError naming it
                 checks = "".join(f"({p}, {literal(s.name)}, {s.dtype!r}), " for s, p in rank_by_kernel)
-                lines += ["    try:", f"        out = {call}", "    except TypeError as error:"]
-                lines.append(f"        raise _cv.rank_refused(error, ({checks})) from None")
+                lines += ["    try:", f"        out = {call}", "    except TypeError as _error:"]
+                lines.append(f"        raise _cv.rank_refused(_error, ({checks})) from None")
             else:
                 lines.append(f"    out = {call}")
             # machine code boxes every float scalar as a Python float (float64) and every int

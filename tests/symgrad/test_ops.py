@@ -1629,6 +1629,10 @@ _ONE_OP_RULES = {
     ): "the adjoint of a per-step read xs[t] rolls as a per-step row write",
     ("codegen/rolling.py", "concatenate"): "a stack of per-step scalars is stored into its array",
     ("codegen/rolling.py", "reshape"): "the (1,) reshapes of those scalars are dropped",
+    ("codegen/rolling.py", "getitem"): "time_axes: a read of a step's row",
+    ("codegen/rolling.py", "slice_grad"): "time_axes: the adjoint writes one step's row",
+    ("codegen/rolling.py", "matmul"): "time_axes: a product's outer axes are its operands'",
+    ("codegen/rolling.py", "transpose"): "time_axes: a transpose permutes the steps' axis",
     ("codegen/numba_backend.py", "getitem"): "a scalar getitem may be a statement of a rolled loop",
     # the fused loop's own handling of single ops: how it reads through them or accumulates them
     ("codegen/fusion.py", "sum"): "a sum is accumulated by the loop computing its operand",
@@ -1664,6 +1668,10 @@ _ONE_OP_SETS = {
     # more ops (maximum, equal, logic), and widening it would change which statements roll
     ("codegen/schedule.py", ("add", "mul")): "the ops loop rolling matches in either operand order",
     ("codegen/fusion.py", ("sum", "matmul")): "accumulated members stay outside a where's branches",
+    ("codegen/emit.py", ("add", "mul")): "a trip-count kernel prints these two operands in text order",
+    # rolling.time_axes follows the steps' axis through each structural op by its own rule
+    ("codegen/rolling.py", ("getitem", "slice_grad")): "a key's whole axes are the piece's",
+    ("codegen/rolling.py", ("where", "cast", "broadcast_to")): "elementwise in their axes, not in the table",
 }
 
 
