@@ -4,7 +4,6 @@ numba kernel steps the value and its tangents in one rolled loop (``schedule.int
 with nothing stored for a reverse sweep. Checked against SymPy's derivative, a reverse pass by
 hand, the reverse-mode graph on the numpy backend and central differences."""
 
-import math
 import re
 
 import numpy as np
@@ -17,35 +16,18 @@ from symgrad.codegen.schedule import interleaved, schedule
 from symgrad.graph import topo_order
 from symgrad.ops.registry import OPS
 
-
-def _recurrence(depth, x0, c):
-    x = x0
-    for _ in range(depth):
-        x = sg.sin(x) * x + c
-    return x
-
-
-def _by_hand(depth, x0, c):
-    """The value and (d/dx0, d/dc) by a reverse pass written out."""
-    xs = [x0]
-    for _ in range(depth):
-        xs.append(math.sin(xs[-1]) * xs[-1] + c)
-    dx, dc = 1.0, 0.0
-    for xk in reversed(xs[:-1]):
-        dc += dx
-        dx *= math.cos(xk) * xk + math.sin(xk)
-    return xs[-1], dx, dc
+from recurrences import by_hand, chain, check
 
 
 def test_gradient_mode_is_forward_for_a_deep_scalar_chain_of_one_or_two_inputs():
     x0, c, b = sg.scalars("x0 c b")
-    deep = _recurrence(40, x0, c)
+    deep = chain(40, x0, c)
     assert autodiff.gradient_mode(deep, [x0, c]) == "forward"
     assert autodiff.gradient_mode(deep, [c]) == "forward"
     # three inputs: three tangents a step cost more than one reverse sweep
     assert autodiff.gradient_mode(deep * b, [x0, c, b]) == "reverse"
     # shallow: nothing to gain, and the reverse pass's text is the one users read
-    assert autodiff.gradient_mode(_recurrence(5, x0, c), [x0, c]) == "reverse"
+    assert autodiff.gradient_mode(chain(5, x0, c), [x0, c]) == "reverse"
     # two states a step (a, b = b, f(a, b)): twice as wide as one
     a, b2 = x0, c
     for _ in range(100):
@@ -58,16 +40,16 @@ def test_gradient_mode_is_forward_for_a_deep_scalar_chain_of_one_or_two_inputs()
     assert autodiff.gradient_mode(wide, [x0, c]) == "reverse"
     # an array in the graph, an array to differentiate, a symbol of another dtype
     w = sg.tensor("w", shape=(3,))
-    assert autodiff.gradient_mode(_recurrence(40, x0, c) * sg.sum(w), [x0, c]) == "reverse"
+    assert autodiff.gradient_mode(chain(40, x0, c) * sg.sum(w), [x0, c]) == "reverse"
     assert autodiff.gradient_mode(sg.sum(w) * deep, [w]) == "reverse"
     f = sg.scalar("f", dtype="float32")
-    assert autodiff.gradient_mode(_recurrence(40, x0, c) * sg.cast(f, "float64"), [x0, f]) == "reverse"
+    assert autodiff.gradient_mode(chain(40, x0, c) * sg.cast(f, "float64"), [x0, f]) == "reverse"
 
 
 def test_forward_gradient_of_a_chain_is_sympys_derivative():
     depth = 6  # (SymPy's derivative tree of a deeper chain takes minutes)
     x0, c = sg.scalars("x0 c")
-    expr = _recurrence(depth, x0, c)
+    expr = chain(depth, x0, c)
     sx0, sc = sympy.symbols("x0 c")
     sx = sx0
     for _ in range(depth):
@@ -82,7 +64,7 @@ def test_forward_gradient_of_a_chain_is_sympys_derivative():
 
 def test_value_and_grad_of_recur_steps_value_and_tangents_in_one_loop():
     x0, c = sg.scalars("x0 c")
-    vg = sg.value_and_grad(_recurrence(200, x0, c), wrt=[x0, c], backend="numba")
+    vg = sg.value_and_grad(chain(200, x0, c), wrt=[x0, c], backend="numba")
     kernel = vg.source[vg.source.index("def kernel(") : vg.source.index("kernel_entry = ")]
     assert kernel.count("for k") == 1  # no reverse sweep, no running sum of d/dc
     assert "_rt.empty(" not in kernel and "_all[" not in kernel  # nothing stored for a second pass
@@ -98,29 +80,19 @@ def test_value_and_grad_of_recur_steps_value_and_tangents_in_one_loop():
 @pytest.mark.parametrize("depth", [22, 200, 1000])
 def test_forward_value_and_grad_matches_reverse_mode_and_central_differences(depth):
     x0, c = sg.scalars("x0 c")
-    expr = _recurrence(depth, x0, c)
+    expr = chain(depth, x0, c)
     vg = sg.value_and_grad(expr, wrt=[x0, c], backend="numba")
     # the reverse-mode graph, computed without rolling or twins
     reverse = sg.compile([expr, *sg.grad(expr, [x0, c])], inputs=[x0, c], backend="numpy")
-    for args in [(0.3, 0.1), (-0.7, 0.05), (0.9, -0.3), (1.2, 0.2), (2.5, 0.0), (0.0, 0.0)]:
-        value, (d_x0, d_c) = vg(*args)
-        np.testing.assert_allclose([value, d_x0, d_c], reverse(*args), rtol=1e-12, atol=1e-300)
-        np.testing.assert_allclose([value, d_x0, d_c], _by_hand(depth, *args), rtol=1e-12, atol=1e-300)
-        h = 1e-6
-        forward = lambda a, b: _by_hand(depth, a, b)[0]  # noqa: E731
-        central = [
-            (forward(args[0] + h, args[1]) - forward(args[0] - h, args[1])) / (2 * h),
-            (forward(args[0], args[1] + h) - forward(args[0], args[1] - h)) / (2 * h),
-        ]
-        np.testing.assert_allclose([d_x0, d_c], central, rtol=1e-6, atol=1e-8)
+    check(vg, depth, reverse)
 
 
 def test_forward_value_and_grad_of_one_symbol_and_of_one_it_does_not_read():
     x0, c, u = sg.scalars("x0 c u")
-    expr = _recurrence(30, x0, c)
+    expr = chain(30, x0, c)
     vg = sg.value_and_grad(expr, wrt=c, inputs=[x0, c], backend="numba")
     value, d_c = vg(0.3, 0.1)
-    want = _by_hand(30, 0.3, 0.1)
+    want = by_hand(30, 0.3, 0.1)
     np.testing.assert_allclose([value, d_c], [want[0], want[2]], rtol=1e-12)
     vg = sg.value_and_grad(expr, wrt=[c, u], inputs=[x0, c, u], backend="numba")
     value, (d_c, d_u) = vg(0.3, 0.1, 5.0)
@@ -130,7 +102,7 @@ def test_forward_value_and_grad_of_one_symbol_and_of_one_it_does_not_read():
 
 def test_interleaved_places_each_later_node_after_the_last_first_node_it_reads():
     x0, c = sg.scalars("x0 c")
-    expr = _recurrence(10, x0, c)
+    expr = chain(10, x0, c)
     outputs = [expr, *autodiff.grad_forward(expr, [x0, c])]
     nodes, _ = schedule(outputs, len(outputs))
     first = [n is expr for n in nodes].index(True) + 1

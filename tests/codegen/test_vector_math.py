@@ -17,6 +17,8 @@ from hypothesis import given, settings, strategies as st
 
 import symgrad.codegen.numba_runtime as rt
 
+from recurrences import POINTS, check, recurrence
+
 _FUNCTIONS = {"exp": (rt.vexp, np.exp), "log": (rt.vlog, np.log), "log1p": (rt.vlog1p, np.log1p)}
 
 
@@ -574,35 +576,13 @@ def test_scalar_recurrence_calls_libm_sin_and_cos_outside_its_loops():
     body calls the cached scalar twins _rt.ssin / _rt.scos (tests/codegen/test_serial_trig.py)."""
     import symgrad as sg
 
-    x0, c = sg.scalars("x0 c")
-    x = x0
-    for _ in range(40):
-        x = sg.sin(x) * x + c
+    x, x0, c = recurrence(40)
     vg = sg.value_and_grad(x, wrt=[x0, c], backend="numba")
     assert "sincos(" not in vg.source and "_rt.sin(" not in vg.source and "_rt.cos(" not in vg.source
     loop = vg.source[vg.source.index("for k in range") :]
     assert "_rt.ssin(" in loop[: loop.index("value =")]
     assert "np.sin(" in vg.source[: vg.source.index("for k in range")]
-
-    def by_hand(x0, c):
-        xs = [x0]
-        for _ in range(40):
-            xs.append(math.sin(xs[-1]) * xs[-1] + c)
-        dx, dc = 1.0, 0.0
-        for xk in reversed(xs[:-1]):
-            dc += dx
-            dx *= math.cos(xk) * xk + math.sin(xk)
-        return xs[-1], dx, dc
-
-    for args in [
-        (0.3, 0.1),
-        (-0.7, 0.05),
-        (0.9, -0.3),
-        (1.2, 0.2),
-    ]:  # converging (the map is chaotic elsewhere)
-        value, (d_x0, d_c) = vg(*args)
-        want = by_hand(*args)
-        np.testing.assert_allclose([value, d_x0, d_c], want, rtol=1e-12, atol=1e-300)
+    check(vg, 40, points=POINTS[:4])
 
 
 def test_a_fused_loop_pairs_sin_and_cos_of_one_operand_on_lanes():
