@@ -120,16 +120,32 @@ def schedule(outputs, primary):
 
 
 def interleaved(nodes, first):
-    """``nodes`` (inputs before users) with each node after the first ``first`` moved up to
-    just after the last of those it reads, directly or through other such nodes: the tangent
-    of a forward-mode derivative computed at each step of the value's chain, beside it (a
-    recurrence and its tangents roll into one loop), instead of after the whole chain. Still
-    inputs before users; the first ``first`` keep their order, and so do the nodes moved to
-    one place."""
-    anchor = {}
+    """``nodes`` (inputs before users) with each node after the first ``first`` moved up
+    beside the chain of those: the tangent of a forward-mode derivative computed at each step
+    of the value's chain, instead of after the whole chain (a recurrence and its tangents roll
+    into one loop). A node goes one step behind the last of the first nodes it reads, directly
+    or through other such nodes: just after the next of the first nodes with the same op as
+    that one (the same statement of the value's next step; just after it when none follows, or
+    when it is an input or a constant),
+    so that in a rolled loop's body the value's step, the chain every step waits on, comes
+    ahead of the tangents' work on the step before (sin(x_t) is not queued behind cos(x_t)
+    and the products that read it). Still inputs before users; the first ``first`` keep their
+    order, and so do the nodes moved to one place."""
+    following, last = {}, {}
+    for p in range(first - 1, -1, -1):
+        if not OPS[nodes[p].op].given:  # (an input or a constant is no step of the chain)
+            following[p] = last.get(nodes[p].op, p)
+            last[nodes[p].op] = p
+    anchor, place = {}, {}
     for p, node in enumerate(nodes):
-        anchor[id(node)] = p if p < first else max((anchor.get(id(i), -1) for i in node.inputs), default=-1)
-    keys = sorted(range(len(nodes)), key=lambda p: (anchor[id(nodes[p])], p >= first, p))
+        if p < first:
+            anchor[id(node)] = place[id(node)] = p
+            continue
+        a = max((anchor.get(id(i), -1) for i in node.inputs), default=-1)
+        anchor[id(node)] = a
+        # after its inputs' places too: a node's step is never before theirs
+        place[id(node)] = max([following.get(a, a)] + [place[id(i)] for i in node.inputs if id(i) in place])
+    keys = sorted(range(len(nodes)), key=lambda p: (place[id(nodes[p])], p >= first, p))
     return [nodes[p] for p in keys]
 
 

@@ -117,3 +117,29 @@ def test_interleaved_places_each_later_node_after_the_last_first_node_it_reads()
     assert [id(n) for n in order if id(n) in value_graph] == [id(n) for n in nodes[:first]]
     tangent_positions = [position[id(n)] for n in order if id(n) not in value_graph and not OPS[n.op].given]
     assert min(tangent_positions) < position[id(expr)] // 2
+
+
+def test_interleaved_puts_the_values_next_step_ahead_of_the_tangents_work_on_a_step():
+    """A tangent's node goes after the value's next step: cos(x_t), which only the tangents read,
+    after x_t+1 (and so after sin(x_t)), the chain each step of a rolled loop waits on issued first."""
+    x0, c = sg.scalars("x0 c")
+    expr = chain(10, x0, c)
+    outputs = [expr, *autodiff.grad_forward(expr, [x0, c])]
+    nodes, _ = schedule(outputs, len(outputs))
+    first = [n is expr for n in nodes].index(True) + 1
+    order = interleaved(nodes, first)
+    position = {id(n): p for p, n in enumerate(order)}
+    value_graph = {id(n) for n in topo_order([expr])}
+    steps = [n for n in nodes[:first] if n.op == "add"]  # x_1 .. x_10, one add a step
+    assert len(steps) == 10
+    cosines = [n for n in order if n.op == "cos"]
+    assert cosines and not any(id(n) in value_graph for n in cosines)
+    assert len(cosines) == 10  # cos(x0) .. cos(x_9)
+    for cos in cosines:
+        (x,) = cos.inputs
+        if x is x0:
+            continue  # an input is no step of the chain (and the first step runs before the loop)
+        sin = next(n for n in nodes[:first] if n.op == "sin" and n.inputs[0] is x)
+        assert position[id(sin)] < position[id(cos)]
+        after = steps[[s is x for s in steps].index(True) + 1]  # x_t+1
+        assert position[id(after)] < position[id(cos)]
