@@ -124,13 +124,12 @@ def interleaved(nodes, first):
     beside the chain of those: the tangent of a forward-mode derivative computed at each step
     of the value's chain, instead of after the whole chain (a recurrence and its tangents roll
     into one loop). A node goes one step behind the last of the first nodes it reads, directly
-    or through other such nodes: just after the next of the first nodes with the same op as
-    that one (the same statement of the value's next step; just after it when none follows, or
-    when it is an input or a constant),
-    so that in a rolled loop's body the value's step, the chain every step waits on, comes
-    ahead of the tangents' work on the step before (sin(x_t) is not queued behind cos(x_t)
-    and the products that read it). Still inputs before users; the first ``first`` keep their
-    order, and so do the nodes moved to one place."""
+    or through other such nodes: just after the next of the first nodes with that one's op (the
+    same statement of the value's next step; just after that one itself when none follows or
+    when it is an input or a constant). In a rolled loop's body the value's step, the chain
+    every step waits on, then comes ahead of the tangents' work on the step before: sin(x_t+1)
+    is not queued behind cos(x_t) and the products that read it. Still inputs before users;
+    the first ``first`` keep their order, and so do the nodes moved to one place."""
     following, last = {}, {}
     for p in range(first - 1, -1, -1):
         if not OPS[nodes[p].op].given:  # (an input or a constant is no step of the chain)
