@@ -473,22 +473,21 @@ class Emitter:
             return False
         return all(isinstance(d, int) for d in node.shape) and math.prod(node.shape) <= COPIED_OUTPUT
 
-    def output_allocs(self, entry=False):
+    def output_allocs(self, entry=False, read=None):
         """The lines allocating the arrays passed to ``kernel_into`` (a loop's ``Alloc``, moved):
         in ``kernel``, or with numpy's functions in the ``entry`` (numpy gives a large array
-        huge pages itself)."""
+        huge pages itself), whose runtime names are added to ``read`` (see ``entry_globals``)."""
         lines = []
         for (_, alloc), name in zip(self.passed, self.out_params):
             t = alloc.target
             fn = self.alloc_zeros if alloc.fill == "zeros" else self.alloc_empty
             note = self.note_text(alloc.note)
-            if entry:  # (numpy parses a dtype given by keyword in 0.1 us more)
-                fn = "np.zeros" if alloc.fill == "zeros" else "np.empty"
+            if entry:
                 # the entry is the traced length's (it has no trip count)
                 shape = [
                     self.trip.size if self.trip is not None and self.trip.timed(d) else d for d in t.shape
                 ]
-                lines.append(f"{name} = {fn}({shape_text(shape)}, {self.np_dtype(t.dtype)}){note}")
+                lines.append(f"{name} = {entry_alloc(alloc.fill, shape, t.dtype, read)}{note}")
                 continue
             lines.append(f"{name} = {fn}({shape_text(t.shape)}, dtype={self.np_dtype(t.dtype)})")
         return lines
@@ -993,7 +992,7 @@ class Emitter:
         if any(n.op in GATHER_OPS for n in self.computed):
             # index values are data: the kernel checks them and raises IndexError, shown as InputError
             call = f"_cv.checked_indices({call.split('(')[0]}{''.join(', ' + p for p in machine_params)})"
-        lines += ["    " + line for line in self.output_allocs(entry=True)]
+        lines += ["    " + line for line in self.output_allocs(entry=True, read=read)]
         if self.interpreted:
             lines.append("    with _cv.ieee_errors_ignored():")
             lines.append(f"        out = _cv.zero_d_as_scalars({call})")
@@ -1075,6 +1074,24 @@ def _at_least(dim, rows):
         if offset.is_Integer:
             return f"{dim_text(symbol)} >= {rows - int(offset)}"
     return f"{dim_text(dim)} >= {rows}"
+
+
+def entry_alloc(fill, shape, dtype, read=None):
+    """The entry's call allocating an array passed to ``kernel_into``: numpy's ``empty`` or
+    ``zeros`` (``fill``) as module globals, a 1-d shape as its length and the dtype left to its
+    default for float64, else given as a dtype instance. Each costs numpy time per call: a dtype
+    given as a type (``np.float64``) is converted to a dtype on every call, and by keyword parsed
+    besides; ``np.empty`` is two lookups. Together about 0.1-0.15 us per array of a small
+    kernel's 0.4-3 us (``_empty(n)`` against ``np.empty((n,), np.float64)``). The runtime's
+    names used are added to ``read``."""
+    read = set() if read is None else read
+    fn = "zeros" if fill == "zeros" else "empty"
+    read.add(fn)
+    size = dim_text(shape[0]) if len(shape) == 1 else shape_text(shape)
+    if dtype == "float64":
+        return f"_{fn}({size})"
+    read.add(dtype)
+    return f"_{fn}({size}, _{dtype})"
 
 
 def entry_globals(names):
