@@ -173,7 +173,12 @@ def test_a_small_fixed_size_product_gradient_is_copied_into_a_passed_array_not_r
     assert dW1.flags.c_contiguous and dW1.flags.owndata and dW2.shape == (2, 1)
     machine = _section(vg.source, "def kernel_into(", "kernel_entry = kernel_into")
     assert "    return (value,)\n" in machine  # no array leaves the machine code by its return
-    assert machine.count("_rt.put(") == 2  # the two products, copied into the passed arrays (cached helper)
+    # the two products are written into the passed arrays by the product itself: no copy
+    assert machine.count("_rt.small_matmul_into(") == 2 and "_rt.put(" not in machine
+    again = vg(*args)[1]
+    assert again[0] is not dW1 and again[2] is not dW2  # fresh arrays each call
+    np.testing.assert_array_equal(again[0], dW1)
+    np.testing.assert_array_equal(again[2], dW2)
 
 
 def test_a_passed_array_of_another_dtype_and_rank_has_that_dtype_and_shape_each_call():
@@ -191,3 +196,27 @@ def test_a_passed_array_of_another_dtype_and_rank_has_that_dtype_and_shape_each_
         assert value == pytest.approx(np.sum(np.sin(wide) * wide), rel=1e-5)
         np.testing.assert_allclose(g, np.sin(wide) + wide * np.cos(wide), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(g, _central(lambda v: np.sum(np.sin(v) * v), wide), rtol=1e-5, atol=1e-5)
+
+
+def test_small_matmul_into_writes_each_form_of_product_into_the_array_given():
+    from symgrad.codegen import numba_runtime as rt
+
+    @numba.njit
+    def into(out, a, b):
+        return rt.small_matmul_into(out, a, b)
+
+    rng = np.random.default_rng(5)
+    for dtype in (np.float64, np.float32):
+        m, v, w = (rng.normal(size=s).astype(dtype) for s in ((3, 4), (4,), (3,)))
+        for a, b in ((m, m.T.copy()), (m, v), (w, m), (m.T.copy(), w)):
+            out = np.full((a @ b).shape, np.nan, dtype)
+            got = into(out, a, b)
+            assert got is out or np.shares_memory(got, out)
+            assert out.dtype == dtype
+            np.testing.assert_allclose(
+                out, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-6 if dtype == np.float32 else 1e-14
+            )
+        # in plain Python, numpy's product
+        out = np.empty((3, 3), dtype)
+        rt.small_matmul_into(out, m, m.T)
+        np.testing.assert_allclose(out, m @ m.T, rtol=1e-6)
