@@ -300,6 +300,18 @@ class NumbaEmitter(Emitter):
         right = args[1] if b.ndim == 3 else f"{args[1]}[None]"
         return f"_rt.bmm({left}, {right})"
 
+    def write_into(self, lines, ref, target, into):
+        """A small product (``_rt.small_matmul``) assigned at the kernel's top level is written
+        into the passed array by ``_rt.small_matmul_into``, which returns it: the kernel neither
+        allocates the product nor copies it (xor's two weight gradients). ``ref`` stays bound to
+        the product for any later use."""
+        head = f"{ref} = _rt.small_matmul("
+        for line in lines:
+            if line.startswith(head) and line not in into:
+                into[line] = f"{ref} = _rt.small_matmul_into({target}, {line[len(head) :]}"
+                return True
+        return False
+
     def copy_output(self, node, ref):
         if node.ndim == 0:
             return ref

@@ -1635,6 +1635,44 @@ def _small_matmul_typed(a, b):
     return None
 
 
+def small_matmul_into(out, a, b):
+    """``small_matmul(a, b)`` written into ``out`` (of the product's shape, sharing no memory
+    with ``a`` or ``b``), which it returns: an output array the entry passes to the kernel."""
+    out[...] = a @ b
+    return out
+
+
+@numba.njit(**_JIT)
+def _matvec_into(out, a, v):
+    for i in range(a.shape[0]):
+        acc = 0.0  # float64, also for float32 operands (rounded once, when stored)
+        for k in range(a.shape[1]):
+            acc += a[i, k] * v[k]
+        out[i] = acc
+    return out
+
+
+@overload(small_matmul_into, jit_options=dict(nogil=True, error_model="numpy"))
+def _small_matmul_into_typed(out, a, b):
+    if a.ndim == 2 and b.ndim == 2:
+
+        def mm(out, a, b):
+            for i in range(a.shape[0]):
+                for j in range(b.shape[1]):
+                    acc = 0.0  # float64, also for float32 operands (rounded once, when stored)
+                    for k in range(a.shape[1]):
+                        acc += a[i, k] * b[k, j]
+                    out[i, j] = acc
+            return out
+
+        return mm
+    if a.ndim == 2 and b.ndim == 1:
+        return lambda out, a, b: _matvec_into(out, a, b)
+    if a.ndim == 1 and b.ndim == 2:
+        return lambda out, a, b: _matvec_into(out, b.T, a)  # a @ b = b.T @ a, summed in the same order
+    return None
+
+
 # ---------------------------------------------------------------- gathers and their adjoints
 # Index values are data, so they are checked here: numba does not bounds-check.
 

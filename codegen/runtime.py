@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # for the hints only
     from symgrad.graph import Expr
 
 ndarray = np.ndarray
+# the entries' allocations of the arrays the machine code fills (emit.entry_alloc)
+empty = np.empty
+zeros = np.zeros
 float64 = np.dtype("float64")
 float32 = np.dtype("float32")
 int64 = np.dtype("int64")

@@ -427,7 +427,20 @@ log = unary("log", lambda g, x, out: g / x, "d/dx log(x) = 1/x", sympy=sympy.log
 log1p = unary("log1p", lambda g, x, out: g / (1 + x), "d/dx log1p(x) = 1/(1+x)", vector=True,
               to_sympy=lambda a: sympy.log(1 + a))
 sqrt = unary("sqrt", lambda g, x, out: g / (2 * out), "d/dx sqrt(x) = 1/(2 sqrt(x))", to_sympy=sympy.sqrt)
-square = unary("square", lambda g, x, out: g * (2 * x), "d/dx x^2 = 2x", float_only=False,
+def _constant_seed(g):
+    """Is the adjoint ``g`` a constant (or a constant broadcast): a seed, known while building?"""
+    return g.op == "constant" or (g.op == "broadcast_to" and g.inputs[0].op == "constant")
+
+
+def _square_vjp(g, x, out):
+    # (2 g) x and g (2 x) are equal floats (a doubling is exact) but where the doubled factor
+    # overflows. A constant seed takes the 2 first, folded into it: 0.5 * sum(x^2) differentiates
+    # to x itself (no multiply, no overflow at 2x). Any other adjoint takes g (2 x): 2x is ready
+    # before g is, one multiply fewer on the path from g
+    return (2 * g) * x if _constant_seed(g) else g * (2 * x)
+
+
+square = unary("square", _square_vjp, "d/dx x^2 = 2x", float_only=False,
                to_sympy=lambda a: a**2)
 reciprocal = unary("reciprocal", lambda g, x, out: -g * square(out), "d/dx 1/x = -1/x^2",
                    impl=lambda x: 1 / x, to_sympy=lambda a: 1 / a)

@@ -11,6 +11,9 @@ including inf, nan and signed zeros:
                       does), so both round once to the same float (rosen's 100 * (2 * s))
     x ** 0 -> 1       (IEEE pow(x, 0) is 1 even for nan and inf; found by the fuzzer:
                        the rule 0 * x ** -1 gave nan at x = 0)
+    op(broadcast_to(s), y) -> op(s, y)   an elementwise op whose other operand y has the
+                      result's shape; a constant array of one value (bit for bit) counts as
+                      that value broadcast (a sum's gradient seed folded over a concrete shape)
     reshape/transpose/broadcast_to/cast to what x already is -> x
     reshape(reshape(x)) -> reshape(x)    transpose(transpose(x)) -> one transpose
     reduce over no axes -> x (in the reduction's dtype)
@@ -52,12 +55,41 @@ def _keeps(x, shape, dtype):
     return x.shape == shape and x.dtype == dtype
 
 
-def _unbroadcast_scalars(op, inputs, shape):
-    """op(broadcast_to(s, shape), y) -> op(s, y) when y already has the result's shape."""
-    if not any(i.op == "broadcast_to" and i.inputs[0].ndim == 0 for i in inputs):
+# the largest constant array whose elements are compared to find it uniform (a folded gradient seed)
+UNIFORM_LIMIT = 4096
+
+
+def _uniform_value(node):
+    """The 0-d constant every element of the constant array ``node`` equals bit for bit (a
+    scalar broadcast and folded: the seed ``1.0`` of a sum's gradient over a concrete shape, the
+    ``0.5`` of ``0.5 * sum(...)``), else None."""
+    if node.op != "constant" or node.ndim == 0 or not 1 < node.value.size <= UNIFORM_LIMIT:
         return None
-    narrowed = [i.inputs[0] if (i.op == "broadcast_to" and i.inputs[0].ndim == 0) else i for i in inputs]
-    if any(i.shape == shape and i.op != "broadcast_to" for i in inputs):
+    flat = np.ascontiguousarray(node.value).reshape(-1)
+    raw = flat.view(np.uint8).reshape(flat.size, flat.itemsize)  # bits: -0.0 is not 0.0, nan is nan
+    if not (raw[-1] == raw[0]).all() or not (raw == raw[0]).all():
+        return None
+    return ops.constant(flat[0], node.dtype)
+
+
+def _scalar_of(node):
+    """The scalar ``node`` broadcasts over its shape: s of broadcast_to(s, shape) for a 0-d s,
+    the value of a uniform constant array; else None."""
+    if node.op == "broadcast_to" and node.inputs[0].ndim == 0:
+        return node.inputs[0]
+    return _uniform_value(node)
+
+
+def _unbroadcast_scalars(op, inputs, shape):
+    """op(broadcast_to(s, shape), y) -> op(s, y) when y already has the result's shape; a
+    constant array of one value counts as its value broadcast (exact: op sees the same operands
+    element by element), so a kernel multiplies by a literal, not by a constant read from memory,
+    and the scalar rules (x * 1 -> x, the folding of scaled products) apply to it."""
+    scalars = [_scalar_of(i) for i in inputs]
+    if not any(s is not None for s in scalars):
+        return None
+    narrowed = [i if s is None else s for i, s in zip(inputs, scalars)]
+    if any(i.shape == shape and s is None and i.op != "broadcast_to" for i, s in zip(inputs, scalars)):
         return narrowed
     if all(i.ndim == 0 for i in narrowed):
         # every operand is a broadcast scalar: compute once, broadcast the result

@@ -57,7 +57,8 @@ def test_a_loop_filled_gradient_is_allocated_by_the_entry_and_passed_to_the_mach
     assert "d_x = " not in machine and "d_x[" in machine  # written, never allocated, there
     assert "    return (value,)\n" in machine  # the array is not returned
     entry = src[src.index("def call(") :]
-    assert "d_x = np.empty((dim_n,), np.float64)" in entry
+    # numpy's empty as a global, the length for the shape, float64 its default dtype (no type to convert)
+    assert "d_x = _empty(dim_n)" in entry
     assert "kernel_entry(x, d_x)" in entry
 
 
@@ -85,7 +86,7 @@ def test_each_call_returns_fresh_arrays_and_a_summed_gradient_starts_from_zero_e
     first[1][1][:] = 0.0  # the caller owns the array: the next call does not see it
     np.testing.assert_allclose(vg(*args)[1][1], dz.sum(axis=0), rtol=1e-12)
     entry = vg.source[vg.source.index("def call(") :]
-    assert "d_b = np.zeros((dim_h,), np.float64)" in entry
+    assert "d_b = _zeros(dim_h)" in entry
 
 
 def test_the_kernel_still_takes_the_inputs_and_returns_every_output_from_numba_code():
@@ -172,4 +173,50 @@ def test_a_small_fixed_size_product_gradient_is_copied_into_a_passed_array_not_r
     assert dW1.flags.c_contiguous and dW1.flags.owndata and dW2.shape == (2, 1)
     machine = _section(vg.source, "def kernel_into(", "kernel_entry = kernel_into")
     assert "    return (value,)\n" in machine  # no array leaves the machine code by its return
-    assert machine.count("_rt.put(") == 2  # the two products, copied into the passed arrays (cached helper)
+    # the two products are written into the passed arrays by the product itself: no copy
+    assert machine.count("_rt.small_matmul_into(") == 2 and "_rt.put(" not in machine
+    again = vg(*args)[1]
+    assert again[0] is not dW1 and again[2] is not dW2  # fresh arrays each call
+    np.testing.assert_array_equal(again[0], dW1)
+    np.testing.assert_array_equal(again[2], dW2)
+
+
+def test_a_passed_array_of_another_dtype_and_rank_has_that_dtype_and_shape_each_call():
+    # the entry allocates with numpy's empty given the dtype (float64 is its default, so a
+    # float32 array must name its own) and the whole shape of a 2-d output
+    x = sg.tensor("x", ("n", 3), dtype="float32")
+    vg = sg.value_and_grad(sg.sum(sg.sin(x) * x), wrt=[x], backend="numba")
+    entry = vg.source[vg.source.index("def call(") :]
+    assert "d_x = _empty((dim_n, 3), _float32)" in entry
+    data = np.random.default_rng(4).uniform(-2, 2, (5, 3)).astype(np.float32)
+    for _ in range(2):
+        value, (g,) = vg(data)
+        assert g.dtype == np.float32 and g.shape == (5, 3) and g.flags.c_contiguous
+        wide = data.astype(np.float64)
+        assert value == pytest.approx(np.sum(np.sin(wide) * wide), rel=1e-5)
+        np.testing.assert_allclose(g, np.sin(wide) + wide * np.cos(wide), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(g, _central(lambda v: np.sum(np.sin(v) * v), wide), rtol=1e-5, atol=1e-5)
+
+
+def test_small_matmul_into_writes_each_form_of_product_into_the_array_given():
+    from symgrad.codegen import numba_runtime as rt
+
+    @numba.njit
+    def into(out, a, b):
+        return rt.small_matmul_into(out, a, b)
+
+    rng = np.random.default_rng(5)
+    for dtype in (np.float64, np.float32):
+        m, v, w = (rng.normal(size=s).astype(dtype) for s in ((3, 4), (4,), (3,)))
+        for a, b in ((m, m.T.copy()), (m, v), (w, m), (m.T.copy(), w)):
+            out = np.full((a @ b).shape, np.nan, dtype)
+            got = into(out, a, b)
+            assert got is out or np.shares_memory(got, out)
+            assert out.dtype == dtype
+            np.testing.assert_allclose(
+                out, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-6 if dtype == np.float32 else 1e-14
+            )
+        # in plain Python, numpy's product
+        out = np.empty((3, 3), dtype)
+        rt.small_matmul_into(out, m, m.T)
+        np.testing.assert_allclose(out, m @ m.T, rtol=1e-6)

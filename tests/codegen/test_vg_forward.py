@@ -58,7 +58,7 @@ def test_a_stencil_gradient_is_written_once_per_element_without_zeroing():
     kernel = _kernel(vg.source)
     assert kernel.count("for i in range(") == 1  # one loop over the rows
     # the gradient: allocated without zeros, each element stored once (never `+=`, never read)
-    assert "zeros(" not in kernel and kernel.count("empty((dim_n,)") == 1
+    assert "zeros(" not in kernel and kernel.count("_empty(dim_n)") == 1
     assert "d_x[i] = " in kernel and "d_x[i" + " + 1] +=" not in kernel and "d_x[i + 2] +=" not in kernel
     assert kernel.count("d_x[") == 3  # in the loop, and the two elements still waiting after it
 
