@@ -711,6 +711,8 @@ class Emitter:
         if isinstance(i, ir.Shift):
             s = self.code(i.start) if isinstance(i.start, ir.Value) else self.window_code(i.start)
             return f"{self.index_code(i.index)} {'+' if i.sign > 0 else '-'} {s}"
+        if isinstance(i, ir.Row):
+            return self.index_code(i.index) if i.k == 0 else f"{self.index_code(i.index)} + {i.k}"
         if isinstance(i, ir.Affine):
             step = self.index_code(i.index)
             t0 = self.position_code(i.t0)
@@ -1176,9 +1178,10 @@ def _value_key(v):
     """A key equal for one value: the same IR value, or elements at the same index."""
     if isinstance(v, ir.Elem):
         return ("elem", id(v.array), tuple(_value_key(i) for i in v.index))
-    if isinstance(v, (ir.Shift, ir.Affine)):
+    if isinstance(v, (ir.Shift, ir.Affine, ir.Row)):
         return (type(v).__name__,) + tuple(
-            _value_key(x) if isinstance(x, (ir.Value, ir.Shift, ir.Affine)) else x for x in vars(v).values()
+            _value_key(x) if isinstance(x, (ir.Value, ir.Shift, ir.Affine, ir.Row)) else x
+            for x in vars(v).values()
         )
     if isinstance(v, (int, str)):
         return v

@@ -23,7 +23,7 @@ Statements
     condition takes; ``For``: a counted loop over a block; ``Assign``/``Alloc``/``Store``/
     ``Accum``: write a ``Var`` (or an element of one); ``Note``: a comment of the compiler's.
 
-Index expressions (``Elem``, ``Store``): a ``LoopVar``, an int, a graph dim, or ``Shift``.
+Index expressions (``Elem``, ``Store``): a ``LoopVar``, an int, a graph dim, ``Shift`` or ``Row``.
 """
 
 from __future__ import annotations
@@ -131,6 +131,20 @@ class Shift:
     index: Any
     start: Any
     sign: int = 1
+
+    dtype = "int64"
+    shape = ()
+
+
+@dataclass(eq=False)
+class Row:
+    """``index + k``: row k of the group of rows one iteration of a loop running several rows at
+    once handles (``tiling.jam``); row 0 is ``index`` itself. Unlike a ``Shift`` by an int (a
+    store into a nearby row, which another iteration also writes), no other iteration reads or
+    writes this row."""
+
+    index: Any
+    k: int
 
     dtype = "int64"
     shape = ()
@@ -403,8 +417,8 @@ def leaves(value) -> Iterator[Value]:
         yield v
         if isinstance(v, Elem):
             stack.append(v.array)
-            stack.extend(i for i in v.index if isinstance(i, (Value, Shift, Affine, Span)))
-        elif isinstance(v, (Shift, Affine)):
+            stack.extend(i for i in v.index if isinstance(i, (Value, Shift, Affine, Span, Row)))
+        elif isinstance(v, (Shift, Affine, Row)):
             stack.append(v.index)
         elif isinstance(v, Span):
             stack.append(v.start)
@@ -440,7 +454,7 @@ def verify(block: list, given: tuple = ()) -> None:
         # an If's branch values are bound in its blocks, which the walk visits after it
         for v in reads(stmt) if not isinstance(stmt, If) else [stmt.cond]:
             for leaf in leaves(v):
-                if isinstance(leaf, (Given, Zero, Shift, Affine, Span)):
+                if isinstance(leaf, (Given, Zero, Shift, Affine, Span, Row)):
                     continue
                 if isinstance(leaf, (Instr, If, Var, LoopVar)) and id(leaf) not in bound:
                     raise AssertionError(f"{type(stmt).__name__} reads {leaf!r:.120} before it is bound")
@@ -467,6 +481,8 @@ def dump(block: list, indent: str = "") -> str:
             return f"{name(v.array)}[{', '.join(name(i) for i in v.index)}]"
         if isinstance(v, Shift):
             return f"{name(v.index)}{'+' if v.sign > 0 else '-'}start"
+        if isinstance(v, Row):
+            return f"{name(v.index)}+{v.k}"
         if isinstance(v, Affine):
             return f"{v.t0}{v.direction:+}*{name(v.index)}"
         if isinstance(v, Span):

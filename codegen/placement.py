@@ -12,7 +12,7 @@ Jacobian's compressed passes (one row per colour, ``stack``ed) and a residual wr
 
 from . import ir
 
-_INDEX = (ir.LoopVar, ir.Shift, int)  # the store indices a redirected store may have
+_INDEX = (ir.LoopVar, ir.Shift, ir.Row, int)  # the store indices a redirected store may have
 
 
 def _redirectable(block):
