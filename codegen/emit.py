@@ -692,6 +692,14 @@ class Emitter:
             return (record.scalar or record.lower).format(*[self.code(o) for o in v.operands])
         raise TypeError(f"cannot print a {type(v).__name__}")
 
+    def term_code(self, v):
+        """``v`` as a term of a sum printed left to right: a product or a name as it is, anything
+        else in parentheses."""
+        text = self.code(v)
+        if isinstance(v, ir.Apply) and v.op != "mul":
+            return f"({text})"
+        return text
+
     def zero(self, dtype):
         return "np.float32(0.0)" if dtype == "float32" else "0.0"
 
@@ -867,6 +875,10 @@ class Emitter:
         if isinstance(stmt, ir.Store):
             index = ", ".join(self.index_code(i) for i in stmt.index)
             comment = self.note_text(stmt.note)
+            if stmt.more:  # added left to right, as one += each
+                element = f"{self.code(stmt.array)}[{index}]"
+                terms = " + ".join(self.term_code(v) for v in (stmt.value, *stmt.more))
+                return [f"{element} = {element} + {terms}{comment}"]
             return [
                 f"{self.code(stmt.array)}[{index}] {'+=' if stmt.add else '='} {self.code(stmt.value)}{comment}"
             ]

@@ -280,13 +280,16 @@ class Alloc:
 
 @dataclass(eq=False)
 class Store:
-    """``array[index] = value`` (``add``: ``+=``)."""
+    """``array[index] = value`` (``add``: ``+=``). ``more``: with ``add``, values added after
+    ``value``, in order, in the same statement: ``array[index] = array[index] + value + more[0] +
+    ...``, the same bits as one ``+=`` each (several rows' updates of one element, ``tiling.jam``)."""
 
     array: Value
     index: tuple
     value: Value
     add: bool = False
     note: Any = None  # the node whose rule comment the line carries
+    more: tuple = ()
 
 
 @dataclass(eq=False)
@@ -396,7 +399,7 @@ def reads(stmt) -> list:
     if isinstance(stmt, Assign):
         return [stmt.value]
     if isinstance(stmt, Store):
-        return [stmt.array, stmt.value, *stmt.index]
+        return [stmt.array, stmt.value, *stmt.more, *stmt.index]
     if isinstance(stmt, Accum):
         return [stmt.value]
     if isinstance(stmt, For):
@@ -522,9 +525,8 @@ def dump(block: list, indent: str = "") -> str:
             lines.append(f"{name(stmt.target)} := {stmt.fill}{tuple(stmt.target.shape)}")
         elif isinstance(stmt, Store):
             op = "+=" if stmt.add else "="
-            lines.append(
-                f"{name(stmt.array)}[{', '.join(name(i) for i in stmt.index)}] {op} {name(stmt.value)}"
-            )
+            value = " + ".join(name(v) for v in (stmt.value, *stmt.more))
+            lines.append(f"{name(stmt.array)}[{', '.join(name(i) for i in stmt.index)}] {op} {value}")
         elif isinstance(stmt, Accum):
             lines.append(f"{name(stmt.target)} += {name(stmt.value)}")
         elif isinstance(stmt, Bound):

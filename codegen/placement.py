@@ -30,7 +30,7 @@ def _uses(block):
         values = ir.reads(stmt)
         if isinstance(stmt, ir.Store) and isinstance(stmt.array, ir.Var):
             stores.setdefault(id(stmt.array), []).append(stmt)
-            values = [stmt.value, *stmt.index]
+            values = [stmt.value, *stmt.more, *stmt.index]
         if isinstance(stmt, ir.If):
             values = [stmt.cond, *stmt.values]
         for v in values:
@@ -169,4 +169,5 @@ def _substitute(block, old, new):
             stmt.value = swap(stmt.value)
         elif isinstance(stmt, ir.Store):
             stmt.array, stmt.value = swap(stmt.array), swap(stmt.value)
+            stmt.more = tuple(swap(v) for v in stmt.more)
             stmt.index = tuple(swap(i) for i in stmt.index)

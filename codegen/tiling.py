@@ -23,14 +23,13 @@ from symgrad.ops.registry import OPS
 from . import ir
 
 TILE = 256
-# rows a scalar pass holding a row's dot product runs at once (``jam``); a pass of dot products
-# alone does so for rows of at most JAM_WIDTH elements. Measured on value and grad, one thread,
-# n x d rows (the same bits): least squares (dot product and transposed product in one pass)
-# 1.25x as fast at d = 16, 1.7x at d = 64, as fast at d = 5 and 200; sum(tanh(X @ w - t)^2) (a
-# pass of dot products) 1.05x at d = 16; jammed whatever d, it was 1.7x as slow at d = 64 and
-# 1.25x at d = 200
+# rows a pass holding inner loops over a row (a dot product, a transposed product's update) runs
+# at once (``jam``) when its rows are at most JAM_WIDTH long. Measured on the value and grad
+# kernels, one thread, n x d rows (the same bits): logreg at d = 16 1.12x as fast; least squares
+# 1.4x at d = 16, 1.5x at d = 5; sum(tanh(X @ w - t)^2) 1.2x at d = 16, 1.5x at d = 5. Jammed
+# whatever d, a pass of dot products was 1.7x as slow at d = 64 and the updates' loop 1.8x
 JAM = 4
-JAM_WIDTH = 32
+JAM_WIDTH = 16
 
 
 def by_tile(node):
@@ -144,36 +143,36 @@ def tile(chunks, scalar, index, length, pre):
 
 
 def jam(stmts, index, start, stop):
-    """A tile's pass ``stmts`` (the body of ``for index in range(start, stop)``) holding a row's
-    dot product (``a[i, :] @ v``, an inner loop adding into a scalar of the row) as two loops: one
-    running ``JAM`` rows at once, their statements side by side, then the tile's last rows one
-    at a time; or None when ``stmts`` has no dot product or holds what cannot be put side by
-    side (a branch, a nested loop).
+    """A tile's pass ``stmts`` (the body of ``for index in range(start, stop)``) holding inner loops
+    over a row (a dot product ``a[i, :] @ v`` adding into a scalar of the row, a transposed
+    product's ``g[j] += r_i * A[i, j]``) as two loops: one running ``JAM`` rows at once, their
+    statements side by side, then the tile's last rows one at a time; or None when ``stmts`` has
+    no inner loop, holds what cannot be put side by side (a branch, a nested loop) or has rows
+    longer than ``JAM_WIDTH`` (a runtime test when the length is a symbol: longer rows run one at a
+    time).
 
     One row's dot product is a chain of dependent additions: the rows' dot products share one
-    loop over j, so the processor overlaps their independent chains. A transposed product's
-    update (``g[j] += r_i * A[i, j]``) stays a loop a row (one loop adding the rows' terms into
-    ``g[j]`` in one statement: logreg at d = 16 1.04x as fast again, least squares at d = 64 1.8x
-    as slow). A pass of dot products alone runs rows at once only when they are at most
-    ``JAM_WIDTH`` long (a runtime test when the length is a symbol): longer rows read side by
-    side came slower from memory than one after the other. Every sum adds in the same order as
-    one row at a time: the same bits."""
-    dots = [s for s in stmts if _dot_loop(s)]
-    if not dots or not all(_jammable(s) for s in stmts):
+    loop over j, so the processor overlaps their independent chains. The rows' updates of
+    ``g[j]`` are one statement (``Store.more``): one load and one store of ``g[j]`` for the rows.
+    Every sum adds in the same order as one row at a time: the same bits."""
+    loops = [s for s in stmts if isinstance(s, ir.For)]
+    if not loops or not all(_jammable(s) for s in stmts):
         return None
-    widths = []  # the dot products' lengths a pass of them alone is jammed under
-    if all(not isinstance(s, ir.For) or s in dots for s in stmts):
-        widths = [s.stop for s in dots if not (isinstance(s.stop, int) and s.stop <= JAM_WIDTH)]
-        if any(isinstance(w, int) for w in widths):
-            return None
+    widths = []  # the rows' lengths not known to be short: tested when the kernel runs
+    for loop in loops:
+        if isinstance(loop.stop, int):
+            if loop.stop > JAM_WIDTH:
+                return None
+        elif not any(loop.stop is w for w in widths):
+            widths.append(loop.stop)
     copies = [{}] + [{id(index): ir.Row(index, k)} for k in range(1, JAM)]
     together = []
     for stmt in stmts:
         if isinstance(stmt, ir.Note):
             together.append(stmt)
-        elif isinstance(stmt, ir.For) and stmt in dots:
+        elif isinstance(stmt, ir.For):
             inner = [_copy(s, m) for s in stmt.body for m in copies]
-            together.append(replace(stmt, body=inner))
+            together.append(replace(stmt, body=_chained(inner)))
         else:
             together.extend(_copy(stmt, m) for m in copies)
     rows = f"{{1}} - {JAM - 1}"
@@ -195,6 +194,28 @@ def jam(stmts, index, start, stop):
             note="the tile's last rows",
         ),
     ]
+
+
+def _chained(block):
+    """``block`` with each run of ``+=`` stores into one element (the rows' updates of a transposed
+    product's ``g[j]``) as one store adding them in order (``Store.more``)."""
+    out = []
+    for stmt in block:
+        last = out[-1] if out else None
+        if (
+            isinstance(stmt, ir.Store)
+            and stmt.add
+            and not stmt.more
+            and isinstance(last, ir.Store)
+            and last.add
+            and last.array is stmt.array
+            and len(last.index) == len(stmt.index)
+            and all(a is b for a, b in zip(last.index, stmt.index))
+        ):
+            out[-1] = replace(last, more=last.more + (stmt.value,))
+        else:
+            out.append(stmt)
+    return out
 
 
 def _dot_loop(stmt):
@@ -252,7 +273,8 @@ def _copy(stmt, mapping):
         return replace(stmt, target=fresh(stmt.target), value=value, note=None)
     if isinstance(stmt, ir.Store):
         index = tuple(sub(i) for i in stmt.index)
-        return replace(stmt, array=sub(stmt.array), index=index, value=sub(stmt.value), note=None)
+        more = tuple(map(sub, stmt.more))
+        return replace(stmt, array=sub(stmt.array), index=index, value=sub(stmt.value), more=more, note=None)
     return replace(stmt, target=sub(stmt.target), value=sub(stmt.value), note=None)  # Accum
 
 

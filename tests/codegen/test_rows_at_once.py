@@ -45,9 +45,11 @@ def test_least_squares_rows_at_once_have_the_bits_of_the_sums_in_row_order(d):
     src = vg.source.split("def kernel_blocks")[0]
     assert f"# {JAM} rows at once" in src and "# the tile's last rows" in src
     assert "X[i + 1, j] * w[j]" in src  # the rows' dot products side by side in one loop over j
-    # the gradient's update a loop a row, in row order
-    updates = re.findall(r"\[j\] \+= \w+ \* X\[i(?: \+ (\d+))?, j\]", src.split("rows at once")[1])
-    assert updates[:JAM] == [""] + [str(k) for k in range(1, JAM)]
+    # the rows' updates of an element of the gradient in one statement, added in row order
+    chained = re.search(r"(\w+)\[j\] = \1\[j\] \+ (.*)  #", src)
+    assert chained and re.findall(r"\* X\[i(?: \+ (\d+))?, j\]", chained.group(2)) == [""] + [
+        str(k) for k in range(1, JAM)
+    ]
 
 
 def test_logistic_regression_rows_at_once_match_numpy_and_central_differences():
@@ -63,13 +65,13 @@ def test_logistic_regression_rows_at_once_match_numpy_and_central_differences():
             want = Xv.T @ (-yv / (1 + np.exp(-m)) / n) + 2e-3 * wv
             np.testing.assert_allclose(grad, want, rtol=1e-12, atol=1e-15)
             assert sg.check_grad(vg, wv, Xv, yv) < 1e-7
-    # a tile's dot products run JAM rows at once when d is at most JAM_WIDTH (d is a symbol: a
-    # test when the kernel runs); its transposed product's updates a row at a time
+    # a tile's dot products and its transposed product's updates run JAM rows at once when d is at
+    # most JAM_WIDTH (d is a symbol: a test when the kernel runs)
     assert vg.source.count(f"# {JAM} rows at once") == 0  # (numpy backend: no loops)
     fused = sg.value_and_grad(loss, wrt=[w], inputs=[w, X, y], backend="numba").source.split(
         "def kernel_blocks"
     )[0]
-    assert fused.count(f"# {JAM} rows at once (rows of at most {JAM_WIDTH})") == 1
+    assert fused.count(f"# {JAM} rows at once (rows of at most {JAM_WIDTH})") == 2
     assert f"i1 - {JAM - 1} if dim_d <= {JAM_WIDTH} else i0" in fused
 
 
@@ -115,10 +117,9 @@ def test_rows_at_once_same_bits_on_one_and_two_threads():
 
 
 @pytest.mark.parametrize("d", [JAM_WIDTH, JAM_WIDTH + 1])
-def test_dot_products_alone_rows_at_once_only_up_to_the_width(d):
-    # a pass of dot products alone (tanh between it and the transposed product): rows of a
-    # symbolic length at most JAM_WIDTH run JAM at once, longer ones one at a time; a concrete
-    # length past it is never jammed
+def test_rows_at_once_only_up_to_the_width(d):
+    # rows of a symbolic length at most JAM_WIDTH run JAM at once, longer ones one at a time (a
+    # test when the kernel runs); a concrete length past it is never jammed
     X, t, w = sg.tensor("X", ("n", "d")), sg.tensor("t", ("n",)), sg.tensor("w", ("d",))
     vg = sg.value_and_grad(sg.sum(sg.tanh(X @ w - t) ** 2), wrt=[w], inputs=[w, X, t])
     n = TILE + 2 * JAM + 3
