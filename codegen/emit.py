@@ -702,6 +702,14 @@ class Emitter:
             return (record.scalar or record.lower).format(*[self.code(o) for o in v.operands])
         raise TypeError(f"cannot print a {type(v).__name__}")
 
+    def term_code(self, v):
+        """``v`` as a term of a sum printed left to right: a product or a name as it is, anything
+        else in parentheses."""
+        text = self.code(v)
+        if isinstance(v, ir.Apply) and v.op != "mul":
+            return f"({text})"
+        return text
+
     def zero(self, dtype):
         return "np.float32(0.0)" if dtype == "float32" else "0.0"
 
@@ -721,6 +729,8 @@ class Emitter:
         if isinstance(i, ir.Shift):
             s = self.code(i.start) if isinstance(i.start, ir.Value) else self.window_code(i.start)
             return f"{self.index_code(i.index)} {'+' if i.sign > 0 else '-'} {s}"
+        if isinstance(i, ir.Row):
+            return self.index_code(i.index) if i.k == 0 else f"{self.index_code(i.index)} + {i.k}"
         if isinstance(i, ir.Affine):
             step = self.index_code(i.index)
             t0 = self.position_code(i.t0)
@@ -875,6 +885,10 @@ class Emitter:
         if isinstance(stmt, ir.Store):
             index = ", ".join(self.index_code(i) for i in stmt.index)
             comment = self.note_text(stmt.note)
+            if stmt.more:  # added left to right, as one += each
+                element = f"{self.code(stmt.array)}[{index}]"
+                terms = " + ".join(self.term_code(v) for v in (stmt.value, *stmt.more))
+                return [f"{element} = {element} + {terms}{comment}"]
             return [
                 f"{self.code(stmt.array)}[{index}] {'+=' if stmt.add else '='} {self.code(stmt.value)}{comment}"
             ]
@@ -1204,9 +1218,10 @@ def _value_key(v):
     """A key equal for one value: the same IR value, or elements at the same index."""
     if isinstance(v, ir.Elem):
         return ("elem", id(v.array), tuple(_value_key(i) for i in v.index))
-    if isinstance(v, (ir.Shift, ir.Affine)):
+    if isinstance(v, (ir.Shift, ir.Affine, ir.Row)):
         return (type(v).__name__,) + tuple(
-            _value_key(x) if isinstance(x, (ir.Value, ir.Shift, ir.Affine)) else x for x in vars(v).values()
+            _value_key(x) if isinstance(x, (ir.Value, ir.Shift, ir.Affine, ir.Row)) else x
+            for x in vars(v).values()
         )
     if isinstance(v, (int, str)):
         return v

@@ -179,7 +179,7 @@ def _unit_shift(i, index):
 def _reads_array(block, array):
     """Does a statement of ``block`` read an element of ``array`` (other than a store into it)?"""
     for stmt in ir.walk(block):
-        values = [stmt.value, *stmt.index] if isinstance(stmt, ir.Store) else ir.reads(stmt)
+        values = [stmt.value, *stmt.more, *stmt.index] if isinstance(stmt, ir.Store) else ir.reads(stmt)
         if any(leaf is array for v in values for leaf in ir.leaves(v)):
             return True
     return False

@@ -23,7 +23,7 @@ Statements
     condition takes; ``For``: a counted loop over a block; ``Assign``/``Alloc``/``Store``/
     ``Accum``: write a ``Var`` (or an element of one); ``Note``: a comment of the compiler's.
 
-Index expressions (``Elem``, ``Store``): a ``LoopVar``, an int, a graph dim, or ``Shift``.
+Index expressions (``Elem``, ``Store``): a ``LoopVar``, an int, a graph dim, ``Shift`` or ``Row``.
 """
 
 from __future__ import annotations
@@ -131,6 +131,20 @@ class Shift:
     index: Any
     start: Any
     sign: int = 1
+
+    dtype = "int64"
+    shape = ()
+
+
+@dataclass(eq=False)
+class Row:
+    """``index + k``: row k of the group of rows one iteration of a loop running several rows at
+    once handles (``tiling.jam``); row 0 is ``index`` itself. Unlike a ``Shift`` by an int (a
+    store into a nearby row, which another iteration also writes), no other iteration reads or
+    writes this row."""
+
+    index: Any
+    k: int
 
     dtype = "int64"
     shape = ()
@@ -266,13 +280,16 @@ class Alloc:
 
 @dataclass(eq=False)
 class Store:
-    """``array[index] = value`` (``add``: ``+=``)."""
+    """``array[index] = value`` (``add``: ``+=``). ``more``: with ``add``, values added after
+    ``value``, in order, in the same statement: ``array[index] = array[index] + value + more[0] +
+    ...``, the same bits as one ``+=`` each (several rows' updates of one element, ``tiling.jam``)."""
 
     array: Value
     index: tuple
     value: Value
     add: bool = False
     note: Any = None  # the node whose rule comment the line carries
+    more: tuple = ()
 
 
 @dataclass(eq=False)
@@ -382,7 +399,7 @@ def reads(stmt) -> list:
     if isinstance(stmt, Assign):
         return [stmt.value]
     if isinstance(stmt, Store):
-        return [stmt.array, stmt.value, *stmt.index]
+        return [stmt.array, stmt.value, *stmt.more, *stmt.index]
     if isinstance(stmt, Accum):
         return [stmt.value]
     if isinstance(stmt, For):
@@ -403,8 +420,8 @@ def leaves(value) -> Iterator[Value]:
         yield v
         if isinstance(v, Elem):
             stack.append(v.array)
-            stack.extend(i for i in v.index if isinstance(i, (Value, Shift, Affine, Span)))
-        elif isinstance(v, (Shift, Affine)):
+            stack.extend(i for i in v.index if isinstance(i, (Value, Shift, Affine, Span, Row)))
+        elif isinstance(v, (Shift, Affine, Row)):
             stack.append(v.index)
         elif isinstance(v, Span):
             stack.append(v.start)
@@ -440,7 +457,7 @@ def verify(block: list, given: tuple = ()) -> None:
         # an If's branch values are bound in its blocks, which the walk visits after it
         for v in reads(stmt) if not isinstance(stmt, If) else [stmt.cond]:
             for leaf in leaves(v):
-                if isinstance(leaf, (Given, Zero, Shift, Affine, Span)):
+                if isinstance(leaf, (Given, Zero, Shift, Affine, Span, Row)):
                     continue
                 if isinstance(leaf, (Instr, If, Var, LoopVar)) and id(leaf) not in bound:
                     raise AssertionError(f"{type(stmt).__name__} reads {leaf!r:.120} before it is bound")
@@ -467,6 +484,8 @@ def dump(block: list, indent: str = "") -> str:
             return f"{name(v.array)}[{', '.join(name(i) for i in v.index)}]"
         if isinstance(v, Shift):
             return f"{name(v.index)}{'+' if v.sign > 0 else '-'}start"
+        if isinstance(v, Row):
+            return f"{name(v.index)}+{v.k}"
         if isinstance(v, Affine):
             return f"{v.t0}{v.direction:+}*{name(v.index)}"
         if isinstance(v, Span):
@@ -506,9 +525,8 @@ def dump(block: list, indent: str = "") -> str:
             lines.append(f"{name(stmt.target)} := {stmt.fill}{tuple(stmt.target.shape)}")
         elif isinstance(stmt, Store):
             op = "+=" if stmt.add else "="
-            lines.append(
-                f"{name(stmt.array)}[{', '.join(name(i) for i in stmt.index)}] {op} {name(stmt.value)}"
-            )
+            value = " + ".join(name(v) for v in (stmt.value, *stmt.more))
+            lines.append(f"{name(stmt.array)}[{', '.join(name(i) for i in stmt.index)}] {op} {value}")
         elif isinstance(stmt, Accum):
             lines.append(f"{name(stmt.target)} += {name(stmt.value)}")
         elif isinstance(stmt, Bound):

@@ -12,7 +12,7 @@ Jacobian's compressed passes (one row per colour, ``stack``ed) and a residual wr
 
 from . import ir
 
-_INDEX = (ir.LoopVar, ir.Shift, int)  # the store indices a redirected store may have
+_INDEX = (ir.LoopVar, ir.Shift, ir.Row, int)  # the store indices a redirected store may have
 
 
 def _redirectable(block):
@@ -30,7 +30,7 @@ def _uses(block):
         values = ir.reads(stmt)
         if isinstance(stmt, ir.Store) and isinstance(stmt.array, ir.Var):
             stores.setdefault(id(stmt.array), []).append(stmt)
-            values = [stmt.value, *stmt.index]
+            values = [stmt.value, *stmt.more, *stmt.index]
         if isinstance(stmt, ir.If):
             values = [stmt.cond, *stmt.values]
         for v in values:
@@ -169,4 +169,5 @@ def _substitute(block, old, new):
             stmt.value = swap(stmt.value)
         elif isinstance(stmt, ir.Store):
             stmt.array, stmt.value = swap(stmt.array), swap(stmt.value)
+            stmt.more = tuple(swap(v) for v in stmt.more)
             stmt.index = tuple(swap(i) for i in stmt.index)

@@ -146,10 +146,12 @@ def _store_kind(stmt, row):
     """ "row" (the index holds the row: no other row writes there), "near" (``row + k``, k a small
     int: the next block's first rows), "buffer" (``row - tile start``: a tile's buffer), "across"
     (the row is not in the index: every row adds there), or None."""
-    if any(i is row for i in stmt.index):
+    if any(i is row or (isinstance(i, ir.Row) and i.index is row) for i in stmt.index):
         return "row"
     kinds = set()
     for i in stmt.index:
+        if isinstance(i, ir.Shift) and isinstance(i.index, ir.Row) and i.index.index is row:
+            i = ir.Shift(row, i.start, i.sign)  # a row of a group run at once, in its tile's buffer
         if isinstance(i, ir.Shift) and i.index is row:
             start = i.start
             if isinstance(start, ir.LoopVar) and i.sign < 0:
@@ -168,7 +170,7 @@ def _store_kind(stmt, row):
 
 
 def _index_leaves(i):
-    if isinstance(i, (ir.Shift, ir.Affine)):
+    if isinstance(i, (ir.Shift, ir.Affine, ir.Row)):
         yield from _index_leaves(i.index)
     elif isinstance(i, ir.Span):
         yield from _index_leaves(i.start)
