@@ -141,7 +141,43 @@ def _lapack(name, operands):
     return types.ExternalFunction(f"symgrad_{name}", types.void(*([types.voidptr] * operands)))
 
 
-_dpotri = _lapack("dpotri", 5)
+_dlauum = _lapack("dlauum", 5)
+
+
+@numba.njit(**_JIT)
+def _invert_block(t, x, lo, hi):
+    """x[lo:hi, lo:hi] <- the inverse of lower t[lo:hi, lo:hi], row by row (inner loop contiguous)."""
+    for i in range(lo, hi):
+        d = 1.0 / t[i, i]
+        for k in range(lo, i):
+            f = t[i, k]
+            for j in range(lo, k + 1):
+                x[i, j] -= f * x[k, j]
+        for j in range(lo, i):
+            x[i, j] *= d
+        x[i, i] = d
+
+
+@numba.njit(**_JIT)
+def lower_inverse(low):
+    """The inverse of lower triangular C-contiguous float64 ``low`` (zeros above the diagonal),
+    by blocks of rows: block row I of the inverse is -X_II L_IJ.. X_..J per block column J, two
+    matrix products (BLAS) a block; only the diagonal blocks are substituted. n^3 / 3 flops at
+    matmul's pace (OpenBLAS's trtri, run for potri, takes several times a Cholesky factorisation
+    of the same size)."""
+    n = low.shape[0]
+    x = np.zeros((n, n), dtype=np.float64)
+    for i0 in range(0, n, _BLOCK):
+        i1 = min(i0 + _BLOCK, n)
+        _invert_block(low, x, i0, i1)
+        if i0 == 0:
+            continue
+        diag = np.ascontiguousarray(x[i0:i1, i0:i1])
+        for j0 in range(0, i0, _BLOCK):
+            j1 = j0 + _BLOCK
+            part = np.ascontiguousarray(low[i0:i1, j0:i0]) @ np.ascontiguousarray(x[j0:i0, j0:j1])
+            x[i0:i1, j0:j1] = -(diag @ part)
+    return x
 
 
 @numba.njit(**_JIT)
@@ -152,18 +188,21 @@ def cho_solve(a, low, b):
 
 @numba.njit(**_JIT)
 def cho_inverse(a, low):
-    """a^-1 from low = cholesky(a) (``a`` itself is not read): LAPACK's potri (the triangle's
-    inverse, then its product with its transpose: 2/3 n^3 flops, a third of an LU inverse's),
-    the other triangle mirrored. Row-major ``low`` is, to column-major LAPACK, the upper factor."""
+    """a^-1 from low = cholesky(a) (``a`` itself is not read): X = low^-1 (``lower_inverse``),
+    then X^T X by LAPACK's lauum (potri's second half: 1/3 n^3 flops each), the other triangle
+    mirrored. Row-major X is, to column-major LAPACK, the upper factor U = X^T, and lauum's
+    U U^T is X^T X."""
     n = low.shape[0]
-    out = np.ascontiguousarray(low).astype(np.float64)  # a copy (float32 is inverted in float64)
+    out = lower_inverse(np.ascontiguousarray(low).astype(np.float64))  # (float32 in float64)
     uplo = np.array([85], dtype=np.uint8)  # "U"
     size = np.array([max(n, 1)], dtype=np.int32)
     info = np.zeros(1, dtype=np.int32)
     if n > 0:
-        _dpotri(uplo.ctypes, size.ctypes, out.ctypes, size.ctypes, info.ctypes)
-    if info[0] > 0:
-        out[:, :] = np.inf  # a zero on the factor's diagonal: a singular matrix
+        _dlauum(uplo.ctypes, size.ctypes, out.ctypes, size.ctypes, info.ctypes)
+    for i in range(n):
+        if low[i, i] == 0.0:  # a zero on the factor's diagonal: a singular matrix
+            out[:, :] = np.inf
+            break
     for i in range(n):
         for j in range(i):
             out[j, i] = out[i, j]

@@ -9,8 +9,15 @@ numpy makes faults once per 2 MiB. ``empty`` and ``zeros`` do the same for the g
 from ``HUGE_BYTES``: the advice is given before the first write; a smaller array costs one
 comparison more than ``np.empty`` (advising heap memory that is already mapped would only
 cost a system call). Outside Linux the advice is skipped.
+
+That the heap keeps the smaller arrays mapped holds only with ``keep_freed_memory`` below:
+glibc's thresholds move by themselves, and a kernel that frees several arrays of some MiB
+together (a reverse pass's temporaries) would give them back to the system on every call.
 """
 
+import ctypes
+import os
+import platform
 import sys
 
 import numba
@@ -51,3 +58,37 @@ def zeros(shape, dtype):
     a = advise(np.empty(shape, dtype=dtype))
     a.fill(0)
     return a
+
+
+# ---------------------------------------------------------------- the heap keeps freed memory
+
+KEEP_BYTES = 1 << 27  # 128 MiB: free memory the heap's top keeps mapped (glibc's trim threshold)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
+_USER_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")
+
+
+def keep_freed_memory():
+    """Fix glibc's malloc thresholds (once per process; True when set): arrays under HUGE_BYTES
+    come from the heap, and up to KEEP_BYTES freed at its top stay mapped.
+
+    glibc's own thresholds are dynamic: after an allocation of s bytes (under 32 MiB) was served
+    by mmap and freed, arrays up to s come from the heap and free memory at its top over 2 s is
+    given back to the system. A kernel's temporaries of a few MiB each (a 4096 x 64 float64
+    product: 2 MiB), freed together when it returns, pass 2 s at once: the heap shrinks after
+    every call and the next call faults on each 4 KiB page of them again (bilinear/4096's
+    value-and-grad: about a thousand faults a call, in a virtual machine several times its
+    arithmetic). Fixed thresholds turn the dynamic ones off. Skipped outside glibc and when the
+    process set its own (the MALLOC_*_ environment variables, GLIBC_TUNABLES)."""
+    if not _LINUX or platform.libc_ver()[0] != "glibc":
+        return False
+    if any(name in os.environ for name in _USER_SETTINGS) or "malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, HUGE_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES))
+
+
+HEAP_KEPT = keep_freed_memory()  # set when the numba backend's runtime is first imported

@@ -1069,8 +1069,32 @@ def _factor_infer(what, out):
     return infer
 
 
+def _scalar_factor(x):
+    """(s, v) when ``x`` is v * s for a 0-d s (v of x's shape and dtype), else (None, x)."""
+    if x.op == "mul" and len(x.inputs) == 2:
+        for s, v in (x.inputs[::-1], x.inputs):
+            if (
+                s.ndim == 0
+                and v.dtype == x.dtype
+                and v.ndim == x.ndim
+                and all(map(dims_equal, v.shape, x.shape))
+            ):
+                return s, v
+    return None, x
+
+
+def _sym_outer(u, v):
+    """sym(u v^T) for vectors: u v^T itself when u is a scalar times v (it is symmetric), else
+    the two outer products' mean, each a product of broadcast vectors (no matrix transposed)."""
+    s, w = _scalar_factor(u)
+    if w is v:
+        return outer(v, v) if s is None else outer(v, v) * s
+    return (outer(u, v) + outer(v, u)) * 0.5
+
+
 def _cho_solve_vjp_a(g, a, low, b, out):
-    return -_sym(_outer_or_matmul(cho_solve_factor(a, low, g), out))  # -sym(A^-1 g x^T)
+    db = cho_solve_factor(a, low, g)  # -sym(A^-1 g x^T)
+    return -_sym_outer(db, out) if out.ndim == 1 else -_sym(matmul(db, _t(out)))
 
 
 register(
@@ -1113,7 +1137,12 @@ register(
 
 
 def cho_solve_factor(a, low, b):
-    """A^-1 b for symmetric positive definite ``a`` given ``low = cholesky(a)``."""
+    """A^-1 b for symmetric positive definite ``a`` given ``low = cholesky(a)``. A scalar factor
+    of ``b`` comes out (A^-1 (s v) = s A^-1 v): the solve of a reverse pass whose cotangent is
+    the forward's right-hand side scaled (the 0.5 of 0.5 y^T A^-1 y) is the forward's own."""
+    s, v = _scalar_factor(as_expr(b))
+    if s is not None:
+        return cho_solve_factor(a, low, v) * s
     b = _float(b)
     if b.dtype != low.dtype:
         b = ew.cast(b, promote(b.dtype, low.dtype))

@@ -285,8 +285,28 @@ def mean(x, axis=None, keepdims=False):
     return sum(x, axes, keepdims) / n
 
 
+def _positive_scale(x):
+    """(y, c) when ``x`` is y * c for a positive finite scalar float constant c, else None."""
+    if x.op != "mul":
+        return None
+    for y, c in (x.inputs, x.inputs[::-1]):
+        if c.op == "constant" and c.value.size == 1 and y.shape == x.shape and y.dtype == x.dtype:
+            value = float(c.value.reshape(())[()])
+            if 0 < value < np.inf:
+                return y, c
+    return None
+
+
 def _shift(x, axes):
-    m = ew.stop_gradient(max(x, axes, keepdims=True))
+    scaled = _positive_scale(x)
+    if scaled is not None:
+        # max(y c) = max(y) c for c > 0 (rounding keeps the order; a zero's sign aside, which
+        # the shifted x - m does not see): x = y c need not be an array of its own, only the
+        # loop of exp(x - m) scales y (attention's scores times 1/sqrt(d))
+        y, c = scaled
+        m = ew.stop_gradient(max(y, axes, keepdims=True) * c)
+    else:
+        m = ew.stop_gradient(max(x, axes, keepdims=True))
     # an all -inf (or +inf) slice must not turn into inf - inf = nan
     return ew.where(ew.isfinite(m), m, 0)
 

@@ -110,3 +110,40 @@ def test_cached_kernels_are_named_by_the_helper_modules_compiled_into_them_too()
     for module in (memory_kernels, special):
         with open(module.__file__, "rb") as fh:
             assert fh.read() in sources
+
+
+def test_the_heap_thresholds_are_fixed_on_glibc():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc only")
+    # (the tests run without MALLOC_*_ settings of their own)
+    assert memory_kernels.HEAP_KEPT is True
+    assert memory_kernels.keep_freed_memory() is True  # idempotent
+
+
+@pytest.mark.skipif(not memory_kernels.HEAP_KEPT, reason="the heap's thresholds are glibc's here")
+def test_a_reverse_pass_s_temporaries_of_some_mib_do_not_fault_again_on_each_call():
+    # bilinear regression: X @ W, the residual's product with Y and both products back, each
+    # a 4096 x 64 float64 array (2 MiB) freed together when the kernel returns; with glibc's
+    # dynamic thresholds the heap gave them back every call (512 faults a 2 MiB array)
+    W, X = sg.tensor("W", ("d", "d")), sg.tensor("X", ("n", "d"))
+    Y, t = sg.tensor("Y", ("n", "d")), sg.tensor("t", ("n",))
+    vg = sg.value_and_grad(
+        0.5 * sg.mean((sg.sum((X @ W) * Y, axis=1) - t) ** 2), wrt=[W, X], inputs=[W, X, Y, t]
+    )
+    args = (
+        RNG.normal(size=(64, 64)) / 8,
+        RNG.normal(size=(4096, 64)),
+        RNG.normal(size=(4096, 64)),
+        RNG.normal(size=4096),
+    )
+    vg(*args)
+    faults, (value, (dW, dX)) = _faults(vg, *args)
+    Wv, Xv, Yv, tv = args
+    r = np.sum((Xv @ Wv) * Yv, axis=1) - tv
+    g = (r / r.shape[0])[:, None] * Yv
+    np.testing.assert_allclose(value, 0.5 * np.mean(r * r), rtol=1e-12)
+    np.testing.assert_allclose(dW, Xv.T @ g, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(dX, g @ Wv.T, rtol=1e-10, atol=1e-14)
+    assert faults < 100, faults  # the two returned 2 MiB gradients: under 1024 even if fresh

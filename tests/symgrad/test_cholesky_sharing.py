@@ -203,3 +203,51 @@ def test_cho_inverse_kernel_matches_numpy(backend):
         np.testing.assert_allclose(f(a), np.linalg.inv(a), rtol=1e-10, atol=1e-14)
     with pytest.raises(np.linalg.LinAlgError):
         f(-_spd(3))
+
+
+def test_gp_gradient_solves_once_and_forms_no_transposed_outer_product():
+    # the log-likelihood's 0.5 y^T A^-1 y: the reverse pass's solve of 0.5 y is 0.5 alpha (a
+    # scalar comes out of a solve's right-hand side), and sym(0.5 alpha alpha^T) is that
+    # product itself, no transpose
+    loss, grad, _ = _gp_graph("scipy")
+    ops = _ops(share_factor([loss, grad]))
+    assert ops["cho_solve"] == 1, ops
+    assert ops["transpose"] == 0, ops
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_scaled_right_hand_side_and_a_general_cotangent_match_numpy(backend):
+    # A^-1 (s b): the scalar taken out; c^T A^-1 b with c unrelated to b: the symmetrised
+    # outer product of two different vectors
+    a_sym, b_sym, c_sym = sg.tensor("a", ("n", "n")), sg.tensor("b", ("n",)), sg.tensor("c", ("n",))
+    s = a_sym @ a_sym.T + 3.0 * LA.eye(a_sym.shape[0])
+    low = LA.cholesky(s)
+    f = sg.sum(c_sym * LA.cho_solve((low, True), 2.5 * b_sym))
+    vg = sg.value_and_grad(f, [a_sym, b_sym], inputs=[a_sym, b_sym, c_sym], backend=backend)
+    rng = np.random.default_rng(5)
+    a, b, c = rng.normal(size=(6, 6)), rng.normal(size=6), rng.normal(size=6)
+
+    def by_hand(a):
+        return c @ np.linalg.solve(a @ a.T + 3.0 * np.eye(6), 2.5 * b)
+
+    value, (ga, gb) = vg(a, b, c)
+    np.testing.assert_allclose(value, by_hand(a), rtol=1e-12)
+    np.testing.assert_allclose(ga, _central(by_hand, a), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(gb, 2.5 * np.linalg.solve(a @ a.T + 3.0 * np.eye(6), c), rtol=1e-12)
+
+
+def test_the_triangular_inverse_kernel_matches_numpy_across_its_blocks():
+    from symgrad.codegen import linalg_kernels
+
+    for n in (0, 1, 2, 63, 64, 65, 129, 200):
+        a = _spd(n)
+        low = np.linalg.cholesky(a)
+        inv_low = linalg_kernels.lower_inverse(low)
+        np.testing.assert_allclose(inv_low @ low, np.eye(n), atol=1e-12)
+        np.testing.assert_array_equal(np.triu(inv_low, 1), 0.0)
+        got = linalg_kernels.cho_inverse(a, low)
+        np.testing.assert_array_equal(got, got.T)
+        np.testing.assert_allclose(got, np.linalg.inv(a) if n else a, rtol=1e-10, atol=1e-13)
+    low = np.linalg.cholesky(_spd(3))
+    low[1, 1] = 0.0  # a singular factor: every entry inf, as LAPACK's potri reports it
+    assert np.all(np.isinf(linalg_kernels.cho_inverse(low @ low.T, low)))
