@@ -114,9 +114,12 @@ def _tallest_first(nodes):
             seen.add(id(node))
             stack.append((node, True))
             operands = [i for i in node.inputs if id(i) in member and id(i) not in seen]
+            if len({i.height for i in operands}) < len(operands):
+                operands.sort(key=lambda i: (-i.height, _near(i, keys)))
+            else:
+                operands.sort(key=lambda i: -i.height)
             # pushed in reverse: the tallest is popped, and so walked, first
-            for inp in reversed(sorted(operands, key=lambda i: (-i.height, _near(i, keys)))):
-                stack.append((inp, False))
+            stack += [(inp, False) for inp in reversed(operands)]
     return order
 
 
