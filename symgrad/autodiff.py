@@ -2,7 +2,9 @@
 
 Reverse mode is one pass over the topologically sorted graph, from the output
 back: each node hands its adjoint to its inputs through the VJP rules in the op
-table. Adjoints of a node used several times are summed; a contribution shaped
+table. Adjoints of a node used several times are summed when the node is reached (the
+terms of an op with a ``sum_joint`` rule in one piece by it: the adjoints of an array's rows
+read one by one, a loop's ``xs[t]``, are one stack of the rows); a contribution shaped
 by broadcasting is summed back to its input's shape (Repeat/Sum duality). Only
 nodes on a path from a ``wrt`` symbol to the output are visited, zero adjoints
 are never built, and every rule builds through the interning constructors, so

@@ -167,8 +167,8 @@ def test_a_gradient_with_respect_to_the_per_step_inputs_compiles_once_for_every_
     ids=["outputs", "states"],
 )
 def test_a_stack_of_per_step_values_compiles_once_for_every_length(fn, argnums, make_args, lengths):
-    # in a fresh process: how a kernel's steps split into loops may still depend on the order in
-    # which the process made the graph's nodes (a node an earlier build made keeps its place)
+    # in a fresh process: the first build there is the first to make its nodes (how the steps
+    # split into loops depends on the graph alone, tests/codegen/test_loop_order.py)
     code = (
         f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
         "import test_trip_count as t\n"
@@ -188,10 +188,10 @@ def stack_builds_agree(fn, argnums, make_args, lengths):
 
 
 def test_a_stack_of_scalar_states_counts_in_the_trip_count():
-    # the scalar recurrence's stack and its adjoint's loop count in the length of obs; how the
-    # forward steps split into loops still depends on the length (the graph's order of a
-    # sum's operands), so the kernel is not one text for every length
+    # the scalar recurrence's stack and its adjoint's loop count in the length of obs: one
+    # kernel text for every length
     _, kernels, _ = _builds(euler_stack, (0, 1), _euler_args, (16, 20))
+    assert kernels[0] == kernels[1]
     for kernel in kernels:
         assert "concatenate = _rt.empty((dim_obs_0,)" in kernel
         assert "concatenate[(dim_obs_0 - 1)] = " in kernel  # the last step's value, from the end
