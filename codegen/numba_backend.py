@@ -9,7 +9,16 @@ in ``codegen.numba_runtime``.
 from . import branches, fusion, placement, rolling, threads
 from symgrad.ops.registry import OPS
 from .emit import GATHER_OPS, Emitter, has_loops
-from .schedule import ROLL_MIN_STATEMENTS, dim_text, find_loops, interleaved, keyed, product_text, shape_text
+from .schedule import (
+    ROLL_MIN_STATEMENTS,
+    dim_text,
+    find_loops,
+    interleaved,
+    key_index,
+    keyed,
+    product_text,
+    shape_text,
+)
 
 # a loop of array statements (a traced loop with tensor state) rolls from this many statements:
 # numba compiles an array statement in ~0.1 s, and every run that grows with the trip count must
@@ -35,20 +44,20 @@ def _small_product(a, b):
 _LOOPABLE = {name for name, op in OPS.items() if op.elementwise and op.lower} | {"cast"}
 
 
-def _find_loops(forward, backward, rollable, min_statements=ROLL_MIN_STATEMENTS, shortest=False, first=None):
-    """(score, schedule, loops): the depth-first schedule or creation order, the one whose
+def _find_loops(
+    forward, backward, rollable, min_statements=ROLL_MIN_STATEMENTS, shortest=False, first=None, late=()
+):
+    """(score, schedule, loops): of the schedule's orders tried (``_orders``), the one whose
     repeated runs cover more statements (``shortest``: the one whose rolled kernel has fewer
-    statements, so that the choice does not change with the trip count). A recurrence of
-    several states is built step by step, so its creation order repeats where depth-first may
-    not. Inputs and constants first in both (they are no statements): a step's own constant
-    (data a traced loop read, or one an earlier graph made, with an older serial) must not
-    break the period. ``first``: the forward part's first ``first`` statements are the first
-    output's; then the forward part interleaved along them (``schedule.interleaved``: a
-    tangent's step beside its value's) is tried too."""
+    statements, so that the choice does not change with the trip count). Every order is the
+    graph's own (never the order this process happened to create the nodes in: a node an
+    earlier graph made is older), so one function gives one kernel whatever was built before.
+    ``first``: the forward part's first ``first`` statements are the first output's; then the
+    forward part interleaved along them (``schedule.interleaved``: a tangent's step beside its
+    value's) is tried too. ``late``: ids of statements placed just before their first reader
+    (the rows only a stack reads: between the steps they would break the period)."""
     best = (-len(forward) - len(backward) if shortest else 0, list(forward) + list(backward), [])
-    depth_first = sorted(forward, key=_given) + sorted(backward, key=_given)
-    by_creation = sorted(forward, key=_given_first) + sorted(backward, key=_given_first)
-    for order in (depth_first, by_creation):
+    for order in _orders(forward, backward, late):
         loops = find_loops(order, rollable, barriers=(len(forward),), min_statements=min_statements)
         covered = sum(loop.period * loop.count for loop in loops)
         if shortest:
@@ -60,12 +69,125 @@ def _find_loops(forward, backward, rollable, min_statements=ROLL_MIN_STATEMENTS,
         # the other outputs' chains stepped beside the first's: one loop (one pass over the
         # chain, nothing stored for the next) where the orders above roll each chain alone; taken
         # when it rolls into fewer loops that leave at most ``min_statements`` more outside
-        order = sorted(interleaved(forward, first), key=_given) + sorted(backward, key=_given)
+        order = _late(sorted(interleaved(forward, first), key=_given), late)
+        order += _late(sorted(backward, key=_given), late)
         loops = find_loops(order, rollable, barriers=(len(forward),), min_statements=min_statements)
         covered = sum(loop.period * loop.count for loop in loops)
         if loops and len(loops) < len(best[2]) and covered >= best[0] - min_statements:
             best = (covered, order, loops)
     return best
+
+
+def _orders(forward, backward, late):
+    """The orders of the schedule (forward part, then backward part) ``_find_loops`` tries:
+    depth-first as scheduled, and depth-first visiting the taller operand first (the longer
+    chain, a recurrence's state, before the step's own work: the steps of a loop one after the
+    other, as a program computes them, where depth-first may walk one chain to its start before
+    the next); each also with the reads of a computed array's rows together (``_early``), when
+    it has some. Inputs and constants first (they are no statements: a step's own constant
+    must not break the period); ``late`` statements just before their first reader."""
+    for walk in (list, _tallest_first):
+        parts = [sorted(walk(forward), key=_given), sorted(walk(backward), key=_given)]
+        yield _late(parts[0], late) + _late(parts[1], late)
+        moved = [_early(part) for part in parts]
+        if any(m is not p for m, p in zip(moved, parts)):
+            yield _late(moved[0], late) + _late(moved[1], late)
+
+
+def _tallest_first(nodes):
+    """``nodes`` (inputs before users) walked depth-first from those nothing in them reads, each
+    node's operands in ``nodes`` visited tallest first (``Expr.height``; ties in operand order)."""
+    member = {id(n) for n in nodes}
+    read = {id(i) for n in nodes for i in n.inputs}
+    order, seen, keys = [], set(), {}
+    for root in nodes:
+        if id(root) in read:
+            continue
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            operands = [i for i in node.inputs if id(i) in member and id(i) not in seen]
+            if len({i.height for i in operands}) < len(operands):
+                operands.sort(key=lambda i: (-i.height, _near(i, keys)))
+            else:
+                operands.sort(key=lambda i: -i.height)
+            # pushed in reverse: the tallest is popped, and so walked, first
+            stack += [(inp, False) for inp in reversed(operands)]
+    return order
+
+
+def _near(node, keys, depth=4):
+    """What ``node`` computes near it (ops and their attributes but no shape, ``depth`` levels
+    down) as a key ints and strings compare: it orders operands of equal height the same way at
+    every trip count (a commutative op's operand order is the graph's, which ties them on
+    ``Expr.digest``: a hash, different for every length)."""
+    found = keys.get((id(node), depth))
+    if found is None:
+        attrs = tuple((k, _plain(v)) for k, v in sorted(node.attrs.items()) if "shape" not in k)
+        below = tuple(_near(i, keys, depth - 1) for i in node.inputs) if depth > 1 else ()
+        found = keys[(id(node), depth)] = (node.op, node.dtype, attrs, below)
+    return found
+
+
+def _plain(value):
+    """``value`` as a key of (kind, value) pairs that compare whatever the types (None: not a
+    plain value, e.g. a constant's array)."""
+    if isinstance(value, bool):
+        return (1, int(value))
+    if isinstance(value, int):
+        return (2, value)
+    if isinstance(value, str):
+        return (3, value)
+    if isinstance(value, tuple):
+        return (4, tuple(_plain(v) for v in value))
+    return (0, 0)
+
+
+def _early(order):
+    """``order`` with each read of a row of a computed array (the adjoint of a stack, split into
+    the steps' adjoints) moved to just after the array: the reads one after the other, a loop of
+    their own (between the steps they read for, they would break the period)."""
+    rows = {}
+    for node in order:
+        if node.op == "getitem" and not OPS[node.inputs[0].op].given and key_index(node) is not None:
+            rows.setdefault(id(node.inputs[0]), []).append(node)
+    if not rows:
+        return order
+    moved = {id(n) for found in rows.values() for n in found}
+    out = []
+    for node in order:
+        if id(node) not in moved:
+            out.append(node)
+            out += rows.get(id(node), ())
+    return out
+
+
+def _late(order, late):
+    """``order`` with the statements of ``late`` (ids) moved to just before their first reader."""
+    if not late:
+        return order
+    readers = {}
+    for node in order:
+        moved = [i for i in node.inputs if id(i) in late]
+        if moved:
+            readers[id(node)] = moved
+    out, placed = [], set()
+    for node in order:
+        if id(node) in late:
+            continue
+        for i in readers.get(id(node), ()):
+            if id(i) not in placed:
+                placed.add(id(i))
+                out.append(i)
+        out.append(node)
+    return out + [n for n in order if id(n) in late and id(n) not in placed]
 
 
 def _extra(nodes, loop):
@@ -84,10 +206,6 @@ def _first_output_statements(forward, outputs):
 
 def _given(node):
     return not OPS[node.op].given
-
-
-def _given_first(node):
-    return (not OPS[node.op].given, node.serial)
 
 
 class NumbaEmitter(Emitter):
@@ -166,6 +284,7 @@ class NumbaEmitter(Emitter):
                 lambda n: rollable(n) or array_statement(n),
                 ROLL_MIN_ARRAY_STATEMENTS,
                 True,
+                late=stacked,
             )
         if rolled is None or not any(
             not rollable(n) for loop in rolled[2] for n in loop.body(rolled[1]) + _extra(rolled[1], loop)
@@ -174,7 +293,7 @@ class NumbaEmitter(Emitter):
             if fused is not None:
                 return placement.concatenate_in_place(fused, self.value)
             rolled = _find_loops(
-                forward, backward, rollable, first=_first_output_statements(forward, outputs)
+                forward, backward, rollable, first=_first_output_statements(forward, outputs), late=stacked
             )
         _, nodes, loops = rolled
         if not loops:

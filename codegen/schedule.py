@@ -386,26 +386,18 @@ def _run_at(nodes, refs, index_of, kind, start, period, limit, loops):
     count = (limit - start) // period
     steps, operands = [], []
     for j in range(period):
-        # a scalar constant that differs from one iteration to the next (data a traced loop
-        # read from a numpy array, ``0.001 * k``): read from an array of the per-step values
-        these = _refs(refs, second + j, False)
-        steps.append(
-            [
-                None
-                if r != r0 and _scalar_constant(nodes[r0]) and _scalar_constant(nodes[r], nodes[r0])
-                else r - r0
-                for r0, r in zip(first[j], these)
-            ]
-        )
-        specs = []
-        for r0, step in zip(first[j], steps[j]):
-            if step is None:
-                specs.append(("varying", []))
-                continue
-            spec, count = _classify(nodes, r0, step, start, period, count, loops)
-            if spec is None:
-                return None
-            specs.append(spec)
+        # the second iteration's operands in their order, else (a commutative op) swapped: which
+        # operand a commutative op lists first is the graph's order of its operands, which ties
+        # on a hash when their heights are equal (the first two terms of a sum)
+        swaps = (False, True) if nodes[start + j].op in _COMMUTATIVE else (False,)
+        for swap in swaps:
+            found = _operands_at(nodes, refs, start, period, j, first[j], swap, count, loops)
+            if found is not None:
+                break
+        if found is None:
+            return None
+        these_steps, specs, count = found
+        steps.append(these_steps)
         operands.append(specs)
     # a getitem's index: where it starts and its step along each axis
     index = {}
@@ -443,6 +435,28 @@ def _run_at(nodes, refs, index_of, kind, start, period, limit, loops):
     loop = Loop(start, period, done, operands)
     loop.index = index
     return loop
+
+
+def _operands_at(nodes, refs, start, period, j, first, swap, count, loops):
+    """(steps, specs, count) of body statement ``j``'s operands, from where they are in the
+    first iteration (``first``) and the second (its operands ``swap``ped or not), or None."""
+    these = _refs(refs, start + period + j, swap)
+    # a scalar constant that differs from one iteration to the next (data a traced loop
+    # read from a numpy array, ``0.001 * k``): read from an array of the per-step values
+    steps = [
+        None if r != r0 and _scalar_constant(nodes[r0]) and _scalar_constant(nodes[r], nodes[r0]) else r - r0
+        for r0, r in zip(first, these)
+    ]
+    specs = []
+    for r0, step in zip(first, steps):
+        if step is None:
+            specs.append(("varying", []))
+            continue
+        spec, count = _classify(nodes, r0, step, start, period, count, loops)
+        if spec is None:
+            return None
+        specs.append(spec)
+    return steps, specs, count
 
 
 def _follows(nodes, refs, p, first, steps, t):

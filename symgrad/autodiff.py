@@ -2,7 +2,9 @@
 
 Reverse mode is one pass over the topologically sorted graph, from the output
 back: each node hands its adjoint to its inputs through the VJP rules in the op
-table. Adjoints of a node used several times are summed; a contribution shaped
+table. Adjoints of a node used several times are summed when the node is reached (the
+terms of an op with a ``sum_joint`` rule in one piece by it: the adjoints of an array's rows
+read one by one, a loop's ``xs[t]``, are one stack of the rows); a contribution shaped
 by broadcasting is summed back to its input's shape (Repeat/Sum duality). Only
 nodes on a path from a ``wrt`` symbol to the output are visited, zero adjoints
 are never built, and every rule builds through the interning constructors, so
@@ -204,24 +206,30 @@ def vjp_outputs(ys, cotangents, wrt, notes=None):
     for node in order:
         if id(node) in wanted or any(id(i) in depends for i in node.inputs):
             depends.add(id(node))
-    adjoint, mask = {}, {}  # mask[id]: outside it the adjoint is exactly 0 (None: no mask)
+    # contributions[id]: the adjoint's terms in the order they came, summed (_total) when the
+    # node is reached, all its users done; mask[id]: outside it the adjoint is exactly 0 (None: no mask)
+    contributions, mask = {}, {}
+    results = {}  # id(tuple-valued node) -> {result index: adjoint}
     for y, cotangent in zip(ys, cotangents):
         if cotangent is not None and id(y) in depends:
-            previous = adjoint.get(id(y))
-            adjoint[id(y)] = cotangent if previous is None else add(previous, cotangent)
+            contributions.setdefault(id(y), []).append(cotangent)
     for node in reversed(order):
-        g = adjoint.get(id(node))
-        if g is None or not node.inputs:
-            continue
+        if not node.inputs:
+            continue  # a symbol's adjoint is summed at the end, a constant's never
         opdef = OPS[node.op]
+        if opdef.tuple_valued:
+            parts = results.pop(id(node), None)
+            if parts is not None:
+                _tuple_vjp(node, opdef, parts, depends, contributions, mask)
+            continue
+        g = _total(contributions.pop(id(node), None))
+        if g is None:
+            continue
         if opdef.part and OPS[node.inputs[0].op].tuple_valued:
             # one adjoint per result of a tuple-valued node, handed to its rule all at once
-            parts = adjoint.setdefault(id(node.inputs[0]), {})
+            parts = results.setdefault(id(node.inputs[0]), {})
             k = node.attrs["index"]
             parts[k] = g if k not in parts else add(parts[k], g)
-            continue
-        if opdef.tuple_valued:
-            _tuple_vjp(node, opdef, g, depends, adjoint, mask)
             continue
         m = mask.get(id(node))
         for index, inp in enumerate(node.inputs):
@@ -250,28 +258,50 @@ def vjp_outputs(ys, cotangents, wrt, notes=None):
                 contribution = cast(contribution, inp.dtype)
             if notes is not None and opdef.note and id(contribution) not in forward:
                 notes.record(contribution, f"{node.op}: {opdef.note}")
-            previous = adjoint.get(id(inp))
+            previous = contributions.get(id(inp))
             if previous is None:
-                adjoint[id(inp)], mask[id(inp)] = contribution, m_in
+                contributions[id(inp)], mask[id(inp)] = [contribution], m_in
             else:
-                adjoint[id(inp)] = add(previous, contribution)
+                previous.append(contribution)
                 m_prev = mask.get(id(inp))
                 mask[id(inp)] = None if m_prev is None or m_in is None else logical_or(m_prev, m_in)
-    return [adjoint.get(id(w)) if id(w) in adjoint else zeros(w.shape, w.dtype) for w in wrt]
+    adjoint = {id(w): _total(contributions.get(id(w))) for w in wrt}
+    return [zeros(w.shape, w.dtype) if adjoint[id(w)] is None else adjoint[id(w)] for w in wrt]
 
 
-def _tuple_vjp(node, opdef, parts, depends, adjoint, mask):
-    """The adjoints a tuple-valued node (a loop) sends its inputs, from its rule given the
-    adjoint of each of its results (no NaN-safe mask crosses it)."""
-    contributions = opdef.tuple_vjp(node, parts, [id(i) in depends for i in node.inputs])
-    for inp, contribution in zip(node.inputs, contributions):
+def _total(terms):
+    """The sum of one node's adjoint ``terms`` (None: no adjoint): the terms of an op with a
+    ``sum_joint`` rule summed in one piece by it (the slice_grads of a loop's reads ``xs[t]``: one
+    stack of rows), the rest added one by one in the order they came."""
+    if not terms:
+        return None
+    by_op = {}
+    for term in terms:
+        if OPS[term.op].sum_joint is not None:
+            by_op.setdefault(term.op, []).append(term)
+    taken, joined = set(), []
+    for op, nodes in by_op.items():
+        found = OPS[op].sum_joint(nodes) if len(nodes) > 1 else None
+        if found is not None:
+            joined.append(found[0])
+            taken.update(id(n) for n in found[1])
+    total = None
+    for term in [t for t in terms if id(t) not in taken] + joined:
+        total = term if total is None else add(total, term)
+    return total
+
+
+def _tuple_vjp(node, opdef, parts, depends, terms, mask):
+    """The adjoints a tuple-valued node (a loop) sends its inputs (appended to ``terms``), from
+    its rule given the adjoint of each of its results (no NaN-safe mask crosses it)."""
+    sent = opdef.tuple_vjp(node, parts, [id(i) in depends for i in node.inputs])
+    for inp, contribution in zip(node.inputs, sent):
         if contribution is None or id(inp) not in depends or not is_float(inp.dtype):
             continue
         contribution = sum_to(contribution, inp.shape)
         if contribution.dtype != inp.dtype:
             contribution = cast(contribution, inp.dtype)
-        previous = adjoint.get(id(inp))
-        adjoint[id(inp)] = contribution if previous is None else add(previous, contribution)
+        terms.setdefault(id(inp), []).append(contribution)
         mask[id(inp)] = None
 
 

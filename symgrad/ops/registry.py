@@ -171,6 +171,11 @@ class OpDef:
     # linear op whose contributions are blocks of the output, so the tangent is built in one piece
     # (concatenate: the concatenation of the tangents, not a sum of zero-padded blocks)
     jvp_joint: Optional[Callable] = None
+    # the sum of several of this op's nodes in one piece, ``sum_joint([node, ...]) -> (sum, [the
+    # nodes it took])`` or None: how reverse mode adds up the adjoints one input gets from its users
+    # (slice_grad: rows written one each, xs[t]'s adjoints over a loop, become one stack of the rows,
+    # O(T d), not T arrays of zeros with a row set added one by one, O(T^2 d))
+    sum_joint: Optional[Callable] = None
     part: bool = False  # the node is result attrs["index"] of its tuple-valued operand
 
     def calls_libm(self, node):

@@ -454,6 +454,58 @@ def _np_slice_grad(g, key, shape):
     return out
 
 
+# consecutive rows of one array each written by a slice_grad are stacked from this many on (a
+# loop's reads xs[t]); fewer stay zeros with a row set, added (x[0] and x[1] of a small vector)
+ROWS_STACKED_FROM = 4
+
+
+def _written_row(node):
+    """The row of its leading axis (an int >= 0) the slice_grad ``node`` writes whole, or None
+    (a block, an element, a place on a named dim)."""
+    key, shape = node.attrs["key"], node.shape
+    if not key or key[0][0] != "i" or not isinstance(shape[0], int) or not isinstance(key[0][1], int):
+        return None
+    if any(k != _WHOLE for k in key[1:]):
+        return None
+    row = key[0][1]
+    return row + shape[0] if row < 0 else row
+
+
+def _slice_grads_sum(nodes):
+    """The sum of the slice_grads ``nodes`` (one array's adjoints) with each run of at least
+    ``ROWS_STACKED_FROM`` consecutive written rows as one stack of those rows (written into its
+    block of zeros when it is not the whole array): (sum of the runs, the nodes taken), or None."""
+    rows = {}
+    for node in nodes:
+        row = _written_row(node) if node.shape == nodes[0].shape else None
+        if row is not None:
+            rows.setdefault(row, []).append(node)
+    shape = nodes[0].shape
+    total, taken = None, []
+    ordered = sorted(rows)
+    first = 0
+    while first < len(ordered):
+        last = first
+        while last + 1 < len(ordered) and ordered[last + 1] == ordered[last] + 1:
+            last += 1
+        start, stop = ordered[first], ordered[last] + 1
+        first = last + 1
+        if stop - start < ROWS_STACKED_FROM:
+            continue
+        values = []
+        for row in range(start, stop):
+            value = None
+            for node in rows[row]:
+                value = node.inputs[0] if value is None else add(value, node.inputs[0])
+                taken.append(node)
+            values.append(value)
+        block = stack(values)
+        if (start, stop) != (0, shape[0]):
+            block = slice_grad(block, (("s", start, stop, None),) + (_WHOLE,) * (len(shape) - 1), shape)
+        total = block if total is None else add(total, block)
+    return None if total is None else (total, taken)
+
+
 register(
     "getitem",
     _getitem_infer,
@@ -477,6 +529,7 @@ register(
     linear=True,
     moves_adjoint=(0,),
     batch=_batch_slice_grad,
+    sum_joint=_slice_grads_sum,
 )
 
 

@@ -54,8 +54,9 @@ def _central(fn, args, k, index=(), h=1e-6):
 
 
 def _kernel(source):
-    """The text of the kernel function (what numba compiles)."""
-    return "def kernel(" + source.split("\ndef kernel(", 1)[1].split("\n\n\n", 1)[0]
+    """The text of the kernel functions (what numba compiles: kernel, and kernel_into when the
+    kernel fills output arrays the entry allocates)."""
+    return "def kernel(" + source.split("\ndef kernel(", 1)[1].split(runtime.KERNEL_END, 1)[0]
 
 
 def _check(fn, args, argnums, value, grads):
@@ -142,11 +143,12 @@ def euler_stack(a, x0, obs):
 
 
 def test_a_gradient_with_respect_to_the_per_step_inputs_compiles_once_for_every_length():
-    # the reverse loop writes one row of d_xs a step: d_xs has the trip count's rows
+    # d_xs is one array of the trip count's rows, each step's row written into it once
     vg, kernels, records = _builds(rnn, (0, 1, 2, 3, 4), _rnn_args, (10, 50))
     assert kernels[0] == kernels[1]
-    assert "_rt.zeros((dim_xs_0, dim_Wx_0)" in kernels[0]
-    assert "[dim_xs_0 - 1, " in kernels[0]  # the last step's row, outside the loop, from the end
+    assert "d_xs = _rt.empty((dim_xs_0, dim_Wx_0)" in kernels[0]
+    assert "_rt.zeros((dim_xs_0" not in kernels[0]  # no zeros of all the rows per step
+    assert "d_xs[(dim_xs_0 - 1), " in kernels[0]  # the last step's row, outside the loop, from the end
     assert records[1]["cache"] == "already compiled in this process"
     assert "numba compile" not in records[1]["phases"] or records[1]["phases"]["numba compile"] < 0.5
     # each build's entry still checks the length it was traced at
@@ -165,8 +167,8 @@ def test_a_gradient_with_respect_to_the_per_step_inputs_compiles_once_for_every_
     ids=["outputs", "states"],
 )
 def test_a_stack_of_per_step_values_compiles_once_for_every_length(fn, argnums, make_args, lengths):
-    # in a fresh process: how a kernel's steps split into loops may still depend on the order in
-    # which the process made the graph's nodes (a node an earlier build made keeps its place)
+    # in a fresh process: the first build there is the first to make its nodes (how the steps
+    # split into loops depends on the graph alone, tests/codegen/test_loop_order.py)
     code = (
         f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
         "import test_trip_count as t\n"
@@ -186,10 +188,10 @@ def stack_builds_agree(fn, argnums, make_args, lengths):
 
 
 def test_a_stack_of_scalar_states_counts_in_the_trip_count():
-    # the scalar recurrence's stack and its adjoint's loop count in the length of obs; how the
-    # forward steps split into loops still depends on the length (the graph's order of a
-    # sum's operands), so the kernel is not one text for every length
+    # the scalar recurrence's stack and its adjoint's loop count in the length of obs: one
+    # kernel text for every length
     _, kernels, _ = _builds(euler_stack, (0, 1), _euler_args, (16, 20))
+    assert kernels[0] == kernels[1]
     for kernel in kernels:
         assert "concatenate = _rt.empty((dim_obs_0,)" in kernel
         assert "concatenate[(dim_obs_0 - 1)] = " in kernel  # the last step's value, from the end
@@ -197,10 +199,10 @@ def test_a_stack_of_scalar_states_counts_in_the_trip_count():
 
 @pytest.mark.slow
 def test_the_shortest_loops_that_roll_and_the_longest_that_do_not():
-    # the RNN's gradient with d_xs rolls from T = 6 (a loop needs 4 steps); at 5 it stays
+    # the RNN's gradient with d_xs rolls from T = 5 (a loop needs 4 steps); at 4 it stays
     # unrolled; either way the numbers are the unrolled graph's, and a wrong length is refused
     vg = sg.value_and_grad(rnn, (0, 1, 2, 3, 4))
-    for T, rolled in ((5, False), (6, True)):
+    for T, rolled in ((4, False), (5, True)):
         args = _rnn_args(T)
         value, grads = vg(*args)
         _check(rnn, args, (0, 1, 2, 3, 4), value, grads)
