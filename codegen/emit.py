@@ -706,7 +706,8 @@ class Emitter:
         """``v`` as a term of a sum printed left to right: a product or a name as it is, anything
         else in parentheses."""
         text = self.code(v)
-        if isinstance(v, ir.Apply) and v.op != "mul":
+        # an infix op binding tighter than the sum's + (a product, a quotient, a power) as it is
+        if isinstance(v, ir.Apply) and OPS[v.op].precedence <= OPS["add"].precedence:
             return f"({text})"
         return text
 

@@ -3,8 +3,9 @@
 ``sg.vjp`` takes the upstream gradient dy as a symbol of its own, so the
 compiled function is exactly the backward pass of the matmul node; the example
 prints its source and points at the two lines that are the rule. A product of a
-few concrete elements (the 1xD case) is spelled ``_rt.small_matmul(a, b)``: a loop
-instead of a BLAS call; a product of symbolic size is ``a @ b``.
+few concrete elements (the 1xD case) is spelled ``_rt.small_matmul(a, b)``, or
+``_rt.small_matmul_into(out, a, b)`` when it is an output written into the array the entry
+passes: a loop instead of a BLAS call; a product of symbolic size is ``a @ b``.
 """
 
 import re
@@ -34,7 +35,7 @@ for rows in (1, "N"):
     )
     products = {}
     for target, rhs in assigned.items():
-        pair = re.fullmatch(r"(\w+) @ (\w+)|_rt\.small_matmul\((\w+), (\w+)\)", rhs)
+        pair = re.fullmatch(r"(\w+) @ (\w+)|_rt\.small_matmul\((\w+), (\w+)\)|_rt\.small_matmul_into\(\w+, (\w+), (\w+)\)", rhs)
         if pair:
             left, right = (p for p in pair.groups() if p)
             products[tuple(assigned.get(operand, operand) for operand in (left, right))] = target
