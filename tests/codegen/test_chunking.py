@@ -81,7 +81,9 @@ def test_kernel_length_does_not_grow_with_the_depth():
         vg = sg.value_and_grad(states[-1], wrt=[x0, c])
         lines = _kernel_lines(vg.source)
         lengths[depth] = len(lines)
-        assert len(lines) < 80, vg.source
+        # (forward mode: the rolled loop and a few steps before and after it, where the
+        # tangents' work runs one step behind the value's)
+        assert len(lines) < 100, vg.source
     assert len(set(lengths.values())) == 1, lengths
 
 
