@@ -472,7 +472,8 @@ erfinv = unary("erfinv", lambda g, x, out: g * ((math.sqrt(math.pi) / 2) * exp(s
 # loggamma is complex, and gammaln its real part); to SymPy as log(Abs(gamma(x))), equal everywhere
 gammaln = unary("gammaln", lambda g, x, out: g * digamma(x), "d/dx gammaln(x) = digamma(x)",
                 impl=_np_special("gammaln"), lower="_rt.gammaln({0})", numpy="scipy.special.gammaln",
-                libm=True, vector="tile", sympy=sympy.loggamma, to_sympy=lambda a: sympy.log(sympy.Abs(sympy.gamma(a))))
+                libm=True, vector="tile", sympy=sympy.loggamma,
+                to_sympy=lambda a: sympy.log(sympy.Abs(sympy.gamma(a))))
 digamma = unary("digamma", lambda g, x, out: g * polygamma(1, x), "d/dx digamma(x) = polygamma(1, x)",
                 impl=_np_special("digamma"), lower="_rt.digamma({0})",
                 numpy=("scipy.special.digamma", "scipy.special.psi"), sympy=sympy.digamma, libm=True,
@@ -485,7 +486,8 @@ unary("polygamma", lambda g, x, out: g * polygamma(out.attrs["n"] + 1, x),
 # its derivative φ/Φ: see _log_ndtr_slope), Φ's inverse (ndtri) and erfc's (erfcinv)
 ndtr = unary("ndtr", lambda g, x, out: g * (_INV_SQRT_2PI * exp(-0.5 * square(x))),
              "d/dx ndtr(x) = exp(-x^2/2) / sqrt(2 pi)", impl=_np_special("ndtr"), lower="_rt.ndtr({0})",
-             numpy="scipy.special.ndtr", libm=True, vector="tile", to_sympy=lambda a: sympy.erfc(-a / sympy.sqrt(2)) / 2)
+             numpy="scipy.special.ndtr", libm=True, vector="tile",
+             to_sympy=lambda a: sympy.erfc(-a / sympy.sqrt(2)) / 2)
 log_ndtr = unary("log_ndtr", lambda g, x, out: g * _log_ndtr_slope(x, out),
                  "d/dx log_ndtr(x) = exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi)", impl=_np_special("log_ndtr"),
                  lower="_rt.log_ndtr({0})", numpy="scipy.special.log_ndtr", libm=True, vector="tile",
@@ -503,8 +505,8 @@ logit = unary("logit", lambda g, x, out: g / (x * (1 - x)), "d/dp logit(p) = 1 /
               to_sympy=lambda a: sympy.log(a / (1 - a)))
 # exp(-|x|) I0(x) and exp(-|x|) I1(x); i1e'(0) = 1/2, the limit of i0e - i1e (sign(x) + 1/x)
 i0e = unary("i0e", lambda g, x, out: g * (i1e(x) - sign(x) * out), "d/dx i0e(x) = i1e(x) - sign(x) i0e(x)",
-            impl=_np_special("i0e"), lower="_rt.i0e({0})", numpy="scipy.special.i0e", libm=True, vector="tile",
-            to_sympy=lambda a: sympy.besseli(0, a) * sympy.exp(-sympy.Abs(a)))
+            impl=_np_special("i0e"), lower="_rt.i0e({0})", numpy="scipy.special.i0e", libm=True,
+            vector="tile", to_sympy=lambda a: sympy.besseli(0, a) * sympy.exp(-sympy.Abs(a)))
 i1e = unary("i1e", lambda g, x, out: g * _i1e_slope(x, out),
             "d/dx i1e(x) = i0e(x) - i1e(x) (sign(x) + 1/x), 1/2 at 0", impl=_np_special("i1e"),
             lower="_rt.i1e({0})", numpy="scipy.special.i1e", libm=True, vector="tile",
