@@ -217,7 +217,8 @@ def test_llvm_vectorises_the_loops_of_them():
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_compiled_values_and_gradients_match(backend):
     """One kernel an op computing it and the gradient of its sum: on numba the value's pass calls the
-    twin's tile kernel and not the scalar one, the values within 2 ulp of the exact ones (3: digamma);
+    twin's tile kernel and not the scalar one (but gammaln's: libm's lgamma, as fast), the values
+    within 2 ulp of the exact ones (3: digamma, and gammaln's libm lgamma);
     numpy's are SciPy's; the gradients against their formulas in SciPy's functions."""
     import symgrad as sg
 
@@ -236,12 +237,14 @@ def test_compiled_values_and_gradients_match(backend):
         arg = pos if name in ("digamma", "gammaln") else xs
         out = getattr(sg, name)(x)
         f = sg.compile([out] + sg.grad(sg.sum(out), [x]), [x], backend=backend).wait()
-        if backend == "numba":
+        if backend == "numba" and name != "gammaln":  # (gammaln's op keeps libm's lgamma: no faster)
             value_only = sg.compile([out], [x]).wait().source.split("kernel_entry")[0]
             assert f"_rt.v{name}_tile(" in value_only and f"_rt.{name}(" not in value_only, name
         value, grad = f(arg)
         if backend == "numba":
-            _check_ulps(name, arg, value, _exact(name, arg), limit=3.0 if name == "digamma" else 2.0)
+            _check_ulps(
+                name, arg, value, _exact(name, arg), limit=3.0 if name in ("digamma", "gammaln") else 2.0
+            )
         else:  # SciPy's functions
             _check_ulps(name, arg, value, getattr(scipy.special, name)(arg), limit=0.0)
         want = slope[name](arg)
