@@ -1456,33 +1456,36 @@ _I0E_TABLE = (_padded(_I0E_NEAR), _padded(_I0E_MID), _padded(_I0E_LARGE))
 _I1E_TABLE = (_padded(_I1E_NEAR), _padded(_I1E_MID), _padded(_I1E_LARGE))
 
 
-def _clenshaw_source():
-    """The Clenshaw recurrence over one of three coefficient series, unrolled (a loop of it stays
-    on lanes only when LLVM unrolls the inner loop, which at 36 terms it declines)."""
-    lines = [
-        "def _clenshaw3(table, mid, large, t):",
-        '    """sum_k c_k T_k(t) for c = table[2 if large else 1 if mid else 0], |t| <= 1."""',
-        "    t2 = t + t",
-        "    b0 = 0.0",
-        "    b1 = 0.0",
-    ]
-    for k in range(_I_PIECES - 1, 0, -1):
-        c = f"(table[2][{k}] if large else table[1][{k}] if mid else table[0][{k}])"
-        lines.append(f"    b0, b1 = t2 * b0 - b1 + {c}, b0")
-    lines.append("    return t * b0 - b1 + (table[2][0] if large else table[1][0] if mid else table[0][0])")
-    return "\n".join(lines) + "\n"
+def _clenshaw_source(name, table):
+    """``name(mid, large, t)``: the Clenshaw recurrence over one of the three series of ``table``
+    (the third where ``large``, the second where ``mid``), unrolled with the coefficients as literals
+    (a loop of it stays on lanes only when LLVM unrolls the inner loop, which at 36 terms it declines;
+    indexing tuples costs numba's type inference seconds)."""
+
+    def c(k):
+        near, mid, large = (repr(float(series[k])) for series in table)
+        return f"({large} if large else {mid} if mid else {near})"
+
+    lines = [f"def {name}(mid, large, t):", "    t2 = t + t", "    b0 = 0.0", "    b1 = 0.0"]
+    lines += [f"    b0, b1 = t2 * b0 - b1 + {c(k)}, b0" for k in range(_I_PIECES - 1, 0, -1)]
+    return "\n".join(lines + [f"    return t * b0 - b1 + {c(0)}"]) + "\n"
 
 
-_clenshaw_scope = {}
-exec(compile(_clenshaw_source(), "<numba_runtime: _clenshaw3>", "exec"), _clenshaw_scope)
-_clenshaw3 = numba.njit(**_INLINE)(_clenshaw_scope["_clenshaw3"])
+def _clenshaw(name, table):
+    scope = {}
+    exec(compile(_clenshaw_source(name, table), f"<numba_runtime: {name}>", "exec"), scope)
+    return numba.njit(**_INLINE)(scope[name])
+
+
+_i0e_series = _clenshaw("_i0e_series", _I0E_TABLE)
+_i1e_series = _clenshaw("_i1e_series", _I1E_TABLE)
 
 
 def _i0e64(x):
     a = abs(x)
     mid, large = a > 2.0, a > 8.0
     t = (16.0 / a - 1.0 if large else (a - 5.0) / 3.0) if mid else a - 1.0
-    p = _clenshaw3(_I0E_TABLE, mid, large, t)
+    p = _i0e_series(mid, large, t)
     out = p / math.sqrt(a) if mid else p  # inf: 0
     return (1.0 - a) + 0.75 * a * a if a < 1e-6 else out  # 1 exactly at 0
 
@@ -1491,7 +1494,7 @@ def _i1e64(x):
     a = abs(x)
     mid, large = a > 2.0, a > 8.0
     t = (16.0 / a - 1.0 if large else (a - 5.0) / 3.0) if mid else a - 1.0
-    p = _clenshaw3(_I1E_TABLE, mid, large, t)
+    p = _i1e_series(mid, large, t)
     return math.copysign(p / math.sqrt(a), x) if mid else x * p  # the sign of x, -0.0 and inf too
 
 
