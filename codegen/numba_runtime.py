@@ -15,16 +15,6 @@ from numba.core import types
 from numba.extending import intrinsic, overload
 
 from .special import (  # noqa: F401 (the special functions' lowerings)
-    _I0E_LARGE,
-    _I0E_MID,
-    _I0E_NEAR,
-    _I1E_LARGE,
-    _I1E_MID,
-    _I1E_NEAR,
-    _BERNOULLI_OVER_2K,
-    _PSI_12,
-    _X0_HI,
-    _X0_LO,
     betaln,
     digamma,
     erfcinv,
@@ -1358,9 +1348,9 @@ def varctan2_tile(y, x, n):
         y[k] = varctan2(y[k], x[k])
 
 
-# ---------------------------------------------------------------- ndtr, log_ndtr, i0e, i1e, digamma, gammaln
-# The special functions' twins on SIMD lanes (special.py holds their scalar kernels, which call
-# libm's erfc, exp, log, lgamma and tan): the same methods spelled in arithmetic and selects on the
+# ---------------------------------------------------------------- ndtr, log_ndtr
+# Twins on SIMD lanes of two special functions (special.py holds their scalar kernels, which call
+# libm's erfc, exp, log and log1p): the same methods spelled in arithmetic and selects on the
 # kernels above, every range computed and the right one selected per lane.
 # tests/codegen/test_vector_math_special.py measures them against SciPy and mpmath.
 #
@@ -1374,9 +1364,6 @@ def varctan2_tile(y, x, n):
 # log_ndtr: log1p(-ndtr(-x)) for x >= 0, log(ndtr(x)) down to -20, and below the asymptotic series
 # -x^2/2 - log(2 pi)/2 - log(-x / (1 + sum_k (-1)^k (2k-1)!! / x^2k)), k = 1..10 (the first term
 # left out is below 3e-19 relative at -20): one log of the argument selected per lane.
-# i0e, i1e: the scalar kernels' Chebyshev series (special.py: three pieces of |x|), one Clenshaw
-# recurrence over the piece's coefficients selected per lane (the shorter series padded with zeros
-# at their high end, which leaves the recurrence as it was).
 _SQRT1_2_HI = 0.7071067811865476
 _SQRT1_2_LO = -4.833646656726457e-17  # 1/sqrt(2) - _SQRT1_2_HI
 _ONE_MINUS_ERX = 1.0 - _ERX  # exact
@@ -1445,63 +1432,8 @@ def _log_ndtr64(x):
     return x if x != x else out
 
 
-_I_PIECES = 36  # the longest of the series (i0e between 2 and 8)
-
-
-def _padded(c):
-    return tuple(c) + (0.0,) * (_I_PIECES - len(c))
-
-
-_I0E_TABLE = (_padded(_I0E_NEAR), _padded(_I0E_MID), _padded(_I0E_LARGE))
-_I1E_TABLE = (_padded(_I1E_NEAR), _padded(_I1E_MID), _padded(_I1E_LARGE))
-
-
-def _clenshaw_source(name, table):
-    """``name(mid, large, t)``: the Clenshaw recurrence over one of the three series of ``table``
-    (the third where ``large``, the second where ``mid``), unrolled with the coefficients as literals
-    (a loop of it stays on lanes only when LLVM unrolls the inner loop, which at 36 terms it declines;
-    indexing tuples costs numba's type inference seconds)."""
-
-    def c(k):
-        near, mid, large = (repr(float(series[k])) for series in table)
-        return f"({large} if large else {mid} if mid else {near})"
-
-    lines = [f"def {name}(mid, large, t):", "    t2 = t + t", "    b0 = 0.0", "    b1 = 0.0"]
-    lines += [f"    b0, b1 = t2 * b0 - b1 + {c(k)}, b0" for k in range(_I_PIECES - 1, 0, -1)]
-    return "\n".join(lines + [f"    return t * b0 - b1 + {c(0)}"]) + "\n"
-
-
-def _clenshaw(name, table):
-    scope = {}
-    exec(compile(_clenshaw_source(name, table), f"<numba_runtime: {name}>", "exec"), scope)
-    return numba.njit(**_INLINE)(scope[name])
-
-
-_i0e_series = _clenshaw("_i0e_series", _I0E_TABLE)
-_i1e_series = _clenshaw("_i1e_series", _I1E_TABLE)
-
-
-def _i0e64(x):
-    a = abs(x)
-    mid, large = a > 2.0, a > 8.0
-    t = (16.0 / a - 1.0 if large else (a - 5.0) / 3.0) if mid else a - 1.0
-    p = _i0e_series(mid, large, t)
-    out = p / math.sqrt(a) if mid else p  # inf: 0
-    return (1.0 - a) + 0.75 * a * a if a < 1e-6 else out  # 1 exactly at 0
-
-
-def _i1e64(x):
-    a = abs(x)
-    mid, large = a > 2.0, a > 8.0
-    t = (16.0 / a - 1.0 if large else (a - 5.0) / 3.0) if mid else a - 1.0
-    p = _i1e_series(mid, large, t)
-    return math.copysign(p / math.sqrt(a), x) if mid else x * p  # the sign of x, -0.0 and inf too
-
-
 vndtr = _elementwise("vndtr", _ndtr64, lambda x: ndtr(x), inline=True)
 vlog_ndtr = _elementwise("vlog_ndtr", _log_ndtr64, lambda x: log_ndtr(x), inline=True)
-vi0e = _elementwise("vi0e", _i0e64, lambda x: i0e(x), inline=True)
-vi1e = _elementwise("vi1e", _i1e64, lambda x: i1e(x), inline=True)
 
 
 @numba.njit(**_JIT)
@@ -1516,201 +1448,6 @@ def vlog_ndtr_tile(x, n):
     """x[:n] = log_ndtr(x[:n]) (vlog_ndtr), on SIMD lanes."""
     for k in range(n):
         x[k] = vlog_ndtr(x[k])
-
-
-@numba.njit(**_JIT)
-def vi0e_tile(x, n):
-    """x[:n] = i0e(x[:n]) (vi0e), on SIMD lanes."""
-    for k in range(n):
-        x[k] = vi0e(x[k])
-
-
-@numba.njit(**_JIT)
-def vi1e_tile(x, n):
-    """x[:n] = i1e(x[:n]) (vi1e), on SIMD lanes."""
-    for k in range(n):
-        x[k] = vi1e(x[k])
-
-
-# digamma: the scalar kernel's method (special.py) with its branches as selects. For y > 0, below 10
-# ψ(y) = (y - m - x0) P(y - m - 1.5) + sum_(k=1..m) 1/(y - k), m = floor(y) - 1 (0 to 8: the
-# reciprocals added smallest first, eight masked terms a lane), and for y < 1 (m = -1)
-# (y - (x0 - 1)) P(y - 0.5) - 1/y (no rounding of y + 1: x0 - 1 and y - 0.5 are exact); from 10 the
-# asymptotic series. x < 0: ψ(x + 1) - 1/x above -1/4, below ψ(1 - x) - pi cot(pi x), cot(pi r) on
-# r = x - round(x) (exact) as cos/sin of pi r (|r| <= 1/4) or sin/cos of pi (1/2 - |r|): one ψ of
-# a positive argument selected per lane. SciPy's values at the poles and infinities.
-
-
-def _horner_source(name, first, second=None):
-    """A function ``name(t, pick)`` summing the polynomial with coefficients ``first`` (or, where
-    ``pick`` is true, ``second``: the same length), highest degree first, by Horner's rule unrolled
-    with the coefficients as literals (a loop over a tuple, LLVM does not put on lanes)."""
-    second = first if second is None else second
-
-    def c(k):
-        a, b = repr(float(first[k])), repr(float(second[k]))
-        return a if a == b else f"({b} if pick else {a})"
-
-    lines = [f"def {name}(t, pick):", f"    p = {c(0)}"]
-    lines += [f"    p = p * t + {c(k)}" for k in range(1, len(first))]
-    return "\n".join(lines + ["    return p"]) + "\n"
-
-
-def _unrolled(name, first, second=None):
-    scope = {}
-    exec(compile(_horner_source(name, first, second), f"<numba_runtime: {name}>", "exec"), scope)
-    return numba.njit(**_INLINE)(scope[name])
-
-
-_psi_poly = _unrolled("_psi_poly", _PSI_12)
-_psi_series = _unrolled("_psi_series", _BERNOULLI_OVER_2K[::-1])
-
-
-@numba.njit(**_INLINE)  # (too large for LLVM to inline: a call would keep the loop off lanes)
-def _psi_positive(y):
-    """ψ(y) for y > 0 (and +inf, nan)."""
-    m = min(max(np.floor(y) - 1.0, -1.0), 8.0)
-    shift = -1.0 / y if m < 0.0 else 0.0
-    # 1/(y - k) for k = 1..m (y - k >= 1), smallest first
-    shift += 1.0 / (y - 1.0) if y >= 2.0 else 0.0
-    shift += 1.0 / (y - 2.0) if y >= 3.0 else 0.0
-    shift += 1.0 / (y - 3.0) if y >= 4.0 else 0.0
-    shift += 1.0 / (y - 4.0) if y >= 5.0 else 0.0
-    shift += 1.0 / (y - 5.0) if y >= 6.0 else 0.0
-    shift += 1.0 / (y - 6.0) if y >= 7.0 else 0.0
-    shift += 1.0 / (y - 7.0) if y >= 8.0 else 0.0
-    shift += 1.0 / (y - 8.0) if y >= 9.0 else 0.0
-    t = y - (m + 1.5)  # exact (or, below 1/4, rounded far below P's scale)
-    p = _psi_poly(t, False)
-    u = y - m if m >= 0.0 else y
-    near = ((u - (_X0_HI if m >= 0.0 else _X0_HI - 1.0)) - _X0_LO) * p + shift
-    z = 1.0 / (y * y)
-    far = _log64(y) - 0.5 / y - _psi_series(z, False) * z
-    return near if y < 10.0 else far
-
-
-def _digamma64(x):
-    up = x > -0.25
-    psi = _psi_positive(x if x > 0.0 else (x + 1.0 if up else 1.0 - x))
-    r = x - np.floor(x + 0.5)
-    flip = abs(r) > 0.25
-    w = math.pi * ((0.5 - abs(r)) if flip else r)
-    sine = _sin_near0(w)
-    cosine = _cos_near0(w)
-    cot = math.copysign(sine / cosine, r) if flip else cosine / sine
-    out = psi if x > 0.0 else psi - (1.0 / x if up else math.pi * cot)
-    out = -1.0 / x if x == 0.0 else out  # 0.0 -> -inf, -0.0 -> +inf
-    return math.nan if x < 0.0 and x == np.floor(x) else out  # the poles, -inf
-
-
-vdigamma = _elementwise("vdigamma", _digamma64, lambda x: digamma(x), inline=True)
-
-
-@numba.njit(**_JIT)
-def vdigamma_tile(x, n):
-    """x[:n] = digamma(x[:n]) (vdigamma), on SIMD lanes."""
-    for k in range(n):
-        x[k] = vdigamma(x[k])
-
-
-# gammaln: log|Γ| on two fits and one log. H(t) = gammaln(t) / ((t - 1) (t - 2)) is smooth on
-# [1/2, 5/2] (gammaln's zeros at 1 and 2 divided out, so the product keeps the relative accuracy
-# through them); its Chebyshev interpolants on [1/2, 3/2] (30 terms) and [3/2, 5/2] (20), rounded
-# to monomials in s = t - 1 and s = t - 2 (mpmath, 60 digits: within 1.5e-17 relative, the
-# coefficients' rounding). With m = floor(x - 3/2): |x| < 1/2 takes t = x + 1 (s = x, exact) and
-# subtracts log|x|; up to 10 x - m is shifted into [3/2, 5/2) (exact) and log((x - 1) ... (x - m))
-# added (eight masked factors); above 10 Stirling's series, (x - 1/2)(log x - 1) with log x in two
-# doubles (_log_dd) and the product's rounding carried, plus log(2 pi)/2 - 1/2 + sum_k B_2k /
-# (2k (2k - 1) x^(2k-1)), k = 1..8. x < -1/2: the reflection log(pi / |x sin(pi x)|) - gammaln(-x),
-# the sine on r = x - round(x) (exact); near gammaln's zeros on the negative axis it cancels (as
-# libm's: absolute error of a few ulp of the larger term). Poles (0, the negative integers) -> inf,
-# -inf -> -inf (SciPy's).
-_LGAMMA_A = (  # gammaln(1 + s) / (s (s - 1)), |s| <= 1/2, highest degree first
-    -0.11488402612698641, 0.11830810055961902, 0.09346319402089989, -0.09601437253786563,
-    -0.08304272346074257, 0.08561288922096826, 0.0028039103790338522, -0.002595801917201844,
-    -0.027889560431769447, 0.029082409063226476, -0.023399990073072918, 0.024620868446649954,
-    -0.02712691549398859, 0.028671206666679935, -0.030265214751267186, 0.03221460519024135,
-    -0.03444402450970566, 0.036990216349424454, -0.03994292964655222, 0.043410856777733334,
-    -0.04754313365717482, 0.0525563253269996, -0.058777941276622725, 0.0667317282241036, -0.07731816853266864,
-    0.0922390084649443, -0.11514654256383314, 0.15543426586395073, -0.24525136852258037, 0.5772156649015329,
-)  # fmt: skip
-_LGAMMA_B = (  # gammaln(2 + s) / ((s + 1) s), |s| <= 1/2 (padded to 30 terms)
-    0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -5.832930129320894e-08, 1.2211977636940668e-07,
-    -1.8333634733806836e-07, 3.863844148542206e-07, -8.554745925302383e-07, 1.813340925941714e-06,
-    -3.846868630984396e-06, 8.221243547899526e-06, -1.7661727092640293e-05, 3.816899450869808e-05,
-    -8.309512288139664e-05, 0.00018255263198029055, -0.0004057073976405256, 0.0009153769225258352,
-    -0.0021081308339532027, 0.00499864116469194, -0.012384192193371297, 0.032965000621155864,
-    -0.10031730167435392, 0.42278433509846713,
-)  # fmt: skip
-_STIRLING = (  # B_2k / (2k (2k - 1)), k = 1..8
-    1.0 / 12.0,
-    -1.0 / 360.0,
-    1.0 / 1260.0,
-    -1.0 / 1680.0,
-    1.0 / 1188.0,
-    -691.0 / 360360.0,
-    1.0 / 156.0,
-    -3617.0 / 122400.0,
-)
-_STIRLING_W0 = 0.5 * math.log(2.0 * math.pi) - 0.5
-_LOG_PI = math.log(math.pi)
-
-_lgamma_poly = _unrolled("_lgamma_poly", _LGAMMA_B, _LGAMMA_A)  # pick: the first piece
-_stirling_series = _unrolled("_stirling_series", _STIRLING[::-1])
-
-
-@numba.njit(**_INLINE)  # (too large for LLVM to inline: a call would keep the loop off lanes)
-def _lgamma_main(v):
-    """gammaln(v) for v >= -1/2 (v != 0, finite), and for v < -1/2 what the reflection needs."""
-    m = min(max(np.floor(v - 1.5), -2.0), 8.0)
-    a = m < -0.5  # the first piece: t = v + 1 (m = -2) or t = v (m = -1)
-    y = v - m  # (for m >= 0) in [3/2, 5/2), exact
-    s = (v if m < -1.5 else v - 1.0) if a else y - 2.0
-    other = (v - 1.0 if m < -1.5 else v - 2.0) if a else y - 1.0  # t - 2 or t - 1: the other factor
-    core = (s * other) * _lgamma_poly(s, a)
-    prod = (v - 1.0) if m >= 1.0 else 1.0  # (v - 1) ... (v - m)
-    prod *= (v - 2.0) if m >= 2.0 else 1.0
-    prod *= (v - 3.0) if m >= 3.0 else 1.0
-    prod *= (v - 4.0) if m >= 4.0 else 1.0
-    prod *= (v - 5.0) if m >= 5.0 else 1.0
-    prod *= (v - 6.0) if m >= 6.0 else 1.0
-    prod *= (v - 7.0) if m >= 7.0 else 1.0
-    prod *= (v - 8.0) if m >= 8.0 else 1.0
-    big = v >= 10.0
-    arg = abs(v) if m < -1.5 else (min(v, 1.7e308) if big else prod)
-    hi, lo = _log_dd(arg)
-    shifted = hi + (core + lo)  # (m = -1, 0: log 1 = 0)
-    tiny = core - lo - hi  # m = -2: gammaln(t) - log|v|
-    w = v - 0.5
-    z = 1.0 / v
-    zz = z * z
-    series = _stirling_series(zz, False) * z + _STIRLING_W0
-    p, e = _two_prod(w, hi - 1.0)  # hi - 1 exact: hi >= log 10
-    stirling = p + ((e + w * lo) + series) if v < 1e290 else w * (hi - 1.0)  # (Dekker's split overflows)
-    return (tiny if m < -1.5 else shifted) if not big else stirling
-
-
-def _gammaln64(x):
-    reflect = x < -0.5
-    main = _lgamma_main(-x if reflect else x)
-    r = x - np.floor(x + 0.5)
-    q = abs(r)
-    w = math.pi * ((0.5 - q) if q > 0.25 else q)
-    sine = _cos_near0(w) if q > 0.25 else _sin_near0(w)  # |sin(pi x)|
-    out = (_LOG_PI - _log64(abs(x) * sine)) - main if reflect else main
-    out = math.inf if x == np.floor(x) and x <= 0.0 else out  # the poles (and -inf)
-    out = x if abs(x) == math.inf else out  # +-inf -> +-inf
-    return x if x != x else out
-
-
-vgammaln = _elementwise("vgammaln", _gammaln64, lambda x: gammaln(x), inline=True)
-
-
-@numba.njit(**_JIT)
-def vgammaln_tile(x, n):
-    """x[:n] = gammaln(x[:n]) (vgammaln), on SIMD lanes."""
-    for k in range(n):
-        x[k] = vgammaln(x[k])
 
 
 @numba.njit(**_JIT)

@@ -468,8 +468,6 @@ erf = unary("erf", lambda g, x, out: g * ((2 / math.sqrt(math.pi)) * exp(-square
 erfinv = unary("erfinv", lambda g, x, out: g * ((math.sqrt(math.pi) / 2) * exp(square(out))),
                 "d/dx erfinv(x) = sqrt(pi)/2 exp(erfinv(x)^2)", impl=_np_special("erfinv"),
                 lower="_rt.erfinv({0})", numpy="scipy.special.erfinv", sympy=sympy.erfinv, libm=True)
-# (its twin on lanes, numba_runtime's vgammaln_tile, measured no faster than libm's lgamma: 25.8 ms
-# against 24.8 for sum(gammaln(x)), n = 1e6, one thread; so no vector here)
 # log|Γ(x)| (SciPy's gammaln). From SymPy's loggamma, which is log Γ: equal for x > 0 (for x < 0
 # loggamma is complex, and gammaln its real part); to SymPy as log(Abs(gamma(x))), equal everywhere
 gammaln = unary("gammaln", lambda g, x, out: g * digamma(x), "d/dx gammaln(x) = digamma(x)",
@@ -477,8 +475,7 @@ gammaln = unary("gammaln", lambda g, x, out: g * digamma(x), "d/dx gammaln(x) = 
                 libm=True, sympy=sympy.loggamma, to_sympy=lambda a: sympy.log(sympy.Abs(sympy.gamma(a))))
 digamma = unary("digamma", lambda g, x, out: g * polygamma(1, x), "d/dx digamma(x) = polygamma(1, x)",
                 impl=_np_special("digamma"), lower="_rt.digamma({0})",
-                numpy=("scipy.special.digamma", "scipy.special.psi"), sympy=sympy.digamma, libm=True,
-                vector="tile")
+                numpy=("scipy.special.digamma", "scipy.special.psi"), sympy=sympy.digamma, libm=True)
 unary("polygamma", lambda g, x, out: g * polygamma(out.attrs["n"] + 1, x),
       "d/dx polygamma(n, x) = polygamma(n + 1, x)", impl=_np_polygamma, builder=polygamma,
       lower="_rt.polygamma({n}, {0})", libm=True, sympy=sympy.polygamma,
@@ -507,10 +504,10 @@ logit = unary("logit", lambda g, x, out: g / (x * (1 - x)), "d/dp logit(p) = 1 /
 # exp(-|x|) I0(x) and exp(-|x|) I1(x); i1e'(0) = 1/2, the limit of i0e - i1e (sign(x) + 1/x)
 i0e = unary("i0e", lambda g, x, out: g * (i1e(x) - sign(x) * out), "d/dx i0e(x) = i1e(x) - sign(x) i0e(x)",
             impl=_np_special("i0e"), lower="_rt.i0e({0})", numpy="scipy.special.i0e", libm=True,
-            vector="tile", to_sympy=lambda a: sympy.besseli(0, a) * sympy.exp(-sympy.Abs(a)))
+            to_sympy=lambda a: sympy.besseli(0, a) * sympy.exp(-sympy.Abs(a)))
 i1e = unary("i1e", lambda g, x, out: g * _i1e_slope(x, out),
             "d/dx i1e(x) = i0e(x) - i1e(x) (sign(x) + 1/x), 1/2 at 0", impl=_np_special("i1e"),
-            lower="_rt.i1e({0})", numpy="scipy.special.i1e", libm=True, vector="tile",
+            lower="_rt.i1e({0})", numpy="scipy.special.i1e", libm=True,
             to_sympy=lambda a: sympy.besseli(1, a) * sympy.exp(-sympy.Abs(a)))
 isfinite = unary("isfinite", None, "not differentiable", **_BOOL,
                  to_sympy=lambda a: sympy.And(sympy.Ne(a, sympy.oo), sympy.Ne(a, -sympy.oo)))
