@@ -1386,6 +1386,108 @@ def varctan2_tile(y, x, n):
         y[k] = varctan2(y[k], x[k])
 
 
+# ---------------------------------------------------------------- ndtr, log_ndtr
+# Twins on SIMD lanes of two special functions (special.py holds their scalar kernels, which call
+# libm's erfc, exp, log and log1p): the same methods spelled in arithmetic and selects on the
+# kernels above, every range computed and the right one selected per lane.
+# tests/codegen/test_vector_math_special.py measures them against SciPy and mpmath.
+#
+# ndtr(x) = erfc(|x| / sqrt(2)) / 2 for x < 0 and 1 minus it above, erfc as fdlibm's (the ranges and
+# coefficients of erf above: below 0.84375 1 - (z + z P/Q), then (1 - erx) - P/Q, then
+# exp(-zc^2 - 0.5625) exp((zc - z)(zc + z) + P/Q) / z), with z = |x| / sqrt(2) in two doubles,
+# z + lo, as the scalar kernel has it: in the far left tail erfc's condition number is 2 z^2 (1600 at
+# x = -40). The tail takes lo into its second exponential (-(z + lo)^2 = -z^2 - 2 z lo to below an
+# ulp), the rest adds -lo 2/sqrt(pi) exp(-z^2), exp(-z^2) being the product of the same two
+# exponentials. The tail's halving is a division by 2z (exact), so a subnormal result rounds once.
+# log_ndtr: log1p(-ndtr(-x)) for x >= 0, log(ndtr(x)) down to -20, and below the asymptotic series
+# -x^2/2 - log(2 pi)/2 - log(-x / (1 + sum_k (-1)^k (2k-1)!! / x^2k)), k = 1..10 (the first term
+# left out is below 3e-19 relative at -20): one log of the argument selected per lane.
+_SQRT1_2_HI = 0.7071067811865476
+_SQRT1_2_LO = -4.833646656726457e-17  # 1/sqrt(2) - _SQRT1_2_HI
+_ONE_MINUS_ERX = 1.0 - _ERX  # exact
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_LOG_SQRT_2PI = 0.9189385332046728  # log(2 pi) / 2
+_MILLS = tuple((-1.0) ** k * math.prod(range(1, 2 * k, 2)) for k in range(1, 11))  # -1, 3, -15, ...
+
+
+@numba.njit(**_INLINE)  # (too large for LLVM to inline: a call would keep the loop off lanes)
+def _half_erfc_lanes(s):
+    """erfc(s / sqrt(2)) / 2 for 0 <= s <= 40 (or nan), the argument s / sqrt(2) in two doubles."""
+    hi, e = _two_prod(s, _SQRT1_2_HI)
+    lo = e + s * _SQRT1_2_LO
+    a = hi + lo
+    lo = lo - (a - hi)  # a + lo = s / sqrt(2), a the rounded sum
+    b1, b2, b3 = a >= 0.84375, a >= 1.25, a >= 1 / 0.35
+    t = (1.0 / (a * a) if b2 else a - 1.0) if b1 else a * a
+    r = _ratio(t, b1, b2, b3)
+    z = _from_bits(_bits(a) & -4294967296)  # the low 32 bits cleared: z * z is exact
+    # -(a + lo)^2 (+ P/Q - 0.5625 in the tail) in two doubles: -z^2 - 0.5625 is exact (z has 21 bits,
+    # z^2 < 2^10), the rest small (P/Q is near 0.5625), so rounded to a few 1e-19
+    head = -z * z - (0.5625 if b2 else 0.0)
+    rest = (z - a) * (z + a) - 2.0 * a * lo + (r if b2 else 0.0)
+    big, small = _two_sum(head, rest)
+    big = max(big, -746.0)  # (exp is 0 below -745.14)
+    t = big * _LOG2E + _ROUND
+    n = t - _ROUND
+    e = _exp_reduced(t, ((big - n * _LN2_HI) - n * _LN2_LO) + small)  # exp(big + small), small in r
+    tail = e / (a + a)  # b2: erfc(a + lo) / 2
+    near = 0.5 * ((1.0 - (a + a * r)) if a < 0.25 else 0.5 - (a * r + (a - 0.5)))  # erfc(a) / 2 below 0.84375
+    mid = 0.5 * (_ONE_MINUS_ERX - r)
+    # erfc(a + lo) = erfc(a) - lo 2/sqrt(pi) exp(-a^2), with exp(-a^2) as e (to a few ulp: enough)
+    return tail if b2 else (mid if b1 else near) - (0.5 * _TWO_OVER_SQRT_PI) * lo * e
+
+
+def _ndtr64(x):
+    h = _half_erfc_lanes(min(abs(x), 40.0))  # Φ(-40) = 3.7e-350: 0 there and beyond
+    out = h if x < 0.0 else 1.0 - h
+    return x if x != x else out
+
+
+def _log_ndtr64(x):
+    h = _half_erfc_lanes(min(abs(x), 40.0))  # Φ(-|x|)
+    w = min(x, -20.0)
+    z = 1.0 / (w * w)
+    s = _MILLS[9] * z + _MILLS[8]
+    s = s * z + _MILLS[7]
+    s = s * z + _MILLS[6]
+    s = s * z + _MILLS[5]
+    s = s * z + _MILLS[4]
+    s = s * z + _MILLS[3]
+    s = s * z + _MILLS[2]
+    s = s * z + _MILLS[1]
+    s = s * z + _MILLS[0]
+    tail = x < -20.0
+    right = x >= 0.0
+    u = 1.0 - h  # log1p(-h), h <= 1/2: u exact but for its rounding, carried as c
+    c = (-h - (u - 1.0)) / u
+    v = max(w, -1e300)
+    arg = u if right else (-v / (1.0 + s * z) if tail else h)
+    log = _log_reduced(arg, 0.0, c if right else 0.0)
+    far = (-0.5 * v * v - log) - _LOG_SQRT_2PI
+    out = far if tail else log
+    out = -h if h < 1e-300 and right else out  # log1p(-h) = -h there (-0.0 for h = 0)
+    out = x if x == -math.inf else out
+    return x if x != x else out
+
+
+vndtr = _elementwise("vndtr", _ndtr64, lambda x: ndtr(x), inline=True)
+vlog_ndtr = _elementwise("vlog_ndtr", _log_ndtr64, lambda x: log_ndtr(x), inline=True)
+
+
+@numba.njit(**_JIT)
+def vndtr_tile(x, n):
+    """x[:n] = ndtr(x[:n]) (vndtr), on SIMD lanes."""
+    for k in range(n):
+        x[k] = vndtr(x[k])
+
+
+@numba.njit(**_JIT)
+def vlog_ndtr_tile(x, n):
+    """x[:n] = log_ndtr(x[:n]) (vlog_ndtr), on SIMD lanes."""
+    for k in range(n):
+        x[k] = vlog_ndtr(x[k])
+
+
 @numba.njit(**_JIT)
 def put(view, values):
     """``view[...] = values``, ``values`` broadcast to the view's shape, element by element.

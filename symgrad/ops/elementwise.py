@@ -497,10 +497,11 @@ unary("polygamma", lambda g, x, out: g * polygamma(out.attrs["n"] + 1, x),
 # its derivative φ/Φ: see _log_ndtr_slope), Φ's inverse (ndtri) and erfc's (erfcinv)
 ndtr = unary("ndtr", lambda g, x, out: g * (_INV_SQRT_2PI * exp(-0.5 * square(x))),
              "d/dx ndtr(x) = exp(-x^2/2) / sqrt(2 pi)", impl=_np_special("ndtr"), lower="_rt.ndtr({0})",
-             numpy="scipy.special.ndtr", libm=True, to_sympy=lambda a: sympy.erfc(-a / sympy.sqrt(2)) / 2)
+             numpy="scipy.special.ndtr", libm=True, vector="tile",
+             to_sympy=lambda a: sympy.erfc(-a / sympy.sqrt(2)) / 2)
 log_ndtr = unary("log_ndtr", lambda g, x, out: g * _log_ndtr_slope(x, out),
                  "d/dx log_ndtr(x) = exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi)", impl=_np_special("log_ndtr"),
-                 lower="_rt.log_ndtr({0})", numpy="scipy.special.log_ndtr", libm=True,
+                 lower="_rt.log_ndtr({0})", numpy="scipy.special.log_ndtr", libm=True, vector="tile",
                  to_sympy=lambda a: sympy.log(sympy.erfc(-a / sympy.sqrt(2)) / 2))
 ndtri = unary("ndtri", lambda g, x, out: g * (_SQRT_2PI * exp(0.5 * square(out))),
               "d/dp ndtri(p) = sqrt(2 pi) exp(ndtri(p)^2 / 2)", impl=_np_special("ndtri"),
