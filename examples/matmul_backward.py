@@ -35,7 +35,10 @@ for rows in (1, "N"):
     )
     products = {}
     for target, rhs in assigned.items():
-        pair = re.fullmatch(r"(\w+) @ (\w+)|_rt\.small_matmul\((\w+), (\w+)\)|_rt\.small_matmul_into\(\w+, (\w+), (\w+)\)", rhs)
+        pair = re.fullmatch(
+            r"(\w+) @ (\w+)|_rt\.small_matmul\((\w+), (\w+)\)|_rt\.small_matmul_into\(\w+, (\w+), (\w+)\)",
+            rhs,
+        )
         if pair:
             left, right = (p for p in pair.groups() if p)
             products[tuple(assigned.get(operand, operand) for operand in (left, right))] = target
