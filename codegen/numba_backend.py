@@ -7,6 +7,7 @@ in ``codegen.numba_runtime``.
 """
 
 from . import branches, fusion, placement, rolling, threads
+from symgrad.graph import topo_order
 from symgrad.ops.registry import OPS
 from .emit import GATHER_OPS, Emitter, has_loops
 from .schedule import (
@@ -99,28 +100,17 @@ def _tallest_first(nodes):
     node's operands in ``nodes`` visited tallest first (``Expr.height``; ties in operand order)."""
     member = {id(n) for n in nodes}
     read = {id(i) for n in nodes for i in n.inputs}
-    order, seen, keys = [], set(), {}
-    for root in nodes:
-        if id(root) in read:
-            continue
-        stack = [(root, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            operands = [i for i in node.inputs if id(i) in member and id(i) not in seen]
-            if len({i.height for i in operands}) < len(operands):
-                operands.sort(key=lambda i: (-i.height, _near(i, keys)))
-            else:
-                operands.sort(key=lambda i: -i.height)
-            # pushed in reverse: the tallest is popped, and so walked, first
-            stack += [(inp, False) for inp in reversed(operands)]
-    return order
+    keys = {}
+
+    def operands(node, seen):
+        walked = [i for i in node.inputs if id(i) in member and id(i) not in seen]
+        if len({i.height for i in walked}) < len(walked):
+            walked.sort(key=lambda i: (-i.height, _near(i, keys)))
+        else:
+            walked.sort(key=lambda i: -i.height)
+        return walked
+
+    return topo_order([root for root in nodes if id(root) not in read], operands)
 
 
 def _near(node, keys, depth=4):

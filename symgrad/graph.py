@@ -522,8 +522,10 @@ def new_node(op, inputs, attrs, shape, dtype):
         return node
 
 
-def topo_order(outputs):
-    """Nodes reachable from ``outputs``, inputs before users, walked with an explicit stack."""
+def topo_order(outputs, operands=None):
+    """Nodes reachable from ``outputs``, inputs before users, walked depth-first with an explicit
+    stack. ``operands(node, seen)``: the operands to walk, in the order to walk them (default:
+    every input not yet ``seen`` (ids), in input order)."""
     order = []
     seen = set()
     for root in outputs:
@@ -539,9 +541,9 @@ def topo_order(outputs):
                 continue
             seen.add(id(node))
             stack.append((node, True))
-            for inp in reversed(node.inputs):
-                if id(inp) not in seen:
-                    stack.append((inp, False))
+            walked = node.inputs if operands is None else operands(node, seen)
+            # pushed in reverse: the first is popped, and so walked, first
+            stack += [(inp, False) for inp in reversed(walked) if id(inp) not in seen]
     return order
 
 
