@@ -703,8 +703,8 @@ class Emitter:
         raise TypeError(f"cannot print a {type(v).__name__}")
 
     def term_code(self, v):
-        """``v`` as a term of a sum printed left to right: a product or a name as it is, anything
-        else in parentheses."""
+        """``v`` as a term of a sum printed left to right: a name, or an op binding tighter than
+        ``+`` (by the op table's precedence), as it is; anything else in parentheses."""
         text = self.code(v)
         # an infix op binding tighter than the sum's + (a product, a quotient, a power) as it is
         if isinstance(v, ir.Apply) and OPS[v.op].precedence <= OPS["add"].precedence:
