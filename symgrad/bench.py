@@ -23,6 +23,7 @@ graph), which loads numba's registries and SciPy's BLAS; ``build`` is per functi
     symgrad bench --json out.json         # also write the raw numbers
     symgrad bench --suite build [programs] # build latency, cold and warm, beside JAX (bench_build.py)
     symgrad bench --suite args             # each argument kind's call against the fastest (bench_args.py)
+    symgrad bench --suite threads          # long loops on 1 thread against all, bits compared (bench_threads.py)
     python -m symgrad.bench ...           # the same
 """
 
@@ -41,7 +42,7 @@ import numpy as np
 import symgrad as sg
 from symgrad.graph import topo_order
 
-from . import bench_args, bench_build, bench_dask
+from . import bench_args, bench_build, bench_dask, bench_threads
 
 
 NAMES = [
@@ -1146,12 +1147,14 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--suite",
-        choices=["calls", "build", "args"],
+        choices=["calls", "build", "args", "threads"],
         default="calls",
         help="calls (default): the workloads' build, forward and value-and-grad times; build: "
         f"cold and warm builds of {', '.join(bench_build.NAMES)}, each in a fresh process, beside "
         "JAX's jit build (symgrad bench --suite build [programs]); args: each argument kind "
-        "(numpy scalars, 0-d arrays, keywords, read-only and integer arrays) against the fastest",
+        "(numpy scalars, 0-d arrays, keywords, read-only and integer arrays) against the fastest; "
+        "threads: long fused loops on 1 thread against all (rosen/1e6, logreg/1e6, ew/1e7 unless "
+        "workloads are named), with the bits compared",
     )
     parser.add_argument(
         "--peers",
@@ -1180,6 +1183,13 @@ def run_from_arguments(args):
         )
     if args.suite == "args":
         return bench_args.run(repeat=args.repeat or bench_args.DEFAULT_REPEAT, json_path=args.json)
+    if args.suite == "threads":
+        return bench_threads.run(
+            make_workload,
+            args.workloads,
+            repeat=args.repeat or bench_threads.DEFAULT_REPEAT,
+            json_path=args.json,
+        )
     if args.dask:
         return bench_dask.run(
             rows=args.rows,

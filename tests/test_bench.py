@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+import symgrad as sg
+
 from symgrad import bench, bench_args
 
 
@@ -257,3 +259,48 @@ def test_a_peer_without_a_spelling_the_loss_needs_is_n_a_not_an_error(monkeypatc
     monkeypatch.setattr(bench, "_peer", lambda peer, w: (build, lambda f: f))
     w = bench.make_workload(bench.sg, "seed_scalar")
     assert bench._measure_peer("pytensor", w, None, 1) == {"status": "n/a"}
+
+
+def test_threads_suite_compares_one_thread_with_all_and_finds_the_same_bits(tmp_path, monkeypatch):
+    from symgrad import bench_threads
+
+    monkeypatch.setattr(bench_threads, "thread_counts", lambda: (1, 2))
+    monkeypatch.setattr(bench_threads, "CALLS_PER_ROUND", 1)
+    path = tmp_path / "threads.json"
+    before = sg.config()["threads"]
+    lines = []
+    # 2e5 rows: above codegen.threads.MIN_ROWS, so the row blocks run on the threads
+    records = bench_threads.run(
+        bench.make_workload, ["rosen/2e5"], repeat=1, json_path=str(path), out=lines.append
+    )
+    data = json.loads(path.read_text())
+    assert data["suite"] == "threads" and data["records"] == records
+    (rec,) = records
+    assert rec["workload"] == "rosen/2e5" and rec["threads"] == [1, 2]
+    for label in ("vg", "forward"):
+        assert rec[label]["same_bits"] is True
+        assert set(rec[label]["seconds"]) == {"1", "2"} and rec[label]["speedup"] > 0
+    assert lines[0] == "| workload | function | 1 thread | 2 threads | speedup | same bits |"
+    assert lines[2].startswith("| rosen/2e5 | vg | ") and lines[2].endswith(" | yes |")
+    assert sg.config()["threads"] == before  # the suite's settings are gone afterwards
+
+
+def test_threads_suite_bit_comparison_sees_one_ulp_and_a_changed_shape():
+    from symgrad import bench_threads
+
+    a = (1.0, (np.array([1.0, 2.0]),))
+    assert bench_threads._same_bits(a, (1.0, (np.array([1.0, 2.0]),)))
+    assert not bench_threads._same_bits(a, (1.0, (np.array([1.0, np.nextafter(2.0, 3.0)]),)))
+    assert not bench_threads._same_bits(a, (1.0, (np.array([[1.0, 2.0]]),)))
+    assert not bench_threads._same_bits(a, (np.nextafter(1.0, 0.0), (np.array([1.0, 2.0]),)))
+
+
+def test_threads_suite_on_one_thread_says_there_is_nothing_to_compare(monkeypatch):
+    from symgrad import bench_threads
+
+    monkeypatch.setattr(bench_threads, "thread_counts", lambda: (1, 1))
+    lines = []
+    assert bench_threads.run(bench.make_workload, out=lines.append) == []
+    assert lines == [
+        "symgrad bench --suite threads: numba has one thread here (NUMBA_NUM_THREADS=1); nothing to compare"
+    ]

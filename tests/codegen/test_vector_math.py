@@ -573,7 +573,7 @@ def test_scalar_sin_cos_and_sincos_are_within_two_ulp_of_numpy(dtype):
 def test_scalar_recurrence_calls_libm_sin_and_cos_outside_its_loops():
     """recur's shape: x = sin(x) x + c, its gradient needs cos at every step. Scalar code calls
     libm (the arithmetic kernels, inlined, cost every kernel's build 0.1-0.3 s); a rolled loop's
-    body calls the cached scalar twins _rt.ssin / _rt.scos (tests/codegen/test_serial_trig.py)."""
+    body calls the cached scalar twins _rt.ssin / _rt.scos (tests/codegen/test_recurrence_kernel.py)."""
     import symgrad as sg
 
     x, x0, c = recurrence(40)
