@@ -61,6 +61,8 @@ import pickle
 import sys
 import threading
 import types
+import typing
+from typing import Any
 
 import numpy as np
 
@@ -776,23 +778,30 @@ class TracedFunction:
 
     def _plan(self, bound, tops, leaves, classes):
         """Which dim classes must be concrete numbers: none if the function traces on symbolic
-        sizes; otherwise as few as tracing allows, found one class at a time."""
+        sizes; otherwise as few as tracing allows, found one class at a time. The trials only
+        run the function; the derivative is taken once, of the trace chosen (a Python loop over
+        T = 1000 steps: each trial's derivative cost as much as its trace, twice over)."""
         try:
-            return (), self._trace(bound, tops, leaves, classes, set())
+            return (), self._evaluated(self._trace(bound, tops, leaves, classes, set(), evaluate=False))
         except Exception:
             if not classes:
                 return (), self._trace_or_explain(bound, tops, leaves, classes, set())
         concrete = set(range(len(classes)))
-        graph = self._trace_or_explain(bound, tops, leaves, classes, concrete)
+        traced = None
         for c in range(len(classes)):
             if concrete == {c}:
                 continue  # all symbolic: the first trace above failed
             try:
-                graph = self._trace(bound, tops, leaves, classes, concrete - {c})
+                traced = self._trace(bound, tops, leaves, classes, concrete - {c}, evaluate=False)
             except Exception:
                 continue
             concrete.discard(c)
-        return tuple(sorted(concrete)), graph
+        if traced is not None:
+            try:
+                return tuple(sorted(concrete)), self._evaluated(traced)
+            except Exception:
+                concrete = set(range(len(classes)))  # the derivative needs every size: as before
+        return tuple(sorted(concrete)), self._trace_or_explain(bound, tops, leaves, classes, concrete)
 
     def _trace_or_explain(self, bound, tops, leaves, classes, concrete):
         try:
@@ -818,9 +827,10 @@ class TracedFunction:
             for leaf in leaves
         )
 
-    def _trace(self, bound, tops, leaves, classes, concrete):
+    def _trace(self, bound, tops, leaves, classes, concrete, evaluate=True):
         """Run the function on symbols (the dim classes in ``concrete`` are their sizes) and
-        apply the transformation: (transforms.Result, the input symbols)."""
+        apply the transformation: (transforms.Result, the input symbols). With ``evaluate``
+        False, the function is only run: a ``_Traced`` for ``_evaluated``."""
         symbols = {
             leaf.label: tensor(leaf.label, self._shape(leaf, classes, concrete), leaf.dtype)
             for leaf in leaves
@@ -846,6 +856,13 @@ class TracedFunction:
                     f"traced; {_NOISE_HINT}"
                 )
         wrt_trees = [values[a % len(values)] for a in self._argnums] if self._spec.differentiates else []
+        inputs = [symbols[leaf.label] for leaf in leaves if leaf.kind != "static"]
+        traced = _Traced(out, wrt_trees, tuple(lengths), inputs)
+        return self._evaluated(traced) if evaluate else traced
+
+    def _evaluated(self, traced):
+        """The transformation (the derivative, ...) of a trace: (transforms.Result, the input symbols)."""
+        out, wrt_trees, lengths, inputs = traced
         notes = RuleNotes()  # this compile's rule comments (nodes carry none)
         # the derivative is taken here, once: the compile is handed the result (api._compile_result)
         with (
@@ -854,8 +871,7 @@ class TracedFunction:
         ):
             result = transforms.evaluate(self._spec, out, wrt_trees, self._name, notes)
         result.notes = notes
-        result.loop_lengths = tuple(lengths)  # the trip count of every loop the function built
-        inputs = [symbols[leaf.label] for leaf in leaves if leaf.kind != "static"]
+        result.loop_lengths = lengths  # the trip count of every loop the function built
         return result, inputs
 
     @staticmethod
@@ -891,6 +907,15 @@ class TracedFunction:
                 del arguments[name]
         call = inspect.BoundArguments(self._signature, arguments)
         return self._fn(*call.args, **call.kwargs)
+
+
+class _Traced(typing.NamedTuple):
+    """A function run on symbols, before its transformation (``_evaluated``)."""
+
+    out: Any
+    wrt_trees: list[Any]
+    lengths: tuple[Any, ...]
+    inputs: list[Expr]
 
 
 def _at_one(dim, name):

@@ -295,6 +295,57 @@ def test_sizes_a_function_needs_as_numbers_stay_concrete_and_the_rest_symbolic()
     assert vg.compile_count == 2
 
 
+def _stacked_columns(w, X):
+    n, d = X.shape
+    return np.sum(np.stack([X[:, j] * w[j] for j in range(d)], axis=1) ** 2) / 2.0
+
+
+def _evaluations(monkeypatch, refuse=None):
+    """Count transforms.evaluate's calls (the derivative of a trace); ``refuse(wrt_trees)`` True
+    makes a call raise UnsupportedError instead, as a rule with no symbolic-size form would."""
+    from symgrad import transforms
+    from symgrad.errors import UnsupportedError
+
+    calls = []
+    evaluate = transforms.evaluate
+
+    def counted(spec, out, wrt_trees, *rest, **named):
+        calls.append(wrt_trees)
+        if refuse is not None and refuse(wrt_trees):
+            raise UnsupportedError("refused by the test")
+        return evaluate(spec, out, wrt_trees, *rest, **named)
+
+    monkeypatch.setattr(transforms, "evaluate", counted)
+    return calls
+
+
+def test_the_size_trials_run_the_function_and_the_derivative_is_taken_once(monkeypatch):
+    calls = _evaluations(monkeypatch)
+    vg = sg.value_and_grad(_stacked_columns, backend="numpy")
+    w, X = RNG.normal(size=3), RNG.normal(size=(10, 3))
+    value, g = vg(w, X)
+    assert value == pytest.approx(np.sum((X * w) ** 2) / 2.0, rel=1e-13)
+    np.testing.assert_allclose(g, np.sum(X**2, axis=0) * w, rtol=1e-13)
+    # three trials (all symbolic, n symbolic, d symbolic), one derivative: the chosen trace's
+    assert vg.trace_count == 3 and len(calls) == 1
+    assert not isinstance(vg.compiled_for(w, X).inputs[1].shape[0], int)  # n stayed symbolic
+
+
+def test_a_derivative_that_refuses_the_symbolic_sizes_falls_back_to_every_size_concrete(monkeypatch):
+    def symbolic(trees):
+        return any(not isinstance(d, int) for t in trees for d in np.shape(t))
+
+    calls = _evaluations(monkeypatch, refuse=symbolic)
+    vg = sg.value_and_grad(_stacked_columns, argnums=(0, 1), backend="numpy")
+    w, X = RNG.normal(size=3), RNG.normal(size=(10, 3))
+    value, (gw, gX) = vg(w, X)
+    assert value == pytest.approx(np.sum((X * w) ** 2) / 2.0, rel=1e-13)
+    np.testing.assert_allclose(gw, np.sum(X**2, axis=0) * w, rtol=1e-13)
+    np.testing.assert_allclose(gX, X * w**2, rtol=1e-13)
+    assert vg.compiled_for(w, X).inputs[1].shape == (10, 3)  # every size a number
+    assert len(calls) == 2  # the chosen trace's derivative refused, then the concrete one's
+
+
 def test_symbolic_batch_size_as_a_number_through_numpy():
     vg = sg.value_and_grad(lambda x: np.divide(np.sum(x**2), x.shape[0] - 1), backend="numpy")
     for n in (5, 9):
