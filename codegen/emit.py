@@ -974,7 +974,8 @@ class Emitter:
                 # an argument kind symgrad's layers above handle (a Dask array stays lazy: the call
                 # is split over its row blocks by symgrad.dask_arrays); see runtime.register_array_hook
                 if not self.standalone:  # a saved module takes numpy arrays only
-                    lines.append(f"        if _cv.hooked({p}):")
+                    # (a numpy array is no hooked kind: not asked, 0.2 us saved)
+                    lines.append(f"        if type({p}) is not _ndarray and _cv.hooked({p}):")
                     lines.append(
                         f"            return _cv.call_hooked({entry}, ({''.join(q + ', ' for q in params)}))"
                     )

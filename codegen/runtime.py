@@ -134,6 +134,9 @@ def kind_ok(value_kind, dtype):
     return value_kind == "b"
 
 
+# numpy's flags C_CONTIGUOUS | ALIGNED (ndarray.flags.num), the layout the compiled entry assumes
+_C_ALIGNED = 0x1 | 0x100
+
 # scalar kinds float() converts to the same float64 value a kernel computes with
 _EXACT_FLOAT64 = frozenset([np.float64, np.float32, np.float16, np.ndarray])
 _INT64_LIMIT = 2**63
@@ -208,14 +211,16 @@ def array(value, name, ndim, dtype):
     or ``np.memmap`` holds nothing else the result depends on. A masked array is refused: its
     mask would be ignored."""
     target = as_dtype(dtype)
-    if (
-        type(value) is np.ndarray
-        and value.dtype == target
-        and value.ndim == ndim
-        and value.flags.c_contiguous
-        and value.flags.aligned
-    ):
-        return value  # read-only, or the call gave it by keyword: nothing to convert
+    if type(value) is np.ndarray and value.ndim == ndim:
+        # the common kinds first, with no attribute read twice: an array of another layout (a
+        # strided view), of integers for floats, read-only, or given by keyword
+        have = value.dtype
+        if have is target:
+            return value if value.flags.num & _C_ALIGNED == _C_ALIGNED else value.copy()
+        if target.kind == "f" and have.kind in "iub" and value.size:
+            # (integers whose range holds only for an integer target: see below)
+            converted = value.astype(target)
+            return converted if converted.flags.num & _C_ALIGNED == _C_ALIGNED else converted.copy()
     if type(value) is not np.ndarray and isinstance(value, np.ndarray):
         if isinstance(value, np.ma.MaskedArray):
             raise masked_error(value, name)
@@ -1215,6 +1220,8 @@ def register_array_hook(predicate, handler):
 
 def hooked(value):
     """Is ``value`` an argument kind a registered hook handles (the entry's slow path asks)?"""
+    if type(value) is np.ndarray:
+        return False  # numpy's own arrays are no hook's kind
     for predicate, _ in _array_hooks:
         if predicate(value):
             return True

@@ -253,7 +253,13 @@ def test_a_registered_array_hook_receives_the_call_of_an_entry(monkeypatch, back
         calls.append((runtime.owner_of(entry), args))
         return "handled above"
 
-    runtime.register_array_hook(lambda v: isinstance(v, _LazyArray), handler)
+    asked = []
+
+    def predicate(value):
+        asked.append(type(value))
+        return isinstance(value, _LazyArray)
+
+    runtime.register_array_hook(predicate, handler)
     x, w = sg.tensor("x", ("n",)), sg.scalar("w")
     f = sg.compile(sg.sum(w * x), inputs=[w, x], backend=backend)
     lazy = _LazyArray([1.0, 2.0])
@@ -263,6 +269,19 @@ def test_a_registered_array_hook_receives_the_call_of_an_entry(monkeypatch, back
     assert f(3.0, np.array([1.0, 2.0])) == 9.0
     assert f(3.0, [1.0, 2.0]) == 9.0
     assert len(calls) == 1
+    # nor is it asked about a numpy array that is converted (integers, a strided view, read-only)
+    del asked[:]
+    read_only = np.array([1.0, 2.0])
+    read_only.flags.writeable = False
+    for plain in (
+        np.array([1, 2]),
+        np.array([1.0, 0.0, 2.0])[::2],
+        read_only,
+        np.array([1.0, 2.0], dtype=">f8"),
+    ):
+        assert f(3.0, plain) == 9.0
+    assert np.ndarray not in asked and f(3.0, [1.0, 2.0]) == 9.0 and asked == [list]
+    assert runtime.hooked(np.array([1, 2])) is False
 
 
 def test_the_hook_is_asked_only_on_the_slow_path_and_generated_code_names_no_dask():
