@@ -160,6 +160,16 @@ def scalar(value, name, dtype):
         raise InputError(
             f"argument {name!r} must be {_a(dtype)} scalar, got {type(value).__name__} {_short(value)}"
         )
+    if type(value) is int and not -_INT64_LIMIT <= value < _INT64_LIMIT:
+        # a Python int past int64, which numpy would make an object array
+        if dtype == "bool":
+            raise InputError(f"argument {name!r} must be a bool scalar, got int {_short(value)}")
+        if dtype not in ("float64", "float32"):
+            raise InputError(f"argument {name!r}: {_short(value)} does not fit in {dtype}")
+        try:
+            value = float(value)  # as numpy's float64 makes it
+        except OverflowError:
+            raise InputError(f"argument {name!r}: the int {_short(value)} is too large for {dtype}") from None
     kind = np.asarray(value).dtype.kind
     if not kind_ok(kind, dtype):
         raise InputError(
