@@ -12,7 +12,7 @@ a scalar ``where`` computes the statements only one of its branches reads inside
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -1126,14 +1126,14 @@ class OutputPlan:
     put: bool = False
 
 
-def fixed_name(value):
+def fixed_name(value: ir.Value) -> Optional[str]:
     """The name ``value`` is given (an output's: ``Instr.name``, ``Var.name``), or None."""
     if isinstance(value, ir.If):
         value = value.instr
     return value.name if isinstance(value, (ir.Instr, ir.Var)) else None
 
 
-def write_into(block, plans, writes) -> None:
+def write_into(block: list, plans: list, writes: Callable[[ir.Instr], bool]) -> None:
     """Give the instruction computing an output that ``plans`` copy into a passed array (``put``,
     not ``copied``) that array as its destination (``Instr.into``; the copy is then dropped),
     when ``writes`` says it can write there (a backend's small product) and it is at the top level
