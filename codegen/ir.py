@@ -65,7 +65,10 @@ class Instr(Value):
     for ``node.inputs``, in order). ``name``: a fixed name (an output's); else the printer derives
     one from the op and ``naming`` (values whose names it is built from; the operands when None).
     ``note``: False for no rule comment; a str to replace it. ``dims``: the shape to print, when
-    not the node's (a rolled loop's trip count for the axes that run over its steps)."""
+    not the node's (a rolled loop's trip count for the axes that run over its steps). ``into``:
+    the array (a ``Var`` the entry passes, an output's) the instruction writes its result into
+    and binds its name to, instead of making an array of its own (``emit.write_into``); not a
+    read: no statement binds it."""
 
     node: Any
     operands: list
@@ -76,6 +79,7 @@ class Instr(Value):
     naming: Optional[list] = None
     note: Any = None
     dims: Optional[tuple] = None
+    into: Optional[Var] = None
 
     @property
     def dtype(self) -> str:
@@ -509,7 +513,9 @@ def dump(block: list, indent: str = "") -> str:
     for stmt in block:
         if isinstance(stmt, Instr):
             kind = "scalar " if stmt.scalar else ""
-            lines.append(f"{name(stmt)} = {kind}{stmt.node.op}({', '.join(name(o) for o in stmt.operands)})")
+            into = f" into {name(stmt.into)}" if stmt.into is not None else ""
+            args = ", ".join(name(o) for o in stmt.operands)
+            lines.append(f"{name(stmt)} = {kind}{stmt.node.op}({args}){into}")
         elif isinstance(stmt, If):
             lines.append(f"{name(stmt)} = if {name(stmt.cond)}")
             for block_k, v in zip(stmt.blocks, stmt.values):

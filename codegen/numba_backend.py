@@ -409,17 +409,17 @@ class NumbaEmitter(Emitter):
         right = args[1] if b.ndim == 3 else f"{args[1]}[None]"
         return f"_rt.bmm({left}, {right})"
 
-    def write_into(self, lines, ref, target, into):
-        """A small product (``_rt.small_matmul``) assigned at the kernel's top level is written
-        into the passed array by ``_rt.small_matmul_into``, which returns it: the kernel neither
-        allocates the product nor copies it (xor's two weight gradients). ``ref`` stays bound to
-        the product for any later use."""
-        head = f"{ref} = _rt.small_matmul("
-        for line in lines:
-            if line.startswith(head) and line not in into:
-                into[line] = f"{ref} = _rt.small_matmul_into({target}, {line[len(head) :]}"
-                return True
-        return False
+    def writes_into(self, instr):
+        """A small product (``_rt.small_matmul``) writes into a given array by
+        ``_rt.small_matmul_into``, which returns it (xor's two weight gradients)."""
+        node = instr.node
+        if node.op != "matmul" or instr.scalar or instr.lanes or instr.serial:
+            return False
+        a, b = node.inputs
+        return a.ndim <= 2 and b.ndim <= 2 and _small_product(a, b)
+
+    def lower_into(self, node, args, target):
+        return f"_rt.small_matmul_into({target}, {args[0]}, {args[1]})"
 
     def copy_output(self, node, ref):
         if node.ndim == 0:

@@ -11,6 +11,12 @@ import pytest
 
 import symgrad as sg
 from symgrad import settings
+from symgrad.autodiff import grad
+from symgrad.codegen import ir
+from symgrad.codegen.emit import OutputPlan, write_into
+from symgrad.codegen.numba_backend import NumbaEmitter
+from symgrad.codegen.numpy_backend import NumpyEmitter
+from symgrad.codegen.schedule import schedule
 
 
 def _central(f, x, h=1e-6):
@@ -220,3 +226,112 @@ def test_small_matmul_into_writes_each_form_of_product_into_the_array_given():
         out = np.empty((3, 3), dtype)
         rt.small_matmul_into(out, m, m.T)
         np.testing.assert_allclose(out, m @ m.T, rtol=1e-6)
+
+
+def _xor_net():
+    W1, b1 = sg.tensor("W1", (2, 2)), sg.tensor("b1", (2,))
+    W2, X = sg.tensor("W2", (2, 1)), sg.tensor("X", (4, 2))
+    return [W1, b1, W2, X], 0.5 * sg.sum(sg.sigmoid(sg.sigmoid(X @ W1 + b1) @ W2) ** 2)
+
+
+def _into(block):
+    return [s for s in ir.walk(block) if isinstance(s, ir.Instr) and s.into is not None]
+
+
+def test_a_small_product_output_s_instruction_carries_the_passed_array_it_writes_into():
+    # decided on the kernel's IR before it is printed: the product's Instr names its destination
+    (W1, b1, W2, X), loss = _xor_net()
+    outputs = [loss] + grad(loss, [W1, b1, W2])
+    names, inputs = ["value", "d_W1", "d_b1", "d_W2"], [W1, b1, W2, X]
+    em = NumbaEmitter()
+    source = em.module(outputs, names, inputs, 1, "call", "xor", "out")
+    passed = {k: alloc.target for k, alloc in em.passed}
+    products = [em.value[id(outputs[k])] for k in (1, 3)]
+    for k, instr in zip((1, 3), products):
+        assert isinstance(instr, ir.Instr) and instr.node.op == "matmul"
+        assert any(s is instr for s in em.kernel_ir_full)  # at the kernel's top level
+        assert instr.into is passed[k]
+    assert _into(em.kernel_ir_full) == products  # nothing else writes into an array
+    assert ir.dump(em.kernel_ir_full).count(" into ") == 2
+    # the printer spells the destination; the passed arrays are neither allocated nor copied
+    machine = _section(source, "def kernel_into(", "kernel_entry = kernel_into")
+    for instr in products:
+        target = em.name_of(instr.into)
+        assert f"{em.name_of(instr)} = _rt.small_matmul_into({target}, " in machine
+        assert f"{target} = " not in machine
+    assert "_rt.put(" not in machine and ".copy()" not in machine
+    # the numpy backend's kernel returns every output: no destination
+    ref = NumpyEmitter()
+    ref.module(outputs, names, inputs, 1, "call", "xor", "out")
+    assert ref.passed == [] and _into(ref.kernel_ir_full) == []
+    # the values, against numpy by hand
+    vg = sg.value_and_grad(loss, wrt=[W1, b1, W2], inputs=inputs, backend="numba")
+    rng = np.random.default_rng(7)
+    w1, c1, w2, x = (rng.normal(size=s) for s in ((2, 2), 2, (2, 1), (4, 2)))
+    h = 1 / (1 + np.exp(-(x @ w1 + c1)))
+    o = 1 / (1 + np.exp(-(h @ w2)))
+    do = o * o * (1 - o)
+    value, (dw1, dc1, dw2) = vg(w1, c1, w2, x)
+    assert value == pytest.approx(0.5 * np.sum(o**2), rel=1e-13)
+    np.testing.assert_allclose(dw1, x.T @ (do @ w2.T * h * (1 - h)), rtol=1e-12)
+    np.testing.assert_allclose(dw2, h.T @ do, rtol=1e-12)
+
+
+def test_a_small_product_given_twice_is_written_into_one_array_and_copied_into_the_other():
+    # compile([p, p]) returns two arrays: the product writes the first, the second is its copy
+    A, B = sg.tensor("A", (3, 4)), sg.tensor("B", (4, 2))
+    p = A @ B
+    em = NumbaEmitter()
+    source = em.module([p, p, p.T], ["p", "q", "r"], [A, B], 3, "call", "twice", "out")
+    instr = em.value[id(p)]
+    passed = {k: alloc.target for k, alloc in em.passed}
+    assert sorted(passed) == [0, 1, 2]
+    assert instr.into is passed[0] and _into(em.kernel_ir_full) == [instr]
+    machine = _section(source, "def kernel_into(", "kernel_entry = kernel_into")
+    assert machine.count("_rt.small_matmul_into(") == 1 and machine.count("_rt.put(") == 2
+    f = sg.compile([p, p, p.T], inputs=[A, B], backend="numba")
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
+    first, second, third = f(a, b)
+    for got in (first, second, third.T):
+        np.testing.assert_allclose(got, a @ b, rtol=1e-14)
+    assert not np.shares_memory(first, second) and not np.shares_memory(first, third)
+    assert not np.shares_memory(second, third)
+    again = f(a, b)
+    assert not any(np.shares_memory(x, y) for x in again for y in (first, second, third))
+
+
+def test_write_into_gives_a_destination_only_to_a_top_level_instruction_nothing_rebinds():
+    A, B = sg.tensor("A", (2, 3)), sg.tensor("B", (3, 2))
+    p = A @ B
+    block, value = ir.build(schedule([p], 1)[0])
+    instr = value[id(p)]
+
+    def plan(copied=False):
+        return OutputPlan(p, "out", instr, copied, ir.Alloc(ir.Var("out", p.dtype, p.shape)), put=True)
+
+    def written(block, plan, writes=lambda v: True):
+        instr.into = None
+        write_into(block, [plan], writes)
+        return instr.into
+
+    ok = plan()
+    assert written(block, ok) is ok.passed.target and not ok.put
+    # a later statement binds the product's name again: the passed array would miss that value
+    rebound = plan()
+    assert written(block + [ir.Assign(instr, value[id(A)])], rebound) is None and rebound.put
+    # inside a loop, an output copied (a view, another output's array), a backend that cannot
+    cases = [
+        ([ir.For(ir.LoopVar("i"), 2, list(block))], plan(), lambda v: True),
+        (block, plan(copied=True), lambda v: True),
+        (block, plan(), lambda v: False),
+    ]
+    for b, pl, writes in cases:
+        assert written(b, pl, writes) is None and pl.put
+
+
+def test_a_backend_without_destinations_refuses_to_print_one():
+    A, B = sg.tensor("A", (2, 3)), sg.tensor("B", (3, 2))
+    with pytest.raises(TypeError, match="the numpy backend writes no matmul into a given array"):
+        NumpyEmitter().lower_into(A @ B, ["a", "b"], "out")
+    assert not NumpyEmitter().writes_into(ir.Instr(A @ B, []))
