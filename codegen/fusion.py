@@ -761,6 +761,8 @@ class _Loop:
             movable,
             lambda u: u.op == "where" and plan.group_of.get(id(u)) == group.gid,
         )
+        if rank == 1 and self.index[0] != 0:
+            owner = tiling.selected_on_lanes(owner, members)
         self.owned = {}  # (id(where), branch) -> its members, in schedule order
         for node in members:
             if id(node) in owner:

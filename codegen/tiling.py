@@ -39,6 +39,34 @@ def by_tile(node):
     return (vector(node) if callable(vector) else vector) == "tile"
 
 
+def selected_on_lanes(owner, members):
+    """``owner`` (``branches.owners``' map of a row loop's ``members``) without the wheres whose
+    branches hold an op with a twin on SIMD lanes and no libm call without one: both branches are
+    computed for every row and the where selects (its scalar spelling, a select for LLVM), so
+    they join a pass on lanes; an ``If`` would keep its whole pass scalar, its ops on libm
+    (log_ndtr's derivative: exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi), an asymptotic series in the
+    far left tail). The branch not taken computes harmless values (a nan, an inf) the select
+    drops. A where a branch of another holds is looked at once that one is unsunk."""
+    owner = dict(owner)
+    while True:
+        branches = {}  # id(where) -> the members its branches hold
+        for node in members:
+            key = owner.get(id(node))
+            if key is not None:
+                branches.setdefault(key[0], []).append(node)
+        unsunk = [
+            where
+            for where, held in branches.items()
+            if where not in {key[0] for key in (owner.get(w) for w in branches) if key is not None}
+            and any(OPS[n.op].on_lanes(n) for n in held)
+            and not any(OPS[n.op].calls_libm(n) and not OPS[n.op].on_lanes(n) for n in held)
+            and all(n.dtype in ("float32", "float64", "bool") for n in held)
+        ]
+        if not unsunk:
+            return owner
+        owner = {k: v for k, v in owner.items() if v[0] not in unsunk}
+
+
 def chunk_kind(node, stmts):
     """What a member's statements need: "sum" (a running sum), "libm" (a libm call: the loop runs
     at its pace, tiling gains nothing), "scalar" (an inner loop or a branch), "vector" (an op
