@@ -178,6 +178,9 @@ def test_a_where_selects_between_branches_on_lanes_only_when_they_hold_a_twin():
     # a libm call without a twin (gammaln) in a branch: it stays, the loop off lanes
     _, block = _kernel_ir(sg.sum(sg.where(x > 0, sg.gammaln(x), sg.exp(x))), [x], backward=False)
     assert {"gammaln", "exp"} <= _branched(block)
+    # a loop calling libm outside any branch is not tiled: the where keeps its branches
+    _, block = _kernel_ir(sg.sum(sg.gammaln(x) + sg.where(x > 0, sg.log(x), -x)), [x], backward=False)
+    assert "log" in _branched(block)
 
 
 @pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=pytest.mark.slow)])
