@@ -421,7 +421,7 @@ abs = unary("abs", lambda g, x, out: g * sign(x), "d/dx |x| = sign(x), 0 at 0", 
             numpy=(np.absolute, np.fabs), sympy=sympy.Abs)
 sign = unary("sign", None, "d/dx sign(x) = 0", float_only=False, sympy=sympy.sign)
 exp = unary("exp", lambda g, x, out: g * out, "d/dx exp(x) = exp(x)", sympy=sympy.exp, vector=True)
-expm1 = unary("expm1", lambda g, x, out: g * exp(x), "d/dx expm1(x) = exp(x)", libm=True, vector="tile",
+expm1 = unary("expm1", lambda g, x, out: g * (out + 1), "d/dx expm1(x) = exp(x)", libm=True, vector="tile",
               to_sympy=lambda a: sympy.exp(a) - 1)
 log = unary("log", lambda g, x, out: g / x, "d/dx log(x) = 1/x", sympy=sympy.log, vector=True)
 log1p = unary("log1p", lambda g, x, out: g / (1 + x), "d/dx log1p(x) = 1/(1+x)", vector=True,
