@@ -46,28 +46,24 @@ def selected_on_lanes(owner, members):
     they join a pass on lanes; an ``If`` would keep its whole pass scalar, its ops on libm
     (log_ndtr's derivative: exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi), an asymptotic series in the
     far left tail). The branch not taken computes harmless values (a nan, an inf) the select
-    drops. A where a branch of another holds is looked at once that one is unsunk. A loop that
-    calls libm outside any branch is not tiled (``tile``): its wheres keep their branches."""
+    drops. Each where is judged by the members its own branches hold (a where nested in a branch
+    of another is one of those; its own branches are its own). A loop that calls libm outside any
+    branch is not tiled (``tile``): its wheres keep their branches."""
     if any(_libm_only(n) for n in members if id(n) not in owner):
         return owner
-    owner = dict(owner)
-    while True:
-        branches = {}  # id(where) -> the members its branches hold
-        for node in members:
-            key = owner.get(id(node))
-            if key is not None:
-                branches.setdefault(key[0], []).append(node)
-        unsunk = [
-            where
-            for where, held in branches.items()
-            if where not in {key[0] for key in (owner.get(w) for w in branches) if key is not None}
-            and any(OPS[n.op].on_lanes(n) for n in held)
-            and not any(_libm_only(n) for n in held)
-            and all(n.dtype in ("float32", "float64", "bool") for n in held)
-        ]
-        if not unsunk:
-            return owner
-        owner = {k: v for k, v in owner.items() if v[0] not in unsunk}
+    held = {}  # id(where) -> the members its branches hold
+    for node in members:
+        key = owner.get(id(node))
+        if key is not None:
+            held.setdefault(key[0], []).append(node)
+    unsunk = {
+        where
+        for where, nodes in held.items()
+        if any(OPS[n.op].on_lanes(n) for n in nodes)
+        and not any(_libm_only(n) for n in nodes)
+        and all(n.dtype in ("float32", "float64", "bool") for n in nodes)
+    }
+    return {k: v for k, v in owner.items() if v[0] not in unsunk}
 
 
 def _libm_only(node):

@@ -172,6 +172,10 @@ def test_a_where_selects_between_branches_on_lanes_only_when_they_hold_a_twin():
     # where(x > 0, g / x, 0), no twin, still branches)
     _, block = _kernel_ir(sg.sum(sg.where(x > 0, sg.log(x), -x) * x), [x])
     assert "log" not in _branched(block) and "log" in _placement(block)[1]
+    # nested: the inner where's log on lanes; the outer where, no twin of its own, keeps its branch
+    inner = sg.where(x > 1, sg.log(x), x)
+    _, block = _kernel_ir(sg.sum(sg.where(x > 0, inner * x, -x)), [x], backward=False)
+    assert "log" not in _branched(block) and "log" in _placement(block)[1] and "neg" in _branched(block)
     # no twin in either branch: the branch stays (only the taken one is computed)
     _, block = _kernel_ir(sg.sum(sg.where(x > 0, sg.sqrt(x), -x)), [x], backward=False)
     assert "sqrt" in _branched(block)
@@ -186,14 +190,17 @@ def test_a_where_selects_between_branches_on_lanes_only_when_they_hold_a_twin():
 @pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=pytest.mark.slow)])
 def test_where_selected_on_lanes_gives_the_taken_branchs_numbers(backend):
     x = sg.tensor("x", ("n",))
-    loss = sg.sum(sg.where(x > 0, sg.log(x) * sg.exp(-x), sg.sin(x) * x))
-    data = np.array([-1e300, -3.0, -1e-300, -0.0, 0.0, 1e-300, 0.5, 2.0, 700.0, 1e300] * 30)
+    nested = sg.where(x > 0, sg.where(x > 1, sg.log(x), x) * x, -x)
+    loss = sg.sum(sg.where(x > 0, sg.log(x) * sg.exp(-x), sg.sin(x) * x)) + sg.sum(nested)
+    data = np.array([-1e300, -3.0, -1e-300, -0.0, 0.0, 1e-300, 0.5, 1.0, 2.0, 700.0, 1e300] * 30)
     value, (d_x,) = sg.value_and_grad(loss, wrt=[x], backend=backend)(data)
     with np.errstate(all="ignore"):
         terms = np.where(data > 0, np.log(data) * np.exp(-data), np.sin(data) * data)
+        terms += np.where(data > 1, np.log(data) * data, np.where(data > 0, data * data, -data))
         slope = np.where(
             data > 0, np.exp(-data) * (1 / data - np.log(data)), np.sin(data) + data * np.cos(data)
         )
+        slope += np.where(data > 1, np.log(data) + 1, np.where(data > 0, 2 * data, -1.0))
     assert np.isclose(value, np.sum(terms), rtol=1e-13)
     np.testing.assert_allclose(d_x, slope, rtol=1e-13, atol=0)
 
