@@ -45,8 +45,8 @@ def enabled():
     return os.environ.get("SYMGRAD_FUSION", "1") not in ("0", "false", "no", "off")
 
 
-def _elementwise(node):
-    """Can ``node`` be computed element by element as a scalar temporary?"""
+def by_element(node):
+    """Can ``node`` be computed element by element as a scalar temporary (a member of a fused loop)?"""
     if node.ndim == 0:
         return False
     if node.op == "cast":
@@ -113,7 +113,7 @@ def _transposed_operands(nodes):
             n = stack.pop()
             if n.ndim == 2 and id(n) not in found:
                 found.add(id(n))
-                if _elementwise(n) or n.op == "broadcast_to":
+                if by_element(n) or n.op == "broadcast_to":
                     stack.extend(n.inputs)
     return found
 
@@ -232,7 +232,7 @@ class Plan:
             gid = None
             if id(node) in self.loop_read:
                 pass
-            elif _elementwise(node):
+            elif by_element(node):
                 gid = self._join(node, reach)
             elif _matvec(node) and id(node.inputs[0]) in paired:
                 # a loop of its own over a's rows, which the elementwise ops reading it join
@@ -386,7 +386,7 @@ class Plan:
             ):
                 inline.append(id(n))
                 continue
-            if not (_elementwise(n) or n.op == "broadcast_to") or not dims_equal(n.shape[0], rows[0]):
+            if not (by_element(n) or n.op == "broadcast_to") or not dims_equal(n.shape[0], rows[0]):
                 return None
             g = self.group_of.get(id(n))
             if g is not None and (not self._member(n) or self.find(g) == gid):
@@ -761,6 +761,8 @@ class _Loop:
             movable,
             lambda u: u.op == "where" and plan.group_of.get(id(u)) == group.gid,
         )
+        if rank == 1 and self.index[0] != 0:
+            owner = tiling.selected_on_lanes(owner, members)
         self.owned = {}  # (id(where), branch) -> its members, in schedule order
         for node in members:
             if id(node) in owner:

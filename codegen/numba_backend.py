@@ -185,6 +185,18 @@ def _extra(nodes, loop):
     return [nodes[reader.start + j] for reader, j, _ in loop.extra]
 
 
+def _by_element(nodes, loop, rollable):
+    """Is ``loop`` (found among ``nodes``) a run fusion computes element by element: its statements
+    scalar or elementwise ops on arrays (a series' steps, say, ``s = s * z + c``), together fewer
+    than ROLL_MIN_STATEMENTS, the length from which a run of scalar statements rolls? Such a run
+    stays in the fused loop (one pass over the elements, its functions on SIMD lanes) rather than
+    rolling into one pass over the arrays a statement."""
+    body = loop.body(nodes) + _extra(nodes, loop)
+    return loop.period * loop.count < ROLL_MIN_STATEMENTS and all(
+        rollable(n) or fusion.by_element(n) for n in body
+    )
+
+
 def _first_output_statements(forward, outputs):
     """How many statements of ``forward`` (a topological order from the outputs in turn) are
     the first output's graph (None: the first output is not computed there)."""
@@ -276,9 +288,7 @@ class NumbaEmitter(Emitter):
                 True,
                 late=stacked,
             )
-        if rolled is None or not any(
-            not rollable(n) for loop in rolled[2] for n in loop.body(rolled[1]) + _extra(rolled[1], loop)
-        ):
+        if rolled is None or all(_by_element(rolled[1], loop, rollable) for loop in rolled[2]):
             fused = fusion.fuse(self, forward, backward, out_name_of, outputs) if fusion.enabled() else None
             if fused is not None:
                 return placement.concatenate_in_place(fused, self.value)

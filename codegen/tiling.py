@@ -39,6 +39,39 @@ def by_tile(node):
     return (vector(node) if callable(vector) else vector) == "tile"
 
 
+def selected_on_lanes(owner, members):
+    """``owner`` (``branches.owners``' map of a row loop's ``members``) without the wheres whose
+    branches hold an op with a twin on SIMD lanes and no libm call without one: both branches are
+    computed for every row and the where selects (its scalar spelling, a select for LLVM), so
+    they join a pass on lanes; an ``If`` would keep its whole pass scalar, its ops on libm
+    (log_ndtr's derivative: exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi), an asymptotic series in the
+    far left tail). The branch not taken computes harmless values (a nan, an inf) the select
+    drops. Each where is judged by the members its own branches hold (a where nested in a branch
+    of another is one of those; its own branches are its own). A loop that calls libm outside any
+    branch is not tiled (``tile``): its wheres keep their branches."""
+    if any(_libm_only(n) for n in members if id(n) not in owner):
+        return owner
+    held = {}  # id(where) -> the members its branches hold
+    for node in members:
+        key = owner.get(id(node))
+        if key is not None:
+            held.setdefault(key[0], []).append(node)
+    unsunk = {
+        where
+        for where, nodes in held.items()
+        if any(OPS[n.op].on_lanes(n) for n in nodes)
+        and not any(_libm_only(n) for n in nodes)
+        and all(n.dtype in ("float32", "float64", "bool") for n in nodes)
+    }
+    return {k: v for k, v in owner.items() if v[0] not in unsunk}
+
+
+def _libm_only(node):
+    """Is ``node``'s scalar spelling a libm call with no twin on lanes?"""
+    record = OPS[node.op]
+    return record.calls_libm(node) and not record.on_lanes(node)
+
+
 def chunk_kind(node, stmts):
     """What a member's statements need: "sum" (a running sum), "libm" (a libm call: the loop runs
     at its pace, tiling gains nothing), "scalar" (an inner loop or a branch), "vector" (an op
