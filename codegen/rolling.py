@@ -17,6 +17,9 @@ from symgrad.ops.registry import OPS, constant
 from . import ir
 from .schedule import dim_text, key_index, keyed
 
+# the note of a rolled loop's read of a row an earlier loop stored (``_loop``)
+_EARLIER = "computed in an earlier loop"
+
 
 class TripCount:
     """The trip count of a traced loop over an input's rows (``for t in range(xs.shape[0])``)
@@ -286,7 +289,7 @@ def _loop(nodes, loops, k, value, arrays, trip=None):
     inner = []
     for j, node in enumerate(members):
         if j in loop.hoisted:
-            inner.append(ir.Assign(body[j], stacked(loop.hoisted[j]), note="computed in an earlier loop"))
+            inner.append(ir.Assign(body[j], stacked(loop.hoisted[j]), note=_EARLIER))
         else:
             args = []
             for spec in operands[j]:
@@ -533,7 +536,7 @@ def stack_scalars(units, keep, trip=None, value=None):
         if isinstance(stmt, ir.Instr) and not stmt.scalar and _scalar_stack(stmt)
     ]
     if not stacks:
-        return units
+        return _drop_unread_rows(units, keep, value)
     read = set()
     for _, stmts in units:
         for stmt in ir.walk(stmts):
@@ -546,7 +549,7 @@ def stack_scalars(units, keep, trip=None, value=None):
     rewritten = {
         id(s): _stores(s, [o.operands[0] for o in s.operands], trip, written.get(id(s))) for s in stacks
     }
-    return [
+    units = [
         (
             part,
             [
@@ -558,6 +561,60 @@ def stack_scalars(units, keep, trip=None, value=None):
         )
         for part, stmts in units
     ]
+    return _drop_unread_rows(units, keep, value)
+
+
+def _drop_unread_rows(units, keep, value=None):
+    """``units`` without the rows rolled loops store that nothing reads: a loop's read of an
+    earlier loop's row (a member of its body another loop computed) whose value nothing uses,
+    then the arrays of rows (``all``) nothing reads, their ``Alloc`` and the loop's ``Store``.
+    ``keep``: ids of the output nodes, whose values (``value``: id(node) -> IR value) the printer
+    reads."""
+    outputs = [v for k, v in (value or {}).items() if k in keep]
+    changed = True
+    while changed:
+        read = set()
+        for _, stmts in units:
+            for stmt in ir.walk(stmts):
+                for v in ir.reads(stmt):
+                    if not (isinstance(stmt, ir.Store) and v is stmt.array and not stmt.add):
+                        read.update(id(leaf) for leaf in ir.leaves(v))
+        for v in outputs:
+            read.update(id(leaf) for leaf in ir.leaves(v))
+        arrays = {
+            id(s.target)
+            for _, stmts in units
+            for s in stmts
+            if isinstance(s, ir.Alloc) and isinstance(s.target, ir.Var) and s.target.suffix == "_all"
+        }
+        unread = arrays - read
+        dead = set()
+        for _, stmts in units:
+            for stmt in ir.walk(stmts):
+                if (
+                    isinstance(stmt, ir.Assign)
+                    and stmt.note == _EARLIER
+                    and isinstance(stmt.value, ir.Elem)
+                    and id(stmt.target) not in read
+                ):
+                    dead.add(id(stmt))
+                elif isinstance(stmt, ir.Alloc) and id(stmt.target) in unread:
+                    dead.add(id(stmt))
+                elif isinstance(stmt, ir.Store) and id(stmt.array) in unread and not stmt.add:
+                    dead.add(id(stmt))
+        changed = bool(dead)
+        if changed:
+            units = [(part, _without(stmts, dead)) for part, stmts in units]
+    return units
+
+
+def _without(stmts, dead):
+    """``stmts`` (and the blocks nested in them, in place) without the statements ``dead``."""
+    kept = [s for s in stmts if id(s) not in dead]
+    for stmt in kept:
+        for block in ir.blocks_of(stmt):
+            block[:] = _without(block, dead)
+    return kept
 
 
 def _rows_in_place(units, stacks, trip, value=None):

@@ -152,3 +152,36 @@ def test_a_stack_output_a_row_of_it_and_the_gradients_are_separate_arrays():
             numeric = (np.sum(states(*up) ** 2) - np.sum(states(*down) ** 2)) / (2 * step)
             assert np.isclose(got[index], numeric, rtol=1e-6, atol=1e-9), (arg, index)
     _no_shared_memory([got_stack, got_row, d_W, d_xs], [Wv, xv])
+
+
+@pytest.mark.parametrize(
+    "fn, argnums, make_args",
+    [
+        (
+            rnn,
+            (0, 1, 2, 3),
+            lambda rng: [
+                rng.normal(size=(D, D)) * 0.3,
+                rng.normal(size=(D, D)) * 0.3,
+                rng.normal(size=D) * 0.1,
+                rng.normal(size=(20, D)),
+            ],
+        ),
+        (scalar_rnn, (0, 1), lambda rng: [0.7, rng.normal(size=20)]),
+    ],
+    ids=["rnn", "scalar"],
+)
+def test_every_array_of_rows_a_loop_stores_is_read(fn, argnums, make_args):
+    # tanh's square, stored by the forward loop for a backward loop that reads the square's
+    # derivative (1 - square) instead, is not stored: each loop's array of rows is read later
+    args = make_args(np.random.default_rng(7))
+    vg = sg.value_and_grad(fn, argnums=argnums)
+    vg(*args)
+    kernel = _kernel(vg.compiled_for(*args).source)
+    stored = re.findall(r"\n +(\w+_all) = _rt\.empty\(", kernel)
+    assert stored
+    for name in stored:
+        assert re.search(rf"\n[^\n]* = [^\n]*\b{name}\[", kernel), name
+    # and each row a loop reads of an earlier loop's array is used
+    for name in re.findall(r"\n +(\w+) = \w+_all\[[^\n]*# computed in an earlier loop", kernel):
+        assert re.search(rf"\n[^\n]* = [^\n]*(?<![\w.]){name}\b", kernel), name
