@@ -526,7 +526,8 @@ def stack_scalars(units, keep, trip=None, value=None):
     consecutive elements of a rolled loop's array as one copy loop, and drop the reshapes nothing
     else reads. A rolled loop's array whose rows are all a run of the stack, in order, and that
     nothing else reads is not made at all: the loop stores its rows into the stack itself
-    (``_rows_in_place``). ``units``: (part, statements) from ``roll``, rewritten in place;
+    (``_rows_in_place``). Rows the loops store that nothing reads are then dropped
+    (``_drop_unread_rows``). ``units``: (part, statements) from ``roll``, rewritten in place;
     ``keep``: ids of nodes that must stay (outputs); ``trip``: the ``TripCount`` a stack of its
     length counts in."""
     stacks = [

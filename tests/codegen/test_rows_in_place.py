@@ -4,7 +4,8 @@ The rows of the gradient with respect to a traced loop's per-step input (``d_xs`
 ``np.stack`` of per-step values, are one array. A rolled loop stores its per-step rows in an
 array of its own (``<name>_all``, read after the loop); when a stack holds every row of that
 array in order (and the loop's value after it as the last row), the loop stores into the stack
-instead (``rolling._rows_in_place``): no second array, no copy of its rows. Values are checked
+instead (``rolling._rows_in_place``): no second array, no copy of its rows. An array of rows
+nothing reads is not stored at all (``rolling._drop_unread_rows``). Values are checked
 against backpropagation through time written by hand in numpy and central differences.
 """
 
