@@ -254,6 +254,7 @@ class Plan:
                 self.users.setdefault(id(i), []).append(node)
         self._fold_scatters(nodes)
         self._fold_row_products(nodes, reach)
+        self._sink_into_readers(nodes, reach)
         # a loop of one op with nothing read through gains nothing: leave it to the per-op lowering,
         # unless it computes an output (the loop writes an array the kernel allocates, on huge pages
         # when large: see memory_kernels; numba's own array expression faults on every 4 KiB page)
@@ -362,6 +363,101 @@ class Plan:
             group.row_products.append(
                 (node, a, r, sorted((by_id[k] for k in inline), key=lambda n: self.order[id(n)]))
             )
+
+    def _sink_into_readers(self, nodes, reach):
+        """Move the members of a loop that only a later loop of their shape reads into that loop,
+        when what they read from their own loop is stored anyway: the later loop computes them
+        from those arrays (the backward's ``1 - tanh(x)^2`` from the stored ``tanh(x)``) instead
+        of reading an array of them the first loop writes. Each value is still computed once; an
+        array written and read again is gone, and the later loop reads at most one full-size
+        array it did not read before."""
+        for node in reversed(nodes):
+            if not self._movable(node):
+                continue
+            home = self.find(self.group_of[id(node)])
+            readers = {
+                self.find(self.group_of.get(id(u), -1)) if id(u) in self.group_of else None
+                for u in self.users.get(id(node), ())
+            }
+            if len(readers) != 1 or None in readers or home in readers:
+                continue
+            (gid,) = readers
+            group = self.groups[gid]
+            if not _same_shape(group.shape, node.shape) or not all(
+                self._member(u) and _elementwise(u) and _same_shape(u.shape, node.shape)
+                for u in self.users[id(node)]
+            ):
+                continue
+            moved = self._sunk_with(node, home, gid)
+            if moved is None:
+                continue
+            taken = {id(n) for n in moved}
+            old = self.groups[home]
+            old.members = [m for m in old.members if id(m) not in taken]
+            for n in moved:
+                self.group_of[id(n)] = gid
+                for j in self.reads(n):
+                    group.ext |= reach.get(id(j), frozenset())
+            group.members = sorted(group.members + moved, key=lambda n: self.order[id(n)])
+
+    def _movable(self, node):
+        return (
+            self._member(node)
+            and _elementwise(node)
+            and id(node) not in self.output_ids
+            and id(node) not in self.loop_read
+        )
+
+    def _sunk_with(self, node, home, gid):
+        """The members of loop ``home`` that move into loop ``gid`` with ``node`` (``node`` and
+        those of its operands only they read), in schedule order; None when the move would make
+        ``home`` store a value it did not store, or ``gid`` read more than one more full-size array."""
+
+        def ours(n):
+            return self._member(n) and self.find(self.group_of[id(n)]) == home
+
+        def theirs(n):
+            return self._member(n) and self.find(self.group_of[id(n)]) == gid
+
+        moved, stack = {id(node): node}, [node]
+        while stack:
+            n = stack.pop()
+            for i in self.reads(n):
+                if id(i) in moved or not ours(i) or not self._movable(i):
+                    continue
+                if all(id(u) in moved or theirs(u) for u in self.users.get(id(i), ())):
+                    moved[id(i)] = i
+                    stack.append(i)
+        # only moved members and the later loop read what is moved
+        for n in moved.values():
+            if not all(id(u) in moved or theirs(u) for u in self.users.get(id(n), ())):
+                return None
+        already = {id(j) for m in self.groups[gid].members for j in self.reads(m)}
+        new_reads = set()
+        for n in moved.values():
+            for j in self.reads(n):
+                if id(j) in moved or j.ndim == 0:
+                    continue
+                if ours(j) and not self._stored(j, home, moved):
+                    return None  # the first loop would store it for the later one
+                if (
+                    (ours(j) or not self._member(j))
+                    and _same_shape(j.shape, node.shape)
+                    and id(j) not in already
+                ):
+                    new_reads.add(id(j))
+                elif self._member(j) and not ours(j) and not theirs(j):
+                    return None  # a third loop's value: keep the order the plan checked
+        if len(new_reads) > 1:
+            return None
+        return sorted(moved.values(), key=lambda n: self.order[id(n)])
+
+    def _stored(self, node, home, moved):
+        """Does loop ``home`` store ``node`` whether or not the ``moved`` members leave it?"""
+        return id(node) in self.output_ids or any(
+            id(u) not in moved and (id(u) not in self.group_of or self.find(self.group_of[id(u)]) != home)
+            for u in self.users.get(id(node), ())
+        )
 
     def _row_expression(self, a, gid, reach):
         """Ids of the nodes of ``a`` that loop ``gid`` computes inline per element (A[i, j]): its

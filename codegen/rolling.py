@@ -17,6 +17,9 @@ from symgrad.ops.registry import OPS, constant
 from . import ir
 from .schedule import dim_text, key_index, keyed
 
+# the note of a rolled loop's read of a row an earlier loop stored (``_loop``)
+_EARLIER = "computed in an earlier loop"
+
 
 class TripCount:
     """The trip count of a traced loop over an input's rows (``for t in range(xs.shape[0])``)
@@ -286,7 +289,7 @@ def _loop(nodes, loops, k, value, arrays, trip=None):
     inner = []
     for j, node in enumerate(members):
         if j in loop.hoisted:
-            inner.append(ir.Assign(body[j], stacked(loop.hoisted[j]), note="computed in an earlier loop"))
+            inner.append(ir.Assign(body[j], stacked(loop.hoisted[j]), note=_EARLIER))
         else:
             args = []
             for spec in operands[j]:
@@ -517,35 +520,37 @@ def _stacked(arrays, spec, step):
 STACK_MIN_RUN = 3
 
 
-def stack_scalars(units, keep, trip=None):
+def stack_scalars(units, keep, trip=None, value=None):
     """Write each ``stack`` of scalars (a ``concatenate`` along axis 0 of scalars reshaped to
     (1,): per-step outputs collected in a Python loop) as stores into its array, a run of
     consecutive elements of a rolled loop's array as one copy loop, and drop the reshapes nothing
-    else reads. ``units``: (part, statements) from ``roll``, rewritten in place; ``keep``: ids of
-    nodes that must stay (outputs); ``trip``: the ``TripCount`` a stack of its length counts in."""
-    rewritten = {}  # id(concatenate Instr) -> its statements
-    for _, stmts in units:
-        for stmt in stmts:
-            if isinstance(stmt, ir.Instr) and not stmt.scalar and _scalar_stack(stmt):
-                rewritten[id(stmt)] = _stores(stmt, [o.operands[0] for o in stmt.operands], trip)
-    if not rewritten:
-        return units
+    else reads. A rolled loop's array whose rows are all a run of the stack, in order, and that
+    nothing else reads is not made at all: the loop stores its rows into the stack itself
+    (``_rows_in_place``). Rows the loops store that nothing reads are then dropped
+    (``_drop_unread_rows``). ``units``: (part, statements) from ``roll``, rewritten in place;
+    ``keep``: ids of nodes that must stay (outputs); ``trip``: the ``TripCount`` a stack of its
+    length counts in."""
+    stacks = [
+        stmt
+        for _, stmts in units
+        for stmt in stmts
+        if isinstance(stmt, ir.Instr) and not stmt.scalar and _scalar_stack(stmt)
+    ]
+    if not stacks:
+        return _drop_unread_rows(units, keep, value)
     read = set()
     for _, stmts in units:
         for stmt in ir.walk(stmts):
-            if id(stmt) in rewritten:
+            if any(stmt is s for s in stacks):
                 continue
             for v in ir.reads(stmt):
                 read.update(id(leaf) for leaf in ir.leaves(v))
-    dropped = {
-        id(o)
-        for _, stmts in units
-        for s in stmts
-        if id(s) in rewritten
-        for o in s.operands
-        if id(o) not in read and id(o.node) not in keep
+    written = _rows_in_place(units, stacks, trip, value)
+    dropped = {id(o) for s in stacks for o in s.operands if id(o) not in read and id(o.node) not in keep}
+    rewritten = {
+        id(s): _stores(s, [o.operands[0] for o in s.operands], trip, written.get(id(s))) for s in stacks
     }
-    return [
+    units = [
         (
             part,
             [
@@ -557,6 +562,179 @@ def stack_scalars(units, keep, trip=None):
         )
         for part, stmts in units
     ]
+    return _drop_unread_rows(units, keep, value)
+
+
+def _drop_unread_rows(units, keep, value=None):
+    """``units`` without the rows rolled loops store that nothing reads: a loop's read of an
+    earlier loop's row (a member of its body another loop computed) whose value nothing uses,
+    then the arrays of rows (``all``) nothing reads, their ``Alloc`` and the loop's ``Store``.
+    ``keep``: ids of the output nodes, whose values (``value``: id(node) -> IR value) the printer
+    reads."""
+    outputs = [v for k, v in (value or {}).items() if k in keep]
+    changed = True
+    while changed:
+        read = set()
+        for _, stmts in units:
+            for stmt in ir.walk(stmts):
+                for v in ir.reads(stmt):
+                    if not (isinstance(stmt, ir.Store) and v is stmt.array and not stmt.add):
+                        read.update(id(leaf) for leaf in ir.leaves(v))
+        for v in outputs:
+            read.update(id(leaf) for leaf in ir.leaves(v))
+        arrays = {
+            id(s.target)
+            for _, stmts in units
+            for s in stmts
+            if isinstance(s, ir.Alloc) and isinstance(s.target, ir.Var) and s.target.suffix == "_all"
+        }
+        unread = arrays - read
+        dead = set()
+        for _, stmts in units:
+            for stmt in ir.walk(stmts):
+                if (
+                    isinstance(stmt, ir.Assign)
+                    and stmt.note == _EARLIER
+                    and isinstance(stmt.value, ir.Elem)
+                    and id(stmt.target) not in read
+                ):
+                    dead.add(id(stmt))
+                elif isinstance(stmt, ir.Alloc) and id(stmt.target) in unread:
+                    dead.add(id(stmt))
+                elif isinstance(stmt, ir.Store) and id(stmt.array) in unread and not stmt.add:
+                    dead.add(id(stmt))
+        changed = bool(dead)
+        if changed:
+            units = [(part, _without(stmts, dead)) for part, stmts in units]
+    return units
+
+
+def _without(stmts, dead):
+    """``stmts`` (and the blocks nested in them, in place) without the statements ``dead``."""
+    kept = [s for s in stmts if id(s) not in dead]
+    for stmt in kept:
+        for block in ir.blocks_of(stmt):
+            block[:] = _without(block, dead)
+    return kept
+
+
+def _rows_in_place(units, stacks, trip, value=None):
+    """Let the rolled loops whose arrays of rows a stack holds whole store their rows into the
+    stack: {id(stack): the positions of its rows those loops write}. A loop's array ``all`` (its
+    ``Alloc`` at the top of a unit, one ``Store all[k] = row`` in the loop) qualifies when the
+    stack's rows at consecutive positions are ``all``'s rows 0, 1, ..., n - 1 (or n - 1, ..., 0),
+    its last row read as the loop's value after it, and every read of ``all`` is of a row
+    (``all[t]``, ``all[t0 + d*k]``): the store becomes one into the stack's row, the reads read
+    the stack's row, the stack is allocated where ``all`` was (before the loop), and ``all`` and
+    the copy of its rows are gone. ``units`` is rewritten in place; ``value`` (id(node) -> IR
+    value): the values the printer reads besides the statements (an output's row of ``all``)."""
+    allocs, stores, elems, whole = {}, {}, {}, set()
+
+    def scan(v):
+        # the Elems of each array; the arrays read otherwise too (whole) keep their buffers
+        found = list(ir.leaves(v))
+        as_array = {}
+        for leaf in found:
+            if isinstance(leaf, ir.Elem):
+                elems.setdefault(id(leaf.array), {})[id(leaf)] = leaf
+                as_array[id(leaf.array)] = as_array.get(id(leaf.array), 0) + 1
+        for leaf in found:
+            as_array[id(leaf)] = as_array.get(id(leaf), 0) - 1
+        whole.update(key for key, n in as_array.items() if n < 0)
+
+    for u, (_, stmts) in enumerate(units):
+        for p, stmt in enumerate(stmts):
+            if isinstance(stmt, ir.Alloc) and stmt.target.shape:
+                allocs[id(stmt.target)] = (u, p)
+        for stmt in ir.walk(stmts):
+            if isinstance(stmt, ir.Store):
+                stores.setdefault(id(stmt.array), []).append(stmt)
+                for v in (stmt.value, *stmt.more, *stmt.index):
+                    scan(v)
+            else:
+                for v in ir.reads(stmt):
+                    scan(v)
+    for v in (value or {}).values():
+        scan(v)
+
+    def rows_read(key):
+        return all(
+            len(e.index) == 1 and isinstance(e.index[0], (int, ir.Affine))
+            for e in elems.get(key, {}).values()
+        )
+
+    # id(array) -> (its one store of a row per iteration, its row count)
+    looped, last = {}, {}
+    for key, found in stores.items():
+        store = found[0]
+        if len(found) != 1 or key not in allocs or key in whole or store.add or len(store.index) != 1:
+            continue
+        if not isinstance(store.index[0], ir.LoopVar) or not rows_read(key):
+            continue
+        rows = store.array.shape[0]
+        if not isinstance(rows, int):
+            rows = trip.stored.get(key) if trip is not None else None
+        if rows is not None and rows >= 2:
+            looped[key] = (store, rows)
+            last[id(store.value)] = key
+
+    def row_of(v):
+        # (id(array), row) when ``v`` is a row of a loop's array, or the loop's value after it
+        if isinstance(v, ir.Elem) and id(v.array) in looped and type(v.index[0]) is int:
+            return id(v.array), v.index[0]
+        if last.get(id(v)) in looped:
+            return last[id(v)], looped[last[id(v)]][1] - 1
+        return None
+
+    written, moved = {}, {}
+    for stack in stacks:
+        rows = [row_of(o.operands[0]) for o in stack.operands]
+        timed = trip is not None and trip.timed(stack.shape[0])
+        i = 0
+        while i < len(rows):
+            if rows[i] is None or rows[i][0] not in looped:
+                i += 1
+                continue
+            key, first = rows[i]
+            store, count = looped[key]
+            direction = 1 if first == 0 else -1
+            run = count if first in (0, count - 1) else 0
+            if (
+                run < 2
+                or i + run > len(rows)
+                or any(rows[i + m] != (key, first + direction * m) for m in range(run))
+                or tuple(store.array.shape[1:]) != tuple(stack.shape[1:])
+                or store.array.dtype != stack.dtype
+                # both count in the trip count, or neither does
+                or timed != (not isinstance(store.array.shape[0], int))
+            ):
+                i += 1
+                continue
+            # row r of the loop's array is the stack's row t0 + direction * r
+            t0 = i if direction == 1 else i + count - 1
+            at = trip.near_end(t0, trip.size) if timed else t0
+            store.array = stack
+            store.index = (ir.Affine(at, direction, store.index[0]),)
+            for e in elems.get(key, {}).values():
+                e.array = stack
+                r = e.index[0]
+                if isinstance(r, ir.Affine):
+                    e.index = (ir.Affine(at + direction * r.t0, direction * r.direction, r.index),)
+                else:
+                    # an int: count_from_end counts it from the end of the stack when it is near
+                    e.index = (t0 + direction * r,)
+            del looped[key]
+            written.setdefault(id(stack), set()).update(range(i, i + run))
+            moved.setdefault(id(stack), (stack, []))[1].append(allocs[key])
+            i += run
+    for stack, places in moved.values():
+        u, p = min(places)
+        for u2, p2 in places:
+            units[u2][1][p2] = None
+        units[u][1][p] = ir.Alloc(stack, "empty")
+    if moved:
+        units[:] = [(part, [s for s in stmts if s is not None]) for part, stmts in units]
+    return written
 
 
 def stack_row(node):
@@ -597,10 +775,12 @@ def _scalar_stack(stmt):
     )
 
 
-def _stores(stmt, scalars, trip=None):
+def _stores(stmt, scalars, trip=None, written=None):
     """``stmt``'s array allocated, then each scalar (row) stored at its place (a row copied
     element by element: numba compiles a row assignment slowly). A stack of ``trip``'s length
-    (``stmt.shape[0]`` its symbol) counts its runs near its end from the end."""
+    (``stmt.shape[0]`` its symbol) counts its runs near its end from the end. ``written``: the
+    positions rolled loops store themselves (``_rows_in_place``, which allocates the array
+    before them)."""
     row = tuple(stmt.shape[1:])
     timed = trip is not None and trip.timed(stmt.shape[0])
     idx = _indices(len(row) + 1)[1:] if row else []
@@ -610,9 +790,12 @@ def _stores(stmt, scalars, trip=None):
             return ir.Store(stmt, (at,), value)
         return _nest(idx, row, [ir.Store(stmt, (at, *idx), _element(value, idx))])
 
-    out = [ir.Alloc(stmt, "empty")]
+    out = [] if written else [ir.Alloc(stmt, "empty")]
     i = 0
     while i < len(scalars):
+        if written and i in written:
+            i += 1
+            continue
         run = _elements_run(scalars, i)
         if run >= STACK_MIN_RUN:
             first, second = scalars[i], scalars[i + 1]

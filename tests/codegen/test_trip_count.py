@@ -148,7 +148,9 @@ def test_a_gradient_with_respect_to_the_per_step_inputs_compiles_once_for_every_
     assert kernels[0] == kernels[1]
     assert "d_xs = _rt.empty((dim_xs_0, dim_Wx_0)" in kernels[0]
     assert "_rt.zeros((dim_xs_0" not in kernels[0]  # no zeros of all the rows per step
-    assert "d_xs[(dim_xs_0 - 1), " in kernels[0]  # the last step's row, outside the loop, from the end
+    # the rolled loop writes its rows (the last step's too) into d_xs itself: no array of them copied
+    assert re.search(r"\n +d_xs\[\d+ \+ k\w*, \w+\] = ", kernels[0])
+    assert not re.search(r"d_xs\[.*\] = \w+_all\[", kernels[0])
     assert records[1]["cache"] == "already compiled in this process"
     assert "numba compile" not in records[1]["phases"] or records[1]["phases"]["numba compile"] < 0.5
     # each build's entry still checks the length it was traced at
@@ -194,7 +196,9 @@ def test_a_stack_of_scalar_states_counts_in_the_trip_count():
     assert kernels[0] == kernels[1]
     for kernel in kernels:
         assert "concatenate = _rt.empty((dim_obs_0,)" in kernel
-        assert "concatenate[(dim_obs_0 - 1)] = " in kernel  # the last step's value, from the end
+        # allocated before the rolled loop, which stores each step's value (the last's too) in it
+        assert kernel.index("concatenate = _rt.empty(") < kernel.index("for k in range(dim_obs_0 - 1):")
+        assert "concatenate[1 + k] = " in kernel and "concatenate[(dim_obs_0 - 1)]" not in kernel
 
 
 @pytest.mark.slow
