@@ -384,7 +384,7 @@ class Plan:
             (gid,) = readers
             group = self.groups[gid]
             if not _same_shape(group.shape, node.shape) or not all(
-                self._member(u) and _elementwise(u) and _same_shape(u.shape, node.shape)
+                self._member(u) and by_element(u) and _same_shape(u.shape, node.shape)
                 for u in self.users[id(node)]
             ):
                 continue
@@ -403,7 +403,7 @@ class Plan:
     def _movable(self, node):
         return (
             self._member(node)
-            and _elementwise(node)
+            and by_element(node)
             and id(node) not in self.output_ids
             and id(node) not in self.loop_read
         )
