@@ -8,6 +8,8 @@ Also here: ``where`` masks the gradient of the branch not taken through
 reductions, matmul and reshapes, and the numba kernels compute only the taken branch.
 """
 
+import math
+
 import numpy as np
 import pytest
 
@@ -351,16 +353,31 @@ def _line_with(source, text):
 
 
 def test_a_fused_where_computes_only_the_taken_branch():
-    e = sg.sum(sg.where(n_vec > 0, sg.log(n_vec), -n_vec))
+    # (a branch with a function on SIMD lanes computes both branches and selects instead: below)
+    e = sg.sum(sg.where(n_vec > 0, sg.gammaln(n_vec), -n_vec))
     f = sg.compile([e], [n_vec], backend="numba")
     lines = f.source.splitlines()
     branch = next(k for k, l in enumerate(lines) if l.strip() == "if greater:")
-    log_line = _line_with(f.source, "log(u[i])")
+    gammaln_line = _line_with(f.source, "gammaln(u[i])")
     neg_line = _line_with(f.source, "-u[i]")
-    assert lines.index(log_line) == branch + 1 and _indent(log_line) > _indent(lines[branch])
+    assert lines.index(gammaln_line) == branch + 1 and _indent(gammaln_line) > _indent(lines[branch])
     assert lines[lines.index(neg_line) - 1].strip() == "else:"
     assert "# fused loop" in f.source and _indent(lines[branch]) > 4
-    assert f(U_VALUE) == pytest.approx(np.log(0.25) + 0 + np.log(9.0) + 2.0 + 0.5 + 0.0)
+    want = math.lgamma(0.25) + math.lgamma(1.0) + math.lgamma(9.0) + 2.0 + 0.5 + 0.0
+    assert f(U_VALUE)[0] == pytest.approx(want, rel=1e-14)
+
+
+def test_a_fused_where_on_simd_lanes_selects_and_drops_the_branch_not_taken():
+    # log on lanes: both branches for every element, the select keeps log's nan for u <= 0 out
+    e = sg.sum(sg.where(n_vec > 0, sg.log(n_vec), -n_vec))
+    f = sg.compile([e], [n_vec], backend="numba")
+    kernel = f.source.partition("# kernel() with its fused loops cut into row blocks")[0]
+    assert "_rt.vlog(u[i])" in kernel and "if greater:" not in kernel
+    assert f(U_VALUE)[0] == pytest.approx(np.log(0.25) + 0 + np.log(9.0) + 2.0 + 0.5 + 0.0, rel=1e-14)
+    vg = sg.value_and_grad(e, wrt=[n_vec], backend="numba")
+    value, (g,) = vg(U_VALUE)
+    assert value == pytest.approx(np.log(0.25) + np.log(9.0) + 2.5, rel=1e-14)
+    np.testing.assert_array_equal(g, np.where(U_VALUE > 0, 1.0 / np.where(U_VALUE > 0, U_VALUE, 1.0), -1.0))
 
 
 def test_a_branch_value_used_elsewhere_is_computed_unconditionally():
