@@ -13,7 +13,6 @@ ratios of sub-microsecond calls moved by 2x from run to run).
     symgrad bench --suite args
 """
 
-import json
 import statistics
 import time
 import timeit
@@ -21,6 +20,7 @@ import timeit
 import numpy as np
 
 import symgrad as sg
+from symgrad.bench_output import report
 
 DEFAULT_REPEAT = 7
 
@@ -86,11 +86,7 @@ def table(records):
 
 
 def run(*, repeat=DEFAULT_REPEAT, json_path=None, out=print):
-    sg.config(compile="sync")  # the calls timed are numba's machine code's
-    records = measure(repeat)
-    for line in table(records):
-        out(line)
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump({"suite": "args", "repeat": repeat, "records": records}, f, indent=1)
-    return records
+    # the calls timed are numba's machine code's; the settings before are back afterwards
+    with sg.config(compile="sync"):
+        records = measure(repeat)
+    return report("args", records, table(records), repeat=repeat, json_path=json_path, out=out)

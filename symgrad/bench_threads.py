@@ -16,7 +16,6 @@ they would take the second core from the next call's row blocks.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 import symgrad as sg
+from symgrad.bench_output import report
 
 DEFAULT_WORKLOADS = ("rosen/1e6", "logreg/1e6", "ew/1e7")
 DEFAULT_REPEAT = 9
@@ -137,9 +137,4 @@ def run(
     with sg.config(compile="sync"):
         for name in list(workloads) or list(DEFAULT_WORKLOADS):
             records.append(measure_workload(make_workload(sg, name), name, counts, repeat))
-    for line in table(records):
-        out(line)
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump({"suite": "threads", "repeat": repeat, "records": records}, f, indent=1)
-    return records
+    return report("threads", records, table(records), repeat=repeat, json_path=json_path, out=out)

@@ -304,3 +304,19 @@ def test_threads_suite_on_one_thread_says_there_is_nothing_to_compare(monkeypatc
     assert lines == [
         "symgrad bench --suite threads: numba has one thread here (NUMBA_NUM_THREADS=1); nothing to compare"
     ]
+
+
+def test_a_suite_report_prints_its_table_and_writes_its_records(tmp_path):
+    from symgrad.bench_output import report
+
+    path, lines = tmp_path / "suite.json", []
+    records = [{"function": "seed", "seconds": 1e-6}]
+    assert (
+        report("args", records, ["| a |", "| b |"], repeat=3, json_path=str(path), out=lines.append)
+        is records
+    )
+    assert lines == ["| a |", "| b |"]
+    assert json.loads(path.read_text()) == {"suite": "args", "repeat": 3, "records": records}
+    assert (
+        report("args", records, [], repeat=3, json_path=None, out=lines.append) is records and len(lines) == 2
+    )
