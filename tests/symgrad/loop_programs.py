@@ -1,6 +1,6 @@
-"""Programs and truths the loop tests share: central differences and an RNN written as a Python
-loop and with sg.scan (imported by test_loops.py and test_loop_lengths.py; pytest puts this
-folder on sys.path when it imports them)."""
+"""Programs and truths tests share: central differences (any test here) and an RNN written as a
+Python loop and with sg.scan (test_loops.py, test_loop_lengths.py); pytest puts this folder on
+sys.path when it imports them."""
 
 import numpy as np
 

@@ -16,6 +16,7 @@ import pytest
 import scipy.linalg
 
 import symgrad as sg
+from loop_programs import central
 from symgrad.graph import topo_order
 from symgrad.ops.linalg import is_symmetric, share_factor
 
@@ -50,15 +51,6 @@ def _data(n=12, seed=0):
     return np.array([0.1, -0.2, -1.5]), x, np.sin(x) + 0.1 * rng.normal(size=n)
 
 
-def _central(f, v, h=1e-5):
-    g = np.zeros_like(v)
-    for i in range(v.size):
-        e = np.zeros_like(v)
-        e.flat[i] = h
-        g.flat[i] = (f(v + e) - f(v - e)) / (2 * h)
-    return g
-
-
 def _ops(outputs):
     return collections.Counter(n.op for n in topo_order(list(outputs)))
 
@@ -89,7 +81,7 @@ def test_gp_value_and_gradient_match_numpy_and_central_differences(spell, backen
     p, xs, ys = _data()
     value, (g,) = vg(p, xs, ys)
     np.testing.assert_allclose(value, _gp_np(p, xs, ys), rtol=1e-10)
-    np.testing.assert_allclose(g, _central(lambda q: _gp_np(q, xs, ys), p), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(g, central(lambda q: _gp_np(q, xs, ys), p, h=1e-5), rtol=1e-6, atol=1e-8)
 
 
 def test_gp_hessian_matches_central_differences_of_the_gradient():
@@ -97,7 +89,7 @@ def test_gp_hessian_matches_central_differences_of_the_gradient():
     hess = sg.compile(sg.hessian(loss, logp), inputs=[logp, x, y], backend="numpy")
     gradf = sg.compile(grad, inputs=[logp, x, y], backend="numpy")
     p, xs, ys = _data()
-    want = np.stack([_central(lambda q: gradf(q, xs, ys)[i], p) for i in range(3)])
+    want = np.stack([central(lambda q: gradf(q, xs, ys)[i], p, h=1e-5) for i in range(3)])
     np.testing.assert_allclose(hess(p, xs, ys), want, rtol=1e-5, atol=1e-7)
 
 
@@ -232,7 +224,7 @@ def test_a_scaled_right_hand_side_and_a_general_cotangent_match_numpy(backend):
 
     value, (ga, gb) = vg(a, b, c)
     np.testing.assert_allclose(value, by_hand(a), rtol=1e-12)
-    np.testing.assert_allclose(ga, _central(by_hand, a), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ga, central(by_hand, a, h=1e-5), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(gb, 2.5 * np.linalg.solve(a @ a.T + 3.0 * np.eye(6), c), rtol=1e-12)
 
 
