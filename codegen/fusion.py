@@ -376,7 +376,7 @@ class Plan:
                 continue
             home = self.find(self.group_of[id(node)])
             readers = {
-                self.find(self.group_of.get(id(u), -1)) if id(u) in self.group_of else None
+                self.find(self.group_of[id(u)]) if id(u) in self.group_of else None
                 for u in self.users.get(id(node), ())
             }
             if len(readers) != 1 or None in readers or home in readers:

@@ -538,10 +538,10 @@ def stack_scalars(units, keep, trip=None, value=None):
     ]
     if not stacks:
         return _drop_unread_rows(units, keep, value)
-    read = set()
+    read, stack_ids = set(), {id(s) for s in stacks}
     for _, stmts in units:
         for stmt in ir.walk(stmts):
-            if any(stmt is s for s in stacks):
+            if id(stmt) in stack_ids:
                 continue
             for v in ir.reads(stmt):
                 read.update(id(leaf) for leaf in ir.leaves(v))

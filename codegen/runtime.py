@@ -1229,9 +1229,8 @@ def register_array_hook(predicate, handler):
 
 
 def hooked(value):
-    """Is ``value`` an argument kind a registered hook handles (the entry's slow path asks)?"""
-    if type(value) is np.ndarray:
-        return False  # numpy's own arrays are no hook's kind
+    """Is ``value`` an argument kind a registered hook handles? The entry's slow path asks, never
+    of a numpy array (no hook's kind)."""
     for predicate, _ in _array_hooks:
         if predicate(value):
             return True
