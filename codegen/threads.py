@@ -148,6 +148,8 @@ def _store_kind(stmt, row):
     (the row is not in the index: every row adds there), or None."""
     if any(i is row or (isinstance(i, ir.Row) and i.index is row) for i in stmt.index):
         return "row"
+    if len(stmt.index) == 1 and _in_tile(stmt.index[0]):
+        return "buffer"  # a tile's buffer of a row's elements (each row's last axis tiled)
     kinds = set()
     for i in stmt.index:
         if isinstance(i, ir.Shift) and isinstance(i.index, ir.Row) and i.index.index is row:
@@ -167,6 +169,11 @@ def _store_kind(stmt, row):
     if not kinds:
         return "across"
     return kinds.pop() if len(kinds) == 1 else None
+
+
+def _in_tile(i):
+    """Is the index ``i`` an element's slot in its tile's buffer (``index - tile start``)?"""
+    return isinstance(i, ir.Shift) and isinstance(i.start, ir.LoopVar) and i.sign < 0
 
 
 def _index_leaves(i):
@@ -236,9 +243,9 @@ def _blocked(loop, plan):
         inner.append(ir.Alloc(carry[id(v)], "zeros"))
     if plan.carried:
         # the rows before the block's first once more, for the scalars they hand on
-        halo = _rewrite(_quiet(loop.body, plan.sums), own, rows, hi, carry, loop.fused.row)
+        halo = _rewrite(_quiet(loop.body, plan.sums), own, (rows, loop.var), hi, carry, loop.fused.row)
         inner.append(_halo(loop, halo, lo, plan.halo))
-    body = [nonnegative(loop.var)] + _rewrite(loop.body, own, rows, hi, carry, loop.fused.row)
+    body = [nonnegative(loop.var)] + _rewrite(loop.body, own, (rows, loop.var), hi, carry, loop.fused.row)
     inner.append(replace(loop, stop=hi, start=lo, body=body, fused=None))
     for target in plan.sums + plan.partial:
         inner.append(ir.Store(partial_of[id(target)], (b,), own[id(target)]))
@@ -290,10 +297,11 @@ def _swap(value, own):
     return value
 
 
-def _rewrite(block, own, rows, hi, carry, row):
+def _rewrite(block, own, tiles, hi, carry, row):
     """A copy of ``block`` adding into each block's own accumulators, handing on each block's own
-    carried scalars (``carry``), the tiles ending at ``hi``, their loops over the rows (``row``)
-    telling LLVM the index is >= 0."""
+    carried scalars (``carry``), the tiles of the rows ending at ``hi`` (``tiles``: the row count
+    and the tile loop's index; a tile of a row's elements keeps its bound), their loops over the
+    rows (``row``) telling LLVM the index is >= 0."""
     out = []
     for stmt in block:
         if isinstance(stmt, ir.Accum) and id(stmt.target) in own:
@@ -303,11 +311,11 @@ def _rewrite(block, own, rows, hi, carry, row):
             stmt = replace(stmt, array=own.get(id(stmt.array), stmt.array), value=value)
         elif isinstance(stmt, ir.Assign) and id(stmt.target) in carry:
             stmt = replace(stmt, target=carry[id(stmt.target)], value=_swap(stmt.value, carry))
-        elif isinstance(stmt, ir.Bound) and stmt.stop is rows:
+        elif isinstance(stmt, ir.Bound) and stmt.stop is tiles[0] and stmt.start is tiles[1]:
             stmt = replace(stmt, stop=hi)
         elif isinstance(stmt, ir.For):
-            stmt = replace(stmt, body=_rewrite(stmt.body, own, rows, hi, carry, row))
+            stmt = replace(stmt, body=_rewrite(stmt.body, own, tiles, hi, carry, row))
         elif isinstance(stmt, ir.If):
-            stmt = replace(stmt, blocks=tuple(_rewrite(k, own, rows, hi, carry, row) for k in stmt.blocks))
+            stmt = replace(stmt, blocks=tuple(_rewrite(k, own, tiles, hi, carry, row) for k in stmt.blocks))
         out.append(stmt)
     return out

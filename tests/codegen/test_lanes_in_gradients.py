@@ -20,7 +20,8 @@ import scipy.special
 
 import symgrad as sg
 from symgrad.autodiff import grad
-from symgrad.codegen import ir
+from symgrad.codegen import ir, threads, tiling
+from symgrad.codegen.fusion import ROW_LANES_MIN
 from symgrad.codegen.numba_backend import NumbaEmitter
 from symgrad.codegen.schedule import ROLL_MIN_STATEMENTS, schedule
 from symgrad.ops.registry import OPS
@@ -345,3 +346,159 @@ def test_values_on_the_numpy_backend_are_scipys(kernel_and_data):
     k = len(FUNCTIONS)
     for j, name in enumerate(FUNCTIONS):
         _check(name, grads[k + j], grads[j], data, exact=False)
+
+
+# ---------------------------------------------------------------- loop nests
+
+
+@pytest.mark.parametrize("form", ["sum(f(A * c))", "rows", "forward"])
+@pytest.mark.parametrize("name", list(FUNCTIONS))
+def test_a_loop_nests_rows_run_on_lanes(name, form):
+    # an (n, m) loop: each row's elements in tiles on lanes, the rows the outer loop; a (m,)
+    # operand read along the row, and per-row sums (a softmax's) beside it
+    f, op = FUNCTIONS[name][:2]
+    A, c = sg.tensor("A", (N // 100, 100)), sg.tensor("c", (100,))
+    terms = f(A * c)
+    loss = sg.sum(sg.sum(terms, axis=1) ** 2) if form == "rows" else sg.sum(terms)
+    em, block = _kernel_ir(loss, [A, c], backward=form != "forward")
+    tiles, lanes, scalar = _placement(block)
+    assert op in tiles | lanes, (tiles, lanes)
+    assert not scalar, scalar
+    # the tiles are of a row's elements: a loop over the rows holding the tile loop
+    rows = [s for s in block if isinstance(s, ir.For) and s.fused is not None and s.step is None]
+    assert any(isinstance(t, ir.For) and t.step == tiling.TILE for s in rows for t in s.body)
+
+
+def _tiles(block):
+    return [s for s in ir.walk(block) if isinstance(s, ir.For) and s.step == tiling.TILE]
+
+
+def test_a_loop_nest_with_a_column_of_one_element_is_tiled_as_rows_and_short_rows_are_not():
+    A = sg.tensor("A", ("n", "m"))
+    _, block = _kernel_ir(sg.sum(sg.exp(sg.sum(A, axis=1, keepdims=True))), [A], backward=False)
+    assert any(s.fused is not None for s in _tiles(block))
+    # rows of a known length below ROW_LANES_MIN: one element at a time, on libm
+    for width, tiled in ((ROW_LANES_MIN - 1, False), (ROW_LANES_MIN, True)):
+        B = sg.tensor("B", ("n", width))
+        _, block = _kernel_ir(sg.sum(sg.tanh(B)), [B], backward=False)
+        assert bool(_tiles(block)) is tiled
+        assert ("tanh" in _placement(block)[1]) is tiled
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=pytest.mark.slow)])
+def test_a_loop_nest_adding_into_gradients_of_slices_gives_numpys_numbers(backend):
+    # d_A[i + 1, j] += ... and d_A[i, j] += ... from each element of an (n - 1, m) loop on lanes
+    A = sg.tensor("A", ("n", "m"))
+    vg = sg.value_and_grad(sg.sum(sg.exp(A[1:] - A[:-1]) * sg.sin(A[1:])), wrt=[A], backend=backend)
+    if backend == "numba":
+        assert "each row in tiles of" in vg.source
+    a = np.random.default_rng(6).normal(size=(7, 300))
+    value, (d_a,) = vg(a)
+    e, s = np.exp(a[1:] - a[:-1]), np.sin(a[1:])
+    g = np.zeros_like(a)
+    g[1:] += e * s + e * np.cos(a[1:])
+    g[:-1] -= e * s
+    assert np.isclose(value, np.sum(e * s), rtol=1e-13)
+    np.testing.assert_allclose(d_a, g, rtol=1e-13, atol=1e-15)
+
+
+def test_a_square_loop_nests_tiles_keep_their_bound_in_row_blocks():
+    # rows and row length the same dim: the blocked loop's tiles of a row end at the row's end,
+    # not at the block's last row (the bound of a loop over rows' tiles)
+    A = sg.tensor("A", ("n", "n"))
+    _, block = _kernel_ir(sg.sum(sg.exp(A) * A), [A])
+    blocked, _ = threads.block(block)
+    tiles = [s for s in ir.walk(blocked) if isinstance(s, ir.Bound) and s.size == tiling.TILE]
+    assert tiles and not any(isinstance(s.stop, ir.LoopVar) and s.stop.hint == "hi" for s in tiles)
+
+
+def _loop_nest(n):
+    """sum over rows of logsumexp(tanh(A * c)) + sum(sin(A) * A): value and gradient in A and c,
+    and numpy's."""
+    A, c = sg.tensor("A", ("n", "m")), sg.tensor("c", ("m",))
+    loss = sg.sum(sg.log(sg.sum(sg.exp(sg.tanh(A * c)), axis=1))) + sg.sum(sg.sin(A) * A)
+    vg = sg.value_and_grad(loss, wrt=[A, c])
+
+    def truth(a, cv):
+        t = np.tanh(a * cv)
+        e = np.exp(t)
+        soft = e / e.sum(axis=1, keepdims=True)
+        d_pre = soft * (1 - t * t)
+        value = np.sum(np.log(e.sum(axis=1))) + np.sum(np.sin(a) * a)
+        return value, (d_pre * cv + np.cos(a) * a + np.sin(a), np.sum(d_pre * a, axis=0))
+
+    return vg, truth
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("m", [3, 100, 300])
+def test_loop_nest_values_and_gradient_are_numpys_on_one_and_two_threads(m):
+    # rows shorter than a tile, one tile, a tile and a short one; enough rows for the blocks on
+    # the threads, the same bits on 1 and 2
+    vg, truth = _loop_nest("n")
+    assert "each row in tiles of" in vg.source and "_rt.vtanh(" in vg.source
+    rows = threads.MIN_ROWS + threads.BLOCK + 5 if m == 3 else 700
+    rng = np.random.default_rng(m)
+    a, cv = rng.normal(size=(rows, m)), rng.normal(size=m)
+    with sg.config(threads=1):
+        one = vg(a, cv)
+    with sg.config(threads=2):
+        two = vg(a, cv)
+    assert np.float64(one[0]).tobytes() == np.float64(two[0]).tobytes()
+    for p, q in zip(one[1], two[1]):
+        assert p.tobytes() == q.tobytes()
+    value, (d_a, d_c) = truth(a, cv)
+    assert np.isclose(one[0], value, rtol=1e-12)
+    np.testing.assert_allclose(one[1][0], d_a, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(one[1][1], d_c, rtol=1e-10, atol=1e-10)
+
+
+def test_loop_nest_gradient_matches_central_differences():
+    vg, _ = _loop_nest("n")
+    rng = np.random.default_rng(5)
+    a, cv = rng.normal(size=(4, 300)), rng.normal(size=300)
+    _, (d_a, d_c) = vg(a, cv)
+    h = 1e-5  # the value is near 740: rounding in each difference about 1e-8
+    for k in (0, 255, 256, 299):
+        up, down = cv.copy(), cv.copy()
+        up[k] += h
+        down[k] -= h
+        assert np.isclose(d_c[k], (vg(a, up)[0] - vg(a, down)[0]) / (2 * h), rtol=1e-6, atol=5e-8)
+        up, down = a.copy(), a.copy()
+        up[3, k] += h
+        down[3, k] -= h
+        assert np.isclose(d_a[3, k], (vg(up, cv)[0] - vg(down, cv)[0]) / (2 * h), rtol=1e-6, atol=5e-8)
+
+
+@pytest.fixture(scope="module")
+def nest_kernel_and_data():
+    """kernel_and_data's loss with each function over an (R, C) matrix times a (C,) vector of ones,
+    its values by row: d/dW_k = f_k(X_k) and d/dX_k = W_k f_k'(X_k) element by element."""
+    R, C = 12, M // 12
+    xs = {name: sg.tensor("x_" + str(k), (R, C)) for k, name in enumerate(FUNCTIONS)}
+    ws = {name: sg.tensor("w_" + str(k), (R, C)) for k, name in enumerate(FUNCTIONS)}
+    ones = sg.tensor("ones", (C,))
+    loss = sum(sg.sum(FUNCTIONS[name][0](xs[name] * ones) * ws[name]) for name in FUNCTIONS)
+    wrt = list(xs.values()) + list(ws.values())
+    data = {name: np.resize(_points(name, M), M) for name in FUNCTIONS}
+    args = [data[name].reshape(R, C) for name in FUNCTIONS] + [np.ones((R, C))] * len(FUNCTIONS)
+    return loss, wrt, [*args, np.ones(C)], data
+
+
+@pytest.mark.slow
+def test_loop_nest_values_and_gradients_on_the_numba_backend_are_scipys_and_exact(nest_kernel_and_data):
+    loss, wrt, args, data = nest_kernel_and_data
+    vg = sg.value_and_grad(loss, wrt=wrt)
+    _, grads = vg(*args)
+    k = len(FUNCTIONS)
+    for j, name in enumerate(FUNCTIONS):
+        _check(name, grads[k + j].ravel(), grads[j].ravel(), data)
+    assert "each row in tiles of" in vg.source
+
+
+def test_loop_nest_values_on_the_numpy_backend_are_scipys(nest_kernel_and_data):
+    loss, wrt, args, data = nest_kernel_and_data
+    _, grads = sg.value_and_grad(loss, wrt=wrt, backend="numpy")(*args)
+    k = len(FUNCTIONS)
+    for j, name in enumerate(FUNCTIONS):
+        _check(name, grads[k + j].ravel(), grads[j].ravel(), data, exact=False)
