@@ -102,6 +102,7 @@ class Emitter:
         self.globals = []
         self.kernel_locals = []  # lines the kernel runs after its prelude (constants in the trip count)
         self.trip = None  # the rolled loops' trip count read from an input's shape (rolling.TripCount)
+        self.bare = False  # kernel_into returns its one output not in a tuple (see module)
         # the rule notes of the derivative being compiled (autodiff.RuleNotes: .get(node) -> text
         # or None), shown as comments; nodes themselves carry none, so the source depends on this
         # compile's graph and notes alone
@@ -394,7 +395,14 @@ class Emitter:
                 body.append(f"_rt.put({self.name_of(plan.passed.target)}, {ref})")
             elif plan.passed is None:
                 returned.append(ref)
-        body.append(f"return ({', '.join(returned)},)" if returned else "return ()")
+        # kernel_into returns its one other output as it is: numba boxes no tuple around it (a
+        # value and gradient's value: 40 ns of a 0.15-0.2 us machine-code call). What numba code
+        # calls (kernel) and a kernel of no passed array keep their tuple
+        self.bare = bool(self.passed) and len(returned) == 1
+        if self.bare:
+            body.append(f"return {returned[0]}")
+        else:
+            body.append(f"return ({', '.join(returned)},)" if returned else "return ()")
         self.out_params = [self.name_of(alloc.target) for _, alloc in self.passed]
         machine = "kernel_into" if self.passed else "kernel"
         # the version whose long fused loops run in row blocks on the threads (same names, same tail)
@@ -538,14 +546,15 @@ class Emitter:
 
     def outputs_after_call(self, count):
         """Every output's code after ``out = kernel_into(...)``: a passed array by its name, the
-        others ``out[j]`` in the order the kernel returns them."""
+        others ``out[j]`` in the order the kernel returns them (``out`` itself when it returns one
+        as it is: ``self.bare``)."""
         passed = {k: name for (k, _), name in zip(self.passed, self.out_params)}
         items, j = [], 0
         for k in range(count):
             if k in passed:
                 items.append(passed[k])
             else:
-                items.append(f"out[{j}]")
+                items.append("out" if self.bare else f"out[{j}]")
                 j += 1
         return items
 

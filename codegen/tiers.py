@@ -131,7 +131,8 @@ def first_tier(numpy_kernel, inputs, outputs, job, passed=()):
     scalars as numpy scalars (IEEE arithmetic, as machine code), scalar results as numba boxes
     them (Python float, int, bool) and arrays C-contiguous of the built dtype. ``passed``: the
     positions of the outputs the machine code (``kernel_into``) writes into arrays given after
-    the inputs: those are copied there, and the others returned."""
+    the inputs: those are copied there, and the others returned (one of them as it is, as the
+    machine code returns it)."""
     scalars = [(k, np.dtype(s.dtype).type) for k, s in enumerate(inputs) if s.ndim == 0]
     boxes = [(o.ndim == 0, np.dtype(o.dtype)) for o in outputs]
     count, passed = len(inputs), list(passed)
@@ -166,7 +167,8 @@ def first_tier(numpy_kernel, inputs, outputs, job, passed=()):
             return job.namespace["kernel_entry"](*given)
         if not job.go.is_set():
             job.go.set()  # the first result is out: numba's compile may start (START_DELAY)
-        return result
+        # as kernel_into returns its one output beside the arrays it fills: as it is (emit's bare)
+        return result[0] if passed and len(result) == 1 else result
 
     return kernel_entry
 

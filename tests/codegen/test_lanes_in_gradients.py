@@ -21,7 +21,7 @@ import scipy.special
 import symgrad as sg
 from symgrad.autodiff import grad
 from symgrad.codegen import ir, threads, tiling
-from symgrad.codegen.fusion import ROW_LANES_MIN
+from symgrad.codegen.fusion import LANES_MIN_ELEMENTS, ROW_LANES_MIN
 from symgrad.codegen.numba_backend import NumbaEmitter
 from symgrad.codegen.schedule import ROLL_MIN_STATEMENTS, schedule
 from symgrad.ops.registry import OPS
@@ -383,6 +383,12 @@ def test_a_loop_nest_with_a_column_of_one_element_is_tiled_as_rows_and_short_row
         _, block = _kernel_ir(sg.sum(sg.tanh(B)), [B], backward=False)
         assert bool(_tiles(block)) is tiled
         assert ("tanh" in _placement(block)[1]) is tiled
+    # a loop of known size below LANES_MIN_ELEMENTS elements, whatever its shape: on libm
+    for shape, tiled in (((LANES_MIN_ELEMENTS - 1,), False), ((LANES_MIN_ELEMENTS,), True), ((4, 1), False)):
+        B = sg.tensor("B", shape)
+        _, block = _kernel_ir(sg.sum(sg.sigmoid(B) ** 2), [B])
+        assert bool(_tiles(block)) is tiled, shape
+        assert ("sigmoid" in _placement(block)[1]) is tiled, shape
 
 
 @pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=pytest.mark.slow)])
