@@ -2,6 +2,10 @@
 ``_rt.v<op>`` or a compiled ``_rt.v<op>_tile``) runs on lanes in the value-and-grad kernel as in
 the forward one, and so do the twins its derivative calls; the numbers are SciPy's and numpy's.
 
+Loops over a matrix put each row's elements on lanes the same way (fusion's lanes_axis; rows
+of a known length under ROW_LANES_MIN and loops under LANES_MIN_ELEMENTS elements excepted),
+their rows in order on one thread and in blocks on two, with the same bits.
+
 Two rules keep a gradient's loop on lanes: a short run of elementwise array statements (log_ndtr's
 asymptotic series, 9 steps) fuses rather than rolling into one pass over the arrays a step
 (numba_backend.kernel_ir), and a where whose branches hold ops with twins selects between both
@@ -323,29 +327,40 @@ def _check(name, values, slopes, data, exact=True):
     np.testing.assert_allclose(slopes[core][:20], central, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
-@pytest.mark.slow
-def test_values_and_gradients_on_the_numba_backend_are_scipys_and_exact(kernel_and_data):
-    loss, wrt, args, data = kernel_and_data
-    vg = sg.value_and_grad(loss, wrt=wrt)
-    value, grads = vg(*args)
+def _check_every(grads, data, exact=True):
+    """_check of each function: d/dw_k holds its values, d/dx_k its derivatives (any shape)."""
     k = len(FUNCTIONS)
     for j, name in enumerate(FUNCTIONS):
-        _check(name, grads[k + j], grads[j], data)
+        _check(name, grads[k + j].ravel(), grads[j].ravel(), data, exact)
+
+
+# the kernels of the numbers: every function over a vector (a loop over rows), and over a
+# matrix times a vector of ones (a loop nest: each row's elements on lanes)
+DATA = {"rows": "kernel_and_data", "nest": "nest_kernel_and_data"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loop", list(DATA))
+def test_values_and_gradients_on_the_numba_backend_are_scipys_and_exact(loop, request):
+    loss, wrt, args, data = request.getfixturevalue(DATA[loop])
+    vg = sg.value_and_grad(loss, wrt=wrt)
+    value, grads = vg(*args)
+    _check_every(grads, data)
     assert np.isclose(value, sum(np.sum(FUNCTIONS[n][2](data[n])) for n in FUNCTIONS), rtol=1e-12)
     # the kernel the numbers came from computes every function on lanes
     assert "# on SIMD lanes" in vg.source
+    assert ("each row in tiles of" in vg.source) is (loop == "nest")
     called = set(re.findall(r"_rt\.v(\w+?)(?:_tile)?\(", vg.source))
     if "sincos" in called:  # sin and cos of one operand: one call
         called |= {"sin", "cos"}
     assert {FUNCTIONS[name][1] for name in FUNCTIONS} <= called, called
 
 
-def test_values_on_the_numpy_backend_are_scipys(kernel_and_data):
-    loss, wrt, args, data = kernel_and_data
+@pytest.mark.parametrize("loop", list(DATA))
+def test_values_on_the_numpy_backend_are_scipys(loop, request):
+    loss, wrt, args, data = request.getfixturevalue(DATA[loop])
     _, grads = sg.value_and_grad(loss, wrt=wrt, backend="numpy")(*args)
-    k = len(FUNCTIONS)
-    for j, name in enumerate(FUNCTIONS):
-        _check(name, grads[k + j], grads[j], data, exact=False)
+    _check_every(grads, data, exact=False)
 
 
 # ---------------------------------------------------------------- loop nests
@@ -489,22 +504,3 @@ def nest_kernel_and_data():
     data = {name: np.resize(_points(name, M), M) for name in FUNCTIONS}
     args = [data[name].reshape(R, C) for name in FUNCTIONS] + [np.ones((R, C))] * len(FUNCTIONS)
     return loss, wrt, [*args, np.ones(C)], data
-
-
-@pytest.mark.slow
-def test_loop_nest_values_and_gradients_on_the_numba_backend_are_scipys_and_exact(nest_kernel_and_data):
-    loss, wrt, args, data = nest_kernel_and_data
-    vg = sg.value_and_grad(loss, wrt=wrt)
-    _, grads = vg(*args)
-    k = len(FUNCTIONS)
-    for j, name in enumerate(FUNCTIONS):
-        _check(name, grads[k + j].ravel(), grads[j].ravel(), data)
-    assert "each row in tiles of" in vg.source
-
-
-def test_loop_nest_values_on_the_numpy_backend_are_scipys(nest_kernel_and_data):
-    loss, wrt, args, data = nest_kernel_and_data
-    _, grads = sg.value_and_grad(loss, wrt=wrt, backend="numpy")(*args)
-    k = len(FUNCTIONS)
-    for j, name in enumerate(FUNCTIONS):
-        _check(name, grads[k + j].ravel(), grads[j].ravel(), data, exact=False)
