@@ -458,6 +458,9 @@ def test_loop_nest_values_and_gradient_are_numpys_on_one_and_two_threads(m):
     # the threads, the same bits on 1 and 2
     vg, truth = _loop_nest("n")
     assert "each row in tiles of" in vg.source and "_rt.vtanh(" in vg.source
+    # the loop nests run in row blocks on the threads too, each block its own tile buffers
+    blocks = vg.source[vg.source.index("def kernel_blocks(") :]
+    assert blocks.count("numba.prange(") == blocks.count("# fused loop") == 5
     rows = threads.MIN_ROWS + threads.BLOCK + 5 if m == 3 else 700
     rng = np.random.default_rng(m)
     a, cv = rng.normal(size=(rows, m)), rng.normal(size=m)
