@@ -234,7 +234,7 @@ def _background(build, emitter, source, graph, inputs, arguments, notes):
     job = tiers.NumbaJob(build.title, compile_numba, namespace.__dict__, build.start, setting("verbose"))
     job.namespace_module, job.numpy_module = namespace, twin
     passed = [k for k, _ in emitter.passed]
-    namespace.kernel_entry = tiers.first_tier(twin.kernel, inputs, arguments[0], job, passed)
+    namespace.kernel_entry = tiers.first_tier(twin.kernel, inputs, arguments[0], job, passed, emitter.bare)
     if "kernel_blocks" in emitter.entry_source:
         # a long loop's row blocks (codegen/threads.py) run on the twin too until numba is ready
         namespace.kernel_blocks = namespace.kernel_entry

@@ -634,7 +634,7 @@ class Emitter:
         units = rolling.roll(nodes, n_forward, loops, self.value, statement_of, self.trip)
         if self.trip is not None:
             rolling.print_dims([s for _, stmts in units for s in stmts], self.trip)
-        units = rolling.stack_scalars(units, out_name_of, self.trip, self.value)
+        units = rolling.stack_scalars(units, out_name_of, self.value, self.trip)
         return ir.sectioned(units, len(nodes) > n_forward)
 
     def row_blocks(self, kernel, outputs):

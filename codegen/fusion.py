@@ -892,18 +892,15 @@ class _Loop:
         if lanes_axis is not None:
             index = self.index[lanes_axis]
             tiled = tiling.tile(chunks, self.scalar, index, shape[lanes_axis], self.pre)
-            if tiled is not None and lanes_axis == 0:  # a loop over rows
-                tiled[0].fused = RowLoop(index, list(self.pre))
-                return [ir.Note(head + f", in tiles of {tiling.TILE}")] + self.pre + tiled + self.post
             if tiled is not None:
-                body = tiled
+                # the loops over the outer axes, unchanged, hold the tile loop (none over rows)
                 for i, d in reversed(list(zip(self.index[:lanes_axis], shape[:lanes_axis]))):
                     if i != 0:
-                        body = [ir.For(i, d, body)]
+                        tiled = [ir.For(i, d, tiled)]
                 if self.index[0] != 0:
-                    body[0].fused = RowLoop(self.index[0], list(self.pre))
-                head += f", each row in tiles of {tiling.TILE}"
-                return [ir.Note(head)] + self.pre + body + self.post
+                    tiled[0].fused = RowLoop(self.index[0], list(self.pre))
+                head += f", {'in' if lanes_axis == 0 else 'each row in'} tiles of {tiling.TILE}"
+                return [ir.Note(head)] + self.pre + tiled + self.post
         body = [stmt for _, stmts in chunks for stmt in stmts]
         if rank == 1 and self.index[0] != 0:
             body = self.carry_scatters(body, shape[0])

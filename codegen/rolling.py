@@ -520,7 +520,7 @@ def _stacked(arrays, spec, step):
 STACK_MIN_RUN = 3
 
 
-def stack_scalars(units, keep, trip=None, value=None):
+def stack_scalars(units, keep, value, trip=None):
     """Write each ``stack`` of scalars (a ``concatenate`` along axis 0 of scalars reshaped to
     (1,): per-step outputs collected in a Python loop) as stores into its array, a run of
     consecutive elements of a rolled loop's array as one copy loop, and drop the reshapes nothing
@@ -529,7 +529,8 @@ def stack_scalars(units, keep, trip=None, value=None):
     (``_rows_in_place``). Rows the loops store that nothing reads are then dropped
     (``_drop_unread_rows``). ``units``: (part, statements) from ``roll``, rewritten in place;
     ``keep``: ids of nodes that must stay (outputs); ``trip``: the ``TripCount`` a stack of its
-    length counts in."""
+    length counts in; ``value``: id(node) -> its IR value, which the printer reads besides the
+    statements."""
     stacks = [
         stmt
         for _, stmts in units
@@ -565,13 +566,13 @@ def stack_scalars(units, keep, trip=None, value=None):
     return _drop_unread_rows(units, keep, value)
 
 
-def _drop_unread_rows(units, keep, value=None):
+def _drop_unread_rows(units, keep, value):
     """``units`` without the rows rolled loops store that nothing reads: a loop's read of an
     earlier loop's row (a member of its body another loop computed) whose value nothing uses,
     then the arrays of rows (``all``) nothing reads, their ``Alloc`` and the loop's ``Store``.
     ``keep``: ids of the output nodes, whose values (``value``: id(node) -> IR value) the printer
     reads."""
-    outputs = [v for k, v in (value or {}).items() if k in keep]
+    outputs = [v for k, v in value.items() if k in keep]
     changed = True
     while changed:
         read = set()
@@ -618,7 +619,7 @@ def _without(stmts, dead):
     return kept
 
 
-def _rows_in_place(units, stacks, trip, value=None):
+def _rows_in_place(units, stacks, trip, value):
     """Let the rolled loops whose arrays of rows a stack holds whole store their rows into the
     stack: {id(stack): the positions of its rows those loops write}. A loop's array ``all`` (its
     ``Alloc`` at the top of a unit, one ``Store all[k] = row`` in the loop) qualifies when the
@@ -654,7 +655,7 @@ def _rows_in_place(units, stacks, trip, value=None):
             else:
                 for v in ir.reads(stmt):
                     scan(v)
-    for v in (value or {}).values():
+    for v in value.values():
         scan(v)
 
     def rows_read(key):

@@ -126,13 +126,13 @@ FIRST_TIER_SHARE = 0.5
 START_DELAY = 0.25
 
 
-def first_tier(numpy_kernel, inputs, outputs, job, passed=()):
+def first_tier(numpy_kernel, inputs, outputs, job, passed=(), bare=False):
     """The numba module's ``kernel_entry`` until numba is ready: the numpy twin's kernel with
     scalars as numpy scalars (IEEE arithmetic, as machine code), scalar results as numba boxes
     them (Python float, int, bool) and arrays C-contiguous of the built dtype. ``passed``: the
     positions of the outputs the machine code (``kernel_into``) writes into arrays given after
-    the inputs: those are copied there, and the others returned (one of them as it is, as the
-    machine code returns it)."""
+    the inputs: those are copied there, and the others returned; ``bare``: the one other output
+    returned as it is, not in a tuple, as the machine code returns it (``Emitter.bare``)."""
     scalars = [(k, np.dtype(s.dtype).type) for k, s in enumerate(inputs) if s.ndim == 0]
     boxes = [(o.ndim == 0, np.dtype(o.dtype)) for o in outputs]
     count, passed = len(inputs), list(passed)
@@ -167,8 +167,7 @@ def first_tier(numpy_kernel, inputs, outputs, job, passed=()):
             return job.namespace["kernel_entry"](*given)
         if not job.go.is_set():
             job.go.set()  # the first result is out: numba's compile may start (START_DELAY)
-        # as kernel_into returns its one output beside the arrays it fills: as it is (emit's bare)
-        return result[0] if passed and len(result) == 1 else result
+        return result[0] if bare else result
 
     return kernel_entry
 

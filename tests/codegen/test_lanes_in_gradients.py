@@ -433,7 +433,7 @@ def test_a_square_loop_nests_tiles_keep_their_bound_in_row_blocks():
     assert tiles and not any(isinstance(s.stop, ir.LoopVar) and s.stop.hint == "hi" for s in tiles)
 
 
-def _loop_nest(n):
+def _loop_nest():
     """sum over rows of logsumexp(tanh(A * c)) + sum(sin(A) * A): value and gradient in A and c,
     and numpy's."""
     A, c = sg.tensor("A", ("n", "m")), sg.tensor("c", ("m",))
@@ -454,9 +454,9 @@ def _loop_nest(n):
 @pytest.mark.slow
 @pytest.mark.parametrize("m", [3, 100, 300])
 def test_loop_nest_values_and_gradient_are_numpys_on_one_and_two_threads(m):
-    # rows shorter than a tile, one tile, a tile and a short one; enough rows for the blocks on
-    # the threads, the same bits on 1 and 2
-    vg, truth = _loop_nest("n")
+    # rows of 3 elements (with enough rows for the row blocks on the threads), of 100 (one short
+    # tile) and of 300 (a tile and a short one); the same bits on 1 and 2 threads
+    vg, truth = _loop_nest()
     assert "each row in tiles of" in vg.source and "_rt.vtanh(" in vg.source
     # the loop nests run in row blocks on the threads too, each block its own tile buffers
     blocks = vg.source[vg.source.index("def kernel_blocks(") :]
@@ -478,7 +478,7 @@ def test_loop_nest_values_and_gradient_are_numpys_on_one_and_two_threads(m):
 
 
 def test_loop_nest_gradient_matches_central_differences():
-    vg, _ = _loop_nest("n")
+    vg, _ = _loop_nest()
     rng = np.random.default_rng(5)
     a, cv = rng.normal(size=(4, 300)), rng.normal(size=300)
     _, (d_a, d_c) = vg(a, cv)
