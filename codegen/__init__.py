@@ -185,6 +185,10 @@ def _compile_numba(module, source, signature, measure, silenced=_numba_warnings_
                 runtime.machine_kernel(module).compile(signature)
     # call() has checked the argument types, so it calls this overload's machine code directly
     module.kernel_entry = runtime.machine_kernel(module).overloads[signature].entry_point
+    if getattr(module, "kernel_blocks", None) is not None:
+        # the row blocks of long loops take the same arguments: runtime.run_blocks compiles and
+        # calls them for these types
+        module.kernel_blocks.built_signature = signature
     stats = runtime.machine_kernel(module).stats
     if sum(stats.cache_hits.values()) > hits:
         return module, "machine code loaded from cache"

@@ -961,6 +961,13 @@ class Emitter:
             and s.dtype in RANK_READ_BY_KERNEL
             and not (self.interpreted or self.standalone or self.row_extents)
         ]
+        # scalars the machine code may be given as they are (direct_scalar_lines): what its read
+        # refuses (a TypeError or an OverflowError) the entry names with runtime.refused
+        direct = [
+            (s, p)
+            for s, p in zip(inputs, params)
+            if s.ndim == 0 and s.dtype in DIRECT_SCALARS and not (self.interpreted or self.standalone)
+        ]
         missing = f" or {params[-1]} is _MISSING" if params else ""
         signature = (
             ", ".join(f"{p}=_MISSING" for p in params) + ", /, *more, **named" if params else "*more, **named"
@@ -1056,22 +1063,21 @@ class Emitter:
             lines.append("    with _cv.ieee_errors_ignored():")
             lines.append(f"        out = _cv.zero_d_as_scalars({call})")
         else:
+            calls = [f"out = {call}"]
             if self.row_extents:
                 # a loop of many rows: its row blocks on the threads (codegen/threads.py)
                 long = " or ".join(_at_least(e, MIN_ROWS) for e in dict.fromkeys(self.row_extents))
-                lines.append(f"    if {long}:")
-                lines.append(
-                    f"        out = _cv.run_blocks(kernel_blocks, ({''.join(p + ', ' for p in machine_params)}))"
-                )
-                lines.append("    else:")
-                lines.append(f"        out = {call}")
-            elif rank_by_kernel:
-                # numba read an array of rank > 0 for a scalar: the InputError naming it
-                checks = "".join(f"({p}, {literal(s.name)}, {s.dtype!r}), " for s, p in rank_by_kernel)
-                lines += ["    try:", f"        out = {call}", "    except TypeError as _error:"]
-                lines.append(f"        raise _cv.rank_refused(_error, ({checks})) from None")
+                blocks = f"_cv.run_blocks(kernel_blocks, ({''.join(p + ', ' for p in machine_params)}))"
+                calls = [f"if {long}:", f"    out = {blocks}", "else:", f"    out = {call}"]
+            if direct:
+                # numba's read refused a scalar (an array of rank > 0, an int too large for its
+                # dtype): the InputError naming it (a try costs a call nothing)
+                checks = "".join(f"({p}, {literal(s.name)}, {s.dtype!r}), " for s, p in direct)
+                lines += ["    try:", *["        " + c for c in calls]]
+                lines += ["    except (TypeError, OverflowError) as _error:"]
+                lines.append(f"        raise _cv.refused(_error, ({checks})) from None")
             else:
-                lines.append(f"    out = {call}")
+                lines += ["    " + c for c in calls]
             # machine code boxes every float scalar as a Python float (float64) and every int
             # as a Python int: give float32 and narrow int scalars their dtype back
             items = self.outputs_after_call(len(outputs))
@@ -1220,8 +1226,9 @@ def direct_scalar_lines(p, label, dtype, typed_by_kind=False, read=None, rank=Tr
     code reads as ``runtime.scalar`` would convert them go to it as they are, with no call:
     ``runtime.direct_<dtype>`` (one set lookup of the type, the Python float's test for a float64),
     a 0-d array of the dtype (numba reads it with float(), int() or bool(), as ``scalar`` does), a
-    Python int in the int64 range and, for a float64, a float subclass. Anything else is converted
-    or refused by ``runtime.scalar``. ``typed_by_kind``: the kernel is numba's dispatcher (a saved
+    Python int (for a float64 or int64; numba's read of one too large for the dtype raises
+    OverflowError, which the entry's ``except`` names) and, for a float64, a float subclass.
+    Anything else is converted or refused by ``runtime.scalar``. ``typed_by_kind``: the kernel is numba's dispatcher (a saved
     module), which would compile a new version for another kind, so only the kinds numba types as
     ``dtype`` go as they are (``runtime.typed_<dtype>``). The runtime names the lines read are
     added to ``read`` (bound as module globals by ``entry_globals``). ``rank=False``: a 0-d array's
@@ -1240,32 +1247,13 @@ def direct_scalar_lines(p, label, dtype, typed_by_kind=False, read=None, rank=Tr
         f"    if {p}.dtype is not _{dtype}{f' or {p}.ndim' if rank else ''}:",
         f"        {convert}",
     ]
-    in_range = [
-        f"if type({p}) is int:",
-        f"    if not -9223372036854775808 <= {p} < 9223372036854775808:",
-        f"        {convert}",
-    ]
-    if dtype == "int64":  # a Python int first: the common kind of an integer parameter
-        return [
-            *["    " + line for line in in_range],
-            f"    elif type({p}) not in _direct_{dtype}:",
-            *["        " + line for line in zero_d],
-            "        else:",
-            f"            {convert}",
-        ]
     lines = [f"    if type({p}) not in _direct_{dtype}:", *["        " + line for line in zero_d]]
     if dtype == "float64":
         # numba reads a float subclass with float(), as runtime.scalar would
-        lines += ["        " + line for line in _elif(in_range)]
         lines += [f"        elif not isinstance({p}, float):", f"            {convert}"]
     else:
         lines += ["        else:", f"            {convert}"]
     return lines
-
-
-def _elif(lines):
-    """``lines`` (an ``if`` and its block) as an ``elif`` of the ``if`` above them."""
-    return ["el" + lines[0], *lines[1:]]
 
 
 def find_pairs(block):

@@ -69,15 +69,17 @@ MISSING = _Missing()
 # PyNumber_Long (int()) and a bool one with PyObject_IsTrue (bool()), which give each of these
 # kinds exactly the value ``scalar`` converts it to. The entry tests the type's membership first
 # (one set lookup: a Python float costs no more than with isinstance); a 0-d array of the
-# parameter's dtype, a Python int in the int64 range and (for a float64) a float subclass are
-# tested after it, in the entry itself: see emit.direct_scalar_lines. Anything else goes through
-# ``scalar``, which converts or refuses it.
+# parameter's dtype and (for a float64) a float subclass are tested after it, in the entry
+# itself: see emit.direct_scalar_lines. Anything else goes through ``scalar``, which converts or
+# refuses it. A Python int goes as it is: numba's read of one too large for the parameter (past
+# int64, or past float64's range) raises OverflowError, which the entry's ``except`` hands to
+# ``refused``, and ``scalar`` names it (no range test on every call: ints were 1.3x the float call).
 _NUMPY_INTS = [np.int64, np.int32, np.int16, np.int8, np.uint32, np.uint16, np.uint8]
 direct_float64 = frozenset(
-    [float, np.float64, np.float32, np.float16, np.uint64, np.bool_, _builtin_bool, *_NUMPY_INTS]
+    [float, int, np.float64, np.float32, np.float16, np.uint64, np.bool_, _builtin_bool, *_NUMPY_INTS]
 )
 direct_float32 = frozenset([np.float32, np.float16])
-direct_int64 = frozenset([np.bool_, _builtin_bool, *_NUMPY_INTS])
+direct_int64 = frozenset([int, np.bool_, _builtin_bool, *_NUMPY_INTS])
 direct_bool = frozenset([np.bool_, _builtin_bool])
 # a saved module calls numba's dispatcher, which compiles a version for each argument type: there
 # only the kinds numba types as the parameter's dtype go as they are
@@ -187,10 +189,11 @@ def scalar(value, name, dtype):
     return np.dtype(dtype).type(value)
 
 
-def rank_refused(error, checks):
+def refused(error, checks):
     """The InputError naming the scalar argument the machine code's read refused with ``error``
-    (an array of rank > 0: see ``RANK_READ_BY_KERNEL``), or ``error`` when each of the
-    (value, name, dtype) ``checks`` is a scalar of its parameter."""
+    (a TypeError for an array of rank > 0, see ``RANK_READ_BY_KERNEL``; an OverflowError for an
+    int too large for the parameter), or ``error`` when each of the (value, name, dtype)
+    ``checks`` is a scalar of its parameter."""
     for value, name, dtype in checks:
         try:
             scalar(value, name, dtype)
@@ -1179,13 +1182,20 @@ def run_blocks(kernel, args):
     # numba: heavy optional import (see tests/test_layering.py); only numba kernels come here
     import numba
 
-    if not kernel.overloads:
+    # the types the entry checked, as kernel_entry's (codegen._compile_numba): a Python int or a
+    # 0-d array for a float goes to the same machine code, read as numba reads kernel_entry's
+    # arguments, not to one compiled for int64 (a second parallel compile, integer arithmetic); a
+    # saved module's dispatcher has none, and its entry passes only kinds numba types as built
+    signature = getattr(kernel, "built_signature", None)
+    if signature is None:
         signature = tuple(numba.typeof(a) for a in args)
+    if signature not in kernel.overloads:
         with building("row blocks for threads") as build, build.measure("numba compile"):
             if not load_cached(kernel, signature):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     kernel.compile(signature)
+    kernel = kernel.overloads[signature].entry_point
     wanted = _threads()
     most = numba.config.NUMBA_NUM_THREADS
     count = most if wanted is None else min(wanted, most)

@@ -179,6 +179,33 @@ def test_float32_sum_through_a_where_same_bits():
     np.testing.assert_allclose(one[1][0], grad, rtol=1e-5, atol=1e-6)
 
 
+def test_scalars_of_every_kind_run_the_row_blocks_built_for_the_parameters_types(monkeypatch):
+    # an int or a 0-d array for a float parameter goes to the row blocks' machine code for float64,
+    # as it goes to kernel_entry's (one compile; int64 arithmetic would wrap c**3 at c = 3e6),
+    # and what numba's read refuses is an InputError naming the argument
+    monkeypatch.setattr(threads, "MIN_ROWS", 1)
+    monkeypatch.setattr(emit, "MIN_ROWS", 1)
+    c, x = sg.scalar("c"), sg.tensor("x", ("n",))
+    vg = sg.value_and_grad(sg.sum(sg.tanh(x / c) ** 2) + c**3, wrt=[x, c], inputs=[x, c])
+    vg.wait()
+    xs = np.random.default_rng(4).uniform(-1.0, 1.0, 3 * threads.BLOCK + 5)
+    for c0 in (3, 3_000_000):
+        value, (grad, dc) = _on(2, vg, xs, float(c0))
+        t = np.tanh(xs / c0)
+        assert math.isclose(value, math.fsum(t * t) + float(c0) ** 3, rel_tol=1e-12)
+        np.testing.assert_allclose(grad, 2 * t * (1 - t * t) / c0, rtol=1e-12)
+        for kind in (c0, np.int64(c0), np.array(float(c0)), np.float32(c0), np.array(c0)):
+            got = _on(2, vg, xs, kind)
+            assert np.float64(got[0]).tobytes() == np.float64(value).tobytes(), repr(kind)
+            assert got[1][0].tobytes() == grad.tobytes() and got[1][1] == dc, repr(kind)
+    (signature,) = vg._entry.__globals__["kernel_blocks"].signatures
+    assert str(signature[1]) == "float64"
+    with pytest.raises(InputError, match=r"argument 'c': the int 10{36}\.\.\. is too large for float64"):
+        vg(xs, 10**400)
+    with pytest.raises(InputError, match=r"argument 'c' must be a scalar, got an array of shape \(1,\)"):
+        vg(xs, np.array([3.0]))
+
+
 def test_numpy_backend_ignores_threads():
     x = sg.tensor("x", ("n",))
     f = sg.compile(sg.sum(sg.sin(x)), backend="numpy")

@@ -471,6 +471,26 @@ def test_a_scalar_given_as_an_array_of_rank_one_is_an_input_error_on_either_tier
         assert (du, dv) == pytest.approx((np.cos(0.5), -0.3 * np.sin(0.5) + 1.0), rel=1e-15)
 
 
+def test_an_int_goes_to_either_tier_as_it_is_and_one_too_large_is_an_input_error(gate):
+    # no range test in the entry: numba's read (or the first tier's np.float64) of an int too
+    # large for a float64 raises OverflowError, which the entry names
+    u, v = sg.scalars("u v")
+    vg = sg.value_and_grad(u * sg.cos(v) + v * v, wrt=[u, v], inputs=[u, v])
+    assert "9223372036854775808" not in vg.source and "OverflowError" in vg.source
+    for tier in ("numpy", "numba"):
+        if tier == "numba":
+            gate.set()
+            vg.wait()
+        assert vg.tier == tier
+        for big in (10**400, -(10**309)):
+            with pytest.raises(InputError, match=r"argument 'v': the int -?10{3}.*is too large for float64"):
+                vg(0.3, big)
+        for u0, v0 in [(3, -2), (-(2**63), 2**70), (True, 10**300)]:
+            value, (du, dv) = vg(u0, v0)
+            want, (want_du, want_dv) = vg(float(u0), float(v0))
+            assert (value, du, dv) == (want, want_du, want_dv), (u0, v0)
+
+
 def test_a_numba_compile_runs_with_a_deep_recursion_limit_and_restores_it():
     # numba's SSA pass recurses once per basic block: a kernel of thousands of branches needs
     # more than Python's default 1,000 frames
