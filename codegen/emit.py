@@ -930,7 +930,8 @@ class Emitter:
             return [f"{self.code(stmt.target)} += {self.code(stmt.value)}{comment}"]
         if isinstance(stmt, ir.Bound):
             stop = self.index_code(stmt.stop)
-            return [f"{self.name_of(stmt.target)} = min({self.name_of(stmt.start)} + {stmt.size}, {stop})"]
+            size = stmt.size if isinstance(stmt.size, int) else self.code(stmt.size)
+            return [f"{self.name_of(stmt.target)} = min({self.name_of(stmt.start)} + {size}, {stop})"]
         if isinstance(stmt, ir.TileCall):
             # the op's compiled kernel over the tile, in place (numba_runtime's v<op>_tile)
             args = ", ".join(self.code(b) for b in stmt.buffers)
@@ -1066,7 +1067,7 @@ class Emitter:
             calls = [f"out = {call}"]
             if self.row_extents:
                 # a loop of many rows: its row blocks on the threads (codegen/threads.py)
-                long = " or ".join(_at_least(e, MIN_ROWS) for e in dict.fromkeys(self.row_extents))
+                long = " or ".join(_long(rows, per_row) for rows, per_row in dict.fromkeys(self.row_extents))
                 blocks = f"_cv.run_blocks(kernel_blocks, ({''.join(p + ', ' for p in machine_params)}))"
                 calls = [f"if {long}:", f"    out = {blocks}", "else:", f"    out = {call}"]
             if direct:
@@ -1183,6 +1184,14 @@ def without_allocs(block, passed):
     """``block`` without the top-level ``Alloc``s of the ``passed`` outputs' arrays."""
     allocs = {id(alloc) for _, alloc in passed}
     return [s for s in block if id(s) not in allocs] if allocs else block
+
+
+def _long(rows, per_row):
+    """The entry's test that a loop of ``rows`` rows of ``per_row`` elements each (a loop nest's
+    extents after its rows; () for a loop over rows) has ``MIN_ROWS`` elements."""
+    if not per_row:
+        return _at_least(rows, MIN_ROWS)
+    return " * ".join(dim_text(d) for d in (rows, *per_row)) + f" >= {MIN_ROWS}"
 
 
 def _at_least(dim, rows):

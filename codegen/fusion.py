@@ -750,6 +750,9 @@ class RowLoop:
     pre: list
     carried: list = field(default_factory=list)
     halo: int = 0
+    # a loop nest's extents after the rows (each row's elements), when no inner loop over a
+    # product runs in it: blocks of it are sized in elements; () for a loop over rows
+    per_row: tuple = ()
 
 
 def _used_outside(plan, gid, node, output_ids, users):
@@ -898,7 +901,7 @@ class _Loop:
                     if i != 0:
                         tiled = [ir.For(i, d, tiled)]
                 if self.index[0] != 0:
-                    tiled[0].fused = RowLoop(self.index[0], list(self.pre))
+                    tiled[0].fused = RowLoop(self.index[0], list(self.pre), per_row=self.per_row())
                 head += f", {'in' if lanes_axis == 0 else 'each row in'} tiles of {tiling.TILE}"
                 return [ir.Note(head)] + self.pre + tiled + self.post
         body = [stmt for _, stmts in chunks for stmt in stmts]
@@ -908,8 +911,17 @@ class _Loop:
             if i != 0:
                 body = [ir.For(i, d, body)]
         if self.index[0] != 0:
-            body[0].fused = RowLoop(self.index[0], list(self.pre), list(self.carried), self.halo)
+            body[0].fused = RowLoop(
+                self.index[0], list(self.pre), list(self.carried), self.halo, self.per_row()
+            )
         return [ir.Note(head)] + self.pre + body + self.post
+
+    def per_row(self):
+        """The extents of this loop nest's axes after the rows (each row's elements), or () for a
+        loop over rows or one with an inner loop over a product (its rows' cost is not theirs)."""
+        if self.inner is not None:
+            return ()
+        return tuple(d for i, d in zip(self.index[1:], self.group.shape[1:]) if i != 0)
 
     def lanes_axis(self):
         """The axis of this loop whose loop ``tiling`` may cut into tiles and put on SIMD lanes, or

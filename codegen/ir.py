@@ -345,11 +345,12 @@ class For:
 
 @dataclass(eq=False)
 class Bound:
-    """``var = min(start + size, stop)``: a tile's end."""
+    """``var = min(start + size, stop)``: a tile's or a row block's end (``size`` an int, or the
+    Var of a loop nest's block rows)."""
 
     target: LoopVar
     start: LoopVar
-    size: int
+    size: Any
     stop: Any
 
 

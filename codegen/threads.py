@@ -26,6 +26,7 @@ it in another way) stays as it was, in both versions. The generated entry calls 
 on one thread, as before.
 """
 
+import math
 from dataclasses import replace
 
 from . import ir
@@ -49,9 +50,9 @@ def block(kernel):
     plans = {}
     moved = set()  # ids of the allocations of tile buffers: each block allocates its own
     for stmt in kernel:
-        if isinstance(stmt, ir.For) and stmt.fused is not None and _may_be_long(stmt.stop):
+        if isinstance(stmt, ir.For) and stmt.fused is not None:
             plan = _plan(stmt)
-            if plan is not None:
+            if plan is not None and _may_be_long(stmt.stop, plan.per_row):
                 plans[id(stmt)] = plan
                 moved.update(id(s) for s in plan.buffers)
     if not plans:
@@ -62,14 +63,25 @@ def block(kernel):
             continue
         if id(stmt) in plans:
             out.extend(_blocked(stmt, plans[id(stmt)]))
-            extents.append(stmt.stop)
+            extents.append((stmt.stop, plans[id(stmt)].per_row))
         else:
             out.append(stmt)
     return out, extents
 
 
-def _may_be_long(stop):
-    return not isinstance(stop, int) or stop >= MIN_ROWS
+def _may_be_long(stop, per_row):
+    """May a loop of ``stop`` rows of ``per_row`` elements each have ``MIN_ROWS`` elements?"""
+    extents = (stop, *per_row)
+    return not all(isinstance(d, int) for d in extents) or math.prod(extents) >= MIN_ROWS
+
+
+def block_rows(per_row):
+    """The rows of a block of a loop nest whose rows have ``per_row`` elements: about ``BLOCK``
+    elements (at least a row), so a loop of ``MIN_ROWS`` elements has several blocks whatever
+    its shape; an int for literal extents, else the template of a ``Formula`` of them."""
+    if all(isinstance(d, int) for d in per_row):
+        return max(1, BLOCK // max(math.prod(per_row), 1))
+    return f"max(1, {BLOCK} // max({' * '.join(f'{{{k}}}' for k in range(len(per_row)))}, 1))"
 
 
 class _Plan:
@@ -80,6 +92,7 @@ class _Plan:
         self.phases = False  # whether some Store adds into a row near the row (i + k)
         self.carried = []  # scalars carried from row to row (fusion.RowLoop.carried)
         self.halo = 0  # the rows before a block's first its carried scalars are computed from
+        self.per_row = ()  # a loop nest's extents after the rows: blocks sized in elements
 
 
 def _plan(loop):
@@ -139,6 +152,10 @@ def _plan(loop):
         ):
             return None  # the element of another store: two rows would write it
     plan.buffers = list(buffers.values())
+    if not (plan.phases or plan.carried):
+        # a loop nest's rows are not tiled (its rows' elements are), so a block may hold any
+        # number of them; a block adding into the next one's rows keeps BLOCK rows (its phases)
+        plan.per_row = loop.fused.per_row
     return plan
 
 
@@ -191,9 +208,9 @@ def _blocked(loop, plan):
     """The statements running ``loop`` block by block (see the module's doc)."""
     rows = loop.stop
     nblocks = ir.Var("nblocks", "int64")
-    stmts = [
-        ir.Note(f"in blocks of {BLOCK} rows on the threads (symgrad.config(threads=...)), the partial sums")
-    ]
+    size = BLOCK if not plan.per_row else block_rows(plan.per_row)
+    what = f"{size} rows" if isinstance(size, int) else f"about {BLOCK} elements"
+    stmts = [ir.Note(f"in blocks of {what} on the threads (symgrad.config(threads=...)), the partial sums")]
     stmts.append(
         ir.Note(
             "added in block order"
@@ -204,9 +221,14 @@ def _blocked(loop, plan):
             )
         )
     )
-    stmts += [
-        ir.Assign(nblocks, ir.Formula(f"({{0}} + {BLOCK - 1}) // {BLOCK}", (rows,))),
-    ]
+    if isinstance(size, str):
+        count = ir.Var("block_rows", "int64")
+        stmts.append(ir.Assign(count, ir.Formula(size, tuple(plan.per_row))))
+        size = count
+    if isinstance(size, int):
+        stmts.append(ir.Assign(nblocks, ir.Formula(f"({{0}} + {size - 1}) // {size}", (rows,))))
+    else:
+        stmts.append(ir.Assign(nblocks, ir.Formula("({0} + {1} - 1) // {1}", (rows, size))))
     partial_of = {}
     for target in plan.sums + plan.partial:
         p = ir.Var("partial", target.dtype, like=target, suffix="_p")
@@ -227,7 +249,10 @@ def _blocked(loop, plan):
         b, inner = h, []
     lo = ir.LoopVar("lo", like=loop.fused.row, suffix="_lo")
     hi = ir.LoopVar("hi", like=loop.fused.row, suffix="_hi")
-    inner += [ir.Assign(lo, ir.Formula(f"{{0}} * {BLOCK}", (b,))), ir.Bound(hi, lo, BLOCK, rows)]
+    start = (
+        ir.Formula(f"{{0}} * {size}", (b,)) if isinstance(size, int) else ir.Formula("{0} * {1}", (b, size))
+    )
+    inner += [ir.Assign(lo, start), ir.Bound(hi, lo, size, rows)]
     inner += list(plan.buffers)
     own, carry = {}, {}
     for target in plan.sums:

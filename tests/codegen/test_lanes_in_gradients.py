@@ -454,20 +454,22 @@ def _loop_nest():
 @pytest.mark.slow
 @pytest.mark.parametrize("m", [3, 100, 300])
 def test_loop_nest_values_and_gradient_are_numpys_on_one_and_two_threads(m):
-    # rows of 3 elements (with enough rows for the row blocks on the threads), of 100 (one short
-    # tile) and of 300 (a tile and a short one); the same bits on 1 and 2 threads
+    # rows of 3 elements, of 100 (one short tile) and of 300 (a tile and a short one), enough of
+    # them for the row blocks on the threads (MIN_ROWS elements); the same bits on 1 and 2 threads
     vg, truth = _loop_nest()
     assert "each row in tiles of" in vg.source and "_rt.vtanh(" in vg.source
     # the loop nests run in row blocks on the threads too, each block its own tile buffers
     blocks = vg.source[vg.source.index("def kernel_blocks(") :]
     assert blocks.count("numba.prange(") == blocks.count("# fused loop") == 5
-    rows = threads.MIN_ROWS + threads.BLOCK + 5 if m == 3 else 700
+    vg.wait()
+    rows = threads.MIN_ROWS // m + 7
     rng = np.random.default_rng(m)
     a, cv = rng.normal(size=(rows, m)), rng.normal(size=m)
     with sg.config(threads=1):
         one = vg(a, cv)
     with sg.config(threads=2):
         two = vg(a, cv)
+    assert vg._entry.__globals__["kernel_blocks"].signatures  # the calls ran the row blocks
     assert np.float64(one[0]).tobytes() == np.float64(two[0]).tobytes()
     for p, q in zip(one[1], two[1]):
         assert p.tobytes() == q.tobytes()

@@ -206,6 +206,53 @@ def test_scalars_of_every_kind_run_the_row_blocks_built_for_the_parameters_types
         vg(xs, np.array([3.0]))
 
 
+def test_a_loop_nest_runs_in_blocks_of_about_block_elements_from_min_rows_elements():
+    # a loop nest's rows go to the threads once rows x row length reaches MIN_ROWS, in blocks of
+    # BLOCK // row length rows (at least one): a wide matrix with few rows runs on every thread
+    A = sg.tensor("A", ("n", "m"))
+    f = sg.compile([sg.sum(sg.exp(-A * A), axis=1), sg.sum(A * sg.tanh(A), axis=0), sg.sum(sg.sin(A))])
+    blocks = f.source[f.source.index("def kernel_blocks(") :]
+    assert f"block_rows = max(1, {threads.BLOCK} // max(dim_m, 1))" in blocks
+    assert f"if dim_n * dim_m >= {threads.MIN_ROWS}:" in f.source
+    B = sg.tensor("B", ("n", 128))
+    g = sg.compile(sg.sum(sg.exp(-B * B), axis=1))
+    assert f"in blocks of {threads.BLOCK // 128} rows" in g.source
+    assert f"if dim_n * 128 >= {threads.MIN_ROWS}:" in g.source
+    f.wait()
+    blocked = f._entry.__globals__["kernel_blocks"]
+    rng = np.random.default_rng(5)
+    small = rng.normal(size=(threads.MIN_ROWS // 4096 - 1, 4096))
+    f(small)
+    assert not blocked.signatures  # fewer elements: the plain kernel ran
+    for shape in [(threads.MIN_ROWS // 4096 + 3, 4096), (3, threads.BLOCK * 3 + 5), (9000, 17)]:
+        a = rng.normal(size=shape)
+        one, two = _on(1, f, a), _on(2, f, a)
+        for p, q in zip(one, two):
+            assert np.asarray(p).tobytes() == np.asarray(q).tobytes(), shape
+        np.testing.assert_allclose(one[0], np.sum(np.exp(-a * a), axis=1), rtol=1e-12)
+        np.testing.assert_allclose(one[1], np.sum(a * np.tanh(a), axis=0), rtol=1e-11, atol=1e-12)
+        assert math.isclose(one[2], math.fsum(np.sin(a).ravel()), rel_tol=1e-11, abs_tol=1e-9)
+    assert blocked.signatures
+
+
+def test_a_loop_nest_adding_into_the_next_rows_keeps_blocks_of_block_rows():
+    # the gradient of a slice along the rows adds into the next block's first rows: its blocks run
+    # even, then odd, each BLOCK rows (a block of fewer rows than the slice's step would not do)
+    A = sg.tensor("A", ("n", "m"))
+    vg = sg.value_and_grad(sg.sum(sg.sin(A[2:] - A[:-2]) ** 2), wrt=[A])
+    assert f"in blocks of {threads.BLOCK} rows" in vg.source and "even blocks, then odd ones" in vg.source
+    assert "block_rows" not in vg.source and f"if dim_n >= {threads.MIN_ROWS + 2}:" in vg.source
+    a = np.random.default_rng(6).normal(size=(ROWS, 3))
+    one, two = _on(1, vg, a), _on(2, vg, a)
+    _same_bits(one, two)
+    d = a[2:] - a[:-2]
+    g = np.zeros_like(a)
+    g[2:] += 2 * np.sin(d) * np.cos(d)
+    g[:-2] -= 2 * np.sin(d) * np.cos(d)
+    assert math.isclose(one[0], math.fsum((np.sin(d) ** 2).ravel()), rel_tol=1e-12)
+    np.testing.assert_allclose(one[1][0], g, rtol=1e-12, atol=1e-12)
+
+
 def test_numpy_backend_ignores_threads():
     x = sg.tensor("x", ("n",))
     f = sg.compile(sg.sum(sg.sin(x)), backend="numpy")
