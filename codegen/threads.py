@@ -29,6 +29,8 @@ on one thread, as before.
 import math
 from dataclasses import replace
 
+from symgrad.ops.registry import OPS
+
 from . import ir
 from .tiling import TILE, nonnegative
 
@@ -47,6 +49,8 @@ def block(kernel):
     of ``kernel`` may have ``MIN_ROWS`` rows and be cut into blocks."""
     if any(isinstance(stmt, ir.For) and stmt.node is not None for stmt in ir.walk(kernel)):
         return None  # a kernel holding a loop of the graph (sg.scan) runs on one thread
+    if any(_broadcasts(stmt) for stmt in ir.walk(kernel)):
+        return None
     plans = {}
     moved = set()  # ids of the allocations of tile buffers: each block allocates its own
     for stmt in kernel:
@@ -67,6 +71,18 @@ def block(kernel):
         else:
             out.append(stmt)
     return out, extents
+
+
+def _broadcasts(stmt):
+    """Is ``stmt`` an elementwise op on whole arrays whose shapes differ in an axis they share
+    (numpy broadcasting a size of 1, as ``exp_arr / sum_exp`` over (h, n, n) and (h, n, 1))?
+    numba's parallel compile asserts such sizes equal unless it sees the 1 is a literal (an
+    argument's shape, or ``runtime.zeros``'s, it does not), and the call fails: a kernel holding
+    one runs on one thread."""
+    if not isinstance(stmt, ir.Instr) or stmt.scalar or not OPS[stmt.node.op].elementwise:
+        return False
+    shapes = [tuple(i.shape) for i in stmt.node.inputs if i.shape]
+    return any(a[-k] != b[-k] for a in shapes for b in shapes for k in range(1, min(len(a), len(b)) + 1))
 
 
 def _may_be_long(stop, per_row):

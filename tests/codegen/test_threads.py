@@ -235,6 +235,21 @@ def test_a_loop_nest_runs_in_blocks_of_about_block_elements_from_min_rows_elemen
     assert blocked.signatures
 
 
+def test_a_kernel_broadcasting_whole_arrays_runs_on_one_thread():
+    # softmax's exp / sum over rows, (n, n) by (n, 1), is a numpy statement between the loops:
+    # numba's parallel compile asserts the two sizes equal (it does not see the 1), so a kernel
+    # holding one has no row blocks, however many elements its loops have (with them, numba 0.65
+    # raised AssertionError: "Sizes of exp_arr, sum_exp do not match")
+    S, V = sg.tensor("S", ("n", "n")), sg.tensor("V", ("n", "d"))
+    out = sg.softmax(S, axis=-1) @ V
+    f = sg.compile(out)
+    assert "kernel_blocks" not in f.source
+    rng = np.random.default_rng(7)
+    s, v = rng.normal(size=(512, 512)), rng.normal(size=(512, 4))
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    np.testing.assert_allclose(_on(2, f, s, v), e / e.sum(axis=-1, keepdims=True) @ v, rtol=1e-12, atol=1e-14)
+
+
 def test_a_loop_nest_adding_into_the_next_rows_keeps_blocks_of_block_rows():
     # the gradient of a slice along the rows adds into the next block's first rows: its blocks run
     # even, then odd, each BLOCK rows (a block of fewer rows than the slice's step would not do)
