@@ -4,7 +4,9 @@ A user passes what they have: Python floats, numpy scalars from indexing an arra
 ints, keywords; arrays that are read-only, of integers, or not C-ordered. Each kind is timed
 against the fastest kind of the same function in the same run (the positional Python-float
 call for the seed ``x*y + sin(x)``, the C-contiguous float64 array for ``rosen`` on 1,000
-points), so the ratios stay readable on a noisy machine. Each number is the median over
+points), so the ratios stay readable on a noisy machine. Two rows give the seed's floors measured
+in the same run: what CPython costs a keyword call and numpy a 0-d array's reads, added to the
+positional call, before any code of symgrad's runs. Each number is the median over
 ``--repeat`` rounds of the best of several timed loops, timed in the calling thread's CPU time
 (``time.thread_time``): every call here runs in that thread, and time the thread spends waiting
 for a core that other processes hold is not counted (on a shared 2-core machine wall-clock
@@ -67,6 +69,39 @@ def _seconds(fn, args, kwargs, repeat):
     return statistics.median(rounds)
 
 
+class _NoOp:
+    """A callable instance doing nothing, called as a Compiled is (``__call__`` a function)."""
+
+    @staticmethod
+    def __call__(x, y):
+        return None
+
+
+def _statement_seconds(statement, names, repeat):
+    """The median per-run time of ``statement`` (timeit's, with ``names`` as its globals)."""
+    timer = timeit.Timer(statement, globals=names, timer=time.thread_time)
+    number, _ = timer.autorange()
+    return statistics.median(min(timer.repeat(repeat=3, number=number)) / number for _ in range(repeat))
+
+
+def floors(positional, repeat=DEFAULT_REPEAT):
+    """Rows for the seed's call with what Python and numpy cost before any code of symgrad's runs
+    added to its positional call (``positional`` seconds): a keyword call of a callable instance
+    (CPython builds a dict of the keywords for a type without vectorcall: ``_NoOp`` by keyword
+    less by position) and a 0-d array's two reads (its dtype, the entry's test, and its value by
+    float(), numba's read, less a Python float's)."""
+    noop = _NoOp()
+    by_keyword = _seconds(noop, (), {"x": 0.7, "y": -1.3}, repeat) - _seconds(noop, (0.7, -1.3), {}, repeat)
+    names = {"a": np.array(0.7), "f": 0.7}
+    read = _statement_seconds("float(a); a.dtype", names, repeat) - _statement_seconds(
+        "float(f); f", names, repeat
+    )
+    return [
+        ("keywords: CPython's floor (a no-op instance's keyword call)", positional + by_keyword),
+        ("0-d arrays: numpy's floor (two dtype reads and float())", positional + 2 * read),
+    ]
+
+
 def measure(repeat=DEFAULT_REPEAT):
     records, reference = [], {}
     for function, kind, fn, args, kwargs in cases():
@@ -74,6 +109,10 @@ def measure(repeat=DEFAULT_REPEAT):
         reference.setdefault(function, seconds)
         records.append(
             {"function": function, "kind": kind, "seconds": seconds, "ratio": seconds / reference[function]}
+        )
+    for kind, seconds in floors(reference["seed"], repeat):
+        records.append(
+            {"function": "seed", "kind": kind, "seconds": seconds, "ratio": seconds / reference["seed"]}
         )
     return records
 

@@ -246,6 +246,19 @@ def test_args_suite_calls_every_kind_with_the_reference_result_and_prints_ratios
     assert bench_args.table(records)[-1] == "| seed | keywords | 2.00 µs | 1.50 |"
 
 
+def test_args_suite_floors_are_the_seeds_positional_call_plus_pythons_and_numpys_parts(monkeypatch):
+    # each floor is the positional call plus what its statements cost (the timer is replaced)
+    costs = {"kw": 3e-7, "pos": 1e-7, "float(a); a.dtype": 5e-8, "float(f); f": 2e-8}
+    monkeypatch.setattr(
+        bench_args, "_seconds", lambda fn, args, kwargs, repeat: costs["kw" if kwargs else "pos"]
+    )
+    monkeypatch.setattr(bench_args, "_statement_seconds", lambda statement, names, repeat: costs[statement])
+    (kw, kw_s), (zero_d, zero_d_s) = bench_args.floors(4e-7, repeat=1)
+    assert kw.startswith("keywords: CPython's floor") and kw_s == pytest.approx(4e-7 + 2e-7)
+    assert zero_d.startswith("0-d arrays: numpy's floor") and zero_d_s == pytest.approx(4e-7 + 2 * 3e-8)
+    assert bench_args._NoOp()(x=0.7, y=-1.3) is None
+
+
 def test_a_peer_without_a_spelling_the_loss_needs_is_n_a_not_an_error(monkeypatch):
     import types
 
