@@ -51,11 +51,13 @@ def block(kernel):
         return None  # a kernel holding a loop of the graph (sg.scan) runs on one thread
     if any(_broadcasts(stmt) for stmt in ir.walk(kernel)):
         return None
+    # blocks of elements for loop nests that compute, in a kernel without matrix products
+    nests = not any(_multiplies_matrices(stmt) for stmt in ir.walk(kernel))
     plans = {}
     moved = set()  # ids of the allocations of tile buffers: each block allocates its own
     for stmt in kernel:
         if isinstance(stmt, ir.For) and stmt.fused is not None:
-            plan = _plan(stmt)
+            plan = _plan(stmt, nests)
             if plan is not None and _may_be_long(stmt.stop, plan.per_row):
                 plans[id(stmt)] = plan
                 moved.update(id(s) for s in plan.buffers)
@@ -111,8 +113,9 @@ class _Plan:
         self.per_row = ()  # a loop nest's extents after the rows: blocks sized in elements
 
 
-def _plan(loop):
-    """What blocking ``loop`` takes, or None when its blocks would not be independent."""
+def _plan(loop, nests=True):
+    """What blocking ``loop`` takes, or None when its blocks would not be independent; ``nests``:
+    a loop nest that computes may be cut into blocks of elements (``_computes``)."""
     row, pre = loop.fused.row, loop.fused.pre
     allocated = {id(s.target): s for s in pre if isinstance(s, ir.Alloc)}
     buffers = {}
@@ -168,11 +171,35 @@ def _plan(loop):
         ):
             return None  # the element of another store: two rows would write it
     plan.buffers = list(buffers.values())
-    if not (plan.phases or plan.carried):
+    if nests and not (plan.phases or plan.carried) and _computes(loop):
         # a loop nest's rows are not tiled (its rows' elements are), so a block may hold any
         # number of them; a block adding into the next one's rows keeps BLOCK rows (its phases)
         plan.per_row = loop.fused.per_row
     return plan
+
+
+def _multiplies_matrices(stmt):
+    """Is ``stmt`` a product of arrays that is not elementwise (``@``, BLAS's)? Such a kernel
+    spends its time there: mlp/1024's (1024, 128) tanh ran no faster in blocks of elements, and
+    its first call compiled them for 9 s (numba's parallel compile of the whole kernel), so its
+    loop nests are cut into blocks of BLOCK rows, from MIN_ROWS rows, as loops over rows are."""
+    if not isinstance(stmt, ir.Instr) or stmt.scalar:
+        return False
+    record = OPS[stmt.node.op]
+    return record.bilinear and not record.elementwise
+
+
+def _computes(loop):
+    """Does ``loop`` call a function (libm's, or its twin on lanes) rather than only add and
+    multiply? A loop nest of arithmetic alone reads memory as fast on one thread: bilinear's
+    (4096, 64) products ran 5 % slower in blocks of elements on 2 threads, so such a nest is
+    cut into blocks of BLOCK rows, from MIN_ROWS rows, as a loop over rows is."""
+    for s in ir.walk(loop.body):
+        if isinstance(s, ir.TileCall):
+            return True
+        if isinstance(s, ir.Instr) and (OPS[s.node.op].calls_libm(s.node) or OPS[s.node.op].on_lanes(s.node)):
+            return True
+    return False
 
 
 def _store_kind(stmt, row):

@@ -236,18 +236,30 @@ def test_a_loop_nest_runs_in_blocks_of_about_block_elements_from_min_rows_elemen
 
 
 def test_a_kernel_broadcasting_whole_arrays_runs_on_one_thread():
-    # softmax's exp / sum over rows, (n, n) by (n, 1), is a numpy statement between the loops:
-    # numba's parallel compile asserts the two sizes equal (it does not see the 1), so a kernel
-    # holding one has no row blocks, however many elements its loops have (with them, numba 0.65
-    # raised AssertionError: "Sizes of exp_arr, sum_exp do not match")
-    S, V = sg.tensor("S", ("n", "n")), sg.tensor("V", ("n", "d"))
-    out = sg.softmax(S, axis=-1) @ V
-    f = sg.compile(out)
+    # softmax's exp / sum over rows, (n, m) by (n, 1), is a numpy statement between the loops
+    # (cumsum reads the whole softmax): numba's parallel compile asserts the two sizes equal (it
+    # does not see the 1), so a kernel holding one has no row blocks, however many elements its
+    # loops have (with them, numba 0.65 raised AssertionError "Sizes of exp_arr, sum_exp do not
+    # match" on the first call)
+    S = sg.tensor("S", ("n", "m"))
+    f = sg.compile(sg.cumsum(sg.softmax(S, axis=-1), axis=1))
     assert "kernel_blocks" not in f.source
-    rng = np.random.default_rng(7)
-    s, v = rng.normal(size=(512, 512)), rng.normal(size=(512, 4))
+    s = np.random.default_rng(7).normal(size=(600, 300))
     e = np.exp(s - s.max(axis=-1, keepdims=True))
-    np.testing.assert_allclose(_on(2, f, s, v), e / e.sum(axis=-1, keepdims=True) @ v, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(_on(2, f, s), np.cumsum(e / e.sum(axis=-1, keepdims=True), axis=1), rtol=1e-12)
+
+
+def test_a_kernel_multiplying_matrices_cuts_its_loop_nests_by_rows_and_arithmetic_nests_too():
+    # a kernel holding a matrix product (its time is BLAS's) and a loop nest of arithmetic alone
+    # (memory-bound) keep blocks of BLOCK rows, from MIN_ROWS rows
+    A, W = sg.tensor("A", ("n", "m")), sg.tensor("W", ("m", "m"))
+    products = sg.compile(sg.sum(sg.tanh(A @ W), axis=1))
+    arithmetic = sg.compile(sg.sum(A * A + 2.0 * A, axis=1))
+    for f in (products, arithmetic):
+        assert "block_rows" not in f.source and f"if dim_n >= {threads.MIN_ROWS}:" in f.source
+    a, w = np.random.default_rng(8).normal(size=(3000, 60)), np.eye(60) * 0.5
+    np.testing.assert_allclose(_on(2, products, a, w), np.sum(np.tanh(a @ w), axis=1), rtol=1e-12)
+    np.testing.assert_allclose(_on(2, arithmetic, a), np.sum(a * a + 2.0 * a, axis=1), rtol=1e-12)
 
 
 def test_a_loop_nest_adding_into_the_next_rows_keeps_blocks_of_block_rows():
