@@ -953,14 +953,12 @@ class Emitter:
         # positional arguments fill the parameters in order: when the last one is given, all are
         read = {"MISSING"}  # the runtime's names the entry reads (as module globals: see entry_globals)
         # scalars whose 0-d arrays the entry passes on without testing the rank: the machine code's
-        # read refuses another rank with a TypeError, which the entry turns into InputError
-        # (not on a long loop's row blocks, whose threads would raise it)
+        # read (kernel_entry's, or the row blocks' for the same types) refuses another rank with a
+        # TypeError, which the entry turns into InputError
         rank_by_kernel = [
             (s, p)
             for s, p in zip(inputs, params)
-            if s.ndim == 0
-            and s.dtype in RANK_READ_BY_KERNEL
-            and not (self.interpreted or self.standalone or self.row_extents)
+            if s.ndim == 0 and s.dtype in RANK_READ_BY_KERNEL and not (self.interpreted or self.standalone)
         ]
         # scalars the machine code may be given as they are (direct_scalar_lines): what its read
         # refuses (a TypeError or an OverflowError) the entry names with runtime.refused
@@ -1237,9 +1235,9 @@ def direct_scalar_lines(p, label, dtype, typed_by_kind=False, read=None, rank=Tr
     a 0-d array of the dtype (numba reads it with float(), int() or bool(), as ``scalar`` does), a
     Python int (for a float64 or int64; numba's read of one too large for the dtype raises
     OverflowError, which the entry's ``except`` names) and, for a float64, a float subclass.
-    Anything else is converted or refused by ``runtime.scalar``. ``typed_by_kind``: the kernel is numba's dispatcher (a saved
-    module), which would compile a new version for another kind, so only the kinds numba types as
-    ``dtype`` go as they are (``runtime.typed_<dtype>``). The runtime names the lines read are
+    Anything else is converted or refused by ``runtime.scalar``. ``typed_by_kind``: the kernel
+    is numba's dispatcher (a saved module), which would compile a new version for another kind,
+    so only the kinds numba types as ``dtype`` go as they are (``runtime.typed_<dtype>``). The runtime names the lines read are
     added to ``read`` (bound as module globals by ``entry_globals``). ``rank=False``: a 0-d array's
     rank is not tested (an array of any rank of the dtype goes on; the machine code's read refuses
     it, see ``runtime.RANK_READ_BY_KERNEL``)."""

@@ -20,10 +20,17 @@ same bits whatever the number of threads:
   that compute alone (no store, no sum), and after the blocks the last rows run so for the
   values the loop leaves; the same arithmetic on the same rows gives the same bits.
 
+A loop nest (``RowLoop.per_row``: the extents after its rows) that calls a function is cut into
+blocks of about ``BLOCK`` elements instead (``block_rows``: ``BLOCK // row length`` rows, at
+least one; its rows are not tiled, its rows' elements are), and runs from ``MIN_ROWS`` elements;
+a nest of arithmetic alone, a nest adding into the next rows and every nest of a kernel that
+multiplies matrices keep blocks of ``BLOCK`` rows. A kernel with a numpy statement broadcasting
+whole arrays has no blocks (``_broadcasts``: numba's parallel compile refuses it).
+
 A loop the pass cannot prove independent across blocks (it writes an array or a local set before
 it in another way) stays as it was, in both versions. The generated entry calls this version
-(``kernel_blocks``) only when a loop has at least ``MIN_ROWS`` rows: below, the plain kernel runs,
-on one thread, as before.
+(``kernel_blocks``) only when a loop has at least ``MIN_ROWS`` rows (a loop nest cut into blocks
+of elements: elements): below, the plain kernel runs, on one thread, as before.
 """
 
 import math
@@ -78,8 +85,8 @@ def block(kernel):
 def _broadcasts(stmt):
     """Is ``stmt`` an elementwise op on whole arrays whose shapes differ in an axis they share
     (numpy broadcasting a size of 1, as ``exp_arr / sum_exp`` over (h, n, n) and (h, n, 1))?
-    numba's parallel compile asserts such sizes equal unless it sees the 1 is a literal (an
-    argument's shape, or ``runtime.zeros``'s, it does not), and the call fails: a kernel holding
+    numba's parallel compile asserts such sizes equal unless it sees the 1 as a literal (it does
+    not in an argument's shape, nor in ``runtime.zeros``'s), and the call fails: a kernel holding
     one runs on one thread."""
     if not isinstance(stmt, ir.Instr) or stmt.scalar or not OPS[stmt.node.op].elementwise:
         return False
