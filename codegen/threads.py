@@ -23,8 +23,9 @@ same bits whatever the number of threads:
 A loop nest (``RowLoop.per_row``: the extents after its rows) that calls a function is cut into
 blocks of about ``BLOCK`` elements instead (``block_rows``: ``BLOCK // row length`` rows, at
 least one; its rows are not tiled, its rows' elements are), and runs from ``MIN_ROWS`` elements;
-a nest of arithmetic alone, a nest adding into the next rows and every nest of a kernel that
-multiplies matrices keep blocks of ``BLOCK`` rows. A kernel with a numpy statement broadcasting
+a nest of arithmetic alone, a nest adding into the next rows, a nest summing over its rows into
+an array (a partial array of a row's size per block) and every nest of a kernel that multiplies
+matrices keep blocks of ``BLOCK`` rows. A kernel with a numpy statement broadcasting
 whole arrays has no blocks (``_broadcasts``: numba's parallel compile refuses it).
 
 A loop the pass cannot prove independent across blocks (it writes an array or a local set before
@@ -178,9 +179,11 @@ def _plan(loop, nests=True):
         ):
             return None  # the element of another store: two rows would write it
     plan.buffers = list(buffers.values())
-    if nests and not (plan.phases or plan.carried) and _computes(loop):
+    if nests and not (plan.phases or plan.carried or plan.partial) and _computes(loop):
         # a loop nest's rows are not tiled (its rows' elements are), so a block may hold any
-        # number of them; a block adding into the next one's rows keeps BLOCK rows (its phases)
+        # number of them; a block adding into the next one's rows keeps BLOCK rows (its phases),
+        # and so does a sum over the rows into an array: each block has its own partial array
+        # of a row's size, as large as the whole array were the blocks a row each
         plan.per_row = loop.fused.per_row
     return plan
 

@@ -208,12 +208,18 @@ def test_scalars_of_every_kind_run_the_row_blocks_built_for_the_parameters_types
 
 def test_a_loop_nest_runs_in_blocks_of_about_block_elements_from_min_rows_elements():
     # a loop nest's rows go to the threads once rows x row length reaches MIN_ROWS, in blocks of
-    # BLOCK // row length rows (at least one): a wide matrix with few rows runs on every thread
+    # BLOCK // row length rows (at least one): a wide matrix with few rows runs on every thread.
+    # A sum over the rows into an array (a partial array of a row's size per block) keeps blocks
+    # of BLOCK rows: its own loop here, as the (m,) result cannot be read in the row loop
     A = sg.tensor("A", ("n", "m"))
     f = sg.compile([sg.sum(sg.exp(-A * A), axis=1), sg.sum(A * sg.tanh(A), axis=0), sg.sum(sg.sin(A))])
     blocks = f.source[f.source.index("def kernel_blocks(") :]
     assert f"block_rows = max(1, {threads.BLOCK} // max(dim_m, 1))" in blocks
-    assert f"if dim_n * dim_m >= {threads.MIN_ROWS}:" in f.source
+    assert (
+        f"in blocks of {threads.BLOCK} rows" in blocks
+        and "out1_p = np.zeros((nblocks_2,) + out1.shape" in blocks
+    )
+    assert f"if dim_n * dim_m >= {threads.MIN_ROWS} or dim_n >= {threads.MIN_ROWS}:" in f.source
     B = sg.tensor("B", ("n", 128))
     g = sg.compile(sg.sum(sg.exp(-B * B), axis=1))
     assert f"in blocks of {threads.BLOCK // 128} rows" in g.source
