@@ -952,14 +952,6 @@ class Emitter:
         # count) is bound by name in _cv.call_by_name, which raises InputError naming the problem
         # positional arguments fill the parameters in order: when the last one is given, all are
         read = {"MISSING"}  # the runtime's names the entry reads (as module globals: see entry_globals)
-        # scalars whose 0-d arrays the entry passes on without testing the rank: the machine code's
-        # read (kernel_entry's, or the row blocks' for the same types) refuses another rank with a
-        # TypeError, which the entry turns into InputError
-        rank_by_kernel = [
-            (s, p)
-            for s, p in zip(inputs, params)
-            if s.ndim == 0 and s.dtype in RANK_READ_BY_KERNEL and not (self.interpreted or self.standalone)
-        ]
         # scalars the machine code may be given as they are (direct_scalar_lines): what its read
         # refuses (a TypeError or an OverflowError) the entry names with runtime.refused
         direct = [
@@ -967,6 +959,10 @@ class Emitter:
             for s, p in zip(inputs, params)
             if s.ndim == 0 and s.dtype in DIRECT_SCALARS and not (self.interpreted or self.standalone)
         ]
+        # of those, the ones whose 0-d arrays go on without a test of the rank: the machine code's
+        # read (kernel_entry's, or the row blocks' for the same types) refuses another rank with a
+        # TypeError
+        rank_by_kernel = [(s, p) for s, p in direct if s.dtype in RANK_READ_BY_KERNEL]
         missing = f" or {params[-1]} is _MISSING" if params else ""
         signature = (
             ", ".join(f"{p}=_MISSING" for p in params) + ", /, *more, **named" if params else "*more, **named"

@@ -55,12 +55,13 @@ PARALLEL = (
 def block(kernel):
     """(the blocked kernel's IR, the row counts of its blocked loops), or None when no fused loop
     of ``kernel`` may have ``MIN_ROWS`` rows and be cut into blocks."""
-    if any(isinstance(stmt, ir.For) and stmt.node is not None for stmt in ir.walk(kernel)):
+    every = list(ir.walk(kernel))
+    if any(isinstance(stmt, ir.For) and stmt.node is not None for stmt in every):
         return None  # a kernel holding a loop of the graph (sg.scan) runs on one thread
-    if any(_broadcasts(stmt) for stmt in ir.walk(kernel)):
+    if any(_broadcasts(stmt) for stmt in every):
         return None
     # blocks of elements for loop nests that compute, in a kernel without matrix products
-    nests = not any(_multiplies_matrices(stmt) for stmt in ir.walk(kernel))
+    nests = not any(_multiplies_matrices(stmt) for stmt in every)
     plans = {}
     moved = set()  # ids of the allocations of tile buffers: each block allocates its own
     for stmt in kernel:
